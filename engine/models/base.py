@@ -1,0 +1,163 @@
+"""The one contract every architecture meets: a body that maps an input to a representation of
+width ``rep_dim`` (one width for the whole federation), and a linear head ``rep_dim -> outputs``.
+
+``FedModel.forward(x) == head(features(x))``. Parameter names start with ``body.`` or ``head.``, so
+strategies that share the body (FedPer, FedRep) or the head (LG-FedAvg, FedGH) select keys by
+prefix, and heads of different architectures are interchangeable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import Tensor, nn
+
+from engine.errors import ConfigError
+from engine.registry import Registry
+
+InputKind = Literal["image", "sequence", "tabular"]
+INPUT_KINDS: tuple[InputKind, ...] = ("image", "sequence", "tabular")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What one sample looks like: ``image (C, H, W)``, ``sequence (T, F)`` or ``tabular (F,)``."""
+
+    kind: InputKind
+    shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        expected = {"image": 3, "sequence": 2, "tabular": 1}[self.kind]
+        if len(self.shape) != expected:
+            raise ValueError(f"{self.kind} input needs {expected} dimensions, got shape {self.shape}")
+
+    @property
+    def numel(self) -> int:
+        """Number of scalars in one sample."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def __str__(self) -> str:
+        return f"{self.kind} {'x'.join(map(str, self.shape))}"
+
+
+class ArchParams(BaseModel):
+    """Size knobs shared by every architecture; each architecture extends this model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: float = Field(
+        1.0, gt=0, le=8,
+        description="width multiplier applied to every hidden size (HeteroFL scales it: 1, 0.5, 0.25)",
+    )
+
+
+def scaled(base: int, width: float) -> int:
+    """``base`` hidden units scaled by the width multiplier, at least 1."""
+    return max(1, int(round(base * width)))
+
+
+class Architecture(ABC):
+    """A registered model family. Subclasses set the class attributes and implement :meth:`body`."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[str]]
+    description: ClassVar[str]
+    paper: ClassVar[str] = ""
+    how_it_reads: ClassVar[dict[str, str]] = {}
+    Params: ClassVar[type[ArchParams]] = ArchParams
+
+    @classmethod
+    @abstractmethod
+    def body(cls, params: ArchParams, spec: InputSpec, rep_dim: int) -> nn.Module:
+        """Build the body: a module mapping a batch ``(B, *spec.shape)`` to ``(B, rep_dim)``."""
+
+
+ARCHITECTURES: Registry[type[Architecture]] = Registry("architecture")
+
+
+class FedModel(nn.Module):
+    """``body`` (input -> ``rep_dim``) followed by a linear ``head`` (``rep_dim`` -> outputs)."""
+
+    def __init__(self, body: nn.Module, rep_dim: int, n_out: int) -> None:
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(rep_dim, n_out)
+        self.rep_dim = rep_dim
+        self.n_out = n_out
+
+    def features(self, x: Tensor) -> Tensor:
+        """The representation ``(B, rep_dim)``."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def arch_params(spec: dict[str, Any]) -> tuple[type[Architecture], ArchParams]:
+    """Validate a model spec ``{"arch": name, **knobs}``.
+
+    :raises ConfigError: unknown architecture (listing valid names) or invalid knobs.
+    """
+    spec = dict(spec)
+    arch = ARCHITECTURES.get(str(spec.pop("arch", "")))
+    try:
+        return arch, arch.Params(**spec)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"model '{arch.name}': {problems}") from None
+
+
+def check_reads(spec: dict[str, Any], input_spec: InputSpec) -> None:
+    """Raise :class:`ConfigError` if the architecture cannot read this kind of input."""
+    arch, _ = arch_params(spec)
+    if input_spec.kind not in arch.kinds:
+        readers = [n for n, a in ARCHITECTURES.items() if input_spec.kind in a.kinds]
+        raise ConfigError(
+            f"architecture '{arch.name}' cannot read {input_spec.kind} input ({input_spec}); "
+            f"it reads {', '.join(sorted(arch.kinds))}. Architectures that read "
+            f"{input_spec.kind}: {', '.join(readers)}"
+        )
+
+
+def build_model(spec: dict[str, Any], input_spec: InputSpec, rep_dim: int, n_out: int) -> FedModel:
+    """Build a :class:`FedModel` from a model spec. Initialisation uses torch's global RNG: callers
+    that need reproducibility build inside :func:`engine.seeding.seeded` on one thread."""
+    check_reads(spec, input_spec)
+    arch, params = arch_params(spec)
+    return FedModel(arch.body(params, input_spec, rep_dim), rep_dim, n_out)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def flops_per_sample(model: nn.Module, input_spec: InputSpec) -> int:
+    """Forward FLOPs for one sample, counted by torch's ``FlopCounterMode`` on a real forward pass.
+
+    Modules whose kernels the counter does not see (recurrent layers) expose
+    ``uncounted_flops(seq_len)``; their figure is added. Backward is about twice the forward: the
+    virtual clock uses ``3 x`` this for training.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next(model.parameters()).device
+    x = torch.zeros((1, *input_spec.shape), device=device)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    extra = sum(
+        int(m.uncounted_flops(input_spec)) for m in model.modules() if hasattr(m, "uncounted_flops")
+    )
+    return int(counter.get_total_flops()) + extra
