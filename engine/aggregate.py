@@ -1,0 +1,78 @@
+"""Aggregation maths as pure functions over plain dicts of tensors: no framework, easy to test.
+
+The weighted mean follows FedAvg (McMahan et al. 2017): ``sum_k n_k w_k / sum_k n_k``, computed
+per tensor name over the clients that sent a tensor of that name *and shape*, so clients with
+different architectures can share the keys they have in common.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+State = Mapping[str, Tensor]
+
+
+def nbytes(tree: object) -> int:
+    """Bytes of every tensor in a nested dict/list/tuple (what crossing the network would cost)."""
+    if isinstance(tree, Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, Mapping):
+        return sum(nbytes(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(nbytes(v) for v in tree)
+    return 0
+
+
+def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> dict[str, Tensor]:
+    """Per-key weighted mean of ``states`` (all holding the same keys and shapes).
+
+    Integer tensors (counters) take the value of the heaviest client instead of a mean.
+    """
+    if not states:
+        return {}
+    w = torch.as_tensor(list(weights), dtype=torch.float64)
+    if float(w.sum()) <= 0:
+        w = torch.ones_like(w)
+    w = w / w.sum()
+    out: dict[str, Tensor] = {}
+    for key, ref in states[0].items():
+        if not ref.is_floating_point():
+            out[key] = states[int(torch.argmax(w))][key].clone()
+            continue
+        acc = torch.zeros(ref.shape, dtype=torch.float64, device=ref.device)
+        for s, wi in zip(states, w.tolist(), strict=True):
+            acc.add_(s[key].to(torch.float64), alpha=wi)
+        out[key] = acc.to(ref.dtype)
+    return out
+
+
+def weighted_mean_matching(states: Sequence[State], weights: Sequence[float]) -> dict[str, Tensor]:
+    """Weighted mean per key over the states whose tensor of that key has the same shape as the
+    most common shape for that key. Keys nobody shares are averaged over their single owner."""
+    groups: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for i, state in enumerate(states):
+        for key, tensor in state.items():
+            groups.setdefault((key, tuple(tensor.shape)), []).append(i)
+    best: dict[str, tuple[tuple[int, ...], list[int]]] = {}
+    for (key, shape), members in groups.items():
+        if key not in best or len(members) > len(best[key][1]):
+            best[key] = (shape, members)
+    out: dict[str, Tensor] = {}
+    for key, (_, members) in best.items():
+        out.update(weighted_mean([{key: states[i][key]} for i in members], [weights[i] for i in members]))
+    return out
+
+
+def subtract(a: State, b: State) -> dict[str, Tensor]:
+    """``a - b`` for every key of ``a`` (floating tensors only)."""
+    return {k: (v - b[k]) if v.is_floating_point() else v.clone() for k, v in a.items()}
+
+
+def select_keys(state: State, prefixes: Sequence[str]) -> dict[str, Tensor]:
+    """The entries whose names start with one of ``prefixes`` (``()`` selects everything)."""
+    if not prefixes:
+        return dict(state)
+    return {k: v for k, v in state.items() if k.startswith(tuple(prefixes))}

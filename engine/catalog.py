@@ -1,0 +1,57 @@
+"""Everything the registries hold, as plain data: the CLI's ``catalog`` and the Catalog page both
+read this, so adding a strategy or an architecture needs no change here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def _params(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """Each field of a parameter model with type, default, bounds and description."""
+    schema = model.model_json_schema()
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        entry = {"name": name, "type": prop.get("type") or _any_of(prop), "default": prop.get("default"),
+                 "description": prop.get("description", "")}
+        for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"):
+            if bound in prop:
+                entry[bound] = prop[bound]
+        out.append(entry)
+    return out
+
+
+def _any_of(prop: dict[str, Any]) -> str:
+    kinds = [p.get("type", "?") for p in prop.get("anyOf", [])]
+    return " | ".join(kinds) if kinds else "object"
+
+
+def catalog() -> dict[str, list[dict[str, Any]]]:
+    """Architectures, strategies, datasets, partitioners, executors and device tiers."""
+    from engine.data import DATASETS, PARTITIONERS
+    from engine.executors import EXECUTORS
+    from engine.models import ARCHITECTURES
+    from engine.strategies import STRATEGIES
+
+    out: dict[str, list[dict[str, Any]]] = {
+        "architectures": [{"name": n, "description": a.description, "paper": a.paper,
+                           "reads": sorted(a.kinds), "how_it_reads": dict(a.how_it_reads),
+                           "params": _params(a.Params)} for n, a in ARCHITECTURES.items()],
+        "strategies": [{"name": n, "family": s.family, "description": s.description, "paper": s.paper,
+                        "url": s.url, "mixed_architectures": not s.same_architecture,
+                        "needs_public": s.needs_public, "tasks": sorted(s.tasks),
+                        "params": _params(s.Params)} for n, s in STRATEGIES.items()],
+        "datasets": [{"name": n, "description": d.description, "kind": d.kind, "task": d.task,
+                      "source": d.source} for n, d in DATASETS.items()],
+        "partitioners": [{"name": n, "description": p.description, "params": _params(p.Params)}
+                         for n, p in PARTITIONERS.items()],
+        "executors": [{"name": n, "description": e.description} for n, e in EXECUTORS.items()],
+    }
+    try:
+        from engine.hardware import TIERS
+
+        out["tiers"] = [t.as_dict() for _, t in TIERS.items()]
+    except ImportError:
+        out["tiers"] = []
+    return out

@@ -1,0 +1,201 @@
+"""FedMosaic command line: run, inspect and export experiments without the browser.
+
+User mistakes exit with status 2 and one clear line on stderr; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.errors import FedMosaicError
+
+
+def _store(args: argparse.Namespace):  # noqa: ANN202
+    from engine.storage import Store
+
+    return Store(args.db)
+
+
+def _progress(total: int, quiet: bool):  # noqa: ANN202
+    def on_round(record) -> None:  # noqa: ANN001
+        if quiet:
+            return
+        done = record.round
+        width = 30
+        filled = int(width * done / total)
+        m = record.metrics
+        figure = next((f"{k}={m[k]:.4f}" for k in ("server_acc", "global_acc_mean", "global_r2_mean",
+                                                    "local_acc_mean") if k in m), "")
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] round {done}/{total} {figure}   ")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return on_round
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.simulation import Simulation
+    from engine.validate import check
+
+    config = load_config(args.config)
+    if args.seed is not None:
+        config = config.model_copy(update={"seed": args.seed})
+    check(config)
+    store = _store(args)
+    sim = Simulation(config, store=store, on_round=_progress(config.rounds, args.json))
+    summary = sim.run()
+    status = store.get_run(sim.run_id)["status"]
+    final = {k: v for k, v in summary["final"].items()}
+    if args.json:
+        print(json.dumps({"run_id": sim.run_id, "status": status, "rounds": summary["rounds_done"],
+                          "final": final}, default=float))
+    else:
+        print(f"run {sim.run_id}: {status} after {summary['rounds_done']} rounds")
+        for key in sorted(final):
+            if key.endswith("_mean") or key.startswith("server_"):
+                print(f"  {key:28s} {final[key]:.4f}")
+    return 0 if status == "finished" else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    runs = _store(args).list_runs(status=args.status)
+    if args.json:
+        print(json.dumps(runs, default=str))
+        return 0
+    if not runs:
+        print("no runs yet")
+    for r in runs:
+        print(f"{r['id']}  {r['status']:<11} {r['strategy']:<14} {r['dataset']:<14} "
+              f"round {r['current_round']}/{r['rounds']}  {r['name']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    run = store.get_run(args.run_id)
+    if args.json:
+        print(json.dumps(run, default=str, indent=2))
+        return 0
+    print(f"{run['id']}  {run['name']}  [{run['status']}]  strategy={run['strategy']}  "
+          f"dataset={run['dataset']}  clients={run['n_clients']}  round {run['current_round']}/{run['rounds']}")
+    if run.get("error"):
+        print(f"error: {run['error']}")
+    for key, value in sorted((run.get("summary") or {}).items()):
+        if value is not None and (key.endswith("_mean") or key.startswith("server_")):
+            print(f"  {key:28s} {value:.4f}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine import export
+
+    path = export.export_run(_store(args), args.run_id, args.format, Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from engine.catalog import catalog
+
+    cat = catalog()
+    if args.json:
+        print(json.dumps(cat, indent=2, default=str))
+        return 0
+    for section, entries in cat.items():
+        print(f"{section}:")
+        for e in entries:
+            print(f"  {e['name']:<16} {e.get('description', '')}")
+            for p in e.get("params", []):
+                print(f"      {p['name']:<14} default {p['default']!r:<10} {p['description']}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from engine.config import config_schema
+
+    print(json.dumps(config_schema(), indent=2))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.validate import validate
+
+    config = load_config(args.config)
+    report = validate(config)
+    for w in report.warnings:
+        print(f"warning: {w}")
+    if report.errors:
+        for e in report.errors:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    runnable = [n for n, why in report.compatible.items() if why is None]
+    print(f"ok: {config.name} ({len(config.roster())} clients, strategy {config.strategy.name}); "
+          f"strategies that can run this roster: {', '.join(runnable)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    parser.add_argument("--db", help="database file (default: $FEDMOSAIC_DB or the per-user data dir)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--db", default=argparse.SUPPRESS, help="database file")
+        return p
+
+    p = add("run", cmd_run, "run an experiment config in the foreground")
+    p.add_argument("config", help="JSON or YAML experiment config")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p = add("list", cmd_list, "list runs")
+    p.add_argument("--status", help="only runs with this status")
+    p.add_argument("--json", action="store_true")
+    p = add("show", cmd_show, "show one run")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p = add("export", cmd_export, "export a run's figures or config")
+    p.add_argument("run_id")
+    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.add_argument("--out", required=True, help="output file")
+    p = add("catalog", cmd_catalog, "list architectures, strategies, datasets, partitioners")
+    p.add_argument("--json", action="store_true")
+    add("schema", cmd_schema, "print the experiment config's JSON Schema")
+    p = add("validate", cmd_validate, "check a config without running it")
+    p.add_argument("config")
+    for extra in _extensions():
+        extra(sub, add)
+    return parser
+
+
+def _extensions() -> list[Any]:
+    """Subcommand groups contributed by other engine modules (runs manager: resume, sweep...)."""
+    found = []
+    try:
+        from engine.runs import cli_commands
+
+        found.append(cli_commands)
+    except ImportError:
+        pass
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FedMosaicError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

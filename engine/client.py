@@ -1,0 +1,117 @@
+"""One client's turn as a plain function of plain values: ``run_client(job) -> ClientResult``.
+
+Every executor (sequential, threads, vectorized fallback, Ray) calls this same function, so a
+client's work does not depend on where it runs. State comes in and goes out as CPU state dicts;
+the live module is a per-thread template re-loaded each turn, so memory grows with parameters,
+not with modules and optimisers per client.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from threading import Event
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from engine.data import ClientData, Split
+from engine.models import FedModel
+from engine.seeding import generator
+from engine.strategies.base import ClientContext, ClientInfo, ClientResult, Strategy
+
+Builder = Callable[[dict[str, Any]], FedModel]
+
+
+@dataclass
+class ClientJob:
+    """Everything one client's turn needs."""
+
+    client: ClientInfo
+    round: int
+    state: dict[str, Any]
+    message: dict[str, Any]
+    data: ClientData
+    public: Split | None
+    device: torch.device
+    receive: bool = True
+    work_fraction: float = 1.0
+
+
+_templates = threading.local()
+
+
+def template(spec: dict[str, Any], device: torch.device, build: Builder) -> FedModel:
+    """This thread's reusable module for a model spec on ``device`` (weights are overwritten by
+    whoever uses it)."""
+    import json
+
+    cache = getattr(_templates, "models", None)
+    if cache is None:
+        cache = _templates.models = {}
+    key = (json.dumps(spec, sort_keys=True), str(device))
+    model = cache.get(key)
+    if model is None:
+        model = cache[key] = build(spec).to(device)
+    return model
+
+
+def detach(tree: Any) -> Any:
+    """A CPU copy of every tensor in a nested dict/list, sharing nothing with live modules."""
+    if isinstance(tree, Tensor):
+        return tree.detach().to("cpu", copy=True)
+    if isinstance(tree, dict):
+        return {k: detach(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(detach(v) for v in tree)
+    return tree
+
+
+def to_device(tree: Any, device: torch.device) -> Any:
+    """``tree`` with every tensor on ``device`` (no copy when already there)."""
+    if isinstance(tree, Tensor):
+        return tree.to(device, non_blocking=True)
+    if isinstance(tree, dict):
+        return {k: to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_device(v, device) for v in tree)
+    return tree
+
+
+def run_client(job: ClientJob, strategy: Strategy, task: str, seed: int, build: Builder,
+               cancel: Event | None = None) -> ClientResult:
+    """Receive, train and reply for one client; return its new state and payload."""
+    started = time.perf_counter()
+    device = job.device
+    model = template(job.client.spec.model, device, build)
+    model.load_state_dict(job.state["model"])
+
+    def build_on_device(spec: dict[str, Any]) -> FedModel:
+        return template(spec, device, build)
+
+    public_x = None
+    if job.public is not None:
+        public_x = job.data.transform(job.public.x.to(device))
+    ctx = ClientContext(
+        client=job.client, round=job.round, model=model,
+        state=to_device(dict(job.state.get("extra", {})), device),
+        received=to_device(job.message, device),
+        x=job.data.train.x.to(device), y=job.data.train.y.to(device), public_x=public_x,
+        task=task, device=device,
+        generator=generator(seed, "client", job.client.id, "round", job.round),
+        strategy=strategy, build=build_on_device, cancel=cancel, work_fraction=job.work_fraction,
+    )
+    if job.receive:
+        strategy.receive(ctx)
+    strategy.local_update(ctx)
+    payload = detach(strategy.payload(ctx))
+    steps = sum(s.steps for s in ctx.fit_stats)
+    loss = (sum(s.loss * s.steps for s in ctx.fit_stats) / steps) if steps else float("nan")
+    metrics = {"train_loss": loss, "steps": float(steps),
+               "samples_seen": float(sum(s.samples for s in ctx.fit_stats)),
+               "wall_s": time.perf_counter() - started, **ctx.metrics}
+    state = {"model": detach(model.state_dict()), "extra": detach(ctx.state)}
+    return ClientResult(job.client, payload, len(job.data.train), state, metrics)

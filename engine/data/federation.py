@@ -1,0 +1,307 @@
+"""From a data config and a roster to a :class:`Federation`: per-client train/test splits, a global
+test set and an optional unlabelled public/proxy set, all determined by the run seed.
+
+Order of the cuts, each seeded from the run seed: (1) optional stratified subsample
+(``max_samples``); (2) the global test set; (3) the public set; (4) the partitioner deals the rest
+to clients, and its optional per-client feature shift (``Partitioner.transform_client``, e.g.
+``feature``) is applied to each client's samples - never to the global test or public sets;
+(5) each client's local test split; (6) each client's preprocessing is fitted on its own training
+split and applied to its splits (the global test set is transformed per client at evaluation time).
+
+:func:`partition_preview` runs steps (1)-(5) only, for the Data page; :func:`natural_groups` lists
+the clients a ``natural`` partition makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch import Tensor
+
+from engine.data import preprocess
+from engine.data.base import DATASETS, PARTITIONERS, Dataset, stratified_split
+from engine.data.config import DataConfig
+from engine.errors import ConfigError, DataError
+from engine.models.base import InputSpec
+from engine.seeding import numpy_rng
+
+
+@dataclass
+class Split:
+    """Features and targets of one split."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class ClientData:
+    """One client's data: preprocessed train and local test splits and the fitted transform, which
+    evaluation applies to the global test and public sets before this client's model sees them."""
+
+    train: Split
+    test: Split
+    transform: preprocess.Affine = field(default_factory=preprocess.Affine)
+    index: np.ndarray = field(default_factory=lambda: np.arange(0))
+
+
+@dataclass
+class Federation:
+    """Everything the round loop needs about the data."""
+
+    data: Dataset
+    clients: list[ClientData]
+    global_test: Split
+    public: Split | None
+    fingerprint: str
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self.data.input_spec
+
+    @property
+    def task(self) -> str:
+        return self.data.task
+
+    @property
+    def n_outputs(self) -> int:
+        return self.data.n_outputs
+
+    def pooled_train(self) -> Split:
+        """Every client's (preprocessed) training split together: the data a ``centralized`` run
+        would see if the sites pooled what they hold."""
+        import torch
+
+        return Split(torch.cat([c.train.x for c in self.clients]),
+                     torch.cat([c.train.y for c in self.clients]))
+
+
+def partition_params(data_cfg: DataConfig) -> Any:
+    """Validated parameters of the configured partitioner.
+
+    :raises ConfigError: unknown method or bad parameters.
+    """
+    part = PARTITIONERS.get(data_cfg.partition.method)
+    try:
+        return part.Params(**data_cfg.partition.params())
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"data.partition ({part.name}): {problems}") from None
+
+
+@lru_cache(maxsize=8)
+def _load_cached(cfg_json: str, root: str, file_key: str) -> Dataset:
+    cfg = DataConfig.model_validate_json(cfg_json)
+    return DATASETS.get(cfg.dataset).load(cfg, Path(root))
+
+
+def load_dataset(data_cfg: DataConfig, root: Path) -> Dataset:
+    """Load (and cache per process) the configured dataset. Loading ignores the partition (except
+    a ``natural`` column, which a CSV keeps out of its features) and the split fractions, so
+    changing those in the pages does not reload the file; a changed file (size or mtime) does."""
+    key = data_cfg.model_dump(mode="json", exclude={"partition", "test_fraction",
+                                                    "global_test_fraction", "public_fraction"})
+    natural = data_cfg.natural_column()
+    if natural is not None:
+        key["partition"] = {"method": "natural", "column": natural}
+    file_key = ""
+    if data_cfg.path:
+        for candidate in (Path(data_cfg.path), Path(root) / data_cfg.path):
+            if candidate.exists():
+                stat = candidate.stat()
+                file_key = f"{candidate.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+                break
+    return _load_cached(json.dumps(key, sort_keys=True), str(root), file_key)
+
+
+@dataclass
+class _Deal:
+    """Sample positions of every split, before any preprocessing."""
+
+    global_idx: np.ndarray
+    public_idx: np.ndarray | None
+    parts: list[np.ndarray]
+    partitioner: Any
+
+
+def _deal(data: Dataset, data_cfg: DataConfig, n_clients: int, shares: Sequence[float | None],
+          seed: int) -> _Deal:
+    """Steps (1)-(4) of the module docstring: subsample, global test, public, partition."""
+    labels = data.labels
+    classification = data.task == "classification"
+    pool = np.arange(len(data))
+    if data_cfg.max_samples is not None and data_cfg.max_samples < len(pool):
+        frac = 1 - data_cfg.max_samples / len(pool)
+        pool, _ = stratified_split(labels, frac, numpy_rng(seed, "data", "subsample"))
+    rel_keep, rel_test = stratified_split(labels[pool], data_cfg.global_test_fraction,
+                                          numpy_rng(seed, "data", "global_test"), classification)
+    global_idx, pool = pool[rel_test], pool[rel_keep]
+    public_idx = None
+    if data_cfg.public_fraction > 0:
+        rel_keep, rel_pub = stratified_split(labels[pool], data_cfg.public_fraction,
+                                             numpy_rng(seed, "data", "public"), classification)
+        public_idx, pool = pool[rel_pub], pool[rel_keep]
+    if n_clients < 1:
+        raise DataError("the roster has no clients; add at least one")
+    if n_clients > len(pool):
+        raise DataError(
+            f"{n_clients} clients but only {len(pool)} training samples after the held-out sets; "
+            f"use at most {len(pool)} clients or a larger dataset"
+        )
+    partitioner = PARTITIONERS.get(data_cfg.partition.method)(partition_params(data_cfg))
+    parts = partitioner.split(data, pool, n_clients, numpy_rng(seed, "data", "partition"), list(shares))
+    if len(parts) != n_clients:
+        raise DataError(
+            f"partition '{partitioner.name}' produced {len(parts)} clients but the roster has "
+            f"{n_clients}; make the roster match (for 'natural', one client per distinct value)"
+        )
+    for i, idx in enumerate(parts):
+        if len(idx) == 0:
+            raise DataError(f"client {i} received no samples; use fewer clients or a milder partition")
+    return _Deal(global_idx, public_idx, parts, partitioner)
+
+
+def _local_split(labels: np.ndarray, idx: np.ndarray, fraction: float, classification: bool,
+                 seed: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Step (5): positions (within ``idx``) of client ``i``'s train and local test splits."""
+    rng = numpy_rng(seed, "data", "client", i, "local_test")
+    counts = np.unique(labels[idx], return_counts=True)[1]
+    stratify = classification and counts.min() >= 2
+    rel_train, rel_test = stratified_split(labels[idx], fraction, rng, stratify)
+    if len(rel_train) == 0:
+        rel_train, rel_test = rel_test, rel_train
+    return rel_train, rel_test
+
+
+def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[float | None],
+          seed: int, root: Path) -> Federation:
+    """Split the dataset for ``len(preprocessing)`` clients.
+
+    :param preprocessing: each client's preprocessing method.
+    :param shares: each client's requested data share (``None`` where unset).
+    :raises DataError: an impossible split, with what to change (for ``natural``: the number of
+        clients the roster needs).
+    """
+    data = load_dataset(data_cfg, root)
+    n_clients = len(preprocessing)
+    labels = data.labels
+    classification = data.task == "classification"
+    deal = _deal(data, data_cfg, n_clients, shares, seed)
+    partitioner = deal.partitioner
+    clients = []
+    for i, (idx, method) in enumerate(zip(deal.parts, preprocessing, strict=True)):
+        rel_train, rel_test = _local_split(labels, idx, data_cfg.test_fraction, classification, seed, i)
+        x = data.x[torch.as_tensor(idx)]
+        x = partitioner.transform_client(i, n_clients, x, numpy_rng(seed, "data", "client", i, "shift"))
+        x_tr, x_te = x[torch.as_tensor(rel_train)], x[torch.as_tensor(rel_test)]
+        tr, te = idx[rel_train], idx[rel_test]
+        transform = preprocess.fit(method, x_tr, data.input_spec.kind)
+        clients.append(ClientData(Split(transform(x_tr), data.y[tr]), Split(transform(x_te), data.y[te]),
+                                  transform, tr))
+    digest = hashlib.sha256()
+    public_idx = deal.public_idx
+    for part in [deal.global_idx, public_idx if public_idx is not None else np.arange(0), *deal.parts]:
+        digest.update(np.asarray(part, dtype=np.int64).tobytes() + b"|")
+    if partitioner.shifts_features:
+        digest.update(json.dumps(data_cfg.partition.model_dump(mode="json"), sort_keys=True).encode())
+    public = None if public_idx is None else Split(data.x[public_idx], data.y[public_idx])
+    return Federation(data, clients, Split(data.x[deal.global_idx], data.y[deal.global_idx]), public,
+                      digest.hexdigest()[:16])
+
+
+def natural_groups(data_cfg: DataConfig, root: Path) -> list[str]:
+    """The client names a ``natural`` partition makes (sorted distinct values of its column, plus
+    ``other`` when small values are merged), so the pages can size and name the roster.
+
+    :raises DataError: the partition is not ``natural``, or its column is missing or has one value.
+    """
+    from engine.data.partition_natural import groups_of
+
+    if data_cfg.partition.method != "natural":
+        raise DataError(f"data.partition.method is '{data_cfg.partition.method}', not 'natural'")
+    names, _ = groups_of(load_dataset(data_cfg, root), partition_params(data_cfg))
+    return names
+
+
+def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Sequence[float | None] | None,
+                      seed: int, root: Path) -> dict[str, Any]:
+    """The split as data, without preprocessing, shifts or models: what the Data page plots.
+
+    :param n_clients: roster size; ``None`` for ``natural`` (one client per value).
+    :param shares: per-client data shares (``None`` or a list with ``None`` where unset).
+    :returns: JSON-able ``{"clients": [{"name", "size", "train", "test"}], "histogram":
+        clients x bins counts of training targets, "bins": class names (or target deciles for
+        regression), "heterogeneity": mean Jensen-Shannon in [0, 1], "global_test", "public",
+        "task", "input", "dataset", "report"}``.
+    :raises DataError: the split is impossible as configured (names the fix).
+    """
+    data = load_dataset(data_cfg, root)
+    names: list[str] | None = None
+    if data_cfg.partition.method == "natural":
+        names = natural_groups(data_cfg, root)
+        n_clients = len(names) if n_clients is None else n_clients
+    if n_clients is None:
+        raise DataError("give the number of clients for the preview")
+    shares = list(shares) if shares is not None else [None] * n_clients
+    if len(shares) != n_clients:
+        raise DataError(f"{len(shares)} shares for {n_clients} clients; give one per client")
+    deal = _deal(data, data_cfg, n_clients, shares, seed)
+    labels = data.labels
+    classification = data.task == "classification"
+    n_bins = data.n_outputs if classification else 10
+    clients, hist = [], []
+    for i, idx in enumerate(deal.parts):
+        rel_train, rel_test = _local_split(labels, idx, data_cfg.test_fraction, classification, seed, i)
+        clients.append({"name": names[i] if names else f"client {i}", "size": int(len(idx)),
+                        "train": int(len(rel_train)), "test": int(len(rel_test))})
+        hist.append(np.bincount(labels[idx[rel_train]], minlength=n_bins))
+    histogram = np.stack(hist)
+    if classification:
+        bins = list(data.classes)
+    else:
+        edges = np.quantile(data.y.numpy(), np.linspace(0, 1, n_bins + 1))
+        bins = [f"{lo:.3g}..{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    return {
+        "dataset": data.name, "task": data.task, "input": str(data.input_spec),
+        "clients": clients, "histogram": histogram.tolist(), "bins": bins,
+        "heterogeneity": heterogeneity(histogram), "global_test": int(len(deal.global_idx)),
+        "public": int(len(deal.public_idx)) if deal.public_idx is not None else 0,
+        "report": data.report,
+    }
+
+
+def label_histograms(fed: Federation) -> np.ndarray:
+    """Clients x classes counts of training labels (targets binned into deciles for regression)."""
+    n_classes = fed.n_outputs if fed.task == "classification" else 10
+    labels = fed.data.labels
+    return np.stack([np.bincount(labels[c.index], minlength=n_classes) for c in fed.clients])
+
+
+def heterogeneity(hist: np.ndarray) -> float:
+    """Mean Jensen-Shannon divergence (base 2, in [0, 1]) between each client's label distribution
+    and the pooled one: 0 for identical distributions, 1 for disjoint ones."""
+    hist = np.asarray(hist, dtype=float)
+    total = hist.sum(0) / max(hist.sum(), 1)
+    scores = []
+    for row in hist:
+        if row.sum() == 0:
+            continue
+        p = row / row.sum()
+        m = (p + total) / 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kl_p = np.nansum(np.where(p > 0, p * np.log2(p / m), 0.0))
+            kl_q = np.nansum(np.where(total > 0, total * np.log2(total / m), 0.0))
+        scores.append((kl_p + kl_q) / 2)
+    return float(np.mean(scores)) if scores else 0.0

@@ -1,0 +1,387 @@
+"""The round loop, written once: select -> local work -> exchange -> aggregate -> evaluate -> record.
+
+``Simulation(config).run()`` builds the federation and one model per client, then for each round
+asks the strategy which clients train, what to send them, runs their turns through the executor,
+lets the strategy aggregate, evaluates every joined client's model on its local test split and on
+the global test set, and writes the round in one transaction. Strategies only supply hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from threading import Event
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine import devices, training
+from engine.aggregate import nbytes
+from engine.client import ClientJob, detach, run_client, template
+from engine.clock import VirtualClock
+from engine.config import ExperimentConfig
+from engine.data import Federation, build as build_federation, label_histograms
+from engine.errors import CancelledError, FedMosaicError, StorageError
+from engine.executors import make_executor
+from engine.metrics import summarize_clients
+from engine.models import FedModel, build_model, count_params, flops_per_sample
+from engine.seeding import numpy_rng, seeded
+from engine.storage import Store, default_data_dir
+from engine.strategies import STRATEGIES, ClientInfo, ClientResult, Server, Strategy
+
+CLIENT_KEYS = ("local_acc", "local_loss", "global_acc", "global_loss", "local_mse", "local_mae",
+               "local_r2", "global_mse", "global_mae", "global_r2", "train_loss")
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded with every run (reproducibility manifest)."""
+    import numpy
+    import pandas
+    import pydantic
+    import sklearn
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "pandas": pandas.__version__,
+            "scikit-learn": sklearn.__version__, "pydantic": pydantic.__version__,
+            "platform": platform.platform()}
+
+
+@dataclass
+class RoundRecord:
+    """What one round produced (also kept in memory for callers without a database)."""
+
+    round: int
+    metrics: dict[str, float]
+    clients: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+class Simulation:
+    """One run of one config.
+
+    :param store: where figures go (``None``: memory only, see :attr:`history`).
+    :param run_id: the run row to write to (created if ``store`` is given and this is ``None``).
+    :param cancel: set it to stop the run between batches; the run ends ``cancelled``.
+    :param on_round: called after each recorded round (progress bars).
+    """
+
+    def __init__(self, config: ExperimentConfig, *, store: Store | None = None, run_id: str | None = None,
+                 root: Path | None = None, cancel: Event | None = None,
+                 on_round: Callable[[RoundRecord], None] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.root = root or default_data_dir()
+        self.cancel = cancel or Event()
+        self.on_round = on_round
+        self.history: list[RoundRecord] = []
+        if store is not None and run_id is None:
+            run_id = store.create_run(config.model_dump(mode="json"), status="queued")
+        self.run_id = run_id
+        self.roster = config.roster()
+        self._setup_done = False
+
+    # ---- setup ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Build the federation, the clients' initial models, the strategy and the executor."""
+        cfg = self.config
+        self._arch_cache = {}
+        self.federation: Federation = build_federation(
+            cfg.data, [c.preprocessing for c in self.roster], [c.data_share for c in self.roster],
+            cfg.seed, self.root)
+        fed = self.federation
+        self.task = fed.task
+        self.clients = [ClientInfo(i, spec.name, spec, len(d.train), len(d.test))
+                        for i, (spec, d) in enumerate(zip(self.roster, fed.clients, strict=True))]
+        self.devices = {c.id: devices.resolve(c.spec.device) for c in self.clients}
+        self.states: dict[int, dict[str, Any]] = {}
+        self.flops: dict[int, int] = {}
+        self.n_params: dict[int, int] = {}
+        for c in self.clients:
+            with seeded(cfg.seed, "init", c.id):
+                model = self.build(c.spec.model)
+            self.states[c.id] = {"model": detach(model.state_dict()), "extra": {}}
+            key = c.arch_key
+            if key not in self._arch_cache:
+                self._arch_cache[key] = (count_params(model), flops_per_sample(model, fed.input_spec))
+            self.n_params[c.id], self.flops[c.id] = self._arch_cache[key]
+        self.initial = {cid: s["model"] for cid, s in self.states.items()}
+        self.server_device = next(iter(self.devices.values()), torch.device("cpu"))
+        self.server = Server(
+            clients=self.clients, input_spec=fed.input_spec, task=self.task, n_outputs=fed.n_outputs,
+            rep_dim=cfg.rep_dim, seed=cfg.seed, device=self.server_device, public=fed.public,
+            initial_states=lambda c: self.initial[c.id],
+            client_state=lambda c: self.states[c.id],
+            build=self._server_build, log=self._log, pooled_train=fed.pooled_train,
+        )
+        strategy_cls = STRATEGIES.get(cfg.strategy.name)
+        self.strategy: Strategy = strategy_cls(strategy_cls.Params(**cfg.strategy.params()), self.server)
+        self.strategy.init()
+        self.clock = VirtualClock(cfg, self.clients, self.flops)
+        self.executor = make_executor(cfg.executor, cfg.executor_options)
+        self.participated: set[int] = set()
+        self.events: list[tuple[str, str]] = []
+        self._setup_done = True
+
+    _arch_cache: dict[str, tuple[int, int]]
+
+    def build(self, spec: dict[str, Any]) -> FedModel:
+        """A fresh model for ``spec`` in this federation (initialisation uses the global RNG)."""
+        fed = self.federation
+        return build_model(spec, fed.input_spec, self.config.rep_dim, fed.n_outputs)
+
+    def _server_build(self, spec: dict[str, Any]) -> FedModel:
+        with seeded(self.config.seed, "server-build", json.dumps(spec, sort_keys=True), self.server.round):
+            return self.build(spec).to(self.server_device)
+
+    def _log(self, message: str, level: str = "info") -> None:
+        self.events.append((level, message))
+
+    def client_rows(self) -> list[dict[str, Any]]:
+        """Roster rows for the ``clients`` table."""
+        hist = label_histograms(self.federation)
+        return [{"client_id": c.id, "name": c.name, "arch": c.arch, "model": c.spec.model,
+                 "n_params": self.n_params[c.id], "flops": self.flops[c.id], "n_train": c.n_train,
+                 "n_test": c.n_test, "label_counts": hist[c.id].tolist(), "device": str(self.devices[c.id]),
+                 "tier": c.spec.tier, "join_round": c.spec.join_round,
+                 "preprocessing": c.spec.preprocessing, "optimizer": c.spec.optimizer, "lr": c.spec.lr,
+                 "epochs": c.spec.epochs, "batch_size": c.spec.batch_size} for c in self.clients]
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Run every round (from the last checkpoint when ``resume``) and return the summary.
+
+        Failures are recorded on the run row (status, message, traceback) and re-raised.
+        """
+        store, run_id = self.store, self.run_id
+        start = 1
+        try:
+            self.setup()
+            if resume:
+                start = self.restore() + 1
+            if store is not None and run_id is not None:
+                if not resume:
+                    store.write_clients(run_id, self.client_rows())
+                store.update_run(run_id, status="running", started_at=time.time(), error=None,
+                                 traceback=None, versions=versions(), manifest=self.manifest())
+            for rnd in range(start, self.config.rounds + 1):
+                self.round(rnd)
+            self.executor.close()
+        except CancelledError:
+            self.executor_close()
+            self._finish("cancelled")
+            return self.summary()
+        except BaseException as exc:
+            self.executor_close()
+            message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"
+            self._finish("failed", error=message, tb=traceback.format_exc())
+            raise
+        self._finish("finished")
+        return self.summary()
+
+    def executor_close(self) -> None:
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.close()
+
+    def round(self, rnd: int) -> RoundRecord:
+        """One communication round."""
+        t0 = time.perf_counter()
+        cfg, strategy, clock = self.config, self.strategy, self.clock
+        self.server.round = rnd
+        rng = numpy_rng(cfg.seed, "round", rnd)
+        joined = [c for c in self.clients if c.spec.join_round <= rnd]
+        online = clock.online(rnd, joined, rng)
+        selected = strategy.select(online, rng, cfg.fraction)
+        messages = {c.id: strategy.configure(c) for c in selected}
+        down = {cid: nbytes(m) for cid, m in messages.items()}
+        plans = clock.plan(rnd, selected, down, rng)
+        jobs = []
+        for c in selected:
+            plan = plans[c.id]
+            if plan.dropped:
+                continue
+            first_late = c.id not in self.participated and c.spec.join_round > 1
+            if first_late:
+                self._log(f"{c.name} joins at round {rnd} "
+                          f"({'cold start' if c.spec.cold_start else 'warm start from the federation'})")
+            jobs.append(ClientJob(c, rnd, self.states[c.id], messages[c.id], self.federation.clients[c.id],
+                                  self.federation.public, self.devices[c.id],
+                                  receive=not (first_late and c.spec.cold_start),
+                                  work_fraction=plan.work_fraction))
+        work = partial(run_client, strategy=strategy, task=self.task, seed=cfg.seed,
+                       build=self.build, cancel=self.cancel)
+        results = self.executor.map(work, jobs)
+        up = {r.client.id: nbytes(r.payload) for r in results}
+        timing = clock.settle(rnd, results, plans, up, down)
+        kept_ids = {r.client.id for r in timing.kept}
+        for r in results:
+            if r.client.id in kept_ids:
+                self.states[r.client.id] = r.state
+                self.participated.add(r.client.id)
+        if self.cancel.is_set():
+            raise CancelledError("cancelled")
+        strategy.aggregate(timing.kept)
+        strategy.after_aggregate()
+
+        per_client: dict[int, dict[str, float]] = {cid: dict(m) for cid, m in timing.client_metrics.items()}
+        for c in selected:
+            m = per_client.setdefault(c.id, {})
+            m["selected"] = 1.0
+            m["bytes_down"] = float(down[c.id])
+            m["bytes_up"] = float(up.get(c.id, 0))
+            m["completed"] = 1.0 if c.id in kept_ids else 0.0
+        for r in results:
+            per_client[r.client.id].update(r.metrics)
+        evaluate = rnd % cfg.eval_every == 0 or rnd == cfg.rounds
+        round_metrics: dict[str, float] = {}
+        if evaluate:
+            round_metrics.update(self.evaluate(rnd, per_client))
+        weights = {c.id: float(c.n_test) for c in self.clients}
+        round_metrics.update(summarize_clients(per_client, CLIENT_KEYS, weights))
+        round_metrics.update({
+            "n_selected": float(len(selected)), "n_completed": float(len(kept_ids)),
+            "bytes_up": float(sum(up.get(i, 0) for i in kept_ids)), "bytes_down": float(sum(down.values())),
+            "wall_s": time.perf_counter() - t0, **timing.round_metrics,
+        })
+        prev = self.history[-1].metrics if self.history else {}
+        for key in ("bytes_up", "bytes_down", "wall_s"):
+            round_metrics[f"cum_{key}"] = prev.get(f"cum_{key}", self._resumed_cum.get(key, 0.0)) + round_metrics[key]
+        events = self.events + timing.events
+        self.events = []
+        record = RoundRecord(rnd, round_metrics, per_client)
+        self.history.append(record)
+        if self.store is not None and self.run_id is not None:
+            self.store.write_round(self.run_id, rnd, round_metrics, per_client, events)
+            if cfg.checkpoint_every and (rnd % cfg.checkpoint_every == 0) and rnd < cfg.rounds:
+                self.checkpoint(rnd)
+        if self.on_round is not None:
+            self.on_round(record)
+        return record
+
+    _resumed_cum: dict[str, float] = {}
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, rnd: int, per_client: dict[int, dict[str, float]]) -> dict[str, float]:
+        """Each joined client's model on its local test split and on the global test set; the
+        strategy's server models on the global test set. Identical models (same tensors, no
+        preprocessing) are scored on the global test set once."""
+        fed, strategy = self.federation, self.strategy
+        gx, gy = fed.global_test.x, fed.global_test.y
+        cache: dict[tuple, dict[str, float]] = {}
+        for c in self.clients:
+            if c.spec.join_round > rnd:
+                continue
+            state = self.states[c.id]
+            eval_state = strategy.eval_state(c, state)
+            device = self.devices[c.id]
+            model = template(c.spec.model, device, self.build)
+            model.load_state_dict(eval_state)
+            model.eval()
+            forward = partial(strategy.predict, c, model, state)
+            data = fed.clients[c.id]
+            m = per_client.setdefault(c.id, {})
+            local = training.metrics(self.task, training.predict(forward, data.test.x.to(device)),
+                                     data.test.y.to(device))
+            m.update({f"local_{k}": v for k, v in local.items()})
+            identity = data.transform.center is None
+            key = (c.arch_key, str(device), tuple(id(v) for v in eval_state.values())) if identity else None
+            if key is None or key not in cache:
+                out = training.predict(forward, data.transform(gx.to(device)))
+                scores = training.metrics(self.task, out, gy.to(device))
+                if key is not None:
+                    cache[key] = scores
+            else:
+                scores = cache[key]
+            m.update({f"global_{k}": v for k, v in scores.items()})
+        out: dict[str, float] = {}
+        for label, state in strategy.server_models().items():
+            spec = json.loads(label) if label.startswith("{") else self.clients[0].spec.model
+            model = template(spec, self.server_device, self.build)
+            model.load_state_dict(state)
+            model.eval()
+            scores = training.metrics(self.task, training.predict(model, gx.to(self.server_device)),
+                                      gy.to(self.server_device))
+            suffix = "" if label == "all" else f"[{json.loads(label)['arch']}]" if label.startswith("{") else f"[{label}]"
+            out.update({f"server_{k}{suffix}": v for k, v in scores.items()})
+        return out
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def checkpoint(self, rnd: int) -> Path:
+        """Save everything needed to continue after round ``rnd`` (tensors and plain values only,
+        loadable with ``weights_only=True``)."""
+        assert self.store is not None and self.run_id is not None
+        folder = self.store.checkpoint_dir / self.run_id
+        path = folder / f"round-{rnd:05d}.pt"
+        last = self.history[-1].metrics if self.history else {}
+        blob = {"round": rnd, "states": {str(k): v for k, v in self.states.items()},
+                "strategy": self.strategy.state_dict(), "clock": self.clock.state_dict(),
+                "participated": sorted(self.participated),
+                "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")}}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save(blob, tmp)
+            tmp.replace(path)
+        except OSError as exc:
+            raise StorageError(f"cannot write checkpoint {path}: {exc.strerror}") from None
+        self.store.add_checkpoint(self.run_id, rnd, path)
+        return path
+
+    def restore(self) -> int:
+        """Load the newest checkpoint of this run; return its round (0 when there is none)."""
+        assert self.store is not None and self.run_id is not None
+        for row in self.store.checkpoints(self.run_id):
+            path = Path(row["path"])
+            if not path.exists():
+                continue
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            self.states = {int(k): v for k, v in blob["states"].items()}
+            self.strategy.load_state_dict(blob["strategy"])
+            self.clock.load_state_dict(blob["clock"])
+            self.participated = set(blob["participated"])
+            self._resumed_cum = dict(blob.get("cum", {}))
+            rnd = int(blob["round"])
+            self.store.truncate_after(self.run_id, rnd)
+            self._log(f"resumed from the checkpoint of round {rnd}")
+            return rnd
+        self.store.truncate_after(self.run_id, 0)
+        self._log("no checkpoint found: restarting from round 1")
+        return 0
+
+    # ---- the end --------------------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        """Reproducibility manifest: seed, partition fingerprint, devices, versions."""
+        return {"seed": self.config.seed, "partition_fingerprint": self.federation.fingerprint,
+                "devices": sorted({str(d) for d in self.devices.values()}), "versions": versions(),
+                "torch_threads": torch.get_num_threads()}
+
+    def summary(self) -> dict[str, Any]:
+        """Final figures: the last evaluated round's metrics."""
+        last = next((r for r in reversed(self.history) if any(k.startswith("local_") for k in r.metrics)), None)
+        return {"run_id": self.run_id, "rounds_done": self.history[-1].round if self.history else 0,
+                "final": last.metrics if last else {}}
+
+    def _finish(self, status: str, error: str | None = None, tb: str | None = None) -> None:
+        if self.store is None or self.run_id is None:
+            return
+        try:
+            if self.events:
+                for level, message in self.events:
+                    self.store.add_event(self.run_id, message, level)
+                self.events = []
+            summary = self.summary()
+            self.store.update_run(self.run_id, status=status, finished_at=time.time(), error=error,
+                                  traceback=tb, summary=_finite(summary["final"]))
+        except Exception:  # noqa: BLE001 - the original failure matters more than this write
+            pass
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if np.isfinite(v) else None) for k, v in metrics.items()}

@@ -1,0 +1,327 @@
+"""The strategy contract: a few hooks that the one round loop (:mod:`engine.simulation`) calls.
+
+The defaults implement FedAvg (McMahan et al. 2017, arXiv:1602.05629) generalised by two knobs,
+so that most parameter-sharing methods are a handful of lines:
+
+- :attr:`Strategy.shared` — which parameter names are exchanged (prefixes; ``()`` means all).
+  FedPer shares ``body.``, LG-FedAvg shares ``head.``.
+- :meth:`Strategy.group` — which clients average together (``"all"``, or one group per
+  architecture for ``fedavg_by_arch``).
+
+Per round the loop calls, in order: ``select`` -> ``configure`` (message down, per client) ->
+on the client: ``receive`` -> ``local_update`` (which calls ``ctx.fit`` and so ``local_loss``)
+-> ``payload`` (message up) -> on the server: ``aggregate`` -> ``after_aggregate``; then for
+evaluation ``eval_state`` and ``predict``. A strategy never loops over rounds or clients, never
+writes to the database and never counts bytes: the engine does, from the tensors exchanged.
+
+Server state lives in ``self.state`` (plain dicts of tensors and numbers, checkpointed as is);
+per-client state in ``ctx.state`` (persisted by the engine between that client's turns).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from threading import Event
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from engine import training
+from engine.aggregate import select_keys, weighted_mean
+from engine.models import FedModel, InputSpec
+from engine.registry import Registry
+
+if TYPE_CHECKING:
+    from engine.config import ClientSpec
+    from engine.data import Split
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What is fixed about a client for a whole run."""
+
+    id: int
+    name: str
+    spec: ClientSpec
+    n_train: int
+    n_test: int
+
+    @property
+    def arch(self) -> str:
+        return self.spec.arch
+
+    @property
+    def arch_key(self) -> str:
+        """Canonical model spec: clients with equal keys have identical parameter shapes."""
+        return json.dumps(self.spec.model, sort_keys=True)
+
+
+@dataclass
+class ClientResult:
+    """What one client's turn produced; the engine fills it."""
+
+    client: ClientInfo
+    payload: dict[str, Any]
+    n_samples: int
+    state: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Params(BaseModel):
+    """Parameters of a strategy; subclasses extend it (``class Params(FedAvg.Params)``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Server:
+    """What a strategy may use on the server side. Filled by the engine."""
+
+    clients: list[ClientInfo]
+    input_spec: InputSpec
+    task: str
+    n_outputs: int
+    rep_dim: int
+    seed: int
+    device: torch.device
+    public: Split | None
+    initial_states: Callable[[ClientInfo], dict[str, Tensor]]
+    client_state: Callable[[ClientInfo], dict[str, Any]]
+    build: Callable[[dict[str, Any]], FedModel]
+    log: Callable[[str], None] = lambda message: None
+    round: int = 0
+    pooled_train: Callable[[], Split] | None = None
+
+    def generator(self, *path: object) -> torch.Generator:
+        """A generator seeded from the run seed, the round and ``path``."""
+        from engine.seeding import generator
+
+        return generator(self.seed, "server", self.round, *path)
+
+
+@dataclass
+class ClientContext:
+    """One client's turn: its live model, data, the message it received and its own state."""
+
+    client: ClientInfo
+    round: int
+    model: FedModel
+    state: dict[str, Any]
+    received: dict[str, Any]
+    x: Tensor
+    y: Tensor
+    public_x: Tensor | None
+    task: str
+    device: torch.device
+    generator: torch.Generator
+    strategy: Strategy
+    build: Callable[[dict[str, Any]], FedModel]
+    cancel: Event | None = None
+    work_fraction: float = 1.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    fit_stats: list[training.FitStats] = field(default_factory=list)
+
+    @property
+    def spec(self) -> ClientSpec:
+        return self.client.spec
+
+    def loss(self, out: Tensor, y: Tensor) -> Tensor:
+        """The task loss (cross-entropy or MSE)."""
+        return training.task_loss(self.task, out, y)
+
+    def optimizer(self, params: Sequence[nn.Parameter] | None = None,
+                  lr: float | None = None) -> torch.optim.Optimizer:
+        """A fresh optimiser of the client's kind and hyperparameters."""
+        s = self.spec
+        return training.make_optimizer(s.optimizer, params if params is not None else self.model.parameters(),
+                                       lr if lr is not None else s.lr, s.momentum, s.weight_decay)
+
+    def fit(self, *, model: nn.Module | None = None, epochs: int | None = None,
+            params: Sequence[nn.Parameter] | None = None,
+            loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+            x: Tensor | None = None, y: Tensor | None = None, lr: float | None = None,
+            augment: bool = True) -> training.FitStats:
+        """Train on the client's data (or ``x, y``) with its optimiser and batch size.
+
+        :param loss: ``loss(x_batch, y_batch)``; default the strategy's :meth:`Strategy.local_loss`.
+        :param params: parameters to update (default all of ``model``): FedRep trains the head,
+            then the body.
+        """
+        model = model if model is not None else self.model
+        opt = self.optimizer(params if params is not None else list(model.parameters()), lr)
+        loss_fn = loss if loss is not None else (lambda xb, yb: self.strategy.local_loss(self, xb, yb))
+        x = self.x if x is None else x
+        y = self.y if y is None else y
+        stats = training.fit(model, x, y, loss_fn, opt, epochs or self.spec.epochs, self.spec.batch_size,
+                             self.generator, augment=self.spec.augment if augment else None,
+                             cancel=self.cancel, work_fraction=self.work_fraction)
+        self.fit_stats.append(stats)
+        return stats
+
+    def tensors(self, tree: dict[str, Any]) -> dict[str, Any]:
+        """``tree`` with every tensor moved to this client's device."""
+        return {k: (v.to(self.device) if isinstance(v, Tensor) else v) for k, v in tree.items()}
+
+
+class Strategy:
+    """Base strategy = FedAvg over :attr:`shared` keys within :meth:`group`.
+
+    Subclasses set the class attributes below, extend :class:`Params`, and override only the
+    hooks that differ.
+    """
+
+    name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    url: ClassVar[str] = ""
+    family: ClassVar[str] = "parameter sharing"
+    description: ClassVar[str] = ""
+    shared: ClassVar[tuple[str, ...]] = ()
+    same_architecture: ClassVar[bool] = True
+    needs_public: ClassVar[bool] = False
+    tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
+    collaborates: ClassVar[bool] = True
+    Params: ClassVar[type[BaseModel]] = Params
+
+    def __init__(self, params: BaseModel, server: Server) -> None:
+        self.params = params
+        self.server = server
+        self.state: dict[str, Any] = {}
+
+    # ---- compatibility -------------------------------------------------------------------
+    @classmethod
+    def incompatibility(cls, roster: Sequence[ClientSpec], task: str, has_public: bool) -> str | None:
+        """Why this strategy cannot run the roster, or ``None`` if it can."""
+        if task not in cls.tasks:
+            return f"{cls.name} supports {', '.join(sorted(cls.tasks))} tasks, not {task}"
+        if cls.needs_public and not has_public:
+            return (f"{cls.name} needs a public/proxy set: set data.public_fraction above 0 "
+                    f"(e.g. 0.1)")
+        if cls.same_architecture:
+            keys: dict[str, list[int]] = {}
+            for i, spec in enumerate(roster):
+                keys.setdefault(json.dumps(spec.model, sort_keys=True), []).append(i)
+            if len(keys) > 1:
+                (_, first), (_, second) = list(keys.items())[:2]
+                a, b = roster[first[0]], roster[second[0]]
+                return (f"clients {first[0] + 1} ({a.name}) and {second[0] + 1} ({b.name}) use "
+                        f"different models ({a.arch} {_knobs(a.model)} vs {b.arch} {_knobs(b.model)}): "
+                        f"{cls.name} needs one architecture")
+        return None
+
+    # ---- server side ------------------------------------------------------------------------
+    def group(self, client: ClientInfo) -> str:
+        """Which clients average together; one global state is kept per group."""
+        return "all"
+
+    def init(self) -> None:
+        """Set up server state before round 1 (default: the shared part of each group's first
+        client's initial model)."""
+        if not self.collaborates:
+            return
+        globals_: dict[str, dict[str, Tensor]] = {}
+        for client in self.server.clients:
+            g = self.group(client)
+            if g not in globals_:
+                globals_[g] = select_keys(self.server.initial_states(client), self.shared)
+        self.state["global"] = globals_
+
+    def select(self, candidates: list[ClientInfo], rng: np.random.Generator,
+               fraction: float) -> list[ClientInfo]:
+        """Clients that train this round (default: a random ``fraction`` of the candidates)."""
+        if fraction >= 1 or not candidates:
+            return list(candidates)
+        k = max(1, int(round(fraction * len(candidates))))
+        chosen = rng.choice(len(candidates), size=k, replace=False)
+        return [candidates[i] for i in sorted(chosen)]
+
+    def configure(self, client: ClientInfo) -> dict[str, Any]:
+        """The message sent down to ``client`` (default: its group's global shared state)."""
+        if not self.collaborates:
+            return {}
+        return self.state["global"][self.group(client)]
+
+    def aggregate(self, results: list[ClientResult]) -> None:
+        """Combine the clients' payloads (default: sample-weighted mean per group)."""
+        if not self.collaborates:
+            return
+        by_group: dict[str, list[ClientResult]] = {}
+        for r in results:
+            by_group.setdefault(self.group(r.client), []).append(r)
+        for g, members in by_group.items():
+            avg = weighted_mean([r.payload for r in members], [r.n_samples for r in members])
+            self.state["global"][g] = self.server_update(g, self.state["global"][g], avg)
+
+    def server_update(self, group: str, old: dict[str, Tensor], avg: dict[str, Tensor]) -> dict[str, Tensor]:
+        """New global state from the old one and the clients' average (FedAvg: the average;
+        server optimisers such as FedAdam step along ``avg - old``)."""
+        return avg
+
+    def after_aggregate(self) -> None:
+        """Server-side work after aggregation (ensemble distillation, head training...)."""
+
+    # ---- client side ------------------------------------------------------------------------
+    def receive(self, ctx: ClientContext) -> None:
+        """Apply the message to the client's model (default: load the model keys it holds)."""
+        own = ctx.model.state_dict()
+        update = {k: v for k, v in ctx.received.items() if k in own and own[k].shape == v.shape}
+        if update:
+            ctx.model.load_state_dict(update, strict=False)
+
+    def local_update(self, ctx: ClientContext) -> None:
+        """The client's local work (default: ``epochs`` of training on its data)."""
+        ctx.fit()
+
+    def local_loss(self, ctx: ClientContext, x: Tensor, y: Tensor) -> Tensor:
+        """Loss of one batch; runs the forward pass (FedProx, SCAFFOLD, FedProto add terms)."""
+        return ctx.loss(ctx.model(x), y)
+
+    def payload(self, ctx: ClientContext) -> dict[str, Any]:
+        """What the client sends up (default: its shared parameters)."""
+        if not self.collaborates:
+            return {}
+        return select_keys(ctx.model.state_dict(), self.shared)
+
+    # ---- evaluation ---------------------------------------------------------------------------
+    def eval_state(self, client: ClientInfo, state: dict[str, Any]) -> dict[str, Tensor]:
+        """The model state this client would use now: its own model with what it would receive
+        next applied (so FedAvg clients are evaluated with the global model, FedPer clients with
+        the global body and their own head)."""
+        model = state["model"]
+        message = self.configure(client)
+        merged = dict(model)
+        for k, v in message.items():
+            if k in model and isinstance(v, Tensor) and model[k].shape == v.shape:
+                merged[k] = v
+        return merged
+
+    def predict(self, client: ClientInfo, model: FedModel, state: dict[str, Any], x: Tensor) -> Tensor:
+        """Outputs used for evaluation (FedProto may classify by nearest prototype)."""
+        return model(x)
+
+    def server_models(self) -> dict[str, dict[str, Tensor]]:
+        """Full server-side models to evaluate on the global test set, by label (FedAvg: the
+        global model). Only states that are complete models belong here."""
+        if not self.collaborates or self.shared:
+            return {}
+        return {g: s for g, s in self.state.get("global", {}).items()}
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Server state to checkpoint (tensors, numbers, strings, nested dicts and lists)."""
+        return self.state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.state = state
+
+
+def _knobs(model: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in model.items() if k != "arch") or "defaults"
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -1,0 +1,122 @@
+"""Local training and evaluation: the only place that loops over mini-batches.
+
+Shuffling and augmentation draw from an explicit ``torch.Generator`` (derived from the run seed,
+the client and the round), never from torch's global RNG, so a client's work is the same
+whichever executor or thread runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from threading import Event
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.data import augment as augmentation
+from engine.errors import CancelledError
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def task_loss(task: str, out: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy for classification, mean squared error for regression (first output)."""
+    if task == "classification":
+        return F.cross_entropy(out, y)
+    return F.mse_loss(out[:, 0], y)
+
+
+def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """A fresh optimiser of the client's kind (state is not carried across rounds)."""
+    params = [p for p in params if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer '{name}'")
+
+
+@dataclass
+class FitStats:
+    """What one call of :func:`fit` did."""
+
+    loss: float = 0.0
+    steps: int = 0
+    samples: int = 0
+
+
+def fit(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
+        epochs: int, batch_size: int, generator: torch.Generator, *,
+        augment: augmentation.AugmentConfig | None = None, cancel: Event | None = None,
+        work_fraction: float = 1.0) -> FitStats:
+    """Train ``model`` for ``epochs`` over ``(x, y)`` in shuffled mini-batches.
+
+    :param loss_fn: ``loss_fn(x_batch, y_batch)`` runs the forward pass and returns the loss
+        (strategies add their terms there).
+    :param work_fraction: stop after this share of the steps (a straggler's partial work).
+    :param cancel: checked between batches; when set, :class:`CancelledError` is raised.
+    :returns: mean loss over the steps taken.
+    """
+    n = len(y)
+    stats = FitStats()
+    if n == 0 or epochs <= 0:
+        return stats
+    steps_per_epoch = math.ceil(n / batch_size)
+    budget = max(1, math.ceil(epochs * steps_per_epoch * work_fraction)) if work_fraction < 1 else None
+    model.train()
+    total = torch.zeros((), device=x.device)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(x.device, non_blocking=True)
+        for start in range(0, n, batch_size):
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("cancelled")
+            idx = order[start:start + batch_size]
+            xb, yb = x[idx], y[idx]
+            if augment is not None and augment.active:
+                xb = augmentation.apply(xb, augment, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(xb, yb)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+            stats.steps += 1
+            stats.samples += len(idx)
+            if budget is not None and stats.steps >= budget:
+                stats.loss = float(total) / stats.steps
+                return stats
+    stats.loss = float(total) / max(stats.steps, 1)
+    return stats
+
+
+@torch.no_grad()
+def predict(forward: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 2048) -> Tensor:
+    """Outputs of ``forward`` over ``x`` in chunks (eval mode is the caller's business)."""
+    if len(x) <= batch_size:
+        return forward(x)
+    return torch.cat([forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def metrics(task: str, out: Tensor, y: Tensor) -> dict[str, float]:
+    """``acc`` and ``loss`` for classification; ``mse``, ``mae``, ``r2`` and ``loss`` (= mse) for
+    regression. Empty dict for an empty split."""
+    if len(y) == 0:
+        return {}
+    if task == "classification":
+        return {"acc": float((out.argmax(1) == y).float().mean()),
+                "loss": float(F.cross_entropy(out, y))}
+    pred = out[:, 0]
+    err = pred - y
+    mse = float((err ** 2).mean())
+    var = float(((y - y.mean()) ** 2).mean())
+    return {"mse": mse, "mae": float(err.abs().mean()), "loss": mse,
+            "r2": 1.0 - mse / var if var > 0 else 0.0}
+
+
+PRIMARY = {"classification": ("acc", True), "regression": ("r2", True)}
+"""The headline metric per task and whether higher is better."""
