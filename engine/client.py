@@ -46,28 +46,52 @@ _templates = threading.local()
 
 def template(spec: dict[str, Any], device: torch.device, build: Builder) -> FedModel:
     """This thread's reusable module for a model spec on ``device`` (weights are overwritten by
-    whoever uses it)."""
+    whoever uses it). ``build`` is part of the key: pass a hashable factory such as
+    :class:`engine.models.ModelFactory`, so federations with different input shapes never share."""
     import json
 
     cache = getattr(_templates, "models", None)
     if cache is None:
         cache = _templates.models = {}
-    key = (json.dumps(spec, sort_keys=True), str(device))
+    key = (json.dumps(spec, sort_keys=True), str(device), build)
     model = cache.get(key)
     if model is None:
         model = cache[key] = build(spec).to(device)
     return model
 
 
-def detach(tree: Any) -> Any:
-    """A CPU copy of every tensor in a nested dict/list, sharing nothing with live modules."""
+def detach(tree: Any, memo: dict[tuple, Tensor] | None = None) -> Any:
+    """A CPU copy of every tensor in a nested dict/list, sharing nothing with live modules.
+
+    :param memo: copies already made, keyed by the source's memory (device, address, shape,
+        strides, dtype): a tensor that appears in both a client's new state and its payload is
+        copied once (both are read-only afterwards).
+    """
     if isinstance(tree, Tensor):
-        return tree.detach().to("cpu", copy=True)
+        if memo is None:
+            return tree.detach().to("cpu", copy=True)
+        key = (tree.device, tree.data_ptr(), tuple(tree.shape), tuple(tree.stride()), tree.dtype)
+        if key not in memo:
+            memo[key] = tree.detach().to("cpu", copy=True)
+        return memo[key]
     if isinstance(tree, dict):
-        return {k: detach(v) for k, v in tree.items()}
+        return {k: detach(v, memo) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return type(tree)(detach(v) for v in tree)
+        return type(tree)(detach(v, memo) for v in tree)
     return tree
+
+
+def load_into(model: torch.nn.Module, state: dict[str, Tensor]) -> None:
+    """Copy ``state`` into ``model``'s parameters and buffers in place: the same effect as
+    ``load_state_dict(state, strict=False)`` for matching names, without its per-call overhead
+    (this runs for every client every round). Unknown names raise ``KeyError``."""
+    tensors = model.__dict__.get("_fm_tensors")
+    if tensors is None:
+        tensors = dict(model.state_dict(keep_vars=True))
+        model.__dict__["_fm_tensors"] = tensors
+    with torch.no_grad():
+        for name, value in state.items():
+            tensors[name].copy_(value)
 
 
 def to_device(tree: Any, device: torch.device) -> Any:
@@ -87,7 +111,7 @@ def run_client(job: ClientJob, strategy: Strategy, task: str, seed: int, build: 
     started = time.perf_counter()
     device = job.device
     model = template(job.client.spec.model, device, build)
-    model.load_state_dict(job.state["model"])
+    load_into(model, job.state["model"])
 
     def build_on_device(spec: dict[str, Any]) -> FedModel:
         return template(spec, device, build)
@@ -107,11 +131,12 @@ def run_client(job: ClientJob, strategy: Strategy, task: str, seed: int, build: 
     if job.receive:
         strategy.receive(ctx)
     strategy.local_update(ctx)
-    payload = detach(strategy.payload(ctx))
+    memo: dict[tuple, Tensor] = {}
+    state = {"model": detach(model.state_dict(), memo), "extra": detach(ctx.state, memo)}
+    payload = detach(strategy.payload(ctx), memo)
     steps = sum(s.steps for s in ctx.fit_stats)
     loss = (sum(s.loss * s.steps for s in ctx.fit_stats) / steps) if steps else float("nan")
     metrics = {"train_loss": loss, "steps": float(steps),
                "samples_seen": float(sum(s.samples for s in ctx.fit_stats)),
                "wall_s": time.perf_counter() - started, **ctx.metrics}
-    state = {"model": detach(model.state_dict()), "extra": detach(ctx.state)}
     return ClientResult(job.client, payload, len(job.data.train), state, metrics)

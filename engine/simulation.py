@@ -24,14 +24,14 @@ import torch
 
 from engine import devices, training
 from engine.aggregate import nbytes
-from engine.client import ClientJob, detach, run_client, template
+from engine.client import ClientJob, detach, load_into, run_client, template
 from engine.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, build as build_federation, label_histograms
 from engine.errors import CancelledError, FedMosaicError, StorageError
 from engine.executors import make_executor
 from engine.metrics import summarize_clients
-from engine.models import FedModel, build_model, count_params, flops_per_sample
+from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.seeding import numpy_rng, seeded
 from engine.storage import Store, default_data_dir
 from engine.strategies import STRATEGIES, ClientInfo, ClientResult, Server, Strategy
@@ -130,10 +130,11 @@ class Simulation:
 
     _arch_cache: dict[str, tuple[int, int]]
 
-    def build(self, spec: dict[str, Any]) -> FedModel:
-        """A fresh model for ``spec`` in this federation (initialisation uses the global RNG)."""
+    @property
+    def build(self) -> ModelFactory:
+        """Builds a fresh model for a spec in this federation (initialisation uses the global RNG)."""
         fed = self.federation
-        return build_model(spec, fed.input_spec, self.config.rep_dim, fed.n_outputs)
+        return ModelFactory(fed.input_spec, self.config.rep_dim, fed.n_outputs)
 
     def _server_build(self, spec: dict[str, Any]) -> FedModel:
         with seeded(self.config.seed, "server-build", json.dumps(spec, sort_keys=True), self.server.round):
@@ -282,7 +283,7 @@ class Simulation:
             eval_state = strategy.eval_state(c, state)
             device = self.devices[c.id]
             model = template(c.spec.model, device, self.build)
-            model.load_state_dict(eval_state)
+            load_into(model, eval_state)
             model.eval()
             forward = partial(strategy.predict, c, model, state)
             data = fed.clients[c.id]
@@ -304,7 +305,7 @@ class Simulation:
         for label, state in strategy.server_models().items():
             spec = json.loads(label) if label.startswith("{") else self.clients[0].spec.model
             model = template(spec, self.server_device, self.build)
-            model.load_state_dict(state)
+            load_into(model, state)
             model.eval()
             scores = training.metrics(self.task, training.predict(model, gx.to(self.server_device)),
                                       gy.to(self.server_device))

@@ -162,3 +162,23 @@ def test_fedavg_learns_and_beats_local_and_centralized_is_the_ceiling():
     assert central["global_acc_mean"] >= 0.95
     assert math.isclose(fedavg["global_acc_mean"], fedavg["server_acc"])
     assert np.isfinite(fedavg["global_loss_mean"])
+
+
+def test_runs_on_different_datasets_in_one_thread_do_not_share_modules():
+    """Module templates are reused per thread; a second federation with other input shapes must
+    not pick up the first one's (same model spec, different input width)."""
+    digits = run(rounds=1)
+    wine = run(rounds=1, data={"dataset": "wine", "partition": {"method": "iid"}},
+               clients=[{**digits_config()["clients"][0], "count": 2, "preprocessing": "standardize"}])
+    assert digits.federation.input_spec != wine.federation.input_spec
+    assert wine.history[-1].metrics["global_acc_mean"] > 0
+
+
+def test_client_state_and_payload_are_copies_not_views_of_the_live_module():
+    sim = run(rounds=1)
+    from engine.client import template
+
+    live = template(sim.clients[0].spec.model, torch.device("cpu"), sim.build)
+    for name, tensor in live.state_dict().items():
+        for cid in range(4):
+            assert tensor.data_ptr() != sim.states[cid]["model"][name].data_ptr()

@@ -136,6 +136,19 @@ def build_model(spec: dict[str, Any], input_spec: InputSpec, rep_dim: int, n_out
     return FedModel(arch.body(params, input_spec, rep_dim), rep_dim, n_out)
 
 
+@dataclass(frozen=True)
+class ModelFactory:
+    """Builds models for one federation (input spec, ``rep_dim``, output width). Hashable, so
+    caches of reusable modules can key on it: equal factories build identically shaped models."""
+
+    input_spec: InputSpec
+    rep_dim: int
+    n_out: int
+
+    def __call__(self, spec: dict[str, Any]) -> FedModel:
+        return build_model(spec, self.input_spec, self.rep_dim, self.n_out)
+
+
 def count_params(model: nn.Module) -> int:
     """Number of trainable scalars."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

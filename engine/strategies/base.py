@@ -125,6 +125,9 @@ class ClientContext:
     work_fraction: float = 1.0
     metrics: dict[str, float] = field(default_factory=dict)
     fit_stats: list[training.FitStats] = field(default_factory=list)
+    scratch: dict[str, Any] = field(default_factory=dict)
+    """Working memory of the strategy for this turn only (FedProx keeps its anchor here); unlike
+    :attr:`state` it is neither persisted nor sent."""
 
     @property
     def spec(self) -> ClientSpec:
@@ -202,15 +205,13 @@ class Strategy:
             return (f"{cls.name} needs a public/proxy set: set data.public_fraction above 0 "
                     f"(e.g. 0.1)")
         if cls.same_architecture:
-            keys: dict[str, list[int]] = {}
-            for i, spec in enumerate(roster):
-                keys.setdefault(json.dumps(spec.model, sort_keys=True), []).append(i)
-            if len(keys) > 1:
-                (_, first), (_, second) = list(keys.items())[:2]
-                a, b = roster[first[0]], roster[second[0]]
-                return (f"clients {first[0] + 1} ({a.name}) and {second[0] + 1} ({b.name}) use "
-                        f"different models ({a.arch} {_knobs(a.model)} vs {b.arch} {_knobs(b.model)}): "
-                        f"{cls.name} needs one architecture")
+            return mixed_models(roster, cls.name)
+        return None
+
+    @classmethod
+    def caveat(cls, roster: Sequence[ClientSpec], task: str, has_public: bool) -> str | None:
+        """Something worth telling the user about a roster this strategy *can* run (e.g. an
+        architecture group of one client shares with nobody), or ``None``. Advisory only."""
         return None
 
     # ---- server side ------------------------------------------------------------------------
@@ -267,10 +268,13 @@ class Strategy:
     # ---- client side ------------------------------------------------------------------------
     def receive(self, ctx: ClientContext) -> None:
         """Apply the message to the client's model (default: load the model keys it holds)."""
+        from engine.client import load_into
+
         own = ctx.model.state_dict()
-        update = {k: v for k, v in ctx.received.items() if k in own and own[k].shape == v.shape}
+        update = {k: v for k, v in ctx.received.items()
+                  if k in own and isinstance(v, Tensor) and own[k].shape == v.shape}
         if update:
-            ctx.model.load_state_dict(update, strict=False)
+            load_into(ctx.model, update)
 
     def local_update(self, ctx: ClientContext) -> None:
         """The client's local work (default: ``epochs`` of training on its data)."""
@@ -320,8 +324,24 @@ class Strategy:
         self.state = state
 
 
-def _knobs(model: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in model.items() if k != "arch") or "defaults"
+def mixed_models(roster: Sequence[ClientSpec], strategy: str) -> str | None:
+    """Why a strategy that needs identical models cannot run ``roster`` (naming the first two
+    clients whose models differ, by 1-based position and name), or ``None`` if every model is the
+    same."""
+    first: dict[str, int] = {}
+    for i, spec in enumerate(roster):
+        first.setdefault(json.dumps(spec.model, sort_keys=True), i)
+    if len(first) < 2:
+        return None
+    i, j = list(first.values())[:2]
+    a, b = roster[i], roster[j]
+    who = f"clients {i + 1} ({a.name}) and {j + 1} ({b.name})"
+    if a.arch != b.arch:
+        return f"{who} use {a.arch} and {b.arch}: {strategy} needs one architecture"
+    diff = [k for k in sorted(set(a.model) | set(b.model)) if a.model.get(k) != b.model.get(k)]
+    knobs = ", ".join(f"{k}={a.model.get(k)} vs {b.model.get(k)}" for k in diff)
+    return (f"{who} both use {a.arch} but with different sizes ({knobs}): {strategy} needs "
+            f"identical models (same architecture and knobs)")
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
