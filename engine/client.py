@@ -27,6 +27,18 @@ Builder = Callable[[dict[str, Any]], FedModel]
 
 
 @dataclass
+class ClientEnv:
+    """What every client turn of a run shares: the strategy, the task, the run seed, the model
+    factory and the run's cancel event."""
+
+    strategy: Strategy
+    task: str
+    seed: int
+    build: Builder
+    cancel: Event | None = None
+
+
+@dataclass
 class ClientJob:
     """Everything one client's turn needs."""
 
@@ -105,11 +117,10 @@ def to_device(tree: Any, device: torch.device) -> Any:
     return tree
 
 
-def run_client(job: ClientJob, strategy: Strategy, task: str, seed: int, build: Builder,
-               cancel: Event | None = None) -> ClientResult:
-    """Receive, train and reply for one client; return its new state and payload."""
-    started = time.perf_counter()
-    device = job.device
+def start_turn(job: ClientJob, env: ClientEnv) -> ClientContext:
+    """Load the client's state into this thread's module, build its context and apply the
+    message it received (``receive``), ready for ``local_update``."""
+    strategy, build, device = env.strategy, env.build, job.device
     model = template(job.client.spec.model, device, build)
     load_into(model, job.state["model"])
 
@@ -124,19 +135,31 @@ def run_client(job: ClientJob, strategy: Strategy, task: str, seed: int, build: 
         state=to_device(dict(job.state.get("extra", {})), device),
         received=to_device(job.message, device),
         x=job.data.train.x.to(device), y=job.data.train.y.to(device), public_x=public_x,
-        task=task, device=device,
-        generator=generator(seed, "client", job.client.id, "round", job.round),
-        strategy=strategy, build=build_on_device, cancel=cancel, work_fraction=job.work_fraction,
+        task=env.task, device=device,
+        generator=generator(env.seed, "client", job.client.id, "round", job.round),
+        strategy=strategy, build=build_on_device, cancel=env.cancel, work_fraction=job.work_fraction,
     )
     if job.receive:
         strategy.receive(ctx)
-    strategy.local_update(ctx)
+    return ctx
+
+
+def finish_turn(job: ClientJob, ctx: ClientContext, started: float) -> ClientResult:
+    """Collect the payload, the new state and the turn's figures after ``local_update``."""
     memo: dict[tuple, Tensor] = {}
-    state = {"model": detach(model.state_dict(), memo), "extra": detach(ctx.state, memo)}
-    payload = detach(strategy.payload(ctx), memo)
+    state = {"model": detach(ctx.model.state_dict(), memo), "extra": detach(ctx.state, memo)}
+    payload = detach(ctx.strategy.payload(ctx), memo)
     steps = sum(s.steps for s in ctx.fit_stats)
     loss = (sum(s.loss * s.steps for s in ctx.fit_stats) / steps) if steps else float("nan")
     metrics = {"train_loss": loss, "steps": float(steps),
                "samples_seen": float(sum(s.samples for s in ctx.fit_stats)),
                "wall_s": time.perf_counter() - started, **ctx.metrics}
     return ClientResult(job.client, payload, len(job.data.train), state, metrics)
+
+
+def run_client(job: ClientJob, env: ClientEnv) -> ClientResult:
+    """Receive, train and reply for one client; return its new state and payload."""
+    started = time.perf_counter()
+    ctx = start_turn(job, env)
+    env.strategy.local_update(ctx)
+    return finish_turn(job, ctx, started)

@@ -7,15 +7,16 @@ so results do not depend on the executor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
-from engine.client import ClientJob
+import torch
+
+from functools import partial
+
+from engine.client import ClientEnv, ClientJob, run_client
 from engine.registry import Registry
 from engine.strategies.base import ClientResult
-
-Work = Callable[[ClientJob], ClientResult]
 
 
 class Executor:
@@ -27,7 +28,8 @@ class Executor:
     def __init__(self, **options: Any) -> None:
         self.options = options
 
-    def map(self, work: Work, jobs: list[ClientJob]) -> list[ClientResult]:
+    def map(self, jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
+        """Run every job's turn; results in job order."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -41,8 +43,8 @@ EXECUTORS: Registry[type[Executor]] = Registry("executor")
 class Sequential(Executor):
     description = "One client after another on this thread (deterministic, the default)."
 
-    def map(self, work: Work, jobs: list[ClientJob]) -> list[ClientResult]:
-        return [work(job) for job in jobs]
+    def map(self, jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
+        return [run_client(job, env) for job in jobs]
 
 
 @EXECUTORS.register("threads")
@@ -53,8 +55,15 @@ class Threads(Executor):
         super().__init__(**options)
         self.pool = ThreadPoolExecutor(max_workers=int(workers), thread_name_prefix="fedmosaic-client")
 
-    def map(self, work: Work, jobs: list[ClientJob]) -> list[ClientResult]:
-        return list(self.pool.map(work, jobs))
+    def map(self, jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
+        # One torch thread per worker: the workers are the parallelism (torch's intra-op pool is
+        # process-wide, so it is narrowed for the round and restored after).
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return list(self.pool.map(partial(run_client, env=env), jobs))
+        finally:
+            torch.set_num_threads(before)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

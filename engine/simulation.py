@@ -24,7 +24,7 @@ import torch
 
 from engine import devices, training
 from engine.aggregate import nbytes
-from engine.client import ClientJob, detach, load_into, run_client, template
+from engine.client import ClientEnv, ClientJob, detach, load_into, template
 from engine.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, build as build_federation, label_histograms
@@ -124,6 +124,7 @@ class Simulation:
         self.strategy.init()
         self.clock = VirtualClock(cfg, self.clients, self.flops)
         self.executor = make_executor(cfg.executor, cfg.executor_options)
+        self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel)
         self.participated: set[int] = set()
         self.events: list[tuple[str, str]] = []
         self._setup_done = True
@@ -215,9 +216,7 @@ class Simulation:
                                   self.federation.public, self.devices[c.id],
                                   receive=not (first_late and c.spec.cold_start),
                                   work_fraction=plan.work_fraction))
-        work = partial(run_client, strategy=strategy, task=self.task, seed=cfg.seed,
-                       build=self.build, cancel=self.cancel)
-        results = self.executor.map(work, jobs)
+        results = self.executor.map(jobs, self.env)
         up = {r.client.id: nbytes(r.payload) for r in results}
         timing = clock.settle(rnd, results, plans, up, down)
         kept_ids = {r.client.id for r in timing.kept}

@@ -182,3 +182,15 @@ def test_client_state_and_payload_are_copies_not_views_of_the_live_module():
     for name, tensor in live.state_dict().items():
         for cid in range(4):
             assert tensor.data_ptr() != sim.states[cid]["model"][name].data_ptr()
+
+
+def test_threads_executor_gives_exactly_the_sequential_numbers():
+    seq = run(rounds=2)
+    thr = run(rounds=2, executor="threads", executor_options={"workers": 2})
+    for a, b in zip(seq.history, thr.history, strict=True):
+        for key, value in a.metrics.items():
+            if "wall_s" not in key:
+                assert value == b.metrics[key], key
+    for cid in seq.states:
+        for name, tensor in seq.states[cid]["model"].items():
+            assert torch.equal(tensor, thr.states[cid]["model"][name])
