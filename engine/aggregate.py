@@ -66,6 +66,16 @@ def weighted_mean_matching(states: Sequence[State], weights: Sequence[float]) ->
     return out
 
 
+def overlay(state: State, message: Mapping[str, object]) -> dict[str, Tensor]:
+    """``state`` with every tensor of ``message`` whose name and shape match put in its place:
+    what a client's model becomes when it receives a (possibly partial) model."""
+    merged = dict(state)
+    for key, value in message.items():
+        if isinstance(value, Tensor) and key in merged and merged[key].shape == value.shape:
+            merged[key] = value
+    return merged
+
+
 def subtract(a: State, b: State) -> dict[str, Tensor]:
     """``a - b`` for every key of ``a`` (floating tensors only)."""
     return {k: (v - b[k]) if v.is_floating_point() else v.clone() for k, v in a.items()}

@@ -36,6 +36,7 @@ class ClientEnv:
     seed: int
     build: Builder
     cancel: Event | None = None
+    log: Callable[[str], None] = lambda message: None
 
 
 @dataclass
@@ -93,14 +94,24 @@ def detach(tree: Any, memo: dict[tuple, Tensor] | None = None) -> Any:
     return tree
 
 
-def load_into(model: torch.nn.Module, state: dict[str, Tensor]) -> None:
-    """Copy ``state`` into ``model``'s parameters and buffers in place: the same effect as
-    ``load_state_dict(state, strict=False)`` for matching names, without its per-call overhead
-    (this runs for every client every round). Unknown names raise ``KeyError``."""
+def _tensors(model: torch.nn.Module) -> dict[str, Tensor]:
     tensors = model.__dict__.get("_fm_tensors")
     if tensors is None:
         tensors = dict(model.state_dict(keep_vars=True))
         model.__dict__["_fm_tensors"] = tensors
+    return tensors
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, Tensor]:
+    """``model.state_dict()`` (detached views, same names and order), without its per-call cost."""
+    return {name: t.detach() for name, t in _tensors(model).items()}
+
+
+def load_into(model: torch.nn.Module, state: dict[str, Tensor]) -> None:
+    """Copy ``state`` into ``model``'s parameters and buffers in place: the same effect as
+    ``load_state_dict(state, strict=False)`` for matching names, without its per-call overhead
+    (this runs for every client every round). Unknown names raise ``KeyError``."""
+    tensors = _tensors(model)
     with torch.no_grad():
         for name, value in state.items():
             tensors[name].copy_(value)
@@ -147,7 +158,7 @@ def start_turn(job: ClientJob, env: ClientEnv) -> ClientContext:
 def finish_turn(job: ClientJob, ctx: ClientContext, started: float) -> ClientResult:
     """Collect the payload, the new state and the turn's figures after ``local_update``."""
     memo: dict[tuple, Tensor] = {}
-    state = {"model": detach(ctx.model.state_dict(), memo), "extra": detach(ctx.state, memo)}
+    state = {"model": detach(snapshot(ctx.model), memo), "extra": detach(ctx.state, memo)}
     payload = detach(ctx.strategy.payload(ctx), memo)
     steps = sum(s.steps for s in ctx.fit_stats)
     loss = (sum(s.loss * s.steps for s in ctx.fit_stats) / steps) if steps else float("nan")

@@ -72,3 +72,6 @@ class Threads(Executor):
 def make_executor(name: str, options: dict[str, Any]) -> Executor:
     """Instantiate the named executor."""
     return EXECUTORS.get(name)(**options)
+
+
+from engine import vectorized as _vectorized  # noqa: E402,F401 - registers "vectorized"

@@ -124,7 +124,7 @@ class Simulation:
         self.strategy.init()
         self.clock = VirtualClock(cfg, self.clients, self.flops)
         self.executor = make_executor(cfg.executor, cfg.executor_options)
-        self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel)
+        self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel, self._log)
         self.participated: set[int] = set()
         self.events: list[tuple[str, str]] = []
         self._setup_done = True

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from engine import training
-from engine.aggregate import select_keys, weighted_mean
+from engine.aggregate import overlay, select_keys, weighted_mean
 from engine.models import FedModel, InputSpec
 from engine.registry import Registry
 
@@ -268,13 +268,11 @@ class Strategy:
     # ---- client side ------------------------------------------------------------------------
     def receive(self, ctx: ClientContext) -> None:
         """Apply the message to the client's model (default: load the model keys it holds)."""
-        from engine.client import load_into
+        from engine.client import load_into, snapshot
 
-        own = ctx.model.state_dict()
-        update = {k: v for k, v in ctx.received.items()
-                  if k in own and isinstance(v, Tensor) and own[k].shape == v.shape}
-        if update:
-            load_into(ctx.model, update)
+        own = snapshot(ctx.model)
+        merged = overlay(own, ctx.received)
+        load_into(ctx.model, {k: v for k, v in merged.items() if v is not own[k]})
 
     def local_update(self, ctx: ClientContext) -> None:
         """The client's local work (default: ``epochs`` of training on its data)."""
@@ -285,23 +283,24 @@ class Strategy:
         return ctx.loss(ctx.model(x), y)
 
     def payload(self, ctx: ClientContext) -> dict[str, Any]:
-        """What the client sends up (default: its shared parameters)."""
+        """What the client sends up (default: its shared parameters, :meth:`shared_part`)."""
+        from engine.client import snapshot
+
+        return self.shared_part(snapshot(ctx.model))
+
+    def shared_part(self, model_state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The entries of a client's model state that this strategy exchanges (the default
+        payload; the vectorized executor calls it directly on batched results)."""
         if not self.collaborates:
             return {}
-        return select_keys(ctx.model.state_dict(), self.shared)
+        return select_keys(model_state, self.shared)
 
     # ---- evaluation ---------------------------------------------------------------------------
     def eval_state(self, client: ClientInfo, state: dict[str, Any]) -> dict[str, Tensor]:
         """The model state this client would use now: its own model with what it would receive
         next applied (so FedAvg clients are evaluated with the global model, FedPer clients with
         the global body and their own head)."""
-        model = state["model"]
-        message = self.configure(client)
-        merged = dict(model)
-        for k, v in message.items():
-            if k in model and isinstance(v, Tensor) and model[k].shape == v.shape:
-                merged[k] = v
-        return merged
+        return overlay(state["model"], self.configure(client))
 
     def predict(self, client: ClientInfo, model: FedModel, state: dict[str, Any], x: Tensor) -> Tensor:
         """Outputs used for evaluation (FedProto may classify by nearest prototype)."""
