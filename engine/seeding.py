@@ -9,11 +9,17 @@ in which clients run, on threads, or on which other clients exist. No constructo
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import torch
+
+
+RNG_LOCK = threading.RLock()
+"""Held while torch's global RNG is seeded (:func:`seeded`) or drawn from (model building), so
+runs on concurrent threads (the run manager's pool) cannot draw from each other's seeded state."""
 
 
 def derive_seed(seed: int, *path: object) -> int:
@@ -38,9 +44,9 @@ def numpy_rng(seed: int, *path: object) -> np.random.Generator:
 def seeded(seed: int, *path: object) -> Iterator[None]:
     """Run the block with torch's global CPU RNG seeded, restoring it afterwards.
 
-    Only for code that cannot take a generator (``nn.Module`` initialisation). Not thread-safe:
-    call it from the run's own thread, never from an executor worker.
+    Only for code that cannot take a generator (``nn.Module`` initialisation). Holds
+    :data:`RNG_LOCK`, so concurrent runs' seeded blocks and model builds never interleave.
     """
-    with torch.random.fork_rng(devices=[]):
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, *path))
         yield

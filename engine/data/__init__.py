@@ -18,8 +18,9 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _CORE:
         importlib.import_module(f"{__name__}.{_module.name}")
 
-from engine.data.augment import AugmentConfig  # noqa: E402 - after the registration loop
-from engine.data.csv_data import inspect_csv  # noqa: E402
+# after the registration loop, so these modules are registered once
+from engine.data.augment import AugmentConfig
+from engine.data.csv_data import inspect_csv
 
 __all__ = [
     "DATASETS", "PARTITIONERS", "AugmentConfig", "ClientData", "DataConfig", "Dataset",

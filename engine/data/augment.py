@@ -23,7 +23,8 @@ class AugmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     flip: bool = Field(False, description="images: mirror left-right with probability 1/2")
-    crop: int = Field(0, ge=0, le=16, description="images: pad by this many pixels, then crop back at a random offset")
+    crop: int = Field(0, ge=0, le=16,
+                      description="images: pad by this many pixels, then crop back at a random offset")
     noise: float = Field(0.0, ge=0, le=5, description="std of additive Gaussian noise (any input)")
 
     @property

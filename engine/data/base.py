@@ -70,6 +70,8 @@ class DatasetSource(ABC):
     kind: ClassVar[str]
     task: ClassVar[str]
     source: ClassVar[str] = ""
+    #: pydantic model of this dataset's ``data.options`` (None: it takes none), for the catalog.
+    Options: ClassVar[type[BaseModel] | None] = None
 
     @classmethod
     @abstractmethod

@@ -36,7 +36,8 @@ class ColumnSpec(BaseModel):
                     "datetime (expanded into year/month/day/weekday/hour features); ignore (not a feature)",
     )
     impute: Literal["auto", "mean", "median", "most_frequent", "zero"] = Field(
-        "auto", description="how missing values are filled (auto: median for numbers, most frequent otherwise)"
+        "auto",
+        description="how missing values are filled (auto: median for numbers, most frequent otherwise)",
     )
     order: list[str] | None = Field(
         None, description="category order for an ordinal column (first = 0); default: sorted"
@@ -58,19 +59,24 @@ class WindowConfig(BaseModel):
     time_column: str = Field(..., description="column the rows are sorted by (a date/time or a number)")
     length: int = Field(24, ge=2, le=10_000, description="rows per window (W)")
     stride: int = Field(1, ge=1, le=10_000, description="rows between the starts of consecutive windows")
-    horizon: int = Field(0, ge=0, le=10_000,
-                         description="predict the target this many rows after the window (0: at its last row)")
+    horizon: int = Field(
+        0, ge=0, le=10_000,
+        description="predict the target this many rows after the window (0: at its last row)",
+    )
     group_column: str | None = Field(
-        None, description="windows never cross a change of this column (default: the natural partition column)"
+        None,
+        description="windows never cross a change of this column (default: the natural partition column)",
     )
     include_target: bool = Field(
-        False, description="add past target values as a feature (needs horizon >= 1: otherwise it leaks the answer)"
+        False,
+        description="add past target values as a feature (needs horizon >= 1, otherwise it leaks the answer)",
     )
 
     @model_validator(mode="after")
     def _no_leak(self) -> WindowConfig:
         if self.include_target and self.horizon < 1:
-            raise ValueError("include_target needs horizon >= 1, otherwise the window contains its own target")
+            raise ValueError("include_target needs horizon >= 1, "
+                             "otherwise the window contains its own target")
         return self
 
 
@@ -96,8 +102,8 @@ class DataConfig(BaseModel):
     )
     path: str | None = Field(
         None,
-        description="file to read (csv) or folder holding downloaded files (mnist, fashion_mnist, "
-                    "cifar10); relative paths are tried against the working directory, then the data directory",
+        description="file to read (csv) or folder holding downloaded files (mnist, fashion_mnist, cifar10); "
+                    "relative paths are tried against the working directory, then the data directory",
     )
     target: str | None = Field(None, description="csv: the column to predict")
     task: Literal["auto", "classification", "regression"] = Field(
@@ -149,6 +155,13 @@ class DataConfig(BaseModel):
         except LookupError:
             raise ValueError(f"unknown encoding '{value}'; try utf-8, latin-1 or cp1252") from None
         return value
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> DataConfig:
+        if self.image_shape is not None and self.window is not None:
+            raise ValueError("image_shape and window cannot both be set: a CSV is read as images or as "
+                             "time-series windows, not both")
+        return self
 
     def natural_column(self) -> str | None:
         """The column a ``natural`` partition splits on, if that is the configured method."""

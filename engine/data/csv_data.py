@@ -53,11 +53,13 @@ def resolve_path(path: str | Path, root: Path | None) -> Path:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
-    raise DataError(f"data.path '{path}' is not a file (looked at {tried}); check the path or upload the file")
+    raise DataError(f"data.path '{path}' is not a file (looked at {tried}); "
+                    f"check the path or upload the file")
 
 
 def _missing_column(what: str, name: str, names: list[str]) -> DataError:
-    close = difflib.get_close_matches(name, names, n=1)
+    same_case = [n for n in names if n.strip().lower() == name.strip().lower()]
+    close = same_case or difflib.get_close_matches(name, names, n=1, cutoff=0.5)
     hint = f"did you mean '{close[0]}'? " if close else ""
     listed = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
     return DataError(f"{what} '{name}' is not a column of the file; {hint}columns: {listed}")
@@ -100,11 +102,13 @@ def _encode_target(y: pd.Series, task: str, target: str) -> tuple[np.ndarray, li
 def _check_classes(codes: np.ndarray, classes: list[str], lines: np.ndarray, target: str) -> None:
     counts = np.bincount(codes, minlength=len(classes))
     if (counts > 0).sum() < 2:
-        raise DataError(f"target '{target}' has a single class ('{classes[int(codes[0])]}'); a classifier needs "
-                        f"at least two; choose another target or set data.task to \"regression\"")
+        only = classes[int(codes[0])]
+        raise DataError(f"target '{target}' has a single class ('{only}'); a classifier needs at least "
+                        f"two; choose another target or set data.task to \"regression\"")
     if len(classes) > max(100, len(codes) // 2):
-        raise DataError(f"target '{target}' has {len(classes)} classes for {len(codes)} samples: it looks like an "
-                        f"identifier or a number; choose another target or set data.task to \"regression\"")
+        raise DataError(f"target '{target}' has {len(classes)} classes for {len(codes)} samples: it looks "
+                        f"like an identifier or a number; choose another target or set data.task to "
+                        f"\"regression\"")
     single = np.flatnonzero(counts == 1)
     if len(single):
         c = int(single[0])
@@ -114,9 +118,11 @@ def _check_classes(codes: np.ndarray, classes: list[str], lines: np.ndarray, tar
                         f"remove or relabel that row, or merge the class with another")
 
 
-def _windows(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: dict[str, np.ndarray],
-             times: pd.Series, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray],
-                                                         list[str]]:
+Side = dict[str, np.ndarray]
+
+
+def _windows(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: Side, times: pd.Series,
+             cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, Side, list[str]]:
     """Sliding windows ``(M, W, F)`` over rows sorted by (series, time), never crossing a series
     (``window.group_column``, else the natural column); targets ``horizon`` rows after the end."""
     w = cfg.window
@@ -132,7 +138,8 @@ def _windows(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: dict[str, np
     starts = np.flatnonzero(np.r_[True, gcodes[1:] != gcodes[:-1]])
     stops = np.r_[starts[1:], len(y)]
     if np.any((key[1:] == key[:-1]) & (gcodes[1:] == gcodes[:-1])):
-        warnings.append(f"time column '{w.time_column}' repeats values within a series; windows follow file order there")
+        warnings.append(f"time column '{w.time_column}' repeats values within a series; "
+                        f"windows follow file order there")
     ends = [np.arange(a + w.length - 1, b - w.horizon, w.stride) for a, b in zip(starts, stops, strict=True)]
     ends = np.concatenate(ends) if ends else np.arange(0)
     if len(ends) == 0:
@@ -145,7 +152,8 @@ def _windows(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: dict[str, np
     return xw, y[target_rows], lines[target_rows], {k: v[ends] for k, v in side.items()}, warnings
 
 
-def table_to_dataset(table: CsvFile, cfg: DataConfig, *, need_target: bool = True) -> tuple[Dataset | None, dict]:
+def table_to_dataset(table: CsvFile, cfg: DataConfig, *,
+                     need_target: bool = True) -> tuple[Dataset | None, dict]:
     """Infer, check and encode a parsed CSV as configured.
 
     :returns: the dataset (``None`` when ``need_target`` is false and no target is set) and the
@@ -205,18 +213,20 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *, need_target: bool = Tru
             bad = times.isna().to_numpy()
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise DataError(f"time column '{name}' has '{df[name].iloc[i]}' at line {line_of(df.index[i])}, "
-                                f"which is neither a date nor a number; fix it")
+                raise DataError(f"time column '{name}' has '{df[name].iloc[i]}' at line "
+                                f"{line_of(df.index[i])}, which is neither a date nor a number; fix it")
             plan.role = "time"
             plan.type = "datetime" if ptypes.is_datetime64_any_dtype(times) else "numeric"
-            plan.note = "sorts the windows" + ("; expanded into calendar features" if plan.type == "datetime" else "")
+            plan.note = "sorts the windows"
+            if plan.type == "datetime":
+                plan.note += "; expanded into calendar features"
         plans.append(plan)
     if cfg.image_shape is not None:
         for plan in plans:
             if plan.role == "feature" and plan.type != "numeric":
                 raise DataError(f"data.image_shape reads every feature column as a pixel, but column "
-                                f"'{plan.name}' is {plan.type}; set data.columns.{plan.name} to \"ignore\" or "
-                                f"\"numeric\"")
+                                f"'{plan.name}' is {plan.type}; set data.columns.{plan.name} to "
+                                f"\"ignore\" or \"numeric\"")
     report["columns"] = [p.summary() for p in plans]
     report["id_like"] = [p.name for p in plans if p.role == "id"]
     report["natural_candidates"] = [
@@ -255,7 +265,8 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *, need_target: bool = Tru
     if cfg.window is not None and cfg.window.include_target:
         extra = y[:, None].astype(np.float64) if task == "regression" else np.eye(len(classes))[y]
         x = np.concatenate([x, extra], axis=1)
-        feature_names += [f"{target} (past)"] if task == "regression" else [f"{target}={c} (past)" for c in classes]
+        feature_names += ([f"{target} (past)"] if task == "regression"
+                          else [f"{target}={c} (past)" for c in classes])
     side = {c: df[c].astype(str).to_numpy() for c in group_cols}
 
     if cfg.window is not None:
@@ -265,9 +276,9 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *, need_target: bool = Tru
     elif cfg.image_shape is not None:
         c, h, wd = cfg.image_shape
         if x.shape[1] != c * h * wd:
-            raise DataError(f"data.image_shape {cfg.image_shape} needs {c * h * wd} pixel columns but the file has "
-                            f"{x.shape[1]} feature columns besides the target '{target}'; fix image_shape or set "
-                            f"extra columns to \"ignore\" in data.columns")
+            raise DataError(f"data.image_shape {cfg.image_shape} needs {c * h * wd} pixel columns but the "
+                            f"file has {x.shape[1]} feature columns besides the target '{target}'; fix "
+                            f"image_shape or set extra columns to \"ignore\" in data.columns")
         top = float(np.abs(x).max()) if x.size else 0.0
         if 1.0 < top <= 255.0:
             x = x / 255.0
@@ -284,7 +295,7 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *, need_target: bool = Tru
         report["target_stats"] = {"mean": float(np.mean(y)), "std": float(np.std(y)),
                                   "min": float(np.min(y)), "max": float(np.max(y))}
     report.update({
-        "task": task, "task_inferred": task_inferred, "classes": classes[:100], "samples": int(len(y)),
+        "task": task, "task_inferred": task_inferred, "classes": classes[:100], "samples": len(y),
         "input": str(spec), "n_features": len(feature_names), "feature_names": feature_names[:500],
         "imputed": imputed, "imputed_total": int(sum(imputed.values())), "dropped_rows": dropped,
         "warnings": warnings,

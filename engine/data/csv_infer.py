@@ -104,7 +104,7 @@ def read_csv(source: str | Path | bytes, *, delimiter: str | None = None, encodi
         raise DataError(f"{name} is {size_mb:.1f} MB, over the limit data.max_file_mb = {max_file_mb:g}; "
                         f"raise data.max_file_mb or use a smaller file")
     if raw is None:
-        with open(path, "rb") as fh:  # noqa: PTH123 - only the given file is opened
+        with open(path, "rb") as fh:
             head_bytes = fh.read(65536)
     else:
         head_bytes = raw[:65536]
@@ -121,7 +121,8 @@ def read_csv(source: str | Path | bytes, *, delimiter: str | None = None, encodi
             raw = path.read_bytes()
         raise _decode_error(raw, enc, name) from None
     except pd.errors.EmptyDataError:
-        raise DataError(f"{name} has no columns; choose a CSV file with a header line and data rows") from None
+        raise DataError(f"{name} has no columns; choose a CSV file with a header line and data rows") \
+            from None
     except pd.errors.ParserError as exc:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         where = (f"line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)}"
@@ -194,6 +195,9 @@ def parse_times(s: pd.Series) -> pd.Series:
     """A column as datetimes (NaT where missing or unparseable)."""
     if ptypes.is_datetime64_any_dtype(s):
         return s
+    if ptypes.is_numeric_dtype(s) and not ptypes.is_bool_dtype(s):  # Unix time, seconds or milliseconds
+        unit = "ms" if s.abs().max() > 1e11 else "s"
+        return pd.to_datetime(s, unit=unit, errors="coerce")
     valid = s.notna()
     if not valid.any():
         return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
@@ -235,8 +239,9 @@ def infer_column(name: str, s: pd.Series, spec: ColumnSpec | None) -> ColumnPlan
         bad = np.isinf(s.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             i = _first_bad(bad)
-            raise DataError(f"column '{name}' has an infinite value ({s.iloc[i]}) at line {line_of(s.index[i])}; "
-                            f"replace it with a number or leave the cell empty to have it imputed")
+            raise DataError(f"column '{name}' has an infinite value ({s.iloc[i]}) at line "
+                            f"{line_of(s.index[i])}; replace it with a number or leave the cell empty to "
+                            f"have it imputed")
     if plan.type == "categorical" and plan.unique > MAX_CATEGORIES:
         raise DataError(f"column '{name}' has {plan.unique} distinct values, too many to one-hot; set "
                         f'data.columns.{name} to "ordinal" or "ignore"')
@@ -259,16 +264,17 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
     uniq = lower.unique()
     if len(uniq) <= 2 and set(uniq) <= TRUE | FALSE and forced in (None, "boolean"):
         return "boolean"
-    numbers = pd.to_numeric(text, errors="coerce")
-    bad = numbers.isna().to_numpy()
-    if not bad.any():
+    distinct = pd.Series(text.unique())
+    bad_values = distinct[pd.to_numeric(distinct, errors="coerce").isna()]
+    if len(bad_values) == 0:
         return "numeric"
+    bad = text.isin(bad_values).to_numpy()
     if forced is None and bad.mean() <= 0.5:
         i = _first_bad(bad)
+        where, value = line_of(present.index[i]), present.iloc[i]
         raise DataError(
-            f"column '{name}' mixes numbers and text (line {line_of(present.index[i])}: '{present.iloc[i]}'); fix the "
-            f'value, or set data.columns.{name} to "numeric" (text becomes missing and is imputed) '
-            f'or "categorical"'
+            f"column '{name}' mixes numbers and text (line {where}: '{value}'); fix the value, or set "
+            f'data.columns.{name} to "numeric" (text becomes missing and is imputed) or "categorical"'
         )
     sample = text.iloc[:200]
     if forced in (None, "datetime") and sample.str.match(_DATE_LIKE).mean() >= 0.9:
@@ -276,9 +282,10 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
         fails = parsed.isna().to_numpy()
         if fails.any() and forced is None:
             i = _first_bad(fails)
+            where, value = line_of(present.index[i]), present.iloc[i]
             raise DataError(
-                f"column '{name}' holds dates but line {line_of(present.index[i])} has '{present.iloc[i]}'; fix the "
-                f'value, or set data.columns.{name} to "datetime" (bad dates become missing) or "categorical"'
+                f"column '{name}' holds dates but line {where} has '{value}'; fix the value, or set "
+                f'data.columns.{name} to "datetime" (bad dates become missing) or "categorical"'
             )
         return "datetime"
     n_unique = len(uniq)
@@ -326,10 +333,10 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[str]
             bad = lower.notna() & ~lower.isin(TRUE | FALSE)
             if bad.any():
                 i = _first_bad(bad)
-                raise DataError(f"column '{name}' is boolean but line {line_of(s.index[i])} has '{s.iloc[i]}'; use "
-                                f"true/false, yes/no or 1/0, or set data.columns.{name} to \"categorical\"")
-            values = lower.map(lambda v: np.nan if not isinstance(v, str) else float(v in TRUE))
-            values = values.astype(float)
+                raise DataError(f"column '{name}' is boolean but line {line_of(s.index[i])} has "
+                                f"'{s.iloc[i]}'; use true/false, yes/no or 1/0, or set "
+                                f"data.columns.{name} to \"categorical\"")
+            values = lower.isin(TRUE).astype(float).where(lower.notna())
         n_missing = int(values.isna().sum())
         filled = values.fillna(_fill_value(plan, values, False)).to_numpy(dtype=np.float64)
         return filled[:, None], [name], n_missing
@@ -342,8 +349,8 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[str]
             unknown = ~text.isin(order)
             if unknown.any():
                 i = _first_bad(unknown)
-                raise DataError(f"column '{name}' has '{text.iloc[i]}' at line {line_of(text.index[i])}, which is not in "
-                                f"its order {order}; add it to data.columns.{name}.order")
+                raise DataError(f"column '{name}' has '{text.iloc[i]}' at line {line_of(text.index[i])}, "
+                                f"which is not in its order {order}; add it to data.columns.{name}.order")
             cats = pd.Categorical(text, categories=order)
         else:
             cats = pd.Categorical(text)
@@ -357,7 +364,7 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[str]
         stamps = parse_times(s)
         n_missing = int(stamps.isna().sum())
         parts = {"year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
-                 "weekday": stamps.dt.weekday, "hour": stamps.dt.hour}
+                 "weekday": stamps.dt.day_of_week, "hour": stamps.dt.hour}
         cols, names = [], []
         for part, values in parts.items():
             values = values.astype(float)

@@ -15,6 +15,7 @@ the clients a ``natural`` partition makes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -241,7 +242,7 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
 
     :param n_clients: roster size; ``None`` for ``natural`` (one client per value).
     :param shares: per-client data shares (``None`` or a list with ``None`` where unset).
-    :returns: JSON-able ``{"clients": [{"name", "size", "train", "test"}], "histogram":
+    :returns: JSON-able ``{"clients": [{"name", "size", "train", "test"[, "shift"]}], "histogram":
         clients x bins counts of training targets, "bins": class names (or target deciles for
         regression), "heterogeneity": mean Jensen-Shannon in [0, 1], "global_test", "public",
         "task", "input", "dataset", "report"}``.
@@ -264,20 +265,24 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
     clients, hist = [], []
     for i, idx in enumerate(deal.parts):
         rel_train, rel_test = _local_split(labels, idx, data_cfg.test_fraction, classification, seed, i)
-        clients.append({"name": names[i] if names else f"client {i}", "size": int(len(idx)),
-                        "train": int(len(rel_train)), "test": int(len(rel_test))})
+        entry = {"name": names[i] if names else f"client {i}", "size": len(idx),
+                 "train": len(rel_train), "test": len(rel_test)}
+        if deal.partitioner.shifts_features and hasattr(deal.partitioner, "strength"):
+            rng = numpy_rng(seed, "data", "client", i, "shift")  # the same draw build makes
+            entry["shift"] = float(deal.partitioner.strength(i, n_clients, rng))
+        clients.append(entry)
         hist.append(np.bincount(labels[idx[rel_train]], minlength=n_bins))
     histogram = np.stack(hist)
     if classification:
         bins = list(data.classes)
     else:
         edges = np.quantile(data.y.numpy(), np.linspace(0, 1, n_bins + 1))
-        bins = [f"{lo:.3g}..{hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        bins = [f"{lo:.3g}..{hi:.3g}" for lo, hi in itertools.pairwise(edges)]
     return {
         "dataset": data.name, "task": data.task, "input": str(data.input_spec),
         "clients": clients, "histogram": histogram.tolist(), "bins": bins,
-        "heterogeneity": heterogeneity(histogram), "global_test": int(len(deal.global_idx)),
-        "public": int(len(deal.public_idx)) if deal.public_idx is not None else 0,
+        "heterogeneity": heterogeneity(histogram), "global_test": len(deal.global_idx),
+        "public": len(deal.public_idx) if deal.public_idx is not None else 0,
         "report": data.report,
     }
 

@@ -27,9 +27,11 @@ from engine.data.partition import IID
 
 
 class FeatureParams(PartitionParams):
-    noise: float = Field(0.0, ge=0, le=5, description="additive Gaussian noise, in units of each feature's std")
+    noise: float = Field(0.0, ge=0, le=5,
+                         description="additive Gaussian noise, in units of each feature's std")
     scale: float = Field(0.5, ge=0, le=3, description="per-feature (per-channel) gain exp(scale * N(0,1))")
-    offset: float = Field(0.0, ge=0, le=5, description="per-feature (per-channel) offset, in units of the std")
+    offset: float = Field(0.0, ge=0, le=5,
+                          description="per-feature (per-channel) offset, in units of the std")
     rotate: float = Field(0.0, ge=0, le=180, description="images: rotation up to this many degrees")
     spread: Literal["linear", "random"] = Field(
         "linear", description="strength per client: linear from 0 (client 0) to 1 (last), or uniform random"
@@ -38,7 +40,8 @@ class FeatureParams(PartitionParams):
 
 @PARTITIONERS.register("feature")
 class Feature(Partitioner):
-    description = "Feature shift: iid labels, but each client sees its data with its own noise, scale, offset or rotation."
+    description = ("Feature shift: iid labels, but each client sees its data with its own noise, scale, "
+                   "offset or rotation.")
     Params = FeatureParams
     shifts_features = True
 
@@ -63,7 +66,8 @@ class Feature(Partitioner):
         shape = (1, x.shape[1], 1, 1) if image else (1,) * (x.ndim - 1) + (x.shape[-1],)
         std = x.std(dim=axes, keepdim=True).clamp_min(1e-6)
         n_feat = x.shape[1] if image else x.shape[-1]
-        gain = torch.as_tensor(np.exp(s * p.scale * rng.standard_normal(n_feat)), dtype=x.dtype).reshape(shape)
+        gain = np.exp(s * p.scale * rng.standard_normal(n_feat))
+        gain = torch.as_tensor(gain, dtype=x.dtype).reshape(shape)
         bias = torch.as_tensor(s * p.offset * rng.standard_normal(n_feat), dtype=x.dtype).reshape(shape) * std
         mean = x.mean(dim=axes, keepdim=True)
         out = (x - mean) * gain + mean + bias

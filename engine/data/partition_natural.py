@@ -22,7 +22,8 @@ OTHER = "other"
 
 
 class NaturalParams(PartitionParams):
-    column: str = Field(..., description="side column: one client per distinct value (hospital, city, device)")
+    column: str = Field(...,
+                        description="side column: one client per distinct value (hospital, city, device)")
     min_size: int = Field(1, ge=1, description="values with fewer samples in the whole dataset are 'small'")
     small: Literal["error", "drop", "merge"] = Field(
         "error", description="small values: an error, dropped, or merged into one client called 'other'"
@@ -45,8 +46,8 @@ def groups_of(data: Dataset, params: NaturalParams) -> tuple[list[str], np.ndarr
     small = counts < params.min_size
     if small.any() and params.small == "error":
         listed = ", ".join(f"'{n}' ({c})" for n, c in zip(names[small][:5], counts[small][:5], strict=True))
-        raise DataError(f"natural: values of '{col}' with fewer than min_size={params.min_size} samples: {listed}; "
-                        f"set partition.small to \"drop\" or \"merge\", or lower min_size")
+        raise DataError(f"natural: values of '{col}' with fewer than min_size={params.min_size} samples: "
+                        f"{listed}; set partition.small to \"drop\" or \"merge\", or lower min_size")
     kept = [str(n) for n in names[~small]]
     new_code = np.full(len(names), -1)
     new_code[~small] = np.arange(len(kept))
@@ -71,15 +72,15 @@ class Natural(Partitioner):
         names, assign = groups_of(data, p)
         if n_clients != len(names):
             listed = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
-            raise DataError(f"natural partition on '{p.column}' has {len(names)} values ({listed}): the roster "
-                            f"needs exactly {len(names)} clients, it has {n_clients}")
+            raise DataError(f"natural partition on '{p.column}' has {len(names)} values ({listed}): "
+                            f"the roster needs exactly {len(names)} clients, it has {n_clients}")
         owner = assign[index]
         order = np.argsort(owner, kind="stable")
         bounds = np.searchsorted(owner[order], np.arange(len(names) + 1))
         parts = [np.sort(index[order[bounds[k]:bounds[k + 1]]]) for k in range(len(names))]
         for name, part in zip(names, parts, strict=True):
             if len(part) == 0:
-                raise DataError(f"natural: value '{name}' of '{p.column}' has no training samples left after the "
-                                f"global test and public sets; raise partition.min_size with small=\"merge\" "
-                                f"or \"drop\", or lower data.global_test_fraction")
+                raise DataError(f"natural: value '{name}' of '{p.column}' has no training samples left "
+                                f"after the global test and public sets; raise partition.min_size with "
+                                f"small=\"merge\" or \"drop\", or lower data.global_test_fraction")
         return parts

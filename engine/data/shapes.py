@@ -13,6 +13,7 @@ different). ``Dataset.columns["domain"]`` names each sample's domain, so a ``nat
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,13 +35,9 @@ class ShapesOptions(BaseModel):
     domains: int = Field(4, ge=1, le=20, description="number of visual domains (natural clients)")
     per_class: int = Field(100, ge=2, le=5000, description="images per class and domain")
     size: int = Field(16, ge=8, le=64, description="image height and width in pixels")
-    channels: int = Field(1, description="1 (grey) or 3 (colour)")
+    channels: Literal[1, 3] = Field(1, description="1 (grey) or 3 (colour)")
     shift: float = Field(0.7, ge=0, le=1, description="how different the domains look (0: identical)")
     seed: int = Field(0, ge=0, description="seed of the generated images (independent of the run seed)")
-
-    def model_post_init(self, _: object) -> None:
-        if self.channels not in (1, 3):
-            raise ValueError("channels must be 1 or 3")
 
 
 def options(cfg: DataConfig) -> ShapesOptions:
@@ -50,9 +47,8 @@ def options(cfg: DataConfig) -> ShapesOptions:
     """
     try:
         return ShapesOptions(**cfg.options)
-    except (ValidationError, ValueError) as exc:
-        errors = exc.errors() if isinstance(exc, ValidationError) else [{"loc": ("options",), "msg": str(exc)}]
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"data.options (shapes): {problems}") from None
 
 
@@ -94,6 +90,7 @@ def _blur(img: np.ndarray, amount: np.ndarray) -> np.ndarray:
 
 @DATASETS.register("shapes")
 class Shapes(DatasetSource):
+    Options = ShapesOptions
     description = ("Synthetic shape images (6 classes) in several visual domains with controllable feature "
                    "shift; column 'domain' for a natural partition (offline).")
     kind = "image"
@@ -129,6 +126,7 @@ class Shapes(DatasetSource):
             domains.append(np.full(n, f"domain {d}"))
         x = np.concatenate(images)
         spec = InputSpec("image", (opt.channels, opt.size, opt.size))
-        return Dataset("shapes", as_tensor_x(x), torch.as_tensor(np.concatenate(labels), dtype=torch.long), spec,
+        y = torch.as_tensor(np.concatenate(labels), dtype=torch.long)
+        return Dataset("shapes", as_tensor_x(x), y, spec,
                        classes=list(CLASSES), columns={"domain": np.concatenate(domains)},
                        report={"domains": opt.domains, "shift": opt.shift})

@@ -49,7 +49,8 @@ class TrafficOptions(BaseModel):
 
     cities: int = Field(5, ge=2, le=50, description="number of cities (natural clients)")
     days: int = Field(56, ge=7, le=730, description="days of hourly data per city")
-    form: Literal["sequence", "tabular"] = Field("sequence", description="past-hours windows or one row per hour")
+    form: Literal["sequence", "tabular"] = Field("sequence",
+                                                 description="past-hours windows or one row per hour")
     target: Literal["congestion", "volume"] = Field(
         "congestion", description="next hour's congestion class, or its volume (regression)"
     )
@@ -84,7 +85,10 @@ def simulate_city(rng: np.random.Generator, hours: int) -> dict[str, np.ndarray]
     hour, day = t % 24, t // 24
     weekday = day % 7
     weekend = weekday >= 5
-    bump = lambda mu, width: np.exp(-0.5 * ((hour - mu) / width) ** 2)  # noqa: E731
+
+    def bump(mu: float, width: float) -> np.ndarray:
+        return np.exp(-0.5 * ((hour - mu) / width) ** 2)
+
     workday = 0.08 + base * bump(13.0, 4.0) + am_h * bump(am, 1.2) + pm_h * bump(pm, 1.5)
     leisure = 0.08 + (base + 0.3) * bump(14.0, 3.5)
     profile = np.where(weekend, weekend_factor * leisure, workday)
@@ -96,7 +100,8 @@ def simulate_city(rng: np.random.Generator, hours: int) -> dict[str, np.ndarray]
     rain = np.zeros(hours)
     for i in range(1, hours):
         rain[i] = (flips[i] < p_on) if rain[i - 1] == 0 else (flips[i] >= p_off)
-    temperature = (temp_mean + 5.0 * np.sin(2 * np.pi * (hour - 9) / 24) + 6.0 * np.sin(2 * np.pi * day / 365.0)
+    temperature = (temp_mean + 5.0 * np.sin(2 * np.pi * (hour - 9) / 24)
+                   + 6.0 * np.sin(2 * np.pi * day / 365.0)
                    - 2.0 * rain + rng.normal(0, 1.0, hours))
     incident = np.zeros(hours)
     severity = np.zeros(hours)
@@ -144,8 +149,10 @@ def _tabular(sig: dict[str, np.ndarray], opt: TrafficOptions) -> tuple[np.ndarra
 
 @DATASETS.register("traffic")
 class Traffic(DatasetSource):
-    description = ("Synthetic hourly traffic in several cities (own scale, peaks, weather, incidents): next-hour "
-                   "congestion class or volume, as sequences (past W hours) or tabular rows; column 'city'.")
+    Options = TrafficOptions
+    description = ("Synthetic hourly traffic in several cities (own scale, peaks, weather, incidents): "
+                   "next-hour congestion class or volume, as sequences (past W hours) or tabular rows; "
+                   "column 'city'.")
     kind = "sequence"
     task = "classification"
     source = "generated (FedMosaic), options: cities, days, form, target, window, stride, seed"

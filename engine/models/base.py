@@ -131,9 +131,12 @@ def check_reads(spec: dict[str, Any], input_spec: InputSpec) -> None:
 def build_model(spec: dict[str, Any], input_spec: InputSpec, rep_dim: int, n_out: int) -> FedModel:
     """Build a :class:`FedModel` from a model spec. Initialisation uses torch's global RNG: callers
     that need reproducibility build inside :func:`engine.seeding.seeded` on one thread."""
+    from engine.seeding import RNG_LOCK  # concurrent runs: never draw inside another's seeded block
+
     check_reads(spec, input_spec)
     arch, params = arch_params(spec)
-    return FedModel(arch.body(params, input_spec, rep_dim), rep_dim, n_out)
+    with RNG_LOCK:
+        return FedModel(arch.body(params, input_spec, rep_dim), rep_dim, n_out)
 
 
 @dataclass(frozen=True)

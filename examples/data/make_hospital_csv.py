@@ -68,14 +68,19 @@ def make(seed: int = 7) -> list[dict[str, str]]:
     return rows
 
 
-def main() -> None:
+def write(out: Path) -> None:
+    """Write the rows to ``out``."""
     rows = make()
-    out = Path(__file__).with_name("hospital.csv")
     with out.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    print(f"wrote {out} ({len(rows)} rows)")
+
+
+def main() -> None:
+    out = Path(__file__).with_name("hospital.csv")
+    write(out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
