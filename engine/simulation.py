@@ -167,11 +167,14 @@ class Simulation:
             if resume:
                 start = self.restore() + 1
             if store is not None and run_id is not None:
-                if not resume:
-                    store.write_clients(run_id, self.client_rows())
-                store.update_run(run_id, status="running", started_at=time.time(), error=None,
+                store.write_clients(run_id, self.client_rows())
+                first_start = store.get_run(run_id).get("started_at") if resume else None
+                store.update_run(run_id, status="running", started_at=first_start or time.time(), error=None,
                                  traceback=None, versions=versions(), manifest=self.manifest())
             for rnd in range(start, self.config.rounds + 1):
+                if self.cancel.is_set():
+                    self._checkpoint_before_stop(rnd - 1)
+                    raise CancelledError("cancelled")
                 self.round(rnd)
             self.executor.close()
         except CancelledError:
@@ -203,6 +206,7 @@ class Simulation:
         messages = {c.id: strategy.configure(c) for c in selected}
         down = {cid: nbytes(m) for cid, m in messages.items()}
         plans = clock.plan(rnd, selected, down, rng)
+        self._publish(rnd, selected, plans)
         jobs = []
         for c in selected:
             plan = plans[c.id]
@@ -257,7 +261,8 @@ class Simulation:
         record = RoundRecord(rnd, round_metrics, per_client)
         self.history.append(record)
         if self.store is not None and self.run_id is not None:
-            self.store.write_round(self.run_id, rnd, round_metrics, per_client, events)
+            if self.store.write_round(self.run_id, rnd, round_metrics, per_client, events):
+                self.cancel.set()  # another process asked (python -m engine cancel)
             if cfg.checkpoint_every and (rnd % cfg.checkpoint_every == 0) and rnd < cfg.rounds:
                 self.checkpoint(rnd)
         if self.on_round is not None:
@@ -265,6 +270,16 @@ class Simulation:
         return record
 
     _resumed_cum: dict[str, float] = {}
+
+    def _publish(self, rnd: int, selected: list[ClientInfo], plans: dict[int, Any]) -> None:
+        """Record the round in progress on the run row (which clients train), for progress pages."""
+        if self.store is None or self.run_id is None:
+            return
+        self.store.set_live(self.run_id, {
+            "round": rnd, "phase": "training", "started_at": time.time(),
+            "selected": [c.id for c in selected],
+            "training": [c.id for c in selected if not plans[c.id].dropped],
+            "dropped": [c.id for c in selected if plans[c.id].dropped]})
 
     # ---- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -288,13 +303,13 @@ class Simulation:
             data = fed.clients[c.id]
             m = per_client.setdefault(c.id, {})
             local = training.metrics(self.task, training.predict(forward, data.test.x.to(device)),
-                                     data.test.y.to(device))
+                                     data.test.y.to(device), fed.target_std)
             m.update({f"local_{k}": v for k, v in local.items()})
             identity = data.transform.center is None
             key = (c.arch_key, str(device), tuple(id(v) for v in eval_state.values())) if identity else None
             if key is None or key not in cache:
                 out = training.predict(forward, data.transform(gx.to(device)))
-                scores = training.metrics(self.task, out, gy.to(device))
+                scores = training.metrics(self.task, out, gy.to(device), fed.target_std)
                 if key is not None:
                     cache[key] = scores
             else:
@@ -306,8 +321,8 @@ class Simulation:
             model = template(spec, self.server_device, self.build)
             load_into(model, state)
             model.eval()
-            scores = training.metrics(self.task, training.predict(model, gx.to(self.server_device)),
-                                      gy.to(self.server_device))
+            scores = training.metrics(self.task, training.predict(model, fed.reference(gx.to(self.server_device))),
+                                      gy.to(self.server_device), fed.target_std)
             suffix = "" if label == "all" else f"[{json.loads(label)['arch']}]" if label.startswith("{") else f"[{label}]"
             out.update({f"server_{k}{suffix}": v for k, v in scores.items()})
         return out
@@ -324,15 +339,31 @@ class Simulation:
                 "strategy": self.strategy.state_dict(), "clock": self.clock.state_dict(),
                 "participated": sorted(self.participated),
                 "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")}}
+        tmp = path.with_suffix(".tmp")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
             torch.save(blob, tmp)
             tmp.replace(path)
-        except OSError as exc:
-            raise StorageError(f"cannot write checkpoint {path}: {exc.strerror}") from None
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise StorageError(f"cannot write checkpoint {path}: {getattr(exc, 'strerror', None) or exc}; "
+                               f"free some disk space (or set FEDMOSAIC_HOME to another disk) and resume "
+                               f"the run: its completed rounds are kept") from None
         self.store.add_checkpoint(self.run_id, rnd, path)
+        self.store.prune_checkpoints(self.run_id, keep=2)
         return path
+
+    def _checkpoint_before_stop(self, rnd: int) -> None:
+        """Cancelled between rounds: checkpoint the last completed round, so resuming loses
+        nothing (a cancel inside a round resumes from the newest periodic checkpoint)."""
+        if (self.store is None or self.run_id is None or not self.config.checkpoint_every
+                or not self.history or self.history[-1].round != rnd):
+            return
+        if not any(row["round"] == rnd for row in self.store.checkpoints(self.run_id)):
+            self.checkpoint(rnd)
 
     def restore(self) -> int:
         """Load the newest checkpoint of this run; return its round (0 when there is none)."""
@@ -341,7 +372,12 @@ class Simulation:
             path = Path(row["path"])
             if not path.exists():
                 continue
-            blob = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                blob = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - a damaged file: fall back to an older one
+                self._log(f"checkpoint of round {row['round']} is unreadable ({type(exc).__name__}); "
+                          f"trying an older one", "warning")
+                continue
             self.states = {int(k): v for k, v in blob["states"].items()}
             self.strategy.load_state_dict(blob["strategy"])
             self.clock.load_state_dict(blob["clock"])

@@ -102,9 +102,11 @@ def predict(forward: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 20
     return torch.cat([forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def metrics(task: str, out: Tensor, y: Tensor) -> dict[str, float]:
-    """``acc`` and ``loss`` for classification; ``mse``, ``mae``, ``r2`` and ``loss`` (= mse) for
-    regression. Empty dict for an empty split."""
+def metrics(task: str, out: Tensor, y: Tensor, target_std: float = 1.0) -> dict[str, float]:
+    """``acc`` and ``loss`` for classification; ``mse``, ``mae``, ``r2`` and ``loss`` for
+    regression. Regression targets are trained in standard units: ``loss`` is the MSE in those
+    units, ``mse``/``mae`` are converted back to the data's units with ``target_std``. Empty dict
+    for an empty split."""
     if len(y) == 0:
         return {}
     if task == "classification":
@@ -114,7 +116,7 @@ def metrics(task: str, out: Tensor, y: Tensor) -> dict[str, float]:
     err = pred - y
     mse = float((err ** 2).mean())
     var = float(((y - y.mean()) ** 2).mean())
-    return {"mse": mse, "mae": float(err.abs().mean()), "loss": mse,
+    return {"mse": mse * target_std ** 2, "mae": float(err.abs().mean()) * target_std, "loss": mse,
             "r2": 1.0 - mse / var if var > 0 else 0.0}
 
 

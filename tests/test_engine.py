@@ -194,3 +194,30 @@ def test_threads_executor_gives_exactly_the_sequential_numbers():
     for cid in seq.states:
         for name, tensor in seq.states[cid]["model"].items():
             assert torch.equal(tensor, thr.states[cid]["model"][name])
+
+
+def test_server_model_is_scored_through_the_reference_preprocessing():
+    """Clients standardise their own features; the server model must not be scored on raw ones."""
+    sim = run(rounds=3, data={"dataset": "wine", "partition": {"method": "iid"}},
+              clients=[{**digits_config()["clients"][0], "count": 3, "preprocessing": "standardize",
+                        "optimizer": "adam", "lr": 0.01}])
+    final = sim.history[-1].metrics
+    assert sim.federation.reference.center is not None
+    assert final["server_acc"] >= final["global_acc_mean"] - 0.15
+    assert final["server_loss"] < 5
+
+
+def test_regression_targets_train_in_standard_units_and_report_in_data_units():
+    from engine import training
+
+    sim = run(rounds=2, data={"dataset": "traffic", "options": {"form": "tabular", "target": "volume", "cities": 3, "days": 20},
+                              "partition": {"method": "iid"}},
+              clients=[{**digits_config()["clients"][0], "count": 2, "preprocessing": "standardize",
+                        "optimizer": "adam", "lr": 0.01}])
+    fed = sim.federation
+    pooled = torch.cat([c.train.y for c in fed.clients])
+    assert abs(float(pooled.mean())) < 1e-4 and abs(float(pooled.std(unbiased=False)) - 1) < 1e-3
+    out = torch.zeros(4, 1)
+    y = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    m = training.metrics("regression", out, y, target_std=3.0)
+    assert m["mse"] == pytest.approx(9.0) and m["mae"] == pytest.approx(3.0) and m["loss"] == pytest.approx(1.0)

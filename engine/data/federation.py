@@ -67,6 +67,9 @@ class Federation:
     global_test: Split
     public: Split | None
     fingerprint: str
+    reference: preprocess.Affine = field(default_factory=preprocess.Affine)
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
     @property
     def input_spec(self) -> InputSpec:
@@ -202,6 +205,7 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
     deal = _deal(data, data_cfg, n_clients, shares, seed)
     partitioner = deal.partitioner
     clients = []
+    raw_train: list[torch.Tensor] = []
     for i, (idx, method) in enumerate(zip(deal.parts, preprocessing, strict=True)):
         rel_train, rel_test = _local_split(labels, idx, data_cfg.test_fraction, classification, seed, i)
         x = data.x[torch.as_tensor(idx)]
@@ -211,6 +215,7 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
         transform = preprocess.fit(method, x_tr, data.input_spec.kind)
         clients.append(ClientData(Split(transform(x_tr), data.y[tr]), Split(transform(x_te), data.y[te]),
                                   transform, tr))
+        raw_train.append(x_tr)
     digest = hashlib.sha256()
     public_idx = deal.public_idx
     for part in [deal.global_idx, public_idx if public_idx is not None else np.arange(0), *deal.parts]:
@@ -218,8 +223,34 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
     if partitioner.shifts_features:
         digest.update(json.dumps(data_cfg.partition.model_dump(mode="json"), sort_keys=True).encode())
     public = None if public_idx is None else Split(data.x[public_idx], data.y[public_idx])
-    return Federation(data, clients, Split(data.x[deal.global_idx], data.y[deal.global_idx]), public,
-                      digest.hexdigest()[:16])
+    # Server-side models have no client of their own: they are scored with the most common client
+    # preprocessing fitted on the pooled training features (what a deployment would apply).
+    common = max(set(preprocessing), key=list(preprocessing).count)
+    reference = preprocess.fit(common, torch.cat(raw_train), data.input_spec.kind)
+    fed = Federation(data, clients, Split(data.x[deal.global_idx], data.y[deal.global_idx]), public,
+                     digest.hexdigest()[:16], reference)
+    if data.task == "regression":
+        _standardize_targets(fed)
+    return fed
+
+
+def _standardize_targets(fed: Federation) -> None:
+    """Regression targets in standard units (pooled training mean and std: two numbers shared by
+    every client), so one learning rate suits any target scale. Metrics convert MSE and MAE back
+    to the data's own units (:func:`engine.training.metrics` takes ``target_std``)."""
+    y = torch.cat([c.train.y for c in fed.clients])
+    mean, std = float(y.mean()), float(y.std(unbiased=False))
+    std = std if std > 1e-12 else 1.0
+    fed.target_mean, fed.target_std = mean, std
+
+    def scaled(split: Split) -> Split:
+        return Split(split.x, (split.y - mean) / std)
+
+    for c in fed.clients:
+        c.train, c.test = scaled(c.train), scaled(c.test)
+    fed.global_test = scaled(fed.global_test)
+    if fed.public is not None:
+        fed.public = scaled(fed.public)
 
 
 def natural_groups(data_cfg: DataConfig, root: Path) -> list[str]:
