@@ -20,6 +20,7 @@ from engine.data.augment import AugmentConfig
 from engine.data.config import DataConfig
 from engine.data.preprocess import METHODS as PREPROCESSING
 from engine.errors import ConfigError, FedMosaicError
+from engine.hardware import TierOverrides, TierSpec
 
 
 class ClientSpec(BaseModel):
@@ -44,6 +45,8 @@ class ClientSpec(BaseModel):
     cold_start: bool = Field(False, description="a late joiner starts from scratch instead of the federation's shared part")
     data_share: float | None = Field(None, gt=0, le=1, description="share of the training pool (iid/quantity partitions)")
     tier: str | None = Field(None, description="simulated device tier (hardware catalogue)")
+    tier_overrides: TierOverrides | None = Field(
+        None, description='change some figures of this client\'s tier, e.g. {"up_bps": 2e6, "availability": 0.5}')
 
     @field_validator("model", mode="before")
     @classmethod
@@ -123,6 +126,24 @@ class ExperimentConfig(BaseModel):
     executor: str = Field("sequential", description="sequential, threads, vectorized or ray")
     executor_options: dict[str, Any] = Field(default_factory=dict, description="e.g. {\"workers\": 2}")
     checkpoint_every: int = Field(5, ge=0, description="save a resumable checkpoint every N rounds (0: never)")
+    deadline: float | None = Field(None, gt=0, description="simulated seconds a round may last; clients "
+                                   "that cannot finish by then are stragglers (needs device tiers)")
+    deadline_policy: Literal["drop", "partial"] = Field(
+        "drop", description="stragglers past the deadline: drop their update, or accept the share of "
+                            "local work that fits in the deadline")
+    selection: Literal["random", "all", "deadline_aware"] = Field(
+        "random", description="random: a random fraction of the online clients; all: every online client; "
+                              "deadline_aware: clients expected to finish within the deadline first")
+    tiers: dict[str, TierSpec] = Field(default_factory=dict, description='custom device tiers by name, e.g. '
+                                       '{"clinic-laptop": {"base": "laptop-cpu", "up_bps": 5e6}}')
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str) -> str:
+        from engine.executors import EXECUTORS
+
+        EXECUTORS.get(value)  # raises naming the valid executors
+        return value
 
     @field_validator("clients")
     @classmethod
@@ -130,6 +151,24 @@ class ExperimentConfig(BaseModel):
         if not value:
             raise ValueError("the roster is empty; add at least one client")
         return value
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> ExperimentConfig:
+        from engine.hardware import resolve_tiers
+
+        try:
+            tiers = resolve_tiers(self.tiers)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        for i, spec in enumerate(self.clients):
+            if spec.tier is None:
+                if spec.tier_overrides is not None:
+                    raise ValueError(f"clients.{i} ({spec.name}): tier_overrides needs a tier; valid tiers: "
+                                     f"{', '.join(sorted(tiers))}")
+            elif spec.tier not in tiers:
+                raise ValueError(f"clients.{i} ({spec.name}): unknown device tier '{spec.tier}'; valid tiers: "
+                                 f"{', '.join(sorted(tiers))} (or define it under \"tiers\")")
+        return self
 
     @field_validator("strategy", mode="before")
     @classmethod

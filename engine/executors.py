@@ -74,4 +74,5 @@ def make_executor(name: str, options: dict[str, Any]) -> Executor:
     return EXECUTORS.get(name)(**options)
 
 
+from engine import ray_executor as _ray_executor  # noqa: E402,F401 - registers "ray"
 from engine import vectorized as _vectorized  # noqa: E402,F401 - registers "vectorized"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.config import ExperimentConfig
 from engine.data import load_dataset
@@ -28,16 +29,60 @@ class Report:
         return not self.errors
 
 
-def compatibility(config: ExperimentConfig, task: str) -> dict[str, str | None]:
-    """For every registered strategy: ``None`` if it can run this roster, else why not."""
+FAMILY_ORDER = ("baseline", "parameter sharing", "knowledge sharing", "knowledge distillation", "reference")
+
+
+def _order(name: str) -> tuple[int, str]:
+    family = STRATEGIES.get(name).family
+    return (FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER), name)
+
+
+def _reasons(config: ExperimentConfig, task: str) -> dict[str, str | None]:
     roster = config.roster()
     has_public = config.data.public_fraction > 0
     return {name: cls.incompatibility(roster, task, has_public) for name, cls in STRATEGIES.items()}
 
 
+def compatibility(config: ExperimentConfig, task: str) -> dict[str, str | None]:
+    """For every registered strategy: ``None`` if it can run this roster on this task, else why
+    not, naming the clients involved and ending with the collaborative strategies that can
+    (``"...: fedavg needs one architecture; try fedavg_by_arch, lg_fedavg, ..."``).
+
+    :param task: ``classification`` or ``regression`` (the dataset's).
+    """
+    reasons = _reasons(config, task)
+    hint = suggest(reasons)
+    return {name: (why if why is None else f"{why}{hint}") for name, why in reasons.items()}
+
+
+def compatibility_matrix(config: ExperimentConfig, task: str) -> dict[str, dict[str, Any]]:
+    """The full matrix for the pages: strategy -> ``{ok, reason, caveat, family, needs_public,
+    has_public, mixed_architectures, description}``, collaborative strategies first.
+
+    ``reason`` is why it cannot run (``None`` when ``ok``); ``caveat`` is an advisory note on a
+    roster it can run (e.g. a client whose model nobody else uses shares with nobody).
+    """
+    roster = config.roster()
+    has_public = config.data.public_fraction > 0
+    reasons = compatibility(config, task)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(reasons, key=_order):
+        cls = STRATEGIES.get(name)
+        ok = reasons[name] is None
+        out[name] = {
+            "ok": ok, "reason": reasons[name],
+            "caveat": cls.caveat(roster, task, has_public) if ok else None,
+            "family": cls.family, "needs_public": cls.needs_public, "has_public": has_public,
+            "mixed_architectures": not cls.same_architecture, "description": cls.description,
+        }
+    return out
+
+
 def suggest(compatible: dict[str, str | None]) -> str:
-    """'try a, b, c' for the strategies that can run (collaborative ones first)."""
-    names = [n for n, why in compatible.items() if why is None and n not in ("local", "centralized")]
+    """'; try a, b, c' for the collaborative strategies that can run (baselines and parameter
+    sharing first), or '' when none can."""
+    names = sorted((n for n, why in compatible.items() if why is None and STRATEGIES.get(n).collaborates
+                    and STRATEGIES.get(n).family != "reference"), key=_order)
     return f"; try {', '.join(names)}" if names else ""
 
 
@@ -63,7 +108,17 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
     report.compatible = compatibility(config, data.task)
     why = report.compatible.get(config.strategy.name)
     if why is not None:
-        report.errors.append(f"strategy: {why}{suggest(report.compatible)}")
+        report.errors.append(f"strategy: {why}")
+    else:
+        note = STRATEGIES.get(config.strategy.name).caveat(
+            config.roster(), data.task, config.data.public_fraction > 0)
+        if note:
+            report.warnings.append(f"strategy {config.strategy.name}: {note}")
+    if config.executor == "ray":
+        from engine.ray_executor import INSTALL_HINT, available
+
+        if not available():
+            report.errors.append(f"executor: {INSTALL_HINT}")
     n = len(config.roster())
     late = [s.name for s in config.roster() if s.join_round > config.rounds]
     if late:
@@ -71,7 +126,18 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
                                f"{', '.join(late[:5])}")
     if n > len(data):
         report.errors.append(f"{n} clients but the dataset has {len(data)} samples")
+    report.warnings.extend(hardware_warnings(config, data))
     return report
+
+
+def hardware_warnings(config: ExperimentConfig, data: Any) -> list[str]:
+    """Memory fit of the roster on its real devices and advice on the simulated hardware."""
+    from engine.clock import clock_warnings
+    from engine.devices import memory_warnings
+
+    per_client = len(data) // max(1, len(config.roster()))
+    return (memory_warnings(config, data.input_spec, data.n_outputs, per_client)
+            + clock_warnings(config, data.input_spec, data.n_outputs, per_client))
 
 
 def check(config: ExperimentConfig, root: Path | None = None) -> Report:

@@ -100,3 +100,8 @@ def test_schema_lists_public_field_names():
     client_props = schema["$defs"]["ClientSpec"]["properties"]
     for name in ("name", "model", "optimizer", "lr", "epochs", "batch_size", "weight_decay", "device", "count"):
         assert name in client_props
+
+
+def test_unknown_executor_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="valid executor names: ray, sequential, threads, vectorized"):
+        parse_config(digits_config(executor="gpu-farm"))
