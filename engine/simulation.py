@@ -14,7 +14,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from threading import Event
 from typing import Any
@@ -29,12 +28,13 @@ from engine.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, build as build_federation, label_histograms
 from engine.errors import CancelledError, FedMosaicError, StorageError
+from engine.evaluation import evaluate_clients
 from engine.executors import make_executor
 from engine.metrics import summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.seeding import numpy_rng, seeded
 from engine.storage import Store, default_data_dir
-from engine.strategies import STRATEGIES, ClientInfo, ClientResult, Server, Strategy
+from engine.strategies import STRATEGIES, ClientInfo, Server, Strategy
 
 CLIENT_KEYS = ("local_acc", "local_loss", "global_acc", "global_loss", "local_mse", "local_mae",
                "local_r2", "global_mse", "global_mae", "global_r2", "train_loss")
@@ -122,7 +122,8 @@ class Simulation:
         strategy_cls = STRATEGIES.get(cfg.strategy.name)
         self.strategy: Strategy = strategy_cls(strategy_cls.Params(**cfg.strategy.params()), self.server)
         self.strategy.init()
-        self.clock = VirtualClock(cfg, self.clients, self.flops)
+        self.clock = VirtualClock(cfg, self.clients, self.flops,
+                                  param_bytes={cid: 4 * n for cid, n in self.n_params.items()})
         self.executor = make_executor(cfg.executor, cfg.executor_options)
         self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel, self._log)
         self.participated: set[int] = set()
@@ -202,7 +203,7 @@ class Simulation:
         rng = numpy_rng(cfg.seed, "round", rnd)
         joined = [c for c in self.clients if c.spec.join_round <= rnd]
         online = clock.online(rnd, joined, rng)
-        selected = strategy.select(online, rng, cfg.fraction)
+        selected = clock.select(rnd, online, rng, cfg.fraction, strategy.select)
         messages = {c.id: strategy.configure(c) for c in selected}
         down = {cid: nbytes(m) for cid, m in messages.items()}
         plans = clock.plan(rnd, selected, down, rng)
@@ -284,37 +285,15 @@ class Simulation:
     # ---- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, rnd: int, per_client: dict[int, dict[str, float]]) -> dict[str, float]:
-        """Each joined client's model on its local test split and on the global test set; the
-        strategy's server models on the global test set. Identical models (same tensors, no
-        preprocessing) are scored on the global test set once."""
+        """Each joined client's model on its local test split and on the global test set
+        (:func:`engine.evaluation.evaluate_clients`); the strategy's server models on the global
+        test set through the reference preprocessing."""
         fed, strategy = self.federation, self.strategy
         gx, gy = fed.global_test.x, fed.global_test.y
-        cache: dict[tuple, dict[str, float]] = {}
-        for c in self.clients:
-            if c.spec.join_round > rnd:
-                continue
-            state = self.states[c.id]
-            eval_state = strategy.eval_state(c, state)
-            device = self.devices[c.id]
-            model = template(c.spec.model, device, self.build)
-            load_into(model, eval_state)
-            model.eval()
-            forward = partial(strategy.predict, c, model, state)
-            data = fed.clients[c.id]
-            m = per_client.setdefault(c.id, {})
-            local = training.metrics(self.task, training.predict(forward, data.test.x.to(device)),
-                                     data.test.y.to(device), fed.target_std)
-            m.update({f"local_{k}": v for k, v in local.items()})
-            identity = data.transform.center is None
-            key = (c.arch_key, str(device), tuple(id(v) for v in eval_state.values())) if identity else None
-            if key is None or key not in cache:
-                out = training.predict(forward, data.transform(gx.to(device)))
-                scores = training.metrics(self.task, out, gy.to(device), fed.target_std)
-                if key is not None:
-                    cache[key] = scores
-            else:
-                scores = cache[key]
-            m.update({f"global_{k}": v for k, v in scores.items()})
+        joined = [c for c in self.clients if c.spec.join_round <= rnd]
+        scores = evaluate_clients(joined, strategy, self.states, fed, self.devices, self.build, self.task)
+        for cid, m in scores.items():
+            per_client.setdefault(cid, {}).update(m)
         out: dict[str, float] = {}
         for label, state in strategy.server_models().items():
             spec = json.loads(label) if label.startswith("{") else self.clients[0].spec.model
