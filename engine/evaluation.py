@@ -102,10 +102,14 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
             local_out = forward_many(model, [eval_states[c.id] for c in members],
                                      [fed.clients[c.id].test.x.to(device) for c in members])
             global_out = _global_outputs(model, members, eval_states, fed, device)
-        for c, o, y in zip(members, local_out, ys, strict=True):
-            out[c.id].update({f"local_{k}": v for k, v in training.metrics(task, o, y, fed.target_std).items()})
-            scores = training.metrics(task, global_out[c.id], gyd, fed.target_std)
-            out[c.id].update({f"global_{k}": v for k, v in scores.items()})
+        local_scores = training.metrics_many(task, local_out, ys, fed.target_std)
+        unique: dict[int, dict[str, float]] = {}
+        for c, scores in zip(members, local_scores, strict=True):
+            out[c.id].update({f"local_{k}": v for k, v in scores.items()})
+            o = global_out[c.id]
+            if id(o) not in unique:  # clients sharing one global model share its scores
+                unique[id(o)] = training.metrics(task, o, gyd, fed.target_std)
+            out[c.id].update({f"global_{k}": v for k, v in unique[id(o)].items()})
     return out
 
 

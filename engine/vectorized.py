@@ -250,11 +250,12 @@ def _optimizer_step(kind: str, params: dict[str, Tensor], grads: dict[str, Tenso
     When some clients have no batch at this step, their parameters and state are left unchanged.
     """
     everyone = bool(active.all())
+    decay = bool((wd > 0).any())
     for n, p in params.items():
         g = grads[n]
         lr_, wd_ = _expand(lr, p), _expand(wd, p)
         if kind == "sgd":
-            g = g + wd_ * p if bool((wd > 0).any()) else g
+            g = g + wd_ * p if decay else g
             buf = state[n]["buf"]
             new_buf = _expand(momentum, p) * buf + g
             if everyone:
@@ -268,9 +269,9 @@ def _optimizer_step(kind: str, params: dict[str, Tensor], grads: dict[str, Tenso
         beta1, beta2, eps = 0.9, 0.999, 1e-8
         if kind == "adam":
             g = g + wd_ * p
-            decay = None
+            decoupled = None
         else:  # adamw: decoupled decay
-            decay = lr_ * wd_ * p
+            decoupled = lr_ * wd_ * p
         m, v = state[n]["m"], state[n]["v"]
         new_m = beta1 * m + (1 - beta1) * g
         new_v = beta2 * v + (1 - beta2) * g * g
@@ -278,8 +279,8 @@ def _optimizer_step(kind: str, params: dict[str, Tensor], grads: dict[str, Tenso
         bc1 = 1 - beta1 ** t
         bc2_sqrt = torch.sqrt(1 - beta2 ** t)
         update = (lr_ / bc1) * new_m / (torch.sqrt(new_v) / bc2_sqrt + eps)
-        if decay is not None:
-            update = update + decay
+        if decoupled is not None:
+            update = update + decoupled
         if everyone:
             m.copy_(new_m)
             v.copy_(new_v)

@@ -40,6 +40,24 @@ def test_evaluate_clients_matches_direct_scores_with_preprocessing_and_distinct_
         with torch.no_grad():
             local = training.metrics("classification", model(data.test.x), data.test.y)
             glob = training.metrics("classification", model(data.transform(fed.global_test.x)), fed.global_test.y)
-        assert scores[c.id]["local_acc"] == local["acc"]
+        assert abs(scores[c.id]["local_acc"] - local["acc"]) < 1e-6
         assert scores[c.id]["global_acc"] == glob["acc"]
         assert abs(scores[c.id]["global_loss"] - glob["loss"]) < 1e-5
+
+
+def test_metrics_many_equals_metrics_pair_by_pair():
+    g = torch.Generator().manual_seed(0)
+    outs = [torch.randn(n, 4, generator=g) for n in (3, 0, 7)]
+    ys = [torch.randint(0, 4, (n,), generator=g) for n in (3, 0, 7)]
+    many = training.metrics_many("classification", outs, ys)
+    for o, y, m in zip(outs, ys, many, strict=True):
+        one = training.metrics("classification", o, y)
+        assert m.keys() == one.keys()
+        for k in one:
+            assert abs(m[k] - one[k]) < 1e-6
+    routs = [torch.randn(n, 1, generator=g) for n in (5, 2)]
+    rys = [torch.randn(n, generator=g) for n in (5, 2)]
+    for o, y, m in zip(routs, rys, training.metrics_many("regression", routs, rys, 2.0), strict=True):
+        one = training.metrics("regression", o, y, 2.0)
+        for k in one:
+            assert abs(m[k] - one[k]) < 1e-5, k
