@@ -182,6 +182,10 @@ class Simulation:
             self.executor_close()
             self._finish("cancelled")
             return self.summary()
+        except KeyboardInterrupt:  # Ctrl+C in the foreground: resumable, not a failure
+            self.executor_close()
+            self._finish("interrupted", error="interrupted (Ctrl+C); resume it to continue from its last checkpoint")
+            raise
         except BaseException as exc:
             self.executor_close()
             message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"
