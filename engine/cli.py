@@ -164,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("export", cmd_export, "export a run's figures or config")
     p.add_argument("run_id")
-    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    from engine.export import FORMATS
+
+    p.add_argument("--format", choices=list(FORMATS), default="csv",
+                   help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
     p.add_argument("--out", required=True, help="output file")
     p = add("catalog", cmd_catalog, "list architectures, strategies, datasets, partitioners")
     p.add_argument("--json", action="store_true")

@@ -42,9 +42,13 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
     shared = isinstance(xs, Tensor)
     device = next(model.parameters()).device
     k = len(states)
-    if k == 1:
-        load_into(model, states[0])
-        return [training.predict(model, xs if shared else xs[0])]
+    if k == 1 or any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
+        # one at a time: a single state, or recurrent kernels (aten::lstm/gru) that vmap cannot batch
+        outs = []
+        for i, state in enumerate(states):
+            load_into(model, state)
+            outs.append(training.predict(model, xs if shared else xs[i]))
+        return outs
     sample_bytes = (xs[0].numel() if shared else max(x[0].numel() if len(x) else 1 for x in xs)) * 4
     rows = len(xs) if shared else max(len(x) for x in xs)
     per_client = max(1, rows * sample_bytes)

@@ -1,0 +1,237 @@
+"""A self-contained HTML report of one or several runs, to send to people who will not open the
+app: the Plotly charts (plotly.js inlined, so it opens offline in any browser), the summary table
+(with means and spreads over seeds), and per run its config (re-runnable JSON), roster,
+reproducibility manifest and event log.
+
+Built from the database alone, with the figure builders of :mod:`engine.charts`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from engine import charts
+from engine.errors import ConfigError, StorageError
+from engine.export import manifest, runs_summary, safe_filename, seed_summary
+from engine.storage import Store
+
+PRIMARY = ("server_acc", "global_acc_mean", "global_r2_mean", "local_acc_mean", "local_r2_mean",
+           "global_loss_mean", "global_mse_mean")
+"""The headline metric of a report: the first of these the runs recorded."""
+SHORT = {"server_acc": "server acc.", "global_acc_mean": "global acc.", "local_acc_mean": "local acc.",
+         "local_acc_worst10": "local acc., worst 10%", "global_r2_mean": "global R²", "local_r2_mean": "local R²",
+         "global_mse_mean": "global MSE", "cum_bytes_up": "MB uploaded", "sim_time_s": "simulated s"}
+"""Summary columns and their short headers (the full name is the header's tooltip)."""
+PER_RUN_CHARTS = 6
+"""Runs beyond this many get no per-client charts (the report stays light)."""
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+color:#1d1d1f;padding:0 1rem;line-height:1.45}
+h1{margin-bottom:.2rem}h2{margin-top:2.4rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
+.meta{color:#666;font-size:.9rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.88rem;display:block;overflow-x:auto}
+th,td{border:1px solid #ddd;padding:.3rem .55rem;text-align:left;white-space:nowrap}
+th{background:#f5f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{background:#f6f8fa;padding:.8rem;overflow:auto;font-size:.8rem;max-height:28rem}
+details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}
+.status-finished{color:#1a7f37}.status-failed{color:#cf222e}.status-cancelled,.status-interrupted{color:#9a6700}
+.chart{margin:1rem 0}.note{color:#666;font-style:italic}
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ""
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    return _esc(value)
+
+
+def _table(df: pd.DataFrame, columns: Sequence[str] | None = None, labels: dict[str, str] | None = None) -> str:
+    if df.empty:
+        return '<p class="note">Nothing recorded.</p>'
+    columns = [c for c in (columns or df.columns) if c in df.columns]
+    labels = labels or {}
+    head = "".join(f'<th title="{_esc(charts.metric_label(c))}">{_esc(labels.get(c, c))}</th>' for c in columns)
+    rows = []
+    for record in df[columns].to_dict("records"):
+        cells = []
+        for c in columns:
+            v = record[c]
+            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+            css = ' class="num"' if numeric else (f' class="status-{_esc(v)}"' if c == "status" else "")
+            cells.append(f"<td{css}>{_number(v) if numeric else _esc(v)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _json_script(element_id: str, value: Any) -> str:
+    """JSON readable by machines (``<script type="application/json">``), safe inside HTML."""
+    text = json.dumps(value, indent=2, sort_keys=False, default=str).replace("</", "<\\/")
+    return f'<script type="application/json" id="{_esc(element_id)}">{text}</script>'
+
+
+class _Figures:
+    """Figure HTML fragments; plotly.js is inlined once, with the first figure."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def html(self, fig: go.Figure) -> str:
+        fragment = fig.to_html(full_html=False, include_plotlyjs=self.count == 0,
+                               config={"displaylogo": False, "responsive": True},
+                               div_id=f"chart-{self.count}")
+        self.count += 1
+        return f'<div class="chart">{fragment}</div>'
+
+
+def primary_metric(keys: set[str]) -> str | None:
+    """The headline metric among recorded round-metric ``keys``."""
+    return next((k for k in PRIMARY if k in keys), None)
+
+
+def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = None) -> str:
+    """The report of ``run_ids`` as one HTML document (a few MB: plotly.js is inside).
+
+    :raises ConfigError: no run given.
+    :raises RunNotFoundError: an id is not in the database.
+    """
+    ids = list(dict.fromkeys(run_ids))
+    if not ids:
+        raise ConfigError("a report needs at least one run")
+    runs = [store.get_run(r) for r in ids]
+    title = title or (runs[0]["name"] if len(runs) == 1 else f"FedMosaic: {len(runs)} runs compared")
+    round_df = store.round_metrics(ids)
+    client_df = store.client_metrics(ids)
+    roster = store.clients(ids)
+    keys = set(round_df["key"]) if not round_df.empty else set()
+    primary = primary_metric(keys)
+    figures = _Figures()
+    parts: list[str] = [
+        f"<h1>{_esc(title)}</h1>",
+        (f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M %Z")} by FedMosaic · '
+         f"{len(runs)} run{'s' if len(runs) != 1 else ''} · opens offline in any browser</p>"),
+    ]
+
+    # summary
+    summary = runs_summary(store, ids)
+    metrics = [k for k in SHORT if k in summary.columns]
+    table = summary.copy()
+    table["setting"] = [v or st for v, st in zip(table["variant"], table["strategy"], strict=True)]
+    table["rounds"] = [f"{d}/{t}" for d, t in zip(table["rounds_done"], table["rounds"], strict=True)]
+    if "cum_bytes_up" in table:
+        table["cum_bytes_up"] = table["cum_bytes_up"] / 1e6
+    parts.append("<h2>Summary</h2>")
+    parts.append(_table(table, ["name", "status", "setting", "dataset", "seed", "n_clients", "rounds", *metrics],
+                        {"n_clients": "clients", **SHORT}))
+    seeds = seed_summary(store, ids, metrics=metrics)
+    if not seeds.empty and (seeds["n"] > 1).any():
+        seeds = seeds[seeds["n"] > 1]
+        scale = {"cum_bytes_up": 1e6}
+        grid = seeds.pivot_table(index=["group_id", "setting", "n", "seeds"], columns="metric", aggfunc="first",
+                                 values=["mean", "std"], sort=False)
+        rows = []
+        for (group_id, setting, n, seed_list), row in grid.iterrows():
+            cells = {"setting": setting, "seeds": f"{n} ({seed_list})"}
+            for m in metrics:
+                if ("mean", m) in row and pd.notna(row[("mean", m)]):
+                    k = scale.get(m, 1.0)
+                    cells[m] = f"{row[('mean', m)] / k:.4g} ± {row[('std', m)] / k:.2g}"
+            rows.append(cells)
+        parts.append("<h3>Averaged over seeds (mean ± std)</h3>")
+        parts.append(_table(pd.DataFrame(rows), ["setting", "seeds", *metrics], SHORT))
+    parts.append(_json_script("summary-data", json.loads(summary.to_json(orient="records"))))
+
+    # charts
+    parts.append("<h2>Learning curves</h2>")
+    if primary is None:
+        parts.append('<p class="note">No evaluated round yet.</p>')
+    else:
+        parts.append(figures.html(charts.curves(round_df, primary, runs=runs)))
+        for extra in ("local_acc_mean", "local_acc_worst10", "local_r2_mean"):
+            if extra in keys and extra != primary:
+                parts.append(figures.html(charts.curves(round_df, extra, runs=runs)))
+        parts.append("<h2>Communication and time</h2>")
+        if "cum_bytes_up" in keys:
+            parts.append(figures.html(charts.curves(round_df, primary, x="cum_bytes_up", runs=runs,
+                                                    title=f"{charts.metric_label(primary)} vs data uploaded")))
+        if "sim_time_s" in keys:
+            parts.append(figures.html(charts.curves(round_df, primary, x="sim_time_s", runs=runs,
+                                                    title=f"{charts.metric_label(primary)} vs simulated time")))
+        parts.append(figures.html(charts.communication(round_df, runs=runs)))
+    client_keys = set(client_df["key"]) if not client_df.empty else set()
+    client_metric = next((k for k in ("local_acc", "local_r2", "local_loss", "global_acc") if k in client_keys), None)
+    if client_metric:
+        parts.append("<h2>Clients</h2>")
+        parts.append(figures.html(charts.fairness(client_df, client_metric, runs=runs)))
+
+    # per run
+    for i, run in enumerate(runs):
+        run_id = run["id"]
+        parts.append(f'<h2 id="run-{_esc(run_id)}">Run {_esc(run["name"])} '
+                     f'<span class="meta">({_esc(run_id)}, <span class="status-{_esc(run["status"])}">'
+                     f'{_esc(run["status"])}</span>)</span></h2>')
+        if run.get("error"):
+            parts.append(f"<p><strong>{'Error' if run['status'] == 'failed' else 'Note'}:</strong> "
+                         f"{_esc(run['error'])}</p>")
+        if client_metric and i < PER_RUN_CHARTS:
+            parts.append(figures.html(charts.final_client_bars(client_df, client_metric, roster, run_id=run_id)))
+            parts.append(figures.html(charts.client_heatmap(client_df, client_metric, roster, run_id=run_id)))
+        elif client_metric and i == PER_RUN_CHARTS:
+            parts.append(f'<p class="note">Per-client charts are shown for the first {PER_RUN_CHARTS} runs.</p>')
+        parts.append("<h3>Roster</h3>")
+        mine = roster[roster["run_id"] == run_id] if not roster.empty else roster
+        parts.append(_table(mine, ["client_id", "name", "arch", "n_params", "n_train", "n_test", "tier", "device",
+                                   "join_round", "preprocessing", "optimizer", "lr", "epochs", "batch_size"]))
+        config = run["config"]
+        parts.append("<details><summary>Config (re-run with <code>python -m engine run config.json</code>)</summary>"
+                     f"<pre>{_esc(json.dumps(config, indent=2))}</pre></details>")
+        parts.append(_json_script(f"config-{run_id}", config))
+        parts.append("<details><summary>Reproducibility manifest</summary>"
+                     f"<pre>{_esc(json.dumps(manifest(store, run_id), indent=2, default=str))}</pre></details>")
+        events = store.events(run_id)
+        if not events.empty:
+            events = events.tail(200).copy()
+            events["time"] = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) for t in events["ts"]]
+            events["round"] = [("" if pd.isna(r) else int(r)) for r in events["round"]]
+            parts.append("<details><summary>Event log</summary>"
+                         + _table(events, ["time", "round", "level", "message"]) + "</details>")
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def write_report(store: Store, run_ids: Sequence[str], out: Path, *, title: str | None = None) -> Path:
+    """Write :func:`build_report` to ``out`` (file name sanitised; ``.html`` added if missing).
+
+    :raises StorageError: the file cannot be written.
+    """
+    out = Path(out)
+    name = safe_filename(out.name, "report.html")
+    if not name.lower().endswith((".html", ".htm")):
+        name += ".html"
+    out = out.with_name(name)
+    text = build_report(store, run_ids, title=title)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.part")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        raise StorageError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return out

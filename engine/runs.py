@@ -1,0 +1,803 @@
+"""The run manager: runs launched from the browser go on in the background, several at once, and
+nothing is lost when the server stops.
+
+One :class:`RunManager` per process and database (:func:`get_manager`): a bounded pool of worker
+threads (a queue beyond it), a cancel event per run checked between mini-batches, and a heartbeat
+thread that marks the manager's runs alive every few seconds and picks up cancellations asked
+for by other processes (``python -m engine cancel``). Experiment-tracker practice (Sacred's
+heartbeat and fail trace, MLflow's run status) applied to the federated round loop of
+:mod:`engine.simulation`, which it never copies: a worker just calls ``Simulation.run``.
+
+Lifecycle: ``queued -> running -> finished | failed | cancelled | interrupted``. At start-up the
+manager marks ``interrupted`` every ``queued``/``running`` run whose owning process is dead or whose
+heartbeat stopped. ``resume`` continues an interrupted, cancelled or failed run from its newest
+checkpoint, under the same run id, and ends with the same figures as an uninterrupted run (every
+per-round random draw derives from the seed and the round). ``fork`` makes a new config from any
+run's; ``sweep`` launches one config over several seeds and strategies as one group.
+
+Worker threads never touch streamlit: they write to SQLite through :class:`engine.storage.Store`
+(one connection per thread) and the pages poll :meth:`RunManager.progress`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import copy
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import ExperimentConfig, parse_config
+from engine.errors import ConfigError, FedMosaicError, StorageError
+from engine.storage import (
+    ACTIVE,
+    RESUMABLE,
+    Store,
+    default_db_path,
+    finite_or_none,
+    owner_alive,
+    process_owner,
+)
+
+log = logging.getLogger("fedmosaic.runs")
+
+DEFAULT_WORKERS = 2
+"""Runs trained at once by default (``FEDMOSAIC_WORKERS`` overrides)."""
+HEARTBEAT_S = 5.0
+"""Seconds between two heartbeats of a manager's runs."""
+
+
+class RunStateError(FedMosaicError):
+    """The run's status does not allow this (resume a finished run, delete a run another process
+    is running); the message says what to do instead."""
+
+
+@dataclass
+class _Handle:
+    """A run this manager queued or is running."""
+
+    run_id: str
+    config: ExperimentConfig
+    resume: bool
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    started: bool = False
+    reason: str = ""  # why cancel is set: "user" or "shutdown"
+
+
+class RunManager:
+    """Background runs of one database.
+
+    :param store: the database (a :class:`Store`, a path, or ``None`` for the default).
+    :param workers: runs trained at once; more wait in the queue (default ``FEDMOSAIC_WORKERS``
+        or 2).
+    :param heartbeat_s: seconds between heartbeats.
+    :param stale_after_s: a run whose owner cannot be checked (another host) is presumed dead
+        when its heartbeat is older than this (default ``max(30, 6 * heartbeat_s)``).
+    :param root: data directory for datasets (default: the per-user data directory).
+    """
+
+    def __init__(self, store: Store | str | Path | None = None, *, workers: int | None = None,
+                 heartbeat_s: float = HEARTBEAT_S, stale_after_s: float | None = None,
+                 root: Path | None = None) -> None:
+        self.store = store if isinstance(store, Store) else Store(store)
+        env_workers = os.environ.get("FEDMOSAIC_WORKERS")
+        self.workers = max(1, int(workers or (env_workers and int(env_workers)) or DEFAULT_WORKERS))
+        self.heartbeat_s = float(heartbeat_s)
+        self.stale_after_s = float(stale_after_s or max(30.0, 6 * self.heartbeat_s))
+        self.reap_every_s = max(60.0, self.stale_after_s)
+        self.root = root
+        self.owner = process_owner()
+        self._lock = threading.RLock()
+        self._handles: dict[str, _Handle] = {}
+        self._queue: queue.Queue[_Handle | None] = queue.Queue()
+        self._closed = False
+        self._stop = threading.Event()
+        self.interrupted: list[str] = self.store.reap(self.stale_after_s)
+        """Runs this manager marked ``interrupted`` when it started."""
+        self._threads = [threading.Thread(target=self._worker, name=f"fedmosaic-run-{i}", daemon=True)
+                         for i in range(self.workers)]
+        self._beater = threading.Thread(target=self._heartbeat_loop, name="fedmosaic-heartbeat", daemon=True)
+        for t in [*self._threads, self._beater]:
+            t.start()
+        atexit.register(self._at_exit)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called."""
+        return self._closed
+
+    # ---- launching ----------------------------------------------------------------------------
+    def submit(self, config: ExperimentConfig | Mapping[str, Any], *, name: str | None = None,
+               group_id: str | None = None, tags: Iterable[str] = (), parent_id: str | None = None,
+               variant: str | None = None) -> str:
+        """Queue a run of ``config`` and return its id. It starts as soon as a worker is free.
+
+        The config is validated (:func:`engine.validate.check`) and the database and checkpoint
+        folder are checked writable with enough free space before any row is written.
+
+        :param parent_id: the run this config was forked from (recorded for lineage).
+        :raises ConfigError: invalid config (:class:`CompatibilityError` when the strategy cannot
+            combine the roster).
+        :raises StorageError: the database or data directory cannot take a run.
+        """
+        config = _as_config(config)
+        self._check_open()
+        self._validate(config)
+        self.store.check_writable()
+        run_id = self.store.create_run(config.model_dump(mode="json"), status="queued", name=name,
+                                       group_id=group_id, tags=tags, owner=self.owner,
+                                       variant=variant, parent_id=parent_id)
+        self._enqueue(_Handle(run_id, config, resume=False))
+        return run_id
+
+    def sweep(self, config: ExperimentConfig | Mapping[str, Any], *, seeds: Iterable[int],
+              strategies: list[dict[str, Any] | str] | None = None, name: str | None = None,
+              tags: Iterable[str] = ()) -> tuple[str, list[str]]:
+        """Launch ``config`` once per seed and strategy, as one group.
+
+        :param strategies: ``{"name": ..., **params}`` dicts (or bare names) replacing
+            ``config.strategy``; ``None`` keeps the config's strategy.
+        :returns: ``(group_id, run_ids)``; runs of one strategy share a ``variant`` label, so
+            their figures can be averaged over seeds.
+        :raises ConfigError: no seed, a strategy listed twice, or any member invalid (nothing is
+            launched then).
+        """
+        config = _as_config(config)
+        self._check_open()
+        seeds = list(dict.fromkeys(int(s) for s in seeds))
+        if not seeds:
+            raise ConfigError("a sweep needs at least one seed, e.g. seeds [0, 1, 2]")
+        if any(s < 0 or s > 2**31 - 1 for s in seeds):
+            raise ConfigError("sweep seeds must be between 0 and 2147483647")
+        base = config.model_dump(mode="json")
+        specs = [_strategy_dict(s) for s in (strategies or [base["strategy"]])]
+        members: list[tuple[str, int, ExperimentConfig]] = []
+        labels: list[str] = []
+        for spec in specs:
+            label = strategy_label(spec)
+            if label in labels:
+                raise ConfigError(f"the sweep lists strategy '{label}' twice; remove one")
+            labels.append(label)
+            for seed in seeds:
+                members.append((label, seed, parse_config({**base, "strategy": spec, "seed": seed})))
+        for _, _, member in members:
+            self._validate(member)
+        self.store.check_writable()
+        group_id = uuid.uuid4().hex[:12]
+        title = name or config.name
+        created: list[str] = []
+        try:
+            for label, seed, member in members:
+                created.append(self.store.create_run(
+                    member.model_dump(mode="json"), status="queued", name=f"{title} · {label} · seed {seed}",
+                    group_id=group_id, tags=tags, owner=self.owner, variant=label))
+        except FedMosaicError:
+            for run_id in created:
+                self.store.delete_run(run_id)
+            raise
+        for run_id, (_, _, member) in zip(created, members, strict=True):
+            self._enqueue(_Handle(run_id, member, resume=False))
+        return group_id, created
+
+    def resume(self, run_id: str) -> None:
+        """Continue an interrupted, cancelled or failed run from its newest checkpoint (from
+        round 1 when it has none), under the same id.
+
+        :raises RunStateError: the run finished, or is queued/running (here or elsewhere).
+        """
+        self._check_open()
+        with self._lock:
+            if run_id in self._handles:
+                raise RunStateError(f"run {run_id} is already {self.store.get_run(run_id)['status']} here")
+        row = self.store.get_run(run_id)
+        if row["status"] in ACTIVE:
+            self.store.reap(self.stale_after_s)
+            row = self.store.get_run(run_id)
+        status = row["status"]
+        if status in ACTIVE:
+            raise RunStateError(f"run {run_id} is {status} in another process; cancel it there "
+                                f"(python -m engine cancel {run_id}) or wait for it")
+        if status not in RESUMABLE:
+            raise RunStateError(f"run {run_id} already finished all its {row['rounds']} rounds; "
+                                f"fork it to run a variation")
+        config = parse_config(row["config"])
+        self.store.check_writable()
+        if not self.store.claim(run_id, self.owner):
+            raise RunStateError(f"run {run_id} was just resumed by another process")
+        self._enqueue(_Handle(run_id, config, resume=True))
+
+    def fork(self, run_id: str, changes: Mapping[str, Any] | None = None) -> ExperimentConfig:
+        """A new config from run ``run_id``'s with ``changes`` deep-merged in (nested dicts merge;
+        lists and values replace; a strategy, partition or model of another ``name``/``method``/
+        ``arch`` replaces the old one whole). Validated, not launched: pass it to :meth:`submit`
+        (with ``parent_id=run_id`` to record where it came from).
+
+        :raises ConfigError: the merged config is invalid.
+        """
+        base = self.store.get_run(run_id)["config"]
+        config = parse_config(deep_merge(base, dict(changes or {})))
+        self._validate(config)
+        return config
+
+    # ---- controlling --------------------------------------------------------------------------
+    def cancel(self, run_id: str) -> None:
+        """Stop a queued or running run; it ends ``cancelled`` (resumable). A run of another live
+        process is asked to stop through the database; one whose process died is marked now.
+
+        :raises RunStateError: the run is not queued or running.
+        """
+        if self._cancel_own(run_id, "user"):
+            return
+        row = self.store.get_run(run_id)
+        if row["status"] not in ACTIVE:
+            raise RunStateError(f"run {run_id} is {row['status']}; only queued or running runs can be cancelled")
+        alive = owner_alive(row.get("owner"))
+        last = max(row.get("heartbeat_at") or 0, row.get("started_at") or 0, row.get("created_at") or 0)
+        if alive is False or (alive is None and time.time() - last > self.stale_after_s):
+            self.store.update_run(run_id, status="cancelled", finished_at=time.time(), live=None)
+            self.store.add_event(run_id, "cancelled (the process that ran it had stopped)", "warning")
+        else:
+            self.store.request_cancel(run_id)
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run: its rows (one transaction) and its checkpoint files. A run of this
+        manager is cancelled first.
+
+        :raises RunStateError: another live process is running it (cancel it first).
+        """
+        with self._lock:
+            handle = self._handles.get(run_id)
+        if handle is not None:
+            self._cancel_own(run_id, "user")
+            if not handle.done.wait(120):
+                raise RunStateError(f"run {run_id} did not stop within 2 minutes; try again")
+        else:
+            row = self.store.get_run(run_id)
+            if row["status"] in ACTIVE and run_id not in self.store.reap(self.stale_after_s):
+                raise RunStateError(f"run {run_id} is {row['status']} in another process; cancel it "
+                                    f"first (python -m engine cancel {run_id})")
+        self.store.delete_run(run_id)
+
+    def rename(self, run_id: str, name: str) -> None:
+        """Give a run a new display name."""
+        self.store.rename_run(run_id, name)
+
+    def set_tags(self, run_id: str, tags: list[str]) -> list[str]:
+        """Replace a run's tags; returns them cleaned (trimmed, no duplicates)."""
+        return self.store.set_tags(run_id, tags)
+
+    # ---- watching -----------------------------------------------------------------------------
+    def progress(self, run_id: str) -> dict[str, Any]:
+        """Where a run stands (see :meth:`engine.storage.Store.progress`), plus ``queue_position``
+        (1-based, ``None`` unless it waits in this manager's queue)."""
+        out = self.store.progress(run_id)
+        with self._lock:
+            waiting = [h.run_id for h in self._handles.values() if not h.started]
+        out["queue_position"] = waiting.index(run_id) + 1 if run_id in waiting else None
+        return out
+
+    def wait(self, run_id: str, timeout: float | None = None) -> str:
+        """Block until the run leaves ``queued``/``running`` (or ``timeout`` seconds pass);
+        return its status."""
+        with self._lock:
+            handle = self._handles.get(run_id)
+        if handle is not None:
+            handle.done.wait(timeout)
+            return self.store.get_run(run_id)["status"]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.store.get_run(run_id)["status"]
+            if status not in ACTIVE or (deadline is not None and time.monotonic() >= deadline):
+                return status
+            time.sleep(0.2)
+
+    def active(self) -> list[str]:
+        """Ids of this manager's queued and running runs, in launch order."""
+        with self._lock:
+            return list(self._handles)
+
+    def shutdown(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Stop the manager. ``wait``: let queued and running runs finish first. Otherwise the
+        running ones are stopped between batches and, like queued ones, left ``interrupted``
+        (resumable)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if not wait:
+                for handle in list(self._handles.values()):
+                    self._cancel_own(handle.run_id, "shutdown")
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(None if wait else timeout)
+        self._stop.set()
+        self._beater.join(timeout)
+        with _managers_lock:
+            for key, manager in list(_managers.items()):
+                if manager is self:
+                    del _managers[key]
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _validate(self, config: ExperimentConfig) -> None:
+        from engine.validate import check
+
+        check(config, self.root)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunStateError("this run manager was shut down; create a new one with get_manager()")
+
+    def _enqueue(self, handle: _Handle) -> None:
+        with self._lock:
+            self._handles[handle.run_id] = handle
+            if self._closed:  # shut down meanwhile: leave it resumable rather than queued forever
+                self._cancel_own(handle.run_id, "shutdown")
+                return
+        self._queue.put(handle)
+
+    def _cancel_own(self, run_id: str, reason: str) -> bool:
+        """Cancel one of this manager's runs; ``False`` if it has none with that id."""
+        with self._lock:
+            handle = self._handles.get(run_id)
+            if handle is None:
+                return False
+            handle.reason = handle.reason or reason
+            handle.cancel.set()
+            if not handle.started:
+                status = "interrupted" if handle.reason == "shutdown" else "cancelled"
+                message = ("interrupted before it started: the app stopped; resume it to run it"
+                           if status == "interrupted" else "cancelled before it started")
+                self.store.update_run(run_id, status=status, finished_at=time.time(), live=None,
+                                      error=message if status == "interrupted" else None)
+                self.store.add_event(run_id, message, "warning" if status == "interrupted" else "info")
+                self._forget(handle)
+        return True
+
+    def _forget(self, handle: _Handle) -> None:
+        with self._lock:
+            if self._handles.get(handle.run_id) is handle:
+                del self._handles[handle.run_id]
+        handle.done.set()
+
+    def _worker(self) -> None:
+        while True:
+            handle = self._queue.get()
+            if handle is None:
+                return
+            with self._lock:
+                if handle.cancel.is_set() or handle.done.is_set():
+                    self._forget(handle)
+                    continue
+                handle.started = True
+            try:
+                self._execute(handle)
+            except BaseException:
+                log.exception("run %s: unexpected error in the worker", handle.run_id)
+            finally:
+                self._forget(handle)
+
+    def _execute(self, handle: _Handle) -> None:
+        from engine.simulation import Simulation
+
+        run_id = handle.run_id
+        sim = None
+        failure: tuple[str, str] | None = None
+        try:
+            sim = Simulation(handle.config, store=self.store, run_id=run_id, root=self.root,
+                             cancel=handle.cancel)
+            sim.run(resume=handle.resume)
+        except Exception as exc:  # noqa: BLE001 - Simulation records its own failures on the row
+            message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"
+            failure = (message, traceback.format_exc())
+            log.info("run %s failed: %s", run_id, message)
+        row = self.store.get_run(run_id)
+        if row["status"] in ACTIVE:  # the run could not record how it ended (setup error, full disk)
+            if failure is not None:
+                self.store.update_run(run_id, status="failed", finished_at=time.time(), error=failure[0],
+                                      traceback=failure[1], live=None)
+            else:
+                status = "cancelled" if handle.cancel.is_set() else "finished"
+                final = {k: finite_or_none(v) for k, v in sim.summary()["final"].items()} if sim else {}
+                self.store.update_run(run_id, status=status, finished_at=time.time(), summary=final, live=None)
+        if handle.reason == "shutdown":
+            row = self.store.get_run(run_id)
+            if row["status"] in ("cancelled", *ACTIVE):
+                ckpt = next(iter(self.store.checkpoints(run_id)), None)
+                where = f"the checkpoint of round {ckpt['round']}" if ckpt else "round 1"
+                message = (f"interrupted at round {row['current_round']}: the app stopped; resume "
+                           f"continues from {where}")
+                self.store.update_run(run_id, status="interrupted", error=message, live=None)
+                self.store.add_event(run_id, message, "warning")
+
+    def _heartbeat_loop(self) -> None:
+        last_reap = time.monotonic()
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                flagged = self.store.beat(self.active())
+                for run_id in flagged:
+                    self._cancel_own(run_id, "user")
+                if time.monotonic() - last_reap >= self.reap_every_s:
+                    last_reap = time.monotonic()
+                    self.store.reap(self.stale_after_s)
+            except Exception:
+                log.warning("heartbeat failed; retrying", exc_info=True)
+        self.store.close()
+
+    def _at_exit(self) -> None:
+        if not self._closed:
+            self.shutdown(wait=False, timeout=10.0)
+
+
+_managers: dict[Path, RunManager] = {}
+_managers_lock = threading.Lock()
+
+
+def get_manager(db_path: str | Path | None = None, workers: int | None = None, **options: Any) -> RunManager:
+    """The process-wide :class:`RunManager` of a database (default: ``FEDMOSAIC_DB`` or the
+    per-user one), created on first use (which marks runs left behind by dead processes
+    ``interrupted``). ``workers`` and ``options`` apply only when it is created."""
+    path = Path(db_path).expanduser() if db_path is not None else default_db_path()
+    key = path.resolve()
+    with _managers_lock:
+        manager = _managers.get(key)
+        if manager is None or manager.closed:
+            manager = RunManager(Store(path), workers=workers, **options)
+            _managers[key] = manager
+        return manager
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _as_config(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentConfig:
+    if isinstance(config, ExperimentConfig):
+        return config
+    if isinstance(config, Mapping):
+        return parse_config(dict(config))
+    raise ConfigError(f"expected an experiment config, got {type(config).__name__}")
+
+
+def _strategy_dict(spec: Mapping[str, Any] | str) -> dict[str, Any]:
+    if isinstance(spec, str):
+        return {"name": spec}
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise ConfigError(f'a sweep strategy needs a "name", e.g. {{"name": "fedprox", "mu": 0.1}}; got {spec!r}')
+    return dict(spec)
+
+
+def strategy_label(spec: Mapping[str, Any] | str) -> str:
+    """``"fedprox (mu=0.1)"``: the strategy's name and the parameters that differ from its
+    defaults."""
+    from engine.strategies import STRATEGIES
+
+    spec = _strategy_dict(spec)
+    name = spec["name"]
+    try:
+        defaults = STRATEGIES.get(name).Params().model_dump()
+    except Exception:  # noqa: BLE001 - unknown names are reported by validation
+        defaults = {}
+    changed = [f"{k}={v}" for k, v in sorted(spec.items()) if k != "name" and defaults.get(k, object()) != v]
+    return f"{name} ({', '.join(changed)})" if changed else name
+
+
+_IDENTITY = ("name", "method", "arch")
+
+
+def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` merged in: nested dicts merge key by key, anything else replaces;
+    a dict whose ``name``/``method``/``arch`` changes replaces the old dict whole (another
+    strategy's parameters do not carry over)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in changes.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, Mapping) and not any(
+                k in value and k in old and value[k] != old[k] for k in _IDENTITY):
+            out[key] = deep_merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """Changes for :func:`deep_merge` from a dotted path (``"strategy.mu"``, ``"clients.0.lr"``);
+    list items are addressed by index and the list is copied with that item changed."""
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"'{dotted}' is not a config path; use dots between names, e.g. strategy.mu")
+
+    def build(node: Any, rest: list[str]) -> Any:
+        if not rest:
+            return value
+        head, tail = rest[0], rest[1:]
+        if isinstance(node, list):
+            if not head.isdigit() or int(head) >= len(node):
+                raise ConfigError(f"'{dotted}': {head} is not an index of a list of {len(node)}")
+            items = copy.deepcopy(node)
+            item = items[int(head)]
+            change = build(item, tail)
+            items[int(head)] = deep_merge(item, change) if isinstance(item, dict) and isinstance(change, dict) \
+                else change
+            return items
+        child = node.get(head) if isinstance(node, dict) else None
+        return {head: build(child, tail)}
+
+    return build(tree, parts)
+
+
+# ---- command line -------------------------------------------------------------------------------
+def _manager(args: argparse.Namespace, workers: int | None = None) -> RunManager:
+    return RunManager(Store(args.db), workers=workers or getattr(args, "workers", None) or 1)
+
+
+def _follow(mgr: RunManager, run_ids: list[str], quiet: bool) -> dict[str, str]:
+    """Wait for runs, drawing one progress line on stderr; Ctrl+C cancels them."""
+    statuses: dict[str, str] = {}
+    try:
+        while True:
+            pending = [r for r in run_ids if r not in statuses]
+            for run_id in pending:
+                status = mgr.wait(run_id, timeout=0)
+                if status not in ACTIVE:
+                    statuses[run_id] = status
+            if len(statuses) == len(run_ids):
+                break
+            if not quiet:
+                parts = []
+                for run_id in run_ids[:4]:
+                    p = mgr.progress(run_id)
+                    parts.append(f"{run_id[:6]} {p['status'][:4]} {p['current_round']}/{p['rounds']}")
+                more = f" (+{len(run_ids) - 4})" if len(run_ids) > 4 else ""
+                sys.stderr.write("\r" + "  ".join(parts) + more + "   ")
+                sys.stderr.flush()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        for run_id in run_ids:
+            if run_id not in statuses:
+                mgr.cancel(run_id)
+        for run_id in run_ids:
+            statuses[run_id] = mgr.wait(run_id, timeout=60)
+        raise
+    finally:
+        if not quiet:
+            sys.stderr.write("\n")
+    return statuses
+
+
+def _final_line(store: Store, run_id: str) -> str:
+    row = store.get_run(run_id)
+    summary = row.get("summary") or {}
+    figure = next((f"{k}={summary[k]:.4f}" for k in ("server_acc", "global_acc_mean", "global_r2_mean",
+                                                      "local_acc_mean") if summary.get(k) is not None), "")
+    return f"{run_id}  {row['status']:<11} round {row['current_round']}/{row['rounds']}  {figure}"
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    mgr = _manager(args)
+    try:
+        mgr.resume(args.run_id)
+        status = _follow(mgr, [args.run_id], args.json)[args.run_id]
+    finally:
+        mgr.shutdown(wait=True)
+    if args.json:
+        print(json.dumps(mgr.store.progress(args.run_id), default=str))
+    else:
+        print(_final_line(mgr.store, args.run_id))
+    return 0 if status == "finished" else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    mgr = _manager(args)
+    try:
+        for run_id in args.run_ids:
+            mgr.cancel(run_id)
+            if args.wait:
+                status = mgr.wait(run_id, timeout=args.timeout)
+                print(f"{run_id}: {status}")
+            else:
+                status = mgr.store.get_run(run_id)["status"]
+                print(f"{run_id}: {'cancel requested (it stops within a few seconds)' if status in ACTIVE else status}")
+    finally:
+        mgr.shutdown(wait=False)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    mgr = _manager(args)
+    try:
+        for run_id in args.run_ids:
+            name = mgr.store.get_run(run_id)["name"]
+            mgr.delete(run_id)
+            print(f"deleted {run_id} ({name})")
+    finally:
+        mgr.shutdown(wait=False)
+    return 0
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_strategy_arg(text: str) -> dict[str, Any]:
+    """``fedprox:mu=0.1,epochs=2`` or a JSON object -> ``{"name": "fedprox", "mu": 0.1, ...}``."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--strategies: {text!r} is not valid JSON ({exc.msg})") from None
+        return _strategy_dict(value)
+    name, _, rest = text.partition(":")
+    spec: dict[str, Any] = {"name": name.strip()}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--strategies: '{item}' should be key=value, e.g. fedprox:mu=0.1")
+        spec[key.strip()] = _parse_value(value.strip())
+    return spec
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.export import seed_summary
+
+    config = load_config(args.config)
+    strategies = [parse_strategy_arg(s) for s in args.strategies] if args.strategies else None
+    mgr = _manager(args, workers=args.workers)
+    try:
+        group_id, run_ids = mgr.sweep(config, seeds=args.seeds, strategies=strategies, name=args.name)
+        if not args.json:
+            print(f"sweep {group_id}: {len(run_ids)} runs ({mgr.workers} at a time)", file=sys.stderr)
+        statuses = _follow(mgr, run_ids, args.json)
+    finally:
+        mgr.shutdown(wait=True)
+    table = seed_summary(mgr.store, run_ids)
+    if args.json:
+        print(json.dumps({"group_id": group_id, "runs": statuses,
+                          "summary": json.loads(table.to_json(orient="records"))}))
+    else:
+        for run_id in run_ids:
+            print(_final_line(mgr.store, run_id))
+        if not table.empty:
+            print(table.to_string(index=False))
+    return 0 if all(s == "finished" for s in statuses.values()) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine.report import write_report
+
+    store = Store(args.db)
+    run_ids = list(args.run_ids)
+    if args.group:
+        run_ids += [r["id"] for r in reversed(store.list_runs(group_id=args.group)) if r["id"] not in run_ids]
+    if not run_ids:
+        raise ConfigError("name at least one run id (or --group GROUP_ID)")
+    path = write_report(store, run_ids, Path(args.out), title=args.title)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from engine.export import runs_summary, write_table
+
+    store = Store(args.db)
+    run_ids = list(args.run_ids) or [r["id"] for r in store.list_runs(group_id=args.group, tag=args.tag)]
+    table = runs_summary(store, run_ids)
+    if args.out:
+        print(f"wrote {write_table(table, Path(args.out))}")
+    else:
+        print(table.to_csv(index=False), end="")
+    return 0
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    store = Store(args.db)
+    store.rename_run(args.run_id, args.name)
+    print(f"{args.run_id}: {store.get_run(args.run_id)['name']}")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    store = Store(args.db)
+    current = store.get_run(args.run_id).get("tags") or []
+    if args.set:
+        tags = args.tags
+    elif args.remove:
+        tags = [t for t in current if t not in args.tags]
+    else:
+        tags = [*current, *args.tags]
+    print(f"{args.run_id}: tags {', '.join(store.set_tags(args.run_id, tags)) or '(none)'}")
+    return 0
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    store = Store(args.db)
+    changes: dict[str, Any] = {}
+    base = store.get_run(args.run_id)["config"]
+    for item in args.set or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--set '{item}' should be path=value, e.g. --set strategy.mu=0.1")
+        changes = deep_merge(changes, set_path(deep_merge(base, changes), key.strip(), _parse_value(value)))
+    mgr = RunManager(store, workers=1)
+    try:
+        config = mgr.fork(args.run_id, changes)
+        text = json.dumps(config.model_dump(mode="json"), indent=2)
+        if args.out:
+            out = Path(args.out)
+            try:
+                out.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise StorageError(f"cannot write {out}: {exc.strerror}") from None
+            print(f"wrote {out}")
+        else:
+            print(text)
+        if args.run:
+            run_id = mgr.submit(config, parent_id=args.run_id)
+            print(f"launched {run_id}", file=sys.stderr)
+            status = _follow(mgr, [run_id], False)[run_id]
+            print(_final_line(store, run_id))
+            return 0 if status == "finished" else 1
+    finally:
+        mgr.shutdown(wait=True)
+    return 0
+
+
+def cli_commands(sub: argparse._SubParsersAction, add: Any) -> None:
+    """Subcommands of ``python -m engine``: resume, cancel, delete, sweep, report, summary,
+    rename, tag, fork."""
+    p = add("resume", cmd_resume, "continue an interrupted, cancelled or failed run from its last checkpoint")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true", help="print the final progress as JSON")
+    p = add("cancel", cmd_cancel, "cancel queued or running runs (in this or another process)")
+    p.add_argument("run_ids", nargs="+", metavar="run_id")
+    p.add_argument("--wait", action="store_true", help="wait until the runs have stopped")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait")
+    p = add("delete", cmd_delete, "delete runs: their figures, events and checkpoint files")
+    p.add_argument("run_ids", nargs="+", metavar="run_id")
+    p = add("sweep", cmd_sweep, "run one config over several seeds and strategies, grouped")
+    p.add_argument("config", help="JSON or YAML experiment config")
+    p.add_argument("--seeds", type=int, nargs="+", required=True, help="e.g. --seeds 0 1 2")
+    p.add_argument("--strategies", nargs="+",
+                   help='strategies replacing the config\'s: fedavg "fedprox:mu=0.1" or JSON objects')
+    p.add_argument("--workers", type=int, default=2, help="runs trained at once")
+    p.add_argument("--name", help="name of the sweep (default: the config's)")
+    p.add_argument("--json", action="store_true")
+    p = add("report", cmd_report, "write a self-contained HTML report of one or several runs")
+    p.add_argument("run_ids", nargs="*", metavar="run_id")
+    p.add_argument("--group", help="add every run of this sweep group")
+    p.add_argument("--title", help="report title")
+    p.add_argument("--out", required=True, help="output .html file")
+    p = add("summary", cmd_summary, "CSV summary table of runs (final figures, one row per run)")
+    p.add_argument("run_ids", nargs="*", metavar="run_id")
+    p.add_argument("--group", help="the runs of this sweep group")
+    p.add_argument("--tag", help="the runs with this tag")
+    p.add_argument("--out", help="output .csv file (default: print)")
+    p = add("rename", cmd_rename, "rename a run")
+    p.add_argument("run_id")
+    p.add_argument("name")
+    p = add("tag", cmd_tag, "add (or --remove, or --set) tags of a run")
+    p.add_argument("run_id")
+    p.add_argument("tags", nargs="*")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--remove", action="store_true", help="remove these tags")
+    group.add_argument("--set", action="store_true", help="replace all tags by these")
+    p = add("fork", cmd_fork, "a new config from a run's, with changes (printed, saved or run)")
+    p.add_argument("run_id")
+    p.add_argument("--set", action="append", metavar="PATH=VALUE",
+                   help="change one value, e.g. --set rounds=50 --set strategy.name=fedprox --set clients.0.lr=0.1")
+    p.add_argument("--out", help="write the new config here")
+    p.add_argument("--run", action="store_true", help="also run it now (foreground)")
