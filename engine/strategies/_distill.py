@@ -1,0 +1,206 @@
+"""Shared machinery of the knowledge-sharing strategies (FedMD, FedDF, FD, FedProto, FML, FedKD,
+FedGH, FedTGP). Registers nothing.
+
+The maths are pure functions over tensors, testable on their own:
+
+- :func:`kd_loss` — the distillation term: Hinton et al.'s temperature-scaled KL for
+  classification (``T^2 * KL(softmax(t/T) || softmax(s/T))``), mean squared error of the outputs
+  for regression.
+- :func:`class_means` / :func:`merge_class_means` — per-class means of logits or features with
+  their sample counts, and their count-weighted merge (FD, FedProto, FedGH).
+- :func:`distill` — a few Adam steps pulling a model's outputs on unlabelled inputs towards
+  teacher outputs (FedDF's server-side ensemble distillation).
+
+:class:`KnowledgeSharing` is the base of strategies whose messages are not model weights: nothing
+is loaded into a client's model on receipt and each client is evaluated with its own model.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from engine.errors import CompatibilityError, ConfigError
+from engine.models import FedModel, InputSpec, arch_params
+from engine.strategies.base import ClientContext, ClientInfo, Params, Strategy
+
+
+# ---- the maths ---------------------------------------------------------------------------------
+def kd_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0,
+            task: str = "classification") -> Tensor:
+    """Distillation loss of ``student`` outputs towards ``teacher`` outputs (batch mean).
+
+    Classification: ``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` (the ``T^2`` keeps
+    gradient sizes comparable across temperatures). Regression: mean squared error of the outputs.
+    The teacher receives no gradient.
+    """
+    teacher = teacher.detach()
+    if task != "classification":
+        return F.mse_loss(student, teacher)
+    t = float(temperature)
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
+def class_means(values: Tensor, y: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-class means of ``values`` (N, D) under labels ``y`` (N,).
+
+    :returns: ``means`` (n_classes, D), zero rows for absent classes, and ``counts``
+        (n_classes,) as floats.
+    """
+    counts = torch.bincount(y, minlength=n_classes).to(values.dtype)
+    sums = torch.zeros(n_classes, values.shape[1], dtype=values.dtype, device=values.device)
+    sums.index_add_(0, y, values)
+    return sums / counts.clamp(min=1).unsqueeze(1), counts
+
+
+def merge_class_means(means: list[Tensor], counts: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Count-weighted merge of several clients' per-class means: class ``c`` becomes
+    ``sum_k n_kc m_kc / sum_k n_kc``; classes nobody holds stay zero with count 0."""
+    total = torch.stack(counts).sum(0)
+    weighted = sum(m * n.unsqueeze(1) for m, n in zip(means, counts, strict=True))
+    return weighted / total.clamp(min=1).unsqueeze(1), total
+
+
+def keep_missing(new: Tensor, new_counts: Tensor, old: Tensor | None,
+                 old_counts: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Classes that no client reported this round keep their previous global value (partial
+    participation must not erase what the federation knows)."""
+    if old is None or old_counts is None:
+        return new, new_counts
+    missing = new_counts <= 0
+    return (torch.where(missing.unsqueeze(1), old.to(new.device), new),
+            torch.where(missing, old_counts.to(new.device), new_counts))
+
+
+@torch.no_grad()
+def evaluate_outputs(model: nn.Module, x: Tensor, fn: str = "forward", batch_size: int = 1024) -> Tensor:
+    """``model(x)`` (or ``model.features(x)`` with ``fn="features"``) in eval mode without
+    gradients, in chunks; the model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    forward = model if fn == "forward" else getattr(model, fn)
+    try:
+        if len(x) == 0:
+            return forward(x[:1])[:0]
+        return torch.cat([forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def distill(model: nn.Module, x: Tensor, teacher: Tensor, *, steps: int, lr: float, batch_size: int,
+            temperature: float, task: str, generator: torch.Generator) -> tuple[float, float]:
+    """Train ``model`` for ``steps`` Adam steps so its outputs on ``x`` match ``teacher``
+    (random mini-batches drawn with ``generator``).
+
+    :returns: the distillation loss over all of ``x`` before and after.
+    """
+    before = float(kd_loss(evaluate_outputs(model, x), teacher, temperature, task))
+    if steps <= 0 or len(x) == 0:
+        return before, before
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    n = len(x)
+    for _ in range(steps):
+        idx = torch.randint(n, (min(batch_size, n),), generator=generator).to(x.device)
+        opt.zero_grad(set_to_none=True)
+        kd_loss(model(x[idx]), teacher[idx], temperature, task).backward()
+        opt.step()
+    after = float(kd_loss(evaluate_outputs(model, x), teacher, temperature, task))
+    return before, after
+
+
+# ---- shared model specs ------------------------------------------------------------------------------
+def normalize_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A model spec with every knob filled in (the form clients' specs take), so equal models
+    compare equal. :raises ConfigError: unknown architecture or knob."""
+    arch, params = arch_params(spec)
+    return {"arch": arch.name, **params.model_dump()}
+
+
+def check_spec_reads(spec: dict[str, Any], input_spec: InputSpec, strategy: str) -> None:
+    """Refuse a shared model that cannot read the dataset, saying what to change."""
+    arch, _ = arch_params(spec)
+    if input_spec.kind not in arch.kinds:
+        raise CompatibilityError(
+            f"{strategy}: shared_model '{arch.name}' cannot read {input_spec.kind} input ({input_spec}); "
+            f"set strategy.shared_model to an architecture that reads {input_spec.kind}, "
+            f'e.g. {{"arch": "mlp", "hidden": 64}}')
+
+
+class SharedModelParams(Params):
+    """Parameters of strategies that train a small shared model next to each private model."""
+
+    shared_model: dict[str, Any] = Field(
+        {"arch": "mlp", "hidden": 64}, validate_default=True,
+        description='the small model every client shares and the server averages, e.g. {"arch": "mlp", '
+                    '"hidden": 64}; it must read the dataset')
+
+    @field_validator("shared_model", mode="before")
+    @classmethod
+    def _spec(cls, value: Any) -> dict[str, Any]:
+        if isinstance(value, str):
+            value = {"arch": value}
+        if not isinstance(value, dict) or "arch" not in value:
+            raise ValueError('needs "arch", e.g. {"arch": "mlp", "hidden": 64}')
+        try:
+            return normalize_spec(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def aux_model(ctx: ClientContext, spec: dict[str, Any]) -> FedModel:
+    """A module for an auxiliary model spec on this client's device that is never the client's own
+    live model (the per-thread template is shared when the specs are equal, so copy it then)."""
+    model = ctx.build(spec)
+    return copy.deepcopy(model) if model is ctx.model else model
+
+
+def detached(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A detached copy of a state dict (safe to keep after the module is reused)."""
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+# ---- the base strategy ----------------------------------------------------------------------------------
+class KnowledgeSharing(Strategy):
+    """Base of strategies that exchange knowledge (outputs, prototypes, a side model) instead of
+    the clients' own weights: models of any architecture take part, a message is never loaded into
+    a client's model as weights, and each client is evaluated with its own (personalised) model."""
+
+    family = "knowledge distillation"
+    same_architecture = False
+
+    def init(self) -> None:
+        """Nothing is known before round 1."""
+
+    def configure(self, client: ClientInfo) -> dict[str, Any]:
+        return {}
+
+    def aggregate(self, results: list[Any]) -> None:
+        """Subclasses combine what the clients sent."""
+
+    def receive(self, ctx: ClientContext) -> None:
+        """Messages are read where they are used (``local_update``/``local_loss``)."""
+
+    def payload(self, ctx: ClientContext) -> dict[str, Any]:
+        return {}
+
+    def eval_state(self, client: ClientInfo, state: dict[str, Any]) -> dict[str, Tensor]:
+        """The client's own model as it stands."""
+        return state["model"]
+
+    def server_models(self) -> dict[str, dict[str, Tensor]]:
+        return {}
+
+
+def class_table_message(state: dict[str, Any], means_key: str, counts_key: str) -> dict[str, Tensor]:
+    """``{means_key: (C, D), counts_key: (C,)}`` from server state, or ``{}`` before the first
+    aggregation (the engine counts these tensors as bytes down)."""
+    if state.get(means_key) is None:
+        return {}
+    return {means_key: state[means_key], counts_key: state[counts_key]}
