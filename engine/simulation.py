@@ -118,6 +118,7 @@ class Simulation:
             initial_states=lambda c: self.initial[c.id],
             client_state=lambda c: self.states[c.id],
             build=self._server_build, log=self._log, pooled_train=fed.pooled_train,
+            reference=fed.reference,
         )
         strategy_cls = STRATEGIES.get(cfg.strategy.name)
         self.strategy: Strategy = strategy_cls(strategy_cls.Params(**cfg.strategy.params()), self.server)
@@ -253,6 +254,7 @@ class Simulation:
             round_metrics.update(self.evaluate(rnd, per_client))
         weights = {c.id: float(c.n_test) for c in self.clients}
         round_metrics.update(summarize_clients(per_client, CLIENT_KEYS, weights))
+        round_metrics.update(strategy.round_metrics())
         round_metrics.update({
             "n_selected": float(len(selected)), "n_completed": float(len(kept_ids)),
             "bytes_up": float(sum(up.get(i, 0) for i in kept_ids)), "bytes_down": float(sum(down.values())),

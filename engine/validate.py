@@ -106,7 +106,9 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
         except ConfigError as exc:
             report.errors.append(f"clients.{i} ({spec.name}): {exc}")
     report.compatible = compatibility(config, data.task)
-    why = report.compatible.get(config.strategy.name)
+    chosen = STRATEGIES.get(config.strategy.name)
+    why = report.compatible.get(config.strategy.name) or chosen.check_params(
+        chosen.Params(**config.strategy.params()), data.input_spec)
     if why is not None:
         report.errors.append(f"strategy: {why}")
     else:

@@ -105,3 +105,10 @@ def test_schema_lists_public_field_names():
 def test_unknown_executor_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="valid executor names: ray, sequential, threads, vectorized"):
         parse_config(digits_config(executor="gpu-farm"))
+
+
+def test_strategy_parameters_are_checked_against_the_data_before_launch():
+    cfg = parse_config(digits_config(data={"dataset": "wine", "partition": {"method": "iid"}},
+                                     strategy={"name": "fml", "shared_model": {"arch": "cnn"}}))
+    report = validate(cfg)
+    assert any("shared_model 'cnn' cannot read tabular" in e for e in report.errors)

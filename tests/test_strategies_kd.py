@@ -545,3 +545,20 @@ def test_personalised_methods_keep_local_accuracy(name, local_run):
     if name in ("fml", "fedkd"):  # the shared model learns from everyone: it generalises far better
         shared = late_mean(sim, "server_acc[mlp]")
         assert shared >= late_mean(local_run, "global_acc_mean") + 0.15
+
+
+def test_feddf_charts_its_distillation_loss_per_round():
+    from conftest import digits_config
+    from engine.config import parse_config
+    from engine.simulation import Simulation
+
+    cfg = digits_config(rounds=2, data={"dataset": "digits", "partition": {"method": "iid"}, "public_fraction": 0.1},
+                        clients=[{**digits_config()["clients"][0], "count": 2},
+                                 {**digits_config()["clients"][0], "name": "k", "count": 2,
+                                  "model": {"arch": "cnn", "channels": 8}}],
+                        strategy={"name": "feddf", "distill_steps": 5})
+    sim = Simulation(parse_config(cfg))
+    sim.run()
+    for record in sim.history:
+        for arch in ("mlp", "cnn"):
+            assert record.metrics[f"distill_kl_after[{arch}]"] <= record.metrics[f"distill_kl_before[{arch}]"] + 1e-6

@@ -96,6 +96,8 @@ class Server:
     log: Callable[[str], None] = lambda message: None
     round: int = 0
     pooled_train: Callable[[], Split] | None = None
+    reference: Callable[[Tensor], Tensor] | None = None
+    """The preprocessing server-side models are scored through (a fitted affine map)."""
 
     def generator(self, *path: object) -> torch.Generator:
         """A generator seeded from the run seed, the round and ``path``."""
@@ -209,6 +211,12 @@ class Strategy:
         return None
 
     @classmethod
+    def check_params(cls, params: BaseModel, input_spec: InputSpec) -> str | None:
+        """Why these parameters cannot work on this data (e.g. a shared model that cannot read
+        the input kind), or ``None``. Called by the compatibility check before launch."""
+        return None
+
+    @classmethod
     def caveat(cls, roster: Sequence[ClientSpec], task: str, has_public: bool) -> str | None:
         """Something worth telling the user about a roster this strategy *can* run (e.g. an
         architecture group of one client shares with nobody), or ``None``. Advisory only."""
@@ -264,6 +272,11 @@ class Strategy:
 
     def after_aggregate(self) -> None:
         """Server-side work after aggregation (ensemble distillation, head training...)."""
+
+    def round_metrics(self) -> dict[str, float]:
+        """Figures of the strategy's own to chart per round (e.g. FedDF's distillation loss);
+        merged into the round's metrics by the engine."""
+        return {}
 
     # ---- client side ------------------------------------------------------------------------
     def receive(self, ctx: ClientContext) -> None:

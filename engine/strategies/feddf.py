@@ -113,3 +113,15 @@ class FedDF(Strategy):
                 self.server.log(f"round {self.server.round}: distillation moved the {json.loads(g)['arch']} model "
                                 f"away from the ensemble (loss {before:.3f} -> {after:.3f}); lower distill_lr")
         self._updated, self._clients = [], []
+
+    def round_metrics(self) -> dict[str, float]:
+        """The distillation loss (KL to the ensemble on the public set) before and after this
+        round's distillation, per architecture group."""
+        out: dict[str, float] = {}
+        for group, d in self.state.get("distill", {}).items():
+            if d.get("round") != self.server.round:
+                continue
+            arch = json.loads(group)["arch"] if group.startswith("{") else group
+            out[f"distill_kl_before[{arch}]"] = float(d["before"])
+            out[f"distill_kl_after[{arch}]"] = float(d["after"])
+        return out

@@ -30,7 +30,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from engine.aggregate import weighted_mean
-from engine.models import FedModel
+from engine.errors import CompatibilityError
+from engine.models import FedModel, InputSpec
 from engine.strategies._distill import (
     KnowledgeSharing,
     SharedModelParams,
@@ -68,6 +69,14 @@ class FML(KnowledgeSharing):
     def shared_key(self) -> str:
         """The shared model spec as a label (``server_models`` labels are JSON specs)."""
         return json.dumps(self.params.shared_model, sort_keys=True)
+
+    @classmethod
+    def check_params(cls, params: SharedModelParams, input_spec: InputSpec) -> str | None:
+        try:
+            check_spec_reads(params.shared_model, input_spec, cls.name)
+        except CompatibilityError as exc:
+            return str(exc)
+        return None
 
     def init(self) -> None:
         check_spec_reads(self.params.shared_model, self.server.input_spec, self.name)
