@@ -1,7 +1,61 @@
-"""FedMosaic — the Streamlit entry: a router over the pages (placeholder home until the app lands)."""
+"""FedMosaic — the Streamlit entry: a router over explicitly listed pages (``st.navigation``).
+
+Design an experiment (Data -> Clients -> Launch), watch it run (Runs), read and compare the results
+(Results, Compare), and look things up (Catalog). The run manager is one per server process, held
+with ``st.cache_resource`` (see ``pages/_ui.py``); the experiment being designed lives in the
+session and is autosaved under the data directory, keyed by ``?draft=<id>`` in the address.
+
+    streamlit run app.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 import streamlit as st
 
-st.set_page_config(page_title="FedMosaic", layout="wide")
-st.title("FedMosaic")
-st.write("Design, run and compare federated-learning experiments with heterogeneous clients.")
+from engine.errors import FedMosaicError
+from pages import _ui as ui
+
+st.set_page_config(page_title="FedMosaic", page_icon=":material/grid_view:", layout="wide",
+                   menu_items={"About": "FedMosaic: design, run and compare federated-learning experiments "
+                                        "with heterogeneous clients."})
+
+PAGES = {
+    "": [st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True)],
+    "Design": [st.Page(ui.PAGES["data"], title="Data", icon=":material/dataset:"),
+               st.Page(ui.PAGES["clients"], title="Clients", icon=":material/groups:"),
+               st.Page(ui.PAGES["launch"], title="Launch", icon=":material/rocket_launch:")],
+    "Results": [st.Page(ui.PAGES["runs"], title="Runs", icon=":material/list_alt:"),
+                st.Page(ui.PAGES["results"], title="Results", icon=":material/monitoring:"),
+                st.Page(ui.PAGES["compare"], title="Compare", icon=":material/compare_arrows:")],
+    "Reference": [st.Page(ui.PAGES["catalog"], title="Catalog", icon=":material/menu_book:")],
+}
+
+
+def sidebar() -> None:
+    """The experiment being designed, and its drafts: save, load, import, export."""
+    design = ui.design()
+    with st.sidebar:
+        st.caption("EXPERIMENT BEING DESIGNED")
+        n = sum(int(c.get("count", 1) or 1) for c in design.get("clients") or [])
+        st.markdown(f"**{design.get('name', 'experiment')}**  \n"
+                    f"{design.get('data', {}).get('dataset', '?')} · {n} clients · "
+                    f"{design.get('strategy', {}).get('name', '?')} · {design.get('rounds', '?')} rounds")
+        with st.expander("Drafts and config files"):
+            ui.drafts_panel("sb")
+
+
+page = st.navigation(PAGES)
+try:
+    ui.init()
+    sidebar()
+except FedMosaicError as exc:
+    st.error(str(exc), icon=":material/error:")
+with ui.routed(), ui.guard():
+    page.run()

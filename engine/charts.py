@@ -375,8 +375,10 @@ TIME_KEYS = ("sim_total_s", "sim_time_s", "time_s")
 
 def client_time_key(client_df: pd.DataFrame) -> str | None:
     """The per-client simulated-time metric this run recorded, or ``None``."""
-    keys = set(client_df["key"]) if not client_df.empty else set()
-    return next((k for k in TIME_KEYS if k in keys), None)
+    if client_df.empty:
+        return None
+    keys = client_df["key"].to_numpy()
+    return next((k for k in TIME_KEYS if (keys == k).any()), None)
 
 
 def participation_states(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, *,
@@ -389,33 +391,23 @@ def participation_states(client_df: pd.DataFrame, roster: pd.DataFrame | None = 
     rounds = sorted(df["round"].unique())
     people = _roster(roster, run_id)
     ids = sorted(set(df["client_id"].astype(int)) | set(people))
-    wide = {k: df[df["key"] == k].pivot_table(index="client_id", columns="round", values="value", aggfunc="first")
-            for k in ("selected", "completed", "status", "online")}
 
-    def get(key: str, cid: int, rnd: int) -> float | None:
-        frame = wide[key]
-        try:
-            value = frame.at[cid, rnd]
-        except KeyError:
-            return None
-        return None if pd.isna(value) else float(value)
+    def grid(key: str) -> np.ndarray:
+        part = df[df["key"] == key]
+        wide = part.pivot_table(index="client_id", columns="round", values="value", aggfunc="first")
+        return wide.reindex(index=ids, columns=rounds).to_numpy(dtype=float)
 
-    out = pd.DataFrame(index=ids, columns=rounds, dtype=object)
-    for cid in ids:
-        join = int(people.get(cid, {}).get("join_round") or 1)
-        for rnd in rounds:
-            if rnd < join:
-                state = "not joined"
-            elif get("online", cid, rnd) == 0:
-                state = "offline"
-            elif get("selected", cid, rnd) != 1:
-                state = "not selected"
-            elif get("status", cid, rnd) is not None:
-                state = _CLOCK_STATUS.get(int(get("status", cid, rnd) or 0), "trained")
-            else:
-                state = "trained" if get("completed", cid, rnd) != 0 else "dropped out"
-            out.at[cid, rnd] = state
-    return out
+    selected, completed, status, online = (grid(k) for k in ("selected", "completed", "status", "online"))
+    join = np.array([int(people.get(c, {}).get("join_round") or 1) for c in ids])[:, None]
+    rnd = np.array(rounds)[None, :]
+    has_status = ~np.isnan(status)
+    conditions = [rnd < join, online == 0, selected != 1,
+                  has_status & (status == 1), has_status & (status == 2), has_status & (status == 3),
+                  ~has_status & (completed == 0)]
+    choices = ["not joined", "offline", "not selected", _CLOCK_STATUS[1], _CLOCK_STATUS[2], _CLOCK_STATUS[3],
+               "dropped out"]
+    states = np.select(conditions, choices, default="trained").astype(object)
+    return pd.DataFrame(states, index=ids, columns=rounds)
 
 
 def participation(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, *, run_id: str | None = None,
@@ -458,11 +450,12 @@ def round_timeline(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, 
     run_id = run_id if run_id is not None or client_df.empty else client_df["run_id"].iloc[0]
     df = _one_run(client_df, run_id)
     title = title or "Simulated client time in the round"
-    if df.empty or client_time_key(df) is None:
+    key = client_time_key(df)
+    if df.empty or key is None:
         return _empty("No simulated client times recorded (give clients device tiers).", title)
     rnd = int(rnd if rnd is not None else df["round"].max())
-    part = df[df["round"] == rnd].pivot_table(index="client_id", columns="key", values="value", aggfunc="first")
-    key = client_time_key(df)
+    part = df[df["round"].to_numpy() == rnd].pivot_table(index="client_id", columns="key", values="value",
+                                                         aggfunc="first")
     if key not in part.columns or part[key].dropna().empty:
         return _empty(f"No simulated client times in round {rnd}.", title)
     part = part.dropna(subset=[key]).sort_values(key)

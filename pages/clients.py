@@ -1,0 +1,198 @@
+"""Clients: the roster as an editable table. Each row is one client with its own model, training
+settings, preprocessing, device and simulated hardware tier."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine import api
+from pages import _ui as ui
+
+ui.enter_page()
+st.title("Clients")
+st.caption("One row per client. Edit cells directly; tick **select** to act on several rows at once. "
+           "Sizes scale every hidden width of the architecture (tiny ×0.25 … x-large ×4); *knobs* sets "
+           "architecture-specific sizes such as `hidden=64, depth=3`.")
+ui.flash()
+
+design = ui.design()
+frame = api.roster_frame(design)
+summary = None
+with ui.guard("loading the dataset"):
+    summary = api.dataset_summary(design.get("data") or {})
+
+m = st.columns(5)
+m[0].metric("Clients", len(frame))
+m[1].metric("Architectures", frame["arch"].nunique() if len(frame) else 0)
+m[2].metric("Parameters, all clients", f"{int(frame['params'].fillna(0).sum()):,}")
+m[3].metric("Largest model (params)", f"{int(frame['params'].fillna(0).max() if len(frame) else 0):,}")
+m[4].metric("Memory, largest (MB)", f"{float(frame['memory_mb'].fillna(0).max() if len(frame) else 0):.1f}",
+            help="estimated training memory of the largest client: weights, gradients, optimiser state, "
+                 "activations of one batch")
+if summary:
+    st.caption(f"Every client reads `{summary['input']}` input ({summary['task']}, {summary['samples']:,} samples "
+               f"in `{summary['name']}`).")
+
+reads = api.architectures()
+arch_names = list(reads)
+PREPROCESSING = api.preprocessing_methods()
+tiers = api.tier_names(design)
+size_options = list(api.SIZES) + ["custom"]
+kind = summary["kind"] if summary else None
+arch_help = "model family; " + (f"these read {kind} input: " + ", ".join(n for n in arch_names if kind in reads[n])
+                                if kind else "")
+column_config = {
+    "select": st.column_config.CheckboxColumn("select", help="tick rows to edit or remove them together", width="small"),
+    "name": st.column_config.TextColumn("name", required=True, max_chars=80),
+    "arch": st.column_config.SelectboxColumn("architecture", options=arch_names, required=True, help=arch_help),
+    "size": st.column_config.SelectboxColumn("size", options=size_options, required=True,
+                                             help="width multiplier: " + ", ".join(f"{k} ×{v:g}" for k, v in api.SIZES.items())),
+    "knobs": st.column_config.TextColumn("knobs", help="architecture knobs other than size, e.g. hidden=64, depth=3 "
+                                                       "(see the Catalog)"),
+    "optimizer": st.column_config.SelectboxColumn("optimizer", options=["sgd", "adam", "adamw"], required=True),
+    "lr": st.column_config.NumberColumn("lr", min_value=1e-6, max_value=10.0, step=1e-4, format="%.4g",
+                                        help="learning rate", required=True),
+    "epochs": st.column_config.NumberColumn("epochs", min_value=1, max_value=1000, step=1, required=True,
+                                            help="local epochs per round"),
+    "batch_size": st.column_config.NumberColumn("batch", min_value=1, max_value=65536, step=1, required=True),
+    "preprocessing": st.column_config.SelectboxColumn("preprocessing", options=list(PREPROCESSING), required=True,
+                                                      help="fitted on this client's own training data"),
+    "device": st.column_config.SelectboxColumn("device", options=api.device_names(), required=True,
+                                               help="where this client really computes"),
+    "tier": (st.column_config.SelectboxColumn("tier", options=[""] + tiers, help="simulated device tier (speed, "
+                                              "bandwidth, availability); see the Catalog")
+             if tiers else st.column_config.TextColumn("tier", help="simulated device tier")),
+    "join_round": st.column_config.NumberColumn("joins at", min_value=1, step=1, required=True,
+                                                help="first round this client takes part in (late joiners)"),
+    "data_share": st.column_config.NumberColumn("data share", min_value=0.0001, max_value=1.0, step=0.01, format="%.3f",
+                                                help="share of the training pool (iid and quantity splits); empty: "
+                                                     "an equal part of what is left"),
+    "params": st.column_config.NumberColumn("params", help="trainable parameters for this dataset", format="%d"),
+    "memory_mb": st.column_config.NumberColumn("memory MB", help="estimated training memory", format="%.2f"),
+    "issues": st.column_config.TextColumn("issues", width="medium", help="what to fix in this row (hover to read)"),
+}
+edited = st.data_editor(
+    frame, key=ui.key(f"roster.{api.fingerprint(design)}"), hide_index=False, width="stretch",
+    column_config=column_config, disabled=["params", "memory_mb", "issues"], num_rows="dynamic",
+    column_order=["select", "name", "arch", "size", "knobs", "params", "memory_mb", "issues", "optimizer", "lr",
+                  "epochs", "batch_size", "preprocessing", "device", "tier", "join_round", "data_share"],
+    height=min(38 + 35 * (len(frame) + 1), 560),
+)
+if not edited.drop(columns=["select"]).reset_index(drop=True).equals(frame.drop(columns=["select"])):
+    if len(edited) == 0:
+        st.error("The roster needs at least one client; add a row.")
+    else:
+        new = api.frame_to_clients(edited.reset_index(drop=True), design)
+        if new != api.frame_to_clients(frame, design):
+            ui.set_design(api.set_clients(design, new))
+            st.rerun()
+
+issues = api.client_issues(design)
+if issues:
+    rows = api._expanded_rows(design)
+    st.warning("**Rows to fix:**\n" + "\n".join(
+        f"- row {i} **{rows[i].get('name')}**: {'; '.join(msgs)}" for i, msgs in sorted(issues.items())), icon=":material/warning:")
+
+selected = [int(i) for i in edited.index[edited["select"].fillna(False).astype(bool)]] if len(edited) else []
+
+st.subheader("Edit several clients")
+t1, t2, t3 = st.columns(3)
+with t1.container(border=True):
+    st.markdown("**Add clients like this one**")
+    names = list(frame["name"])
+    if names:
+        src = st.selectbox("Copy", range(len(names)), format_func=lambda i: f"{i}: {names[i]}", key="cl.like_src",
+                           index=selected[0] if selected and selected[0] < len(names) else 0)
+        n_add = st.number_input("How many", min_value=1, max_value=1000, value=1, step=1, key="cl.like_n")
+        if st.button("Add", key="cl.add", icon=":material/add:", width="stretch"):
+            with ui.guard("adding clients"):
+                ui.set_design(api.add_like(design, int(src), int(n_add)), replace=True)
+                st.rerun()
+with t2.container(border=True):
+    st.markdown(f"**Apply a value to selected rows** ({len(selected)} selected)")
+    field = st.selectbox("Field", api.BULK_FIELDS, key="cl.bulk_field")
+    if field in ("arch", "size", "optimizer", "preprocessing", "device", "tier"):
+        options = {"arch": arch_names, "size": list(api.SIZES), "optimizer": ["sgd", "adam", "adamw"],
+                   "preprocessing": list(PREPROCESSING), "device": api.device_names(), "tier": [""] + tiers}[field]
+        value = st.selectbox("Value", options, key=f"cl.bulk_value.{field}")
+    elif field in ("epochs", "batch_size", "join_round"):
+        value = int(st.number_input("Value", min_value=1, value=1 if field != "batch_size" else 32, step=1,
+                                    key=f"cl.bulk_value.{field}"))
+    else:
+        value = st.number_input("Value", min_value=0.0, max_value=10.0 if field == "lr" else 1.0,
+                                value=0.01 if field == "lr" else 0.1, format="%.4g", key=f"cl.bulk_value.{field}")
+    if st.button("Apply to selected", key="cl.apply", width="stretch", disabled=not selected):
+        with ui.guard("applying the value"):
+            ui.set_design(api.apply_to(design, selected, field, value), replace=True)
+            st.rerun()
+with t3.container(border=True):
+    st.markdown("**Remove or resize**")
+    if st.button(f"Remove {len(selected)} selected", key="cl.remove", icon=":material/delete:", width="stretch",
+                 disabled=not selected or len(selected) >= len(frame)):
+        ui.set_design(api.remove_clients(design, selected), replace=True)
+        st.rerun()
+    n_total = st.number_input("Roster size", min_value=1, max_value=10_000, value=max(1, len(frame)), step=1,
+                              key="cl.resize_n", help="extra clients copy the last one")
+    if st.button("Resize roster", key="cl.resize", width="stretch", disabled=int(n_total) == len(frame)):
+        ui.set_design(api.resize_roster(design, int(n_total)), replace=True)
+        st.rerun()
+
+st.subheader("Edit one client in detail")
+rows = api._expanded_rows(design)
+if rows:
+    pick = st.selectbox("Client", range(len(rows)), format_func=lambda i: f"{i}: {rows[i].get('name')}",
+                        key="cl_edit_pick", index=selected[0] if len(selected) == 1 else 0)
+    row = api.client_row(design, int(pick))
+    model = row["model"]
+    with st.form(key=f"cl_edit_form_{pick}_{api.fingerprint(row)}", border=True):
+        a, b, c, d = st.columns(4)
+        name = a.text_input("Name", row.get("name", ""), max_chars=80)
+        arch = b.selectbox("Architecture", arch_names, index=arch_names.index(model.get("arch"))
+                           if model.get("arch") in arch_names else 0, help=arch_help)
+        size_now = api._size_label(model.get("width", 1.0))
+        size = c.selectbox("Size", size_options, index=size_options.index(size_now))
+        knobs = d.text_input("Knobs", api.knobs_text(model), help="e.g. hidden=64, depth=3 (see the Catalog)")
+        a, b, c, d = st.columns(4)
+        optimizer = a.selectbox("Optimizer", ["sgd", "adam", "adamw"],
+                                index=["sgd", "adam", "adamw"].index(row.get("optimizer", "sgd")))
+        lr = b.number_input("Learning rate", 1e-6, 10.0, float(row.get("lr", 0.05)), format="%.4g")
+        momentum = c.number_input("SGD momentum", 0.0, 0.99, float(row.get("momentum", 0.0) or 0.0), 0.05)
+        wd = d.number_input("Weight decay", 0.0, 1.0, float(row.get("weight_decay", 0.0) or 0.0), 1e-4, format="%.4g")
+        a, b, c, d = st.columns(4)
+        epochs = a.number_input("Local epochs", 1, 1000, int(row.get("epochs", 1)))
+        batch = b.number_input("Batch size", 1, 65536, int(row.get("batch_size", 32)))
+        prep = c.selectbox("Preprocessing", list(PREPROCESSING), index=list(PREPROCESSING).index(row.get("preprocessing", "none"))
+                           if row.get("preprocessing", "none") in PREPROCESSING else 0)
+        devices = api.device_names()
+        device = d.selectbox("Device", devices, index=devices.index(row.get("device", "cpu")) if row.get("device", "cpu") in devices else 0)
+        a, b, c, d = st.columns(4)
+        tier_opts = [""] + tiers
+        tier = a.selectbox("Device tier", tier_opts, index=tier_opts.index(row.get("tier") or "")
+                           if (row.get("tier") or "") in tier_opts else 0,
+                           format_func=lambda t: t or "none (not simulated)") if tiers else \
+            a.text_input("Device tier", row.get("tier") or "")
+        join = b.number_input("Joins at round", 1, 100_000, int(row.get("join_round", 1)))
+        share = c.number_input("Data share (0 = automatic)", 0.0, 1.0, float(row.get("data_share") or 0.0), 0.01)
+        cold = d.checkbox("Cold start when joining late", bool(row.get("cold_start", False)))
+        aug = dict(row.get("augment") or {})
+        a, b, c, _ = st.columns(4)
+        flip = a.checkbox("Augment: random flips", bool(aug.get("flip", False)))
+        crop = b.number_input("Augment: crop padding (px)", 0, 16, int(aug.get("crop", 0) or 0))
+        noise = c.number_input("Augment: input noise (std)", 0.0, 5.0, float(aug.get("noise", 0.0) or 0.0), 0.01)
+        if st.form_submit_button("Save client", type="primary"):
+            with ui.guard("saving the client"):
+                changes = {"name": name.strip() or row.get("name"), "arch": arch, "size": size, "knobs": knobs,
+                           "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": wd,
+                           "epochs": int(epochs), "batch_size": int(batch), "preprocessing": prep, "device": device,
+                           "tier": tier or None, "join_round": int(join), "data_share": share or None,
+                           "cold_start": cold, "augment": {**aug, "flip": flip, "crop": int(crop), "noise": noise}}
+                ui.set_design(api.update_client(design, int(pick), changes), replace=True)
+                ui.flash_later(f"Saved client {name}.", "success")
+                st.rerun()
+
+st.divider()
+n1, n2 = st.columns(2)
+if n1.button("← Data", key="cl.back", width="stretch"):
+    ui.goto("data")
+if n2.button("Next: launch →", type="primary", key="cl.next", width="stretch"):
+    ui.goto("launch")

@@ -1,0 +1,307 @@
+"""Data: pick a dataset or a CSV, check its inferred schema, choose the target and how the data is
+split across clients, and see the split before anything runs."""
+
+from __future__ import annotations
+
+import copy
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from engine import api
+from pages import _ui as ui
+
+ui.enter_page()
+st.title("Data")
+st.caption("Which data the clients hold, and how it is divided between them. The preview below updates "
+           "as you change the split; nothing is trained until you launch.")
+ui.flash()
+
+design = ui.design()
+data = copy.deepcopy(design.get("data") or {"dataset": "digits"})
+
+
+def commit(new_data: dict, *, rerun: bool = False, new_design: dict | None = None) -> None:
+    """Write the data section (and optionally a resized roster) back to the design."""
+    d = copy.deepcopy(new_design or ui.design())
+    d["data"] = new_data
+    ui.set_design(d)
+    if rerun:
+        st.rerun()
+
+
+# ---- dataset ------------------------------------------------------------------------------------
+catalog = {d["name"]: d for d in api.datasets()}
+names = list(catalog)
+current = data.get("dataset", "digits")
+col_a, col_b = st.columns([1, 2])
+dataset = col_a.selectbox("Dataset", names, index=names.index(current) if current in names else 0,
+                          key=ui.key("data.dataset"),
+                          format_func=lambda n: "your own CSV file" if n == "csv" else n)
+info = catalog.get(dataset, {})
+col_b.markdown(f"{info.get('description', '')}  \n*{info.get('kind', '')} · {info.get('task', '')} · "
+               f"{info.get('source', '')}*")
+if dataset != current:
+    keep = {k: data[k] for k in ("test_fraction", "global_test_fraction", "public_fraction", "max_samples") if k in data}
+    data = {"dataset": dataset, "partition": {"method": "iid"}, **keep}
+    commit(data, rerun=True)
+
+if dataset != "csv" and "http" in str(info.get("source", "")):  # a dataset downloaded as files
+    with st.expander("Where the files are", expanded=bool(data.get("path"))):
+        folder = st.text_input("Folder holding the downloaded files (empty: the data directory)",
+                               value=data.get("path") or "", key=ui.key("data.path"),
+                               help=api.data_field("path").description)
+        data["path"] = folder.strip() or None
+        data["download"] = st.checkbox("Download missing files when a network is available",
+                                       value=bool(data.get("download", True)), key=ui.key("data.download"))
+
+option_fields = api.dataset_option_fields(dataset)
+if option_fields:
+    with st.expander(f"Options of {dataset}", expanded=False):
+        options = ui.params_form(option_fields, data.get("options") or {}, f"data.options.{dataset}")
+        if options != (data.get("options") or {}):
+            data["options"] = options
+
+def csv_advanced(data: dict, columns: list[str], dates: list[str]) -> None:
+    """Time windows (sequence models read the past W rows), pixel columns as images, and the file's
+    separator and encoding; edits ``data`` in place."""
+    window = data.get("window")
+    with st.expander("Time series windows, image columns, separator", expanded=bool(window or data.get("image_shape"))):
+        use = st.checkbox("Cut the rows into sliding time windows (for sequence models: LSTM, GRU, 1-D CNN, "
+                          "transformer)", value=bool(window), key=ui.key("data.window.on"))
+        if use:
+            current = dict(window or {})
+            specs = {f.name: f for f in api.window_fields()}
+            a, b = st.columns([1, 1])
+            times = [c for c in columns if c in dates] + [c for c in columns if c not in dates]
+            time_col = a.selectbox("Time column (rows are sorted by it)", times, key=ui.key("data.window.time"),
+                                   index=times.index(current["time_column"]) if current.get("time_column") in times else 0)
+            groups = ["(the split column)"] + columns
+            group = b.selectbox("Separate series by", groups, key=ui.key("data.window.group"),
+                                index=groups.index(current["group_column"]) if current.get("group_column") in groups else 0,
+                                help=specs["group_column"].description)
+            rest = ui.params_form([specs[k] for k in ("length", "stride", "horizon", "include_target")], current,
+                                  "data.window", columns=4)
+            data["window"] = {"time_column": time_col, **rest,
+                              "group_column": None if group == groups[0] else group}
+        else:
+            data["window"] = None
+        shape_text = st.text_input("Read the feature columns as an image of shape C, H, W (e.g. 1, 28, 28)",
+                                   value=", ".join(map(str, data.get("image_shape") or [])),
+                                   key=ui.key("data.image_shape"), help=api.data_field("image_shape").description)
+        try:
+            shape = [int(v) for v in shape_text.replace("x", ",").split(",") if v.strip()]
+            data["image_shape"] = shape or None
+        except ValueError:
+            st.error("Image shape: write whole numbers separated by commas, e.g. 1, 28, 28")
+        c1, c2 = st.columns(2)
+        seps = {"auto": None, ", (comma)": ",", "; (semicolon)": ";", "tab": "\t", "| (pipe)": "|"}
+        now = next((k for k, v in seps.items() if v == data.get("delimiter")), "auto")
+        sep = c1.selectbox("Separator", list(seps), index=list(seps).index(now), key=ui.key("data.delimiter"))
+        data["delimiter"] = seps[sep]
+        data["encoding"] = c2.text_input("Text encoding", value=data.get("encoding", "utf-8"), key=ui.key("data.encoding"),
+                                         help="utf-8, latin-1, cp1252...")
+
+
+# ---- CSV: file, schema, target --------------------------------------------------------------------
+report = None
+if dataset == "csv":
+    st.subheader("File")
+    examples = api.example_csvs()
+    source = st.radio("Source", ["Upload a CSV", "Use an example file"], horizontal=True,
+                      index=1 if data.get("path") in examples else 0, key=ui.key("data.csv_source"))
+    if source == "Use an example file" and examples:
+        path = st.selectbox("Example file", examples, key=ui.key("data.example"),
+                            index=examples.index(data["path"]) if data.get("path") in examples else 0)
+        if path != data.get("path"):
+            data.update({"path": path, "target": None, "columns": {}, "partition": {"method": "iid"}})
+            commit(data, rerun=True)
+    else:
+        limit = float(st.get_option("server.maxUploadSize") or 200)
+        upload = st.file_uploader(f"CSV file (up to {limit:.0f} MB; first row = column names)",
+                                  type=["csv", "tsv", "txt"], key="data.upload")
+        if upload is not None and st.session_state.get("_uploaded") != upload.file_id:
+            with ui.guard("storing the upload"):
+                path = api.save_upload(upload.name, upload.getvalue(), limit_mb=min(limit, data.get("max_file_mb", 200)))
+                st.session_state["_uploaded"] = upload.file_id
+                data.update({"path": path, "target": None, "columns": {}, "partition": {"method": "iid"}})
+                commit(data, rerun=True)
+        if data.get("path"):
+            st.caption(f"Using `{data['path']}`")
+    if data.get("path"):
+        with ui.guard("reading the CSV"):
+            report = api.inspect(data)
+        if report is not None:
+            cols = [c["name"] for c in report.get("columns", [])]
+            if data.get("target") and data["target"] not in cols:  # the report lists the features only
+                cols.insert(0, data["target"])
+            t1, t2, t3 = st.columns([2, 1, 1])
+            suggestion = data.get("target") or report.get("target_suggestion")
+            target = t1.selectbox("Target: the column to predict", cols,
+                                  index=cols.index(suggestion) if suggestion in cols else None,
+                                  placeholder="choose the column to predict", key=ui.key("data.target"))
+            task = t2.selectbox("Task", ["auto", "classification", "regression"], key=ui.key("data.task"),
+                                index=["auto", "classification", "regression"].index(data.get("task", "auto")),
+                                help="auto: text, booleans and integers with few values are classes; other numbers "
+                                     "are regression")
+            t3.metric("Rows", f"{report.get('rows', 0):,}")
+            if (target is not None and target != data.get("target")) or task != data.get("task", "auto"):
+                if target is not None:
+                    data = api.set_column_role(data, target, "target")
+                data["task"] = task
+                commit(data, rerun=True)
+            if report.get("task"):
+                st.caption(f"Task: **{report['task']}**"
+                           + (f" with classes {', '.join(map(str, report.get('classes', [])[:12]))}" if report.get("classes") else "")
+                           + f" · input `{report.get('input', '?')}`")
+            for w in report.get("warnings", []):
+                st.caption(f":material/info: {w}")
+            st.markdown("**Columns** — change a column's *role* (feature, target, split: one client per value, "
+                        "ignore) or force its *type*.")
+            before = api.schema_frame(report, data)
+            edited = st.data_editor(
+                before, hide_index=True, width="stretch", key=ui.key(f"schema.{api.fingerprint(data)}"),
+                disabled=["column", "inferred", "missing", "unique", "examples", "note"],
+                column_config={
+                    "role": st.column_config.SelectboxColumn("role", options=list(api.ROLES), required=True,
+                                                             help="feature: model input; target: what to predict; "
+                                                                  "split: one client per value; ignore: not used"),
+                    "type": st.column_config.SelectboxColumn("type", options=[t for t in api.COLUMN_TYPES if t != "ignore"],
+                                                             required=True, help="auto keeps the inferred type"),
+                    "missing": st.column_config.NumberColumn("missing", help="empty cells (imputed)"),
+                    "note": st.column_config.TextColumn("note", width="large"),
+                })
+            if not edited.equals(before):
+                commit(api.apply_schema(data, before, edited), rerun=True)
+            csv_advanced(data, [c for c in cols if c != data.get("target")],
+                         [c["name"] for c in report.get("columns", []) if c.get("inferred") == "datetime"])
+
+if dataset == "csv" and not data.get("path"):
+    st.info("Upload a CSV (or pick an example file) to see its columns, choose the target and split it.",
+            icon=":material/upload_file:")
+    st.stop()
+
+# ---- split ----------------------------------------------------------------------------------------
+st.subheader("Split across clients")
+partitioners = api.partitioners()
+methods = list(partitioners)
+part = dict(data.get("partition") or {"method": "iid"})
+s1, s2 = st.columns([1, 2])
+method = s1.selectbox("Partition method", methods, index=methods.index(part.get("method", "iid"))
+                      if part.get("method", "iid") in methods else 0, key=ui.key("data.partition"))
+s2.markdown(partitioners.get(method, {}).get("description", ""))
+if method != part.get("method"):
+    part = {"method": method}
+specs = api.partition_fields(method)
+summary = None
+with ui.guard("loading the dataset"):
+    summary = api.dataset_summary(data)
+params: dict = {}
+if method == "natural":
+    side = list((summary or {}).get("columns") or [])
+    if report is not None:  # a CSV: any column with a few repeated values can be the split
+        side = list(dict.fromkeys([*side, *report.get("natural_candidates", [])]))
+    col_spec = next((s for s in specs if s.name == "column"), None)
+    if col_spec is not None:
+        options = side or ([part["column"]] if part.get("column") else [])
+        if options:
+            chosen = st.selectbox("Split by column (one client per value)", options, key=ui.key("data.natural_col"),
+                                  index=options.index(part["column"]) if part.get("column") in options else 0,
+                                  help=col_spec.description)
+            params["column"] = chosen
+        else:
+            st.info("This dataset has no column to split by; mark a CSV column as *split* above, or choose "
+                    "another method.")
+        specs = [s for s in specs if s.name != "column"]
+params.update(ui.params_form(specs, part, f"data.partition.{method}"))
+part = {"method": method, **params}
+data["partition"] = part
+
+rows = api._expanded_rows(design)
+n_clients = len(rows)
+c1, c2 = st.columns([1, 3])
+if method == "natural":
+    names = None
+    with ui.guard("reading the split column"):
+        if part.get("column"):
+            names = api.natural_names(data)
+    if names is not None:
+        c1.metric("Clients (one per value)", len(names))
+        if len(names) != n_clients:
+            c2.warning(f"The split makes **{len(names)}** clients ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''}) "
+                       f"but the roster has **{n_clients}**.")
+            if c2.button(f"Make the roster {len(names)} clients named after them", key="data.fit_roster", type="primary"):
+                d = api.resize_roster(ui.design(), len(names), names)
+                commit(data, rerun=True, new_design=d)
+else:
+    n_new = c1.number_input("Clients", min_value=1, max_value=10_000, value=max(1, n_clients), step=1,
+                            key=ui.key("data.n_clients"),
+                            help="the roster size; new clients copy the last one (edit them on the Clients page)")
+    if int(n_new) != n_clients:
+        commit(data, rerun=True, new_design=api.resize_roster(ui.design(), int(n_new)))
+
+with st.expander("Held-out sets and sampling"):
+    held = ui.params_form(api.held_out_fields(), data, "data.heldout", columns=4)
+    for k in api.HELD_OUT:
+        data[k] = held.get(k)
+    st.caption("Each client keeps *test fraction* of its data to test its own model; the *global test* set "
+               "is held out before splitting and scores every model on the same data; the *public* set is "
+               "an unlabelled pool that knowledge-sharing strategies (FedMD, FedDF) exchange predictions on.")
+
+if data != design.get("data"):
+    commit(data)
+    design = ui.design()
+
+# ---- preview --------------------------------------------------------------------------------------
+st.subheader("Preview")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _preview(fp: str, _design: dict) -> dict:
+    return api.preview(_design)
+
+
+prev = None
+with ui.guard("previewing the split"):
+    prev = _preview(api.fingerprint({"data": design.get("data"), "clients": design.get("clients"),
+                                     "seed": design.get("seed")}), design)
+if prev is not None:
+    clients = prev["clients"]
+    sizes = [c["size"] for c in clients]
+    m = st.columns(5)
+    m[0].metric("Clients", len(clients))
+    m[1].metric("Training samples", f"{sum(c['train'] for c in clients):,}")
+    m[2].metric("Global test", f"{prev['global_test']:,}")
+    m[3].metric("Client size min / max", f"{min(sizes)} / {max(sizes)}")
+    m[4].metric("Heterogeneity", f"{prev['heterogeneity']:.2f}",
+                help="Mean Jensen-Shannon divergence between each client's label distribution and the pooled "
+                     "one: 0 = every client sees the same mix, 1 = clients see disjoint labels.")
+    st.caption(f"Dataset `{prev['dataset']}` · task **{prev['task']}** · input `{prev['input']}`"
+               + (f" · public set {prev['public']:,}" if prev.get("public") else ""))
+    names = [c["name"] for c in clients]
+    left, right = st.columns(2)
+    fig = go.Figure([go.Bar(name="train", x=names, y=[c["train"] for c in clients]),
+                     go.Bar(name="local test", x=names, y=[c["test"] for c in clients])])
+    fig.update_layout(barmode="stack", title="Samples per client", height=360, margin={"t": 40, "b": 10},
+                      legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+                      xaxis_title=None, yaxis_title="samples")
+    left.plotly_chart(fig, key="prev.sizes")
+    regression = prev["task"] == "regression"
+    heat = px.imshow(prev["histogram"], x=[str(b) for b in prev["bins"]], y=names, aspect="auto",
+                     color_continuous_scale="Blues", text_auto=len(names) <= 30, zmin=0,
+                     labels={"x": "target range (deciles)" if regression else "class", "y": "client",
+                             "color": "samples"})
+    heat.update_layout(title="Target distribution per client" if regression else "Clients × classes",
+                       height=360, margin={"t": 40, "b": 10})
+    right.plotly_chart(heat, key="prev.heatmap")
+    if prev.get("report"):
+        with st.expander("What loading found"):
+            st.json(prev["report"], expanded=False)
+    if len(clients) != n_clients and method == "natural":
+        st.caption("The preview shows one client per value of the split column.")
+
+st.divider()
+nav1, nav2 = st.columns([1, 1])
+if nav2.button("Next: clients →", type="primary", key="data.next", width="stretch"):
+    ui.goto("clients")

@@ -1,0 +1,156 @@
+"""Launch: choose one or more strategies (those that cannot run this roster are disabled with the
+reason), set their parameters, the rounds, seeds and executor, and start the runs."""
+
+from __future__ import annotations
+
+import copy
+
+import streamlit as st
+
+from engine import api
+from pages import _ui as ui
+
+ui.enter_page()
+st.title("Launch")
+st.caption("Pick the strategies to try. Several strategies and seeds at once make a sweep you can compare.")
+ui.flash()
+
+design = ui.design()
+name = st.text_input("Experiment name", value=design.get("name", "experiment"), key=ui.key("launch.name"),
+                     max_chars=120)
+if name != design.get("name"):
+    design = {**design, "name": name}
+    ui.set_design(design)
+
+# ---- strategies -----------------------------------------------------------------------------------
+st.subheader("Strategy")
+entries = api.strategies(design)
+design_broken = all(str(e["reason"] or "").startswith("fix the design first") for e in entries)
+if design_broken:
+    ui.show_problems(api.design_problems(design), "Fix the design first (Data and Clients pages)")
+current = design.get("strategy", {}).get("name", "fedavg")
+chosen_key = ui.key("launch.chosen")
+if chosen_key not in st.session_state:
+    st.session_state[chosen_key] = [current]
+chosen: list[str] = [s for s in st.session_state[chosen_key]
+                     if any(e["name"] == s and e["reason"] is None for e in entries)]
+
+order = ["baseline", "parameter sharing", "knowledge sharing", "knowledge distillation", "reference"]
+
+
+def _family_rank(fam: str) -> tuple[int, str]:
+    return (order.index(fam) if fam in order else len(order), fam)
+
+
+def _short(reason: str) -> str:
+    """The reason without the list of alternatives (they are the enabled boxes above)."""
+    return reason.split("; try ")[0]
+
+
+picked: list[str] = []
+ok_entries = [e for e in entries if e["reason"] is None]
+blocked = [e for e in entries if e["reason"] is not None]
+families: dict[str, list[dict]] = {}
+for e in ok_entries:
+    families.setdefault(e["family"], []).append(e)
+fam_names = sorted(families, key=_family_rank)
+st.markdown(f"**Can run this roster** ({len(ok_entries)})")
+cols = st.columns(max(1, len(fam_names)))
+for col, fam in zip(cols, fam_names, strict=False):
+    with col:
+        st.caption(fam.upper())
+        for e in families[fam]:
+            mixed = " Works with mixed models." if e.get("mixed_architectures") else ""
+            if st.checkbox(e["name"], value=e["name"] in chosen, key=ui.key(f"launch.s.{e['name']}"),
+                           help=f"{e['description']}{mixed}" + (f"\n\nPaper: {e['paper']}" if e.get("paper") else "")):
+                picked.append(e["name"])
+if design_broken:
+    st.caption("The strategies that can run this roster are listed once the design above is valid.")
+elif blocked:
+    with st.container(border=True):
+        st.markdown(f"**Cannot run this roster** ({len(blocked)}) — what each one needs:")
+        bcols = st.columns(2)
+        for i, e in enumerate(sorted(blocked, key=lambda e: (_family_rank(e["family"]), e["name"]))):
+            with bcols[i % 2]:
+                st.checkbox(e["name"], value=False, disabled=True, key=ui.key(f"launch.s.{e['name']}"),
+                            help=e["description"])
+                st.caption(_short(e["reason"]))
+st.session_state[chosen_key] = picked
+
+if not picked:
+    st.info("Tick at least one strategy above. Disabled ones say what they need.")
+strategy_params: dict[str, dict] = {}
+by_name = {e["name"]: e for e in entries}
+for s in picked:
+    e = by_name[s]
+    fields = api.strategy_fields(s)
+    values = {k: v for k, v in design.get("strategy", {}).items() if k != "name"} if s == current else {}
+    with st.expander(f"**{s}** — {e['description']}", expanded=bool(fields) and len(picked) <= 2):
+        link = f"[{e['paper']}]({e['url']})" if e.get("url") else e.get("paper", "")
+        if link:
+            st.markdown(f":material/article: {link}")
+        if fields:
+            strategy_params[s] = ui.params_form(fields, values, f"launch.p.{s}")
+        else:
+            st.caption("No parameters.")
+            strategy_params[s] = {}
+
+# ---- run settings ---------------------------------------------------------------------------------
+st.subheader("Run settings")
+settings = ui.params_form(api.launch_fields(), design, "launch.cfg", columns=4)
+r1, r2, r3 = st.columns(3)
+seeds_text = r1.text_input("Seeds", value=str(design.get("seed", 0)), key=ui.key("launch.seeds"),
+                           help="one run per seed: 0, 1, 2 or a range 0-4; the mean ± std over seeds shows on Compare")
+executors = api.executors()
+ex_names = list(executors)
+executor = r2.selectbox("Executor", ex_names, index=ex_names.index(design.get("executor", "sequential"))
+                        if design.get("executor", "sequential") in ex_names else 0,
+                        key=ui.key("launch.executor"), help="\n\n".join(f"**{k}**: {v}" for k, v in executors.items()))
+options = dict(design.get("executor_options") or {})
+if executor in ("threads", "ray"):
+    options["workers"] = int(r3.number_input("Workers", 1, 64, int(options.get("workers", 2)), key=ui.key("launch.workers")))
+else:
+    options.pop("workers", None)
+tags_text = st.text_input("Tags (comma separated)", key=ui.key("launch.tags"), placeholder="e.g. baseline, paper-fig-2")
+
+seeds: list[int] = []
+seed_error = None
+try:
+    seeds = api.parse_seeds(seeds_text)
+except api.ConfigError as exc:
+    seed_error = str(exc)
+
+new = copy.deepcopy(design)
+new.update(settings)
+new["executor"], new["executor_options"] = executor, options
+if seeds:
+    new["seed"] = seeds[0]
+if picked:
+    new["strategy"] = {"name": picked[0], **strategy_params.get(picked[0], {})}
+if new != design:
+    ui.set_design(new)
+    design = new
+
+# ---- checks and launch ----------------------------------------------------------------------------
+problems = [] if not picked or design_broken else api.design_problems(design)
+if seed_error:
+    problems.append(seed_error)
+for w in api.design_warnings(design):
+    st.warning(w, icon=":material/warning:")
+n_runs = len(picked) * max(1, len(seeds))
+ui.show_problems(problems)
+label = "Launch" if n_runs <= 1 else f"Launch {n_runs} runs ({len(picked)} strategies × {len(seeds)} seeds)"
+if st.button(label, type="primary", key="launch.go", disabled=bool(problems) or not picked, width="stretch",
+             icon=":material/rocket_launch:"):
+    launched = None
+    with ui.guard("launching"):
+        launched = api.launch(design, strategies=picked, seeds=seeds, strategy_params=strategy_params,
+                              name=design.get("name"), tags=[t for t in tags_text.split(",") if t.strip()],
+                              mgr=ui.manager())
+    if launched is not None:
+        if len(launched.run_ids) == 1:
+            ui.flash_later("Run launched: the charts fill in as rounds finish.", "success")
+            ui.open_run(launched.run_ids[0])
+        ui.flash_later(f"Launched {len(launched.run_ids)} runs (sweep {launched.group_id}).", "success")
+        st.session_state["runs_search"] = launched.group_id or ""
+        ui.goto("runs")

@@ -1,0 +1,241 @@
+"""Results of one run: learning curves against rounds, simulated time or data exchanged; per-client
+curves, heatmap and final bars; fairness; communication; participation and the simulated timeline
+of a round (stragglers, dropouts); late joiners catching up; the config and roster; downloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from engine import api, charts
+from engine.export import FORMATS, default_filename, render
+from engine.storage import ACTIVE
+from pages import _ui as ui
+
+ui.enter_page()
+ui.flash()
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+X_AXES = {"round": "rounds", "sim_time_s": "simulated time", "cum_bytes_up": "data uploaded"}
+SKIP_CLIENT_KEYS = {"selected", "completed", "bytes_up", "bytes_down"}
+
+mgr = None
+with ui.guard("opening the database"):
+    mgr = ui.manager()
+if mgr is None:
+    st.stop()
+store = mgr.store
+
+runs = store.list_runs(limit=1000)
+if not runs:
+    st.title("Results")
+    st.info("No runs yet. Launch one from the Launch page (or start from a template on Home).")
+    st.stop()
+labels = {r["id"]: f"{r['name']} · {r['status']} · {r['id']}" for r in runs}
+wanted = st.query_params.get("run") or st.session_state.get("results_run")
+if wanted and wanted not in labels:
+    with ui.guard("opening the run"):
+        extra = store.get_run(wanted)
+        labels = {wanted: f"{extra['name']} · {extra['status']} · {wanted}", **labels}
+ids = list(labels)
+run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, format_func=labels.get,
+                      key="res.run")
+st.session_state["results_run"] = run_id
+if st.query_params.get("run") != run_id:
+    st.query_params["run"] = run_id
+
+
+@st.cache_resource(show_spinner=False, max_entries=48, ttl=3600)
+def load(db: str, rid: str, version: str, table: str) -> Any:
+    """One table of one run, read when a view needs it and cached per run state (a finished run
+    never changes). Shared read-only between sessions: callers never modify it."""
+    return {"rounds": store.round_metrics, "clients": store.client_metrics, "roster": store.clients,
+            "events": store.events}[table](rid)
+
+
+class Tables:
+    """The run's tables, each read on first use (the learning curves need no client metrics)."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.key = (str(store.path), run["id"], f"{run['current_round']}|{run['status']}|{run.get('finished_at')}")
+
+    def __getattr__(self, table: str) -> Any:
+        if table not in ("rounds", "clients", "roster", "events"):
+            raise AttributeError(table)
+        return load(*self.key, table)
+
+
+def plot(fig: Any, key: str) -> None:
+    st.plotly_chart(fig, key=key, config={**PLOTLY_CONFIG, "toImageButtonOptions": {
+        **PLOTLY_CONFIG["toImageButtonOptions"], "filename": api.safe_filename(f"{run_id}-{key}")}})
+
+
+def downloads(run: dict[str, Any]) -> None:
+    cols = st.columns(5)
+    for col, (fmt, label) in zip(cols, [("csv", "CSV (rounds)"), ("clients-wide-csv", "CSV (clients)"),
+                                        ("json", "JSON config"), ("html", "HTML report"),
+                                        ("manifest", "Manifest")], strict=True):
+        f = FORMATS[fmt]
+        col.download_button(label, data=lambda fmt=fmt: render(store, run["id"], fmt).data,
+                            file_name=default_filename(store, run["id"], fmt), mime=f.mime, key=f"res.dl.{fmt}",
+                            help=f.description, width="stretch", on_click="ignore",
+                            icon=":material/download:")
+    st.caption(":material/photo_camera: To save any chart as a PNG, use the camera icon in the chart's toolbar (top right of the chart).")
+
+
+def header(run: dict[str, Any], progress: dict[str, Any]) -> None:
+    st.title(run["name"])
+    st.caption(f"{ui.status_label(run['status'])} · strategy `{run['strategy']}` · dataset `{run['dataset']}` · "
+               f"{run['n_clients']} clients · seed {run['seed']} · round {run['current_round']}/{run['rounds']}"
+               + (f" · sweep `{run['group_id']}`" if run.get("group_id") else "")
+               + (" · tags: " + ", ".join(run["tags"]) if run.get("tags") else ""))
+    if run["status"] in ACTIVE:
+        eta = progress.get("eta_s")
+        bar, stop = st.columns([5, 1], vertical_alignment="center")
+        bar.progress(float(progress.get("fraction") or 0.0),
+                     text=f"Round {progress.get('current_round', 0)} of {progress.get('rounds', 0)}"
+                          + (f" · about {eta:.0f} s left" if eta else "")
+                          + (f" · {progress['phase']}" if progress.get("phase") else "")
+                          + (f" · waiting in the queue (position {progress['queue_position']})"
+                             if progress.get("queue_position") else ""))
+        if stop.button("Cancel run", key="res.cancel", icon=":material/stop_circle:", width="stretch"):
+            with ui.guard("cancelling"):
+                mgr.cancel(run["id"])
+                st.toast("Cancelling: the run stops after the current batch.", icon=":material/stop_circle:")
+    elif run["status"] in ("interrupted", "cancelled", "failed"):
+        note, resume = st.columns([5, 1], vertical_alignment="center")
+        note.info(f"This run is {run['status']} at round {run['current_round']} of {run['rounds']}; resume it from "
+                  f"its last checkpoint.", icon=":material/info:")
+        if resume.button("Resume", key="res.resume", icon=":material/play_arrow:", width="stretch"):
+            with ui.guard("resuming"):
+                mgr.resume(run["id"])
+                st.rerun(scope="app")
+    if run.get("error"):
+        st.error(f"This run failed: {run['error']}", icon=":material/error:")
+
+
+def body() -> None:
+    run = store.get_run(run_id)
+    progress = mgr.progress(run_id) if run["status"] in ACTIVE else {}
+    if was_active and run["status"] not in ACTIVE:
+        st.rerun(scope="app")  # finished while we watched: stop polling and show the final state
+    header(run, progress)
+    downloads(run)
+    data = Tables(run)
+    rounds = data.rounds
+    if rounds.empty:
+        st.info("No round has finished yet; the charts appear after the first round."
+                if run["status"] in ACTIVE else "This run recorded no rounds.")
+        config_tab(run, data.roster, data.events)
+        return
+    keys = charts.available_metrics(rounds)
+    primary = next((k for k in ("server_acc", "global_acc_mean", "local_acc_mean", "global_r2_mean",
+                                "local_r2_mean", "global_mse_mean", "global_loss_mean") if k in keys), keys[0])
+    tabs = st.tabs(["Learning curves", "Clients", "Fairness", "Communication", "Time & participation",
+                    "Late joiners", "Config & roster"], key="res.tab", on_change="rerun")
+    run_rows = [run]
+    with tabs[0]:
+        if tabs[0].open:
+            c1, c2 = st.columns([3, 2])
+            metric = c1.selectbox("Metric", keys, index=keys.index(primary), key="res.metric",
+                                  format_func=charts.metric_label)
+            x_keys = [k for k in X_AXES if k == "round" or k in keys]
+            x = c2.radio("Against", x_keys, format_func=X_AXES.get, horizontal=True, key="res.x")
+            plot(charts.curves(rounds, metric, x=x, runs=run_rows), "curve")
+            loss = next((k for k in ("global_loss_mean", "local_loss_mean", "server_loss", "train_loss_mean")
+                         if k in keys and k != metric), None)
+            if loss:
+                plot(charts.curves(rounds, loss, x=x, runs=run_rows), "loss")
+    def client_view() -> tuple[Any, Any, list[str], str | None]:
+        clients, roster = data.clients, data.roster
+        client_keys = sorted(set(clients["key"]) - SKIP_CLIENT_KEYS) if not clients.empty else []
+        default = next((k for k in ("local_acc", "global_acc", "local_r2", "local_mse", "local_loss")
+                        if k in client_keys), client_keys[0] if client_keys else None)
+        return clients, roster, client_keys, default
+
+    with tabs[1]:
+        clients, roster, client_keys, default_ck = client_view() if tabs[1].open else (None, None, [], None)
+        if tabs[1].open and default_ck:
+            c1, c2 = st.columns([3, 2])
+            ck = c1.selectbox("Client metric", client_keys, index=client_keys.index(default_ck), key="res.ck",
+                              format_func=charts.metric_label)
+            color_by = c2.radio("Colour by", ["arch", "tier"], horizontal=True, key="res.color",
+                                format_func={"arch": "architecture", "tier": "device tier"}.get)
+            plot(charts.final_client_bars(clients, ck, roster, run_id=run_id, color_by=color_by), "bars")
+            plot(charts.client_curves(clients, ck, roster, run_id=run_id, color_by=color_by), "client_curves")
+            plot(charts.client_heatmap(clients, ck, roster, run_id=run_id), "heatmap")
+    with tabs[2]:
+        clients, roster, client_keys, default_ck = client_view() if tabs[2].open else (None, None, [], None)
+        if tabs[2].open and default_ck:
+            last = rounds[rounds["round"] == rounds["round"].max()].set_index("key")["value"]
+            base = default_ck
+            m = st.columns(4)
+            for col, (suffix, label) in zip(m, [("mean", "mean over clients"), ("std", "spread (std)"),
+                                                ("worst10", "worst 10% of clients"), ("best", "best client")],
+                                            strict=True):
+                value = last.get(f"{base}_{suffix}")
+                col.metric(label, "—" if value is None else f"{value:.3f}", help=charts.metric_label(f"{base}_{suffix}"))
+            plot(charts.fairness(clients, base, runs=run_rows), "fairness")
+            spread = f"{base}_std"
+            if spread in keys:
+                plot(charts.curves(rounds, spread, runs=run_rows), "spread")
+    with tabs[3]:
+        if tabs[3].open:
+            plot(charts.communication(rounds, runs=run_rows), "communication")
+            if "bytes_up" in keys:
+                plot(charts.curves(rounds, "bytes_up", runs=run_rows, title="Data uploaded per round"), "bytes_round")
+    with tabs[4]:
+        if tabs[4].open:
+            clients, roster, _, _ = client_view()
+            plot(charts.participation(clients, roster, run_id=run_id), "participation")
+            if charts.client_time_key(clients):
+                rmax = int(rounds["round"].max())
+                rnd = st.slider("Round", 1, rmax, rmax, key="res.round") if rmax > 1 else 1
+                deadline = (run.get("config") or {}).get("deadline")
+                plot(charts.round_timeline(clients, roster, rnd=rnd, run_id=run_id,
+                                           deadline=deadline if isinstance(deadline, (int, float)) else None),
+                     "timeline")
+                if "sim_round_s" in keys:
+                    plot(charts.curves(rounds, "sim_round_s", runs=run_rows, title="Simulated length of each round"),
+                         "simround")
+            else:
+                st.caption("No simulated client times in this run: give clients device tiers (Clients page) to "
+                           "simulate slow devices, stragglers and dropouts.")
+    with tabs[5]:
+        if tabs[5].open:
+            clients, roster, _, default_ck = client_view()
+            late = roster[roster["join_round"].fillna(1) > 1] if not roster.empty else roster
+            if late.empty or not default_ck:
+                st.caption("No client joins late in this run. Set *joins at* on the Clients page to simulate "
+                           "clients that arrive mid-way.")
+            else:
+                plot(charts.catch_up(clients, default_ck, roster, run_id=run_id), "catchup")
+    with tabs[6]:
+        if tabs[6].open:
+            config_tab(run, data.roster, data.events)
+
+
+def config_tab(run: dict[str, Any], roster: Any, events: Any) -> None:
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown("**Config** (re-runnable: `python -m engine run config.json`)")
+        st.json(run.get("config") or {}, expanded=1)
+    with right:
+        st.markdown("**Roster**")
+        if not roster.empty:
+            cols = [c for c in ("client_id", "name", "arch", "n_params", "n_train", "n_test", "tier", "device",
+                                "join_round", "optimizer", "lr", "epochs", "batch_size", "preprocessing")
+                    if c in roster.columns]
+            st.dataframe(roster[cols], hide_index=True, width="stretch")
+        st.markdown("**Events**")
+        if events is not None and not events.empty:
+            st.dataframe(events[[c for c in ("round", "level", "message") if c in events.columns]],
+                         hide_index=True, width="stretch", height=240)
+        else:
+            st.caption("No events.")
+
+
+status_now = store.get_run(run_id)["status"]
+was_active = status_now in ACTIVE
+with ui.guard("showing the results"):
+    st.fragment(body, run_every=2 if was_active else None)()

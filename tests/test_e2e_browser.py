@@ -1,0 +1,249 @@
+"""End to end in a real headless Chromium: a fresh database -> load the hospital template ->
+change one client's architecture -> launch a 3-round run -> wait for it to finish on the Runs page
+-> open Results and see the chart -> download the CSV and check its rows. Screenshots of every page
+go to docs/screenshots/ (the README shows them).
+
+Needs Debian's ``chromium`` (installed by ``.ci/run``) and the ``playwright`` Python package;
+skipped with the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path(os.environ.get("FEDMOSAIC_CHROMIUM", "/usr/bin/chromium"))
+SHOTS = ROOT / "docs" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tmp_path: Path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does) to run the browser test")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    port = _free_port()
+    env = {**os.environ, "FEDMOSAIC_HOME": str(tmp_path / "home"), "FEDMOSAIC_DB": str(tmp_path / "home" / "e2e.db"),
+           "FEDMOSAIC_WORKERS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    log = (tmp_path / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _settle(page, timeout: float = 30_000) -> None:
+    """Wait until Streamlit finished the script run (no running indicator) and charts drew."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=timeout)
+    page.wait_for_timeout(400)
+
+
+def _shot(page, name: str) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its main area, so the viewport is made
+    as tall as the content first."""
+    _settle(page)
+    height = page.evaluate("""() => Math.max(...['stMain', 'stAppViewContainer', 'stMainBlockContainer']
+        .map(id => document.querySelector(`[data-testid="${id}"]`)).filter(Boolean).map(e => e.scrollHeight))""")
+    page.set_viewport_size({"width": 1440, "height": int(min(max(height, 900) + 40, 5000))})
+    _settle(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def _no_errors(page) -> None:
+    alerts = page.locator("[data-testid='stException'], [data-testid='stAlertContentError']")
+    texts = [alerts.nth(i).inner_text() for i in range(alerts.count())]
+    assert not texts, f"the page shows errors: {texts}"
+
+
+def _wait_finished(page, n: int, tmp_path: Path) -> None:
+    """Wait on the Runs page until ``n`` runs in view finished; fail with the error if one failed."""
+    page.get_by_text(re.compile(rf"(✓ finished {n}\b|✗ failed)")).first.wait_for(timeout=180_000)
+    if page.get_by_text("✗ failed").count():
+        from engine.storage import Store
+
+        failed = [r for r in Store(tmp_path / "home" / "e2e.db").list_runs() if r["status"] == "failed"]
+        pytest.fail(f"a run failed: {failed[0].get('error') if failed else '?'}")
+    _settle(page)
+
+
+def _choose(page, label: str, option: str, scope=None) -> None:
+    """Pick ``option`` in the select box labelled ``label`` (retrying if a rerun closed the list)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = (scope or page).get_by_role("combobox", name=label, exact=True)
+    for attempt in range(4):
+        _settle(page)
+        box.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            _settle(page)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"could not choose {option!r} in {label!r}")
+
+
+def _nav(page, title: str, heading: str | None = None) -> None:
+    page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
+    page.get_by_role("heading", name=heading or title).first.wait_for(timeout=30_000)
+    _settle(page)
+
+
+@pytest.mark.timeout(300)
+def test_hospital_template_to_csv(app_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(app_url)
+            page.get_by_role("heading", name="FedMosaic").first.wait_for()
+            _settle(page)
+            _no_errors(page)
+            _shot(page, "home")
+
+            # load the hospital template: it opens the Data page with the split preview
+            page.locator(".st-key-tmpl-hospital button").click()
+            page.get_by_role("heading", name="Data").first.wait_for()
+            page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for()
+            _no_errors(page)
+            expect(page.get_by_text("Clients × classes").first).to_be_visible()
+            _shot(page, "data")
+
+            # change one client's architecture: Hillcrest (an MLP) becomes a CNN
+            _nav(page, "Clients")
+            _choose(page, "Client", "3: Hillcrest")
+            form = page.locator("[data-testid='stForm']")
+            _choose(page, "Architecture", "cnn", scope=form)
+            form.get_by_role("button", name="Save client").click()
+            expect(page.get_by_text("Saved client Hillcrest.")).to_be_visible()
+            _settle(page)
+            _no_errors(page)
+            _shot(page, "clients")
+
+            # launch 3 rounds
+            _nav(page, "Launch")
+            rounds = page.get_by_label("Rounds", exact=True)
+            rounds.fill("3")
+            rounds.press("Enter")
+            _settle(page)
+            # a strategy that cannot run this roster is disabled and says why
+            expect(page.get_by_role("checkbox", name="fedavg", exact=True)).to_be_disabled()
+            expect(page.get_by_text("fedavg needs identical models").first).to_be_visible()
+            _no_errors(page)
+            _shot(page, "launch")
+            page.locator(".st-key-launch-go button").click()
+            page.get_by_text("Run launched").first.wait_for()
+
+            # wait for it on the Runs page (the table refreshes itself while the run is active)
+            _nav(page, "Runs")
+            _wait_finished(page, 1, tmp_path)
+            _no_errors(page)
+
+            # results: the learning curve is drawn; the CSV has one row per round
+            _nav(page, "Results", "Hospital network")
+            page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+            expect(page.get_by_text("finished").first).to_be_visible()
+            _no_errors(page)
+            _shot(page, "results")
+            page.get_by_role("tab", name="Clients").click()
+            page.get_by_text("per client").first.wait_for()
+            _no_errors(page)
+            _shot(page, "results-clients")
+            page.get_by_role("tab", name="Learning curves").click()
+            _settle(page)
+            with page.expect_download() as info:
+                page.locator(".st-key-res-dl-csv").get_by_role("button", name="CSV (rounds)").click()
+            path = tmp_path / "rounds.csv"
+            info.value.save_as(path)
+            rows = list(csv.DictReader(io.StringIO(path.read_text())))
+            assert [int(float(r["round"])) for r in rows] == [1, 2, 3]
+            assert all(0.0 <= float(r["local_acc_mean"]) <= 1.0 for r in rows)
+            assert float(rows[-1]["cum_bytes_up"]) > float(rows[0]["cum_bytes_up"]) > 0
+
+            # a sweep: two strategies x two seeds, then compare them with mean +- std bands
+            _nav(page, "Launch")
+            page.locator("label").filter(has_text=re.compile(r"^lg_fedavg$")).first.click()
+            expect(page.get_by_role("checkbox", name="lg_fedavg", exact=True)).to_be_checked()
+            _settle(page)
+            seeds = page.get_by_label("Seeds", exact=True)
+            seeds.fill("0-1")
+            seeds.press("Enter")
+            _settle(page)
+            page.locator(".st-key-launch-go").get_by_role("button", name=re.compile("Launch 4 runs")).click()
+            page.get_by_role("heading", name="Runs").first.wait_for()
+            _wait_finished(page, 4, tmp_path)
+            search = page.get_by_role("textbox", name=re.compile("^Search name"))
+            search.fill("")
+            search.press("Enter")
+            page.get_by_text("5 runs").first.wait_for()
+            _no_errors(page)
+            _shot(page, "runs")
+
+            _nav(page, "Compare", "Compare runs")
+            sweep = page.get_by_role("combobox", name="Whole sweep")
+            sweep.click()
+            page.get_by_role("option", name=re.compile("^sweep")).first.click()
+            page.get_by_text("(2 seeds)").first.wait_for()
+            page.locator("[data-testid='stPlotlyChart']").first.wait_for()
+            _no_errors(page)
+            _shot(page, "compare")
+            _nav(page, "Catalog")
+            _no_errors(page)
+            _shot(page, "catalog")
+        except Exception:
+            shot = Path(os.environ.get("FEDMOSAIC_E2E_FAILURE", tmp_path / "failure.png"))
+            page.screenshot(path=str(shot))
+            print(f"screenshot of the failure: {shot}")
+            raise
+        finally:
+            browser.close()
