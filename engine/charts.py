@@ -144,7 +144,26 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=height,
                       hovermode="x unified", legend={"orientation": "h", "y": -0.2},
                       margin={"l": 60, "r": 20, "t": 60, "b": 40})
+    if x.lower().startswith("round"):
+        _whole_number_ticks(fig)
     return fig
+
+
+def _whole_number_ticks(fig: go.Figure) -> None:
+    """Rounds are whole numbers: ticks every ``step`` rounds (1, 2, 5, 10, ...), never at 1.5."""
+    import numpy as np
+
+    try:
+        xs = [np.asarray(trace.x, dtype=float) for trace in fig.data if getattr(trace, "x", None) is not None]
+    except (TypeError, ValueError):  # categorical x: leave the axis alone
+        return
+    xs = [a[np.isfinite(a)] for a in xs]
+    xs = [a for a in xs if a.size]
+    if not xs:
+        return
+    span = max(float(a.max()) for a in xs) - min(float(a.min()) for a in xs)
+    step = next((s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if span / s <= 12), 2000)
+    fig.update_xaxes(tick0=0 if step > 1 else 1, dtick=step, tickformat="d")
 
 
 # ---- run-level curves ---------------------------------------------------------------------------
