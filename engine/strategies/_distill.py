@@ -67,6 +67,21 @@ def merge_class_means(means: list[Tensor], counts: list[Tensor]) -> tuple[Tensor
     return weighted / total.clamp(min=1).unsqueeze(1), total
 
 
+def reported_prototypes(results: list[Any], protos_key: str, counts_key: str) -> tuple[Tensor, Tensor] | None:
+    """Every prototype the clients reported this round with its class label (classes a client
+    did not see are left out), or ``None`` when nobody reported one."""
+    protos, labels = [], []
+    for r in results:
+        if protos_key not in r.payload:
+            continue
+        present = torch.nonzero(r.payload[counts_key] > 0).flatten()
+        protos.append(r.payload[protos_key][present])
+        labels.append(present)
+    if not protos:
+        return None
+    return torch.cat(protos), torch.cat(labels)
+
+
 def keep_missing(new: Tensor, new_counts: Tensor, old: Tensor | None,
                  old_counts: Tensor | None) -> tuple[Tensor, Tensor]:
     """Classes that no client reported this round keep their previous global value (partial

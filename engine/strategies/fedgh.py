@@ -25,7 +25,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from engine.aggregate import select_keys
-from engine.strategies._distill import class_means, evaluate_outputs
+from engine.strategies._distill import class_means, evaluate_outputs, reported_prototypes
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Params, Strategy
 
 PROTOS, COUNTS = "prototypes", "proto_counts"
@@ -76,16 +76,10 @@ class FedGH(Strategy):
         return {PROTOS: means, COUNTS: counts}
 
     def aggregate(self, results: list[ClientResult]) -> None:
-        protos, labels = [], []
-        for r in results:
-            if PROTOS not in r.payload:
-                continue
-            present = torch.nonzero(r.payload[COUNTS] > 0).flatten()
-            protos.append(r.payload[PROTOS][present])
-            labels.append(present)
-        if not protos:
+        reported = reported_prototypes(results, PROTOS, COUNTS)
+        if reported is None:
             return
-        self.state["head"], loss = train_head(self.state["head"], torch.cat(protos), torch.cat(labels),
+        self.state["head"], loss = train_head(self.state["head"], *reported,
                                               epochs=self.params.server_epochs, lr=self.params.server_lr,
                                               device=self.server.device)
         self.state["head_loss"] = loss

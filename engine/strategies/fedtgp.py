@@ -38,6 +38,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from engine.seeding import seeded
+from engine.strategies._distill import reported_prototypes
 from engine.strategies.base import STRATEGIES, ClientResult, Params
 from engine.strategies.fedproto import COUNTS, PROTOS, FedProto
 
@@ -98,17 +99,11 @@ class FedTGP(FedProto):
         self.state["generator"] = {k: v.detach().clone() for k, v in generator.state_dict().items()}
 
     def aggregate(self, results: list[ClientResult]) -> None:
-        protos, labels = [], []
-        for r in results:
-            if PROTOS not in r.payload:
-                continue
-            present = torch.nonzero(r.payload[COUNTS] > 0).flatten()
-            protos.append(r.payload[PROTOS][present])
-            labels.append(present)
-        if not protos:
+        reported = reported_prototypes(results, PROTOS, COUNTS)
+        if reported is None:
             return
         device = self.server.device
-        x, y = torch.cat(protos).to(device), torch.cat(labels).to(device)
+        x, y = reported[0].to(device), reported[1].to(device)
         margin = adaptive_margin(x, y, self.server.n_outputs, self.params.margin_threshold)
         generator = PrototypeGenerator(self.server.n_outputs, self.server.rep_dim, self.params.hidden).to(device)
         generator.load_state_dict(self.state["generator"])
