@@ -129,6 +129,17 @@ def manager() -> Any:
     return _manager(str(default_db_path()))
 
 
+def manager_or_stop() -> Any:
+    """The run manager, or an error in the page and the end of the script when the database
+    cannot be opened."""
+    mgr = None
+    with guard("opening the database"):
+        mgr = manager()
+    if mgr is None:
+        st.stop()
+    return mgr
+
+
 def store() -> Any:
     """The database the run manager writes to."""
     return manager().store

@@ -16,11 +16,7 @@ st.caption("Pick runs (or a whole sweep). Seeds of one sweep setting are average
 ui.flash()
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "compare"}}
 
-mgr = None
-with ui.guard("opening the database"):
-    mgr = ui.manager()
-if mgr is None:
-    st.stop()
+mgr = ui.manager_or_stop()
 store = mgr.store
 runs = store.list_runs(limit=1000)
 if not runs:

@@ -19,11 +19,7 @@ PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png",
 X_AXES = {"round": "rounds", "sim_time_s": "simulated time", "cum_bytes_up": "data uploaded"}
 SKIP_CLIENT_KEYS = {"selected", "completed", "bytes_up", "bytes_down"}
 
-mgr = None
-with ui.guard("opening the database"):
-    mgr = ui.manager()
-if mgr is None:
-    st.stop()
+mgr = ui.manager_or_stop()
 store = mgr.store
 
 runs = store.list_runs(limit=1000)

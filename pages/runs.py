@@ -13,11 +13,7 @@ ui.enter_page()
 st.title("Runs")
 ui.flash()
 
-mgr = None
-with ui.guard("opening the database"):
-    mgr = ui.manager()
-if mgr is None:
-    st.stop()
+mgr = ui.manager_or_stop()
 store = mgr.store
 
 f1, f2 = st.columns([2, 3])
