@@ -479,6 +479,13 @@ def executors() -> dict[str, str]:
     return {n: e.description for n, e in EXECUTORS.items()}
 
 
+def executor_unavailable() -> dict[str, str]:
+    """Executors that cannot run here, with what to do (Ray is an optional extra)."""
+    from engine.ray_executor import INSTALL_HINT, available
+
+    return {} if available() else {"ray": INSTALL_HINT}
+
+
 def datasets() -> list[dict[str, Any]]:
     """Every registered dataset: ``name, description, kind, task, source``."""
     from engine.data import DATASETS

@@ -103,14 +103,24 @@ seeds_text = r1.text_input("Seeds", value=str(design.get("seed", 0)), key=ui.key
                            help="one run per seed: 0, 1, 2 or a range 0-4; the mean ± std over seeds shows on Compare")
 executors = api.executors()
 ex_names = list(executors)
-executor = r2.selectbox("Executor", ex_names, index=ex_names.index(design.get("executor", "sequential"))
+executor = r2.selectbox("Executor", ex_names, format_func=lambda n: f"{n} (not installed)"
+                        if n in api.executor_unavailable() else n, index=ex_names.index(design.get("executor", "sequential"))
                         if design.get("executor", "sequential") in ex_names else 0,
                         key=ui.key("launch.executor"), help="\n\n".join(f"**{k}**: {v}" for k, v in executors.items()))
 options = dict(design.get("executor_options") or {})
-if executor in ("threads", "ray"):
+unavailable = api.executor_unavailable()
+if executor in unavailable:
+    r3.error(unavailable[executor], icon=":material/block:")
+if executor == "threads":
     options["workers"] = int(r3.number_input("Workers", 1, 64, int(options.get("workers", 2)), key=ui.key("launch.workers")))
 else:
     options.pop("workers", None)
+if executor == "ray" and executor not in unavailable:
+    options["ray_address"] = r3.text_input(
+        "Ray address", value=str(options.get("ray_address", "local")), key=ui.key("launch.ray_address"),
+        help="local (start Ray here), auto (join this machine's cluster) or ray://host:10001")
+else:
+    options.pop("ray_address", None)
 tags_text = st.text_input("Tags (comma separated)", key=ui.key("launch.tags"), placeholder="e.g. baseline, paper-fig-2")
 
 seeds: list[int] = []
@@ -135,6 +145,8 @@ if new != design:
 problems = [] if not picked or design_broken else api.design_problems(design)
 if seed_error:
     problems.append(seed_error)
+if executor in unavailable:
+    problems.append(f"executor: {unavailable[executor]}")
 for w in api.design_warnings(design):
     st.warning(w, icon=":material/warning:")
 n_runs = len(picked) * max(1, len(seeds))

@@ -85,3 +85,16 @@ def test_sweep_launches_a_group() -> None:
     assert at.session_state["runs.search"] == runs[0]["group_id"]  # the Runs page shows the sweep
     for r in runs:
         assert mgr.wait(r["id"], 120) == "finished"
+
+
+def test_ray_without_the_extra_is_refused_with_the_install_hint(monkeypatch) -> None:
+    from engine import ray_executor
+
+    monkeypatch.setattr(ray_executor, "available", lambda: False)
+    assert "pip install 'fedmosaic[ray]'" in api.executor_unavailable()["ray"]
+    at = app("launch", design={**tiny(), "executor": "ray"})
+    errors = " ".join(e.value for e in at.error)
+    assert "pip install 'fedmosaic[ray]'" in errors
+    assert next(b for b in at.button if b.key == "launch.go").disabled
+    monkeypatch.setattr(ray_executor, "available", lambda: True)
+    assert api.executor_unavailable() == {}
