@@ -29,7 +29,7 @@ from pydantic.fields import FieldInfo
 
 from engine.config import ClientSpec, ExperimentConfig, parse_config
 from engine.data.config import COLUMN_TYPES, DataConfig
-from engine.errors import ConfigError, DataError, FedMosaicError, StorageError
+from engine.errors import ConfigError, DataError, FedMosaicError, StorageError, validation_problems
 from engine.export import safe_filename
 from engine.storage import Store, default_data_dir
 
@@ -547,8 +547,7 @@ def _data_config(data: dict[str, Any]) -> DataConfig:
     try:
         return DataConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"data.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(problems) from None
+        raise ConfigError("; ".join(validation_problems(exc, prefix="data."))) from None
 
 
 def set_column_role(data: dict[str, Any], column: str, role: str, type_: str = "auto") -> dict[str, Any]:
@@ -1012,9 +1011,7 @@ def client_issues(design: dict[str, Any]) -> dict[int, list[str]]:
         try:
             spec = ClientSpec.model_validate({**c, "count": 1})
         except ValidationError as exc:
-            for e in exc.errors():
-                loc = ".".join(str(p) for p in e["loc"]) or "client"
-                found.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+            found.extend(validation_problems(exc, empty="client", clean=True))
             spec = None
         except FedMosaicError as exc:
             found.append(str(exc))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine.data.augment import AugmentConfig
 from engine.data.config import DataConfig
 from engine.data.preprocess import METHODS as PREPROCESSING
-from engine.errors import ConfigError, FedMosaicError
+from engine.errors import ConfigError, FedMosaicError, validation_problems
 from engine.hardware import TierOverrides, TierSpec
 
 
@@ -98,8 +98,7 @@ class StrategySpec(BaseModel):
         try:
             params = strategy.Params(**(self.model_extra or {}))
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"strategy '{self.name}': {problems}") from None
+            raise ConfigError(f"strategy '{self.name}': {'; '.join(validation_problems(exc))}") from None
         for key, value in params.model_dump().items():
             setattr(self, key, value)
         return self
@@ -193,12 +192,7 @@ class ExperimentConfig(BaseModel):
 
 
 def _format(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        lines.append(f"{loc}: {msg}")
-    return "; ".join(lines)
+    return "; ".join(validation_problems(exc, empty="config", clean=True))
 
 
 def parse_config(data: dict[str, Any] | str) -> ExperimentConfig:

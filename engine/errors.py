@@ -5,6 +5,20 @@ bug and keeps its traceback."""
 from __future__ import annotations
 
 
+def validation_problems(exc: Exception, prefix: str = "", empty: str = "", clean: bool = False) -> list[str]:
+    """A pydantic ``ValidationError`` as ``field.path: message`` lines. ``prefix`` goes before
+    every path; ``empty`` names a whole-model error; ``clean`` drops pydantic's "Value error, "
+    prefix from our own validators' messages."""
+    out = []
+    for err in exc.errors():  # type: ignore[attr-defined]
+        loc = prefix + ".".join(str(p) for p in err["loc"]) if err["loc"] else prefix.rstrip(".") or empty
+        msg = err["msg"]
+        if clean:
+            msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        out.append(f"{loc}: {msg}")
+    return out
+
+
 class FedMosaicError(Exception):
     """Base class of every error caused by user input or the environment, not by a bug."""
 

@@ -31,7 +31,7 @@ from torch import Tensor
 from engine.data import preprocess
 from engine.data.base import DATASETS, PARTITIONERS, Dataset, stratified_split
 from engine.data.config import DataConfig
-from engine.errors import ConfigError, DataError
+from engine.errors import ConfigError, DataError, validation_problems
 from engine.models.base import InputSpec
 from engine.seeding import numpy_rng
 
@@ -101,8 +101,7 @@ def partition_params(data_cfg: DataConfig) -> Any:
     try:
         return part.Params(**data_cfg.partition.params())
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"data.partition ({part.name}): {problems}") from None
+        raise ConfigError(f"data.partition ({part.name}): {'; '.join(validation_problems(exc))}") from None
 
 
 @lru_cache(maxsize=8)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.data.base import DATASETS, Dataset, DatasetSource, as_tensor_x
 from engine.data.config import DataConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, validation_problems
 from engine.models.base import InputSpec
 
 CLASSES = ["circle", "square", "triangle", "cross", "ring", "bar"]
@@ -48,8 +48,7 @@ def options(cfg: DataConfig) -> ShapesOptions:
     try:
         return ShapesOptions(**cfg.options)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"data.options (shapes): {problems}") from None
+        raise ConfigError(f"data.options (shapes): {'; '.join(validation_problems(exc))}") from None
 
 
 def draw(labels: np.ndarray, size: int, thickness: np.ndarray, angle: np.ndarray,

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.data.base import DATASETS, Dataset, DatasetSource, as_tensor_x
 from engine.data.config import DataConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, validation_problems
 from engine.models.base import InputSpec
 
 CITY_NAMES = ["Avalon", "Brightwater", "Cinderford", "Dunmere", "Eastwick", "Fairhaven", "Glenrock",
@@ -67,8 +67,7 @@ def options(cfg: DataConfig) -> TrafficOptions:
     try:
         return TrafficOptions(**cfg.options)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"data.options (traffic): {problems}") from None
+        raise ConfigError(f"data.options (traffic): {'; '.join(validation_problems(exc))}") from None
 
 
 def simulate_city(rng: np.random.Generator, hours: int) -> dict[str, np.ndarray]:

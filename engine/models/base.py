@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, validation_problems
 from engine.registry import Registry
 
 InputKind = Literal["image", "sequence", "tabular"]
@@ -110,10 +110,8 @@ def arch_params(spec: dict[str, Any]) -> tuple[type[Architecture], ArchParams]:
     try:
         return arch, arch.Params(**spec)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"model '{arch.name}': {problems}") from None
+        found = "; ".join(validation_problems(exc, empty="model"))
+        raise ConfigError(f"model '{arch.name}': {found}") from None
 
 
 def check_reads(spec: dict[str, Any], input_spec: InputSpec) -> None:
