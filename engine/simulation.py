@@ -80,17 +80,17 @@ class Simulation:
         self.cancel = cancel or Event()
         self.on_round = on_round
         self.history: list[RoundRecord] = []
+        self._resumed_cum: dict[str, float] = {}  # cumulative figures up to a restored checkpoint
         if store is not None and run_id is None:
             run_id = store.create_run(config.model_dump(mode="json"), status="queued")
         self.run_id = run_id
         self.roster = config.roster()
-        self._setup_done = False
 
     # ---- setup ------------------------------------------------------------------------------
     def setup(self) -> None:
         """Build the federation, the clients' initial models, the strategy and the executor."""
         cfg = self.config
-        self._arch_cache = {}
+        arch_cache: dict[str, tuple[int, int]] = {}
         self.federation: Federation = build_federation(
             cfg.data, [c.preprocessing for c in self.roster], [c.data_share for c in self.roster],
             cfg.seed, self.root)
@@ -107,9 +107,9 @@ class Simulation:
                 model = self.build(c.spec.model)
             self.states[c.id] = {"model": detach(model.state_dict()), "extra": {}}
             key = c.arch_key
-            if key not in self._arch_cache:
-                self._arch_cache[key] = (count_params(model), flops_per_sample(model, fed.input_spec))
-            self.n_params[c.id], self.flops[c.id] = self._arch_cache[key]
+            if key not in arch_cache:
+                arch_cache[key] = (count_params(model), flops_per_sample(model, fed.input_spec))
+            self.n_params[c.id], self.flops[c.id] = arch_cache[key]
         self.initial = {cid: s["model"] for cid, s in self.states.items()}
         self.server_device = next(iter(self.devices.values()), torch.device("cpu"))
         self.server = Server(
@@ -129,9 +129,6 @@ class Simulation:
         self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel, self._log)
         self.participated: set[int] = set()
         self.events: list[tuple[str, str]] = []
-        self._setup_done = True
-
-    _arch_cache: dict[str, tuple[int, int]]
 
     @property
     def build(self) -> ModelFactory:
@@ -178,20 +175,18 @@ class Simulation:
                     self._checkpoint_before_stop(rnd - 1)
                     raise CancelledError("cancelled")
                 self.round(rnd)
-            self.executor.close()
         except CancelledError:
-            self.executor_close()
             self._finish("cancelled")
             return self.summary()
         except KeyboardInterrupt:  # Ctrl+C in the foreground: resumable, not a failure
-            self.executor_close()
             self._finish("interrupted", error="interrupted (Ctrl+C); resume it to continue from its last checkpoint")
             raise
         except BaseException as exc:
-            self.executor_close()
             message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"
             self._finish("failed", error=message, tb=traceback.format_exc())
             raise
+        finally:
+            self.executor_close()
         self._finish("finished")
         return self.summary()
 
@@ -276,7 +271,6 @@ class Simulation:
             self.on_round(record)
         return record
 
-    _resumed_cum: dict[str, float] = {}
 
     def _publish(self, rnd: int, selected: list[ClientInfo], plans: dict[int, Any]) -> None:
         """Record the round in progress on the run row (which clients train), for progress pages."""
