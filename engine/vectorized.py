@@ -18,6 +18,7 @@ augmentation, groups of one, and models torch.func cannot vmap.
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -102,10 +103,6 @@ class Vectorized(Executor):
         return [results[i] for i in range(len(jobs))]
 
 
-def _stack(dicts: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
-    return {k: torch.stack([d[k] for d in dicts]) for k in dicts[0]}
-
-
 def _per_client(values: Sequence[float], like: Tensor) -> Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device)
 
@@ -167,7 +164,7 @@ def train_group(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     step_fn = vmap(grad_and_value(loss_one), in_dims=(0, 0 if buffers else None, 0, 0, 0))
 
     sizes = [len(y) for y in ys]
-    offsets = [0, *itertools_accumulate(sizes)][:-1]
+    offsets = [0, *accumulate(sizes)][:-1]
     x_all = torch.cat(xs)
     y_all = torch.cat(ys)
     bs, epochs = spec0.batch_size, spec0.epochs
@@ -229,15 +226,6 @@ def train_group(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
         result.metrics["wall_s"] = share
         results.append(result)
     return results
-
-
-def itertools_accumulate(values: Sequence[int]) -> list[int]:
-    """Running sums."""
-    out, total = [], 0
-    for v in values:
-        total += v
-        out.append(total)
-    return out
 
 
 @torch.no_grad()
