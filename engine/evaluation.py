@@ -42,6 +42,21 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
     shared = isinstance(xs, Tensor)
     device = next(model.parameters()).device
     k = len(states)
+    if not shared and k > 1:
+        # clients holding the very same tensors (FedAvg's global model) are one model: score the
+        # concatenation of their inputs once instead of stacking k copies of it
+        same: dict[tuple[int, ...], list[int]] = {}
+        for i, state in enumerate(states):
+            same.setdefault(tuple(id(v) for v in state.values()), []).append(i)
+        if len(same) < k:
+            groups = list(same.values())
+            outs_u = forward_many(model, [states[g[0]] for g in groups],
+                                  [torch.cat([xs[i] for i in g]) if len(g) > 1 else xs[g[0]] for g in groups])
+            result: list[Tensor] = [torch.empty(0)] * k
+            for g, o in zip(groups, outs_u, strict=True):
+                for i, part in zip(g, o.split([len(xs[i]) for i in g]), strict=True):
+                    result[i] = part
+            return result
     if k == 1 or any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
         # one at a time: a single state, or recurrent kernels (aten::lstm/gru) that vmap cannot batch
         outs = []

@@ -18,6 +18,7 @@ augmentation, groups of one, and models torch.func cannot vmap.
 from __future__ import annotations
 
 import math
+from functools import lru_cache, partial
 from itertools import accumulate
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from engine.aggregate import overlay
 from engine.client import (
-    ClientEnv, ClientJob, detach, finish_turn, load_into, run_client, snapshot, start_turn, template,
+    ClientEnv, ClientJob, finish_turn, load_into, run_client, snapshot, start_turn, template,
 )
 from engine.seeding import generator
 from engine.errors import CancelledError
@@ -107,11 +108,6 @@ def _per_client(values: Sequence[float], like: Tensor) -> Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device)
 
 
-def _expand(v: Tensor, p: Tensor) -> Tensor:
-    """A per-client vector broadcast against a stacked parameter ``(k, ...)``."""
-    return v.reshape((-1,) + (1,) * (p.dim() - 1))
-
-
 def default_exchange(strategy: Strategy) -> bool:
     """Whether the strategy receives and replies with the default hooks (merge the message
     into the model; send the shared part): then a client's turn needs no live module at all."""
@@ -164,56 +160,57 @@ def train_group(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     step_fn = vmap(grad_and_value(loss_one), in_dims=(0, 0 if buffers else None, 0, 0, 0))
 
     sizes = [len(y) for y in ys]
-    offsets = [0, *accumulate(sizes)][:-1]
     x_all = torch.cat(xs)
     y_all = torch.cat(ys)
     bs, epochs = spec0.batch_size, spec0.epochs
+    # Rows per batched step: a batch never holds more than the largest client's data, so small
+    # clients (e.g. 11 samples, batch 32) are not padded to the nominal batch size.
+    width = max(1, min(bs, max(sizes)))
     steps_per_epoch = [math.ceil(n / bs) for n in sizes]
     budgets = torch.tensor([
         (math.ceil(epochs * s * j.work_fraction) if j.work_fraction < 1 else epochs * s)
         for s, j in zip(steps_per_epoch, jobs, strict=True)], device=device)
     t_max = max(steps_per_epoch)
-    optimizer = spec0.optimizer
-    state: dict[str, dict[str, Tensor]] = {n: {} for n in params}
-    for n, p in params.items():
-        if optimizer == "sgd":
-            state[n]["buf"] = torch.zeros_like(p)
-        else:
-            state[n]["m"] = torch.zeros_like(p)
-            state[n]["v"] = torch.zeros_like(p)
+    optimizer = _StackedOptimizer(spec0.optimizer, params, lr, momentum, wd)
     steps = torch.zeros(k, dtype=torch.long, device=device)
     loss_sum = torch.zeros(k, dtype=ref.dtype, device=device)
     samples = torch.zeros(k, dtype=torch.long, device=device)
+    # client i's batch t holds its shuffled samples t*bs ... t*bs+bs-1 (as the sequential loop);
+    # where each client's j-th shuffled sample goes in the (k, t_max, width) layout is fixed, so
+    # an epoch's indices are one scatter of the clients' permutations
+    slot, mask, base = _layout(tuple(sizes), bs, t_max, width)
+    mask = mask.view(k, t_max, width).to(device, dtype=ref.dtype)
     for _ in range(epochs):
-        idx = torch.zeros((k, t_max * bs), dtype=torch.long)
-        mask = torch.zeros((k, t_max * bs), dtype=ref.dtype)
-        for i, g in enumerate(gens):
-            idx[i, : sizes[i]] = torch.randperm(sizes[i], generator=g) + offsets[i]
-            mask[i, : sizes[i]] = 1
-        idx = idx.view(k, t_max, bs).to(device)
-        mask = mask.view(k, t_max, bs).to(device)
+        idx = torch.zeros(k * t_max * width, dtype=torch.long)
+        idx[slot] = torch.cat([torch.randperm(n, generator=g) for n, g in zip(sizes, gens, strict=True)]) + base
+        idx = idx.view(k, t_max, width).to(device)
         for t in range(t_max):
             if env.cancel is not None and env.cancel.is_set():
                 raise CancelledError("cancelled")
             mt = mask[:, t]
-            active = (mt.sum(1) > 0) & (steps < budgets)
+            counts = mt.sum(1)
+            active = (counts > 0) & (steps < budgets)
             if not bool(active.any()):
                 continue
             gi = idx[:, t]
             grads, losses = step_fn(params, buffers, x_all[gi], y_all[gi], mt)
             steps = steps + active.long()
             loss_sum = loss_sum + torch.where(active, losses.detach(), torch.zeros_like(losses))
-            samples = samples + torch.where(active, mt.sum(1).long(), torch.zeros_like(samples))
-            _optimizer_step(optimizer, params, grads, state, lr, momentum, wd, active, steps)
+            samples = samples + torch.where(active, counts.long(), torch.zeros_like(samples))
+            optimizer.step(grads, active, steps)
     share = (time.perf_counter() - started) / k
     results = []
-    on_cpu = device.type == "cpu"
+    by_name = {**params, **buffers}
+    if fast and device.type != "cpu":  # states live on the CPU between rounds: one copy per tensor name
+        by_name = {n: t.cpu() for n, t in by_name.items()}
+    rows = {n: t.unbind(0) for n, t in by_name.items()}
+    steps_l, loss_l, samples_l = steps.tolist(), loss_sum.tolist(), samples.tolist()
     for i, job in enumerate(jobs):
-        trained = {n: (params[n][i] if n in params else buffers[n][i]) for n in starts[i]}
-        n_steps = int(steps[i])
-        fit = FitStats(float(loss_sum[i]) / max(n_steps, 1), n_steps, int(samples[i]))
+        trained = {n: rows[n][i] for n in starts[i]}
+        n_steps = steps_l[i]
+        fit = FitStats(loss_l[i] / max(n_steps, 1), n_steps, samples_l[i])
         if fast:
-            model_state = trained if on_cpu else detach(trained)
+            model_state = trained
             result = ClientResult(job.client, strategy.shared_part(model_state), len(job.data.train),
                                   {"model": model_state, "extra": job.state.get("extra", {})},
                                   {"train_loss": fit.loss if n_steps else float("nan"),
@@ -228,53 +225,90 @@ def train_group(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     return results
 
 
-@torch.no_grad()
-def _optimizer_step(kind: str, params: dict[str, Tensor], grads: dict[str, Tensor],
-                    state: dict[str, dict[str, Tensor]], lr: Tensor, momentum: Tensor, wd: Tensor,
-                    active: Tensor, steps: Tensor) -> None:
-    """One optimiser step for every active client, following torch.optim's update rules.
+@lru_cache(maxsize=64)
+def _layout(sizes: tuple[int, ...], bs: int, t_max: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Where each client's j-th shuffled sample sits in the flattened ``(k, t_max, width)`` batch
+    layout (``slot``), which slots hold a sample (``mask``), and each sample's offset into the
+    concatenated data (``base``). Fixed for a group, so cached across rounds (never mutated)."""
+    k = len(sizes)
+    slot = torch.cat([(i * t_max + torch.arange(n) // bs) * width + torch.arange(n) % bs
+                      for i, n in enumerate(sizes)])
+    mask = torch.zeros(k * t_max * width)
+    mask[slot] = 1
+    offsets = [0, *accumulate(sizes)][:-1]
+    base = torch.tensor(offsets, dtype=torch.long).repeat_interleave(torch.tensor(sizes, dtype=torch.long))
+    return slot, mask, base
 
-    SGD's momentum buffer starts at zero, so ``m * buf + g`` equals torch's first-step ``buf = g``.
-    When some clients have no batch at this step, their parameters and state are left unchanged.
+
+class _StackedOptimizer:
+    """SGD (momentum, weight decay), Adam and AdamW over the stacked ``(k, ...)`` parameters of
+    ``k`` clients with per-client hyperparameters, following ``torch.optim``'s update rules, in a
+    few in-place passes per tensor (no per-step temporaries the size of the model).
+
+    Clients not ``active`` at a step keep their parameters and state unchanged. State is created
+    at the first step from that step's gradients, as ``torch.optim`` does (``buf = g``), so no
+    zero-filled buffers are allocated.
     """
-    everyone = bool(active.all())
-    decay = bool((wd > 0).any())
-    for n, p in params.items():
-        g = grads[n]
-        lr_, wd_ = _expand(lr, p), _expand(wd, p)
-        if kind == "sgd":
-            g = g + wd_ * p if decay else g
-            buf = state[n]["buf"]
-            new_buf = _expand(momentum, p) * buf + g
-            if everyone:
-                buf.copy_(new_buf)
-                p.sub_(lr_ * new_buf)
+
+    BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
+
+    def __init__(self, kind: str, params: dict[str, Tensor], lr: Tensor, momentum: Tensor, wd: Tensor) -> None:
+        self.kind, self.params = kind, params
+        self.lr, self.momentum, self.wd = lr, momentum, wd
+        self.decay = bool((wd > 0).any())
+        self.use_momentum = bool((momentum != 0).any())
+        self.state: dict[str, dict[str, Tensor]] = {n: {} for n in params}
+
+    @staticmethod
+    def _col(v: Tensor, p: Tensor) -> Tensor:
+        """A per-client vector shaped to broadcast against a stacked tensor ``(k, ...)``."""
+        return v.reshape((-1,) + (1,) * (p.dim() - 1))
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, Tensor], active: Tensor, steps: Tensor) -> None:
+        """One step with ``grads`` (consumed: updated in place) for the ``active`` clients."""
+        everyone = bool(active.all())
+        ref = next(iter(self.params.values()))
+        act_v = active.to(ref.dtype)
+        t = steps.clamp(min=1).to(ref.dtype)
+        for n, p in self.params.items():
+            g, state, col = grads[n], self.state[n], partial(self._col, p=p)
+            lr, wd, act = col(self.lr), col(self.wd), col(act_v)
+            if self.kind == "sgd":
+                if self.decay:
+                    g.addcmul_(p, wd)
+                if self.use_momentum:
+                    buf = state.get("buf")
+                    if not everyone:
+                        g.mul_(act)
+                    if buf is None:  # first step: buf = g (zero for clients without a batch)
+                        buf = state["buf"] = g
+                    elif everyone:
+                        buf.mul_(col(self.momentum)).add_(g)
+                    else:  # inactive clients: buf * 1 + 0
+                        buf.mul_(torch.where(act > 0, col(self.momentum), 1.0)).add_(g)
+                    g = buf
+                p.addcmul_(g, lr if everyone else lr * act, value=-1.0)
+                continue
+            b1, b2 = self.BETA1, self.BETA2
+            if self.kind == "adam":
+                if self.decay:
+                    g.addcmul_(p, wd)
+            elif self.decay:  # adamw: decoupled decay, p * (1 - lr * wd) before the Adam step
+                p.mul_(1 - lr * wd * act)
+            if not everyone:
+                g.mul_(act)
+            if "m" not in state:  # first step from zero state: m = (1-b1) g, v = (1-b2) g^2
+                state["v"] = torch.mul(g, g).mul_(1 - b2)
+                state["m"] = g.mul_(1 - b1)
             else:
-                act = _expand(active, p)
-                buf.copy_(torch.where(act, new_buf, buf))
-                p.sub_(torch.where(act, lr_ * new_buf, torch.zeros_like(p)))
-            continue
-        beta1, beta2, eps = 0.9, 0.999, 1e-8
-        if kind == "adam":
-            g = g + wd_ * p
-            decoupled = None
-        else:  # adamw: decoupled decay
-            decoupled = lr_ * wd_ * p
-        m, v = state[n]["m"], state[n]["v"]
-        new_m = beta1 * m + (1 - beta1) * g
-        new_v = beta2 * v + (1 - beta2) * g * g
-        t = _expand(steps.to(p.dtype), p)
-        bc1 = 1 - beta1 ** t
-        bc2_sqrt = torch.sqrt(1 - beta2 ** t)
-        update = (lr_ / bc1) * new_m / (torch.sqrt(new_v) / bc2_sqrt + eps)
-        if decoupled is not None:
-            update = update + decoupled
-        if everyone:
-            m.copy_(new_m)
-            v.copy_(new_v)
-            p.sub_(update)
-        else:
-            act = _expand(active, p)
-            m.copy_(torch.where(act, new_m, m))
-            v.copy_(torch.where(act, new_v, v))
-            p.sub_(torch.where(act, update, torch.zeros_like(p)))
+                m, v = state["m"], state["v"]
+                keep1 = b1 if everyone else torch.where(act > 0, b1, 1.0)
+                keep2 = b2 if everyone else torch.where(act > 0, b2, 1.0)
+                v.mul_(keep2).addcmul_(g, g, value=1 - b2)
+                m.mul_(keep1).add_(g, alpha=1 - b1)
+            m, v = state["m"], state["v"]
+            tc = col(t)
+            denom = v.sqrt().div_(torch.sqrt(1 - b2 ** tc)).add_(self.EPS)
+            step_size = lr / (1 - b1 ** tc)
+            p.addcdiv_(m * (step_size if everyone else step_size * act), denom, value=-1.0)

@@ -221,3 +221,13 @@ def test_regression_targets_train_in_standard_units_and_report_in_data_units():
     y = torch.tensor([1.0, -1.0, 1.0, -1.0])
     m = training.metrics("regression", out, y, target_std=3.0)
     assert m["mse"] == pytest.approx(9.0) and m["mae"] == pytest.approx(3.0) and m["loss"] == pytest.approx(1.0)
+
+
+def test_weighted_mean_over_many_clients_matches_a_float64_loop():
+    # more clients than one stacked chunk, uneven weights
+    g = torch.Generator().manual_seed(1)
+    states = [{"w": torch.randn(7, 3, generator=g)} for _ in range(75)]
+    weights = [float(i % 5 + 1) for i in range(75)]
+    total = sum(weights)
+    expected = sum(s["w"].double() * (w / total) for s, w in zip(states, weights, strict=True))
+    assert torch.allclose(weighted_mean(states, weights)["w"].double(), expected, atol=1e-6)

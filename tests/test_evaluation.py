@@ -61,3 +61,18 @@ def test_metrics_many_equals_metrics_pair_by_pair():
         one = training.metrics("regression", o, y, 2.0)
         for k in one:
             assert abs(m[k] - one[k]) < 1e-5, k
+
+
+def test_forward_many_scores_clients_sharing_one_model_once_with_the_same_outputs():
+    sim = Simulation(parse_config(digits_config(strategy={"name": "local"})))
+    sim.run()
+    model = sim.build(sim.clients[0].spec.model)
+    a, b = (sim.states[c.id]["model"] for c in sim.clients[:2])
+    states = [a, b, a, dict(a)]  # 0, 2 and 3 hold the very same tensors
+    xs = [sim.federation.clients[c.id].test.x for c in sim.clients]
+    outs = forward_many(model, states, xs)
+    for state, x, out in zip(states, xs, outs, strict=True):
+        model.load_state_dict(state)
+        with torch.no_grad():
+            assert out.shape == (len(x), 10)
+            assert torch.allclose(model(x), out, atol=1e-5)

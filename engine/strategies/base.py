@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from threading import Event
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -55,7 +56,7 @@ class ClientInfo:
     def arch(self) -> str:
         return self.spec.arch
 
-    @property
+    @cached_property
     def arch_key(self) -> str:
         """Canonical model spec: clients with equal keys have identical parameter shapes."""
         return json.dumps(self.spec.model, sort_keys=True)
