@@ -1,5 +1,5 @@
 """Performance benchmarks of the performance issue, each measured side by side in one process
-(ratios), written as markdown (and a PNG plot) for docs/benchmarks.md.
+(ratios; the two executors' runs advance in lockstep, a round of each in turn), written as markdown (and a PNG plot) for docs/benchmarks.md.
 
     python -m bench.perf vectorized   # sequential vs vectorized: 10, 100, 1000 mlp clients; cnn
     python -m bench.perf memory       # peak RSS of a run with 1,000 mlp clients (subprocess)
@@ -51,14 +51,36 @@ def round_times(cfg: dict) -> list[float]:
     return times
 
 
+def side_by_side(cfgs: dict[str, dict]) -> dict[str, list[float]]:
+    """Seconds per round of several runs advanced in lockstep, one round of each in turn, so a
+    change in the machine's load affects every side alike (memory-only recording)."""
+    from engine.config import parse_config
+    from engine.simulation import Simulation
+
+    sims = {}
+    for label, cfg in cfgs.items():
+        sims[label] = Simulation(parse_config(cfg), root=ROOT)
+        sims[label].setup()
+    rounds = min(cfg["rounds"] for cfg in cfgs.values())
+    times: dict[str, list[float]] = {label: [] for label in sims}
+    for rnd in range(1, rounds + 1):
+        for label, sim in sims.items():
+            t = time.perf_counter()
+            sim.round(rnd)
+            times[label].append(time.perf_counter() - t)
+    for sim in sims.values():
+        sim.executor.close()
+    return times
+
+
 def vectorized(sizes: list[int], archs: list[str], rounds: int) -> str:
     lines = ["| clients | arch | sequential s/round | vectorized s/round | speed-up |", "|---|---|---|---|---|"]
     for arch in archs:
         for n in sizes:
             if arch == "cnn" and n > 100:
                 continue
-            seq = statistics.median(round_times(config(n, arch, "sequential", rounds))[1:])
-            vec = statistics.median(round_times(config(n, arch, "vectorized", rounds))[1:])
+            times = side_by_side({ex: config(n, arch, ex, rounds) for ex in ("sequential", "vectorized")})
+            seq, vec = (statistics.median(times[ex][1:]) for ex in ("sequential", "vectorized"))
             lines.append(f"| {n} | {arch} | {seq:.4f} | {vec:.4f} | {seq / vec:.2f}x |")
             print(lines[-1], flush=True)
     return "\n".join(lines)
@@ -88,9 +110,11 @@ def memory(n: int = 1000) -> str:
 
 def scaling(out_png: Path) -> str:
     sizes = [10, 30, 100, 300, 1000]
-    per_clients = {}
-    for executor in ("sequential", "vectorized"):
-        per_clients[executor] = [statistics.median(round_times(config(n, "mlp", executor, 4))[1:]) for n in sizes]
+    per_clients: dict[str, list[float]] = {"sequential": [], "vectorized": []}
+    for n in sizes:
+        times = side_by_side({ex: config(n, "mlp", ex, 4) for ex in per_clients})
+        for executor in per_clients:
+            per_clients[executor].append(statistics.median(times[executor][1:]))
     long = round_times(config(100, "mlp", "vectorized", 60))
     lines = ["| clients | sequential s/round | vectorized s/round |", "|---|---|---|"]
     for i, n in enumerate(sizes):

@@ -46,12 +46,12 @@ def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> dict[str
         if not ref.is_floating_point():
             out[key] = states[int(torch.argmax(w))][key].clone()
             continue
-        # float64 accumulation, a few stacked contractions per key instead of one add per client;
-        # chunks keep the float64 copies small (cache-sized) with a thousand clients
-        wd = w.to(ref.device)
+        # a few stacked contractions per key instead of one add per client: each chunk of clients
+        # is contracted in the tensors' own dtype, the chunks' sums accumulate in float64
+        wd = w.to(device=ref.device, dtype=ref.dtype)
         acc = torch.zeros(ref.shape, dtype=torch.float64, device=ref.device)
         for start in range(0, len(states), _CHUNK):
-            part = torch.stack([s[key] for s in states[start:start + _CHUNK]]).to(torch.float64)
+            part = torch.stack([s[key] for s in states[start:start + _CHUNK]])
             acc.add_(torch.tensordot(wd[start:start + _CHUNK], part, dims=1))
         out[key] = acc.to(ref.dtype)
     return out
