@@ -7,6 +7,13 @@ test set every round. Both sides use the same client splits (built once by the e
 layer, outside the timings of the hand loop's inner part) and one torch thread.
 
 Run: ``python -m bench.engine_overhead [--repeats 3] [--rounds 30]``. Prints a markdown table.
+
+Optional third side, Flower 1.42's Ray simulation of the same work (``bench/flower_side.py``, which
+says how to install flwr in a separate venv): ``--flower /tmp/flwr-venv/bin/python`` runs it as a
+subprocess with that interpreter in every repeat (plus a 1-round warm-up) and adds its row and its
+ratios to the hand loop and to FedMosaic. Its "whole run" is the subprocess from spawn to exit
+(interpreter start and imports included, which the in-process hand/engine rows leave out; the
+note under the table gives its in-process part too).
 """
 
 from __future__ import annotations
@@ -91,14 +98,34 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--flower", metavar="PYTHON", default=None,
+                        help="interpreter of a venv with flwr[simulation]==1.42: adds its Ray simulation")
+    parser.add_argument("--flower-cpus", type=int, default=2, help="CPUs given to Flower's Ray backend")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path.home() / ".cache" / "fedmosaic-bench"
     engine_run(2, root)  # warm-up: imports, dataset cache
     hand_loop(2, root)
     rows = {"hand": [], "engine": []}
+    sides = [("hand", hand_loop), ("engine", engine_run)]
+    flower_runs: list[dict] = []
+    if args.flower:
+        from bench import flower_side
+
+        if not flower_side.flwr_available(args.flower):
+            print(flower_side.NO_FLWR.format(python=args.flower))
+        else:
+            flower_side.measure(args.flower, 1, args.flower_cpus, root=root)  # warm-up: file cache
+
+            def flower(rounds: int, root: Path) -> tuple[float, float, float]:
+                run = flower_side.measure(args.flower, rounds, args.flower_cpus, root=root)
+                flower_runs.append(run)
+                return run["whole_s"], run["loop_s"], run["acc"]
+
+            rows["flower"] = []
+            sides.append(("flower", flower))
     for i in range(args.repeats):
-        order = [("hand", hand_loop), ("engine", engine_run)]
+        order = list(sides)
         if i % 2:
             order.reverse()
         for name, fn in order:
@@ -111,6 +138,16 @@ def main() -> None:
     print(f"\nratio engine/hand: whole run {med['engine'][0] / med['hand'][0]:.2f}x, "
           f"inside the loop {med['engine'][1] / med['hand'][1]:.2f}x "
           f"(median of {args.repeats}, torch threads={args.threads})")
+    if "flower" in med:
+        fl = med["flower"]
+        in_proc = statistics.median(r["in_process_s"] for r in flower_runs)
+        ready = statistics.median(r["ray_ready_s"] for r in flower_runs)
+        print(f"ratio flower/hand: whole run {fl[0] / med['hand'][0]:.2f}x, inside the loop "
+              f"{fl[1] / med['hand'][1]:.2f}x; flower/engine: whole run {fl[0] / med['engine'][0]:.2f}x, "
+              f"inside the loop {fl[1] / med['engine'][1]:.2f}x")
+        print(f"(flower: Ray backend with {args.flower_cpus} CPUs, 1 CPU + 1 torch thread per client actor; "
+              f"whole run = subprocess spawn to exit, {in_proc:.2f} s of it after the imports, "
+              f"{ready:.2f} s of that Ray start-up before round 1)")
 
 
 if __name__ == "__main__":
