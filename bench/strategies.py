@@ -13,6 +13,8 @@ Figures (final round, then mean ± std over seeds):
 
 - global acc: mean over clients of each client's model on the global test set;
 - personal acc: mean over clients of each client's model on its own local test split;
+- vs local: personal acc minus that of ``local`` on the same roster and seed (a paired
+  difference, so the split's luck cancels), mean ± std over seeds;
 - client std: standard deviation of personal acc across clients (fairness; lower is more even);
 - up / down MB: bytes every client sent / received over the whole run, summed, as the engine
   counted them from the tensors exchanged;
@@ -127,6 +129,19 @@ def fmt(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def vs_local(row: Row, rows: list[Row]) -> str:
+    """Personal accuracy of ``row`` minus ``local``'s on the same roster, paired by seed
+    (``mean ± std`` over seeds, signed); ``—`` for the references or without a local row."""
+    if row.family == "reference" or not row.runs:
+        return "—"
+    local = next((r for r in rows if r.strategy == "local" and r.roster == row.roster and r.runs), None)
+    if local is None:
+        return "—"
+    diffs = [a["local_acc_mean"] - b["local_acc_mean"] for a, b in zip(row.runs, local.runs, strict=False)]
+    text = fmt(diffs)
+    return text if text.startswith("-") else f"+{text}"
+
+
 def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: float) -> str:
     """The markdown page."""
     import numpy
@@ -155,21 +170,26 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
         "",
         "- **global acc**: mean over clients of each client's model on the global test set;",
         "- **personal acc**: mean over clients of each client's model on its own local test split;",
+        "- **vs local**: personal acc minus `local`'s on the same roster and seed (paired), mean ± std "
+        "over seeds; each client's local test split holds 2-60 samples (about 230 in all), so "
+        "differences of a point or two are within run-to-run noise;",
         "- **client std**: standard deviation of personal acc across clients (lower = more even);",
         "- **up / down MB**: bytes sent by / to all clients over the whole run (counted by the engine "
         "from the tensors exchanged);",
         "- **wall s**: seconds per run, set-up included, one torch thread on a shared 2-core machine "
         "(compare within this table only).",
         "",
-        "| strategy | roster | family | global acc | personal acc | client std | up MB | down MB | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| strategy | roster | family | global acc | personal acc | vs local | client std | up MB | down MB "
+        "| wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.error:
-            lines.append(f"| {row.strategy} | {row.roster} | {row.family} | failed: {row.error} ||||||")
+            lines.append(f"| {row.strategy} | {row.roster} | {row.family} | failed: {row.error} |||||||")
             continue
         cells = [fmt([r[c] for r in row.runs], 1 if c == "wall_s" else 3 if c.endswith("acc_mean")
                      or c.endswith("std") else 2) for c in COLUMNS]
+        cells.insert(2, vs_local(row, rows))
         lines.append(f"| {row.strategy} | {row.roster} | {row.family} | " + " | ".join(cells) + " |")
     from engine.strategies import STRATEGIES
 
