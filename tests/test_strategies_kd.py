@@ -536,7 +536,15 @@ def test_public_set_distillation_lifts_global_accuracy_far_above_local(name, loc
 def test_personalised_methods_keep_local_accuracy(name, local_run):
     """Pooled accuracy over the clients' local test sets (``local_acc_wmean``): the unweighted
     mean is dominated by a site with 2 test samples (one sample moves it 5 points). The tolerance
-    is one binomial standard error of local's pooled accuracy, computed from the test sizes."""
+    is one binomial standard error of local's pooled accuracy, computed from the test sizes.
+
+    Why not a strict ``>=``: measured on this setup (late means, method minus local, points,
+    unweighted / pooled, seeds 0 / 1 / 2): fd -0.3/+0.2, +1.6/+1.4, -0.8/-0.9; fedproto -1.2/+1.0,
+    +1.1/+1.3, +0.5/+0.5; fml -1.2/-0.7, -0.4/-0.8, -1.4/-0.7; fedkd -2.9/-0.6, +0.4/-0.1,
+    -0.3/-0.1; fedgh -4.7/+0.4, -0.1/-0.7, +1.5/+0.5. The noise floor, FML with alpha=0.999
+    (local training in all but rounding): -0.1/0.0, +0.1/0.0, -0.4/-1.0. These methods sit
+    within about a point of local here, inside the run-to-run noise, so a strict comparison on
+    one seed would pass or fail by luck."""
     sim = bench({"name": name})
     base = late_mean(local_run, "local_acc_wmean")
     n_test = sum(c.n_test for c in local_run.clients)
