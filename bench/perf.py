@@ -5,6 +5,7 @@
     python -m bench.perf memory       # peak RSS of a run with 1,000 mlp clients (subprocess)
     python -m bench.perf scaling      # time per round as clients grow and as rounds grow (+ plot)
     python -m bench.perf all
+    python -m bench.perf vectorized --device cuda   # the same on a GPU
 
 Work: digits, iid split, 1 local epoch per round, SGD 0.05 momentum 0.9, batch 32, FedAvg,
 evaluation every round (batched), one torch thread. Times are medians over rounds 2..N (round 1
@@ -26,12 +27,16 @@ import torch
 ROOT = Path.home() / ".cache" / "fedmosaic-bench"
 
 
+DEVICE = "cpu"
+"""Where the benchmark's clients compute (``--device``: cpu, cuda, cuda:N, mps)."""
+
+
 def config(n: int, arch: str = "mlp", executor: str = "sequential", rounds: int = 6, eval_every: int = 1) -> dict:
     model = {"arch": arch} if arch != "cnn" else {"arch": "cnn", "channels": 16}
     return {"name": f"bench-{n}-{arch}-{executor}", "seed": 0, "rounds": rounds, "eval_every": eval_every,
             "data": {"dataset": "digits", "partition": {"method": "iid"}, "test_fraction": 0.2},
             "clients": [{"name": "c", "count": n, "model": model, "optimizer": "sgd", "lr": 0.05,
-                         "momentum": 0.9, "epochs": 1, "batch_size": 32}],
+                         "momentum": 0.9, "epochs": 1, "batch_size": 32, "device": DEVICE}],
             "strategy": {"name": "fedavg"}, "executor": executor, "checkpoint_every": 0}
 
 
@@ -153,7 +158,10 @@ def main() -> None:
     parser.add_argument("what", choices=["vectorized", "memory", "scaling", "all"])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--png", default="docs/perf_scaling.png")
+    parser.add_argument("--device", default="cpu", help="where clients compute: cpu (default), cuda, cuda:N, mps")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     torch.set_num_threads(1)
     round_times(config(10, rounds=2))  # warm-up: imports, dataset cache
     parts = []
