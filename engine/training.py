@@ -22,11 +22,12 @@ from engine.errors import CancelledError
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
-def task_loss(task: str, out: Tensor, y: Tensor) -> Tensor:
-    """Cross-entropy for classification, mean squared error for regression (first output)."""
+def task_loss(task: str, out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy for classification, squared error for regression (first output): the batch
+    mean, or one value per sample with ``reduction="none"``."""
     if task == "classification":
-        return F.cross_entropy(out, y)
-    return F.mse_loss(out[:, 0], y)
+        return F.cross_entropy(out, y, reduction=reduction)
+    return F.mse_loss(out[:, 0], y, reduction=reduction)
 
 
 def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0,

@@ -349,7 +349,7 @@ def test_fml_shares_only_the_meme_model(monkeypatch):
     assert all("kd_loss" in m for m in sim.history[-1].clients.values())
 
 
-def test_fedkd_loss_scales_distillation_by_the_task_losses():
+def test_fedkd_loss_scales_each_samples_distillation_by_its_task_losses():
     from engine.strategies.fedkd import FedKD
     from engine.strategies.fml import Pair
 
@@ -358,15 +358,30 @@ def test_fedkd_loss_scales_distillation_by_the_task_losses():
     t = build_model({"arch": "mlp", "hidden": 16}, spec, 8, 10)
     s = build_model({"arch": "mlp", "hidden": 8}, spec, 8, 10)
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    with torch.no_grad():  # confident, varied predictions: task losses differ from sample to sample
+        for model in (t, s):
+            for p in model.parameters():
+                p.mul_(4.0)
 
     ctx = SimpleNamespace(task="classification", loss=F.cross_entropy)
     strategy = FedKD(FedKD.Params(hidden_weight=0.5, temperature=2.0), server=None)
-    got = strategy.pair_loss(ctx, Pair(t, s), x, y)
-    ht, hs = t.features(x), s.features(x)
-    ot, os_ = t.head(ht), s.head(hs)
-    ce_t, ce_s = F.cross_entropy(ot, y), F.cross_entropy(os_, y)
-    kd = (kd_loss(ot, os_, 2.0) + 0.5 * F.mse_loss(ht, hs) + kd_loss(os_, ot, 2.0) + 0.5 * F.mse_loss(hs, ht))
-    assert float(got.detach()) == pytest.approx(float((ce_t + ce_s + kd / (ce_t + ce_s)).detach()), rel=1e-5)
+    got = float(strategy.pair_loss(ctx, Pair(t, s), x, y).detach())
+    with torch.no_grad():
+        ht, hs = t.features(x), s.features(x)
+        ot, os_ = t.head(ht), s.head(hs)
+        expected = 0.0
+        for i in range(len(x)):  # the paper's per-sample equations, one sample at a time
+            oti, osi, hti, hsi, yi = ot[i:i + 1], os_[i:i + 1], ht[i:i + 1], hs[i:i + 1], y[i:i + 1]
+            ce_t, ce_s = F.cross_entropy(oti, yi), F.cross_entropy(osi, yi)
+            kd = (kd_loss(oti, osi, 2.0) + 0.5 * F.mse_loss(hti, hsi)
+                  + kd_loss(osi, oti, 2.0) + 0.5 * F.mse_loss(hsi, hti))
+            expected += float(ce_t + ce_s + kd / max(float(ce_t + ce_s), 0.1)) / len(x)
+        # a weight from the batch's mean losses gives a different loss: the weighting is per sample
+        ce_t, ce_s = F.cross_entropy(ot, y), F.cross_entropy(os_, y)
+        kd = kd_loss(ot, os_, 2.0) + 0.5 * F.mse_loss(ht, hs) + kd_loss(os_, ot, 2.0) + 0.5 * F.mse_loss(hs, ht)
+        batch_weighted = float(ce_t + ce_s + kd / (ce_t + ce_s))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert got != pytest.approx(batch_weighted, rel=1e-3)
 
 
 def test_fedkd_svd_shrinks_the_bytes_and_keeps_clients_in_sync(monkeypatch):
@@ -502,9 +517,12 @@ BENCH_ROSTER = [
 BENCH_ROUNDS = 20
 
 
-def bench(strategy: dict) -> Simulation:
+SEEDS = (0, 1, 2)
+
+
+def bench(strategy: dict, seed: int = 0) -> Simulation:
     cfg = digits_config(
-        rounds=BENCH_ROUNDS, eval_every=2, checkpoint_every=0, clients=BENCH_ROSTER, strategy=strategy,
+        seed=seed, rounds=BENCH_ROUNDS, eval_every=2, checkpoint_every=0, clients=BENCH_ROSTER, strategy=strategy,
         data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}, "public_fraction": 0.2})
     sim = Simulation(parse_config(cfg))
     sim.run()
@@ -519,8 +537,13 @@ def late_mean(sim: Simulation, key: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def local_run() -> Simulation:
-    return bench({"name": "local"})
+def local_runs() -> dict[int, Simulation]:
+    return {seed: bench({"name": "local"}, seed) for seed in SEEDS}
+
+
+@pytest.fixture(scope="module")
+def local_run(local_runs) -> Simulation:
+    return local_runs[0]
 
 
 @pytest.mark.slow
@@ -531,28 +554,49 @@ def test_public_set_distillation_lifts_global_accuracy_far_above_local(name, loc
     assert gain >= 0.15, f"{name}: global accuracy only {gain:+.3f} above local"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["fd", "fedproto", "fml", "fedkd", "fedgh"])
-def test_personalised_methods_keep_local_accuracy(name, local_run):
-    """Pooled accuracy over the clients' local test sets (``local_acc_wmean``): the unweighted
-    mean is dominated by a site with 2 test samples (one sample moves it 5 points). The tolerance
-    is one binomial standard error of local's pooled accuracy, computed from the test sizes.
+def paired_gains(name: str, local_runs: dict[int, Simulation]) -> tuple[dict[str, float], list[Simulation]]:
+    """Mean over :data:`SEEDS` of (method - local) on the same split, for the unweighted mean over
+    clients (``local_acc_mean``) and the pooled accuracy (``local_acc_wmean``) of their local tests."""
+    sims = [bench({"name": name}, seed) for seed in SEEDS]
+    gains = {key: sum(late_mean(sim, key) - late_mean(local_runs[seed], key) for sim, seed in zip(sims, SEEDS))
+             / len(SEEDS) for key in ("local_acc_mean", "local_acc_wmean")}
+    return gains, sims
 
-    Why not a strict ``>=``: measured on this setup (late means, method minus local, points,
-    unweighted / pooled, seeds 0 / 1 / 2): fd -0.3/+0.2, +1.6/+1.4, -0.8/-0.9; fedproto -1.2/+1.0,
-    +1.1/+1.3, +0.5/+0.5; fml -1.2/-0.7, -0.4/-0.8, -1.4/-0.7; fedkd -2.9/-0.6, +0.4/-0.1,
-    -0.3/-0.1; fedgh -4.7/+0.4, -0.1/-0.7, +1.5/+0.5. The noise floor, FML with alpha=0.999
-    (local training in all but rounding): -0.1/0.0, +0.1/0.0, -0.4/-1.0. These methods sit
-    within about a point of local here, inside the run-to-run noise, so a strict comparison on
-    one seed would pass or fail by luck."""
-    sim = bench({"name": name})
-    base = late_mean(local_run, "local_acc_wmean")
-    n_test = sum(c.n_test for c in local_run.clients)
-    tolerance = math.sqrt(base * (1 - base) / n_test)
-    assert late_mean(sim, "local_acc_wmean") >= base - tolerance
-    if name in ("fml", "fedkd"):  # the shared model learns from everyone: it generalises far better
-        shared = late_mean(sim, "server_acc[mlp]")
-        assert shared >= late_mean(local_run, "global_acc_mean") + 0.15
+
+@pytest.mark.slow
+def test_fml_beats_local_on_local_tests_and_its_shared_model_generalises(local_runs):
+    """FML with its defaults (alpha 0.9, T 3; see engine/strategies/fml.py): no lower than local on
+    both figures, averaged over three seeds paired with local on the same split (measured: about
+    +1 point on both; seeds 0-4 on this setup: +0.5 unweighted, +0.8 pooled)."""
+    gains, sims = paired_gains("fml", local_runs)
+    assert gains["local_acc_mean"] >= 0 and gains["local_acc_wmean"] >= 0, gains
+    for sim, seed in zip(sims, SEEDS):  # the shared model learns from everyone: it generalises far better
+        assert late_mean(sim, "server_acc[mlp]") >= late_mean(local_runs[seed], "global_acc_mean") + 0.15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fd", "fedproto", "fedkd", "fedgh"])
+def test_personalised_methods_are_not_worse_than_local(name, local_runs):
+    """Non-inferiority, averaged over three seeds paired with local on the same split.
+
+    These methods sit at local's level on this setup, within its noise: the local test splits
+    hold about 230 samples in all (one client has 2), and a method that is local training in all
+    but rounding (FML with alpha=0.999) differed from local by up to 1 point on one seed. Measured
+    (late means, method minus local, points, unweighted / pooled, mean over seeds 0-2, before FML's
+    new defaults and FedKD's per-sample weights): fd +0.2/+0.2, fedproto +0.1/+0.9, fedkd -0.2/0.0
+    (seeds 0-4: -0.4/-0.2; with per-batch weights -0.9/-0.5), fedgh -1.1/+0.1. So a strict ``>=`` would pass or fail by rounding; the margin is one standard error
+    of a three-seed mean of local's pooled accuracy (binomial, from the test sizes: ~1.2 points).
+    The unweighted mean is held to twice that: one sample of the 2-sample client moves it 5 points
+    on one seed."""
+    gains, sims = paired_gains(name, local_runs)
+    base = sum(late_mean(local_runs[s], "local_acc_wmean") for s in SEEDS) / len(SEEDS)
+    n_test = sum(c.n_test for c in local_runs[0].clients)
+    margin = math.sqrt(base * (1 - base) / n_test) / math.sqrt(len(SEEDS))
+    assert gains["local_acc_wmean"] >= -margin, gains
+    assert gains["local_acc_mean"] >= -2 * margin, gains
+    if name == "fedkd":  # the shared mentee learns from everyone: it generalises far better
+        for sim, seed in zip(sims, SEEDS):
+            assert late_mean(sim, "server_acc[mlp]") >= late_mean(local_runs[seed], "global_acc_mean") + 0.15
 
 
 def test_feddf_charts_its_distillation_loss_per_round():

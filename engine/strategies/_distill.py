@@ -32,8 +32,9 @@ from engine.strategies.base import ClientContext, ClientInfo, Params, Strategy
 
 # ---- the maths ---------------------------------------------------------------------------------
 def kd_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0,
-            task: str = "classification") -> Tensor:
-    """Distillation loss of ``student`` outputs towards ``teacher`` outputs (batch mean).
+            task: str = "classification", reduction: str = "mean") -> Tensor:
+    """Distillation loss of ``student`` outputs towards ``teacher`` outputs: the batch mean, or
+    one value per sample with ``reduction="none"``.
 
     Classification: ``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` (the ``T^2`` keeps
     gradient sizes comparable across temperatures). Regression: mean squared error of the outputs.
@@ -41,10 +42,12 @@ def kd_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0,
     """
     teacher = teacher.detach()
     if task != "classification":
-        return F.mse_loss(student, teacher)
-    t = float(temperature)
-    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
-                    reduction="batchmean", log_target=True) * t * t
+        per = (student - teacher).pow(2).reshape(len(student), -1).mean(1)
+    else:
+        t = float(temperature)
+        per = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+                       reduction="none", log_target=True).sum(1) * t * t
+    return per if reduction == "none" else per.mean()
 
 
 def class_means(values: Tensor, y: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
