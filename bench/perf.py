@@ -2,6 +2,7 @@
 (ratios; the two executors' runs advance in lockstep, a round of each in turn), written as markdown (and a PNG plot) for docs/benchmarks.md.
 
     python -m bench.perf vectorized   # sequential vs vectorized: 10, 100, 1000 mlp clients; cnn
+    python -m bench.perf threads      # sequential vs a pool of 2 threads: 10, 100 mlp; 10, 30 cnn
     python -m bench.perf memory       # peak RSS of a run with 1,000 mlp clients (subprocess)
     python -m bench.perf scaling      # time per round as clients grow and as rounds grow (+ plot)
     python -m bench.perf all
@@ -91,6 +92,17 @@ def vectorized(sizes: list[int], archs: list[str], rounds: int) -> str:
     return "\n".join(lines)
 
 
+def threads(rounds: int) -> str:
+    """Sequential vs the threads executor (2 workers, one torch thread each), in lockstep."""
+    lines = ["| clients | arch | sequential s/round | threads (2) s/round | speed-up |", "|---|---|---|---|---|"]
+    for arch, n in (("mlp", 10), ("mlp", 100), ("cnn", 10), ("cnn", 30)):
+        times = side_by_side({ex: config(n, arch, ex, rounds) for ex in ("sequential", "threads")})
+        seq, thr = (statistics.median(times[ex][1:]) for ex in ("sequential", "threads"))
+        lines.append(f"| {n} | {arch} | {seq:.4f} | {thr:.4f} | {seq / thr:.2f}x |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def _peak_child(n: int, executor: str) -> dict:
     code = (
         "import json, resource, sys, torch; torch.set_num_threads(1)\n"
@@ -155,7 +167,7 @@ def scaling(out_png: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["vectorized", "memory", "scaling", "all"])
+    parser.add_argument("what", choices=["vectorized", "threads", "memory", "scaling", "all"])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--png", default="docs/perf_scaling.png")
     parser.add_argument("--device", default="cpu", help="where clients compute: cpu (default), cuda, cuda:N, mps")
@@ -167,6 +179,8 @@ def main() -> None:
     parts = []
     if args.what in ("vectorized", "all"):
         parts.append("### Vectorized vs sequential\n\n" + vectorized([10, 100, 1000], ["mlp", "cnn"], args.rounds))
+    if args.what in ("threads", "all"):
+        parts.append("### Threads vs sequential\n\n" + threads(args.rounds))
     if args.what in ("memory", "all"):
         parts.append("### Peak memory\n\n" + memory())
     if args.what in ("scaling", "all"):

@@ -71,7 +71,7 @@ class Row:
 def config(strategy: str, clients: list[dict[str, Any]], seed: int, rounds: int,
            epochs: int) -> dict[str, Any]:
     """The experiment config of one benchmark run."""
-    return {"name": f"bench-{strategy}", "seed": seed, "rounds": rounds, "eval_every": rounds, "data": DATA,
+    return {"name": f"bench-{strategy}", "seed": seed, "rounds": rounds, "eval_every": 2, "data": DATA,
             "clients": [{**c, "epochs": epochs} for c in clients], "strategy": {"name": strategy},
             "checkpoint_every": 0}
 
@@ -86,7 +86,10 @@ def run_one(cfg: dict[str, Any]) -> tuple[dict[str, float], str]:
     sim.run()
     wall = time.perf_counter() - start
     last = sim.history[-1].metrics
+    late = [r.metrics["local_acc_mean"] for r in sim.history
+            if r.round > len(sim.history) // 2 and "local_acc_mean" in r.metrics]
     return {"global_acc_mean": last["global_acc_mean"], "local_acc_mean": last["local_acc_mean"],
+            "late_local_acc_mean": sum(late) / len(late),
             "local_acc_std": last["local_acc_std"], "up_mb": last["cum_bytes_up"] / 1e6,
             "down_mb": last["cum_bytes_down"] / 1e6, "wall_s": wall}, sim.federation.fingerprint
 
@@ -129,15 +132,15 @@ def fmt(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def vs_local(row: Row, rows: list[Row]) -> str:
-    """Personal accuracy of ``row`` minus ``local``'s on the same roster, paired by seed
+def vs_local(row: Row, rows: list[Row], key: str = "local_acc_mean") -> str:
+    """Personal accuracy (``key``) of ``row`` minus ``local``'s on the same roster, paired by seed
     (``mean ± std`` over seeds, signed); ``—`` for the references or without a local row."""
     if row.family == "reference" or not row.runs:
         return "—"
     local = next((r for r in rows if r.strategy == "local" and r.roster == row.roster and r.runs), None)
     if local is None:
         return "—"
-    diffs = [a["local_acc_mean"] - b["local_acc_mean"] for a, b in zip(row.runs, local.runs, strict=False)]
+    diffs = [a[key] - b[key] for a, b in zip(row.runs, local.runs, strict=False)]
     text = fmt(diffs)
     return text if text.startswith("-") else f"+{text}"
 
@@ -173,23 +176,26 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
         "- **vs local**: personal acc minus `local`'s on the same roster and seed (paired), mean ± std "
         "over seeds; each client's local test split holds 2-60 samples (about 230 in all), so "
         "differences of a point or two are within run-to-run noise;",
+        "- **vs local, late**: the same difference for personal acc averaged over the evaluated rounds of "
+        "the second half (every second round from the middle on; a less noisy estimate than one round, "
+        "and what the learning tests compare);",
         "- **client std**: standard deviation of personal acc across clients (lower = more even);",
         "- **up / down MB**: bytes sent by / to all clients over the whole run (counted by the engine "
         "from the tensors exchanged);",
         "- **wall s**: seconds per run, set-up included, one torch thread on a shared 2-core machine "
         "(compare within this table only).",
         "",
-        "| strategy | roster | family | global acc | personal acc | vs local | client std | up MB | down MB "
-        "| wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| strategy | roster | family | global acc | personal acc | vs local | vs local, late | client std "
+        "| up MB | down MB | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.error:
-            lines.append(f"| {row.strategy} | {row.roster} | {row.family} | failed: {row.error} |||||||")
+            lines.append(f"| {row.strategy} | {row.roster} | {row.family} | failed: {row.error} ||||||||")
             continue
         cells = [fmt([r[c] for r in row.runs], 1 if c == "wall_s" else 3 if c.endswith("acc_mean")
                      or c.endswith("std") else 2) for c in COLUMNS]
-        cells.insert(2, vs_local(row, rows))
+        cells[2:2] = [vs_local(row, rows), vs_local(row, rows, "late_local_acc_mean")]
         lines.append(f"| {row.strategy} | {row.roster} | {row.family} | " + " | ".join(cells) + " |")
     from engine.strategies import STRATEGIES
 
