@@ -7,8 +7,10 @@ own generator, takes ``ceil(n_i / batch)`` steps per epoch, its loss is the mean
 samples, and SGD (momentum, weight decay), Adam and AdamW follow ``torch.optim``'s update rules
 with per-client learning rates. Clients with fewer steps are masked out of the steps they do not
 have (parameters and optimiser state unchanged), so differing dataset sizes need no resampling.
-Batches are gathered from the clients' data concatenated once, with per-client index tensors,
-so nothing is padded but indices.
+Batches are gathered from the clients' data concatenated once, with per-client index tensors;
+a batched step is as wide as the largest client's batch (clients smaller than the batch size are
+not padded up to it), and the optimiser updates the stacked tensors in place
+(:class:`_StackedOptimizer`), so a step allocates no model-sized temporaries.
 
 What it cannot batch runs sequentially, per group, and the run's events say so: strategies whose
 local training is not the default (FedProx, SCAFFOLD, distillation...), clients with
