@@ -21,7 +21,7 @@ digits benchmark (Dirichlet 0.3, 1 local epoch) learnt at half their configured 
 ``alpha = 0.9`` the task term keeps 90% of its gradient and the shared model's advice enters at a
 ninth of its weight, softened by ``T = 3`` (Hinton et al.'s soft targets; the ``T^2`` factor keeps
 its gradient size). Measured on that benchmark's two setups over seeds 0-4, paired with ``local``:
-the paper's values lose 1-8 points of local-test accuracy; these gain +0.5 to +1.0 points on
+the paper's values lose 0.4-8 points of local-test accuracy; these gain +0.5 to +1.0 points on
 average (late means: 2 local epochs +0.5 unweighted / +0.8 pooled over clients, 1 epoch
 +0.7 / +1.0; docs/strategies.md). ``beta`` keeps the paper's 0.5: the shared model is what generalises,
 and it learns from the private model as the paper has it. Both are parameters: set
