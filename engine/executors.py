@@ -2,7 +2,9 @@
 so results do not depend on the executor.
 
 - ``sequential``: one after the other, in client order (the default; deterministic).
-- ``threads``: a small pool of Python threads (torch releases the GIL in its kernels).
+- ``threads``: a small pool of Python threads (torch releases the GIL in its kernels, so it pays
+  for clients whose steps are heavy; on many tiny models the threads mostly take turns at the GIL,
+  and ``vectorized`` is the faster choice: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class Sequential(Executor):
 
 @EXECUTORS.register("threads")
 class Threads(Executor):
-    description = "A pool of Python threads; torch kernels release the GIL."
+    description = ("A pool of Python threads; torch kernels release the GIL, so it helps heavier clients "
+                   "(for many small clients of one architecture, vectorized is faster).")
 
     def __init__(self, workers: int = 2, **options: Any) -> None:
         super().__init__(**options)
