@@ -42,19 +42,21 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
     shared = isinstance(xs, Tensor)
     device = next(model.parameters()).device
     k = len(states)
-    if not shared and k > 1:
-        # clients holding the very same tensors (FedAvg's global model) are one model: score the
-        # concatenation of their inputs once instead of stacking k copies of it
+    if k > 1:
+        # clients holding the very same tensors (FedAvg's global model) are one model: score it
+        # once, on the shared input or on the concatenation of their inputs, instead of stacking
+        # k copies of it; clients of one group get the same output tensor (or slices of one)
         same: dict[tuple[int, ...], list[int]] = {}
         for i, state in enumerate(states):
             same.setdefault(tuple(id(v) for v in state.values()), []).append(i)
         if len(same) < k:
             groups = list(same.values())
-            outs_u = forward_many(model, [states[g[0]] for g in groups],
-                                  [torch.cat([xs[i] for i in g]) if len(g) > 1 else xs[g[0]] for g in groups])
+            inputs = xs if shared else [torch.cat([xs[i] for i in g]) if len(g) > 1 else xs[g[0]] for g in groups]
+            outs_u = forward_many(model, [states[g[0]] for g in groups], inputs)
             result: list[Tensor] = [torch.empty(0)] * k
             for g, o in zip(groups, outs_u, strict=True):
-                for i, part in zip(g, o.split([len(xs[i]) for i in g]), strict=True):
+                parts = [o] * len(g) if shared else o.split([len(xs[i]) for i in g])
+                for i, part in zip(g, parts, strict=True):
                     result[i] = part
             return result
     if k == 1 or any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
@@ -134,23 +136,16 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
 
 def _global_outputs(model: torch.nn.Module, members: Sequence[ClientInfo], eval_states: dict[int, dict[str, Tensor]],
                     fed: Federation, device: torch.device) -> dict[int, Tensor]:
-    """Global-test outputs per client: clients without preprocessing share the raw input and, when
-    their states are the same tensors, one forward pass; the others go through their transform."""
+    """Global-test outputs per client: clients without preprocessing share the raw input (and
+    :func:`forward_many` scores clients holding the same tensors once); the others go through
+    their transform."""
     gx = fed.global_test.x.to(device)
-    plain: dict[tuple[int, ...], list[ClientInfo]] = {}
-    transformed: list[ClientInfo] = []
-    for c in members:
-        if fed.clients[c.id].transform.center is None:
-            plain.setdefault(tuple(id(v) for v in eval_states[c.id].values()), []).append(c)
-        else:
-            transformed.append(c)
+    plain = [c for c in members if fed.clients[c.id].transform.center is None]
+    transformed = [c for c in members if fed.clients[c.id].transform.center is not None]
     result: dict[int, Tensor] = {}
-    uniques = list(plain.values())
-    if uniques:
-        outs = forward_many(model, [eval_states[g[0].id] for g in uniques], gx)
-        for group, o in zip(uniques, outs, strict=True):
-            for c in group:
-                result[c.id] = o
+    if plain:
+        outs = forward_many(model, [eval_states[c.id] for c in plain], gx)
+        result.update({c.id: o for c, o in zip(plain, outs, strict=True)})
     if transformed:
         outs = forward_many(model, [eval_states[c.id] for c in transformed],
                             [fed.clients[c.id].transform(gx) for c in transformed])
