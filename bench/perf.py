@@ -1,5 +1,6 @@
 """Performance benchmarks of the performance issue, each measured side by side in one process
-(ratios; the two executors' runs advance in lockstep, a round of each in turn), written as markdown (and a PNG plot) for docs/benchmarks.md.
+(ratios; the executors' runs advance in lockstep, a round of each in turn), written as markdown
+(and a PNG plot) for docs/benchmarks.md.
 
     python -m bench.perf vectorized   # sequential vs vectorized: 10, 100, 1000 mlp clients; cnn
     python -m bench.perf threads      # sequential vs a pool of 2 threads: 10, 100 mlp; 10, 30 cnn
@@ -43,18 +44,7 @@ def config(n: int, arch: str = "mlp", executor: str = "sequential", rounds: int 
 
 def round_times(cfg: dict) -> list[float]:
     """Seconds per round of one run (memory-only recording)."""
-    from engine.config import parse_config
-    from engine.simulation import Simulation
-
-    sim = Simulation(parse_config(cfg), root=ROOT)
-    sim.setup()
-    times = []
-    for rnd in range(1, cfg["rounds"] + 1):
-        t = time.perf_counter()
-        sim.round(rnd)
-        times.append(time.perf_counter() - t)
-    sim.executor.close()
-    return times
+    return side_by_side({"run": cfg})["run"]
 
 
 def side_by_side(cfgs: dict[str, dict]) -> dict[str, list[float]]:
@@ -79,28 +69,27 @@ def side_by_side(cfgs: dict[str, dict]) -> dict[str, list[float]]:
     return times
 
 
-def vectorized(sizes: list[int], archs: list[str], rounds: int) -> str:
-    lines = ["| clients | arch | sequential s/round | vectorized s/round | speed-up |", "|---|---|---|---|---|"]
-    for arch in archs:
-        for n in sizes:
-            if arch == "cnn" and n > 100:
-                continue
-            times = side_by_side({ex: config(n, arch, ex, rounds) for ex in ("sequential", "vectorized")})
-            seq, vec = (statistics.median(times[ex][1:]) for ex in ("sequential", "vectorized"))
-            lines.append(f"| {n} | {arch} | {seq:.4f} | {vec:.4f} | {seq / vec:.2f}x |")
-            print(lines[-1], flush=True)
+def versus(executor: str, label: str, cases: list[tuple[str, int]], rounds: int) -> str:
+    """A markdown table: sequential vs ``executor`` in lockstep on each (arch, clients) case,
+    medians over rounds 2..N."""
+    lines = [f"| clients | arch | sequential s/round | {label} s/round | speed-up |", "|---|---|---|---|---|"]
+    for arch, n in cases:
+        times = side_by_side({ex: config(n, arch, ex, rounds) for ex in ("sequential", executor)})
+        seq, other = (statistics.median(times[ex][1:]) for ex in ("sequential", executor))
+        lines.append(f"| {n} | {arch} | {seq:.4f} | {other:.4f} | {seq / other:.2f}x |")
+        print(lines[-1], flush=True)
     return "\n".join(lines)
+
+
+def vectorized(sizes: list[int], archs: list[str], rounds: int) -> str:
+    """Sequential vs vectorized (cnn up to 100 clients)."""
+    cases = [(arch, n) for arch in archs for n in sizes if not (arch == "cnn" and n > 100)]
+    return versus("vectorized", "vectorized", cases, rounds)
 
 
 def threads(rounds: int) -> str:
-    """Sequential vs the threads executor (2 workers, one torch thread each), in lockstep."""
-    lines = ["| clients | arch | sequential s/round | threads (2) s/round | speed-up |", "|---|---|---|---|---|"]
-    for arch, n in (("mlp", 10), ("mlp", 100), ("cnn", 10), ("cnn", 30)):
-        times = side_by_side({ex: config(n, arch, ex, rounds) for ex in ("sequential", "threads")})
-        seq, thr = (statistics.median(times[ex][1:]) for ex in ("sequential", "threads"))
-        lines.append(f"| {n} | {arch} | {seq:.4f} | {thr:.4f} | {seq / thr:.2f}x |")
-        print(lines[-1], flush=True)
-    return "\n".join(lines)
+    """Sequential vs the threads executor (2 workers, one torch thread each)."""
+    return versus("threads", "threads (2)", [("mlp", 10), ("mlp", 100), ("cnn", 10), ("cnn", 30)], rounds)
 
 
 def _peak_child(n: int, executor: str) -> dict:
