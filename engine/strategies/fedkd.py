@@ -45,9 +45,9 @@ from pydantic import Field
 from torch import Tensor
 
 from engine.strategies._distill import SharedModelParams, kd_loss
-from engine.training import task_loss
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult
 from engine.strategies.fml import FML, Pair
+from engine.training import task_loss
 
 UPDATE, WEIGHTS = "update", "weights"
 ADAPTIVE_FLOOR = 0.1
