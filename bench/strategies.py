@@ -177,8 +177,7 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
         "over seeds; each client's local test split holds 2-60 samples (about 230 in all), so "
         "differences of a point or two are within run-to-run noise;",
         "- **vs local, late**: the same difference for personal acc averaged over the evaluated rounds of "
-        "the second half (every second round from the middle on; a less noisy estimate than one round, "
-        "and what the learning tests compare);",
+        "the second half (every second round from the middle on; a less noisy estimate than one round);",
         "- **client std**: standard deviation of personal acc across clients (lower = more even);",
         "- **up / down MB**: bytes sent by / to all clients over the whole run (counted by the engine "
         "from the tensors exchanged);",
@@ -200,7 +199,9 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
     from engine.strategies import STRATEGIES
 
     lines += ["", "Compare each strategy with the `local` (floor) and `centralized` (ceiling) rows of its "
-              "own roster; rows of different rosters are not comparable."]
+              "own roster; rows of different rosters are not comparable.", "",
+              "The learning check of the personalised strategies (tests/test_learning.py) runs its own setup "
+              "(2 local epochs, 30 rounds, no public set, seeds 3-7): see [personalised.md](personalised.md)."]
     lines += ["", "## What each strategy shares", "",
               "| strategy | family | mixed architectures | needs public set | what it does | paper |",
               "|---|---|---|---|---|---|"]
