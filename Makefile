@@ -20,8 +20,9 @@ setup: $(VENV)/.installed
 run: setup
 	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
+# Tests run in parallel processes (pytest-xdist), a module per worker so module fixtures run once.
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 --dist loadscope
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
