@@ -30,6 +30,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -57,16 +58,17 @@ def config(strategy: str, seed: int, rounds: int = ROUNDS) -> dict[str, Any]:
             "checkpoint_every": 0, "data": DATA, "clients": ROSTER, "strategy": {"name": strategy}}
 
 
-def late_mean(history: list[dict[str, Any]], key: str, rounds: int) -> float:
-    """Mean of ``key`` over the evaluated rounds after ``rounds // 2``."""
-    values = [m[key] for m in history if m["round"] > rounds // 2 and key in m]
+def late_mean(history: Sequence[Any], key: str, rounds: int) -> float:
+    """Mean of the round metric ``key`` over the evaluated rounds after ``rounds // 2``
+    (``history``: a simulation's round records)."""
+    values = [r.metrics[key] for r in history if r.round > rounds // 2 and key in r.metrics]
     if not values:
         raise KeyError(f"{key} was never evaluated in the second half")
     return sum(values) / len(values)
 
 
 def run_one(job: tuple[str, int, int]) -> dict[str, Any]:
-    """One run, in a worker process: its late means, final round and wall time."""
+    """One run, in a worker process: its late means, test size and wall time."""
     import torch
 
     from engine.config import parse_config
@@ -81,11 +83,8 @@ def run_one(job: tuple[str, int, int]) -> dict[str, Any]:
         sim.run()
     finally:
         torch.set_num_threads(threads)
-    history = [{"round": r.round, **r.metrics} for r in sim.history]
-    figures = {f"late_{k}": late_mean(history, k, rounds) for k in (*KEYS, "global_acc_mean")}
-    if any(SHARED_MODEL in m for m in history):
-        figures[f"late_{SHARED_MODEL}"] = late_mean(history, SHARED_MODEL, rounds)
-    figures.update({k: history[-1][k] for k in KEYS})
+    keys = (*KEYS, "global_acc_mean", *([SHARED_MODEL] if SHARED_MODEL in sim.history[-1].metrics else []))
+    figures = {f"late_{k}": late_mean(sim.history, k, rounds) for k in keys}
     figures["n_test"] = sum(c.n_test for c in sim.clients)
     figures["wall_s"] = time.perf_counter() - start
     return {"strategy": strategy, "seed": seed, "fingerprint": sim.federation.fingerprint, **figures}

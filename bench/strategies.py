@@ -37,6 +37,8 @@ from typing import Any
 
 import torch
 
+from bench.personalised import late_mean
+
 CLIENTS = [
     {"name": "mlp", "count": 4, "model": {"arch": "mlp", "hidden": 128}, "optimizer": "sgd", "lr": 0.05,
      "momentum": 0.9, "batch_size": 16},
@@ -86,10 +88,8 @@ def run_one(cfg: dict[str, Any]) -> tuple[dict[str, float], str]:
     sim.run()
     wall = time.perf_counter() - start
     last = sim.history[-1].metrics
-    late = [r.metrics["local_acc_mean"] for r in sim.history
-            if r.round > len(sim.history) // 2 and "local_acc_mean" in r.metrics]
     return {"global_acc_mean": last["global_acc_mean"], "local_acc_mean": last["local_acc_mean"],
-            "late_local_acc_mean": sum(late) / len(late),
+            "late_local_acc_mean": late_mean(sim.history, "local_acc_mean", cfg["rounds"]),
             "local_acc_std": last["local_acc_std"], "up_mb": last["cum_bytes_up"] / 1e6,
             "down_mb": last["cum_bytes_down"] / 1e6, "wall_s": wall}, sim.federation.fingerprint
 

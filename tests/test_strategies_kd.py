@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from conftest import digits_config
 
+from bench import personalised
 from engine.aggregate import nbytes, weighted_mean
 from engine.config import parse_config
 from engine.errors import CompatibilityError, ConfigError
@@ -528,9 +529,7 @@ def bench(strategy: dict, seed: int = 0) -> Simulation:
 
 def late_mean(sim: Simulation, key: str) -> float:
     """Mean of a round metric over the evaluated rounds of the second half (less noisy than one round)."""
-    values = [r.metrics[key] for r in sim.history if r.round > BENCH_ROUNDS // 2 and key in r.metrics]
-    assert values, key
-    return sum(values) / len(values)
+    return personalised.late_mean(sim.history, key, BENCH_ROUNDS)
 
 
 @pytest.fixture(scope="module")
