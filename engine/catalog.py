@@ -43,10 +43,12 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
                         "needs_public": s.needs_public, "tasks": sorted(s.tasks),
                         "params": _params(s.Params)} for n, s in STRATEGIES.items()],
         "datasets": [{"name": n, "description": d.description, "kind": d.kind, "task": d.task,
-                      "source": d.source} for n, d in DATASETS.items()],
+                      "source": d.source, "params": _params(d.Options) if d.Options else []}
+                     for n, d in DATASETS.items()],
         "partitioners": [{"name": n, "description": p.description, "params": _params(p.Params)}
                          for n, p in PARTITIONERS.items()],
-        "executors": [{"name": n, "description": e.description} for n, e in EXECUTORS.items()],
+        "executors": [{"name": n, "description": e.description, "params": _params(e.Params)}
+                      for n, e in EXECUTORS.items()],
     }
     try:
         from engine.hardware import TIERS

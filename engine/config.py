@@ -11,10 +11,13 @@ message names the field and the fix.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from engine.data.augment import AugmentConfig
 from engine.data.config import DataConfig
@@ -47,6 +50,11 @@ class ClientSpec(BaseModel):
     tier: str | None = Field(None, description="simulated device tier (hardware catalogue)")
     tier_overrides: TierOverrides | None = Field(
         None, description='change some figures of this client\'s tier, e.g. {"up_bps": 2e6, "availability": 0.5}')
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return plain_name(value)
 
     @field_validator("model", mode="before")
     @classmethod
@@ -98,7 +106,8 @@ class StrategySpec(BaseModel):
         try:
             params = strategy.Params(**(self.model_extra or {}))
         except ValidationError as exc:
-            raise ConfigError(f"strategy '{self.name}': {'; '.join(validation_problems(exc))}") from None
+            found = "; ".join(validation_problems(exc, empty="parameters", clean=True, model=strategy.Params))
+            raise ConfigError(f"strategy '{self.name}': {found}") from None
         for key, value in params.model_dump().items():
             setattr(self, key, value)
         return self
@@ -136,12 +145,52 @@ class ExperimentConfig(BaseModel):
     tiers: dict[str, TierSpec] = Field(default_factory=dict, description='custom device tiers by name, e.g. '
                                        '{"clinic-laptop": {"base": "laptop-cpu", "up_bps": 5e6}}')
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return plain_name(value)
+
     @field_validator("executor")
     @classmethod
     def _known_executor(cls, value: str) -> str:
         from engine.executors import EXECUTORS
 
         EXECUTORS.get(value)  # raises naming the valid executors
+        return value
+
+    @field_validator("executor_options")
+    @classmethod
+    def _executor_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from engine.executors import executor_params
+
+        executor = info.data.get("executor")
+        if executor is None:  # the executor itself is invalid: reported there
+            return value
+        try:
+            return executor_params(executor, value).model_dump(exclude_unset=True, mode="json")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("data")
+    @classmethod
+    def _data_params(cls, value: DataConfig) -> DataConfig:
+        """The dataset, its ``options`` and the partition's parameters, each checked by the model
+        its dataset or partitioner owns (typos are refused with the valid names)."""
+        from engine.data import DATASETS, PARTITIONERS
+
+        try:
+            source = DATASETS.get(value.dataset)
+            method = PARTITIONERS.get(value.partition.method)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        model = source.Options
+        if model is None and value.options:
+            raise ValueError(f"dataset '{value.dataset}' takes no options; remove options "
+                             f"{', '.join(sorted(map(str, value.options)))}")
+        if model is not None:
+            options = _checked(model, value.options, f"options of dataset '{value.dataset}'")
+            value = value.model_copy(update={"options": options.model_dump(exclude_unset=True, mode="json")})
+        _checked(method.Params, value.partition.params(), f"partition '{method.name}'")
         return value
 
     @field_validator("clients")
@@ -191,8 +240,32 @@ class ExperimentConfig(BaseModel):
         return out
 
 
+def _checked(model: type[BaseModel], values: dict[str, Any], what: str) -> BaseModel:
+    """``values`` validated by a component's own parameter model; a ``ValueError`` naming
+    ``what``, each bad field and, for a typo, the valid names."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        found = "; ".join(validation_problems(exc, empty="parameters", clean=True, model=model))
+        raise ValueError(f"{what}: {found}") from None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain_name(value: str) -> str:
+    """A display name as given, refused when it holds control characters (terminal escape
+    sequences, line breaks, bidirectional overrides) that would change how other text shows."""
+    if _CONTROL.search(value):
+        raise ValueError("names are plain text: remove control characters (line breaks, tabs, escape "
+                         "sequences)")
+    if not value.strip():
+        raise ValueError("a name needs at least one visible character")
+    return value
+
+
 def _format(exc: ValidationError) -> str:
-    return "; ".join(validation_problems(exc, empty="config", clean=True))
+    return "; ".join(validation_problems(exc, empty="config", clean=True, model=ExperimentConfig))
 
 
 def parse_config(data: dict[str, Any] | str) -> ExperimentConfig:

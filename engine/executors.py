@@ -10,15 +10,22 @@ so results do not depend on the executor.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
-
-from functools import partial
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.client import ClientEnv, ClientJob, run_client
+from engine.errors import ConfigError, validation_problems
 from engine.registry import Registry
 from engine.strategies.base import ClientResult
+
+
+class ExecutorParams(BaseModel):
+    """``executor_options`` of an executor that takes none; each executor extends it."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Executor:
@@ -26,6 +33,8 @@ class Executor:
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: the executor's ``executor_options`` (unknown names are refused, naming the valid ones)
+    Params: ClassVar[type[ExecutorParams]] = ExecutorParams
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -54,6 +63,9 @@ class Threads(Executor):
     description = ("A pool of Python threads; torch kernels release the GIL, so it helps heavier clients "
                    "(for many small clients of one architecture, vectorized is faster).")
 
+    class Params(ExecutorParams):
+        workers: int = Field(2, ge=1, le=64, description="threads training clients at once")
+
     def __init__(self, workers: int = 2, **options: Any) -> None:
         super().__init__(**options)
         self.pool = ThreadPoolExecutor(max_workers=int(workers), thread_name_prefix="fedmosaic-client")
@@ -72,9 +84,25 @@ class Threads(Executor):
         self.pool.shutdown(wait=True)
 
 
+def executor_params(name: str, options: dict[str, Any]) -> ExecutorParams:
+    """The named executor's validated ``executor_options``.
+
+    :raises ConfigError: unknown executor, unknown option (naming the valid ones) or a bad value.
+    """
+    cls = EXECUTORS.get(name)
+    if not isinstance(options, dict):
+        raise ConfigError(f"executor_options must be an object such as {{\"workers\": 2}}, not "
+                          f"{type(options).__name__}")
+    try:
+        return cls.Params.model_validate(options)
+    except ValidationError as exc:
+        found = "; ".join(validation_problems(exc, empty="options", clean=True, model=cls.Params))
+        raise ConfigError(f"executor '{name}' options: {found}") from None
+
+
 def make_executor(name: str, options: dict[str, Any]) -> Executor:
-    """Instantiate the named executor."""
-    return EXECUTORS.get(name)(**options)
+    """Instantiate the named executor with its validated options."""
+    return EXECUTORS.get(name)(**executor_params(name, options).model_dump(exclude_none=True))
 
 
 from engine import ray_executor as _ray_executor  # noqa: E402,F401 - registers "ray"

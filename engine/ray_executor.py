@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.aggregate import nbytes
 from engine.client import ClientEnv, ClientJob, run_client
 from engine.errors import CancelledError, ConfigError
-from engine.executors import EXECUTORS, Executor
+from engine.executors import EXECUTORS, Executor, ExecutorParams
 from engine.strategies.base import ClientResult
 
 INSTALL_HINT = "Ray is not installed: pip install 'fedmosaic[ray]' (or pip install 'ray>=2.9')"
@@ -72,9 +74,43 @@ def _slim_env(env: ClientEnv) -> ClientEnv:
     return ClientEnv(strategy, env.task, env.seed, env.build, cancel=None)
 
 
+ADDRESS = r"^(local|auto|ray://[A-Za-z0-9.-]{1,253}:[0-9]{1,5}|[A-Za-z0-9.-]{1,253}:[0-9]{1,5})$"
+
+
+class RayInitOptions(BaseModel):
+    """The ``ray.init`` arguments a config may set (no runtime environments, working directories
+    or other code shipped to the cluster)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: int | None = Field(None, ge=1, le=4096, description="CPUs of a local Ray instance")
+    num_gpus: int | None = Field(None, ge=0, le=256, description="GPUs of a local Ray instance")
+    object_store_memory: int | None = Field(None, ge=80 * 2**20, description="bytes of the object store")
+    namespace: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Ray namespace")
+    include_dashboard: bool | None = Field(None, description="start Ray's dashboard (default: no)")
+    log_to_driver: bool | None = Field(None, description="print the workers' logs here (default: no)")
+
+
 @EXECUTORS.register("ray")
 class RayExecutor(Executor):
     description = "Each client's turn is a Ray task (local Ray or a cluster); optional extra."
+
+    class Params(ExecutorParams):
+        ray_address: str = Field("local", max_length=300,
+                                 description="local, auto, ray://host:port (Ray Client) or host:port")
+        num_cpus: float = Field(1, gt=0, le=1024, description="CPUs per client task")
+        num_gpus: float = Field(1, ge=0, le=64, description="GPUs per task of a client on cuda")
+        max_retries: int = Field(1, ge=0, le=10, description="retries of a task whose worker died")
+        init_options: RayInitOptions = Field(default_factory=RayInitOptions,
+                                             description="extra arguments of ray.init")
+
+        @field_validator("ray_address")
+        @classmethod
+        def _address(cls, value: str) -> str:
+            if not re.match(ADDRESS, value):
+                raise ValueError("use local (start Ray here), auto (join this machine's cluster), "
+                                 "ray://host:10001 (Ray Client) or host:6379")
+            return value
 
     def __init__(self, ray_address: str = "local", num_cpus: float = 1, num_gpus: float = 1,
                  max_retries: int = 1, init_options: dict[str, Any] | None = None, **options: Any) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
@@ -37,7 +38,7 @@ from engine.client import (
 )
 from engine.seeding import generator
 from engine.errors import CancelledError
-from engine.executors import EXECUTORS, Executor
+from engine.executors import EXECUTORS, Executor, ExecutorParams
 from engine.strategies.base import ClientContext, ClientResult, Strategy
 from engine.training import FitStats
 
@@ -60,6 +61,10 @@ def group_key(job: ClientJob) -> tuple[Any, ...] | None:
 class Vectorized(Executor):
     description = ("Clients with the same architecture train in one batched torch.func computation; "
                    "falls back to sequential per group where it cannot batch.")
+
+    class Params(ExecutorParams):
+        min_group: int = Field(2, ge=1, le=1_000_000,
+                               description="smallest group of like clients trained as one batched computation")
 
     def __init__(self, min_group: int = 2, **options: Any) -> None:
         super().__init__(**options)

@@ -110,7 +110,7 @@ def arch_params(spec: dict[str, Any]) -> tuple[type[Architecture], ArchParams]:
     try:
         return arch, arch.Params(**spec)
     except ValidationError as exc:
-        found = "; ".join(validation_problems(exc, empty="model"))
+        found = "; ".join(validation_problems(exc, empty="model", model=arch.Params))
         raise ConfigError(f"model '{arch.name}': {found}") from None
 
 
