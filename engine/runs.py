@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine import threads
 from engine.config import ExperimentConfig, parse_config
 from engine.errors import ConfigError, FedMosaicError, StorageError
 from engine.storage import (
@@ -94,6 +95,8 @@ class RunManager:
         self.store = store if isinstance(store, Store) else Store(store)
         env_workers = os.environ.get("FEDMOSAIC_WORKERS")
         self.workers = max(1, int(workers or (env_workers and int(env_workers)) or DEFAULT_WORKERS))
+        self.run_share = threads.share(self.workers)
+        """Threads each run may use: the process's budget divided by the runs trained at once."""
         self.heartbeat_s = float(heartbeat_s)
         self.stale_after_s = float(stale_after_s or max(30.0, 6 * self.heartbeat_s))
         self.reap_every_s = max(60.0, self.stale_after_s)
@@ -397,7 +400,7 @@ class RunManager:
         failure: tuple[str, str] | None = None
         try:
             sim = Simulation(handle.config, store=self.store, run_id=run_id, root=self.root,
-                             cancel=handle.cancel)
+                             cancel=handle.cancel, share=self.run_share)
             sim.run(resume=handle.resume)
         except Exception as exc:  # noqa: BLE001 - Simulation records its own failures on the row
             message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"

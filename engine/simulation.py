@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import devices, training
+from engine import devices, threads, training
 from engine.aggregate import nbytes
 from engine.client import ClientEnv, ClientJob, detach, load_into, template
 from engine.clock import VirtualClock
@@ -29,7 +29,7 @@ from engine.config import ExperimentConfig
 from engine.data import Federation, build as build_federation, label_histograms
 from engine.errors import CancelledError, FedMosaicError, StorageError
 from engine.evaluation import evaluate_clients
-from engine.executors import make_executor
+from engine.executors import RunPlan, make_executor
 from engine.metrics import summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.seeding import numpy_rng, seeded
@@ -69,11 +69,13 @@ class Simulation:
     :param run_id: the run row to write to (created if ``store`` is given and this is ``None``).
     :param cancel: set it to stop the run between batches; the run ends ``cancelled``.
     :param on_round: called after each recorded round (progress bars).
+    :param share: threads this run may use (:func:`engine.threads.share`; a run manager divides
+        the process's budget among the runs it trains at once); default the whole budget.
     """
 
     def __init__(self, config: ExperimentConfig, *, store: Store | None = None, run_id: str | None = None,
                  root: Path | None = None, cancel: Event | None = None,
-                 on_round: Callable[[RoundRecord], None] | None = None) -> None:
+                 on_round: Callable[[RoundRecord], None] | None = None, share: int | None = None) -> None:
         self.config = config
         self.store = store
         self.root = root or default_data_dir()
@@ -85,12 +87,15 @@ class Simulation:
             run_id = store.create_run(config.model_dump(mode="json"), status="queued")
         self.run_id = run_id
         self.roster = config.roster()
+        self.share = threads.share(1) if share is None else max(1, int(share))
+        self.threads = 1
+        """Intra-op threads of the run's thread, decided in :meth:`setup` (applied by :meth:`run`)."""
 
     # ---- setup ------------------------------------------------------------------------------
     def setup(self) -> None:
         """Build the federation, the clients' initial models, the strategy and the executor."""
         cfg = self.config
-        arch_cache: dict[str, tuple[int, int]] = {}
+        arch_cache: dict[str, tuple[int, int, bool]] = {}
         self.federation: Federation = build_federation(
             cfg.data, [c.preprocessing for c in self.roster], [c.data_share for c in self.roster],
             cfg.seed, self.root)
@@ -108,8 +113,9 @@ class Simulation:
             self.states[c.id] = {"model": detach(model.state_dict()), "extra": {}}
             key = c.arch_key
             if key not in arch_cache:
-                arch_cache[key] = (count_params(model), flops_per_sample(model, fed.input_spec))
-            self.n_params[c.id], self.flops[c.id] = arch_cache[key]
+                arch_cache[key] = (count_params(model), flops_per_sample(model, fed.input_spec),
+                                   any(isinstance(m, torch.nn.RNNBase) for m in model.modules()))
+            self.n_params[c.id], self.flops[c.id], _ = arch_cache[key]
         self.initial = {cid: s["model"] for cid, s in self.states.items()}
         self.server_device = next(iter(self.devices.values()), torch.device("cpu"))
         self.server = Server(
@@ -125,10 +131,15 @@ class Simulation:
         self.strategy.init()
         self.clock = VirtualClock(cfg, self.clients, self.flops,
                                   param_bytes={cid: 4 * n for cid, n in self.n_params.items()})
-        self.executor = make_executor(cfg.executor, cfg.executor_options)
-        self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel, self._log)
         self.participated: set[int] = set()
         self.events: list[tuple[str, str]] = []
+        self.executor = make_executor(cfg.executor, cfg.executor_options)
+        self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel, self._log)
+        plan = RunPlan(self.strategy, self.clients,
+                       {c.id: float(self.flops[c.id] * c.spec.batch_size) for c in self.clients},
+                       self.share, self._log,
+                       frozenset(c.id for c in self.clients if arch_cache[c.arch_key][2]))
+        self.threads = self.executor.prepare(plan)
 
     @property
     def build(self) -> ModelFactory:
@@ -161,8 +172,10 @@ class Simulation:
         """
         store, run_id = self.store, self.run_id
         start = 1
+        threads_before = torch.get_num_threads()
         try:
             self.setup()
+            threads.set_here(self.threads)  # this thread's count (engine/threads.py), restored below
             if resume:
                 start = self.restore() + 1
             if store is not None and run_id is not None:
@@ -187,6 +200,7 @@ class Simulation:
             raise
         finally:
             self.executor_close()
+            threads.set_here(threads_before)
         self._finish("finished")
         return self.summary()
 

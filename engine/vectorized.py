@@ -38,7 +38,7 @@ from engine.client import (
 )
 from engine.seeding import generator
 from engine.errors import CancelledError
-from engine.executors import EXECUTORS, Executor, ExecutorParams
+from engine.executors import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, intra_op_threads
 from engine.strategies.base import ClientContext, ClientResult, Strategy
 from engine.training import FitStats
 
@@ -51,10 +51,8 @@ def batchable_strategy(strategy: Strategy) -> bool:
 
 def group_key(job: ClientJob) -> tuple[Any, ...] | None:
     """Jobs with equal keys can train in one batch; ``None`` for a job that cannot batch."""
-    spec = job.client.spec
-    if spec.augment.active:
-        return None
-    return (job.client.arch_key, str(job.device), spec.optimizer, spec.batch_size, spec.epochs)
+    key = batch_key(job.client)
+    return None if key is None else (*key, str(job.device))
 
 
 @EXECUTORS.register("vectorized")
@@ -70,6 +68,19 @@ class Vectorized(Executor):
         super().__init__(**options)
         self.min_group = int(min_group)
         self._said: set[str] = set()
+
+    def prepare(self, plan: RunPlan) -> int:
+        # a batched step computes a whole group's steps at once: its size decides whether a
+        # second thread pays
+        step = plan.largest_step()
+        if batchable_strategy(plan.strategy):
+            groups: dict[tuple[Any, ...], float] = {}
+            for c in plan.clients:
+                key = batch_key(c)
+                if key is not None and c.id not in plan.recurrent:
+                    groups[key] = groups.get(key, 0.0) + plan.step_flops.get(c.id, 0.0)
+            step = max([step, *groups.values()])
+        return intra_op_threads(plan, step)
 
     def _say(self, env: ClientEnv, message: str) -> None:
         if message not in self._said:

@@ -103,7 +103,7 @@ def test_schema_lists_public_field_names():
 
 
 def test_unknown_executor_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="valid executor names: ray, sequential, threads, vectorized"):
+    with pytest.raises(ConfigError, match="valid executor names: auto, ray, sequential, threads, vectorized"):
         parse_config(digits_config(executor="gpu-farm"))
 
 
