@@ -1,5 +1,6 @@
 """Shared fixtures. Every test gets its own data directory and database (no user state touched),
-and torch uses one thread: the models here are tiny and 2 cores are shared by the suite."""
+and torch uses one thread: the models here are tiny and 2 cores are shared by the suite (runs
+too: FEDMOSAIC_THREADS caps the thread policy's budget, engine/threads.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+os.environ.setdefault("FEDMOSAIC_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
