@@ -166,7 +166,8 @@ def test_auto_picks_by_roster_strategy_and_share():
 
 def test_auto_runs_what_it_picked_and_says_so(tmp_path):
     store = Store(tmp_path / "runs.db")
-    auto = Simulation(parse_config(digits_config(executor="auto")), store=store, root=tmp_path)
+    auto = Simulation(parse_config(digits_config(executor="auto", executor_options={"workers": 3, "min_group": 2})),
+                      store=store, root=tmp_path)
     auto.run()
     vec = Simulation(parse_config(digits_config(executor="vectorized")), root=tmp_path)
     vec.run()
