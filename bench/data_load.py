@@ -88,7 +88,7 @@ def main() -> None:
     print("|---|---|")
     print(f"| generate the CSV (not counted) | {gen_s:.2f} s |")
     print(f"| inspect_csv (schema for the Data page) | {inspect_s:.2f} s |")
-    print(f"| load (read, infer, impute, encode -> {data.x.shape[1]} features) | {load_s:.2f} s |")
+    print(f"| load (read, infer, encode -> {data.x.shape[1]} features) | {load_s:.2f} s |")
     print(f"| build, natural partition, standardize per client | {nat_s:.2f} s |")
     print(f"| build, dirichlet(0.5), standardize per client | {dir_s:.2f} s |")
     print(f"| **load + natural build** | **{load_s + nat_s:.2f} s** |")

@@ -508,15 +508,19 @@ def example_csvs() -> list[str]:
 
 
 def save_upload(filename: str, content: bytes, limit_mb: float = 200.0, root: Path | None = None) -> str:
-    """Store an uploaded CSV under ``<data dir>/uploads/`` with a sanitised name; return the path to
-    put in ``data.path`` (relative to the data directory).
+    """Store an uploaded table under ``<data dir>/uploads/`` with a sanitised name; return the path
+    to put in ``data.path`` (relative to the data directory).
 
-    :raises DataError: not a ``.csv``/``.tsv``/``.txt`` file, empty, or over ``limit_mb``.
+    :raises DataError: not a ``.csv``/``.tsv``/``.txt``/``.xlsx``/``.parquet`` file, empty, or over
+        ``limit_mb``.
     :raises StorageError: the data directory cannot be written.
     """
+    from engine.data.reading import EXTENSIONS
+
     name = safe_filename(filename, "upload.csv")
-    if not name.lower().endswith((".csv", ".tsv", ".txt")):
-        raise DataError(f"'{filename}' is not a CSV file; upload a .csv (or .tsv/.txt) table")
+    if not name.lower().endswith(EXTENSIONS):
+        raise DataError(f"'{filename}' is not a table file; upload a .csv (or .tsv/.txt), an Excel .xlsx or a "
+                        f".parquet file")
     if not content:
         raise DataError(f"'{filename}' is empty; upload a CSV with a header row and data rows")
     size_mb = len(content) / 1e6

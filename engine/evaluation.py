@@ -136,18 +136,25 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
 
 def _global_outputs(model: torch.nn.Module, members: Sequence[ClientInfo], eval_states: dict[int, dict[str, Tensor]],
                     fed: Federation, device: torch.device) -> dict[int, Tensor]:
-    """Global-test outputs per client: clients without preprocessing share the raw input (and
-    :func:`forward_many` scores clients holding the same tensors once); the others go through
-    their transform."""
+    """Global-test outputs per client: clients without preprocessing share the raw input, clients
+    sharing one transform (federated statistics) share its output (and :func:`forward_many` scores
+    clients holding the same tensors once); the others go through their own transform."""
     gx = fed.global_test.x.to(device)
-    plain = [c for c in members if fed.clients[c.id].transform.center is None]
-    transformed = [c for c in members if fed.clients[c.id].transform.center is not None]
+    plain = [c for c in members if fed.clients[c.id].transform.is_identity]
+    transformed = [c for c in members if not fed.clients[c.id].transform.is_identity]
     result: dict[int, Tensor] = {}
     if plain:
         outs = forward_many(model, [eval_states[c.id] for c in plain], gx)
         result.update({c.id: o for c, o in zip(plain, outs, strict=True)})
-    if transformed:
+    by_transform: dict[int, list[ClientInfo]] = {}  # federated statistics: clients share one transform
+    for c in transformed:
+        by_transform.setdefault(id(fed.clients[c.id].transform), []).append(c)
+    if len(by_transform) == len(transformed) and transformed:  # each its own: one batched pass
         outs = forward_many(model, [eval_states[c.id] for c in transformed],
                             [fed.clients[c.id].transform(gx) for c in transformed])
         result.update({c.id: o for c, o in zip(transformed, outs, strict=True)})
+    else:
+        for group in by_transform.values():  # one shared input per transform
+            outs = forward_many(model, [eval_states[c.id] for c in group], fed.clients[group[0].id].transform(gx))
+            result.update({c.id: o for c, o in zip(group, outs, strict=True)})
     return result

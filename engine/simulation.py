@@ -386,10 +386,11 @@ class Simulation:
 
     # ---- the end --------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
-        """Reproducibility manifest: seed, partition fingerprint, devices, versions."""
+        """Reproducibility manifest: seed, partition fingerprint, devices, versions, and where each
+        preprocessing statistic came from (federated, client, centralized)."""
         return {"seed": self.config.seed, "partition_fingerprint": self.federation.fingerprint,
                 "devices": sorted({str(d) for d in self.devices.values()}), "versions": versions(),
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": torch.get_num_threads(), "preprocessing": self.federation.provenance}
 
     def summary(self) -> dict[str, Any]:
         """Final figures: the last evaluated round's metrics."""

@@ -100,8 +100,8 @@ def csv_advanced(data: dict, columns: list[str], dates: list[str]) -> None:
         now = next((k for k, v in seps.items() if v == data.get("delimiter")), "auto")
         sep = c1.selectbox("Separator", list(seps), index=list(seps).index(now), key=ui.key("data.delimiter"))
         data["delimiter"] = seps[sep]
-        data["encoding"] = c2.text_input("Text encoding", value=data.get("encoding", "utf-8"), key=ui.key("data.encoding"),
-                                         help="utf-8, latin-1, cp1252...")
+        data["encoding"] = c2.text_input("Text encoding", value=data.get("encoding", "auto"), key=ui.key("data.encoding"),
+                                         help="auto (detected), utf-8, latin-1, cp1252...")
 
 
 # ---- CSV: file, schema, target --------------------------------------------------------------------
@@ -119,8 +119,9 @@ if dataset == "csv":
             commit(data, rerun=True)
     else:
         limit = float(st.get_option("server.maxUploadSize") or 200)
-        upload = st.file_uploader(f"CSV file (up to {limit:.0f} MB; first row = column names)",
-                                  type=["csv", "tsv", "txt"], key="data.upload")
+        upload = st.file_uploader(f"Table file: CSV, Excel .xlsx or Parquet (up to {limit:.0f} MB; first row = "
+                                  f"column names)", type=["csv", "tsv", "txt", "xlsx", "parquet", "pq"],
+                                  key="data.upload")
         if upload is not None and st.session_state.get("_uploaded") != upload.file_id:
             with ui.guard("storing the upload"):
                 path = api.save_upload(upload.name, upload.getvalue(), limit_mb=min(limit, data.get("max_file_mb", 200)))

@@ -48,16 +48,18 @@ def test_inference_types_roles_and_report(tmp_path):
     assert types == {"row_id": "id", "site": "categorical", "when": "datetime", "age": "numeric",
                      "colour": "categorical", "flag": "boolean", "size": "categorical"}
     assert data.report["id_like"] == ["row_id"]
-    assert data.report["imputed"] == {"age": 2, "colour": 1}
-    assert data.report["imputed_total"] == 3
+    assert data.report["missing"] == {"age": 2, "colour": 1}
+    assert data.report["missing_total"] == 3
     assert data.task == "classification" and data.classes == ["a", "b"]
     assert "when.hour" in data.feature_names and "when.weekday" in data.feature_names
     assert "colour=red" in data.feature_names and not any(f.startswith("row_id") for f in data.feature_names)
     assert data.input_spec.kind == "tabular" and data.x.shape == (60, len(data.feature_names))
-    assert torch.isfinite(data.x).all()
-    # imputed with the median of the present values
+    # missing values stay missing: each client's preprocessing fills them, not the whole file
     age = data.x[:, data.feature_names.index("age")].numpy()
-    assert age[3] == pytest.approx(np.nanmedian(df["age"]), abs=1e-4)
+    assert np.isnan(age[[3, 7]]).all() and np.isfinite(np.delete(age, [3, 7])).all()
+    colour = data.x[:, [i for i, f in enumerate(data.feature_names) if f.startswith("colour=")]].numpy()
+    assert np.isnan(colour[5]).all() and np.nansum(colour, axis=1).tolist() == [1.0] * 5 + [0.0] + [1.0] * 54
+    assert [f.kind for f in data.features if f.column == "colour"] == ["onehot"] * 3
 
 
 def test_overrides_ordinal_ignore_numeric_and_task(tmp_path):
@@ -169,7 +171,7 @@ def test_hospital_example_loads(tmp_path):
     path = Path(__file__).resolve().parents[1] / "examples" / "data" / "hospital.csv"
     conf = cfg(path, target="readmitted", partition={"method": "natural", "column": "hospital"})
     data = load_dataset(conf, tmp_path)
-    assert data.report["imputed_total"] > 0 and data.report["id_like"] == ["patient_id"]
+    assert data.report["missing_total"] > 0 and data.report["id_like"] == ["patient_id"]
     assert len(natural_groups(conf, tmp_path)) == 5
 
 
@@ -183,7 +185,6 @@ BAD_CASES = {
                        "target 'why' is not a column.*did you mean 'y'"),
     "one class": ("a,y\n1,k\n2,k\n3,k\n", {}, "single class"),
     "single-sample class": ("a,y\n1,k\n2,k\n3,m\n4,k\n", {}, r"class 'm' .* single sample \(line 4\)"),
-    "all-NaN column": ("a,b,y\n1,,k\n2,,m\n3,,k\n4,,m\n", {}, "column 'b' is empty"),
     "infinite value": ("a,y\n1,k\n2,m\ninf,k\n4,m\n", {}, r"column 'a' has an infinite value .* line 4"),
     "mixed types": ("a,y\n1,k\n2,m\n3,k\noops,m\n5,k\n6,m\n", {},
                     r"column 'a' mixes numbers and text \(line 5: 'oops'\)"),
@@ -206,14 +207,24 @@ def test_wrong_delimiter_is_named(tmp_path):
         load_dataset(cfg(path, target="y", delimiter=","), tmp_path)
 
 
-def test_wrong_encoding_is_named(tmp_path):
+def test_wrong_encoding_is_named_and_auto_detects_it(tmp_path):
     path = write(tmp_path, "city,a,y\nZürich,1,k\nBern,2,m\nBasel,3,k\nChur,4,m\n".encode("latin-1"))
-    with pytest.raises(DataError, match="line 2 is not valid utf-8.*data.encoding"):
-        load_dataset(cfg(path, target="y"), tmp_path)
-    data = load_dataset(cfg(path, target="y", encoding="latin-1"), tmp_path)
-    assert data.report["columns"][0]["examples"][0] == "Zürich"
+    with pytest.raises(DataError, match="line 2 is not valid utf-8.*set data.encoding to cp1252"):
+        load_dataset(cfg(path, target="y", encoding="utf-8"), tmp_path)
+    for encoding in ("latin-1", "auto"):
+        data = load_dataset(cfg(path, target="y", encoding=encoding), tmp_path)
+        assert data.report["columns"][0]["examples"][0] == "Zürich"
+    assert data.report["encoding"] == "cp1252" and "encoding" in data.report["detected"]
     with pytest.raises(Exception, match="unknown encoding"):
         DataConfig(dataset="csv", encoding="klingon")
+
+
+def test_empty_column_is_left_out_with_a_warning(tmp_path):
+    path = write(tmp_path, "a,b,y,\n1,,k,\n2,,m,\n3,,k,\n4,,m,\n")  # and a stray trailing separator
+    data = load_dataset(cfg(path, target="y"), tmp_path)
+    assert data.feature_names == ["a"]
+    assert data.report["empty"] == ["b", "Unnamed: 3"]
+    assert any("empty columns" in w for w in data.report["warnings"])
 
 
 def test_file_over_size_limit(tmp_path):
@@ -256,7 +267,7 @@ def test_fixed_file_loads_after_an_error(tmp_path):
 def test_mixed_column_fixed_by_override(tmp_path):
     path = write(tmp_path, "a,y\n1,k\n2,m\n3,k\noops,m\n5,k\n6,m\n")
     data = load_dataset(cfg(path, target="y", columns={"a": "numeric"}), tmp_path)
-    assert data.report["imputed"] == {"a": 1}
+    assert data.report["missing"] == {"a": 1}
     as_text = load_dataset(cfg(path, target="y", columns={"a": "categorical"}), tmp_path)
     assert "a=oops" in as_text.feature_names
 

@@ -15,8 +15,8 @@ from engine.data import (
 from engine.errors import DataError
 
 
-def test_preprocessing_is_fitted_on_each_clients_training_split(tmp_path):
-    conf = DataConfig(dataset="wine", partition={"method": "dirichlet", "alpha": 0.5})
+def test_client_statistics_fit_each_clients_training_split(tmp_path):
+    conf = DataConfig(dataset="wine", partition={"method": "dirichlet", "alpha": 0.5}, statistics="client")
     methods = ["standardize", "minmax", "robust", "none"]
     fed = build(conf, methods, [None] * 4, 0, tmp_path)
     standard, minmax, robust, none = fed.clients
@@ -30,6 +30,26 @@ def test_preprocessing_is_fitted_on_each_clients_training_split(tmp_path):
     assert torch.equal(none.train.x, fed.data.x[torch.as_tensor(none.index)])
     # local test split transformed with the training statistics, not its own
     assert not torch.allclose(standard.test.x.mean(0), torch.zeros(13), atol=1e-4)
+    assert fed.provenance["statistics"] == "client"
+
+
+def test_federated_statistics_are_the_clients_pooled_training_statistics(tmp_path):
+    conf = DataConfig(dataset="wine", partition={"method": "dirichlet", "alpha": 0.5})
+    assert conf.statistics == "federated"  # the default
+    methods = ["standardize", "standardize", "minmax", "robust"]
+    fed = build(conf, methods, [None] * 4, 0, tmp_path)
+    raw = torch.cat([fed.data.x[torch.as_tensor(c.index)] for c in fed.clients]).double()
+    a, b, minmax, robust = fed.clients
+    assert a.transform is b.transform  # one aggregate, one transform for a method
+    assert torch.allclose(a.transform.center.double(), raw.mean(0), atol=1e-4)
+    assert torch.allclose(a.transform.scale.double(), raw.std(0, unbiased=False), rtol=1e-4)
+    assert torch.allclose(minmax.transform.center.double(), raw.amin(0))
+    assert torch.allclose(robust.transform.center.double(), raw.quantile(0.5, dim=0), atol=1e-5)
+    iqr = raw.quantile(0.75, dim=0) - raw.quantile(0.25, dim=0)
+    assert torch.allclose(robust.transform.scale.double(), iqr, rtol=1e-5)
+    pooled = torch.cat([a.train.x, b.train.x])
+    assert not torch.allclose(pooled.mean(0), torch.zeros(13), atol=1e-3)  # two clients' share, not all
+    assert "federated aggregate" in fed.provenance["scaling"]
 
 
 def test_image_preprocessing_is_per_channel(tmp_path):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
 from engine.data.config import DataConfig
+from engine.data.stats import Feature
 from engine.models.base import InputSpec
 from engine.registry import Registry
 
@@ -27,7 +28,12 @@ class Dataset:
     :param y: int64 class indices ``(N,)`` for classification, float32 ``(N,)`` for regression.
     :param columns: side columns not used as features (site, city, device id), by name, for the
         ``natural`` partition.
-    :param report: what loading inferred or repaired (imputed counts, flagged columns), shown to users.
+    :param report: what loading inferred or repaired (missing counts, flagged columns), shown to users.
+    :param features: the schema of a table's features (file column, kind, imputation), one per
+        feature (the last axis of ``x``); ``None`` for datasets without missing values or columns.
+        Missing values are NaN in ``x`` and filled by each client's preprocessing.
+    :param split: per sample ``"train"``, ``"test"`` or ``"validation"`` when the file says
+        (``data.split_column``), else ``None``.
     """
 
     name: str
@@ -39,6 +45,8 @@ class Dataset:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     feature_names: list[str] | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    features: list[Feature] | None = None
+    split: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -41,6 +42,10 @@ class ColumnSpec(BaseModel):
     )
     order: list[str] | None = Field(
         None, description="category order for an ordinal column (first = 0); default: sorted"
+    )
+    missing_values: list[str | float] = Field(
+        default_factory=list,
+        description="values that mean 'missing' in this column (e.g. 0 or -99 used as a code); treated as empty",
     )
 
     @model_validator(mode="before")
@@ -116,8 +121,24 @@ class DataConfig(BaseModel):
         None, description="csv: read the feature columns as pixels of this shape, [C, H, W] or [H, W]"
     )
     window: WindowConfig | None = Field(None, description="csv: sliding windows over a time column")
+    split_column: str | None = Field(
+        None,
+        description="csv: a column saying per row whether it is train, test or validation data; test rows "
+                    "become the clients' test splits (and together the global test set), honoured exactly",
+    )
+    statistics: Literal["federated", "client", "centralized"] = Field(
+        "federated",
+        description="where preprocessing statistics (imputation values, scaling, category lists) come from: "
+                    "federated (aggregates of the clients' training splits: sums and counts, never rows), "
+                    "client (each client's own training split alone), or centralized (the whole file: not "
+                    "possible in a real federation)",
+    )
     delimiter: str | None = Field(None, description="csv: field separator (default: detected)")
-    encoding: str = Field("utf-8", description="csv: text encoding of the file")
+    encoding: str = Field("auto", description="csv: text encoding of the file (auto: detected)")
+    decimal: Literal["auto", ".", ","] = Field(
+        "auto", description="csv: decimal mark of numbers (auto: a comma when the file writes 12,5)"
+    )
+    sheet: str | None = Field(None, description="xlsx: the sheet to read (default: the first)")
     max_file_mb: float = Field(200.0, gt=0, le=100_000, description="refuse files larger than this (MB)")
     download: bool = Field(True, description="download missing files (mnist, cifar10) when a network exists")
     options: dict[str, Any] = Field(
@@ -150,6 +171,8 @@ class DataConfig(BaseModel):
     @field_validator("encoding")
     @classmethod
     def _encoding(cls, value: str) -> str:
+        if value.strip().lower() == "auto":
+            return "auto"
         try:
             codecs.lookup(value)
         except LookupError:
@@ -163,9 +186,23 @@ class DataConfig(BaseModel):
                              "time-series windows, not both")
         return self
 
+    def label(self) -> str:
+        """What the pages and run lists call this dataset: a user file by its name."""
+        return dataset_label(self.model_dump(include={"dataset", "path"}))
+
     def natural_column(self) -> str | None:
         """The column a ``natural`` partition splits on, if that is the configured method."""
         if self.partition.method != "natural":
             return None
         column = self.partition.params().get("column")
         return str(column) if column is not None else None
+
+
+def dataset_label(data: dict[str, Any]) -> str:
+    """A ``data`` section's dataset as the run lists show it: a user file (``csv``) by its file name,
+    a built-in dataset by its name."""
+    name = str(data.get("dataset") or "")
+    path = data.get("path")
+    if name == "csv" and path:
+        return PurePath(str(path)).name or name
+    return name

@@ -4,9 +4,11 @@ Pick the target column (``data.target``); the task is inferred (text, booleans a
 targets with at most 20 values are classes; other numbers are regression) and ``data.task``
 overrides it. Every other column is inferred as numeric, boolean, categorical (one-hot), ordinal,
 datetime (expanded into calendar features) or identifier-like (flagged and kept out of the
-features); ``data.columns`` overrides any of them. Missing feature values are imputed from
-whole-file statistics and counted in :attr:`Dataset.report`; rows with a missing target are
-dropped and counted. Three other shapes of the same file:
+features); ``data.columns`` overrides any of them and names a column's missing-value codes.
+Missing feature values stay missing (NaN) in :attr:`Dataset.x`: each client's preprocessing fills
+them (:mod:`engine.data.stats`); they are counted in :attr:`Dataset.report`. Rows with a missing
+target are dropped and counted. ``data.split_column`` names a column saying per row whether it is
+train, test or validation data (:attr:`Dataset.split`). Three other shapes of the same file:
 
 - ``data.image_shape``: the feature columns are pixels (``label, px0..px783`` -> ``[1, 28, 28]``).
 - ``data.window``: rows sorted by a time column are cut into sliding windows (sequence input).
@@ -14,12 +16,14 @@ dropped and counted. Three other shapes of the same file:
   :attr:`Dataset.columns`, one client per value.
 
 :func:`inspect_csv` runs the same inference on an upload before any config exists, for the Data
-page's schema table. Nothing is evaluated or unpickled: the file is only parsed as text.
+page's schema table. Files are read by :mod:`engine.data.reading` (CSV text, .xlsx, Parquet):
+nothing is evaluated or unpickled.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +36,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from engine.data.base import DATASETS, Dataset, DatasetSource, as_tensor_x
 from engine.data.config import DataConfig
 from engine.data.csv_infer import (
-    ColumnPlan, CsvFile, encode_column, infer_column, line_of, parse_times, read_csv,
+    ColumnPlan, Numbers, apply_missing_codes, encode_columns, infer_columns, line_of, parse_times,
 )
+from engine.data.reading import Table, read_table
+from engine.data.stats import Feature
 from engine.errors import DataError
 from engine.models.base import InputSpec
 
@@ -55,6 +61,13 @@ def resolve_path(path: str | Path, root: Path | None) -> Path:
     tried = ", ".join(str(c) for c in candidates)
     raise DataError(f"data.path '{path}' is not a file (looked at {tried}); "
                     f"check the path or upload the file")
+
+
+SPLIT_VALUES = {"train": "train", "training": "train", "test": "test", "testing": "test", "validation": "validation",
+                "valid": "validation", "val": "validation", "dev": "validation"}
+_SPLIT_NAMES = ("split", "subset", "partition", "fold", "set", "role", "usage")
+_SITE_NAME = re.compile(r"site|hospital|h[oô]pital|clinic|center|centre|city|region|device|client|institution|"
+                        r"provider|location|ward|country|state", re.IGNORECASE)
 
 
 def _missing_column(what: str, name: str, names: list[str]) -> DataError:
@@ -122,9 +135,11 @@ Side = dict[str, np.ndarray]
 
 
 def _windows(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: Side, times: pd.Series,
-             cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, Side, list[str]]:
+             cfg: DataConfig, split: np.ndarray | None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Side, np.ndarray | None, list[str]]:
     """Sliding windows ``(M, W, F)`` over rows sorted by (series, time), never crossing a series
-    (``window.group_column``, else the natural column); targets ``horizon`` rows after the end."""
+    (``window.group_column``, else the natural column); targets ``horizon`` rows after the end. A
+    window belongs to the train/test/validation split of its target row."""
     w = cfg.window
     assert w is not None
     warnings = []
@@ -135,6 +150,7 @@ def _windows(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: Side, times:
     order = np.lexsort((key, gcodes))
     x, y, lines, key, gcodes = x[order], y[order], lines[order], key[order], gcodes[order]
     side = {k: v[order] for k, v in side.items()}
+    split = split[order] if split is not None else None
     starts = np.flatnonzero(np.r_[True, gcodes[1:] != gcodes[:-1]])
     stops = np.r_[starts[1:], len(y)]
     if np.any((key[1:] == key[:-1]) & (gcodes[1:] == gcodes[:-1])):
@@ -149,26 +165,71 @@ def _windows(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: Side, times:
     view = sliding_window_view(x, w.length, axis=0)  # (N - W + 1, F, W)
     xw = np.ascontiguousarray(view[ends - w.length + 1].transpose(0, 2, 1))
     target_rows = ends + w.horizon
-    return xw, y[target_rows], lines[target_rows], {k: v[ends] for k, v in side.items()}, warnings
+    return (xw, y[target_rows], lines[target_rows], {k: v[ends] for k, v in side.items()},
+            split[target_rows] if split is not None else None, warnings)
 
 
-def table_to_dataset(table: CsvFile, cfg: DataConfig, *,
-                     need_target: bool = True) -> tuple[Dataset | None, dict]:
-    """Infer, check and encode a parsed CSV as configured.
+def split_values(s: pd.Series) -> np.ndarray | None:
+    """A column's values as ``train``/``test``/``validation`` (case and synonyms ignored), or
+    ``None`` when some present value is none of them."""
+    text = s.astype(str).str.strip().str.lower().where(s.notna())
+    mapped = text.map(SPLIT_VALUES)
+    if (text.notna() & mapped.isna()).any():
+        return None
+    return mapped.to_numpy(dtype=object)
 
+
+def _split_candidates(df: pd.DataFrame, plans: dict[str, ColumnPlan]) -> list[str]:
+    """Columns whose every value is train/test/validation with both train and test present (the
+    likely name first)."""
+    found = []
+    for name, plan in plans.items():
+        if plan.type not in ("categorical", "boolean", "ordinal") or not 2 <= plan.unique <= 6:
+            continue
+        values = split_values(df[name])
+        if values is not None and {"train", "test"} <= set(values[pd.notna(values)]):
+            found.append(name)
+    return sorted(found, key=lambda n: (not any(k in n.lower() for k in _SPLIT_NAMES), n))
+
+
+def _read_split(df: pd.DataFrame, column: str) -> np.ndarray:
+    values = split_values(df[column])
+    if values is None:
+        text = df[column].astype(str).str.strip().str.lower()
+        bad = df[column].notna() & ~text.isin(list(SPLIT_VALUES))
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"split column '{column}' has '{df[column].iloc[i]}' at line {line_of(df.index[i])}; "
+                        f"its values must be train, test or validation; fix the value or choose another "
+                        f"data.split_column")
+    if "train" not in set(values):
+        raise DataError(f"split column '{column}' marks no row as train; the clients need training rows")
+    return values
+
+
+def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
+                     problems: list[str] | None = None) -> tuple[Dataset | None, dict]:
+    """Infer, check and encode a parsed table as configured.
+
+    :param problems: when given (the Data page), a column that cannot be used as typed is noted in
+        the report (``problem``), left out of the features, and its message appended here, instead
+        of raising.
     :returns: the dataset (``None`` when ``need_target`` is false and no target is set) and the
-        JSON-able report (schema, imputed counts, flagged columns, warnings).
+        JSON-able report (schema, missing counts, flagged columns, warnings).
     :raises DataError: the first problem found, naming the column or line and the fix.
     """
     df = table.frame
     names = list(df.columns)
     n_rows = len(df)
     report: dict[str, Any] = {"source": table.name, "rows": n_rows, "size_mb": round(table.size_mb, 3),
-                              "delimiter": table.delimiter, "encoding": table.encoding, "target": cfg.target}
+                              **table.how(), "target": cfg.target}
     warnings: list[str] = []
     for name in cfg.columns:
         if name not in names:
             raise _missing_column("data.columns names", name, names)
+    df, coded = apply_missing_codes(df, cfg.columns)
+    if coded:
+        warnings.append("treated as missing: " + ", ".join(
+            f"{n} value{'s' if n != 1 else ''} of '{c}'" for c, n in coded.items()))
     target = cfg.target
     if target is None and need_target:
         raise DataError(f"data.target is not set; choose the column to predict: {', '.join(names[:30])}")
@@ -180,8 +241,14 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *,
     special = {c: "group" for c in group_cols}
     if w is not None:
         special[w.time_column] = "time"
+    if cfg.split_column is not None:
+        if cfg.split_column in special:
+            raise DataError(f"data.split_column '{cfg.split_column}' is also the partition, window or time "
+                            f"column; choose a different column")
+        special[cfg.split_column] = "split"
     for col, role in special.items():
-        what = {"group": "partition/window column", "time": "data.window.time_column"}[role]
+        what = {"group": "partition/window column", "time": "data.window.time_column",
+                "split": "data.split_column"}[role]
         if col not in names:
             raise _missing_column(what, col, names)
         if col == target:
@@ -198,17 +265,25 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *,
     if dropped:
         df = df[keep]
         warnings.append("dropped rows: " + ", ".join(f"{n} with {k}" for k, n in dropped.items()))
+    split = _read_split(df, cfg.split_column) if cfg.split_column is not None else None
+
+    plain = [n for n in names if n != target and special.get(n) not in ("group", "split")]
+    numbers = Numbers(df, plain)
+    inferred = infer_columns(df, plain, cfg.columns, problems, numbers)
     plans: list[ColumnPlan] = []
     times = None
     for name in names:
         if name == target:
             continue
-        if special.get(name) == "group":
-            plans.append(ColumnPlan(name, "group", "group", role="group", unique=int(df[name].nunique()),
-                                    examples=[str(v) for v in df[name].unique()[:3]]))
+        role = special.get(name)
+        if role in ("group", "split"):
+            plans.append(ColumnPlan(name, role, role, role=role, unique=int(df[name].nunique()),
+                                    examples=[str(v) for v in df[name].unique()[:3]],
+                                    note="one client per value" if role == "group" else
+                                    "says which rows are train, test or validation data"))
             continue
-        plan = infer_column(name, df[name], cfg.columns.get(name))
-        if special.get(name) == "time":
+        plan = inferred[name]
+        if role == "time":
             times = df[name] if ptypes.is_numeric_dtype(df[name]) else parse_times(df[name])
             bad = times.isna().to_numpy()
             if bad.any():
@@ -225,15 +300,22 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *,
         for plan in plans:
             if plan.role == "feature" and plan.type != "numeric":
                 raise DataError(f"data.image_shape reads every feature column as a pixel, but column "
-                                f"'{plan.name}' is {plan.type}; set data.columns.{plan.name} to "
-                                f"\"ignore\" or \"numeric\"")
+                                f"'{plan.name}' is {plan.type}; set column '{plan.name}' to \"ignore\" or "
+                                f"\"numeric\" in data.columns")
     report["columns"] = [p.summary() for p in plans]
     report["id_like"] = [p.name for p in plans if p.role == "id"]
-    report["natural_candidates"] = [
-        p.name for p in plans if p.type in ("categorical", "ordinal", "boolean", "group")
-        and 2 <= p.unique <= min(64, max(2, len(df) // 5))]
+    report["empty"] = [p.name for p in plans if p.type == "empty"]
+    report["natural_candidates"] = sorted(
+        [p.name for p in plans if p.type in ("categorical", "ordinal", "boolean", "group")
+         and 2 <= p.unique <= min(64, max(2, len(df) // 5))],
+        key=lambda n: not _SITE_NAME.search(n))  # site-like names first, then file order
+    report["split_candidates"] = _split_candidates(df, {p.name: p for p in plans if p.role in ("feature", "split")})
+    report["code_like"] = [p.name for p in plans if p.suggest == "categorical" and p.role == "feature"]
+    report["problems"] = list(problems or [])
     if report["id_like"]:
         warnings.append("identifier-like columns kept out of the features: " + ", ".join(report["id_like"]))
+    if report["empty"]:
+        warnings.append("empty columns (no value at all) left out: " + ", ".join(report["empty"][:10]))
     if target is None:
         low = {n.lower(): n for n in names}
         report["target_suggestion"] = next((low[t] for t in _TARGET_NAMES if t in low), names[-1])
@@ -241,36 +323,37 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *,
         return None, report
 
     feature_plans = [p for p in plans if p.role == "feature" or (p.role == "time" and p.type == "datetime")]
-    blocks, feature_names, imputed = [], [], {}
-    for plan in feature_plans:
-        block, fnames, n_missing = encode_column(plan, df[plan.name])
-        blocks.append(block)
-        feature_names += fnames
-        if n_missing and plan.role == "feature":
-            imputed[plan.name] = n_missing
-    if not feature_names and not (w is not None and w.include_target):
+    x, features = encode_columns(feature_plans, df, numbers)
+    if not features and not (w is not None and w.include_target):
         raise DataError("no feature columns are left after the target, identifiers and ignored columns; "
-                        "override a column's type in data.columns")
+                        "set a column's type in data.columns")
+    per_column: dict[str, int] = {}
+    nan_counts = np.isnan(x).sum(0) if x.size else np.zeros(x.shape[1], dtype=int)
+    missing: dict[str, int] = {}
+    for j, f in enumerate(features):
+        if f.column not in per_column and nan_counts[j]:
+            missing[f.column] = int(nan_counts[j])  # empty cells, plus text a numeric override could not read
+        per_column[f.column] = per_column.get(f.column, 0) + 1
     for entry in report["columns"]:
-        entry["imputed"] = imputed.get(entry["name"], 0)
-        entry["features"] = sum(1 for f in feature_names if f == entry["name"] or
-                                f.startswith((entry["name"] + "=", entry["name"] + ".")))
+        entry["features"] = per_column.get(entry["name"], 0)
+        if entry["name"] in missing:
+            entry["missing"] = missing[entry["name"]]
 
     y_col = df[target]
     task_inferred = _infer_task(y_col)
     task = task_inferred if cfg.task == "auto" else cfg.task
     y, classes = _encode_target(y_col, task, target)
     lines = df.index.to_numpy() + 2
-    x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(df), 0))
     if cfg.window is not None and cfg.window.include_target:
         extra = y[:, None].astype(np.float64) if task == "regression" else np.eye(len(classes))[y]
         x = np.concatenate([x, extra], axis=1)
-        feature_names += ([f"{target} (past)"] if task == "regression"
-                          else [f"{target}={c} (past)" for c in classes])
+        past = ([f"{target} (past)"] if task == "regression" else [f"{target}={c} (past)" for c in classes])
+        features += [Feature(n, target, "numeric" if task == "regression" else "onehot", "median")  # type: ignore[arg-type]
+                     for n in past]
     side = {c: df[c].astype(str).to_numpy() for c in group_cols}
 
     if cfg.window is not None:
-        x, y, lines, side, more = _windows(x, y, lines, side, times, cfg)
+        x, y, lines, side, split, more = _windows(x, y, lines, side, times, cfg, split)
         warnings += more
         spec = InputSpec("sequence", (cfg.window.length, x.shape[2]))
     elif cfg.image_shape is not None:
@@ -279,12 +362,13 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *,
             raise DataError(f"data.image_shape {cfg.image_shape} needs {c * h * wd} pixel columns but the "
                             f"file has {x.shape[1]} feature columns besides the target '{target}'; fix "
                             f"image_shape or set extra columns to \"ignore\" in data.columns")
-        top = float(np.abs(x).max()) if x.size else 0.0
+        top = float(np.nanmax(np.abs(x))) if x.size and not np.isnan(x).all() else 0.0
         if 1.0 < top <= 255.0:
             x = x / 255.0
             report["pixel_scale"] = "divided by 255 (values were 0-255)"
         x = x.reshape(len(x), c, h, wd)
         spec = InputSpec("image", (c, h, wd))
+        features = [Feature(f"channel {k}", f"channel {k}") for k in range(c)]
     else:
         spec = InputSpec("tabular", (x.shape[1],))
     if task == "classification":
@@ -294,29 +378,42 @@ def table_to_dataset(table: CsvFile, cfg: DataConfig, *,
     else:
         report["target_stats"] = {"mean": float(np.mean(y)), "std": float(np.std(y)),
                                   "min": float(np.min(y)), "max": float(np.max(y))}
+    if split is not None:
+        kinds, counts = np.unique(split.astype(str), return_counts=True)
+        report["split_counts"] = {str(k): int(n) for k, n in zip(kinds, counts, strict=True)}
     report.update({
         "task": task, "task_inferred": task_inferred, "classes": classes[:100], "samples": len(y),
-        "input": str(spec), "n_features": len(feature_names), "feature_names": feature_names[:500],
-        "imputed": imputed, "imputed_total": int(sum(imputed.values())), "dropped_rows": dropped,
-        "warnings": warnings,
+        "input": str(spec), "n_features": len(features), "feature_names": [f.name for f in features[:500]],
+        "missing": missing, "missing_total": int(sum(missing.values())), "dropped_rows": dropped,
+        "missing_codes": coded, "warnings": warnings,
     })
-    if imputed:
-        warnings.append(f"imputed {sum(imputed.values())} missing values in {len(imputed)} columns "
-                        f"(median for numbers, most frequent otherwise; whole-file statistics)")
+    if missing:
+        warnings.append(f"{sum(missing.values())} missing values in {len(missing)} columns are filled by each "
+                        f"client's preprocessing (statistics: {cfg.statistics})")
     y_t = torch.as_tensor(y, dtype=torch.float32 if task == "regression" else torch.long)
     dataset = Dataset(Path(table.name).stem, as_tensor_x(x), y_t, spec, task=task, classes=classes,
-                      columns=side, feature_names=feature_names, report=report)
+                      columns=side, feature_names=[f.name for f in features], report=report,
+                      features=features if spec.kind != "image" else None,
+                      split=split)
     return dataset, report
 
 
+def _read(source: str | Path | bytes, cfg: DataConfig, name: str | None = None) -> Table:
+    return read_table(source, delimiter=cfg.delimiter, encoding=cfg.encoding, decimal=cfg.decimal,
+                      sheet=cfg.sheet, max_file_mb=cfg.max_file_mb, name=name)
+
+
 def inspect_csv(source: str | Path | bytes | None = None, cfg: DataConfig | dict | None = None,
-                root: Path | None = None) -> dict[str, Any]:
-    """Schema report of a CSV (a path, or an upload's bytes) for the Data page, before a config exists.
+                root: Path | None = None, *, problems: list[str] | None = None) -> dict[str, Any]:
+    """Schema report of a table file (a path, or an upload's bytes) for the Data page, before a
+    config exists.
 
     :param cfg: the ``data`` section so far (target, columns overrides, window, ...); without a
         target only the columns are inferred and ``target_suggestion`` names a likely one.
-    :returns: ``{"rows", "columns": [{"name", "type", "inferred", "role", "missing", "imputed", ...}],
-        "id_like", "natural_candidates", "warnings", "task", "classes", "input", ...}``.
+    :param problems: collect column problems here instead of raising (see :func:`table_to_dataset`).
+    :returns: ``{"rows", "columns": [{"name", "type", "inferred", "role", "missing", ...}],
+        "id_like", "natural_candidates", "split_candidates", "warnings", "task", "classes", "input",
+        "format", "encoding", "delimiter", "decimal", ...}``.
     :raises DataError: the file cannot be used as configured (names the column/line and the fix).
     """
     if cfg is None:
@@ -325,17 +422,16 @@ def inspect_csv(source: str | Path | bytes | None = None, cfg: DataConfig | dict
         cfg = DataConfig.model_validate({"dataset": "csv", **cfg})
     if source is None:
         if cfg.path is None:
-            raise DataError("no file given: upload a CSV or set data.path")
+            raise DataError("no file given: upload a file or set data.path")
         source = resolve_path(cfg.path, root)
-    table = read_csv(source, delimiter=cfg.delimiter, encoding=cfg.encoding, max_file_mb=cfg.max_file_mb)
-    return table_to_dataset(table, cfg, need_target=False)[1]
+    return table_to_dataset(_read(source, cfg), cfg, need_target=False, problems=problems)[1]
 
 
 @DATASETS.register("csv")
 class CsvData(DatasetSource):
-    description = ("Your own CSV: pick the target column; column types, the task and missing values are "
-                   "handled automatically and can be overridden. Tabular, images (data.image_shape) or "
-                   "time-series windows (data.window).")
+    description = ("Your own table (CSV, Excel .xlsx or Parquet): pick the target column; column types, the "
+                   "task and missing values are handled automatically and can be overridden. Tabular, images "
+                   "(data.image_shape) or time-series windows (data.window).")
     kind = "tabular"
     task = "auto"
     source = "a user file (data.path)"
@@ -343,9 +439,8 @@ class CsvData(DatasetSource):
     @classmethod
     def load(cls, cfg: DataConfig, root: Path) -> Dataset:
         if not cfg.path:
-            raise DataError("data.path is not set; upload a CSV or give the path of one")
+            raise DataError("data.path is not set; upload a file or give the path of one")
         path = resolve_path(cfg.path, root)
-        table = read_csv(path, delimiter=cfg.delimiter, encoding=cfg.encoding, max_file_mb=cfg.max_file_mb)
-        dataset, _ = table_to_dataset(table, cfg)
+        dataset, _ = table_to_dataset(_read(path, cfg), cfg)
         assert dataset is not None
         return dataset

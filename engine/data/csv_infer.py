@@ -1,20 +1,23 @@
-"""Reading a user's CSV and turning its columns into numeric features: pure functions over a
-pandas DataFrame, used by the ``csv`` dataset and by :func:`engine.data.csv_data.inspect_csv`.
+"""Turning a table's columns into numeric features: pure functions over a pandas DataFrame, used
+by the ``csv`` dataset and by :func:`engine.data.csv_data.inspect_csv`.
 
 Each column gets an inferred type (numeric, boolean, categorical, ordinal, datetime, id, empty),
-which ``data.columns`` can override; :func:`encode_column` then produces its float features,
-imputing missing values with whole-file statistics (median for numbers, most frequent otherwise)
-and counting what it filled. Every problem raises :class:`DataError` naming the column, the file
-line (line 1 is the header) and the fix.
+which ``data.columns`` can override; :func:`encode_columns` then produces float features in which
+a missing value stays missing (NaN): filling it is each client's preprocessing, with statistics
+from the federation or the client (:mod:`engine.data.stats`), never from the whole file. What the
+file decides is the schema: the columns, their types, a categorical column's categories (one
+one-hot slot each) and an ordinal column's order.
+
+Numeric columns are inferred and encoded together with array operations, so a file with 10,000
+columns costs about what its cells cost. Every problem raises :class:`DataError` naming the column,
+the file line (line 1 is the header) and the fix - or, when the caller collects ``problems``
+(the Data page's schema table), is noted on the column, which is then left out of the features.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,21 +25,17 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from engine.data.config import ColumnSpec
+from engine.data.stats import Feature
 from engine.errors import DataError
 
-DELIMITERS = (",", ";", "\t", "|")
 MAX_ONEHOT = 32  # categorical columns with more values are coded as ordinals unless overridden
 MAX_CATEGORIES = 1000  # refuse to one-hot more than this
+CODE_VALUES = (3, 10)  # integer columns with this many distinct values may be category codes
 TRUE = frozenset({"true", "yes", "y", "t", "on", "1"})
 FALSE = frozenset({"false", "no", "n", "f", "off", "0"})
-NA_VALUES = ["?"]  # on top of pandas' defaults ("", "NA", "N/A", "null", "NaN", ...)
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^unnamed: ?\d+$", re.IGNORECASE)
 _DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
                         r"(Z|[+-]\d{2}:?\d{2})?$|^\d{1,2}:\d{2}(:\d{2})?$")
-
-
-def _delim_name(d: str) -> str:
-    return "tab" if d == "\t" else f"'{d}'"
 
 
 def line_of(label: Any) -> int:
@@ -46,126 +45,33 @@ def line_of(label: Any) -> int:
 
 
 @dataclass
-class CsvFile:
-    """A parsed CSV file and how it was read."""
-
-    frame: pd.DataFrame
-    name: str
-    delimiter: str
-    encoding: str
-    size_mb: float
-
-
-def _sniff(head: str) -> str | None:
-    """The delimiter that gives the same number (> 1) of fields on every sampled line."""
-    lines = head.splitlines()[:50]
-    if len(lines) > 1 and not head.endswith(("\n", "\r")):
-        lines = lines[:-1]  # the last line may be cut
-    best, best_fields = None, 1
-    for d in DELIMITERS:
-        counts = {len(row) for row in csv.reader(lines, delimiter=d) if row}
-        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
-            best, best_fields = d, fields
-    return best
-
-
-def _decode_error(raw: bytes, encoding: str, name: str) -> DataError:
-    try:
-        raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        hint = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin-1 or cp1252"
-        return DataError(
-            f"{name}: line {line} is not valid {encoding} text (byte 0x{raw[exc.start]:02x}); "
-            f"re-save the file as UTF-8 or set data.encoding (e.g. {hint})"
-        )
-    return DataError(f"{name}: cannot decode the file as {encoding}; set data.encoding")
-
-
-def read_csv(source: str | Path | bytes, *, delimiter: str | None = None, encoding: str = "utf-8",
-             max_file_mb: float = 200.0, name: str | None = None) -> CsvFile:
-    """Parse a CSV file (a path, or the bytes of an upload) into a DataFrame.
-
-    :raises DataError: too large, empty, header only, undecodable, ragged rows, wrong delimiter.
-    """
-    if isinstance(source, (bytes, bytearray)):
-        raw: bytes | None = bytes(source)
-        size = len(raw)
-        name = name or "uploaded file"
-    else:
-        path = Path(source)
-        name = name or path.name
-        if not path.is_file():
-            raise DataError(f"CSV file not found: {path}; check data.path")
-        size = path.stat().st_size
-        raw = None
-    size_mb = size / 1e6
-    if size_mb > max_file_mb:
-        raise DataError(f"{name} is {size_mb:.1f} MB, over the limit data.max_file_mb = {max_file_mb:g}; "
-                        f"raise data.max_file_mb or use a smaller file")
-    if raw is None:
-        with open(path, "rb") as fh:
-            head_bytes = fh.read(65536)
-    else:
-        head_bytes = raw[:65536]
-    if not head_bytes.strip():
-        raise DataError(f"{name} is empty; choose a CSV file with a header line and data rows")
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-    head = head_bytes.decode(enc, errors="replace")
-    sep = delimiter or _sniff(head) or ","
-    try:
-        frame = pd.read_csv(io.BytesIO(raw) if raw is not None else path, sep=sep, encoding=enc,
-                            na_values=NA_VALUES, skipinitialspace=True, low_memory=False)
-    except UnicodeDecodeError:
-        if raw is None:
-            raw = path.read_bytes()
-        raise _decode_error(raw, enc, name) from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{name} has no columns; choose a CSV file with a header line and data rows") \
-            from None
-    except pd.errors.ParserError as exc:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        where = (f"line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)}"
-                 if m else str(exc).strip())
-        raise DataError(f"{name}: {where} (delimiter {_delim_name(sep)}); fix the row's quoting or "
-                        f"extra separators, or set data.delimiter") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    if frame.shape[1] == 1:
-        header = frame.columns[0]
-        others = [d for d in DELIMITERS if d != sep and d in header]
-        if others:
-            raise DataError(
-                f"{name}: reading with delimiter {_delim_name(sep)} gives one column '{header[:60]}', "
-                f"whose name contains {_delim_name(others[0])}; set data.delimiter to "
-                f"{others[0]!r} (or leave it unset to detect it)"
-            )
-        raise DataError(f"{name} has a single column '{header[:60]}'; a dataset needs a target and at "
-                        f"least one feature column (separated by , ; tab or |)")
-    if len(frame) == 0:
-        raise DataError(f"{name} has a header but no data rows; add rows below the header line")
-    return CsvFile(frame, name, sep, encoding, size_mb)
-
-
-@dataclass
 class ColumnPlan:
-    """What one column is and how it becomes features (filled in by :func:`infer_column`)."""
+    """What one column is and how it becomes features (filled in by :func:`infer_columns`)."""
 
     name: str
     type: str  # numeric | boolean | categorical | ordinal | datetime | id | empty | ignore
     inferred: str
-    role: str = "feature"  # feature | target | group | time | ignored | id
+    role: str = "feature"  # feature | target | group | time | split | ignored | id
     impute: str = "auto"
     missing: int = 0
     unique: int = 0
     examples: list[str] = field(default_factory=list)
     note: str = ""
     order: list[str] | None = None
+    suggest: str | None = None  # a type the column may rather be (integer codes -> categorical)
+    problem: str | None = None  # why the column cannot be used as it is (inspect mode)
+    low: float | None = None  # numeric columns: smallest and largest present value
+    high: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-able row of the schema table the Data page shows."""
-        return {"name": self.name, "type": self.type, "inferred": self.inferred, "role": self.role,
-                "missing": self.missing, "unique": self.unique, "examples": self.examples,
-                "note": self.note}
+        out = {"name": self.name, "type": self.type, "inferred": self.inferred, "role": self.role,
+               "missing": self.missing, "unique": self.unique, "examples": self.examples, "note": self.note}
+        if self.suggest:
+            out["suggest"] = self.suggest
+        if self.problem:
+            out["problem"] = self.problem
+        return out
 
 
 def _first_bad(mask: pd.Series | np.ndarray) -> int:
@@ -174,6 +80,12 @@ def _first_bad(mask: pd.Series | np.ndarray) -> int:
 
 def _text(s: pd.Series) -> pd.Series:
     return s.astype(str).str.strip()
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return str(v)[:40]
 
 
 def _parse_dates(text: pd.Series) -> pd.Series:
@@ -204,11 +116,174 @@ def parse_times(s: pd.Series) -> pd.Series:
     return _parse_dates(_text(s[valid])).reindex(s.index)
 
 
-def infer_column(name: str, s: pd.Series, spec: ColumnSpec | None) -> ColumnPlan:
-    """Infer a column's type (or apply the override ``spec``) and check its values.
+def is_number_column(s: pd.Series) -> bool:
+    """Numbers (not booleans, not dates): inferred and encoded as one array with the others."""
+    return ptypes.is_numeric_dtype(s) and not ptypes.is_bool_dtype(s)
 
-    :raises DataError: mixed numbers and text, infinite values, unparseable dates.
+
+def number_matrix(df: pd.DataFrame, names: list[str], dtypes: pd.Series | None = None) -> np.ndarray:
+    """``(rows, len(names))`` float64 values of number columns, NaN where missing."""
+    if not names:
+        return np.zeros((len(df), 0))
+    dtypes = df.dtypes if dtypes is None else dtypes
+    frame = df[names]
+    if all(dtypes[n] == np.float64 or dtypes[n] == np.int64 for n in names):
+        return frame.to_numpy(dtype=np.float64)  # the common case, without per-cell NA handling
+    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+class Numbers:
+    """The number columns of a frame as one float64 matrix, built once for inference and encoding."""
+
+    def __init__(self, df: pd.DataFrame, names: list[str] | None = None) -> None:
+        names = list(df.columns) if names is None else names
+        dtypes = df.dtypes
+        self.names = [n for n in names if _number_dtype(dtypes[n])]
+        self.at = {n: j for j, n in enumerate(self.names)}
+        self.matrix = number_matrix(df, self.names, dtypes)
+
+
+def _number_dtype(dt: Any) -> bool:
+    return ptypes.is_numeric_dtype(dt) and not ptypes.is_bool_dtype(dt)
+
+
+def apply_missing_codes(df: pd.DataFrame, specs: dict[str, ColumnSpec]) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Cells equal to a column's ``missing_values`` become missing; returns the frame and how many
+    cells each column lost."""
+    changed: dict[str, int] = {}
+    for name, spec in specs.items():
+        codes = getattr(spec, "missing_values", None)
+        if not codes or name not in df.columns:
+            continue
+        s = df[name]
+        if is_number_column(s):
+            wanted = pd.to_numeric(pd.Series([str(c).strip().replace(",", ".") for c in codes]), errors="coerce")
+            hit = s.isin(wanted.dropna().tolist())
+        else:
+            hit = _text(s).isin([str(c).strip() for c in codes]) & s.notna()
+        if hit.any():
+            df = df.copy() if not changed else df
+            df[name] = s.mask(hit)
+            changed[name] = int(hit.sum())
+    return df, changed
+
+
+def infer_columns(df: pd.DataFrame, names: list[str], specs: dict[str, ColumnSpec],
+                  problems: list[str] | None = None, numbers: Numbers | None = None) -> dict[str, ColumnPlan]:
+    """Plans for ``names`` (number columns together, the others one by one).
+
+    :param problems: when given, a column that cannot be used as it is gets ``problem`` set and
+        role ``ignored`` and its message is appended here, instead of raising.
+    :param numbers: the frame's number columns, if already gathered.
+    :raises DataError: mixed numbers and text, infinite values, unparseable dates, too many categories.
     """
+    numbers = numbers or Numbers(df, names)
+    wanted = set(names)
+    plans = _infer_numbers(df, [n for n in numbers.names if n in wanted], specs, numbers)
+    for name in names:
+        try:
+            if name not in plans:
+                plans[name] = infer_column(name, df[name], specs.get(name))
+            _check(plans[name], df, numbers)
+        except DataError as exc:
+            if problems is None:
+                raise
+            plan = plans.get(name) or ColumnPlan(name, "ignore", "mixed", missing=int(df[name].isna().sum()),
+                                                 unique=int(df[name].nunique()),
+                                                 examples=[_show(v) for v in df[name].dropna().unique()[:3]])
+            plan.problem, plan.role = str(exc), "ignored"
+            plans[name] = plan
+            problems.append(str(exc))
+    return {n: plans[n] for n in names}
+
+
+def _infer_numbers(df: pd.DataFrame, names: list[str], specs: dict[str, ColumnSpec],
+                   numbers: Numbers) -> dict[str, ColumnPlan]:
+    if not names:
+        return {}
+    cols = [numbers.at[n] for n in names]
+    m = numbers.matrix if len(cols) == numbers.matrix.shape[1] else numbers.matrix[:, cols]
+    n = len(m)
+    nan = np.isnan(m)
+    missing = nan.sum(0)
+    present = n - missing
+    ordered = np.sort(np.ascontiguousarray(m.T), axis=1)  # per column, NaN last
+    changes = (ordered[:, 1:] != ordered[:, :-1]) & ~np.isnan(ordered[:, 1:])
+    unique = np.where(present > 0, 1 + changes.sum(1), 0)
+    with np.errstate(invalid="ignore"):
+        integral = np.all(np.isnan(ordered) | (ordered == np.floor(ordered)), axis=1)  # inf counts as whole
+    low = ordered[:, 0] if n else np.full(m.shape[1], np.nan)
+    high = ordered[np.arange(m.shape[1]), np.maximum(present - 1, 0)] if n else low
+    heads = m[:64].T.tolist()
+    plans = {}
+    for j, name in enumerate(names):
+        spec = specs.get(name)
+        forced = spec.type if spec is not None and spec.type != "auto" else None
+        plan = ColumnPlan(name, "empty", "empty", missing=int(missing[j]), unique=int(unique[j]))
+        if spec is not None:
+            plan.impute, plan.order = spec.impute, spec.order
+        if present[j] == 0:
+            plans[name] = _finish(plan, forced)
+            continue
+        seen: list[float] = []
+        for v in heads[j]:
+            if v == v and v not in seen:  # not NaN, not yet listed
+                seen.append(v)
+                if len(seen) == 3:
+                    break
+        plan.examples = [_show(v) for v in seen]
+        plan.low, plan.high = float(low[j]), float(high[j])
+        plan.inferred = "numeric"
+        if integral[j] and present[j] >= 20 and unique[j] == present[j] and np.isfinite(low[j]) and \
+                (_ID_NAME.search(name) or high[j] - low[j] == present[j] - 1):
+            plan.inferred = "id"
+        elif integral[j] and CODE_VALUES[0] <= unique[j] <= CODE_VALUES[1] and forced is None \
+                and present[j] >= 4 * unique[j]:
+            plan.suggest = "categorical"
+            plan.note = (f"{unique[j]} integer values ({_show(low[j])} to {_show(high[j])}): if they are "
+                         f"category codes (a type code), set the type to categorical")
+        plans[name] = _finish(plan, forced)
+    return plans
+
+
+def _finish(plan: ColumnPlan, forced: str | None) -> ColumnPlan:
+    """Apply the override and the role that follows from the type."""
+    plan.type = "empty" if plan.inferred == "empty" else forced or plan.inferred
+    if plan.type == "ignore":
+        plan.role = "ignored"
+    elif plan.type == "id":
+        plan.role = "id"
+        plan.note = "identifier-like (unique per row): kept out of the features; override its type to use it"
+    elif plan.type == "empty":
+        plan.role = "ignored"
+        plan.note = "empty (every value is missing): not used"
+    if plan.type != "numeric":
+        plan.suggest = None
+    return plan
+
+
+def _check(plan: ColumnPlan, df: pd.DataFrame, numbers: Numbers) -> None:
+    """Problems of a planned column that make it unusable as typed."""
+    if plan.type == "numeric" and plan.role == "feature" and plan.name in numbers.at and \
+            (plan.low == -np.inf or plan.high == np.inf):
+        s = df[plan.name]
+        i = _first_bad(np.isinf(numbers.matrix[:, numbers.at[plan.name]]))
+        raise DataError(f"column '{plan.name}' has an infinite value ({s.iloc[i]}) at line "
+                        f"{line_of(s.index[i])}; replace it with a number or leave the cell empty (it "
+                        f"is then imputed)")
+    if plan.type == "categorical" and plan.unique > MAX_CATEGORIES:
+        raise DataError(f"column '{plan.name}' has {plan.unique} distinct values, too many to one-hot; set "
+                        f'column \'{plan.name}\' to "ordinal" or "ignore" in data.columns')
+
+
+def infer_column(name: str, s: pd.Series, spec: ColumnSpec | None) -> ColumnPlan:
+    """Infer one column's type (or apply the override ``spec``).
+
+    :raises DataError: mixed numbers and text, unparseable dates.
+    """
+    if is_number_column(s):
+        frame = s.to_frame(name)
+        return _infer_numbers(frame, [name], {name: spec} if spec is not None else {}, Numbers(frame))[name]
     valid = s.notna()
     present = s[valid]
     plan = ColumnPlan(name, "empty", "empty", missing=int((~valid).sum()))
@@ -216,46 +291,17 @@ def infer_column(name: str, s: pd.Series, spec: ColumnSpec | None) -> ColumnPlan
         plan.impute, plan.order = spec.impute, spec.order
     if len(present):
         plan.unique = int(present.nunique())
-        plan.examples = [str(v)[:40] for v in present.unique()[:3]]
+        plan.examples = [_show(v) for v in present.unique()[:3]]
     forced = spec.type if spec is not None and spec.type != "auto" else None
     if len(present) == 0:
         plan.inferred = "empty"
     elif ptypes.is_bool_dtype(s):
         plan.inferred = "boolean"
-    elif ptypes.is_numeric_dtype(s):
-        plan.inferred = _numeric_or_id(name, present)
+    elif ptypes.is_datetime64_any_dtype(s):
+        plan.inferred = "datetime"
     else:
         plan.inferred = _infer_text(name, s, present, forced)
-    plan.type = forced or plan.inferred
-    if plan.type == "ignore":
-        plan.role = "ignored"
-    elif plan.type == "id":
-        plan.role = "id"
-        plan.note = "identifier-like (unique per row): kept out of the features; override its type to use it"
-    elif plan.type == "empty":
-        raise DataError(f"column '{name}' is empty (every value is missing); delete it or set "
-                        f'data.columns.{name} to "ignore"')
-    if plan.type == "numeric" and ptypes.is_numeric_dtype(s):
-        bad = np.isinf(s.to_numpy(dtype=float, na_value=np.nan))
-        if bad.any():
-            i = _first_bad(bad)
-            raise DataError(f"column '{name}' has an infinite value ({s.iloc[i]}) at line "
-                            f"{line_of(s.index[i])}; replace it with a number or leave the cell empty to "
-                            f"have it imputed")
-    if plan.type == "categorical" and plan.unique > MAX_CATEGORIES:
-        raise DataError(f"column '{name}' has {plan.unique} distinct values, too many to one-hot; set "
-                        f'data.columns.{name} to "ordinal" or "ignore"')
-    return plan
-
-
-def _numeric_or_id(name: str, present: pd.Series) -> str:
-    values = present.to_numpy()
-    integral = ptypes.is_integer_dtype(present) or bool(np.all(np.mod(values[np.isfinite(values)], 1) == 0))
-    if integral and len(present) >= 20 and present.is_unique:
-        lo, hi = values.min(), values.max()
-        if _ID_NAME.search(name) or hi - lo == len(values) - 1:
-            return "id"
-    return "numeric"
+    return _finish(plan, forced)
 
 
 def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None) -> str:
@@ -273,8 +319,8 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
         i = _first_bad(bad)
         where, value = line_of(present.index[i]), present.iloc[i]
         raise DataError(
-            f"column '{name}' mixes numbers and text (line {where}: '{value}'); fix the value, or set "
-            f'data.columns.{name} to "numeric" (text becomes missing and is imputed) or "categorical"'
+            f"column '{name}' mixes numbers and text (line {where}: '{value}'); fix the value, or set column "
+            f"'{name}' to \"numeric\" (text becomes missing and is imputed) or \"categorical\" in data.columns"
         )
     sample = text.iloc[:200]
     if forced in (None, "datetime") and sample.str.match(_DATE_LIKE).mean() >= 0.9:
@@ -284,8 +330,8 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
             i = _first_bad(fails)
             where, value = line_of(present.index[i]), present.iloc[i]
             raise DataError(
-                f"column '{name}' holds dates but line {where} has '{value}'; fix the value, or set "
-                f'data.columns.{name} to "datetime" (bad dates become missing) or "categorical"'
+                f"column '{name}' holds dates but line {where} has '{value}'; fix the value, or set column "
+                f"'{name}' to \"datetime\" (bad dates become missing) or \"categorical\" in data.columns"
             )
         return "datetime"
     n_unique = len(uniq)
@@ -296,83 +342,110 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
     return "categorical" if n_unique <= MAX_ONEHOT else "ordinal"
 
 
-def _fill_value(plan: ColumnPlan, values: pd.Series, numeric: bool) -> Any:
+def _impute_of(plan: ColumnPlan, numeric: bool) -> str:
     method = plan.impute
     if method == "auto":
-        method = "median" if numeric else "most_frequent"
-    if method == "zero":
-        return 0
-    present = values.dropna()
-    if len(present) == 0:
-        return 0
-    if method == "mean" and numeric:
-        return float(present.mean())
-    if method == "median" and numeric:
-        return float(present.median())
-    return present.mode().iloc[0]
+        return "median" if numeric else "most_frequent"
+    if method in ("mean", "median") and not numeric:
+        return "most_frequent"
+    return method
 
 
-def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[str], int]:
-    """Float features ``(N, k)`` for one column, their names, and how many values were imputed.
+def encode_columns(plans: list[ColumnPlan], df: pd.DataFrame,
+                   numbers: Numbers | None = None) -> tuple[np.ndarray, list[Feature]]:
+    """Float features ``(N, F)`` of the planned feature columns (missing values NaN) and their
+    schema, in column order.
+
+    :param numbers: the frame's number columns, if already gathered (rows must match ``df``).
+    :raises DataError: values that cannot be read as the column's (overridden) type.
+    """
+    numbers = numbers or Numbers(df, [p.name for p in plans])
+    x = np.empty((len(df), 0))
+    blocks: list[np.ndarray] = []
+    features: list[Feature] = []
+    run: list[int] = []  # consecutive number columns, taken from the matrix at once
+
+    def flush() -> None:
+        if run:
+            block = numbers.matrix[:, run]
+            blocks.append(np.where(np.isfinite(block), block, np.nan))
+            run.clear()
+
+    for plan in plans:
+        if plan.type == "numeric" and plan.name in numbers.at:
+            run.append(numbers.at[plan.name])
+            features.append(Feature(plan.name, plan.name, "numeric", _impute_of(plan, True)))  # type: ignore[arg-type]
+            continue
+        flush()
+        block, feats = encode_column(plan, df[plan.name])
+        blocks.append(block)
+        features += feats
+    flush()
+    if blocks:
+        x = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+    return x, features
+
+
+def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[Feature]]:
+    """Float features ``(N, k)`` of one column (missing values NaN) and their schema.
 
     :raises DataError: values that cannot be read as the column's (overridden) type.
     """
     name, kind = plan.name, plan.type
     if kind == "numeric":
-        values = s if ptypes.is_numeric_dtype(s) else pd.to_numeric(_text(s), errors="coerce")
-        values = values.astype(float)
-        values = values.where(np.isfinite(values.fillna(0.0)))
-        n_missing = int(values.isna().sum())
-        filled = values.fillna(_fill_value(plan, values, True)).to_numpy(dtype=np.float64)
-        return filled[:, None], [name], n_missing
+        values = s if is_number_column(s) else pd.to_numeric(_text(s).where(s.notna()), errors="coerce")
+        values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = np.where(np.isfinite(values), values, np.nan)
+        return values[:, None], [Feature(name, name, "numeric", _impute_of(plan, True))]  # type: ignore[arg-type]
     if kind == "boolean":
         if ptypes.is_bool_dtype(s):
-            values = s.astype(float)
+            values = s.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             lower = _text(s).str.lower().where(s.notna())
             bad = lower.notna() & ~lower.isin(TRUE | FALSE)
             if bad.any():
                 i = _first_bad(bad)
                 raise DataError(f"column '{name}' is boolean but line {line_of(s.index[i])} has "
-                                f"'{s.iloc[i]}'; use true/false, yes/no or 1/0, or set "
-                                f"data.columns.{name} to \"categorical\"")
-            values = lower.isin(TRUE).astype(float).where(lower.notna())
-        n_missing = int(values.isna().sum())
-        filled = values.fillna(_fill_value(plan, values, False)).to_numpy(dtype=np.float64)
-        return filled[:, None], [name], n_missing
+                                f"'{s.iloc[i]}'; use true/false, yes/no or 1/0, or set column '{name}' to "
+                                f"\"categorical\" in data.columns")
+            values = lower.isin(TRUE).astype(float).where(lower.notna()).to_numpy(dtype=np.float64)
+        return values[:, None], [Feature(name, name, "binary", _impute_of(plan, False))]  # type: ignore[arg-type]
     if kind in ("categorical", "ordinal"):
         text = _text(s).where(s.notna())
-        n_missing = int(text.isna().sum())
-        text = text.fillna(_fill_value(plan, text, False))
         if kind == "ordinal" and plan.order:
             order = [str(v) for v in plan.order]
-            unknown = ~text.isin(order)
+            unknown = text.notna() & ~text.isin(order)
             if unknown.any():
                 i = _first_bad(unknown)
                 raise DataError(f"column '{name}' has '{text.iloc[i]}' at line {line_of(text.index[i])}, "
-                                f"which is not in its order {order}; add it to data.columns.{name}.order")
+                                f"which is not in its order {order}; add it to the order of column '{name}' "
+                                f"in data.columns")
             cats = pd.Categorical(text, categories=order)
         else:
             cats = pd.Categorical(text)
         codes = cats.codes.astype(np.int64)
+        missing = codes < 0
+        impute = _impute_of(plan, False)
         if kind == "ordinal":
-            return codes.astype(np.float64)[:, None], [name], n_missing
+            values = np.where(missing, np.nan, codes.astype(np.float64))
+            return values[:, None], [Feature(name, name, "code", impute)]  # type: ignore[arg-type]
         onehot = np.zeros((len(codes), len(cats.categories)), dtype=np.float64)
-        onehot[np.arange(len(codes)), codes] = 1.0
-        return onehot, [f"{name}={c}" for c in cats.categories], n_missing
+        onehot[np.flatnonzero(~missing), codes[~missing]] = 1.0
+        onehot[missing] = np.nan
+        return onehot, [Feature(f"{name}={c}", name, "onehot", impute) for c in cats.categories]  # type: ignore[arg-type]
     if kind == "datetime":
         stamps = parse_times(s)
-        n_missing = int(stamps.isna().sum())
         parts = {"year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
                  "weekday": stamps.dt.day_of_week, "hour": stamps.dt.hour}
-        cols, names = [], []
+        cols, feats = [], []
         for part, values in parts.items():
             values = values.astype(float)
             if part == "year" and values.nunique() <= 1 or part == "hour" and values.fillna(0).eq(0).all():
                 continue
-            cols.append(values.fillna(values.median() if values.notna().any() else 0).to_numpy())
-            names.append(f"{name}.{part}")
+            cols.append(values.to_numpy(dtype=np.float64))
+            feats.append(Feature(f"{name}.{part}", name, "numeric", _impute_of(plan, True)))  # type: ignore[arg-type]
         if not cols:
-            cols, names = [np.zeros(len(s))], [f"{name}.day"]
-        return np.stack(cols, axis=1), names, n_missing
-    return np.zeros((len(s), 0)), [], 0
+            cols = [stamps.dt.day.astype(float).to_numpy(dtype=np.float64)]
+            feats = [Feature(f"{name}.day", name, "numeric", _impute_of(plan, True))]  # type: ignore[arg-type]
+        return np.stack(cols, axis=1), feats
+    return np.zeros((len(s), 0)), []

@@ -5,8 +5,17 @@ Order of the cuts, each seeded from the run seed: (1) optional stratified subsam
 (``max_samples``); (2) the global test set; (3) the public set; (4) the partitioner deals the rest
 to clients, and its optional per-client feature shift (``Partitioner.transform_client``, e.g.
 ``feature``) is applied to each client's samples - never to the global test or public sets;
-(5) each client's local test split; (6) each client's preprocessing is fitted on its own training
-split and applied to its splits (the global test set is transformed per client at evaluation time).
+(5) each client's local test split; (6) each client's preprocessing is fitted and applied to its
+splits (the global test set is transformed per client at evaluation time). Its statistics come
+from the federation's aggregate of the clients' training splits, the client's own training split,
+or (labelled, off by default) the whole file, as ``data.statistics`` says
+(:func:`engine.data.preprocess.fit_clients`); :attr:`Federation.provenance` records which.
+
+A file with a split column (``data.split_column``) replaces the random draws of (2) and (5): the
+partitioner deals every row, each client's test rows become its local test split, its train rows
+its training split (validation rows are kept out of both, for the validation split), and the
+global test set is all the test rows together - the file's own test set, which the clients'
+local test splits partition. The public set, if any, is drawn from train rows only.
 
 :func:`partition_preview` runs steps (1)-(5) only, for the Data page; :func:`natural_groups` lists
 the clients a ``natural`` partition makes.
@@ -70,6 +79,8 @@ class Federation:
     reference: preprocess.Affine = field(default_factory=preprocess.Affine)
     target_mean: float = 0.0
     target_std: float = 1.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """Where every preprocessing statistic came from (recorded in the run's manifest)."""
 
     @property
     def input_spec(self) -> InputSpec:
@@ -114,7 +125,7 @@ def load_dataset(data_cfg: DataConfig, root: Path) -> Dataset:
     """Load (and cache per process) the configured dataset. Loading ignores the partition (except
     a ``natural`` column, which a CSV keeps out of its features) and the split fractions, so
     changing those in the pages does not reload the file; a changed file (size or mtime) does."""
-    key = data_cfg.model_dump(mode="json", exclude={"partition", "test_fraction",
+    key = data_cfg.model_dump(mode="json", exclude={"partition", "test_fraction", "statistics",
                                                     "global_test_fraction", "public_fraction"})
     natural = data_cfg.natural_column()
     if natural is not None:
@@ -148,14 +159,23 @@ def _deal(data: Dataset, data_cfg: DataConfig, n_clients: int, shares: Sequence[
     if data_cfg.max_samples is not None and data_cfg.max_samples < len(pool):
         frac = 1 - data_cfg.max_samples / len(pool)
         pool, _ = stratified_split(labels, frac, numpy_rng(seed, "data", "subsample"))
-    rel_keep, rel_test = stratified_split(labels[pool], data_cfg.global_test_fraction,
-                                          numpy_rng(seed, "data", "global_test"), classification)
-    global_idx, pool = pool[rel_test], pool[rel_keep]
+    if data.split is not None:  # the file's own split: every test row is global test data
+        global_idx = pool[data.split[pool] == "test"]
+        if len(global_idx) == 0:
+            raise DataError("the split column marks no row as test; mark some rows test, or clear the split "
+                            "column (data.split_column) to draw test sets at random")
+        candidates = pool[data.split[pool] == "train"]
+    else:
+        rel_keep, rel_test = stratified_split(labels[pool], data_cfg.global_test_fraction,
+                                              numpy_rng(seed, "data", "global_test"), classification)
+        global_idx, pool = pool[rel_test], pool[rel_keep]
+        candidates = pool
     public_idx = None
     if data_cfg.public_fraction > 0:
-        rel_keep, rel_pub = stratified_split(labels[pool], data_cfg.public_fraction,
+        rel_keep, rel_pub = stratified_split(labels[candidates], data_cfg.public_fraction,
                                              numpy_rng(seed, "data", "public"), classification)
-        public_idx, pool = pool[rel_pub], pool[rel_keep]
+        public_idx = candidates[rel_pub]
+        pool = np.setdiff1d(pool, public_idx, assume_unique=True)
     if n_clients < 1:
         raise DataError("the roster has no clients; add at least one")
     if n_clients > len(pool):
@@ -173,12 +193,15 @@ def _deal(data: Dataset, data_cfg: DataConfig, n_clients: int, shares: Sequence[
     for i, idx in enumerate(parts):
         if len(idx) == 0:
             raise DataError(f"client {i} received no samples; use fewer clients or a milder partition")
+        if data.split is not None and not (data.split[idx] == "train").any():
+            raise DataError(f"client {i} received no train rows of the split column (only test or validation "
+                            f"rows); use fewer clients or a milder partition")
     return _Deal(global_idx, public_idx, parts, partitioner)
 
 
 def _local_split(labels: np.ndarray, idx: np.ndarray, fraction: float, classification: bool,
                  seed: int, i: int) -> tuple[np.ndarray, np.ndarray]:
-    """Step (5): positions (within ``idx``) of client ``i``'s train and local test splits."""
+    """Positions (within ``idx``) of client ``i``'s train and local test splits, drawn at random."""
     rng = numpy_rng(seed, "data", "client", i, "local_test")
     counts = np.unique(labels[idx], return_counts=True)[1]
     stratify = classification and counts.min() >= 2
@@ -186,6 +209,19 @@ def _local_split(labels: np.ndarray, idx: np.ndarray, fraction: float, classific
     if len(rel_train) == 0:
         rel_train, rel_test = rel_test, rel_train
     return rel_train, rel_test
+
+
+def client_rows(data: Dataset, data_cfg: DataConfig, idx: np.ndarray, seed: int,
+                i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step (5): positions (within ``idx``) of client ``i``'s train, local test and validation
+    rows: as the file's split column says when it has one, else drawn (no validation rows)."""
+    if data.split is not None:
+        role = data.split[idx]
+        return (np.flatnonzero(role == "train"), np.flatnonzero(role == "test"),
+                np.flatnonzero(role == "validation"))
+    rel_train, rel_test = _local_split(data.labels, idx, data_cfg.test_fraction,
+                                       data.task == "classification", seed, i)
+    return rel_train, rel_test, rel_train[:0]
 
 
 def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[float | None],
@@ -199,22 +235,17 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
     """
     data = load_dataset(data_cfg, root)
     n_clients = len(preprocessing)
-    labels = data.labels
-    classification = data.task == "classification"
     deal = _deal(data, data_cfg, n_clients, shares, seed)
     partitioner = deal.partitioner
-    clients = []
-    raw_train: list[torch.Tensor] = []
-    for i, (idx, method) in enumerate(zip(deal.parts, preprocessing, strict=True)):
-        rel_train, rel_test = _local_split(labels, idx, data_cfg.test_fraction, classification, seed, i)
+    raw = []
+    for i, idx in enumerate(deal.parts):
+        rel_train, rel_test, _ = client_rows(data, data_cfg, idx, seed, i)
         x = data.x[torch.as_tensor(idx)]
         x = partitioner.transform_client(i, n_clients, x, numpy_rng(seed, "data", "client", i, "shift"))
-        x_tr, x_te = x[torch.as_tensor(rel_train)], x[torch.as_tensor(rel_test)]
-        tr, te = idx[rel_train], idx[rel_test]
-        transform = preprocess.fit(method, x_tr, data.input_spec.kind)
-        clients.append(ClientData(Split(transform(x_tr), data.y[tr]), Split(transform(x_te), data.y[te]),
-                                  transform, tr))
-        raw_train.append(x_tr)
+        raw.append((x[torch.as_tensor(rel_train)], x[torch.as_tensor(rel_test)], idx[rel_train], idx[rel_test]))
+    fitted = preprocess.fit_clients(list(preprocessing), [r[0] for r in raw], data, data_cfg.statistics)
+    clients = [ClientData(Split(t(x_tr), data.y[tr]), Split(t(x_te), data.y[te]), t, tr)
+               for t, (x_tr, x_te, tr, te) in zip(fitted.transforms, raw, strict=True)]
     digest = hashlib.sha256()
     public_idx = deal.public_idx
     for part in [deal.global_idx, public_idx if public_idx is not None else np.arange(0), *deal.parts]:
@@ -222,25 +253,26 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
     if partitioner.shifts_features:
         digest.update(json.dumps(data_cfg.partition.model_dump(mode="json"), sort_keys=True).encode())
     public = None if public_idx is None else Split(data.x[public_idx], data.y[public_idx])
-    # Server-side models have no client of their own: they are scored with the most common client
-    # preprocessing fitted on the pooled training features (what a deployment would apply).
-    common = max(set(preprocessing), key=list(preprocessing).count)
-    reference = preprocess.fit(common, torch.cat(raw_train), data.input_spec.kind)
     fed = Federation(data, clients, Split(data.x[deal.global_idx], data.y[deal.global_idx]), public,
-                     digest.hexdigest()[:16], reference)
+                     digest.hexdigest()[:16], fitted.reference, provenance=fitted.provenance)
     if data.task == "regression":
-        _standardize_targets(fed)
+        _standardize_targets(fed, data_cfg.statistics)
     return fed
 
 
-def _standardize_targets(fed: Federation) -> None:
-    """Regression targets in standard units (pooled training mean and std: two numbers shared by
-    every client), so one learning rate suits any target scale. Metrics convert MSE and MAE back
-    to the data's own units (:func:`engine.training.metrics` takes ``target_std``)."""
-    y = torch.cat([c.train.y for c in fed.clients])
+def _standardize_targets(fed: Federation, source: str) -> None:
+    """Regression targets in standard units, so one learning rate suits any target scale: two
+    numbers shared by every client - the federated aggregate (sum, sum of squares, count) of the
+    clients' training targets, or the whole file's with ``centralized`` statistics. Metrics convert
+    MSE and MAE back to the data's own units (:func:`engine.training.metrics` takes ``target_std``)."""
+    y = fed.data.y if source == "centralized" else torch.cat([c.train.y for c in fed.clients])
+    y = y.to(torch.float64)
     mean, std = float(y.mean()), float(y.std(unbiased=False))
     std = std if std > 1e-12 else 1.0
     fed.target_mean, fed.target_std = mean, std
+    fed.provenance["target scaling"] = (preprocess.SOURCE_TEXT["centralized"] if source == "centralized" else
+                                        "federated aggregate of the clients' training targets (sum, sum of "
+                                        "squares, count)")
 
     def scaled(split: Split) -> Split:
         return Split(split.x, (split.y - mean) / std)
@@ -294,9 +326,9 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
     n_bins = data.n_outputs if classification else 10
     clients, hist = [], []
     for i, idx in enumerate(deal.parts):
-        rel_train, rel_test = _local_split(labels, idx, data_cfg.test_fraction, classification, seed, i)
+        rel_train, rel_test, rel_val = client_rows(data, data_cfg, idx, seed, i)
         entry = {"name": names[i] if names else f"client {i}", "size": len(idx),
-                 "train": len(rel_train), "test": len(rel_test)}
+                 "train": len(rel_train), "validation": len(rel_val), "test": len(rel_test)}
         if deal.partitioner.shifts_features and hasattr(deal.partitioner, "strength"):
             rng = numpy_rng(seed, "data", "client", i, "shift")  # the same draw build makes
             entry["shift"] = float(deal.partitioner.strength(i, n_clients, rng))

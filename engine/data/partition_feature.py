@@ -64,12 +64,12 @@ class Feature(Partitioner):
         image = x.ndim == 4
         axes = (0, 2, 3) if image else tuple(range(x.ndim - 1))
         shape = (1, x.shape[1], 1, 1) if image else (1,) * (x.ndim - 1) + (x.shape[-1],)
-        std = x.std(dim=axes, keepdim=True).clamp_min(1e-6)
+        mean = x.nanmean(dim=axes, keepdim=True)  # missing values (NaN) stay missing
+        std = (x - mean).pow(2).nanmean(dim=axes, keepdim=True).sqrt().nan_to_num(1.0).clamp_min(1e-6)
         n_feat = x.shape[1] if image else x.shape[-1]
         gain = np.exp(s * p.scale * rng.standard_normal(n_feat))
         gain = torch.as_tensor(gain, dtype=x.dtype).reshape(shape)
         bias = torch.as_tensor(s * p.offset * rng.standard_normal(n_feat), dtype=x.dtype).reshape(shape) * std
-        mean = x.mean(dim=axes, keepdim=True)
         out = (x - mean) * gain + mean + bias
         if image and p.rotate > 0:
             angle = math.radians(s * p.rotate * (1 if rng.random() < 0.5 else -1))
