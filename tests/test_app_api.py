@@ -205,7 +205,7 @@ def test_upload_is_sanitised_and_bounded(tmp_path: Path) -> None:
     rel = api.save_upload("../../etc/evil name.csv", content, root=tmp_path)
     assert rel == "uploads/evil_name.csv"
     assert (tmp_path / rel).read_bytes() == content
-    with pytest.raises(DataError, match="not a CSV"):
+    with pytest.raises(DataError, match="not a table file.*xlsx.*parquet"):
         api.save_upload("model.pkl", b"x", root=tmp_path)
     with pytest.raises(DataError, match="over the 0 MB limit"):
         api.save_upload("big.csv", b"x" * 2_000_000, limit_mb=0.5, root=tmp_path)
