@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PORT ?= 8501
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run dev test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ setup: $(VENV)/.installed
 
 run: setup
 	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+
+# For editing the app: reload on save. Polls the files of the imported modules outside .venv (the
+# inotify watcher walks the whole folder, .venv included, and kept a core busy: docs/benchmarks.md).
+dev: setup
+	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--server.fileWatcherType poll --server.folderWatchBlacklist $(VENV) --server.runOnSave true
 
 # Tests run in parallel processes (pytest-xdist), a module per worker so module fixtures run once.
 test: setup
