@@ -179,29 +179,15 @@ def config_json(design: dict[str, Any]) -> str:
 
 
 def config_from_json(text: str | bytes) -> dict[str, Any]:
-    """Read an exported or hand-written config file (JSON or YAML) into a validated design.
+    """Read an exported or hand-written config file (JSON or YAML) into a validated design;
+    bounded and strict (:mod:`engine.config_file`).
 
-    :raises ConfigError: not JSON/YAML, not an object, or invalid fields (names them).
+    :raises ConfigError: not JSON/YAML, too large or deep, duplicate keys, not UTF-8, not an
+        object, or invalid fields (names them).
     """
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ConfigError("the file is not UTF-8 text; export the config as JSON and try again") from None
-    text = text.strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        import yaml
+    from engine.config_file import read_document
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"the file is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                              f"column {exc.colno}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("the file must hold one JSON object: an experiment config with data, clients "
-                          "and strategy")
+    data = read_document(text, "the file")
     return parse_config(data).model_dump(mode="json")
 
 

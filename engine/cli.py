@@ -63,8 +63,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if status == "finished" else 1
 
 
+def _refreshed(store, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:  # noqa: ANN001
+    """Runs with the status they really have: one whose process is gone reads ``interrupted``
+    (written to the database when it is writable, shown only when it is read-only)."""
+    stale = store.refresh()
+    for run in runs:
+        if run["id"] in stale:
+            run.update(status="interrupted", error=stale[run["id"]])
+    return runs
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    runs = _store(args).list_runs(status=args.status)
+    store = _store(args)
+    runs = [r for r in _refreshed(store, store.list_runs()) if not args.status or r["status"] == args.status]
     if args.json:
         print(json.dumps(runs, default=str))
         return 0
@@ -78,7 +89,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
-    run = store.get_run(args.run_id)
+    run = _refreshed(store, [store.get_run(args.run_id)])[0]
     if args.json:
         print(json.dumps(run, default=str, indent=2))
         return 0
@@ -191,14 +202,37 @@ def _extensions() -> list[Any]:
     return found
 
 
+class _PlainStream:
+    """A text stream that drops the control characters a terminal would act on (names and
+    messages come from users: an escape sequence in a run name must print as text)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from engine.sanitize import terminal_safe
+
+        return self._stream.write(terminal_safe(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from engine.access import trusted_paths
+
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PlainStream(out), _PlainStream(err)
     try:
-        return int(args.func(args))
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        with trusted_paths():  # the CLI's user owns the files it names (the app's designs never do)
+            return int(args.func(args))
     except FedMosaicError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout, sys.stderr = out, err

@@ -10,7 +10,6 @@ message names the field and the fix.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -275,7 +274,9 @@ def parse_config(data: dict[str, Any] | str) -> ExperimentConfig:
     """
     try:
         if isinstance(data, str):
-            return ExperimentConfig.model_validate_json(data)
+            from engine.config_file import read_document
+
+            data = read_document(data, "the config", "json")
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid config: {_format(exc)}") from None
@@ -286,30 +287,14 @@ def parse_config(data: dict[str, Any] | str) -> ExperimentConfig:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a JSON or YAML config file.
+    """Read a JSON or YAML config file (bounded and strict: :mod:`engine.config_file`).
 
-    :raises ConfigError: unreadable file, bad syntax (with line), or invalid fields.
+    :raises ConfigError: unreadable file, too large or deep, duplicate keys, not UTF-8, bad syntax
+        (with line), or invalid fields.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    if path.suffix.lower() in {".yaml", ".yml"}:
-        import yaml
+    from engine.config_file import read_file
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold one JSON object (an experiment config)")
-    return parse_config(data)
+    return parse_config(read_file(path))
 
 
 def config_schema() -> dict[str, Any]:

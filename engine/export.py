@@ -3,7 +3,8 @@ run``), a reproducibility manifest, and the self-contained HTML report (:mod:`en
 
 Every table is built from the database alone, so the pages (download buttons: :func:`render`),
 the CLI (``python -m engine export|summary|report``) and scripts get the same numbers. CSV floats
-are written with full precision: reading a CSV back gives the stored numbers exactly.
+are written with full precision: reading a CSV back gives the stored numbers exactly; text cells
+that start like a spreadsheet formula are written as text (:mod:`engine.sanitize`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from engine.errors import ConfigError, StorageError
+from engine.sanitize import csv_text, write_csv
 from engine.storage import Store
 
 
@@ -249,17 +251,17 @@ def render(store: Store, run_ids: str | Sequence[str], fmt: str, *, title: str |
     several = len(ids) > 1 or not isinstance(run_ids, str)
     target: str | list[str] = ids if several else ids[0]
     if f.name == "csv":
-        text = round_table(store, target).to_csv(index=False)
+        text = csv_text(round_table(store, target))
     elif f.name == "rounds-long-csv":
-        text = store.round_metrics(ids).to_csv(index=False)
+        text = csv_text(store.round_metrics(ids))
     elif f.name == "clients-csv":
-        text = client_table(store, ids).to_csv(index=False)
+        text = csv_text(client_table(store, ids))
     elif f.name == "clients-wide-csv":
-        text = client_table(store, ids, wide=True).to_csv(index=False)
+        text = csv_text(client_table(store, ids, wide=True))
     elif f.name == "summary-csv":
-        text = runs_summary(store, ids).to_csv(index=False)
+        text = csv_text(runs_summary(store, ids))
     elif f.name == "seeds-csv":
-        text = seed_summary(store, ids).to_csv(index=False)
+        text = csv_text(seed_summary(store, ids))
     elif f.name == "json":
         text = config_json(store, ids[0])
     elif f.name == "manifest":
@@ -308,7 +310,7 @@ def write_table(table: pd.DataFrame, out: Path) -> Path:
     out = out.with_name(safe_filename(out.name, "table.csv"))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out, index=False)
+        write_csv(table, out)
     except OSError as exc:
         raise StorageError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextvars
 import copy
 import json
 import logging
@@ -75,6 +76,9 @@ class _Handle:
     done: threading.Event = field(default_factory=threading.Event)
     started: bool = False
     reason: str = ""  # why cancel is set: "user" or "shutdown"
+    # the launcher's context: a run launched from the app reads only the allowed roots
+    # (engine.access), one launched from the command line any path its user gave
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 class RunManager:
@@ -386,7 +390,7 @@ class RunManager:
                     continue
                 handle.started = True
             try:
-                self._execute(handle)
+                handle.context.run(self._execute, handle)
             except BaseException:
                 log.exception("run %s: unexpected error in the worker", handle.run_id)
             finally:
@@ -695,6 +699,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from engine.export import runs_summary, write_table
+    from engine.sanitize import csv_text
 
     store = Store(args.db)
     run_ids = list(args.run_ids) or [r["id"] for r in store.list_runs(group_id=args.group, tag=args.tag)]
@@ -702,7 +707,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {write_table(table, Path(args.out))}")
     else:
-        print(table.to_csv(index=False), end="")
+        print(csv_text(table), end="")
     return 0
 
 

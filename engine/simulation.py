@@ -9,6 +9,7 @@ the global test set, and writes the round in one transaction. Strategies only su
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 import traceback
@@ -27,7 +28,7 @@ from engine.client import ClientEnv, ClientJob, detach, load_into, template
 from engine.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, build as build_federation, label_histograms
-from engine.errors import CancelledError, FedMosaicError, StorageError
+from engine.errors import CancelledError, DataError, FedMosaicError, StorageError
 from engine.evaluation import evaluate_clients
 from engine.executors import RunPlan, make_executor
 from engine.metrics import summarize_clients
@@ -35,6 +36,8 @@ from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.seeding import numpy_rng, seeded
 from engine.storage import Store, default_data_dir
 from engine.strategies import STRATEGIES, ClientInfo, Server, Strategy
+
+log = logging.getLogger("fedmosaic.simulation")
 
 CLIENT_KEYS = ("local_acc", "local_loss", "global_acc", "global_loss", "local_mse", "local_mae",
                "local_r2", "global_mse", "global_mae", "global_r2", "train_loss")
@@ -82,6 +85,7 @@ class Simulation:
         self.cancel = cancel or Event()
         self.on_round = on_round
         self.history: list[RoundRecord] = []
+        self.events: list[tuple[str, str]] = []  # before setup: a failing setup still records its end
         self._resumed_cum: dict[str, float] = {}  # cumulative figures up to a restored checkpoint
         if store is not None and run_id is None:
             run_id = store.create_run(config.model_dump(mode="json"), status="queued")
@@ -201,6 +205,11 @@ class Simulation:
         finally:
             self.executor_close()
             threads.set_here(threads_before)
+        if not self.summary()["final"]:
+            message = ("the run ended without any evaluation figure (no client had test samples and no "
+                       "round was evaluated); raise the test fraction or the global test fraction")
+            self._finish("failed", error=message)
+            raise DataError(message)
         self._finish("finished")
         return self.summary()
 
@@ -394,23 +403,27 @@ class Simulation:
 
     def summary(self) -> dict[str, Any]:
         """Final figures: the last evaluated round's metrics."""
-        last = next((r for r in reversed(self.history) if any(k.startswith("local_") for k in r.metrics)), None)
+        last = next((r for r in reversed(self.history)
+                     if any(k.startswith(("local_", "global_", "server_")) for k in r.metrics)), None)
         return {"run_id": self.run_id, "rounds_done": self.history[-1].round if self.history else 0,
                 "final": last.metrics if last else {}}
 
     def _finish(self, status: str, error: str | None = None, tb: str | None = None) -> None:
+        """Record how the run ended: its status first (so no row stays ``queued``/``running``
+        after its owner stopped), then the pending events."""
         if self.store is None or self.run_id is None:
             return
         try:
-            if self.events:
-                for level, message in self.events:
-                    self.store.add_event(self.run_id, message, level)
-                self.events = []
-            summary = self.summary()
             self.store.update_run(self.run_id, status=status, finished_at=time.time(), error=error,
-                                  traceback=tb, summary=_finite(summary["final"]))
-        except Exception:  # noqa: BLE001 - the original failure matters more than this write
-            pass
+                                  traceback=tb, summary=_finite(self.summary()["final"]), live=None)
+        except Exception:  # noqa: BLE001 - the original failure matters more; the run manager retries
+            log.warning("run %s: could not record its end (%s)", self.run_id, status, exc_info=True)
+        events, self.events = self.events, []
+        for level, message in events:
+            try:
+                self.store.add_event(self.run_id, message, level)
+            except Exception:  # noqa: BLE001
+                break
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:

@@ -16,6 +16,7 @@ owns a run to cancel it; ``live`` holds the round in progress (which clients are
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ from engine.errors import ConfigError, RunNotFoundError, StorageError
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "cancelled", "failed")
+STALE_AFTER_S = 30.0
+"""A run whose owner cannot be checked (another host) is presumed dead after this many seconds
+without a heartbeat (the run manager beats every 5 s)."""
 MIN_FREE_MB = 64
 """Free disk space (MB) a launch needs beside the database (``FEDMOSAIC_MIN_FREE_MB`` overrides)."""
 
@@ -169,35 +173,139 @@ def _iso(ts: float | None) -> str:
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    """Whether an sqlite error says the file is not an intact database."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc).lower()
+    return name.startswith(_DAMAGED) or "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def _damaged_error(path: Path, detail: str) -> StorageError:
+    return StorageError(f"the database {path} is damaged ({detail}); FedMosaic has not changed it. Restore it "
+                        f"from a backup, or move it aside and start a new database (--db or FEDMOSAIC_DB)")
+
+
+def _reads(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A read of the database whose sqlite errors (a page damaged after the open check, a lock
+    held too long) become one :class:`StorageError` naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if _damaged(exc):
+                raise _damaged_error(self.path, str(exc)) from None
+            raise StorageError(f"cannot read the database {self.path} ({exc}); try again, and check the "
+                               f"disk if it persists") from None
+
+    return wrapper
+
+
+def _writable(path: Path) -> bool:
+    """Whether the database file and its folder (WAL keeps two files beside it) accept writes."""
+    folder = path.parent if path.parent != Path("") else Path(".")
+    return os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)
+
+
 class Store:
     """The FedMosaic database. Thread-safe: each thread gets its own connection.
 
+    A damaged file is detected when the store opens (its header and ``PRAGMA quick_check``) and
+    refused without a write. A file that cannot be written (permissions, a read-only disk) opens
+    read-only: runs can be listed, shown and exported; every write raises :class:`StorageError`.
+
     :param path: database file (created with its folder if missing); ``None`` for the default.
+    :param read_only: open without writing (default: when the file or its folder is not writable).
+    :raises StorageError: the file is damaged, or cannot be created or opened.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, read_only: bool | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
         self._local = threading.local()
+        exists = self.path.is_file() and self.path.stat().st_size > 0
+        self.read_only = bool(read_only if read_only is not None else exists and not _writable(self.path))
+        self._immutable = False
+        if exists:
+            self._check_intact()
+        elif self.read_only:
+            raise StorageError(f"there is no database at {self.path} to read; check the path (--db or "
+                               f"FEDMOSAIC_DB)")
+        if self.read_only:
+            self.db  # noqa: B018 - open now, so a file that cannot be read is reported here
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = self.db
             with self.write():
                 migrations.apply(db)
+        except sqlite3.DatabaseError as exc:
+            if _damaged(exc):
+                raise _damaged_error(self.path, str(exc)) from None
+            raise StorageError(f"cannot open the database at {self.path}: {exc}; choose a writable "
+                               f"location with --db or FEDMOSAIC_DB") from None
         except (OSError, sqlite3.Error, StorageError) as exc:
             raise StorageError(f"cannot open the database at {self.path}: {exc}; choose a writable "
                                f"location with --db or FEDMOSAIC_DB") from None
 
+    def _check_intact(self) -> None:
+        """Refuse a damaged file before anything writes to it: the SQLite header, then
+        ``PRAGMA quick_check`` on a read-only connection."""
+        try:
+            with self.path.open("rb") as fh:
+                header = fh.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise StorageError(f"cannot read the database {self.path}: {exc.strerror or exc}") from None
+        if header != SQLITE_HEADER:
+            raise _damaged_error(self.path, "it is not an SQLite database file")
+        try:
+            rows = self._quick_check(immutable=False)
+        except sqlite3.DatabaseError as exc:
+            if _damaged(exc):
+                raise _damaged_error(self.path, str(exc)) from None
+            try:  # its folder cannot hold the WAL index: read the file as a snapshot
+                rows = self._quick_check(immutable=True)
+            except sqlite3.DatabaseError as again:
+                if _damaged(again):
+                    raise _damaged_error(self.path, str(again)) from None
+                raise StorageError(f"cannot open the database {self.path} ({again}); check its "
+                                   f"permissions") from None
+            self.read_only = self._immutable = True
+        if rows != [("ok",)]:
+            raise _damaged_error(self.path, "; ".join(str(r[0]) for r in rows[:3]))
+
+    def _quick_check(self, immutable: bool) -> list[tuple[Any, ...]]:
+        conn = self._connect(read_only=True, immutable=immutable)
+        try:
+            return conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+
+    def _connect(self, read_only: bool, immutable: bool = False) -> sqlite3.Connection:
+        if not read_only:
+            return sqlite3.connect(self.path, timeout=30, check_same_thread=True)
+        from urllib.parse import quote
+
+        mode = "immutable=1" if immutable else "mode=ro"
+        return sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?{mode}", uri=True, timeout=30,
+                               check_same_thread=True)
+
     @property
     def db(self) -> Database:
-        """This thread's connection (WAL, 30 s busy timeout)."""
+        """This thread's connection (WAL, 30 s busy timeout; read-only when :attr:`read_only`)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=True)
+            conn = self._connect(self.read_only, self._immutable)
             conn.execute("PRAGMA busy_timeout = 30000")
             db = Database(conn)
-            if db.journal_mode != "wal":
-                db.enable_wal()
-            conn.execute("PRAGMA synchronous = NORMAL")
+            if not self.read_only:
+                if db.journal_mode != "wal":
+                    db.enable_wal()
+                conn.execute("PRAGMA synchronous = NORMAL")
             self._local.db = db
         return db
 
@@ -220,6 +328,10 @@ class Store:
 
         :raises StorageError: the database cannot be written (disk full, read-only, busy).
         """
+        if self.read_only:
+            raise StorageError(f"the database {self.path} is read-only here: runs can be listed, shown and "
+                               f"exported, not launched or changed; to run, choose a writable location "
+                               f"with --db or FEDMOSAIC_DB")
         db = self.db
         if db.conn.in_transaction:
             with db.atomic():
@@ -234,7 +346,7 @@ class Store:
         except BaseException as exc:
             if db.conn.in_transaction:
                 db.conn.rollback()
-            if isinstance(exc, sqlite3.OperationalError):
+            if isinstance(exc, sqlite3.DatabaseError):
                 raise _storage_error(self.path, exc) from None
             raise
         try:
@@ -307,6 +419,7 @@ class Store:
         with self.write() as db:
             db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [run_id])
 
+    @_reads
     def cancel_requested(self, run_id: str) -> bool:
         """Whether :meth:`request_cancel` was called for the run since it last started."""
         row = self.db.execute("SELECT cancel_requested FROM runs WHERE id = ?", [run_id]).fetchone()
@@ -407,35 +520,57 @@ class Store:
         self.update_run(run_id, tags=clean)
         return clean
 
-    def reap(self, stale_after_s: float = 30.0, now: float | None = None) -> list[str]:
-        """Mark ``interrupted`` every ``queued``/``running`` run whose owning process is dead, or,
-        where that cannot be told, whose last sign of life is older than ``stale_after_s``.
-        Returns their ids."""
+    def stale(self, stale_after_s: float = STALE_AFTER_S, now: float | None = None) -> dict[str, str]:
+        """``queued``/``running`` runs whose owning process is dead or, where that cannot be
+        told (another host), whose last sign of life is older than ``stale_after_s``: id ->
+        what happened, for the ``interrupted`` status. Reads only."""
         now = time.time() if now is None else now
         rows = list(self.db.query(
             "SELECT id, owner, status, current_round, heartbeat_at, started_at, created_at FROM runs "
             "WHERE status IN ('queued', 'running')"))
-        dead = []
+        out: dict[str, str] = {}
         for r in rows:
             alive = owner_alive(r["owner"])
             last = max(r["heartbeat_at"] or 0, r["started_at"] or 0, r["created_at"] or 0)
             if alive is False or (alive is None and now - last > stale_after_s):
-                dead.append((r, last))
+                ckpt = next(iter(self.checkpoints(r["id"])), None)
+                where = f"the checkpoint of round {ckpt['round']}" if ckpt else "round 1 (no checkpoint yet)"
+                out[r["id"]] = (f"interrupted at round {r['current_round']}: the process running it stopped "
+                                f"(last sign of life {_iso(last)}); resume continues from {where}")
+        return out
+
+    def reap(self, stale_after_s: float = STALE_AFTER_S, now: float | None = None) -> list[str]:
+        """Mark ``interrupted`` every run :meth:`stale` finds (nothing on a read-only database).
+        Returns their ids."""
+        if self.read_only:
+            return []
+        now = time.time() if now is None else now
+        rows = {r["id"]: r for r in self.db.query(
+            "SELECT id, owner, status FROM runs WHERE status IN ('queued', 'running')")}
         done = []
-        for r, last in dead:
-            ckpt = next(iter(self.checkpoints(r["id"])), None)
-            where = f"the checkpoint of round {ckpt['round']}" if ckpt else "round 1 (no checkpoint yet)"
-            message = (f"interrupted at round {r['current_round']}: the process running it stopped "
-                       f"(last sign of life {_iso(last)}); resume continues from {where}")
+        for run_id, message in self.stale(stale_after_s, now).items():
+            r = rows.get(run_id)
+            if r is None:
+                continue
             with self.write() as db:
                 cur = db.execute(
                     "UPDATE runs SET status = 'interrupted', live = NULL, error = ? "
-                    "WHERE id = ? AND status = ? AND owner IS ?", [message, r["id"], r["status"], r["owner"]])
+                    "WHERE id = ? AND status = ? AND owner IS ?", [message, run_id, r["status"], r["owner"]])
                 if cur.rowcount:
-                    db["events"].insert({"run_id": r["id"], "ts": now, "round": None, "level": "warning",
+                    db["events"].insert({"run_id": run_id, "ts": now, "round": None, "level": "warning",
                                          "message": message})
-                    done.append(r["id"])
+                    done.append(run_id)
         return done
+
+    def refresh(self, stale_after_s: float = STALE_AFTER_S) -> dict[str, str]:
+        """Bring statuses up to date without a run manager (``list``/``show``): on a writable
+        database, runs whose owner is gone are marked ``interrupted`` (:meth:`reap`) and ``{}``
+        is returned; on a read-only one nothing is written and the runs that would be marked
+        are returned (id -> message) for display."""
+        if self.read_only:
+            return self.stale(stale_after_s)
+        self.reap(stale_after_s)
+        return {}
 
     def check_writable(self, min_free_mb: float | None = None) -> None:
         """Make sure a run can be written here: the database accepts a write, the checkpoint
@@ -487,6 +622,7 @@ class Store:
             shutil.rmtree(folder, ignore_errors=True)
 
     # ---- reading ----------------------------------------------------------------------------
+    @_reads
     def get_run(self, run_id: str) -> dict[str, Any]:
         """One run row with ``config``, ``tags``, ``versions``, ``manifest``, ``summary``, ``live``
         parsed.
@@ -498,6 +634,7 @@ class Store:
             raise RunNotFoundError(f"no run with id '{run_id}' in {self.path}")
         return _parse_run(rows[0])
 
+    @_reads
     def list_runs(self, status: str | None = None, limit: int | None = None, *,
                   group_id: str | None = None, tag: str | None = None,
                   ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -542,10 +679,12 @@ class Store:
         """The run's event log, oldest first."""
         return self._frame("events", run_id, "id")
 
+    @_reads
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         """Checkpoint rows, newest first."""
         return list(self.db.query("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY round DESC", [run_id]))
 
+    @_reads
     def progress(self, run_id: str) -> dict[str, Any]:
         """Where a run stands, from the database alone (any process can ask).
 
@@ -630,6 +769,7 @@ class Store:
             out.append(row)
         return out
 
+    @_reads
     def _frame(self, table: str, run_id: str | list[str], order: str) -> pd.DataFrame:
         ids = [run_id] if isinstance(run_id, str) else list(run_id)
         marks = ",".join("?" * len(ids)) or "NULL"
@@ -650,6 +790,8 @@ def _clean_tags(tags: Iterable[str]) -> list[str]:
 
 def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
     text = str(exc)
+    if _damaged(exc):
+        return _damaged_error(path, text)
     if "full" in text:
         hint = "the disk is full: free some space or move the database with --db or FEDMOSAIC_DB"
     elif "readonly" in text or "read-only" in text or "unable to open" in text:

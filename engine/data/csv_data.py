@@ -33,6 +33,7 @@ import torch
 from pandas.api import types as ptypes
 from numpy.lib.stride_tricks import sliding_window_view
 
+from engine.access import confine
 from engine.data.base import DATASETS, Dataset, DatasetSource, as_tensor_x
 from engine.data.config import DataConfig
 from engine.data.csv_infer import (
@@ -423,6 +424,7 @@ def inspect_csv(source: str | Path | bytes | None = None, cfg: DataConfig | dict
     if source is None:
         if cfg.path is None:
             raise DataError("no file given: upload a file or set data.path")
+        cfg = confine(cfg, root)  # only inside the allowed roots (engine/access.py)
         source = resolve_path(cfg.path, root)
     return table_to_dataset(_read(source, cfg), cfg, need_target=False, problems=problems)[1]
 

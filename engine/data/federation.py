@@ -40,6 +40,7 @@ from torch import Tensor
 from engine.data import preprocess
 from engine.data.base import DATASETS, PARTITIONERS, Dataset, stratified_split
 from engine.data.config import DataConfig
+from engine.access import confine
 from engine.errors import ConfigError, DataError, validation_problems
 from engine.models.base import InputSpec
 from engine.seeding import numpy_rng
@@ -124,7 +125,11 @@ def _load_cached(cfg_json: str, root: str, file_key: str) -> Dataset:
 def load_dataset(data_cfg: DataConfig, root: Path) -> Dataset:
     """Load (and cache per process) the configured dataset. Loading ignores the partition (except
     a ``natural`` column, which a CSV keeps out of its features) and the split fractions, so
-    changing those in the pages does not reload the file; a changed file (size or mtime) does."""
+    changing those in the pages does not reload the file; a changed file (size or mtime) does.
+
+    :raises AccessError: ``data.path`` lies outside the allowed roots (:mod:`engine.access`).
+    """
+    data_cfg = confine(data_cfg, root)
     key = data_cfg.model_dump(mode="json", exclude={"partition", "test_fraction", "statistics",
                                                     "global_test_fraction", "public_fraction"})
     natural = data_cfg.natural_column()

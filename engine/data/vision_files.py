@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.access import check_download_target
 from engine.data.base import DATASETS, Dataset, DatasetSource, as_tensor_x, stratified_split
 from engine.data.config import DataConfig
 from engine.errors import DataError
@@ -67,7 +68,7 @@ MNIST = IdxSource(
     [str(i) for i in range(10)],
 )
 FASHION_MNIST = IdxSource(
-    "fashion_mnist", "FashionMNIST", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "fashion_mnist", "FashionMNIST", "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     {"train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
      "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
      "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
@@ -130,14 +131,19 @@ def download(url: str, dest: Path, md5: str | None) -> None:
     """Fetch ``url`` to ``dest`` through a temporary file, checking ``md5``; nothing is left behind
     on failure.
 
-    :raises OSError: no network, HTTP error, or a checksum mismatch (as ``OSError``).
+    :raises OSError: no network, HTTP error, not https, or a checksum mismatch (as ``OSError``).
     """
+    if not url.startswith("https://"):
+        raise OSError(f"refusing to download over plain http: {url}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out, \
                 urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+            final = getattr(response, "geturl", lambda: url)()
+            if not str(final).startswith("https://"):
+                raise OSError(f"refusing a download redirected to {final} (not https)")
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
         if md5 is not None and _md5(tmp) != md5:
@@ -178,6 +184,7 @@ def load_idx(src: IdxSource, cfg: DataConfig, root: Path) -> tuple[np.ndarray, n
         if not cfg.download:
             raise DataError(_missing_message(src.key, files, folders[0], src.base_url,
                                              "data.download is off"))
+        check_download_target(folders[0], root)
         for stem in missing:
             try:
                 download(src.base_url + stem + ".gz", folders[0] / (stem + ".gz"), src.md5.get(stem))
@@ -220,6 +227,7 @@ def load_cifar(cfg: DataConfig, root: Path) -> tuple[np.ndarray, np.ndarray]:
         missing = [n for n in CIFAR_FILES if not (target / n).is_file()]
         reason = "data.download is off"
         if cfg.download:
+            check_download_target(target, root)
             archive = target / "cifar-10-binary.tar.gz"
             try:
                 if not archive.is_file():

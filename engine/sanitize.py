@@ -1,0 +1,68 @@
+"""Text that leaves FedMosaic for another program: a spreadsheet, a terminal, a Markdown renderer.
+
+Names, tags and messages come from users (a config, an imported design, a rename). Written as
+they are they can act instead of being read: a CSV cell ``=HYPERLINK(...)`` is a formula in Excel
+or LibreOffice (OWASP "CSV injection"), ``\\x1b]8;;...`` is a terminal hyperlink or a screen
+clear, ``![x](https://...)`` makes the browser fetch a remote image. Every writer of such text
+goes through one of these functions.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (or shift it)."""
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A text cell that starts like a formula gets a leading apostrophe, which spreadsheets show
+    as text (``=1+1`` -> ``'=1+1``); numbers and other values are returned unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells and column names cannot run as formulas."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column].dtype):
+            out[column] = out[column].map(spreadsheet_cell)
+    out.columns = [spreadsheet_cell(c) for c in out.columns]
+    return out
+
+
+def csv_text(frame: pd.DataFrame, **options: Any) -> str:
+    """``frame`` as CSV text safe to open in a spreadsheet (``index=False`` unless given)."""
+    options.setdefault("index", False)
+    return spreadsheet_safe(frame).to_csv(**options)
+
+
+def write_csv(frame: pd.DataFrame, path: Path, **options: Any) -> None:
+    """Write ``frame`` to ``path`` as spreadsheet-safe CSV (``OSError`` on failure)."""
+    options.setdefault("index", False)
+    spreadsheet_safe(frame).to_csv(path, **options)
+
+
+_TERMINAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without control characters a terminal would act on (escape sequences, bell,
+    backspace, bidirectional overrides); line feeds, tabs and carriage returns stay."""
+    return _TERMINAL.sub("", text)
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^])")
+
+
+def markdown_plain(text: Any) -> str:
+    """``text`` escaped so a Markdown renderer (``st.markdown``, titles, captions, labels) shows it
+    as written: no links, images, emphasis, LaTeX, icons or colours from a name."""
+    flat = " ".join(terminal_safe(str(text)).split())
+    return _MARKDOWN.sub(r"\\\1", flat)
