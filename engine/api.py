@@ -1162,38 +1162,51 @@ def manager(db_path: str | Path | None = None, workers: int | None = None):
     return get_manager(db_path=db_path, workers=workers)
 
 
+MAX_SEEDS = 100
+"""Most seeds one sweep launches."""
+MAX_SEED = 2**31 - 1
+
+
 def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
     """Seeds from ``"0, 1, 2"``, ``"0-4"`` or a number/list.
 
-    :raises ConfigError: not integers, negative, or more than 100 seeds.
+    :raises ConfigError: not integers, negative, too large, or more than :data:`MAX_SEEDS` seeds.
     """
-    if isinstance(text, int):
-        return [text]
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = [text]
     if not isinstance(text, str):
-        seeds = [int(s) for s in text]
+        try:
+            seeds = [int(s) for s in text]
+        except (TypeError, ValueError):
+            raise ConfigError("seeds must be whole numbers like 0, 1, 2") from None
     else:
         seeds = []
         for part in re.split(r"[,\s]+", text.strip()):
             if not part:
                 continue
-            m = re.fullmatch(r"(\d+)\s*(?:-|\.\.)\s*(\d+)", part)
-            try:
-                if m:
-                    lo, hi = int(m.group(1)), int(m.group(2))
-                    if hi < lo or hi - lo > 100:
-                        raise ValueError
-                    seeds.extend(range(lo, hi + 1))
-                else:
-                    seeds.append(int(part))
-            except ValueError:
-                raise ConfigError(f"seeds: '{part}' is not a seed; write numbers like 0, 1, 2 or a range "
-                                  f"like 0-4") from None
+            m = re.fullmatch(r"(\d{1,30})\s*(?:-|\.\.)\s*(\d{1,30})", part)
+            if m:
+                lo, hi = int(m.group(1)), int(m.group(2))
+                if hi < lo:
+                    raise ConfigError(f"seeds: the range {part} counts down; write the smaller seed first, "
+                                      f"e.g. {hi}-{lo}")
+                if hi - lo + 1 > MAX_SEEDS:
+                    raise ConfigError(f"seeds: the range {part} holds {hi - lo + 1:,} seeds, too many for one "
+                                      f"sweep; use at most {MAX_SEEDS} (e.g. {lo}-{lo + MAX_SEEDS - 1})")
+                seeds.extend(range(lo, hi + 1))
+            elif re.fullmatch(r"-?\d{1,30}", part):
+                seeds.append(int(part))
+            else:
+                raise ConfigError(f"seeds: '{part[:20]}' is not a seed; write numbers like 0, 1, 2 or a range "
+                                  f"like 0-4")
     if not seeds:
         raise ConfigError("give at least one seed, e.g. 0")
     if any(s < 0 for s in seeds):
         raise ConfigError("seeds must be 0 or larger")
-    if len(seeds) > 100:
-        raise ConfigError(f"{len(seeds)} seeds is too many for one sweep; use at most 100")
+    if any(s > MAX_SEED for s in seeds):
+        raise ConfigError(f"seeds go up to {MAX_SEED:,}; pick smaller ones")
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"{len(seeds)} seeds is too many for one sweep; use at most {MAX_SEEDS}")
     return list(dict.fromkeys(seeds))
 
 

@@ -368,7 +368,9 @@ class Simulation:
             self.checkpoint(rnd)
 
     def restore(self) -> int:
-        """Load the newest checkpoint of this run; return its round (0 when there is none)."""
+        """Load the newest checkpoint of this run that loads and fits this run's models; return its
+        round (0 when there is none). A checkpoint that cannot be decoded, lacks a part, or holds
+        other clients, parameter names or shapes is skipped with a warning for an older one."""
         assert self.store is not None and self.run_id is not None
         for row in self.store.checkpoints(self.run_id):
             path = Path(row["path"])
@@ -380,18 +382,53 @@ class Simulation:
                 self._log(f"checkpoint of round {row['round']} is unreadable ({type(exc).__name__}); "
                           f"trying an older one", "warning")
                 continue
-            self.states = {int(k): v for k, v in blob["states"].items()}
-            self.strategy.load_state_dict(blob["strategy"])
-            self.clock.load_state_dict(blob["clock"])
-            self.participated = set(blob["participated"])
-            self._resumed_cum = dict(blob.get("cum", {}))
-            rnd = int(blob["round"])
+            why = self._misfit(blob)
+            if why is None:
+                before = (self.states, self.strategy.state_dict(), self.clock.state_dict(),
+                          set(self.participated), dict(self._resumed_cum))
+                try:
+                    self.states = {int(k): v for k, v in blob["states"].items()}
+                    self.strategy.load_state_dict(blob["strategy"])
+                    self.clock.load_state_dict(blob["clock"])
+                    self.participated = {int(c) for c in blob["participated"]}
+                    self._resumed_cum = {str(k): float(v) for k, v in dict(blob.get("cum", {})).items()}
+                    rnd = int(blob["round"])
+                except Exception as exc:  # noqa: BLE001 - put back what was there, try an older one
+                    self.states, strategy, clock, self.participated, self._resumed_cum = before
+                    self.strategy.load_state_dict(strategy)
+                    self.clock.load_state_dict(clock)
+                    why = f"{type(exc).__name__}: {str(exc)[:120]}"
+            if why is not None:
+                self._log(f"checkpoint of round {row['round']} does not fit this run ({why}); trying an "
+                          f"older one", "warning")
+                continue
             self.store.truncate_after(self.run_id, rnd)
             self._log(f"resumed from the checkpoint of round {rnd}")
             return rnd
         self.store.truncate_after(self.run_id, 0)
-        self._log("no checkpoint found: restarting from round 1")
+        self._log("no usable checkpoint: restarting from round 1")
         return 0
+
+    def _misfit(self, blob: Any) -> str | None:
+        """Why a loaded checkpoint cannot continue this run (``None`` when it fits): a missing
+        part, other clients, or model tensors whose names or shapes differ from this run's."""
+        if not isinstance(blob, dict):
+            return "not a checkpoint"
+        missing = [k for k in ("round", "states", "strategy", "clock", "participated") if k not in blob]
+        if missing:
+            return f"no {', '.join(missing)}"
+        states = blob["states"]
+        if not isinstance(states, dict) or {str(k) for k in states} != {str(k) for k in self.states}:
+            return "other clients"
+        for key, state in states.items():
+            ours = self.states[int(key)]["model"]
+            model = state.get("model") if isinstance(state, dict) else None
+            if not isinstance(model, dict) or set(model) != set(ours):
+                return f"client {key}: other parameter names"
+            for name, tensor in model.items():
+                if not isinstance(tensor, torch.Tensor) or tensor.shape != ours[name].shape:
+                    return f"client {key}: {name} has another shape"
+        return None
 
     # ---- the end --------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:

@@ -121,15 +121,82 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
 
         if not available():
             report.errors.append(f"executor: {INSTALL_HINT}")
-    n = len(config.roster())
-    late = [s.name for s in config.roster() if s.join_round > config.rounds]
+    roster = config.roster()
+    late = [s.name for s in roster if s.join_round > config.rounds]
     if late:
         report.warnings.append(f"{len(late)} client(s) join after the last round and never train: "
                                f"{', '.join(late[:5])}")
-    if n > len(data):
-        report.errors.append(f"{n} clients but the dataset has {len(data)} samples")
+    report.errors.extend(model_problems(config, data))
+    split = split_problems(config, root)
+    report.errors.extend(split.errors)
+    report.warnings.extend(split.warnings)
     report.warnings.extend(hardware_warnings(config, data))
     return report
+
+
+def model_problems(config: ExperimentConfig, data: Any) -> list[str]:
+    """Every distinct model of the roster built once for this data (a forward pass, as set-up
+    does): a model that cannot take this input is reported here, not when the run starts."""
+    from engine.devices import estimate_memory
+
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, spec in enumerate(config.clients):
+        key = repr(sorted(spec.model.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            estimate_memory(spec.model, data.input_spec, config.rep_dim, data.n_outputs, spec.batch_size,
+                            spec.optimizer, spec.momentum)
+        except FedMosaicError as exc:
+            out.append(f"clients.{i} ({spec.name}): {exc}")
+        except (ValueError, RuntimeError, TypeError, IndexError) as exc:
+            out.append(f"clients.{i} ({spec.name}): model '{spec.arch}' cannot be built for input "
+                       f"{data.input_spec} ({type(exc).__name__}: {str(exc)[:200]}); change its size knobs "
+                       f"or pick another architecture")
+    return out
+
+
+def split_problems(config: ExperimentConfig, root: Path) -> Report:
+    """The split set-up would make, computed the same way without building anything: sample
+    counts after ``max_samples`` and the held-out sets, a natural split's values against the
+    roster, and clients left with no training or no local test sample."""
+    from engine.data import partition_preview
+
+    out = Report()
+    roster = config.roster()
+    try:
+        preview = partition_preview(config.data, len(roster), [c.data_share for c in roster], config.seed, root)
+    except FedMosaicError as exc:
+        out.errors.append(f"data: {exc}")
+        return out
+    clients = preview["clients"]
+    no_train = [roster[i].name for i, c in enumerate(clients) if c["train"] == 0]
+    if no_train:
+        out.errors.append(f"data: {len(no_train)} client(s) would get no training sample ({_names(no_train)}); "
+                          f"use fewer clients, a larger dataset or a larger max samples")
+    no_test = [roster[i].name for i, c in enumerate(clients) if c["test"] == 0]
+    if config.data.test_fraction > 0 and no_test:
+        smallest = min(c["size"] for c in clients)
+        if smallest < 2:
+            fix = ("a client needs at least 2 samples, one to train on and one to test: use fewer clients, a "
+                   "larger dataset or a larger max samples")
+        elif config.data.test_fraction >= 0.5:
+            fix = (f"lower the test fraction (data.test_fraction; 0.2 is usual): "
+                   f"{config.data.test_fraction:g} leaves nothing to train on")
+        else:
+            fix = "raise the test fraction (data.test_fraction) or give them more samples"
+        out.errors.append(f"data: {len(no_test)} client(s) would have no local test sample "
+                          f"({_names(no_test)}; the smallest client holds {smallest} sample(s)); {fix}")
+    elif config.data.test_fraction == 0:
+        out.warnings.append("data: the test fraction is 0, so clients keep no local test split; only the "
+                            "global test set is scored")
+    return out
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def hardware_warnings(config: ExperimentConfig, data: Any) -> list[str]:

@@ -205,6 +205,23 @@ def read_table(source: str | Path | bytes, *, delimiter: str | None = None, enco
     return table
 
 
+def _no_duplicate_columns(head: str, sep: str, name: str) -> None:
+    """Refuse a header that names a column twice (pandas would silently rename it ``f1.1``)."""
+    from collections import Counter
+
+    try:
+        header = next(csv.reader(io.StringIO(head), delimiter=sep, skipinitialspace=True), [])
+    except csv.Error:
+        return
+    if "\n" not in head and "\r" not in head:  # the header goes on past what was read: its last name is cut
+        header = header[:-1]
+    counts = Counter(c.strip() for c in header)
+    twice = [c for c, n in counts.items() if n > 1]
+    if twice:
+        shown = ", ".join(f"'{c[:40]}'" for c in twice[:5])
+        raise DataError(f"{name}: the header names {shown} more than once; give every column its own name")
+
+
 def _read_text(raw: bytes, name: str, delimiter: str | None, encoding: str, decimal: str,
                size_mb: float) -> Table:
     detected = []
@@ -238,6 +255,7 @@ def _read_text(raw: bytes, name: str, delimiter: str | None, encoding: str, deci
                  if m else str(exc).strip())
         raise DataError(f"{name}: {where} (separator {delimiter_name(sep)}); fix the row's quoting or "
                         f"extra separators, or set data.delimiter") from None
+    _no_duplicate_columns(head, sep, name)
     shown = "utf-8" if enc == "utf-8-sig" else codecs.lookup(enc).name.replace("_", "-")
     return Table(frame, name, "csv", size_mb, delimiter=sep, encoding=shown, decimal=dec, detected=detected)
 
