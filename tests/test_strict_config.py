@@ -46,6 +46,8 @@ def test_every_executor_owns_a_params_model_and_builds_from_it():
         assert cls.Params.model_config.get("extra") == "forbid", name
     executor = make_executor("threads", {"workers": 3})
     try:
-        assert executor.pool._max_workers == 3
+        assert executor.requested == 3
     finally:
         executor.close()
+    with pytest.raises(ConfigError, match="workers: Input should be greater"):
+        make_executor("threads", {"workers": 0})
