@@ -20,11 +20,15 @@ if str(ROOT) not in sys.path:
 import streamlit as st
 
 from engine.errors import FedMosaicError
+from engine.sanitize import markdown_plain
+from pages import _gate
 from pages import _ui as ui
 
 st.set_page_config(page_title="FedMosaic", page_icon=":material/grid_view:", layout="wide",
                    menu_items={"About": "FedMosaic: design, run and compare federated-learning experiments "
                                         "with heterogeneous clients."})
+
+_gate.require_login()  # before anything else runs: a password whenever the app is exposed
 
 PAGES = {
     "": [st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True)],
@@ -44,11 +48,15 @@ def sidebar() -> None:
     with st.sidebar:
         st.caption("EXPERIMENT BEING DESIGNED")
         n = sum(int(c.get("count", 1) or 1) for c in design.get("clients") or [])
-        st.markdown(f"**{design.get('name', 'experiment')}**  \n"
-                    f"{design.get('data', {}).get('dataset', '?')} · {n} clients · "
-                    f"{design.get('strategy', {}).get('name', '?')} · {design.get('rounds', '?')} rounds")
+        st.markdown(f"**{markdown_plain(design.get('name', 'experiment'))}**  \n"
+                    f"{markdown_plain(design.get('data', {}).get('dataset', '?'))} · {n} clients · "
+                    f"{markdown_plain(design.get('strategy', {}).get('name', '?'))} · "
+                    f"{markdown_plain(design.get('rounds', '?'))} rounds")
         with st.expander("Drafts and config files"):
             ui.drafts_panel("sb")
+        if _gate.signed_in() and st.button("Sign out", icon=":material/logout:"):
+            _gate.sign_out()
+            st.rerun()
 
 
 page = st.navigation(PAGES)

@@ -184,11 +184,14 @@ def config_from_json(text: str | bytes) -> dict[str, Any]:
 
     :raises ConfigError: not JSON/YAML, too large or deep, duplicate keys, not UTF-8, not an
         object, or invalid fields (names them).
+    :raises AccessError: its ``data.path`` lies outside the allowed folders (:mod:`engine.access`).
     """
+    from engine.access import confine
     from engine.config_file import read_document
 
-    data = read_document(text, "the file")
-    return parse_config(data).model_dump(mode="json")
+    config = parse_config(read_document(text, "the file"))
+    confine(config.data, default_data_dir())  # a design from elsewhere reads only the allowed folders
+    return config.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import FedMosaicError
+from engine.errors import ConfigError, FedMosaicError
 
 
 def _store(args: argparse.Namespace):  # noqa: ANN202
@@ -152,6 +152,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from engine.auth import ENV_HASH, MIN_LENGTH, hash_password
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass("Password for the app: ")
+        if getpass.getpass("Again: ") != password:
+            raise ConfigError("the two passwords differ; try again")
+    if len(password) < MIN_LENGTH:
+        raise ConfigError(f"use a password of at least {MIN_LENGTH} characters")
+    value = hash_password(password)
+    print(value)
+    print(f"# set it as {ENV_HASH}='{value}' or password_hash = \"{value}\" in .streamlit/secrets.toml",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     parser.add_argument("--db", help="database file (default: $FEDMOSAIC_DB or the per-user data dir)")
@@ -185,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("schema", cmd_schema, "print the experiment config's JSON Schema")
     p = add("validate", cmd_validate, "check a config without running it")
     p.add_argument("config")
+    p = add("hash-password", cmd_hash_password, "make the password hash the app asks for when exposed")
+    p.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
     for extra in _extensions():
         extra(sub, add)
     return parser

@@ -58,11 +58,14 @@ def terminal_safe(text: str) -> str:
     return _TERMINAL.sub("", text)
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=^])")
+_MARKDOWN = re.compile(r"([\\`\[\]<>$])")
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<=\bwww)(\.)")
 
 
 def markdown_plain(text: Any) -> str:
-    """``text`` escaped so a Markdown renderer (``st.markdown``, titles, captions, labels) shows it
-    as written: no links, images, emphasis, LaTeX, icons or colours from a name."""
+    """``text`` made inert for a Markdown renderer (``st.markdown``, titles, captions, errors,
+    toasts): no link, image, autolink, code span, LaTeX, colour or icon directive can come from a
+    name or a message; one line, control characters dropped. Emphasis marks stay (harmless), so
+    messages naming ``data.max_samples`` read as written."""
     flat = " ".join(terminal_safe(str(text)).split())
-    return _MARKDOWN.sub(r"\\\1", flat)
+    return _AUTOLINK.sub(lambda m: "\\" + (m.group(1) or m.group(2)), _MARKDOWN.sub(r"\\\1", flat))

@@ -18,6 +18,7 @@ import streamlit as st
 
 from engine import api
 from engine.errors import FedMosaicError
+from engine.sanitize import markdown_plain as plain  # noqa: F401 - names and messages as plain text
 
 log = logging.getLogger("fedmosaic.app")
 
@@ -54,6 +55,9 @@ def enter_page() -> None:
     ``st.navigation`` (what the first run of ``app.py`` would do) and reruns through the router,
     once per session so it can never loop.
     """
+    from pages._gate import require_login
+
+    require_login()  # a page served without the router is gated too
     if not getattr(_route, "active", False) and not st.session_state.get("_rerouted"):
         st.session_state["_rerouted"] = True
         try:
@@ -153,13 +157,13 @@ def guard(what: str = "") -> Iterator[None]:
     try:
         yield
     except FedMosaicError as exc:
-        st.error(f"{what + ': ' if what else ''}{exc}", icon=":material/error:")
+        st.error(plain(f"{what + ': ' if what else ''}{exc}"), icon=":material/error:")
     except Exception as exc:
         if _is_control_flow(exc):
             raise
         log.exception("unexpected error%s", f" ({what})" if what else "")
-        st.error(f"Something went wrong{' while ' + what if what else ''}: {type(exc).__name__}: {exc}. "
-                 f"The details are in the server log; please report it.", icon=":material/error:")
+        st.error(plain(f"Something went wrong{' while ' + what if what else ''}: {type(exc).__name__}: {exc}. "
+                       f"The details are in the server log; please report it."), icon=":material/error:")
 
 
 def _is_control_flow(exc: BaseException) -> bool:
@@ -172,7 +176,7 @@ def _is_control_flow(exc: BaseException) -> bool:
 def show_problems(problems: list[str], title: str = "Fix these before launching") -> None:
     """A compact error box listing problems."""
     if problems:
-        st.error(f"**{title}:**\n" + "\n".join(f"- {p}" for p in problems), icon=":material/error:")
+        st.error(f"**{title}:**\n" + "\n".join(f"- {plain(p)}" for p in problems), icon=":material/error:")
 
 
 # ---- generated widgets ------------------------------------------------------------------------
@@ -326,7 +330,7 @@ def drafts_panel(prefix: str, columns: bool = False) -> None:
         if st.button("Save draft", key=f"{prefix}.save", icon=":material/save:", width="stretch"):
             with guard("saving the draft"):
                 api.save_draft(name, current)
-                st.toast(f"Saved draft '{name}'", icon=":material/save:")
+                st.toast(f"Saved draft '{plain(name)}'", icon=":material/save:")
     with parts[1]:
         drafts = api.list_drafts()
         if drafts:

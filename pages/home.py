@@ -45,7 +45,7 @@ left, right = st.columns([3, 2])
 with left:
     st.subheader("Continue designing")
     n = sum(int(c.get("count", 1) or 1) for c in design.get("clients") or [])
-    st.markdown(f"**{design.get('name')}** — dataset `{design.get('data', {}).get('dataset')}`, {n} clients, "
+    st.markdown(f"**{ui.plain(design.get('name'))}** — dataset `{design.get('data', {}).get('dataset')}`, {n} clients, "
                 f"strategy `{design.get('strategy', {}).get('name')}`, {design.get('rounds')} rounds.")
     c1, c2, c3 = st.columns(3)
     if c1.button("Data", key="home.data", icon=":material/dataset:", width="stretch"):
@@ -98,7 +98,7 @@ with ui.guard("reading the runs"):
         for i, r in enumerate(recent):
             k, v = api.headline(r.get("summary") if isinstance(r.get("summary"), dict) else None)
             with cols[i % 3].container(border=True):
-                st.markdown(f"**{r.get('name')}**  \n`{r.get('strategy')}` on `{r.get('dataset')}` · "
+                st.markdown(f"**{ui.plain(r.get('name'))}**  \n`{r.get('strategy')}` on `{r.get('dataset')}` · "
                             f"{r.get('n_clients')} clients")
                 st.caption(ui.fmt_metric(k, v))
                 if st.button("Open results", key=f"recent-{r['id']}", width="stretch"):

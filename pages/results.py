@@ -80,7 +80,7 @@ def downloads(run: dict[str, Any]) -> None:
 
 
 def header(run: dict[str, Any], progress: dict[str, Any]) -> None:
-    st.title(run["name"])
+    st.title(ui.plain(run["name"]))
     st.caption(f"{ui.status_label(run['status'])} · strategy `{run['strategy']}` · dataset `{run['dataset']}` · "
                f"{run['n_clients']} clients · seed {run['seed']} · round {run['current_round']}/{run['rounds']}"
                + (f" · sweep `{run['group_id']}`" if run.get("group_id") else "")

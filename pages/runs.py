@@ -65,7 +65,7 @@ def runs_table() -> None:
         st.caption("Select rows (tick the box at the left of a row) to open, compare, cancel, resume, fork, "
                    "rename, tag or delete them.")
         return
-    st.markdown(f"**{len(ids)} selected:** " + ", ".join(f"`{n}`" for n in selected["name"].head(5))
+    st.markdown(f"**{len(ids)} selected:** " + ", ".join(ui.plain(n) for n in selected["name"].head(5))
                 + (" ..." if len(ids) > 5 else ""))
     b = st.columns(6)
     if b[0].button("Open results", key="runs.open", disabled=len(ids) != 1, width="stretch"):
@@ -123,7 +123,7 @@ def runs_table() -> None:
                 st.rerun(scope="fragment")
     errors = selected[selected["error"].astype(bool)]
     for _, r in errors.iterrows():
-        st.error(f"**{r['name']}** failed: {r['error']}", icon=":material/error:")
+        st.error(f"**{ui.plain(r['name'])}** failed: {ui.plain(r['error'])}", icon=":material/error:")
 
 
 runs_table()
