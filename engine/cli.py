@@ -63,10 +63,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if status == "finished" else 1
 
 
-def _refreshed(store, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:  # noqa: ANN001
-    """Runs with the status they really have: one whose process is gone reads ``interrupted``
-    (written to the database when it is writable, shown only when it is read-only)."""
+def _refreshed(store, fetch) -> list[dict[str, Any]]:  # noqa: ANN001
+    """``fetch()``'s runs with the status they really have: one whose process is gone reads
+    ``interrupted`` (written to the database when it is writable, shown only when it is read-only)."""
     stale = store.refresh()
+    runs = fetch()
     for run in runs:
         if run["id"] in stale:
             run.update(status="interrupted", error=stale[run["id"]])
@@ -75,7 +76,7 @@ def _refreshed(store, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:  # no
 
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
-    runs = [r for r in _refreshed(store, store.list_runs()) if not args.status or r["status"] == args.status]
+    runs = [r for r in _refreshed(store, store.list_runs) if not args.status or r["status"] == args.status]
     if args.json:
         print(json.dumps(runs, default=str))
         return 0
@@ -89,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
-    run = _refreshed(store, [store.get_run(args.run_id)])[0]
+    run = _refreshed(store, lambda: [store.get_run(args.run_id)])[0]
     if args.json:
         print(json.dumps(run, default=str, indent=2))
         return 0

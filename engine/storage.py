@@ -40,6 +40,8 @@ from engine.errors import ConfigError, RunNotFoundError, StorageError
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
 RESUMABLE = ("interrupted", "cancelled", "failed")
+MAX_CONFIG_BYTES = 2_000_000
+"""Largest config (as JSON) a run row stores."""
 STALE_AFTER_S = 30.0
 """A run whose owner cannot be checked (another host) is presumed dead after this many seconds
 without a heartbeat (the run manager beats every 5 s)."""
@@ -185,6 +187,8 @@ def _damaged(exc: sqlite3.Error) -> bool:
 
 
 def _damaged_error(path: Path, detail: str) -> StorageError:
+    detail = " ".join(detail.replace("*", " ").split())
+    detail = detail if len(detail) <= 160 else detail[:159] + "…"
     return StorageError(f"the database {path} is damaged ({detail}); FedMosaic has not changed it. Restore it "
                         f"from a backup, or move it aside and start a new database (--db or FEDMOSAIC_DB)")
 
@@ -369,10 +373,14 @@ class Store:
         :param parent_id: the run this one was forked from.
         """
         run_id = run_id or uuid.uuid4().hex[:12]
+        text = _dumps(config)
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"this config is {len(text) / 1e6:.1f} MB as JSON; a run stores at most "
+                              f"{MAX_CONFIG_BYTES / 1e6:.0f} MB of config: keep data in files, not in the config")
         with self.write() as db:
             db["runs"].insert({
-                "id": run_id, "name": name or config.get("name", "experiment"), "status": status,
-                "config": _dumps(config), "seed": config.get("seed", 0),
+                "id": run_id, "name": _clean_name(name or config.get("name", "experiment")), "status": status,
+                "config": text, "seed": config.get("seed", 0),
                 "strategy": (config.get("strategy") or {}).get("name", ""),
                 "dataset": (config.get("data") or {}).get("dataset", ""),
                 "n_clients": sum(int(c.get("count", 1)) for c in config.get("clients", [])),
@@ -507,7 +515,7 @@ class Store:
 
         :raises ConfigError: empty or longer than 120 characters.
         """
-        name = " ".join(str(name).split())
+        name = _clean_name(name)
         if not name or len(name) > 120:
             raise ConfigError("a run name needs 1 to 120 characters")
         self.get_run(run_id)
@@ -777,12 +785,19 @@ class Store:
                                  self.db.conn, params=ids)
 
 
+def _clean_name(text: Any) -> str:
+    """A name or tag on one line, without control characters (escape sequences, bidi overrides)."""
+    from engine.sanitize import terminal_safe
+
+    return " ".join(terminal_safe(str(text)).split())
+
+
 def _clean_tags(tags: Iterable[str]) -> list[str]:
     if isinstance(tags, str):
         tags = [tags]
     out: list[str] = []
     for tag in tags:
-        tag = " ".join(str(tag).split())[:40]
+        tag = _clean_name(tag)[:40]
         if tag and tag not in out:
             out.append(tag)
     return out
