@@ -31,6 +31,7 @@ from engine.config import ClientSpec, ExperimentConfig, parse_config
 from engine.data.config import COLUMN_TYPES, DataConfig
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError, validation_problems
 from engine.export import safe_filename
+from engine.labels import dataset_label, for_page, label
 from engine.storage import Store, default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,7 +265,7 @@ def list_drafts(root: Path | None = None) -> list[dict[str, Any]]:
         out.append({"key": path.stem, "name": blob.get("name", path.stem), "saved_at": blob.get("saved_at", 0.0),
                     "clients": sum(int(c.get("count", 1)) for c in design.get("clients", [])),
                     "strategy": (design.get("strategy") or {}).get("name", ""),
-                    "dataset": (design.get("data") or {}).get("dataset", "")})
+                    "dataset": dataset_label(design.get("data") or {})})
     return sorted(out, key=lambda d: -d["saved_at"])
 
 
@@ -536,6 +537,80 @@ def inspect(data: dict[str, Any]) -> dict[str, Any]:
     return inspect_csv(None, cfg, default_data_dir())
 
 
+@dataclass
+class Inspection:
+    """What the Data page can show about the design's file: the schema report (``None`` when the
+    file cannot be read as set), the one error to show (in the page's words), and where it arose:
+    ``read`` (the reading settings), ``columns`` (a column's type), ``target`` (target or task),
+    ``setup`` (another data setting)."""
+
+    report: dict[str, Any] | None
+    error: str | None = None
+    stage: str | None = None
+
+
+def inspect_page(data: dict[str, Any]) -> Inspection:
+    """Inspect the design's file for the Data page without ever leaving it empty-handed: when the
+    file cannot be used as set, fall back to its schema without a target (so the target, task and
+    columns controls stay), then to the bare file (reading controls); the error is returned once,
+    naming the page's controls. Stages: ``target`` (the file reads; the target, task, windows,
+    image shape or split column is the problem), ``setup`` (a column override or the partition
+    column), ``read`` (nothing can be read as set: encoding, separator, the file itself)."""
+    from engine.data import inspect_csv
+
+    try:
+        cfg = _data_config(data)
+    except ConfigError as exc:
+        return Inspection(None, for_page(str(exc)), "setup")
+    root = default_data_dir()
+    problems: list[str] = []
+    try:
+        report = inspect_csv(None, cfg, root, problems=problems)
+    except FedMosaicError as exc:
+        first = str(exc)
+    else:
+        if problems:
+            more = f" ({len(problems) - 1} more column{'s' if len(problems) > 2 else ''} noted in the table)" \
+                if len(problems) > 1 else ""
+            return Inspection(report, for_page(problems[0] + more), "columns")
+        return Inspection(report)
+    bare = cfg.model_copy(update={"target": None, "task": "auto", "window": None, "image_shape": None,
+                                  "split_column": None})
+    for fallback, stage in ((bare, "target"),
+                            (bare.model_copy(update={"columns": {}, "partition": DataConfig().partition}), "setup")):
+        try:
+            report = inspect_csv(None, fallback, root, problems=[])
+        except FedMosaicError:
+            continue
+        return Inspection(report, for_page(first), stage)
+    return Inspection(None, for_page(first), "read")
+
+
+def treat_as_missing(data: dict[str, Any], column: str, value: Any) -> dict[str, Any]:
+    """The ``data`` section with ``value`` of ``column`` read as missing (``missing_values``)."""
+    data = copy.deepcopy(data)
+    columns = dict(data.get("columns") or {})
+    spec = columns.get(column)
+    spec = {"type": spec} if isinstance(spec, str) else dict(spec or {})
+    codes = list(spec.get("missing_values") or [])
+    if value not in codes:
+        codes.append(value)
+    spec["missing_values"] = codes
+    columns[column] = spec
+    data["columns"] = columns
+    return data
+
+
+#: The choices of ``data.statistics`` as the Data page offers them (see :mod:`engine.data.stats`).
+STATISTICS = {
+    "federated": "Federated: aggregates the sites share (sums, counts), never rows",
+    "client": "Each client's own training data alone",
+    "centralized": "Centralized statistics: not possible in a real federation",
+}
+#: Text encodings offered besides "auto" (detected) and what the file was read with.
+ENCODINGS = ("utf-8", "cp1252", "latin-1", "iso-8859-15", "utf-16", "cp1250", "cp1251", "mac-roman")
+
+
 def _data_config(data: dict[str, Any]) -> DataConfig:
     try:
         return DataConfig.model_validate(data)
@@ -558,6 +633,8 @@ def set_column_role(data: dict[str, Any], column: str, role: str, type_: str = "
         data["target"] = column
     elif data.get("target") == column:
         data["target"] = None
+    if data.get("split_column") == column and role != "ignore":  # no longer the train/test column
+        data["split_column"] = None
     partition = dict(data.get("partition") or {"method": "iid"})
     if role == "split":
         data["partition"] = {"method": "natural", "column": column,
@@ -585,7 +662,7 @@ def schema_frame(report: dict[str, Any], data: dict[str, Any]) -> pd.DataFrame:
             role = "target"
         elif c["name"] == natural:
             role = "split"
-        elif forced == "ignore" or c.get("role") in ("ignored", "id"):
+        elif forced == "ignore" or c.get("role") in ("ignored", "id", "split") or c["name"] == data.get("split_column"):
             role = "ignore"
         else:
             role = "feature"

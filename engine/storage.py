@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 from sqlite_utils import Database, Migrations
 
+from engine.labels import dataset_label
 from engine.errors import ConfigError, RunNotFoundError, StorageError
 
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
@@ -382,7 +383,7 @@ class Store:
                 "id": run_id, "name": _clean_name(name or config.get("name", "experiment")), "status": status,
                 "config": text, "seed": config.get("seed", 0),
                 "strategy": (config.get("strategy") or {}).get("name", ""),
-                "dataset": (config.get("data") or {}).get("dataset", ""),
+                "dataset": dataset_label(config.get("data") or {}),
                 "n_clients": sum(int(c.get("count", 1)) for c in config.get("clients", [])),
                 "rounds": config.get("rounds", 0), "current_round": 0, "group_id": group_id,
                 "tags": _dumps(_clean_tags(tags)), "created_at": time.time(),

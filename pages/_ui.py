@@ -157,7 +157,7 @@ def guard(what: str = "") -> Iterator[None]:
     try:
         yield
     except FedMosaicError as exc:
-        st.error(plain(f"{what + ': ' if what else ''}{exc}"), icon=":material/error:")
+        st.error(plain(f"{what + ': ' if what else ''}{api.for_page(str(exc))}"), icon=":material/error:")
     except Exception as exc:
         if _is_control_flow(exc):
             raise
@@ -176,7 +176,7 @@ def _is_control_flow(exc: BaseException) -> bool:
 def show_problems(problems: list[str], title: str = "Fix these before launching") -> None:
     """A compact error box listing problems."""
     if problems:
-        st.error(f"**{title}:**\n" + "\n".join(f"- {plain(p)}" for p in problems), icon=":material/error:")
+        st.error(f"**{title}:**\n" + "\n".join(f"- {plain(api.for_page(p))}" for p in problems), icon=":material/error:")
 
 
 # ---- generated widgets ------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -188,6 +187,8 @@ class DataConfig(BaseModel):
 
     def label(self) -> str:
         """What the pages and run lists call this dataset: a user file by its name."""
+        from engine.labels import dataset_label
+
         return dataset_label(self.model_dump(include={"dataset", "path"}))
 
     def natural_column(self) -> str | None:
@@ -197,12 +198,3 @@ class DataConfig(BaseModel):
         column = self.partition.params().get("column")
         return str(column) if column is not None else None
 
-
-def dataset_label(data: dict[str, Any]) -> str:
-    """A ``data`` section's dataset as the run lists show it: a user file (``csv``) by its file name,
-    a built-in dataset by its name."""
-    name = str(data.get("dataset") or "")
-    path = data.get("path")
-    if name == "csv" and path:
-        return PurePath(str(path)).name or name
-    return name

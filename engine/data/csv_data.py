@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,10 @@ def _check_classes(codes: np.ndarray, classes: list[str], lines: np.ndarray, tar
     if (counts > 0).sum() < 2:
         only = classes[int(codes[0])]
         raise DataError(f"target '{target}' has a single class ('{only}'); a classifier needs at least "
-                        f"two; choose another target or set data.task to \"regression\"")
+                        f"two; choose another data.target or set data.task to \"regression\"")
     if len(classes) > max(100, len(codes) // 2):
         raise DataError(f"target '{target}' has {len(classes)} classes for {len(codes)} samples: it looks "
-                        f"like an identifier or a number; choose another target or set data.task to "
+                        f"like an identifier or a number; choose another data.target or set data.task to "
                         f"\"regression\"")
     single = np.flatnonzero(counts == 1)
     if len(single):
@@ -400,8 +401,26 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
 
 
 def _read(source: str | Path | bytes, cfg: DataConfig, name: str | None = None) -> Table:
-    return read_table(source, delimiter=cfg.delimiter, encoding=cfg.encoding, decimal=cfg.decimal,
-                      sheet=cfg.sheet, max_file_mb=cfg.max_file_mb, name=name)
+    """The parsed file; a path is parsed once per content and reading settings (the Data page
+    inspects the same file several times per interaction). Callers never modify the frame."""
+    options = (cfg.delimiter, cfg.encoding, cfg.decimal, cfg.sheet, cfg.max_file_mb, name)
+    if isinstance(source, (bytes, bytearray)):
+        return read_table(source, delimiter=cfg.delimiter, encoding=cfg.encoding, decimal=cfg.decimal,
+                          sheet=cfg.sheet, max_file_mb=cfg.max_file_mb, name=name)
+    path = Path(source)
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns) if stat else (str(path), 0, 0)
+    return _read_path(key, options)
+
+
+@lru_cache(maxsize=2)
+def _read_path(key: tuple[str, int, int], options: tuple) -> Table:
+    delimiter, encoding, decimal, sheet, max_file_mb, name = options
+    return read_table(key[0], delimiter=delimiter, encoding=encoding, decimal=decimal, sheet=sheet,
+                      max_file_mb=max_file_mb, name=name)
 
 
 def inspect_csv(source: str | Path | bytes | None = None, cfg: DataConfig | dict | None = None,

@@ -37,7 +37,7 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
-from engine.data import preprocess
+from engine.data import preprocess, profile
 from engine.data.base import DATASETS, PARTITIONERS, Dataset, stratified_split
 from engine.data.config import DataConfig
 from engine.access import confine
@@ -309,10 +309,13 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
 
     :param n_clients: roster size; ``None`` for ``natural`` (one client per value).
     :param shares: per-client data shares (``None`` or a list with ``None`` where unset).
-    :returns: JSON-able ``{"clients": [{"name", "size", "train", "test"[, "shift"]}], "histogram":
-        clients x bins counts of training targets, "bins": class names (or target deciles for
-        regression), "heterogeneity": mean Jensen-Shannon in [0, 1], "global_test", "public",
-        "task", "input", "dataset", "report"}``.
+    :returns: JSON-able ``{"clients": [{"name", "size", "train", "validation", "test",
+        "skew_points"[, "majority", "shift"]}], "histogram": clients x bins counts of training
+        targets, "bins": class names (or target deciles for regression), "label_skew" (percentage
+        points, :func:`engine.data.profile.label_skew`) and "label_skew_text", "heterogeneity":
+        mean Jensen-Shannon in [0, 1], "missingness" and "codes" (per site:
+        :mod:`engine.data.profile`), "global_test", "split_from_file", "public", "task", "input",
+        "dataset", "report"}``.
     :raises DataError: the split is impossible as configured (names the fix).
     """
     data = load_dataset(data_cfg, root)
@@ -345,10 +348,20 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
     else:
         edges = np.quantile(data.y.numpy(), np.linspace(0, 1, n_bins + 1))
         bins = [f"{lo:.3g}..{hi:.3g}" for lo, hi in itertools.pairwise(edges)]
+    client_names = [c["name"] for c in clients]
+    skew = profile.label_skew(histogram, bins, client_names)
+    for c, points, row in zip(clients, skew["points"], histogram, strict=True):
+        c["skew_points"] = points
+        if classification and row.sum():
+            c["majority"] = {"class": bins[int(row.argmax())], "share": round(float(row.max() / row.sum()), 3)}
     return {
         "dataset": data.name, "task": data.task, "input": str(data.input_spec),
         "clients": clients, "histogram": histogram.tolist(), "bins": bins,
-        "heterogeneity": heterogeneity(histogram), "global_test": len(deal.global_idx),
+        "heterogeneity": heterogeneity(histogram), "label_skew": skew,
+        "label_skew_text": profile.skew_sentence(skew, not classification),
+        "missingness": profile.missingness(data, deal.parts, client_names),
+        "codes": profile.suspicious_codes(data, deal.parts, client_names),
+        "global_test": len(deal.global_idx), "split_from_file": data.split is not None,
         "public": len(deal.public_idx) if deal.public_idx is not None else 0,
         "report": data.report,
     }
