@@ -721,7 +721,7 @@ def preview(design: dict[str, Any]) -> dict[str, Any]:
     shares: list[float | None] | None = [c.get("data_share") for c in clients]
     if cfg.partition.method == "natural":
         n, shares = None, None
-    out = partition_preview(cfg, n, shares, int(design.get("seed", 0) or 0), default_data_dir())
+    out = partition_preview(cfg, n, shares, int(design.get("seed", 0) or 0), default_data_dir(), profile_sites=True)
     natural = cfg.partition.method == "natural"
     if not natural or len(out["clients"]) == len(clients):
         for row, c in zip(out["clients"], clients, strict=False):

@@ -202,9 +202,9 @@ if dataset == "csv":
     if data.get("path"):
         inspection = api.inspect_page(data)
         report = inspection.report
-        st.caption(file_caption(data, report))
+        st.caption(ui.plain(file_caption(data, report)))
         if inspection.error:
-            st.error(inspection.error, icon=":material/error:")
+            st.error(ui.plain(inspection.error), icon=":material/error:")
         before_reading = copy.deepcopy(data)
         reading_controls(data, report, expanded=inspection.stage == "read")
         if data != before_reading:
@@ -233,7 +233,7 @@ if dataset == "csv":
                            + (f" with classes {', '.join(map(str, report.get('classes', [])[:12]))}" if report.get("classes") else "")
                            + f" · input `{report.get('input', '?')}`")
             for w in report.get("warnings", []):
-                st.caption(f":material/info: {w}")
+                st.caption(f":material/info: {ui.plain(w)}")
             st.markdown("**Columns** — change a column's *role* (feature, target, split: one client per value, "
                         "ignore) or force its *type*.")
             before = api.schema_frame(report, data)
@@ -254,7 +254,7 @@ if dataset == "csv":
                 commit(api.apply_schema(data, before, edited), rerun=True)
             codes = [c for c in report.get("code_like", []) if c != data.get("target")]
             if codes:
-                st.caption(":material/lightbulb: " + ", ".join(f"'{c}'" for c in codes[:8]) +
+                st.caption(":material/lightbulb: " + ui.plain(", ".join(f"'{c}'" for c in codes[:8])) +
                            (" hold" if len(codes) > 1 else " holds") + " a few integer values: if they are category "
                            "codes (a type code 1-4, not an amount), make them categorical so the model does not read "
                            "3 as 'three times 1'.")
@@ -324,7 +324,7 @@ if report is not None:  # a user's file: its own train/test column, if it has on
             data = api.set_column_role(data, chosen, "feature") if chosen else data
             data["split_column"] = chosen
         if found and not current:
-            st.caption(f":material/lightbulb: '{found[0]}' says which rows are train and which are test: choose it "
+            st.caption(f":material/lightbulb: '{ui.plain(found[0])}' says which rows are train and which are test: choose it "
                        f"above to use the file's own split (its test rows become the clients' test splits and, "
                        f"together, the global test set).")
 
@@ -415,7 +415,7 @@ if prev is not None:
                      "the same mix; above ~20 = strong label skew.")
     st.caption(f"Dataset `{prev['dataset']}` · task **{prev['task']}** · input `{prev['input']}`"
                + (f" · public set {prev['public']:,}" if prev.get("public") else "")
-               + (f" · most unusual label mix: {prev['label_skew_text']}" if skew.get("client") else ""))
+               + (f" · most unusual label mix: {ui.plain(prev['label_skew_text'])}" if skew.get("client") else ""))
     names = [c["name"] for c in clients]
     left, right = st.columns(2)
     bars = [go.Bar(name="train", x=names, y=[c["train"] for c in clients])]
@@ -449,16 +449,16 @@ if prev is not None:
                "centralized": "the whole file (centralized statistics: not possible in a real federation)"}
         st.caption(f"Missing values are filled by each client's preprocessing, with {how[data.get('statistics', 'federated')]}.")
         for flag in miss.get("mostly_missing", [])[:12]:
-            st.warning(f"'{flag['column']}' is {100 * flag['share']:.0f}% missing at {flag['client']}: what that "
-                       f"site's model sees of it is mostly the fill value. Consider leaving the column out "
-                       f"(role *ignore*) if it matters little elsewhere.", icon=":material/warning:")
+            st.warning(ui.plain(f"'{flag['column']}' is {100 * flag['share']:.0f}% missing at {flag['client']}: what "
+                                f"that site's model sees of it is mostly the fill value. Consider leaving the column "
+                                f"out (role *ignore*) if it matters little elsewhere."), icon=":material/warning:")
     for i, code in enumerate((prev.get("codes") or [])[:8]):
         value = code["value"]
         shown = int(value) if float(value).is_integer() else value
-        st.warning(f"'{code['column']}' is **{shown}** in {100 * code['share']:.0f}% of {code['client']}'s rows, "
-                         f"a value the other sites never use and far outside their range "
-                         f"({code['others_low']:.4g} to {code['others_high']:.4g}): probably that site's code for "
-                         f"*missing*.", icon=":material/help:")
+        st.warning(ui.plain(f"'{code['column']}' is **{shown}** in {100 * code['share']:.0f}% of {code['client']}'s "
+                            f"rows, a value the other sites never use, outside their range "
+                            f"({code['others_low']:.4g} to {code['others_high']:.4g}): probably that site's code "
+                            f"for *missing*."), icon=":material/help:")
         if st.button(f"Treat {shown} in '{code['column']}' as missing", key=ui.key(f"data.code_missing.{i}")):
             commit(api.treat_as_missing(data, code["column"], shown), rerun=True)
     if prev.get("report"):

@@ -31,7 +31,7 @@ def test_preview_of_the_messy_file_flags_each_defect(tmp_path):
     path = write_messy_clinical_csv(tmp_path / "clinical.csv")
     conf = DataConfig(dataset="csv", path=str(path), target="outcome",
                       partition={"method": "natural", "column": "hospital"})
-    prev = partition_preview(conf, None, None, 0, tmp_path)
+    prev = partition_preview(conf, None, None, 0, tmp_path, profile_sites=True)
     mostly = {(f["column"], f["client"]) for f in prev["missingness"]["mostly_missing"]}
     assert mostly == {("creatinine", "Northfield"), ("bmi", "Mercy"), ("hba1c", "Eastbrook")}
     codes = {(c["column"], c["value"], c["client"]) for c in prev["codes"]}

@@ -304,11 +304,13 @@ def natural_groups(data_cfg: DataConfig, root: Path) -> list[str]:
 
 
 def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Sequence[float | None] | None,
-                      seed: int, root: Path) -> dict[str, Any]:
+                      seed: int, root: Path, *, profile_sites: bool = False) -> dict[str, Any]:
     """The split as data, without preprocessing, shifts or models: what the Data page plots.
 
     :param n_clients: roster size; ``None`` for ``natural`` (one client per value).
     :param shares: per-client data shares (``None`` or a list with ``None`` where unset).
+    :param profile_sites: also look across the sites' rows: missingness per client and column, and
+        values that look like a site's missing-value code (the Data page's warnings).
     :returns: JSON-able ``{"clients": [{"name", "size", "train", "validation", "test",
         "skew_points"[, "majority", "shift"]}], "histogram": clients x bins counts of training
         targets, "bins": class names (or target deciles for regression), "label_skew" (percentage
@@ -350,6 +352,10 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
         bins = [f"{lo:.3g}..{hi:.3g}" for lo, hi in itertools.pairwise(edges)]
     client_names = [c["name"] for c in clients]
     skew = profile.label_skew(histogram, bins, client_names)
+    sites: dict[str, Any] = {"missingness": None, "codes": []}
+    if profile_sites:
+        sites = {"missingness": profile.missingness(data, deal.parts, client_names),
+                 "codes": profile.suspicious_codes(data, deal.parts, client_names)}
     for c, points, row in zip(clients, skew["points"], histogram, strict=True):
         c["skew_points"] = points
         if classification and row.sum():
@@ -359,8 +365,7 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
         "clients": clients, "histogram": histogram.tolist(), "bins": bins,
         "heterogeneity": heterogeneity(histogram), "label_skew": skew,
         "label_skew_text": profile.skew_sentence(skew, not classification),
-        "missingness": profile.missingness(data, deal.parts, client_names),
-        "codes": profile.suspicious_codes(data, deal.parts, client_names),
+        **sites,
         "global_test": len(deal.global_idx), "split_from_file": data.split is not None,
         "public": len(deal.public_idx) if deal.public_idx is not None else 0,
         "report": data.report,
