@@ -8,6 +8,13 @@ layer, outside the timings of the hand loop's inner part) and one torch thread.
 
 Run: ``python -m bench.engine_overhead [--repeats 3] [--rounds 30]``. Prints a markdown table.
 
+Whole processes (``--whole-process``): the same work as two fresh processes from spawn to exit,
+interpreter start and imports included on both sides: the hand loop as a script of its own
+(``bench/hand_fedavg.py``: imports torch and scikit-learn, loads digits, trains on the same client
+rows) against ``python -m engine run CONFIG`` (validates, builds the federation, records every
+round in a fresh SQLite database), in turn, median of the repeats. The engine side runs once with
+the sequential executor (the same algorithm as the hand loop) and once with ``auto``.
+
 Optional third side, Flower 1.42's Ray simulation of the same work (``bench/flower_side.py``, which
 says how to install flwr in a separate venv): ``--flower /tmp/flwr-venv/bin/python`` runs it as a
 subprocess with that interpreter in every repeat (plus a 1-round warm-up) and adds its row and its
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -93,6 +101,77 @@ def engine_run(rounds: int, root: Path) -> tuple[float, float, float]:
     return end - t0, loop, summary["final"]["server_acc"]
 
 
+def write_splits(path: Path, root: Path) -> None:
+    """The engine's client split of :data:`CONFIG` for the hand-written script: each client's
+    training rows of the digits set, and the global test set's tensors."""
+    import numpy as np
+
+    from engine.config import parse_config
+    from engine.data import build
+
+    cfg = parse_config(CONFIG)
+    roster = cfg.roster()
+    fed = build(cfg.data, [c.preprocessing for c in roster], [None] * len(roster), cfg.seed, root)
+    assert all(c.transform.center is None for c in fed.clients), "the hand script reads raw rows"
+    np.savez(path, test_x=fed.global_test.x.numpy(), test_y=fed.global_test.y.numpy(),
+             **{f"client{i}": np.asarray(c.index) for i, c in enumerate(fed.clients)})
+
+
+def whole_processes(rounds: int, repeats: int, root: Path) -> dict[str, list[tuple[float, float, float]]]:
+    """(whole seconds, loop seconds, accuracy) per side and repeat, each side a fresh process
+    from spawn to exit, sides in turn (order alternated)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from engine.storage import Store
+
+    work = Path(tempfile.mkdtemp(prefix="fedmosaic-overhead-"))
+    splits = work / "splits.npz"
+    write_splits(splits, root)
+    env = {**os.environ, "FEDMOSAIC_HOME": str(root.parent / "fedmosaic-bench-home"), "OMP_NUM_THREADS": "1",
+           "FEDMOSAIC_THREADS": "1"}
+    here = Path(__file__).resolve().parent.parent
+
+    def timed(cmd: list[str], extra: dict[str, str]) -> tuple[float, str]:
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, cwd=here, env={**env, **extra}, capture_output=True, text=True, check=True)
+        return time.perf_counter() - t0, out.stdout
+
+    def hand() -> tuple[float, float, float]:
+        whole, out = timed([sys.executable, "bench/hand_fedavg.py", str(splits), "--rounds", str(rounds)], {})
+        line = json.loads(out.strip().splitlines()[-1])
+        return whole, line["loop_s"], line["acc"]
+
+    def engine(executor: str) -> Callable[[], tuple[float, float, float]]:
+        def run() -> tuple[float, float, float]:
+            config = work / f"{executor}.json"
+            config.write_text(json.dumps({**CONFIG, "rounds": rounds, "executor": executor, "checkpoint_every": 0}))
+            db = work / f"{executor}-{time.monotonic_ns()}.db"
+            whole, out = timed([sys.executable, "-m", "engine", "run", str(config), "--json"],
+                               {"FEDMOSAIC_DB": str(db)})
+            run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
+            store = Store(db)
+            loop = sum(store.round_metrics(run_id).query("key == 'wall_s'")["value"])
+            acc = store.get_run(run_id)["summary"]["server_acc"]
+            store.close()
+            return whole, float(loop), float(acc)
+        return run
+
+    sides = {"hand-written loop, as a script": hand, "python -m engine run (sequential)": engine("sequential"),
+             "python -m engine run (auto)": engine("auto")}
+    for fn in sides.values():  # warm-up: file caches, the dataset cache
+        fn()
+    rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in sides}
+    for i in range(repeats):
+        order = list(sides.items())
+        for name, fn in (order if i % 2 == 0 else order[::-1]):
+            rows[name].append(fn())
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
@@ -101,9 +180,27 @@ def main() -> None:
     parser.add_argument("--flower", metavar="PYTHON", default=None,
                         help="interpreter of a venv with flwr[simulation]==1.42: adds its Ray simulation")
     parser.add_argument("--flower-cpus", type=int, default=2, help="CPUs given to Flower's Ray backend")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time the hand loop and python -m engine run as whole processes instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path.home() / ".cache" / "fedmosaic-bench"
+    if args.whole_process:
+        import os
+
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
+        rows = whole_processes(args.rounds, args.repeats, root)
+        med = {k: tuple(statistics.median(r[j] for r in v) for j in range(3)) for k, v in rows.items()}
+        print("| side (whole process) | whole process (s) | inside the loop (s) | final global accuracy |")
+        print("|---|---|---|---|")
+        for k, (whole, loop, acc) in med.items():
+            print(f"| {k} | {whole:.2f} | {loop:.2f} | {acc:.3f} |")
+        hand = med["hand-written loop, as a script"][0]
+        for k, v in med.items():
+            print(f"{k}: {v[0] - hand:+.2f} s against the hand-written script "
+                  f"(per repeat: {', '.join(f'{w:.2f}' for w, _, _ in rows[k])})")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        return
     engine_run(2, root)  # warm-up: imports, dataset cache
     hand_loop(2, root)
     rows = {"hand": [], "engine": []}

@@ -44,16 +44,18 @@ CLIENT_KEYS = ("local_acc", "local_loss", "global_acc", "global_loss", "local_ms
 
 
 def versions() -> dict[str, str]:
-    """Library versions recorded with every run (reproducibility manifest)."""
-    import numpy
-    import pandas
-    import pydantic
-    import sklearn
+    """Library versions recorded with every run (reproducibility manifest), read from the
+    installed packages' metadata: a run on a CSV file does not import scikit-learn (2 s) for it."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "pandas": pandas.__version__,
-            "scikit-learn": sklearn.__version__, "pydantic": pydantic.__version__,
-            "platform": platform.platform()}
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("numpy", "pandas", "scikit-learn", "pydantic"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    out["platform"] = platform.platform()
+    return out
 
 
 @dataclass

@@ -156,22 +156,10 @@ def count_params(model: nn.Module) -> int:
 
 
 def flops_per_sample(model: nn.Module, input_spec: InputSpec) -> int:
-    """Forward FLOPs for one sample, counted by torch's ``FlopCounterMode`` on a real forward pass.
-
-    Modules whose kernels the counter does not see (recurrent layers) expose
-    ``uncounted_flops(seq_len)``; their figure is added. Backward is about twice the forward: the
-    virtual clock uses ``3 x`` this for training.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
+    """Forward FLOPs for one sample (:func:`engine.flops.forward_flops`: the products a forward
+    pass calls, plus ``recurrent_flops()`` of modules whose fused kernels it cannot see).
+    Backward is about twice the forward: the virtual clock uses ``3 x`` this for training."""
+    from engine.flops import forward_flops
 
     device = next(model.parameters()).device
-    x = torch.zeros((1, *input_spec.shape), device=device)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    model.train(was_training)
-    extra = sum(
-        int(m.uncounted_flops(input_spec)) for m in model.modules() if hasattr(m, "uncounted_flops")
-    )
-    return int(counter.get_total_flops()) + extra
+    return forward_flops(model, torch.zeros((1, *input_spec.shape), device=device))

@@ -5,8 +5,8 @@ by the 1-D CNN): a sequence ``(T, F)`` as it is, an image ``(C, H, W)`` row by r
 of ``C * W`` features), a tabular row ``(F,)`` as ``F`` steps of one feature. The representation is
 the last layer's final hidden state (both directions when bidirectional) through a linear layer.
 
-``FlopCounterMode`` does not see the recurrent kernels (cuDNN, and on CPU the fused LSTM), so the
-body reports them through ``uncounted_flops``. Note for HeteroFL: torch stacks the gates in each
+The FLOP counter (:mod:`engine.flops`) does not see inside the fused recurrent kernels, so the
+body reports them through ``recurrent_flops``. Note for HeteroFL: torch stacks the gates in each
 weight (``4 * hidden`` rows for LSTM, ``3 * hidden`` for GRU), so a faithful width slice takes the
 first rows of every gate block, not the first rows of the tensor.
 """
@@ -89,17 +89,6 @@ class RecurrentBody(nn.Module):
             width_in = self.read.features if layer == 0 else hidden * self.directions
             total += 2 * self.gates * hidden * (width_in + hidden) * steps * self.directions
         return total
-
-    def uncounted_flops(self, spec: InputSpec) -> int:
-        """What :func:`~engine.models.base.flops_per_sample` must add: :meth:`recurrent_flops` less
-        whatever ``FlopCounterMode`` already sees on this device (CPU GRUs run as visible matmuls,
-        LSTMs and cuDNN kernels as invisible fused ones)."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        x = torch.zeros((1, self.read.steps, self.read.features), device=self.proj.weight.device)
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            self.rnn(x)
-        return self.recurrent_flops() - int(counter.get_total_flops())
 
 
 class Recurrent(Architecture):
