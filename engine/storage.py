@@ -698,8 +698,9 @@ class Store:
         """Where a run stands, from the database alone (any process can ask).
 
         Keys: ``run_id, name, status, current_round, rounds, fraction, elapsed_s`` (compute time
-        so far: the rounds' wall time plus the round in progress), ``eta_s`` (remaining rounds x
-        the recent mean round time; ``None`` until a round is done or when not running),
+        so far: the rounds' wall time plus the round in progress), ``eta_s`` (seconds left,
+        :func:`engine.eta.remaining_seconds`: warm-up rounds left out; ``None`` until two rounds
+        are done or when not running),
         ``last_metrics`` (the latest round's figures), ``last_evaluated`` (the latest round with
         accuracy/loss figures), ``round_in_progress``, ``phase``, ``clients`` (per client this
         round: ``client_id, name, arch, tier, status`` = not joined | waiting | training | done |
@@ -726,14 +727,17 @@ class Store:
         elapsed = float(last.get("cum_wall_s", 0.0))
         if live and run["status"] == "running" and live.get("started_at"):
             elapsed += max(0.0, now - float(live["started_at"]))
-        recent = [m["wall_s"] for m in by_round.values() if "wall_s" in m]
         eta = None
         if run["status"] == "finished":
             eta = 0.0
-        elif run["status"] in ACTIVE and recent:
-            eta = (total - cur) * sum(recent) / len(recent)
-            if live and live.get("started_at"):
-                eta = max(0.0, eta - (now - float(live["started_at"])))
+        elif run["status"] in ACTIVE:
+            from engine.eta import remaining_seconds
+
+            times = [v for (v,) in self.db.execute(
+                "SELECT value FROM round_metrics WHERE run_id = ? AND key = 'wall_s' AND round <= ? ORDER BY round",
+                [run_id, cur])]
+            in_round = now - float(live["started_at"]) if live and live.get("started_at") and in_progress else 0.0
+            eta = remaining_seconds(times, total, in_round)
         ckpt = next(iter(self.checkpoints(run_id)), None)
         return {
             "run_id": run_id, "name": run["name"], "status": run["status"], "current_round": cur,
