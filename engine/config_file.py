@@ -6,9 +6,10 @@ Bounds, checked before anything else is built from the text:
 - :data:`MAX_BYTES` of text (a config with a 10,000-client roster is ~10 kB);
 - :data:`MAX_DEPTH` levels of nesting (a config needs 6): JSON nested 100,000 deep is refused
   from a linear scan, before the recursive parser sees it;
-- :data:`MAX_NODES` values after YAML alias expansion: aliases are expanded virtually (counted
-  on the node graph, shared nodes counted once per use) and a "billion laughs" document is
-  refused before it is constructed, as is a recursive alias.
+- :data:`MAX_NODES` values, counted while YAML is composed (a large document stops early, so
+  no document costs more than about a second) and again with aliases expanded on the node graph
+  (shared nodes counted once per use): a "billion laughs" document is refused before it is
+  constructed, as is a recursive alias.
 
 Strict reading: a key given twice in one object (JSON or YAML) is refused, not resolved to the
 last one; ``NaN``/``Infinity`` are refused; text that is not UTF-8 is named as such with the
@@ -18,6 +19,7 @@ Every refusal is a :class:`~engine.errors.ConfigError` whose message says what t
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from pathlib import Path
@@ -29,8 +31,9 @@ MAX_BYTES = 1_000_000
 """Largest config document read (bytes)."""
 MAX_DEPTH = 24
 """Deepest nesting of objects and lists (the config schema needs 6)."""
-MAX_NODES = 100_000
-"""Most values (objects, lists, scalars) in a document, aliases expanded."""
+MAX_NODES = 20_000
+"""Most values (objects, lists, scalars) in a document, aliases expanded (a roster of 800
+different clients written out one by one)."""
 
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in
@@ -44,7 +47,7 @@ def _size_error(size: int, source: str) -> ConfigError:
 
 
 def decode(raw: bytes | str, source: str = "the file") -> str:
-    """The document's text (a UTF-8 byte-order mark dropped).
+    """The document's text: UTF-8 (a byte-order mark dropped), or UTF-16 marked by its byte-order mark.
 
     :raises ConfigError: over :data:`MAX_BYTES`, or not UTF-8 (naming the first bad byte).
     """
@@ -54,6 +57,11 @@ def decode(raw: bytes | str, source: str = "the file") -> str:
         return raw.removeprefix("\ufeff")
     if len(raw) > MAX_BYTES:
         raise _size_error(len(raw), source)
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Notepad's "Unicode": marked, unambiguous
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source} starts like UTF-16 text but is damaged; save it as UTF-8") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -151,7 +159,24 @@ def _loader_class():  # noqa: ANN202
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
-        """SafeLoader that refuses duplicate keys (explicit ones; ``<<`` merges may override)."""
+        """SafeLoader that stops composing past :data:`MAX_NODES` values or :data:`MAX_DEPTH`
+        levels (before a large document costs seconds), and refuses duplicate keys (explicit
+        ones; ``<<`` merges may override)."""
+
+        _nodes = 0
+        _depth = 0
+
+        def compose_node(self, parent, index):  # noqa: ANN001, ANN202
+            self._nodes += 1
+            self._depth += 1
+            try:
+                if self._nodes > MAX_NODES:
+                    raise _count_error(self._source)
+                if self._depth > MAX_DEPTH:
+                    raise _depth_error(self._source)
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
 
         def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN202
             seen: set[Any] = set()
@@ -171,7 +196,10 @@ def _loader_class():  # noqa: ANN202
 def _yaml(text: str, source: str) -> Any:
     import yaml
 
-    loader = _loader_class()(text)
+    try:
+        loader = _loader_class()(text)
+    except yaml.YAMLError as exc:  # a character YAML does not allow (NUL, other control characters)
+        raise ConfigError(f"{source} is not valid YAML: {_yaml_problem(exc)}") from None
     loader._source = source  # noqa: SLF001
     try:
         try:
@@ -194,6 +222,8 @@ def _yaml(text: str, source: str) -> Any:
 
 
 def _yaml_problem(exc: Any) -> str:
+    if not hasattr(exc, "problem_mark"):  # a ReaderError: a character YAML does not allow
+        return f"character #x{getattr(exc, 'character', 0):04x} at position {getattr(exc, 'position', 0)} is not allowed"
     mark = exc.problem_mark or exc.context_mark
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     return f"{exc.problem or exc.context or 'unreadable'}{where}"
@@ -261,11 +291,16 @@ def _check_shape(data: Any, source: str) -> None:
         if level > MAX_DEPTH:
             raise _depth_error(source)
         if count > MAX_NODES:
-            raise ConfigError(f"{source} holds more than {MAX_NODES:,} values; a config is much smaller")
+            raise _count_error(source)
         if isinstance(value, dict):
             stack.extend((v, level + 1) for v in value.values())
         elif isinstance(value, (list, tuple)):
             stack.extend((v, level + 1) for v in value)
+
+
+def _count_error(source: str) -> ConfigError:
+    return ConfigError(f"{source} holds more than {MAX_NODES:,} values; a config is much smaller (a roster "
+                       f"repeats a client with \"count\" instead of listing it)")
 
 
 def _depth_error(source: str) -> ConfigError:

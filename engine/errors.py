@@ -65,8 +65,21 @@ def known_names(model: type, loc: tuple | list) -> list[str] | None:
     return None
 
 
+def printable(text: str) -> str:
+    """``text`` on one line with every non-printable character (line breaks, escape sequences,
+    bidirectional overrides) written as its escape, so user input quoted in a message can neither
+    break it across lines nor act on a terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 class FedMosaicError(Exception):
-    """Base class of every error caused by user input or the environment, not by a bug."""
+    """Base class of every error caused by user input or the environment, not by a bug. Its
+    message is one line of printable text (:func:`printable`): it quotes user input."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (printable(args[0]),)
+        super().__init__(*args)
 
 
 class ConfigError(FedMosaicError):

@@ -21,10 +21,12 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def spreadsheet_cell(value: Any) -> Any:
     """A text cell that starts like a formula gets a leading apostrophe, which spreadsheets show
-    as text (``=1+1`` -> ``'=1+1``); numbers and other values are returned unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+    as text (``=1+1`` -> ``'=1+1``); carriage returns become line feeds (which the CSV writer
+    quotes; a bare CR it would leave unquoted, splitting the row). Other values are unchanged."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -215,7 +215,7 @@ def _no_duplicate_columns(head: str, sep: str, name: str) -> None:
         return
     if "\n" not in head and "\r" not in head:  # the header goes on past what was read: its last name is cut
         header = header[:-1]
-    counts = Counter(c.strip() for c in header)
+    counts = Counter(c.strip() for c in header if c.strip())  # empty names become "Unnamed: N"
     twice = [c for c, n in counts.items() if n > 1]
     if twice:
         shown = ", ".join(f"'{c[:40]}'" for c in twice[:5])
@@ -256,6 +256,10 @@ def _read_text(raw: bytes, name: str, delimiter: str | None, encoding: str, deci
         raise DataError(f"{name}: {where} (separator {delimiter_name(sep)}); fix the row's quoting or "
                         f"extra separators, or set data.delimiter") from None
     _no_duplicate_columns(head, sep, name)
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas made the first column(s) an index: rows too long
+        raise DataError(f"{name}: some rows have more fields than the header's {frame.shape[1]} names "
+                        f"(separator {delimiter_name(sep)}); fix the extra separators or quoting, or set "
+                        f"data.delimiter")
     shown = "utf-8" if enc == "utf-8-sig" else codecs.lookup(enc).name.replace("_", "-")
     return Table(frame, name, "csv", size_mb, delimiter=sep, encoding=shown, decimal=dec, detected=detected)
 
