@@ -42,7 +42,7 @@ class AccessError(DataError):
     """A config names a file or folder outside the allowed roots."""
 
 
-REFUSED = ("data.path names a location outside the folders FedMosaic may read here (its data directory "
+REFUSED = ("the file or folder given lies outside the folders FedMosaic may read here (its data directory "
            "with the uploads, the project's examples/ folder, and the folders listed in "
            f"{ENV_ROOTS}); upload the file on the Data page instead, or ask whoever runs FedMosaic to "
            f"add its folder to {ENV_ROOTS}")

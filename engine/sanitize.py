@@ -64,13 +64,15 @@ def terminal_safe(text: str) -> str:
 
 
 _MARKDOWN = re.compile(r"([\\`\[\]<>$])")
-_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<=\bwww)(\.)")
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(?=://)|(?<=\bwww)(?=\.)|(?<=@)")
+_BREAK = "\u200b"  # zero-width space: the renderer finds links in text after parsing, so only a break in
+# the address itself stops it (a backslash escape does not)
 
 
 def markdown_plain(text: Any) -> str:
     """``text`` made inert for a Markdown renderer (``st.markdown``, titles, captions, errors,
-    toasts): no link, image, autolink, code span, LaTeX, colour or icon directive can come from a
-    name or a message; one line, control characters dropped. Emphasis marks stay (harmless), so
-    messages naming ``data.max_samples`` read as written."""
+    toasts): no link, image, autolink (``http://``, ``www.``, e-mail), code span, LaTeX, colour or
+    icon directive can come from a name or a message; one line, control characters dropped.
+    Emphasis marks stay (harmless), so messages naming ``data.max_samples`` read as written."""
     flat = " ".join(terminal_safe(str(text)).split())
-    return _AUTOLINK.sub(lambda m: "\\" + (m.group(1) or m.group(2)), _MARKDOWN.sub(r"\\\1", flat))
+    return _AUTOLINK.sub(_BREAK, _MARKDOWN.sub(r"\\\1", flat))

@@ -189,6 +189,10 @@ def split_problems(config: ExperimentConfig, root: Path) -> Report:
             fix = "raise the test fraction (data.test_fraction) or give them more samples"
         out.errors.append(f"data: {len(no_test)} client(s) would have no local test sample "
                           f"({_names(no_test)}; the smallest client holds {smallest} sample(s)); {fix}")
+    elif config.data.test_fraction >= 0.5:
+        fewest = min(c["train"] for c in clients)
+        out.warnings.append(f"data: the test fraction {config.data.test_fraction:g} keeps most of each client's "
+                            f"data for testing; the smallest client trains on {fewest} sample(s)")
     elif config.data.test_fraction == 0:
         out.warnings.append("data: the test fraction is 0, so clients keep no local test split; only the "
                             "global test set is scored")

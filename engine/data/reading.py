@@ -19,6 +19,7 @@ import codecs
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,8 +244,14 @@ def _read_text(raw: bytes, name: str, delimiter: str | None, encoding: str, deci
         raise DataError(f"{name}: the decimal mark and the separator are both {delimiter_name(sep)}; "
                         f"set data.decimal or data.delimiter to something else")
     try:
-        frame = pd.read_csv(io.BytesIO(raw), sep=sep, encoding=enc, decimal=dec, na_values=NA_VALUES,
-                            skipinitialspace=True, low_memory=False)
+        with warnings.catch_warnings():  # rows longer than the header: pandas would drop the extra fields
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # (or make the first column an index)
+            frame = pd.read_csv(io.BytesIO(raw), sep=sep, encoding=enc, decimal=dec, na_values=NA_VALUES,
+                                skipinitialspace=True, low_memory=False, index_col=False)
+    except pd.errors.ParserWarning:
+        raise DataError(f"{name}: some rows have more fields than the header has names (separator "
+                        f"{delimiter_name(sep)}); fix the extra separators or quoting, or set data.delimiter") \
+            from None
     except UnicodeDecodeError:
         raise _decode_error(raw, enc, name) from None
     except pd.errors.EmptyDataError:
@@ -256,10 +263,6 @@ def _read_text(raw: bytes, name: str, delimiter: str | None, encoding: str, deci
         raise DataError(f"{name}: {where} (separator {delimiter_name(sep)}); fix the row's quoting or "
                         f"extra separators, or set data.delimiter") from None
     _no_duplicate_columns(head, sep, name)
-    if not isinstance(frame.index, pd.RangeIndex):  # pandas made the first column(s) an index: rows too long
-        raise DataError(f"{name}: some rows have more fields than the header's {frame.shape[1]} names "
-                        f"(separator {delimiter_name(sep)}); fix the extra separators or quoting, or set "
-                        f"data.delimiter")
     shown = "utf-8" if enc == "utf-8-sig" else codecs.lookup(enc).name.replace("_", "-")
     return Table(frame, name, "csv", size_mb, delimiter=sep, encoding=shown, decimal=dec, detected=detected)
 
