@@ -1,7 +1,7 @@
 """A hostile user in a real headless Chromium: importing a design that points at a server file
 shows one clear refusal and nothing of the file; the image-folder field cannot reach outside the
-data directory; a run name carrying a Markdown image and a link is shown as text, and the
-browser fetches nothing from it."""
+data directory; a run name carrying a Markdown image and a link is shown as text, the browser
+fetches nothing from it, and no table offers its own (unneutralised) CSV download."""
 
 from __future__ import annotations
 
@@ -90,6 +90,9 @@ def test_hostile_design_file_and_names_in_the_browser(seeded_run: str, app_url: 
         _nav(page, "Runs")  # the run table is a canvas grid: its cells are text by construction
         page.get_by_text("![pixel](").first.wait_for(state="attached", timeout=30_000)
         assert page.locator(f"img[src='{EVIL}']").count() == 0
+        page.locator("[data-testid='stDataFrame']").first.hover()  # the table's toolbar shows on hover
+        page.wait_for_timeout(500)
+        assert page.get_by_role("button", name="Download as CSV").count() == 0  # it would write names raw
         browser.close()
     assert not [u for u in requested if "198.51.100.7" in u or "evil.test" in u], requested
     assert os.path.exists(tmp_path / "import-refused.png")
