@@ -497,6 +497,20 @@ def example_csvs() -> list[str]:
     return [_project_path(str(p.relative_to(ROOT))) for p in sorted(EXAMPLE_DATA_DIR.glob("*.csv"))]
 
 
+def upload_filename(name: str) -> str:
+    """An uploaded file's name as stored and shown: its last path part, letters and digits of any
+    script, spaces, ``-_.()`` kept, anything else ``_``; no leading dot; at most 120 characters."""
+    import unicodedata
+
+    base = unicodedata.normalize("NFC", re.split(r"[\\/]", str(name))[-1])
+    base = re.sub(r"[^\w .()-]+", "_", base).strip(" ._")
+    base = re.sub(r"\s+", " ", base)
+    if len(base) > 120:
+        stem, dot, ext = base.rpartition(".")
+        base = (stem[: 119 - len(ext)] + dot + ext) if dot and len(ext) <= 10 else base[:120]
+    return base or "upload.csv"
+
+
 def save_upload(filename: str, content: bytes, limit_mb: float = 200.0, root: Path | None = None) -> str:
     """Store an uploaded table under ``<data dir>/uploads/`` with a sanitised name; return the path
     to put in ``data.path`` (relative to the data directory).
@@ -507,7 +521,7 @@ def save_upload(filename: str, content: bytes, limit_mb: float = 200.0, root: Pa
     """
     from engine.data.reading import EXTENSIONS
 
-    name = safe_filename(filename, "upload.csv")
+    name = upload_filename(filename)
     if not name.lower().endswith(EXTENSIONS):
         raise DataError(f"'{filename}' is not a table file; upload a .csv (or .tsv/.txt), an Excel .xlsx or a "
                         f".parquet file")

@@ -40,7 +40,7 @@ current = data.get("dataset", "digits")
 col_a, col_b = st.columns([1, 2])
 dataset = col_a.selectbox("Dataset", names, index=names.index(current) if current in names else 0,
                           key=ui.key("data.dataset"),
-                          format_func=lambda n: "your own CSV file" if n == "csv" else n)
+                          format_func=lambda n: "your own file (CSV, Excel, Parquet)" if n == "csv" else n)
 info = catalog.get(dataset, {})
 col_b.markdown(f"{info.get('description', '')}  \n*{info.get('kind', '')} · {info.get('task', '')} · "
                f"{info.get('source', '')}*")
@@ -112,7 +112,7 @@ def reading_controls(data: dict, report: dict | None, expanded: bool) -> None:
         data["delimiter"] = seps[sep]
         marks = {"auto": "auto", ". (point: 12.5)": ".", ", (comma: 12,5)": ","}
         now = next((k for k, v in marks.items() if v == data.get("decimal", "auto")), "auto")
-        shown_dec = next((k for k, v in marks.items() if v == how.get("decimal") and v != "auto"), None)
+        shown_dec = {".": "point", ",": "comma"}.get(how.get("decimal") or "")
         dec = c3.selectbox(label("data.decimal"), list(marks), index=list(marks).index(now),
                            format_func=lambda k: f"auto (detected: {shown_dec})" if k == "auto" and shown_dec
                            and "decimal" in detected else k, key=ui.key(f"data.decimal.{path}"),
@@ -428,9 +428,12 @@ if prev is not None:
                       xaxis_title=None, yaxis_title="samples")
     left.plotly_chart(fig, key="prev.sizes")
     heat = px.imshow(prev["histogram"], x=[str(b) for b in prev["bins"]], y=names, aspect="auto",
-                     color_continuous_scale="Blues", text_auto=len(names) <= 30, zmin=0,
+                     color_continuous_scale="Blues", zmin=0,
                      labels={"x": "target range (deciles)" if regression else "class", "y": "client",
                              "color": "samples"})
+    if len(names) <= 30:  # each cell: its count and its share of the client's samples
+        cells = [[f"{n} ({100 * n / max(sum(row), 1):.0f}%)" for n in row] for row in prev["histogram"]]
+        heat.update_traces(text=cells, texttemplate="%{text}")
     heat.update_layout(title="Target distribution per client" if regression else "Clients × classes",
                        height=360, margin={"t": 40, "b": 10})
     right.plotly_chart(heat, key="prev.heatmap")

@@ -51,7 +51,7 @@ def test_csv_upload_schema_target_and_natural_split() -> None:
     at.file_uploader(key="data.upload").upload("Hospital records (2024).csv", content, "text/csv").run()
     assert_clean(at)
     data = at.session_state["design"]["data"]
-    assert data["path"] == "uploads/Hospital_records_2024_.csv"
+    assert data["path"] == "uploads/Hospital records (2024).csv"  # shown as the user named it
     stored = Path(os.environ["FEDMOSAIC_HOME"]) / data["path"]
     assert stored.read_bytes() == content
     schema = at.data_editor[0].value.set_index("column")
@@ -149,7 +149,7 @@ def test_european_latin1_export_reads_numbers_and_offers_the_site_column() -> No
     at = upload(app("data"), "export (2024).csv", ("\n".join(rows) + "\n").encode("cp1252"))
     assert_clean(at)
     data = at.session_state["design"]["data"]
-    assert data["path"] == "uploads/export_2024_.csv"
+    assert data["path"] == "uploads/export (2024).csv"
     schema = at.data_editor[0].value.set_index("column")
     assert schema.loc["poids", "inferred"] == "numeric" and schema.loc["créatinine", "inferred"] == "numeric"
     assert any("cp1252" in c.value and "semicolon" in c.value and "decimal ','" in c.value for c in at.caption)

@@ -451,11 +451,11 @@ def inspect_csv(source: str | Path | bytes | None = None, cfg: DataConfig | dict
 @DATASETS.register("csv")
 class CsvData(DatasetSource):
     description = ("Your own table (CSV, Excel .xlsx or Parquet): pick the target column; column types, the "
-                   "task and missing values are handled automatically and can be overridden. Tabular, images "
-                   "(data.image_shape) or time-series windows (data.window).")
+                   "task and missing values are handled automatically and can be overridden. Read as rows, as "
+                   "images (pixel columns) or as time-series windows.")
     kind = "tabular"
     task = "auto"
-    source = "a user file (data.path)"
+    source = "a file you upload"
 
     @classmethod
     def load(cls, cfg: DataConfig, root: Path) -> Dataset:

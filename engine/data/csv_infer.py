@@ -30,7 +30,7 @@ from engine.errors import DataError
 
 MAX_ONEHOT = 32  # categorical columns with more values are coded as ordinals unless overridden
 MAX_CATEGORIES = 1000  # refuse to one-hot more than this
-CODE_VALUES = (3, 10)  # integer columns with this many distinct values may be category codes
+CODE_VALUES = (3, 10)  # integer columns with this many distinct values, from 0 or 1, may be category codes
 TRUE = frozenset({"true", "yes", "y", "t", "on", "1"})
 FALSE = frozenset({"false", "no", "n", "f", "off", "0"})
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^unnamed: ?\d+$", re.IGNORECASE)
@@ -238,7 +238,7 @@ def _infer_numbers(df: pd.DataFrame, names: list[str], specs: dict[str, ColumnSp
                 (_ID_NAME.search(name) or high[j] - low[j] == present[j] - 1):
             plan.inferred = "id"
         elif integral[j] and CODE_VALUES[0] <= unique[j] <= CODE_VALUES[1] and forced is None \
-                and present[j] >= 4 * unique[j]:
+                and present[j] >= 4 * unique[j] and 0 <= low[j] <= 1 and high[j] <= 20:  # codes 0/1..k
             plan.suggest = "categorical"
             plan.note = (f"{unique[j]} integer values ({_show(low[j])} to {_show(high[j])}): if they are "
                          f"category codes (a type code), set the type to categorical")

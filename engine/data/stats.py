@@ -101,6 +101,7 @@ class Site:
     def __init__(self, values: Tensor) -> None:
         self._x = values.detach().to(torch.float64)
         self._sorted: Tensor | None = None
+        self._subset: tuple[Tensor, Tensor] | None = None
 
     @property
     def n_features(self) -> int:
@@ -121,7 +122,10 @@ class Site:
         if self._sorted is None:
             x = self._x.T.contiguous()
             self._sorted = torch.sort(torch.where(torch.isnan(x), float("inf"), x), dim=1).values
-        return self._sorted[features]
+        if self._subset is None or self._subset[0] is not features:  # the same features, question after question
+            whole = len(features) == len(self._sorted) and bool((features == torch.arange(len(features))).all())
+            self._subset = (features, self._sorted if whole else self._sorted[features])
+        return self._subset[1]
 
     def count_at_most(self, features: Tensor, thresholds: Tensor) -> Tensor:
         """How many present values of each feature are ``<= threshold`` (one count per feature)."""
