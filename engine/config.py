@@ -32,7 +32,7 @@ class ClientSpec(BaseModel):
 
     name: str = Field("client", min_length=1, max_length=80, description="display name")
     count: int = Field(1, ge=1, le=10_000, description="repeat this spec N times")
-    model: dict[str, Any] = Field(default_factory=lambda: {"arch": "mlp"},
+    model: dict[str, Any] = Field(default_factory=lambda: {"arch": "mlp"}, validate_default=True,
                                   description='architecture and size knobs, e.g. {"arch": "cnn", "channels": 16}')
     optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="local optimiser")
     lr: float = Field(0.05, gt=0, le=10, description="learning rate")

@@ -112,3 +112,9 @@ def test_strategy_parameters_are_checked_against_the_data_before_launch():
                                      strategy={"name": "fml", "shared_model": {"arch": "cnn"}}))
     report = validate(cfg)
     assert any("shared_model 'cnn' cannot read tabular" in e for e in report.errors)
+
+
+def test_a_client_without_a_model_gets_the_same_full_default_as_an_explicit_mlp():
+    implicit = parse_config(digits_config(clients=[{"name": "c"}])).clients[0].model
+    explicit = parse_config(digits_config(clients=[{"name": "c", "model": {"arch": "mlp"}}])).clients[0].model
+    assert implicit == explicit and set(implicit) > {"arch"}
