@@ -976,6 +976,19 @@ def set_clients(design: dict[str, Any], clients: list[dict[str, Any]]) -> dict[s
     return normalize(design)
 
 
+def standardize_for_tables(design: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """A design whose clients all use no preprocessing, with ``standardize`` instead (the sound
+    default for a table, whose columns come in very different units); returns it and whether it
+    changed. A roster where someone chose a method is left alone."""
+    clients = design.get("clients") or []
+    if not clients or any((c.get("preprocessing") or "none") != "none" for c in clients):
+        return design, False
+    design = copy.deepcopy(design)
+    for c in design["clients"]:
+        c["preprocessing"] = "standardize"
+    return design, True
+
+
 def add_like(design: dict[str, Any], index: int, n: int) -> dict[str, Any]:
     """Append ``n`` copies of client ``index`` (named ``<name> (2)``, ``(3)``...)."""
     rows = _expanded_rows(design)

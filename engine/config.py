@@ -41,7 +41,9 @@ class ClientSpec(BaseModel):
     batch_size: int = Field(32, ge=1, le=65_536, description="local mini-batch size")
     weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty")
     device: str = Field("cpu", description="where this client computes: cpu, cuda:N, mps or auto")
-    preprocessing: str = Field("none", description="none, standardize, minmax or robust; fitted on this client's training data")
+    preprocessing: str = Field("none", description="none, standardize, minmax or robust; missing values are "
+                                                     "filled either way; statistics as data.statistics says "
+                                                     "(federated by default)")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="image augmentation")
     join_round: int = Field(1, ge=1, description="first round this client takes part in (late joiners)")
     cold_start: bool = Field(False, description="a late joiner starts from scratch instead of the federation's shared part")

@@ -46,6 +46,13 @@ col_b.markdown(f"{info.get('description', '')}  \n*{info.get('kind', '')} · {in
                f"{info.get('source', '')}*")
 
 
+def commit_table(new_data: dict) -> None:
+    """A table was chosen: commit it, and have the clients standardise its columns when nobody
+    chose a preprocessing yet (raw columns in mg/dL next to 0/1 flags train badly)."""
+    d, _ = api.standardize_for_tables(ui.design())
+    commit(new_data, rerun=True, new_design=d)
+
+
 def forget_split_widgets() -> None:
     """A new dataset or file starts from an iid split: drop what the split widgets remember."""
     for name in ("data.partition", "data.natural_col", "data.split_column"):
@@ -186,7 +193,7 @@ if dataset == "csv":
         if path != data.get("path"):
             data.update({"path": path, **fresh})
             forget_split_widgets()
-            commit(data, rerun=True)
+            commit_table(data)
     else:
         limit = float(st.get_option("server.maxUploadSize") or 200)
         upload = st.file_uploader(f"Table file: CSV, Excel .xlsx or Parquet (up to {limit:.0f} MB; first row = "
@@ -198,7 +205,7 @@ if dataset == "csv":
                 st.session_state["_uploaded"] = upload.file_id
                 data.update({"path": path, **fresh})
                 forget_split_widgets()
-                commit(data, rerun=True)
+                commit_table(data)
     if data.get("path"):
         inspection = api.inspect_page(data)
         report = inspection.report
@@ -338,6 +345,11 @@ stat = st.radio(label("data.statistics"), stat_keys, index=stat_keys.index(now_s
                      "column constant or mostly missing at a site scales very differently there. Centralized: the "
                      "whole file, test rows included - what no real federation can compute; for reference only.")
 data["statistics"] = stat
+methods: dict[str, int] = {}
+for row in api._expanded_rows(design):
+    methods[row.get("preprocessing") or "none"] = methods.get(row.get("preprocessing") or "none", 0) + 1
+st.caption("The clients' preprocessing: " + ", ".join(f"{m} ×{n}" for m, n in methods.items())
+           + " (missing values are filled whatever the method; change it per client on the Clients page).")
 if stat == "centralized":
     st.warning("Centralized statistics: not possible in a real federation. Every site's preprocessing uses the "
                "whole file, test rows included; use it only as a reference.", icon=":material/warning:")

@@ -207,3 +207,12 @@ def test_messy_multi_site_file_shows_missingness_and_codes(tmp_path: Path) -> No
     assert_clean(at)
     assert at.session_state["design"]["data"]["columns"]["cholesterol"]["missing_values"] == [0]
     assert "'cholesterol' is **0**" not in " ".join(w.value for w in at.warning)
+
+
+def test_a_table_gets_standardised_clients_unless_someone_chose() -> None:
+    at = app("data")
+    assert {c.get("preprocessing", "none") for c in at.session_state["design"]["clients"]} == {"none"}
+    content = (ROOT / "examples" / "data" / "hospital.csv").read_bytes()
+    at = upload(at, "hospital.csv", content)
+    assert {c["preprocessing"] for c in at.session_state["design"]["clients"]} == {"standardize"}
+    assert any("preprocessing: standardize ×8" in c.value for c in at.caption)  # the 8 quick-start clients

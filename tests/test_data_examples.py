@@ -46,3 +46,10 @@ def test_hospital_csv_matches_its_generator(tmp_path, monkeypatch):
     assert out.read_bytes() == (REPO / "examples" / "data" / "hospital.csv").read_bytes()
     rows = module.make()
     assert len(rows) == 600 and sum(1 for r in rows for v in r.values() if v == "") > 50  # missing values
+
+
+def test_clinical_sites_csv_matches_its_generator(tmp_path):
+    from engine.data.clinical import write_messy_clinical_csv
+
+    out = write_messy_clinical_csv(tmp_path / "clinical_sites.csv")
+    assert out.read_bytes() == (REPO / "examples" / "data" / "clinical_sites.csv").read_bytes()
