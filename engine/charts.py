@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 from engine.metrics import higher_is_better
+from engine.sanitize import chart_text
 
 PALETTE = qualitative.Plotly + qualitative.D3
 """Colours of runs and settings, in order."""
@@ -94,6 +95,9 @@ def _run_rows(runs: Any, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
             rows[str(r.get("id", r.get("run_id")))] = dict(r)
     for run_id in run_ids:
         rows.setdefault(run_id, {"id": run_id, "name": run_id})
+    for row in rows.values():  # names are user text: shown as typed, never as Plotly markup
+        if row.get("name") is not None:
+            row["name"] = chart_text(row["name"])
     return rows
 
 
@@ -245,7 +249,8 @@ def _roster(roster: pd.DataFrame | None, run_id: str | None) -> dict[int, dict[s
         return {}
     if "run_id" in roster.columns and run_id is not None:
         roster = roster[roster["run_id"] == run_id]
-    return {int(r["client_id"]): r for r in roster.to_dict("records")}
+    return {int(r["client_id"]): {**r, "name": chart_text(r["name"])} if r.get("name") is not None else r
+            for r in roster.to_dict("records")}
 
 
 def _client_frame(client_df: pd.DataFrame, metric: str, run_id: str | None) -> pd.DataFrame:

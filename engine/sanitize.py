@@ -76,3 +76,9 @@ def markdown_plain(text: Any) -> str:
     Emphasis marks stay (harmless), so messages naming ``data.max_samples`` read as written."""
     flat = " ".join(terminal_safe(str(text)).split())
     return _AUTOLINK.sub(_BREAK, _MARKDOWN.sub(r"\\\1", flat))
+
+
+def chart_text(text: Any) -> str:
+    """``text`` for a Plotly label (legend, axis, hover): Plotly reads ``<a href>``, ``<b>``... in
+    labels, so a name's angle brackets and ampersands are written as entities and show as typed."""
+    return " ".join(terminal_safe(str(text)).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

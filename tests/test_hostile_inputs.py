@@ -434,3 +434,16 @@ def test_resume_falls_back_past_a_checkpoint_that_loads_but_does_not_fit(tmp_pat
     assert row["status"] == "finished" and row["current_round"] == 5
     assert any("does not fit this run" in m for m in events)
     assert any(m == f"resumed from the checkpoint of round {older['round']}" for m in events)
+
+
+def test_names_in_charts_are_text_not_plotly_markup():
+    from engine import charts
+
+    link = "<a href='http://evil.test'>click</a>"
+    (label, _), = charts.series_groups(["r1"], [{"id": "r1", "name": link}])
+    assert "<a" not in label and "&lt;a href" in label
+    client_df = pd.DataFrame({"run_id": "r1", "round": [1, 2], "client_id": 0, "key": "local_acc", "value": [0.5, 0.6]})
+    roster = pd.DataFrame([{"run_id": "r1", "client_id": 0, "name": link, "arch": "mlp", "join_round": 1}])
+    figure = charts.client_curves(client_df, "local_acc", roster, run_id="r1")
+    shown = json.dumps(figure.to_plotly_json(), default=str)
+    assert "<a href" not in shown and "&lt;a href" in shown
