@@ -180,7 +180,8 @@ def config_fingerprint(config: dict[str, Any]) -> str:
 
 def manifest(store: Store, run_id: str) -> dict[str, Any]:
     """What it takes to reproduce a run and check a reproduction: seed, partition fingerprint,
-    config fingerprint, library versions, devices, start/end times, resumes."""
+    config fingerprint, library versions, devices, start/end times, resumes, and where each
+    preprocessing statistic came from (federated aggregate, each client's own data, or the whole file)."""
     run = store.get_run(run_id)
     recorded = run.get("manifest") or {}
     events = store.events(run_id)
@@ -194,6 +195,7 @@ def manifest(store: Store, run_id: str) -> dict[str, Any]:
         "rounds": run["rounds"], "rounds_done": run["current_round"],
         "versions": run.get("versions") or recorded.get("versions") or {},
         "devices": recorded.get("devices", []), "torch_threads": recorded.get("torch_threads"),
+        "preprocessing": recorded.get("preprocessing"),  # where every preprocessing statistic came from
         "created_at": _iso(run.get("created_at")), "started_at": _iso(run.get("started_at")),
         "finished_at": _iso(run.get("finished_at")),
         "duration_s": ((run["finished_at"] - run["started_at"])

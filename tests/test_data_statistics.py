@@ -162,3 +162,23 @@ def test_a_sites_constant_or_missing_column_cannot_explode_on_other_sites(tmp_pa
         fed = _build(tmp_path, df, f"{statistics}.csv", statistics)
         scale[statistics] = float(fed.clients[1].transform(fed.global_test.x).abs().max())
     assert scale["client"] > 100 and scale["federated"] < 10
+
+
+def test_the_run_manifest_says_where_each_statistic_came_from(tmp_path, store):
+    from engine import export
+    from engine.config import parse_config
+    from engine.simulation import Simulation
+
+    path = tmp_path / "sites.csv"
+    _table(4).to_csv(path, index=False)
+    cfg = parse_config({"name": "m", "seed": 0, "rounds": 1,
+                        "data": {"dataset": "csv", "path": str(path), "target": "y",
+                                 "partition": {"method": "natural", "column": "site"}},
+                        "clients": [{"name": n, "model": {"arch": "mlp", "hidden": 8}, "preprocessing": "standardize"}
+                                    for n in "ABC"], "strategy": {"name": "fedavg"}})
+    sim = Simulation(cfg, store=store, root=tmp_path)
+    sim.run()
+    m = export.manifest(store, sim.run_id)
+    assert m["preprocessing"]["statistics"] == "federated"
+    assert "federated aggregate" in m["preprocessing"]["imputation"] and "standardize x3" in m["preprocessing"]["scaling"]
+    assert m["dataset"] == "sites.csv"

@@ -139,6 +139,7 @@ def _sniff_decimal(head: str, sep: str) -> str:
 
 def _decode_error(raw: bytes, encoding: str, name: str) -> DataError:
     suggestion = detect_encoding(raw)
+    encoding = "utf-8" if encoding == "utf-8-sig" else encoding
     try:
         raw.decode(encoding)
     except UnicodeDecodeError as exc:
