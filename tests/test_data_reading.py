@@ -127,3 +127,16 @@ def test_wide_file_types_match_column_by_column(tmp_path):
     np.testing.assert_allclose(data.x.numpy(), frame.drop(columns=["row_id", "y"]).to_numpy(), equal_nan=True)
     assert data.report["missing"] == {"f9": 8}
     assert Path(path).stat().st_size > 0
+
+
+def test_a_workbook_naming_a_column_twice_is_refused(tmp_path):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["age", "bmi", "age", "y"])
+    for i in range(6):
+        sheet.append([30 + i, 20 + i, 40 + i, "ab"[i % 2]])
+    book.save(tmp_path / "twice.xlsx")
+    with pytest.raises(DataError, match="names 'age' more than once"):
+        read_table(tmp_path / "twice.xlsx")

@@ -287,6 +287,12 @@ def _read_xlsx(raw: bytes, name: str, sheet: str | None, size_mb: float) -> Tabl
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{name}: sheet '{chosen}' cannot be read ({type(exc).__name__}: {exc}); re-save it "
                         f"or export it as CSV") from None
+    header = [str(c).strip() for c in pd.read_excel(book, sheet_name=chosen, header=None, nrows=1).iloc[0]
+              if str(c) != "nan"] if len(frame.columns) else []
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # pandas would silently rename the second one 'name.1'
+        shown = ", ".join(f"'{c[:40]}'" for c in twice[:5])
+        raise DataError(f"{name}: the header names {shown} more than once; give every column its own name")
     frame = frame.dropna(axis=0, how="all")  # spreadsheets often end with formatted empty rows
     frame = frame.reset_index(drop=True)
     return Table(frame, name, "xlsx", size_mb, sheet=chosen, sheets=sheets,
