@@ -406,8 +406,8 @@ def dataset_option_fields(name: str) -> list[FieldSpec]:
 
 
 #: Run-level settings the Launch page shows when the config has them (hardware adds the deadline).
-LAUNCH_FIELDS = ("rounds", "fraction", "eval_every", "checkpoint_every", "rep_dim", "deadline",
-                 "deadline_policy", "selection")
+LAUNCH_FIELDS = ("rounds", "fraction", "eval_every", "global_sample", "global_full_every", "checkpoint_every",
+                 "rep_dim", "deadline", "deadline_policy", "selection")
 
 
 def launch_fields() -> list[FieldSpec]:

@@ -128,6 +128,13 @@ class ExperimentConfig(BaseModel):
     rounds: int = Field(20, ge=1, le=100_000, description="communication rounds")
     fraction: float = Field(1.0, gt=0, le=1, description="share of available clients selected per round")
     eval_every: int = Field(1, ge=1, description="evaluate every N rounds (and always at the last)")
+    global_sample: int | None = Field(
+        500, ge=10, le=10_000_000,
+        description="rows of the global test set every client is scored on at evaluated rounds: a fixed "
+                    "sample with each class in proportion (the whole set when it is smaller; empty: every "
+                    "row every time)")
+    global_full_every: int = Field(
+        10, ge=1, description="score every row of the global test set every N rounds (and always at the last)")
     rep_dim: int = Field(64, ge=2, le=4096, description="representation width shared by every model's body and head")
     data: DataConfig = Field(default_factory=DataConfig)
     clients: list[ClientSpec] = Field(..., description="the roster")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
@@ -22,11 +23,16 @@ from torch.func import functional_call, vmap
 from engine import training
 from engine.client import load_into, template
 from engine.data import Federation
+from engine.flops import CHUNK_BYTES, rows_per_call, sample_cost  # noqa: F401 - CHUNK_BYTES re-exported
 from engine.models import ModelFactory
 from engine.strategies.base import ClientInfo, Strategy
 
-CHUNK_BYTES = 64 << 20
-"""Input bytes per batched forward: bounds the memory of scoring many clients at once."""
+LOOP_FLOPS = 10_000_000
+"""A client whose forward pass over its rows costs more FLOPs than this is scored on its own
+(its weights loaded into the module, its rows in memory-bounded batches) rather than ``vmap``-ed
+with others: its kernels are large enough that batching across clients gains nothing, and vmap
+turns convolutions into slower grouped ones (10 FedAvg CNNs on 2,157 28x28 images: about 2x the
+time of scoring them one by one, bench/image_rounds.py)."""
 
 
 def _stack(states: Sequence[dict[str, Tensor]], device: torch.device) -> dict[str, Tensor]:
@@ -59,17 +65,20 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
                 for i, part in zip(g, parts, strict=True):
                     result[i] = part
             return result
-    if k == 1 or any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
-        # one at a time: a single state, or recurrent kernels (aten::lstm/gru) that vmap cannot batch
+    sample_shape = tuple(xs.shape[1:] if shared else next((x.shape[1:] for x in xs if x.dim() > 1), ()))
+    cost = sample_cost(model, sample_shape) if sample_shape else None
+    rows_budget = rows_per_call(model, sample_shape)
+    rows = len(xs) if shared else max((len(x) for x in xs), default=0)
+    alone = cost is None or cost.flops * rows >= LOOP_FLOPS
+    if k == 1 or alone or any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
+        # one at a time: a single state, clients with enough work each, or recurrent kernels
+        # (aten::lstm/gru) that vmap cannot batch; rows in batches that bound the activations
         outs = []
         for i, state in enumerate(states):
             load_into(model, state)
-            outs.append(training.predict(model, xs if shared else xs[i]))
+            outs.append(training.predict(model, xs if shared else xs[i], batch_size=rows_budget))
         return outs
-    sample_bytes = (xs[0].numel() if shared else max(x[0].numel() if len(x) else 1 for x in xs)) * 4
-    rows = len(xs) if shared else max(len(x) for x in xs)
-    per_client = max(1, rows * sample_bytes)
-    chunk = max(1, min(k, CHUNK_BYTES // per_client)) if not shared else k
+    chunk = max(1, min(k, rows_budget // max(rows, 1)))  # clients per call: their rows fit the budget
 
     def call(params: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(model, params, (x,))
@@ -79,7 +88,9 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
         part = states[start:start + chunk]
         params = _stack(part, device)
         if shared:
-            out = vmap(call, in_dims=(0, None))(params, xs)
+            step = max(1, rows_budget // len(part))  # rows per call across the chunk's clients
+            out = torch.cat([vmap(call, in_dims=(0, None))(params, xs[r:r + step]) for r in range(0, rows, step)], 1) \
+                if rows else vmap(call, in_dims=(0, None))(params, xs)
             outs.extend(out.unbind(0))
         else:
             group = xs[start:start + chunk]
@@ -117,8 +128,9 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
             load_into(model, eval_states[c.id])
             forward = partial(strategy.predict, c, model, states[c.id])
             data = fed.clients[c.id]
-            local_out = [training.predict(forward, data.test.x.to(device))]
-            global_out = {c.id: training.predict(forward, data.transform(gx.to(device)))}
+            rows = rows_per_call(model, gx.shape[1:])
+            local_out = [training.predict(forward, data.test.x.to(device), batch_size=rows)]
+            global_out = {c.id: training.predict(forward, data.transform(gx.to(device)), batch_size=rows)}
         else:
             local_out = forward_many(model, [eval_states[c.id] for c in members],
                                      [fed.clients[c.id].test.x.to(device) for c in members])
@@ -158,3 +170,33 @@ def _global_outputs(model: torch.nn.Module, members: Sequence[ClientInfo], eval_
             outs = forward_many(model, [eval_states[c.id] for c in group], fed.clients[group[0].id].transform(gx))
             result.update({c.id: o for c, o in zip(group, outs, strict=True)})
     return result
+
+
+def stratified_rows(y: Tensor, n: int, rng: np.random.Generator, task: str) -> np.ndarray | None:
+    """``n`` row indices of ``y`` (sorted) with each class in proportion (largest remainders; a
+    class with rows keeps at least one while ``n`` allows), drawn with ``rng``; for regression,
+    the same over ten quantile bins of the target. ``None`` when ``n`` covers every row."""
+    total = len(y)
+    if n >= total:
+        return None
+    values = y.cpu().numpy()
+    if task == "classification":
+        strata = values
+    else:
+        edges = np.quantile(values, np.linspace(0, 1, 11)[1:-1])
+        strata = np.searchsorted(edges, values, side="right")
+    labels, counts = np.unique(strata, return_counts=True)
+    quota = counts * n / total
+    take = np.floor(quota).astype(int)
+    if n >= len(labels):
+        take = np.maximum(take, 1)
+    rest = n - take.sum()
+    if rest > 0:
+        order = np.argsort(-(quota - np.floor(quota)), kind="stable")
+        take[order[:rest]] += 1
+    elif rest < 0:  # the at-least-one rule overshot: trim the largest strata
+        for i in np.argsort(-take, kind="stable")[: -rest]:
+            take[i] -= 1
+    picked = [rng.choice(np.flatnonzero(strata == label), size=k, replace=False)
+              for label, k in zip(labels, take, strict=True) if k > 0]
+    return np.sort(np.concatenate(picked))

@@ -8,6 +8,7 @@ the global test set, and writes the round in one transaction. Strategies only su
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -27,9 +28,9 @@ from engine.aggregate import nbytes
 from engine.client import ClientEnv, ClientJob, detach, load_into, template
 from engine.clock import VirtualClock
 from engine.config import ExperimentConfig
-from engine.data import Federation, build as build_federation, label_histograms
+from engine.data import Federation, Split, build as build_federation, label_histograms
 from engine.errors import CancelledError, DataError, FedMosaicError, StorageError
-from engine.evaluation import evaluate_clients
+from engine.evaluation import evaluate_clients, rows_per_call, stratified_rows
 from engine.executors import RunPlan, make_executor
 from engine.metrics import summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
@@ -123,6 +124,10 @@ class Simulation:
                                    any(isinstance(m, torch.nn.RNNBase) for m in model.modules()))
             self.n_params[c.id], self.flops[c.id], _ = arch_cache[key]
         self.initial = {cid: s["model"] for cid, s in self.states.items()}
+        sample = cfg.global_sample
+        self.global_rows = None if sample is None else stratified_rows(
+            fed.global_test.y, sample, numpy_rng(cfg.seed, "global-sample"), self.task)
+        """Rows of the global test set scored between full scorings (``None``: all of them)."""
         self.server_device = next(iter(self.devices.values()), torch.device("cpu"))
         self.server = Server(
             clients=self.clients, input_spec=fed.input_spec, task=self.task, n_outputs=fed.n_outputs,
@@ -313,23 +318,35 @@ class Simulation:
         """Each joined client's model on its local test split and on the global test set
         (:func:`engine.evaluation.evaluate_clients`); the strategy's server models on the global
         test set through the reference preprocessing."""
-        fed, strategy = self.federation, self.strategy
+        fed, strategy = self.scoring_federation(rnd), self.strategy
         gx, gy = fed.global_test.x, fed.global_test.y
         joined = [c for c in self.clients if c.spec.join_round <= rnd]
         scores = evaluate_clients(joined, strategy, self.states, fed, self.devices, self.build, self.task)
         for cid, m in scores.items():
             per_client.setdefault(cid, {}).update(m)
-        out: dict[str, float] = {}
+        out: dict[str, float] = {"global_rows": float(len(gy))}  # the whole set, or its sample
         for label, state in strategy.server_models().items():
             spec = json.loads(label) if label.startswith("{") else self.clients[0].spec.model
             model = template(spec, self.server_device, self.build)
             load_into(model, state)
             model.eval()
-            scores = training.metrics(self.task, training.predict(model, fed.reference(gx.to(self.server_device))),
-                                      gy.to(self.server_device), fed.target_std)
+            outputs = training.predict(model, fed.reference(gx.to(self.server_device)),
+                                       batch_size=rows_per_call(model, gx.shape[1:]))
+            scores = training.metrics(self.task, outputs, gy.to(self.server_device), fed.target_std)
             suffix = "" if label == "all" else f"[{json.loads(label)['arch']}]" if label.startswith("{") else f"[{label}]"
             out.update({f"server_{k}{suffix}": v for k, v in scores.items()})
         return out
+
+    def scoring_federation(self, rnd: int) -> Federation:
+        """The federation as round ``rnd`` scores it: the whole global test set every
+        ``global_full_every`` rounds and at the last, its fixed stratified sample otherwise
+        (scoring every client's model on a large global test set every round cost more than the
+        training: docs/benchmarks.md)."""
+        cfg, fed = self.config, self.federation
+        if self.global_rows is None or rnd % cfg.global_full_every == 0 or rnd == cfg.rounds:
+            return fed
+        rows = torch.as_tensor(self.global_rows)
+        return dataclasses.replace(fed, global_test=Split(fed.global_test.x[rows], fed.global_test.y[rows]))
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def checkpoint(self, rnd: int) -> Path:

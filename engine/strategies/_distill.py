@@ -97,9 +97,13 @@ def keep_missing(new: Tensor, new_counts: Tensor, old: Tensor | None,
 
 
 @torch.no_grad()
-def evaluate_outputs(model: nn.Module, x: Tensor, fn: str = "forward", batch_size: int = 1024) -> Tensor:
+def evaluate_outputs(model: nn.Module, x: Tensor, fn: str = "forward", batch_size: int | None = None) -> Tensor:
     """``model(x)`` (or ``model.features(x)`` with ``fn="features"``) in eval mode without
-    gradients, in chunks; the model's train/eval mode is restored afterwards."""
+    gradients, in chunks (default: sized from the model's activations,
+    :func:`engine.flops.rows_per_call`); the model's train/eval mode is restored afterwards."""
+    from engine.flops import rows_per_call
+
+    batch_size = batch_size or rows_per_call(model, x.shape[1:])
     was_training = model.training
     model.eval()
     forward = model if fn == "forward" else getattr(model, fn)
