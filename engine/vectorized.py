@@ -135,7 +135,22 @@ def default_exchange(strategy: Strategy) -> bool:
 
 def train_group(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     """Train ``jobs`` (same architecture, device, optimiser kind, batch size and epochs) together
-    and return their results in order."""
+    and return their results in order.
+
+    The clients are batched in order of their steps per epoch, most first, so at every step the
+    clients that still have a batch are the first ones and the step computes only those: with
+    uneven clients (Dirichlet splits) a step costs what its active clients cost, not the whole
+    group's.
+    """
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].data.train))
+    results = _train_sorted([jobs[i] for i in order], env)
+    out: list[ClientResult | None] = [None] * len(jobs)
+    for i, result in zip(order, results, strict=True):
+        out[i] = result
+    return out  # type: ignore[return-value]
+
+
+def _train_sorted(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     started = time.perf_counter()
     strategy = env.strategy
     device = jobs[0].device
@@ -185,9 +200,9 @@ def train_group(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     # clients (e.g. 11 samples, batch 32) are not padded to the nominal batch size.
     width = max(1, min(bs, max(sizes)))
     steps_per_epoch = [math.ceil(n / bs) for n in sizes]
-    budgets = torch.tensor([
-        (math.ceil(epochs * s * j.work_fraction) if j.work_fraction < 1 else epochs * s)
-        for s, j in zip(steps_per_epoch, jobs, strict=True)], device=device)
+    budgets = [(math.ceil(epochs * s * j.work_fraction) if j.work_fraction < 1 else epochs * s)
+               for s, j in zip(steps_per_epoch, jobs, strict=True)]
+    done = [0] * k  # steps taken per client, on the host: which clients a step includes is known here
     t_max = max(steps_per_epoch)
     optimizer = _StackedOptimizer(spec0.optimizer, params, lr, momentum, wd)
     steps = torch.zeros(k, dtype=torch.long, device=device)
@@ -205,17 +220,24 @@ def train_group(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
         for t in range(t_max):
             if env.cancel is not None and env.cancel.is_set():
                 raise CancelledError("cancelled")
-            mt = mask[:, t]
-            counts = mt.sum(1)
-            active = (counts > 0) & (steps < budgets)
-            if not bool(active.any()):
+            on = [t < steps_per_epoch[i] and done[i] < budgets[i] for i in range(k)]
+            # clients are ordered by steps per epoch (train_group), so those still training are
+            # (nearly) a prefix: the step computes only up to the last of them
+            m = max((i + 1 for i in range(k) if on[i]), default=0)
+            if m == 0:
                 continue
-            gi = idx[:, t]
-            grads, losses = step_fn(params, buffers, x_all[gi], y_all[gi], mt)
-            steps = steps + active.long()
-            loss_sum = loss_sum + torch.where(active, losses.detach(), torch.zeros_like(losses))
-            samples = samples + torch.where(active, counts.long(), torch.zeros_like(samples))
-            optimizer.step(grads, active, steps)
+            for i in range(m):
+                done[i] += on[i]
+            mt = mask[:m, t]
+            counts = mt.sum(1)
+            active = torch.tensor(on[:m], device=device)
+            gi = idx[:m, t]
+            grads, losses = step_fn({n: p_[:m] for n, p_ in params.items()},
+                                    {n: b[:m] for n, b in buffers.items()}, x_all[gi], y_all[gi], mt)
+            steps[:m] += active.long()
+            loss_sum[:m] += torch.where(active, losses.detach(), torch.zeros_like(losses))
+            samples[:m] += torch.where(active, counts.long(), torch.zeros_like(counts.long()))
+            optimizer.step(grads, active, steps[:m], m)
     share = (time.perf_counter() - started) / k
     results = []
     by_name = {**params, **buffers}
@@ -276,35 +298,55 @@ class _StackedOptimizer:
         self.decay = bool((wd > 0).any())
         self.use_momentum = bool((momentum != 0).any())
         self.state: dict[str, dict[str, Tensor]] = {n: {} for n in params}
+        """Per parameter: ``buf`` (SGD momentum) or ``m``/``v`` (Adam), stacked like it."""
 
     @staticmethod
     def _col(v: Tensor, p: Tensor) -> Tensor:
         """A per-client vector shaped to broadcast against a stacked tensor ``(k, ...)``."""
         return v.reshape((-1,) + (1,) * (p.dim() - 1))
 
+    def _state(self, n: str, key: str, m: int) -> Tensor | None:
+        """The first ``m`` rows of a state tensor (``None`` before the first step)."""
+        value = self.state[n].get(key)
+        return None if value is None else value[:m]
+
+    def _init_state(self, n: str, key: str, first: Tensor) -> Tensor:
+        """Create a state tensor from the first step's value for the first ``len(first)`` clients
+        (zero for the others, which had no batch yet); returns the rows in use."""
+        full = self.params[n]
+        if len(first) == len(full):
+            self.state[n][key] = first
+            return first
+        value = self.state[n][key] = torch.zeros_like(full)
+        value[: len(first)] = first
+        return value[: len(first)]
+
     @torch.no_grad()
-    def step(self, grads: dict[str, Tensor], active: Tensor, steps: Tensor) -> None:
-        """One step with ``grads`` (consumed: updated in place) for the ``active`` clients."""
+    def step(self, grads: dict[str, Tensor], active: Tensor, steps: Tensor, m: int | None = None) -> None:
+        """One step with ``grads`` (consumed: updated in place) for the ``active`` ones of the
+        first ``m`` clients (default: all); the others are left as they are."""
+        m = len(active) if m is None else m
         everyone = bool(active.all())
         ref = next(iter(self.params.values()))
         act_v = active.to(ref.dtype)
         t = steps.clamp(min=1).to(ref.dtype)
-        for n, p in self.params.items():
-            g, state, col = grads[n], self.state[n], partial(self._col, p=p)
-            lr, wd, act = col(self.lr), col(self.wd), col(act_v)
+        for n, p_full in self.params.items():
+            p = p_full[:m]
+            g, col = grads[n], partial(self._col, p=p)
+            lr, wd, act = col(self.lr[:m]), col(self.wd[:m]), col(act_v)
             if self.kind == "sgd":
                 if self.decay:
                     g.addcmul_(p, wd)
                 if self.use_momentum:
-                    buf = state.get("buf")
+                    buf = self._state(n, "buf", m)
                     if not everyone:
                         g.mul_(act)
                     if buf is None:  # first step: buf = g (zero for clients without a batch)
-                        buf = state["buf"] = g
+                        buf = self._init_state(n, "buf", g)
                     elif everyone:
-                        buf.mul_(col(self.momentum)).add_(g)
+                        buf.mul_(col(self.momentum[:m])).add_(g)
                     else:  # inactive clients: buf * 1 + 0
-                        buf.mul_(torch.where(act > 0, col(self.momentum), 1.0)).add_(g)
+                        buf.mul_(torch.where(act > 0, col(self.momentum[:m]), 1.0)).add_(g)
                     g = buf
                 p.addcmul_(g, lr if everyone else lr * act, value=-1.0)
                 continue
@@ -316,17 +358,16 @@ class _StackedOptimizer:
                 p.mul_(1 - lr * wd * act)
             if not everyone:
                 g.mul_(act)
-            if "m" not in state:  # first step from zero state: m = (1-b1) g, v = (1-b2) g^2
-                state["v"] = torch.mul(g, g).mul_(1 - b2)
-                state["m"] = g.mul_(1 - b1)
+            if "m" not in self.state[n]:  # first step from zero state: m = (1-b1) g, v = (1-b2) g^2
+                v = self._init_state(n, "v", torch.mul(g, g).mul_(1 - b2))
+                mom = self._init_state(n, "m", g.mul_(1 - b1))
             else:
-                m, v = state["m"], state["v"]
+                mom, v = self._state(n, "m", m), self._state(n, "v", m)
                 keep1 = b1 if everyone else torch.where(act > 0, b1, 1.0)
                 keep2 = b2 if everyone else torch.where(act > 0, b2, 1.0)
                 v.mul_(keep2).addcmul_(g, g, value=1 - b2)
-                m.mul_(keep1).add_(g, alpha=1 - b1)
-            m, v = state["m"], state["v"]
+                mom.mul_(keep1).add_(g, alpha=1 - b1)
             tc = col(t)
             denom = v.sqrt().div_(torch.sqrt(1 - b2 ** tc)).add_(self.EPS)
             step_size = lr / (1 - b1 ** tc)
-            p.addcdiv_(m * (step_size if everyone else step_size * act), denom, value=-1.0)
+            p.addcdiv_(mom * (step_size if everyone else step_size * act), denom, value=-1.0)
