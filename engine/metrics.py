@@ -1,19 +1,405 @@
-"""Aggregated figures over clients, as pure functions: mean, sample-weighted mean, spread, the
-worst 10% and the best (fairness across clients)."""
+"""Every figure FedMosaic reports, defined once: the task metrics computed from a model's outputs,
+the reference a trivial predictor reaches, the experiment's primary (headline) metric, the metric
+keys a run records, and the aggregates over clients (mean, spread, worst 10%, best).
+
+Task metrics (``key``: what the key suffix is in the database):
+
+- classification: ``acc`` accuracy; ``bacc`` balanced accuracy (mean recall over the classes
+  present in the targets); ``f1`` macro F1 (over the classes present in targets or predictions);
+  ``auc`` ROC AUC (binary: of the positive-class score; more classes: one-vs-rest, the mean over
+  the classes present, each scored by its softmax probability; undefined (NaN) with fewer than two
+  classes present); ``loss`` cross-entropy.
+- regression: ``r2`` coefficient of determination (against the split's own mean); ``rmse`` and
+  ``mae`` root mean squared and mean absolute error, in the target's own units; ``mse`` (data
+  units squared); ``loss`` the squared error in standard units (what training minimises).
+
+The reference (``ref_`` keys) is what a predictor that ignores the input reaches: the majority
+class of the training labels (classification; its accuracy is the majority share, its balanced
+accuracy 1/K, its AUC 0.5) or the training mean (regression; R^2 at most 0). Per client it is
+fitted on the client's training split; globally on the pooled training labels.
+
+Record keys: ``<scope>_<metric>`` per client and round, scope ``local`` (the client's model on its
+own test split), ``global`` (on the global test set), ``val`` (on its validation split: early
+stopping); ``best_local_<metric>``/``best_global_<metric>`` and ``best_round``: the figures at the
+client's best validation round (the kept weights); ``server_<metric>`` (a server-side model on the
+global test set), ``server_val_<metric>``, ``best_server_<metric>``. Round keys add the aggregate
+over clients: ``local_bacc_mean``, ``best_local_bacc_worst10``...
+
+The primary metric (:func:`choose_primary`) is the headline of every chart, table, export and
+report; its headline key is :func:`headline_key`: the clients' own-test figure, mean over clients,
+at each client's best validation round (``best_local_<metric>_mean``).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
-LOWER_IS_BETTER = ("loss", "mse", "mae")
+
+# ---- the metrics ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metric:
+    """One task metric."""
+
+    key: str
+    """Suffix in record keys (``local_<key>``)."""
+    name: str
+    """Value of the config's ``primary_metric`` that selects it."""
+    label: str
+    """Name in words, for sentences and axis titles."""
+    task: str
+    higher_is_better: bool
+    scale: float = 1.0
+    """Differences are shown multiplied by this (100: in points)."""
+    unit: str = ""
+    """Unit of a shown difference (``points``, ``data units``)."""
+    description: str = ""
+
+    def diff_text(self, value: float, signed: bool = True) -> str:
+        """A difference of this metric as shown to people: ``+2.4 points``, ``-0.031``."""
+        v = value * self.scale
+        digits = 1 if self.scale == 100 else 3
+        text = f"{v:+.{digits}f}" if signed else f"{abs(v):.{digits}f}"
+        return f"{text} {self.unit}".strip()
+
+    def value_text(self, value: float | None) -> str:
+        """A value of this metric: ``0.812``; ``—`` when missing."""
+        if value is None or not math.isfinite(value):
+            return "—"
+        return f"{value:.3f}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+METRICS: dict[str, Metric] = {m.key: m for m in (
+    Metric("acc", "accuracy", "accuracy", "classification", True, 100, "points",
+           "share of samples whose predicted class is right"),
+    Metric("bacc", "balanced_accuracy", "balanced accuracy", "classification", True, 100, "points",
+           "mean over classes of the share of that class predicted right (a majority-class guess scores 1/K)"),
+    Metric("f1", "macro_f1", "macro F1", "classification", True, 100, "points",
+           "mean over classes of the harmonic mean of precision and recall"),
+    Metric("auc", "auc", "AUC", "classification", True, 100, "points",
+           "area under the ROC curve (one-vs-rest mean over classes when there are more than two)"),
+    Metric("r2", "r2", "R²", "regression", True, 1, "",
+           "share of the target's variance explained (0: no better than the mean, 1: perfect)"),
+    Metric("rmse", "rmse", "RMSE", "regression", False, 1, "data units",
+           "root mean squared error, in the target's units"),
+    Metric("mae", "mae", "MAE", "regression", False, 1, "data units",
+           "mean absolute error, in the target's units"),
+    Metric("mse", "mse", "MSE", "regression", False, 1, "data units²", "mean squared error"),
+    Metric("loss", "loss", "loss", "any", False, 1, "", "the training objective (cross-entropy or squared error)"),
+)}
+"""Every task metric by key."""
+
+TASK_METRICS = {"classification": ("acc", "bacc", "f1", "auc", "loss"),
+                "regression": ("r2", "rmse", "mae", "mse", "loss")}
+"""Metrics computed for each task, in display order."""
+
+PRIMARY_CHOICES = ("auto", "accuracy", "balanced_accuracy", "macro_f1", "auc", "r2", "rmse", "mae")
+"""Values of the config's ``primary_metric``."""
+
+IMBALANCE_THRESHOLD = 0.7
+"""``auto`` picks balanced accuracy when some client's majority class exceeds this share."""
+
+DEFAULT_REGRESSION = "r2"
+"""``auto``'s regression metric: R^2 is scale-free (clients whose targets have different spreads
+count alike in a mean over clients) and its mean-predictor reference is 0, so the headline reads
+on its own; RMSE in data units is shown beside it."""
+
+SCOPES = ("local", "global", "val")
+"""Per-client evaluation scopes."""
+HEADLINE_SCOPE = "local"
+"""The headline is each client's model on its own test split: defined for every strategy
+(``local`` has no shared model), and the figure the paired verdict compares client by client."""
+
+
+def by_name(name: str) -> Metric:
+    """The metric a ``primary_metric`` value (or a key) names.
+
+    :raises KeyError: unknown name.
+    """
+    for m in METRICS.values():
+        if name in (m.name, m.key):
+            return m
+    raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Primary:
+    """The experiment's resolved primary metric and why it was chosen."""
+
+    metric: Metric
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return self.metric.key
+
+
+def choose_primary(setting: str, task: str, class_counts: Sequence[Sequence[float]] | None = None,
+                   names: Sequence[str] | None = None) -> Primary:
+    """Resolve the config's ``primary_metric`` (``auto`` or a metric name) for a task.
+
+    ``auto``: balanced accuracy when any client's majority class exceeds
+    :data:`IMBALANCE_THRESHOLD` of its training labels (``class_counts``: clients x classes),
+    accuracy otherwise; R^2 for regression (:data:`DEFAULT_REGRESSION`).
+
+    :raises ValueError: a metric of the other task (e.g. ``auc`` for regression).
+    """
+    if setting not in ("auto", None, ""):
+        metric = by_name(setting)
+        if metric.task not in (task, "any"):
+            raise ValueError(f"primary metric '{setting}' is for {metric.task}, but this dataset is a "
+                             f"{task} task; choose one of "
+                             f"{', '.join(METRICS[k].name for k in TASK_METRICS[task] if k != 'loss')}")
+        return Primary(metric, "chosen in the experiment")
+    if task == "regression":
+        return Primary(METRICS[DEFAULT_REGRESSION], "regression: R² by default")
+    worst, who = 0.0, None
+    for i, row in enumerate(class_counts or []):
+        row = np.asarray(row, dtype=float)
+        if row.sum() > 0 and row.max() / row.sum() > worst:
+            worst, who = float(row.max() / row.sum()), i
+    if worst > IMBALANCE_THRESHOLD:
+        name = names[who] if names is not None and who is not None else f"client {who}"
+        return Primary(METRICS["bacc"], f"{name}'s training data is {100 * worst:.0f}% one class (over "
+                                        f"{100 * IMBALANCE_THRESHOLD:.0f}%): accuracy would reward always "
+                                        f"guessing it")
+    return Primary(METRICS["acc"], f"no client's majority class exceeds {100 * IMBALANCE_THRESHOLD:.0f}%")
+
+
+def headline_key(metric: str | Metric, best: bool = True) -> str:
+    """The round key of the headline figure for ``metric``: the clients' own-test figure, mean
+    over clients, at their best validation rounds (``best=False``: the round's own figure)."""
+    key = metric.key if isinstance(metric, Metric) else metric
+    return f"{'best_' if best else ''}{HEADLINE_SCOPE}_{key}_mean"
+
+
+def client_key(metric: str | Metric, best: bool = True, scope: str = HEADLINE_SCOPE) -> str:
+    """The per-client record key of ``metric`` (``best_local_bacc``)."""
+    key = metric.key if isinstance(metric, Metric) else metric
+    return f"{'best_' if best else ''}{scope}_{key}"
+
+
+def run_primary(run: Mapping[str, Any] | None, keys: set[str] | None = None) -> Metric:
+    """The primary metric of a stored run: the one its summary or manifest names, else the
+    config's choice, else (runs recorded before primary metrics existed) accuracy or R^2 by
+    which its recorded keys hold."""
+    run = run or {}
+    for source in (run.get("summary"), run.get("manifest")):
+        if isinstance(source, Mapping) and isinstance(source.get("primary_metric"), str):
+            try:
+                return by_name(source["primary_metric"])
+            except KeyError:
+                pass
+    config = run.get("config")
+    setting = config.get("primary_metric") if isinstance(config, Mapping) else None
+    if isinstance(setting, str) and setting != "auto":
+        try:
+            return by_name(setting)
+        except KeyError:
+            pass
+    keys = keys if keys is not None else set((run.get("summary") or {}) if isinstance(run.get("summary"), Mapping) else ())
+    if any("_r2" in k for k in keys):
+        return METRICS["r2"]
+    return METRICS["acc"]
+
+
+def shared_primary(runs: Sequence[Mapping[str, Any]]) -> Metric:
+    """The primary metric for a page of several runs: the most common among them (the first
+    run's on a tie)."""
+    found = [run_primary(r) for r in runs] or [METRICS["acc"]]
+    counts: dict[str, int] = {}
+    for m in found:
+        counts[m.key] = counts.get(m.key, 0) + 1
+    best = max(counts.values())
+    return next(m for m in found if counts[m.key] == best)
+
+
+def base_metric(key: str) -> Metric | None:
+    """The task metric a record key measures (``best_local_bacc_worst10`` -> balanced accuracy)."""
+    core = key.split("[", 1)[0]
+    parts = core.split("_")
+    if len(parts) > 1 and parts[-1] in STATS:
+        parts = parts[:-1]
+    while parts and parts[0] in ("best", "ref", "local", "global", "val", "server", "train"):
+        if parts[0] == "train" and len(parts) > 1:
+            return METRICS["loss"] if parts[1:] == ["loss"] else None
+        parts = parts[1:]
+    return METRICS.get("_".join(parts))
+
+
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")
 
 
 def higher_is_better(key: str) -> bool:
-    """Whether larger values of metric ``key`` are better (accuracy, R^2) or worse (loss, error)."""
+    """Whether larger values of record key ``key`` are better (accuracy, R^2) or worse (loss,
+    error, spread over clients)."""
+    if key.endswith("_std"):
+        return False
+    metric = base_metric(key)
+    if metric is not None:
+        return metric.higher_is_better
     return not any(key.endswith(s) for s in LOWER_IS_BETTER)
+
+
+# ---- computing them from outputs ---------------------------------------------------------------
+def _segments(sizes: Sequence[int]) -> np.ndarray:
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def _per(seg: np.ndarray, values: np.ndarray, k: int, n: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(seg, weights=values, minlength=k) / n
+
+
+def _ranks_within(seg: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """1-based rank of each score within its segment, ties sharing their mean rank."""
+    n = len(score)
+    if n == 0:
+        return np.zeros(0)
+    order = np.argsort(score, kind="stable")
+    ordered = score[order]
+    dense = np.empty(n, dtype=np.int64)
+    dense[order] = np.cumsum(np.r_[0, (ordered[1:] != ordered[:-1]).astype(np.int64)])
+    combined = seg.astype(np.int64) * (int(dense.max()) + 1) + dense
+    order = np.argsort(combined, kind="stable")
+    keys = combined[order]
+    seg_sorted = seg[order]
+    first = np.searchsorted(seg_sorted, seg_sorted, side="left")
+    position = np.arange(n) - first + 1.0
+    run = np.cumsum(np.r_[True, keys[1:] != keys[:-1]]) - 1
+    mean_rank = np.bincount(run, weights=position) / np.bincount(run)
+    ranks = np.empty(n)
+    ranks[order] = mean_rank[run]
+    return ranks
+
+
+def auc_by_segment(seg: np.ndarray, score: np.ndarray, positive: np.ndarray, k: int) -> np.ndarray:
+    """ROC AUC per segment (Mann-Whitney: the chance a positive outscores a negative, ties
+    counting half); NaN for a segment without positives or without negatives."""
+    ranks = _ranks_within(seg, score)
+    pos = positive.astype(float)
+    n_pos = np.bincount(seg, weights=pos, minlength=k)
+    n_all = np.bincount(seg, minlength=k).astype(float)
+    n_neg = n_all - n_pos
+    rank_sum = np.bincount(seg, weights=ranks * pos, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    auc[(n_pos == 0) | (n_neg == 0)] = np.nan
+    return auc
+
+
+def _log_softmax(out: np.ndarray) -> np.ndarray:
+    shifted = out - out.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _classification(out: np.ndarray, y: np.ndarray, seg: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    n_cls = out.shape[1]
+    n = np.bincount(seg, minlength=k).astype(float)
+    pred = out.argmax(1)
+    correct = (pred == y).astype(float)
+    logp = _log_softmax(out.astype(np.float64))
+    loss = -logp[np.arange(len(y)), y]
+    cells = k * n_cls
+    support = np.bincount(seg * n_cls + y, minlength=cells).reshape(k, n_cls).astype(float)
+    predicted = np.bincount(seg * n_cls + pred, minlength=cells).reshape(k, n_cls).astype(float)
+    hits = np.bincount(seg * n_cls + y, weights=correct, minlength=cells).reshape(k, n_cls)
+    present = support > 0
+    used = present | (predicted > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(present, hits / support, 0.0)
+        bacc = recall.sum(1) / present.sum(1)
+        f1_class = np.where(used, 2 * hits / (support + predicted), 0.0)
+        f1 = f1_class.sum(1) / used.sum(1)
+    if n_cls == 2:
+        auc = auc_by_segment(seg, out[:, 1].astype(np.float64) - out[:, 0], y == 1, k)
+    else:
+        per_class = np.stack([auc_by_segment(seg, logp[:, c], y == c, k) for c in range(n_cls)], axis=1)
+        with np.errstate(invalid="ignore"):
+            counted = (~np.isnan(per_class)).sum(1)
+            auc = np.where(counted > 0, np.nansum(per_class, 1) / np.maximum(counted, 1), np.nan)
+    return {"acc": _per(seg, correct, k, n), "bacc": bacc, "f1": f1, "auc": auc,
+            "loss": _per(seg, loss, k, n)}
+
+
+def _regression(out: np.ndarray, y: np.ndarray, seg: np.ndarray, k: int, target_std: float) -> dict[str, np.ndarray]:
+    n = np.bincount(seg, minlength=k).astype(float)
+    pred = out[:, 0].astype(np.float64)
+    y = y.astype(np.float64)
+    err = pred - y
+    mse = _per(seg, err ** 2, k, n)
+    ybar = _per(seg, y, k, n)
+    var = _per(seg, (y - ybar[seg]) ** 2, k, n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.where(var > 0, 1.0 - mse / var, 0.0)
+    return {"r2": r2, "rmse": np.sqrt(mse) * target_std, "mae": _per(seg, np.abs(err), k, n) * target_std,
+            "mse": mse * target_std ** 2, "loss": mse}
+
+
+def _numpy(t: Tensor | np.ndarray) -> np.ndarray:
+    return t.detach().to("cpu").numpy() if isinstance(t, Tensor) else np.asarray(t)
+
+
+def scores_many(task: str, outs: Sequence[Tensor], ys: Sequence[Tensor], target_std: float = 1.0) -> list[dict[str, float]]:
+    """The task metrics of many (outputs, targets) pairs at once (one set of array operations
+    over their concatenation, however many pairs); ``{}`` for an empty pair. Regression targets
+    are in standard units; ``target_std`` converts errors back to data units."""
+    sizes = [len(y) for y in ys]
+    k = len(ys)
+    if k == 0 or sum(sizes) == 0:
+        return [{} for _ in ys]
+    out = np.concatenate([_numpy(o) for o in outs])
+    y = np.concatenate([_numpy(t) for t in ys])
+    seg = _segments(sizes)
+    if task == "classification":
+        columns = _classification(out, y.astype(np.int64), seg, k)
+    else:
+        columns = _regression(out, y, seg, k, target_std)
+    return [{name: float(values[i]) for name, values in columns.items()} if sizes[i] else {} for i in range(k)]
+
+
+def scores(task: str, out: Tensor, y: Tensor, target_std: float = 1.0) -> dict[str, float]:
+    """:func:`scores_many` for one pair."""
+    return scores_many(task, [out], [y], target_std)[0]
+
+
+def constant_outputs(task: str, train_y: Tensor | np.ndarray, n_outputs: int, n: int) -> Tensor:
+    """Outputs of the predictor that ignores its input (the reference): the training labels' log
+    frequencies (so its guess is the majority class and its loss the labels' entropy), or the
+    training mean (regression, in the units ``train_y`` is in)."""
+    train_y = _numpy(train_y)
+    if task == "classification":
+        counts = np.bincount(train_y.astype(np.int64), minlength=n_outputs).astype(float)
+        prior = (counts + 1e-3) / (counts.sum() + 1e-3 * n_outputs)
+        row = torch.as_tensor(np.log(prior), dtype=torch.float32)
+    else:
+        row = torch.full((n_outputs,), float(train_y.mean()) if len(train_y) else 0.0)
+    return row.expand(n, n_outputs)
+
+
+def reference_scores(task: str, train_ys: Sequence[Tensor], test_ys: Sequence[Tensor], n_outputs: int,
+                     target_std: float = 1.0) -> list[dict[str, float]]:
+    """The reference's metrics on each test split, fitted on the matching training labels."""
+    outs = [constant_outputs(task, tr, n_outputs, len(te)) for tr, te in zip(train_ys, test_ys, strict=True)]
+    return scores_many(task, outs, list(test_ys), target_std)
+
+
+def record_keys(task: str) -> tuple[str, ...]:
+    """Per-client keys aggregated over clients each round (``<key>_mean`` etc.)."""
+    names = TASK_METRICS.get(task, TASK_METRICS["classification"])
+    return (*(f"{scope}_{m}" for scope in SCOPES for m in names),
+            *(f"best_{scope}_{m}" for scope in ("local", "global") for m in names), "best_round", "train_loss")
+
+
+# ---- aggregates over clients -------------------------------------------------------------------
+STATS = ("mean", "wmean", "std", "worst10", "best")
+"""Aggregates over clients recorded per round (:func:`summarize`)."""
 
 
 def summarize(key: str, values: Sequence[float], weights: Sequence[float] | None = None) -> dict[str, float]:

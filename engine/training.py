@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from engine.data import augment as augmentation
 from engine.errors import CancelledError
+from engine.metrics import scores, scores_many
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -104,50 +105,12 @@ def predict(forward: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 20
 
 
 def metrics(task: str, out: Tensor, y: Tensor, target_std: float = 1.0) -> dict[str, float]:
-    """``acc`` and ``loss`` for classification; ``mse``, ``mae``, ``r2`` and ``loss`` for
-    regression. Regression targets are trained in standard units: ``loss`` is the MSE in those
-    units, ``mse``/``mae`` are converted back to the data's units with ``target_std``. Empty dict
-    for an empty split."""
-    if len(y) == 0:
-        return {}
-    if task == "classification":
-        return {"acc": float((out.argmax(1) == y).float().mean()),
-                "loss": float(F.cross_entropy(out, y))}
-    pred = out[:, 0]
-    err = pred - y
-    mse = float((err ** 2).mean())
-    var = float(((y - y.mean()) ** 2).mean())
-    return {"mse": mse * target_std ** 2, "mae": float(err.abs().mean()) * target_std, "loss": mse,
-            "r2": 1.0 - mse / var if var > 0 else 0.0}
+    """The task metrics of one split (:func:`engine.metrics.scores`: accuracy, balanced accuracy,
+    macro F1, AUC and loss; or R^2, RMSE, MAE, MSE in data units and loss in standard units);
+    empty dict for an empty split."""
+    return scores(task, out, y, target_std)
 
 
 def metrics_many(task: str, outs: list[Tensor], ys: list[Tensor], target_std: float = 1.0) -> list[dict[str, float]]:
-    """:func:`metrics` for many (output, target) pairs at once: per-sample terms are computed on
-    the concatenation and summed per pair, so scoring 100 clients costs a few tensor operations."""
-    sizes = [len(y) for y in ys]
-    if not outs or sum(sizes) == 0:
-        return [{} for _ in ys]
-    out, y = torch.cat(outs), torch.cat(ys)
-    seg = torch.repeat_interleave(torch.arange(len(ys), device=y.device),
-                                  torch.tensor(sizes, device=y.device))
-    n = torch.tensor(sizes, dtype=torch.float64, device=y.device)
-
-    def per(values: Tensor) -> list[float]:
-        sums = torch.zeros(len(ys), dtype=torch.float64, device=y.device).index_add_(0, seg, values.double())
-        return (sums / n.clamp(min=1)).tolist()
-
-    if task == "classification":
-        acc = per((out.argmax(1) == y).float())
-        loss = per(F.cross_entropy(out, y, reduction="none"))
-        return [{"acc": a, "loss": l} if k else {} for a, l, k in zip(acc, loss, sizes, strict=True)]
-    err = out[:, 0] - y
-    mse, mae, ybar = per(err ** 2), per(err.abs()), per(y)
-    centred = y - torch.tensor(ybar, dtype=y.dtype, device=y.device)[seg]
-    var = per(centred ** 2)
-    return [{"mse": m * target_std ** 2, "mae": a * target_std, "loss": m,
-             "r2": 1.0 - m / v if v > 0 else 0.0} if k else {}
-            for m, a, v, k in zip(mse, mae, var, sizes, strict=True)]
-
-
-PRIMARY = {"classification": ("acc", True), "regression": ("r2", True)}
-"""The headline metric per task and whether higher is better."""
+    """:func:`metrics` for many (output, target) pairs at once (:func:`engine.metrics.scores_many`)."""
+    return scores_many(task, outs, ys, target_std)
