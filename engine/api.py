@@ -420,7 +420,7 @@ def launch_fields() -> list[FieldSpec]:
 # ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
-HELD_OUT = ("test_fraction", "global_test_fraction", "public_fraction", "max_samples")
+HELD_OUT = ("test_fraction", "validation_fraction", "global_test_fraction", "public_fraction", "max_samples")
 """The ``data`` fields of the held-out sets and subsampling, shown together on the Data page."""
 
 

@@ -23,6 +23,7 @@ from engine.data.config import DataConfig
 from engine.data.preprocess import METHODS as PREPROCESSING
 from engine.errors import ConfigError, FedMosaicError, validation_problems
 from engine.hardware import TierOverrides, TierSpec
+from engine.metrics import PRIMARY_CHOICES
 
 
 class ClientSpec(BaseModel):
@@ -135,6 +136,10 @@ class ExperimentConfig(BaseModel):
                     "row every time)")
     global_full_every: int = Field(
         10, ge=1, description="score every row of the global test set every N rounds (and always at the last)")
+    primary_metric: Literal[PRIMARY_CHOICES] = Field(  # type: ignore[valid-type]
+        "auto", description="the headline figure of every chart, table and verdict, and what picks each "
+                            "client's best round on its validation data (auto: balanced accuracy when some "
+                            "client's data is over 70% one class, else accuracy; R² for regression)")
     rep_dim: int = Field(64, ge=2, le=4096, description="representation width shared by every model's body and head")
     data: DataConfig = Field(default_factory=DataConfig)
     clients: list[ClientSpec] = Field(..., description="the roster")

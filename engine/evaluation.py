@@ -1,9 +1,11 @@
-"""Scoring every client's model each round: on its local test split (personalised) and on the
-global test set (generalisation).
+"""Scoring every client's model each round: on its local test split (personalised), on its
+validation split (which picks its best round) and on the global test set (generalisation). The
+metrics themselves are :mod:`engine.metrics`.
 
 Clients with the same architecture are scored together: their evaluation states are stacked and
 one ``vmap``-ed ``functional_call`` computes all their outputs (local test splits padded to the
-longest), in chunks that bound memory. Clients whose evaluation states are the very same tensors
+longest; a client's test and validation rows go through one forward pass), in chunks that bound
+memory. Clients whose evaluation states are the very same tensors
 and need no preprocessing (FedAvg's global model) are scored on the global test set once.
 Strategies with their own ``predict`` (e.g. FedProto's nearest prototype) are scored one client
 at a time through it.
@@ -108,7 +110,8 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
 def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: dict[int, dict[str, Any]],
                      fed: Federation, devices: dict[int, torch.device], build: ModelFactory,
                      task: str) -> dict[int, dict[str, float]]:
-    """``local_*`` and ``global_*`` metrics per client id."""
+    """``local_*``, ``val_*`` and ``global_*`` metrics per client id (``val_*`` only for clients
+    with validation rows)."""
     out: dict[int, dict[str, float]] = {c.id: {} for c in clients}
     eval_states = {c.id: strategy.eval_state(c, states[c.id]) for c in clients}
     custom = type(strategy).predict is not Strategy.predict
@@ -121,29 +124,36 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
         device = devices[members[0].id]
         model = template(members[0].spec.model, device, build)
         model.eval()
-        ys = [fed.clients[c.id].test.y.to(device) for c in members]
+        data = [fed.clients[c.id] for c in members]
+        inputs = [_held_out_x(d).to(device) for d in data]
         gyd = gy.to(device)
         if custom:
             c = members[0]
             load_into(model, eval_states[c.id])
             forward = partial(strategy.predict, c, model, states[c.id])
-            data = fed.clients[c.id]
             rows = rows_per_call(model, gx.shape[1:])
-            local_out = [training.predict(forward, data.test.x.to(device), batch_size=rows)]
-            global_out = {c.id: training.predict(forward, data.transform(gx.to(device)), batch_size=rows)}
+            held_out = [training.predict(forward, inputs[0], batch_size=rows)]
+            global_out = {c.id: training.predict(forward, data[0].transform(gx.to(device)), batch_size=rows)}
         else:
-            local_out = forward_many(model, [eval_states[c.id] for c in members],
-                                     [fed.clients[c.id].test.x.to(device) for c in members])
+            held_out = forward_many(model, [eval_states[c.id] for c in members], inputs)
             global_out = _global_outputs(model, members, eval_states, fed, device)
-        local_scores = training.metrics_many(task, local_out, ys, fed.target_std)
-        unique: dict[int, dict[str, float]] = {}
-        for c, scores in zip(members, local_scores, strict=True):
-            out[c.id].update({f"local_{k}": v for k, v in scores.items()})
-            o = global_out[c.id]
-            if id(o) not in unique:  # clients sharing one global model share its scores
-                unique[id(o)] = training.metrics(task, o, gyd, fed.target_std)
-            out[c.id].update({f"global_{k}": v for k, v in unique[id(o)].items()})
+        tests = [o[: len(d.test)] for o, d in zip(held_out, data, strict=True)]
+        vals = [o[len(d.test):] for o, d in zip(held_out, data, strict=True)]
+        scored = training.metrics_many(task, tests + vals, [d.test.y.to(device) for d in data]
+                                       + [d.val.y.to(device) for d in data], fed.target_std)
+        unique = {id(o): o for o in global_out.values()}  # clients sharing one global model share its scores
+        global_scores = dict(zip(unique, training.metrics_many(task, list(unique.values()), [gyd] * len(unique),
+                                                               fed.target_std), strict=True))
+        for i, c in enumerate(members):
+            out[c.id].update({f"local_{k}": v for k, v in scored[i].items()})
+            out[c.id].update({f"val_{k}": v for k, v in scored[len(members) + i].items()})
+            out[c.id].update({f"global_{k}": v for k, v in global_scores[id(global_out[c.id])].items()})
     return out
+
+
+def _held_out_x(data: Any) -> Tensor:
+    """A client's local test rows followed by its validation rows (one forward pass scores both)."""
+    return torch.cat([data.test.x, data.val.x]) if len(data.val) else data.test.x
 
 
 def _global_outputs(model: torch.nn.Module, members: Sequence[ClientInfo], eval_states: dict[int, dict[str, Tensor]],

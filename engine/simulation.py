@@ -2,8 +2,17 @@
 
 ``Simulation(config).run()`` builds the federation and one model per client, then for each round
 asks the strategy which clients train, what to send them, runs their turns through the executor,
-lets the strategy aggregate, evaluates every joined client's model on its local test split and on
-the global test set, and writes the round in one transaction. Strategies only supply hooks.
+lets the strategy aggregate, evaluates every joined client's model on its local test split, its
+validation split and the global test set, and writes the round in one transaction. Strategies only
+supply hooks.
+
+Early stopping: at every evaluated round each client's model is scored on its validation split,
+and when the experiment's primary metric improves there (ties: lower validation loss) the
+client's evaluation weights and that round's test figures are kept (:attr:`Simulation.best`,
+checkpointed). Reported figures come in two kinds: the round's own (``local_bacc``: the last
+round's are the *final-round* figures) and those at each client's best validation round
+(``best_local_bacc``, ``best_round``); test data never chooses anything. Server-side models follow
+the same rule on the clients' validation splits (:attr:`Simulation.server_best`).
 """
 
 from __future__ import annotations
@@ -29,19 +38,16 @@ from engine.client import ClientEnv, ClientJob, detach, load_into, template
 from engine.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, Split, build as build_federation, label_histograms
-from engine.errors import CancelledError, DataError, FedMosaicError, StorageError
+from engine.errors import CancelledError, ConfigError, DataError, FedMosaicError, StorageError
 from engine.evaluation import evaluate_clients, rows_per_call, stratified_rows
 from engine.executors import RunPlan, make_executor
-from engine.metrics import summarize_clients
+from engine.metrics import Primary, choose_primary, record_keys, reference_scores, summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.seeding import numpy_rng, seeded
 from engine.storage import Store, default_data_dir
 from engine.strategies import STRATEGIES, ClientInfo, Server, Strategy
 
 log = logging.getLogger("fedmosaic.simulation")
-
-CLIENT_KEYS = ("local_acc", "local_loss", "global_acc", "global_loss", "local_mse", "local_mae",
-               "local_r2", "global_mse", "global_mae", "global_r2", "train_loss")
 
 
 def versions() -> dict[str, str]:
@@ -151,6 +157,22 @@ class Simulation:
                        self.share, self._log,
                        frozenset(c.id for c in self.clients if arch_cache[c.arch_key][2]))
         self.threads = self.executor.prepare(plan)
+        try:
+            self.primary: Primary = choose_primary(
+                cfg.primary_metric, self.task,
+                label_histograms(fed).tolist() if self.task == "classification" else None,
+                [c.name for c in self.clients])
+        except ValueError as exc:
+            raise ConfigError(f"primary_metric: {exc}") from None
+        self.best: dict[int, dict[str, Any]] = {}
+        """Per client, what it keeps from its best validation round: ``round``, ``val`` (its
+        validation figures), ``scores`` (its ``local_*``/``global_*`` test figures then),
+        ``model`` (its evaluation weights then: what a deployment would take) and ``extra`` (its
+        strategy state then). Checkpointed with the run."""
+        self.server_best: dict[str, dict[str, Any]] = {}
+        """The same per server-side model label (``round``, ``val``, ``scores``, ``model``)."""
+        self._references = self._reference_figures()
+        self._references_written: set[int] = set()
 
     @property
     def build(self) -> ModelFactory:
@@ -275,10 +297,19 @@ class Simulation:
             per_client[r.client.id].update(r.metrics)
         evaluate = rnd % cfg.eval_every == 0 or rnd == cfg.rounds
         round_metrics: dict[str, float] = {}
+        weights = {c.id: float(c.n_test) for c in self.clients}
         if evaluate:
             round_metrics.update(self.evaluate(rnd, per_client))
-        weights = {c.id: float(c.n_test) for c in self.clients}
-        round_metrics.update(summarize_clients(per_client, CLIENT_KEYS, weights))
+            joined = [c for c in self.clients if c.spec.join_round <= rnd]
+            round_metrics.update(self._keep_best(rnd, per_client, joined))
+            per_ref, round_ref = self._references
+            round_metrics.update(round_ref)
+            for c in joined:  # constant over the run: once per client, at its first evaluation
+                if c.id not in self._references_written:
+                    per_client.setdefault(c.id, {}).update(per_ref[c.id])
+                    self._references_written.add(c.id)
+        round_metrics.update(summarize_clients(per_client, [k for k in record_keys(self.task)
+                                                            if not k.startswith("best_")], weights))
         round_metrics.update(strategy.round_metrics())
         round_metrics.update({
             "n_selected": float(len(selected)), "n_completed": float(len(kept_ids)),
@@ -315,9 +346,11 @@ class Simulation:
     # ---- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, rnd: int, per_client: dict[int, dict[str, float]]) -> dict[str, float]:
-        """Each joined client's model on its local test split and on the global test set
-        (:func:`engine.evaluation.evaluate_clients`); the strategy's server models on the global
-        test set through the reference preprocessing."""
+        """Each joined client's model on its local test split, its validation split and the
+        global test set (:func:`engine.evaluation.evaluate_clients`); the strategy's server models
+        on the global test set through the reference preprocessing and on the clients' validation
+        rows (as each site prepares them: what a federated evaluation would report), keeping each
+        server model's best validation round."""
         fed, strategy = self.scoring_federation(rnd), self.strategy
         gx, gy = fed.global_test.x, fed.global_test.y
         joined = [c for c in self.clients if c.spec.join_round <= rnd]
@@ -325,16 +358,29 @@ class Simulation:
         for cid, m in scores.items():
             per_client.setdefault(cid, {}).update(m)
         out: dict[str, float] = {"global_rows": float(len(gy))}  # the whole set, or its sample
+        val_x = [d.val.x for d in fed.clients if len(d.val)]
+        val_y = [d.val.y for d in fed.clients if len(d.val)]
         for label, state in strategy.server_models().items():
             spec = json.loads(label) if label.startswith("{") else self.clients[0].spec.model
             model = template(spec, self.server_device, self.build)
             load_into(model, state)
             model.eval()
-            outputs = training.predict(model, fed.reference(gx.to(self.server_device)),
-                                       batch_size=rows_per_call(model, gx.shape[1:]))
-            scores = training.metrics(self.task, outputs, gy.to(self.server_device), fed.target_std)
+            rows = rows_per_call(model, gx.shape[1:])
+            outs = [training.predict(model, fed.reference(gx.to(self.server_device)), batch_size=rows)]
+            ys = [gy.to(self.server_device)]
+            if val_x:  # the clients' validation rows, each as its own site prepares them
+                outs.append(training.predict(model, torch.cat(val_x).to(self.server_device), batch_size=rows))
+                ys.append(torch.cat(val_y).to(self.server_device))
+            test, *val = training.metrics_many(self.task, outs, ys, fed.target_std)
+            val_scores = val[0] if val else {}
             suffix = "" if label == "all" else f"[{json.loads(label)['arch']}]" if label.startswith("{") else f"[{label}]"
-            out.update({f"server_{k}{suffix}": v for k, v in scores.items()})
+            out.update({f"server_{k}{suffix}": v for k, v in test.items()})
+            out.update({f"server_val_{k}{suffix}": v for k, v in val_scores.items()})
+            if self._improved(val_scores, self.server_best.get(label)):
+                self.server_best[label] = {"round": rnd, "val": val_scores, "scores": test, "model": detach(state)}
+            kept = self.server_best[label]
+            out.update({f"best_server_{k}{suffix}": v for k, v in kept["scores"].items()})
+            out[f"best_server_round{suffix}"] = float(kept["round"])
         return out
 
     def scoring_federation(self, rnd: int) -> Federation:
@@ -348,6 +394,58 @@ class Simulation:
         rows = torch.as_tensor(self.global_rows)
         return dataclasses.replace(fed, global_test=Split(fed.global_test.x[rows], fed.global_test.y[rows]))
 
+    def _reference_figures(self) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
+        """What a predictor ignoring the input reaches (:func:`engine.metrics.reference_scores`):
+        per client on its local test split (fitted on its training labels), and on the global
+        test set (fitted on the pooled training labels)."""
+        fed = self.federation
+        trains = [d.train.y for d in fed.clients]
+        local = reference_scores(self.task, trains, [d.test.y for d in fed.clients], fed.n_outputs, fed.target_std)
+        pooled = torch.cat(trains) if trains else torch.zeros(0)
+        glob = reference_scores(self.task, [pooled], [fed.global_test.y], fed.n_outputs, fed.target_std)[0]
+        per_client = {c.id: {f"ref_local_{k}": v for k, v in local[c.id].items()} for c in self.clients}
+        round_level = summarize_clients(per_client, [f"ref_local_{k}" for k in local[0]] if local and local[0] else [])
+        round_level.update({f"ref_global_{k}": v for k, v in glob.items()})
+        return per_client, round_level
+
+    def _improved(self, val: dict[str, float], old: dict[str, Any] | None) -> bool:
+        """Whether validation figures ``val`` are at least as good as the kept ones on the primary
+        metric (a tie keeps the later round: as good on validation, and trained longer); where
+        the primary metric is undefined (AUC on a one-class split), a loss at least as low. A
+        client without validation rows keeps its latest round."""
+        if old is None or not val:
+            return True
+        key = self.primary.key
+        new_p, old_p = val.get(key, float("nan")), old["val"].get(key, float("nan"))
+        if np.isfinite(new_p) and np.isfinite(old_p):
+            return new_p >= old_p if self.primary.metric.higher_is_better else new_p <= old_p
+        if np.isfinite(new_p) != np.isfinite(old_p):
+            return bool(np.isfinite(new_p))
+        new_l, old_l = val.get("loss", float("nan")), old["val"].get("loss", float("nan"))
+        return bool(not np.isfinite(old_l) or (np.isfinite(new_l) and new_l <= old_l))
+
+    def _keep_best(self, rnd: int, per_client: dict[int, dict[str, float]], evaluated: list[ClientInfo]) -> dict[str, float]:
+        """Update each evaluated client's best round; write ``best_*`` figures for the clients whose
+        best changed; return the round aggregates of everyone's kept figures."""
+        memo: dict[tuple, torch.Tensor] = {}
+        for c in evaluated:
+            m = per_client.get(c.id, {})
+            val = {k[4:]: v for k, v in m.items() if k.startswith("val_")}
+            if not self._improved(val, self.best.get(c.id)):
+                continue
+            scores = {k: v for k, v in m.items() if k.startswith(("local_", "global_"))}
+            state = self.states[c.id]
+            self.best[c.id] = {"round": rnd, "val": val, "scores": scores,
+                               "model": detach(self.strategy.eval_state(c, state), memo),
+                               "extra": detach(state.get("extra", {}), memo)}
+            m.update({f"best_{k}": v for k, v in scores.items()})
+            m["best_round"] = float(rnd)
+        view = {cid: {"best_round": float(b["round"]), **{f"best_{k}": v for k, v in b["scores"].items()}}
+                for cid, b in self.best.items()}
+        weights = {c.id: float(c.n_test) for c in self.clients}
+        keys = [k for k in record_keys(self.task) if k.startswith("best_")]
+        return summarize_clients(view, keys, weights)
+
     # ---- checkpoints ---------------------------------------------------------------------------
     def checkpoint(self, rnd: int) -> Path:
         """Save everything needed to continue after round ``rnd`` (tensors and plain values only,
@@ -359,7 +457,9 @@ class Simulation:
         blob = {"round": rnd, "states": {str(k): v for k, v in self.states.items()},
                 "strategy": self.strategy.state_dict(), "clock": self.clock.state_dict(),
                 "participated": sorted(self.participated),
-                "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")}}
+                "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")},
+                "best": {str(k): v for k, v in self.best.items()}, "server_best": dict(self.server_best),
+                "references_written": sorted(self._references_written)}
         tmp = path.with_suffix(".tmp")
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -404,16 +504,21 @@ class Simulation:
             why = self._misfit(blob)
             if why is None:
                 before = (self.states, self.strategy.state_dict(), self.clock.state_dict(),
-                          set(self.participated), dict(self._resumed_cum))
+                          set(self.participated), dict(self._resumed_cum), self.best, self.server_best,
+                          set(self._references_written))
                 try:
                     self.states = {int(k): v for k, v in blob["states"].items()}
                     self.strategy.load_state_dict(blob["strategy"])
                     self.clock.load_state_dict(blob["clock"])
                     self.participated = {int(c) for c in blob["participated"]}
                     self._resumed_cum = {str(k): float(v) for k, v in dict(blob.get("cum", {})).items()}
+                    self.best = {int(k): v for k, v in dict(blob.get("best", {})).items()}
+                    self.server_best = dict(blob.get("server_best", {}))
+                    self._references_written = {int(c) for c in blob.get("references_written", [])}
                     rnd = int(blob["round"])
                 except Exception as exc:  # noqa: BLE001 - put back what was there, try an older one
-                    self.states, strategy, clock, self.participated, self._resumed_cum = before
+                    (self.states, strategy, clock, self.participated, self._resumed_cum, self.best,
+                     self.server_best, self._references_written) = before
                     self.strategy.load_state_dict(strategy)
                     self.clock.load_state_dict(clock)
                     why = f"{type(exc).__name__}: {str(exc)[:120]}"
@@ -455,14 +560,20 @@ class Simulation:
         preprocessing statistic came from (federated, client, centralized)."""
         return {"seed": self.config.seed, "partition_fingerprint": self.federation.fingerprint,
                 "devices": sorted({str(d) for d in self.devices.values()}), "versions": versions(),
-                "torch_threads": torch.get_num_threads(), "preprocessing": self.federation.provenance}
+                "torch_threads": torch.get_num_threads(), "preprocessing": self.federation.provenance,
+                "primary_metric": self.primary.key, "primary_reason": self.primary.reason,
+                "validation_rows": [len(d.val) for d in self.federation.clients]}
 
     def summary(self) -> dict[str, Any]:
-        """Final figures: the last evaluated round's metrics."""
+        """Final figures: the last evaluated round's metrics (the round's own figures and those at
+        each client's best validation round), and the primary metric's key."""
         last = next((r for r in reversed(self.history)
                      if any(k.startswith(("local_", "global_", "server_")) for k in r.metrics)), None)
+        final: dict[str, Any] = dict(last.metrics) if last else {}
+        if hasattr(self, "primary"):
+            final["primary_metric"] = self.primary.key
         return {"run_id": self.run_id, "rounds_done": self.history[-1].round if self.history else 0,
-                "final": last.metrics if last else {}}
+                "final": final}
 
     def _finish(self, status: str, error: str | None = None, tb: str | None = None) -> None:
         """Record how the run ended: its status first (so no row stays ``queued``/``running``
@@ -482,5 +593,5 @@ class Simulation:
                 break
 
 
-def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
-    return {k: (v if np.isfinite(v) else None) for k, v in metrics.items()}
+def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in metrics.items()}

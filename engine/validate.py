@@ -105,6 +105,13 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
             check_reads(spec.model, data.input_spec)
         except ConfigError as exc:
             report.errors.append(f"clients.{i} ({spec.name}): {exc}")
+    if config.primary_metric != "auto":
+        from engine.metrics import choose_primary
+
+        try:
+            choose_primary(config.primary_metric, data.task)
+        except ValueError as exc:
+            report.errors.append(f"primary metric: {exc}")
     report.compatible = compatibility(config, data.task)
     chosen = STRATEGIES.get(config.strategy.name)
     why = report.compatible.get(config.strategy.name) or chosen.check_params(

@@ -94,6 +94,11 @@ class DataConfig(BaseModel):
     test_fraction: float = Field(
         0.2, ge=0.0, lt=1.0, description="share of each client's data kept as its local test split"
     )
+    validation_fraction: float = Field(
+        0.15, ge=0.0, lt=1.0,
+        description="share of each client's training data kept aside to pick its best round (early stopping); "
+                    "never trained on, never used for the reported test figures",
+    )
     global_test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share of the whole dataset held out as the global test set"
     )

@@ -5,8 +5,10 @@ Order of the cuts, each seeded from the run seed: (1) optional stratified subsam
 (``max_samples``); (2) the global test set; (3) the public set; (4) the partitioner deals the rest
 to clients, and its optional per-client feature shift (``Partitioner.transform_client``, e.g.
 ``feature``) is applied to each client's samples - never to the global test or public sets;
-(5) each client's local test split; (6) each client's preprocessing is fitted and applied to its
-splits (the global test set is transformed per client at evaluation time). Its statistics come
+(5) each client's rows are assigned to its training, validation and local test splits
+(:func:`client_rows`: the local test split first, then the validation split carved from what is
+left for training); (6) each client's preprocessing is fitted and applied to its splits (the
+global test set is transformed per client at evaluation time). Its statistics come
 from the federation's aggregate of the clients' training splits, the client's own training split,
 or (labelled, off by default) the whole file, as ``data.statistics`` says
 (:func:`engine.data.preprocess.fit_clients`); :attr:`Federation.provenance` records which.
@@ -16,6 +18,9 @@ partitioner deals every row, each client's test rows become its local test split
 its training split (validation rows are kept out of both, for the validation split), and the
 global test set is all the test rows together - the file's own test set, which the clients'
 local test splits partition. The public set, if any, is drawn from train rows only.
+
+The validation split picks each client's best round (early stopping in :mod:`engine.simulation`):
+it is never trained on, and test data never decides anything.
 
 :func:`partition_preview` runs steps (1)-(5) only, for the Data page; :func:`natural_groups` lists
 the clients a ``natural`` partition makes.
@@ -57,15 +62,22 @@ class Split:
         return len(self.y)
 
 
+def _empty_split() -> Split:
+    return Split(torch.zeros(0), torch.zeros(0, dtype=torch.long))
+
+
 @dataclass
 class ClientData:
-    """One client's data: preprocessed train and local test splits and the fitted transform, which
-    evaluation applies to the global test and public sets before this client's model sees them."""
+    """One client's data: preprocessed train, local test and validation splits and the fitted
+    transform, which evaluation applies to the global test and public sets before this client's
+    model sees them."""
 
     train: Split
     test: Split
     transform: preprocess.Affine = field(default_factory=preprocess.Affine)
     index: np.ndarray = field(default_factory=lambda: np.arange(0))
+    val: Split = field(default_factory=_empty_split)
+    """Rows held out of training to choose the client's best round (may be empty)."""
 
 
 @dataclass
@@ -131,7 +143,8 @@ def load_dataset(data_cfg: DataConfig, root: Path) -> Dataset:
     """
     data_cfg = confine(data_cfg, root)
     key = data_cfg.model_dump(mode="json", exclude={"partition", "test_fraction", "statistics",
-                                                    "global_test_fraction", "public_fraction"})
+                                                    "validation_fraction", "global_test_fraction",
+                                                    "public_fraction"})
     natural = data_cfg.natural_column()
     if natural is not None:
         key["partition"] = {"method": "natural", "column": natural}
@@ -218,15 +231,31 @@ def _local_split(labels: np.ndarray, idx: np.ndarray, fraction: float, classific
 
 def client_rows(data: Dataset, data_cfg: DataConfig, idx: np.ndarray, seed: int,
                 i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Step (5): positions (within ``idx``) of client ``i``'s train, local test and validation
-    rows: as the file's split column says when it has one, else drawn (no validation rows)."""
+    """Step (5), the one place that assigns a client's rows: positions (within ``idx``) of client
+    ``i``'s train, local test and validation rows (the Data page preview and :func:`build` both
+    call it).
+
+    As the file's split column says when it has one. Otherwise drawn: the local test split first
+    (``test_fraction``, stratified when every class has two rows), then ``validation_fraction``
+    of the rest becomes the validation split, stratified the same way and seeded per client (it
+    does not depend on the other clients); at least one training row always remains.
+    """
     if data.split is not None:
         role = data.split[idx]
         return (np.flatnonzero(role == "train"), np.flatnonzero(role == "test"),
                 np.flatnonzero(role == "validation"))
-    rel_train, rel_test = _local_split(data.labels, idx, data_cfg.test_fraction,
-                                       data.task == "classification", seed, i)
-    return rel_train, rel_test, rel_train[:0]
+    classification = data.task == "classification"
+    rel_train, rel_test = _local_split(data.labels, idx, data_cfg.test_fraction, classification, seed, i)
+    fraction = data_cfg.validation_fraction
+    if fraction <= 0 or len(rel_train) < 2:
+        return rel_train, rel_test, rel_train[:0]
+    train_labels = data.labels[idx[rel_train]]
+    counts = np.unique(train_labels, return_counts=True)[1]
+    keep, held = stratified_split(train_labels, fraction, numpy_rng(seed, "data", "client", i, "validation"),
+                                  classification and counts.min() >= 2)
+    if len(keep) == 0:  # a tiny client: keep one row to train on
+        keep, held = held[:1], held[1:]
+    return rel_train[keep], rel_test, rel_train[held]
 
 
 def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[float | None],
@@ -244,13 +273,13 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
     partitioner = deal.partitioner
     raw = []
     for i, idx in enumerate(deal.parts):
-        rel_train, rel_test, _ = client_rows(data, data_cfg, idx, seed, i)
+        rel_train, rel_test, rel_val = client_rows(data, data_cfg, idx, seed, i)
         x = data.x[torch.as_tensor(idx)]
         x = partitioner.transform_client(i, n_clients, x, numpy_rng(seed, "data", "client", i, "shift"))
-        raw.append((x[torch.as_tensor(rel_train)], x[torch.as_tensor(rel_test)], idx[rel_train], idx[rel_test]))
-    fitted = preprocess.fit_clients(list(preprocessing), [r[0] for r in raw], data, data_cfg.statistics)
-    clients = [ClientData(Split(t(x_tr), data.y[tr]), Split(t(x_te), data.y[te]), t, tr)
-               for t, (x_tr, x_te, tr, te) in zip(fitted.transforms, raw, strict=True)]
+        raw.append(tuple((x[torch.as_tensor(rel)], idx[rel]) for rel in (rel_train, rel_test, rel_val)))
+    fitted = preprocess.fit_clients(list(preprocessing), [r[0][0] for r in raw], data, data_cfg.statistics)
+    clients = [ClientData(Split(t(x_tr), data.y[tr]), Split(t(x_te), data.y[te]), t, tr, Split(t(x_va), data.y[va]))
+               for t, ((x_tr, tr), (x_te, te), (x_va, va)) in zip(fitted.transforms, raw, strict=True)]
     digest = hashlib.sha256()
     public_idx = deal.public_idx
     for part in [deal.global_idx, public_idx if public_idx is not None else np.arange(0), *deal.parts]:
@@ -283,7 +312,7 @@ def _standardize_targets(fed: Federation, source: str) -> None:
         return Split(split.x, (split.y - mean) / std)
 
     for c in fed.clients:
-        c.train, c.test = scaled(c.train), scaled(c.test)
+        c.train, c.test, c.val = scaled(c.train), scaled(c.test), scaled(c.val)
     fed.global_test = scaled(fed.global_test)
     if fed.public is not None:
         fed.public = scaled(fed.public)
