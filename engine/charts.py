@@ -10,6 +10,13 @@ group_id, variant, seed``) or a mapping ``run_id -> label``.
 Seeds of one setting (runs of one sweep ``group_id`` with the same ``variant``) are drawn as one
 line, their mean, with a band of +-1 standard deviation (``ddof=1``) across seeds: one seed says
 little about a federated method, whose result moves with the data split and the initialisation.
+
+One colour language, defined here and nowhere else: a strategy has one colour across every chart
+of a page (``local`` grey, ``centralized`` near-black, the others a fixed colour each, unique on a
+page; when runs of one strategy appear as different settings, each setting gets its own colour),
+and an architecture (or device tier) has one colour across the whole app. Every line carries its
+name in the legend and on hover: two clients of one architecture are two shades of its colour,
+each named.
 """
 
 from __future__ import annotations
@@ -22,20 +29,27 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from engine.metrics import higher_is_better
+from engine.metrics import METRICS, higher_is_better
 from engine.sanitize import chart_text
 
-PALETTE = qualitative.Plotly + qualitative.D3
-"""Colours of runs and settings, in order."""
+PALETTE = qualitative.D3 + qualitative.Plotly[1:]
+"""Colours of settings and runs, in order."""
+REFERENCE_COLORS = {"local": "#7f7f7f", "centralized": "#222222"}
+"""The references keep the same neutral colours everywhere: the floor grey, the ceiling near-black."""
+ARCH_COLORS = {"mlp": "#1f77b4", "cnn": "#ff7f0e", "resnet": "#2ca02c", "gru": "#d62728", "lstm": "#9467bd",
+               "cnn1d": "#8c564b", "transformer": "#e377c2", "fedavg_cnn": "#bcbd22"}
+"""Architecture colours, fixed across the app (others get a stable colour from their name)."""
+TIER_COLORS = {"datacenter-gpu": "#1b9e77", "workstation-gpu": "#66a61e", "laptop-cpu": "#7570b3",
+               "jetson": "#e6ab02", "raspberry-pi": "#e7298a", "phone-high": "#d95f02", "phone-low": "#a6761d"}
+"""Device-tier colours, fixed across the app."""
+GAIN, LOSS = "#2b8cbe", "#e6550d"
+"""Who gains (blue) and who loses (orange) in the verdict's chart: distinguishable without red/green."""
 
-_NAMES = {
-    "acc": "accuracy", "loss": "loss", "mse": "mean squared error", "mae": "mean absolute error",
-    "r2": "R²", "train_loss": "training loss",
-}
+_NAMES = {m.key: m.label for m in METRICS.values()} | {"train_loss": "training loss", "round": "round"}
 _STATS = {"mean": "mean over clients", "wmean": "sample-weighted mean over clients",
           "std": "spread (std) over clients", "worst10": "worst 10% of clients", "best": "best client"}
 _SCOPES = {"global": "on the global test set", "local": "on each client's own test data",
-           "server": "of the server model on the global test set"}
+           "val": "on each client's validation data", "server": "of the server model on the global test set"}
 _SPECIAL = {
     "round": "Round", "sim_time_s": "Simulated time (s)", "cum_bytes_up": "Data uploaded (bytes, cumulative)",
     "cum_bytes_down": "Data downloaded (bytes, cumulative)", "bytes_up": "Data uploaded this round (bytes)",
@@ -46,8 +60,9 @@ _SPECIAL = {
 
 
 def metric_label(key: str) -> str:
-    """A readable name for a metric key: ``global_acc_mean`` -> "Accuracy on the global test set
-    (mean over clients)"."""
+    """A readable name for a record key: ``global_acc_mean`` -> "Accuracy on the global test set
+    (mean over clients)"; ``best_local_bacc_mean`` -> "Balanced accuracy on each client's own test
+    data (mean over clients), at the best validation round"."""
     if key in _SPECIAL:
         return _SPECIAL[key]
     base, suffix = key, ""
@@ -56,15 +71,106 @@ def metric_label(key: str) -> str:
         suffix = f" [{suffix.rstrip(']')}]"
     parts = base.split("_")
     stat = parts.pop() if parts[-1] in _STATS and len(parts) > 1 else None
-    scope = parts.pop(0) if parts[0] in _SCOPES else None
+    kind = parts.pop(0) if parts[0] in ("best", "ref") and len(parts) > 1 else None
+    if kind == "best" and parts in (["round"], ["server", "round"]):
+        return ("Best validation round" + (" of the server model" if parts[0] == "server" else "")
+                + (f" ({_STATS[stat]})" if stat else "") + suffix)
+    scope = parts.pop(0) if parts[0] in _SCOPES and len(parts) > 1 else None
+    if scope == "server" and parts[0] == "val" and len(parts) > 1:
+        parts.pop(0)
+        scope = "server_val"
     name = "_".join(parts)
     text = _NAMES.get(name, name.replace("_", " "))
+    if kind == "ref":
+        text = f"trivial-predictor {text}"
     text = text[:1].upper() + text[1:]
-    if scope:
+    if scope == "server_val":
+        text += " of the server model on the clients' validation data"
+    elif scope:
         text += f" {_SCOPES[scope]}"
     if stat:
         text += f" ({_STATS[stat]})"
+    if kind == "best":
+        text += ", at the best validation round"
     return text + suffix
+
+
+def short_label(key: str) -> str:
+    """A short column header for a record key: ``best_local_bacc_mean`` -> "balanced accuracy"."""
+    if key in _SPECIAL:
+        return _SPECIAL[key]
+    metric = key.split("[", 1)[0].split("_")
+    name = next((m for m in reversed(metric) if m in _NAMES and m not in ("best", "round")), None)
+    return _NAMES.get(name, key) if name else key
+
+
+# ---- colours ---------------------------------------------------------------------------------------
+def _stable(name: str, palette: Sequence[str]) -> str:
+    import hashlib
+
+    return palette[int(hashlib.blake2b(name.encode(), digest_size=4).hexdigest(), 16) % len(palette)]
+
+
+def arch_color(arch: str) -> str:
+    """The architecture's colour, the same on every page."""
+    return ARCH_COLORS.get(arch) or _stable(arch, PALETTE)
+
+
+def group_color(color_by: str, value: str) -> str:
+    """The colour of a roster group: an architecture or a device tier (fixed), else stable by name."""
+    if color_by == "arch":
+        return arch_color(value)
+    if color_by == "tier":
+        return TIER_COLORS.get(value) or _stable(value, PALETTE)
+    return _stable(value, PALETTE)
+
+
+def _home(strategy: str) -> str:
+    """A strategy's own colour: fixed for the references, otherwise by its place in the registry."""
+    if strategy in REFERENCE_COLORS:
+        return REFERENCE_COLORS[strategy]
+    from engine.strategies import STRATEGIES
+
+    names = [n for n in STRATEGIES.names() if n not in REFERENCE_COLORS]
+    return PALETTE[names.index(strategy) % len(PALETTE)] if strategy in names else _stable(strategy, PALETTE)
+
+
+def series_colors(series: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Colours of a page's series, ``(label, strategy)`` pairs: each strategy its own colour
+    (unique on the page); strategies that appear as several series (settings or runs) give each
+    series its own colour instead."""
+    counts: dict[str, int] = {}
+    for _, strategy in series:
+        counts[strategy] = counts.get(strategy, 0) + 1
+    used: set[str] = set()
+    out: dict[str, str] = {}
+    free = iter([c for c in PALETTE if c not in REFERENCE_COLORS.values()] * 4)
+    for label, strategy in series:
+        color = _home(strategy) if counts[strategy] == 1 else None
+        if color is None or color in used:
+            color = next(c for c in free if c not in used)
+        used.add(color)
+        out[label] = color
+    return out
+
+
+def run_colors(run_ids: Sequence[str], runs: Any = None) -> dict[str, str]:
+    """Each run's colour on a page: the colour of its series (:func:`series_groups`), so a run
+    drawn in a box plot has its curve's colour."""
+    rows = _run_rows(runs, run_ids)
+    groups = series_groups(run_ids, runs)
+    colors = series_colors([(label, str(rows[members[0]].get("strategy") or label)) for label, members in groups])
+    return {run_id: colors[label] for label, members in groups for run_id in members}
+
+
+def _shade(color: str, i: int, n: int) -> str:
+    """The ``i``-th of ``n`` shades of ``color`` (darker to lighter), for clients of one group."""
+    if n <= 1:
+        return color
+    r, g, b = (int(color.lstrip("#")[k:k + 2], 16) for k in (0, 2, 4))
+    t = -0.35 + 0.7 * i / (n - 1)  # -0.35 (darker) .. +0.35 (lighter)
+    mix = (lambda c: c * (1 + t)) if t < 0 else (lambda c: c + (255 - c) * t)
+    return "#" + "".join(f"{max(0, min(255, round(mix(c)))):02x}" for c in (r, g, b))
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -172,13 +278,14 @@ def _whole_number_ticks(fig: go.Figure) -> None:
 
 # ---- run-level curves ---------------------------------------------------------------------------
 def curves(round_df: pd.DataFrame, metric: str, x: str = "round", runs: Any = None, *,
-           title: str | None = None, band: bool = True) -> go.Figure:
+           title: str | None = None, band: bool = True, reference: float | None = None) -> go.Figure:
     """One line per run, or per setting with a mean +- std band over its seeds.
 
     :param metric: a round metric key (``global_acc_mean``, ``server_acc``, ``local_loss_worst10``).
     :param x: ``round``, ``sim_time_s`` (simulated time) or ``cum_bytes_up`` (communication
         spent); for a band the x of each round is the mean over seeds.
-    :param runs: run rows (labels, sweep groups); see the module docstring.
+    :param runs: run rows (labels, sweep groups, strategies: colours); see the module docstring.
+    :param reference: a dotted line at this value (the trivial predictor's figure).
     """
     wide = wide_rounds(round_df)
     title = title or metric_label(metric)
@@ -188,8 +295,9 @@ def curves(round_df: pd.DataFrame, metric: str, x: str = "round", runs: Any = No
         return _empty(f"No '{metric_label(x)}' recorded for these runs (x axis).", title)
     fig = go.Figure()
     run_ids = list(dict.fromkeys(wide["run_id"]))
-    for i, (label, members) in enumerate(series_groups(run_ids, runs)):
-        color = PALETTE[i % len(PALETTE)]
+    colors = run_colors(run_ids, runs)
+    for label, members in series_groups(run_ids, runs):
+        color = colors[members[0]]
         part = wide[wide["run_id"].isin(members)][list(dict.fromkeys(["run_id", "round", x, metric]))]
         part = part.dropna(subset=list(dict.fromkeys([metric, x])))
         if part.empty:
@@ -213,6 +321,9 @@ def curves(round_df: pd.DataFrame, metric: str, x: str = "round", runs: Any = No
             x=stats["x"], y=stats["mean"], mode="lines+markers", name=label, legendgroup=label,
             line={"color": color}, marker={"size": 4}, customdata=np.stack([stats["std"], stats["n"]], axis=1),
             hovertemplate=f"{label}<br>%{{y:.4g}} ± %{{customdata[0]:.3g}} (%{{customdata[1]}} seeds)<extra></extra>"))
+    if reference is not None and np.isfinite(reference):
+        fig.add_hline(y=reference, line_dash="dot", line_color="#888",
+                      annotation_text=f"trivial predictor {reference:.3g}", annotation_position="bottom right")
     return _layout(fig, title, metric_label(x), metric_label(metric))
 
 
@@ -225,8 +336,9 @@ def communication(round_df: pd.DataFrame, runs: Any = None, *, title: str | None
         return _empty("No communication recorded for these runs.", title)
     fig = go.Figure()
     run_ids = list(dict.fromkeys(wide["run_id"]))
-    for i, (label, members) in enumerate(series_groups(run_ids, runs)):
-        color = PALETTE[i % len(PALETTE)]
+    colors = run_colors(run_ids, runs)
+    for label, members in series_groups(run_ids, runs):
+        color = colors[members[0]]
         part = wide[wide["run_id"].isin(members)]
         stats = part.groupby("round")[[c for c in ("cum_bytes_up", "cum_bytes_down") if c in part]].mean()
         for column, dash, word in (("cum_bytes_up", "solid", "up"), ("cum_bytes_down", "dot", "down")):
@@ -260,27 +372,34 @@ def _client_frame(client_df: pd.DataFrame, metric: str, run_id: str | None) -> p
 
 def client_curves(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | None = None, *,
                   run_id: str | None = None, color_by: str = "arch", title: str | None = None) -> go.Figure:
-    """One line per client of one run (the first in ``client_df`` unless ``run_id``), coloured
-    by ``color_by`` (a roster column: ``arch``, ``tier``...)."""
+    """One line per client of one run (the first in ``client_df`` unless ``run_id``), each named
+    in the legend and on hover, coloured by ``color_by`` (a roster column: ``arch``, ``tier``):
+    clients of one group are shades of the group's colour."""
     run_id = run_id if run_id is not None or client_df.empty else client_df["run_id"].iloc[0]
     df = _client_frame(client_df, metric, run_id)
     title = title or f"{metric_label(metric)} per client"
     if df.empty:
         return _empty(f"No '{metric_label(metric)}' recorded per client.", title)
     people = _roster(roster, run_id)
-    colors: dict[str, str] = {}
+    ids = sorted(int(c) for c in df["client_id"].unique())
+    group_of = {cid: str(people.get(cid, {}).get(color_by) or "unspecified") for cid in ids}
+    members: dict[str, list[int]] = {}
+    for cid in ids:
+        members.setdefault(group_of[cid], []).append(cid)
     fig = go.Figure()
     for cid, part in df.groupby("client_id", sort=True):
-        info = people.get(int(cid), {})
-        name = str(info.get("name", f"client {cid}"))
-        group = str(info.get(color_by) or "client")
-        first = group not in colors
-        color = colors.setdefault(group, PALETTE[len(colors) % len(PALETTE)])
-        fig.add_trace(go.Scatter(x=part["round"], y=part["value"], mode="lines", name=group, legendgroup=group,
-                                 showlegend=first, line={"color": color, "width": 1.5}, opacity=0.8,
-                                 hovertemplate=f"{name} ({group})<br>round %{{x}}: %{{y:.4g}}<extra></extra>"))
+        cid = int(cid)
+        name = str(people.get(cid, {}).get("name", f"client {cid}"))
+        group = group_of[cid]
+        mates = members[group]
+        color = _shade(group_color(color_by, group), mates.index(cid), len(mates))
+        label = f"{name} ({group})"
+        fig.add_trace(go.Scatter(x=part["round"], y=part["value"], mode="lines", name=label, legendgroup=group,
+                                 legendgrouptitle_text=group if mates[0] == cid else None,
+                                 line={"color": color, "width": 1.6}, opacity=0.9,
+                                 hovertemplate=f"{label}<br>round %{{x}}: %{{y:.4g}}<extra></extra>"))
     fig = _layout(fig, title, "Round", metric_label(metric))
-    fig.update_layout(hovermode="closest")
+    fig.update_layout(hovermode="closest", legend={"orientation": "v", "x": 1.02, "y": 1})
     return fig
 
 
@@ -317,12 +436,16 @@ def final_values(client_df: pd.DataFrame, metric: str, run_id: str | None = None
 
 
 def final_client_bars(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | None = None, *,
-                      run_id: str | None = None, color_by: str = "arch", title: str | None = None) -> go.Figure:
-    """Each client's final ``metric`` in one run, best first, coloured by architecture (or
-    ``color_by="tier"``), with the mean over clients as a dashed line."""
+                      run_id: str | None = None, color_by: str = "arch", title: str | None = None,
+                      reference: pd.DataFrame | None = None) -> go.Figure:
+    """Each client's last recorded ``metric`` in one run (for a ``best_`` key: at its best
+    validation round), best first, coloured by architecture (or ``color_by="tier"``), with the mean
+    over clients as a dashed line and each client's trivial predictor (``reference``: ``client_id,
+    value``) as a tick."""
     run_id = run_id if run_id is not None or client_df.empty else client_df["run_id"].iloc[0]
     last = final_values(client_df, metric, run_id)
-    title = title or f"Final {metric_label(metric)[:1].lower()}{metric_label(metric)[1:]} per client"
+    title = title or (f"{metric_label(metric)} per client" if metric.startswith("best_") else
+                      f"Final {metric_label(metric)[:1].lower()}{metric_label(metric)[1:]} per client")
     if last.empty:
         return _empty(f"No '{metric_label(metric)}' recorded per client.", title)
     people = _roster(roster, run_id)
@@ -330,12 +453,19 @@ def final_client_bars(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame
     last["group"] = [str(people.get(int(c), {}).get(color_by) or "unspecified") for c in last["client_id"]]
     last = last.sort_values("value", ascending=not higher_is_better(metric))
     fig = go.Figure()
-    colors: dict[str, str] = {}
     for group in dict.fromkeys(last["group"]):
-        colors[group] = PALETTE[len(colors) % len(PALETTE)]
         part = last[last["group"] == group]
-        fig.add_trace(go.Bar(x=part["name"], y=part["value"], name=group, marker_color=colors[group],
-                             hovertemplate="%{x}<br>%{y:.4g}<extra>" + group + "</extra>"))
+        fig.add_trace(go.Bar(x=part["name"], y=part["value"], name=group, marker_color=group_color(color_by, group),
+                             hovertemplate="%{x}" + f" ({group})" + "<br>%{y:.4g}<extra></extra>"))
+    if reference is not None and not reference.empty:
+        ref = reference.set_index("client_id")["value"]
+        names = dict(zip(last["client_id"], last["name"], strict=True))
+        pts = [(names[c], float(ref[c])) for c in last["client_id"] if c in ref.index]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers",
+                                     name="trivial predictor", marker={"symbol": "line-ew-open", "size": 18,
+                                                                       "color": "#444", "line": {"width": 2}},
+                                     hovertemplate="%{x}<br>trivial predictor %{y:.4g}<extra></extra>"))
     mean = float(last["value"].mean())
     fig.add_hline(y=mean, line_dash="dash", line_color="#444", annotation_text=f"mean {mean:.3g}")
     fig = _layout(fig, title, "Client", metric_label(metric))
@@ -345,17 +475,19 @@ def final_client_bars(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame
 
 
 def fairness(client_df: pd.DataFrame, metric: str = "local_acc", runs: Any = None, *,
-             title: str | None = None) -> go.Figure:
+             title: str | None = None, colors: Mapping[str, str] | None = None) -> go.Figure:
     """How evenly each run serves its clients: the distribution of the clients' final ``metric``
-    (a box with every client as a point), the worst 10% of clients marked with a diamond."""
-    title = title or f"Fairness: final {metric_label(metric)[:1].lower()}{metric_label(metric)[1:]} across clients"
+    (a box with every client as a point), the worst 10% of clients marked with a diamond. Each
+    run's box has its curve's colour (``colors``: run id -> colour; default :func:`run_colors`)."""
+    title = title or f"Fairness: {metric_label(metric)[:1].lower()}{metric_label(metric)[1:]} across clients"
     if client_df.empty:
         return _empty("No client figures recorded.", title)
     run_ids = list(dict.fromkeys(client_df["run_id"]))
     rows = _run_rows(runs, run_ids)
+    colors = dict(colors) if colors is not None else run_colors(run_ids, runs)
     fig = go.Figure()
     seen: dict[str, int] = {}
-    for i, run_id in enumerate(run_ids):
+    for run_id in run_ids:
         last = final_values(client_df, metric, run_id)
         if last.empty:
             continue
@@ -366,7 +498,7 @@ def fairness(client_df: pd.DataFrame, metric: str = "local_acc", runs: Any = Non
         values = last["value"].to_numpy(dtype=float)
         k = max(1, int(np.ceil(0.1 * len(values))))
         order = np.sort(values) if higher_is_better(metric) else -np.sort(-values)
-        color = PALETTE[i % len(PALETTE)]
+        color = colors.get(run_id, PALETTE[0])
         fig.add_trace(go.Box(y=values, name=label, boxpoints="all", jitter=0.4, pointpos=0, marker_color=color,
                              hovertemplate=f"{label}<br>%{{y:.4g}}<extra></extra>"))
         fig.add_trace(go.Scatter(x=[label], y=[float(order[:k].mean())], mode="markers", showlegend=False,
@@ -535,3 +667,62 @@ def catch_up(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | None =
                                  line={"color": color}, marker={"size": 4}))
         fig.add_vline(x=join, line_dash="dot", line_color=color, opacity=0.6)
     return _layout(fig, title, "Round", metric_label(metric))
+
+
+# ---- the verdict: who gains, who loses ------------------------------------------------------------
+def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, title: str | None = None) -> go.Figure:
+    """The verdict's chart: per client, the paired difference of the primary metric between a
+    strategy and its baseline (:class:`engine.verdict.Verdict`), as diverging horizontal bars
+    (right: the strategy is better for that client). One verdict: bars blue where the client gains,
+    orange where it loses, with whiskers over seeds when there are several, and the mean
+    difference with its interval as a band. Several verdicts: grouped bars in each strategy's
+    colour (``colors``: strategy label -> colour)."""
+    verdicts = [v for v in verdicts if v.clients]
+    if not verdicts:
+        return _empty("No paired runs: launch the local baseline on the same split and seed.", title or "Who gains")
+    metric = verdicts[0].metric
+    scale = metric.scale
+    unit = f" ({metric.unit})" if metric.unit else ""
+    against = {v.baseline for v in verdicts}
+    words = "training alone" if against == {"local"} else "pooled training" if against == {"centralized"} else "the baseline"
+    title = title or (f"Who gains: {verdicts[0].strategy} minus {words}, {metric.label}" if len(verdicts) == 1
+                      else f"Who gains: each strategy minus {words}, {metric.label}")
+    order = sorted({(c.client_id, c.name) for v in verdicts for c in v.clients})
+    names = [n for _, n in order]
+    fig = go.Figure()
+    if len(verdicts) == 1:
+        v = verdicts[0]
+        by_id = {c.client_id: c for c in v.clients}
+        ranked = sorted(v.clients, key=lambda c: c.mean)
+        xs = [c.mean * scale for c in ranked]
+        err = [((c.interval.high - c.mean) * scale if c.interval.defined else 0.0) for c in ranked]
+        fig.add_trace(go.Bar(
+            x=xs, y=[c.name for c in ranked], orientation="h", name="per client",
+            marker_color=[GAIN if x > 0 else LOSS for x in xs],
+            error_x={"type": "data", "array": err, "visible": any(err), "color": "#555"},
+            customdata=[[len(c.per_seed)] for c in ranked],
+            hovertemplate="%{y}: %{x:+.2f}" + unit + " (%{customdata[0]} seed(s))<extra></extra>"))
+        iv = v.interval
+        if iv.defined:
+            fig.add_vrect(x0=iv.low * scale, x1=iv.high * scale, fillcolor="#999", opacity=0.15, line_width=0)
+        fig.add_vline(x=iv.mean * scale, line_dash="dash", line_color="#333",
+                      annotation_text=f"mean {iv.mean * scale:+.2f}", annotation_position="top")
+        names = [c.name for c in ranked]
+        del by_id
+    else:
+        colors = dict(colors or series_colors([(v.strategy, v.strategy) for v in verdicts]))
+        for v in verdicts:
+            by_id = {c.client_id: c for c in v.clients}
+            xs = [by_id[cid].mean * scale if cid in by_id else None for cid, _ in order]
+            label = v.strategy if len(against) == 1 else f"{v.strategy} vs {v.baseline}"
+            fig.add_trace(go.Bar(x=xs, y=names, orientation="h", name=label,
+                                 marker_color=colors.get(v.strategy, PALETTE[0]),
+                                 hovertemplate=f"{label}<br>" + "%{y}: %{x:+.2f}" + unit + "<extra></extra>"))
+        fig.update_layout(barmode="group")
+    fig.add_vline(x=0, line_color="#111", line_width=1)
+    diff = "points" if scale == 100 else (metric.unit or metric.label)
+    fig = _layout(fig, title, f"Difference in {metric.label} ({diff}; right: better with the strategy)", "Client",
+                  height=max(300, (26 if len(verdicts) == 1 else 14 * len(verdicts) + 10) * len(names) + 150))
+    fig.update_layout(hovermode="closest", showlegend=len(verdicts) > 1)
+    fig.update_yaxes(categoryorder="array", categoryarray=names)
+    return fig
