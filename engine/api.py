@@ -242,6 +242,29 @@ def load_autosave(session_id: str, root: Path | None = None) -> dict[str, Any] |
         return None
 
 
+def latest_autosave(exclude: str | None = None, root: Path | None = None) -> dict[str, Any] | None:
+    """The most recently autosaved design of another browser session worth offering to a new tab:
+    ``{"id", "name", "saved_at", "design"}``; ``None`` when there is none, or it is only the
+    untouched starting design."""
+    folder = drafts_dir(root) / "auto"
+    if not folder.is_dir():
+        return None
+    fresh = fingerprint(new_design())
+    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if path.stem == exclude or not _SESSION_RE.match(path.stem):
+            continue
+        try:
+            blob = json.loads(path.read_text(encoding="utf-8"))
+            design = blob["design"]
+        except (OSError, KeyError, TypeError, json.JSONDecodeError):
+            continue
+        if not isinstance(design, dict) or fingerprint(design) == fresh:
+            continue
+        return {"id": path.stem, "name": str(design.get("name") or "experiment"),
+                "saved_at": float(blob.get("saved_at") or path.stat().st_mtime), "design": design}
+    return None
+
+
 def save_draft(name: str, design: dict[str, Any], root: Path | None = None) -> str:
     """Save the design as a named draft (overwrites one of the same name); return the stored name."""
     name = name.strip()
@@ -406,8 +429,8 @@ def dataset_option_fields(name: str) -> list[FieldSpec]:
 
 
 #: Run-level settings the Launch page shows when the config has them (hardware adds the deadline).
-LAUNCH_FIELDS = ("rounds", "fraction", "eval_every", "global_sample", "global_full_every", "checkpoint_every",
-                 "rep_dim", "deadline", "deadline_policy", "selection")
+LAUNCH_FIELDS = ("rounds", "primary_metric", "fraction", "eval_every", "global_sample", "global_full_every",
+                 "checkpoint_every", "rep_dim", "deadline", "deadline_policy", "selection")
 
 
 def launch_fields() -> list[FieldSpec]:
@@ -1126,7 +1149,7 @@ def client_issues(design: dict[str, Any]) -> dict[int, list[str]]:
                 found.append(f"tier '{spec.tier}' is unknown; pick one of {', '.join(tiers)}")
         name = str(c.get("name", ""))
         if name in names:
-            found.append(f"same name as client {names[name] + 1}; names must be unique")
+            found.append(f"same name as client {names[name]}; names must be unique")
         names.setdefault(name, i)
         rounds = int(design.get("rounds", 0) or 0)
         if rounds and int(c.get("join_round", 1) or 1) > rounds:
@@ -1245,11 +1268,70 @@ def strategies(design: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+HELD_OUT_SECTION = "Held-out sets and sampling"
+"""The Data page's section holding :data:`HELD_OUT` (the page titles its expander with it)."""
+_DATA_SECTIONS = {"partition": "Split across clients"}
+
+
+def control_path(key: str) -> str | None:
+    """Where a config field is set in the app, as the page shows it: ``data.public_fraction`` ->
+    ``Data > Held-out sets and sampling > Public fraction``; ``None`` when no page control sets it."""
+    parts = key.split(".")
+    if parts[0] == "data" and len(parts) >= 2:
+        field_name = parts[1]
+        if field_name in HELD_OUT:
+            return f"Data > {HELD_OUT_SECTION} > {field_name.replace('_', ' ').capitalize()}"
+        if field_name in _DATA_SECTIONS:
+            return f"Data > {_DATA_SECTIONS[field_name]}"
+        if field_name in DataConfig.model_fields:
+            return f"Data > {field_name.replace('_', ' ').capitalize()}"
+        return None
+    if len(parts) == 1 and parts[0] in LAUNCH_FIELDS + ("primary_metric",):
+        return f"Launch > Run settings > {parts[0].replace('_', ' ').capitalize()}"
+    return None
+
+
+def for_page(message: str) -> str:
+    """A message from the engine (written for config files and the CLI) in the pages' words: every
+    config key it names that a page control sets becomes that control's path (``set
+    data.public_fraction above 0`` -> ``set Data > Held-out sets and sampling > Public fraction above
+    0``)."""
+    def swap(match: re.Match[str]) -> str:
+        return control_path(match.group(0)) or match.group(0)
+
+    return re.sub(r"\bdata\.[a-z_]+(?:\.[a-z_]+)?", swap, message)
+
+
 def compatibility_matrix(design: dict[str, Any]) -> pd.DataFrame:
     """Strategies x (runs?, reason) for the design, collaborative strategies first."""
     rows = [{"strategy": s["name"], "family": s["family"], "can run": s["reason"] is None,
              "reason": s["reason"] or ""} for s in strategies(design)]
     return pd.DataFrame(rows)
+
+
+def primary_preview(design: dict[str, Any]) -> tuple[str, str] | None:
+    """The primary metric a launch of this design would use and why (``auto`` resolved on the
+    previewed split, as the run will), or ``None`` when the design cannot be split yet."""
+    key = {"data": design.get("data"), "seed": design.get("seed", 0), "primary_metric": design.get("primary_metric"),
+           "clients": [(c.get("name"), c.get("data_share")) for c in _expanded_rows(design)]}
+    return _primary_preview(json.dumps(key, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=64)
+def _primary_preview(key: str) -> tuple[str, str] | None:
+    from engine.metrics import choose_primary
+
+    spec = json.loads(key)
+    design = {"data": spec["data"], "seed": spec["seed"],
+              "clients": [{"name": n, "data_share": share} for n, share in spec["clients"]]}
+    try:
+        split = preview(design)
+        counts = split["histogram"] if split["task"] == "classification" else None
+        chosen = choose_primary(str(spec.get("primary_metric") or "auto"), split["task"], counts,
+                                [c["name"] for c in split["clients"]])
+    except (FedMosaicError, ValueError, KeyError, TypeError):
+        return None
+    return chosen.metric.label, chosen.reason
 
 
 def with_strategy(design: dict[str, Any], name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -1361,24 +1443,23 @@ def launch(design: dict[str, Any], *, strategies: Sequence[str] | None = None, s
     return Launched(list(ids), group)
 
 
-#: Metrics that summarise a run best, in order of preference.
-HEADLINE = ("server_acc", "global_acc_mean", "local_acc_mean", "server_r2", "global_r2_mean", "local_r2_mean")
-
-
-HEADLINE_LABELS = {"server_acc": "accuracy, server model", "global_acc_mean": "accuracy, global test",
-                   "local_acc_mean": "accuracy, own test", "server_r2": "R², server model",
-                   "global_r2_mean": "R², global test", "local_r2_mean": "R², own test"}
-"""Short names of the :data:`HEADLINE` metrics for tables."""
-
-
 def headline(summary: dict[str, Any] | None) -> tuple[str | None, float | None]:
-    """The first available of :data:`HEADLINE` in a run summary."""
-    summary = summary or {}
-    for key in HEADLINE:
-        value = summary.get(key)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return key, float(value)
-    return None, None
+    """A run's headline figure from its summary (:func:`engine.metrics.headline`: the primary
+    metric on the clients' own test data at their best validation rounds)."""
+    from engine.metrics import headline as figure
+
+    return figure(summary if isinstance(summary, dict) else None)
+
+
+def headline_label(key: str | None) -> str:
+    """Short words for a headline key in tables: ``balanced accuracy (best rounds)``."""
+    if not key:
+        return ""
+    from engine.charts import short_label
+
+    when = " (best rounds)" if key.startswith("best_") else " (final round)" if key.endswith("_mean") else ""
+    where = ", server model" if key.startswith("server_") else ", global test" if key.startswith("global_") else ""
+    return f"{short_label(key)}{where}{when}"
 
 
 def runs_frame(store: Store, *, status: Sequence[str] = (), search: str = "") -> pd.DataFrame:
@@ -1400,7 +1481,7 @@ def runs_frame(store: Store, *, status: Sequence[str] = (), search: str = "") ->
             "group": r.get("group_id") or "",
             "created": pd.to_datetime(r.get("created_at"), unit="s") if r.get("created_at") else pd.NaT,
             "duration_s": (end - started) if started and end else None,
-            "metric": HEADLINE_LABELS.get(key, key or ""), "value": value, "error": r.get("error") or "",
+            "metric": headline_label(key), "value": value, "error": r.get("error") or "",
         })
     frame = pd.DataFrame(rows, columns=["id", "name", "status", "progress", "round", "rounds", "strategy",
                                         "dataset", "clients", "seed", "tags", "group", "created",
@@ -1462,3 +1543,132 @@ def export(store: Store, run_ids: str | Sequence[str], fmt: str):
     from engine.export import render
 
     return render(store, run_ids, fmt)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: the headline row, the overfitting flag, the verdict and its missing baselines
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Headline:
+    """What a run's Results page opens with."""
+
+    metric: Any
+    """The primary metric (:class:`engine.metrics.Metric`)."""
+    reason: str
+    best: float | None
+    """Own-test figure, mean over clients, at each client's best validation round."""
+    final: float | None
+    """The same in the last evaluated round."""
+    reference: float | None
+    """The trivial predictor's figure (majority class / mean), mean over clients."""
+    best_rounds: list[int]
+    """Each client's best validation round."""
+    bytes_total: float | None
+    sim_time_s: float | None
+
+    @property
+    def rounds_text(self) -> str:
+        """``7`` or ``median 7 (3-12)`` over clients."""
+        if not self.best_rounds:
+            return "—"
+        lo, hi = min(self.best_rounds), max(self.best_rounds)
+        if lo == hi:
+            return str(lo)
+        med = sorted(self.best_rounds)[len(self.best_rounds) // 2]
+        return f"median {med} ({lo}–{hi})"
+
+
+def run_headline(store: Store, run_id: str, round_df: pd.DataFrame | None = None,
+                 client_df: pd.DataFrame | None = None) -> Headline:
+    """The headline row of one run: primary metric at the best validation rounds and in the
+    final round, the best rounds, bytes exchanged and simulated time (from the stored run)."""
+    from engine.metrics import headline_key, run_primary
+
+    run = store.get_run(run_id)
+    rounds = round_df if round_df is not None else store.round_metrics(run_id)
+    keys = set(rounds["key"]) if not rounds.empty else set()
+    metric = run_primary(run, keys)
+    last: dict[str, float] = {}
+    if not rounds.empty:
+        evaluated = rounds[rounds["key"] == headline_key(metric, best=False)]
+        rnd = int(evaluated["round"].max()) if not evaluated.empty else int(rounds["round"].max())
+        last = dict(zip(rounds[rounds["round"] == rnd]["key"], rounds[rounds["round"] == rnd]["value"], strict=True))
+        final_row = rounds[rounds["round"] == rounds["round"].max()]
+        last.update({k: v for k, v in zip(final_row["key"], final_row["value"], strict=True)
+                     if k.startswith(("cum_", "sim_"))})
+    clients = client_df if client_df is not None else store.client_metrics(run_id)
+    best_rounds: list[int] = []
+    if not clients.empty:
+        part = clients[(clients["run_id"] == run_id) & (clients["key"] == "best_round")]
+        if not part.empty:
+            best_rounds = [int(v) for v in part.sort_values("round").groupby("client_id")["value"].last()]
+
+    def get(key: str) -> float | None:
+        value = last.get(key)
+        return float(value) if value is not None and math.isfinite(value) else None
+
+    up, down = get("cum_bytes_up"), get("cum_bytes_down")
+    reason = (run.get("manifest") or {}).get("primary_reason") or ""
+    return Headline(metric, reason, get(headline_key(metric)), get(headline_key(metric, best=False)),
+                    get(f"ref_local_{metric.key}_mean"), best_rounds,
+                    (up or 0.0) + (down or 0.0) if up is not None or down is not None else None,
+                    get("sim_time_s"))
+
+
+def overfitting_flag(round_df: pd.DataFrame) -> str | None:
+    """The overfitting warning of one run (:func:`engine.verdict.overfitting`): held-out loss
+    (validation, else own test) rising while the training loss falls; ``None`` when it does not."""
+    from engine.verdict import overfitting
+
+    if round_df is None or round_df.empty:
+        return None
+    wide = round_df.pivot_table(index="round", columns="key", values="value", aggfunc="first")
+    held = next((k for k in ("val_loss_mean", "local_loss_mean") if k in wide.columns), None)
+    if held is None or "train_loss_mean" not in wide.columns:
+        return None
+    part = wide[["train_loss_mean", held]].dropna()
+    flag = overfitting(list(part.index), list(part["train_loss_mean"]), list(part[held]))
+    return flag.message if flag else None
+
+
+def setting_runs(store: Store, run_id: str) -> list[str]:
+    """The finished runs of ``run_id``'s setting (its seeds): the sweep members with its variant,
+    else the run alone."""
+    run = store.get_run(run_id)
+    if not run.get("group_id"):
+        return [run_id]
+    return [r["id"] for r in store.list_runs(group_id=run["group_id"])
+            if (r.get("variant") or r.get("strategy")) == (run.get("variant") or run.get("strategy"))
+            and (r["status"] == "finished" or r["id"] == run_id)]
+
+
+def verdicts(store: Store, run_ids: Sequence[str], *, best_round: bool = True):
+    """The verdicts of the strategies among ``run_ids`` against their paired ``local`` (and
+    ``centralized``) runs, and the pairings (:func:`engine.verdict.verdicts_for`)."""
+    from engine.verdict import verdicts_for
+
+    return verdicts_for(store, list(run_ids), best_round=best_round)
+
+
+def missing_baselines(pairings: Sequence[Any], baseline: str = "local") -> list[tuple[str, int]]:
+    """``(run id, seed)`` of the strategy runs that have no paired ``baseline`` run yet."""
+    return [(p.runs[seed]["id"], seed) for p in pairings for seed in p.missing.get(baseline, [])]
+
+
+def launch_baselines(run_ids: Sequence[str], baseline: str = "local", mgr: Any = None) -> list[str]:
+    """Launch ``baseline`` (``local``) on the same split and seed as each of ``run_ids``: the
+    same config with only the strategy changed, in the same sweep when the run is in one (so
+    Compare's whole-sweep view pairs them). Returns the new run ids.
+
+    :raises ConfigError: the baseline cannot run this config.
+    """
+    mgr = mgr or manager()
+    created = []
+    for run_id in dict.fromkeys(run_ids):
+        run = mgr.store.get_run(run_id)
+        config = parse_config({**run["config"], "strategy": {"name": baseline}})
+        base = str(run.get("name") or config.name).split(" · ")[0]
+        name = f"{base} · {baseline} · seed {config.seed}"
+        created.append(mgr.submit(config, name=name, group_id=run.get("group_id"), tags=run.get("tags") or [],
+                                  parent_id=run_id, variant=baseline if run.get("group_id") else None))
+    return created

@@ -209,6 +209,34 @@ def run_primary(run: Mapping[str, Any] | None, keys: set[str] | None = None) -> 
     return METRICS["acc"]
 
 
+def headline(figures: Mapping[str, Any] | None, metric: Metric | None = None) -> tuple[str | None, float | None]:
+    """The headline figure among a run's figures (its summary, or one round's metrics): the
+    primary metric on the clients' own test data, mean over clients, at their best validation
+    rounds; else that round's own figure; else (runs recorded before validation splits) the
+    server model's or the global test set's. ``(key, value)``, or ``(None, None)``."""
+    figures = figures or {}
+    metric = metric or run_primary({"summary": figures}, set(figures))
+    for key in (headline_key(metric), headline_key(metric, best=False), f"server_{metric.key}",
+                f"global_{metric.key}_mean"):
+        value = figures.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return key, float(value)
+    return None, None
+
+
+def summary_keys(metric: Metric, task: str | None = None) -> tuple[str, ...]:
+    """Record keys a summary table shows first, headline first: the primary metric at the best
+    validation rounds and in the final round, its worst 10% and spread over clients, the trivial
+    predictor, then the task's other metrics, the server model's, and the costs."""
+    task = task or metric.task
+    others = [k for k in TASK_METRICS.get(task, ()) if k not in (metric.key, "loss")]
+    m = metric.key
+    return (headline_key(m), headline_key(m, best=False), f"best_local_{m}_worst10", f"best_local_{m}_std",
+            f"ref_local_{m}_mean", f"best_global_{m}_mean", f"best_server_{m}", "best_round_mean",
+            *(headline_key(k) for k in others), f"server_{m}", "sim_time_s", "cum_bytes_up", "cum_bytes_down",
+            "cum_wall_s")
+
+
 def shared_primary(runs: Sequence[Mapping[str, Any]]) -> Metric:
     """The primary metric for a page of several runs: the most common among them (the first
     run's on a tie)."""

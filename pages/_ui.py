@@ -69,6 +69,7 @@ def enter_page() -> None:
         else:
             st.rerun()
     init()
+    offer_autosave()
 
 
 # ---- the design (experiment being edited) ----------------------------------------------------
@@ -84,9 +85,35 @@ def init() -> None:
         else:
             ss.session_id = sid if sid and api._SESSION_RE.match(sid) else api.new_session_id()
             ss.design = api.new_design()
+            if not sid:  # a new tab: offer the design last worked on in another one
+                ss.autosave_offer = api.latest_autosave(exclude=ss.session_id)
         ss.design_version = 0
     if st.query_params.get("draft") != ss.session_id:
         st.query_params["draft"] = ss.session_id
+
+
+def offer_autosave() -> None:
+    """On a new tab, offer the design autosaved last in another tab (once: taking it or starting
+    fresh dismisses it)."""
+    offer = st.session_state.get("autosave_offer")
+    if not offer:
+        return
+    import time as _time
+
+    ago = max(0.0, _time.time() - float(offer["saved_at"]))
+    when = f"{ago / 60:.0f} min ago" if ago < 3600 else f"{ago / 3600:.1f} h ago" if ago < 86400 else \
+        _time.strftime("%Y-%m-%d %H:%M", _time.localtime(offer["saved_at"]))
+    with st.container(border=True):
+        text, keep, fresh = st.columns([5, 1.3, 1], vertical_alignment="center")
+        text.markdown(f":material/history: Continue **{offer['name']}**, the design you were working on "
+                      f"(autosaved {when})?")
+        if keep.button("Continue it", key="autosave.take", type="primary", width="stretch"):
+            st.session_state.pop("autosave_offer", None)
+            set_design(offer["design"], replace=True)
+            st.rerun()
+        if fresh.button("Start fresh", key="autosave.skip", width="stretch"):
+            st.session_state.pop("autosave_offer", None)
+            st.rerun()
 
 
 def design() -> dict[str, Any]:
@@ -280,7 +307,7 @@ def fmt_metric(key: str | None, value: float | None) -> str:
     """``accuracy 0.912`` / ``R² 0.71`` style text."""
     if key is None or value is None:
         return "—"
-    return f"{api.HEADLINE_LABELS.get(key, key)}: {value:.3f}"
+    return f"{api.headline_label(key)}: {value:.3f}"
 
 
 def open_run(run_id: str) -> None:

@@ -1,5 +1,8 @@
-"""Compare runs: curves overlaid (the seeds of a sweep setting as mean ± std bands), final figures
-side by side, fairness, communication, and what differs between their configs."""
+"""Compare runs. First the verdict: each strategy against training alone (``local``, and pooled
+training where run) on the same splits and seeds, as sentences with intervals and one who-gains
+chart; a click launches the missing ``local`` runs. Then the curves overlaid (the seeds of a sweep
+setting as mean ± std bands), the figures side by side headlined by the primary metric, fairness,
+communication, and what differs between their configs. One colour per strategy across the page."""
 
 from __future__ import annotations
 
@@ -7,12 +10,13 @@ import streamlit as st
 
 from engine import api, charts
 from engine.export import default_filename, render, runs_summary, seed_summary
+from engine.metrics import headline_key, shared_primary, summary_keys
 from pages import _ui as ui
 
 ui.enter_page()
 st.title("Compare runs")
-st.caption("Pick runs (or a whole sweep). Seeds of one sweep setting are averaged: the line is their mean and "
-           "the band ±1 standard deviation.")
+st.caption("Pick runs (or a whole sweep). Each strategy is judged against training alone on the same splits and "
+           "seeds; seeds of one sweep setting are averaged in the curves (line: mean, band: ±1 standard deviation).")
 ui.flash()
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "compare"}}
 
@@ -55,15 +59,51 @@ def load(db: str, ids: tuple[str, ...], version: str):
 
 
 version = "|".join(f"{by_id[i]['current_round']}{by_id[i]['status']}" for i in selected)
+def verdict_section(selected: list[str], colors: dict[str, str]) -> None:
+    st.subheader("Verdict")
+    at = st.radio("Figures at", ["best", "final"], horizontal=True, key="cmp.at",
+                  format_func={"best": "each client's best validation round", "final": "the final round"}.get)
+    verdicts, pairings = api.verdicts(store, selected, best_round=at == "best")
+    if not pairings:
+        st.caption("The verdict compares strategies with `local` (training alone) on the same split and seed: "
+                   "select finished runs of a strategy.")
+        return
+    for v in verdicts:
+        show = {"better": st.success, "worse": st.warning}.get(v.outcome, st.info)
+        show(v.sentence, icon=":material/balance:")
+    if verdicts:
+        st.caption(verdicts[0].interval_note + " Each run is paired with the baseline run on its seed; pairs "
+                   "outside the selection are found among all finished runs.")
+        local = [v for v in verdicts if v.baseline == "local"] or verdicts
+        setting_colors = {v.strategy: colors.get(v.pairs[0][0], charts.PALETTE[0]) for v in local if v.pairs}
+        st.plotly_chart(charts.gains(local, setting_colors), key="cmp.gains", config=PLOTLY_CONFIG)
+    missing = api.missing_baselines(pairings)
+    if missing:
+        st.info(f"{len(missing)} run(s) have no `local` run on the same split and seed: "
+                + ", ".join(f"{by_id[rid]['name']}" for rid, _ in missing[:4]) + (" ..." if len(missing) > 4 else ""),
+                icon=":material/info:")
+        if st.button(f"Launch the local baseline ({len(missing)} run{'s' if len(missing) > 1 else ''})",
+                     key="cmp.baseline", icon=":material/play_arrow:", type="primary"):
+            with ui.guard("launching the baselines"):
+                launched = api.launch_baselines([rid for rid, _ in missing], mgr=mgr)
+                ui.flash_later(f"Launched {len(launched)} local run(s); the verdict updates when they finish.",
+                               "success")
+                st.rerun()
+
+
 with ui.guard("reading the runs"):
     rounds, clients = load(str(store.path), tuple(selected), version)
-    rows = store.list_runs(ids=selected)
+    rows = [{**r, "name": api.short_label(r)} for r in store.list_runs(ids=selected)]
     keys = charts.available_metrics(rounds) if not rounds.empty else []
     if not keys:
         st.info("The selected runs have no finished rounds yet.")
         st.stop()
-    primary = next((k for k in ("server_acc", "global_acc_mean", "local_acc_mean", "global_r2_mean",
-                                "local_r2_mean", "global_mse_mean") if k in keys), keys[0])
+    m = shared_primary(rows)
+    colors = charts.run_colors(list(dict.fromkeys(rounds["run_id"])), rows)
+    verdict_section(selected, colors)
+
+    st.subheader("Learning curves")
+    primary = next((k for k in (headline_key(m, best=False), headline_key(m)) if k in keys), keys[0])
     m1, m2, m3 = st.columns([3, 2, 1])
     metric = m1.selectbox("Metric", keys, index=keys.index(primary), key="cmp.metric", format_func=charts.metric_label)
     x_axes = {k: v for k, v in {"round": "rounds", "sim_time_s": "simulated time", "cum_bytes_up": "data uploaded"}.items()
@@ -72,33 +112,36 @@ with ui.guard("reading the runs"):
     band = m3.toggle("± std bands", value=True, key="cmp.band")
     st.plotly_chart(charts.curves(rounds, metric, x=x, runs=rows, band=band), key="cmp.curve", config=PLOTLY_CONFIG)
 
-    labels = {r["id"]: api.short_label(r) for r in rows}
+    labels = {r["id"]: r["name"] for r in rows}
     st.subheader("Summary")
     summary = runs_summary(store, selected)
     summary.insert(0, "run", summary["run_id"].map(labels))
-    spread, worst = metric.replace("_mean", "_std"), metric.replace("_mean", "_worst10")
-    cols = [c for c in ("run", "status", "strategy", "seed", metric, spread, worst, "cum_bytes_up", "sim_time_s",
-                        "duration_s", "run_id") if c in summary.columns]
-    st.caption(f"Final figures: **{charts.metric_label(metric)}**"
-               + (", its spread over clients and the worst 10% of clients" if spread in cols else ""))
-    st.dataframe(summary[list(dict.fromkeys(cols))], hide_index=True, width="stretch", column_config={
-        metric: st.column_config.NumberColumn("final", format="%.4f"),
-        spread: st.column_config.NumberColumn("std over clients", format="%.4f"),
-        worst: st.column_config.NumberColumn("worst 10%", format="%.4f"),
-        "cum_bytes_up": st.column_config.NumberColumn("bytes up", format="%.3e"),
-        "sim_time_s": st.column_config.NumberColumn("simulated s", format="%.3g"),
-        "duration_s": st.column_config.NumberColumn("wall s", format="%.1f")})
-    seeds = seed_summary(store, selected, [metric])
+    shown = [k for k in summary_keys(m)[:5] if k in summary.columns]
+    cols = [c for c in ("run", "status", "strategy", "seed", *shown, "cum_bytes_up", "sim_time_s", "duration_s",
+                        "run_id") if c in summary.columns]
+    st.caption(f"Headline: **{m.label}** on each client's own test data, mean over clients, at each client's best "
+               f"validation round; then the final round, the worst 10% of clients, the spread, and the trivial "
+               f"predictor. Hover a header for its full name.")
+    config = {k: st.column_config.NumberColumn(api.headline_label(k) if k.endswith("_mean") else charts.short_label(k),
+                                               help=charts.metric_label(k), format="%.4f") for k in shown}
+    config.update({"cum_bytes_up": st.column_config.NumberColumn("bytes up", format="%.3e"),
+                   "sim_time_s": st.column_config.NumberColumn("simulated s", format="%.3g"),
+                   "duration_s": st.column_config.NumberColumn("wall s", format="%.1f")})
+    st.dataframe(summary[list(dict.fromkeys(cols))], hide_index=True, width="stretch", column_config=config)
+    seeds = seed_summary(store, selected, [headline_key(m), headline_key(m, best=False)])
     if not seeds.empty and (seeds["n"] > 1).any():
         st.markdown("**Over seeds** (finished runs of each setting)")
+        seeds["metric"] = seeds["metric"].map(api.headline_label)
         st.dataframe(seeds, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in ("mean", "std", "min", "max")})
 
     left, right = st.columns(2)
-    client_key = next((k for k in ("local_acc", "local_r2", "local_mse", "local_loss")
-                       if not clients.empty and k in set(clients["key"])), None)
-    if client_key:
-        left.plotly_chart(charts.fairness(clients, client_key, runs=labels), key="cmp.fair", config=PLOTLY_CONFIG)
+    client_keys = set(clients["key"]) if not clients.empty else set()
+    client_metric = next((k for k in (f"best_local_{m.key}", f"local_{m.key}", "local_acc", "local_r2")
+                          if k in client_keys), None)
+    if client_metric:
+        left.plotly_chart(charts.fairness(clients, client_metric, runs=rows, colors=colors), key="cmp.fair",
+                          config=PLOTLY_CONFIG)
     right.plotly_chart(charts.communication(rounds, runs=rows), key="cmp.comm", config=PLOTLY_CONFIG)
 
     st.subheader("What differs between their configs")

@@ -1,6 +1,10 @@
-"""Results of one run: learning curves against rounds, simulated time or data exchanged; per-client
-curves, heatmap and final bars; fairness; communication; participation and the simulated timeline
-of a round (stragglers, dropouts); late joiners catching up; the config and roster; downloads."""
+"""Results of one run. It opens with the answer: the headline row (the primary metric at each
+client's best validation round and in the final round, the best rounds, bytes, simulated time), an
+overfitting warning when the curves show it, and the verdict against training alone (a sentence, an
+interval and the who-gains chart; a click launches the paired ``local`` run when there is none).
+Then the details: learning curves against rounds, simulated time or data exchanged; per-client
+curves, heatmap and bars; fairness; communication; participation and the simulated timeline of a
+round (stragglers, dropouts); late joiners catching up; the config and roster; downloads."""
 
 from __future__ import annotations
 
@@ -10,14 +14,16 @@ import streamlit as st
 
 from engine import api, charts
 from engine.export import FORMATS, default_filename, render
+from engine.metrics import client_key, headline_key
 from engine.storage import ACTIVE
+from engine.verdict import BASELINES
 from pages import _ui as ui
 
 ui.enter_page()
 ui.flash()
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 X_AXES = {"round": "rounds", "sim_time_s": "simulated time", "cum_bytes_up": "data uploaded"}
-SKIP_CLIENT_KEYS = {"selected", "completed", "bytes_up", "bytes_down"}
+SKIP_CLIENT_KEYS = {"selected", "completed", "bytes_up", "bytes_down", "best_round"}
 
 mgr = ui.manager_or_stop()
 store = mgr.store
@@ -110,23 +116,108 @@ def header(run: dict[str, Any], progress: dict[str, Any]) -> None:
         st.error(f"This run failed: {run['error']}", icon=":material/error:")
 
 
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f} B"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds:.3g} s"
+
+
+def headline_row(run: dict[str, Any], data: Tables) -> Any:
+    """The figures a domain expert came for, first; returns the run's primary metric."""
+    h = api.run_headline(store, run["id"], data.rounds, data.clients)
+    m = h.metric
+    name = m.label[:1].upper() + m.label[1:]
+    cols = st.columns(5)
+    cols[0].metric(f"{name}, best rounds", m.value_text(h.best),
+                   help=f"{charts.metric_label(headline_key(m))}: each client's model on its own test data, taken at "
+                        f"the round its validation data picked (early stopping). Test data chose nothing.")
+    delta = None if h.best is None or h.final is None else f"{h.final - h.best:+.3f} vs best"
+    cols[1].metric(f"{name}, final round", m.value_text(h.final), delta=delta, delta_color="normal" if
+                   m.higher_is_better else "inverse", help=charts.metric_label(headline_key(m, best=False)))
+    cols[2].metric("Best round", h.rounds_text,
+                   help="The round each client's validation data picked: its kept weights and reported figures.")
+    cols[3].metric("Data exchanged", _bytes(h.bytes_total), help="Uploaded plus downloaded, all clients, all rounds.")
+    cols[4].metric("Simulated time", _duration(h.sim_time_s),
+                   help="On the virtual clock (device tiers); — when clients have no tier.")
+    notes = [f"Primary metric: **{m.label}** ({h.reason})" if h.reason else f"Primary metric: **{m.label}**"]
+    if h.reference is not None:
+        notes.append(f"a predictor that ignores the input (each client's majority class or mean) scores "
+                     f"{m.value_text(h.reference)}")
+    st.caption("; ".join(notes) + ".")
+    warning = api.overfitting_flag(data.rounds)
+    if warning:
+        st.warning(warning, icon=":material/trending_up:")
+    return m
+
+
+def verdict_panel(run: dict[str, Any]) -> None:
+    """The strategy against training alone (and pooled training), over the seeds of its setting."""
+    st.subheader("Verdict")
+    if run["strategy"] in BASELINES:
+        st.caption(f"`{run['strategy']}` is a reference. Open a strategy's run (or Compare) to see how it does "
+                   f"against it.")
+        return
+    if run["status"] != "finished":
+        st.caption("The verdict appears when the run has finished.")
+        return
+    at = st.radio("Figures at", ["best", "final"], horizontal=True, key="res.at",
+                  format_func={"best": "each client's best validation round", "final": "the final round"}.get)
+    ids = api.setting_runs(store, run["id"])
+    verdicts, pairings = api.verdicts(store, ids, best_round=at == "best")
+    for v in verdicts:
+        show = {"better": st.success, "worse": st.warning}.get(v.outcome, st.info)
+        show(v.sentence, icon=":material/balance:")
+        st.caption(v.interval_note)
+    local = [v for v in verdicts if v.baseline == "local"]
+    if local or verdicts:
+        plot(charts.gains(local[:1] or verdicts[:1]), "gains")
+    missing = api.missing_baselines(pairings)
+    if missing:
+        seeds = ", ".join(str(s) for _, s in missing)
+        st.info(f"No `local` run on the same split and seed (seed {seeds}) to compare with: the verdict needs "
+                f"one, training alone, on exactly this data.", icon=":material/info:")
+        label = "Launch the local baseline" + (f" ({len(missing)} runs)" if len(missing) > 1 else "")
+        if st.button(label, key="res.baseline", icon=":material/play_arrow:", type="primary"):
+            with ui.guard("launching the baseline"):
+                launched = api.launch_baselines([rid for rid, _ in missing], mgr=mgr)
+                ui.flash_later(f"Launched {len(launched)} local run(s) on the same split and seed; the verdict "
+                               f"appears here when they finish.", "success")
+                st.rerun(scope="app")
+
+
 def body() -> None:
     run = store.get_run(run_id)
     progress = mgr.progress(run_id) if run["status"] in ACTIVE else {}
     if was_active and run["status"] not in ACTIVE:
         st.rerun(scope="app")  # finished while we watched: stop polling and show the final state
     header(run, progress)
-    downloads(run)
     data = Tables(run)
     rounds = data.rounds
     if rounds.empty:
+        downloads(run)
         st.info("No round has finished yet; the charts appear after the first round."
                 if run["status"] in ACTIVE else "This run recorded no rounds.")
         config_tab(run, data.roster, data.events)
         return
+    m = headline_row(run, data)
+    verdict_panel(run)
+    downloads(run)
     keys = charts.available_metrics(rounds)
-    primary = next((k for k in ("server_acc", "global_acc_mean", "local_acc_mean", "global_r2_mean",
-                                "local_r2_mean", "global_mse_mean", "global_loss_mean") if k in keys), keys[0])
+    primary = next((k for k in (headline_key(m, best=False), headline_key(m)) if k in keys), keys[0])
+    reference = f"ref_local_{m.key}_mean"
     tabs = st.tabs(["Learning curves", "Clients", "Fairness", "Communication", "Time & participation",
                     "Late joiners", "Config & roster"], key="res.tab", on_change="rerun")
     run_rows = [run]
@@ -137,15 +228,20 @@ def body() -> None:
                                   format_func=charts.metric_label)
             x_keys = [k for k in X_AXES if k == "round" or k in keys]
             x = c2.radio("Against", x_keys, format_func=X_AXES.get, horizontal=True, key="res.x")
-            plot(charts.curves(rounds, metric, x=x, runs=run_rows), "curve")
-            loss = next((k for k in ("global_loss_mean", "local_loss_mean", "server_loss", "train_loss_mean")
-                         if k in keys and k != metric), None)
-            if loss:
-                plot(charts.curves(rounds, loss, x=x, runs=run_rows), "loss")
+            ref = rounds[rounds["key"] == reference]["value"]
+            same = charts.short_label(metric) == charts.short_label(reference) and "_local_" in f"_{metric}"
+            plot(charts.curves(rounds, metric, x=x, runs=run_rows,
+                               reference=float(ref.iloc[-1]) if same and not ref.empty else None), "curve")
+            for loss in ("val_loss_mean", "train_loss_mean", "local_loss_mean"):
+                if loss in keys and loss != metric:
+                    plot(charts.curves(rounds, loss, x=x, runs=run_rows), f"loss-{loss}")
+                    break
+            if "val_loss_mean" in keys and "train_loss_mean" in keys:
+                plot(charts.curves(rounds, "train_loss_mean", x=x, runs=run_rows), "train-loss")
     def client_view() -> tuple[Any, Any, list[str], str | None]:
         clients, roster = data.clients, data.roster
         client_keys = sorted(set(clients["key"]) - SKIP_CLIENT_KEYS) if not clients.empty else []
-        default = next((k for k in ("local_acc", "global_acc", "local_r2", "local_mse", "local_loss")
+        default = next((k for k in (client_key(m), client_key(m, best=False), "local_acc", "local_r2", "local_loss")
                         if k in client_keys), client_keys[0] if client_keys else None)
         return clients, roster, client_keys, default
 
@@ -157,9 +253,12 @@ def body() -> None:
                               format_func=charts.metric_label)
             color_by = c2.radio("Colour by", ["arch", "tier"], horizontal=True, key="res.color",
                                 format_func={"arch": "architecture", "tier": "device tier"}.get)
-            plot(charts.final_client_bars(clients, ck, roster, run_id=run_id, color_by=color_by), "bars")
-            plot(charts.client_curves(clients, ck, roster, run_id=run_id, color_by=color_by), "client_curves")
-            plot(charts.client_heatmap(clients, ck, roster, run_id=run_id), "heatmap")
+            ref_key = "ref_" + ck.removeprefix("best_")
+            ref = charts.final_values(clients, ref_key, run_id) if ref_key in client_keys else None
+            plot(charts.final_client_bars(clients, ck, roster, run_id=run_id, color_by=color_by, reference=ref), "bars")
+            per_round = ck.removeprefix("best_")
+            plot(charts.client_curves(clients, per_round, roster, run_id=run_id, color_by=color_by), "client_curves")
+            plot(charts.client_heatmap(clients, per_round, roster, run_id=run_id), "heatmap")
     with tabs[2]:
         clients, roster, client_keys, default_ck = client_view() if tabs[2].open else (None, None, [], None)
         if tabs[2].open and default_ck:
@@ -205,7 +304,7 @@ def body() -> None:
                 st.caption("No client joins late in this run. Set *joins at* on the Clients page to simulate "
                            "clients that arrive mid-way.")
             else:
-                plot(charts.catch_up(clients, default_ck, roster, run_id=run_id), "catchup")
+                plot(charts.catch_up(clients, default_ck.removeprefix("best_"), roster, run_id=run_id), "catchup")
     with tabs[6]:
         if tabs[6].open:
             config_tab(run, data.roster, data.events)
