@@ -26,6 +26,13 @@ has_active = bool(mgr.active()) or bool(store.list_runs(status="running", limit=
     or bool(store.list_runs(status="queued", limit=1))
 
 
+def table_key() -> str:
+    """The table's widget key: a new one after a deletion, so no row stays ticked (ticks are row
+    positions, which would now point at other runs)."""
+    version = st.session_state.get("runs_table_version", 0)
+    return "runs.table" if not version else f"runs.table.{version}"
+
+
 @st.fragment(run_every=2 if has_active else None)
 def runs_table() -> None:
     """The table (refreshed every 2 s while runs are active) and the actions on the selected rows."""
@@ -43,7 +50,7 @@ def runs_table() -> None:
                                                     if s in counts))
     shown = frame.assign(status=frame["status"].map(ui.status_label))
     event = st.dataframe(
-        shown, key="runs.table", on_select="rerun", selection_mode="multi-row", hide_index=True,
+        shown, key=table_key(), on_select="rerun", selection_mode="multi-row", hide_index=True,
         width="stretch", height=min(38 + 35 * (len(frame) + 1), 598),
         column_order=["status", "name", "progress", "metric", "value", "strategy", "dataset", "clients", "seed",
                       "tags", "created", "duration_s", "error", "id", "group"],
@@ -102,6 +109,9 @@ def runs_table() -> None:
             with ui.guard("deleting"):
                 for rid in ids:
                     mgr.delete(rid)
+                    if st.session_state.get("results_run") == rid:
+                        st.session_state.pop("results_run")
+                st.session_state["runs_table_version"] = st.session_state.get("runs_table_version", 0) + 1
                 st.toast(f"Deleted {len(ids)} run(s)", icon=":material/delete:")
                 st.rerun(scope="app")
     e1, e2 = st.columns(2)
