@@ -27,7 +27,7 @@ st.subheader("Strategy")
 entries = api.strategies(design)
 design_broken = all(str(e["reason"] or "").startswith("fix the design first") for e in entries)
 if design_broken:
-    ui.show_problems(api.design_problems(design), "Fix the design first (Data and Clients pages)")
+    ui.show_problems([api.for_page(p) for p in api.design_problems(design)], "Fix the design first (Data and Clients pages)")
 current = design.get("strategy", {}).get("name", "fedavg")
 chosen_key = ui.key("launch.chosen")
 if chosen_key not in st.session_state:
@@ -42,14 +42,17 @@ def _family_rank(fam: str) -> tuple[int, str]:
     return (order.index(fam) if fam in order else len(order), fam)
 
 
-def _short(reason: str) -> str:
-    """The reason without the list of alternatives (they are the enabled boxes above)."""
-    return reason.split("; try ")[0]
+def _why(reason: str) -> tuple[str, str]:
+    """A refusal in the page's words, split into why and what to try instead (the strategies that
+    can run this roster, as the command line suggests them)."""
+    why, _, alternatives = api.for_page(reason).partition("; try ")
+    return why, alternatives
 
 
 picked: list[str] = []
 ok_entries = [e for e in entries if e["reason"] is None]
 blocked = [e for e in entries if e["reason"] is not None]
+by_reason = {e["name"]: e["reason"] for e in blocked}
 families: dict[str, list[dict]] = {}
 for e in ok_entries:
     families.setdefault(e["family"], []).append(e)
@@ -74,8 +77,14 @@ elif blocked:
             with bcols[i % 2]:
                 st.checkbox(e["name"], value=False, disabled=True, key=ui.key(f"launch.s.{e['name']}"),
                             help=e["description"])
-                st.caption(_short(e["reason"]))
+                why, alternatives = _why(e["reason"])
+                st.caption(why + (f" · **try** {alternatives}" if alternatives else ""))
 st.session_state[chosen_key] = picked
+if not design_broken and current in {e["name"] for e in blocked}:
+    why, alternatives = _why(by_reason[current])
+    st.warning(f"The design's strategy **{current}** (from the imported or forked config) cannot run this roster: "
+               f"{why}." + (f" Pick one that can above, e.g. {alternatives}." if alternatives else ""),
+               icon=":material/warning:")
 
 if not picked:
     st.info("Tick at least one strategy above. Disabled ones say what they need.")
@@ -98,6 +107,10 @@ for s in picked:
 # ---- run settings ---------------------------------------------------------------------------------
 st.subheader("Run settings")
 settings = ui.params_form(api.launch_fields(), design, "launch.cfg", columns=4)
+chosen_metric = api.primary_preview({**design, **settings})
+if chosen_metric:
+    st.caption(f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** ({chosen_metric[1]}); "
+               f"it also picks each client's best round on its validation data.")
 r1, r2, r3 = st.columns(3)
 seeds_text = r1.text_input("Seeds", value=str(design.get("seed", 0)), key=ui.key("launch.seeds"),
                            help="one run per seed: 0, 1, 2 or a range 0-4; the mean ± std over seeds shows on Compare")
@@ -148,9 +161,9 @@ if seed_error:
 if executor in unavailable:
     problems.append(f"executor: {unavailable[executor]}")
 for w in api.design_warnings(design):
-    st.warning(w, icon=":material/warning:")
+    st.warning(api.for_page(w), icon=":material/warning:")
 n_runs = len(picked) * max(1, len(seeds))
-ui.show_problems(problems)
+ui.show_problems([api.for_page(p) for p in problems])
 label = "Launch" if n_runs <= 1 else f"Launch {n_runs} runs ({len(picked)} strategies × {len(seeds)} seeds)"
 if st.button(label, type="primary", key="launch.go", disabled=bool(problems) or not picked, width="stretch",
              icon=":material/rocket_launch:"):

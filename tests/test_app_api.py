@@ -128,7 +128,7 @@ def test_client_issues_point_at_the_row() -> None:
     issues = api.client_issues(design)
     assert set(issues) == {1, 2, 4}
     assert "cannot read tabular" in issues[2][0]
-    assert "same name as client 1" in issues[1][0]
+    assert "same name as client 0" in issues[1][0]
     assert "pocket-calculator" in " ".join(issues[4])
     frame = api.roster_frame(design)
     assert frame.loc[2, "issues"] and not frame.loc[3, "issues"]

@@ -73,7 +73,7 @@ def test_fedavg_refuses_mixed_architectures_and_suggests_alternatives():
     with pytest.raises(ConfigError) as err:
         check(cfg)
     text = str(err.value)
-    assert "clients 1 (a) and 2 (b)" in text and "fedavg needs one architecture" in text
+    assert "clients 0 (a) and 1 (b)" in text and "fedavg needs one architecture" in text
     assert "fedavg_by_arch" in text
 
 

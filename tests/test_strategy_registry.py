@@ -123,7 +123,7 @@ def test_compatibility_reasons_name_the_clients_and_the_alternatives():
               {"name": "cnn", "count": 2, "model": {"arch": "cnn", "channels": 4}, **TRAIN}]
     reasons = compatibility(config("fedavg", roster), "classification")
     why = reasons["fedavg"]
-    assert why.startswith("clients 1 (gru-1) and 3 (cnn-1) use gru and cnn: fedavg needs one architecture; "
+    assert why.startswith("clients 0 (gru-1) and 2 (cnn-1) use gru and cnn: fedavg needs one architecture; "
                           "try ")
     offered = why.split("; try ")[1].split(", ")
     assert {"fedavg_by_arch", "fedper", "lg_fedavg"} <= set(offered)
@@ -161,6 +161,6 @@ def test_validate_warns_when_a_group_by_model_strategy_leaves_a_client_alone():
     cfg = config("fedper", MIXED)
     report = validate(cfg)
     assert report.ok, report.errors
-    lonely = "client 3 (cnn, cnn) uses a model nobody else uses: its body is shared with nobody"
+    lonely = "client 2 (cnn, cnn) uses a model nobody else uses: its body is shared with nobody"
     assert any(lonely in w for w in report.warnings), report.warnings
     assert not validate(config("fedper", HOMOGENEOUS)).warnings

@@ -339,8 +339,8 @@ class Strategy:
 
 def mixed_models(roster: Sequence[ClientSpec], strategy: str) -> str | None:
     """Why a strategy that needs identical models cannot run ``roster`` (naming the first two
-    clients whose models differ, by 1-based position and name), or ``None`` if every model is the
-    same."""
+    clients whose models differ, by their number in the roster, counted from 0 as the pages show it,
+    and name), or ``None`` if every model is the same."""
     first: dict[str, int] = {}
     for i, spec in enumerate(roster):
         first.setdefault(json.dumps(spec.model, sort_keys=True), i)
@@ -348,7 +348,7 @@ def mixed_models(roster: Sequence[ClientSpec], strategy: str) -> str | None:
         return None
     i, j = list(first.values())[:2]
     a, b = roster[i], roster[j]
-    who = f"clients {i + 1} ({a.name}) and {j + 1} ({b.name})"
+    who = f"clients {i} ({a.name}) and {j} ({b.name})"
     if a.arch != b.arch:
         return f"{who} use {a.arch} and {b.arch}: {strategy} needs one architecture"
     diff = [k for k in sorted(set(a.model) | set(b.model)) if a.model.get(k) != b.model.get(k)]

@@ -50,7 +50,7 @@ def lonely_models(roster: Sequence[ClientSpec], part: str) -> str | None:
     alone = [ids[0] for ids in members.values() if len(ids) == 1]
     if not alone or len(roster) < 2:
         return None
-    names = ", ".join(f"{i + 1} ({roster[i].name}, {roster[i].arch})" for i in alone[:5])
+    names = ", ".join(f"{i} ({roster[i].name}, {roster[i].arch})" for i in alone[:5])
     more = f" and {len(alone) - 5} more" if len(alone) > 5 else ""
     if len(alone) == 1:
         return (f"client {names} uses a model nobody else uses: its {part} is shared with nobody "

@@ -156,7 +156,7 @@ class HeteroFL(Strategy):
         if why is not None:
             return why
         first = family_key(roster[0].model)
-        for i, spec in enumerate(roster[1:], start=2):
+        for i, spec in enumerate(roster[1:], start=1):  # numbered from 0, as the roster shows them
             if family_key(spec.model) == first:
                 continue
             a = roster[0]
@@ -168,7 +168,7 @@ class HeteroFL(Strategy):
                                                 for k in keys)
                 fix = (f"; to make some {a.arch} clients smaller, give them the same {', '.join(keys)} "
                        f"and a smaller width instead")
-            return (f"clients 1 ({a.name}) and {i} ({spec.name}) {what}: heterofl needs one model family — "
+            return (f"clients 0 ({a.name}) and {i} ({spec.name}) {what}: heterofl needs one model family — "
                     f"the same architecture and knobs, only width may differ (e.g. 1, 0.5, 0.25){fix}")
         return None
 
