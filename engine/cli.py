@@ -20,16 +20,18 @@ def _store(args: argparse.Namespace):  # noqa: ANN202
     return Store(args.db)
 
 
-def _progress(total: int, quiet: bool):  # noqa: ANN202
+def _progress(total: int, quiet: bool, primary=None):  # noqa: ANN001, ANN202
+    """A progress bar with the headline figure; ``primary()`` gives the run's primary metric."""
+    from engine.metrics import headline
+
     def on_round(record) -> None:  # noqa: ANN001
         if quiet:
             return
         done = record.round
         width = 30
         filled = int(width * done / total)
-        m = record.metrics
-        figure = next((f"{k}={m[k]:.4f}" for k in ("server_acc", "global_acc_mean", "global_r2_mean",
-                                                    "local_acc_mean") if k in m), "")
+        key, value = headline(record.metrics, primary() if primary else None)
+        figure = f"{key}={value:.4f}" if key else ""
         sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] round {done}/{total} {figure}   ")
         if done == total:
             sys.stderr.write("\n")
@@ -48,7 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"seed": args.seed})
     check(config)
     store = _store(args)
-    sim = Simulation(config, store=store, on_round=_progress(config.rounds, args.json))
+    sim = Simulation(config, store=store,
+                     on_round=_progress(config.rounds, args.json, lambda: getattr(sim, "primary", None) and sim.primary.metric))
     summary = sim.run()
     status = store.get_run(sim.run_id)["status"]
     final = {k: v for k, v in summary["final"].items()}
@@ -56,10 +59,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps({"run_id": sim.run_id, "status": status, "rounds": summary["rounds_done"],
                           "final": final}, default=float))
     else:
+        from engine.metrics import headline, run_primary, summary_keys
+
         print(f"run {sim.run_id}: {status} after {summary['rounds_done']} rounds")
-        for key in sorted(final):
-            if key.endswith("_mean") or key.startswith("server_"):
-                print(f"  {key:28s} {final[key]:.4f}")
+        metric = run_primary({"summary": final})
+        key, value = headline(final, metric)
+        if key:
+            print(f"  headline: {metric.label} {value:.4f} ({key}: own test data, mean over clients, at each "
+                  f"client's best validation round)")
+        first = [k for k in summary_keys(metric) if isinstance(final.get(k), (int, float))]
+        rest = sorted(k for k in final if k not in first and isinstance(final[k], (int, float))
+                      and (k.endswith("_mean") or k.startswith("server_")))
+        for key in [*first, *rest]:
+            print(f"  {key:32s} {final[key]:.4f}")
     return 0 if status == "finished" else 1
 
 

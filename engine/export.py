@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from engine.errors import ConfigError, StorageError
+from engine.metrics import headline, run_primary
 from engine.sanitize import csv_text, write_csv
 from engine.storage import Store
 
@@ -51,10 +52,13 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("html", ".html", "text/html", "self-contained HTML report: charts, config, roster, summary", True),
 )}
 
-SUMMARY_METRICS = ("server_acc", "global_acc_mean", "global_acc_worst10", "local_acc_mean", "local_acc_std",
-                   "local_acc_worst10", "global_r2_mean", "global_mse_mean", "local_r2_mean",
-                   "local_mse_mean", "sim_time_s", "cum_bytes_up", "cum_bytes_down", "cum_wall_s")
-"""Final figures shown first in summaries (those a run has)."""
+def summary_order(run: dict[str, Any], final: dict[str, Any]) -> list[str]:
+    """The order of a run's final figures in summaries: its primary metric's headline first
+    (:func:`engine.metrics.summary_keys`), then the rest by name."""
+    from engine.metrics import run_primary, summary_keys
+
+    first = [k for k in summary_keys(run_primary(run, set(final))) if k in final]
+    return first + sorted(k for k in final if k not in first and k != "primary_metric")
 
 
 def safe_filename(name: str, default: str = "export") -> str:
@@ -111,8 +115,10 @@ def client_table(store: Store, run_id: str | Sequence[str], wide: bool = False) 
 
 
 def runs_summary(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
-    """One row per run: name, status, strategy, dataset, seed, group, tags, rounds, times and the
-    final figures (the last evaluated round), in the order given."""
+    """One row per run: name, status, strategy, dataset, seed, group, tags, rounds, times, the
+    primary metric with its headline figure (:func:`engine.metrics.headline`), and the final
+    figures (the last evaluated round: the round's own and those at each client's best validation
+    round), headline first, in the order given."""
     rows = []
     for run_id in _ids(run_ids):
         run = store.get_run(run_id)
@@ -127,8 +133,10 @@ def runs_summary(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
             "duration_s": ((run["finished_at"] - run["started_at"])
                            if run.get("finished_at") and run.get("started_at") else None),
         }
-        ordered = [k for k in SUMMARY_METRICS if k in final] + sorted(k for k in final if k not in SUMMARY_METRICS)
-        row.update({k: (final[k] if final[k] is not None else math.nan) for k in ordered})
+        key, value = headline(final, run_primary(run, set(final)))
+        row.update({"primary_metric": run_primary(run, set(final)).key, "headline_key": key or "",
+                    "headline": value if value is not None else math.nan})
+        row.update({k: (final[k] if final[k] is not None else math.nan) for k in summary_order(run, final)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -153,7 +161,11 @@ def seed_summary(store: Store, run_ids: Iterable[str], metrics: Sequence[str] | 
     rows = []
     for (group_id, label), members in groups.items():
         finals = [m.get("summary") or {} for m in members]
-        keys = list(metrics) if metrics else [k for k in SUMMARY_METRICS if any(k in f for f in finals)]
+        if metrics:
+            keys = list(metrics)
+        else:
+            keys = list(dict.fromkeys(k for m, f in zip(members, finals, strict=True) for k in summary_order(m, f)
+                                      if not k.startswith(("ref_", "best_round"))))
         for key in keys:
             values = [f[key] for f in finals if f.get(key) is not None]
             if not values:

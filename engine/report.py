@@ -24,13 +24,16 @@ from engine.errors import ConfigError, StorageError
 from engine.export import manifest, runs_summary, safe_filename, seed_summary
 from engine.storage import Store
 
-PRIMARY = ("server_acc", "global_acc_mean", "global_r2_mean", "local_acc_mean", "local_r2_mean",
-           "global_loss_mean", "global_mse_mean")
-"""The headline metric of a report: the first of these the runs recorded."""
-SHORT = {"server_acc": "server acc.", "global_acc_mean": "global acc.", "local_acc_mean": "local acc.",
-         "local_acc_worst10": "local acc., worst 10%", "global_r2_mean": "global R²", "local_r2_mean": "local R²",
-         "global_mse_mean": "global MSE", "cum_bytes_up": "MB uploaded", "sim_time_s": "simulated s"}
-"""Summary columns and their short headers (the full name is the header's tooltip)."""
+def _short(keys: Sequence[str]) -> dict[str, str]:
+    """Short column headers of summary keys (the full name is the header's tooltip)."""
+    from engine.api import headline_label
+
+    out = {k: headline_label(k) if k.startswith(("best_local", "local_")) and k.endswith("_mean")
+           else charts.short_label(k) for k in keys}
+    out.update({"cum_bytes_up": "MB uploaded", "sim_time_s": "simulated s"})
+    return out
+
+
 PER_RUN_CHARTS = 6
 """Runs beyond this many get no per-client charts (the report stays light)."""
 
@@ -46,6 +49,8 @@ pre{background:#f6f8fa;padding:.8rem;overflow:auto;font-size:.8rem;max-height:28
 details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}
 .status-finished{color:#1a7f37}.status-failed{color:#cf222e}.status-cancelled,.status-interrupted{color:#9a6700}
 .chart{margin:1rem 0}.note{color:#666;font-style:italic}
+.verdict{padding:.5rem .8rem;border-radius:6px;background:#eef5fb}.verdict-better{background:#e7f4ea}
+.verdict-worse{background:#fdf0e6}
 """
 
 
@@ -99,9 +104,38 @@ class _Figures:
         return f'<div class="chart">{fragment}</div>'
 
 
-def primary_metric(keys: set[str]) -> str | None:
-    """The headline metric among recorded round-metric ``keys``."""
-    return next((k for k in PRIMARY if k in keys), None)
+def primary_metric(keys: set[str], runs: Sequence[dict[str, Any]] = ()) -> str | None:
+    """The round key to headline the report's curves with: the runs' primary metric on the clients'
+    own test data (:mod:`engine.metrics`), the round's own figure (a curve over rounds)."""
+    from engine.metrics import headline_key, shared_primary
+
+    metric = shared_primary(list(runs)) if runs else None
+    candidates = [headline_key(metric, best=False), headline_key(metric)] if metric else []
+    candidates += ["local_acc_mean", "local_r2_mean", "global_acc_mean", "server_acc"]
+    return next((k for k in candidates if k in keys), None)
+
+
+def _verdict_html(store: Store, ids: Sequence[str], figures: _Figures) -> list[str]:
+    """The verdict section: each strategy against its paired local (and centralized) runs, as
+    sentences and the who-gains chart (nothing when no run is paired)."""
+    from engine.verdict import verdicts_for
+
+    verdicts, pairings = verdicts_for(store, list(ids))
+    if not pairings:
+        return []
+    parts = ["<h2>Verdict</h2>"]
+    if not verdicts:
+        parts.append('<p class="note">No strategy run here has a paired <code>local</code> run on the same split '
+                     'and seed; launch one to see whether collaborating pays.</p>')
+        return parts
+    for v in verdicts:
+        parts.append(f'<p class="verdict verdict-{_esc(v.outcome)}"><strong>{_esc(v.sentence)}</strong></p>')
+    parts.append(f'<p class="note">{_esc(verdicts[0].interval_note)} Figures at each client\'s best validation '
+                 f'round.</p>')
+    local = [v for v in verdicts if v.baseline == "local"] or verdicts
+    parts.append(figures.html(charts.gains(local)))
+    parts.append(_json_script("verdict-data", [v.as_dict() for v in verdicts]))
+    return parts
 
 
 def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = None) -> str:
@@ -119,7 +153,10 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
     client_df = store.client_metrics(ids)
     roster = store.clients(ids)
     keys = set(round_df["key"]) if not round_df.empty else set()
-    primary = primary_metric(keys)
+    primary = primary_metric(keys, runs)
+    from engine.metrics import shared_primary, summary_keys
+
+    metric = shared_primary(runs)
     figures = _Figures()
     parts: list[str] = [
         f"<h1>{_esc(title)}</h1>",
@@ -129,7 +166,8 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
 
     # summary
     summary = runs_summary(store, ids)
-    metrics = [k for k in SHORT if k in summary.columns]
+    metrics = [k for k in (*summary_keys(metric)[:5], "cum_bytes_up", "sim_time_s") if k in summary.columns]
+    short = _short(metrics)
     table = summary.copy()
     table["setting"] = [v or st for v, st in zip(table["variant"], table["strategy"], strict=True)]
     table["rounds"] = [f"{d}/{t}" for d, t in zip(table["rounds_done"], table["rounds"], strict=True)]
@@ -137,7 +175,7 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
         table["cum_bytes_up"] = table["cum_bytes_up"] / 1e6
     parts.append("<h2>Summary</h2>")
     parts.append(_table(table, ["name", "status", "setting", "dataset", "seed", "n_clients", "rounds", *metrics],
-                        {"n_clients": "clients", **SHORT}))
+                        {"n_clients": "clients", **short}))
     seeds = seed_summary(store, ids, metrics=metrics)
     if not seeds.empty and (seeds["n"] > 1).any():
         seeds = seeds[seeds["n"] > 1]
@@ -153,8 +191,11 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
                     cells[m] = f"{row[('mean', m)] / k:.4g} ± {row[('std', m)] / k:.2g}"
             rows.append(cells)
         parts.append("<h3>Averaged over seeds (mean ± std)</h3>")
-        parts.append(_table(pd.DataFrame(rows), ["setting", "seeds", *metrics], SHORT))
+        parts.append(_table(pd.DataFrame(rows), ["setting", "seeds", *metrics], short))
     parts.append(_json_script("summary-data", json.loads(summary.to_json(orient="records"))))
+
+    # the verdict
+    parts.extend(_verdict_html(store, ids, figures))
 
     # charts
     parts.append("<h2>Learning curves</h2>")
@@ -162,7 +203,7 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
         parts.append('<p class="note">No evaluated round yet.</p>')
     else:
         parts.append(figures.html(charts.curves(round_df, primary, runs=runs)))
-        for extra in ("local_acc_mean", "local_acc_worst10", "local_r2_mean"):
+        for extra in (f"best_local_{metric.key}_mean", f"local_{metric.key}_worst10", "val_loss_mean"):
             if extra in keys and extra != primary:
                 parts.append(figures.html(charts.curves(round_df, extra, runs=runs)))
         parts.append("<h2>Communication and time</h2>")
@@ -174,7 +215,8 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
                                                     title=f"{charts.metric_label(primary)} vs simulated time")))
         parts.append(figures.html(charts.communication(round_df, runs=runs)))
     client_keys = set(client_df["key"]) if not client_df.empty else set()
-    client_metric = next((k for k in ("local_acc", "local_r2", "local_loss", "global_acc") if k in client_keys), None)
+    client_metric = next((k for k in (f"best_local_{metric.key}", f"local_{metric.key}", "local_acc", "local_r2",
+                                      "local_loss") if k in client_keys), None)
     if client_metric:
         parts.append("<h2>Clients</h2>")
         parts.append(figures.html(charts.fairness(client_df, client_metric, runs=runs)))

@@ -584,8 +584,10 @@ def _follow(mgr: RunManager, run_ids: list[str], quiet: bool) -> dict[str, str]:
 def _final_line(store: Store, run_id: str) -> str:
     row = store.get_run(run_id)
     summary = row.get("summary") or {}
-    figure = next((f"{k}={summary[k]:.4f}" for k in ("server_acc", "global_acc_mean", "global_r2_mean",
-                                                      "local_acc_mean") if summary.get(k) is not None), "")
+    from engine.metrics import headline
+
+    key, value = headline(summary)
+    figure = f"{key}={value:.4f}" if key else ""
     return f"{run_id}  {row['status']:<11} round {row['current_round']}/{row['rounds']}  {figure}"
 
 

@@ -247,9 +247,27 @@ def test_client_views_colour_by_architecture(runs):
     heat = charts.client_heatmap(cm, "local_acc", roster)
     assert heat.data[0].z.shape == (4, 2) and "small-1 (mlp)" in heat.data[0].y
     lines = charts.client_curves(cm, "local_acc", roster)
-    assert len(lines.data) == 4 and sum(bool(t.showlegend) for t in lines.data) == 2
-    fair = charts.fairness(store.client_metrics(ids), "local_acc", runs=store.list_runs(ids=ids))
+    # every client is its own named line; clients of one architecture are shades of its fixed colour
+    names = roster.set_index("client_id")["name"]
+    assert sorted(t.name for t in lines.data) == sorted(f"{names[c]} ({a})" for c, a in
+                                                         zip(roster["client_id"], roster["arch"], strict=True))
+    by_arch = {}
+    for t in lines.data:
+        by_arch.setdefault(t.legendgroup, set()).add(t.line.color)
+    assert {a: len(c) for a, c in by_arch.items()} == dict(roster["arch"].value_counts())
+    assert {t.marker.color for t in bars.data} == {charts.ARCH_COLORS["mlp"], charts.ARCH_COLORS["cnn"]}
+    rows = store.list_runs(ids=ids)
+    fair = charts.fairness(store.client_metrics(ids), "local_acc", runs=rows)
     assert len([t for t in fair.data if t.type == "box"]) == 3
+    # one colour per setting across the page's charts: a run's box has its curve's colour
+    curve = charts.curves(store.round_metrics(ids), "global_acc_mean", runs=rows)
+    curve_colors = {t.name: t.line.color for t in curve.data if t.showlegend is not False}
+    box_colors = {t.name: t.marker.color for t in fair.data if t.type == "box"}
+    run_colors = charts.run_colors(ids, rows)
+    assert len(set(curve_colors.values())) == len(curve_colors)
+    for run_id in ids:
+        assert run_colors[run_id] in curve_colors.values()
+    assert set(box_colors.values()) == set(curve_colors.values())
     comm = charts.communication(store.round_metrics(ids), runs=store.list_runs(ids=ids))
     assert len(comm.data) == 4  # (fedavg group, mixed run) x (up, down)
 
