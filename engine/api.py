@@ -1452,14 +1452,20 @@ def headline(summary: dict[str, Any] | None) -> tuple[str | None, float | None]:
 
 
 def headline_label(key: str | None) -> str:
-    """Short words for a headline key in tables: ``balanced accuracy (best rounds)``."""
+    """Short words for a summary key in tables: ``balanced accuracy (best rounds)``, ``worst 10%
+    (best rounds)``, ``trivial predictor``."""
     if not key:
         return ""
     from engine.charts import short_label
 
-    when = " (best rounds)" if key.startswith("best_") else " (final round)" if key.endswith("_mean") else ""
-    where = ", server model" if key.startswith("server_") else ", global test" if key.startswith("global_") else ""
-    return f"{short_label(key)}{where}{when}"
+    if key.startswith("ref_"):
+        return f"trivial predictor ({short_label(key)})"
+    stat = key.rsplit("_", 1)[-1]
+    what = {"worst10": "worst 10% of clients", "std": "spread over clients", "best": "best client"}.get(stat)
+    when = " (best rounds)" if key.startswith("best_") else " (final round)" if stat in ("mean", "worst10", "std") \
+        else ""
+    where = ", server model" if "server_" in key else ", global test" if "global_" in key else ""
+    return f"{what or short_label(key)}{where}{when}"
 
 
 def runs_frame(store: Store, *, status: Sequence[str] = (), search: str = "") -> pd.DataFrame:

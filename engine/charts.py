@@ -479,7 +479,8 @@ def fairness(client_df: pd.DataFrame, metric: str = "local_acc", runs: Any = Non
     """How evenly each run serves its clients: the distribution of the clients' final ``metric``
     (a box with every client as a point), the worst 10% of clients marked with a diamond. Each
     run's box has its curve's colour (``colors``: run id -> colour; default :func:`run_colors`)."""
-    title = title or f"Fairness: {metric_label(metric)[:1].lower()}{metric_label(metric)[1:]} across clients"
+    when = ", best validation rounds" if metric.startswith("best_") else ""
+    title = title or f"Fairness: {short_label(metric)} on each client's own data across clients{when}"
     if client_df.empty:
         return _empty("No client figures recorded.", title)
     run_ids = list(dict.fromkeys(client_df["run_id"]))
@@ -726,3 +727,28 @@ def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, t
     fig.update_layout(hovermode="closest", showlegend=len(verdicts) > 1)
     fig.update_yaxes(categoryorder="array", categoryarray=names)
     return fig
+
+
+LOSS_KEYS = {"train_loss_mean": ("training", "solid"), "val_loss_mean": ("validation (held out)", "dash"),
+             "local_loss_mean": ("own test data", "dot")}
+"""The losses drawn together for one run (overfitting shows as held-out losses rising while the
+training loss falls)."""
+
+
+def losses(round_df: pd.DataFrame, x: str = "round", *, run_id: str | None = None,
+           title: str = "Loss: training against held-out data (mean over clients)") -> go.Figure:
+    """One run's training, validation and own-test losses on one chart."""
+    wide = wide_rounds(round_df)
+    if run_id is not None:
+        wide = wide[wide["run_id"] == run_id]
+    present = [k for k in LOSS_KEYS if k in wide.columns and wide[k].notna().any()]
+    if not present or x not in wide.columns:
+        return _empty("No losses recorded for this run.", title)
+    fig = go.Figure()
+    for key in present:
+        part = wide[[x, key]].dropna()
+        name, dash = LOSS_KEYS[key]
+        fig.add_trace(go.Scatter(x=part[x], y=part[key], mode="lines+markers", name=name, marker={"size": 4},
+                                 line={"color": "#444" if key == "train_loss_mean" else "#d95f02", "dash": dash},
+                                 hovertemplate=f"{name} loss<br>%{{y:.4g}}<extra></extra>"))
+    return _layout(fig, title, metric_label(x), "Loss")

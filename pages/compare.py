@@ -122,8 +122,8 @@ with ui.guard("reading the runs"):
     st.caption(f"Headline: **{m.label}** on each client's own test data, mean over clients, at each client's best "
                f"validation round; then the final round, the worst 10% of clients, the spread, and the trivial "
                f"predictor. Hover a header for its full name.")
-    config = {k: st.column_config.NumberColumn(api.headline_label(k) if k.endswith("_mean") else charts.short_label(k),
-                                               help=charts.metric_label(k), format="%.4f") for k in shown}
+    config = {k: st.column_config.NumberColumn(api.headline_label(k), help=charts.metric_label(k), format="%.4f")
+              for k in shown}
     config.update({"cum_bytes_up": st.column_config.NumberColumn("bytes up", format="%.3e"),
                    "sim_time_s": st.column_config.NumberColumn("simulated s", format="%.3g"),
                    "duration_s": st.column_config.NumberColumn("wall s", format="%.1f")})

@@ -140,15 +140,19 @@ def headline_row(run: dict[str, Any], data: Tables) -> Any:
     h = api.run_headline(store, run["id"], data.rounds, data.clients)
     m = h.metric
     name = m.label[:1].upper() + m.label[1:]
+    st.markdown(f"**{name}** on each client's own test data, mean over clients")
     cols = st.columns(5)
-    cols[0].metric(f"{name}, best rounds", m.value_text(h.best),
+    cols[0].metric("At best validation rounds", m.value_text(h.best),
                    help=f"{charts.metric_label(headline_key(m))}: each client's model on its own test data, taken at "
                         f"the round its validation data picked (early stopping). Test data chose nothing.")
-    delta = None if h.best is None or h.final is None else f"{h.final - h.best:+.3f} vs best"
-    cols[1].metric(f"{name}, final round", m.value_text(h.final), delta=delta, delta_color="normal" if
-                   m.higher_is_better else "inverse", help=charts.metric_label(headline_key(m, best=False)))
-    cols[2].metric("Best round", h.rounds_text,
-                   help="The round each client's validation data picked: its kept weights and reported figures.")
+    delta = None if h.best is None or h.final is None else f"{h.final - h.best:+.3f} vs best rounds"
+    cols[1].metric("Final round", m.value_text(h.final), delta=delta, delta_color="off",
+                   help=charts.metric_label(headline_key(m, best=False)))
+    rounds = sorted(h.best_rounds)
+    cols[2].metric("Best round", str(rounds[len(rounds) // 2]) if rounds else "—",
+                   delta=f"clients: {rounds[0]}–{rounds[-1]}" if rounds and rounds[0] != rounds[-1] else None,
+                   delta_color="off", delta_arrow="off", help="The round each client's validation data picked (median over clients): "
+                                           "its kept weights and reported figures.")
     cols[3].metric("Data exchanged", _bytes(h.bytes_total), help="Uploaded plus downloaded, all clients, all rounds.")
     cols[4].metric("Simulated time", _duration(h.sim_time_s),
                    help="On the virtual clock (device tiers); — when clients have no tier.")
@@ -232,12 +236,7 @@ def body() -> None:
             same = charts.short_label(metric) == charts.short_label(reference) and "_local_" in f"_{metric}"
             plot(charts.curves(rounds, metric, x=x, runs=run_rows,
                                reference=float(ref.iloc[-1]) if same and not ref.empty else None), "curve")
-            for loss in ("val_loss_mean", "train_loss_mean", "local_loss_mean"):
-                if loss in keys and loss != metric:
-                    plot(charts.curves(rounds, loss, x=x, runs=run_rows), f"loss-{loss}")
-                    break
-            if "val_loss_mean" in keys and "train_loss_mean" in keys:
-                plot(charts.curves(rounds, "train_loss_mean", x=x, runs=run_rows), "train-loss")
+            plot(charts.losses(rounds, x=x), "losses")
     def client_view() -> tuple[Any, Any, list[str], str | None]:
         clients, roster = data.clients, data.roster
         client_keys = sorted(set(clients["key"]) - SKIP_CLIENT_KEYS) if not clients.empty else []

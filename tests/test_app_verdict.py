@@ -40,8 +40,9 @@ def test_results_opens_with_the_headline_row_and_offers_the_paired_local_run():
     assert_clean(at)
     shown = metric_labels(at)
     summary = store.get_run(run_id)["summary"]
-    assert shown["Accuracy, best rounds"] == f"{summary['best_local_acc_mean']:.3f}"
-    assert shown["Accuracy, final round"] == f"{summary['local_acc_mean']:.3f}"
+    assert shown["At best validation rounds"] == f"{summary['best_local_acc_mean']:.3f}"
+    assert shown["Final round"] == f"{summary['local_acc_mean']:.3f}"
+    assert any(m.value.startswith("**Accuracy** on each client's own test data") for m in at.markdown)
     assert {"Best round", "Data exchanged", "Simulated time"} <= set(shown)
     assert "Primary metric: **accuracy**" in texts(at)
     assert "No `local` run on the same split and seed" in texts(at)
