@@ -686,9 +686,9 @@ def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, t
     unit = f" ({metric.unit})" if metric.unit else ""
     against = {v.baseline for v in verdicts}
     words = "training alone" if against == {"local"} else "pooled training" if against == {"centralized"} else "the baseline"
-    title = title or (f"Who gains: {verdicts[0].strategy} minus {words}, {metric.label}" if len(verdicts) == 1
+    title = title or (f"Who gains: {chart_text(verdicts[0].strategy)} minus {words}, {metric.label}" if len(verdicts) == 1
                       else f"Who gains: each strategy minus {words}, {metric.label}")
-    order = sorted({(c.client_id, c.name) for v in verdicts for c in v.clients})
+    order = sorted({(c.client_id, chart_text(c.name)) for v in verdicts for c in v.clients})
     names = [n for _, n in order]
     fig = go.Figure()
     if len(verdicts) == 1:
@@ -696,9 +696,10 @@ def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, t
         by_id = {c.client_id: c for c in v.clients}
         ranked = sorted(v.clients, key=lambda c: c.mean)
         xs = [c.mean * scale for c in ranked]
+        labels = [chart_text(c.name) for c in ranked]
         err = [((c.interval.high - c.mean) * scale if c.interval.defined else 0.0) for c in ranked]
         fig.add_trace(go.Bar(
-            x=xs, y=[c.name for c in ranked], orientation="h", name="per client",
+            x=xs, y=labels, orientation="h", name="per client",
             marker_color=[GAIN if x > 0 else LOSS for x in xs],
             error_x={"type": "data", "array": err, "visible": any(err), "color": "#555"},
             customdata=[[len(c.per_seed)] for c in ranked],
@@ -708,14 +709,14 @@ def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, t
             fig.add_vrect(x0=iv.low * scale, x1=iv.high * scale, fillcolor="#999", opacity=0.15, line_width=0)
         fig.add_vline(x=iv.mean * scale, line_dash="dash", line_color="#333",
                       annotation_text=f"mean {iv.mean * scale:+.2f}", annotation_position="top")
-        names = [c.name for c in ranked]
+        names = labels
         del by_id
     else:
         colors = dict(colors or series_colors([(v.strategy, v.strategy) for v in verdicts]))
         for v in verdicts:
             by_id = {c.client_id: c for c in v.clients}
             xs = [by_id[cid].mean * scale if cid in by_id else None for cid, _ in order]
-            label = v.strategy if len(against) == 1 else f"{v.strategy} vs {v.baseline}"
+            label = chart_text(v.strategy if len(against) == 1 else f"{v.strategy} vs {v.baseline}")
             fig.add_trace(go.Bar(x=xs, y=names, orientation="h", name=label,
                                  marker_color=colors.get(v.strategy, PALETTE[0]),
                                  hovertemplate=f"{label}<br>" + "%{y}: %{x:+.2f}" + unit + "<extra></extra>"))
