@@ -1268,40 +1268,6 @@ def strategies(design: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-HELD_OUT_SECTION = "Held-out sets and sampling"
-"""The Data page's section holding :data:`HELD_OUT` (the page titles its expander with it)."""
-_DATA_SECTIONS = {"partition": "Split across clients"}
-
-
-def control_path(key: str) -> str | None:
-    """Where a config field is set in the app, as the page shows it: ``data.public_fraction`` ->
-    ``Data > Held-out sets and sampling > Public fraction``; ``None`` when no page control sets it."""
-    parts = key.split(".")
-    if parts[0] == "data" and len(parts) >= 2:
-        field_name = parts[1]
-        if field_name in HELD_OUT:
-            return f"Data > {HELD_OUT_SECTION} > {field_name.replace('_', ' ').capitalize()}"
-        if field_name in _DATA_SECTIONS:
-            return f"Data > {_DATA_SECTIONS[field_name]}"
-        if field_name in DataConfig.model_fields:
-            return f"Data > {field_name.replace('_', ' ').capitalize()}"
-        return None
-    if len(parts) == 1 and parts[0] in LAUNCH_FIELDS + ("primary_metric",):
-        return f"Launch > Run settings > {parts[0].replace('_', ' ').capitalize()}"
-    return None
-
-
-def for_page(message: str) -> str:
-    """A message from the engine (written for config files and the CLI) in the pages' words: every
-    config key it names that a page control sets becomes that control's path (``set
-    data.public_fraction above 0`` -> ``set Data > Held-out sets and sampling > Public fraction above
-    0``)."""
-    def swap(match: re.Match[str]) -> str:
-        return control_path(match.group(0)) or match.group(0)
-
-    return re.sub(r"\bdata\.[a-z_]+(?:\.[a-z_]+)?", swap, message)
-
-
 def compatibility_matrix(design: dict[str, Any]) -> pd.DataFrame:
     """Strategies x (runs?, reason) for the design, collaborative strategies first."""
     rows = [{"strategy": s["name"], "family": s["family"], "can run": s["reason"] is None,

@@ -43,6 +43,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "data.window.length": ("Length", "Data > File > Time series windows, images"),
     "data.window.horizon": ("Horizon", "Data > File > Time series windows, images"),
     "data.window": ("Time series windows", "Data > File > Time series windows, images"),
+    "primary_metric": ("Primary metric", "Launch > Run settings"),
 }
 
 _KEY = re.compile(r"(?<![\w.])(" + "|".join(re.escape(k) for k in sorted(FIELDS, key=len, reverse=True))

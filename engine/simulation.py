@@ -570,7 +570,7 @@ class Simulation:
         last = next((r for r in reversed(self.history)
                      if any(k.startswith(("local_", "global_", "server_")) for k in r.metrics)), None)
         final: dict[str, Any] = dict(last.metrics) if last else {}
-        if hasattr(self, "primary"):
+        if final and hasattr(self, "primary"):
             final["primary_metric"] = self.primary.key
         return {"run_id": self.run_id, "rounds_done": self.history[-1].round if self.history else 0,
                 "final": final}

@@ -378,7 +378,7 @@ else:
     if int(n_new) != n_clients:
         commit(data, rerun=True, new_design=api.resize_roster(ui.design(), int(n_new)))
 
-with st.expander(api.HELD_OUT_SECTION):
+with st.expander("Held-out sets and sampling"):
     held = ui.params_form(api.held_out_fields(), data, "data.heldout", columns=4)
     for k in api.HELD_OUT:
         data[k] = held.get(k)

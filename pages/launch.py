@@ -27,7 +27,7 @@ st.subheader("Strategy")
 entries = api.strategies(design)
 design_broken = all(str(e["reason"] or "").startswith("fix the design first") for e in entries)
 if design_broken:
-    ui.show_problems([api.for_page(p) for p in api.design_problems(design)], "Fix the design first (Data and Clients pages)")
+    ui.show_problems(api.design_problems(design), "Fix the design first (Data and Clients pages)")
 current = design.get("strategy", {}).get("name", "fedavg")
 chosen_key = ui.key("launch.chosen")
 if chosen_key not in st.session_state:
@@ -163,7 +163,7 @@ if executor in unavailable:
 for w in api.design_warnings(design):
     st.warning(api.for_page(w), icon=":material/warning:")
 n_runs = len(picked) * max(1, len(seeds))
-ui.show_problems([api.for_page(p) for p in problems])
+ui.show_problems(problems)
 label = "Launch" if n_runs <= 1 else f"Launch {n_runs} runs ({len(picked)} strategies × {len(seeds)} seeds)"
 if st.button(label, type="primary", key="launch.go", disabled=bool(problems) or not picked, width="stretch",
              icon=":material/rocket_launch:"):
