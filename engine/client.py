@@ -52,6 +52,8 @@ class ClientJob:
     device: torch.device
     receive: bool = True
     work_fraction: float = 1.0
+    privacy: Any = None
+    """DP-SGD settings of the client (:class:`engine.privacy.dpsgd.DPSettings`) or ``None``."""
 
 
 _templates = threading.local()
@@ -149,6 +151,7 @@ def start_turn(job: ClientJob, env: ClientEnv) -> ClientContext:
         task=env.task, device=device,
         generator=generator(env.seed, "client", job.client.id, "round", job.round),
         strategy=strategy, build=build_on_device, cancel=env.cancel, work_fraction=job.work_fraction,
+        privacy=job.privacy,
     )
     if job.receive:
         strategy.receive(ctx)
@@ -165,6 +168,11 @@ def finish_turn(job: ClientJob, ctx: ClientContext, started: float) -> ClientRes
     metrics = {"train_loss": loss, "steps": float(steps),
                "samples_seen": float(sum(s.samples for s in ctx.fit_stats)),
                "wall_s": time.perf_counter() - started, **ctx.metrics}
+    private = [s for s in ctx.fit_stats if s.private_steps]
+    if private:  # what the privacy accountant counts (engine/privacy/ledger.py)
+        seen = sum(s.samples for s in private)
+        metrics["dp_steps"] = float(sum(s.private_steps for s in private))
+        metrics["dp_clipped"] = sum(s.clipped * s.samples for s in private) / seen if seen else 0.0
     return ClientResult(job.client, payload, len(job.data.train), state, metrics)
 
 

@@ -24,6 +24,7 @@ from engine.data.preprocess import METHODS as PREPROCESSING
 from engine.errors import ConfigError, FedMosaicError, validation_problems
 from engine.hardware import TierOverrides, TierSpec
 from engine.metrics import PRIMARY_CHOICES
+from engine.privacy.config import ClientPrivacy, SecureAggregation, ServerDP
 
 
 class ClientSpec(BaseModel):
@@ -52,6 +53,9 @@ class ClientSpec(BaseModel):
     tier: str | None = Field(None, description="simulated device tier (hardware catalogue)")
     tier_overrides: TierOverrides | None = Field(
         None, description='change some figures of this client\'s tier, e.g. {"up_bps": 2e6, "availability": 0.5}')
+    privacy: ClientPrivacy | None = Field(
+        None, description='DP-SGD on this client\'s data, e.g. {"clip_norm": 1.0, "target_epsilon": 4} '
+                          '(see docs/privacy.md)')
 
     @field_validator("name")
     @classmethod

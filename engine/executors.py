@@ -151,7 +151,7 @@ def batch_key(client: ClientInfo) -> tuple[Any, ...] | None:
     """Clients with equal keys can train in one batched computation (same architecture, device,
     optimiser kind, batch size and epochs); ``None`` for a client that cannot batch."""
     spec = client.spec
-    if spec.augment.active:
+    if spec.augment.active or getattr(spec, "privacy", None) is not None:  # DP-SGD: engine/privacy/dpsgd.py
         return None
     return (client.arch_key, str(spec.device), spec.optimizer, spec.batch_size, spec.epochs)
 

@@ -150,6 +150,9 @@ class Simulation:
                                   param_bytes={cid: 4 * n for cid, n in self.n_params.items()})
         self.participated: set[int] = set()
         self.events: list[tuple[str, str]] = []
+        from engine.privacy.ledger import ClientLedger
+
+        self.privacy = ClientLedger(self.clients, cfg.rounds, self._log)  # DP-SGD accounting
         self.executor = make_executor(cfg.executor, cfg.executor_options)
         self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel, self._log)
         plan = RunPlan(self.strategy, self.clients,
@@ -254,7 +257,7 @@ class Simulation:
         self.server.round = rnd
         rng = numpy_rng(cfg.seed, "round", rnd)
         joined = [c for c in self.clients if c.spec.join_round <= rnd]
-        online = clock.online(rnd, joined, rng)
+        online = self.privacy.eligible(rnd, clock.online(rnd, joined, rng))  # spent budgets stop
         selected = clock.select(rnd, online, rng, cfg.fraction, strategy.select)
         messages = {c.id: strategy.configure(c) for c in selected}
         down = {cid: nbytes(m) for cid, m in messages.items()}
@@ -272,7 +275,7 @@ class Simulation:
             jobs.append(ClientJob(c, rnd, self.states[c.id], messages[c.id], self.federation.clients[c.id],
                                   self.federation.public, self.devices[c.id],
                                   receive=not (first_late and c.spec.cold_start),
-                                  work_fraction=plan.work_fraction))
+                                  work_fraction=plan.work_fraction, privacy=self.privacy.settings(c.id)))
         results = self.executor.map(jobs, self.env)
         up = {r.client.id: nbytes(r.payload) for r in results}
         timing = clock.settle(rnd, results, plans, up, down)
@@ -311,6 +314,7 @@ class Simulation:
         round_metrics.update(summarize_clients(per_client, [k for k in record_keys(self.task)
                                                             if not k.startswith("best_")], weights))
         round_metrics.update(strategy.round_metrics())
+        self.privacy.record(rnd, results, per_client, round_metrics)
         round_metrics.update({
             "n_selected": float(len(selected)), "n_completed": float(len(kept_ids)),
             "bytes_up": float(sum(up.get(i, 0) for i in kept_ids)), "bytes_down": float(sum(down.values())),
@@ -456,7 +460,7 @@ class Simulation:
         last = self.history[-1].metrics if self.history else {}
         blob = {"round": rnd, "states": {str(k): v for k, v in self.states.items()},
                 "strategy": self.strategy.state_dict(), "clock": self.clock.state_dict(),
-                "participated": sorted(self.participated),
+                "participated": sorted(self.participated), "privacy": self.privacy.state_dict(),
                 "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")},
                 "best": {str(k): v for k, v in self.best.items()}, "server_best": dict(self.server_best),
                 "references_written": sorted(self._references_written)}
@@ -506,11 +510,13 @@ class Simulation:
                 before = (self.states, self.strategy.state_dict(), self.clock.state_dict(),
                           set(self.participated), dict(self._resumed_cum), self.best, self.server_best,
                           set(self._references_written))
+                privacy_before = self.privacy.state_dict()
                 try:
                     self.states = {int(k): v for k, v in blob["states"].items()}
                     self.strategy.load_state_dict(blob["strategy"])
                     self.clock.load_state_dict(blob["clock"])
                     self.participated = {int(c) for c in blob["participated"]}
+                    self.privacy.load_state_dict(dict(blob.get("privacy", {})))
                     self._resumed_cum = {str(k): float(v) for k, v in dict(blob.get("cum", {})).items()}
                     self.best = {int(k): v for k, v in dict(blob.get("best", {})).items()}
                     self.server_best = dict(blob.get("server_best", {}))
@@ -521,6 +527,7 @@ class Simulation:
                      self.server_best, self._references_written) = before
                     self.strategy.load_state_dict(strategy)
                     self.clock.load_state_dict(clock)
+                    self.privacy.load_state_dict(privacy_before)
                     why = f"{type(exc).__name__}: {str(exc)[:120]}"
             if why is not None:
                 self._log(f"checkpoint of round {row['round']} does not fit this run ({why}); trying an "

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from threading import Event
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,9 @@ from torch import Tensor, nn
 from engine.data import augment as augmentation
 from engine.errors import CancelledError
 from engine.metrics import scores, scores_many
+
+if TYPE_CHECKING:
+    from engine.privacy.dpsgd import DPSettings
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -51,20 +55,32 @@ class FitStats:
     loss: float = 0.0
     steps: int = 0
     samples: int = 0
+    private_steps: int = 0
+    """Steps taken with DP-SGD (:mod:`engine.privacy.dpsgd`): the privacy accountant counts them."""
+    clipped: float = 0.0
+    """DP-SGD: share of the sampled records whose gradient was clipped."""
 
 
 def fit(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
         epochs: int, batch_size: int, generator: torch.Generator, *,
         augment: augmentation.AugmentConfig | None = None, cancel: Event | None = None,
-        work_fraction: float = 1.0) -> FitStats:
+        work_fraction: float = 1.0, privacy: DPSettings | None = None) -> FitStats:
     """Train ``model`` for ``epochs`` over ``(x, y)`` in shuffled mini-batches.
 
     :param loss_fn: ``loss_fn(x_batch, y_batch)`` runs the forward pass and returns the loss
         (strategies add their terms there).
     :param work_fraction: stop after this share of the steps (a straggler's partial work).
     :param cancel: checked between batches; when set, :class:`CancelledError` is raised.
+    :param privacy: train with DP-SGD instead (Poisson-sampled batches, clipped per-record
+        gradients, Gaussian noise: :func:`engine.privacy.dpsgd.fit_private`).
     :returns: mean loss over the steps taken.
     """
+    if privacy is not None:
+        from engine.privacy.dpsgd import fit_private
+
+        done = fit_private(model, x, y, loss_fn, optimizer, epochs, batch_size, generator, privacy,
+                           augment=augment, cancel=cancel, work_fraction=work_fraction)
+        return FitStats(done.loss, done.steps, done.samples, private_steps=done.steps, clipped=done.clipped)
     n = len(y)
     stats = FitStats()
     if n == 0 or epochs <= 0:

@@ -23,6 +23,8 @@ class Report:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     compatible: dict[str, str | None] = field(default_factory=dict)
+    n_train: list[int] | None = None
+    """Training records per client of the split set-up would make (:func:`split_problems`)."""
 
     @property
     def ok(self) -> bool:
@@ -38,9 +40,13 @@ def _order(name: str) -> tuple[int, str]:
 
 
 def _reasons(config: ExperimentConfig, task: str) -> dict[str, str | None]:
+    from engine.privacy.checks import compatibility as privacy_compatibility
+
     roster = config.roster()
     has_public = config.data.public_fraction > 0
-    return {name: cls.incompatibility(roster, task, has_public) for name, cls in STRATEGIES.items()}
+    private = privacy_compatibility(config)  # what each strategy's uploads reveal (engine/privacy)
+    return {name: cls.incompatibility(roster, task, has_public) or private.get(name)
+            for name, cls in STRATEGIES.items()}
 
 
 def compatibility(config: ExperimentConfig, task: str) -> dict[str, str | None]:
@@ -137,6 +143,12 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
     split = split_problems(config, root)
     report.errors.extend(split.errors)
     report.warnings.extend(split.warnings)
+    if not split.errors:
+        from engine.privacy.checks import problems as privacy_problems
+
+        errors, warnings = privacy_problems(config, data, split.n_train)
+        report.errors.extend(errors)
+        report.warnings.extend(warnings)
     report.warnings.extend(hardware_warnings(config, data))
     return report
 
@@ -179,6 +191,7 @@ def split_problems(config: ExperimentConfig, root: Path) -> Report:
         out.errors.append(f"data: {exc}")
         return out
     clients = preview["clients"]
+    out.n_train = [int(c["train"]) for c in clients]
     no_train = [roster[i].name for i, c in enumerate(clients) if c["train"] == 0]
     if no_train:
         out.errors.append(f"data: {len(no_train)} client(s) would get no training sample ({_names(no_train)}); "

@@ -115,8 +115,8 @@ class Vectorized(Executor):
                 out = [run_client(jobs[i], env) for i in members]
             results.update(zip(members, out, strict=True))
         if singles and groups:
-            self._say(env, f"vectorized executor: {len(singles)} client(s) without a batch partner "
-                           f"or with augmentation trained sequentially")
+            self._say(env, f"vectorized executor: {len(singles)} client(s) without a batch partner, "
+                           f"with augmentation or with DP-SGD trained sequentially")
         for i in singles:
             results[i] = run_client(jobs[i], env)
         return [results[i] for i in range(len(jobs))]

@@ -131,6 +131,9 @@ class ClientContext:
     scratch: dict[str, Any] = field(default_factory=dict)
     """Working memory of the strategy for this turn only (FedProx keeps its anchor here); unlike
     :attr:`state` it is neither persisted nor sent."""
+    privacy: Any = None
+    """This client's DP-SGD settings (:class:`engine.privacy.dpsgd.DPSettings`), or ``None``:
+    :meth:`fit` on the client's own data then trains with DP-SGD."""
 
     @property
     def spec(self) -> ClientSpec:
@@ -157,7 +160,11 @@ class ClientContext:
         :param loss: ``loss(x_batch, y_batch)``; default the strategy's :meth:`Strategy.local_loss`.
         :param params: parameters to update (default all of ``model``): FedRep trains the head,
             then the body.
+
+        Training on the client's own data runs DP-SGD when the client has privacy settings;
+        training on other data (a public set) never does.
         """
+        private = self.privacy if (x is None or x is self.x) else None
         model = model if model is not None else self.model
         opt = self.optimizer(params if params is not None else list(model.parameters()), lr)
         loss_fn = loss if loss is not None else (lambda xb, yb: self.strategy.local_loss(self, xb, yb))
@@ -165,7 +172,7 @@ class ClientContext:
         y = self.y if y is None else y
         stats = training.fit(model, x, y, loss_fn, opt, epochs or self.spec.epochs, self.spec.batch_size,
                              self.generator, augment=self.spec.augment if augment else None,
-                             cancel=self.cancel, work_fraction=self.work_fraction)
+                             cancel=self.cancel, work_fraction=self.work_fraction, privacy=private)
         self.fit_stats.append(stats)
         return stats
 
@@ -215,6 +222,15 @@ class Strategy:
     def check_params(cls, params: BaseModel, input_spec: InputSpec) -> str | None:
         """Why these parameters cannot work on this data (e.g. a shared model that cannot read
         the input kind), or ``None``. Called by the compatibility check before launch."""
+        return None
+
+    @classmethod
+    def private_payload(cls, params: BaseModel, spec: ClientSpec) -> str | None:
+        """Why what this client sends is not computed from its trained model alone (it sends
+        statistics of its private data, such as prototypes), so DP-SGD on its training would not
+        cover it; ``None`` when everything it sends is a function of its model (and public data),
+        which DP-SGD then covers (post-processing). Checked before launch for clients with
+        ``privacy`` (:mod:`engine.privacy.checks`)."""
         return None
 
     @classmethod

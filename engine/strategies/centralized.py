@@ -33,6 +33,11 @@ class Centralized(Strategy):
     def group(self, client: ClientInfo) -> str:
         return client.arch_key
 
+    @classmethod
+    def private_payload(cls, params: Any, spec: Any) -> str | None:
+        return (f"{cls.name} pools every client's raw training data at the server: there is no client "
+                f"training to privatise")
+
     def init(self) -> None:
         self.state["global"] = {}
         self.state["spec"] = {}

@@ -56,6 +56,11 @@ class FD(KnowledgeSharing):
     def configure(self, client: ClientInfo) -> dict[str, Any]:
         return class_table_message(self.state, LOGITS, COUNTS)
 
+    @classmethod
+    def private_payload(cls, params: Any, spec: Any) -> str | None:
+        return (f"{cls.name} sends each client's per-class mean logits and class counts, computed from its "
+                f"private data, which DP-SGD does not protect")
+
     def local_loss(self, ctx: ClientContext, x: Tensor, y: Tensor) -> Tensor:
         out = ctx.model(x)
         loss = ctx.loss(out, y)

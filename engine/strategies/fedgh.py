@@ -70,6 +70,11 @@ class FedGH(Strategy):
     def configure(self, client: ClientInfo) -> dict[str, Any]:
         return self.state["head"]
 
+    @classmethod
+    def private_payload(cls, params: Any, spec: Any) -> str | None:
+        return (f"{cls.name} sends each client's per-class mean representations (prototypes), computed "
+                f"from its private data, which DP-SGD does not protect")
+
     def payload(self, ctx: ClientContext) -> dict[str, Any]:
         feats = evaluate_outputs(ctx.model, ctx.x, fn="features")
         means, counts = class_means(feats, ctx.y, ctx.model.n_out)

@@ -65,6 +65,11 @@ class FedProto(KnowledgeSharing):
     def configure(self, client: ClientInfo) -> dict[str, Any]:
         return class_table_message(self.state, PROTOS, COUNTS)
 
+    @classmethod
+    def private_payload(cls, params: Any, spec: Any) -> str | None:
+        return (f"{cls.name} sends each client's per-class mean representations (prototypes) and class "
+                f"counts, computed from its private data, which DP-SGD does not protect")
+
     def local_loss(self, ctx: ClientContext, x: Tensor, y: Tensor) -> Tensor:
         feats = ctx.model.features(x)
         loss = ctx.loss(ctx.model.head(feats), y)

@@ -136,6 +136,16 @@ class Scaffold(FedAvg):
             return self.params.control
         return "difference" if ctx.spec.optimizer == "sgd" else "gradient"
 
+    @classmethod
+    def private_payload(cls, params: Any, spec: Any) -> str | None:
+        option = params.control if params.control != "auto" else (
+            "difference" if spec.optimizer == "sgd" else "gradient")
+        if option != "gradient":
+            return None  # option II's control variate is computed from the model change
+        return (f"{cls.name} with control 'gradient' (or 'auto' for an {spec.optimizer} client) sends a control "
+                f"variate computed from a full gradient over the client's private data, which DP-SGD does not "
+                f"protect; set control to 'difference' and the client's optimiser to sgd")
+
     @staticmethod
     def _effective_lr(ctx: ClientContext) -> float:
         """The step size one unit of gradient moves the weights by in steady state."""
