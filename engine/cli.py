@@ -234,6 +234,9 @@ def _extensions() -> list[Any]:
         found.append(cli_commands)
     except ImportError:
         pass
+    from engine.artifacts.cli import cli_commands as model_commands
+
+    found.append(model_commands)
     return found
 
 

@@ -25,6 +25,7 @@ from engine.errors import ConfigError, FedMosaicError, validation_problems
 from engine.hardware import TierOverrides, TierSpec
 from engine.metrics import PRIMARY_CHOICES
 from engine.privacy.config import ClientPrivacy, SecureAggregation, ServerDP
+from engine.tracking.config import TrackingSpec
 
 
 class ClientSpec(BaseModel):
@@ -161,6 +162,8 @@ class ExperimentConfig(BaseModel):
                               "deadline_aware: clients expected to finish within the deadline first")
     tiers: dict[str, TierSpec] = Field(default_factory=dict, description='custom device tiers by name, e.g. '
                                        '{"clinic-laptop": {"base": "laptop-cpu", "up_bps": 5e6}}')
+    tracking: TrackingSpec | None = Field(None, description='other places a run is logged to, e.g. '
+                                          '{"mlflow": {"uri": "file:///home/me/mlruns"}}')
 
     @field_validator("name")
     @classmethod

@@ -112,3 +112,7 @@ class RunNotFoundError(FedMosaicError):
 
 class CancelledError(FedMosaicError):
     """Raised inside a run when its cancel event is set; the run ends as ``cancelled``."""
+
+
+class ModelNotFoundError(FedMosaicError):
+    """A run keeps no such model (not finished yet, another client's name, deleted files)."""

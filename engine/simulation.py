@@ -46,6 +46,7 @@ from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.seeding import numpy_rng, seeded
 from engine.storage import Store, default_data_dir
 from engine.strategies import STRATEGIES, ClientInfo, Server, Strategy
+from engine.tracking.observers import observers_for
 
 log = logging.getLogger("fedmosaic.simulation")
 
@@ -103,6 +104,8 @@ class Simulation:
         self.share = threads.share(1) if share is None else max(1, int(share))
         self.threads = 1
         """Intra-op threads of the run's thread, decided in :meth:`setup` (applied by :meth:`run`)."""
+        self.observers = observers_for(self)
+        """Who else watches the records (the kept models, MLflow): :mod:`engine.tracking.observers`."""
 
     # ---- setup ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -280,11 +283,13 @@ class Simulation:
         up = {r.client.id: nbytes(r.payload) for r in results}
         timing = clock.settle(rnd, results, plans, up, down)
         kept_ids = {r.client.id for r in timing.kept}
+        previous = dict(self.states)
         for r in results:
             if r.client.id in kept_ids:
                 self.states[r.client.id] = r.state
                 self.participated.add(r.client.id)
         if self.cancel.is_set():
+            self.states = previous  # a cancelled run keeps the models of its last completed round
             raise CancelledError("cancelled")
         strategy.aggregate(timing.kept)
         strategy.after_aggregate()
@@ -334,6 +339,7 @@ class Simulation:
                 self.checkpoint(rnd)
         if self.on_round is not None:
             self.on_round(record)
+        self.observers.round(self, record)
         return record
 
 
@@ -587,6 +593,11 @@ class Simulation:
         after its owner stopped), then the pending events."""
         if self.store is None or self.run_id is None:
             return
+        try:  # the models of the last completed round, MLflow... (never stops the run ending)
+            done = self.history[-1].round if self.history else int(self.store.get_run(self.run_id)["current_round"] or 0)
+            self.observers.ended(self, status, done)
+        except Exception:  # noqa: BLE001
+            log.warning("run %s: observers failed at the end", self.run_id, exc_info=True)
         try:
             self.store.update_run(self.run_id, status=status, finished_at=time.time(), error=error,
                                   traceback=tb, summary=_finite(self.summary()["final"]), live=None)

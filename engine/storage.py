@@ -319,6 +319,11 @@ class Store:
         """Folder of checkpoint files, beside the database."""
         return self.path.parent / "checkpoints"
 
+    @property
+    def models_dir(self) -> Path:
+        """Folder of the models runs keep (:mod:`engine.artifacts.keep`), beside the database."""
+        return self.path.parent / "models"
+
     def close(self) -> None:
         """Close this thread's connection."""
         db = getattr(self._local, "db", None)
@@ -626,9 +631,9 @@ class Store:
             db.execute("DELETE FROM runs WHERE id = ?", [run_id])
         for p in paths:
             Path(p).unlink(missing_ok=True)
-        folder = self.checkpoint_dir / run_id
-        if _SAFE_ID.match(run_id) and folder.is_dir():
-            shutil.rmtree(folder, ignore_errors=True)
+        for folder in (self.checkpoint_dir / run_id, self.models_dir / run_id):
+            if _SAFE_ID.match(run_id) and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
     # ---- reading ----------------------------------------------------------------------------
     @_reads

@@ -414,7 +414,8 @@ def test_resume_falls_back_past_a_checkpoint_that_loads_but_does_not_fit(tmp_pat
     config = parse_config(digits_config(rounds=5, checkpoint_every=2,
                                         clients=[{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}]))
     sim = Simulation(config, store=store)
-    sim.run()
+    sim.on_round = lambda record: sim.cancel.set() if record.round == 4 else None
+    sim.run()  # cancelled after round 4: a run not finished keeps its two newest checkpoints
     newest, older = store.checkpoints(sim.run_id)[:2]
     blob = torch.load(newest["path"], weights_only=True)
     if damage == "no_states":

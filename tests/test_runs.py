@@ -382,14 +382,16 @@ def test_delete_removes_rows_and_checkpoints(manager):
     keep = manager.submit(cfg(rounds=1))
     assert manager.wait(run_id, 60) == "finished" and manager.wait(keep, 60) == "finished"
     folder = manager.store.checkpoint_dir / run_id
-    assert sorted(p.name for p in folder.iterdir()) == ["round-00002.pt", "round-00004.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["round-00004.pt"]  # the newest resumable one
+    models = manager.store.models_dir / run_id
+    assert (models / "index.json").is_file()  # and the final models
     manager.delete(run_id)
     with pytest.raises(RunNotFoundError):
         manager.store.get_run(run_id)
     db = manager.store.db
     for table in ("round_metrics", "client_metrics", "events", "checkpoints", "clients"):
         assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", [run_id]).fetchone()[0] == 0
-    assert not folder.exists()
+    assert not folder.exists() and not models.exists()
     assert manager.store.get_run(keep)["status"] == "finished"
     assert not manager.store.round_metrics(keep).empty
 

@@ -428,7 +428,8 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[Feat
         impute = _impute_of(plan, False)
         if kind == "ordinal":
             values = np.where(missing, np.nan, codes.astype(np.float64))
-            return values[:, None], [Feature(name, name, "code", impute)]  # type: ignore[arg-type]
+            return values[:, None], [Feature(name, name, "code", impute,  # type: ignore[arg-type]
+                                             tuple(str(c) for c in cats.categories))]
         onehot = np.zeros((len(codes), len(cats.categories)), dtype=np.float64)
         onehot[np.flatnonzero(~missing), codes[~missing]] = 1.0
         onehot[missing] = np.nan

@@ -57,6 +57,8 @@ class Feature:
     column: str
     kind: Kind = "numeric"
     impute: Impute = "median"
+    levels: tuple[str, ...] = ()
+    """An ordinal code's categories in code order (what a saved model needs to encode new rows)."""
 
 
 def feature_view(x: Tensor, kind: str) -> Tensor:

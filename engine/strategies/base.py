@@ -73,6 +73,27 @@ class ClientResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Kept:
+    """A model a run keeps when it ends (written by :mod:`engine.artifacts`): a client's model as
+    the strategy evaluates it, or a model or part the federation shares.
+
+    :param tensors: the weights (a :class:`FedModel` state dict when ``part`` is ``"model"``).
+    :param spec: the architecture they load into (``None``: a part that fits any, e.g. a head).
+    :param part: ``"model"`` (complete: it predicts), ``"body"``, ``"head"`` or ``"prototypes"``.
+    :param rule: how a complete model predicts: ``"head"`` (its outputs) or ``"prototype"`` (the
+        nearest of ``extra["prototypes"]`` in representation space, FedProto's rule).
+    :param extra: tensors the rule needs beside the weights.
+    """
+
+    tensors: dict[str, Tensor]
+    spec: dict[str, Any] | None = None
+    part: str = "model"
+    rule: str = "head"
+    extra: dict[str, Tensor] = field(default_factory=dict)
+    note: str = ""
+
+
 class Params(BaseModel):
     """Parameters of a strategy; subclasses extend it (``class Params(FedAvg.Params)``)."""
 
@@ -342,6 +363,33 @@ class Strategy:
         if not self.collaborates or self.shared:
             return {}
         return {g: s for g, s in self.state.get("global", {}).items()}
+
+    # ---- what a run keeps -----------------------------------------------------------------------
+    def kept_model(self, client: ClientInfo, state: dict[str, Any]) -> Kept:
+        """The model ``client`` keeps at the end of the run: by default its evaluation state
+        (:meth:`eval_state`: global model, personal body and head, width slice...) predicting with
+        its head. Strategies whose :meth:`predict` needs more (FedProto's prototypes) add it."""
+        return Kept(self.eval_state(client, state), client.spec.model)
+
+    def kept_federation(self) -> dict[str, Kept]:
+        """What the federation shares at the end, by label (a group, ``"all"``): the complete
+        :meth:`server_models` (FedAvg's global model, FML's shared model, FedDF's per-architecture
+        models), else the shared part of each group (FedPer's body, LG-FedAvg's head)."""
+        models = self.server_models()
+        if models:
+            return {label: Kept(s, self._group_spec(label)) for label, s in models.items()}
+        if not self.collaborates or not self.shared or not isinstance(self.state.get("global"), dict):
+            return {}
+        part = {("body.",): "body", ("head.",): "head"}.get(tuple(self.shared), "part")
+        return {g: Kept(s, None if part == "head" else self._group_spec(g), part=part)
+                for g, s in self.state["global"].items()}
+
+    def _group_spec(self, label: str) -> dict[str, Any]:
+        """The model spec of a group label (a JSON spec, else the first member's)."""
+        if label.startswith("{"):
+            return json.loads(label)
+        return next((c.spec.model for c in self.server.clients if self.group(c) == label),
+                    self.server.clients[0].spec.model)
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

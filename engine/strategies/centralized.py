@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import Tensor
 
 from engine import training
-from engine.strategies.base import STRATEGIES, ClientInfo, ClientResult, Params, Strategy
+from engine.strategies.base import STRATEGIES, ClientInfo, ClientResult, Kept, Params, Strategy
 
 
 @STRATEGIES.register("centralized")
@@ -78,3 +78,8 @@ class Centralized(Strategy):
 
     def server_models(self) -> dict[str, dict[str, Tensor]]:
         return {}
+
+    def kept_federation(self) -> dict[str, Kept]:
+        """The pooled model of each architecture."""
+        return {g: Kept(s, self.server.clients[self.state["spec"][g]].spec.model)
+                for g, s in self.state["global"].items()}

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from engine.aggregate import select_keys
 from engine.strategies._distill import class_means, evaluate_outputs, reported_prototypes
-from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Params, Strategy
+from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Kept, Params, Strategy
 
 PROTOS, COUNTS = "prototypes", "proto_counts"
 
@@ -91,3 +91,7 @@ class FedGH(Strategy):
 
     def server_models(self) -> dict[str, dict[str, Tensor]]:
         return {}
+
+    def kept_federation(self) -> dict[str, Kept]:
+        """The global head (it fits on any client's body)."""
+        return {"all": Kept(self.state["head"], part="head")}

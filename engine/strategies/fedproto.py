@@ -37,7 +37,7 @@ from engine.strategies._distill import (
     keep_missing,
     merge_class_means,
 )
-from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Params
+from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Kept, Params
 
 PROTOS, COUNTS = "prototypes", "proto_counts"
 
@@ -106,3 +106,19 @@ class FedProto(KnowledgeSharing):
         if self.params.inference == "head" or self.state.get(PROTOS) is None:
             return model(x)
         return prototype_logits(model.features(x), self.state[PROTOS], self.state[COUNTS])
+
+    def kept_model(self, client: ClientInfo, state: dict[str, Any]) -> Kept:
+        """The client's own model; with ``inference: prototype`` also the global prototypes it
+        predicts with (the nearest one's class)."""
+        kept = super().kept_model(client, state)
+        if self.params.inference == "prototype" and self.state.get(PROTOS) is not None:
+            kept.rule = "prototype"
+            kept.extra = {PROTOS: self.state[PROTOS], COUNTS: self.state[COUNTS]}
+        return kept
+
+    def kept_federation(self) -> dict[str, Kept]:
+        """The global prototypes (per class, with the samples behind each): not a model on their
+        own, the federation's shared knowledge."""
+        if self.state.get(PROTOS) is None:
+            return {}
+        return {"prototypes": Kept({PROTOS: self.state[PROTOS], COUNTS: self.state[COUNTS]}, part="prototypes")}

@@ -1,0 +1,277 @@
+"""The input schema a kept model reads, and turning a user's new table or images into its input.
+
+A run's data decides what one sample is. :func:`schema_of` writes that down as plain JSON when the
+models are kept, and :func:`encode` reads a new file with it, so a model predicts on rows it has
+never seen exactly as its site prepared the training rows:
+
+- ``table`` (a CSV/xlsx/Parquet file read as rows): the feature columns with their types, a
+  categorical column's categories (one one-hot slot each, in training order), an ordinal's order,
+  a date's calendar parts, the missing-value codes. New rows go through the same encoding
+  (:mod:`engine.data.csv_infer`), then the client's fitted preprocessing fills and scales them.
+- ``pixels`` (a table whose feature columns are pixels, ``data.image_shape``): the pixel columns
+  in order, the image shape and whether values were divided by 255.
+- ``features`` (a built-in tabular dataset): its named numeric columns.
+- ``image`` (a built-in image dataset): image files (PNG, JPEG...) resized to the model's input,
+  or a table with one column per pixel.
+
+Time-series windows (``data.window``) are not read back: a prediction there needs the series'
+history cut into the same windows, which a file of new rows does not carry; the model card and
+Predict say so. Files are read by :mod:`engine.data.reading` (the Data page's reader: encodings,
+separators, decimal commas, .xlsx, Parquet); nothing is evaluated or unpickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from engine.errors import DataError
+
+if TYPE_CHECKING:
+    from engine.data.base import Dataset
+    from engine.data.config import DataConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_IMAGES = 10_000
+
+
+def schema_of(data: Dataset, cfg: DataConfig) -> dict[str, Any]:
+    """The JSON-able input schema of a loaded dataset as configured (see the module docstring)."""
+    spec = data.input_spec
+    base: dict[str, Any] = {"input": {"kind": spec.kind, "shape": list(spec.shape)}, "target": None}
+    if cfg.dataset == "csv":
+        base["target"] = cfg.target
+        report = data.report or {}
+        known = [c["name"] for c in report.get("columns", [])]
+        base["known_columns"] = known + ([cfg.target] if cfg.target else [])
+        if cfg.window is not None:
+            return {**base, "form": "window", "readable": False,
+                    "why": "the model reads time-series windows; predicting needs each series' history cut into "
+                           "the same windows, which new rows alone do not carry"}
+        if cfg.image_shape is not None:
+            pixels = [c["name"] for c in report.get("columns", []) if c.get("role") == "feature"]
+            return {**base, "form": "pixels", "columns": pixels, "image_shape": list(cfg.image_shape),
+                    "divide": 255.0 if report.get("pixel_scale") else 1.0}
+        codes = {name: [str(v) for v in (col.missing_values or [])] for name, col in cfg.columns.items()
+                 if getattr(col, "missing_values", None)}
+        return {**base, "form": "table", "columns": _table_columns(data), "missing_values": codes,
+                "features": list(data.feature_names or [])}
+    if spec.kind == "image":
+        return {**base, "form": "image", "columns": [f"px{i}" for i in range(spec.numel)]}
+    if spec.kind == "tabular":
+        names = list(data.feature_names or [f"x{i}" for i in range(spec.shape[0])])
+        return {**base, "form": "features", "columns": names}
+    return {**base, "form": "window", "readable": False,
+            "why": "the model reads sequences; new rows alone do not carry the history it needs"}
+
+
+def _table_columns(data: Dataset) -> list[dict[str, Any]]:
+    """Per feature column of the file: its type and what encoding it needs (from the schema)."""
+    columns: dict[str, dict[str, Any]] = {}
+    for f in data.features or []:
+        entry = columns.get(f.column)
+        if entry is None:
+            kind = {"numeric": "numeric", "binary": "boolean", "code": "ordinal", "onehot": "categorical"}[f.kind]
+            entry = columns[f.column] = {"name": f.column, "type": kind}
+            if f.kind == "code":
+                entry["levels"] = list(f.levels)
+            if f.kind == "onehot":
+                entry["levels"] = []
+        if f.kind == "onehot":
+            entry["levels"].append(f.name[len(f.column) + 1:])
+        elif f.kind == "numeric" and f.name != f.column:  # a date's calendar part: "admitted.month"
+            entry["type"] = "datetime"
+            entry.setdefault("parts", []).append(f.name[len(f.column) + 1:])
+    return list(columns.values())
+
+
+@dataclass
+class Encoded:
+    """A new file as model input: ``x`` (raw features, before the client's preprocessing), the
+    target when the file has it (``None`` otherwise; rows whose target is missing have NaN/-1),
+    the file's own rows (to put predictions beside) and what was noticed on the way."""
+
+    x: Tensor
+    y: Tensor | None
+    rows: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+
+def mismatch(schema: dict[str, Any], columns: list[str]) -> None:
+    """Refuse a table whose columns are not the training schema's, naming the missing and the
+    unknown ones.
+
+    :raises DataError: missing feature columns, or columns the training file did not have.
+    """
+    need = list(schema.get("columns", []))
+    need = [c["name"] if isinstance(c, dict) else c for c in need]
+    have = set(columns)
+    missing = [c for c in need if c not in have]
+    allowed = set(need) | set(schema.get("known_columns", [])) | ({schema["target"]} if schema.get("target") else set())
+    extra = [c for c in columns if c not in allowed]
+    if not missing and not extra:
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing column{'s' if len(missing) > 1 else ''} {_names(missing)}")
+    if extra:
+        parts.append(f"column{'s' if len(extra) > 1 else ''} the model was not trained with: {_names(extra)}")
+    fix = "add the missing columns with the training file's names" if missing else ""
+    if extra:
+        fix += ("; " if fix else "") + "remove or rename the other columns"
+    raise DataError(f"the file does not have the training schema: {'; '.join(parts)}; {fix}")
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:12])
+    return shown + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+
+
+def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,
+                 target_scale: tuple[float, float] = (0.0, 1.0)) -> Encoded:
+    """Encode a parsed table with the training schema.
+
+    :param classes: the label encoding (class names in code order); ``task`` says whether the
+        target is a class or a number, ``target_scale`` the (mean, std) regression targets were
+        standardised with.
+    :raises DataError: a schema mismatch, a value that cannot be read as its column's type.
+    """
+    form = schema.get("form")
+    if form == "window" or schema.get("readable") is False:
+        raise DataError(f"this model cannot predict from a table of new rows: {schema.get('why', 'not supported')}")
+    df = df.reset_index(drop=True)
+    mismatch(schema, [str(c) for c in df.columns])
+    warnings: list[str] = []
+    if form == "table":
+        x = _encode_rows(schema, df, warnings)
+    else:
+        names = [c["name"] if isinstance(c, dict) else c for c in schema["columns"]]
+        frame = df[names].apply(pd.to_numeric, errors="coerce")
+        bad = frame.isna() & df[names].notna()
+        if bad.to_numpy().any():
+            col = names[int(np.flatnonzero(bad.to_numpy().any(0))[0])]
+            row = int(np.flatnonzero(bad[col].to_numpy())[0])
+            raise DataError(f"column '{col}' must hold numbers but row {row + 1} has '{df[col].iloc[row]}'; fix it")
+        x = frame.to_numpy(dtype=np.float64)
+        if form in ("pixels", "image"):
+            shape = schema.get("image_shape") or schema["input"]["shape"]
+            divide = float(schema.get("divide", 1.0))
+            if form == "image" and np.nanmax(np.abs(x), initial=0.0) > 1.0:
+                divide = 255.0
+                warnings.append("pixel values above 1 were read as 0-255 and divided by 255")
+            x = (x / divide).reshape(len(x), *shape)
+    y = _target(schema, df, classes, task, target_scale, warnings)
+    return Encoded(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32), y, df, warnings)
+
+
+def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str]) -> np.ndarray:
+    from engine.data.config import ColumnSpec
+    from engine.data.csv_infer import ColumnPlan, apply_missing_codes, encode_column, parse_times
+
+    codes = {name: ColumnSpec(missing_values=values) for name, values in schema.get("missing_values", {}).items()}
+    df, _ = apply_missing_codes(df, codes)
+    blocks = []
+    for col in schema["columns"]:
+        name, kind = col["name"], col["type"]
+        s = df[name]
+        if kind in ("numeric", "boolean"):
+            block, _ = encode_column(ColumnPlan(name, kind, kind), s)
+        elif kind == "datetime":
+            stamps = parse_times(s)
+            unread = stamps.isna() & s.notna()
+            if unread.any():
+                warnings.append(f"column '{name}': {int(unread.sum())} value(s) are not dates and were treated as missing")
+            parts = {"year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
+                     "weekday": stamps.dt.day_of_week, "hour": stamps.dt.hour}
+            block = np.stack([parts[p].astype(float).to_numpy(dtype=np.float64) for p in col["parts"]], axis=1)
+        else:
+            levels = [str(v) for v in col["levels"]]
+            text = s.astype(str).str.strip().where(s.notna())
+            unknown = text.notna() & ~text.isin(levels)
+            if unknown.any():
+                seen = ", ".join(f"'{v}'" for v in text[unknown].unique()[:5])
+                warnings.append(f"column '{name}': {int(unknown.sum())} value(s) the model never saw ({seen}) were "
+                                f"treated as missing")
+            codes_ = pd.Categorical(text.where(~unknown), categories=levels).codes.astype(np.int64)
+            missing = codes_ < 0
+            if kind == "ordinal":
+                block = np.where(missing, np.nan, codes_.astype(np.float64))[:, None]
+            else:
+                block = np.zeros((len(codes_), len(levels)), dtype=np.float64)
+                block[np.flatnonzero(~missing), codes_[~missing]] = 1.0
+                block[missing] = np.nan
+        blocks.append(block)
+    x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(df), 0))
+    if x.shape[1] != len(schema.get("features", [])) and schema.get("features"):
+        raise DataError(f"encoding produced {x.shape[1]} features but the model reads {len(schema['features'])}; "
+                        f"the saved schema does not match this model")
+    return np.where(np.isfinite(x), x, np.nan)
+
+
+def _target(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,
+            target_scale: tuple[float, float], warnings: list[str]) -> Tensor | None:
+    """The target column when present: class codes (-1 where missing or unknown), or
+    standardised numbers (NaN where missing)."""
+    target = schema.get("target")
+    if not target or target not in df.columns:
+        return None
+    s = df[target]
+    if task == "regression":
+        values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+        mean, std = target_scale
+        return torch.as_tensor((values - mean) / std, dtype=torch.float32)
+    text = s.map(_class_text).where(s.notna())
+    codes = pd.Categorical(text, categories=classes).codes.astype(np.int64)
+    unknown = text.notna() & (codes < 0)
+    if unknown.any():
+        seen = ", ".join(f"'{v}'" for v in text[unknown].unique()[:5])
+        warnings.append(f"target '{target}': {int(unknown.sum())} row(s) have classes the model does not know "
+                        f"({seen}); they are left out of the figures")
+    return torch.as_tensor(codes)
+
+
+def _class_text(value: Any) -> str:
+    """A target value as the training label encoding names it (``1.0`` -> ``"1"``)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def read_images(files: list[tuple[str, bytes]], shape: list[int]) -> Encoded:
+    """Image files as model input ``(N, C, H, W)`` in [0, 1]: converted to grey or RGB as the model
+    reads, resized to its height and width. Files that are not images are refused by name.
+
+    :raises DataError: a file that is not a readable image, or too many files.
+    """
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if len(files) > MAX_IMAGES:
+        raise DataError(f"{len(files)} images at once; give at most {MAX_IMAGES}")
+    c, h, w = shape
+    mode = "L" if c == 1 else "RGB"
+    arrays, names = [], []
+    for name, blob in files:
+        try:
+            with Image.open(io.BytesIO(blob)) as img:
+                img = img.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
+                a = np.asarray(img, dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(f"'{name}' is not an image this app can read ({type(exc).__name__}); give PNG or JPEG "
+                            f"files") from None
+        arrays.append(a[None] if c == 1 else a.transpose(2, 0, 1))
+        names.append(name)
+    if not arrays:
+        raise DataError("no image given")
+    x = torch.as_tensor(np.stack(arrays))
+    return Encoded(x, None, pd.DataFrame({"file": names}))
