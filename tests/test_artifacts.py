@@ -156,9 +156,10 @@ def test_download_one_client_or_all(store, tmp_path: Path) -> None:  # noqa: ANN
         idx = json.loads(zf.read(f"{sim.run_id}/index.json"))
     base = f"{sim.run_id}/final/client-03-c-4/"
     assert {base + f for f in ("model.safetensors", "preprocessing.safetensors", "config.json", "README.md")} <= names
-    assert [m["name"] for m in idx["models"]] == ["client-03-c-4"]
+    assert sorted((m["which"], m["name"]) for m in idx["models"]) == [("best", "client-03-c-4"),
+                                                                       ("final", "client-03-c-4")]
     out = export_models(store, sim.run_id, tmp_path / "all")
-    assert len([p for p in out.rglob("config.json")]) == 5
+    assert len([p for p in out.rglob("config.json")]) == 10  # 4 clients and the federation, best and final
     with pytest.raises(ModelNotFoundError, match="it keeps: c-1, c-2"):
         models_zip(store, sim.run_id, "nobody")
 
@@ -189,8 +190,9 @@ def test_predict_on_a_clients_test_rows_matches_the_engine(store, tmp_path: Path
     local_acc = float(store.client_metrics(sim.run_id).query(
         f"client_id == {cid} and round == 2 and key == 'local_acc'")["value"].iloc[0])
     assert result.metrics["acc"] == pytest.approx(local_acc)
-    majority = rows["readmitted"].value_counts(normalize=True).max()
-    assert result.reference["acc"] == pytest.approx(majority)
+    ref = float(store.client_metrics(sim.run_id).query(
+        f"client_id == {cid} and key == 'ref_local_acc'")["value"].iloc[0])
+    assert result.reference["acc"] == pytest.approx(ref)  # the run's own reference on these rows
     assert "patient_id" in result.table.columns  # rows can be matched
     # the same rows from Excel, without the target: the same predictions, no figures
     xlsx = tmp_path / "new.xlsx"
@@ -262,22 +264,21 @@ def test_images_in_predict(store) -> None:  # noqa: ANN001
         predict(loaded, images=[("notes.png", b"hello")])
 
 
-def test_best_and_final_models_when_the_run_keeps_best_rounds(store, monkeypatch) -> None:  # noqa: ANN001
-    """Runs that keep each client's best validation round (Simulation.best) keep both models."""
-    sim = Simulation(parse_config(digits_config(rounds=2, data={"dataset": "digits", "max_samples": 300})),
-                     store=store)
-    sim.run()
-    c = sim.clients[0]
-    sim.best = {c.id: {"round": 1, "val": {"acc": 0.5}, "scores": {"local_acc": 0.4},
-                       "model": {k: torch.zeros_like(v) for k, v in sim.states[c.id]["model"].items()}}}
-    keep.keep_models(sim, "finished", 2)
+def test_best_validation_and_final_models(store) -> None:  # noqa: ANN001
+    """Both are kept; the default (the model card's and Predict's) is the one the app reports."""
+    sim = run(store, rounds=4, data={"dataset": "digits", "max_samples": 400})
     idx = index(store, sim.run_id)
     assert idx["default"] == "best"
-    best = load(store, sim.run_id, "c-1")
-    assert best.config["which"] == "best" and best.config["round"] == 1
-    assert best.config["metrics"]["local_acc"] == 0.4
-    assert "best validation round" in (best.folder / "README.md").read_text()
-    assert load(store, sim.run_id, "c-1", "final").config["round"] == 2
+    for c in sim.clients:
+        kept = sim.best[c.id]
+        best = load(store, sim.run_id, c.name)
+        assert best.config["which"] == "best" and best.config["round"] == kept["round"]
+        assert all(torch.equal(best.tensors[k], v) for k, v in kept["model"].items())
+        assert best.config["metrics"]["local_acc"] == pytest.approx(kept["scores"]["local_acc"])
+        assert load(store, sim.run_id, c.name, "final").config["round"] == 4
+    card = (load(store, sim.run_id, "c-1").folder / "README.md").read_text()
+    assert "best validation round" in card
+    assert load(store, sim.run_id, "federation").config["round"] == sim.server_best["all"]["round"]
 
 
 def test_predict_page_helpers_read_what_was_kept(store) -> None:  # noqa: ANN001

@@ -72,6 +72,7 @@ class Entry:
     metrics_round: int | None
     client: dict[str, Any] | None = None
     label: str | None = None
+    privacy: dict[str, Any] | None = None
 
 
 def federation_name(label: str, spec: dict[str, Any] | None, taken: set[str]) -> str:
@@ -126,10 +127,12 @@ def entries(sim: Simulation, rnd: int) -> dict[str, list[Entry]]:
             continue  # never joined: nothing it learnt
         kept = strategy.kept_model(c, sim.states[c.id])
         info = {"id": c.id, "name": c.name, "position": c.id, "n_train": c.n_train, "n_test": c.n_test,
-                "arch": c.arch, "preprocessing": c.spec.preprocessing}
+                "arch": c.arch, "preprocessing": c.spec.preprocessing,
+                "training_labels": training_labels(fed.task, fed.clients[c.id].train.y, fed.n_outputs)}
         figures = _figures(per_client.get(c.id, {}), ("local_", "global_", "val_", "ref_"))
+        privacy = privacy_of(sim, c.id)
         final.append(Entry(client_name(c.id, c.name), "client", kept, fed.clients[c.id].transform, figures,
-                           rnd, eval_round, info))
+                           rnd, eval_round, info, privacy=privacy))
         b = kept_best.get(c.id)
         if b is not None and isinstance(b.get("model"), dict):
             best_kept = Kept(b["model"], kept.spec, kept.part, kept.rule, kept.extra,
@@ -138,9 +141,10 @@ def entries(sim: Simulation, rnd: int) -> dict[str, list[Entry]]:
                       **{f"val_{k}": float(v) for k, v in b.get("val", {}).items()},
                       **_figures(figures, ("ref_",))}
             best.append(Entry(client_name(c.id, c.name), "client", best_kept, fed.clients[c.id].transform,
-                              scores, int(b["round"]), int(b["round"]), info))
+                              scores, int(b["round"]), int(b["round"]), info, privacy=privacy))
     taken: set[str] = set()
     server_best = getattr(sim, "server_best", {}) or {}
+    shared_privacy = privacy_of(sim, None)
     for label, kept in strategy.kept_federation().items():
         name = federation_name(label, kept.spec, taken)
         suffix = server_suffix(label) if label != "prototypes" else ""
@@ -148,17 +152,26 @@ def entries(sim: Simulation, rnd: int) -> dict[str, list[Entry]]:
         if kept.part == "model":
             figures = {k[len("server_"):-len(suffix) if suffix else None]: float(v) for k, v in round_metrics.items()
                        if k.startswith("server_") and k.endswith(suffix) and (suffix or "[" not in k)}
-        final.append(Entry(name, "federation", kept, fed.reference, figures, rnd, eval_round, label=label))
+        final.append(Entry(name, "federation", kept, fed.reference, figures, rnd, eval_round, label=label,
+                           privacy=shared_privacy))
         b = server_best.get(label)
         if b is not None and isinstance(b.get("model"), dict):
             best.append(Entry(name, "federation", Kept(b["model"], kept.spec, kept.part), fed.reference,
                               {**_figures(b.get("scores", {}), ("",)),
                                **{f"val_{k}": float(v) for k, v in b.get("val", {}).items()}},
-                              int(b["round"]), int(b["round"]), label=label))
+                              int(b["round"]), int(b["round"]), label=label, privacy=shared_privacy))
     out = {"final": final}
     if best:
         out["best"] = best
     return out
+
+
+def training_labels(task: str, y: Tensor, n_outputs: int) -> dict[str, Any]:
+    """What the input-blind reference predictor is fitted on (:func:`engine.metrics.constant_outputs`):
+    the training labels' class counts, or their mean (standard units)."""
+    if task == "classification":
+        return {"counts": torch.bincount(y.long(), minlength=n_outputs).tolist()}
+    return {"mean": float(y.float().mean()) if len(y) else 0.0}
 
 
 def run_info(sim: Simulation, status: str, rnd: int) -> dict[str, Any]:
@@ -175,12 +188,23 @@ def run_info(sim: Simulation, status: str, rnd: int) -> dict[str, Any]:
             "kept_at": time.time()}
 
 
-def _privacy(sim: Simulation) -> Any:
-    """The run's privacy settings when its config has any (the slot the privacy section fills)."""
-    value = getattr(sim.config, "privacy", None)
-    if value is None:
-        return None
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+def privacy_of(sim: Simulation, client_id: int | None) -> dict[str, Any] | None:
+    """The privacy settings behind a kept model, ``None`` when there are none: a client's DP-SGD
+    settings and spend (:meth:`engine.privacy.ledger.ClientLedger.summary`); for what the
+    federation shares, each DP client's and the run's server-side settings."""
+    ledger = getattr(sim, "privacy", None)
+    if client_id is not None:
+        return ledger.summary(client_id) if ledger else None
+    out: dict[str, Any] = {}
+    for key in ("server_dp", "secure_aggregation"):
+        value = getattr(sim.config, key, None)
+        if value is not None:
+            out[key] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    if ledger:
+        clients = {c.name: ledger.summary(c.id) for c in sim.clients if ledger.summary(c.id)}
+        if clients:
+            out["clients (DP-SGD)"] = clients
+    return out or None
 
 
 def _tensors(tree: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -206,7 +230,7 @@ def write_entry(folder: Path, entry: Entry, which: str, common: dict[str, Any]) 
         "format": FORMAT, "name": entry.name, "which": which, "role": entry.role, "label": entry.label,
         "client": entry.client, "part": kept.part, "rule": kept.rule, "note": kept.note,
         "model": kept.spec, "round": entry.round, "metrics_round": entry.metrics_round,
-        "metrics": entry.metrics, **common,
+        "metrics": entry.metrics, "privacy": entry.privacy, **common,
     }
     (folder / "config.json").write_text(json.dumps(plain(config), indent=2), encoding="utf-8")
     (folder / "README.md").write_text(card.render(config), encoding="utf-8")
@@ -247,7 +271,8 @@ def keep_models(sim: Simulation, status: str, rnd: int) -> Path | None:
                    "units": (data.report or {}).get("units")},
         "schema": schema_of(data, sim.config.data),
         "statistics": sim.config.data.statistics,
-        "run": run_info(sim, status, rnd), "privacy": _privacy(sim),
+        "pooled_training_labels": training_labels(fed.task, torch.cat([d.train.y for d in fed.clients]), fed.n_outputs),
+        "run": run_info(sim, status, rnd),
         "versions": {"torch": torch.__version__},
     }
     found = entries(sim, rnd)

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from engine import training
+from engine.metrics import constant_outputs, scores
 from engine.artifacts.load import Loaded
 from engine.artifacts.schema import IMAGE_SUFFIXES, Encoded, encode_table, read_images
 from engine.errors import DataError, ModelNotFoundError
@@ -122,8 +123,8 @@ def describe(loaded: Loaded, encoded: Encoded, out: torch.Tensor) -> Prediction:
         valid = (y >= 0) if task == "classification" else torch.isfinite(y)
         if bool(valid.any()):
             std = float((config.get("target") or {}).get("std", 1.0))
-            result.metrics = training.metrics(task, out[valid], y[valid], std)
-            result.reference = _reference(task, y[valid], len(classes), std)
+            result.metrics = scores(task, out[valid], y[valid], std)
+            result.reference = _reference(config, y[valid], std)
             result.rows_scored = int(valid.sum())
         if not bool(valid.all()):
             result.warnings.append(f"{int((~valid).sum())} row(s) without a usable target are predicted but not scored")
@@ -138,17 +139,19 @@ def _identifying(config: dict[str, Any]) -> set[str]:
     return set(schema.get("known_columns", [])) - features
 
 
-def _reference(task: str, y: torch.Tensor, n_classes: int, target_std: float) -> dict[str, float]:
-    """The figures of a predictor that ignores the input, on these rows: the most frequent class
-    with the rows' class shares as probabilities (classification), the rows' mean (regression)."""
-    n = len(y)
+def _reference(config: dict[str, Any], y: torch.Tensor, target_std: float) -> dict[str, float] | None:
+    """The figures on these rows of the run's reference: the predictor that ignores the input,
+    fitted on the model's training labels (the client's; pooled for the federation's models)
+    (:func:`engine.metrics.constant_outputs`)."""
+    labels = (config.get("client") or {}).get("training_labels") or config.get("pooled_training_labels")
+    if not labels:
+        return None
+    task, n_out = config["task"], int(config["n_outputs"])
     if task == "classification":
-        counts = torch.bincount(y, minlength=n_classes).double()
-        probs = (counts / counts.sum()).clamp_min(1e-12)
-        out = torch.log(probs).float().unsqueeze(0).expand(n, -1)
+        train_y = np.repeat(np.arange(len(labels["counts"])), labels["counts"])
     else:
-        out = torch.full((n, 1), float(y.float().mean()))
-    return training.metrics(task, out, y, target_std)
+        train_y = np.array([labels["mean"]])
+    return scores(task, constant_outputs(task, train_y, n_out, len(y)), y, target_std)
 
 
 def prediction_csv(result: Prediction) -> str:
