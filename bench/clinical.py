@@ -17,7 +17,7 @@ client's best validation round (never chosen on test data) when the run records 
 the final round (both are printed). Prints a markdown table of means over seeds and the paired
 differences against ``lr``, for ``docs/data.md``.
 
-Run: ``python -m bench.clinical [--seeds 0 1 2 3 4] [--rounds 30]``.
+Run: ``python -m bench.clinical [--seeds 0 1 2 3 4 5 6 7] [--rounds 30]``.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7])
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")

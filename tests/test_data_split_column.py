@@ -40,6 +40,7 @@ def test_every_partition_method_honours_the_split_exactly(tmp_path):
         assert sorted(train.tolist()) == np.flatnonzero(role == "train").tolist(), method
         assert len(fed.global_test) == (role == "test").sum(), method
         assert sum(len(c.test) for c in fed.clients) == (role == "test").sum(), method
+        assert sum(len(c.val) for c in fed.clients) == (role == "validation").sum(), method  # validation split
         if method == "natural":  # a site's test rows test that site's model
             for c in fed.clients:
                 assert len(set(df["site"].to_numpy()[c.index])) == 1
