@@ -22,8 +22,9 @@ def test_label_skew_reads_as_points_a_clinician_can_check():
     overall = 244 / 400
     assert skew["client"] == "A" and skew["class"] in ("yes", "no")
     assert skew["max_points"] == pytest.approx(100 * (0.94 - overall), abs=0.05)
-    assert skew_sentence(skew).startswith("A: 94% 'yes' against 61% overall") or \
-        skew_sentence(skew).startswith("A: 6% 'no' against 39% overall")
+    assert skew_sentence(skew).startswith("A: 94% 'yes' against 61% overall")
+    low = label_skew(np.array([[90, 10], [40, 60]]), ["no", "yes"], ["A", "B"])
+    assert low["client"] in ("A", "B") and low["class"] == ("no" if low["client"] == "A" else "yes")
     assert label_skew(np.array([[10, 10], [5, 5]]), ["a", "b"], ["x", "y"])["max_points"] == 0
 
 

@@ -144,7 +144,7 @@ def label_skew(hist: np.ndarray, bins: Sequence[str], names: Sequence[str]) -> d
         tv = 50.0 * float(np.abs(p - overall).sum())
         points.append(round(tv, 1))
         if worst is None or tv > worst[0]:
-            c = int(np.argmax(np.abs(p - overall)))
+            c = int(np.argmax(p - overall))  # its most over-represented class (for two classes: the one it has more of)
             worst = (tv, k, c, 100 * p[c])
     if worst is None:
         return {"max_points": 0.0, "mean_points": 0.0, "points": points}
