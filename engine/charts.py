@@ -479,8 +479,7 @@ def fairness(client_df: pd.DataFrame, metric: str = "local_acc", runs: Any = Non
     """How evenly each run serves its clients: the distribution of the clients' final ``metric``
     (a box with every client as a point), the worst 10% of clients marked with a diamond. Each
     run's box has its curve's colour (``colors``: run id -> colour; default :func:`run_colors`)."""
-    when = ", best validation rounds" if metric.startswith("best_") else ""
-    title = title or f"Fairness: {short_label(metric)} on each client's own data across clients{when}"
+    title = title or f"Fairness: {short_label(metric)} across clients"
     if client_df.empty:
         return _empty("No client figures recorded.", title)
     run_ids = list(dict.fromkeys(client_df["run_id"]))

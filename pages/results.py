@@ -145,8 +145,9 @@ def headline_row(run: dict[str, Any], data: Tables) -> Any:
     cols[0].metric("At best validation rounds", m.value_text(h.best),
                    help=f"{charts.metric_label(headline_key(m))}: each client's model on its own test data, taken at "
                         f"the round its validation data picked (early stopping). Test data chose nothing.")
-    delta = None if h.best is None or h.final is None else f"{h.final - h.best:+.3f} vs best rounds"
-    cols[1].metric("Final round", m.value_text(h.final), delta=delta, delta_color="off",
+    delta = None if h.best is None or h.final is None or abs(h.final - h.best) < 5e-4 else \
+        f"{h.final - h.best:+.3f} vs best rounds"
+    cols[1].metric("Final round", m.value_text(h.final), delta=delta, delta_color="off", delta_arrow="off",
                    help=charts.metric_label(headline_key(m, best=False)))
     rounds = sorted(h.best_rounds)
     cols[2].metric("Best round", str(rounds[len(rounds) // 2]) if rounds else "—",
