@@ -216,7 +216,9 @@ def report(runs: dict[tuple[str, int], dict[str, Any]], methods: tuple[str, ...]
     local = statistics.fmean(runs[("local", s)]["late_local_acc_wmean"] for s in seeds)
     wall = statistics.fmean(runs[("local", s)]["wall_s"] for s in seeds)
     lines += [f"| local | {local:.3f} (accuracy) | | | {wall:.1f} |", "",
-              f"Total {elapsed / 60:.1f} min. torch {torch.__version__}, numpy {numpy.__version__}, "
+              f"Total {elapsed / 60:.1f} min, load average {os.getloadavg()[1]:.1f} over the last 5 min on "
+              f"{os.cpu_count()} cores (wall times compare only within this table). "
+              f"torch {torch.__version__}, numpy {numpy.__version__}, "
               f"Python {platform.python_version()}, {platform.machine()}.", ""]
     return "\n".join(lines)
 
