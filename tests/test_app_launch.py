@@ -98,3 +98,38 @@ def test_ray_without_the_extra_is_refused_with_the_install_hint(monkeypatch) -> 
     assert next(b for b in at.button if b.key == "launch.go").disabled
     monkeypatch.setattr(ray_executor, "available", lambda: True)
     assert api.executor_unavailable() == {}
+
+
+def test_refusals_speak_the_page_and_carry_the_suggestions() -> None:
+    at = app("launch", template="hospital")
+    captions = [c.value for c in at.caption]
+    fedavg = next(c for c in captions if "fedavg needs identical models" in c)
+    # clients numbered as the roster shows them (from 0: Northgate is the roster's row 0), and the
+    # CLI's alternatives in the page
+    assert fedavg.startswith("clients 0 (Northgate) and 1 (Riverside) both use cnn but with different sizes")
+    assert "· **try** fedavg_by_arch, " in fedavg
+    # a page control where the engine names a config key
+    fedmd = next(c for c in captions if c.startswith("fedmd needs a public/proxy set"))
+    assert "set **Public fraction** (Data > Held-out sets and sampling) above 0" in fedmd
+    assert not any("data.public_fraction" in c for c in captions)
+
+
+def test_an_imported_strategy_that_cannot_run_says_why() -> None:
+    design = api.template("hospital")
+    design["strategy"] = {"name": "fedavg"}  # mixed architectures: fedavg cannot run them
+    at = app("launch", design=api.normalize(design))
+    assert_clean(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "strategy **fedavg**" in warning and "cannot run this roster" in warning
+    assert "needs identical models" in warning and "fedavg_by_arch" in warning
+    assert box(at, "fedavg").disabled and not box(at, "fedavg").value
+
+
+def test_the_primary_metric_and_its_reason_are_shown_before_launch() -> None:
+    at = app("launch", template="hospital_records")
+    assert any("Headline of every chart, table and verdict: **balanced accuracy**" in c.value and "93% one class"
+               in c.value for c in at.caption)
+    choice = next(s for s in at.selectbox if s.label == "Primary metric")
+    choice.set_value("macro_f1").run()
+    assert at.session_state["design"]["primary_metric"] == "macro_f1"
+    assert any("**macro F1** (chosen in the experiment)" in c.value for c in at.caption)

@@ -118,6 +118,12 @@ def test_stored_runs_pair_with_their_local_baseline_on_the_same_split(store):
         return float(part.sort_values("round")["value"].iloc[-1])
     diff0 = np.mean([last(ids[("fedavg", 0)], c) - last(ids[("local", 0)], c) for c in range(4)])
     assert v.per_seed[0] == pytest.approx(diff0)
+    # the HTML report states the same verdict, with its data for machines
+    from engine.report import build_report
+
+    html = build_report(store, [ids[("fedavg", 0)], ids[("fedavg", 1)]])
+    assert "<h2>Verdict</h2>" in html and v.sentence.replace("'", "&#x27;") in html
+    assert 'id="verdict-data"' in html and "Who gains" in html
     # another seed's local run is not a pair
     other = Simulation(parse_config(digits_config(rounds=2, seed=5, strategy={"name": "fedavg"})), store=store)
     other.run()
