@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st
 
 from engine.errors import FedMosaicError
+from engine.labels import dataset_label
 from engine.sanitize import markdown_plain
 from pages import _gate
 from pages import _ui as ui
@@ -49,7 +50,7 @@ def sidebar() -> None:
         st.caption("EXPERIMENT BEING DESIGNED")
         n = sum(int(c.get("count", 1) or 1) for c in design.get("clients") or [])
         st.markdown(f"**{markdown_plain(design.get('name', 'experiment'))}**  \n"
-                    f"{markdown_plain(design.get('data', {}).get('dataset', '?'))} · {n} clients · "
+                    f"{markdown_plain(dataset_label(design.get('data') or {}) or '?')} · {n} clients · "
                     f"{markdown_plain(design.get('strategy', {}).get('name', '?'))} · "
                     f"{markdown_plain(design.get('rounds', '?'))} rounds")
         with st.expander("Drafts and config files"):
