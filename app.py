@@ -38,7 +38,8 @@ PAGES = {
                st.Page(ui.PAGES["launch"], title="Launch", icon=":material/rocket_launch:")],
     "Results": [st.Page(ui.PAGES["runs"], title="Runs", icon=":material/list_alt:"),
                 st.Page(ui.PAGES["results"], title="Results", icon=":material/monitoring:"),
-                st.Page(ui.PAGES["compare"], title="Compare", icon=":material/compare_arrows:")],
+                st.Page(ui.PAGES["compare"], title="Compare", icon=":material/compare_arrows:"),
+                st.Page(ui.PAGES["predict"], title="Predict", icon=":material/online_prediction:")],
     "Reference": [st.Page(ui.PAGES["catalog"], title="Catalog", icon=":material/menu_book:")],
 }
 

@@ -17,7 +17,7 @@ from engine.export import FORMATS, default_filename, render
 from engine.metrics import client_key, headline_key
 from engine.storage import ACTIVE
 from engine.verdict import BASELINES
-from pages import _ui as ui
+from pages import _models, _ui as ui
 
 ui.enter_page()
 ui.flash()
@@ -220,6 +220,7 @@ def body() -> None:
     m = headline_row(run, data)
     verdict_panel(run)
     downloads(run)
+    _models.section(store, run)
     keys = charts.available_metrics(rounds)
     primary = next((k for k in (headline_key(m, best=False), headline_key(m)) if k in keys), keys[0])
     reference = f"ref_local_{m.key}_mean"

@@ -36,9 +36,17 @@ def metrics_table(metrics: dict[str, Any]) -> list[str]:
         (by_scope[scope] if scope else plain).append(key)
     rows = []
     for prefix, where in SCOPES:
-        rows += [f"| {k[len(prefix):]} | {where} | {_fmt(metrics[k])} |" for k in by_scope[prefix]]
-    rows += [f"| {k} | the global test set (server preprocessing) | {_fmt(metrics[k])} |" for k in plain]
+        rows += [f"| {_label(k)} | {where} | {_fmt(metrics[k])} |" for k in by_scope[prefix]]
+    rows += [f"| {_label(k)} | the global test set (server preprocessing) | {_fmt(metrics[k])} |" for k in plain]
     return rows
+
+
+def _label(key: str) -> str:
+    """A figure's name in words (:func:`engine.metrics.base_metric`), else its key."""
+    from engine.metrics import base_metric
+
+    metric = base_metric(key)
+    return metric.label if metric is not None else key
 
 
 def render(config: dict[str, Any]) -> str:
