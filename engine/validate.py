@@ -118,6 +118,9 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
             choose_primary(config.primary_metric, data.task)
         except ValueError as exc:
             report.errors.append(f"primary metric: {exc}")
+    if config.data.statistics == "centralized":
+        report.warnings.append("data: centralized statistics (data.statistics): every site's preprocessing uses the "
+                               "whole file, test rows included - not possible in a real federation; a reference only")
     report.compatible = compatibility(config, data.task)
     chosen = STRATEGIES.get(config.strategy.name)
     why = report.compatible.get(config.strategy.name) or chosen.check_params(

@@ -182,3 +182,19 @@ def test_the_run_manifest_says_where_each_statistic_came_from(tmp_path, store):
     assert m["preprocessing"]["statistics"] == "federated"
     assert "federated aggregate" in m["preprocessing"]["imputation"] and "standardize x3" in m["preprocessing"]["scaling"]
     assert m["dataset"] == "sites.csv"
+
+
+def test_validate_warns_about_centralized_statistics(tmp_path):
+    from engine.config import parse_config
+    from engine.validate import validate
+
+    path = tmp_path / "sites.csv"
+    _table(5).to_csv(path, index=False)
+    design = {"name": "m", "seed": 0, "rounds": 1,
+              "data": {"dataset": "csv", "path": str(path), "target": "y", "statistics": "centralized",
+                       "partition": {"method": "natural", "column": "site"}},
+              "clients": [{"name": n} for n in "ABC"], "strategy": {"name": "fedavg"}}
+    report = validate(parse_config(design), tmp_path)
+    assert report.ok and any("not possible in a real federation" in w for w in report.warnings)
+    design["data"]["statistics"] = "federated"
+    assert not any("centralized" in w for w in validate(parse_config(design), tmp_path).warnings)
