@@ -18,7 +18,12 @@ Figures (final round, then mean ± std over seeds):
 - client std: standard deviation of personal acc across clients (fairness; lower is more even);
 - up / down MB: bytes every client sent / received over the whole run, summed, as the engine
   counted them from the tensors exchanged;
-- wall s: seconds for the whole run, set-up included, on one torch thread.
+- wall s: seconds for the whole run, set-up included, on one torch thread;
+- primary, best rounds: what the app headlines — the experiment's primary metric (``auto``: balanced
+  accuracy when some client is over 70% one class, else accuracy; the page names the one chosen)
+  on each client's own test split at its best validation round, mean over clients; **verdict vs local**: the app's paired verdict
+  (:mod:`engine.verdict`): that figure minus ``local``'s, client by client on the same split and
+  seed, mean over seeds with a 95% t-interval, and how many clients gain.
 
 Run: ``python -m bench.strategies [--rounds 20] [--seeds 0 1 2] [--out docs/strategies.md]``.
 """
@@ -58,6 +63,10 @@ DATA = {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3},
 COLUMNS = ("global_acc_mean", "local_acc_mean", "local_acc_std", "up_mb", "down_mb", "wall_s")
 
 
+LAST: dict[str, Any] = {}
+"""The app's headline figures of the last :func:`run_one` (kept out of its float table)."""
+
+
 @dataclass
 class Row:
     """One strategy on one roster, over seeds."""
@@ -68,6 +77,9 @@ class Row:
     runs: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
     fingerprints: set[str] = field(default_factory=set)
+    best: dict[int, dict[int, float]] = field(default_factory=dict)
+    """Per seed, each client's primary metric on its own test split at its best validation round."""
+    primary: str = ""
 
 
 def config(strategy: str, clients: list[dict[str, Any]], seed: int, rounds: int,
@@ -79,7 +91,8 @@ def config(strategy: str, clients: list[dict[str, Any]], seed: int, rounds: int,
 
 
 def run_one(cfg: dict[str, Any]) -> tuple[dict[str, float], str]:
-    """Run one config in memory; return its final figures and its partition fingerprint."""
+    """Run one config in memory; return its final figures and its partition fingerprint (and, in
+    :data:`LAST`, what the app headlines: the primary metric per client at its best round)."""
     from engine.config import parse_config
     from engine.simulation import Simulation
 
@@ -88,6 +101,8 @@ def run_one(cfg: dict[str, Any]) -> tuple[dict[str, float], str]:
     sim.run()
     wall = time.perf_counter() - start
     last = sim.history[-1].metrics
+    LAST.update(primary=sim.primary.key,
+                best={c: float(b["scores"][f"local_{sim.primary.key}"]) for c, b in sim.best.items()})
     return {"global_acc_mean": last["global_acc_mean"], "local_acc_mean": last["local_acc_mean"],
             "late_local_acc_mean": late_mean(sim.history, "local_acc_mean", cfg["rounds"]),
             "local_acc_std": last["local_acc_std"], "up_mb": last["cum_bytes_up"] / 1e6,
@@ -145,11 +160,33 @@ def vs_local(row: Row, rows: list[Row], key: str = "local_acc_mean") -> str:
     return text if text.startswith("-") else f"+{text}"
 
 
+def app_columns(row: Row, rows: list[Row]) -> tuple[str, str]:
+    """The app's headline figure (mean over seeds) and its verdict against ``local`` on the same
+    roster (``—`` for the references)."""
+    from engine.metrics import METRICS
+    from engine.verdict import paired_verdict
+
+    if not row.best:
+        return "—", "—"
+    headline = fmt([statistics.fmean(v.values()) for v in row.best.values() if v])
+    local = next((r for r in rows if r.strategy == "local" and r.roster == row.roster and r.best), None)
+    if row.family == "reference" or local is None:
+        return headline, "—"
+    v = paired_verdict(row.best, local.best, METRICS[row.primary], strategy=row.strategy)
+    iv = v.interval
+    ci = f" ({100 * iv.low:+.1f} to {100 * iv.high:+.1f})" if iv.defined else ""
+    word = {"better": "better", "worse": "worse", "noise": "within noise"}.get(v.outcome, "?")
+    return headline, f"{100 * iv.mean:+.1f}{ci}, {word}; {v.gainers}/{len(v.clients)} gain"
+
+
 def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: float) -> str:
     """The markdown page."""
     import numpy
     import sklearn
 
+    from engine.metrics import METRICS
+
+    metric = METRICS[next((r.primary for r in rows if r.primary), "acc")]
     lines = [
         "# Strategies compared",
         "",
@@ -182,11 +219,17 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
         "- **up / down MB**: bytes sent by / to all clients over the whole run (counted by the engine "
         "from the tensors exchanged);",
         "- **wall s**: seconds per run, set-up included, one torch thread on a shared 2-core machine "
-        "(compare within this table only).",
+        "(compare within this table only);",
+        f"- **{metric.label}, best rounds**: what the app headlines, the primary metric (`auto` chose "
+        f"{metric.label} here) on each client's own test split at its best validation round (15% of its "
+        f"training rows validate), mean over clients, mean ± std over seeds;",
+        "- **verdict vs local**: the app's paired verdict, that figure minus `local`'s client by client on the "
+        "same roster, split and seed, in points: mean over seeds (95% t-interval), whether the interval "
+        "clears zero, and how many clients gain.",
         "",
-        "| strategy | roster | family | global acc | personal acc | vs local | vs local, late | client std "
-        "| up MB | down MB | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| strategy | roster | family | {metric.label}, best rounds | verdict vs local | global acc | personal acc "
+        "| vs local | vs local, late | client std | up MB | down MB | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row.error:
@@ -195,13 +238,16 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
         cells = [fmt([r[c] for r in row.runs], 1 if c == "wall_s" else 3 if c.endswith("acc_mean")
                      or c.endswith("std") else 2) for c in COLUMNS]
         cells[2:2] = [vs_local(row, rows), vs_local(row, rows, "late_local_acc_mean")]
+        cells[0:0] = list(app_columns(row, rows))
         lines.append(f"| {row.strategy} | {row.roster} | {row.family} | " + " | ".join(cells) + " |")
     from engine.strategies import STRATEGIES
 
     lines += ["", "Compare each strategy with the `local` (floor) and `centralized` (ceiling) rows of its "
               "own roster; rows of different rosters are not comparable.", "",
               "The learning check of the personalised strategies (tests/test_learning.py) runs its own setup "
-              "(2 local epochs, 30 rounds, no public set, seeds 3-7): see [personalised.md](personalised.md)."]
+              "(2 local epochs, 30 rounds, no public set, seeds 3-7): see [personalised.md](personalised.md).",
+              "", f"Total benchmark time measured at load average {__import__('os').getloadavg()[1]:.1f} "
+              f"(5 min) on {__import__('os').cpu_count()} cores."]
     lines += ["", "## What each strategy shares", "",
               "| strategy | family | mixed architectures | needs public set | what it does | paper |",
               "|---|---|---|---|---|---|"]
@@ -260,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             row.runs.append(figures)
             row.fingerprints.add(f"{seed}:{fingerprint}")
+            row.best[seed], row.primary = LAST["best"], LAST["primary"]
             print(f"[{done}/{total}] {name} ({label}) seed {seed}: personal {figures['local_acc_mean']:.3f} "
                   f"global {figures['global_acc_mean']:.3f} {figures['wall_s']:.1f}s",
                   file=sys.stderr, flush=True)
