@@ -285,37 +285,59 @@ def _per(seg: np.ndarray, values: np.ndarray, k: int, n: np.ndarray) -> np.ndarr
         return np.bincount(seg, weights=values, minlength=k) / n
 
 
-def _ranks_within(seg: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """1-based rank of each score within its segment, ties sharing their mean rank."""
-    n = len(score)
-    if n == 0:
-        return np.zeros(0)
-    order = np.argsort(score, kind="stable")
-    ordered = score[order]
-    dense = np.empty(n, dtype=np.int64)
-    dense[order] = np.cumsum(np.r_[0, (ordered[1:] != ordered[:-1]).astype(np.int64)])
-    combined = seg.astype(np.int64) * (int(dense.max()) + 1) + dense
-    order = np.argsort(combined, kind="stable")
-    keys = combined[order]
-    seg_sorted = seg[order]
-    first = np.searchsorted(seg_sorted, seg_sorted, side="left")
-    position = np.arange(n) - first + 1.0
-    run = np.cumsum(np.r_[True, keys[1:] != keys[:-1]]) - 1
-    mean_rank = np.bincount(run, weights=position) / np.bincount(run)
-    ranks = np.empty(n)
-    ranks[order] = mean_rank[run]
-    return ranks
+AUC_CELLS = 2_000_000
+"""Padded score cells (splits x longest split x classes) ranked per call: bounds the AUC's memory."""
 
 
-def auc_by_segment(seg: np.ndarray, score: np.ndarray, positive: np.ndarray, k: int) -> np.ndarray:
-    """ROC AUC per segment (Mann-Whitney: the chance a positive outscores a negative, ties
-    counting half); NaN for a segment without positives or without negatives."""
-    ranks = _ranks_within(seg, score)
-    pos = positive.astype(float)
-    n_pos = np.bincount(seg, weights=pos, minlength=k)
-    n_all = np.bincount(seg, minlength=k).astype(float)
-    n_neg = n_all - n_pos
-    rank_sum = np.bincount(seg, weights=ranks * pos, minlength=k)
+def auc_by_segment(sizes: Sequence[int], scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """ROC AUC of every column of ``scores`` (rows: the concatenated splits of ``sizes``) within
+    each split (Mann-Whitney: the chance a positive outscores a negative, ties counting half);
+    ``(splits, columns)``, NaN where a split has no positive or no negative. Each split is ranked
+    on its own (padded to the longest, in chunks of :data:`AUC_CELLS`): one sort call ranks every
+    split and column at once."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(len(positive), -1)
+    positive = np.asarray(positive, dtype=bool).reshape(scores.shape)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    k, c = len(sizes), scores.shape[1]
+    out = np.full((k, c), np.nan)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    i = 0
+    while i < k:
+        longest, j = 0, i
+        while j < k and (j == i or max(longest, sizes[j]) * (j - i + 1) * c <= AUC_CELLS):
+            longest = max(longest, int(sizes[j]))
+            j += 1
+        out[i:j] = _auc_block(sizes[i:j], starts[i:j], longest, scores, positive)
+        i = j
+    return out
+
+
+def _auc_block(sizes: np.ndarray, starts: np.ndarray, m: int, scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    k, c = len(sizes), scores.shape[1]
+    if m == 0:
+        return np.full((k, c), np.nan)
+    seg = np.repeat(np.arange(k), sizes)
+    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, sizes, strict=True)]) if k else np.arange(0)
+    at = np.arange(len(rows)) - np.repeat(np.r_[0, np.cumsum(sizes)[:-1]], sizes)
+    grid = np.full((k, m, c), np.inf)  # padding sorts last and is never positive
+    grid[seg, at] = scores[rows]
+    pos = np.zeros((k, m, c), dtype=bool)
+    pos[seg, at] = positive[rows]
+    order = np.argsort(grid, axis=1)
+    ranked = np.take_along_axis(grid, order, axis=1)
+    pos = np.take_along_axis(pos, order, axis=1)
+    # a run of tied scores shares the mean of its positions: (first + last) / 2, 1-based
+    index = np.arange(m).reshape(1, m, 1)
+    starts_run = np.ones((k, m, c), dtype=bool)
+    starts_run[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    first = np.maximum.accumulate(np.where(starts_run, index, 0), axis=1)
+    ends_run = np.ones((k, m, c), dtype=bool)
+    ends_run[:, :-1] = starts_run[:, 1:]
+    last = np.minimum.accumulate(np.where(ends_run, index, m - 1)[:, ::-1], axis=1)[:, ::-1]
+    mean_rank = (first + last) / 2 + 1
+    rank_sum = (mean_rank * pos).sum(axis=1)
+    n_pos = pos.sum(axis=1).astype(float)
+    n_neg = sizes.reshape(k, 1) - n_pos
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     auc[(n_pos == 0) | (n_neg == 0)] = np.nan
@@ -345,10 +367,11 @@ def _classification(out: np.ndarray, y: np.ndarray, seg: np.ndarray, k: int) -> 
         bacc = recall.sum(1) / present.sum(1)
         f1_class = np.where(used, 2 * hits / (support + predicted), 0.0)
         f1 = f1_class.sum(1) / used.sum(1)
+    sizes = n.astype(np.int64)
     if n_cls == 2:
-        auc = auc_by_segment(seg, out[:, 1].astype(np.float64) - out[:, 0], y == 1, k)
+        auc = auc_by_segment(sizes, out[:, 1].astype(np.float64) - out[:, 0], y == 1)[:, 0]
     else:
-        per_class = np.stack([auc_by_segment(seg, logp[:, c], y == c, k) for c in range(n_cls)], axis=1)
+        per_class = auc_by_segment(sizes, logp, y[:, None] == np.arange(n_cls)[None, :])
         with np.errstate(invalid="ignore"):
             counted = (~np.isnan(per_class)).sum(1)
             auc = np.where(counted > 0, np.nansum(per_class, 1) / np.maximum(counted, 1), np.nan)
