@@ -430,10 +430,11 @@ if prev is not None:
                + (f" · most unusual label mix: {ui.plain(prev['label_skew_text'])}" if skew.get("client") else ""))
     names = [c["name"] for c in clients]
     left, right = st.columns(2)
-    bars = [go.Bar(name="train", x=names, y=[c["train"] for c in clients])]
+    bars = [go.Bar(name="train", x=names, y=[c["train"] for c in clients], marker_color="#2563eb")]
     if any(c.get("validation") for c in clients):
-        bars.append(go.Bar(name="validation", x=names, y=[c.get("validation", 0) for c in clients]))
-    bars.append(go.Bar(name="local test", x=names, y=[c["test"] for c in clients]))
+        bars.append(go.Bar(name="validation", x=names, y=[c.get("validation", 0) for c in clients],
+                           marker_color="#93c5fd"))
+    bars.append(go.Bar(name="local test", x=names, y=[c["test"] for c in clients], marker_color="#9ca3af"))
     fig = go.Figure(bars)
     fig.update_layout(barmode="stack", title="Samples per client", height=360, margin={"t": 40, "b": 10},
                       legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
