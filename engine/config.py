@@ -25,6 +25,7 @@ from engine.errors import ConfigError, FedMosaicError, validation_problems
 from engine.hardware import TierOverrides, TierSpec
 from engine.metrics import PRIMARY_CHOICES
 from engine.privacy.config import ClientPrivacy, SecureAggregation, ServerDP
+from engine.robustness.config import AdversarySpec, DefenceSpec
 from engine.tracking.config import TrackingSpec
 
 
@@ -57,6 +58,8 @@ class ClientSpec(BaseModel):
     privacy: ClientPrivacy | None = Field(
         None, description='DP-SGD on this client\'s data, e.g. {"clip_norm": 1.0, "target_epsilon": 4} '
                           '(see docs/privacy.md)')
+    adversary: AdversarySpec | None = Field(
+        None, description='a compromised client: the attack it makes, e.g. {"attack": "label_flip"} (see the catalog)')
 
     @field_validator("name")
     @classmethod
@@ -149,6 +152,8 @@ class ExperimentConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     clients: list[ClientSpec] = Field(..., description="the roster")
     strategy: StrategySpec = Field(default_factory=StrategySpec)
+    defence: DefenceSpec = Field(default_factory=DefenceSpec,
+                                 description='robust aggregation against compromised clients, e.g. {"name": "median"}')
     executor: str = Field("sequential", description="sequential, threads, vectorized or ray")
     executor_options: dict[str, Any] = Field(default_factory=dict, description="e.g. {\"workers\": 2}")
     checkpoint_every: int = Field(5, ge=0, description="save a resumable checkpoint every N rounds (0: never)")

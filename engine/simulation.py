@@ -43,6 +43,8 @@ from engine.evaluation import evaluate_clients, rows_per_call, stratified_rows
 from engine.executors import RunPlan, make_executor
 from engine.metrics import Primary, choose_primary, record_keys, reference_scores, summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
+from engine.robustness.adversaries import Adversaries
+from engine.robustness.combine import make_combiner
 from engine.seeding import numpy_rng, seeded
 from engine.storage import Store, default_data_dir
 from engine.strategies import STRATEGIES, ClientInfo, Server, Strategy
@@ -138,16 +140,19 @@ class Simulation:
             fed.global_test.y, sample, numpy_rng(cfg.seed, "global-sample"), self.task)
         """Rows of the global test set scored between full scorings (``None``: all of them)."""
         self.server_device = next(iter(self.devices.values()), torch.device("cpu"))
+        self.combiner = make_combiner(cfg.defence, log=lambda message: self._log(message, "warning"))
         self.server = Server(
             clients=self.clients, input_spec=fed.input_spec, task=self.task, n_outputs=fed.n_outputs,
             rep_dim=cfg.rep_dim, seed=cfg.seed, device=self.server_device, public=fed.public,
             initial_states=lambda c: self.initial[c.id],
             client_state=lambda c: self.states[c.id],
             build=self._server_build, log=self._log, pooled_train=fed.pooled_train,
-            reference=fed.reference,
+            reference=fed.reference, combine=self.combiner,
         )
         strategy_cls = STRATEGIES.get(cfg.strategy.name)
         self.strategy: Strategy = strategy_cls(strategy_cls.Params(**cfg.strategy.params()), self.server)
+        self.adversaries = Adversaries(self.clients, fed, self.strategy, cfg.seed, self._log)
+        self.adversaries.poison()  # compromised clients train on their poisoned data from round 1
         self.strategy.init()
         self.clock = VirtualClock(cfg, self.clients, self.flops,
                                   param_bytes={cid: 4 * n for cid, n in self.n_params.items()})
@@ -280,6 +285,7 @@ class Simulation:
                                   receive=not (first_late and c.spec.cold_start),
                                   work_fraction=plan.work_fraction, privacy=self.privacy.settings(c.id)))
         results = self.executor.map(jobs, self.env)
+        results = self.adversaries.tamper(rnd, results, messages)  # compromised clients' payloads
         up = {r.client.id: nbytes(r.payload) for r in results}
         timing = clock.settle(rnd, results, plans, up, down)
         kept_ids = {r.client.id for r in timing.kept}
@@ -293,8 +299,11 @@ class Simulation:
             raise CancelledError("cancelled")
         strategy.aggregate(timing.kept)
         strategy.after_aggregate()
+        defence_notes = self.combiner.take_notes()
 
         per_client: dict[int, dict[str, float]] = {cid: dict(m) for cid, m in timing.client_metrics.items()}
+        for cid, m in defence_notes.items():
+            per_client.setdefault(cid, {}).update(m)
         for c in selected:
             m = per_client.setdefault(c.id, {})
             m["selected"] = 1.0
@@ -320,6 +329,7 @@ class Simulation:
                                                             if not k.startswith("best_")], weights))
         round_metrics.update(strategy.round_metrics())
         self.privacy.record(rnd, results, per_client, round_metrics)
+        round_metrics.update(self.adversaries.defence_figures(defence_notes))
         round_metrics.update({
             "n_selected": float(len(selected)), "n_completed": float(len(kept_ids)),
             "bytes_up": float(sum(up.get(i, 0) for i in kept_ids)), "bytes_down": float(sum(down.values())),
@@ -370,6 +380,10 @@ class Simulation:
         out: dict[str, float] = {"global_rows": float(len(gy))}  # the whole set, or its sample
         val_x = [d.val.x for d in fed.clients if len(d.val)]
         val_y = [d.val.y for d in fed.clients if len(d.val)]
+        asr_clients, asr_round = self.adversaries.scores(joined, self.states, self.devices, self.build)
+        for cid, m in asr_clients.items():
+            per_client.setdefault(cid, {}).update(m)
+        out.update(asr_round)
         for label, state in strategy.server_models().items():
             spec = json.loads(label) if label.startswith("{") else self.clients[0].spec.model
             model = template(spec, self.server_device, self.build)
@@ -391,6 +405,8 @@ class Simulation:
             kept = self.server_best[label]
             out.update({f"best_server_{k}{suffix}": v for k, v in kept["scores"].items()})
             out[f"best_server_round{suffix}"] = float(kept["round"])
+            asr = self.adversaries.server_scores(model, fed.reference, self.server_device)
+            out.update({f"server_{k}{suffix}": v for k, v in asr.items()})
         return out
 
     def scoring_federation(self, rnd: int) -> Federation:

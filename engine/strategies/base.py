@@ -33,9 +33,10 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from engine import training
-from engine.aggregate import overlay, select_keys, weighted_mean
+from engine.aggregate import overlay, select_keys
 from engine.models import FedModel, InputSpec
 from engine.registry import Registry
+from engine.robustness.combine import PLAIN, Combiner
 
 if TYPE_CHECKING:
     from engine.config import ClientSpec
@@ -120,6 +121,10 @@ class Server:
     pooled_train: Callable[[], Split] | None = None
     reference: Callable[[Tensor], Tensor] | None = None
     """The preprocessing server-side models are scored through (a fitted affine map)."""
+    combine: Combiner = PLAIN
+    """How client contributions are combined (:mod:`engine.robustness.combine`): strategies call
+    ``combine.mean`` / ``combine.class_means`` instead of averaging by hand, so the run's defence
+    applies to them."""
 
     def generator(self, *path: object) -> torch.Generator:
         """A generator seeded from the run seed, the round and ``path``."""
@@ -219,6 +224,15 @@ class Strategy:
     needs_public: ClassVar[bool] = False
     tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
     collaborates: ClassVar[bool] = True
+    sends: ClassVar[str] = "weights"
+    """What a client's payload carries, for the attacks that change it: ``weights`` (model
+    parameters, compared with what it received), ``logits``, ``prototypes`` or ``nothing``."""
+    knowledge_key: ClassVar[str | None] = None
+    """The payload entry holding the logits (last dimension: classes) or prototypes (first
+    dimension: classes) when :attr:`sends` says so."""
+    no_defence: ClassVar[str | None] = None
+    """Why a robust aggregation rule (the config's ``defence``) cannot apply to this strategy, or
+    ``None`` when its server combines contributions through ``server.combine``."""
     Params: ClassVar[type[BaseModel]] = Params
 
     def __init__(self, params: BaseModel, server: Server) -> None:
@@ -300,7 +314,8 @@ class Strategy:
         for r in results:
             by_group.setdefault(self.group(r.client), []).append(r)
         for g, members in by_group.items():
-            avg = weighted_mean([r.payload for r in members], [r.n_samples for r in members])
+            avg = self.server.combine.mean([r.payload for r in members], [r.n_samples for r in members],
+                                           reference=self.state["global"][g], who=[r.client.id for r in members])
             self.state["global"][g] = self.server_update(g, self.state["global"][g], avg)
 
     def server_update(self, group: str, old: dict[str, Tensor], avg: dict[str, Tensor]) -> dict[str, Tensor]:

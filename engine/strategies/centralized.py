@@ -26,6 +26,8 @@ class Centralized(Strategy):
     family = "reference"
     description = "One model per architecture trained on all clients' data pooled (the ceiling)."
     same_architecture = False
+    sends = "nothing"
+    no_defence = "centralized pools the clients' data: there are no contributions to combine"
 
     class Params(Params):
         epochs_per_round: int = Field(1, ge=1, le=100, description="epochs over the pooled data per round")

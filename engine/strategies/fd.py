@@ -32,7 +32,6 @@ from engine.strategies._distill import (
     evaluate_outputs,
     kd_loss,
     keep_missing,
-    merge_class_means,
 )
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Params
 
@@ -47,6 +46,8 @@ class FD(KnowledgeSharing):
     description = ("Clients share per-class mean logits; each pulls its outputs on class y towards the "
                    "federation's mean logit of y. Tiny messages, any architecture, no public data.")
     tasks = frozenset({"classification"})
+    sends = "logits"
+    knowledge_key = LOGITS
 
     class Params(Params):
         kd_weight: float = Field(1.0, ge=0, le=100,
@@ -87,7 +88,9 @@ class FD(KnowledgeSharing):
         results = [r for r in results if LOGITS in r.payload]
         if not results:
             return
-        means, counts = merge_class_means([r.payload[LOGITS] for r in results],
-                                          [r.payload[COUNTS] for r in results])
+        old = (self.state[LOGITS], self.state[COUNTS]) if self.state.get(LOGITS) is not None else None
+        means, counts = self.server.combine.class_means([r.payload[LOGITS] for r in results],
+                                                        [r.payload[COUNTS] for r in results], reference=old,
+                                                        who=[r.client.id for r in results])
         self.state[LOGITS], self.state[COUNTS] = keep_missing(means, counts, self.state.get(LOGITS),
                                                               self.state.get(COUNTS))

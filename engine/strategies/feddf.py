@@ -33,7 +33,6 @@ from typing import Literal
 from pydantic import Field
 from torch import Tensor
 
-from engine.aggregate import weighted_mean
 from engine.errors import CompatibilityError
 from engine.strategies._distill import distill, evaluate_outputs
 from engine.strategies.base import STRATEGIES, ClientInfo, ClientResult, Params, Strategy
@@ -73,7 +72,9 @@ class FedDF(Strategy):
         for r in results:
             by_group.setdefault(self.group(r.client), []).append(r)
         for g, members in by_group.items():
-            self.state["global"][g] = weighted_mean([r.payload for r in members], [r.n_samples for r in members])
+            self.state["global"][g] = self.server.combine.mean(
+                [r.payload for r in members], [r.n_samples for r in members], reference=self.state["global"][g],
+                who=[r.client.id for r in members])
             self._updated.append(g)
             self._clients += [(g, r.payload) for r in members]
 
@@ -81,16 +82,15 @@ class FedDF(Strategy):
         """The teacher: the mean logits of the ensemble on ``x``."""
         members = (self._clients if self.params.teacher == "clients"
                    else [(g, self.state["global"][g]) for g in self._updated])
-        total, models = None, {}
+        outs, models = [], {}
         for g, state in members:
             if g not in models:
                 models[g] = self.server.build(json.loads(g))
             model = models[g]
             model.load_state_dict(state)
-            out = evaluate_outputs(model, x)
-            total = out if total is None else total + out
-        assert total is not None
-        return total / len(members)
+            outs.append({"logits": evaluate_outputs(model, x)})
+        # the ensemble's mean through the run's combiner: a defence resists a member's poisoned outputs
+        return self.server.combine.mean(outs, [1.0] * len(outs))["logits"]
 
     def after_aggregate(self) -> None:
         updated = getattr(self, "_updated", [])

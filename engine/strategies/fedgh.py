@@ -59,6 +59,10 @@ class FedGH(Strategy):
     same_architecture = False
     tasks = frozenset({"classification"})
     shared = ("head.",)
+    sends = "prototypes"
+    knowledge_key = PROTOS
+    no_defence = ("fedgh trains its global head on every client's prototypes instead of averaging them, so "
+                  "no robust average applies; fedproto averages prototypes and can use one")
 
     class Params(Params):
         server_epochs: int = Field(50, ge=1, le=10_000, description="full-batch steps training the global head on the prototypes per round")

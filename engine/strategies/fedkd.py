@@ -134,12 +134,11 @@ class FedKD(FML):
         if not results:
             return
         old = self.state["shared"]
-        total = float(sum(r.n_samples for r in results)) or 1.0
-        avg = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in old.items() if v.is_floating_point()}
-        for r in results:
-            delta = decompress_state(r.payload[UPDATE], old)
-            for k in avg:
-                avg[k] += delta[k].to(torch.float64) * (r.n_samples / total)
+        floating = [k for k, v in old.items() if v.is_floating_point()]
+        deltas = [decompress_state(r.payload[UPDATE], old) for r in results]
+        avg = self.server.combine.mean([{k: d[k] for k in floating} for d in deltas], [r.n_samples for r in results],
+                                       reference={k: torch.zeros_like(old[k]) for k in floating},
+                                       who=[r.client.id for r in results])
         packed = compress_state({k: v.to(old[k].dtype) for k, v in avg.items()}, self.params.svd_energy)
         applied = decompress_state(packed, old)
         self.state["shared"] = {k: (v + applied[k].to(v.device) if k in applied else v) for k, v in old.items()}

@@ -50,6 +50,8 @@ class FedMD(KnowledgeSharing):
     description = ("Clients score a public subset; the server averages the scores into a consensus; "
                    "each client digests the consensus, then revisits its private data. Any architecture.")
     needs_public = True
+    sends = "logits"
+    knowledge_key = SCORES
 
     class Params(Params):
         public_size: int = Field(500, ge=1, le=1_000_000,
@@ -112,9 +114,11 @@ class FedMD(KnowledgeSharing):
         return {SCORES: evaluate_outputs(ctx.model, x)}
 
     def aggregate(self, results: list[ClientResult]) -> None:
-        scores = [r.payload[SCORES] for r in results if SCORES in r.payload]
-        if not scores:
+        results = [r for r in results if SCORES in r.payload]
+        if not results:
             return
-        # the consensus is the plain mean of the class scores (the paper averages, not weights)
-        self.state[CONSENSUS] = torch.stack(scores).mean(0)
+        # the consensus is the plain mean of the class scores (the paper averages, not weights),
+        # through the run's combiner (a defence resists poisoned scores)
+        self.state[CONSENSUS] = self.server.combine.mean([{SCORES: r.payload[SCORES]} for r in results],
+                                                         [1.0] * len(results), who=[r.client.id for r in results])[SCORES]
         self.state[CONSENSUS_SUBSET] = self.subset().to(torch.int32)

@@ -35,7 +35,6 @@ from engine.strategies._distill import (
     class_table_message,
     evaluate_outputs,
     keep_missing,
-    merge_class_means,
 )
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Kept, Params
 
@@ -56,6 +55,8 @@ class FedProto(KnowledgeSharing):
     description = ("Clients share per-class mean representations (prototypes); each pulls its "
                    "representations towards the global prototype of their class. Any architecture.")
     tasks = frozenset({"classification"})
+    sends = "prototypes"
+    knowledge_key = PROTOS
 
     class Params(Params):
         lam: float = Field(1.0, ge=0, le=100, description="weight of the pull towards the global prototypes")
@@ -97,8 +98,10 @@ class FedProto(KnowledgeSharing):
         results = [r for r in results if PROTOS in r.payload]
         if not results:
             return
-        means, counts = merge_class_means([r.payload[PROTOS] for r in results],
-                                          [r.payload[COUNTS] for r in results])
+        old = (self.state[PROTOS], self.state[COUNTS]) if self.state.get(PROTOS) is not None else None
+        means, counts = self.server.combine.class_means([r.payload[PROTOS] for r in results],
+                                                        [r.payload[COUNTS] for r in results], reference=old,
+                                                        who=[r.client.id for r in results])
         self.state[PROTOS], self.state[COUNTS] = keep_missing(means, counts, self.state.get(PROTOS),
                                                               self.state.get(COUNTS))
 

@@ -83,6 +83,8 @@ class FedTGP(FedProto):
     url = "https://arxiv.org/abs/2401.03230"
     description = ("Clients send class prototypes; the server learns global prototypes that separate "
                    "the classes by an adaptive margin; clients pull their representations towards them.")
+    no_defence = ("fedtgp learns its global prototypes from every client's prototype instead of averaging them, "
+                  "so no robust average applies; fedproto averages prototypes and can use one")
 
     class Params(Params):
         lam: float = Field(1.0, ge=0, le=100, description="weight of the pull towards the global prototypes")

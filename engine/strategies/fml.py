@@ -43,7 +43,6 @@ from typing import Any
 from pydantic import Field
 from torch import Tensor, nn
 
-from engine.aggregate import weighted_mean
 from engine.errors import CompatibilityError
 from engine.models import FedModel, InputSpec
 from engine.strategies._distill import (
@@ -103,7 +102,9 @@ class FML(KnowledgeSharing):
     def aggregate(self, results: list[ClientResult]) -> None:
         results = [r for r in results if r.payload]
         if results:
-            self.state["shared"] = weighted_mean([r.payload for r in results], [r.n_samples for r in results])
+            self.state["shared"] = self.server.combine.mean(
+                [r.payload for r in results], [r.n_samples for r in results], reference=self.state["shared"],
+                who=[r.client.id for r in results])
 
     def server_models(self) -> dict[str, dict[str, Tensor]]:
         return {self.shared_key: self.state["shared"]}

@@ -148,6 +148,9 @@ class HeteroFL(Strategy):
     description = ("Clients of one architecture at different widths (1, 0.5, 0.25...) train nested slices "
                    "of one full-width global model; small devices send small slices.")
     same_architecture = False
+    no_defence = ("heterofl's clients send slices of different widths of one model, so their contributions "
+                  "cannot be compared number by number; give every client the same width (then it is fedavg) to "
+                  "use a defence")
 
     @classmethod
     def incompatibility(cls, roster: Sequence[ClientSpec], task: str, has_public: bool) -> str | None:

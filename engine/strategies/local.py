@@ -13,3 +13,4 @@ class Local(Strategy):
     description = "Each client trains alone on its own data; nothing is exchanged (the floor)."
     same_architecture = False
     collaborates = False
+    sends = "nothing"

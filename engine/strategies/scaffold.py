@@ -29,7 +29,6 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from engine.aggregate import weighted_mean
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult
 from engine.strategies.fedavg import FedAvg
 
@@ -78,13 +77,17 @@ class Scaffold(FedAvg):
         models = [{k: v for k, v in r.payload.items() if not k.startswith(PREFIX)} for r in results]
         group = self.group(results[0].client)
         old = self.state["global"][group]
-        avg = weighted_mean(models, [r.n_samples for r in results])
+        avg = self.server.combine.mean(models, [r.n_samples for r in results], reference=old,
+                                       who=[r.client.id for r in results])
         self.state["global"][group] = self.server_update(group, old, avg)
         n = len(self.server.clients)
         control = self.state["control"]
+        # sum(delta c_i) / N = |S| / N * mean(delta c_i): the mean through the run's combiner
+        deltas = self.server.combine.mean([{k: r.payload[PREFIX + k].to(control[k].dtype) for k in control}
+                                           for r in results], [1.0] * len(results),
+                                          reference={k: torch.zeros_like(v) for k, v in control.items()})
         for k in control:
-            total = sum(r.payload[PREFIX + k].to(control[k].dtype) for r in results)
-            control[k] = control[k] + total / n
+            control[k] = control[k] + deltas[k] * (len(results) / n)
 
     def server_update(self, group: str, old: dict[str, Tensor], avg: dict[str, Tensor]) -> dict[str, Tensor]:
         """``x + eta_g * (avg - x)``."""
