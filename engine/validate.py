@@ -44,8 +44,10 @@ def _reasons(config: ExperimentConfig, task: str) -> dict[str, str | None]:
 
     roster = config.roster()
     has_public = config.data.public_fraction > 0
+    from engine.robustness.check import strategy_reason
+
     private = privacy_compatibility(config)  # what each strategy's uploads reveal (engine/privacy)
-    return {name: cls.incompatibility(roster, task, has_public) or private.get(name)
+    return {name: cls.incompatibility(roster, task, has_public) or private.get(name) or strategy_reason(cls, config)
             for name, cls in STRATEGIES.items()}
 
 
@@ -143,6 +145,11 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
         report.warnings.append(f"{len(late)} client(s) join after the last round and never train: "
                                f"{', '.join(late[:5])}")
     report.errors.extend(model_problems(config, data))
+    from engine.robustness.check import problems as robustness_problems
+
+    errors, warnings = robustness_problems(config, data.task, data.n_outputs, data.input_spec)
+    report.errors.extend(errors)
+    report.warnings.extend(warnings)
     split = split_problems(config, root)
     report.errors.extend(split.errors)
     report.warnings.extend(split.warnings)
