@@ -41,11 +41,10 @@ def _order(name: str) -> tuple[int, str]:
 
 def _reasons(config: ExperimentConfig, task: str) -> dict[str, str | None]:
     from engine.privacy.checks import compatibility as privacy_compatibility
+    from engine.robustness.check import strategy_reason
 
     roster = config.roster()
     has_public = config.data.public_fraction > 0
-    from engine.robustness.check import strategy_reason
-
     private = privacy_compatibility(config)  # what each strategy's uploads reveal (engine/privacy)
     return {name: cls.incompatibility(roster, task, has_public) or private.get(name) or strategy_reason(cls, config)
             for name, cls in STRATEGIES.items()}
