@@ -32,6 +32,7 @@ from engine.data.config import COLUMN_TYPES, DataConfig
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError, validation_problems
 from engine.export import safe_filename
 from engine.labels import dataset_label, for_page, label
+from engine.robustness.design import adversary_cells, adversary_from_cells
 from engine.storage import Store, default_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,10 @@ TEMPLATE_INFO: dict[str, tuple[str, str, str]] = {
                  "12 hours, each city with its own sequence model (LSTM, GRU, 1-D CNN, transformer).")),
     "traffic_volume": (":material/show_chart:", "City traffic: volume",
                        "The same cities predicting next-hour traffic volume (regression) with recurrent models."),
+    "compromised_site": (":material/gpp_maybe:", "One compromised site",
+                         ("Ten hospitals train one model; one site is compromised and plants a backdoor (a small "
+                          "patch that makes any image read as class 0). Launch compares defences side by side: "
+                          "accuracy and the attack's success rate per defence.")),
     "edge": (":material/smartphone:", "Phones and edge devices",
              ("Forty small clients on budget phones, flagship phones and Raspberry Pis, with models sized to "
               "each device (HeteroFL); 30% are picked per round and an 80 ms deadline drops stragglers.")),
@@ -781,11 +786,11 @@ def natural_names(data: dict[str, Any]) -> list[str]:
 #: Width multipliers offered as sizes in the roster table (``width`` knob of every architecture).
 SIZES: dict[str, float] = {"tiny": 0.25, "small": 0.5, "medium": 1.0, "large": 2.0, "x-large": 4.0}
 ROSTER_COLUMNS = ["select", "name", "arch", "size", "knobs", "optimizer", "lr", "epochs", "batch_size",
-                  "preprocessing", "device", "tier", "join_round", "data_share", "params", "memory_mb",
-                  "issues"]
+                  "preprocessing", "device", "tier", "join_round", "data_share", "attack", "attack_settings",
+                  "params", "memory_mb", "issues"]
 #: Roster fields a value can be applied to for the selected rows at once.
 BULK_FIELDS = ["arch", "size", "optimizer", "lr", "epochs", "batch_size", "preprocessing", "device", "tier",
-               "join_round", "data_share"]
+               "join_round", "data_share", "attack"]
 
 
 def _expanded_rows(design: dict[str, Any]) -> list[dict[str, Any]]:
@@ -884,6 +889,7 @@ def roster_frame(design: dict[str, Any]) -> pd.DataFrame:
         model = {"arch": model} if isinstance(model, str) else model
         cost = costs.get(i, {})
         share = c.get("data_share")
+        attack, attack_settings = adversary_cells(c.get("adversary"))
         out.append({
             "select": False, "name": str(c.get("name", f"client {i + 1}")), "arch": str(model.get("arch", "")),
             "size": _size_label(model.get("width", 1.0)), "knobs": knobs_text(model),
@@ -892,6 +898,7 @@ def roster_frame(design: dict[str, Any]) -> pd.DataFrame:
             "preprocessing": c.get("preprocessing", "none"), "device": c.get("device", "cpu"),
             "tier": c.get("tier") or "", "join_round": int(c.get("join_round", 1)),
             "data_share": float(share) if share is not None else None,
+            "attack": attack, "attack_settings": attack_settings,
             "params": cost.get("params"), "memory_mb": cost.get("memory_mb"),
             "issues": "; ".join(issues.get(i, [])),
         })
@@ -931,6 +938,16 @@ def frame_to_clients(frame: pd.DataFrame, design: dict[str, Any]) -> list[dict[s
             "join_round": _num(row.get("join_round"), 1, int),
             "data_share": None if _isna(share) else float(share),
         })
+        settings_text = "" if _isna(row.get("attack_settings")) else str(row.get("attack_settings") or "")
+        try:
+            settings: dict[str, Any] | None = parse_knobs(settings_text)
+        except ConfigError:
+            settings = None
+        adversary = adversary_from_cells(None if _isna(row.get("attack")) else row.get("attack"), settings,
+                                         settings_text)
+        base.pop("adversary", None)
+        if adversary is not None:
+            base["adversary"] = adversary
         clients.append(base)
     return compact(clients)
 
@@ -1043,6 +1060,8 @@ def apply_to(design: dict[str, Any], indices: Iterable[int], field_name: str, va
         if 0 <= i < len(frame):
             if field_name == "arch":
                 frame.at[i, "knobs"] = ""
+            if field_name == "attack" and frame.at[i, "attack"] != value:
+                frame.at[i, "attack_settings"] = ""  # another attack's settings do not apply
             frame.at[i, field_name] = value
     return set_clients(design, frame_to_clients(frame, design))
 
@@ -1124,6 +1143,10 @@ def client_issues(design: dict[str, Any]) -> dict[int, list[str]]:
     names: dict[str, int] = {}
     for i, c in enumerate(rows):
         found: list[str] = []
+        adversary = c.get("adversary")
+        if isinstance(adversary, dict) and "_settings" in adversary:
+            found.append(f"attack settings '{adversary['_settings']}': use name=value pairs, e.g. target=3, share=0.5")
+            c = {**c, "adversary": {k: v for k, v in adversary.items() if k != "_settings"}}
         model = c.get("model")
         if isinstance(model, dict) and "_knobs" in model:
             found.append(f"size knobs '{model['_knobs']}': use name=value pairs, e.g. hidden=64")
@@ -1268,6 +1291,120 @@ def strategies(design: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Robustness: attacks in the roster, defences at launch (engine/robustness)
+# ---------------------------------------------------------------------------------------------
+def attack_options() -> list[str]:
+    """The Clients page's attack choices (titles), ``honest`` first."""
+    from engine.robustness.design import attack_options as options
+
+    return options()
+
+
+def attack_help() -> str:
+    """What each attack does, one line each, for the attack column's help."""
+    from engine.robustness.attacks import ATTACKS
+
+    return "honest: not compromised. " + " ".join(f"{a.title}: {a.description}" for _, a in ATTACKS.items())
+
+
+def attack_fields(title: str) -> list[FieldSpec]:
+    """The settings of the attack shown as ``title`` (for the one-client form)."""
+    from engine.robustness.attacks import ATTACKS
+    from engine.robustness.design import attack_name
+
+    name = attack_name(title)
+    return fields_of(ATTACKS.get(name).Params) if name else []
+
+
+def adversary_form(title: str, settings_text: str) -> dict[str, Any] | None:
+    """A client's ``adversary`` from the one-client form: the attack shown as ``title`` with its
+    settings as ``name=value`` text (``None`` for honest).
+
+    :raises ConfigError: settings that are not ``name=value`` pairs.
+    """
+    return adversary_from_cells(title, parse_knobs(settings_text) if settings_text.strip() else {})
+
+
+def defences(design: dict[str, Any], strategies: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every defence with ``name, title, description, paper, url`` and ``reason``: why it cannot
+    apply to this design with the chosen ``strategies`` (default: the design's), or ``None``."""
+    from engine.robustness.check import defence_reason, defence_refusals
+    from engine.robustness.defences import DEFENCES
+    from engine.strategies import STRATEGIES
+
+    names = list(strategies) or [str((design.get("strategy") or {}).get("name", "fedavg"))]
+    out = []
+    for name, cls in DEFENCES.items():
+        reason = next((why for s in names if s in STRATEGIES
+                       for why in [defence_reason(STRATEGIES.get(s), name)] if why), None)
+        if reason is None and name != "none":
+            try:
+                refusals = defence_refusals(parse_config({**design, "defence": {"name": name}}))
+            except FedMosaicError:
+                refusals = []
+            reason = refusals[0] if refusals else None
+        out.append({"name": name, "title": cls.title, "description": cls.description, "paper": cls.paper,
+                    "url": cls.url, "reason": reason})
+    return sorted(out, key=lambda d: (d["name"] != "none", d["reason"] is not None))
+
+
+def defence_fields(name: str) -> list[FieldSpec]:
+    """Form fields of a defence's settings."""
+    from engine.robustness.defences import DEFENCES
+
+    return fields_of(DEFENCES.get(name).Params)
+
+
+def attack_view(store: Store, run_ids: Sequence[str]) -> tuple[pd.DataFrame, str] | None:
+    """The attack chart's table for these runs (finished ones) and the primary metric's name, or
+    ``None`` when the chart says nothing about them (no compromised client, one defence only)."""
+    from engine.metrics import shared_primary
+    from engine.robustness.report import attack_rows, attack_table, comparable
+
+    runs = [store.get_run(i) for i in run_ids]
+    runs = [r for r in runs if r.get("status") == "finished"]
+    if not comparable(runs):
+        return None
+    return attack_table(attack_rows(runs)), shared_primary(runs).label
+
+
+def attack_chart(table: pd.DataFrame, metric_label: str) -> Any:
+    """The attack chart (:func:`engine.robustness.report.attack_chart`)."""
+    from engine.robustness.report import attack_chart as chart
+
+    return chart(table, metric_label)
+
+
+def run_attack(run: dict[str, Any], rounds: pd.DataFrame) -> dict[str, Any] | None:
+    """What a run's compromised clients did (``None`` without any): the attack and defence in
+    words, the final attack success rate, and the share of combinations (Krum) or the scale
+    (clipping) the defence gave attackers and honest clients, averaged over rounds."""
+    from engine.robustness.design import defence_label
+    from engine.robustness.report import attack_label, has_attack
+
+    config = run.get("config") or {}
+    if not has_attack(config):
+        return None
+
+    def last(key: str) -> float | None:
+        values = rounds[rounds["key"] == key].sort_values("round")["value"] if not rounds.empty else []
+        return float(values.iloc[-1]) if len(values) else None
+
+    def mean(key: str) -> float | None:
+        values = rounds[rounds["key"] == key]["value"] if not rounds.empty else []
+        return float(values.mean()) if len(values) else None
+
+    return {"attack": attack_label(config), "defence": defence_label(config.get("defence")), "asr": last("backdoor_asr"),
+            "kept_attackers": mean("defence_kept_attackers"), "kept_honest": mean("defence_kept_honest"),
+            "scale_attackers": mean("defence_scale_attackers"), "scale_honest": mean("defence_scale_honest")}
+
+
+def has_adversaries(design: dict[str, Any]) -> bool:
+    """Whether the design's roster has a compromised client."""
+    return any(c.get("adversary") for c in design.get("clients") or [] if isinstance(c, dict))
+
+
 def compatibility_matrix(design: dict[str, Any]) -> pd.DataFrame:
     """Strategies x (runs?, reason) for the design, collaborative strategies first."""
     rows = [{"strategy": s["name"], "family": s["family"], "can run": s["reason"] is None,
@@ -1375,9 +1512,11 @@ class Launched:
 
 def launch(design: dict[str, Any], *, strategies: Sequence[str] | None = None, seeds: Sequence[int] = (),
            strategy_params: dict[str, dict[str, Any]] | None = None, name: str | None = None,
-           tags: Sequence[str] = (), mgr: Any = None) -> Launched:
+           tags: Sequence[str] = (), mgr: Any = None,
+           defences: Sequence[dict[str, Any] | str] | None = None) -> Launched:
     """Validate the design and start it through the run manager: one run, or a sweep over
-    ``strategies`` x ``seeds`` (each strategy with its own ``strategy_params``).
+    ``strategies`` x ``defences`` x ``seeds`` (each strategy with its own ``strategy_params``;
+    ``defences``: ``{"name": ..., **params}`` dicts replacing the design's ``defence``).
 
     :raises ConfigError: the design (or one strategy's parameters) is invalid; the message says what
         to change.
@@ -1390,12 +1529,16 @@ def launch(design: dict[str, Any], *, strategies: Sequence[str] | None = None, s
     seeds = list(seeds) or [int(design.get("seed", 0) or 0)]
     if not names:
         raise ConfigError("choose at least one strategy")
+    guards = [({"name": d} if isinstance(d, str) else dict(d)) for d in (defences or [design.get("defence") or "none"])]
+    if not guards:
+        raise ConfigError("choose at least one defence (none: the strategy's own average)")
     configs = []
     for s in names:
         params = strategy_params.get(s)
         if params is None and design.get("strategy", {}).get("name") == s:
             params = {k: v for k, v in design["strategy"].items() if k != "name"}
-        configs.append(parse_config(with_strategy(design, s, params)))
+        for guard in guards:
+            configs.append(parse_config({**with_strategy(design, s, params), "defence": guard}))
     from engine.validate import check
 
     for config in configs:
@@ -1404,8 +1547,11 @@ def launch(design: dict[str, Any], *, strategies: Sequence[str] | None = None, s
     if len(configs) == 1 and len(seeds) == 1:
         config = configs[0].model_copy(update={"seed": seeds[0]})
         return Launched([mgr.submit(config, name=name or config.name, tags=tags)])
-    specs = [c.strategy.model_dump(mode="json") for c in configs]
-    group, ids = mgr.sweep(configs[0], seeds=seeds, strategies=specs, name=name, tags=tags)
+    specs = list({json.dumps(c.strategy.model_dump(mode="json"), sort_keys=True): c.strategy.model_dump(mode="json")
+                  for c in configs}.values())
+    group, ids = mgr.sweep(configs[0], seeds=seeds, strategies=specs, name=name, tags=tags,
+                           defences=[c.defence.model_dump(mode="json") for c in configs[:len(guards)]]
+                           if len(guards) > 1 else None)
     return Launched(list(ids), group)
 
 

@@ -28,10 +28,13 @@ def _any_of(prop: dict[str, Any]) -> str:
 
 
 def catalog() -> dict[str, list[dict[str, Any]]]:
-    """Architectures, strategies, datasets, partitioners, executors and device tiers."""
+    """Architectures, strategies, datasets, partitioners, executors, device tiers, attacks and
+    defences."""
     from engine.data import DATASETS, PARTITIONERS
     from engine.executors import EXECUTORS
     from engine.models import ARCHITECTURES
+    from engine.robustness.attacks import ATTACKS
+    from engine.robustness.defences import DEFENCES
     from engine.strategies import STRATEGIES
 
     out: dict[str, list[dict[str, Any]]] = {
@@ -49,6 +52,12 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
                          for n, p in PARTITIONERS.items()],
         "executors": [{"name": n, "description": e.description, "params": _params(e.Params)}
                       for n, e in EXECUTORS.items()],
+        "attacks": [{"name": n, "title": a.title, "description": a.description, "paper": a.paper, "url": a.url,
+                     "acts_on": a.acts_on, "tasks": sorted(a.tasks), "params": _params(a.Params)}
+                    for n, a in ATTACKS.items()],
+        "defences": [{"name": n, "title": d.title, "description": d.description, "paper": d.paper, "url": d.url,
+                      "needs_each_update": d.individual, "params": _params(d.Params)}
+                     for n, d in DEFENCES.items()],
     }
     try:
         from engine.hardware import TIERS

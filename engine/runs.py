@@ -151,11 +151,13 @@ class RunManager:
 
     def sweep(self, config: ExperimentConfig | Mapping[str, Any], *, seeds: Iterable[int],
               strategies: list[dict[str, Any] | str] | None = None, name: str | None = None,
-              tags: Iterable[str] = ()) -> tuple[str, list[str]]:
-        """Launch ``config`` once per seed and strategy, as one group.
+              tags: Iterable[str] = (), defences: list[dict[str, Any] | str] | None = None) -> tuple[str, list[str]]:
+        """Launch ``config`` once per seed and strategy (and defence), as one group.
 
         :param strategies: ``{"name": ..., **params}`` dicts (or bare names) replacing
             ``config.strategy``; ``None`` keeps the config's strategy.
+        :param defences: ``{"name": ..., **params}`` dicts (or names) replacing ``config.defence``,
+            each run with every strategy; with more than one, variants read ``strategy · defence``.
         :returns: ``(group_id, run_ids)``; runs of one strategy share a ``variant`` label, so
             their figures can be averaged over seeds.
         :raises ConfigError: no seed, a strategy listed twice, or any member invalid (nothing is
@@ -170,15 +172,22 @@ class RunManager:
             raise ConfigError("sweep seeds must be between 0 and 2147483647")
         base = config.model_dump(mode="json")
         specs = [_strategy_dict(s) for s in (strategies or [base["strategy"]])]
+        guards = [_strategy_dict(d) for d in (defences or [base["defence"]])]
         members: list[tuple[str, int, ExperimentConfig]] = []
         labels: list[str] = []
         for spec in specs:
-            label = strategy_label(spec)
-            if label in labels:
-                raise ConfigError(f"the sweep lists strategy '{label}' twice; remove one")
-            labels.append(label)
-            for seed in seeds:
-                members.append((label, seed, parse_config({**base, "strategy": spec, "seed": seed})))
+            for guard in guards:
+                label = strategy_label(spec)
+                if len(guards) > 1:
+                    from engine.robustness.design import defence_label
+
+                    label = f"{label} · {defence_label(guard)}"
+                if label in labels:
+                    raise ConfigError(f"the sweep lists '{label}' twice; remove one")
+                labels.append(label)
+                for seed in seeds:
+                    members.append((label, seed, parse_config({**base, "strategy": spec, "defence": guard,
+                                                                "seed": seed})))
         for _, _, member in members:
             self._validate(member)
         self.store.check_writable()

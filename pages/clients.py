@@ -67,6 +67,10 @@ column_config = {
     "data_share": st.column_config.NumberColumn("data share", min_value=0.0001, max_value=1.0, step=0.01, format="%.3f",
                                                 help="share of the training pool (iid and quantity splits); empty: "
                                                      "an equal part of what is left"),
+    "attack": st.column_config.SelectboxColumn("attack", options=api.attack_options(), required=True,
+                                               help="a compromised client and what it does. " + api.attack_help()),
+    "attack_settings": st.column_config.TextColumn("attack settings", help="settings other than the defaults, e.g. "
+                                                                           "target=3, share=0.5 (see the Catalog's attacks)"),
     "params": st.column_config.NumberColumn("params", help="trainable parameters for this dataset", format="%d"),
     "memory_mb": st.column_config.NumberColumn("memory MB", help="estimated training memory", format="%.2f"),
     "issues": st.column_config.TextColumn("issues", width="medium", help="what to fix in this row (hover to read)"),
@@ -75,7 +79,8 @@ edited = st.data_editor(
     frame, key=ui.key(f"roster.{api.fingerprint(design)}"), hide_index=False, width="stretch",
     column_config=column_config, disabled=["params", "memory_mb", "issues"], num_rows="dynamic",
     column_order=["select", "name", "arch", "size", "knobs", "params", "memory_mb", "issues", "optimizer", "lr",
-                  "epochs", "batch_size", "preprocessing", "device", "tier", "join_round", "data_share"],
+                  "epochs", "batch_size", "preprocessing", "device", "tier", "join_round", "data_share", "attack",
+                  "attack_settings"],
     height=min(38 + 35 * (len(frame) + 1), 560),
 )
 if not edited.drop(columns=["select"]).reset_index(drop=True).equals(frame.drop(columns=["select"])):
@@ -111,9 +116,10 @@ with t1.container(border=True):
 with t2.container(border=True):
     st.markdown(f"**Apply a value to selected rows** ({len(selected)} selected)")
     field = st.selectbox("Field", api.BULK_FIELDS, key="cl.bulk_field")
-    if field in ("arch", "size", "optimizer", "preprocessing", "device", "tier"):
+    if field in ("arch", "size", "optimizer", "preprocessing", "device", "tier", "attack"):
         options = {"arch": arch_names, "size": list(api.SIZES), "optimizer": ["sgd", "adam", "adamw"],
-                   "preprocessing": list(PREPROCESSING), "device": api.device_names(), "tier": [""] + tiers}[field]
+                   "preprocessing": list(PREPROCESSING), "device": api.device_names(), "tier": [""] + tiers,
+                   "attack": api.attack_options()}[field]
         value = st.selectbox("Value", options, key=f"cl.bulk_value.{field}")
     elif field in ("epochs", "batch_size", "join_round"):
         value = int(st.number_input("Value", min_value=1, value=1 if field != "batch_size" else 32, step=1,
@@ -179,13 +185,22 @@ if rows:
         flip = a.checkbox("Augment: random flips", bool(aug.get("flip", False)))
         crop = b.number_input("Augment: crop padding (px)", 0, 16, int(aug.get("crop", 0) or 0))
         noise = c.number_input("Augment: input noise (std)", 0.0, 5.0, float(aug.get("noise", 0.0) or 0.0), 0.01)
+        attack_now, settings_now = api.adversary_cells(row.get("adversary"))
+        a, b = st.columns([1, 3])
+        attacks = api.attack_options()
+        attack = a.selectbox("Attack", attacks, index=attacks.index(attack_now) if attack_now in attacks else 0,
+                             help="a compromised client and what it does. " + api.attack_help())
+        attack_settings = b.text_input("Attack settings", settings_now,
+                                       help="settings other than the defaults, e.g. target=3, share=0.5 (see the "
+                                            "Catalog's attacks)")
         if st.form_submit_button("Save client", type="primary"):
             with ui.guard("saving the client"):
                 changes = {"name": name.strip() or row.get("name"), "arch": arch, "size": size, "knobs": knobs,
                            "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": wd,
                            "epochs": int(epochs), "batch_size": int(batch), "preprocessing": prep, "device": device,
                            "tier": tier or None, "join_round": int(join), "data_share": share or None,
-                           "cold_start": cold, "augment": {**aug, "flip": flip, "crop": int(crop), "noise": noise}}
+                           "cold_start": cold, "augment": {**aug, "flip": flip, "crop": int(crop), "noise": noise},
+                           "adversary": api.adversary_form(attack, attack_settings)}
                 ui.set_design(api.update_client(design, int(pick), changes), replace=True)
                 ui.flash_later(f"Saved client {name}.", "success")
                 st.rerun()

@@ -11,6 +11,7 @@ import streamlit as st
 from engine import api, charts
 from engine.export import default_filename, render, runs_summary, seed_summary
 from engine.metrics import headline_key, shared_primary, summary_keys
+from pages import _robustness as robustness
 from pages import _ui as ui
 
 ui.enter_page()
@@ -101,6 +102,7 @@ with ui.guard("reading the runs"):
     m = shared_primary(rows)
     colors = charts.run_colors(list(dict.fromkeys(rounds["run_id"])), rows)
     verdict_section(selected, colors)
+    robustness.attack_section(store, selected, m)
 
     st.subheader("Learning curves")
     primary = next((k for k in (headline_key(m, best=False), headline_key(m)) if k in keys), keys[0])

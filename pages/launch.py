@@ -8,6 +8,7 @@ import copy
 import streamlit as st
 
 from engine import api
+from pages import _robustness as robustness
 from pages import _ui as ui
 
 ui.enter_page()
@@ -104,6 +105,8 @@ for s in picked:
             st.caption("No parameters.")
             strategy_params[s] = {}
 
+defences = robustness.defence_picker(design, picked)
+
 # ---- run settings ---------------------------------------------------------------------------------
 st.subheader("Run settings")
 settings = ui.params_form(api.launch_fields(), design, "launch.cfg", columns=4)
@@ -150,6 +153,7 @@ if seeds:
     new["seed"] = seeds[0]
 if picked:
     new["strategy"] = {"name": picked[0], **strategy_params.get(picked[0], {})}
+new["defence"] = defences[0]
 if new != design:
     ui.set_design(new)
     design = new
@@ -162,16 +166,18 @@ if executor in unavailable:
     problems.append(f"executor: {unavailable[executor]}")
 for w in api.design_warnings(design):
     st.warning(api.for_page(w), icon=":material/warning:")
-n_runs = len(picked) * max(1, len(seeds))
+n_runs = len(picked) * len(defences) * max(1, len(seeds))
 ui.show_problems(problems)
-label = "Launch" if n_runs <= 1 else f"Launch {n_runs} runs ({len(picked)} strategies × {len(seeds)} seeds)"
+label = "Launch" if n_runs <= 1 else (f"Launch {n_runs} runs ({len(picked)} strategies × "
+                                      + (f"{len(defences)} defences × " if len(defences) > 1 else "")
+                                      + f"{len(seeds)} seeds)")
 if st.button(label, type="primary", key="launch.go", disabled=bool(problems) or not picked, width="stretch",
              icon=":material/rocket_launch:"):
     launched = None
     with ui.guard("launching"):
         launched = api.launch(design, strategies=picked, seeds=seeds, strategy_params=strategy_params,
                               name=design.get("name"), tags=[t for t in tags_text.split(",") if t.strip()],
-                              mgr=ui.manager())
+                              mgr=ui.manager(), defences=defences)
     if launched is not None:
         if len(launched.run_ids) == 1:
             ui.flash_later("Run launched: the charts fill in as rounds finish.", "success")

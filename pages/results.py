@@ -18,6 +18,7 @@ from engine.metrics import client_key, headline_key
 from engine.storage import ACTIVE
 from engine.verdict import BASELINES
 from pages import _models, _ui as ui
+from pages import _robustness as robustness
 
 ui.enter_page()
 ui.flash()
@@ -219,6 +220,7 @@ def body() -> None:
         return
     m = headline_row(run, data)
     verdict_panel(run)
+    robustness.run_panel(run, rounds, plot)
     downloads(run)
     _models.section(store, run)
     keys = charts.available_metrics(rounds)

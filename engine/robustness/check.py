@@ -64,14 +64,35 @@ def strategy_reason(cls: Any, config: Any) -> str | None:
                    else f"give it an attack that fits: {', '.join(fitting_attacks(cls.sends))}")
             return (f"{_who(i, spec)}: {what} changes {ACTS[act]}, but {cls.name} sends {SENDS.get(cls.sends, cls.sends)}; "
                     f"{fix}")
-    defence = config.defence
-    if defence.name != "none":
-        title = DEFENCES.get(defence.name).title
-        if not cls.collaborates:
-            return f"{cls.name}: clients share nothing, so there is nothing for the defence {title} to combine"
-        if cls.no_defence:
-            return f"defence {title}: {cls.no_defence}"
+    return defence_reason(cls, config.defence.name)
+
+
+def defence_reason(cls: Any, defence: str) -> str | None:
+    """Why strategy class ``cls`` cannot use the defence called ``defence``, or ``None``."""
+    if defence == "none":
+        return None
+    title = DEFENCES.get(defence).title
+    if not cls.collaborates:
+        return f"{cls.name}: clients share nothing, so there is nothing for the defence {title} to combine"
+    if cls.no_defence:
+        return f"defence {title}: {cls.no_defence}"
     return None
+
+
+def defence_refusals(config: Any) -> list[str]:
+    """Why the config's defence cannot run with its other settings (secure aggregation, server-side
+    differential privacy), one message each."""
+    if config.defence.name == "none":
+        return []
+    cls = DEFENCES.get(config.defence.name)
+    out = []
+    if secure_aggregation(config) and cls.individual:
+        out.append(f"defence {cls.title} must see each client's contribution, but secure aggregation shows the "
+                   f"server only their sum; turn one of them off")
+    if server_dp(config):
+        out.append(f"defence {cls.title} replaces the average that server-side differential privacy clips and "
+                   f"noises (its privacy accounting assumes that average); use one of them")
+    return out
 
 
 def problems(config: Any, task: str, n_classes: int, input_spec: Any) -> tuple[list[str], list[str]]:
@@ -112,12 +133,7 @@ def problems(config: Any, task: str, n_classes: int, input_spec: Any) -> tuple[l
         return errors, warnings
     cls = DEFENCES.get(defence.name)
     params = cls.Params(**defence.params())
-    if secure_aggregation(config) and cls.individual:
-        errors.append(f"defence {cls.title} must see each client's contribution, but secure aggregation shows the "
-                      f"server only their sum; turn one of them off")
-    if server_dp(config):
-        errors.append(f"defence {cls.title} replaces the average that server-side differential privacy clips and "
-                      f"noises (its privacy accounting assumes that average); use one of them")
+    errors.extend(defence_refusals(config))
     if strategy.collaborates and not strategy.no_defence:
         grouped = strategy.group is not Strategy.group  # fedavg_by_arch, feddf: per architecture
         groups: dict[str, int] = {}
