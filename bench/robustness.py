@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- bench.robustness: start -->", "<!-- bench.robustness: end -->"
+"""Markers of the generated tables in ``docs/robustness.md``."""
 SGD = {"model": {"arch": "mlp", "hidden": 32}, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 2,
        "batch_size": 32}
 IID = {"dataset": "digits", "partition": {"method": "iid"}}
@@ -185,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(f"### {name}\n\n{scenarios()[name]['what']}.\n\n{table(rows, name)}")
     text = "\n\n".join(parts) + "\n"
     if args.out:
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        old = out.read_text() if out.exists() else ""
+        if START in old and END in old:  # a document around the tables: replace only them
+            text = old[:old.index(START) + len(START)] + "\n" + text + old[old.index(END):]
+        out.write_text(text)
     else:
         sys.stdout.write(text)
     if args.json:

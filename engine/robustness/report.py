@@ -67,14 +67,17 @@ def attack_rows(runs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "defence": defence_label(config.get("defence")), "attack": attack_label(config),
             "seed": config.get("seed"), "metric": metric.key, "metric_label": metric.label, "key": key,
             "primary": value, "asr": float(asr) if isinstance(asr, (int, float)) and math.isfinite(asr) else None,
+            "created": run.get("created_at") or 0.0,
         })
-    return pd.DataFrame(rows, columns=["run_id", "strategy", "defence", "attack", "seed", "metric", "metric_label",
-                                       "key", "primary", "asr"])
+    frame = pd.DataFrame(rows, columns=["run_id", "strategy", "defence", "attack", "seed", "metric", "metric_label",
+                                        "key", "primary", "asr", "created"])
+    return frame.sort_values("created", kind="stable").drop(columns="created").reset_index(drop=True)
 
 
 def attack_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per strategy, attack and defence: ``primary_mean, primary_std, asr_mean, asr_std, seeds``
-    (std 0 for one seed); unattacked rows first, then defences in the order they first appear."""
+    (std 0 for one seed); unattacked rows first, then no defence, then the defences in the order
+    their runs were launched."""
     if rows.empty:
         return pd.DataFrame(columns=["strategy", "attack", "defence", "primary_mean", "primary_std", "asr_mean",
                                      "asr_std", "seeds"])
@@ -83,7 +86,10 @@ def attack_table(rows: pd.DataFrame) -> pd.DataFrame:
                       asr_mean=("asr", "mean"), asr_std=("asr", "std"), seeds=("run_id", "count")).reset_index()
     out[["primary_std", "asr_std"]] = out[["primary_std", "asr_std"]].fillna(0.0)
     out.loc[out["asr_mean"].isna(), "asr_std"] = float("nan")
-    order = {d: i for i, d in enumerate(dict.fromkeys(rows["defence"]))}
+    from engine.robustness.design import defence_label as label
+
+    undefended = label("none")
+    order = {d: i + (0 if d == undefended else 10_000) for i, d in enumerate(dict.fromkeys(rows["defence"]))}
     out["_clean"] = out["attack"] != NO_ATTACK
     out["_order"] = out["defence"].map(order)
     return out.sort_values(["strategy", "_clean", "_order"]).drop(columns=["_clean", "_order"]).reset_index(drop=True)
