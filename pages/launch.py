@@ -73,13 +73,15 @@ if design_broken:
 elif blocked:
     with st.container(border=True):
         st.markdown(f"**Cannot run this roster** ({len(blocked)}) — what each one needs:")
+        alternatives = next((alt for alt in (_why(e["reason"])[1] for e in blocked) if alt), "")
+        if alternatives:
+            st.caption(f":material/lightbulb: **Try instead** (these can run it): {alternatives}")
         bcols = st.columns(2)
         for i, e in enumerate(sorted(blocked, key=lambda e: (_family_rank(e["family"]), e["name"]))):
             with bcols[i % 2]:
                 st.checkbox(e["name"], value=False, disabled=True, key=ui.key(f"launch.s.{e['name']}"),
                             help=e["description"])
-                why, alternatives = _why(e["reason"])
-                st.caption(why + (f" · **try** {alternatives}" if alternatives else ""))
+                st.caption(_why(e["reason"])[0])
 st.session_state[chosen_key] = picked
 if not design_broken and current in {e["name"] for e in blocked}:
     why, alternatives = _why(by_reason[current])

@@ -107,7 +107,8 @@ def test_refusals_speak_the_page_and_carry_the_suggestions() -> None:
     # clients numbered as the roster shows them (from 0: Northgate is the roster's row 0), and the
     # CLI's alternatives in the page
     assert fedavg.startswith("clients 0 (Northgate) and 1 (Riverside) both use cnn but with different sizes")
-    assert "· **try** fedavg_by_arch, " in fedavg
+    assert any(c.startswith(":material/lightbulb: **Try instead** (these can run it): fedavg_by_arch, ")
+               for c in captions)
     # a page control where the engine names a config key
     fedmd = next(c for c in captions if c.startswith("fedmd needs a public/proxy set"))
     assert "set **Public fraction** (Data > Held-out sets and sampling) above 0" in fedmd
