@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import math
 import re
 import time
@@ -1448,10 +1449,13 @@ def with_strategy(design: dict[str, Any], name: str, params: dict[str, Any] | No
 # Runs: launching and listing through the run manager
 # ---------------------------------------------------------------------------------------------
 def manager(db_path: str | Path | None = None, workers: int | None = None):
-    """The process's run manager (:func:`engine.runs.get_manager`)."""
+    """The process's run manager (:func:`engine.runs.get_manager`). The app trains each run in a
+    process of its own (``isolation="process"``: a training thread in the server would hold the
+    interpreter lock the pages need); ``FEDMOSAIC_ISOLATION=thread`` keeps them in the server."""
     from engine.runs import get_manager
 
-    return get_manager(db_path=db_path, workers=workers)
+    return get_manager(db_path=db_path, workers=workers,
+                       isolation=os.environ.get("FEDMOSAIC_ISOLATION") or "process")
 
 
 MAX_SEEDS = 100

@@ -37,10 +37,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine import threads
-from engine.config import ExperimentConfig, parse_config
 from engine.errors import ConfigError, FedMosaicError, StorageError
 from engine.storage import (
     ACTIVE,
@@ -52,12 +50,18 @@ from engine.storage import (
     process_owner,
 )
 
+if TYPE_CHECKING:  # engine.config loads torch: commands that only read the database never need it
+    from engine.config import ExperimentConfig
+
 log = logging.getLogger("fedmosaic.runs")
 
 DEFAULT_WORKERS = 2
 """Runs trained at once by default (``FEDMOSAIC_WORKERS`` overrides)."""
 HEARTBEAT_S = 5.0
 """Seconds between two heartbeats of a manager's runs."""
+WORKER_NICE = 5
+"""How much lower the scheduling priority of a run's own process is (``isolation="process"``):
+the server's pages, and the user's other programs, come first."""
 
 
 class RunStateError(FedMosaicError):
@@ -91,16 +95,25 @@ class RunManager:
     :param stale_after_s: a run whose owner cannot be checked (another host) is presumed dead
         when its heartbeat is older than this (default ``max(30, 6 * heartbeat_s)``).
     :param root: data directory for datasets (default: the per-user data directory).
+    :param isolation: ``"thread"``: each run trains in a worker thread of this process (the
+        command line, tests); ``"process"``: each in a process of its own (:mod:`engine.worker`)
+        at a lower scheduling priority, so a server's pages stay responsive while runs train (the
+        app's choice). ``FEDMOSAIC_ISOLATION`` sets the default.
     """
 
     def __init__(self, store: Store | str | Path | None = None, *, workers: int | None = None,
                  heartbeat_s: float = HEARTBEAT_S, stale_after_s: float | None = None,
-                 root: Path | None = None) -> None:
+                 root: Path | None = None, isolation: str | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         env_workers = os.environ.get("FEDMOSAIC_WORKERS")
         self.workers = max(1, int(workers or (env_workers and int(env_workers)) or DEFAULT_WORKERS))
+        from engine import threads
+
         self.run_share = threads.share(self.workers)
         """Threads each run may use: the process's budget divided by the runs trained at once."""
+        self.isolation = isolation or os.environ.get("FEDMOSAIC_ISOLATION") or "thread"
+        if self.isolation not in ("thread", "process"):
+            raise ConfigError(f"isolation must be 'thread' or 'process', not {self.isolation!r}")
         self.heartbeat_s = float(heartbeat_s)
         self.stale_after_s = float(stale_after_s or max(30.0, 6 * self.heartbeat_s))
         self.reap_every_s = max(60.0, self.stale_after_s)
@@ -186,7 +199,7 @@ class RunManager:
                     raise ConfigError(f"the sweep lists '{label}' twice; remove one")
                 labels.append(label)
                 for seed in seeds:
-                    members.append((label, seed, parse_config({**base, "strategy": spec, "defence": guard,
+                    members.append((label, seed, _parse({**base, "strategy": spec, "defence": guard,
                                                                 "seed": seed})))
         for _, _, member in members:
             self._validate(member)
@@ -228,7 +241,7 @@ class RunManager:
         if status not in RESUMABLE:
             raise RunStateError(f"run {run_id} already finished all its {row['rounds']} rounds; "
                                 f"fork it to run a variation")
-        config = parse_config(row["config"])
+        config = _parse(row["config"])
         self.store.check_writable()
         if not self.store.claim(run_id, self.owner):
             raise RunStateError(f"run {run_id} was just resumed by another process")
@@ -243,7 +256,7 @@ class RunManager:
         :raises ConfigError: the merged config is invalid.
         """
         base = self.store.get_run(run_id)["config"]
-        config = parse_config(deep_merge(base, dict(changes or {})))
+        config = _parse(deep_merge(base, dict(changes or {})))
         self._validate(config)
         return config
 
@@ -411,14 +424,17 @@ class RunManager:
         run_id = handle.run_id
         sim = None
         failure: tuple[str, str] | None = None
-        try:
-            sim = Simulation(handle.config, store=self.store, run_id=run_id, root=self.root,
-                             cancel=handle.cancel, share=self.run_share)
-            sim.run(resume=handle.resume)
-        except Exception as exc:  # noqa: BLE001 - Simulation records its own failures on the row
-            message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"
-            failure = (message, traceback.format_exc())
-            log.info("run %s failed: %s", run_id, message)
+        if self.isolation == "process":
+            failure = self._run_process(handle)
+        else:
+            try:
+                sim = Simulation(handle.config, store=self.store, run_id=run_id, root=self.root,
+                                 cancel=handle.cancel, share=self.run_share)
+                sim.run(resume=handle.resume)
+            except Exception as exc:  # noqa: BLE001 - Simulation records its own failures on the row
+                message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"
+                failure = (message, traceback.format_exc())
+                log.info("run %s failed: %s", run_id, message)
         row = self.store.get_run(run_id)
         if row["status"] in ACTIVE:  # the run could not record how it ended (setup error, full disk)
             if failure is not None:
@@ -437,6 +453,44 @@ class RunManager:
                            f"continues from {where}")
                 self.store.update_run(run_id, status="interrupted", error=message, live=None)
                 self.store.add_event(run_id, message, "warning")
+
+    def _run_process(self, handle: _Handle) -> tuple[str, str] | None:
+        """Train the run in ``python -m engine.worker`` and wait for it; a cancel becomes SIGTERM
+        (the worker stops between batches and records ``cancelled``). Returns the failure when the
+        process ended badly (its message and the end of its error output), else ``None``."""
+        import subprocess
+        import tempfile
+
+        from engine.access import paths_trusted
+
+        cmd = [sys.executable, "-m", "engine.worker", "--db", str(self.store.path), "--run", handle.run_id,
+               "--share", str(self.run_share), "--nice", str(WORKER_NICE)]
+        if self.root is not None:
+            cmd += ["--root", str(self.root)]
+        if handle.resume:
+            cmd.append("--resume")
+        if paths_trusted():  # this runs in the launcher's context (handle.context)
+            cmd.append("--trusted")
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                    cwd=str(Path(__file__).resolve().parent.parent))
+            asked = False
+            while True:
+                try:
+                    proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if handle.cancel.is_set() and not asked:
+                        proc.terminate()
+                        asked = True
+            if proc.returncode == 0:
+                return None
+            err.seek(0)
+            tail = err.read()[-4000:]
+        last = next((line for line in reversed(tail.strip().splitlines()) if line.strip()), "")
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        log.info("run %s: its process ended with %s", handle.run_id, how)
+        return (f"the run's process ended with {how}" + (f": {last}" if last else ""), tail)
 
     def _heartbeat_loop(self) -> None:
         last_reap = time.monotonic()
@@ -476,11 +530,19 @@ def get_manager(db_path: str | Path | None = None, workers: int | None = None, *
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+def _parse(data: dict[str, Any] | str) -> ExperimentConfig:
+    from engine.config import parse_config
+
+    return parse_config(data)
+
+
 def _as_config(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentConfig:
+    from engine.config import ExperimentConfig
+
     if isinstance(config, ExperimentConfig):
         return config
     if isinstance(config, Mapping):
-        return parse_config(dict(config))
+        return _parse(dict(config))
     raise ConfigError(f"expected an experiment config, got {type(config).__name__}")
 
 

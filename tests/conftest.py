@@ -12,6 +12,9 @@ import torch
 
 torch.set_num_threads(1)
 os.environ.setdefault("FEDMOSAIC_THREADS", "1")
+# the app trains runs in processes of their own; tests keep them in threads (monkeypatched gates,
+# no interpreter start per run); tests/test_worker.py covers the process path
+os.environ.setdefault("FEDMOSAIC_ISOLATION", "thread")
 
 
 @pytest.fixture(autouse=True)

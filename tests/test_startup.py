@@ -1,7 +1,7 @@
 """Start-up diet: FLOPs are counted without torch's FlopCounterMode (which imports torch._dynamo)
 and give the same figures for every architecture; a command imports only what it needs (a run on
 a dataset that is not scikit-learn's never imports scikit-learn; validating never imports
-torch._dynamo)."""
+torch._dynamo; listing runs never imports torch)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def modules_after(args: list[str], home: Path) -> dict[str, bool]:
     """Which heavy modules a fresh ``python -m engine ARGS`` process had imported at exit."""
     probe = ("import atexit, json, sys, runpy\n"
              "atexit.register(lambda: print('MODULES ' + json.dumps({m: m in sys.modules for m in "
-             "('torch._dynamo', 'sklearn', 'scipy', 'plotly', 'streamlit')})))\n"
+             "('torch', 'torch._dynamo', 'sklearn', 'scipy', 'plotly', 'streamlit')})))\n"
              f"sys.argv = ['engine', *{args!r}]\n"
              "runpy.run_module('engine', run_name='__main__')\n")
     env = {**os.environ, "FEDMOSAIC_HOME": str(home), "FEDMOSAIC_DB": str(home / "t.db"), "OMP_NUM_THREADS": "1"}
@@ -84,3 +84,5 @@ def test_a_run_imports_only_what_it_needs(tmp_path: Path) -> None:
     assert not ran["plotly"] and not ran["streamlit"]
     validated = modules_after(["validate", str(path)], tmp_path)
     assert not validated["torch._dynamo"], "validating (FLOPs, no training) imported torch._dynamo"
+    listed = modules_after(["list"], tmp_path)
+    assert not listed["torch"], "listing the runs (the database only) imported torch"
