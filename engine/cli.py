@@ -185,7 +185,7 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     parser.add_argument("--db", help="database file (default: $FEDMOSAIC_DB or the per-user data dir)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,10 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("export", cmd_export, "export a run's figures or config")
     p.add_argument("run_id")
-    from engine.export import FORMATS
+    if command in (None, "export"):  # the formats module loads torch: only when it is the command
+        from engine.export import FORMATS
 
-    p.add_argument("--format", choices=list(FORMATS), default="csv",
-                   help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+        p.add_argument("--format", choices=list(FORMATS), default="csv",
+                       help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+    else:
+        p.add_argument("--format", default="csv")
     p.add_argument("--out", required=True, help="output file")
     p = add("catalog", cmd_catalog, "list architectures, strategies, datasets, partitioners")
     p.add_argument("--json", action="store_true")
@@ -223,6 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
     for extra in _extensions():
         extra(sub, add)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (``None`` when it names none: help, or a mistake), so the
+    parser loads only what that command's options need."""
+    rest = list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word == "--db":
+            rest = rest[1:]
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _extensions() -> list[Any]:
@@ -262,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _PlainStream(out), _PlainStream(err)
     try:
-        parser = build_parser()
+        parser = build_parser(_command(sys.argv[1:] if argv is None else argv))
         args = parser.parse_args(argv)
         with trusted_paths():  # the CLI's user owns the files it names (the app's designs never do)
             return int(args.func(args))
