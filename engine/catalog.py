@@ -32,6 +32,7 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
     defences."""
     from engine.data import DATASETS, PARTITIONERS
     from engine.executors import EXECUTORS
+    from engine.interop.flower import support as flower_support
     from engine.models import ARCHITECTURES
     from engine.robustness.attacks import ATTACKS
     from engine.robustness.defences import DEFENCES
@@ -43,7 +44,7 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
                            "params": _params(a.Params)} for n, a in ARCHITECTURES.items()],
         "strategies": [{"name": n, "family": s.family, "description": s.description, "paper": s.paper,
                         "url": s.url, "mixed_architectures": not s.same_architecture,
-                        "needs_public": s.needs_public, "tasks": sorted(s.tasks),
+                        "needs_public": s.needs_public, "tasks": sorted(s.tasks), "flower": flower_support(n),
                         "params": _params(s.Params)} for n, s in STRATEGIES.items()],
         "datasets": [{"name": n, "description": d.description, "kind": d.kind, "task": d.task,
                       "source": d.source, "params": _params(d.Options) if d.Options else []}

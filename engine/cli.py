@@ -251,8 +251,9 @@ def _extensions() -> list[Any]:
     except ImportError:
         pass
     from engine.artifacts.cli import cli_commands as model_commands
+    from engine.interop.cli import cli_commands as flower_commands
 
-    found.append(model_commands)
+    found += [model_commands, flower_commands]
     return found
 
 

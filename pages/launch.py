@@ -8,6 +8,7 @@ import copy
 import streamlit as st
 
 from engine import api
+from pages import _flower
 from pages import _robustness as robustness
 from pages import _ui as ui
 
@@ -170,6 +171,7 @@ for w in api.design_warnings(design):
     st.warning(api.for_page(w), icon=":material/warning:")
 n_runs = len(picked) * len(defences) * max(1, len(seeds))
 ui.show_problems(problems)
+_flower.panel(design, picked[0] if picked else None, disabled=bool(problems) or not picked)
 label = "Launch" if n_runs <= 1 else (f"Launch {n_runs} runs ({len(picked)} strategies × "
                                       + (f"{len(defences)} defences × " if len(defences) > 1 else "")
                                       + f"{len(seeds)} seeds)")

@@ -47,6 +47,9 @@ class Dataset:
     report: dict[str, Any] = field(default_factory=dict)
     features: list[Feature] | None = None
     split: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    """A table's sample positions in the file (0-based data rows; rows without a target are
+    dropped, so they can differ from the sample index); ``None`` for built-in datasets."""
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):

@@ -396,7 +396,7 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
     dataset = Dataset(Path(table.name).stem, as_tensor_x(x), y_t, spec, task=task, classes=classes,
                       columns=side, feature_names=[f.name for f in features], report=report,
                       features=features if spec.kind != "image" else None,
-                      split=split)
+                      split=split, rows=None if cfg.window is not None else df.index.to_numpy())
     return dataset, report
 
 

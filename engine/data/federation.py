@@ -78,6 +78,9 @@ class ClientData:
     index: np.ndarray = field(default_factory=lambda: np.arange(0))
     val: Split = field(default_factory=_empty_split)
     """Rows held out of training to choose the client's best round (may be empty)."""
+    test_index: np.ndarray = field(default_factory=lambda: np.arange(0))
+    """Dataset positions of the local test rows (``index`` holds the training rows'): a Flower
+    export writes each site's rows from them."""
 
 
 @dataclass
@@ -278,7 +281,7 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
         x = partitioner.transform_client(i, n_clients, x, numpy_rng(seed, "data", "client", i, "shift"))
         raw.append(tuple((x[torch.as_tensor(rel)], idx[rel]) for rel in (rel_train, rel_test, rel_val)))
     fitted = preprocess.fit_clients(list(preprocessing), [r[0][0] for r in raw], data, data_cfg.statistics)
-    clients = [ClientData(Split(t(x_tr), data.y[tr]), Split(t(x_te), data.y[te]), t, tr, Split(t(x_va), data.y[va]))
+    clients = [ClientData(Split(t(x_tr), data.y[tr]), Split(t(x_te), data.y[te]), t, tr, Split(t(x_va), data.y[va]), te)
                for t, ((x_tr, tr), (x_te, te), (x_va, va)) in zip(fitted.transforms, raw, strict=True)]
     digest = hashlib.sha256()
     public_idx = deal.public_idx
