@@ -261,6 +261,21 @@ def base_metric(key: str) -> Metric | None:
     return METRICS.get("_".join(parts))
 
 
+def reference_key(key: str) -> str | None:
+    """The round key of the trivial predictor matching a record key: own-test figures
+    (``local_``/``best_local_``/``val_``) -> ``ref_local_<m>_mean``; global-test and server figures
+    -> ``ref_global_<m>``; ``None`` for keys that are no task metric or a spread."""
+    metric = base_metric(key)
+    if metric is None or key.endswith(("_std", "_best")) or key.startswith("ref_"):
+        return None
+    core = key.removeprefix("best_")
+    if core.startswith(("local_", "val_")):
+        return f"ref_local_{metric.key}_mean"
+    if core.startswith(("global_", "server_")):
+        return f"ref_global_{metric.key}"
+    return None
+
+
 LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")
 
 

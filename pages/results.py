@@ -14,7 +14,7 @@ import streamlit as st
 
 from engine import api, charts
 from engine.export import FORMATS, default_filename, render
-from engine.metrics import client_key, headline_key
+from engine.metrics import client_key, headline_key, reference_key
 from engine.storage import ACTIVE
 from engine.verdict import BASELINES
 from pages import _models, _ui as ui
@@ -225,7 +225,6 @@ def body() -> None:
     _models.section(store, run)
     keys = charts.available_metrics(rounds)
     primary = next((k for k in (headline_key(m, best=False), headline_key(m)) if k in keys), keys[0])
-    reference = f"ref_local_{m.key}_mean"
     tabs = st.tabs(["Learning curves", "Clients", "Fairness", "Communication", "Time & participation",
                     "Late joiners", "Config & roster"], key="res.tab", on_change="rerun")
     run_rows = [run]
@@ -236,10 +235,9 @@ def body() -> None:
                                   format_func=charts.metric_label)
             x_keys = [k for k in X_AXES if k == "round" or k in keys]
             x = c2.radio("Against", x_keys, format_func=X_AXES.get, horizontal=True, key="res.x")
-            ref = rounds[rounds["key"] == reference]["value"]
-            same = charts.short_label(metric) == charts.short_label(reference) and "_local_" in f"_{metric}"
+            ref = rounds[rounds["key"] == (reference_key(metric) or "")]["value"]
             plot(charts.curves(rounds, metric, x=x, runs=run_rows,
-                               reference=float(ref.iloc[-1]) if same and not ref.empty else None), "curve")
+                               reference=float(ref.iloc[-1]) if not ref.empty else None), "curve")
             plot(charts.losses(rounds, x=x), "losses")
     def client_view() -> tuple[Any, Any, list[str], str | None]:
         clients, roster = data.clients, data.roster

@@ -107,6 +107,9 @@ def test_record_keys_name_their_metric_and_direction():
     assert metrics.higher_is_better("local_auc") and not metrics.higher_is_better("global_rmse_mean")
     assert not metrics.higher_is_better("train_loss") and not metrics.higher_is_better("local_acc_std")
     assert metrics.headline_key("bacc") == "best_local_bacc_mean"
+    assert metrics.reference_key("best_local_bacc_mean") == "ref_local_bacc_mean"
+    assert metrics.reference_key("server_auc[cnn]") == "ref_global_auc"
+    assert metrics.reference_key("local_acc_std") is None and metrics.reference_key("cum_bytes_up") is None
     assert metrics.headline_key(metrics.METRICS["r2"], best=False) == "local_r2_mean"
 
 
