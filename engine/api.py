@@ -33,6 +33,7 @@ from engine.data.config import COLUMN_TYPES, DataConfig
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError, validation_problems
 from engine.export import safe_filename
 from engine.labels import dataset_label, for_page, label
+from engine.privacy import roster as _privacy_cells  # the roster's privacy columns
 from engine.robustness.design import adversary_cells, adversary_from_cells
 from engine.storage import Store, default_data_dir
 
@@ -75,6 +76,10 @@ TEMPLATE_INFO: dict[str, tuple[str, str, str]] = {
                          ("Ten hospitals train one model; one site is compromised and plants a backdoor (a small "
                           "patch that makes any image read as class 0). Launch compares defences side by side: "
                           "accuracy and the attack's success rate per defence.")),
+    "privacy_hospitals": (":material/shield:", "Privacy budget per hospital",
+                          ("Five hospitals predicting an outcome from patient records, each with its own privacy "
+                           "budget ε (DP-SGD on its records; one without), and secure aggregation: the server sees "
+                           "only sums. Watch what each budget costs in accuracy.")),
     "edge": (":material/smartphone:", "Phones and edge devices",
              ("Forty small clients on budget phones, flagship phones and Raspberry Pis, with models sized to "
               "each device (HeteroFL); 30% are picked per round and an 80 ms deadline drops stragglers.")),
@@ -788,10 +793,10 @@ def natural_names(data: dict[str, Any]) -> list[str]:
 SIZES: dict[str, float] = {"tiny": 0.25, "small": 0.5, "medium": 1.0, "large": 2.0, "x-large": 4.0}
 ROSTER_COLUMNS = ["select", "name", "arch", "size", "knobs", "optimizer", "lr", "epochs", "batch_size",
                   "preprocessing", "device", "tier", "join_round", "data_share", "attack", "attack_settings",
-                  "params", "memory_mb", "issues"]
+                  *_privacy_cells.COLUMNS, "params", "memory_mb", "issues"]
 #: Roster fields a value can be applied to for the selected rows at once.
 BULK_FIELDS = ["arch", "size", "optimizer", "lr", "epochs", "batch_size", "preprocessing", "device", "tier",
-               "join_round", "data_share", "attack"]
+               "join_round", "data_share", "attack", *_privacy_cells.COLUMNS]
 
 
 def _expanded_rows(design: dict[str, Any]) -> list[dict[str, Any]]:
@@ -899,12 +904,13 @@ def roster_frame(design: dict[str, Any]) -> pd.DataFrame:
             "preprocessing": c.get("preprocessing", "none"), "device": c.get("device", "cpu"),
             "tier": c.get("tier") or "", "join_round": int(c.get("join_round", 1)),
             "data_share": float(share) if share is not None else None,
-            "attack": attack, "attack_settings": attack_settings,
+            "attack": attack, "attack_settings": attack_settings, **_privacy_cells.cells(c),
             "params": cost.get("params"), "memory_mb": cost.get("memory_mb"),
             "issues": "; ".join(issues.get(i, [])),
         })
     frame = pd.DataFrame(out, columns=ROSTER_COLUMNS)
-    return frame.astype({"params": "Int64", "memory_mb": "Float64", "data_share": "Float64"})
+    return frame.astype({"params": "Int64", "memory_mb": "Float64", "data_share": "Float64",
+                         **_privacy_cells.DTYPES})
 
 
 def frame_to_clients(frame: pd.DataFrame, design: dict[str, Any]) -> list[dict[str, Any]]:
@@ -938,6 +944,7 @@ def frame_to_clients(frame: pd.DataFrame, design: dict[str, Any]) -> list[dict[s
             "tier": (str(row.get("tier")) or None) if row.get("tier") not in (None, "") and not _isna(row.get("tier")) else None,
             "join_round": _num(row.get("join_round"), 1, int),
             "data_share": None if _isna(share) else float(share),
+            "privacy": _privacy_cells.from_cells(row, base.get("privacy")),
         })
         settings_text = "" if _isna(row.get("attack_settings")) else str(row.get("attack_settings") or "")
         try:
@@ -1063,6 +1070,8 @@ def apply_to(design: dict[str, Any], indices: Iterable[int], field_name: str, va
                 frame.at[i, "knobs"] = ""
             if field_name == "attack" and frame.at[i, "attack"] != value:
                 frame.at[i, "attack_settings"] = ""  # another attack's settings do not apply
+            if field_name in _privacy_cells.COLUMNS and not value:
+                value = None  # 0 or empty: clears that privacy setting
             frame.at[i, field_name] = value
     return set_clients(design, frame_to_clients(frame, design))
 

@@ -239,9 +239,13 @@ class VirtualClock:
 
     # ---- after training ---------------------------------------------------------------------------
     def settle(self, rnd: int, results: list[ClientResult], plans: dict[int, ClientPlan],
-               up_bytes: dict[int, int], down_bytes: dict[int, int]) -> RoundTiming:
+               up_bytes: dict[int, int], down_bytes: dict[int, int],
+               extra_ops: Mapping[int, float] | None = None) -> RoundTiming:
         """Actual simulated times from the work done and the bytes exchanged; which results the
-        server accepts (stragglers past the deadline are dropped); round and client metrics."""
+        server accepts (stragglers past the deadline are dropped); round and client metrics.
+
+        :param extra_ops: work per client beyond training, in operations of its tier's FLOP/s
+            (secure aggregation's key agreements and masks: :mod:`engine.privacy.secagg`)."""
         if not self.active:
             return RoundTiming(kept=list(results))
         by_id = {r.client.id: r for r in results}
@@ -277,6 +281,7 @@ class VirtualClock:
                 full = c.n_train * c.spec.epochs
                 samples = float(result.metrics.get("samples_seen", full * plan.work_fraction))
                 compute = compute_seconds(samples, self.flops.get(cid, 0), tier.flops)
+                compute += float((extra_ops or {}).get(cid, 0.0)) / tier.flops
                 up = up_bytes.get(cid, 0)
                 transfer = transfer_seconds(down, up, tier)
                 busy = compute + transfer

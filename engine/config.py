@@ -169,6 +169,12 @@ class ExperimentConfig(BaseModel):
                                        '{"clinic-laptop": {"base": "laptop-cpu", "up_bps": 5e6}}')
     tracking: TrackingSpec | None = Field(None, description='other places a run is logged to, e.g. '
                                           '{"mlflow": {"uri": "file:///home/me/mlruns"}}')
+    server_dp: ServerDP | None = Field(
+        None, description='user-level DP-FedAvg at the server for the strategies that average models, e.g. '
+                          '{"noise_multiplier": 1.0, "clip_norm": 0.5, "clipping": "adaptive"} (see docs/privacy.md)')
+    secure_aggregation: SecureAggregation | None = Field(
+        None, description='the server learns only the sum of the updates (simulated pairwise masking, '
+                          'Bonawitz et al. 2017), e.g. {"threshold": 0.5}')
 
     @field_validator("name")
     @classmethod

@@ -161,6 +161,9 @@ class Simulation:
         from engine.privacy.ledger import ClientLedger
 
         self.privacy = ClientLedger(self.clients, cfg.rounds, self._log)  # DP-SGD accounting
+        from engine.privacy.server import PrivateAggregation
+
+        self.private_agg = PrivateAggregation(cfg, self.clients, self.strategy, self.clock.tiers, self._log)
         self.executor = make_executor(cfg.executor, cfg.executor_options)
         self.env = ClientEnv(self.strategy, self.task, cfg.seed, self.build, self.cancel, self._log)
         plan = RunPlan(self.strategy, self.clients,
@@ -266,7 +269,9 @@ class Simulation:
         rng = numpy_rng(cfg.seed, "round", rnd)
         joined = [c for c in self.clients if c.spec.join_round <= rnd]
         online = self.privacy.eligible(rnd, clock.online(rnd, joined, rng))  # spent budgets stop
-        selected = clock.select(rnd, online, rng, cfg.fraction, strategy.select)
+        poisson = self.private_agg.dp is not None  # DP-FedAvg samples clients by Poisson sampling
+        selected = clock.select(rnd, online, rng, cfg.fraction, self.private_agg.select if poisson else strategy.select)
+        self.private_agg.begin(rnd, online, selected)
         messages = {c.id: strategy.configure(c) for c in selected}
         down = {cid: nbytes(m) for cid, m in messages.items()}
         plans = clock.plan(rnd, selected, down, rng)
@@ -287,7 +292,8 @@ class Simulation:
         results = self.executor.map(jobs, self.env)
         results = self.adversaries.tamper(rnd, results, messages)  # compromised clients' payloads
         up = {r.client.id: nbytes(r.payload) for r in results}
-        timing = clock.settle(rnd, results, plans, up, down)
+        protocol = self.private_agg.traffic(results, up, down, selected)  # secure aggregation's messages
+        timing = clock.settle(rnd, results, plans, up, down, protocol)
         kept_ids = {r.client.id for r in timing.kept}
         previous = dict(self.states)
         for r in results:
@@ -297,7 +303,8 @@ class Simulation:
         if self.cancel.is_set():
             self.states = previous  # a cancelled run keeps the models of its last completed round
             raise CancelledError("cancelled")
-        strategy.aggregate(timing.kept)
+        # server-side DP and secure aggregation compute the averaging strategies' mean (engine/privacy/server.py)
+        (self.private_agg.aggregate if self.private_agg.active else strategy.aggregate)(timing.kept)
         strategy.after_aggregate()
         defence_notes = self.combiner.take_notes()
 
@@ -330,6 +337,8 @@ class Simulation:
         round_metrics.update(strategy.round_metrics())
         self.privacy.record(rnd, results, per_client, round_metrics)
         round_metrics.update(self.adversaries.defence_figures(defence_notes))
+        for level, message in self.private_agg.record(per_client, round_metrics):
+            self._log(message, level)
         round_metrics.update({
             "n_selected": float(len(selected)), "n_completed": float(len(kept_ids)),
             "bytes_up": float(sum(up.get(i, 0) for i in kept_ids)), "bytes_down": float(sum(down.values())),
@@ -483,6 +492,7 @@ class Simulation:
         blob = {"round": rnd, "states": {str(k): v for k, v in self.states.items()},
                 "strategy": self.strategy.state_dict(), "clock": self.clock.state_dict(),
                 "participated": sorted(self.participated), "privacy": self.privacy.state_dict(),
+                "private_aggregation": self.private_agg.state_dict(),
                 "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")},
                 "best": {str(k): v for k, v in self.best.items()}, "server_best": dict(self.server_best),
                 "references_written": sorted(self._references_written)}
@@ -539,6 +549,7 @@ class Simulation:
                     self.clock.load_state_dict(blob["clock"])
                     self.participated = {int(c) for c in blob["participated"]}
                     self.privacy.load_state_dict(dict(blob.get("privacy", {})))
+                    self.private_agg.load_state_dict(dict(blob.get("private_aggregation", {})))
                     self._resumed_cum = {str(k): float(v) for k, v in dict(blob.get("cum", {})).items()}
                     self.best = {int(k): v for k, v in dict(blob.get("best", {})).items()}
                     self.server_best = dict(blob.get("server_best", {}))

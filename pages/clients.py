@@ -71,6 +71,18 @@ column_config = {
                                                help="a compromised client and what it does. " + api.attack_help()),
     "attack_settings": st.column_config.TextColumn("attack settings", help="settings other than the defaults, e.g. "
                                                                            "target=3, share=0.5 (see the Catalog's attacks)"),
+    "dp_epsilon": st.column_config.NumberColumn(
+        "ε budget", min_value=0.0, max_value=1000.0, step=0.1, format="%.3g",
+        help="differential privacy (DP-SGD on this client's records): the privacy budget ε this client may spend; "
+             "it stops training when the next round would exceed it. Empty: no budget (and no DP unless a DP noise "
+             "is set). Smaller is more private"),
+    "dp_noise": st.column_config.NumberColumn(
+        "DP noise", min_value=0.0, max_value=1000.0, step=0.1, format="%.3g",
+        help="noise added to each DP-SGD step, as a multiple of the clipping norm; empty with an ε budget: "
+             "calibrated so the run spends exactly that budget"),
+    "dp_clip": st.column_config.NumberColumn(
+        "DP clip", min_value=0.0, max_value=10000.0, step=0.1, format="%.3g",
+        help="DP-SGD: each record's gradient is scaled down to at most this length (1 when empty)"),
     "params": st.column_config.NumberColumn("params", help="trainable parameters for this dataset", format="%d"),
     "memory_mb": st.column_config.NumberColumn("memory MB", help="estimated training memory", format="%.2f"),
     "issues": st.column_config.TextColumn("issues", width="medium", help="what to fix in this row (hover to read)"),
@@ -80,7 +92,7 @@ edited = st.data_editor(
     column_config=column_config, disabled=["params", "memory_mb", "issues"], num_rows="dynamic",
     column_order=["select", "name", "arch", "size", "knobs", "params", "memory_mb", "issues", "optimizer", "lr",
                   "epochs", "batch_size", "preprocessing", "device", "tier", "join_round", "data_share", "attack",
-                  "attack_settings"],
+                  "attack_settings", "dp_epsilon", "dp_noise", "dp_clip"],
     height=min(38 + 35 * (len(frame) + 1), 560),
 )
 if not edited.drop(columns=["select"]).reset_index(drop=True).equals(frame.drop(columns=["select"])):
@@ -115,12 +127,17 @@ with t1.container(border=True):
                 st.rerun()
 with t2.container(border=True):
     st.markdown(f"**Apply a value to selected rows** ({len(selected)} selected)")
-    field = st.selectbox("Field", api.BULK_FIELDS, key="cl.bulk_field")
+    field = st.selectbox("Field", api.BULK_FIELDS, key="cl.bulk_field",
+                         format_func=lambda f: column_config[f]["label"] if f.startswith("dp_") else f)
     if field in ("arch", "size", "optimizer", "preprocessing", "device", "tier", "attack"):
         options = {"arch": arch_names, "size": list(api.SIZES), "optimizer": ["sgd", "adam", "adamw"],
                    "preprocessing": list(PREPROCESSING), "device": api.device_names(), "tier": [""] + tiers,
                    "attack": api.attack_options()}[field]
         value = st.selectbox("Value", options, key=f"cl.bulk_value.{field}")
+    elif field in ("dp_epsilon", "dp_noise", "dp_clip"):
+        value = st.number_input("Value (0 clears it)", min_value=0.0, max_value=1000.0,
+                                value={"dp_epsilon": 4.0, "dp_noise": 1.0, "dp_clip": 1.0}[field], step=0.1,
+                                format="%.3g", key=f"cl.bulk_value.{field}")
     elif field in ("epochs", "batch_size", "join_round"):
         value = int(st.number_input("Value", min_value=1, value=1 if field != "batch_size" else 32, step=1,
                                     key=f"cl.bulk_value.{field}"))
@@ -193,6 +210,24 @@ if rows:
         attack_settings = b.text_input("Attack settings", settings_now,
                                        help="settings other than the defaults, e.g. target=3, share=0.5 (see the "
                                             "Catalog's attacks)")
+        dp = dict(row.get("privacy") or {})
+        st.markdown("**Differential privacy** (DP-SGD on this client's records; see the ε budget column)")
+        a, b, c, d = st.columns(4)
+        dp_on = a.checkbox("Train with differential privacy", bool(dp))
+        dp_eps = b.number_input("ε budget (0: none)", 0.0, 1000.0, float(dp.get("target_epsilon") or 0.0), 0.5,
+                                format="%.3g", help="the privacy budget; the client stops training when it is spent")
+        dp_noise = c.number_input("DP noise (0: calibrate from ε)", 0.0, 1000.0,
+                                  float(dp.get("noise_multiplier") or 0.0), 0.1, format="%.3g")
+        dp_clip = d.number_input("DP clip", 0.001, 10000.0, float(dp.get("clip_norm") or 1.0), 0.1, format="%.3g",
+                                 help="largest length of one record's gradient")
+        a, b, _, _ = st.columns(4)
+        dp_delta = a.number_input("δ (0: 1 / records)", 0.0, 0.5, float(dp.get("delta") or 0.0), format="%.2e",
+                                  help="the chance the guarantee may fail; by default 1 / the client's training "
+                                       "records. Smaller is safer")
+        accountants = ["rdp", "prv"]
+        dp_acc = b.selectbox("Accountant", accountants, index=accountants.index(dp.get("accountant", "rdp"))
+                             if dp.get("accountant", "rdp") in accountants else 0,
+                             format_func=lambda a: {"rdp": "RDP (Rényi)", "prv": "PRV (tighter, slower)"}[a])
         if st.form_submit_button("Save client", type="primary"):
             with ui.guard("saving the client"):
                 changes = {"name": name.strip() or row.get("name"), "arch": arch, "size": size, "knobs": knobs,
@@ -200,7 +235,10 @@ if rows:
                            "epochs": int(epochs), "batch_size": int(batch), "preprocessing": prep, "device": device,
                            "tier": tier or None, "join_round": int(join), "data_share": share or None,
                            "cold_start": cold, "augment": {**aug, "flip": flip, "crop": int(crop), "noise": noise},
-                           "adversary": api.adversary_form(attack, attack_settings)}
+                           "adversary": api.adversary_form(attack, attack_settings),
+                           "privacy": ({"clip_norm": dp_clip, "target_epsilon": dp_eps or None,
+                                        "noise_multiplier": dp_noise or None, "delta": dp_delta or None,
+                                        "accountant": dp_acc} if dp_on else None)}
                 ui.set_design(api.update_client(design, int(pick), changes), replace=True)
                 ui.flash_later(f"Saved client {name}.", "success")
                 st.rerun()

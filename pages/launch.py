@@ -9,6 +9,7 @@ import streamlit as st
 
 from engine import api
 from pages import _flower
+from pages import _privacy as privacy_ui
 from pages import _robustness as robustness
 from pages import _ui as ui
 
@@ -113,6 +114,7 @@ defences = robustness.defence_picker(design, picked)
 # ---- run settings ---------------------------------------------------------------------------------
 st.subheader("Run settings")
 settings = ui.params_form(api.launch_fields(), design, "launch.cfg", columns=4)
+settings.update(privacy_ui.launch_settings(design))  # server-side DP, secure aggregation (pages/_privacy.py)
 chosen_metric = api.primary_preview({**design, **settings})
 if chosen_metric:
     st.caption(f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** ({chosen_metric[1]}); "

@@ -18,6 +18,7 @@ from engine.metrics import client_key, headline_key, reference_key
 from engine.storage import ACTIVE
 from engine.verdict import BASELINES
 from pages import _models, _ui as ui
+from pages import _privacy as privacy_ui
 from pages import _robustness as robustness
 
 ui.enter_page()
@@ -225,8 +226,14 @@ def body() -> None:
     _models.section(store, run)
     keys = charts.available_metrics(rounds)
     primary = next((k for k in (headline_key(m, best=False), headline_key(m)) if k in keys), keys[0])
+    private = privacy_ui.has_privacy(run)  # its own tab (pages/_privacy.py)
     tabs = st.tabs(["Learning curves", "Clients", "Fairness", "Communication", "Time & participation",
-                    "Late joiners", "Config & roster"], key="res.tab", on_change="rerun")
+                    "Late joiners", "Config & roster", *(["Privacy"] if private else [])],
+                   key="res.tab", on_change="rerun")
+    if private:
+        with tabs[7]:
+            if tabs[7].open:
+                privacy_ui.results_tab(run, rounds, data.clients, data.roster)
     run_rows = [run]
     with tabs[0]:
         if tabs[0].open:

@@ -33,6 +33,8 @@ INSTALL_HINT = ("differential privacy needs Opacus's accountants: pip install 'f
 ALPHAS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
                                   + [80, 96, 128, 160, 192, 256, 384, 512, 768, 1024])
 """Renyi orders searched by the ``rdp`` accountant (Opacus's defaults plus larger ones)."""
+COARSE: tuple[float, ...] = tuple(a for a in ALPHAS if float(a).is_integer())
+"""The integer orders of :data:`ALPHAS`: cheap to compute, used to bracket a calibration."""
 
 PRV_EPS_ERROR = 0.01
 """Allowed numerical error of the ``prv`` accountant's epsilon (it reports the upper bound)."""
@@ -59,26 +61,28 @@ def _accountant(kind: str):
     raise ConfigError(f"unknown accountant '{kind}'; valid: rdp, prv")
 
 
-def epsilon(history: History, delta: float, kind: str = "rdp") -> float:
+def epsilon(history: History, delta: float, kind: str = "rdp", orders: tuple[float, ...] = ALPHAS) -> float:
     """The epsilon spent by ``history`` at ``delta`` (0 for an empty history).
 
+    :param orders: Renyi orders the ``rdp`` accountant searches (fewer: faster, never tighter).
     :raises ConfigError: Opacus missing, or an unknown accountant.
     """
     steps = [(float(s), float(q), int(n)) for s, q, n in history if int(n) > 0]
     if not steps:
         return 0.0
-    acc = _accountant(kind)
+    if not available():
+        raise ConfigError(INSTALL_HINT)
     steps = _merged(steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus warns when the best order is the last one searched
         if kind == "rdp":
             # RDPAccountant.get_epsilon's computation, with each step's RDP curve computed once
             # per (noise, rate) instead of once per call: the same floats, in the same order
-            from opacus.accountants.analysis.rdp import get_privacy_spent
-
-            rdp = sum([_rdp_step(s, q) * n for s, q, n in steps])
+            rdp = sum([_rdp_step(s, q, orders) * n for s, q, n in steps])
+            eps = rdp_analysis().get_privacy_spent(orders=list(orders), rdp=rdp, delta=delta)[0]
             # the conversion can dip below 0 for a loose delta and much noise: epsilon is at least 0
-            return max(0.0, float(get_privacy_spent(orders=list(ALPHAS), rdp=rdp, delta=delta)[0]))
+            return max(0.0, float(eps))
+        acc = _accountant(kind)
         acc.history = steps
         try:
             return max(0.0, float(acc.get_epsilon(delta, eps_error=PRV_EPS_ERROR)))
@@ -88,12 +92,31 @@ def epsilon(history: History, delta: float, kind: str = "rdp") -> float:
             return epsilon(steps, delta, "rdp")
 
 
-@lru_cache(maxsize=4096)
-def _rdp_step(noise_multiplier: float, sample_rate: float):
-    """The RDP of one subsampled Gaussian step at every order of :data:`ALPHAS` (numpy array)."""
-    from opacus.accountants.analysis.rdp import compute_rdp
+@lru_cache(maxsize=1)
+def rdp_analysis():
+    """Opacus's RDP analysis module (``opacus.accountants.analysis.rdp``: numpy and
+    scipy.special only), loaded from its file on its own: importing it through the ``opacus``
+    package first imports the whole library (torch.distributed, scipy.stats; 4-10 s on a busy
+    machine) for two pure functions. The same code either way."""
+    import importlib.util
+    from pathlib import Path
 
-    return compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(ALPHAS))
+    spec = importlib.util.find_spec("opacus")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(INSTALL_HINT)
+    path = Path(list(spec.submodule_search_locations)[0]) / "accountants" / "analysis" / "rdp.py"
+    loaded = importlib.util.spec_from_file_location("_fedmosaic_opacus_rdp", path)
+    if loaded is None or loaded.loader is None:
+        raise ConfigError(INSTALL_HINT)
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module
+
+
+@lru_cache(maxsize=4096)
+def _rdp_step(noise_multiplier: float, sample_rate: float, orders: tuple[float, ...] = ALPHAS):
+    """The RDP of one subsampled Gaussian step at every order of ``orders`` (numpy array)."""
+    return rdp_analysis().compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(orders))
 
 
 def _merged(history: Sequence[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
@@ -116,8 +139,15 @@ def noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: in
     """
     if steps <= 0:
         raise ConfigError("no training step is planned, so there is no noise to calibrate")
+    # search on the integer orders first (cheap; a subset of ALPHAS, so never tighter), then
+    # narrow the last bracket with every order
+    coarse = COARSE if kind == "rdp" else ALPHAS
+
+    def spent(sigma: float, orders: tuple[float, ...]) -> float:
+        return epsilon([(sigma, sample_rate, steps)], delta, kind, orders)
+
     low, high = 0.0, 1.0
-    while epsilon([(high, sample_rate, steps)], delta, kind) > target_epsilon:
+    while spent(high, coarse) > target_epsilon:
         low, high = high, 2 * high
         if high > 1000:
             raise ConfigError(
@@ -126,10 +156,12 @@ def noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: in
                 f"epsilon, or train fewer rounds, epochs or larger-fraction batches")
     while high - low > 0.01 * high:
         mid = (low + high) / 2
-        if epsilon([(mid, sample_rate, steps)], delta, kind) > target_epsilon:
-            low = mid
-        else:
-            high = mid
+        low, high = (mid, high) if spent(mid, coarse) > target_epsilon else (low, mid)
+    if kind == "rdp":  # every order can only lower epsilon: the noise may shrink a little
+        low = max(low, 0.85 * high)
+        while high - low > 0.01 * high:
+            mid = (low + high) / 2
+            low, high = (mid, high) if spent(mid, ALPHAS) > target_epsilon else (low, mid)
     return high
 
 

@@ -15,6 +15,8 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import ConfigError
+
 if TYPE_CHECKING:
     from engine.config import ClientSpec, ExperimentConfig
 
@@ -31,6 +33,8 @@ def _names(roster: Sequence[ClientSpec], idx: Sequence[int]) -> str:
 
 def strategy_problem(cls: Any, params: Any, config: ExperimentConfig) -> str | None:
     """Why strategy ``cls`` (with ``params``) cannot run ``config``'s privacy settings, or ``None``."""
+    from engine.privacy.server import averaging
+
     roster = config.roster()
     private = dp_clients(roster)
     if private and params is not None:
@@ -38,7 +42,20 @@ def strategy_problem(cls: Any, params: Any, config: ExperimentConfig) -> str | N
             why = cls.private_payload(params, roster[i])
             if why:
                 return f"{why} (client {_names(roster, [i])} trains with DP-SGD)"
+    wanted = [w for w, on in (("server-side DP", getattr(config, "server_dp", None) is not None),
+                              ("secure aggregation", getattr(config, "secure_aggregation", None) is not None)) if on]
+    if wanted and not averaging(cls):
+        what = " and ".join(wanted)
+        how = ("trains no shared model" if not cls.collaborates else
+               "combines the clients' uploads its own way (not only their weighted sum)")
+        return (f"{cls.name} {how}; {what} cover{'s' if len(wanted) == 1 else ''} the strategies whose server only "
+                f"averages models (fedavg, fedprox, fedper, lg_fedavg, fedavgm...)")
     return None
+
+
+def server_privacy(config: ExperimentConfig) -> bool:
+    """Whether the design asks for server-side DP or secure aggregation."""
+    return getattr(config, "server_dp", None) is not None or getattr(config, "secure_aggregation", None) is not None
 
 
 def _params(cls: Any, config: ExperimentConfig) -> Any:
@@ -56,7 +73,7 @@ def compatibility(config: ExperimentConfig) -> dict[str, str | None]:
     it can, or the design has none)."""
     from engine.strategies import STRATEGIES
 
-    if not dp_clients(config.roster()):
+    if not dp_clients(config.roster()) and not server_privacy(config):
         return {name: None for name, _ in STRATEGIES.items()}
     return {name: strategy_problem(cls, _params(cls, config), config) for name, cls in STRATEGIES.items()}
 
@@ -71,15 +88,18 @@ def problems(config: ExperimentConfig, data: Any, n_train: Sequence[int] | None 
     private = dp_clients(roster)
     errors: list[str] = []
     warnings: list[str] = []
+    if server_privacy(config):
+        errors_s, warnings_s = server_problems(config)
+        errors.extend(errors_s)
+        warnings.extend(warnings_s)
     if not private:
         return errors, warnings
     from engine.privacy.accountant import INSTALL_HINT, available
 
     if not available():
-        return [f"privacy: {INSTALL_HINT}"], warnings
+        return [*errors, f"privacy: {INSTALL_HINT}"], warnings
     errors.extend(layer_problems(config, data, private))
     if n_train is not None:
-        from engine.errors import ConfigError
         from engine.privacy.ledger import plan
 
         for i in private:
@@ -135,3 +155,46 @@ def layer_problems(config: ExperimentConfig, data: Any, private: Sequence[int]) 
         if seen[key]:
             out.append(f"privacy: {spec.name} ({spec.arch}) cannot train with DP-SGD: {'; '.join(seen[key])}")
     return out
+
+
+def server_problems(config: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """Errors and warnings of ``server_dp`` and ``secure_aggregation``."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    dp, sa = getattr(config, "server_dp", None), getattr(config, "secure_aggregation", None)
+    # a robust defence with either is refused by engine/robustness/check.py (one message each)
+    if dp is not None:
+        from engine.privacy.accountant import INSTALL_HINT, available
+
+        if not available():
+            errors.append(f"privacy: {INSTALL_HINT}")
+            return errors, warnings
+        if config.selection == "deadline_aware":
+            errors.append("privacy: server-side DP samples clients at random with a known probability (what its "
+                          "accountant assumes); deadline-aware selection picks them by speed. Set the selection to "
+                          "random or all")
+        n = len(config.roster())
+        delta = dp.delta if dp.delta is not None else 1.0 / n
+        if delta > 0.01:
+            warnings.append(f"privacy: server-side DP's delta is {delta:.3g} (1/N for {n} clients): a mechanism may "
+                            f"then reveal one client's update outright with that probability; set a delta of 1e-3 "
+                            f"or below for a meaningful guarantee")
+        try:
+            from engine.privacy.server import update_noise
+            from engine.privacy.accountant import noise_for
+
+            rate = 1.0 if config.selection == "all" else config.fraction
+            z = dp.noise_multiplier or noise_for(float(dp.target_epsilon), float(delta), float(rate),
+                                                 int(config.rounds), dp.accountant)
+            if dp.clipping == "adaptive":
+                count = dp.count_noise if dp.count_noise is not None else max(rate * n / 20, 2 * z)
+                update_noise(z, count)
+        except ConfigError as exc:
+            errors.append(f"privacy: {exc}")
+        if config.fraction * n < 5:
+            warnings.append(f"privacy: server-side DP averages about {config.fraction * n:.3g} client(s) per round; "
+                            f"its noise (noise multiplier x clipping norm, divided by that count) will dominate the "
+                            f"update: DP-FedAvg needs many clients per round")
+    if sa is not None and len(config.roster()) < 2:
+        errors.append("privacy: secure aggregation needs at least 2 clients (a sum of one reveals it)")
+    return errors, warnings
