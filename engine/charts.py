@@ -56,6 +56,12 @@ _SPECIAL = {
     "bytes_down": "Data downloaded this round (bytes)", "wall_s": "Compute time this round (s)",
     "cum_wall_s": "Compute time (s, cumulative)", "n_selected": "Clients selected",
     "n_completed": "Clients that completed the round", "train_loss": "Training loss",
+    "backdoor_asr": "Backdoor attack success rate (per client; per round: the honest clients' mean)",
+    "server_backdoor_asr": "Backdoor attack success rate of the server model",
+    "defence_kept_attackers": "Share of combinations the defence let compromised clients into",
+    "defence_kept_honest": "Share of combinations the defence let honest clients into",
+    "defence_scale_attackers": "Factor the defence scaled compromised clients' updates by",
+    "defence_scale_honest": "Factor the defence scaled honest clients' updates by",
 }
 
 

@@ -123,6 +123,40 @@ class Combiner:
             out[c] = self._combine(table[rows, c], n[rows, c], ref, ids).row
         return out.to(means[0].dtype), total.to(counts[0].dtype)
 
+    def masked_mean(self, states: Sequence[State], masks: Sequence[Mapping[str, Tensor]], weights: Sequence[float],
+                    reference: State, who: Sequence[int] | None = None) -> dict[str, Tensor]:
+        """One state in ``reference``'s shapes from contributions that each cover only part of it
+        (HeteroFL's width slices, written into the full shape): ``masks[k][key]`` says which numbers
+        client ``k`` sent. Entries are grouped by the set of clients covering them and each group
+        is combined on its own (a defence then compares like with like: Krum's distances, the
+        median's values); entries nobody covers keep ``reference``. Without a defence: the weighted
+        mean over the covering clients."""
+        keys = [k for k, v in reference.items() if v.is_floating_point()]
+        out = {k: v for k, v in reference.items()}
+        if not states or not keys:
+            return out
+        x = flatten(states, keys)  # (K, P)
+        covered = torch.stack([torch.cat([m[k].reshape(-1) for k in keys]) for m in masks]).bool()
+        ref = flatten([reference], keys)[0]
+        w = torch.as_tensor([float(v) for v in weights], dtype=torch.float64)
+        row = ref.clone()
+        patterns, group = torch.unique(covered.T, dim=0, return_inverse=True)
+        for p, pattern in enumerate(patterns):
+            clients = torch.nonzero(pattern).flatten()
+            if len(clients) == 0:
+                continue
+            entries = torch.nonzero(group == p).flatten()
+            part = x[clients][:, entries]
+            ids = [who[int(i)] for i in clients] if who is not None else None
+            if self.defence is None:
+                from engine.robustness.aggregate import weighted_rows_mean
+
+                row[entries] = weighted_rows_mean(part, w[clients])
+            else:
+                row[entries] = self._combine(part, w[clients], ref[entries], ids).row
+        out.update(unflatten(row, reference, keys))
+        return out
+
     # ---- bookkeeping ----------------------------------------------------------------------------
     def take_notes(self) -> dict[int, dict[str, float]]:
         """Per-client figures of what the defence did since the last call (``defence_kept``: the

@@ -8,6 +8,8 @@ differs, the leading indices. The server then averages each entry of the global 
 clients whose slice covers it, weighted by their sample counts; entries nobody covered keep their
 value. So the first channels of every layer are trained by everyone and the last ones only by the
 wide clients.
+With a defence (the config's ``defence``) each entry is combined by that rule over the clients
+covering it, entries covered by the same clients together (``server.combine.masked_mean``).
 
 Structured dimensions are sliced per block so that a slice is still the same kind of unit:
 
@@ -148,9 +150,6 @@ class HeteroFL(Strategy):
     description = ("Clients of one architecture at different widths (1, 0.5, 0.25...) train nested slices "
                    "of one full-width global model; small devices send small slices.")
     same_architecture = False
-    no_defence = ("heterofl's clients send slices of different widths of one model, so their contributions "
-                  "cannot be compared number by number; give every client the same width (then it is fedavg) to "
-                  "use a defence")
 
     @classmethod
     def incompatibility(cls, roster: Sequence[ClientSpec], task: str, has_public: bool) -> str | None:
@@ -210,8 +209,18 @@ class HeteroFL(Strategy):
         if not results:
             return
         old = self.state["global"]["all"]
-        new = aggregate_slices(old, [r.payload for r in results], [self.plan(r.client) for r in results],
-                               [float(r.n_samples) for r in results])
+        parts, plans = [r.payload for r in results], [self.plan(r.client) for r in results]
+        weights = [float(r.n_samples) for r in results]
+        if self.server.combine.plain:
+            new = aggregate_slices(old, parts, plans, weights)
+        else:  # a defence: each client's slice written into the full shape, entries grouped by who covers them
+            full = [{k: embed(part[k], plan[k], old[k].shape) for k in old if k in part} for part, plan in zip(parts, plans, strict=True)]
+            masks = [{k: embed(torch.ones_like(part[k]), plan[k], old[k].shape) > 0 if k in part
+                      else torch.zeros(old[k].shape, dtype=torch.bool) for k in old if old[k].is_floating_point()}
+                     for part, plan in zip(parts, plans, strict=True)]
+            full = [{k: f.get(k, torch.zeros_like(old[k])) for k in old if old[k].is_floating_point()} for f in full]
+            new = self.server.combine.masked_mean(full, masks, weights, reference=old,
+                                                  who=[r.client.id for r in results])
         self.state["global"]["all"] = self.server_update("all", old, new)
 
     def server_models(self) -> dict[str, dict[str, Tensor]]:
