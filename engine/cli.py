@@ -111,7 +111,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if run.get("error"):
         print(f"error: {run['error']}")
     for key, value in sorted((run.get("summary") or {}).items()):
-        if value is not None and (key.endswith("_mean") or key.startswith("server_")):
+        if value is not None and (key.endswith("_mean") or key.startswith(("server_", "backdoor_asr", "defence_"))):
             print(f"  {key:28s} {value:.4f}")
     return 0
 
