@@ -299,8 +299,11 @@ def check(**over):
 
 def test_the_check_says_where_an_attack_or_a_defence_cannot_apply_and_why() -> None:
     r = check(clients=roster("sign_flip"), strategy="fd")
-    assert any("sign flipping changes its model update, but fd sends logits" in e for e in r.errors)
+    # rows numbered as the roster table shows them: eight honest clients, then rows 8 and 9
+    assert any("client rows 8-9 (bad): sign flipping changes its model update, but fd sends logits" in e
+               for e in r.errors)
     assert r.compatible["fedavg"] is None and "poisoned_logits" in r.compatible["fd"]
+    assert r.compatible["local"] is None and r.compatible["centralized"] is None  # references: warned, not refused
     r = check(clients=roster("poisoned_prototypes"), strategy="fedproto", defence="median")
     assert r.ok and "fedavg" in r.compatible and r.compatible["fedavg"] is not None
     r = check(clients=roster({"attack": "backdoor", "target": 10}))

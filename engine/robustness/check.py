@@ -25,8 +25,16 @@ ACTS = {"data": "its training data", "weights": "its model update", "logits": "t
 """Where an attack acts, in words."""
 
 
-def _who(i: int, spec: Any) -> str:
-    return f"client row {i} ({spec.name})"
+def _rows(config: Any) -> list[tuple[str, Any]]:
+    """``(who, spec)`` for every client spec of the config, ``who`` naming its rows as the roster
+    table numbers them (from 0, a spec with ``count`` n taking n rows)."""
+    out, row = [], 0
+    for spec in config.clients:
+        n = spec.count
+        rows = f"client row {row}" if n == 1 else f"client rows {row}-{row + n - 1}"
+        out.append((f"{rows} ({spec.name})", spec))
+        row += n
+    return out
 
 
 def secure_aggregation(config: Any) -> bool:
@@ -47,7 +55,9 @@ def fitting_attacks(sends: str) -> list[str]:
 
 def strategy_reason(cls: Any, config: Any) -> str | None:
     """Why strategy class ``cls`` cannot run this config's adversaries or defence, or ``None``."""
-    for i, spec in enumerate(config.clients):
+    if cls.sends == "nothing":  # a reference that exchanges nothing: a payload attack changes nothing
+        return defence_reason(cls, config.defence.name)
+    for who, spec in _rows(config):
         if spec.adversary is None:
             continue
         attack = ATTACKS.get(spec.adversary.attack)
@@ -62,7 +72,7 @@ def strategy_reason(cls: Any, config: Any) -> str | None:
             what = attack.title.lower() if act == attack.acts_on else f"{attack.title.lower()} with a boost"
             fix = ("set its boost to 1" if act != attack.acts_on
                    else f"give it an attack that fits: {', '.join(fitting_attacks(cls.sends))}")
-            return (f"{_who(i, spec)}: {what} changes {ACTS[act]}, but {cls.name} sends {SENDS.get(cls.sends, cls.sends)}; "
+            return (f"{who}: {what} changes {ACTS[act]}, but {cls.name} sends {SENDS.get(cls.sends, cls.sends)}; "
                     f"{fix}")
     return defence_reason(cls, config.defence.name)
 
@@ -109,7 +119,7 @@ def problems(config: Any, task: str, n_classes: int, input_spec: Any) -> tuple[l
     strategy = STRATEGIES.get(config.strategy.name)
     roster = config.roster()
     attackers = 0
-    for i, spec in enumerate(config.clients):
+    for who, spec in _rows(config):
         if spec.adversary is None:
             continue
         attackers += spec.count
@@ -117,13 +127,16 @@ def problems(config: Any, task: str, n_classes: int, input_spec: Any) -> tuple[l
         params = attack.Params(**spec.adversary.params())
         why = attack.incompatibility(params, task, n_classes, input_spec)
         if why:
-            errors.append(f"{_who(i, spec)}: {why}")
+            errors.append(f"{who}: {why}")
         elif not strategy.collaborates:
-            warnings.append(f"{_who(i, spec)}: {strategy.name} shares nothing, so its {attack.title.lower()} harms "
-                            f"only its own model")
+            warnings.append(f"{who}: {strategy.name} shares nothing, so its {attack.title.lower()} harms only its "
+                            f"own model")
+        elif strategy.sends == "nothing" and attack.acts_on != "data":
+            warnings.append(f"{who}: {strategy.name} exchanges no messages, so its {attack.title.lower()} changes "
+                            f"nothing")
         start = getattr(params, "start_round", 1)
         if start > config.rounds:
-            warnings.append(f"{_who(i, spec)}: its attack starts at round {start}, after the last round "
+            warnings.append(f"{who}: its attack starts at round {start}, after the last round "
                             f"({config.rounds}); it never attacks")
     if attackers and attackers * 2 >= len(roster):
         warnings.append(f"{attackers} of {len(roster)} clients are compromised: no robust average holds once half "
