@@ -34,8 +34,8 @@ def section(store: Any, run: dict[str, Any]) -> None:
     reported = found.default
     st.caption(f"Every client's model as {ui.plain(run['strategy'])} evaluates it, and what the federation shares; "
                f"each as weights (safetensors), config.json, its preprocessing and a model card (README.md). "
-               + ("The figures on this page are those of each client's best validation round."
-                  if reported == "best" else ""))
+               + ("Model cards and Predict use each client's weights of its best validation round (the round of "
+                  "the headline figures) unless you pick the last round." if reported == "best" else ""))
     c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
     choice = c1.selectbox("Model", list(labels), format_func=labels.get, key="res.models.pick")
     onnx = c2.checkbox("Add ONNX", key="res.models.onnx", disabled=not _onnx_available(),

@@ -58,7 +58,9 @@ for tab, section in zip(tabs, sections, strict=True):
             st.dataframe(pd.DataFrame([{"strategy": e["name"], "family": e.get("family"),
                                         "mixed models": "✓" if e.get("mixed_architectures") else "",
                                         "needs public set": "✓" if e.get("needs_public") else "",
-                                        "tasks": ", ".join(e.get("tasks", [])), "paper": e.get("url") or None}
+                                        "tasks": ", ".join(e.get("tasks", [])),
+                                        "exports to Flower as": e.get("flower") or "",
+                                        "paper": e.get("url") or None}
                                        for e in entries]),
                          hide_index=True, width="stretch", height=38 + 35 * len(entries),
                          column_config={"paper": st.column_config.LinkColumn("paper", display_text="open paper")})

@@ -305,3 +305,27 @@ def split_positions(sim: Simulation, cid: int) -> np.ndarray:
     """Dataset positions (= file rows for a file without dropped rows) of a client's local test split."""
     fed = sim.federation
     return match_rows(fed.clients[cid].transform(fed.data.x), fed.clients[cid].test.x)
+
+
+def test_every_strategy_keeps_what_it_evaluates(store) -> None:  # noqa: ANN001
+    """Each registered strategy's kept client model scores its test split exactly as the run's
+    evaluation does (the hook's default or the strategy's override), and what the federation keeps
+    loads (complete models predict)."""
+    from engine.strategies import STRATEGIES
+
+    names = [n for n, _ in STRATEGIES.items()]
+    cfg = digits_config(rounds=1, checkpoint_every=0,
+                        data={"dataset": "digits", "max_samples": 240, "public_fraction": 0.1},
+                        clients=[{"name": "c", "count": 3, "model": {"arch": "mlp", "hidden": 8}}])
+    for name in names:
+        sim = Simulation(parse_config({**cfg, "strategy": {"name": name}}), store=store)
+        sim.run()
+        for c in sim.clients:
+            loaded = load(store, sim.run_id, c.name, "final")
+            raw = sim.federation.clients[c.id].test.x
+            with torch.no_grad():
+                assert torch.allclose(loaded.predictor(raw), engine_outputs(sim, c.id), atol=1e-6), name
+        for m in index(store, sim.run_id)["models"]:
+            if m["role"] == "federation":
+                fed = load(store, sim.run_id, m["name"], m["which"])
+                assert (fed.predictor is not None) == (m["part"] == "model"), name
