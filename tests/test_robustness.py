@@ -16,7 +16,7 @@ import torch
 from conftest import digits_config
 
 from engine.aggregate import weighted_mean
-from engine.config import ExperimentConfig, parse_config
+from engine.config import parse_config
 from engine.data import ClientData, Split
 from engine.data.preprocess import Affine
 from engine.errors import ConfigError
@@ -318,8 +318,6 @@ def test_the_check_says_where_an_attack_or_a_defence_cannot_apply_and_why() -> N
     assert r.ok and any("harms only its own model" in w for w in r.warnings)
 
 
-@pytest.mark.skipif("secure_aggregation" not in ExperimentConfig.model_fields,
-                    reason="secure aggregation and server DP are not in the config yet (engine/privacy, issue #20 items 2-3)")
 def test_a_defence_that_needs_each_update_is_refused_with_secure_aggregation() -> None:
     r = check(defence="median", secure_aggregation={"threshold": 0.5})
     assert any("secure aggregation shows the server only their sum" in e for e in r.errors)
