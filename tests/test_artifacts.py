@@ -329,3 +329,27 @@ def test_every_strategy_keeps_what_it_evaluates(store) -> None:  # noqa: ANN001
             if m["role"] == "federation":
                 fed = load(store, sim.run_id, m["name"], m["which"])
                 assert (fed.predictor is not None) == (m["part"] == "model"), name
+
+
+def test_regression_predictions_are_values_in_the_targets_units(store) -> None:  # noqa: ANN001
+    cfg = json.loads((ROOT / "examples/data_traffic_tabular.json").read_text())
+    cfg.update(rounds=1, checkpoint_every=0)
+    cfg["data"]["max_samples"] = 1500
+    cfg["clients"][0]["model"] = {"arch": "mlp", "hidden": 16}
+    sim = Simulation(parse_config(cfg), store=store)
+    sim.run()
+    cid = 1
+    loaded = load(store, sim.run_id, sim.clients[cid].name, "final")
+    fed = sim.federation
+    names = loaded.config["schema"]["columns"]
+    raw = fed.data.x[split_positions(sim, cid)]
+    frame = pd.DataFrame(raw.numpy(), columns=names)
+    frame["target"] = (fed.clients[cid].test.y * fed.target_std + fed.target_mean).numpy()  # next hour's volume
+    result = predict(loaded, frame.to_csv(index=False).encode(), "week.csv")
+    column = "prediction (volume in thousand vehicles/hour)"
+    values = torch.tensor(result.table[column].to_numpy(copy=True))
+    expected = engine_outputs(sim, cid)[:, 0].double() * fed.target_std + fed.target_mean
+    assert torch.allclose(values, expected, atol=1e-3)
+    r2 = float(store.client_metrics(sim.run_id).query(f"client_id == {cid} and key == 'local_r2'")["value"].iloc[0])
+    assert result.metrics["r2"] == pytest.approx(r2, abs=1e-4)
+    assert result.reference["r2"] <= 0.01  # the training mean explains (almost) nothing

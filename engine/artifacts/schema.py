@@ -62,12 +62,18 @@ def schema_of(data: Dataset, cfg: DataConfig) -> dict[str, Any]:
         return {**base, "form": "table", "columns": _table_columns(data), "missing_values": codes,
                 "features": list(data.feature_names or [])}
     if spec.kind == "image":
-        return {**base, "form": "image", "columns": [f"px{i}" for i in range(spec.numel)]}
+        columns = [f"px{i}" for i in range(spec.numel)]
+        return {**base, "form": "image", "columns": columns, "target": _target_name(columns)}
     if spec.kind == "tabular":
         names = list(data.feature_names or [f"x{i}" for i in range(spec.shape[0])])
-        return {**base, "form": "features", "columns": names}
+        return {**base, "form": "features", "columns": names, "target": _target_name(names)}
     return {**base, "form": "window", "readable": False,
             "why": "the model reads sequences; new rows alone do not carry the history it needs"}
+
+
+def _target_name(columns: list[str]) -> str:
+    """The target's column in a built-in dataset's table: ``target``, unless a feature has that name."""
+    return "target" if "target" not in columns else "target (to predict)"
 
 
 def _table_columns(data: Dataset) -> list[dict[str, Any]]:
