@@ -105,8 +105,9 @@ def results_tab(run: dict[str, Any], rounds: pd.DataFrame, clients: pd.DataFrame
                             f"whole contribution")
     elif server["secure_aggregation"]:
         sa = server["secure_aggregation"]
-        cols[3].metric("Secure aggregation", f"{sa['failed_rounds']} failed round(s)",
-                       help=f"dropouts recovered from secret shares: {sa['recovered_dropouts']}")
+        cols[3].metric("Secure-aggregation rounds failed", f"{sa['failed_rounds']}",
+                       help=f"rounds whose sum could not be recovered (too few clients reported); dropouts "
+                            f"recovered from secret shares: {sa['recovered_dropouts']}")
     server_eps = rounds[rounds["key"] == "server_epsilon"][["round", "value"]] if not rounds.empty else None
     st.plotly_chart(pcharts.epsilon_curves(clients, roster, budgets, server=server_eps), key="priv.eps",
                     config=PLOTLY_CONFIG)

@@ -250,3 +250,20 @@ def test_privacy_settings_need_noise_or_a_budget() -> None:
 
     with pytest.raises(ConfigError, match="noise multiplier or a target epsilon"):
         parse_config(dp_config({"clip_norm": 1.0}))
+
+
+def test_every_executor_and_a_resume_give_the_same_private_run(store) -> None:
+    cfg = dp_config({"clip_norm": 1.0, "noise_multiplier": 1.0, "target_epsilon": 3.0}, rounds=3, checkpoint_every=2)
+    first = Simulation(parse_config(cfg), store=store)
+    first.run()
+    want = {c: m["epsilon"] for c, m in first.history[-1].clients.items()}
+    for executor in ("vectorized", "threads"):
+        other = Simulation(parse_config({**cfg, "executor": executor, "checkpoint_every": 0}))
+        other.run()
+        assert {c: m["epsilon"] for c, m in other.history[-1].clients.items()} == want
+        for key, value in first.states[0]["model"].items():
+            assert torch.allclose(value, other.states[0]["model"][key], atol=1e-6), (executor, key)
+    again = Simulation(parse_config(cfg), store=store, run_id=first.run_id)
+    again.run(resume=True)  # from the checkpoint of round 2: the ledger comes back with it
+    assert again.history[0].round == 3
+    assert {c: m["epsilon"] for c, m in again.history[-1].clients.items()} == pytest.approx(want, rel=1e-12)
