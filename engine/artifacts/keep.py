@@ -183,7 +183,6 @@ def run_info(sim: Simulation, status: str, rnd: int) -> dict[str, Any]:
     return {"id": sim.run_id, "name": cfg.name, "status": status, "strategy": cfg.strategy.name,
             "strategy_params": cfg.strategy.params(), "dataset": dataset_label(data), "data": data,
             "seed": cfg.seed, "rounds": cfg.rounds, "rounds_done": rnd, "n_clients": len(sim.clients),
-            "roster": [{"position": c.id, "name": c.name, "arch": c.arch} for c in sim.clients],
             "primary_metric": getattr(getattr(sim, "primary", None), "key", None),
             "kept_at": time.time()}
 
@@ -226,13 +225,12 @@ def write_entry(folder: Path, entry: Entry, which: str, common: dict[str, Any]) 
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": FORMAT})
     save_file(_tensors(_affine_tensors(entry.preprocessing)), str(folder / "preprocessing.safetensors"),
               metadata={"format": FORMAT})
-    config = {
+    config = {**plain({
         "format": FORMAT, "name": entry.name, "which": which, "role": entry.role, "label": entry.label,
         "client": entry.client, "part": kept.part, "rule": kept.rule, "note": kept.note,
         "model": kept.spec, "round": entry.round, "metrics_round": entry.metrics_round,
-        "metrics": entry.metrics, "privacy": entry.privacy, **common,
-    }
-    (folder / "config.json").write_text(json.dumps(plain(config), indent=2), encoding="utf-8")
+        "metrics": entry.metrics, "privacy": entry.privacy}), **common}  # common: already plain
+    (folder / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     (folder / "README.md").write_text(card.render(config), encoding="utf-8")
 
 
@@ -275,13 +273,15 @@ def keep_models(sim: Simulation, status: str, rnd: int) -> Path | None:
         "run": run_info(sim, status, rnd),
         "versions": {"torch": torch.__version__},
     }
+    common = plain(common)
     found = entries(sim, rnd)
     target = run_folder(sim.store, sim.run_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{sim.run_id}-", dir=target.parent))
     try:
         index: dict[str, Any] = {"format": FORMAT, "run_id": sim.run_id, "round": rnd, "status": status,
-                                 "default": "best" if "best" in found else "final", "models": []}
+                                 "default": "best" if "best" in found else "final", "models": [],
+                                 "roster": [{"position": c.id, "name": c.name, "arch": c.arch} for c in sim.clients]}
         for which, items in found.items():
             for entry in items:
                 write_entry(staging / which / entry.name, entry, which, common)
