@@ -129,6 +129,10 @@ def test_exported_project_is_complete_and_safe(tmp_path: Path) -> None:
         export_flower(path, app)
     with pytest.raises(CompatibilityError, match="does not export to Flower"):
         export_flower(hospital_config(tmp_path, {"name": "feddf"}), tmp_path / "other")
+    private = [{"name": "hospital", "count": 5, "model": {"arch": "mlp", "hidden": 16},
+                "privacy": {"clip_norm": 1.0, "noise_multiplier": 1.0}}]
+    with pytest.raises(CompatibilityError, match="DP-SGD clients, which the Flower export does not carry"):
+        export_flower(hospital_config(tmp_path, {"name": "fedavg"}, clients=private), tmp_path / "private")
 
 
 MLP = {"model": {"arch": "mlp", "hidden": 32}, "optimizer": "adam", "lr": 0.01, "batch_size": 16}

@@ -116,3 +116,18 @@ def test_a_sweep_sets_each_budget_and_a_no_dp_reference() -> None:
     group, ids = report.launch_sweep(d, [2.0, None], [0, 1], mgr)
     assert len(ids) == 4 and {kw["group_id"] for _, kw in mgr.calls} == {group}
     assert [kw["variant"] for _, kw in mgr.calls] == ["fedavg · ε=2"] * 2 + ["fedavg · no DP"] * 2
+
+
+def test_model_cards_get_each_clients_spend_and_the_servers_guarantee() -> None:
+    from engine.artifacts.keep import privacy_of
+
+    cfg = design() | {"rounds": 2, "checkpoint_every": 0, "server_dp": {"noise_multiplier": 2.0, "delta": 1e-3},
+                      "secure_aggregation": {"threshold": 0.5}}
+    sim = Simulation(parse_config(cfg))
+    sim.run()
+    assert privacy_of(sim, 0) == sim.privacy.summary(0) and privacy_of(sim, 0)["epsilon"] > 0
+    assert privacy_of(sim, 1) is None
+    shared = privacy_of(sim, None)
+    assert shared["server_dp"]["epsilon"] == pytest.approx(sim.history[-1].metrics["server_epsilon"])
+    assert shared["server_dp"]["rounds"] == 2 and shared["secure_aggregation"]["threshold"] == 0.5
+    assert set(shared["clients (DP-SGD)"]) == {"a"}

@@ -194,11 +194,8 @@ def privacy_of(sim: Simulation, client_id: int | None) -> dict[str, Any] | None:
     ledger = getattr(sim, "privacy", None)
     if client_id is not None:
         return ledger.summary(client_id) if ledger else None
-    out: dict[str, Any] = {}
-    for key in ("server_dp", "secure_aggregation"):
-        value = getattr(sim.config, key, None)
-        if value is not None:
-            out[key] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    server = getattr(sim, "private_agg", None)  # DP-FedAvg's spend, secure aggregation (engine/privacy/server.py)
+    out: dict[str, Any] = dict((server.summary() if server is not None else None) or {})
     if ledger:
         clients = {c.name: ledger.summary(c.id) for c in sim.clients if ledger.summary(c.id)}
         if clients:

@@ -143,6 +143,13 @@ def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bo
     if support(name) is None:
         raise CompatibilityError(f"{name} does not export to Flower; strategies that do: "
                                  f"{', '.join([*NATIVE, *BRIDGED])}")
+    private = [w for w, on in (("DP-SGD clients", any(c.privacy is not None for c in config.roster())),
+                                ("server-side DP", getattr(config, "server_dp", None) is not None),
+                                ("secure aggregation", getattr(config, "secure_aggregation", None) is not None)) if on]
+    if private:  # the exported sites and server would run without them: refuse rather than drop them silently
+        raise CompatibilityError(f"this experiment uses {' and '.join(private)}, which the Flower export does not "
+                                 f"carry (its sites would train and share without them); remove them to export, "
+                                 f"or run the experiment in FedMosaic")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise StorageError(f"{out} is not empty; choose a new folder for the Flower app")

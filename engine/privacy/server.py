@@ -304,6 +304,20 @@ class PrivateAggregation:
             return 0.0
         return epsilon([(self.z, self.rate, self.steps)], self.delta, self.dp.accountant)
 
+    def summary(self) -> dict[str, Any] | None:
+        """The run's server-side privacy for model cards: ``server_dp`` (DP-FedAvg's settings and
+        the user-level epsilon spent so far) and ``secure_aggregation``, each only when on."""
+        out: dict[str, Any] = {}
+        if self.dp is not None:
+            out["server_dp"] = {"mechanism": "DP-FedAvg (user-level)", "epsilon": self.epsilon(), "delta": self.delta,
+                                "noise_multiplier": self.z, "clip_norm": float(self.dp.clip_norm),
+                                "clipping": self.dp.clipping, "sample_rate": self.rate, "rounds": self.steps,
+                                "accountant": self.dp.accountant}
+        if self.sa is not None:
+            out["secure_aggregation"] = {"mechanism": "secure aggregation (simulated, Bonawitz et al. 2017)",
+                                         "threshold": float(self.sa.threshold)}
+        return out or None
+
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "clip": dict(self.clip)}
 
