@@ -98,6 +98,12 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
     they are listed in the report."""
     report = Report()
     root = root or default_data_dir()
+    if config.tracking is not None and config.tracking.mlflow is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:
+            report.errors.append("tracking.mlflow: mlflow is not installed; install the mlflow extra "
+                                 "(pip install 'fedmosaic[mlflow]') or remove tracking.mlflow")
     try:
         data = load_dataset(config.data, root)
     except FedMosaicError as exc:

@@ -74,3 +74,14 @@ def test_tracking_uri_is_checked() -> None:
 
     with pytest.raises(ConfigError, match="MLflow tracking URI"):
         parse_config(digits_config(tracking={"mlflow": {"uri": "ftp://x"}}))
+
+
+def test_validation_names_a_missing_mlflow(monkeypatch) -> None:
+    import importlib.util
+
+    from engine.validate import validate
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    report = validate(parse_config(digits_config(tracking={"mlflow": {"uri": "http://localhost:5000"}})))
+    assert any("pip install 'fedmosaic[mlflow]'" in e for e in report.errors)

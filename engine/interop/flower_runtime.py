@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.aggregate import weighted_mean  # noqa: F401 - re-exported for the generated server app
+from flwr.serverapp.strategy import Strategy as FlowerStrategy
 
 EXPERIMENT = "experiment.json"
 STATE_MODEL, STATE_EXTRA = "fedmosaic.model", "fedmosaic.extra"
@@ -313,15 +313,26 @@ def weighted_figures(replies: list[Any]) -> dict[str, float]:
     return {k: v / weight for k, v in total.items()} if weight else {}
 
 
-class MosaicStrategy:
-    """A FedMosaic strategy behind Flower's strategy interface (see the module docstring)."""
+class MosaicStrategy(FlowerStrategy):
+    """A FedMosaic strategy as a Flower strategy (see the module docstring): Flower's round loop
+    (``start``) calls ``configure_*``/``aggregate_*``, which call the FedMosaic strategy's
+    ``configure`` per site and its ``aggregate`` and ``after_aggregate``. The server state lives in
+    the FedMosaic strategy, so the ``arrays`` Flower passes along stay empty. Call :meth:`connect`
+    first."""
 
     def __init__(self, exp: Experiment) -> None:
         self.exp = exp
         self.sites: dict[int, Any] = {}  # node id -> ClientInfo
         self.strategy: Any = None
 
-    def _messages(self, grid: Any, kind: str, rnd: int, body: Any) -> list[Any]:
+    def summary(self) -> None:
+        from logging import INFO
+
+        from flwr.supercore import log
+
+        log(INFO, "\tFedMosaic strategy %s on %d sites", self.exp.config.strategy.name, len(self.sites))
+
+    def _messages(self, kind: str, rnd: int, body: Any) -> list[Any]:
         from flwr.app import ConfigRecord, Message, RecordDict
 
         out = []
@@ -346,7 +357,7 @@ class MosaicStrategy:
             time.sleep(0.5)
             nodes = list(grid.get_node_ids())
         self.sites = {n: None for n in nodes}
-        replies = grid.send_and_receive(self._messages(grid, MessageType.QUERY, 0, None), timeout=timeout)
+        replies = grid.send_and_receive(self._messages(MessageType.QUERY, 0, None), timeout=timeout)
         infos = {}
         for reply in replies:
             m = reply.content["metrics"]
@@ -364,33 +375,41 @@ class MosaicStrategy:
         self.strategy = _strategy(self.exp, server)
         self.strategy.init()
 
-    def run(self, grid: Any, rounds: int, timeout: float) -> dict[int, dict[str, float]]:
-        """Every round: configure, train, aggregate, evaluate. Returns the figures per round."""
+    def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> list[Any]:
         from flwr.app import MessageType
+
+        self.strategy.server.round = server_round
+        return self._messages(MessageType.TRAIN, server_round, self.strategy.configure)
+
+    def aggregate_train(self, server_round: int, replies: Any) -> tuple[Any, Any]:
+        from flwr.app import MetricRecord
 
         from engine.strategies.base import ClientResult
 
-        history: dict[int, dict[str, float]] = {}
         by_site = {info.id: info for info in self.sites.values()}
-        for rnd in range(1, rounds + 1):
-            self.strategy.server.round = rnd
-            replies = grid.send_and_receive(self._messages(grid, MessageType.TRAIN, rnd, self.strategy.configure),
-                                            timeout=timeout)
-            results = []
-            for reply in replies:
-                if not reply.has_content():
-                    continue
-                m = reply.content["metrics"]
-                info = by_site[int(m["site"])]
-                results.append(ClientResult(info, from_record(reply.content.get("arrays")), int(m["num-examples"]),
-                                            {}, {k: float(v) for k, v in m.items()}))
-            results.sort(key=lambda r: r.client.id)
-            self.strategy.aggregate(results)
-            self.strategy.after_aggregate()
-            replies = grid.send_and_receive(
-                self._messages(grid, MessageType.EVALUATE, rnd, self.strategy.configure), timeout=timeout)
-            history[rnd] = weighted_figures(list(replies))
-        return history
+        results = []
+        for reply in replies:
+            if not reply.has_content():
+                continue
+            m = reply.content["metrics"]
+            results.append(ClientResult(by_site[int(m["site"])], from_record(reply.content.get("arrays")),
+                                        int(m["num-examples"]), {}, {k: float(v) for k, v in m.items()}))
+        results.sort(key=lambda r: r.client.id)
+        self.strategy.aggregate(results)
+        self.strategy.after_aggregate()
+        losses = [(r.n_samples, r.metrics.get("train_loss")) for r in results if r.metrics.get("train_loss") is not None]
+        total = sum(n for n, _ in losses)
+        return None, MetricRecord({"train_loss": sum(n * v for n, v in losses) / total} if total else {})
+
+    def configure_evaluate(self, server_round: int, arrays: Any, config: Any, grid: Any) -> list[Any]:
+        from flwr.app import MessageType
+
+        return self._messages(MessageType.EVALUATE, server_round, self.strategy.configure)
+
+    def aggregate_evaluate(self, server_round: int, replies: Any) -> Any:
+        from flwr.app import MetricRecord
+
+        return MetricRecord(weighted_figures(list(replies)))
 
 
 def native_strategy(exp: Experiment, n_sites: int) -> Any:
@@ -431,7 +450,8 @@ def serve(exp: Experiment, grid: Any, context: Any) -> dict[str, Any]:
     else:
         bridge = MosaicStrategy(exp)
         bridge.connect(grid, n_sites, timeout)
-        history = bridge.run(grid, rounds, timeout)
+        result = bridge.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=rounds, timeout=timeout)
+        history = {int(r): {k: float(v) for k, v in m.items()} for r, m in result.evaluate_metrics_clientapp.items()}
     out = {"strategy": exp.config.strategy.name, "mode": exp.spec["mode"], "rounds": rounds,
            "local_test": {str(k): v for k, v in history.items()}}
     folder = Path(str(context.run_config.get("results-dir", "results")))
