@@ -267,3 +267,21 @@ def test_every_executor_and_a_resume_give_the_same_private_run(store) -> None:
     again.run(resume=True)  # from the checkpoint of round 2: the ledger comes back with it
     assert again.history[0].round == 3
     assert {c: m["epsilon"] for c, m in again.history[-1].clients.items()} == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
+def test_recurrent_layers_unrolled_for_per_record_gradients_match_torchs(cell) -> None:
+    from engine.privacy.recurrent import forward, unrolled
+
+    torch.manual_seed(0)
+    rnn = cell(3, 5, num_layers=2, bidirectional=True, batch_first=True)
+    x = torch.randn(4, 6, 3)
+    want_out, want_h = rnn(x)
+    out, h = forward(rnn, x)
+    assert torch.allclose(out, want_out, atol=1e-6)
+    for a, b in zip(h if isinstance(h, tuple) else (h,), want_h if isinstance(want_h, tuple) else (want_h,),
+                    strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    with unrolled(rnn) as swapped:
+        assert swapped and torch.allclose(rnn(x)[0], want_out, atol=1e-6)
+    assert "forward" not in rnn.__dict__  # restored

@@ -10,8 +10,9 @@ arXiv:1607.00133): per-record gradients, each clipped to a norm, summed, Gaussia
   reported epsilon wrong. ``ceil(n / batch_size)`` steps make an epoch, as in the ordinary loop.
 - **Per-record gradients** with ``torch.func``: ``vmap(grad(loss of one record))`` over the batch,
   through the strategy's own loss (FedProx's and SCAFFOLD's terms, FedProto's pull included), for
-  every architecture of the zoo. Models ``vmap`` cannot trace (the fused GRU kernel) fall back to
-  one backward pass per record: the same numbers, slower.
+  every architecture of the zoo; LSTMs and GRUs run step by step in plain operations for it
+  (:mod:`engine.privacy.recurrent`: torch's fused kernels do not batch). A model ``vmap`` still
+  cannot trace falls back to one backward pass per record: the same numbers, slower.
 - **Clip, sum, noise, normalise**: ``g_i * min(1, C / ||g_i||)`` over all trained parameters
   together, summed, plus ``N(0, (sigma C)^2)`` per coordinate, divided by the *expected* batch size
   ``q n`` (so the noise scale does not depend on the batch actually drawn). The client's own
@@ -37,6 +38,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from engine.errors import CancelledError
+from engine.privacy.recurrent import unrolled
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,9 @@ def per_sample_grads(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tenso
                                    (x1.unsqueeze(0), y1.unsqueeze(0)), strict=False)
 
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "performance drop": vmap loops inside for LSTMs
+            # LSTM/GRU step by step in plain operations: their fused kernels do not batch
+            with warnings.catch_warnings(), unrolled(model):
+                warnings.simplefilter("ignore")  # vmap's "performance drop" notes
                 grads, losses = vmap(grad_and_value(one), in_dims=(None, 0, 0), randomness="different")(
                     params, xb, yb)
                 return grads, losses.detach()
