@@ -110,13 +110,14 @@ def render(config: dict[str, Any]) -> str:
             lines.append(f"- {markdown_plain(key)}: {markdown_plain(json.dumps(value))}")
     else:
         lines.append("No privacy mechanism was configured for this run.")
-    name = markdown_plain(config.get("name", ""))
+    name = markdown_plain((client or {}).get("name") or config.get("name", ""))
+    name = f'"{name}"' if " " in name else name
     lines += ["", "## Files", "",
               "- `model.safetensors`: the weights" + (" (tensors under `rule.` are what the prediction rule needs)"
                                                        if config.get("rule") != "head" else ""),
               "- `preprocessing.safetensors`: fill (missing values), keep (blanked categories), center and scale",
               "- `config.json`: architecture, input, label encoding, schema and figures",
               "", "## Use", "", "```bash",
-              f"python -m engine predict {markdown_plain(run.get('id', ''))} --client {name} --input new.csv "
-              f"--out predictions.csv", "```", ""]
+              f"python -m engine predict {markdown_plain(run.get('id', ''))} --client {name} --which "
+              f"{config.get('which', 'final')} --input new.csv --out predictions.csv", "```", ""]
     return "\n".join(lines)
