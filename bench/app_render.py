@@ -4,6 +4,15 @@ methods (no training), then each page is rendered headless with Streamlit's ``Ap
 runs the page script exactly as the server does (the browser's drawing time is not included).
 
     .venv/bin/python -m bench.app_render            # prints a table; --json for one JSON line
+    .venv/bin/python -m bench.app_render --live     # in Chromium, with runs training beside it
+
+``--live``: the server is started as the app runs (``FEDMOSAIC_WORKERS=2``); in the browser three
+runs are launched from the Launch page (the quick-start design, 300 rounds, seeds 0-2: two train,
+the third waits in the queue), and while they train every page is opened from the sidebar in turn
+(``--repeats`` times), the Results page of a running run too, and the Runs, Results and Home pages
+are reloaded. Each time is from the click (or the navigation) until the script has finished and
+the page's heading is on screen. ``--isolation thread`` trains the runs inside the server process
+as it did before (``FEDMOSAIC_ISOLATION``), for the comparison.
 
 Numbers are recorded in docs/benchmarks.md.
 """
@@ -190,6 +199,117 @@ def browser_times(home: Path, big: str, repeats: int) -> dict[str, list[float]]:
     return out
 
 
+PAGES = [("Home", "FedMosaic"), ("Data", "Data"), ("Clients", "Clients"), ("Launch", "Launch"),
+         ("Runs", "Runs"), ("Results", None), ("Compare", "Compare runs"), ("Catalog", "Catalog")]
+
+
+def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> dict[str, list[float]]:
+    """Seconds to open each page (sidebar click) and to reload pages while two runs train and a
+    third waits, in headless Chromium (see the module docstring)."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from engine.storage import Store
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "FEDMOSAIC_HOME": str(home), "FEDMOSAIC_DB": str(home / "bench.db"),
+           "FEDMOSAIC_WORKERS": "2", "FEDMOSAIC_ISOLATION": isolation}
+    for var in ("OMP_NUM_THREADS", "FEDMOSAIC_THREADS"):  # the app as a user starts it
+        env.pop(var, None)
+    log = (home / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    out: dict[str, list[float]] = {}
+    store = Store(home / "bench.db")
+    try:
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.2)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(120_000)
+            idle = ("() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+                    " return !w || !w.innerText.includes('Running'); }")
+
+            def ready(heading: str | None, t0: float) -> float:
+                page.wait_for_timeout(50)
+                page.wait_for_function(idle, timeout=120_000)
+                target = page.get_by_role("heading", name=heading).first if heading else \
+                    page.locator("[data-testid='stMainBlockContainer'] h1, [data-testid='stMainBlockContainer'] h2").first
+                target.wait_for(timeout=120_000)
+                return time.perf_counter() - t0
+
+            def click(title: str, heading: str | None) -> float:
+                t0 = time.perf_counter()
+                page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
+                return ready(heading, t0)
+
+            def reload(path: str, heading: str | None) -> float:
+                t0 = time.perf_counter()
+                page.goto(f"{url}/{path}")
+                return ready(heading, t0)
+
+            # launch three runs of the quick-start design from the Launch page
+            reload("launch", "Launch")
+            rounds_box = page.get_by_label("Rounds", exact=True)
+            rounds_box.fill(str(rounds))
+            rounds_box.press("Enter")
+            page.wait_for_function(idle)
+            seeds = page.get_by_label("Seeds", exact=True)
+            seeds.fill("0-2")
+            seeds.press("Enter")
+            page.wait_for_function(idle)
+            page.locator(".st-key-launch-go button").click()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                statuses = [r["status"] for r in store.list_runs()]
+                if statuses.count("running") >= 2:
+                    break
+                time.sleep(0.5)
+            else:
+                page.screenshot(path=str(home / "launch.png"))
+                raise RuntimeError(f"the runs did not start (statuses {statuses}); see {home / 'launch.png'}")
+            live = next(r["id"] for r in store.list_runs() if r["status"] == "running")
+            reload("runs", "Runs")  # warm up every page once: imports, caches, plotly.js
+            for title, heading in PAGES:
+                click(title, heading)
+            for _ in range(repeats):
+                for title, heading in PAGES:
+                    out.setdefault(f"live: {title} (sidebar click)", []).append(click(title, heading))
+            out["live: Results of a running run (open)"] = [reload(f"results?run={live}", None) for _ in range(repeats)]
+            out["live: Runs (full reload)"] = [reload("runs", "Runs") for _ in range(repeats)]
+            out["live: Results (full reload)"] = [reload(f"results?run={live}", None) for _ in range(repeats)]
+            out["live: Home (full reload)"] = [reload("", "FedMosaic") for _ in range(repeats)]
+            states = [r["status"] for r in store.list_runs()]
+            out["_runs_while_measured"] = [float(states.count("running")), float(states.count("queued"))]
+            browser.close()
+    finally:
+        for r in store.list_runs():
+            if r["status"] in ("queued", "running"):
+                store.request_cancel(r["id"])
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    text = (home / "server.log").read_text(errors="replace")
+    out["_disconnects"] = [float(text.count("disconnected from server"))]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500)
@@ -199,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--browser", action="store_true",
                         help="also time the pages in headless Chromium (needs /usr/bin/chromium and playwright)")
+    parser.add_argument("--live", action="store_true",
+                        help="time the pages in Chromium while two runs train and a third waits (see above)")
+    parser.add_argument("--isolation", default="process", choices=["process", "thread"],
+                        help="--live: where the app trains its runs")
     args = parser.parse_args(argv)
 
     import torch
@@ -245,6 +369,15 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = _timed(page("pages/results.py", tab=tab, run=big), args.repeats)
     if args.browser:
         results.update(browser_times(home, big, args.repeats))
+    if args.live:
+        print(f"load average before the live part: {os.getloadavg()[0]:.2f}", flush=True)
+        live = live_times(home, args.repeats, args.isolation)
+        counts = live.pop("_runs_while_measured")
+        disconnects = live.pop("_disconnects")[0]
+        results.update(live)
+        print(f"(live: {counts[0]:.0f} running and {counts[1]:.0f} queued at the end; 'disconnected' lines in the "
+              f"server log: {disconnects:.0f}; isolation: {args.isolation}; load average after: "
+              f"{os.getloadavg()[0]:.2f})", flush=True)
     summary = {k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)} for k, v in results.items()}
     rows = store.db.execute("SELECT COUNT(*) FROM client_metrics WHERE run_id = ?", [big]).fetchone()[0]
     summary["setup"] = {"write_big_run_s": round(t_big, 1), "big_run_client_metric_rows": rows,

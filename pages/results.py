@@ -57,6 +57,19 @@ def load(db: str, rid: str, version: str, table: str) -> Any:
             "events": store.events}[table](rid)
 
 
+@st.cache_resource(show_spinner=False, max_entries=32, ttl=3600)
+def cached_verdicts(db: str, ids: tuple[str, ...], best_round: bool, runs_version: str) -> Any:
+    """:func:`engine.api.verdicts`, cached until a run of the database changes (the verdict pairs
+    this run's setting with ``local`` runs anywhere in it): it reads every client figure of those
+    runs, ~1 s for a 100-client, 200-round run, which every rerun of the page paid."""
+    return api.verdicts(store, list(ids), best_round=best_round)
+
+
+RUNS_VERSION = str(hash(tuple((r["id"], r.get("finished_at")) for r in runs if r["status"] == "finished")))
+"""Changes whenever a run finishes or a finished run is removed (verdicts pair finished runs only;
+runs training beside them do not invalidate the cache every round)."""
+
+
 class Tables:
     """The run's tables, each read on first use (the learning curves need no client metrics)."""
 
@@ -183,7 +196,7 @@ def verdict_panel(run: dict[str, Any]) -> None:
     at = st.radio("Figures at", ["best", "final"], horizontal=True, key="res.at",
                   format_func={"best": "each client's best validation round", "final": "the final round"}.get)
     ids = api.setting_runs(store, run["id"])
-    verdicts, pairings = api.verdicts(store, ids, best_round=at == "best")
+    verdicts, pairings = cached_verdicts(str(store.path), tuple(ids), at == "best", RUNS_VERSION)
     for v in verdicts:
         show = {"better": st.success, "worse": st.warning}.get(v.outcome, st.info)
         show(v.sentence, icon=":material/balance:")
