@@ -207,3 +207,12 @@ def test_cli_and_launch_export(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     with zipfile.ZipFile(io.BytesIO(flower_app_zip(design))) as zf:
         names = zf.namelist()
     assert "digits-sites-flower/pyproject.toml" in names and "digits-sites-flower/data/site-4.parquet" in names
+
+
+def test_attacks_and_defences_are_not_dropped_silently(tmp_path: Path) -> None:
+    path = digits_config(tmp_path, {"name": "fedavg"})
+    cfg = json.loads(path.read_text())
+    cfg["defence"] = {"name": "median"}
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(CompatibilityError, match="robust aggregation"):
+        export_flower(path, tmp_path / "app")

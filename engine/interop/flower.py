@@ -145,7 +145,11 @@ def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bo
                                  f"{', '.join([*NATIVE, *BRIDGED])}")
     private = [w for w, on in (("DP-SGD clients", any(c.privacy is not None for c in config.roster())),
                                 ("server-side DP", getattr(config, "server_dp", None) is not None),
-                                ("secure aggregation", getattr(config, "secure_aggregation", None) is not None)) if on]
+                                ("secure aggregation", getattr(config, "secure_aggregation", None) is not None),
+                                ("simulated attacks", any(getattr(c, "adversary", None) is not None
+                                                          for c in config.roster())),
+                                ("a robust aggregation (defence)",
+                                 getattr(getattr(config, "defence", None), "name", "none") != "none")) if on]
     if private:  # the exported sites and server would run without them: refuse rather than drop them silently
         raise CompatibilityError(f"this experiment uses {' and '.join(private)}, which the Flower export does not "
                                  f"carry (its sites would train and share without them); remove them to export, "
