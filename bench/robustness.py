@@ -16,7 +16,9 @@ clients flip every label and train 5 local epochs where the honest ones train 2 
 not keep to the protocol's settings). The backdoor scenario is the "one compromised site"
 template's (``examples/templates/compromised_site.json``).
 
-Run: ``python -m bench.robustness [--seeds 0 1 2] [--jobs 2] [--only backdoor ...] [--out docs/robustness.md]``.
+Run: ``python -m bench.robustness [--seeds 0 1 2] [--jobs 2] [--only backdoor ...] [--out docs/robustness.md]
+[--json rows.json]``; with ``--only`` and an existing ``--json`` file, the other scenarios' rows are
+taken from it, so the tables stay whole.
 """
 
 from __future__ import annotations
@@ -53,6 +55,27 @@ def roster(n_bad: int, attack: Any, bad_overrides: dict[str, Any] | None = None,
     return [{"name": "site", "count": n - n_bad, **base}, {"name": "compromised", "count": n_bad, **bad}]
 
 
+MLP = {"model": {"arch": "mlp", "hidden": 64}, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 2,
+       "batch_size": 32}
+CNN = {"model": {"arch": "cnn", "channels": 16}, "optimizer": "adam", "lr": 0.003, "epochs": 2, "batch_size": 32}
+GRU = {"model": {"arch": "gru", "hidden": 64}, "optimizer": "adam", "lr": 0.005, "epochs": 2, "batch_size": 32}
+
+
+def mixed(attack: Any) -> list[dict[str, Any]]:
+    """Ten clients of three architectures (4 MLP, 3 CNN, 3 GRU); one CNN and one GRU compromised."""
+    return [{"name": "mlp", "count": 4, **MLP}, {"name": "cnn", "count": 2, **CNN}, {"name": "gru", "count": 2, **GRU},
+            {"name": "cnn-compromised", **CNN, "adversary": attack}, {"name": "gru-compromised", **GRU, "adversary": attack}]
+
+
+def widths(attack: Any) -> list[dict[str, Any]]:
+    """HeteroFL's ten clients: 4 at full width, 3 at half, 3 at a quarter; one full-width one compromised."""
+    full = {**SGD, "model": {"arch": "mlp", "hidden": 64}}
+    return [{"name": "full", "count": 3, **full},
+            {"name": "half", "count": 3, **{**full, "model": {**full["model"], "width": 0.5}}},
+            {"name": "quarter", "count": 3, **{**full, "model": {**full["model"], "width": 0.25}}},
+            {"name": "full-compromised", **full, "adversary": attack}]
+
+
 def template() -> dict[str, Any]:
     return json.loads((ROOT / "examples" / "templates" / "compromised_site.json").read_text())
 
@@ -74,20 +97,25 @@ def scenarios() -> dict[str, dict[str, Any]]:
         "backdoor": {"what": "the 'one compromised site' template: FedAvg; 1 of 10 sites adds a 3x3 bright patch to "
                              "half its images, labels them 0 and boosts its update 3x",
                      "defences": WEIGHT_DEFENCES, "config": template()},
-        "poisoned_logits": {"what": "FD (per-class logits, personal models); 2 of 10 clients send reversed, 3x "
-                                    "confident logits",
+        "poisoned_logits": {"what": "FD (per-class logits, personal models) on 4 MLP, 3 CNN and 3 GRU clients; one CNN "
+                                    "and one GRU client send reversed, 3x confident logits",
                             "defences": KNOWLEDGE_DEFENCES,
                             "config": {**base, "strategy": {"name": "fd"},
                                        "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}},
-                                       "clients": roster(2, "poisoned_logits", base=proto)}},
-        "poisoned_prototypes": {"what": "FedProto (prototypes, personal models); 2 of 10 clients send their "
-                                        "prototypes times 10",
+                                       "clients": mixed("poisoned_logits")}},
+        "poisoned_prototypes": {"what": "FedProto (prototypes, personal models) on 4 MLP, 3 CNN and 3 GRU clients; one "
+                                        "CNN and one GRU client send their prototypes times 10",
                                 "defences": KNOWLEDGE_DEFENCES,
                                 "config": {**base, "strategy": {"name": "fedproto"},
                                            "data": {"dataset": "digits",
                                                     "partition": {"method": "dirichlet", "alpha": 0.5}},
-                                           "clients": roster(2, {"attack": "poisoned_prototypes", "mode": "scale"},
-                                                             base=proto)}},
+                                           "clients": mixed({"attack": "poisoned_prototypes", "mode": "scale"})}},
+        "heterofl_sign_flip": {"what": "HeteroFL on MLPs of width 1, 0.5 and 0.25 (4, 3, 3 clients); one full-width "
+                                       "client sends its update reversed 5x",
+                               "defences": ("none", "median", {"name": "trimmed_mean", "trim": 0.2},
+                                            {"name": "multi_krum", "attackers": 1}, "norm_clip"),
+                               "config": {**base, "strategy": {"name": "heterofl"},
+                                          "clients": widths({"attack": "sign_flip", "scale": 5})}},
     }
 
 
@@ -179,11 +207,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = list(pool.map(run_one, work))
     else:
         rows = [run_one(j) for j in work]
+    kept: list[dict[str, Any]] = []
+    if args.json and Path(args.json).exists() and args.only:  # the other scenarios' rows, measured before
+        kept = [r for r in json.loads(Path(args.json).read_text()) if r["scenario"] not in names]
+    rows = kept + rows
     wall = time.perf_counter() - started
     parts = [f"Measured with `python -m bench.robustness --seeds {' '.join(map(str, args.seeds))}` "
-             f"({len(rows)} runs, {wall / 60:.1f} min with {args.jobs} processes on a shared machine, load average "
-             f"{load:.1f} at the start; Python {platform.python_version()}). Mean ± standard deviation over seeds."]
-    for name in names:
+             f"({len(rows)} runs; the last {len(work)} took {wall / 60:.1f} min with {args.jobs} processes on a shared "
+             f"machine, load average {load:.1f} at the start; Python {platform.python_version()}). Mean ± standard "
+             f"deviation over seeds."]
+    for name in [n for n in scenarios() if any(r["scenario"] == n for r in rows)]:
         parts.append(f"### {name}\n\n{scenarios()[name]['what']}.\n\n{table(rows, name)}")
     text = "\n\n".join(parts) + "\n"
     if args.out:

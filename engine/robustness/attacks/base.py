@@ -113,16 +113,6 @@ class Attack:
         attacks only)."""
         raise NotImplementedError
 
-    def label(self) -> str:
-        """A short label with the settings that differ from the defaults."""
-        defaults = type(self.params)().model_dump() if _constructible(type(self.params)) else {}
-        changed = {k: v for k, v in self.params.model_dump().items() if defaults.get(k, object()) != v}
-        return self.name + (f"({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else "")
-
-
-def _constructible(model: type[BaseModel]) -> bool:
-    return all(not f.is_required() for f in model.model_fields.values())
-
 
 class UpdateAttack(Attack):
     """An attack on a model update: every floating payload tensor that the client also received

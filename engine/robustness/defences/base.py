@@ -69,12 +69,5 @@ class Defence:
         ``reference`` ``(P,)``."""
         raise NotImplementedError
 
-    def label(self) -> str:
-        """A short label of this defence with its settings, for sweeps and charts."""
-        values = self.params.model_dump()
-        if not values:
-            return self.name
-        return f"{self.name}({', '.join(f'{k}={v}' for k, v in values.items() if v is not None)})"
-
 
 DEFENCES: Registry[type[Defence]] = Registry("defence")
