@@ -1410,6 +1410,27 @@ def run_attack(run: dict[str, Any], rounds: pd.DataFrame) -> dict[str, Any] | No
             "scale_attackers": mean("defence_scale_attackers"), "scale_honest": mean("defence_scale_honest")}
 
 
+def compromised_summary(design: dict[str, Any]) -> str | None:
+    """The roster's compromised clients in words (``Compromised: row 9 (site-7, Backdoor
+    trigger).``), or ``None`` when every client is honest."""
+    from engine.robustness.design import HONEST
+
+    rows = [(i, r["name"], r["attack"]) for i, r in _attack_cells(design) if r["attack"] != HONEST]
+    if not rows:
+        return None
+    shown = ", ".join(f"row {i} ({name}, {attack})" for i, name, attack in rows[:4])
+    return f"Compromised: {shown}" + (f" and {len(rows) - 4} more." if len(rows) > 4 else ".")
+
+
+def _attack_cells(design: dict[str, Any]) -> list[tuple[int, dict[str, str]]]:
+    """``(row, {"name", "attack"})`` for every client row, without the table's costs and checks."""
+    out = []
+    for i, c in enumerate(_expanded_rows(design)):
+        attack, _ = adversary_cells(c.get("adversary"))
+        out.append((i, {"name": str(c.get("name", f"client {i}")), "attack": attack}))
+    return out
+
+
 def has_adversaries(design: dict[str, Any]) -> bool:
     """Whether the design's roster has a compromised client."""
     return any(c.get("adversary") for c in design.get("clients") or [] if isinstance(c, dict))

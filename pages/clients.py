@@ -32,6 +32,9 @@ m[4].metric("Memory, largest (MB)", f"{float(frame['memory_mb'].fillna(0).max() 
 if summary:
     st.caption(f"Every client reads `{summary['input']}` input ({summary['task']}, {summary['samples']:,} samples "
                f"in `{summary['name']}`).")
+compromised = api.compromised_summary(design)
+if compromised:
+    st.caption(f":material/gpp_maybe: {compromised} Choose defences on the Launch page.")
 
 reads = api.architectures()
 arch_names = list(reads)

@@ -29,6 +29,8 @@ def test_the_roster_shows_attacks_and_round_trips() -> None:
     frame = api.roster_frame(design)
     assert list(frame["attack"]) == ["honest"] * 9 + ["Backdoor trigger"]
     assert frame["attack_settings"].iloc[-1] == "boost=3"  # only what differs from the defaults
+    assert api.compromised_summary(design) == "Compromised: row 9 (compromised-site, Backdoor trigger)."
+    assert api.compromised_summary(api.template("quickstart")) is None
     assert api.set_clients(design, api.frame_to_clients(frame, design)) == design
 
 
