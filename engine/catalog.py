@@ -32,7 +32,6 @@ def _any_of(prop: dict[str, Any]) -> str:
 def _registries() -> tuple[Any, ...]:
     from engine.data import DATASETS, PARTITIONERS
     from engine.executors import EXECUTORS
-    from engine.interop.flower import support as flower_support
     from engine.models import ARCHITECTURES
     from engine.robustness.attacks import ATTACKS
     from engine.robustness.defences import DEFENCES
@@ -52,6 +51,8 @@ def _built(names: tuple[tuple[str, ...], ...]) -> dict[str, list[dict[str, Any]]
     """The catalog for the registries holding ``names``, built once: registries only change when a
     module registers a new entry, and building it (every parameter model's JSON Schema) cost the
     Data and Launch pages 0.07-0.16 s on every rerun."""
+    from engine.interop.flower import support as flower_support
+
     ARCHITECTURES, STRATEGIES, DATASETS, PARTITIONERS, EXECUTORS, ATTACKS, DEFENCES = _registries()
     out: dict[str, list[dict[str, Any]]] = {
         "architectures": [{"name": n, "description": a.description, "paper": a.paper,
