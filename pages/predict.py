@@ -60,7 +60,15 @@ if not summary["readable"] and not summary["images"]:
     st.warning(f"This model cannot predict from a file of new rows: {ui.plain(summary['why'])}.")
     st.stop()
 with st.expander("What this model reads", expanded=False):
-    if summary["form"] == "table":
+    if summary["form"] == "window":
+        w = summary["window"] or {}
+        st.markdown(f"Each series' rows over time, with these columns: "
+                    + ", ".join(f"`{ui.plain(c)}`" for c in summary["columns"])
+                    + (f" and **{ui.plain(summary['target'])}**" if summary["target"] else "")
+                    + f". Rows are sorted by `{ui.plain(w.get('time_column', ''))}` and cut into windows of "
+                    f"{w.get('length')} rows, as in training; each window predicts the row {w.get('horizon')} "
+                    f"step(s) after its end.")
+    elif summary["form"] == "table":
         st.markdown("A table with these columns" + (f" (the target **{ui.plain(summary['target'])}** is optional: "
                                                      f"with it, the figures are computed)" if summary["target"] else "")
                     + ": " + ", ".join(f"`{ui.plain(c)}`" for c in summary["columns"]))

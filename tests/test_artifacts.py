@@ -353,3 +353,41 @@ def test_regression_predictions_are_values_in_the_targets_units(store) -> None: 
     r2 = float(store.client_metrics(sim.run_id).query(f"client_id == {cid} and key == 'local_r2'")["value"].iloc[0])
     assert result.metrics["r2"] == pytest.approx(r2, abs=1e-4)
     assert result.reference["r2"] <= 0.01  # the training mean explains (almost) nothing
+
+
+def test_time_series_windows_are_cut_as_in_training(store) -> None:  # noqa: ANN001
+    from engine.storage import default_data_dir
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for site in ("north", "south", "east"):
+        level = rng.uniform(20, 40)
+        for h in range(80):
+            rows.append({"site": site, "time": f"2024-03-{1 + h // 24:02d} {h % 24:02d}:00",
+                         "rain": round(float(rng.random()), 2),
+                         "volume": round(level + 10 * np.sin(h / 4) + rng.normal(), 2)})
+    path = default_data_dir() / "flows.csv"  # the data directory: a file the app may read
+    pd.DataFrame(rows).to_csv(path, index=False)
+    cfg = {"name": "flows", "rounds": 1, "checkpoint_every": 0,
+           "data": {"dataset": "csv", "path": str(path), "target": "volume", "task": "regression",
+                    "window": {"time_column": "time", "length": 6, "horizon": 1, "include_target": True},
+                    "partition": {"method": "natural", "column": "site"}},
+           "clients": [{"name": "site", "count": 3, "model": {"arch": "gru", "hidden": 8}, "optimizer": "adam",
+                        "lr": 0.01, "preprocessing": "standardize"}],
+           "strategy": {"name": "fedavg"}}
+    sim = Simulation(parse_config(cfg), store=store)
+    sim.run()
+    loaded = load(store, sim.run_id, "0", "final")
+    series = sim.federation.data.columns["site"]
+    name = sorted({"north", "south", "east"})[0]  # client 0: the first site in sorted order
+    mine = pd.DataFrame(rows).query("site == @name").sample(frac=1.0, random_state=1)  # any row order
+    result = predict(loaded, mine.to_csv(index=False).encode(), "week.csv")
+    raw = sim.federation.data.x[torch.as_tensor(series == name)]
+    with torch.no_grad():
+        expected = loaded.predictor(raw)
+    assert len(result.table) == len(raw) == 80 - 6  # one prediction per window
+    assert torch.allclose(result.outputs, expected, atol=1e-5)
+    assert list(result.table["site"].unique()) == [name] and "time" in result.table.columns
+    assert result.metrics is not None and np.isfinite(result.metrics["r2"])
+    with pytest.raises(DataError, match="past values of 'volume'"):
+        predict(loaded, mine.drop(columns=["volume"]).to_csv(index=False).encode(), "week.csv")

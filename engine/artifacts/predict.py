@@ -101,7 +101,8 @@ def describe(loaded: Loaded, encoded: Encoded, out: torch.Tensor) -> Prediction:
     task, classes = config["task"], list(config.get("classes", []))
     target = (config.get("target") or {}).get("name") or config.get("schema", {}).get("target")
     keep = [c for c in encoded.rows.columns if c != target]
-    id_cols = [c for c in keep if c in _identifying(config)] or []
+    window = config.get("schema", {}).get("form") == "window"
+    id_cols = keep if window else [c for c in keep if c in _identifying(config)]
     table = encoded.rows[id_cols].copy() if id_cols else pd.DataFrame(index=encoded.rows.index)
     if "file" in encoded.rows.columns and config["input"]["kind"] == "image" and not id_cols:
         table["file"] = encoded.rows["file"]

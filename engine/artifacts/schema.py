@@ -14,9 +14,12 @@ never seen exactly as its site prepared the training rows:
 - ``image`` (a built-in image dataset): image files (PNG, JPEG...) resized to the model's input,
   or a table with one column per pixel.
 
-Time-series windows (``data.window``) are not read back: a prediction there needs the series'
-history cut into the same windows, which a file of new rows does not carry; the model card and
-Predict say so. Files are read by :mod:`engine.data.reading` (the Data page's reader: encodings,
+- ``window`` (a table cut into time-series windows, ``data.window``): the same columns plus the
+  time and series columns; the rows are cut into windows as the training rows were, one
+  prediction per window (for the row ``horizon`` steps after its end). The file must hold each
+  series' history: a window needs ``length`` rows.
+
+Built-in sequence datasets are not read back from files (they have no table of rows). Files are read by :mod:`engine.data.reading` (the Data page's reader: encodings,
 separators, decimal commas, .xlsx, Parquet); nothing is evaluated or unpickled.
 """
 
@@ -50,9 +53,15 @@ def schema_of(data: Dataset, cfg: DataConfig) -> dict[str, Any]:
         known = [c["name"] for c in report.get("columns", [])]
         base["known_columns"] = known + ([cfg.target] if cfg.target else [])
         if cfg.window is not None:
-            return {**base, "form": "window", "readable": False,
-                    "why": "the model reads time-series windows; predicting needs each series' history cut into "
-                           "the same windows, which new rows alone do not carry"}
+            codes = {name: [str(v) for v in (col.missing_values or [])] for name, col in cfg.columns.items()
+                     if getattr(col, "missing_values", None)}
+            w = cfg.window
+            series = [c for c in dict.fromkeys([w.group_column, cfg.natural_column()]) if c]
+            return {**base, "form": "window", "columns": _table_columns(data, skip=cfg.target),
+                    "missing_values": codes,
+                    "features": list(data.feature_names or []), "required": [w.time_column, *series],
+                    "data": cfg.model_dump(mode="json", include={"window", "partition", "target", "columns"}),
+                    "include_target": bool(w.include_target)}
         if cfg.image_shape is not None:
             pixels = [c["name"] for c in report.get("columns", []) if c.get("role") == "feature"]
             return {**base, "form": "pixels", "columns": pixels, "image_shape": list(cfg.image_shape),
@@ -76,10 +85,13 @@ def _target_name(columns: list[str]) -> str:
     return "target" if "target" not in columns else "target (to predict)"
 
 
-def _table_columns(data: Dataset) -> list[dict[str, Any]]:
-    """Per feature column of the file: its type and what encoding it needs (from the schema)."""
+def _table_columns(data: Dataset, skip: str | None = None) -> list[dict[str, Any]]:
+    """Per feature column of the file: its type and what encoding it needs (from the schema);
+    ``skip``: a column whose features are added apart (a window's past target values)."""
     columns: dict[str, dict[str, Any]] = {}
     for f in data.features or []:
+        if skip is not None and f.column == skip:
+            continue
         entry = columns.get(f.column)
         if entry is None:
             kind = {"numeric": "numeric", "binary": "boolean", "code": "ordinal", "onehot": "categorical"}[f.kind]
@@ -116,6 +128,7 @@ def mismatch(schema: dict[str, Any], columns: list[str]) -> None:
     """
     need = list(schema.get("columns", []))
     need = [c["name"] if isinstance(c, dict) else c for c in need]
+    need += [c for c in schema.get("required", []) if c not in need]
     have = set(columns)
     missing = [c for c in need if c not in have]
     allowed = set(need) | set(schema.get("known_columns", [])) | ({schema["target"]} if schema.get("target") else set())
@@ -148,11 +161,13 @@ def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], t
     :raises DataError: a schema mismatch, a value that cannot be read as its column's type.
     """
     form = schema.get("form")
-    if form == "window" or schema.get("readable") is False:
+    if schema.get("readable") is False:
         raise DataError(f"this model cannot predict from a table of new rows: {schema.get('why', 'not supported')}")
     df = df.reset_index(drop=True)
     mismatch(schema, [str(c) for c in df.columns])
     warnings: list[str] = []
+    if form == "window":
+        return _encode_windows(schema, df, classes, task, target_scale, warnings)
     if form == "table":
         x = _encode_rows(schema, df, warnings)
     else:
@@ -175,7 +190,7 @@ def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], t
     return Encoded(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32), y, df, warnings)
 
 
-def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str]) -> np.ndarray:
+def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], check: bool = True) -> np.ndarray:
     from engine.data.config import ColumnSpec
     from engine.data.csv_infer import ColumnPlan, apply_missing_codes, encode_column, parse_times
 
@@ -213,10 +228,61 @@ def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str]) 
                 block[missing] = np.nan
         blocks.append(block)
     x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(df), 0))
-    if x.shape[1] != len(schema.get("features", [])) and schema.get("features"):
+    if check and x.shape[1] != len(schema.get("features", [])) and schema.get("features"):
         raise DataError(f"encoding produced {x.shape[1]} features but the model reads {len(schema['features'])}; "
                         f"the saved schema does not match this model")
     return np.where(np.isfinite(x), x, np.nan)
+
+
+def _encode_windows(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,
+                    target_scale: tuple[float, float], warnings: list[str]) -> Encoded:
+    """Cut a table of rows into the model's time-series windows, as the training rows were cut
+    (:func:`engine.data.csv_data` ``_windows``: sorted by series and time, never crossing a series;
+    a window's target is ``horizon`` rows after its end). One prediction per window; the rows shown
+    are the target rows (their time and series)."""
+    from engine.data.config import DataConfig
+    from engine.data.csv_data import _windows
+    from engine.data.csv_infer import parse_times
+
+    cfg = DataConfig.model_validate({"dataset": "csv", **schema["data"]})
+    w = cfg.window
+    assert w is not None
+    x = _encode_rows(schema, df, warnings, check=False)
+    target = schema.get("target")
+    has_target = bool(target) and target in df.columns and bool(df[target].notna().all())
+    if schema.get("include_target") and not has_target:
+        raise DataError(f"this model reads the past values of '{target}' in each window: give that column, "
+                        f"filled for every row")
+    y_raw = np.zeros(len(df))
+    if has_target:
+        if task == "regression":
+            y_raw = pd.to_numeric(df[target], errors="coerce").to_numpy(dtype=np.float64)
+        else:
+            y_raw = pd.Categorical(df[target].map(_class_text), categories=classes).codes.astype(np.int64)
+            if (y_raw < 0).any():
+                raise DataError(f"target '{target}' has classes the model does not know "
+                                f"({', '.join(map(str, df[target][y_raw < 0].unique()[:5]))})")
+        if schema.get("include_target"):
+            extra = y_raw[:, None] if task == "regression" else np.eye(len(classes))[y_raw]
+            x = np.concatenate([x, extra], axis=1)
+    times = df[w.time_column]
+    times = times if pd.api.types.is_numeric_dtype(times) else parse_times(times)
+    if times.isna().any():
+        row = int(np.flatnonzero(times.isna().to_numpy())[0])
+        raise DataError(f"time column '{w.time_column}' has '{df[w.time_column].iloc[row]}' at row {row + 1}, "
+                        f"which is neither a date nor a number; fix it")
+    series = schema.get("required", [])[1:]
+    side = {c: df[c].astype(str).to_numpy() for c in series}
+    lines = np.arange(len(df)) + 2
+    xw, yw, lines, side, _, more = _windows(np.where(np.isfinite(x), x, np.nan), y_raw, lines, side, times, cfg, None)
+    warnings += more
+    rows = df.iloc[lines - 2][[w.time_column, *series]].reset_index(drop=True)
+    y = None
+    if has_target:
+        mean, std = target_scale
+        y = torch.as_tensor((yw - mean) / std, dtype=torch.float32) if task == "regression" else torch.as_tensor(yw)
+        rows[target] = df[target].iloc[lines - 2].to_numpy()
+    return Encoded(torch.as_tensor(np.ascontiguousarray(xw), dtype=torch.float32), y, rows, warnings)
 
 
 def _target(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,

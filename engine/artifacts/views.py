@@ -93,10 +93,12 @@ def schema_summary(config: dict[str, Any]) -> dict[str, Any]:
     schema = config.get("schema", {})
     form = schema.get("form")
     columns = [c["name"] if isinstance(c, dict) else c for c in schema.get("columns", [])]
+    columns += [c for c in schema.get("required", []) if c not in columns]
     return {"form": form, "columns": columns, "target": schema.get("target"),
             "images": config["input"]["kind"] == "image", "readable": schema.get("readable", True),
             "why": schema.get("why"), "task": config["task"], "classes": config.get("classes", []),
-            "units": (config.get("target") or {}).get("units")}
+            "units": (config.get("target") or {}).get("units"),
+            "window": (schema.get("data") or {}).get("window")}
 
 
 def template_csv(config: dict[str, Any]) -> str:
