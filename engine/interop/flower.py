@@ -180,8 +180,10 @@ def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bo
         "data_text": "data/ holds each site's rows of the experiment's data (the same split as FedMosaic)."
                      if sites else "Put each site's table in data/site-<n>.csv.",
     }
-    if schema.get("readable") is False:
-        raise CompatibilityError(f"this experiment's data cannot be read from a site's table: {schema.get('why')}")
+    if schema.get("readable") is False or schema.get("form") == "window":
+        raise CompatibilityError("this experiment's data cannot be exported as a site's table: "
+                                 + (schema.get("why") or "time-series windows (data.window) are not exported to "
+                                                         "Flower yet; export a tabular or image experiment"))
     try:
         pkg = out / package
         (pkg / "preprocessing").mkdir(parents=True, exist_ok=True)
