@@ -60,3 +60,13 @@ def test_tabular_architectures_with_missing_values_and_scaling(store) -> None:  
     raw = {c.id: sim.federation.data.x[split_positions(sim, c.id)] for c in sim.clients}
     assert any(torch.isnan(x).any() for x in raw.values())  # the graph fills missing values itself
     _check(store, sim, raw)
+
+
+def test_prototype_rule_exports(store) -> None:  # noqa: ANN001
+    cfg = parse_config({"name": "onnx", "rounds": 1, "data": {"dataset": "digits", "max_samples": 300},
+                        "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
+                        "strategy": {"name": "fedproto", "inference": "prototype"}, "checkpoint_every": 0})
+    sim = Simulation(cfg, store=store)
+    sim.run()
+    assert load(store, sim.run_id, "c-1", "final").config["rule"] == "prototype"
+    _check(store, sim, {c.id: sim.federation.clients[c.id].test.x for c in sim.clients})
