@@ -504,7 +504,8 @@ def test_cli_sweep_report_summary_rename_tag_fork_cancel_delete(tmp_path, capsys
     assert len(out["runs"]) == 4 and set(out["runs"].values()) == {"finished"}
     settings = {(r["setting"], r["metric"]): r for r in out["summary"]}
     assert settings[("fedprox (mu=0.1)", "global_acc_mean")]["n"] == 2
-    run_id = next(iter(out["runs"]))
+    store = Store(db)
+    run_id = next(r for r in out["runs"] if store.get_run(r)["config"]["seed"] == 0)  # runs list in finishing order
 
     report = tmp_path / "report.html"
     assert main(["--db", db, "report", "--group", out["group_id"], "--out", str(report)]) == 0
