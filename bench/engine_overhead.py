@@ -13,7 +13,8 @@ interpreter start and imports included on both sides: the hand loop as a script 
 (``bench/hand_fedavg.py``: imports torch and scikit-learn, loads digits, trains on the same client
 rows) against ``python -m engine run CONFIG`` (validates, builds the federation, records every
 round in a fresh SQLite database), in turn, median of the repeats. The engine side runs once with
-the sequential executor (the same algorithm as the hand loop) and once with ``auto``.
+the sequential executor (the same algorithm as the hand loop) and once with ``auto``; with
+``--flower``, Flower's simulation (``bench/flower_side.py``) is a fourth side, timed the same way.
 
 Optional third side, Flower 1.42's Ray simulation of the same work (``bench/flower_side.py``, which
 says how to install flwr in a separate venv): ``--flower /tmp/flwr-venv/bin/python`` runs it as a
@@ -117,7 +118,8 @@ def write_splits(path: Path, root: Path) -> None:
              **{f"client{i}": np.asarray(c.index) for i, c in enumerate(fed.clients)})
 
 
-def whole_processes(rounds: int, repeats: int, root: Path) -> dict[str, list[tuple[float, float, float]]]:
+def whole_processes(rounds: int, repeats: int, root: Path, flower: str | None = None,
+                    flower_cpus: int = 2) -> dict[str, list[tuple[float, float, float]]]:
     """(whole seconds, loop seconds, accuracy) per side and repeat, each side a fresh process
     from spawn to exit, sides in turn (order alternated)."""
     import json
@@ -162,6 +164,17 @@ def whole_processes(rounds: int, repeats: int, root: Path) -> dict[str, list[tup
 
     sides = {"hand-written loop, as a script": hand, "python -m engine run (sequential)": engine("sequential"),
              "python -m engine run (auto)": engine("auto")}
+    if flower:
+        from bench import flower_side
+
+        def flower_run() -> tuple[float, float, float]:
+            run = flower_side.measure(flower, rounds, flower_cpus, root=root)
+            return run["whole_s"], run["loop_s"], run["acc"]
+
+        if flower_side.flwr_available(flower):
+            sides[f"Flower 1.42 simulation ({flower_cpus} Ray CPUs), as a script"] = flower_run
+        else:
+            print(flower_side.NO_FLWR.format(python=flower))
     for fn in sides.values():  # warm-up: file caches, the dataset cache
         fn()
     rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in sides}
@@ -189,7 +202,7 @@ def main() -> None:
         import os
 
         print(f"load average before: {os.getloadavg()[0]:.2f}")
-        rows = whole_processes(args.rounds, args.repeats, root)
+        rows = whole_processes(args.rounds, args.repeats, root, args.flower, args.flower_cpus)
         med = {k: tuple(statistics.median(r[j] for r in v) for j in range(3)) for k, v in rows.items()}
         print("| side (whole process) | whole process (s) | inside the loop (s) | final global accuracy |")
         print("|---|---|---|---|")
@@ -197,7 +210,7 @@ def main() -> None:
             print(f"| {k} | {whole:.2f} | {loop:.2f} | {acc:.3f} |")
         hand = med["hand-written loop, as a script"][0]
         for k, v in med.items():
-            print(f"{k}: {v[0] - hand:+.2f} s against the hand-written script "
+            print(f"{k}: {v[0] - hand:+.2f} s ({v[0] / hand:.2f}x) against the hand-written script "
                   f"(per repeat: {', '.join(f'{w:.2f}' for w, _, _ in rows[k])})")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         return
