@@ -17,6 +17,7 @@ import os
 import statistics
 import time
 
+import engine  # noqa: F401 - sets OMP_WAIT_POLICY=PASSIVE, as for every run, before torch loads
 import torch
 import torch.nn.functional as F
 
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args()
-    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    print(f"load average before: {os.getloadavg()[0]:.2f}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"| case | forward FLOPs per step | 1 thread s/step | {args.threads} threads s/step | speed-up |")
     print("|---|---:|---:|---:|---:|")
     for label, spec, kind, shape, batch in CASES:

@@ -163,8 +163,8 @@ def choose(plan: RunPlan) -> tuple[str, str]:
       train in one batch: measured 1.5-5x faster than one client at a time on digits (2 cores,
       10-1,000 clients, mlp and cnn; docs/benchmarks.md);
     - else ``threads`` when the run may use several threads and at least two clients' steps are
-      large enough for threads to pay (:data:`engine.threads.MIN_STEP_FLOPS`; on smaller steps
-      the Python between kernels holds the GIL and the threads take turns);
+      large enough for threads to pay (:data:`engine.threads.THREADS_MIN_STEP_FLOPS`; on smaller
+      steps the Python between kernels holds the GIL and the threads take turns);
     - else ``sequential``.
     """
     from engine.vectorized import batchable_strategy
@@ -182,7 +182,7 @@ def choose(plan: RunPlan) -> tuple[str, str]:
             archs = ", ".join(f"{len(g)} {g[0].arch}" for g in batched)
             return "vectorized", (f"{n} of {len(clients)} clients train in batched groups ({archs}); "
                                   f"batching measured 1.5-5x faster than one client at a time")
-    heavy = [c for c in clients if plan.step_flops.get(c.id, 0.0) >= threads.MIN_STEP_FLOPS]
+    heavy = [c for c in clients if plan.step_flops.get(c.id, 0.0) >= threads.THREADS_MIN_STEP_FLOPS]
     if plan.share >= 2 and len(heavy) >= 2:
         return "threads", (f"{len(heavy)} clients with large training steps and {plan.share} threads for "
                            f"this run: one client per thread")

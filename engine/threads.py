@@ -37,10 +37,19 @@ from pathlib import Path
 
 import torch
 
-MIN_STEP_FLOPS = 50_000_000
+MIN_STEP_FLOPS = 8_000_000_000
 """Forward FLOPs of one training step (one sample's forward x batch size, times the clients a
-batched step trains at once) below which a second thread does not pay: the smallest step that
-gained from two threads on a quiet 2-core machine (``python -m bench.threads``)."""
+batched step trains at once) below which a second intra-op thread does not pay, so a run keeps
+one. Measured on this project's 2-core machine (``python -m bench.threads``, docs/benchmarks.md):
+with other work beside it (load 4-7) no step from 1 MFLOP to 6.3 GFLOP (a ResNet with 32 channels
+on 32x32 colour images, batch 64) ran faster on two threads than on one (0.15-0.99x). Larger
+steps get the run's share; one thread also keeps a run's numbers the same however many runs
+share the machine."""
+THREADS_MIN_STEP_FLOPS = 50_000_000
+"""Forward FLOPs of one client's training step from which the ``threads`` executor (one client
+per thread) pays: 1.17x sequential for 10 FedAvg-CNN clients on 28x28 images (81 MFLOP steps),
+1.14x for 30 small CNNs on digits (6 MFLOP) but 0.99x for 10 of them and 0.7-0.98x for MLPs,
+whose steps are mostly Python holding the interpreter lock."""
 
 
 def cores() -> int:

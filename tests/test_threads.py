@@ -157,10 +157,10 @@ def test_auto_picks_by_roster_strategy_and_share():
     one_each = parse_config(digits_config(clients=[
         {"name": "a", "model": {"arch": "mlp"}}, {"name": "b", "model": {"arch": "cnn"}}]))
     assert choose(plan_for(one_each, share=1))[0] == "sequential"
-    heavy = threads.MIN_STEP_FLOPS * 2
+    heavy = threads.THREADS_MIN_STEP_FLOPS * 2
     assert choose(plan_for(prox(), step=heavy))[0] == "threads"
     assert choose(plan_for(prox(), step=heavy, share=1))[0] == "sequential"
-    name, why = choose(plan_for(prox(), step=threads.MIN_STEP_FLOPS / 10))
+    name, why = choose(plan_for(prox(), step=threads.THREADS_MIN_STEP_FLOPS / 10))
     assert name == "sequential" and "too small" in why
 
 
