@@ -62,14 +62,21 @@ def memory_request(job: ClientJob) -> int:
     return int(4 * model + 2 * data + (256 << 20))
 
 
+def _quiet(message: str) -> None:
+    """A log that drops its message (what a remote client's server copy warns about)."""
+
+
 def _slim_env(env: ClientEnv) -> ClientEnv:
     """The env without server-side state and callables (they would drag the whole simulation
     into every task)."""
     strategy = copy.copy(env.strategy)
     server = strategy.server
+    combine = copy.copy(server.combine)
+    if combine is not None:
+        combine.log = _quiet  # the run's log holds the store's lock; warnings are the server's
     strategy.server = dataclasses.replace(
         server, initial_states=None, client_state=None, build=None, log=None, pooled_train=None,
-        public=None, clients=[])
+        public=None, clients=[], combine=combine)
     strategy.state = {}
     return ClientEnv(strategy, env.task, env.seed, env.build, cancel=None)
 
