@@ -505,7 +505,7 @@ def executors() -> dict[str, str]:
 
 def executor_unavailable() -> dict[str, str]:
     """Executors that cannot run here, with what to do (Ray is an optional extra)."""
-    from engine.ray_executor import INSTALL_HINT, available
+    from engine.executors.ray import INSTALL_HINT, available
 
     return {} if available() else {"ray": INSTALL_HINT}
 

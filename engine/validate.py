@@ -140,7 +140,7 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
         if note:
             report.warnings.append(f"strategy {config.strategy.name}: {note}")
     if config.executor == "ray":
-        from engine.ray_executor import INSTALL_HINT, available
+        from engine.executors.ray import INSTALL_HINT, available
 
         if not available():
             report.errors.append(f"executor: {INSTALL_HINT}")

@@ -88,7 +88,7 @@ def test_sweep_launches_a_group() -> None:
 
 
 def test_ray_without_the_extra_is_refused_with_the_install_hint(monkeypatch) -> None:
-    from engine import ray_executor
+    from engine.executors import ray as ray_executor
 
     monkeypatch.setattr(ray_executor, "available", lambda: False)
     assert "pip install 'fedmosaic[ray]'" in api.executor_unavailable()["ray"]

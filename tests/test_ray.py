@@ -65,7 +65,7 @@ def test_missing_ray_gives_the_install_hint(monkeypatch):
     import builtins
 
     from engine.errors import ConfigError
-    from engine.ray_executor import RayExecutor
+    from engine.executors.ray import RayExecutor
 
     real_import = builtins.__import__
 

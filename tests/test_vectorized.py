@@ -111,7 +111,7 @@ def test_clients_smaller_than_the_batch_match_sequential():
 def test_stacked_optimizer_follows_torch_optim_and_skips_inactive_clients(kind):
     """Three clients with their own hyperparameters; client 1 has no batch at step 2 and client 2
     none at step 1: each must end where torch.optim, stepping only when active, puts it."""
-    from engine.vectorized import _StackedOptimizer
+    from engine.executors.vectorized import _StackedOptimizer
 
     g = torch.Generator().manual_seed(0)
     k, shapes, n_steps = 3, {"w": (4, 5), "b": (4,)}, 4

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine.aggregate import nbytes
 from engine.client import ClientEnv, ClientJob, run_client
 from engine.errors import CancelledError, ConfigError
-from engine.executors import EXECUTORS, Executor, ExecutorParams
+from engine.executors.base import EXECUTORS, Executor, ExecutorParams
 from engine.strategies.base import ClientResult
 
 INSTALL_HINT = "Ray is not installed: pip install 'fedmosaic[ray]' (or pip install 'ray>=2.9')"

@@ -38,7 +38,7 @@ from engine.client import (
 )
 from engine.seeding import generator
 from engine.errors import CancelledError
-from engine.executors import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, intra_op_threads
+from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, intra_op_threads
 from engine.strategies.base import ClientContext, ClientResult, Strategy
 from engine.training import FitStats
 
