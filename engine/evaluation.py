@@ -151,6 +151,36 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
     return out
 
 
+def global_figures(clients: Sequence[ClientInfo], strategy: Strategy, eval_states: dict[int, dict[str, Tensor]],
+                   states: dict[int, dict[str, Any]], fed: Federation, devices: dict[int, torch.device],
+                   build: ModelFactory, task: str) -> dict[int, dict[str, float]]:
+    """``global_*`` metrics per client id of the given evaluation states (models kept at an
+    earlier round, say) on ``fed``'s global test set, as :func:`evaluate_clients` scores them;
+    ``states`` are what a strategy's own ``predict`` reads beside the model."""
+    custom = type(strategy).predict is not Strategy.predict
+    out: dict[int, dict[str, float]] = {}
+    groups: dict[tuple[str, str], list[ClientInfo]] = {}
+    for c in clients:
+        key = (c.arch_key, str(devices[c.id])) if not custom else (f"{c.arch_key}#{c.id}", str(devices[c.id]))
+        groups.setdefault(key, []).append(c)
+    for members in groups.values():
+        device = devices[members[0].id]
+        model = template(members[0].spec.model, device, build)
+        model.eval()
+        if custom:
+            c = members[0]
+            load_into(model, eval_states[c.id])
+            forward = partial(strategy.predict, c, model, states[c.id])
+            x = fed.clients[c.id].transform(fed.global_test.x.to(device))
+            outs = {c.id: training.predict(forward, x, batch_size=rows_per_call(model, x.shape[1:]))}
+        else:
+            outs = _global_outputs(model, members, eval_states, fed, device)
+        gy = fed.global_test.y.to(device)
+        scored = training.metrics_many(task, [outs[c.id] for c in members], [gy] * len(members), fed.target_std)
+        out.update({c.id: {f"global_{k}": v for k, v in m.items()} for c, m in zip(members, scored, strict=True)})
+    return out
+
+
 def _held_out_x(data: Any) -> Tensor:
     """A client's local test rows followed by its validation rows (one forward pass scores both)."""
     return torch.cat([data.test.x, data.val.x]) if len(data.val) else data.test.x

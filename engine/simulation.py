@@ -39,7 +39,7 @@ from engine.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, Split, build as build_federation, label_histograms
 from engine.errors import CancelledError, ConfigError, DataError, FedMosaicError, StorageError
-from engine.evaluation import evaluate_clients, rows_per_call, stratified_rows
+from engine.evaluation import evaluate_clients, global_figures, rows_per_call, stratified_rows
 from engine.executors import RunPlan, make_executor
 from engine.metrics import Primary, choose_primary, record_keys, reference_scores, summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
@@ -139,6 +139,8 @@ class Simulation:
         self.global_rows = None if sample is None else stratified_rows(
             fed.global_test.y, sample, numpy_rng(cfg.seed, "global-sample"), self.task)
         """Rows of the global test set scored between full scorings (``None``: all of them)."""
+        self._scored_rows = len(fed.global_test)
+        """Rows of the global test set the latest evaluation scored (the whole set or its sample)."""
         self.server_device = next(iter(self.devices.values()), torch.device("cpu"))
         self.combiner = make_combiner(cfg.defence, log=lambda message: self._log(message, "warning"))
         self.server = Server(
@@ -387,6 +389,8 @@ class Simulation:
         for cid, m in scores.items():
             per_client.setdefault(cid, {}).update(m)
         out: dict[str, float] = {"global_rows": float(len(gy))}  # the whole set, or its sample
+        self._scored_rows = len(gy)
+        full = len(gy) == len(self.federation.global_test)
         val_x = [d.val.x for d in fed.clients if len(d.val)]
         val_y = [d.val.y for d in fed.clients if len(d.val)]
         asr_clients, asr_round = self.adversaries.scores(joined, self.states, self.devices, self.build)
@@ -410,12 +414,19 @@ class Simulation:
             out.update({f"server_{k}{suffix}": v for k, v in test.items()})
             out.update({f"server_val_{k}{suffix}": v for k, v in val_scores.items()})
             if self._improved(val_scores, self.server_best.get(label)):
-                self.server_best[label] = {"round": rnd, "val": val_scores, "scores": test, "model": detach(state)}
+                self.server_best[label] = {"round": rnd, "val": val_scores, "scores": test, "model": detach(state),
+                                           "global_rows": len(gy)}
             kept = self.server_best[label]
-            out.update({f"best_server_{k}{suffix}": v for k, v in kept["scores"].items()})
-            out[f"best_server_round{suffix}"] = float(kept["round"])
             asr = self.adversaries.server_scores(model, fed.reference, self.server_device)
             out.update({f"server_{k}{suffix}": v for k, v in asr.items()})
+            if full and kept.get("global_rows", len(gy)) < len(gy):  # kept at a sampled round: the whole set now
+                load_into(model, kept["model"])
+                kept["scores"] = training.metrics_many(
+                    self.task, [training.predict(model, fed.reference(gx.to(self.server_device)), batch_size=rows)],
+                    [gy.to(self.server_device)], fed.target_std)[0]
+                kept["global_rows"] = len(gy)
+            out.update({f"best_server_{k}{suffix}": v for k, v in kept["scores"].items()})
+            out[f"best_server_round{suffix}"] = float(kept["round"])
         return out
 
     def scoring_federation(self, rnd: int) -> Federation:
@@ -472,14 +483,37 @@ class Simulation:
             state = self.states[c.id]
             self.best[c.id] = {"round": rnd, "val": val, "scores": scores,
                                "model": detach(self.strategy.eval_state(c, state), memo),
-                               "extra": detach(state.get("extra", {}), memo)}
+                               "extra": detach(state.get("extra", {}), memo), "global_rows": self._scored_rows}
             m.update({f"best_{k}": v for k, v in scores.items()})
             m["best_round"] = float(rnd)
+        self._rescore_best(per_client)
         view = {cid: {"best_round": float(b["round"]), **{f"best_{k}": v for k, v in b["scores"].items()}}
                 for cid, b in self.best.items()}
         weights = {c.id: float(c.n_test) for c in self.clients}
         keys = [k for k in record_keys(self.task) if k.startswith("best_")]
         return summarize_clients(view, keys, weights)
+
+    def _rescore_best(self, per_client: dict[int, dict[str, float]]) -> None:
+        """In a round that scored the whole global test set, score the models kept at rounds that
+        scored its sample (their best validation rounds) on the whole set too, so every
+        ``best_global_*`` figure from then on is the whole set's (the choice of round, made on
+        validation data, does not change)."""
+        fed = self.federation
+        full = len(fed.global_test)
+        if self._scored_rows != full:
+            return
+        stale = [c for c in self.clients if self.best.get(c.id, {}).get("global_rows", full) < full]
+        if not stale:
+            return
+        kept = {c.id: self.best[c.id] for c in stale}
+        figures = global_figures(stale, self.strategy, {cid: b["model"] for cid, b in kept.items()},
+                                 {cid: {"model": b["model"], "extra": b["extra"]} for cid, b in kept.items()},
+                                 fed, self.devices, self.build, self.task)
+        for cid, m in figures.items():
+            b = kept[cid]
+            b["scores"] = {**{k: v for k, v in b["scores"].items() if not k.startswith("global_")}, **m}
+            b["global_rows"] = full
+            per_client.setdefault(cid, {}).update({f"best_{k}": v for k, v in m.items()})
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def checkpoint(self, rnd: int) -> Path:

@@ -127,3 +127,27 @@ def test_without_a_sample_every_round_scores_every_row(tmp_path):
     sim = Simulation(parse_config(digits_config(rounds=2, global_sample=None)), root=tmp_path)
     sim.run()
     assert {r.metrics["global_rows"] for r in sim.history} == {float(len(sim.federation.global_test))}
+
+
+def test_a_best_round_scored_on_the_sample_gets_whole_set_figures_at_the_next_full_scoring(tmp_path):
+    """The best round is chosen on validation rows; its global test figures are the whole set's
+    from the next full scoring on (here every client and the server keep round 1, a sampled round)."""
+    config = parse_config(digits_config(rounds=3, global_sample=60, global_full_every=3))
+    sim = Simulation(config, root=tmp_path)
+    sim._improved = lambda val, old: old is None  # keep the first evaluated round as the best
+    sim.run()
+    gx, gy = sim.federation.global_test.x, sim.federation.global_test.y
+    model = sim.build(sim.clients[0].spec.model)
+    last = sim.history[-1]
+    assert last.metrics["best_round_mean"] == 1.0 and len(gy) > 60
+    for c in sim.clients:
+        kept = sim.best[c.id]
+        expected = training.metrics("classification", direct(model, kept["model"], gx), gy)
+        assert kept["round"] == 1 and kept["global_rows"] == len(gy)
+        assert kept["scores"]["global_acc"] == pytest.approx(expected["acc"])
+        assert last.clients[c.id]["best_global_acc"] == pytest.approx(expected["acc"])  # recorded for the pages
+    sampled = sim.history[0].clients[0]["best_global_acc"]  # what round 1 recorded, on 60 rows
+    assert sampled != pytest.approx(sim.best[0]["scores"]["global_acc"])
+    (label, server), = sim.server_best.items()
+    expected = training.metrics("classification", direct(model, server["model"], sim.federation.reference(gx)), gy)
+    assert server["round"] == 1 and last.metrics["best_server_acc"] == pytest.approx(expected["acc"])
