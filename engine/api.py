@@ -1210,7 +1210,7 @@ def tier_names(design: dict[str, Any] | None = None) -> list[str]:
     """Device tiers of the hardware catalogue plus the design's own ``tiers`` (empty if this build
     has no hardware catalogue)."""
     try:
-        from engine.hardware import TIERS
+        from engine.hardware.tiers import TIERS
     except ImportError:
         return []
     custom = [str(k) for k in ((design or {}).get("tiers") or {})]
@@ -1219,7 +1219,7 @@ def tier_names(design: dict[str, Any] | None = None) -> list[str]:
 
 def device_names() -> list[str]:
     """Real devices this machine offers, plus ``auto``."""
-    from engine.devices import detect
+    from engine.hardware.devices import detect
 
     return [d.name for d in detect()] + ["auto"]
 
@@ -1247,7 +1247,7 @@ def client_costs(design: dict[str, Any]) -> dict[int, dict[str, Any]]:
         except Exception:  # noqa: BLE001, S112 - an invalid model shows up in the row's issues instead
             continue
         try:
-            from engine.devices import estimate_memory
+            from engine.hardware.devices import estimate_memory
 
             memory = estimate_memory(model, ds.input_spec, rep_dim, ds.n_outputs, int(c.get("batch_size", 32) or 32),
                                      str(c.get("optimizer", "sgd")), float(c.get("momentum", 0.0) or 0.0)).total

@@ -77,7 +77,7 @@ def _built(names: tuple[tuple[str, ...], ...]) -> dict[str, list[dict[str, Any]]
                      for n, d in DEFENCES.items()],
     }
     try:
-        from engine.hardware import TIERS
+        from engine.hardware.tiers import TIERS
 
         out["tiers"] = [t.as_dict() for _, t in TIERS.items()]
     except ImportError:

@@ -530,7 +530,7 @@ _PARTICIPATION = {"not joined": "#e5e7eb", "offline": "#9ca3af", "not selected":
                   "partial work": "#93c5fd", "straggler (dropped)": "#f59e0b", "dropped out": "#dc2626"}
 """Participation states of a client in a round, with their colours (blue: the update counted)."""
 _CLOCK_STATUS = {0: "trained", 1: "straggler (dropped)", 2: "dropped out", 3: "partial work"}
-"""The virtual clock's ``status`` client metric (engine.clock: OK, STRAGGLER, DROPOUT, PARTIAL)."""
+"""The virtual clock's ``status`` client metric (engine.hardware.clock: OK, STRAGGLER, DROPOUT, PARTIAL)."""
 TIME_KEYS = ("sim_total_s", "sim_time_s", "time_s")
 """Per-client simulated-time keys, in order of preference (the virtual clock records ``sim_total_s``)."""
 

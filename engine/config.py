@@ -22,7 +22,7 @@ from engine.data.augment import AugmentConfig
 from engine.data.config import DataConfig
 from engine.data.preprocess import METHODS as PREPROCESSING
 from engine.errors import ConfigError, FedMosaicError, validation_problems
-from engine.hardware import TierOverrides, TierSpec
+from engine.hardware.tiers import TierOverrides, TierSpec
 from engine.metrics import PRIMARY_CHOICES
 from engine.privacy.config import ClientPrivacy, SecureAggregation, ServerDP
 from engine.robustness.config import AdversarySpec, DefenceSpec
@@ -91,7 +91,7 @@ class ClientSpec(BaseModel):
     @field_validator("device")
     @classmethod
     def _device_here(cls, value: str) -> str:
-        from engine.devices import check_device
+        from engine.hardware.devices import check_device
 
         check_device(value)
         return value
@@ -233,7 +233,7 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _known_tiers(self) -> ExperimentConfig:
-        from engine.hardware import resolve_tiers
+        from engine.hardware.tiers import resolve_tiers
 
         try:
             tiers = resolve_tiers(self.tiers)

@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import devices, threads, training
+from engine import threads, training
+from engine.hardware import devices
 from engine.aggregate import nbytes
 from engine.client import ClientEnv, ClientJob, detach, load_into, template
-from engine.clock import VirtualClock
+from engine.hardware.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, Split, build as build_federation, label_histograms
 from engine.errors import CancelledError, ConfigError, DataError, FedMosaicError, StorageError

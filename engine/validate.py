@@ -171,7 +171,7 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
 def model_problems(config: ExperimentConfig, data: Any) -> list[str]:
     """Every distinct model of the roster built once for this data (a forward pass, as set-up
     does): a model that cannot take this input is reported here, not when the run starts."""
-    from engine.devices import estimate_memory
+    from engine.hardware.devices import estimate_memory
 
     out: list[str] = []
     seen: set[str] = set()
@@ -240,8 +240,8 @@ def _names(names: list[str]) -> str:
 
 def hardware_warnings(config: ExperimentConfig, data: Any) -> list[str]:
     """Memory fit of the roster on its real devices and advice on the simulated hardware."""
-    from engine.clock import clock_warnings
-    from engine.devices import memory_warnings
+    from engine.hardware.clock import clock_warnings
+    from engine.hardware.devices import memory_warnings
 
     per_client = len(data) // max(1, len(config.roster()))
     return (memory_warnings(config, data.input_spec, data.n_outputs, per_client)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import digits_config
 
-from engine import devices
+from engine.hardware import devices
 from engine.config import parse_config
-from engine.devices import estimate_memory, memory_warnings, roster_memory
+from engine.hardware.devices import estimate_memory, memory_warnings, roster_memory
 from engine.errors import ConfigError
 from engine.models import InputSpec
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import digits_config
 
-from engine.clock import (
+from engine.hardware.clock import (
     DROPOUT,
     OK,
     PARTIAL,
@@ -25,7 +25,7 @@ from engine.clock import (
 )
 from engine.config import parse_config
 from engine.errors import ConfigError
-from engine.hardware import TIERS, Tier
+from engine.hardware.tiers import TIERS, Tier
 from engine.simulation import Simulation
 from engine.strategies.base import ClientInfo, ClientResult, Strategy
 

@@ -1,6 +1,6 @@
 """Simulated device tiers: the hardware a federated client would run on, as a few figures.
 
-A tier is what the virtual clock (:mod:`engine.clock`) needs to turn a client's work into
+A tier is what the virtual clock (:mod:`engine.hardware.clock`) needs to turn a client's work into
 simulated seconds: sustained compute (FLOP/s), uplink and downlink bandwidth (bit/s), the
 probability of being online in a round (availability) and the probability of dropping out during a
 round (dropout). The system model is the one of FedScale (Lai et al. 2022, "FedScale: Benchmarking

@@ -2,7 +2,7 @@
 
 System model as in FedScale (Lai et al. 2022, arXiv:2105.11367) and the synchronous FedAvg
 deployment of Bonawitz et al. 2019 (arXiv:1902.01046): each client has a device tier
-(:mod:`engine.hardware`); in a round
+(:mod:`engine.hardware.tiers`); in a round
 
 - a client is **online** with probability ``availability`` (offline clients cannot be selected);
 - a selected client **drops out** before reporting with probability ``dropout``;
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.hardware import Tier, client_tier, resolve_tiers
+from engine.hardware.tiers import Tier, client_tier, resolve_tiers
 from engine.seeding import numpy_rng
 from engine.strategies.base import ClientInfo, ClientResult
 
