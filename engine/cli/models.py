@@ -75,7 +75,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def cli_commands(sub: argparse._SubParsersAction, add: Any) -> None:
+def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None = None) -> None:
     """``models`` and ``predict``."""
     p = add("models", cmd_models, "download a run's kept models (weights, config.json, preprocessing, model card)")
     p.add_argument("run_id")

@@ -1,7 +1,5 @@
-"""FedMosaic command line: run, inspect and export experiments without the browser.
-
-User mistakes exit with status 2 and one clear line on stderr; never a traceback.
-"""
+"""Commands about one experiment: run, list, show, export, catalog, schema, validate and
+hash-password. Each imports what it needs when it runs, so ``list`` never loads torch."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, FedMosaicError
+from engine.errors import ConfigError
 
 
 def _store(args: argparse.Namespace):  # noqa: ANN202
@@ -185,17 +183,9 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
-    parser.add_argument("--db", help="database file (default: $FEDMOSAIC_DB or the per-user data dir)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def add(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(func=func)
-        p.add_argument("--db", default=argparse.SUPPRESS, help="database file")
-        return p
-
+def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None = None) -> None:
+    """Subcommands of ``python -m engine``: run, list, show, export, catalog, schema, validate,
+    hash-password (``command``: the one being run, so ``export``'s formats load only for it)."""
     p = add("run", cmd_run, "run an experiment config in the foreground")
     p.add_argument("config", help="JSON or YAML experiment config")
     p.add_argument("--seed", type=int, help="override the config's seed")
@@ -223,71 +213,3 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("config")
     p = add("hash-password", cmd_hash_password, "make the password hash the app asks for when exposed")
     p.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
-    for extra in _extensions():
-        extra(sub, add)
-    return parser
-
-
-def _command(argv: list[str]) -> str | None:
-    """The subcommand ``argv`` names (``None`` when it names none: help, or a mistake), so the
-    parser loads only what that command's options need."""
-    rest = list(argv)
-    while rest:
-        word = rest.pop(0)
-        if word == "--db":
-            rest = rest[1:]
-        elif not word.startswith("-"):
-            return word
-    return None
-
-
-def _extensions() -> list[Any]:
-    """Subcommand groups contributed by other engine modules (runs manager: resume, sweep...)."""
-    found = []
-    try:
-        from engine.runs import cli_commands
-
-        found.append(cli_commands)
-    except ImportError:
-        pass
-    from engine.artifacts.cli import cli_commands as model_commands
-    from engine.interop.cli import cli_commands as flower_commands
-
-    found += [model_commands, flower_commands]
-    return found
-
-
-class _PlainStream:
-    """A text stream that drops the control characters a terminal would act on (names and
-    messages come from users: an escape sequence in a run name must print as text)."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        from engine.sanitize import terminal_safe
-
-        return self._stream.write(terminal_safe(text))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from engine.access import trusted_paths
-
-    out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _PlainStream(out), _PlainStream(err)
-    try:
-        parser = build_parser(_command(sys.argv[1:] if argv is None else argv))
-        args = parser.parse_args(argv)
-        with trusted_paths():  # the CLI's user owns the files it names (the app's designs never do)
-            return int(args.func(args))
-    except FedMosaicError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        sys.stdout, sys.stderr = out, err

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def cmd_export_flower(args: argparse.Namespace) -> int:
-    from engine.interop.flower import export_flower, support
+    from engine.interop.flower import export_flower
     from engine.storage import Store
 
     store = Store(args.db) if not Path(args.source).exists() else None
@@ -18,7 +18,7 @@ def cmd_export_flower(args: argparse.Namespace) -> int:
     return 0
 
 
-def cli_commands(sub: argparse._SubParsersAction, add: Any) -> None:
+def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None = None) -> None:
     p = add("export-flower", cmd_export_flower,
             "export an experiment (a config file or a run id) as a runnable Flower app")
     p.add_argument("source", help="config file (JSON or YAML) or run id")
