@@ -115,7 +115,8 @@ def _dead_owner() -> str:
 
 # ---- the cases ----------------------------------------------------------------------------------
 def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
-    from engine import api, auth
+    from engine import auth
+    from engine.design import document, launching, scenarios, schema, split
     from engine.access import trusted_paths
     from engine.config import parse_config
     from engine.storage import Store
@@ -144,14 +145,14 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     for label, path in outside.items():
         data = {"dataset": "csv", "path": path, "delimiter": ":", "target": "root"}
         design = config(data=data)
-        for channel, run in (("API inspect (Data page)", lambda d=data: api.inspect(d)),
-                             ("API dataset summary", lambda d=data: api.dataset_summary(d)),
-                             ("API split preview", lambda g=design: api.preview(g)),
-                             ("app import (design file)", lambda g=design: api.config_from_json(json.dumps(g)))):
+        for channel, run in (("API inspect (Data page)", lambda d=data: schema.inspect(d)),
+                             ("API dataset summary", lambda d=data: schema.dataset_summary(d)),
+                             ("API split preview", lambda g=design: split.preview(g)),
+                             ("app import (design file)", lambda g=design: document.config_from_json(json.dumps(g)))):
             add("data.path outside the allowed folders", label, channel, "refused", run)
     mnist_out = tmp / "elsewhere" / "mnist"
     add("data.path outside the allowed folders", "image folder outside, download on", "API dataset summary",
-        "refused", lambda: api.dataset_summary({"dataset": "mnist", "path": str(mnist_out), "download": True}))
+        "refused", lambda: schema.dataset_summary({"dataset": "mnist", "path": str(mnist_out), "download": True}))
 
     def http_download() -> None:
         from engine.data.vision_files import download
@@ -164,19 +165,19 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     add("data.path outside the allowed folders", "download over plain http", "engine", "refused", http_download)
 
     def allowed_upload() -> str:
-        path = api.save_upload("ok.csv", b"f1,f2,y\n" + b"".join(f"{i},{i % 3},{i % 2}\n".encode() for i in range(40)))
-        return f"{api.dataset_summary({'dataset': 'csv', 'path': path, 'target': 'y'})['samples']} samples"
+        path = schema.save_upload("ok.csv", b"f1,f2,y\n" + b"".join(f"{i},{i % 3},{i % 2}\n".encode() for i in range(40)))
+        return f"{schema.dataset_summary({'dataset': 'csv', 'path': path, 'target': 'y'})['samples']} samples"
 
     add("data.path outside the allowed folders", "an upload (inside the data directory)", "API dataset summary",
         "handled", allowed_upload)
     add("data.path outside the allowed folders", "a shipped example CSV", "API inspect (Data page)", "handled",
-        lambda: f"{len(api.inspect({'dataset': 'csv', 'path': api.example_csvs()[0]})['columns'])} columns")
+        lambda: f"{len(schema.inspect({'dataset': 'csv', 'path': scenarios.example_csvs()[0]})['columns'])} columns")
     mine = write(tmp / "mine" / "t.csv", "f1,f2,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(60)))
 
     def operator_root() -> str:
         os.environ["FEDMOSAIC_DATA_ROOTS"] = str(tmp / "mine")
         try:
-            return f"{api.dataset_summary({'dataset': 'csv', 'path': str(mine), 'target': 'y'})['samples']} samples"
+            return f"{schema.dataset_summary({'dataset': 'csv', 'path': str(mine), 'target': 'y'})['samples']} samples"
         finally:
             os.environ.pop("FEDMOSAIC_DATA_ROOTS", None)
 
@@ -216,7 +217,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
         path = write(tmp / "docs" / f"{abs(hash(label))}{suffix}", content)
         add("config documents", label, "CLI validate", expected, lambda p=path: cli("validate", str(p)))
         add("config documents", label, "app import (design file)", expected,
-            lambda c=content: api.config_from_json(c) and "imported")
+            lambda c=content: document.config_from_json(c) and "imported")
     add("config documents", "YAML alias bomb", "CLI run", "refused",
         lambda: (cli("--db", str(db), "run", str(write(tmp / "bomb.yaml", bomb))), no_rows(db)))
     add("config documents", "JSON padded to 1.1 MB", "CLI run", "refused",
@@ -306,7 +307,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
 
     add("what set-up would refuse", "test_fraction 0.99", "engine validate (Launch page)", "handled", validate_report)
     for text in ("0-1000000", "5-2", "abc", "-3", "99999999999", ""):
-        add("seeds (Launch page)", repr(text), "API parse_seeds", "clear message", lambda t=text: api.parse_seeds(t))
+        add("seeds (Launch page)", repr(text), "API parse_seeds", "clear message", lambda t=text: launching.parse_seeds(t))
 
     # 5. table files (uploads)
     tables = {"a column named twice": b"f1,f1,y\n1,2,0\n3,4,1\n", "rows longer than the header": b"a,b\n1,2,3\n4,5,6\n",
@@ -315,7 +316,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     for label, content in tables.items():
         name = "t.exe" if "exe" in label else "t.csv"
         add("table uploads", label, "API upload + inspect", "clear message",
-            lambda c=content, n=name: api.inspect({"dataset": "csv", "path": api.save_upload(n, c)}))
+            lambda c=content, n=name: schema.inspect({"dataset": "csv", "path": schema.save_upload(n, c)}))
 
     # 6. exports opened in a spreadsheet
     from bench.app_render import write_synthetic_run

@@ -1,4 +1,4 @@
-"""FedMosaic's engine: everything but the pages (which call it through :mod:`engine.api`)."""
+"""FedMosaic's engine: everything but the pages (which call it through :mod:`engine.design`)."""
 
 import os
 

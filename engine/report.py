@@ -26,7 +26,7 @@ from engine.storage import Store
 
 def _short(keys: Sequence[str]) -> dict[str, str]:
     """Short column headers of summary keys (the full name is the header's tooltip)."""
-    from engine.api import headline_label
+    from engine.design.results import headline_label  # here, not at the top: it imports engine.export, which imports this module
 
     out = {k: headline_label(k) if k.startswith(("best_local", "local_")) and k.endswith("_mean")
            else charts.short_label(k) for k in keys}

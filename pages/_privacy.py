@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from engine import api
+from engine.design import forms, launching
+from engine.design.roster import expanded_rows
 from engine.config import ExperimentConfig
 from engine.metrics import client_key, run_primary
 from engine.privacy import charts as pcharts
@@ -29,7 +30,7 @@ def launch_settings(design: dict[str, Any]) -> dict[str, Any]:
     """The Launch page's Privacy section: which clients train with DP-SGD (set on Clients), and
     the run's server-side DP and secure aggregation. Returns the changed config fields."""
     out: dict[str, Any] = {}
-    rows = api._expanded_rows(design)
+    rows = expanded_rows(design)
     private = [r for r in rows if r.get("privacy")]
     on = bool(private or design.get("server_dp") or design.get("secure_aggregation"))
     with st.expander("Privacy: differential privacy and secure aggregation", expanded=on, icon=":material/shield:"):
@@ -50,7 +51,7 @@ def launch_settings(design: dict[str, Any]) -> dict[str, Any]:
                                    "models; it needs many clients per round")
             if dp_on:
                 values = dict(design.get("server_dp") or {"target_epsilon": 8.0})
-                specs = [s for s in api.fields_of(ServerDP) if s.name != "count_noise"]
+                specs = [s for s in forms.fields_of(ServerDP) if s.name != "count_noise"]
                 out["server_dp"] = ui.params_form(specs, values, "launch.server_dp", columns=2)
             else:
                 out["server_dp"] = None
@@ -62,7 +63,7 @@ def launch_settings(design: dict[str, Any]) -> dict[str, Any]:
                                    "and the simulated time)")
             if sa_on:
                 values = dict(design.get("secure_aggregation") or {})
-                out["secure_aggregation"] = ui.params_form(api.fields_of(SecureAggregation), values,
+                out["secure_aggregation"] = ui.params_form(forms.fields_of(SecureAggregation), values,
                                                            "launch.secagg", columns=1)
             else:
                 out["secure_aggregation"] = None
@@ -148,7 +149,7 @@ def sweep_launcher(run: dict[str, Any]) -> None:
         if c3.button("Launch sweep", key="priv.sweep_go", icon=":material/rocket_launch:", width="stretch"):
             with ui.guard("launching the privacy sweep"):
                 epsilons = report.parse_epsilons(text)
-                seeds = api.parse_seeds(seeds_text)
+                seeds = launching.parse_seeds(seeds_text)
                 group, ids = report.launch_sweep(run["config"], epsilons, seeds, ui.manager(),
                                                  name=f"{run.get('name')} · privacy sweep")
                 ui.flash_later(f"Launched {len(ids)} runs (sweep {group}); compare them on Compare.", "success")

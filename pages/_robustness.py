@@ -1,5 +1,5 @@
 """The robustness parts of the pages: the Launch page's defence picker and the attack panel of
-Results and Compare. Called from those pages; everything they show comes from :mod:`engine.api`
+Results and Compare. Called from those pages; everything they show comes from :mod:`engine.design`
 and :mod:`engine.robustness.report`."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from typing import Any
 
 import streamlit as st
 
-from engine import api, charts
+from engine import charts
+from engine.design import adversaries, forms
+from engine.labels import for_page
 from pages import _ui as ui
 
 COMPARE_BY_DEFAULT = ("none", "median", "trimmed_mean", "norm_clip")
@@ -19,10 +21,10 @@ def defence_picker(design: dict[str, Any], strategies: list[str]) -> list[dict[s
     """The Launch page's *Defence* section: pick one or more defences (several make a sweep the
     attack chart compares); returns ``[{"name": ..., **settings}]`` in the order shown."""
     st.subheader("Defence against compromised clients")
-    entries = api.defences(design, strategies)
+    entries = adversaries.defences(design, strategies)
     usable = [e for e in entries if e["reason"] is None]
     titles = {e["name"]: e["title"] for e in entries}
-    compromised = api.has_adversaries(design)
+    compromised = adversaries.has_adversaries(design)
     st.caption("How the server combines what the clients send. A robust rule resists clients that poison their "
                "data or their messages (Clients page, *attack* column); pick several to compare them side by side"
                + (" — the roster has compromised clients." if compromised else "."))
@@ -42,13 +44,13 @@ def defence_picker(design: dict[str, Any], strategies: list[str]) -> list[dict[s
                             help="\n\n".join(f"**{e['title']}**: {e['description']}" for e in entries))
     blocked = [e for e in entries if e["reason"] is not None]
     if blocked:
-        st.caption("Cannot apply here: " + "; ".join(f"**{e['title']}** — {api.for_page(e['reason'])}"
+        st.caption("Cannot apply here: " + "; ".join(f"**{e['title']}** — {for_page(e['reason'])}"
                                                      for e in blocked[:3])
                    + (f"; and {len(blocked) - 3} more for the same reason" if len(blocked) > 3 else ""))
     out: list[dict[str, Any]] = []
     values = design.get("defence") if isinstance(design.get("defence"), dict) else {}
     for name in picked or ["none"]:
-        fields = api.defence_fields(name)
+        fields = forms.defence_fields(name)
         settings: dict[str, Any] = {}
         if fields:
             entry = next(e for e in entries if e["name"] == name)
@@ -66,7 +68,7 @@ PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png",
 def attack_section(store: Any, run_ids: list[str], metric: Any, key: str = "cmp.attack") -> None:
     """Compare's *Attacks and defences*: the attack chart and its table, when the runs have
     compromised clients and differ in defence (or include the same federation unattacked)."""
-    view = api.attack_view(store, run_ids)
+    view = adversaries.attack_view(store, run_ids)
     if view is None:
         return
     table, chart_metric = view
@@ -76,7 +78,7 @@ def attack_section(store: Any, run_ids: list[str], metric: Any, key: str = "cmp.
                f"classes that the honest clients' models put in the attacker's class once the trigger is added (lower "
                f"is better). Bars: mean over seeds; whiskers: ±1 standard deviation. *No attack*: the same federation "
                f"without compromised clients, the level a defence should keep.")
-    st.plotly_chart(api.attack_chart(table, chart_metric), key=key, config=PLOTLY_CONFIG)
+    st.plotly_chart(adversaries.attack_chart(table, chart_metric), key=key, config=PLOTLY_CONFIG)
     shown = table.rename(columns={"primary_mean": f"{chart_metric} (mean)", "primary_std": "std",
                                   "asr_mean": "attack success (mean)", "asr_std": "std ", "seeds": "seeds"})
     st.dataframe(shown, hide_index=True, width="stretch",
@@ -87,7 +89,7 @@ def attack_section(store: Any, run_ids: list[str], metric: Any, key: str = "cmp.
 def run_panel(run: dict[str, Any], rounds: Any, plot: Any) -> None:
     """Results' note on a run with compromised clients: who attacks how, the defence, the attack
     success rate over rounds and what the defence did to the attackers."""
-    info = api.run_attack(run, rounds)
+    info = adversaries.run_attack(run, rounds)
     if info is None:
         return
     with st.container(border=True):

@@ -16,7 +16,9 @@ from typing import Any
 
 import streamlit as st
 
-from engine import api
+from engine.design import document, drafts, forms, launching, results, scenarios
+from engine.export import safe_filename
+from engine.labels import for_page
 from engine.errors import FedMosaicError
 from engine.sanitize import markdown_plain as plain  # noqa: F401 - names and messages as plain text
 
@@ -79,14 +81,14 @@ def init() -> None:
     ss = st.session_state
     if "design" not in ss:
         sid = st.query_params.get("draft")
-        saved = api.load_autosave(sid) if sid else None
+        saved = drafts.load_autosave(sid) if sid else None
         if saved is not None:
             ss.session_id, ss.design = sid, saved
         else:
-            ss.session_id = sid if sid and api._SESSION_RE.match(sid) else api.new_session_id()
-            ss.design = api.new_design()
+            ss.session_id = sid if sid and drafts.is_session_id(sid) else drafts.new_session_id()
+            ss.design = scenarios.new_design()
             if not sid:  # a new tab: offer the design last worked on in another one
-                ss.autosave_offer = api.latest_autosave(exclude=ss.session_id)
+                ss.autosave_offer = drafts.latest_autosave(exclude=ss.session_id)
         ss.design_version = 0
     if st.query_params.get("draft") != ss.session_id:
         st.query_params["draft"] = ss.session_id
@@ -127,13 +129,13 @@ def set_design(new: dict[str, Any], *, replace: bool = False) -> None:
     (template, draft, import, fork), so every design widget is recreated from it."""
     init()
     ss = st.session_state
-    changed = api.fingerprint(new) != api.fingerprint(ss.design)
+    changed = document.fingerprint(new) != document.fingerprint(ss.design)
     ss.design = new
     if replace:
         ss.design_version = ss.get("design_version", 0) + 1
     if changed or replace:
         try:
-            api.autosave(ss.session_id, new)
+            drafts.autosave(ss.session_id, new)
         except FedMosaicError as exc:
             st.toast(f"Autosave failed: {exc}", icon=":material/warning:")
 
@@ -146,7 +148,7 @@ def key(name: str) -> str:
 # ---- engine objects ---------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
 def _manager(db_path: str) -> Any:
-    return api.manager(db_path)
+    return launching.manager(db_path)
 
 
 def manager() -> Any:
@@ -184,7 +186,7 @@ def guard(what: str = "") -> Iterator[None]:
     try:
         yield
     except FedMosaicError as exc:
-        st.error(plain(f"{what + ': ' if what else ''}{api.for_page(str(exc))}"), icon=":material/error:")
+        st.error(plain(f"{what + ': ' if what else ''}{for_page(str(exc))}"), icon=":material/error:")
     except Exception as exc:
         if _is_control_flow(exc):
             raise
@@ -203,13 +205,13 @@ def _is_control_flow(exc: BaseException) -> bool:
 def show_problems(problems: list[str], title: str = "Fix these before launching") -> None:
     """A compact error box listing problems."""
     if problems:
-        st.error(f"**{title}:**\n" + "\n".join(f"- {plain(api.for_page(p))}" for p in problems), icon=":material/error:")
+        st.error(f"**{title}:**\n" + "\n".join(f"- {plain(for_page(p))}" for p in problems), icon=":material/error:")
 
 
 # ---- generated widgets ------------------------------------------------------------------------
-def field_widget(spec: api.FieldSpec, value: Any, widget_key: str, *, container: Any = None,
+def field_widget(spec: forms.FieldSpec, value: Any, widget_key: str, *, container: Any = None,
                  label: str | None = None, help_suffix: str = "") -> Any:
-    """One widget for a :class:`~engine.api.FieldSpec`; returns the entered value."""
+    """One widget for a :class:`~engine.design.forms.FieldSpec`; returns the entered value."""
     c = container or st
     label = label or spec.name.replace("_", " ").capitalize()
     help_ = (spec.description or "") + help_suffix
@@ -280,7 +282,7 @@ def _float_format(value: float) -> str:
     return "%.3f"
 
 
-def params_form(specs: list[api.FieldSpec], values: dict[str, Any], prefix: str, *, columns: int = 3,
+def params_form(specs: list[forms.FieldSpec], values: dict[str, Any], prefix: str, *, columns: int = 3,
                 container: Any = None) -> dict[str, Any]:
     """Widgets for every field, laid out in ``columns``; returns ``{name: value}`` (only
     non-``None`` values, so defaults apply to the rest)."""
@@ -307,7 +309,7 @@ def fmt_metric(key: str | None, value: float | None) -> str:
     """``accuracy 0.912`` / ``R² 0.71`` style text."""
     if key is None or value is None:
         return "—"
-    return f"{api.headline_label(key)}: {value:.3f}"
+    return f"{results.headline_label(key)}: {value:.3f}"
 
 
 def open_run(run_id: str) -> None:
@@ -356,31 +358,31 @@ def drafts_panel(prefix: str, columns: bool = False) -> None:
         name = st.text_input("Draft name", value=current.get("name", "experiment"), key=f"{prefix}.draft_name")
         if st.button("Save draft", key=f"{prefix}.save", icon=":material/save:", width="stretch"):
             with guard("saving the draft"):
-                api.save_draft(name, current)
+                drafts.save_draft(name, current)
                 st.toast(f"Saved draft '{plain(name)}'", icon=":material/save:")
     with parts[1]:
-        drafts = api.list_drafts()
-        if drafts:
-            labels = {d["key"]: f"{d['name']} ({d['dataset']}, {d['clients']} clients)" for d in drafts}
+        saved = drafts.list_drafts()
+        if saved:
+            labels = {d["key"]: f"{d['name']} ({d['dataset']}, {d['clients']} clients)" for d in saved}
             pick = st.selectbox("Saved drafts", list(labels), format_func=labels.get, key=f"{prefix}.pick")
             a, b = st.columns(2)
             if a.button("Open", key=f"{prefix}.load", width="stretch"):
                 with guard("opening the draft"):
-                    set_design(api.load_draft(pick), replace=True)
+                    set_design(drafts.load_draft(pick), replace=True)
                     st.rerun()
             if b.button("Delete", key=f"{prefix}.delete", width="stretch"):
-                api.delete_draft(pick)
+                drafts.delete_draft(pick)
                 st.rerun()
         else:
             st.caption("No saved drafts yet.")
     with parts[2]:
-        st.download_button("Export JSON config", api.config_json(current), key=f"{prefix}.export",
-                           file_name=api.safe_filename(f"{current.get('name', 'experiment')}.json"),
+        st.download_button("Export JSON config", document.config_json(current), key=f"{prefix}.export",
+                           file_name=safe_filename(f"{current.get('name', 'experiment')}.json"),
                            mime="application/json", width="stretch", on_click="ignore", icon=":material/download:")
         upload = st.file_uploader("Import a JSON config", type=["json", "yaml", "yml"], key=f"{prefix}.import")
         if upload is not None and st.session_state.get("_imported") != upload.file_id:
             st.session_state["_imported"] = upload.file_id
             with guard("importing the config"):
-                set_design(api.config_from_json(upload.getvalue()), replace=True)
+                set_design(document.config_from_json(upload.getvalue()), replace=True)
                 flash_later(f"Imported {upload.name}.", "success")
                 st.rerun()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import api
+from engine.design import adversaries, checks, choices, document, roster, roster_table, schema, sizes
+from engine.robustness.design import adversary_cells
 from pages import _ui as ui
 
 ui.enter_page()
@@ -16,10 +17,10 @@ st.caption("One row per client. Edit cells directly; tick **select** to act on s
 ui.flash()
 
 design = ui.design()
-frame = api.roster_frame(design)
+frame = roster_table.roster_frame(design)
 summary = None
 with ui.guard("loading the dataset"):
-    summary = api.dataset_summary(design.get("data") or {})
+    summary = schema.dataset_summary(design.get("data") or {})
 
 m = st.columns(5)
 m[0].metric("Clients", len(frame))
@@ -32,15 +33,15 @@ m[4].metric("Memory, largest (MB)", f"{float(frame['memory_mb'].fillna(0).max() 
 if summary:
     st.caption(f"Every client reads `{summary['input']}` input ({summary['task']}, {summary['samples']:,} samples "
                f"in `{summary['name']}`).")
-compromised = api.compromised_summary(design)
+compromised = adversaries.compromised_summary(design)
 if compromised:
     st.caption(f":material/gpp_maybe: {compromised} Choose defences on the Launch page.")
 
-reads = api.architectures()
+reads = choices.architectures()
 arch_names = list(reads)
-PREPROCESSING = api.preprocessing_methods()
-tiers = api.tier_names(design)
-size_options = list(api.SIZES) + ["custom"]
+PREPROCESSING = choices.preprocessing_methods()
+tiers = choices.tier_names(design)
+size_options = list(sizes.SIZES) + ["custom"]
 kind = summary["kind"] if summary else None
 arch_help = "model family; " + (f"these read {kind} input: " + ", ".join(n for n in arch_names if kind in reads[n])
                                 if kind else "")
@@ -49,7 +50,7 @@ column_config = {
     "name": st.column_config.TextColumn("name", required=True, max_chars=80),
     "arch": st.column_config.SelectboxColumn("architecture", options=arch_names, required=True, help=arch_help),
     "size": st.column_config.SelectboxColumn("size", options=size_options, required=True,
-                                             help="width multiplier: " + ", ".join(f"{k} ×{v:g}" for k, v in api.SIZES.items())),
+                                             help="width multiplier: " + ", ".join(f"{k} ×{v:g}" for k, v in sizes.SIZES.items())),
     "knobs": st.column_config.TextColumn("knobs", help="architecture knobs other than size, e.g. hidden=64, depth=3 "
                                                        "(see the Catalog)"),
     "optimizer": st.column_config.SelectboxColumn("optimizer", options=["sgd", "adam", "adamw"], required=True),
@@ -60,7 +61,7 @@ column_config = {
     "batch_size": st.column_config.NumberColumn("batch", min_value=1, max_value=65536, step=1, required=True),
     "preprocessing": st.column_config.SelectboxColumn("preprocessing", options=list(PREPROCESSING), required=True,
                                                       help="fitted on this client's own training data"),
-    "device": st.column_config.SelectboxColumn("device", options=api.device_names(), required=True,
+    "device": st.column_config.SelectboxColumn("device", options=choices.device_names(), required=True,
                                                help="where this client really computes"),
     "tier": (st.column_config.SelectboxColumn("tier", options=[""] + tiers, help="simulated device tier (speed, "
                                               "bandwidth, availability); see the Catalog")
@@ -70,8 +71,8 @@ column_config = {
     "data_share": st.column_config.NumberColumn("data share", min_value=0.0001, max_value=1.0, step=0.01, format="%.3f",
                                                 help="share of the training pool (iid and quantity splits); empty: "
                                                      "an equal part of what is left"),
-    "attack": st.column_config.SelectboxColumn("attack", options=api.attack_options(), required=True,
-                                               help="a compromised client and what it does. " + api.attack_help()),
+    "attack": st.column_config.SelectboxColumn("attack", options=adversaries.attack_options(), required=True,
+                                               help="a compromised client and what it does. " + adversaries.attack_help()),
     "attack_settings": st.column_config.TextColumn("attack settings", help="settings other than the defaults, e.g. "
                                                                            "target=3, share=0.5 (see the Catalog's attacks)"),
     "dp_epsilon": st.column_config.NumberColumn(
@@ -91,7 +92,7 @@ column_config = {
     "issues": st.column_config.TextColumn("issues", width="medium", help="what to fix in this row (hover to read)"),
 }
 edited = st.data_editor(
-    frame, key=ui.key(f"roster.{api.fingerprint(design)}"), hide_index=False, width="stretch",
+    frame, key=ui.key(f"roster.{document.fingerprint(design)}"), hide_index=False, width="stretch",
     column_config=column_config, disabled=["params", "memory_mb", "issues"], num_rows="dynamic",
     column_order=["select", "name", "arch", "size", "knobs", "params", "memory_mb", "issues", "optimizer", "lr",
                   "epochs", "batch_size", "preprocessing", "device", "tier", "join_round", "data_share", "attack",
@@ -102,14 +103,14 @@ if not edited.drop(columns=["select"]).reset_index(drop=True).equals(frame.drop(
     if len(edited) == 0:
         st.error("The roster needs at least one client; add a row.")
     else:
-        new = api.frame_to_clients(edited.reset_index(drop=True), design)
-        if new != api.frame_to_clients(frame, design):
-            ui.set_design(api.set_clients(design, new))
+        new = roster_table.frame_to_clients(edited.reset_index(drop=True), design)
+        if new != roster_table.frame_to_clients(frame, design):
+            ui.set_design(roster.set_clients(design, new))
             st.rerun()
 
-issues = api.client_issues(design)
+issues = checks.client_issues(design)
 if issues:
-    rows = api._expanded_rows(design)
+    rows = roster.expanded_rows(design)
     st.warning("**Rows to fix:**\n" + "\n".join(
         f"- row {i} **{rows[i].get('name')}**: {'; '.join(msgs)}" for i, msgs in sorted(issues.items())), icon=":material/warning:")
 
@@ -126,16 +127,16 @@ with t1.container(border=True):
         n_add = st.number_input("How many", min_value=1, max_value=1000, value=1, step=1, key="cl.like_n")
         if st.button("Add", key="cl.add", icon=":material/add:", width="stretch"):
             with ui.guard("adding clients"):
-                ui.set_design(api.add_like(design, int(src), int(n_add)), replace=True)
+                ui.set_design(roster.add_like(design, int(src), int(n_add)), replace=True)
                 st.rerun()
 with t2.container(border=True):
     st.markdown(f"**Apply a value to selected rows** ({len(selected)} selected)")
-    field = st.selectbox("Field", api.BULK_FIELDS, key="cl.bulk_field",
+    field = st.selectbox("Field", roster_table.BULK_FIELDS, key="cl.bulk_field",
                          format_func=lambda f: column_config[f]["label"] if f.startswith("dp_") else f)
     if field in ("arch", "size", "optimizer", "preprocessing", "device", "tier", "attack"):
-        options = {"arch": arch_names, "size": list(api.SIZES), "optimizer": ["sgd", "adam", "adamw"],
-                   "preprocessing": list(PREPROCESSING), "device": api.device_names(), "tier": [""] + tiers,
-                   "attack": api.attack_options()}[field]
+        options = {"arch": arch_names, "size": list(sizes.SIZES), "optimizer": ["sgd", "adam", "adamw"],
+                   "preprocessing": list(PREPROCESSING), "device": choices.device_names(), "tier": [""] + tiers,
+                   "attack": adversaries.attack_options()}[field]
         value = st.selectbox("Value", options, key=f"cl.bulk_value.{field}")
     elif field in ("dp_epsilon", "dp_noise", "dp_clip"):
         value = st.number_input("Value (0 clears it)", min_value=0.0, max_value=1000.0,
@@ -149,35 +150,35 @@ with t2.container(border=True):
                                 value=0.01 if field == "lr" else 0.1, format="%.4g", key=f"cl.bulk_value.{field}")
     if st.button("Apply to selected", key="cl.apply", width="stretch", disabled=not selected):
         with ui.guard("applying the value"):
-            ui.set_design(api.apply_to(design, selected, field, value), replace=True)
+            ui.set_design(roster_table.apply_to(design, selected, field, value), replace=True)
             st.rerun()
 with t3.container(border=True):
     st.markdown("**Remove or resize**")
     if st.button(f"Remove {len(selected)} selected", key="cl.remove", icon=":material/delete:", width="stretch",
                  disabled=not selected or len(selected) >= len(frame)):
-        ui.set_design(api.remove_clients(design, selected), replace=True)
+        ui.set_design(roster.remove_clients(design, selected), replace=True)
         st.rerun()
     n_total = st.number_input("Roster size", min_value=1, max_value=10_000, value=max(1, len(frame)), step=1,
                               key="cl.resize_n", help="extra clients copy the last one")
     if st.button("Resize roster", key="cl.resize", width="stretch", disabled=int(n_total) == len(frame)):
-        ui.set_design(api.resize_roster(design, int(n_total)), replace=True)
+        ui.set_design(roster.resize_roster(design, int(n_total)), replace=True)
         st.rerun()
 
 st.subheader("Edit one client in detail")
-rows = api._expanded_rows(design)
+rows = roster.expanded_rows(design)
 if rows:
     pick = st.selectbox("Client", range(len(rows)), format_func=lambda i: f"{i}: {rows[i].get('name')}",
                         key="cl_edit_pick", index=selected[0] if len(selected) == 1 else 0)
-    row = api.client_row(design, int(pick))
+    row = roster.client_row(design, int(pick))
     model = row["model"]
-    with st.form(key=f"cl_edit_form_{pick}_{api.fingerprint(row)}", border=True):
+    with st.form(key=f"cl_edit_form_{pick}_{document.fingerprint(row)}", border=True):
         a, b, c, d = st.columns(4)
         name = a.text_input("Name", row.get("name", ""), max_chars=80)
         arch = b.selectbox("Architecture", arch_names, index=arch_names.index(model.get("arch"))
                            if model.get("arch") in arch_names else 0, help=arch_help)
-        size_now = api._size_label(model.get("width", 1.0))
+        size_now = sizes.size_label(model.get("width", 1.0))
         size = c.selectbox("Size", size_options, index=size_options.index(size_now))
-        knobs = d.text_input("Knobs", api.knobs_text(model), help="e.g. hidden=64, depth=3 (see the Catalog)")
+        knobs = d.text_input("Knobs", sizes.knobs_text(model), help="e.g. hidden=64, depth=3 (see the Catalog)")
         a, b, c, d = st.columns(4)
         optimizer = a.selectbox("Optimizer", ["sgd", "adam", "adamw"],
                                 index=["sgd", "adam", "adamw"].index(row.get("optimizer", "sgd")))
@@ -189,7 +190,7 @@ if rows:
         batch = b.number_input("Batch size", 1, 65536, int(row.get("batch_size", 32)))
         prep = c.selectbox("Preprocessing", list(PREPROCESSING), index=list(PREPROCESSING).index(row.get("preprocessing", "none"))
                            if row.get("preprocessing", "none") in PREPROCESSING else 0)
-        devices = api.device_names()
+        devices = choices.device_names()
         device = d.selectbox("Device", devices, index=devices.index(row.get("device", "cpu")) if row.get("device", "cpu") in devices else 0)
         a, b, c, d = st.columns(4)
         tier_opts = [""] + tiers
@@ -205,11 +206,11 @@ if rows:
         flip = a.checkbox("Augment: random flips", bool(aug.get("flip", False)))
         crop = b.number_input("Augment: crop padding (px)", 0, 16, int(aug.get("crop", 0) or 0))
         noise = c.number_input("Augment: input noise (std)", 0.0, 5.0, float(aug.get("noise", 0.0) or 0.0), 0.01)
-        attack_now, settings_now = api.adversary_cells(row.get("adversary"))
+        attack_now, settings_now = adversary_cells(row.get("adversary"))
         a, b = st.columns([1, 3])
-        attacks = api.attack_options()
+        attacks = adversaries.attack_options()
         attack = a.selectbox("Attack", attacks, index=attacks.index(attack_now) if attack_now in attacks else 0,
-                             help="a compromised client and what it does. " + api.attack_help())
+                             help="a compromised client and what it does. " + adversaries.attack_help())
         attack_settings = b.text_input("Attack settings", settings_now,
                                        help="settings other than the defaults, e.g. target=3, share=0.5 (see the "
                                             "Catalog's attacks)")
@@ -238,11 +239,11 @@ if rows:
                            "epochs": int(epochs), "batch_size": int(batch), "preprocessing": prep, "device": device,
                            "tier": tier or None, "join_round": int(join), "data_share": share or None,
                            "cold_start": cold, "augment": {**aug, "flip": flip, "crop": int(crop), "noise": noise},
-                           "adversary": api.adversary_form(attack, attack_settings),
+                           "adversary": adversaries.adversary_form(attack, attack_settings),
                            "privacy": ({"clip_norm": dp_clip, "target_epsilon": dp_eps or None,
                                         "noise_multiplier": dp_noise or None, "delta": dp_delta or None,
                                         "accountant": dp_acc} if dp_on else None)}
-                ui.set_design(api.update_client(design, int(pick), changes), replace=True)
+                ui.set_design(roster.update_client(design, int(pick), changes), replace=True)
                 ui.flash_later(f"Saved client {name}.", "success")
                 st.rerun()
 

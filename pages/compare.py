@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import api, charts
+from engine import charts
+from engine.design import launching, results
 from engine.export import default_filename, render, runs_summary, seed_summary
 from engine.metrics import headline_key, shared_primary, summary_keys
 from pages import _privacy as privacy_ui
@@ -65,7 +66,7 @@ def verdict_section(selected: list[str], colors: dict[str, str]) -> None:
     st.subheader("Verdict")
     at = st.radio("Figures at", ["best", "final"], horizontal=True, key="cmp.at",
                   format_func={"best": "each client's best validation round", "final": "the final round"}.get)
-    verdicts, pairings = api.verdicts(store, selected, best_round=at == "best")
+    verdicts, pairings = results.verdicts(store, selected, best_round=at == "best")
     if not pairings:
         st.caption("The verdict compares strategies with `local` (training alone) on the same split and seed: "
                    "select finished runs of a strategy.")
@@ -79,7 +80,7 @@ def verdict_section(selected: list[str], colors: dict[str, str]) -> None:
         local = [v for v in verdicts if v.baseline == "local"] or verdicts
         setting_colors = {v.strategy: colors.get(v.pairs[0][0], charts.PALETTE[0]) for v in local if v.pairs}
         st.plotly_chart(charts.gains(local, setting_colors), key="cmp.gains", config=PLOTLY_CONFIG)
-    missing = api.missing_baselines(pairings)
+    missing = results.missing_baselines(pairings)
     if missing:
         st.info(f"{len(missing)} run(s) have no `local` run on the same split and seed: "
                 + ", ".join(f"{by_id[rid]['name']}" for rid, _ in missing[:4]) + (" ..." if len(missing) > 4 else ""),
@@ -87,7 +88,7 @@ def verdict_section(selected: list[str], colors: dict[str, str]) -> None:
         if st.button(f"Launch the local baseline ({len(missing)} run{'s' if len(missing) > 1 else ''})",
                      key="cmp.baseline", icon=":material/play_arrow:", type="primary"):
             with ui.guard("launching the baselines"):
-                launched = api.launch_baselines([rid for rid, _ in missing], mgr=mgr)
+                launched = launching.launch_baselines([rid for rid, _ in missing], mgr=mgr)
                 ui.flash_later(f"Launched {len(launched)} local run(s); the verdict updates when they finish.",
                                "success")
                 st.rerun()
@@ -95,7 +96,7 @@ def verdict_section(selected: list[str], colors: dict[str, str]) -> None:
 
 with ui.guard("reading the runs"):
     rounds, clients = load(str(store.path), tuple(selected), version)
-    rows = [{**r, "name": api.short_label(r)} for r in store.list_runs(ids=selected)]
+    rows = [{**r, "name": results.short_label(r)} for r in store.list_runs(ids=selected)]
     keys = charts.available_metrics(rounds) if not rounds.empty else []
     if not keys:
         st.info("The selected runs have no finished rounds yet.")
@@ -126,7 +127,7 @@ with ui.guard("reading the runs"):
     st.caption(f"Headline: **{m.label}** on each client's own test data, mean over clients, at each client's best "
                f"validation round; then the final round, the worst 10% of clients, the spread, and the trivial "
                f"predictor. Hover a header for its full name.")
-    config = {k: st.column_config.NumberColumn(api.headline_label(k), help=charts.metric_label(k), format="%.4f")
+    config = {k: st.column_config.NumberColumn(results.headline_label(k), help=charts.metric_label(k), format="%.4f")
               for k in shown}
     config.update({"cum_bytes_up": st.column_config.NumberColumn("bytes up", format="%.3e"),
                    "sim_time_s": st.column_config.NumberColumn("simulated s", format="%.3g"),
@@ -135,7 +136,7 @@ with ui.guard("reading the runs"):
     seeds = seed_summary(store, selected, [headline_key(m), headline_key(m, best=False)])
     if not seeds.empty and (seeds["n"] > 1).any():
         st.markdown("**Over seeds** (finished runs of each setting)")
-        seeds["metric"] = seeds["metric"].map(api.headline_label)
+        seeds["metric"] = seeds["metric"].map(results.headline_label)
         st.dataframe(seeds, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in ("mean", "std", "min", "max")})
 
@@ -150,7 +151,7 @@ with ui.guard("reading the runs"):
 
     st.subheader("What differs between their configs")
     full = {r["id"]: store.get_run(r["id"]) for r in rows}
-    diff = api.config_diff({f"{labels.get(i, i)} ({i[:6]})": full[i]["config"] for i in selected if i in full})
+    diff = results.config_diff({f"{labels.get(i, i)} ({i[:6]})": full[i]["config"] for i in selected if i in full})
     if diff.empty:
         st.caption("The configs are identical.")
     else:

@@ -9,10 +9,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine import api
+from engine.design import choices, document, forms, roster, scenarios, schema, split
+from engine.data.config import COLUMN_TYPES
+from engine.labels import dataset_label, label
 from pages import _ui as ui
 
-label = api.label
 
 ui.enter_page()
 st.title("Data")
@@ -34,7 +35,7 @@ def commit(new_data: dict, *, rerun: bool = False, new_design: dict | None = Non
 
 
 # ---- dataset ------------------------------------------------------------------------------------
-catalog = {d["name"]: d for d in api.datasets()}
+catalog = {d["name"]: d for d in choices.datasets()}
 names = list(catalog)
 current = data.get("dataset", "digits")
 col_a, col_b = st.columns([1, 2])
@@ -49,7 +50,7 @@ col_b.markdown(f"{info.get('description', '')}  \n*{info.get('kind', '')} · {in
 def commit_table(new_data: dict) -> None:
     """A table was chosen: commit it, and have the clients standardise its columns when nobody
     chose a preprocessing yet (raw columns in mg/dL next to 0/1 flags train badly)."""
-    d, _ = api.standardize_for_tables(ui.design())
+    d, _ = roster.standardize_for_tables(ui.design())
     commit(new_data, rerun=True, new_design=d)
 
 
@@ -69,12 +70,12 @@ if dataset != "csv" and "http" in str(info.get("source", "")):  # a dataset down
     with st.expander("Where the files are", expanded=bool(data.get("path"))):
         folder = st.text_input("Folder holding the downloaded files (empty: the data directory)",
                                value=data.get("path") or "", key=ui.key("data.path"),
-                               help=api.data_field("path").description)
+                               help=forms.data_field("path").description)
         data["path"] = folder.strip() or None
         data["download"] = st.checkbox("Download missing files when a network is available",
                                        value=bool(data.get("download", True)), key=ui.key("data.download"))
 
-option_fields = api.dataset_option_fields(dataset)
+option_fields = forms.dataset_option_fields(dataset)
 if option_fields:
     with st.expander(f"Options of {dataset}", expanded=False):
         options = ui.params_form(option_fields, data.get("options") or {}, f"data.options.{dataset}")
@@ -104,7 +105,7 @@ def reading_controls(data: dict, report: dict | None, expanded: bool) -> None:
         c1, c2, c3 = st.columns(3)
         enc_now = data.get("encoding", "auto") or "auto"
         enc_auto = f"auto (detected: {how['encoding']})" if how.get("encoding") and "encoding" in detected else "auto"
-        encodings = ["auto", *api.ENCODINGS] + ([enc_now] if enc_now not in ("auto", *api.ENCODINGS) else [])
+        encodings = ["auto", *schema.ENCODINGS] + ([enc_now] if enc_now not in ("auto", *schema.ENCODINGS) else [])
         enc = c1.selectbox(label("data.encoding"), encodings, index=encodings.index(enc_now),
                            format_func=lambda e: enc_auto if e == "auto" else e, key=ui.key(f"data.encoding.{path}"),
                            help="auto: UTF-8 when the file is valid UTF-8, else the most plausible encoding "
@@ -136,7 +137,7 @@ def csv_advanced(data: dict, columns: list[str], dates: list[str]) -> None:
                           "transformer)", value=bool(window), key=ui.key("data.window.on"))
         if use:
             current = dict(window or {})
-            specs = {f.name: f for f in api.window_fields()}
+            specs = {f.name: f for f in forms.window_fields()}
             a, b = st.columns([1, 1])
             times = [c for c in columns if c in dates] + [c for c in columns if c not in dates]
             time_col = a.selectbox("Time column (rows are sorted by it)", times, key=ui.key("data.window.time"),
@@ -153,7 +154,7 @@ def csv_advanced(data: dict, columns: list[str], dates: list[str]) -> None:
             data["window"] = None
         shape_text = st.text_input("Read the feature columns as an image of shape C, H, W (e.g. 1, 28, 28)",
                                    value=", ".join(map(str, data.get("image_shape") or [])),
-                                   key=ui.key("data.image_shape"), help=api.data_field("image_shape").description)
+                                   key=ui.key("data.image_shape"), help=forms.data_field("image_shape").description)
         try:
             shape = [int(v) for v in shape_text.replace("x", ",").split(",") if v.strip()]
             data["image_shape"] = shape or None
@@ -162,7 +163,7 @@ def csv_advanced(data: dict, columns: list[str], dates: list[str]) -> None:
 
 
 def file_caption(data: dict, report: dict | None) -> str:
-    name = api.dataset_label(data)
+    name = dataset_label(data)
     if not report:
         return f"Using **{name}**"
     fmt = report.get("format", "csv")
@@ -181,7 +182,7 @@ report = None
 inspection = None
 if dataset == "csv":
     st.subheader("File")
-    examples = api.example_csvs()
+    examples = scenarios.example_csvs()
     source = st.radio("Source", ["Upload a file", "Use an example file"], horizontal=True,
                       index=1 if data.get("path") in examples else 0, key=ui.key("data.csv_source"))
     fresh = {"target": None, "task": "auto", "columns": {}, "partition": {"method": "iid"}, "encoding": "auto",
@@ -201,13 +202,13 @@ if dataset == "csv":
                                   key="data.upload")
         if upload is not None and st.session_state.get("_uploaded") != upload.file_id:
             with ui.guard("storing the upload"):
-                path = api.save_upload(upload.name, upload.getvalue(), limit_mb=min(limit, data.get("max_file_mb", 200)))
+                path = schema.save_upload(upload.name, upload.getvalue(), limit_mb=min(limit, data.get("max_file_mb", 200)))
                 st.session_state["_uploaded"] = upload.file_id
                 data.update({"path": path, **fresh})
                 forget_split_widgets()
                 commit_table(data)
     if data.get("path"):
-        inspection = api.inspect_page(data)
+        inspection = schema.inspect_page(data)
         report = inspection.report
         st.caption(ui.plain(file_caption(data, report)))
         if inspection.error:
@@ -232,7 +233,7 @@ if dataset == "csv":
             t3.metric("Rows", f"{report.get('rows', 0):,}")
             if (target is not None and target != data.get("target")) or task != data.get("task", "auto"):
                 if target is not None:
-                    data = api.set_column_role(data, target, "target")
+                    data = schema.set_column_role(data, target, "target")
                 data["task"] = task
                 commit(data, rerun=True)
             if report.get("task") and not inspection.error:
@@ -243,22 +244,22 @@ if dataset == "csv":
                 st.caption(f":material/info: {ui.plain(w)}")
             st.markdown("**Columns** — change a column's *role* (feature, target, split: one client per value, "
                         "ignore) or force its *type*.")
-            before = api.schema_frame(report, data)
+            before = schema.schema_frame(report, data)
             edited = st.data_editor(
-                before, hide_index=True, width="stretch", key=ui.key(f"schema.{api.fingerprint(data)}"),
+                before, hide_index=True, width="stretch", key=ui.key(f"schema.{document.fingerprint(data)}"),
                 disabled=["column", "inferred", "missing", "unique", "examples", "note"],
                 column_config={
-                    "role": st.column_config.SelectboxColumn("role", options=list(api.ROLES), required=True,
+                    "role": st.column_config.SelectboxColumn("role", options=list(schema.ROLES), required=True,
                                                              help="feature: model input; target: what to predict; "
                                                                   "split: one client per value; ignore: not used"),
-                    "type": st.column_config.SelectboxColumn("type", options=[t for t in api.COLUMN_TYPES if t != "ignore"],
+                    "type": st.column_config.SelectboxColumn("type", options=[t for t in COLUMN_TYPES if t != "ignore"],
                                                              required=True, help="auto keeps the inferred type"),
                     "missing": st.column_config.NumberColumn("missing", help="empty cells: filled by each client's "
                                                              "preprocessing (see Preprocessing statistics below)"),
                     "note": st.column_config.TextColumn("note", width="large"),
                 })
             if not edited.equals(before):
-                commit(api.apply_schema(data, before, edited), rerun=True)
+                commit(schema.apply_schema(data, before, edited), rerun=True)
             codes = [c for c in report.get("code_like", []) if c != data.get("target")]
             if codes:
                 st.caption(":material/lightbulb: " + ui.plain(", ".join(f"'{c}'" for c in codes[:8])) +
@@ -268,7 +269,7 @@ if dataset == "csv":
                 buttons = st.columns(min(len(codes), 4))
                 for b, c in zip(buttons, codes[:4], strict=False):
                     if b.button(f"Make '{c}' categorical", key=ui.key(f"data.code.{c}")):
-                        commit(api.set_column_role(data, c, "feature", "categorical"), rerun=True)
+                        commit(schema.set_column_role(data, c, "feature", "categorical"), rerun=True)
             csv_advanced(data, [c for c in cols if c != data.get("target")],
                          [c["name"] for c in report.get("columns", []) if c.get("inferred") == "datetime"])
 
@@ -282,7 +283,7 @@ blocked = inspection is not None and inspection.error is not None
 
 # ---- split ----------------------------------------------------------------------------------------
 st.subheader("Split across clients")
-partitioners = api.partitioners()
+partitioners = choices.partitioners()
 methods = list(partitioners)
 part = dict(data.get("partition") or {"method": "iid"})
 s1, s2 = st.columns([1, 2])
@@ -291,11 +292,11 @@ method = s1.selectbox(label("data.partition.method"), methods, index=methods.ind
 s2.markdown(partitioners.get(method, {}).get("description", ""))
 if method != part.get("method"):
     part = {"method": method}
-specs = api.partition_fields(method)
+specs = forms.partition_fields(method)
 summary = None
 if not blocked:
     with ui.guard("loading the dataset"):
-        summary = api.dataset_summary(data)
+        summary = schema.dataset_summary(data)
 params: dict = {}
 if method == "natural":
     side = list((summary or {}).get("columns") or [])
@@ -326,19 +327,19 @@ if report is not None:  # a user's file: its own train/test column, if it has on
         chosen = st.selectbox(label("data.split_column"), options, index=options.index(current),
                               format_func=lambda c: "none: draw the test sets at random" if c is None else
                               f"'{c}' (the file's train / test / validation rows)", key=ui.key("data.split_column"),
-                              help=api.data_field("split_column").description)
+                              help=forms.data_field("split_column").description)
         if chosen != current:
-            data = api.set_column_role(data, chosen, "feature") if chosen else data
+            data = schema.set_column_role(data, chosen, "feature") if chosen else data
             data["split_column"] = chosen
         if found and not current:
             st.caption(f":material/lightbulb: '{ui.plain(found[0])}' says which rows are train and which are test: choose it "
                        f"above to use the file's own split (its test rows become the clients' test splits and, "
                        f"together, the global test set).")
 
-stat_keys = list(api.STATISTICS)
+stat_keys = list(schema.STATISTICS)
 now_stat = data.get("statistics", "federated")
 stat = st.radio(label("data.statistics"), stat_keys, index=stat_keys.index(now_stat) if now_stat in stat_keys else 0,
-                format_func=api.STATISTICS.get, horizontal=True, key=ui.key("data.statistics"),
+                format_func=schema.STATISTICS.get, horizontal=True, key=ui.key("data.statistics"),
                 help="Where the values that fill missing cells, scale features and list categories come from. "
                      "Federated: each site shares sums and counts of its training rows, the server adds them up; "
                      "no row leaves a site, every site uses the same values. Own data: nothing is shared, but a "
@@ -346,7 +347,7 @@ stat = st.radio(label("data.statistics"), stat_keys, index=stat_keys.index(now_s
                      "whole file, test rows included - what no real federation can compute; for reference only.")
 data["statistics"] = stat
 methods: dict[str, int] = {}
-for row in api._expanded_rows(design):
+for row in roster.expanded_rows(design):
     methods[row.get("preprocessing") or "none"] = methods.get(row.get("preprocessing") or "none", 0) + 1
 st.caption("The clients' preprocessing: " + ", ".join(f"{m} ×{n}" for m, n in methods.items())
            + " (missing values are filled whatever the method; change it per client on the Clients page).")
@@ -354,7 +355,7 @@ if stat == "centralized":
     st.warning("Centralized statistics: not possible in a real federation. Every site's preprocessing uses the "
                "whole file, test rows included; use it only as a reference.", icon=":material/warning:")
 
-rows = api._expanded_rows(design)
+rows = roster.expanded_rows(design)
 n_clients = len(rows)
 c1, c2 = st.columns([1, 3])
 if method == "natural":
@@ -362,25 +363,25 @@ if method == "natural":
     if not blocked:
         with ui.guard("reading the split column"):
             if part.get("column"):
-                names = api.natural_names(data)
+                names = schema.natural_names(data)
     if names is not None:
         c1.metric("Clients (one per value)", len(names))
         if len(names) != n_clients:
             c2.warning(f"The split makes **{len(names)}** clients ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''}) "
                        f"but the roster has **{n_clients}**.")
             if c2.button(f"Make the roster {len(names)} clients named after them", key="data.fit_roster", type="primary"):
-                d = api.resize_roster(ui.design(), len(names), names)
+                d = roster.resize_roster(ui.design(), len(names), names)
                 commit(data, rerun=True, new_design=d)
 else:
     n_new = c1.number_input("Clients", min_value=1, max_value=10_000, value=max(1, n_clients), step=1,
                             key=ui.key("data.n_clients"),
                             help="the roster size; new clients copy the last one (edit them on the Clients page)")
     if int(n_new) != n_clients:
-        commit(data, rerun=True, new_design=api.resize_roster(ui.design(), int(n_new)))
+        commit(data, rerun=True, new_design=roster.resize_roster(ui.design(), int(n_new)))
 
 with st.expander("Held-out sets and sampling"):
-    held = ui.params_form(api.held_out_fields(), data, "data.heldout", columns=4)
-    for k in api.HELD_OUT:
+    held = ui.params_form(forms.held_out_fields(), data, "data.heldout", columns=4)
+    for k in forms.HELD_OUT:
         data[k] = held.get(k)
     if data.get("split_column"):
         st.caption("The file's train/test column decides every test row: the test fractions are not used.")
@@ -401,12 +402,12 @@ if blocked:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _preview(fp: str, _design: dict) -> dict:
-    return api.preview(_design)
+    return split.preview(_design)
 
 
 prev = None
 with ui.guard("previewing the split"):
-    prev = _preview(api.fingerprint({"data": design.get("data"), "clients": design.get("clients"),
+    prev = _preview(document.fingerprint({"data": design.get("data"), "clients": design.get("clients"),
                                      "seed": design.get("seed")}), design)
 if prev is not None:
     clients = prev["clients"]
@@ -476,7 +477,7 @@ if prev is not None:
                             f"({code['others_low']:.4g} to {code['others_high']:.4g}): probably that site's code "
                             f"for *missing*."), icon=":material/help:")
         if st.button(f"Treat {shown} in '{code['column']}' as missing", key=ui.key(f"data.code_missing.{i}")):
-            commit(api.treat_as_missing(data, code["column"], shown), rerun=True)
+            commit(schema.treat_as_missing(data, code["column"], shown), rerun=True)
     if prev.get("report"):
         with st.expander("What loading found"):
             st.json(prev["report"], expanded=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import api
+from engine.design import document, results, scenarios
 from pages import _ui as ui
 
 ui.enter_page()
@@ -16,12 +16,12 @@ ui.flash()
 
 
 def use_template(template_id: str) -> None:
-    ui.set_design(api.normalize(api.template(template_id)), replace=True)
+    ui.set_design(document.normalize(scenarios.template(template_id)), replace=True)
     ui.flash_later(f"Loaded the '{template_id}' template: check the data split, then the clients.", "success")
 
 
 st.subheader("Start from a scenario")
-templates = api.templates()
+templates = scenarios.templates()
 per_row = 3
 for start in range(0, len(templates), per_row):
     cols = st.columns(per_row)
@@ -96,7 +96,7 @@ with ui.guard("reading the runs"):
     else:
         cols = st.columns(3)
         for i, r in enumerate(recent):
-            k, v = api.headline(r.get("summary") if isinstance(r.get("summary"), dict) else None)
+            k, v = results.headline(r.get("summary") if isinstance(r.get("summary"), dict) else None)
             with cols[i % 3].container(border=True):
                 st.markdown(f"**{ui.plain(r.get('name'))}**  \n`{r.get('strategy')}` on `{r.get('dataset')}` · "
                             f"{r.get('n_clients')} clients")

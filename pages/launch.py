@@ -7,7 +7,9 @@ import copy
 
 import streamlit as st
 
-from engine import api
+from engine.design import checks, choices, compatibility, forms, launching, split
+from engine.errors import ConfigError
+from engine.labels import for_page
 from pages import _flower
 from pages import _privacy as privacy_ui
 from pages import _robustness as robustness
@@ -27,10 +29,10 @@ if name != design.get("name"):
 
 # ---- strategies -----------------------------------------------------------------------------------
 st.subheader("Strategy")
-entries = api.strategies(design)
+entries = compatibility.strategies(design)
 design_broken = all(str(e["reason"] or "").startswith("fix the design first") for e in entries)
 if design_broken:
-    ui.show_problems(api.design_problems(design), "Fix the design first (Data and Clients pages)")
+    ui.show_problems(checks.design_problems(design), "Fix the design first (Data and Clients pages)")
 current = design.get("strategy", {}).get("name", "fedavg")
 chosen_key = ui.key("launch.chosen")
 if chosen_key not in st.session_state:
@@ -48,7 +50,7 @@ def _family_rank(fam: str) -> tuple[int, str]:
 def _why(reason: str) -> tuple[str, str]:
     """A refusal in the page's words, split into why and what to try instead (the strategies that
     can run this roster, as the command line suggests them)."""
-    why, _, alternatives = api.for_page(reason).partition("; try ")
+    why, _, alternatives = for_page(reason).partition("; try ")
     return why, alternatives
 
 
@@ -97,7 +99,7 @@ strategy_params: dict[str, dict] = {}
 by_name = {e["name"]: e for e in entries}
 for s in picked:
     e = by_name[s]
-    fields = api.strategy_fields(s)
+    fields = forms.strategy_fields(s)
     values = {k: v for k, v in design.get("strategy", {}).items() if k != "name"} if s == current else {}
     with st.expander(f"**{s}** — {e['description']}", expanded=bool(fields) and len(picked) <= 2):
         link = f"[{e['paper']}]({e['url']})" if e.get("url") else e.get("paper", "")
@@ -113,23 +115,23 @@ defences = robustness.defence_picker(design, picked)
 
 # ---- run settings ---------------------------------------------------------------------------------
 st.subheader("Run settings")
-settings = ui.params_form(api.launch_fields(), design, "launch.cfg", columns=4)
+settings = ui.params_form(forms.launch_fields(), design, "launch.cfg", columns=4)
 settings.update(privacy_ui.launch_settings(design))  # server-side DP, secure aggregation (pages/_privacy.py)
-chosen_metric = api.primary_preview({**design, **settings})
+chosen_metric = split.primary_preview({**design, **settings})
 if chosen_metric:
     st.caption(f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** ({chosen_metric[1]}); "
                f"it also picks each client's best round on its validation data.")
 r1, r2, r3 = st.columns(3)
 seeds_text = r1.text_input("Seeds", value=str(design.get("seed", 0)), key=ui.key("launch.seeds"),
                            help="one run per seed: 0, 1, 2 or a range 0-4; the mean ± std over seeds shows on Compare")
-executors = api.executors()
+executors = choices.executors()
 ex_names = list(executors)
 executor = r2.selectbox("Executor", ex_names, format_func=lambda n: f"{n} (not installed)"
-                        if n in api.executor_unavailable() else n, index=ex_names.index(design.get("executor", "sequential"))
+                        if n in choices.executor_unavailable() else n, index=ex_names.index(design.get("executor", "sequential"))
                         if design.get("executor", "sequential") in ex_names else 0,
                         key=ui.key("launch.executor"), help="\n\n".join(f"**{k}**: {v}" for k, v in executors.items()))
 options = dict(design.get("executor_options") or {})
-unavailable = api.executor_unavailable()
+unavailable = choices.executor_unavailable()
 if executor in unavailable:
     r3.error(unavailable[executor], icon=":material/block:")
 if executor == "threads":
@@ -147,8 +149,8 @@ tags_text = st.text_input("Tags (comma separated)", key=ui.key("launch.tags"), p
 seeds: list[int] = []
 seed_error = None
 try:
-    seeds = api.parse_seeds(seeds_text)
-except api.ConfigError as exc:
+    seeds = launching.parse_seeds(seeds_text)
+except ConfigError as exc:
     seed_error = str(exc)
 
 new = copy.deepcopy(design)
@@ -164,13 +166,13 @@ if new != design:
     design = new
 
 # ---- checks and launch ----------------------------------------------------------------------------
-problems = [] if not picked or design_broken else api.design_problems(design)
+problems = [] if not picked or design_broken else checks.design_problems(design)
 if seed_error:
     problems.append(seed_error)
 if executor in unavailable:
     problems.append(f"executor: {unavailable[executor]}")
-for w in api.design_warnings(design):
-    st.warning(api.for_page(w), icon=":material/warning:")
+for w in checks.design_warnings(design):
+    st.warning(for_page(w), icon=":material/warning:")
 n_runs = len(picked) * len(defences) * max(1, len(seeds))
 ui.show_problems(problems)
 _flower.panel(design, picked[0] if picked else None, disabled=bool(problems) or not picked)
@@ -181,7 +183,7 @@ if st.button(label, type="primary", key="launch.go", disabled=bool(problems) or 
              icon=":material/rocket_launch:"):
     launched = None
     with ui.guard("launching"):
-        launched = api.launch(design, strategies=picked, seeds=seeds, strategy_params=strategy_params,
+        launched = launching.launch(design, strategies=picked, seeds=seeds, strategy_params=strategy_params,
                               name=design.get("name"), tags=[t for t in tags_text.split(",") if t.strip()],
                               mgr=ui.manager(), defences=defences)
     if launched is not None:

@@ -12,7 +12,9 @@ from typing import Any
 
 import streamlit as st
 
-from engine import api, charts
+from engine import charts
+from engine.design import launching, results
+from engine.export import safe_filename
 from engine.export import FORMATS, default_filename, render
 from engine.metrics import client_key, headline_key, reference_key
 from engine.storage import ACTIVE
@@ -59,10 +61,10 @@ def load(db: str, rid: str, version: str, table: str) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=32, ttl=3600)
 def cached_verdicts(db: str, ids: tuple[str, ...], best_round: bool, runs_version: str) -> Any:
-    """:func:`engine.api.verdicts`, cached until a run of the database changes (the verdict pairs
+    """:func:`engine.design.results.verdicts`, cached until a run of the database changes (the verdict pairs
     this run's setting with ``local`` runs anywhere in it): it reads every client figure of those
     runs, ~1 s for a 100-client, 200-round run, which every rerun of the page paid."""
-    return api.verdicts(store, list(ids), best_round=best_round)
+    return results.verdicts(store, list(ids), best_round=best_round)
 
 
 RUNS_VERSION = str(hash(tuple((r["id"], r.get("finished_at")) for r in runs if r["status"] == "finished")))
@@ -84,7 +86,7 @@ class Tables:
 
 def plot(fig: Any, key: str) -> None:
     st.plotly_chart(fig, key=key, config={**PLOTLY_CONFIG, "toImageButtonOptions": {
-        **PLOTLY_CONFIG["toImageButtonOptions"], "filename": api.safe_filename(f"{run_id}-{key}")}})
+        **PLOTLY_CONFIG["toImageButtonOptions"], "filename": safe_filename(f"{run_id}-{key}")}})
 
 
 def downloads(run: dict[str, Any]) -> None:
@@ -152,7 +154,7 @@ def _duration(seconds: float | None) -> str:
 
 def headline_row(run: dict[str, Any], data: Tables) -> Any:
     """The figures a domain expert came for, first; returns the run's primary metric."""
-    h = api.run_headline(store, run["id"], data.rounds, data.clients)
+    h = results.run_headline(store, run["id"], data.rounds, data.clients)
     m = h.metric
     name = m.label[:1].upper() + m.label[1:]
     st.markdown(f"**{name}** on each client's own test data, mean over clients")
@@ -177,7 +179,7 @@ def headline_row(run: dict[str, Any], data: Tables) -> Any:
         notes.append(f"a predictor that ignores the input (each client's majority class or mean) scores "
                      f"{m.value_text(h.reference)}")
     st.caption("; ".join(notes) + ".")
-    warning = api.overfitting_flag(data.rounds)
+    warning = results.overfitting_flag(data.rounds)
     if warning:
         st.warning(warning, icon=":material/trending_up:")
     return m
@@ -195,7 +197,7 @@ def verdict_panel(run: dict[str, Any]) -> None:
         return
     at = st.radio("Figures at", ["best", "final"], horizontal=True, key="res.at",
                   format_func={"best": "each client's best validation round", "final": "the final round"}.get)
-    ids = api.setting_runs(store, run["id"])
+    ids = results.setting_runs(store, run["id"])
     verdicts, pairings = cached_verdicts(str(store.path), tuple(ids), at == "best", RUNS_VERSION)
     for v in verdicts:
         show = {"better": st.success, "worse": st.warning}.get(v.outcome, st.info)
@@ -204,7 +206,7 @@ def verdict_panel(run: dict[str, Any]) -> None:
     local = [v for v in verdicts if v.baseline == "local"]
     if local or verdicts:
         plot(charts.gains(local[:1] or verdicts[:1]), "gains")
-    missing = api.missing_baselines(pairings)
+    missing = results.missing_baselines(pairings)
     if missing:
         seeds = ", ".join(str(s) for _, s in missing)
         st.info(f"No `local` run on the same split and seed (seed {seeds}) to compare with: the verdict needs "
@@ -212,7 +214,7 @@ def verdict_panel(run: dict[str, Any]) -> None:
         label = "Launch the local baseline" + (f" ({len(missing)} runs)" if len(missing) > 1 else "")
         if st.button(label, key="res.baseline", icon=":material/play_arrow:", type="primary"):
             with ui.guard("launching the baseline"):
-                launched = api.launch_baselines([rid for rid, _ in missing], mgr=mgr)
+                launched = launching.launch_baselines([rid for rid, _ in missing], mgr=mgr)
                 ui.flash_later(f"Launched {len(launched)} local run(s) on the same split and seed; the verdict "
                                f"appears here when they finish.", "success")
                 st.rerun(scope="app")

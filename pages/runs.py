@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import api
+from engine.design import results
 from engine.storage import ACTIVE, STATUSES
 from pages import _ui as ui
 
@@ -36,7 +36,7 @@ def table_key() -> str:
 @st.fragment(run_every=2 if has_active else None)
 def runs_table() -> None:
     """The table (refreshed every 2 s while runs are active) and the actions on the selected rows."""
-    frame = api.runs_frame(store, status=status_filter, search=search)
+    frame = results.runs_frame(store, status=status_filter, search=search)
     active_now = bool((frame["status"].isin(ACTIVE)).any()) if len(frame) else False
     if has_active and not active_now and not mgr.active():
         st.rerun(scope="app")  # the last active run ended: stop polling

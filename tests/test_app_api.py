@@ -1,4 +1,4 @@
-"""engine.api, the facade the pages call: templates, the roster table and back, drafts, generated
+"""engine.design, the modules the pages call: templates, the roster table and back, drafts, generated
 forms, the compatibility list, the partition preview, uploads, launching through the run manager."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import api
+from engine.design import checks, compatibility, document, drafts, forms, launching, results, roster, roster_table, scenarios, schema, sizes, split
 from engine.config import parse_config
 from engine.errors import ConfigError, DataError
 from engine.validate import validate
@@ -22,12 +22,12 @@ def tiny(**overrides):
               "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 16}, "batch_size": 32}],
               "strategy": {"name": "fedavg"}}
     design.update(overrides)
-    return api.normalize(design)
+    return document.normalize(design)
 
 
 # ---- templates -------------------------------------------------------------------------------------
 def test_every_template_is_a_valid_experiment() -> None:
-    found = {t.id: t for t in api.templates()}
+    found = {t.id: t for t in scenarios.templates()}
     assert {"quickstart", "hospital", "traffic", "edge"} <= set(found)
     for t in found.values():
         report = validate(parse_config(t.config))
@@ -36,24 +36,24 @@ def test_every_template_is_a_valid_experiment() -> None:
 
 
 def test_templates_cover_the_scenarios_they_promise() -> None:
-    hospital = parse_config(api.template("hospital"))
+    hospital = parse_config(scenarios.template("hospital"))
     assert hospital.data.partition.method == "natural"
     assert len({c.arch for c in hospital.roster()}) >= 3  # heterogeneous image models
-    traffic = parse_config(api.template("traffic"))
+    traffic = parse_config(scenarios.template("traffic"))
     assert traffic.data.dataset == "traffic" and traffic.data.partition.method == "natural"
     assert {c.arch for c in traffic.roster()} <= {"lstm", "gru", "cnn1d", "transformer"}
-    edge = parse_config(api.template("edge"))
+    edge = parse_config(scenarios.template("edge"))
     assert len(edge.roster()) >= 30 and edge.deadline and edge.fraction < 1
     assert all(c.tier for c in edge.roster())
     with pytest.raises(ConfigError, match="templates: .*hospital"):
-        api.template("nope")
+        scenarios.template("nope")
 
 
-@pytest.mark.parametrize("template_id", [t.id for t in api.templates()])
+@pytest.mark.parametrize("template_id", [t.id for t in scenarios.templates()])
 def test_every_template_trains_a_round(template_id: str) -> None:
     from engine.simulation import Simulation
 
-    config = parse_config({**api.template(template_id), "rounds": 2, "checkpoint_every": 0})
+    config = parse_config({**scenarios.template(template_id), "rounds": 2, "checkpoint_every": 0})
     summary = Simulation(config).run()
     assert summary["rounds_done"] == 2
     final = summary["final"]
@@ -64,79 +64,79 @@ def test_every_template_trains_a_round(template_id: str) -> None:
 # ---- the roster table ----------------------------------------------------------------------------
 @pytest.mark.parametrize("template_id", ["quickstart", "hospital", "edge"])
 def test_roster_table_round_trips(template_id: str) -> None:
-    design = api.normalize(api.template(template_id))
-    frame = api.roster_frame(design)
+    design = document.normalize(scenarios.template(template_id))
+    frame = roster_table.roster_frame(design)
     assert len(frame) == len(parse_config(design).roster())
-    assert api.set_clients(design, api.frame_to_clients(frame, design)) == design
+    assert roster.set_clients(design, roster_table.frame_to_clients(frame, design)) == design
 
 
 def test_roster_table_edit_changes_only_that_client() -> None:
-    design = api.normalize(api.template("hospital"))
-    frame = api.roster_frame(design)
+    design = document.normalize(scenarios.template("hospital"))
+    frame = roster_table.roster_frame(design)
     frame.at[3, "arch"] = "cnn"
     frame.at[3, "knobs"] = "channels=8"
-    clients = api.frame_to_clients(frame, design)
+    clients = roster_table.frame_to_clients(frame, design)
     assert [c["model"]["arch"] for c in clients] == ["cnn", "cnn", "resnet", "cnn"]
     assert clients[3]["model"]["channels"] == 8
-    assert api.set_clients(design, clients)["clients"][:3] == design["clients"][:3]
+    assert roster.set_clients(design, clients)["clients"][:3] == design["clients"][:3]
 
 
 def test_knobs_text_and_parsing() -> None:
-    assert api.parse_knobs("hidden=64, depth=3, bidirectional=true") == {"hidden": 64, "depth": 3, "bidirectional": True}
-    assert api.knobs_text({"arch": "mlp", "width": 1.0, "hidden": 64, "depth": 2}) == "hidden=64"
-    assert api.knobs_text({"arch": "mlp", "width": 0.75, "hidden": 128, "depth": 2}) == "width=0.75"
+    assert sizes.parse_knobs("hidden=64, depth=3, bidirectional=true") == {"hidden": 64, "depth": 3, "bidirectional": True}
+    assert sizes.knobs_text({"arch": "mlp", "width": 1.0, "hidden": 64, "depth": 2}) == "hidden=64"
+    assert sizes.knobs_text({"arch": "mlp", "width": 0.75, "hidden": 128, "depth": 2}) == "width=0.75"
     with pytest.raises(ConfigError, match="name=value"):
-        api.parse_knobs("hidden")
+        sizes.parse_knobs("hidden")
 
 
 def test_add_like_apply_remove_resize() -> None:
-    design = api.normalize(api.template("hospital"))
-    more = api.add_like(design, 0, 3)
-    names = [r["name"] for r in api._expanded_rows(more)]
+    design = document.normalize(scenarios.template("hospital"))
+    more = roster.add_like(design, 0, 3)
+    names = [r["name"] for r in roster.expanded_rows(more)]
     assert names[4:] == ["Northgate (2)", "Northgate (3)", "Northgate (4)"]
     assert len(set(names)) == len(names)
-    changed = api.apply_to(more, [1, 5], "arch", "mlp")
-    archs = [r["model"]["arch"] for r in api._expanded_rows(changed)]
+    changed = roster_table.apply_to(more, [1, 5], "arch", "mlp")
+    archs = [r["model"]["arch"] for r in roster.expanded_rows(changed)]
     assert archs == ["cnn", "mlp", "resnet", "mlp", "cnn", "mlp", "cnn"]
-    assert api.remove_clients(changed, [0, 1])["clients"][0]["name"] == "St Olaf"
-    resized = api.resize_roster(design, 2, ["a", "b"])
-    assert [r["name"] for r in api._expanded_rows(resized)] == ["a", "b"]
+    assert roster.remove_clients(changed, [0, 1])["clients"][0]["name"] == "St Olaf"
+    resized = roster.resize_roster(design, 2, ["a", "b"])
+    assert [r["name"] for r in roster.expanded_rows(resized)] == ["a", "b"]
 
 
 def test_identical_numbered_clients_compact_to_count() -> None:
     design = tiny()
-    rows = api._expanded_rows(api.resize_roster(design, 5))
+    rows = roster.expanded_rows(roster.resize_roster(design, 5))
     assert [r["name"] for r in rows] == ["c-1", "c-2", "c-3", "c-4", "c-5"]
-    assert api.compact(rows) == [{**{k: v for k, v in rows[0].items() if k != "name"}, "name": "c", "count": 5}]
-    assert api.set_clients(design, rows)["clients"][0]["count"] == 5
+    assert roster.compact(rows) == [{**{k: v for k, v in rows[0].items() if k != "name"}, "name": "c", "count": 5}]
+    assert roster.set_clients(design, rows)["clients"][0]["count"] == 5
 
 
 def test_update_client_switches_architecture_with_its_defaults() -> None:
-    design = api.normalize(api.template("hospital"))
-    row = api.client_row(design, 3)
-    updated = api.update_client(design, 3, {"arch": "cnn", "knobs": api.knobs_text(row["model"]), "lr": 0.01})
-    client = api.client_row(updated, 3)
+    design = document.normalize(scenarios.template("hospital"))
+    row = roster.client_row(design, 3)
+    updated = roster.update_client(design, 3, {"arch": "cnn", "knobs": sizes.knobs_text(row["model"]), "lr": 0.01})
+    client = roster.client_row(updated, 3)
     assert client["model"]["arch"] == "cnn" and "hidden" not in client["model"]
     assert client["lr"] == 0.01 and client["name"] == "Hillcrest"
 
 
 def test_client_issues_point_at_the_row() -> None:
-    design = api.normalize(api.template("hospital_records"))  # tabular data
-    design = api.apply_to(design, [2], "arch", "cnn")  # a CNN cannot read tabular input
+    design = document.normalize(scenarios.template("hospital_records"))  # tabular data
+    design = roster_table.apply_to(design, [2], "arch", "cnn")  # a CNN cannot read tabular input
     design["clients"][0]["name"] = design["clients"][1]["name"]
     design["clients"][4]["tier"] = "pocket-calculator"
-    issues = api.client_issues(design)
+    issues = checks.client_issues(design)
     assert set(issues) == {1, 2, 4}
     assert "cannot read tabular" in issues[2][0]
     assert "same name as client 0" in issues[1][0]
     assert "pocket-calculator" in " ".join(issues[4])
-    frame = api.roster_frame(design)
+    frame = roster_table.roster_frame(design)
     assert frame.loc[2, "issues"] and not frame.loc[3, "issues"]
 
 
 def test_costs_grow_with_model_size() -> None:
-    design = api.normalize(api.template("edge"))
-    frame = api.roster_frame(design)
+    design = document.normalize(scenarios.template("edge"))
+    frame = roster_table.roster_frame(design)
     by_tier = frame.groupby("tier")[["params", "memory_mb"]].first()
     assert by_tier.loc["phone-low", "params"] < by_tier.loc["phone-high", "params"] < by_tier.loc["raspberry-pi", "params"]
     assert by_tier.loc["phone-low", "memory_mb"] < by_tier.loc["raspberry-pi", "memory_mb"]
@@ -144,111 +144,111 @@ def test_costs_grow_with_model_size() -> None:
 
 # ---- generated forms ------------------------------------------------------------------------------
 def test_fields_from_parameter_models() -> None:
-    mu = {f.name: f for f in api.strategy_fields("fedprox")}["mu"]
+    mu = {f.name: f for f in forms.strategy_fields("fedprox")}["mu"]
     assert (mu.kind, mu.default, mu.minimum, mu.maximum) == ("float", 0.01, 0, 100)
     assert mu.check(-1) == "must be >= 0" and mu.check(0.5) is None
-    control = {f.name: f for f in api.strategy_fields("scaffold")}["control"]
+    control = {f.name: f for f in forms.strategy_fields("scaffold")}["control"]
     assert control.kind == "choice" and "gradient" in control.choices
-    body = {f.name: f for f in api.strategy_fields("fedrep")}["body_epochs"]
+    body = {f.name: f for f in forms.strategy_fields("fedrep")}["body_epochs"]
     assert body.kind == "int" and body.optional and body.default is None
-    assert [f.name for f in api.dataset_option_fields("traffic")][:2] == ["cities", "days"]
-    assert api.dataset_option_fields("digits") == []
-    assert "deadline" in [f.name for f in api.launch_fields()]
+    assert [f.name for f in forms.dataset_option_fields("traffic")][:2] == ["cities", "days"]
+    assert forms.dataset_option_fields("digits") == []
+    assert "deadline" in [f.name for f in forms.launch_fields()]
 
 
 # ---- strategies -----------------------------------------------------------------------------------
 def test_compatibility_disables_with_a_reason() -> None:
-    entries = {e["name"]: e for e in api.strategies(api.normalize(api.template("hospital")))}
+    entries = {e["name"]: e for e in compatibility.strategies(document.normalize(scenarios.template("hospital")))}
     assert entries["fedproto"]["reason"] is None and entries["lg_fedavg"]["reason"] is None
     assert "fedavg needs" in entries["fedavg"]["reason"]
     assert "public" in entries["fedmd"]["reason"]
-    broken = api.strategies({**tiny(), "rounds": 0})
+    broken = compatibility.strategies({**tiny(), "rounds": 0})
     assert all(e["reason"].startswith("fix the design first (rounds") for e in broken)
 
 
 # ---- data -----------------------------------------------------------------------------------------
 def test_preview_reacts_to_the_partition() -> None:
-    design = api.resize_roster(tiny(), 6)
-    iid = api.preview(design)
+    design = roster.resize_roster(tiny(), 6)
+    iid = split.preview(design)
     design["data"]["partition"] = {"method": "dirichlet", "alpha": 0.05}
-    skewed = api.preview(design)
+    skewed = split.preview(design)
     assert len(iid["clients"]) == len(skewed["clients"]) == 6
     assert skewed["heterogeneity"] > iid["heterogeneity"] + 0.2
     assert sum(map(sum, iid["histogram"])) == sum(c["train"] for c in iid["clients"])
 
 
 def test_natural_preview_names_sites_after_the_roster() -> None:
-    design = api.normalize(api.template("hospital"))
-    names = [c["name"] for c in api.preview(design)["clients"]]
+    design = document.normalize(scenarios.template("hospital"))
+    names = [c["name"] for c in split.preview(design)["clients"]]
     assert names == ["Northgate (domain 0)", "Riverside (domain 1)", "St Olaf (domain 2)", "Hillcrest (domain 3)"]
-    assert api.natural_names(design["data"]) == ["domain 0", "domain 1", "domain 2", "domain 3"]
+    assert schema.natural_names(design["data"]) == ["domain 0", "domain 1", "domain 2", "domain 3"]
 
 
 def test_schema_roles_edit_the_data_section() -> None:
     data = {"dataset": "csv", "path": "examples/data/hospital.csv"}
-    data = api.set_column_role(data, "readmitted", "target")
-    data = api.set_column_role(data, "hospital", "split")
-    data = api.set_column_role(data, "ward", "ignore")
-    data = api.set_column_role(data, "age", "feature", "categorical")
+    data = schema.set_column_role(data, "readmitted", "target")
+    data = schema.set_column_role(data, "hospital", "split")
+    data = schema.set_column_role(data, "ward", "ignore")
+    data = schema.set_column_role(data, "age", "feature", "categorical")
     assert data["target"] == "readmitted"
     assert data["partition"] == {"method": "natural", "column": "hospital"}
     assert data["columns"] == {"ward": {"type": "ignore"}, "age": {"type": "categorical"}}
-    frame = api.schema_frame(api.inspect(data), data).set_index("column")
+    frame = schema.schema_frame(schema.inspect(data), data).set_index("column")
     assert frame.loc["readmitted", "role"] == "target" and frame.loc["hospital", "role"] == "split"
     assert frame.loc["ward", "role"] == "ignore" and frame.loc["patient_id", "role"] == "ignore"
-    data = api.set_column_role(data, "hospital", "feature")
+    data = schema.set_column_role(data, "hospital", "feature")
     assert data["partition"] == {"method": "iid"}
 
 
 def test_upload_is_sanitised_and_bounded(tmp_path: Path) -> None:
     content = Path("examples/data/hospital.csv").read_bytes()
-    rel = api.save_upload("../../etc/evil name.csv", content, root=tmp_path)
+    rel = schema.save_upload("../../etc/evil name.csv", content, root=tmp_path)
     assert rel == "uploads/evil name.csv"  # no path part; the name as the user knows it
     assert (tmp_path / rel).read_bytes() == content
     with pytest.raises(DataError, match="not a table file.*xlsx.*parquet"):
-        api.save_upload("model.pkl", b"x", root=tmp_path)
+        schema.save_upload("model.pkl", b"x", root=tmp_path)
     with pytest.raises(DataError, match="over the 0 MB limit"):
-        api.save_upload("big.csv", b"x" * 2_000_000, limit_mb=0.5, root=tmp_path)
+        schema.save_upload("big.csv", b"x" * 2_000_000, limit_mb=0.5, root=tmp_path)
 
 
 # ---- drafts and config files ----------------------------------------------------------------------
 def test_drafts_autosave_and_named(tmp_path: Path) -> None:
-    design = api.normalize(api.template("traffic"))
-    api.autosave("session-abc123", design, root=tmp_path)
-    assert api.load_autosave("session-abc123", root=tmp_path) == design
-    assert api.load_autosave("missing-0000", root=tmp_path) is None
-    assert api.load_autosave("../../x", root=tmp_path) is None
-    api.save_draft("My traffic/study", design, root=tmp_path)
-    drafts = api.list_drafts(root=tmp_path)
-    assert [(d["name"], d["clients"], d["dataset"]) for d in drafts] == [("My traffic/study", 4, "traffic")]
-    assert api.load_draft(drafts[0]["key"], root=tmp_path) == design
-    api.delete_draft(drafts[0]["key"], root=tmp_path)
-    assert api.list_drafts(root=tmp_path) == []
+    design = document.normalize(scenarios.template("traffic"))
+    drafts.autosave("session-abc123", design, root=tmp_path)
+    assert drafts.load_autosave("session-abc123", root=tmp_path) == design
+    assert drafts.load_autosave("missing-0000", root=tmp_path) is None
+    assert drafts.load_autosave("../../x", root=tmp_path) is None
+    drafts.save_draft("My traffic/study", design, root=tmp_path)
+    saved = drafts.list_drafts(root=tmp_path)
+    assert [(d["name"], d["clients"], d["dataset"]) for d in saved] == [("My traffic/study", 4, "traffic")]
+    assert drafts.load_draft(saved[0]["key"], root=tmp_path) == design
+    drafts.delete_draft(saved[0]["key"], root=tmp_path)
+    assert drafts.list_drafts(root=tmp_path) == []
     with pytest.raises(ConfigError, match="no draft"):
-        api.load_draft("gone", root=tmp_path)
+        drafts.load_draft("gone", root=tmp_path)
 
 
 def test_config_export_import_round_trip() -> None:
-    design = api.normalize(api.template("edge"))
-    assert api.config_from_json(api.config_json(design).encode()) == design
+    design = document.normalize(scenarios.template("edge"))
+    assert document.config_from_json(document.config_json(design).encode()) == design
     with pytest.raises(ConfigError, match="not valid JSON"):
-        api.config_from_json("{not json")
+        document.config_from_json("{not json")
     with pytest.raises(ConfigError, match="rounds"):
-        api.config_from_json(json.dumps({**design, "rounds": -1}))
+        document.config_from_json(json.dumps({**design, "rounds": -1}))
 
 
 def test_parse_seeds() -> None:
-    assert api.parse_seeds("0-2, 5 5") == [0, 1, 2, 5]
+    assert launching.parse_seeds("0-2, 5 5") == [0, 1, 2, 5]
     with pytest.raises(ConfigError, match="'x' is not a seed"):
-        api.parse_seeds("1, x")
+        launching.parse_seeds("1, x")
     with pytest.raises(ConfigError, match="at least one"):
-        api.parse_seeds(" ")
+        launching.parse_seeds(" ")
 
 
 def test_config_diff_lists_only_differences() -> None:
     a = tiny()
     b = {**tiny(), "seed": 3, "strategy": {"name": "fedprox", "mu": 0.1}}
-    diff = api.config_diff({"a": a, "b": b}).set_index("setting")
+    diff = results.config_diff({"a": a, "b": b}).set_index("setting")
     assert set(diff.index) == {"seed", "strategy.name", "strategy.mu"}
     assert diff.loc["seed"].tolist() == ["0", "3"] and diff.loc["strategy.mu", "a"] == "—"
 
@@ -259,10 +259,10 @@ def test_launch_single_run_and_sweep(tmp_path: Path) -> None:
 
     mgr = RunManager(tmp_path / "runs.db", workers=1)
     try:
-        one = api.launch(tiny(), mgr=mgr, tags=["smoke"])
+        one = launching.launch(tiny(), mgr=mgr, tags=["smoke"])
         assert one.group_id is None and len(one.run_ids) == 1
         assert mgr.wait(one.run_ids[0], 120) == "finished"
-        sweep = api.launch(tiny(), strategies=["fedavg", "fedprox"], seeds=[0, 1],
+        sweep = launching.launch(tiny(), strategies=["fedavg", "fedprox"], seeds=[0, 1],
                            strategy_params={"fedprox": {"mu": 0.5}}, name="cmp", mgr=mgr)
         assert len(sweep.run_ids) == 4 and sweep.group_id
         for rid in sweep.run_ids:
@@ -270,15 +270,15 @@ def test_launch_single_run_and_sweep(tmp_path: Path) -> None:
         rows = mgr.store.list_runs(group_id=sweep.group_id)
         assert sorted((r["variant"], r["seed"]) for r in rows) == [
             ("fedavg", 0), ("fedavg", 1), ("fedprox (mu=0.5)", 0), ("fedprox (mu=0.5)", 1)]
-        frame = api.runs_frame(mgr.store)
+        frame = results.runs_frame(mgr.store)
         assert len(frame) == 5 and set(frame["status"]) == {"finished"}
-        assert list(api.runs_frame(mgr.store, search="smoke")["id"]) == one.run_ids
-        assert len(api.runs_frame(mgr.store, search=sweep.group_id)) == 4
-        assert api.runs_frame(mgr.store, status=["failed"]).empty
+        assert list(results.runs_frame(mgr.store, search="smoke")["id"]) == one.run_ids
+        assert len(results.runs_frame(mgr.store, search=sweep.group_id)) == 4
+        assert results.runs_frame(mgr.store, status=["failed"]).empty
     finally:
         mgr.shutdown(wait=False)
     with pytest.raises(ConfigError):
-        api.launch({**tiny(), "rounds": 0}, mgr=mgr)
+        launching.launch({**tiny(), "rounds": 0}, mgr=mgr)
 
 
 def test_a_page_served_without_the_router_goes_through_it() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from engine import api
+from engine.design import roster
 from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
 
 
@@ -18,7 +18,7 @@ def edit(at: AppTest, rows: dict[int, dict]) -> None:
 
 
 def archs(at: AppTest) -> list[str]:
-    return [r["model"]["arch"] for r in api._expanded_rows(at.session_state["design"])]
+    return [r["model"]["arch"] for r in roster.expanded_rows(at.session_state["design"])]
 
 
 def test_roster_table_shows_every_client_with_costs() -> None:
@@ -51,7 +51,7 @@ def test_add_clients_like_one_and_apply_to_selected() -> None:
     at.number_input(key="cl.bulk_value.lr").set_value(0.02)
     at.button(key="cl.apply").click().run()
     assert_clean(at)
-    lrs = [r["lr"] for r in api._expanded_rows(at.session_state["design"])]
+    lrs = [r["lr"] for r in roster.expanded_rows(at.session_state["design"])]
     assert lrs == [0.02, 0.003, 0.003, 0.003, 0.003, 0.003, 0.02]
 
 
@@ -80,7 +80,7 @@ def test_detail_form_edits_one_client() -> None:
     form.checkbox[0].set_value(True)
     next(b for b in at.get("form_submit_button") if b.label == "Save client").click().run()
     assert_clean(at)
-    row = api.client_row(at.session_state["design"], 1)
+    row = roster.client_row(at.session_state["design"], 1)
     assert row["model"]["arch"] == "gru" and row["lr"] == 0.01 and row["cold_start"] is True
     assert any("Saved client Riverside" in s.value for s in at.success)
 
@@ -93,4 +93,4 @@ def test_remove_and_resize() -> None:
     edit(at, {0: {"select": True}})
     at.button(key="cl.remove").click().run()
     assert_clean(at)
-    assert [r["name"] for r in api._expanded_rows(at.session_state["design"])] == ["site-2", "site-3"]
+    assert [r["name"] for r in roster.expanded_rows(at.session_state["design"])] == ["site-2", "site-3"]

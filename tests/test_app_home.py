@@ -7,7 +7,7 @@ import json
 import os
 
 from bench.app_render import write_synthetic_run
-from engine import api
+from engine.design import document, drafts, scenarios
 from engine.storage import Store
 from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
 
@@ -16,7 +16,7 @@ def test_home_on_an_empty_database() -> None:
     at = app()
     assert_clean(at)
     assert at.title[0].value == "FedMosaic"
-    for t in api.templates():
+    for t in scenarios.templates():
         assert at.button(key=f"tmpl-{t.id}").label == "Use this template"
     captions = [c.value for c in at.caption]
     assert "No finished runs yet." in captions
@@ -58,16 +58,16 @@ def test_drafts_save_open_import_and_export() -> None:
     at.text_input(key="home.draft_name").set_value("phones v1").run()
     at.button(key="home.save").click().run()
     assert_clean(at)
-    assert [d["name"] for d in api.list_drafts()] == ["phones v1"]
+    assert [d["name"] for d in drafts.list_drafts()] == ["phones v1"]
     assert at.download_button(key="home.export").label == "Export JSON config"
 
-    config = api.normalize(api.template("hospital"))
+    config = document.normalize(scenarios.template("hospital"))
     at.file_uploader(key="home.import").upload("hospital.json", json.dumps(config).encode(), "application/json").run()
     assert_clean(at)
     assert at.session_state["design"] == config
     assert any("Imported hospital.json" in s.value for s in at.success)
 
-    at.selectbox(key="home.pick").set_value(api.list_drafts()[0]["key"]).run()
+    at.selectbox(key="home.pick").set_value(drafts.list_drafts()[0]["key"]).run()
     at.button(key="home.load").click().run()
     assert at.session_state["design"]["strategy"]["name"] == "heterofl"
 
@@ -77,7 +77,7 @@ def test_drafts_save_open_import_and_export() -> None:
     assert at.session_state["design"]["strategy"]["name"] == "heterofl"  # unchanged
 
     at.button(key="home.delete").click().run()
-    assert api.list_drafts() == []
+    assert drafts.list_drafts() == []
 
 
 def test_active_runs_show_live_progress() -> None:

@@ -8,7 +8,7 @@ import os
 
 from streamlit.testing.v1 import AppTest
 
-from engine import api
+from engine.design import choices, document, launching, scenarios
 from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
 
 
@@ -17,7 +17,7 @@ def box(at: AppTest, name: str):
 
 
 def tiny() -> dict:
-    return api.normalize({"name": "tiny launch", "rounds": 2, "checkpoint_every": 0,
+    return document.normalize({"name": "tiny launch", "rounds": 2, "checkpoint_every": 0,
                           "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "iid"}},
                           "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 16}}]})
 
@@ -54,7 +54,7 @@ def test_launch_opens_the_run_and_it_finishes() -> None:
     at.button(key="launch.go").click().run()
     assert not at.exception, [e.value for e in at.exception]
     run_id = at.session_state["results_run"]
-    mgr = api.manager(os.environ["FEDMOSAIC_DB"])
+    mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
     assert mgr.wait(run_id, 120) == "finished"
     run = mgr.store.get_run(run_id)
     assert run["name"] == "tiny launch" and run["rounds"] == 2 and run["current_round"] == 2
@@ -77,7 +77,7 @@ def test_sweep_launches_a_group() -> None:
     at.text_input(key=next(t.key for t in at.text_input if t.label == "Seeds")).set_value("0, 1").run()
     at.button(key="launch.go").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    mgr = api.manager(os.environ["FEDMOSAIC_DB"])
+    mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
     runs = mgr.store.list_runs()
     assert len(runs) == 4 and len({r["group_id"] for r in runs}) == 1
     assert sorted((r["variant"], r["seed"]) for r in runs) == [("fedavg", 0), ("fedavg", 1), ("fedavgm", 0), ("fedavgm", 1)]
@@ -91,13 +91,13 @@ def test_ray_without_the_extra_is_refused_with_the_install_hint(monkeypatch) -> 
     from engine.executors import ray as ray_executor
 
     monkeypatch.setattr(ray_executor, "available", lambda: False)
-    assert "pip install 'fedmosaic[ray]'" in api.executor_unavailable()["ray"]
+    assert "pip install 'fedmosaic[ray]'" in choices.executor_unavailable()["ray"]
     at = app("launch", design={**tiny(), "executor": "ray"})
     errors = " ".join(e.value for e in at.error)
     assert "pip install 'fedmosaic[ray]'" in errors
     assert next(b for b in at.button if b.key == "launch.go").disabled
     monkeypatch.setattr(ray_executor, "available", lambda: True)
-    assert api.executor_unavailable() == {}
+    assert choices.executor_unavailable() == {}
 
 
 def test_refusals_speak_the_page_and_carry_the_suggestions() -> None:
@@ -116,9 +116,9 @@ def test_refusals_speak_the_page_and_carry_the_suggestions() -> None:
 
 
 def test_an_imported_strategy_that_cannot_run_says_why() -> None:
-    design = api.template("hospital")
+    design = scenarios.template("hospital")
     design["strategy"] = {"name": "fedavg"}  # mixed architectures: fedavg cannot run them
-    at = app("launch", design=api.normalize(design))
+    at = app("launch", design=document.normalize(design))
     assert_clean(at)
     warning = " ".join(w.value for w in at.warning)
     assert "strategy **fedavg**" in warning and "cannot run this roster" in warning

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from bench.app_render import write_synthetic_run
-from engine import api
+from engine.design import document, launching
 from engine.catalog import catalog
 from engine.export import render
 from engine.storage import Store
@@ -62,13 +62,13 @@ def test_every_results_tab_renders() -> None:
 
 
 def test_a_real_run_and_its_csv() -> None:
-    mgr = api.manager(os.environ["FEDMOSAIC_DB"])
-    design = api.normalize({"name": "real", "rounds": 3, "checkpoint_every": 0,
+    mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
+    design = document.normalize({"name": "real", "rounds": 3, "checkpoint_every": 0,
                             "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "dirichlet", "alpha": 0.5}},
                             "clients": [{"name": "phone", "count": 3, "model": {"arch": "mlp", "hidden": 16},
                                          "tier": "phone-high"},
                                         {"name": "late", "model": {"arch": "mlp", "hidden": 16}, "join_round": 2}]})
-    run_id = api.launch(design, mgr=mgr).run_ids[0]
+    run_id = launching.launch(design, mgr=mgr).run_ids[0]
     assert mgr.wait(run_id, 120) == "finished"
     at = app("results", run=run_id)
     assert_clean(at)
@@ -81,11 +81,11 @@ def test_a_real_run_and_its_csv() -> None:
 
 
 def test_cancel_from_the_results_page() -> None:
-    mgr = api.manager(os.environ["FEDMOSAIC_DB"])
-    design = api.normalize({"name": "long", "rounds": 400, "checkpoint_every": 0,
+    mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
+    design = document.normalize({"name": "long", "rounds": 400, "checkpoint_every": 0,
                             "data": {"dataset": "digits", "max_samples": 200, "partition": {"method": "iid"}},
                             "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}]})
-    run_id = api.launch(design, mgr=mgr).run_ids[0]
+    run_id = launching.launch(design, mgr=mgr).run_ids[0]
     deadline = time.monotonic() + 60
     while mgr.store.get_run(run_id)["current_round"] < 1 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -9,7 +9,7 @@ import time
 from streamlit.testing.v1 import AppTest
 
 from bench.app_render import write_synthetic_run
-from engine import api
+from engine.design import document, launching
 from engine.storage import Store
 from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
 
@@ -90,11 +90,11 @@ def test_rename_tag_fork_delete() -> None:
 
 
 def test_cancel_and_resume_a_live_run() -> None:
-    design = api.normalize({"name": "long", "rounds": 400, "checkpoint_every": 1,
+    design = document.normalize({"name": "long", "rounds": 400, "checkpoint_every": 1,
                             "data": {"dataset": "digits", "max_samples": 200, "partition": {"method": "iid"}},
                             "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}]})
-    mgr = api.manager(os.environ["FEDMOSAIC_DB"])
-    run_id = api.launch(design, mgr=mgr).run_ids[0]
+    mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
+    run_id = launching.launch(design, mgr=mgr).run_ids[0]
     deadline = time.monotonic() + 60
     while mgr.store.get_run(run_id)["current_round"] < 2 and time.monotonic() < deadline:
         time.sleep(0.1)

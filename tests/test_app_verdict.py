@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from conftest import digits_config
-from engine import api
+from engine.design import launching, scenarios
 from engine.config import parse_config
 from engine.simulation import Simulation
 from engine.storage import Store
@@ -46,7 +46,7 @@ def test_results_opens_with_the_headline_row_and_offers_the_paired_local_run():
     assert {"Best round", "Data exchanged", "Simulated time"} <= set(shown)
     assert "Primary metric: **accuracy**" in texts(at)
     assert "No `local` run on the same split and seed" in texts(at)
-    mgr = api.manager(os.environ["FEDMOSAIC_DB"])
+    mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
     at.button(key="res.baseline").click().run()
     assert not at.exception
     local = [r for r in store.list_runs() if r["strategy"] == "local"]
@@ -95,7 +95,7 @@ def test_overfitting_is_flagged_on_results():
 
 def test_a_new_tab_offers_the_autosaved_design():
     at = app(template="hospital")
-    assert at.session_state["design"]["name"] != api.new_design()["name"]
+    assert at.session_state["design"]["name"] != scenarios.new_design()["name"]
     first = at.session_state["session_id"]
     fresh = app()  # a new tab: no ?draft= in its address
     assert fresh.session_state["session_id"] != first
@@ -106,5 +106,5 @@ def test_a_new_tab_offers_the_autosaved_design():
     assert not any("autosaved" in m.value for m in fresh.markdown)
     other = app()
     other.button(key="autosave.skip").click().run()
-    assert other.session_state["design"]["name"] == api.new_design()["name"]
+    assert other.session_state["design"]["name"] == scenarios.new_design()["name"]
     assert not any("autosaved" in m.value for m in other.markdown)

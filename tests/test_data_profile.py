@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import api
+from engine.design import schema
 from engine.data import DataConfig, partition_preview
 from engine.data.clinical import messy_clinical_frame, write_messy_clinical_csv
 from engine.data.profile import label_skew, skew_sentence
@@ -65,16 +65,16 @@ def test_inspect_page_keeps_what_it_can(tmp_path, monkeypatch):
     monkeypatch.setenv("FEDMOSAIC_HOME", str(tmp_path))
     good = tmp_path / "ok.csv"
     good.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{'km'[i % 2]}\n" for i in range(30)))
-    assert api.inspect_page({"dataset": "csv", "path": str(good), "target": "y"}).error is None
-    one = api.inspect_page({"dataset": "csv", "path": str(good), "target": "b", "task": "classification",
+    assert schema.inspect_page({"dataset": "csv", "path": str(good), "target": "y"}).error is None
+    one = schema.inspect_page({"dataset": "csv", "path": str(good), "target": "b", "task": "classification",
                             "columns": {"a": {"type": "categorical"}}})
     assert one.error is None
-    bad_target = api.inspect_page({"dataset": "csv", "path": str(good), "target": "y", "task": "regression"})
+    bad_target = schema.inspect_page({"dataset": "csv", "path": str(good), "target": "y", "task": "regression"})
     assert bad_target.stage == "target" and bad_target.report is not None and "**Task**" in bad_target.error
-    bad_sep = api.inspect_page({"dataset": "csv", "path": str(good), "target": "y", "delimiter": ";"})
+    bad_sep = schema.inspect_page({"dataset": "csv", "path": str(good), "target": "y", "delimiter": ";"})
     assert bad_sep.stage == "read" and bad_sep.report is None and "**Separator**" in bad_sep.error
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("a,b,y\n" + "".join(f"{i % 7},{'x' if i == 4 else i},{'km'[i % 2]}\n" for i in range(30)))
-    cols = api.inspect_page({"dataset": "csv", "path": str(mixed), "target": "y"})
+    cols = schema.inspect_page({"dataset": "csv", "path": str(mixed), "target": "y"})
     assert cols.stage == "columns" and "the Columns table" in cols.error and cols.report is not None
     assert Path(mixed).exists()

@@ -26,7 +26,7 @@ from conftest import digits_config
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from engine import api
+from engine.design import document, schema
 from engine.config import parse_config
 from engine.config_file import MAX_BYTES, read_document
 from engine.errors import FedMosaicError
@@ -160,7 +160,7 @@ def raw_documents(draw) -> bytes | str:  # noqa: ANN001
 @given(raw_documents())
 def test_any_config_document_is_a_design_or_a_clear_error(raw):
     try:
-        design = api.config_from_json(raw)
+        design = document.config_from_json(raw)
     except FedMosaicError as exc:
         assert str(exc) and str(exc).isprintable()
         event(f"refused: {type(exc).__name__}")
@@ -260,8 +260,8 @@ def table_files(draw) -> tuple[str, bytes]:  # noqa: ANN001
 def test_any_table_upload_is_inspected_or_refused_clearly(upload):
     name, raw = upload
     try:
-        path = api.save_upload(name, raw)
-        report = api.inspect({"dataset": "csv", "path": path})
+        path = schema.save_upload(name, raw)
+        report = schema.inspect({"dataset": "csv", "path": path})
     except FedMosaicError as exc:
         assert str(exc).isprintable()
         event("refused")
@@ -271,7 +271,7 @@ def test_any_table_upload_is_inspected_or_refused_clearly(upload):
     names = [c["name"] for c in report["columns"]]
     if names:
         try:
-            summary = api.dataset_summary({"dataset": "csv", "path": path, "target": names[-1]})
+            summary = schema.dataset_summary({"dataset": "csv", "path": path, "target": names[-1]})
         except FedMosaicError as exc:
             assert str(exc).isprintable()
             event("refused for training")

@@ -17,7 +17,8 @@ import pytest
 import torch
 from conftest import digits_config
 
-from engine import api, cli
+from engine import cli
+from engine.design import checks, document, launching, scenarios, schema, split
 from engine.access import REFUSED, AccessError, trusted_paths
 from engine.config import parse_config
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError
@@ -73,37 +74,37 @@ OUTSIDE = ["/etc/passwd", "/etc/shadow", "/proc/self/environ", "../../../../../.
 def test_a_design_naming_a_server_file_is_refused_showing_nothing_of_it(path):
     data = {"dataset": "csv", "path": path, "delimiter": ":"}
     design = digits_config(data={**data, "target": "y"})
-    for attempt in (lambda: api.inspect(data), lambda: api.dataset_summary(data), lambda: api.preview(design),
-                    lambda: api.natural_names({**data, "partition": {"method": "natural", "column": "x"}})):
+    for attempt in (lambda: schema.inspect(data), lambda: schema.dataset_summary(data), lambda: split.preview(design),
+                    lambda: schema.natural_names({**data, "partition": {"method": "natural", "column": "x"}})):
         with pytest.raises(AccessError) as caught:
             attempt()
         assert str(caught.value) == REFUSED
-    problems = api.design_problems(design)
+    problems = checks.design_problems(design)
     assert problems == [f"data: {REFUSED}"]
     with pytest.raises(AccessError):
-        api.config_from_json(json.dumps(design))
+        document.config_from_json(json.dumps(design))
     assert SECRET not in REFUSED and path not in REFUSED
 
 
 def test_a_symlink_out_of_the_uploads_folder_is_refused(tmp_path):
-    stored = api.save_upload("ok.csv", b"f1,y\n1,0\n2,1\n")
+    stored = schema.save_upload("ok.csv", b"f1,y\n1,0\n2,1\n")
     link = Path(os.environ["FEDMOSAIC_HOME"]) / "uploads" / "evil.csv"
     link.symlink_to("/etc/passwd")
-    assert api.inspect({"dataset": "csv", "path": stored})["columns"]
+    assert schema.inspect({"dataset": "csv", "path": stored})["columns"]
     with pytest.raises(AccessError, match="outside the folders FedMosaic may read"):
-        api.inspect({"dataset": "csv", "path": "uploads/evil.csv", "delimiter": ":"})
+        schema.inspect({"dataset": "csv", "path": "uploads/evil.csv", "delimiter": ":"})
 
 
 def test_allowed_roots_read_uploads_examples_and_operator_folders(tmp_path, monkeypatch):
-    upload = api.save_upload("sites.csv", tabular(40).to_csv(index=False).encode())
-    assert api.dataset_summary({"dataset": "csv", "path": upload, "target": "y"})["samples"] == 40
-    example = api.example_csvs()[0]
-    assert api.inspect({"dataset": "csv", "path": example})["columns"]
+    upload = schema.save_upload("sites.csv", tabular(40).to_csv(index=False).encode())
+    assert schema.dataset_summary({"dataset": "csv", "path": upload, "target": "y"})["samples"] == 40
+    example = scenarios.example_csvs()[0]
+    assert schema.inspect({"dataset": "csv", "path": example})["columns"]
     shared = write_csv(tmp_path / "shared" / "t.csv", tabular(30))
     with pytest.raises(AccessError):
-        api.dataset_summary({"dataset": "csv", "path": str(shared), "target": "y"})
+        schema.dataset_summary({"dataset": "csv", "path": str(shared), "target": "y"})
     monkeypatch.setenv("FEDMOSAIC_DATA_ROOTS", str(tmp_path / "shared"))
-    assert api.dataset_summary({"dataset": "csv", "path": str(shared), "target": "y"})["samples"] == 30
+    assert schema.dataset_summary({"dataset": "csv", "path": str(shared), "target": "y"})["samples"] == 30
 
 
 def test_image_folder_with_download_on_creates_nothing_outside_the_data_directory(tmp_path, monkeypatch):
@@ -113,11 +114,11 @@ def test_image_folder_with_download_on_creates_nothing_outside_the_data_director
                         lambda *a, **k: pytest.fail("no download may be attempted"))
     elsewhere = tmp_path / "anywhere" / "mnist"
     with pytest.raises(AccessError):
-        api.dataset_summary({"dataset": "mnist", "path": str(elsewhere), "download": True})
+        schema.dataset_summary({"dataset": "mnist", "path": str(elsewhere), "download": True})
     assert not (tmp_path / "anywhere").exists()
     monkeypatch.setenv("FEDMOSAIC_DATA_ROOTS", str(tmp_path))  # readable, but not a download target
     with pytest.raises(AccessError, match="downloads dataset files only into its data directory"):
-        api.dataset_summary({"dataset": "mnist", "path": str(elsewhere), "download": True})
+        schema.dataset_summary({"dataset": "mnist", "path": str(elsewhere), "download": True})
     assert not (tmp_path / "anywhere").exists()
 
 
@@ -137,7 +138,7 @@ def test_the_command_line_reads_the_paths_its_user_gives(tmp_path, capsys):
     rc, out, err = run_cli(capsys, "validate", str(config))
     assert rc == 0 and out.startswith("ok:"), err
     with pytest.raises(AccessError):  # the same config through the engine API the pages call
-        api.dataset_summary(csv_design(str(data))["data"])
+        schema.dataset_summary(csv_design(str(data))["data"])
 
 
 def test_runs_keep_their_launchers_access_in_the_manager_threads(tmp_path):
@@ -178,7 +179,7 @@ def test_a_yaml_alias_bomb_is_refused_by_validate_run_and_the_app(tmp_path, caps
         line = one_line_error(*run_cli(capsys, "--db", str(tmp_path / "r.db"), command, str(path))[::2])
         assert "expands to more than 20,000 values" in line
     with pytest.raises(ConfigError, match="aliases"):
-        api.config_from_json(BOMB.encode())
+        document.config_from_json(BOMB.encode())
     assert Store(tmp_path / "r.db").list_runs() == []
 
 
@@ -189,7 +190,7 @@ def test_padded_json_is_refused_by_size_and_never_stored(tmp_path, capsys):
     line = one_line_error(*run_cli(capsys, "--db", str(tmp_path / "r.db"), "run", str(path))[::2])
     assert "a config is at most 1 MB" in line
     with pytest.raises(ConfigError, match="at most 1 MB"):
-        api.config_from_json(json.dumps(padded))
+        document.config_from_json(json.dumps(padded))
     store = Store(tmp_path / "r.db")
     with pytest.raises(ConfigError, match="a run stores at most 2 MB"):
         store.create_run({"name": "x", "pad": "y" * 2_100_000})
@@ -269,7 +270,7 @@ def test_duplicate_keys_are_refused(tmp_path, capsys, text, suffix):
 
 def test_a_duplicate_csv_column_is_refused_not_renamed():
     with pytest.raises(DataError, match="names 'f1' more than once"):
-        api.inspect({"dataset": "csv", "path": api.save_upload("d.csv", b"f1,f1,y\n1,2,0\n3,4,1\n")})
+        schema.inspect({"dataset": "csv", "path": schema.save_upload("d.csv", b"f1,f1,y\n1,2,0\n3,4,1\n")})
 
 
 # ---- tracebacks from the CLI --------------------------------------------------------------------
@@ -294,9 +295,9 @@ def test_bad_config_files_are_one_line_errors(tmp_path, capsys, name, content, e
 
 def test_seed_ranges_say_what_is_wrong():
     with pytest.raises(ConfigError, match="holds 1,000,001 seeds, too many"):
-        api.parse_seeds("0-1000000")
+        launching.parse_seeds("0-1000000")
     with pytest.raises(ConfigError, match="counts down"):
-        api.parse_seeds("5-2")
+        launching.parse_seeds("5-2")
 
 
 # ---- exports safe in a spreadsheet ----------------------------------------------------------------

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import digits_config
-from engine import api
+from engine.design import checks, document, roster, roster_table, scenarios
+from engine.errors import ConfigError
 from engine.config import parse_config
 from engine.privacy import charts as pcharts
 from engine.privacy import report
@@ -20,39 +21,39 @@ pytest.importorskip("opacus")
 
 
 def design() -> dict:
-    return api.normalize(digits_config(clients=[
+    return document.normalize(digits_config(clients=[
         {"name": "a", "model": {"arch": "mlp", "hidden": 16}, "privacy": {"clip_norm": 0.5, "target_epsilon": 3}},
         {"name": "b", "model": {"arch": "mlp", "hidden": 16}}]))
 
 
 def test_the_roster_shows_and_edits_each_clients_privacy() -> None:
     d = design()
-    frame = api.roster_frame(d)
+    frame = roster_table.roster_frame(d)
     assert frame.loc[0, "dp_epsilon"] == 3 and frame.loc[0, "dp_clip"] == 0.5 and pd.isna(frame.loc[0, "dp_noise"])
     assert frame.loc[1, ["dp_epsilon", "dp_noise", "dp_clip"]].isna().all()
     frame.loc[1, "dp_noise"] = 1.2  # b: a noise multiplier without a budget
     frame.loc[0, "dp_epsilon"] = None  # a: DP off
-    clients = api.frame_to_clients(frame, d)
+    clients = roster_table.frame_to_clients(frame, d)
     assert clients[0]["privacy"] is None
     assert clients[1]["privacy"] == {"noise_multiplier": 1.2, "clip_norm": 1.0}
-    bulk = api.apply_to(d, [0, 1], "dp_epsilon", 8.0)
-    assert [c["privacy"]["target_epsilon"] for c in api._expanded_rows(bulk)] == [8.0, 8.0]
-    assert api._expanded_rows(bulk)[0]["privacy"]["clip_norm"] == 0.5  # kept
-    cleared = api.apply_to(bulk, [1], "dp_epsilon", 0)
-    assert api._expanded_rows(cleared)[1]["privacy"] is None
-    frame = api.roster_frame(d)
+    bulk = roster_table.apply_to(d, [0, 1], "dp_epsilon", 8.0)
+    assert [c["privacy"]["target_epsilon"] for c in roster.expanded_rows(bulk)] == [8.0, 8.0]
+    assert roster.expanded_rows(bulk)[0]["privacy"]["clip_norm"] == 0.5  # kept
+    cleared = roster_table.apply_to(bulk, [1], "dp_epsilon", 0)
+    assert roster.expanded_rows(cleared)[1]["privacy"] is None
+    frame = roster_table.roster_frame(d)
     frame.loc[1, "dp_epsilon"] = -2  # typed wrong: kept so validation names it
-    issues = api.client_issues({**d, "clients": api.frame_to_clients(frame, d)})
+    issues = checks.client_issues({**d, "clients": roster_table.frame_to_clients(frame, d)})
     assert any("target_epsilon" in m or "greater than 0" in m for m in issues.get(1, []))
 
 
 def test_the_privacy_template_validates_with_budgets_and_secure_aggregation() -> None:
-    t = {t.id: t for t in api.templates()}["privacy_hospitals"]
+    t = {t.id: t for t in scenarios.templates()}["privacy_hospitals"]
     assert t.title == "Privacy budget per hospital"
-    config = parse_config(api.template("privacy_hospitals"))
+    config = parse_config(scenarios.template("privacy_hospitals"))
     budgets = [c.privacy.target_epsilon if c.privacy else None for c in config.roster()]
     assert budgets == [1.0, 2.0, 8.0, 4.0, None] and config.secure_aggregation is not None
-    assert api.design_problems(api.template("privacy_hospitals")) == []
+    assert checks.design_problems(scenarios.template("privacy_hospitals")) == []
 
 
 def test_stored_runs_give_each_clients_privacy_and_the_sweep_points(store) -> None:
@@ -93,14 +94,14 @@ def test_the_sweep_chart_draws_budgets_as_a_line_and_no_dp_as_the_reference() ->
 
 def test_a_sweep_sets_each_budget_and_a_no_dp_reference() -> None:
     assert report.parse_epsilons("1, 4, none") == [1.0, 4.0, None]
-    with pytest.raises(api.ConfigError, match="not a number"):
+    with pytest.raises(ConfigError, match="not a number"):
         report.parse_epsilons("1, lots")
     d = design()
     designs = dict(report.sweep_designs(d, [2.0, None]))
     two = designs["ε=2"]["clients"]
     assert two[0]["privacy"]["target_epsilon"] == 2.0 and not two[1].get("privacy")  # only the DP clients
     assert all(not c.get("privacy") for c in designs["no DP"]["clients"])
-    plain = api.normalize(digits_config())
+    plain = document.normalize(digits_config())
     everyone = report.with_budget(plain, 5.0)["clients"]
     assert all(c["privacy"]["target_epsilon"] == 5.0 for c in everyone)  # nobody had DP: everyone gets it
 

@@ -1,4 +1,4 @@
-"""The privacy columns of the Clients page's roster table (``engine.api.roster_frame``): a
+"""The privacy columns of the Clients page's roster table (``engine.design.roster_table.roster_frame``): a
 client's DP-SGD settings as three cells and back.
 
 - ``dp_epsilon`` ("ε budget"): the client's privacy budget; empty: none.

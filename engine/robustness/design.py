@@ -1,6 +1,6 @@
 """What the pages edit about robustness, as plain values: a roster row's attack (a name shown by
 its title, plus its non-default settings as ``name=value`` text, like a model's knobs) and the
-defences a design can compare. The pages call these through :mod:`engine.api`.
+defences a design can compare. The pages call these through :mod:`engine.design.adversaries`.
 """
 
 from __future__ import annotations
