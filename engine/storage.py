@@ -95,11 +95,67 @@ def _run_manager(db: Database) -> None:
         runs.add_column("cancel_requested", int, not_null_default=0)
     db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
     db.execute("DROP VIEW IF EXISTS run_summary")
-    db.create_view("run_summary", """
+    db.create_view("run_summary", _RUN_SUMMARY)
+
+
+_RUN_SUMMARY = """
         SELECT id, name, status, strategy, dataset, n_clients, rounds, current_round, seed,
                group_id, variant, parent_id, tags, created_at, started_at, finished_at,
                heartbeat_at, owner, cancel_requested, error, summary
-        FROM runs""")
+        FROM runs"""
+
+
+CHILD_TABLES = ("clients", "round_metrics", "client_metrics", "events", "checkpoints")
+"""Tables whose rows belong to one run (``run_id``): deleting the run deletes them (cascade)."""
+
+
+@migrations(name="003_constraints")
+def _constraints(db: Database) -> None:
+    """A run's status is one of :data:`STATUSES` (a CHECK constraint), and its rows in
+    :data:`CHILD_TABLES` go with it (``ON DELETE CASCADE``). SQLite adds constraints only by
+    rebuilding a table: each is copied into a new one with the constraint, then renamed. Rows of
+    runs that no longer exist (none are written, but a file edited by hand may have some) are not
+    copied; a status outside the list (likewise) becomes ``interrupted``, which can be resumed."""
+    statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    db.execute("DROP VIEW IF EXISTS run_summary")
+    _rebuild(db, "runs", f"CHECK (status IN ({statuses}))",
+             {"status": f"CASE WHEN status IN ({statuses}) THEN status ELSE 'interrupted' END"})
+    for table in CHILD_TABLES:
+        _rebuild(db, table, "FOREIGN KEY (run_id) REFERENCES runs(id) ON DELETE CASCADE",
+                 where="run_id IN (SELECT id FROM runs)")
+    db.create_view("run_summary", _RUN_SUMMARY)
+
+
+def _rebuild(db: Database, table: str, constraint: str, exprs: Mapping[str, str] | None = None,
+             where: str = "1") -> None:
+    """Recreate ``table`` with the same columns, keys and indexes plus ``constraint``, copying its
+    rows (column ``c`` as ``exprs[c]`` where given, only those matching ``where``)."""
+    columns = db.execute(f"PRAGMA table_info([{table}])").fetchall()  # cid, name, type, notnull, default, pk
+    keys = [c[1] for c in sorted((c for c in columns if c[5]), key=lambda c: c[5])]
+    defs = []
+    for _, name, kind, notnull, default, pk in columns:
+        text = f"[{name}] {kind}".rstrip()
+        if pk and len(keys) == 1:
+            text += " PRIMARY KEY"
+        if notnull:
+            text += " NOT NULL"
+        if default is not None:
+            text += f" DEFAULT {default}"
+        defs.append(text)
+    if len(keys) > 1:
+        defs.append(f"PRIMARY KEY ({', '.join(f'[{k}]' for k in keys)})")
+    defs.append(constraint)
+    indexes = [r[0] for r in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                        "AND sql IS NOT NULL", [table]).fetchall()]
+    names = [c[1] for c in columns]
+    select = ", ".join((exprs or {}).get(n, f"[{n}]") for n in names)
+    db.execute(f"CREATE TABLE [{table}_new] (\n   {', '.join(defs)}\n)")
+    db.execute(f"INSERT INTO [{table}_new] ({', '.join(f'[{n}]' for n in names)}) "
+               f"SELECT {select} FROM [{table}] WHERE {where}")
+    db.execute(f"DROP TABLE [{table}]")
+    db.execute(f"ALTER TABLE [{table}_new] RENAME TO [{table}]")
+    for sql in indexes:
+        db.execute(sql)
 
 
 def default_data_dir() -> Path:
@@ -306,6 +362,7 @@ class Store:
         if db is None:
             conn = self._connect(self.read_only, self._immutable)
             conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA foreign_keys = ON")  # a run's rows go with it (ON DELETE CASCADE)
             db = Database(conn)
             if not self.read_only:
                 if db.journal_mode != "wal":
@@ -626,9 +683,7 @@ class Store:
         self.get_run(run_id)
         paths = [r["path"] for r in self.db.query("SELECT path FROM checkpoints WHERE run_id = ?", [run_id])]
         with self.write() as db:
-            for table in ("round_metrics", "client_metrics", "events", "checkpoints", "clients"):
-                db.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-            db.execute("DELETE FROM runs WHERE id = ?", [run_id])
+            db.execute("DELETE FROM runs WHERE id = ?", [run_id])  # its rows in CHILD_TABLES cascade
         for p in paths:
             Path(p).unlink(missing_ok=True)
         for folder in (self.checkpoint_dir / run_id, self.models_dir / run_id):
