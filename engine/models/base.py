@@ -100,6 +100,47 @@ class FedModel(nn.Module):
         return self.head(self.features(x))
 
 
+RELU_FED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def relu_init(layer: nn.Module) -> None:
+    """He et al. (2015) initialisation of a layer whose output goes straight into a ReLU: weights
+    from ``N(0, 2 / fan_in)``, zero bias, so the signal keeps its scale through the ReLU.
+
+    torch's default (uniform with bound ``1 / sqrt(fan_in)``) has a sixth of that variance; each
+    ReLU layer then shrinks the signal and its gradients, which Adam hides (its steps ignore scale)
+    and plain SGD does not. Measured on digits upscaled to 28x28 with SGD lr 0.005, batch 10
+    (seeds 0-2, accuracy after 140 steps): fedavg_cnn 0.18-0.41 with torch's default, 0.73-0.85
+    with this; cnn 0.12-0.34 and 0.72-0.84; on the 8x8 digits federation with plain SGD lr 0.05
+    training alone reached 0.65 and 0.78 own-test accuracy after 20 rounds, and FedDF's models sat
+    at chance with the default.
+
+    Applied to models that read images only (:func:`build_model`): pixels come in a known range,
+    while tabular and sequence features come at any scale unless the client standardises them,
+    and a He-initialised MLP on raw traffic features diverged under SGD with momentum (lr 0.01,
+    momentum 0.9, regression) where torch's smaller default did not. Those keep torch's default.
+    """
+    nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def init_relu_layers(module: nn.Module) -> int:
+    """:func:`relu_init` on every linear or convolution layer that an ``nn.ReLU`` directly follows
+    inside an ``nn.Sequential`` of ``module``; returns how many. Bodies built of other modules call
+    :func:`relu_init` on their own layers."""
+    count = 0
+    for seq in module.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        layers = list(seq)
+        for layer, after in zip(layers, layers[1:]):
+            if isinstance(layer, RELU_FED) and isinstance(after, nn.ReLU):
+                relu_init(layer)
+                count += 1
+    return count
+
+
 def arch_params(spec: dict[str, Any]) -> tuple[type[Architecture], ArchParams]:
     """Validate a model spec ``{"arch": name, **knobs}``.
 
@@ -134,7 +175,10 @@ def build_model(spec: dict[str, Any], input_spec: InputSpec, rep_dim: int, n_out
     check_reads(spec, input_spec)
     arch, params = arch_params(spec)
     with RNG_LOCK:
-        return FedModel(arch.body(params, input_spec, rep_dim), rep_dim, n_out)
+        body = arch.body(params, input_spec, rep_dim)
+        if input_spec.kind == "image":
+            init_relu_layers(body)
+        return FedModel(body, rep_dim, n_out)
 
 
 @dataclass(frozen=True)

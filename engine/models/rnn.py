@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from engine.models.base import ARCHITECTURES, Architecture, ArchParams, InputSpec, scaled
+from engine.models.base import ARCHITECTURES, Architecture, ArchParams, InputSpec, relu_init, scaled
 
 
 def sequence_shape(spec: InputSpec) -> tuple[int, int]:
@@ -71,6 +71,8 @@ class RecurrentBody(nn.Module):
             batch_first=True, bidirectional=params.bidirectional,
         )
         self.proj = nn.Linear(self.rnn.hidden_size * self.directions, rep_dim)
+        if spec.kind == "image":  # see relu_init
+            relu_init(self.proj)
         self.act = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:

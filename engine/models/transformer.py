@@ -23,7 +23,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from engine.models.base import ARCHITECTURES, Architecture, ArchParams, InputSpec, scaled
+from engine.models.base import ARCHITECTURES, Architecture, ArchParams, InputSpec, relu_init, scaled
 from engine.models.rnn import AsSequence
 
 
@@ -98,6 +98,8 @@ class TransformerBody(nn.Module):
         self.blocks = nn.Sequential(*(Block(d_model, heads, ff) for _ in range(params.layers)))
         self.norm = nn.LayerNorm(d_model)
         self.proj = nn.Linear(d_model, rep_dim)
+        if spec.kind == "image":  # see relu_init
+            relu_init(self.proj)  # the representation's ReLU; the normalised blocks keep torch's init
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.norm(self.blocks(self.tokens(x)))
