@@ -8,8 +8,9 @@ The maths are pure functions over tensors, testable on their own:
   for regression.
 - :func:`class_means` / :func:`merge_class_means` — per-class means of logits or features with
   their sample counts, and their count-weighted merge (FD, FedProto, FedGH).
-- :func:`distill` — a few Adam steps pulling a model's outputs on unlabelled inputs towards
-  teacher outputs (FedDF's server-side ensemble distillation).
+- :func:`distill` — Adam steps pulling a model's outputs on unlabelled inputs towards teacher
+  outputs, optionally with a cosine schedule and early stopping on a labelled validation set
+  (FedDF's server-side ensemble distillation).
 
 :class:`KnowledgeSharing` is the base of strategies whose messages are not model weights: nothing
 is loaded into a client's model on receipt and each client is evaluated with its own model.
@@ -18,6 +19,7 @@ is loaded into a client's model on receipt and each client is evaluated with its
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -115,26 +117,76 @@ def evaluate_outputs(model: nn.Module, x: Tensor, fn: str = "forward", batch_siz
         model.train(was_training)
 
 
+@dataclass
+class Distilled:
+    """What :func:`distill` did: the distillation loss (to the teacher, over all of ``x``) of the
+    starting model and of the model kept, steps taken, the step whose weights were kept (0: the
+    starting model) and, with a validation set, the kept model's validation score and the
+    starting model's."""
+
+    before: float
+    after: float
+    steps: int = 0
+    best_step: int = 0
+    val_before: float | None = None
+    val_after: float | None = None
+
+
+def validation_score(model: nn.Module, x: Tensor, y: Tensor, task: str) -> tuple[float, float]:
+    """``(-cross-entropy, accuracy)`` for classification, ``(-MSE, -MSE)`` for regression: higher
+    is better, compared as a tuple. The loss comes first: on validation sets of a few dozen
+    samples accuracy moves in steps of several points and stops distillation on noise."""
+    out = evaluate_outputs(model, x)
+    if task == "classification":
+        return -float(F.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean())
+    mse = float(F.mse_loss(out[:, 0], y))
+    return -mse, -mse
+
+
 def distill(model: nn.Module, x: Tensor, teacher: Tensor, *, steps: int, lr: float, batch_size: int,
-            temperature: float, task: str, generator: torch.Generator) -> tuple[float, float]:
-    """Train ``model`` for ``steps`` Adam steps so its outputs on ``x`` match ``teacher``
+            temperature: float, task: str, generator: torch.Generator, cosine: bool = False,
+            validation: tuple[Tensor, Tensor] | None = None, eval_every: int = 10,
+            patience: int | None = None) -> Distilled:
+    """Train ``model`` for up to ``steps`` Adam steps so its outputs on ``x`` match ``teacher``
     (random mini-batches drawn with ``generator``).
 
-    :returns: the distillation loss over all of ``x`` before and after.
+    :param cosine: anneal the learning rate from ``lr`` to 0 over ``steps`` (cosine).
+    :param validation: labelled ``(x, y)``: the model is scored on it at the start and every
+        ``eval_every`` steps, the best-scoring weights (the starting ones included) are kept, and
+        training stops after ``patience`` steps without improvement (early stopping). Without it
+        the model after the last step is kept.
     """
     before = float(kd_loss(evaluate_outputs(model, x), teacher, temperature, task))
     if steps <= 0 or len(x) == 0:
-        return before, before
+        return Distilled(before, before)
+    score = (lambda: validation_score(model, *validation, task)) if validation is not None else None
+    best = score() if score is not None else None
+    val_before = best[0] if best is not None else None
+    best_state, best_step = copy.deepcopy(model.state_dict()), 0
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps) if cosine else None
     model.train()
-    n = len(x)
-    for _ in range(steps):
+    n, taken = len(x), 0
+    for step in range(1, steps + 1):
         idx = torch.randint(n, (min(batch_size, n),), generator=generator).to(x.device)
         opt.zero_grad(set_to_none=True)
         kd_loss(model(x[idx]), teacher[idx], temperature, task).backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
+        taken = step
+        if score is not None and (step % eval_every == 0 or step == steps):
+            current = score()
+            if current > best:
+                best, best_state, best_step = current, copy.deepcopy(model.state_dict()), step
+            elif patience is not None and step - best_step >= patience:
+                break
+    if score is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_step = taken
     after = float(kd_loss(evaluate_outputs(model, x), teacher, temperature, task))
-    return before, after
+    return Distilled(before, after, taken, best_step, val_before, best[0] if best is not None else None)
 
 
 # ---- shared model specs ------------------------------------------------------------------------------
