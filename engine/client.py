@@ -140,14 +140,15 @@ def start_turn(job: ClientJob, env: ClientEnv) -> ClientContext:
     def build_on_device(spec: dict[str, Any]) -> FedModel:
         return template(spec, device, build)
 
-    public_x = None
+    public_x = public_y = None
     if job.public is not None:
         public_x = job.data.transform(job.public.x.to(device))
+        public_y = job.public.y.to(device)
     ctx = ClientContext(
         client=job.client, round=job.round, model=model,
         state=to_device(dict(job.state.get("extra", {})), device),
         received=to_device(job.message, device),
-        x=job.data.train.x.to(device), y=job.data.train.y.to(device), public_x=public_x,
+        x=job.data.train.x.to(device), y=job.data.train.y.to(device), public_x=public_x, public_y=public_y,
         task=env.task, device=device,
         generator=generator(env.seed, "client", job.client.id, "round", job.round),
         strategy=strategy, build=build_on_device, cancel=env.cancel, work_fraction=job.work_fraction,

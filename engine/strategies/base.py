@@ -152,6 +152,9 @@ class ClientContext:
     build: Callable[[dict[str, Any]], FedModel]
     cancel: Event | None = None
     work_fraction: float = 1.0
+    public_y: Tensor | None = None
+    """The public set's targets: only strategies that train on a labelled public set read them
+    (FedMD's transfer-learning phase)."""
     metrics: dict[str, float] = field(default_factory=dict)
     fit_stats: list[training.FitStats] = field(default_factory=list)
     scratch: dict[str, Any] = field(default_factory=dict)
@@ -233,6 +236,12 @@ class Strategy:
     no_defence: ClassVar[str | None] = None
     """Why a robust aggregation rule (the config's ``defence``) cannot apply to this strategy, or
     ``None`` when its server combines contributions through ``server.combine``."""
+    deviations: ClassVar[str] = ""
+    """Where this implementation departs from the paper and why, in a sentence or two (the
+    docstring has the measurements); shown in the catalog."""
+    pitfalls: ClassVar[str] = ""
+    """How this strategy typically fails and what to change, in the pages' words; shown with the
+    warning when a run of it sits at chance or far below training alone (:mod:`engine.health`)."""
     Params: ClassVar[type[BaseModel]] = Params
 
     def __init__(self, params: BaseModel, server: Server) -> None:
