@@ -61,6 +61,7 @@ def _built(names: tuple[tuple[str, ...], ...]) -> dict[str, list[dict[str, Any]]
         "strategies": [{"name": n, "family": s.family, "description": s.description, "paper": s.paper,
                         "url": s.url, "mixed_architectures": not s.same_architecture,
                         "needs_public": s.needs_public, "tasks": sorted(s.tasks), "flower": flower_support(n),
+                        "deviations_from_the_paper": s.deviations, "when_it_fails": s.pitfalls,
                         "params": _params(s.Params)} for n, s in STRATEGIES.items()],
         "datasets": [{"name": n, "description": d.description, "kind": d.kind, "task": d.task,
                       "source": d.source, "params": _params(d.Options) if d.Options else []}

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import threads, training
+from engine import health, threads, training
 from engine.hardware import devices
 from engine.aggregate import nbytes
 from engine.client import ClientEnv, ClientJob, detach, load_into, template
@@ -190,6 +190,9 @@ class Simulation:
         """The same per server-side model label (``round``, ``val``, ``scores``, ``model``)."""
         self._references = self._reference_figures()
         self._references_written: set[int] = set()
+        self.health = health.Monitor(
+            self.task, health.chance_accuracy(fed.global_test.y.tolist()) if self.task == "classification" else 0.0,
+            cfg.strategy.name, strategy_cls.pitfalls)
 
     @property
     def build(self) -> ModelFactory:
@@ -347,6 +350,8 @@ class Simulation:
             "bytes_up": float(sum(up.get(i, 0) for i in kept_ids)), "bytes_down": float(sum(down.values())),
             "wall_s": time.perf_counter() - t0, **timing.round_metrics,
         })
+        for message in self.health.round(rnd, round_metrics):
+            self._log(message, "warning")
         prev = self.history[-1].metrics if self.history else {}
         for key in ("bytes_up", "bytes_down", "wall_s"):
             round_metrics[f"cum_{key}"] = prev.get(f"cum_{key}", self._resumed_cum.get(key, 0.0)) + round_metrics[key]

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine import charts
+from engine import charts, health
 from engine.design import launching, results
 from engine.export import safe_filename
 from engine.export import FORMATS, default_filename, render
@@ -131,6 +131,8 @@ def header(run: dict[str, Any], progress: dict[str, Any]) -> None:
                 st.rerun(scope="app")
     if run.get("error"):
         st.error(f"This run failed: {run['error']}", icon=":material/error:")
+    for message in health.run_warnings(store, run["id"]):
+        st.warning(message, icon=":material/warning:")
 
 
 def _bytes(value: float | None) -> str:

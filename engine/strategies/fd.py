@@ -48,6 +48,9 @@ class FD(KnowledgeSharing):
     tasks = frozenset({"classification"})
     sends = "logits"
     knowledge_key = LOGITS
+    deviations = ("Per-class logits are averaged after local training over the client's whole training split "
+                  "(the paper accumulates them during training), and the global table includes the client's own "
+                  "contribution (the paper subtracts it; the difference is a 1/K term).")
 
     class Params(Params):
         kd_weight: float = Field(1.0, ge=0, le=100,

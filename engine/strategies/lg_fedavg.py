@@ -23,3 +23,6 @@ class LGFedAvg(Strategy):
                    "so any mix of architectures works); tiny messages.")
     shared = ("head.",)
     same_architecture = False
+    pitfalls = ("every client's head is replaced each round by the average over all clients, which fits no "
+                "client's own mix of labels; with few local steps per round the bodies cannot adapt to it. Train "
+                "more epochs per round or with momentum, or choose FedRep or FedPer, which keep a personal head.")
