@@ -1,0 +1,333 @@
+"""Reproduction harness: FedMosaic on a federation given as a CSV, every strategy, accuracy at
+rounds 10 and 20, beside the reference libraries' figures and a hand-written reference loop.
+
+The federation is a pixel CSV with a label column, a client column and a split column (``train`` /
+``test`` per row), the way a user brings a federation whose split is fixed (a published benchmark,
+a clinical study). FedMosaic reads it as a user would (``data.dataset: csv``, ``image_shape``, a
+``natural`` partition on the client column, ``data.split_column``), so every strategy sees the same
+clients, the same training rows and the same test rows.
+
+Two rosters, with the reference libraries' optimiser settings (PFLlib/HtFLlib on MNIST: SGD lr
+0.005 without momentum, batch 10, 1 local epoch, every client every round, feature width 512):
+
+- **fedavg_cnn**: every client runs the FedAvg CNN (the libraries' ``FedAvgCNN``); every strategy
+  that runs one architecture, the personalised ones included. ``local`` and ``centralized`` run on
+  it as the floor and the ceiling.
+- **mixed**: 4 MLP, 3 CNN, 3 GRU clients; the strategies that mix architectures, on a 10% public
+  set drawn from the training rows (FedMD and FedDF need it; ``local`` runs on the same split).
+
+Figures: **personal acc** is the sample-weighted accuracy of each client's model on its own test
+rows (what PFLlib reports), **global acc** the mean over clients of each client's model on all
+clients' test rows together. The **hand-written loop** (:mod:`bench.reference_loop`) runs FedAvg,
+local and LG-FedAvg in the libraries' protocol with their torch-initialised FedAvgCNN on the same
+rows. Published or library figures come from a JSON file (``--figures``) and are printed beside
+ours with their source; figures measured on other data are labelled so.
+
+MNIST cannot be downloaded here. ``--make digits28`` writes the offline stand-in: scikit-learn's
+1,797 digits upscaled to 28x28 (:func:`bench.images.digits28`), dealt to 10 clients by
+Dirichlet(0.3), a quarter of each client's rows marked test. ``--make mnist --mnist-dir DIR``
+writes the same federation from a user's MNIST IDX files (``--samples`` of the 70,000).
+
+Run::
+
+    python -m bench.peers --make digits28 --csv data/digits28-dir03.csv
+    python -m bench.peers --csv data/digits28-dir03.csv --figures bench/peers_figures.json --out docs/peers.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+SETTINGS = {"optimizer": "sgd", "lr": 0.005, "momentum": 0.0, "batch_size": 10, "epochs": 1}
+REP_DIM = 512
+ROSTERS: dict[str, list[dict[str, Any]]] = {
+    "fedavg_cnn": [{"name": "cnn", "count": 10, "model": {"arch": "fedavg_cnn"}, **SETTINGS}],
+    "mixed": [{"name": "mlp", "count": 4, "model": {"arch": "mlp", "hidden": 128}, **SETTINGS},
+              {"name": "cnn", "count": 3, "model": {"arch": "cnn", "channels": 32}, **SETTINGS},
+              {"name": "gru", "count": 3, "model": {"arch": "gru", "hidden": 64}, **SETTINGS}],
+}
+PUBLIC = {"fedavg_cnn": 0.0, "mixed": 0.1}
+HAND = ("fedavg", "local", "lg_fedavg")
+
+
+# ---- making the federation CSV -------------------------------------------------------------------------
+def deal(labels: np.ndarray, clients: int, alpha: float, test: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dirichlet(``alpha``) label skew over ``clients`` (each class's rows split by a draw of
+    client shares) and a ``test`` share of each client's rows marked test: ``(client, split)``."""
+    rng = np.random.default_rng(seed)
+    owner = np.empty(len(labels), dtype=int)
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        shares = rng.dirichlet(alpha * np.ones(clients))
+        cuts = (np.cumsum(shares)[:-1] * len(rows)).astype(int)
+        for k, part in enumerate(np.split(rows, cuts)):
+            owner[part] = k
+    split = np.array(["train"] * len(labels), dtype=object)
+    for k in range(clients):
+        rows = rng.permutation(np.flatnonzero(owner == k))
+        split[rows[:int(round(test * len(rows)))]] = "test"
+    return owner, split
+
+
+def write_federation(path: Path, x: torch.Tensor, y: torch.Tensor, *, clients: int = 10, alpha: float = 0.3,
+                     test: float = 0.25, seed: int = 0) -> Path:
+    """The federation CSV: ``label, client, split, px0...`` (clients named ``site-00``...)."""
+    from bench.images import write_pixel_csv
+
+    owner, split = deal(y.numpy(), clients, alpha, test, seed)
+    return write_pixel_csv(path, x, y, {"client": [f"site-{k:02d}" for k in owner], "split": list(split)})
+
+
+def mnist_images(folder: Path, samples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``samples`` images (stratified draw, fixed seed) of a user's MNIST IDX files in ``folder``
+    (``train-images-idx3-ubyte[.gz]`` and the other three), scaled to [0, 1]."""
+    from engine.data.base import stratified_split
+    from engine.data.vision_files import IDX_FILES, read_idx
+
+    def find(stem: str) -> Path:
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+        raise SystemExit(f"{folder} has no {stem}[.gz]; put the four MNIST IDX files there")
+
+    images = np.concatenate([read_idx(find(IDX_FILES[0])), read_idx(find(IDX_FILES[2]))])
+    labels = np.concatenate([read_idx(find(IDX_FILES[1])), read_idx(find(IDX_FILES[3]))]).astype(np.int64)
+    if samples < len(labels):
+        keep, _ = stratified_split(labels, 1 - samples / len(labels), np.random.default_rng(seed))
+        images, labels = images[keep], labels[keep]
+    return torch.as_tensor(images, dtype=torch.float32).unsqueeze(1) / 255.0, torch.as_tensor(labels)
+
+
+# ---- reading it back ---------------------------------------------------------------------------------------
+def read_federation(path: Path, shape: tuple[int, ...]) -> tuple[list[str], list[Any]]:
+    """The CSV's clients (sorted names) and their train/test tensors (for the hand-written loop)."""
+    from bench.reference_loop import ClientSplit
+
+    rows: dict[str, dict[str, list]] = {}
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        li, ci, si = header.index("label"), header.index("client"), header.index("split")
+        pixels = [i for i, h in enumerate(header) if h.startswith("px")]
+        for row in reader:
+            entry = rows.setdefault(row[ci], {"train": [], "test": []})
+            if row[si] in entry:
+                entry[row[si]].append((int(row[li]), [float(row[i]) for i in pixels]))
+    names = sorted(rows)
+    out = []
+    for name in names:
+        parts = []
+        for role in ("train", "test"):
+            ys = torch.tensor([r[0] for r in rows[name][role]], dtype=torch.long)
+            xs = torch.tensor([r[1] for r in rows[name][role]], dtype=torch.float32).reshape(-1, *shape)
+            parts += [xs, ys]
+        out.append(ClientSplit(*parts))
+    return names, out
+
+
+# ---- running ------------------------------------------------------------------------------------------------
+def data_section(csv_path: Path, shape: list[int], public: float) -> dict[str, Any]:
+    """The config's data section: the CSV read as a user would, its own split honoured."""
+    from engine.data.config import DataConfig
+
+    data: dict[str, Any] = {"dataset": "csv", "path": str(csv_path), "target": "label", "image_shape": shape,
+                            "partition": {"method": "natural", "column": "client"}, "public_fraction": public}
+    fields = DataConfig.model_fields
+    if "split_column" in fields:
+        data["split_column"] = "split"
+    else:  # an engine without data.split_column: each client's test rows are drawn at random
+        data["test_fraction"] = 0.25
+        data["columns"] = {"split": "ignore"}
+    if "validation_fraction" in fields:
+        data["validation_fraction"] = 0.0  # the libraries train on every training row
+    return data
+
+
+@dataclass
+class Row:
+    """One strategy on one roster."""
+
+    strategy: str
+    roster: str
+    source: str = "FedMosaic"
+    acc: dict[int, float] = field(default_factory=dict)
+    global_acc: dict[int, float] = field(default_factory=dict)
+    wall_s: float = float("nan")
+    note: str = ""
+
+
+def plan(names: list[str]) -> list[tuple[str, str]]:
+    """(strategy, roster) pairs: one architecture -> fedavg_cnn; mixing -> mixed; references on both."""
+    from engine.strategies import STRATEGIES
+
+    out = []
+    for name in names:
+        cls = STRATEGIES.get(name)
+        if cls.family == "reference":
+            out += [(name, "fedavg_cnn"), (name, "mixed")]
+        elif cls.needs_public:
+            out.append((name, "mixed"))
+        else:
+            out.append((name, "fedavg_cnn"))
+            if not cls.same_architecture and name not in ("heterofl",):
+                out.append((name, "mixed"))
+    return out
+
+
+def run_fedmosaic(strategy: str, roster: str, csv_path: Path, shape: list[int], rounds: int, seed: int) -> Row:
+    """One FedMosaic run, evaluated at rounds 10, 20, ..."""
+    from engine.config import parse_config
+    from engine.simulation import Simulation
+
+    cfg = {"name": f"peers-{strategy}-{roster}", "seed": seed, "rounds": rounds, "eval_every": 10,
+           "rep_dim": REP_DIM, "checkpoint_every": 0, "strategy": {"name": strategy},
+           "data": data_section(csv_path, shape, PUBLIC[roster]), "clients": ROSTERS[roster]}
+    start = time.perf_counter()
+    sim = Simulation(parse_config(cfg))
+    sim.run()
+    row = Row(strategy, roster, wall_s=time.perf_counter() - start)
+    for record in sim.history:
+        if "local_acc_wmean" in record.metrics:
+            row.acc[record.round] = record.metrics["local_acc_wmean"]
+            row.global_acc[record.round] = record.metrics["global_acc_mean"]
+    return row
+
+
+def run_hand(algorithm: str, clients: list[Any], shape: list[int], rounds: int, seed: int) -> Row:
+    from bench.images import ReferenceFedAvgCNN
+    from bench.reference_loop import run
+
+    with torch.no_grad():
+        dim = ReferenceFedAvgCNN(shape[0]).conv2(ReferenceFedAvgCNN(shape[0]).conv1(torch.zeros(1, *shape))).numel()
+    start = time.perf_counter()
+    curve = run(algorithm, clients, lambda: ReferenceFedAvgCNN(shape[0], 10, dim), rounds=rounds, seed=seed,
+                **{k: SETTINGS[k] for k in ("lr", "batch_size", "epochs")})
+    row = Row(algorithm, "fedavg_cnn", source="hand-written loop", wall_s=time.perf_counter() - start)
+    row.acc = {r: curve[r - 1] for r in range(10, rounds + 1, 10)}
+    return row
+
+
+# ---- the page --------------------------------------------------------------------------------------------------
+def fmt(value: float | None) -> str:
+    return "—" if value is None or value != value else f"{value:.3f}"
+
+
+def report(rows: list[Row], figures: dict[str, Any], args: argparse.Namespace, command: str, elapsed: float,
+           split_honoured: bool) -> str:
+    rounds = list(range(10, args.rounds + 1, 10))
+    lines = ["# FedMosaic beside the reference libraries", "", "Generated by:", "", "```", command, "```", "",
+             f"Federation: `{args.csv}` ({args.describe}). Every client every round, SGD lr 0.005 without "
+             f"momentum, batch 10, 1 local epoch, feature width (rep_dim) {REP_DIM}: the reference libraries' "
+             f"settings. Seed {args.seed}.",
+             "",
+             ("Each client's train and test rows are the CSV's own (`data.split_column`)." if split_honoured else
+              "This engine has no `data.split_column` yet: each client's test rows were drawn at random (25%); "
+              "the hand-written loop uses the CSV's split."),
+             "",
+             "- **personal acc @r**: sample-weighted accuracy of each client's model on its own test rows after r "
+             "rounds (PFLlib's figure);",
+             "- **global acc @r**: mean over clients of each client's model on every client's test rows;",
+             "- **hand-written loop**: FedAvg, local and LG-FedAvg in the libraries' protocol with their "
+             "torch-initialised FedAvgCNN on the same rows (`bench/reference_loop.py`);",
+             "- **reference figure**: a published or library figure given to the harness, with its source. Figures "
+             "measured on other data (MNIST) are not comparable number for number.", ""]
+    head = ["strategy", "roster", "run by"] + [f"personal acc @{r}" for r in rounds] + \
+           [f"global acc @{r}" for r in rounds] + ["reference figure", "wall s"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    given = {(f["strategy"], f.get("roster", "fedavg_cnn")): f for f in figures.get("rows", [])}
+    for row in rows:
+        ref = given.get((row.strategy, row.roster)) if row.source == "FedMosaic" else None
+        ref_text = (f"{ref['value']:.3f} ({ref['metric']}; {ref['source']})" if ref else "") + row.note
+        cells = [row.strategy, row.roster, row.source] + [fmt(row.acc.get(r)) for r in rounds] + \
+                [fmt(row.global_acc.get(r)) for r in rounds] + [ref_text, f"{row.wall_s:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if figures.get("notes"):
+        lines += ["", *figures["notes"]]
+    lines += ["", f"Total {elapsed / 60:.1f} min. torch {torch.__version__}, Python {platform.python_version()}, "
+                  f"{platform.machine()}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--csv", type=Path, required=True, help="the federation CSV (label, client, split, px...)")
+    parser.add_argument("--make", choices=["digits28", "mnist"], help="write the federation CSV first")
+    parser.add_argument("--mnist-dir", type=Path, help="--make mnist: folder with the four MNIST IDX files")
+    parser.add_argument("--samples", type=int, default=10_000, help="--make mnist: images to draw (default 10000)")
+    parser.add_argument("--alpha", type=float, default=0.3, help="--make: Dirichlet concentration (default 0.3)")
+    parser.add_argument("--shape", type=int, nargs=3, default=[1, 28, 28], help="image shape C H W")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategies", nargs="+", default=None, help="only these (default: every one)")
+    parser.add_argument("--no-hand", action="store_true", help="skip the hand-written reference loop")
+    parser.add_argument("--figures", type=Path, help="JSON of reference figures to print beside ours")
+    parser.add_argument("--out", type=Path, default=Path("docs/peers.md"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+
+    if args.make == "digits28":
+        from bench.images import digits28
+
+        write_federation(args.csv, *digits28(), alpha=args.alpha, seed=args.seed)
+        print(f"wrote {args.csv}", file=sys.stderr)
+        return 0
+    if args.make == "mnist":
+        if args.mnist_dir is None:
+            parser.error("--make mnist needs --mnist-dir")
+        write_federation(args.csv, *mnist_images(args.mnist_dir, args.samples, args.seed), alpha=args.alpha,
+                         seed=args.seed)
+        print(f"wrote {args.csv}", file=sys.stderr)
+        return 0
+
+    from engine.data.config import DataConfig
+    from engine.strategies import STRATEGIES
+
+    names, clients = read_federation(args.csv, tuple(args.shape))
+    n_train = sum(len(c.y_train) for c in clients)
+    n_test = sum(len(c.y_test) for c in clients)
+    args.describe = f"{len(names)} clients, {n_train} train and {n_test} test rows"
+    figures = json.loads(args.figures.read_text(encoding="utf-8")) if args.figures else {}
+    started = time.perf_counter()
+    rows: list[Row] = []
+    todo = plan(args.strategies or STRATEGIES.names())
+    for i, (name, roster) in enumerate(todo, 1):
+        try:
+            row = run_fedmosaic(name, roster, args.csv, args.shape, args.rounds, args.seed)
+        except Exception as exc:  # noqa: BLE001 - one failure must not sink the table
+            row = Row(name, roster, note=f"failed: {type(exc).__name__}: {exc}"[:200])
+        rows.append(row)
+        print(f"[{i}/{len(todo)}] {name} ({roster}): {row.acc} {row.global_acc} {row.note}", file=sys.stderr,
+              flush=True)
+    if not args.no_hand:
+        for algorithm in HAND:
+            row = run_hand(algorithm, clients, args.shape, args.rounds, args.seed)
+            rows.append(row)
+            print(f"hand {algorithm}: {row.acc}", file=sys.stderr, flush=True)
+    order = {"fedavg_cnn": 0, "mixed": 1}
+    rows.sort(key=lambda r: (order.get(r.roster, 2), STRATEGIES.get(r.strategy).family == "reference", r.strategy,
+                             r.source != "FedMosaic"))
+    only = f" --strategies {' '.join(args.strategies)}" if args.strategies else ""
+    figs = f" --figures {args.figures}" if args.figures else ""
+    command = (f".venv/bin/python -m bench.peers --csv {args.csv} --rounds {args.rounds} --seed {args.seed}"
+               f"{only}{figs} --out {args.out}")
+    text = report(rows, figures, args, command, time.perf_counter() - started,
+                  "split_column" in DataConfig.model_fields)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
