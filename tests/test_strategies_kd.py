@@ -120,11 +120,39 @@ def test_distill_pulls_a_model_towards_the_teacher():
     x = torch.rand(64, 1, 8, 8)
     teacher = 5 * evaluate_outputs(other, x)  # a confident teacher the student can imitate
     initial = float(kd_loss(evaluate_outputs(model, x), teacher))
-    before, after = distill(model, x, teacher, steps=150, lr=0.01, batch_size=32, temperature=1.0,
-                            task="classification", generator=torch.Generator().manual_seed(0))
-    assert before == pytest.approx(initial, rel=1e-5)
-    assert after < 0.5 * before
-    assert after == pytest.approx(float(kd_loss(evaluate_outputs(model, x), teacher)), rel=1e-5)
+    done = distill(model, x, teacher, steps=150, lr=0.01, batch_size=32, temperature=1.0,
+                   task="classification", generator=torch.Generator().manual_seed(0), cosine=True)
+    assert done.before == pytest.approx(initial, rel=1e-5)
+    assert done.after < 0.5 * done.before
+    assert done.after == pytest.approx(float(kd_loss(evaluate_outputs(model, x), teacher)), rel=1e-5)
+    assert done.steps == done.best_step == 150 and done.val_after is None
+
+
+def test_distill_early_stopping_keeps_the_best_weights_on_validation():
+    """A model that already knows the labels and a teacher that is confidently wrong about them:
+    distilling only worsens the validation score, so the starting weights are kept and training
+    stops after ``patience`` steps. An untrained model and a teacher that agrees with the labels:
+    the distilled weights are kept."""
+    torch.manual_seed(1)
+    x = torch.rand(96, 1, 8, 8)
+    y = torch.arange(96) % 10
+    right, wrong = 6 * F.one_hot(y, 10).float(), 6 * F.one_hot((y + 1) % 10, 10).float()
+    untrained = build_model({"arch": "mlp", "hidden": 16}, DIGITS, 8, 10)
+    trained = build_model({"arch": "mlp", "hidden": 16}, DIGITS, 8, 10)
+    distill(trained, x, right, steps=300, lr=0.01, batch_size=32, temperature=1.0, task="classification",
+            generator=torch.Generator().manual_seed(2))
+    for teacher, start_model, kept_start in ((wrong, trained, True), (right, untrained, False)):
+        start = {k: v.clone() for k, v in start_model.state_dict().items()}
+        model = build_model({"arch": "mlp", "hidden": 16}, DIGITS, 8, 10)
+        model.load_state_dict(start)
+        done = distill(model, x, teacher, steps=200, lr=0.01, batch_size=32, temperature=1.0,
+                       task="classification", generator=torch.Generator().manual_seed(0), cosine=True,
+                       validation=(x[:32], y[:32]), eval_every=10, patience=30)
+        if kept_start:
+            assert done.best_step == 0 and done.steps == 30
+            assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+        else:
+            assert done.best_step > 0 and done.val_after > done.val_before
 
 
 def test_svd_compression_keeps_the_energy_asked_for_and_falls_back_to_dense():
@@ -299,13 +327,40 @@ def test_fedmd_scores_one_public_subset_digests_the_consensus_and_revisits(monke
     assert sim.history[0].clients[0]["bytes_down"] == 50 * 4  # round 1: only this round's subset
 
 
+@pytest.mark.parametrize("labels", [True, False])
+def test_fedmd_transfer_learning_on_the_labelled_public_set_runs_in_the_first_round_only(labels, monkeypatch):
+    """public_labels: a client's first turn trains on the public set with its labels (the paper's
+    first step) before its private data; later turns and public_labels off do not."""
+    from engine.strategies.fedmd import FedMD
+
+    seen = []
+    original = FedMD.transfer
+
+    def spy(self, ctx):
+        before = len(ctx.fit_stats)
+        original(self, ctx)
+        seen.append((ctx.round, ctx.client.id, ctx.fit_stats[before:]))
+
+    monkeypatch.setattr(FedMD, "transfer", spy)
+    sim, _ = run({"name": "fedmd", "public_labels": labels, "transfer_epochs": 2, "digest_epochs": 1,
+                  "pretrain_epochs": 0}, rounds=2)
+    n_public = len(sim.federation.public)
+    assert {r for r, _, _ in seen} == {1} and len(seen) == len(sim.clients)
+    for _, cid, stats in seen:
+        assert [s.samples for s in stats] == ([2 * n_public] if labels else [])
+        assert ("transfer_loss" in sim.history[0].clients[cid]) == labels
+        assert math.isfinite(sim.history[0].clients[cid].get("transfer_loss", 0.0))
+
+
 # ---- FedDF --------------------------------------------------------------------------------------------------
 def test_feddf_distillation_reduces_the_kl_to_the_ensemble(monkeypatch):
-    sim, calls = run({"name": "feddf", "distill_steps": 40, "distill_lr": 0.003}, monkeypatch, rounds=2)
+    sim, calls = run({"name": "feddf", "distill_steps": 40, "distill_lr": 0.003, "validation_fraction": 0},
+                     monkeypatch, rounds=2)
     groups = {c.arch_key for c in sim.clients}
     assert set(sim.strategy.state["distill"]) == groups
     for g, d in sim.strategy.state["distill"].items():
         assert d["round"] == 2 and d["after"] < 0.7 * d["before"], g
+        assert d["kept"] == d["steps"] == 40  # no validation slice: fixed steps, the last weights
     # direct check on the public set: the distilled models are closer to the ensemble than the averages
     _, results, _ = calls[-1]
     x = sim.federation.public.x
@@ -324,6 +379,36 @@ def test_feddf_distillation_reduces_the_kl_to_the_ensemble(monkeypatch):
     mlp_ids = [c.id for c in sim.clients if c.arch == "mlp"]
     states = [sim.strategy.eval_state(sim.clients[i], sim.states[i]) for i in mlp_ids]
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_feddf_early_stopping_scores_a_labelled_slice_of_the_public_set_and_never_keeps_worse(monkeypatch):
+    """The validation slice is validation_fraction of the public set, the same each round, scored
+    with its labels at the start and every eval_every steps; the rest is distilled on."""
+    from engine.strategies import _distill
+    from engine.strategies.feddf import FedDF
+
+    scored = []
+    original = _distill.validation_score
+
+    def spy(model, x, y, task):
+        out = original(model, x, y, task)
+        scored.append((len(x), out))
+        return out
+
+    monkeypatch.setattr(_distill, "validation_score", spy)
+    splits = []
+    original_split = FedDF.public_split
+    monkeypatch.setattr(FedDF, "public_split", lambda self: splits.append(original_split(self)) or splits[-1])
+    sim, _ = run({"name": "feddf", "distill_steps": 30, "eval_every": 5, "patience": 10,
+                  "validation_fraction": 0.25}, rounds=2)
+    n_public = len(sim.federation.public)
+    n_val = round(0.25 * n_public)
+    (x1, (xv1, yv1)), (x2, (xv2, yv2)) = splits
+    assert len(xv1) == n_val and len(x1) == n_public - n_val
+    assert torch.equal(xv1, xv2) and torch.equal(yv1, yv2)
+    assert {n for n, _ in scored} == {n_val}
+    for d in sim.strategy.state["distill"].values():
+        assert d["kept"] <= d["steps"] <= 30 and d["kept"] % 5 == 0
 
 
 # ---- FML / FedKD ---------------------------------------------------------------------------------------------
@@ -564,3 +649,44 @@ def test_feddf_charts_its_distillation_loss_per_round():
     for record in sim.history:
         for arch in ("mlp", "cnn"):
             assert record.metrics[f"distill_kl_after[{arch}]"] <= record.metrics[f"distill_kl_before[{arch}]"] + 1e-6
+
+
+# ---- robust under plain SGD (slow) --------------------------------------------------------------------------------
+# Issue 15's setting: every client on SGD lr 0.05 without momentum, 2 epochs, batch 32; digits,
+# 4 mlp + 3 cnn + 3 gru, Dirichlet(0.3), 10% public set, 20 rounds. There FedDF's models fell to
+# chance (0.100 global accuracy against local's 0.240) and FedMD stayed below local.
+PLAIN_SGD = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.0, "epochs": 2, "batch_size": 32}
+PLAIN_ROUNDS = 20
+
+
+def plain_sgd(strategy: str) -> Simulation:
+    cfg = digits_config(
+        seed=0, rounds=PLAIN_ROUNDS, eval_every=5, checkpoint_every=0, strategy={"name": strategy},
+        data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}, "public_fraction": 0.1},
+        clients=[{"name": n, "count": k, "model": m, **PLAIN_SGD} for n, k, m in (
+            ("mlp", 4, {"arch": "mlp", "hidden": 128}), ("cnn", 3, {"arch": "cnn", "channels": 16}),
+            ("gru", 3, {"arch": "gru", "hidden": 64}))])
+    sim = Simulation(parse_config(cfg))
+    sim.run()
+    return sim
+
+
+@pytest.fixture(scope="module")
+def plain_local() -> Simulation:
+    return plain_sgd("local")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "margin"), [("feddf", 0.15), ("fedmd", 0.0)])
+def test_public_set_distillation_stays_above_local_with_plain_sgd(name, margin, plain_local):
+    """Late means (rounds 15 and 20) of the clients' models' accuracy. Measured when written:
+    global test set local 0.351, feddf 0.664, fedmd 0.362; own test splits local 0.776, fedmd
+    0.788. Before (torch's default initialisation, fixed-step distillation): feddf 0.10 at round 20.
+    FedMD's margin is small: its consensus is far better than the clients (0.75 on its public
+    subset) but each round's revisit on skewed private data takes much of it back (fedmd.py)."""
+    sim = plain_sgd(name)
+    for key in ("global_acc_mean",) + (("local_acc_mean",) if name == "fedmd" else ()):
+        ours = personalised.late_mean(sim.history, key, PLAIN_ROUNDS)
+        alone = personalised.late_mean(plain_local.history, key, PLAIN_ROUNDS)
+        assert ours >= alone + margin, f"{name}: {key} {ours:.3f} vs local {alone:.3f}"
+    assert not sim.health.warned, "the run was flagged as stuck at chance"
