@@ -190,12 +190,15 @@ def run_fedmosaic(strategy: str, roster: str, csv_path: Path, shape: list[int], 
     from engine.config import parse_config
     from engine.simulation import Simulation
 
+    from engine.access import trusted_paths
+
     cfg = {"name": f"peers-{strategy}-{roster}", "seed": seed, "rounds": rounds, "eval_every": 10,
            "rep_dim": REP_DIM, "checkpoint_every": 0, "strategy": {"name": strategy},
            "data": data_section(csv_path, shape, PUBLIC[roster]), "clients": ROSTERS[roster]}
     start = time.perf_counter()
-    sim = Simulation(parse_config(cfg))
-    sim.run()
+    with trusted_paths():  # an operator's benchmark reads the file it is given, like the CLI
+        sim = Simulation(parse_config(cfg))
+        sim.run()
     row = Row(strategy, roster, wall_s=time.perf_counter() - start)
     for record in sim.history:
         if "local_acc_wmean" in record.metrics:
