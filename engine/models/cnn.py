@@ -25,11 +25,17 @@ from typing import Literal
 from pydantic import Field, field_validator
 from torch import nn
 
-from engine.models.base import ARCHITECTURES, Architecture, ArchParams, InputSpec, scaled
+from engine.models.base import (
+    ARCHITECTURES,
+    FLAT_MAX,
+    Architecture,
+    ArchParams,
+    InputSpec,
+    map_to_representation,
+    scaled,
+)
 
-FLAT_MAX = 8
-"""Largest side of the last feature map that is flattened as is; larger maps are average-pooled
-to this side first."""
+__all__ = ["CNN", "FLAT_MAX", "FedAvgCNN", "conv_body"]
 
 
 class CNNParams(ArchParams):
@@ -68,11 +74,7 @@ def conv_body(params: CNNParams, spec: InputSpec, rep_dim: int) -> nn.Sequential
             layers.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
         c_in = c_out
-    if max(h, w) > FLAT_MAX:
-        h, w = min(h, FLAT_MAX), min(w, FLAT_MAX)
-        layers.append(nn.AdaptiveAvgPool2d((h, w)))
-    layers += [nn.Flatten(), nn.Linear(c_in * h * w, rep_dim), nn.ReLU()]
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *map_to_representation(c_in, h, w, rep_dim))
 
 
 @ARCHITECTURES.register("cnn")
