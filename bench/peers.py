@@ -15,6 +15,8 @@ Two rosters, with the reference libraries' optimiser settings (PFLlib/HtFLlib on
   it as the floor and the ceiling.
 - **mixed**: 4 MLP, 3 CNN, 3 GRU clients; the strategies that mix architectures, on a 10% public
   set drawn from the training rows (FedMD and FedDF need it; ``local`` runs on the same split).
+- **cnn_resnet_mlp**: 4 FedAvg CNN, 3 ResNet, 3 MLP clients, no public set: LG-FedAvg, FedProto
+  and ``local`` (the roster of the issue's LG-FedAvg comparison with HtFLlib).
 
 Figures: **personal acc** is the sample-weighted accuracy of each client's model on its own test
 rows (what PFLlib reports), **global acc** the mean over clients of each client's model on all
@@ -56,8 +58,13 @@ ROSTERS: dict[str, list[dict[str, Any]]] = {
     "mixed": [{"name": "mlp", "count": 4, "model": {"arch": "mlp", "hidden": 128}, **SETTINGS},
               {"name": "cnn", "count": 3, "model": {"arch": "cnn", "channels": 32}, **SETTINGS},
               {"name": "gru", "count": 3, "model": {"arch": "gru", "hidden": 64}, **SETTINGS}],
+    "cnn_resnet_mlp": [{"name": "cnn", "count": 4, "model": {"arch": "fedavg_cnn"}, **SETTINGS},
+                       {"name": "resnet", "count": 3, "model": {"arch": "resnet"}, **SETTINGS},
+                       {"name": "mlp", "count": 3, "model": {"arch": "mlp", "hidden": 128}, **SETTINGS}],
 }
-PUBLIC = {"fedavg_cnn": 0.0, "mixed": 0.1}
+PUBLIC = {"fedavg_cnn": 0.0, "mixed": 0.1, "cnn_resnet_mlp": 0.0}
+THIRD = ("local", "lg_fedavg", "fedproto")
+"""Strategies also run on the cnn/resnet/mlp roster (the issue's LG-FedAvg comparison)."""
 HAND = ("fedavg", "local", "lg_fedavg")
 
 
@@ -176,12 +183,16 @@ def plan(names: list[str]) -> list[tuple[str, str]]:
         cls = STRATEGIES.get(name)
         if cls.family == "reference":
             out += [(name, "fedavg_cnn"), (name, "mixed")]
+            if name in THIRD:
+                out.append((name, "cnn_resnet_mlp"))
         elif cls.needs_public:
             out.append((name, "mixed"))
         else:
             out.append((name, "fedavg_cnn"))
             if not cls.same_architecture and name not in ("heterofl",):
                 out.append((name, "mixed"))
+            if name in THIRD:
+                out.append((name, "cnn_resnet_mlp"))
     return out
 
 
@@ -317,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             row = run_hand(algorithm, clients, args.shape, args.rounds, args.seed)
             rows.append(row)
             print(f"hand {algorithm}: {row.acc}", file=sys.stderr, flush=True)
-    order = {"fedavg_cnn": 0, "mixed": 1}
+    order = {"fedavg_cnn": 0, "mixed": 1, "cnn_resnet_mlp": 2}
     rows.sort(key=lambda r: (order.get(r.roster, 2), STRATEGIES.get(r.strategy).family == "reference", r.strategy,
                              r.source != "FedMosaic"))
     only = f" --strategies {' '.join(args.strategies)}" if args.strategies else ""
