@@ -155,3 +155,24 @@ def below_local(strategy: str, difference: float, low: float | None = None, high
     if pitfalls:
         message += f" Likely cause: {pitfalls}"
     return message
+
+
+def verdict_warning(verdict: Any) -> str | None:
+    """:func:`below_local` for a paired verdict against ``local`` (an object with ``strategy``,
+    ``baseline``, ``interval.mean/low/high`` as fractions or in the metric's units, and
+    ``metric.label`` / ``metric.higher_is_better``), with the strategy's pitfalls; ``None`` for
+    other baselines, metrics where the scale is not a share, or a small or uncertain deficit."""
+    if getattr(verdict, "baseline", None) != "local":
+        return None
+    from engine.strategies import STRATEGIES
+
+    name = str(verdict.strategy)
+    pitfalls = STRATEGIES.get(name).pitfalls if name in STRATEGIES else ""
+    interval = verdict.interval
+    metric = getattr(verdict, "metric", None)
+    if metric is not None and getattr(metric, "scale", 100) != 100:
+        return None  # R², RMSE...: "points" would mislead; the verdict's own sentence says it
+    low = interval.low if getattr(interval, "n", 0) >= 2 else None
+    high = interval.high if getattr(interval, "n", 0) >= 2 else None
+    return below_local(name, float(interval.mean), low, high, pitfalls=pitfalls,
+                       metric=getattr(metric, "label", "accuracy"))

@@ -82,3 +82,20 @@ def test_a_run_that_cannot_learn_records_the_warning_and_results_can_read_it(sto
     fine.run()
     assert fine.history[-1].metrics["global_acc_mean"] > 0.5
     assert health.run_warnings(store, fine.run_id) == []
+
+
+def test_verdict_warning_reads_a_paired_verdict_against_local():
+    from types import SimpleNamespace as NS
+
+    from engine.strategies import STRATEGIES
+
+    def verdict(mean, low, high, n=3, baseline="local", scale=100):
+        return NS(strategy="lg_fedavg", baseline=baseline, interval=NS(mean=mean, low=low, high=high, n=n),
+                  metric=NS(label="balanced accuracy", scale=scale))
+
+    message = health.verdict_warning(verdict(-0.087, -0.12, -0.05))
+    assert "8.7 points of balanced accuracy" in message
+    assert message.endswith(STRATEGIES.get("lg_fedavg").pitfalls)
+    assert health.verdict_warning(verdict(-0.087, -0.12, 0.02)) is None
+    assert health.verdict_warning(verdict(-0.087, -0.12, -0.05, baseline="centralized")) is None
+    assert health.verdict_warning(verdict(-0.4, -0.5, -0.3, scale=1)) is None  # R²: not points
