@@ -287,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-hand", action="store_true", help="skip the hand-written reference loop")
     parser.add_argument("--figures", type=Path, help="JSON of reference figures to print beside ours")
     parser.add_argument("--out", type=Path, default=Path("docs/peers.md"))
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="JSON file of finished runs (keyed by strategy, roster, rounds, seed and the CSV's "
+                             "size and time): a rerun reuses them, so a long table can be built in parts")
+    parser.add_argument("--only-rosters", nargs="+", default=None, help="run only these rosters")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -314,18 +318,38 @@ def main(argv: list[str] | None = None) -> int:
     figures = json.loads(args.figures.read_text(encoding="utf-8")) if args.figures else {}
     started = time.perf_counter()
     rows: list[Row] = []
-    todo = plan(args.strategies or STRATEGIES.names())
+    todo = [(n, r) for n, r in plan(args.strategies or STRATEGIES.names())
+            if args.only_rosters is None or r in args.only_rosters]
+    cache: dict[str, Any] = {}
+    if args.cache is not None and args.cache.is_file():
+        cache = json.loads(args.cache.read_text(encoding="utf-8"))
+    stat = args.csv.stat()
     for i, (name, roster) in enumerate(todo, 1):
-        try:
-            row = run_fedmosaic(name, roster, args.csv, args.shape, args.rounds, args.seed)
-        except Exception as exc:  # noqa: BLE001 - one failure must not sink the table
-            row = Row(name, roster, note=f"failed: {type(exc).__name__}: {exc}"[:200])
+        key = json.dumps([name, roster, args.rounds, args.seed, stat.st_size, stat.st_mtime_ns])
+        if key in cache:
+            row = Row(**{**cache[key], "acc": {int(k): v for k, v in cache[key]["acc"].items()},
+                         "global_acc": {int(k): v for k, v in cache[key]["global_acc"].items()}})
+        else:
+            try:
+                row = run_fedmosaic(name, roster, args.csv, args.shape, args.rounds, args.seed)
+            except Exception as exc:  # noqa: BLE001 - one failure must not sink the table
+                row = Row(name, roster, note=f"failed: {type(exc).__name__}: {exc}"[:200])
+            if args.cache is not None and not row.note:
+                cache[key] = row.__dict__
+                args.cache.write_text(json.dumps(cache, indent=1), encoding="utf-8")
         rows.append(row)
         print(f"[{i}/{len(todo)}] {name} ({roster}): {row.acc} {row.global_acc} {row.note}", file=sys.stderr,
               flush=True)
     if not args.no_hand:
         for algorithm in HAND:
-            row = run_hand(algorithm, clients, args.shape, args.rounds, args.seed)
+            key = json.dumps(["hand", algorithm, args.rounds, args.seed, stat.st_size, stat.st_mtime_ns])
+            if key in cache:
+                row = Row(**{**cache[key], "acc": {int(k): v for k, v in cache[key]["acc"].items()}})
+            else:
+                row = run_hand(algorithm, clients, args.shape, args.rounds, args.seed)
+                if args.cache is not None:
+                    cache[key] = row.__dict__
+                    args.cache.write_text(json.dumps(cache, indent=1), encoding="utf-8")
             rows.append(row)
             print(f"hand {algorithm}: {row.acc}", file=sys.stderr, flush=True)
     order = {"fedavg_cnn": 0, "mixed": 1, "cnn_resnet_mlp": 2}
