@@ -205,6 +205,9 @@ def verdict_panel(run: dict[str, Any]) -> None:
         show = {"better": st.success, "worse": st.warning}.get(v.outcome, st.info)
         show(v.sentence, icon=":material/balance:")
         st.caption(v.interval_note)
+        cause = health.verdict_warning(v)
+        if cause:
+            st.warning(cause, icon=":material/warning:")
     local = [v for v in verdicts if v.baseline == "local"]
     if local or verdicts:
         plot(charts.gains(local[:1] or verdicts[:1]), "gains")
