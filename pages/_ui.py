@@ -29,7 +29,8 @@ STATUS_ICON = {"queued": "○", "running": "◐", "finished": "✓", "failed": "
 """Status marks drawn with plain-text symbols (they render in table cells and without emoji fonts)."""
 PAGES = {"home": "pages/home.py", "data": "pages/data.py", "clients": "pages/clients.py",
          "launch": "pages/launch.py", "runs": "pages/runs.py", "results": "pages/results.py",
-         "compare": "pages/compare.py", "catalog": "pages/catalog.py", "predict": "pages/predict.py"}
+         "compare": "pages/compare.py", "catalog": "pages/catalog.py", "predict": "pages/predict.py",
+         "advisor": "pages/advisor.py"}
 
 
 # ---- routing -----------------------------------------------------------------------------------
