@@ -677,15 +677,17 @@ def plain_local() -> Simulation:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "margin"), [("feddf", 0.15), ("fedmd", 0.0)])
-def test_public_set_distillation_stays_above_local_with_plain_sgd(name, margin, plain_local):
+@pytest.mark.parametrize(("name", "margins"), [("feddf", {"global_acc_mean": 0.15}),
+                                               ("fedmd", {"global_acc_mean": 0.05, "local_acc_mean": 0.0})])
+def test_public_set_distillation_stays_above_local_with_plain_sgd(name, margins, plain_local):
     """Late means (rounds 15 and 20) of the clients' models' accuracy. Measured when written:
-    global test set local 0.351, feddf 0.664, fedmd 0.362; own test splits local 0.776, fedmd
-    0.788. Before (torch's default initialisation, fixed-step distillation): feddf 0.10 at round 20.
-    FedMD's margin is small: its consensus is far better than the clients (0.75 on its public
-    subset) but each round's revisit on skewed private data takes much of it back (fedmd.py)."""
+    global test set local 0.326, feddf 0.649, fedmd 0.430 (0.351 with the client's SGD for the
+    digest); own test splits local 0.746, fedmd 0.801. Before (torch's default initialisation,
+    fixed-step distillation): feddf 0.10 at round 20.
+    FedMD's models stay far below its consensus (0.75 on its public subset): each round's revisit
+    on skewed private data takes much of the digest back (fedmd.py)."""
     sim = plain_sgd(name)
-    for key in ("global_acc_mean",) + (("local_acc_mean",) if name == "fedmd" else ()):
+    for key, margin in margins.items():
         ours = personalised.late_mean(sim.history, key, PLAIN_ROUNDS)
         alone = personalised.late_mean(plain_local.history, key, PLAIN_ROUNDS)
         assert ours >= alone + margin, f"{name}: {key} {ours:.3f} vs local {alone:.3f}"
