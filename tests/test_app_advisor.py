@@ -39,7 +39,8 @@ def test_pilots_rank_and_the_winner_launches_with_its_local_baseline() -> None:
     assert "gain over local" in table.columns and "95% interval" in table.columns
     advice = advisor.advice_for(mgr.store, group, api.parse(tiny()))
     winner = advice.recommended
-    assert winner is not None, [(p.strategy, p.gain) for p in advice.pilots] and any(winner.strategy in s.value for s in at.success)
+    assert winner is not None, [(p.strategy, p.gain) for p in advice.pilots]
+    assert any(winner.strategy in s.value for s in at.success), [s.value for s in at.success]
     launch = at.button(key="adv.launch")
     assert winner.strategy in launch.label
     launch.click().run()

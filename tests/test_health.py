@@ -43,13 +43,20 @@ def test_monitor_warns_once_after_the_first_rounds_naming_what_is_at_chance_and_
     assert monitor.round(health.MIN_ROUNDS + 1, flat) == []  # once per run
 
 
+def test_one_evaluation_at_chance_is_not_a_stuck_run():
+    monitor = health.Monitor("classification", chance=0.11, strategy="feddf")
+    for r, gru in zip(range(5, 30, 5), (0.30, 0.10, 0.53, 0.11, 0.12)):
+        found = monitor.round(r, {"train_loss_mean": 2.0 / r, "global_acc_mean": 0.5, "server_acc[gru]": gru})
+        assert (found != []) == (r == 25), (r, found)  # 0.10 at round 10 recovered; 20 and 25 in a row did not
+
+
 def test_monitor_is_quiet_above_chance_and_judges_regression_by_r2():
     monitor = health.Monitor("classification", chance=0.11, strategy="fedavg")
     for r in range(1, 10):
         assert monitor.round(r, {"train_loss_mean": 2.3 / r, "global_acc_mean": 0.11 + 0.03 * r}) == []
     regression = health.Monitor("regression", chance=0.0, strategy="fedavg")
     for r in range(1, health.MIN_ROUNDS):
-        regression.round(r, {"train_loss_mean": 1.0 * 10 ** r})
+        assert regression.round(r, {"train_loss_mean": 1.0 * 10 ** r, "local_r2_mean": -0.4}) == []
     [message] = regression.round(health.MIN_ROUNDS, {"train_loss_mean": 1e9, "local_r2_mean": -0.4})
     assert "R² 0" in message and health.TREND_ADVICE["diverged"] in message
 
