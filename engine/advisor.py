@@ -295,7 +295,7 @@ def launch_pilots(mgr: Any, config: ExperimentConfig | Mapping[str, Any], *, rou
 
     :raises ConfigError: no strategy can run the roster, or a pilot config is invalid.
     """
-    from engine.api import dataset_summary
+    from engine.design.schema import dataset_summary
 
     config = config if isinstance(config, ExperimentConfig) else parse_config(dict(config))
     task = dataset_summary(config.data.model_dump(mode="json"))["task"]
@@ -366,7 +366,7 @@ def advice_for(store: Any, group_id: str, config: ExperimentConfig | Mapping[str
 
 
 def _task(config: ExperimentConfig) -> str:
-    from engine.api import dataset_summary
+    from engine.design.schema import dataset_summary
 
     return dataset_summary(config.data.model_dump(mode="json"))["task"]
 

@@ -10,8 +10,10 @@ import math
 import pandas as pd
 import streamlit as st
 
-from engine import advisor, api
+from engine import advisor
+from engine.design import checks, compatibility, document
 from engine.errors import FedMosaicError
+from engine.labels import for_page
 from pages import _ui as ui
 
 ui.enter_page()
@@ -23,16 +25,16 @@ st.caption("Which strategy should this federation use? The advisor runs a few ro
 ui.flash()
 
 design = ui.design()
-problems = api.design_problems(design)
+problems = checks.design_problems(design)
 if problems:
     ui.show_problems(problems, "Fix the design first (Data and Clients pages)")
     st.stop()
 mgr = ui.manager_or_stop()
 store = mgr.store
-config = api.parse(design)
+config = document.parse(design)
 
 st.subheader("Pilots")
-entries = [e for e in api.strategies(design) if e["reason"] is None and e["name"] not in advisor.SKIP]
+entries = [e for e in compatibility.strategies(design) if e["reason"] is None and e["name"] not in advisor.SKIP]
 names = [e["name"] for e in entries]
 a, b, c = st.columns([1, 1, 3])
 rounds = a.number_input("Rounds per pilot", min_value=1, max_value=max(1, config.rounds),
@@ -52,13 +54,13 @@ if st.button("Run the pilots", type="primary", icon=":material/science:", disabl
         group = advisor.launch_pilots(mgr, config, rounds=int(rounds), strategies=chosen,
                                       seeds=advisor.pilot_seeds(config, int(n_seeds)))
         st.session_state["advisor_group"] = group
-        st.session_state["advisor_design"] = api.fingerprint(design)
+        st.session_state["advisor_design"] = document.fingerprint(design)
         st.rerun()
 
 group = st.session_state.get("advisor_group")
 if not group:
     st.stop()
-if st.session_state.get("advisor_design") != api.fingerprint(design):
+if st.session_state.get("advisor_design") != document.fingerprint(design):
     st.info("The design changed since these pilots were launched; the advice below is for the design as it was "
             "then. Run the pilots again to advise on the current one.", icon=":material/info:")
 
@@ -113,7 +115,7 @@ def show_advice() -> None:
     if advice.skipped:
         with st.expander(f"Strategies that cannot run this roster ({len(advice.skipped)})"):
             for name, why in advice.skipped.items():
-                st.markdown(f"- **{name}**: {api.for_page(why)}")
+                st.markdown(f"- **{name}**: {for_page(why)}")
     if best is not None:
         seeds = [config.seed]
         if st.button(f"Launch {best.strategy} with its paired local baseline ({config.rounds} rounds)",

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 
-from engine import advisor, api
+from engine import advisor
+from engine.design import document, launching
 from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
 
 
 def tiny() -> dict:
-    return api.normalize({"name": "tiny advice", "rounds": 6, "checkpoint_every": 0,
+    return document.normalize({"name": "tiny advice", "rounds": 6, "checkpoint_every": 0,
                           "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "iid"},
                                    "validation_fraction": 0.25},
                           "clients": [{"name": "site", "count": 4, "model": {"arch": "mlp", "hidden": 32},
@@ -29,7 +30,7 @@ def test_pilots_rank_and_the_winner_launches_with_its_local_baseline() -> None:
     at.button[0].click().run()
     assert_clean(at)
     group = at.session_state["advisor_group"]
-    mgr = api.manager(os.environ["FEDMOSAIC_DB"])
+    mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
     for r in mgr.store.list_runs(group_id=group):
         assert mgr.wait(r["id"], 300) == "finished"
     at.run()
@@ -37,7 +38,7 @@ def test_pilots_rank_and_the_winner_launches_with_its_local_baseline() -> None:
     table = at.dataframe[0].value
     assert set(table["strategy"]) == {"fedavg", "fedper"} and list(table["rank"]) == [1, 2]
     assert "gain over local" in table.columns and "95% interval" in table.columns
-    advice = advisor.advice_for(mgr.store, group, api.parse(tiny()))
+    advice = advisor.advice_for(mgr.store, group, document.parse(tiny()))
     winner = advice.recommended
     assert winner is not None, [(p.strategy, p.gain) for p in advice.pilots]
     assert any(winner.strategy in s.value for s in at.success), [s.value for s in at.success]
