@@ -3,9 +3,11 @@ settings, preprocessing, device and simulated hardware tier."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
-from engine.design import adversaries, checks, choices, document, roster, roster_table, schema, sizes
+from engine.design import forms, adversaries, checks, choices, document, roster, roster_table, schema, sizes
 from engine.robustness.design import adversary_cells
 from pages import _ui as ui
 
@@ -38,6 +40,19 @@ if compromised:
     st.caption(f":material/gpp_maybe: {compromised} Choose defences on the Launch page.")
 
 reads = choices.architectures()
+fields = forms.client_fields()  # kinds, defaults, bounds and help of ClientSpec's fields
+defaults = roster.DEFAULTS
+
+
+def bounds(name: str) -> dict[str, float | int | None]:
+    """A roster column's limits as :class:`~engine.config.ClientSpec` declares them (a strict bound
+    such as a learning rate above 0 is shown as its edge; the row's issues name a value on it)."""
+    cast = int if fields[name].kind == "int" else float
+    spec = fields[name]
+    return {"min_value": None if spec.minimum is None else cast(spec.minimum),
+            "max_value": None if spec.maximum is None else cast(spec.maximum)}
+
+
 arch_names = list(reads)
 PREPROCESSING = choices.preprocessing_methods()
 tiers = choices.tier_names(design)
@@ -53,12 +68,14 @@ column_config = {
                                              help="width multiplier: " + ", ".join(f"{k} ×{v:g}" for k, v in sizes.SIZES.items())),
     "knobs": st.column_config.TextColumn("knobs", help="architecture knobs other than size, e.g. hidden=64, depth=3 "
                                                        "(see the Catalog)"),
-    "optimizer": st.column_config.SelectboxColumn("optimizer", options=["sgd", "adam", "adamw"], required=True),
-    "lr": st.column_config.NumberColumn("lr", min_value=1e-6, max_value=10.0, step=1e-4, format="%.4g",
-                                        help="learning rate", required=True),
-    "epochs": st.column_config.NumberColumn("epochs", min_value=1, max_value=1000, step=1, required=True,
-                                            help="local epochs per round"),
-    "batch_size": st.column_config.NumberColumn("batch", min_value=1, max_value=65536, step=1, required=True),
+    "optimizer": st.column_config.SelectboxColumn("optimizer", options=list(choices.OPTIMIZERS), required=True,
+                                                  help=fields["optimizer"].description),
+    "lr": st.column_config.NumberColumn("lr", **bounds("lr"), step=1e-4, format="%.4g",
+                                        help=fields["lr"].description, required=True),
+    "epochs": st.column_config.NumberColumn("epochs", **bounds("epochs"), step=1, required=True,
+                                            help=fields["epochs"].description),
+    "batch_size": st.column_config.NumberColumn("batch", **bounds("batch_size"), step=1, required=True,
+                                                help=fields["batch_size"].description),
     "preprocessing": st.column_config.SelectboxColumn("preprocessing", options=list(PREPROCESSING), required=True,
                                                       help="fitted on this client's own training data"),
     "device": st.column_config.SelectboxColumn("device", options=choices.device_names(), required=True,
@@ -66,9 +83,9 @@ column_config = {
     "tier": (st.column_config.SelectboxColumn("tier", options=[""] + tiers, help="simulated device tier (speed, "
                                               "bandwidth, availability); see the Catalog")
              if tiers else st.column_config.TextColumn("tier", help="simulated device tier")),
-    "join_round": st.column_config.NumberColumn("joins at", min_value=1, step=1, required=True,
-                                                help="first round this client takes part in (late joiners)"),
-    "data_share": st.column_config.NumberColumn("data share", min_value=0.0001, max_value=1.0, step=0.01, format="%.3f",
+    "join_round": st.column_config.NumberColumn("joins at", **bounds("join_round"), step=1, required=True,
+                                                help=fields["join_round"].description),
+    "data_share": st.column_config.NumberColumn("data share", **bounds("data_share"), step=0.01, format="%.3f",
                                                 help="share of the training pool (iid and quantity splits); empty: "
                                                      "an equal part of what is left"),
     "attack": st.column_config.SelectboxColumn("attack", options=adversaries.attack_options(), required=True,
@@ -134,7 +151,7 @@ with t2.container(border=True):
     field = st.selectbox("Field", roster_table.BULK_FIELDS, key="cl.bulk_field",
                          format_func=lambda f: column_config[f]["label"] if f.startswith("dp_") else f)
     if field in ("arch", "size", "optimizer", "preprocessing", "device", "tier", "attack"):
-        options = {"arch": arch_names, "size": list(sizes.SIZES), "optimizer": ["sgd", "adam", "adamw"],
+        options = {"arch": arch_names, "size": list(sizes.SIZES), "optimizer": list(choices.OPTIMIZERS),
                    "preprocessing": list(PREPROCESSING), "device": choices.device_names(), "tier": [""] + tiers,
                    "attack": adversaries.attack_options()}[field]
         value = st.selectbox("Value", options, key=f"cl.bulk_value.{field}")
@@ -143,11 +160,11 @@ with t2.container(border=True):
                                 value={"dp_epsilon": 4.0, "dp_noise": 1.0, "dp_clip": 1.0}[field], step=0.1,
                                 format="%.3g", key=f"cl.bulk_value.{field}")
     elif field in ("epochs", "batch_size", "join_round"):
-        value = int(st.number_input("Value", min_value=1, value=1 if field != "batch_size" else 32, step=1,
+        value = int(st.number_input("Value", **bounds(field), value=defaults[field], step=1,
                                     key=f"cl.bulk_value.{field}"))
     else:
-        value = st.number_input("Value", min_value=0.0, max_value=10.0 if field == "lr" else 1.0,
-                                value=0.01 if field == "lr" else 0.1, format="%.4g", key=f"cl.bulk_value.{field}")
+        value = st.number_input("Value", **bounds(field), value=defaults[field] or 0.1, format="%.4g",
+                                key=f"cl.bulk_value.{field}")
     if st.button("Apply to selected", key="cl.apply", width="stretch", disabled=not selected):
         with ui.guard("applying the value"):
             ui.set_design(roster_table.apply_to(design, selected, field, value), replace=True)
@@ -179,33 +196,44 @@ if rows:
         size_now = sizes.size_label(model.get("width", 1.0))
         size = c.selectbox("Size", size_options, index=size_options.index(size_now))
         knobs = d.text_input("Knobs", sizes.knobs_text(model), help="e.g. hidden=64, depth=3 (see the Catalog)")
+        form_key = f"cl_edit.{pick}.{document.fingerprint(row)}"
+
+        def widget(name: str, column: Any, label: str, values: dict[str, Any] = row,
+                   specs: dict[str, forms.FieldSpec] = fields) -> Any:
+            """A form widget generated from the field's model (kind, bounds, default, help)."""
+            spec = specs[name]
+            return ui.field_widget(spec, values.get(name, spec.default), f"{form_key}.{name}", container=column,
+                                   label=label)
+
         a, b, c, d = st.columns(4)
-        optimizer = a.selectbox("Optimizer", ["sgd", "adam", "adamw"],
-                                index=["sgd", "adam", "adamw"].index(row.get("optimizer", "sgd")))
-        lr = b.number_input("Learning rate", 1e-6, 10.0, float(row.get("lr", 0.05)), format="%.4g")
-        momentum = c.number_input("SGD momentum", 0.0, 0.99, float(row.get("momentum", 0.0) or 0.0), 0.05)
-        wd = d.number_input("Weight decay", 0.0, 1.0, float(row.get("weight_decay", 0.0) or 0.0), 1e-4, format="%.4g")
+        optimizer = widget("optimizer", a, "Optimizer")
+        lr = widget("lr", b, "Learning rate")
+        momentum = widget("momentum", c, "SGD momentum")
+        wd = widget("weight_decay", d, "Weight decay")
         a, b, c, d = st.columns(4)
-        epochs = a.number_input("Local epochs", 1, 1000, int(row.get("epochs", 1)))
-        batch = b.number_input("Batch size", 1, 65536, int(row.get("batch_size", 32)))
-        prep = c.selectbox("Preprocessing", list(PREPROCESSING), index=list(PREPROCESSING).index(row.get("preprocessing", "none"))
-                           if row.get("preprocessing", "none") in PREPROCESSING else 0)
+        epochs = widget("epochs", a, "Local epochs")
+        batch = widget("batch_size", b, "Batch size")
+        prep = c.selectbox("Preprocessing", list(PREPROCESSING),
+                           index=list(PREPROCESSING).index(row.get("preprocessing", defaults["preprocessing"]))
+                           if row.get("preprocessing", defaults["preprocessing"]) in PREPROCESSING else 0)
         devices = choices.device_names()
-        device = d.selectbox("Device", devices, index=devices.index(row.get("device", "cpu")) if row.get("device", "cpu") in devices else 0)
+        device_now = row.get("device", defaults["device"])
+        device = d.selectbox("Device", devices, index=devices.index(device_now) if device_now in devices else 0)
         a, b, c, d = st.columns(4)
         tier_opts = [""] + tiers
         tier = a.selectbox("Device tier", tier_opts, index=tier_opts.index(row.get("tier") or "")
                            if (row.get("tier") or "") in tier_opts else 0,
                            format_func=lambda t: t or "none (not simulated)") if tiers else \
             a.text_input("Device tier", row.get("tier") or "")
-        join = b.number_input("Joins at round", 1, 100_000, int(row.get("join_round", 1)))
-        share = c.number_input("Data share (0 = automatic)", 0.0, 1.0, float(row.get("data_share") or 0.0), 0.01)
-        cold = d.checkbox("Cold start when joining late", bool(row.get("cold_start", False)))
+        join = widget("join_round", b, "Joins at round")
+        share = widget("data_share", c, "Data share (empty: automatic)")
+        cold = widget("cold_start", d, "Cold start when joining late")
         aug = dict(row.get("augment") or {})
+        augment = forms.augment_fields()
         a, b, c, _ = st.columns(4)
-        flip = a.checkbox("Augment: random flips", bool(aug.get("flip", False)))
-        crop = b.number_input("Augment: crop padding (px)", 0, 16, int(aug.get("crop", 0) or 0))
-        noise = c.number_input("Augment: input noise (std)", 0.0, 5.0, float(aug.get("noise", 0.0) or 0.0), 0.01)
+        flip = widget("flip", a, "Augment: random flips", aug, augment)
+        crop = widget("crop", b, "Augment: crop padding (px)", aug, augment)
+        noise = widget("noise", c, "Augment: input noise (std)", aug, augment)
         attack_now, settings_now = adversary_cells(row.get("adversary"))
         a, b = st.columns([1, 3])
         attacks = adversaries.attack_options()

@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from engine.config import ClientSpec, parse_config
+from engine.config import ClientSpec, ExperimentConfig, parse_config
 from engine.data import load_dataset
 from engine.design.choices import tier_names
 from engine.design.document import split_problems
-from engine.design.roster import expanded_rows
+from engine.design.roster import DEFAULTS, expanded_rows
 from engine.design.schema import data_config
 from engine.errors import FedMosaicError, validation_problems
 from engine.hardware.devices import estimate_memory
@@ -118,7 +118,8 @@ def client_costs(design: dict[str, Any]) -> dict[int, dict[str, Any]]:
         ds = load_dataset(data_config(data), default_data_dir())
     except Exception:  # noqa: BLE001 - costs need a loadable dataset
         return {}
-    rep_dim = int(design.get("rep_dim", 64) or 64)
+    default_rep_dim = ExperimentConfig.model_fields["rep_dim"].default
+    rep_dim = int(design.get("rep_dim", default_rep_dim) or default_rep_dim)
     out = {}
     for i, c in enumerate(expanded_rows(design)):
         model = c.get("model")
@@ -130,8 +131,10 @@ def client_costs(design: dict[str, Any]) -> dict[int, dict[str, Any]]:
         except Exception:  # noqa: BLE001, S112 - an invalid model shows up in the row's issues instead
             continue
         try:
-            memory = estimate_memory(model, ds.input_spec, rep_dim, ds.n_outputs, int(c.get("batch_size", 32) or 32),
-                                     str(c.get("optimizer", "sgd")), float(c.get("momentum", 0.0) or 0.0)).total
+            memory = estimate_memory(model, ds.input_spec, rep_dim, ds.n_outputs,
+                                     int(c.get("batch_size") or DEFAULTS["batch_size"]),
+                                     str(c.get("optimizer") or DEFAULTS["optimizer"]),
+                                     float(c.get("momentum") or DEFAULTS["momentum"])).total
         except Exception:  # noqa: BLE001 - no estimate for a model that cannot be built
             memory = None
         out[i] = {"params": params, "flops": flops,

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from engine.config import ClientSpec, ExperimentConfig
 from engine.data import DATASETS, PARTITIONERS
+from engine.data.augment import AugmentConfig
 from engine.data.config import DataConfig, WindowConfig
 from engine.robustness.attacks import ATTACKS
 from engine.robustness.defences import DEFENCES
@@ -183,3 +184,8 @@ def client_fields() -> dict[str, FieldSpec]:
     """The fields of :data:`CLIENT_FIELDS` by name, with the kinds, defaults and bounds of
     :class:`~engine.config.ClientSpec`."""
     return {s.name: s for s in fields_of(ClientSpec, CLIENT_FIELDS)}
+
+
+def augment_fields() -> dict[str, FieldSpec]:
+    """A client's augmentation settings (:class:`~engine.data.augment.AugmentConfig`) by name."""
+    return {s.name: s for s in fields_of(AugmentConfig)}
