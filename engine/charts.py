@@ -282,6 +282,24 @@ def _whole_number_ticks(fig: go.Figure) -> None:
     fig.update_xaxes(tick0=0 if step > 1 else 1, dtick=step, tickformat="d")
 
 
+def _scored_rows(wide: pd.DataFrame, part: pd.DataFrame, metric: str) -> dict[str, Any]:
+    """Marker and hover of a global-test curve of one run whose rounds scored a fixed sample of
+    the global test set between whole-set scorings (``global_rows``): filled points where every
+    row was scored, open ones on the sample, the rows in the hover text."""
+    plain: dict[str, Any] = {"marker": {"size": 4}, "hover": "", "text": None}
+    if not metric.startswith("global_") or "global_rows" not in wide.columns:
+        return plain
+    rows = wide.loc[part.index, "global_rows"]
+    if rows.nunique(dropna=True) < 2:
+        return plain
+    most = rows.max()
+    full = (rows.fillna(most) == most).to_numpy()
+    text = [f"whole global test set ({int(most):,} rows)" if f else f"a fixed sample: {int(n):,} of {int(most):,} rows"
+            for n, f in zip(rows.fillna(most), full, strict=True)]
+    return {"marker": {"size": np.where(full, 7, 5).tolist(), "symbol": np.where(full, "circle", "circle-open").tolist()},
+            "hover": "<br>%{text}", "text": text}
+
+
 # ---- run-level curves ---------------------------------------------------------------------------
 def curves(round_df: pd.DataFrame, metric: str, x: str = "round", runs: Any = None, *,
            title: str | None = None, band: bool = True, reference: float | None = None) -> go.Figure:
@@ -309,9 +327,10 @@ def curves(round_df: pd.DataFrame, metric: str, x: str = "round", runs: Any = No
         if part.empty:
             continue
         if len(members) == 1:
+            rows = _scored_rows(wide, part, metric)
             fig.add_trace(go.Scatter(x=part[x], y=part[metric], mode="lines+markers", name=label,
-                                     line={"color": color}, marker={"size": 4},
-                                     hovertemplate=f"{label}<br>%{{y:.4g}}<extra></extra>"))
+                                     line={"color": color}, marker=rows["marker"], text=rows["text"],
+                                     hovertemplate=f"{label}<br>%{{y:.4g}}{rows['hover']}<extra></extra>"))
             continue
         stats = part.groupby("round").agg(x=(x, "mean"), mean=(metric, "mean"),
                                           std=(metric, lambda v: v.std(ddof=1) if len(v) > 1 else 0.0),

@@ -151,3 +151,20 @@ def test_a_best_round_scored_on_the_sample_gets_whole_set_figures_at_the_next_fu
     (label, server), = sim.server_best.items()
     expected = training.metrics("classification", direct(model, server["model"], sim.federation.reference(gx)), gy)
     assert server["round"] == 1 and last.metrics["best_server_acc"] == pytest.approx(expected["acc"])
+
+
+def test_global_curves_mark_the_rounds_that_scored_every_row():
+    import pandas as pd
+
+    from engine import charts
+
+    rows = [60, 60, 359, 60, 359]
+    df = pd.DataFrame({"run_id": "r", "round": range(1, 6), "global_acc_mean": [0.5, 0.6, 0.65, 0.7, 0.72],
+                       "local_acc_mean": [0.4] * 5, "global_rows": rows})
+    (trace,) = charts.curves(df, "global_acc_mean").data
+    assert list(trace.marker.symbol) == ["circle-open", "circle-open", "circle", "circle-open", "circle"]
+    assert "60 of 359 rows" in trace.text[0] and "whole global test set (359 rows)" in trace.text[2]
+    (local,) = charts.curves(df, "local_acc_mean").data  # local test splits are always scored whole
+    assert local.marker.symbol is None and local.text is None
+    (same,) = charts.curves(df.assign(global_rows=359), "global_acc_mean").data
+    assert same.marker.symbol is None
