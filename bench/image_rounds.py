@@ -25,6 +25,7 @@ the process's peak RSS so far.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import resource
@@ -84,6 +85,14 @@ def config(strategy: str, rounds: int, csv: Path, **extra: Any) -> dict:
             "strategy": {"name": strategy}, **extra}
 
 
+def current_rss_mb() -> float:
+    """The process's resident memory now (peak RSS never comes down, so growth shows here)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -109,12 +118,14 @@ class EngineSide:
 
         self.sim.evaluate = timed_evaluate  # type: ignore[method-assign]
         self.walls: list[float] = []
+        self.rss: list[float] = []
         self.acc = float("nan")
 
     def round(self, rnd: int) -> None:
         t0 = time.perf_counter()
         record = self.sim.round(rnd)
         self.walls.append(time.perf_counter() - t0)
+        self.rss.append(current_rss_mb())
         self.acc = record.metrics.get("local_acc_wmean", self.acc)
 
 
@@ -189,6 +200,7 @@ def main() -> None:
         print(f"| {label} | {statistics.median(walls):.2f} | {share:.0%} | {statistics.median(hand_walls):.2f} | "
               f"{ratio:.2f}x | {side.walls[-1]:.2f} | {side.acc:.3f} | {peak_rss_mb():.0f} |", flush=True)
 
+    traces: list[str] = []
     for name in names:
         # the strategy's rounds alternate with the hand-written loop's, so the machine's load
         # falls on both alike; the ratio is the strategy's round over the hand loop's beside it
@@ -203,6 +215,12 @@ def main() -> None:
             for s_ in pair:
                 s_.round(rnd)
         row(name, side, hand)
+        traces.append(f"# {name}: each round (s) {', '.join(f'{w:.1f}' for w in side.walls)}; hand loop "
+                      f"{', '.join(f'{w:.1f}' for w in hand.walls)}; RSS after each round (MB) "
+                      f"{', '.join(f'{r:.0f}' for r in side.rss)}")
+        del side, hand
+        gc.collect()
+    print("\n".join(traces))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
