@@ -1,12 +1,14 @@
 """A busy machine: the quick start alone and beside four CPU hogs, and two runs at once in one
 run manager (as the app runs them), each with torch's default threads and with the thread policy
-(engine/threads.py), in turn (A, B, A, B...).
+(engine/threads.py), in turn (A, B, A, B...). The policy side runs the two runs as the app does
+now, each in a worker process of its own (``FEDMOSAIC_ISOLATION=process``); the code before ran
+them in threads of one process.
 
 "Default threads" runs the same command from a copy of the code before the policy (``--before
-DIR``, e.g. ``git archive bd2618c | tar -x -C DIR``): torch's own thread count (the cores) on
-every run and OpenMP's default (spinning) wait policy. The policy side is this checkout. Each
-side is a fresh process; wall time and the CPU time it used (user + system, from ``wait4``) are
-recorded, with the load average beside them.
+DIR``, e.g. ``git archive 4cfa299 | tar -x -C DIR``, the commit before the policy): torch's own
+thread count (the cores) on every run and OpenMP's default (spinning) wait policy. The policy
+side is this checkout. Each side is a fresh process; wall time and the CPU time it used (user +
+system, from ``wait4``) are recorded, with the load average beside them.
 
     python -m bench.busy --before /tmp/fedmosaic-before [--repeats 2] [--rounds 5]
 
@@ -54,7 +56,7 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    out, err = proc.communicate()
+    _, err = proc.communicate()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}: {err[-1500:]}")
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "load": load}
@@ -76,7 +78,7 @@ def main() -> None:
     script = work / "two_runs.py"
     script.write_text(TWO_RUNS)
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "FEDMOSAIC_THREADS", "OMP_WAIT_POLICY",
-                                                             "MKL_NUM_THREADS")}
+                                                             "MKL_NUM_THREADS", "FEDMOSAIC_ISOLATION")}
     sides = {"torch's default threads": args.before.resolve(), "thread policy": ROOT}
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rep in range(args.repeats):
@@ -86,6 +88,8 @@ def main() -> None:
                 db = work / f"{time.monotonic_ns()}.db"
                 env = {**base, "FEDMOSAIC_HOME": str(work / "home"), "FEDMOSAIC_DB": str(db),
                        "PYTHONPATH": str(tree)}
+                if tree == ROOT:  # as the app runs them now: each run in a process of its own
+                    env["FEDMOSAIC_ISOLATION"] = "process"
                 if scenario == "two runs":
                     cmd = [sys.executable, str(script), str(path), str(db)]
                 else:

@@ -294,10 +294,12 @@ def _scored_rows(wide: pd.DataFrame, part: pd.DataFrame, metric: str) -> dict[st
         return plain
     most = rows.max()
     full = (rows.fillna(most) == most).to_numpy()
-    text = [f"whole global test set ({int(most):,} rows)" if f else f"a fixed sample: {int(n):,} of {int(most):,} rows"
+    text = [f"whole global test set ({int(most):,} rows)" if f
+            else f"a fixed sample: {int(n):,} of {int(most):,} rows"
             for n, f in zip(rows.fillna(most), full, strict=True)]
-    return {"marker": {"size": np.where(full, 7, 5).tolist(), "symbol": np.where(full, "circle", "circle-open").tolist()},
-            "hover": "<br>%{text}", "text": text}
+    marker = {"size": np.where(full, 7, 5).tolist(),
+              "symbol": np.where(full, "circle", "circle-open").tolist()}
+    return {"marker": marker, "hover": "<br>%{text}", "text": text}
 
 
 # ---- run-level curves ---------------------------------------------------------------------------

@@ -151,9 +151,10 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
     return out
 
 
-def global_figures(clients: Sequence[ClientInfo], strategy: Strategy, eval_states: dict[int, dict[str, Tensor]],
-                   states: dict[int, dict[str, Any]], fed: Federation, devices: dict[int, torch.device],
-                   build: ModelFactory, task: str) -> dict[int, dict[str, float]]:
+def global_figures(clients: Sequence[ClientInfo], strategy: Strategy,
+                   eval_states: dict[int, dict[str, Tensor]], states: dict[int, dict[str, Any]],
+                   fed: Federation, devices: dict[int, torch.device], build: ModelFactory,
+                   task: str) -> dict[int, dict[str, float]]:
     """``global_*`` metrics per client id of the given evaluation states (models kept at an
     earlier round, say) on ``fed``'s global test set, as :func:`evaluate_clients` scores them;
     ``states`` are what a strategy's own ``predict`` reads beside the model."""
@@ -176,8 +177,10 @@ def global_figures(clients: Sequence[ClientInfo], strategy: Strategy, eval_state
         else:
             outs = _global_outputs(model, members, eval_states, fed, device)
         gy = fed.global_test.y.to(device)
-        scored = training.metrics_many(task, [outs[c.id] for c in members], [gy] * len(members), fed.target_std)
-        out.update({c.id: {f"global_{k}": v for k, v in m.items()} for c, m in zip(members, scored, strict=True)})
+        scored = training.metrics_many(task, [outs[c.id] for c in members], [gy] * len(members),
+                                       fed.target_std)
+        for c, m in zip(members, scored, strict=True):
+            out[c.id] = {f"global_{k}": v for k, v in m.items()}
     return out
 
 

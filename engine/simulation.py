@@ -420,16 +420,16 @@ class Simulation:
             out.update({f"server_{k}{suffix}": v for k, v in test.items()})
             out.update({f"server_val_{k}{suffix}": v for k, v in val_scores.items()})
             if self._improved(val_scores, self.server_best.get(label)):
-                self.server_best[label] = {"round": rnd, "val": val_scores, "scores": test, "model": detach(state),
-                                           "global_rows": len(gy)}
+                self.server_best[label] = {"round": rnd, "val": val_scores, "scores": test,
+                                           "model": detach(state), "global_rows": len(gy)}
             kept = self.server_best[label]
             asr = self.adversaries.server_scores(model, fed.reference, self.server_device)
             out.update({f"server_{k}{suffix}": v for k, v in asr.items()})
-            if full and kept.get("global_rows", len(gy)) < len(gy):  # kept at a sampled round: the whole set now
+            if full and kept.get("global_rows", len(gy)) < len(gy):  # kept on the sample: every row now
                 load_into(model, kept["model"])
-                kept["scores"] = training.metrics_many(
-                    self.task, [training.predict(model, fed.reference(gx.to(self.server_device)), batch_size=rows)],
-                    [gy.to(self.server_device)], fed.target_std)[0]
+                whole = training.predict(model, fed.reference(gx.to(self.server_device)), batch_size=rows)
+                kept["scores"] = training.metrics_many(self.task, [whole], [gy.to(self.server_device)],
+                                                       fed.target_std)[0]
                 kept["global_rows"] = len(gy)
             out.update({f"best_server_{k}{suffix}": v for k, v in kept["scores"].items()})
             out[f"best_server_round{suffix}"] = float(kept["round"])
@@ -489,7 +489,8 @@ class Simulation:
             state = self.states[c.id]
             self.best[c.id] = {"round": rnd, "val": val, "scores": scores,
                                "model": detach(self.strategy.eval_state(c, state), memo),
-                               "extra": detach(state.get("extra", {}), memo), "global_rows": self._scored_rows}
+                               "extra": detach(state.get("extra", {}), memo),
+                               "global_rows": self._scored_rows}
             m.update({f"best_{k}": v for k, v in scores.items()})
             m["best_round"] = float(rnd)
         self._rescore_best(per_client)

@@ -15,9 +15,9 @@ import pytest
 from conftest import digits_config
 
 from engine import threads
+from engine.config import parse_config
 from engine.runs import RunManager
 from engine.simulation import Simulation
-from engine.config import parse_config
 from engine.storage import Store
 
 
@@ -104,7 +104,8 @@ def test_a_run_in_its_own_process_beside_cpu_hogs_keeps_the_thread_policy(tmp_pa
     for run_id in ids:
         assert mgr.store.get_run(run_id)["manifest"]["torch_threads"] == 1
         events = " | ".join(mgr.store.events(run_id)["message"])
-        assert f"torch threads: 1 (" in events and f"{mgr.run_share} of the {budget} this process may" in events
+        assert "torch threads: 1 (" in events
+        assert f"{mgr.run_share} of the {budget} this process may" in events
         stored = mgr.store.round_metrics(run_id)
         for record in here.history:
             row = stored[(stored["round"] == record.round) & (stored["key"] == "global_acc_mean")]["value"]
