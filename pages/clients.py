@@ -244,22 +244,19 @@ if rows:
                                             "Catalog's attacks)")
         dp = dict(row.get("privacy") or {})
         st.markdown("**Differential privacy** (DP-SGD on this client's records; see the ε budget column)")
+        privacy = forms.privacy_fields()
         a, b, c, d = st.columns(4)
         dp_on = a.checkbox("Train with differential privacy", bool(dp))
-        dp_eps = b.number_input("ε budget (0: none)", 0.0, 1000.0, float(dp.get("target_epsilon") or 0.0), 0.5,
-                                format="%.3g", help="the privacy budget; the client stops training when it is spent")
-        dp_noise = c.number_input("DP noise (0: calibrate from ε)", 0.0, 1000.0,
-                                  float(dp.get("noise_multiplier") or 0.0), 0.1, format="%.3g")
-        dp_clip = d.number_input("DP clip", 0.001, 10000.0, float(dp.get("clip_norm") or 1.0), 0.1, format="%.3g",
-                                 help="largest length of one record's gradient")
+        dp_eps = widget("target_epsilon", b, "ε budget (empty: none)", dp, privacy)
+        dp_noise = widget("noise_multiplier", c, "DP noise (empty: calibrate from ε)", dp, privacy)
+        dp_clip = widget("clip_norm", d, "DP clip", dp, privacy)
         a, b, _, _ = st.columns(4)
-        dp_delta = a.number_input("δ (0: 1 / records)", 0.0, 0.5, float(dp.get("delta") or 0.0), format="%.2e",
-                                  help="the chance the guarantee may fail; by default 1 / the client's training "
-                                       "records. Smaller is safer")
-        accountants = ["rdp", "prv"]
-        dp_acc = b.selectbox("Accountant", accountants, index=accountants.index(dp.get("accountant", "rdp"))
-                             if dp.get("accountant", "rdp") in accountants else 0,
-                             format_func=lambda a: {"rdp": "RDP (Rényi)", "prv": "PRV (tighter, slower)"}[a])
+        dp_delta = widget("delta", a, "δ (empty: 1 / records)", dp, privacy)
+        accountants = privacy["accountant"].choices
+        acc_now = dp.get("accountant", privacy["accountant"].default)
+        dp_acc = b.selectbox("Accountant", accountants, index=accountants.index(acc_now) if acc_now in accountants else 0,
+                             help=privacy["accountant"].description,
+                             format_func=lambda a: {"rdp": "RDP (Rényi)", "prv": "PRV (tighter, slower)"}.get(a, a))
         if st.form_submit_button("Save client", type="primary"):
             with ui.guard("saving the client"):
                 changes = {"name": name.strip() or row.get("name"), "arch": arch, "size": size, "knobs": knobs,

@@ -79,11 +79,14 @@ def test_detail_form_edits_one_client() -> None:
     form.number_input[0].set_value(0.01)  # learning rate
     form.checkbox[0].set_value(True)
     next(w for w in form.text_input if w.label.startswith("Data share")).set_value("0.4")  # optional: text
+    next(w for w in form.checkbox if w.label == "Train with differential privacy").set_value(True)
+    next(w for w in form.text_input if w.label.startswith("ε budget")).set_value("4")
     next(b for b in at.get("form_submit_button") if b.label == "Save client").click().run()
     assert_clean(at)
     row = roster.client_row(at.session_state["design"], 1)
     assert row["model"]["arch"] == "gru" and row["lr"] == 0.01 and row["cold_start"] is True
     assert row["data_share"] == 0.4 and row["optimizer"] == "adam"  # untouched generated fields keep their values
+    assert row["privacy"]["target_epsilon"] == 4 and row["privacy"]["noise_multiplier"] is None
     assert any("Saved client Riverside" in s.value for s in at.success)
 
 

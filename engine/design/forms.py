@@ -18,6 +18,7 @@ from engine.config import ClientSpec, ExperimentConfig
 from engine.data import DATASETS, PARTITIONERS
 from engine.data.augment import AugmentConfig
 from engine.data.config import DataConfig, WindowConfig
+from engine.privacy.config import ClientPrivacy
 from engine.robustness.attacks import ATTACKS
 from engine.robustness.defences import DEFENCES
 from engine.robustness.design import attack_name
@@ -189,3 +190,8 @@ def client_fields() -> dict[str, FieldSpec]:
 def augment_fields() -> dict[str, FieldSpec]:
     """A client's augmentation settings (:class:`~engine.data.augment.AugmentConfig`) by name."""
     return {s.name: s for s in fields_of(AugmentConfig)}
+
+
+def privacy_fields() -> dict[str, FieldSpec]:
+    """A client's DP-SGD settings (:class:`~engine.privacy.config.ClientPrivacy`) by name."""
+    return {s.name: s for s in fields_of(ClientPrivacy)}
