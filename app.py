@@ -2,16 +2,22 @@
 
 Design an experiment (Data -> Clients -> Launch), watch it run (Runs), read and compare the results
 (Results, Compare), and look things up (Catalog). The run manager is one per server process, held
-with ``st.cache_resource`` (see ``pages/_ui.py``); the experiment being designed lives in the
+with ``st.cache_resource`` (see ``pages/common/ui.py``); the experiment being designed lives in the
 session and is autosaved under the data directory, keyed by ``?draft=<id>`` in the address.
 
     streamlit run app.py
+
+``streamlit run`` finds :data:`app` below (an ``st.App``) and serves this file through it; every
+script run executes the file as ``__main__`` and calls :func:`main`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
@@ -22,27 +28,23 @@ import streamlit as st
 from engine.errors import FedMosaicError
 from engine.labels import dataset_label
 from engine.sanitize import markdown_plain
-from pages import _gate
-from pages import _ui as ui
+from pages.common import gate, ui
 
-st.set_page_config(page_title="FedMosaic", page_icon=":material/grid_view:", layout="wide",
-                   menu_items={"About": "FedMosaic: design, run and compare federated-learning experiments "
-                                        "with heterogeneous clients."})
 
-_gate.require_login()  # before anything else runs: a password whenever the app is exposed
-
-PAGES = {
-    "": [st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True)],
-    "Design": [st.Page(ui.PAGES["data"], title="Data", icon=":material/dataset:"),
-               st.Page(ui.PAGES["clients"], title="Clients", icon=":material/groups:"),
-               st.Page(ui.PAGES["launch"], title="Launch", icon=":material/rocket_launch:"),
-               st.Page(ui.PAGES["advisor"], title="Advisor", icon=":material/recommend:")],
-    "Results": [st.Page(ui.PAGES["runs"], title="Runs", icon=":material/list_alt:"),
-                st.Page(ui.PAGES["results"], title="Results", icon=":material/monitoring:"),
-                st.Page(ui.PAGES["compare"], title="Compare", icon=":material/compare_arrows:"),
-                st.Page(ui.PAGES["predict"], title="Predict", icon=":material/online_prediction:")],
-    "Reference": [st.Page(ui.PAGES["catalog"], title="Catalog", icon=":material/menu_book:")],
-}
+def navigation() -> dict[str, list[Any]]:
+    """The pages by section; each page's script sits in its section's folder under ``pages/``."""
+    return {
+        "": [st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True)],
+        "Design": [st.Page(ui.PAGES["data"], title="Data", icon=":material/dataset:"),
+                   st.Page(ui.PAGES["clients"], title="Clients", icon=":material/groups:"),
+                   st.Page(ui.PAGES["launch"], title="Launch", icon=":material/rocket_launch:"),
+                   st.Page(ui.PAGES["advisor"], title="Advisor", icon=":material/recommend:")],
+        "Results": [st.Page(ui.PAGES["runs"], title="Runs", icon=":material/list_alt:"),
+                    st.Page(ui.PAGES["results"], title="Results", icon=":material/monitoring:"),
+                    st.Page(ui.PAGES["compare"], title="Compare", icon=":material/compare_arrows:"),
+                    st.Page(ui.PAGES["predict"], title="Predict", icon=":material/online_prediction:")],
+        "Reference": [st.Page(ui.PAGES["catalog"], title="Catalog", icon=":material/menu_book:")],
+    }
 
 
 def sidebar() -> None:
@@ -57,16 +59,43 @@ def sidebar() -> None:
                     f"{markdown_plain(design.get('rounds', '?'))} rounds")
         with st.expander("Drafts and config files"):
             ui.drafts_panel("sb")
-        if _gate.signed_in() and st.button("Sign out", icon=":material/logout:"):
-            _gate.sign_out()
+        if gate.signed_in() and st.button("Sign out", icon=":material/logout:"):
+            gate.sign_out()
             st.rerun()
 
 
-page = st.navigation(PAGES)
-try:
-    ui.init()
-    sidebar()
-except FedMosaicError as exc:
-    st.error(str(exc), icon=":material/error:")
-with ui.routed(), ui.guard():
-    page.run()
+def main() -> None:
+    """One script run: the page settings, the password gate, the router, the sidebar, the page."""
+    st.set_page_config(page_title="FedMosaic", page_icon=":material/grid_view:", layout="wide",
+                       menu_items={"About": "FedMosaic: design, run and compare federated-learning "
+                                            "experiments with heterogeneous clients."})
+
+    gate.require_login()  # before anything else runs: a password whenever the app is exposed
+    page = st.navigation(navigation())
+    try:
+        ui.init()
+        sidebar()
+    except FedMosaicError as exc:
+        st.error(str(exc), icon=":material/error:")
+    with ui.guard():
+        page.run()
+
+
+def _blank() -> None:
+    """A page that is never shown (see :func:`_routed`)."""
+
+
+@contextlib.asynccontextmanager
+async def _routed(_app: Any) -> AsyncIterator[None]:
+    """At server start, before any session: declare that this process routes with
+    ``st.navigation``. Without it Streamlit's first script run after a start runs in its legacy
+    multipage mode (the ``pages/`` folder exists), which does not know the router's pages: a deep
+    link as that first request (``/results?run=...``) showed "Page not found" over the page."""
+    st.navigation([st.Page(_blank, title="FedMosaic")])
+    yield
+
+
+app = st.App(__file__, lifespan=_routed)
+
+if __name__ == "__main__":
+    main()

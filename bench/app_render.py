@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     from streamlit.testing.v1 import AppTest
 
     from engine.storage import Store
+    from pages.common.ui import PAGES as SCRIPTS
 
     store = Store(home / "bench.db")
     t0 = time.perf_counter()
@@ -357,16 +358,16 @@ def main(argv: list[str] | None = None) -> int:
         return make
 
     # the first render in a process also pays for imports and the manager's start-up
-    _timed(page("pages/home.py"), 1)
+    _timed(page(SCRIPTS["home"]), 1)
     results = {
-        f"runs_page_{args.runs}": _timed(page("pages/runs.py"), args.repeats),
-        "home_page": _timed(page("pages/home.py"), args.repeats),
-        "compare_page_4_runs": _timed(page("pages/compare.py"), args.repeats),
+        f"runs_page_{args.runs}": _timed(page(SCRIPTS["runs"]), args.repeats),
+        "home_page": _timed(page(SCRIPTS["home"]), args.repeats),
+        "compare_page_4_runs": _timed(page(SCRIPTS["compare"]), args.repeats),
     }
     for tab in ("Learning curves", "Clients", "Fairness", "Communication", "Time & participation",
                 "Late joiners", "Config & roster"):
         name = f"results_{args.clients}x{args.rounds}: {tab}"
-        results[name] = _timed(page("pages/results.py", tab=tab, run=big), args.repeats)
+        results[name] = _timed(page(SCRIPTS["results"], tab=tab, run=big), args.repeats)
     if args.browser:
         results.update(browser_times(home, big, args.repeats))
     if args.live:

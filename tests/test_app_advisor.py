@@ -8,7 +8,7 @@ import os
 
 from engine import advisor
 from engine.design import document, launching
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from tests.test_app_support import app, assert_clean
 
 
 def tiny() -> dict:

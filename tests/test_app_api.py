@@ -281,16 +281,21 @@ def test_launch_single_run_and_sweep(tmp_path: Path) -> None:
         launching.launch({**tiny(), "rounds": 0}, mgr=mgr)
 
 
-def test_a_page_served_without_the_router_goes_through_it() -> None:
-    """Streamlit's legacy mode serves ``pages/catalog.py`` on its own (here: AppTest's reruns; on a
-    server: a deep link as the first request after a start); the page reruns through ``app.py``."""
+def test_every_page_runs_through_the_router() -> None:
+    """No page script sits directly in ``pages/`` (each is in its section's folder), so Streamlit's
+    legacy multipage mode, entered on a fresh server's first run (and by AppTest before every run)
+    because the folder exists, finds no page of its own: ``app.py`` runs and routes to the page."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=60)
+    from pages.common.ui import PAGES
+
+    root = Path(__file__).resolve().parent.parent
+    assert not list((root / "pages").glob("*.py"))
+    assert all((root / path).is_file() and Path(path).parent.name != "pages" for path in PAGES.values())
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/catalog.py")
+    at.switch_page(PAGES["catalog"])
     at.run()
     assert not at.exception
     assert at.title[0].value == "Catalog"
-    assert at.session_state["_rerouted"] is True
     assert any(c.value == "EXPERIMENT BEING DESIGNED" for c in at.sidebar.caption)  # drawn by app.py

@@ -6,7 +6,8 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from engine.design import roster
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from pages.common.ui import PAGES
+from tests.test_app_support import app, assert_clean
 
 
 def edit(at: AppTest, rows: dict[int, dict]) -> None:
@@ -64,7 +65,7 @@ def test_validation_messages_sit_in_the_row() -> None:
     assert issues[0] == issues[2] == issues[4] == ""
     warning = " ".join(w.value for w in at.warning)
     assert "row 1" in warning and "row 3" in warning
-    at.switch_page("pages/launch.py")
+    at.switch_page(PAGES["launch"])
     at.run()
     launch = at.button(key="launch.go")
     assert launch.disabled

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from tests.test_app_support import app, assert_clean
 
 ROOT = Path(__file__).resolve().parent.parent
 

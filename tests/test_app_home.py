@@ -9,7 +9,8 @@ import os
 from bench.app_render import write_synthetic_run
 from engine.design import document, drafts, scenarios
 from engine.storage import Store
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from pages.common.ui import PAGES
+from tests.test_app_support import app, assert_clean
 
 
 def test_home_on_an_empty_database() -> None:
@@ -53,7 +54,7 @@ def test_drafts_save_open_import_and_export() -> None:
     # the Home page's drafts panel; the sidebar shows the same panel on every page
     at = app()
     at.button(key="tmpl-edge").click().run()
-    at.switch_page("pages/home.py")
+    at.switch_page(PAGES["home"])
     at.run()
     at.text_input(key="home.draft_name").set_value("phones v1").run()
     at.button(key="home.save").click().run()

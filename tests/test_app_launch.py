@@ -9,7 +9,7 @@ import os
 from streamlit.testing.v1 import AppTest
 
 from engine.design import choices, document, launching, scenarios
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from tests.test_app_support import app, assert_clean
 
 
 def box(at: AppTest, name: str):

@@ -11,7 +11,7 @@ from engine.config import parse_config
 from engine.simulation import Simulation
 from engine.storage import Store
 from tests.conftest import digits_config
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from tests.test_app_support import app, assert_clean
 
 
 def finished_run(strategy: str = "fedavg") -> str:

@@ -18,7 +18,7 @@ from engine.design import document, launching
 from engine.catalog import catalog
 from engine.export import render
 from engine.storage import Store
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from tests.test_app_support import app, assert_clean
 
 TABS = ["Learning curves", "Clients", "Fairness", "Communication", "Time & participation", "Late joiners",
         "Config & roster"]

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from bench.app_render import write_synthetic_run
 from engine.design import document, launching
 from engine.storage import Store
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from tests.test_app_support import app, assert_clean
 
 
 def select(at: AppTest, rows: list[int]) -> None:

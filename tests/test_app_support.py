@@ -1,32 +1,19 @@
 """Helpers shared by the AppTest page tests (no tests here).
 
-``AppTest`` resets Streamlit's legacy multipage flag before every run, and because the pages live
-in ``pages/`` it then serves each rerun's page file on its own, without ``app.py`` (the router that
-draws the sidebar and wraps the page). The ``routed_apptest`` fixture keeps the flag off, as a real
-server does once ``st.navigation`` has run, so every test run goes through ``app.py``.
+``app.py`` routes every run (``st.navigation``); the page scripts sit in section folders under
+``pages/`` (``pages.common.ui.PAGES``), so Streamlit's legacy multipage mode, which AppTest enters
+before every run because the folder exists, finds no page of its own and runs ``app.py``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
+from pages.common.ui import PAGES
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture(autouse=True)
-def routed_apptest(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs) -> None:
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 def app(page: str | None = None, *, template: str | None = None, design: dict | None = None,
@@ -42,7 +29,7 @@ def app(page: str | None = None, *, template: str | None = None, design: dict | 
     if design is not None:
         at.session_state["design"] = design
     if page:
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(PAGES[page])
         at.run()
     return at
 

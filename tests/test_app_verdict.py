@@ -12,7 +12,7 @@ from engine.design import launching, scenarios
 from engine.config import parse_config
 from engine.simulation import Simulation
 from engine.storage import Store
-from tests.test_app_support import app, assert_clean, routed_apptest  # noqa: F401 - the fixture applies here
+from tests.test_app_support import app, assert_clean
 
 TINY = {"dataset": "digits", "max_samples": 300, "partition": {"method": "dirichlet", "alpha": 0.5}}
 

@@ -7,7 +7,7 @@ import pytest
 from streamlit import config as st_config
 
 from engine import auth
-from tests.test_app_support import app, routed_apptest  # noqa: F401 - the fixture applies here
+from tests.test_app_support import app
 
 FAST = {"n": 2**10}  # the stored parameters travel with the hash; the tests need not be slow
 PASSWORD = "correct horse battery"

@@ -19,7 +19,7 @@ from engine.privacy import charts as pcharts
 from engine.privacy import report
 from engine.privacy.accountant import fmt_epsilon
 from engine.privacy.config import SecureAggregation, ServerDP
-from pages import _ui as ui
+from pages.common import ui
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 PRIVACY_KEYS = ("epsilon_max", "server_epsilon", "secagg_failed")

@@ -15,7 +15,7 @@ from engine.artifacts.views import kept, runs_with_models, schema_summary, templ
 from engine.errors import DataError
 from engine.export import safe_filename
 from engine.metrics import base_metric
-from pages import _ui as ui
+from pages.common import ui
 
 ui.enter_page()
 ui.flash()

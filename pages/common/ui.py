@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,50 +26,23 @@ log = logging.getLogger("fedmosaic.app")
 STATUS_ICON = {"queued": "○", "running": "◐", "finished": "✓", "failed": "✗", "cancelled": "■",
                "interrupted": "⚠"}
 """Status marks drawn with plain-text symbols (they render in table cells and without emoji fonts)."""
-PAGES = {"home": "pages/home.py", "data": "pages/data.py", "clients": "pages/clients.py",
-         "launch": "pages/launch.py", "runs": "pages/runs.py", "results": "pages/results.py",
-         "compare": "pages/compare.py", "catalog": "pages/catalog.py", "predict": "pages/predict.py",
-         "advisor": "pages/advisor.py"}
+PAGES = {"home": "pages/home/home.py",
+         "data": "pages/design/data.py", "clients": "pages/design/clients.py",
+         "launch": "pages/design/launch.py", "advisor": "pages/design/advisor.py",
+         "runs": "pages/results/runs.py", "results": "pages/results/results.py",
+         "compare": "pages/results/compare.py", "predict": "pages/results/predict.py",
+         "catalog": "pages/reference/catalog.py"}
+"""Each page's script, in the folder of its section of the navigation (``app.py``). No script sits
+directly in ``pages/`` (see ``app.py`` on Streamlit's legacy multipage mode)."""
 
 
-# ---- routing -----------------------------------------------------------------------------------
-_route = threading.local()
-
-
-@contextmanager
-def routed() -> Iterator[None]:
-    """Mark this script run as dispatched by ``app.py``'s ``st.navigation`` (app.py wraps
-    ``page.run()`` in it)."""
-    _route.active = True
-    try:
-        yield
-    finally:
-        _route.active = False
-
-
+# ---- pages ------------------------------------------------------------------------------------
 def enter_page() -> None:
-    """Start a page: make sure it runs under the router, then :func:`init`.
+    """Start a page (every page script's first call): the password gate, the design, the autosave
+    offer."""
+    from pages.common.gate import require_login
 
-    Streamlit still knows the legacy multipage mode that serves every ``pages/*.py`` on its own:
-    until some session has called ``st.navigation``, the first request after a server start that
-    deep-links to a page (``/results?run=...``, or a browser tab reconnecting) runs that file
-    without ``app.py``, with a sidebar listing every file. Such a run switches the process to
-    ``st.navigation`` (what the first run of ``app.py`` would do) and reruns through the router,
-    once per session so it can never loop.
-    """
-    from pages._gate import require_login
-
-    require_login()  # a page served without the router is gated too
-    if not getattr(_route, "active", False) and not st.session_state.get("_rerouted"):
-        st.session_state["_rerouted"] = True
-        try:
-            from streamlit.runtime.pages_manager import PagesManager
-
-            PagesManager.uses_pages_directory = False
-        except (ImportError, AttributeError):  # another Streamlit: serve the page as it is
-            pass
-        else:
-            st.rerun()
+    require_login()
     init()
     offer_autosave()
 

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.catalog import catalog
-from pages import _ui as ui
+from pages.common import ui
 
 ui.enter_page()
 st.title("Catalog")

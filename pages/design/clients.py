@@ -9,7 +9,7 @@ import streamlit as st
 
 from engine.design import forms, adversaries, checks, choices, document, roster, roster_table, schema, sizes
 from engine.robustness.design import adversary_cells
-from pages import _ui as ui
+from pages.common import ui
 
 ui.enter_page()
 st.title("Clients")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from engine.export import safe_filename
 from engine.interop.flower import BRIDGED, NATIVE, flower_app_zip, support
-from pages import _ui as ui
+from pages.common import ui
 
 
 def panel(design: dict[str, Any], strategy: str | None, disabled: bool) -> None:

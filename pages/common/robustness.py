@@ -11,7 +11,7 @@ import streamlit as st
 from engine import charts
 from engine.design import adversaries, forms
 from engine.labels import for_page
-from pages import _ui as ui
+from pages.common import ui
 
 COMPARE_BY_DEFAULT = ("none", "median", "trimmed_mean", "norm_clip")
 """Defences a roster with compromised clients compares unless the design says otherwise."""

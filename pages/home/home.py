@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.design import document, results, scenarios
-from pages import _ui as ui
+from pages.common import ui
 
 ui.enter_page()
 st.title("FedMosaic")

@@ -10,7 +10,7 @@ import streamlit as st
 from engine.artifacts.bundle import models_zip
 from engine.artifacts.views import kept, which_label
 from engine.export import safe_filename
-from pages import _ui as ui
+from pages.common import ui
 
 ALL = "__all__"
 

@@ -19,9 +19,9 @@ from engine.export import FORMATS, default_filename, render
 from engine.metrics import client_key, headline_key, reference_key
 from engine.storage import ACTIVE
 from engine.verdict import BASELINES
-from pages import _models, _ui as ui
-from pages import _privacy as privacy_ui
-from pages import _robustness as robustness
+from pages.common import models as models_ui
+from pages.common import privacy as privacy_ui
+from pages.common import robustness, ui
 
 ui.enter_page()
 ui.flash()
@@ -243,10 +243,10 @@ def body() -> None:
     verdict_panel(run)
     robustness.run_panel(run, rounds, plot)
     downloads(run)
-    _models.section(store, run)
+    models_ui.section(store, run)
     keys = charts.available_metrics(rounds)
     primary = next((k for k in (headline_key(m, best=False), headline_key(m)) if k in keys), keys[0])
-    private = privacy_ui.has_privacy(run)  # its own tab (pages/_privacy.py)
+    private = privacy_ui.has_privacy(run)  # its own tab (pages/common/privacy.py)
     tabs = st.tabs(["Learning curves", "Clients", "Fairness", "Communication", "Time & participation",
                     "Late joiners", "Config & roster", *(["Privacy"] if private else [])],
                    key="res.tab", on_change="rerun")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from engine.design import results
 from engine.storage import ACTIVE, STATUSES
-from pages import _ui as ui
+from pages.common import ui
 
 ui.enter_page()
 st.title("Runs")

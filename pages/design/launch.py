@@ -10,10 +10,10 @@ import streamlit as st
 from engine.design import checks, choices, compatibility, forms, launching, split
 from engine.errors import ConfigError
 from engine.labels import for_page
-from pages import _flower
-from pages import _privacy as privacy_ui
-from pages import _robustness as robustness
-from pages import _ui as ui
+from pages.common import flower as flower_ui
+from pages.common import privacy as privacy_ui
+from pages.common import robustness
+from pages.common import ui
 
 ui.enter_page()
 st.title("Launch")
@@ -116,7 +116,7 @@ defences = robustness.defence_picker(design, picked)
 # ---- run settings ---------------------------------------------------------------------------------
 st.subheader("Run settings")
 settings = ui.params_form(forms.launch_fields(), design, "launch.cfg", columns=4)
-settings.update(privacy_ui.launch_settings(design))  # server-side DP, secure aggregation (pages/_privacy.py)
+settings.update(privacy_ui.launch_settings(design))  # server DP, secure aggregation (pages/common/privacy.py)
 chosen_metric = split.primary_preview({**design, **settings})
 if chosen_metric:
     st.caption(f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** ({chosen_metric[1]}); "
@@ -175,7 +175,7 @@ for w in checks.design_warnings(design):
     st.warning(for_page(w), icon=":material/warning:")
 n_runs = len(picked) * len(defences) * max(1, len(seeds))
 ui.show_problems(problems)
-_flower.panel(design, picked[0] if picked else None, disabled=bool(problems) or not picked)
+flower_ui.panel(design, picked[0] if picked else None, disabled=bool(problems) or not picked)
 label = "Launch" if n_runs <= 1 else (f"Launch {n_runs} runs ({len(picked)} strategies × "
                                       + (f"{len(defences)} defences × " if len(defences) > 1 else "")
                                       + f"{len(seeds)} seeds)")

@@ -14,7 +14,7 @@ from engine import advisor
 from engine.design import checks, compatibility, document
 from engine.errors import FedMosaicError
 from engine.labels import for_page
-from pages import _ui as ui
+from pages.common import ui
 
 ui.enter_page()
 st.title("Advisor")

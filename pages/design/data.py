@@ -12,7 +12,7 @@ import streamlit as st
 from engine.design import choices, document, forms, roster, scenarios, schema, split
 from engine.data.config import COLUMN_TYPES
 from engine.labels import dataset_label, label
-from pages import _ui as ui
+from pages.common import ui
 
 
 ui.enter_page()

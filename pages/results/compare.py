@@ -12,9 +12,8 @@ from engine import charts
 from engine.design import launching, results
 from engine.export import default_filename, render, runs_summary, seed_summary
 from engine.metrics import headline_key, shared_primary, summary_keys
-from pages import _privacy as privacy_ui
-from pages import _robustness as robustness
-from pages import _ui as ui
+from pages.common import privacy as privacy_ui
+from pages.common import robustness, ui
 
 ui.enter_page()
 st.title("Compare runs")
@@ -115,7 +114,7 @@ with ui.guard("reading the runs"):
     x = m2.radio("Against", list(x_axes), format_func=x_axes.get, horizontal=True, key="cmp.x")
     band = m3.toggle("± std bands", value=True, key="cmp.band")
     st.plotly_chart(charts.curves(rounds, metric, x=x, runs=rows, band=band), key="cmp.curve", config=PLOTLY_CONFIG)
-    privacy_ui.compare_section(rows, rounds)  # privacy-utility chart (pages/_privacy.py)
+    privacy_ui.compare_section(rows, rounds)  # privacy-utility chart (pages/common/privacy.py)
 
     labels = {r["id"]: r["name"] for r in rows}
     st.subheader("Summary")
