@@ -79,7 +79,7 @@ def runs_frame(store: Store, *, status: Sequence[str] = (), search: str = "") ->
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
-def short_label(run: dict[str, Any]) -> str:
+def run_label(run: dict[str, Any]) -> str:
     """A compact label of a run for legends and table headers: ``variant · seed N`` for sweep
     members (their shared name says nothing new), else the run's name."""
     if run.get("group_id") and run.get("variant"):

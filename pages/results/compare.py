@@ -95,7 +95,7 @@ def verdict_section(selected: list[str], colors: dict[str, str]) -> None:
 
 with ui.guard("reading the runs"):
     rounds, clients = load(str(store.path), tuple(selected), version)
-    rows = [{**r, "name": results.short_label(r)} for r in store.list_runs(ids=selected)]
+    rows = [{**r, "name": results.run_label(r)} for r in store.list_runs(ids=selected)]
     keys = charts.available_metrics(rounds) if not rounds.empty else []
     if not keys:
         st.info("The selected runs have no finished rounds yet.")
