@@ -299,3 +299,26 @@ def test_every_page_runs_through_the_router() -> None:
     assert not at.exception
     assert at.title[0].value == "Catalog"
     assert any(c.value == "EXPERIMENT BEING DESIGNED" for c in at.sidebar.caption)  # drawn by app.py
+
+
+def test_no_page_reaches_a_private_name() -> None:
+    """Pages and the router use what the engine and ``pages.common`` make public: no imported name
+    and no attribute of an imported module starts with an underscore."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in [root / "app.py", *sorted((root / "pages").rglob("*.py"))]:
+        tree = ast.parse(path.read_text())
+        modules = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom | ast.Import)
+                   for a in n.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or "", *(a.name for a in node.names)]
+                found += [f"{path.name}: from {node.module} import {n}" for n in names
+                          if any(p.startswith("_") and not p.startswith("__") for p in n.split("."))]
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                  and node.value.id in modules - {"st"} and node.attr.startswith("_")
+                  and not node.attr.startswith("__")):
+                found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not found, found
