@@ -65,6 +65,8 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, required=True, help="a copy of the code without the thread policy")
+    parser.add_argument("--after", type=Path, default=ROOT,
+                        help="the code with the policy (default: this checkout; a fixed copy keeps edits out)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--hogs", type=int, default=4)
@@ -79,7 +81,8 @@ def main() -> None:
     script.write_text(TWO_RUNS)
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "FEDMOSAIC_THREADS", "OMP_WAIT_POLICY",
                                                              "MKL_NUM_THREADS", "FEDMOSAIC_ISOLATION")}
-    sides = {"torch's default threads": args.before.resolve(), "thread policy": ROOT}
+    after = args.after.resolve()
+    sides = {"torch's default threads": args.before.resolve(), "thread policy": after}
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for rep in range(args.repeats):
         for scenario in args.scenarios:
@@ -88,7 +91,7 @@ def main() -> None:
                 db = work / f"{time.monotonic_ns()}.db"
                 env = {**base, "FEDMOSAIC_HOME": str(work / "home"), "FEDMOSAIC_DB": str(db),
                        "PYTHONPATH": str(tree)}
-                if tree == ROOT:  # as the app runs them now: each run in a process of its own
+                if tree == after:  # as the app runs them now: each run in a process of its own
                     env["FEDMOSAIC_ISOLATION"] = "process"
                 if scenario == "two runs":
                     cmd = [sys.executable, str(script), str(path), str(db)]

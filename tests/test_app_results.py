@@ -93,7 +93,7 @@ def test_cancel_from_the_results_page() -> None:
     assert not at.exception
     assert at.get("progress")  # the live progress bar
     at.button(key="res.cancel").click().run()
-    assert mgr.wait(run_id, 60) == "cancelled"
+    assert mgr.wait(run_id, 600) == "cancelled"
     at = app("results", run=run_id)
     assert any("cancelled" in i.value for i in at.info)
     assert at.button(key="res.resume").label == "Resume"

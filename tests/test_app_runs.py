@@ -104,7 +104,7 @@ def test_cancel_and_resume_a_live_run() -> None:
     select(at, [0])
     assert not at.button(key="runs.cancel").disabled and at.button(key="runs.resume").disabled
     at.button(key="runs.cancel").click().run()
-    assert mgr.wait(run_id, 60) == "cancelled"
+    assert mgr.wait(run_id, 600) == "cancelled"
     stopped = mgr.store.get_run(run_id)["current_round"]
     assert 2 <= stopped < 400
     at = app("runs")
@@ -115,4 +115,4 @@ def test_cancel_and_resume_a_live_run() -> None:
     time.sleep(0.3)
     assert mgr.store.get_run(run_id)["status"] in ("queued", "running")
     mgr.cancel(run_id)  # from the Results page this time: see test_app_results
-    assert mgr.wait(run_id, 60) == "cancelled"
+    assert mgr.wait(run_id, 600) == "cancelled"

@@ -103,7 +103,7 @@ def test_two_runs_in_one_manager_never_use_more_threads_than_cores(tmp_path, two
         assert mgr.run_share == 1
         ids = [mgr.submit(prox(seed=s)) for s in (0, 1)]
         for run_id in ids:
-            assert mgr.wait(run_id, timeout=120) == "finished"
+            assert mgr.wait(run_id, timeout=600) == "finished"
         for run_id in ids:
             assert mgr.store.get_run(run_id)["manifest"]["torch_threads"] == 1
     finally:
@@ -116,7 +116,7 @@ def test_a_run_alone_uses_its_share_and_restores_the_callers_count(tmp_path, two
     mgr = RunManager(Store(tmp_path / "runs.db"), workers=1, heartbeat_s=0.2)
     try:
         run_id = mgr.submit(prox())
-        assert mgr.wait(run_id, timeout=120) == "finished"
+        assert mgr.wait(run_id, timeout=600) == "finished"
         assert mgr.store.get_run(run_id)["manifest"]["torch_threads"] == 2
     finally:
         mgr.shutdown(wait=True)

@@ -120,7 +120,7 @@ def test_cancel_stops_the_process_and_keeps_its_rounds(manager):
     assert manager.wait(run_id, timeout=600) == "cancelled"
     row = manager.store.get_run(run_id)
     assert 1 <= row["current_round"] < 200 and row["status"] == "cancelled"
-    assert wait_for(lambda: not workers_of(os.getpid()), timeout=30)
+    assert wait_for(lambda: not workers_of(os.getpid()), timeout=300)
 
 
 def test_a_process_that_dies_leaves_the_run_failed_saying_how(manager):
