@@ -4,7 +4,6 @@ attacks, defences and the client detail form (from :class:`~engine.config.Client
 
 from __future__ import annotations
 
-import sys
 import types
 import typing
 from collections.abc import Iterable
@@ -110,21 +109,10 @@ def partition_fields(method: str) -> list[FieldSpec]:
 
 
 def dataset_options_model(name: str) -> type[BaseModel] | None:
-    """The ``data.options`` model of a dataset: its ``Options`` attribute, else the return type of
-    its module's ``options(cfg)`` function; ``None`` for datasets without options."""
-    source = DATASETS.get(name)
-    model = getattr(source, "Options", None)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return model
-    func = getattr(sys.modules.get(source.__module__), "options", None)
-    if callable(func):
-        try:
-            hint = typing.get_type_hints(func).get("return")
-        except Exception:  # noqa: BLE001 - unresolvable annotations mean: no generated form
-            return None
-        if isinstance(hint, type) and issubclass(hint, BaseModel):
-            return hint
-    return None
+    """The ``data.options`` model of a dataset (its ``Options``, as
+    :class:`~engine.data.base.DatasetSource` declares); ``None`` for datasets without options."""
+    model = getattr(DATASETS.get(name), "Options", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 def dataset_option_fields(name: str) -> list[FieldSpec]:
