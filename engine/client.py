@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Event
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -21,7 +21,10 @@ from torch import Tensor
 from engine.data import ClientData, Split
 from engine.models import FedModel
 from engine.seeding import generator
-from engine.strategies.base import ClientContext, ClientInfo, ClientResult, Strategy
+from engine.types import ClientContext, ClientInfo, ClientResult
+
+if TYPE_CHECKING:
+    from engine.strategies.base import Strategy
 
 Builder = Callable[[dict[str, Any]], FedModel]
 

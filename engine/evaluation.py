@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,7 +27,10 @@ from engine.client import load_into, template
 from engine.data import Federation
 from engine.flops import CHUNK_BYTES, rows_per_call, sample_cost  # noqa: F401 - CHUNK_BYTES re-exported
 from engine.models import ModelFactory
-from engine.strategies.base import ClientInfo, Strategy
+from engine.types import ClientInfo
+
+if TYPE_CHECKING:
+    from engine.strategies.base import Strategy
 
 LOOP_FLOPS = 10_000_000
 """A client whose forward pass over its rows costs more FLOPs than this is scored on its own
@@ -114,7 +117,7 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
     with validation rows)."""
     out: dict[int, dict[str, float]] = {c.id: {} for c in clients}
     eval_states = {c.id: strategy.eval_state(c, states[c.id]) for c in clients}
-    custom = type(strategy).predict is not Strategy.predict
+    custom = strategy.overrides("predict")
     gx, gy = fed.global_test.x, fed.global_test.y
     groups: dict[tuple[str, str], list[ClientInfo]] = {}
     for c in clients:

@@ -48,7 +48,8 @@ from engine.robustness.adversaries import Adversaries
 from engine.robustness.combine import make_combiner
 from engine.seeding import numpy_rng, seeded
 from engine.storage import Store, default_data_dir
-from engine.strategies import STRATEGIES, ClientInfo, Server, Strategy
+from engine.strategies import STRATEGIES, Strategy
+from engine.types import ClientInfo, Server
 from engine.tracking.observers import observers_for
 
 log = logging.getLogger("fedmosaic.simulation")

@@ -27,7 +27,8 @@ from engine.config import parse_config
 from engine.errors import ConfigError
 from engine.hardware.tiers import TIERS, Tier
 from engine.simulation import Simulation
-from engine.strategies.base import ClientInfo, ClientResult, Strategy
+from engine.strategies.base import Strategy
+from engine.types import ClientInfo, ClientResult
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hospital_network_deadline.json"
 

@@ -16,7 +16,7 @@ from engine.aggregate import weighted_mean
 from engine.config import parse_config
 from engine.privacy import secagg
 from engine.privacy.server import PrivateAggregation
-from engine.strategies.base import ClientInfo
+from engine.types import ClientInfo
 
 pytest.importorskip("opacus")
 

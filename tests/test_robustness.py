@@ -30,7 +30,7 @@ from engine.robustness.attacks.backdoor import trigger_mask
 from engine.robustness.combine import Combiner, make_combiner
 from engine.robustness.defences import DEFENCES
 from engine.simulation import Simulation
-from engine.strategies import ClientInfo
+from engine.types import ClientInfo
 from engine.strategies._distill import merge_class_means
 from engine.validate import validate
 

@@ -511,7 +511,7 @@ def test_fedgh_trains_one_global_head_on_the_prototypes(monkeypatch):
 
 
 def test_fedtgp_server_learns_prototypes_that_separate_the_classes():
-    from engine.strategies import ClientResult
+    from engine.types import ClientResult
 
     sim, _ = run({"name": "fedtgp"}, rounds=1, public=0.0)
     strategy, rep = sim.strategy, sim.config.rep_dim

@@ -15,7 +15,8 @@ from engine.aggregate import nbytes
 from engine.config import ClientSpec, parse_config
 from engine.models import InputSpec, build_model
 from engine.simulation import Simulation
-from engine.strategies import STRATEGIES, ClientContext, ClientInfo, ClientResult, Server
+from engine.strategies import STRATEGIES
+from engine.types import ClientContext, ClientInfo, ClientResult, Server
 from engine.strategies.heterofl import aggregate_slices, make_plan, take
 
 MLP_SMALL = {"arch": "mlp", "hidden": 16}

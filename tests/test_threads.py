@@ -17,7 +17,7 @@ from engine.executors import RunPlan, choose
 from engine.runs import RunManager
 from engine.simulation import Simulation
 from engine.storage import Store
-from engine.strategies.base import ClientInfo
+from engine.types import ClientInfo
 
 
 def test_share_divides_the_budget_among_the_runs_at_once():

@@ -36,7 +36,7 @@ from torch import Tensor
 from engine.artifacts import card
 from engine.artifacts.schema import schema_of
 from engine.export import safe_filename
-from engine.strategies.base import Kept
+from engine.types import Kept
 from engine.tracking.observers import Observer
 
 if TYPE_CHECKING:

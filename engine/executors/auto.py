@@ -11,7 +11,7 @@ from engine import threads
 from engine.client import ClientEnv, ClientJob
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, make_executor
 from engine.executors.vectorized import batchable_strategy
-from engine.strategies.base import ClientInfo, ClientResult
+from engine.types import ClientInfo, ClientResult
 
 
 def choose(plan: RunPlan) -> tuple[str, str]:

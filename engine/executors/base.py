@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -19,7 +19,10 @@ from engine import threads
 from engine.client import ClientEnv, ClientJob
 from engine.errors import ConfigError, validation_problems
 from engine.registry import Registry
-from engine.strategies.base import ClientInfo, ClientResult, Strategy
+from engine.types import ClientInfo, ClientResult
+
+if TYPE_CHECKING:
+    from engine.strategies.base import Strategy
 
 
 @dataclass

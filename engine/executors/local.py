@@ -15,7 +15,7 @@ from pydantic import Field
 from engine import threads
 from engine.client import ClientEnv, ClientJob, run_client
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan
-from engine.strategies.base import ClientResult
+from engine.types import ClientResult
 
 
 @EXECUTORS.register("sequential")

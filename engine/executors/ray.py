@@ -31,7 +31,7 @@ from engine.aggregate import nbytes
 from engine.client import ClientEnv, ClientJob, run_client
 from engine.errors import CancelledError, ConfigError
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams
-from engine.strategies.base import ClientResult
+from engine.types import ClientResult
 
 INSTALL_HINT = "Ray is not installed: pip install 'fedmosaic[ray]' (or pip install 'ray>=2.9')"
 

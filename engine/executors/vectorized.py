@@ -24,7 +24,7 @@ from functools import lru_cache, partial
 from itertools import accumulate
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -39,14 +39,16 @@ from engine.client import (
 from engine.seeding import generator
 from engine.errors import CancelledError
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, intra_op_threads
-from engine.strategies.base import ClientContext, ClientResult, Strategy
+from engine.types import ClientContext, ClientResult
 from engine.training import FitStats
+
+if TYPE_CHECKING:
+    from engine.strategies.base import Strategy
 
 
 def batchable_strategy(strategy: Strategy) -> bool:
     """Whether the strategy trains clients with the default loop and loss (FedAvg-style)."""
-    cls = type(strategy)
-    return cls.local_update is Strategy.local_update and cls.local_loss is Strategy.local_loss
+    return not strategy.overrides("local_update", "local_loss")
 
 
 def group_key(job: ClientJob) -> tuple[Any, ...] | None:
@@ -129,8 +131,7 @@ def _per_client(values: Sequence[float], like: Tensor) -> Tensor:
 def default_exchange(strategy: Strategy) -> bool:
     """Whether the strategy receives and replies with the default hooks (merge the message
     into the model; send the shared part): then a client's turn needs no live module at all."""
-    cls = type(strategy)
-    return cls.receive is Strategy.receive and cls.payload is Strategy.payload
+    return not strategy.overrides("receive", "payload")
 
 
 def train_group(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:

@@ -36,7 +36,7 @@ import numpy as np
 
 from engine.hardware.tiers import Tier, client_tier, resolve_tiers
 from engine.seeding import numpy_rng
-from engine.strategies.base import ClientInfo, ClientResult
+from engine.types import ClientInfo, ClientResult
 
 TRAIN_FACTOR = 3
 """Training FLOPs per sample = ``TRAIN_FACTOR`` x forward FLOPs (backward costs about two forwards)."""

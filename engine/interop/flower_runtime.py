@@ -113,7 +113,7 @@ def load_experiment(folder: str | Path) -> Experiment:
 
 
 def client_info(exp: Experiment, site: int, n_train: int = 0, n_test: int = 0) -> Any:
-    from engine.strategies.base import ClientInfo
+    from engine.types import ClientInfo
 
     spec = exp.roster[site]
     return ClientInfo(site, spec.name, spec, n_train, n_test)
@@ -227,7 +227,7 @@ def _strategy(exp: Experiment, server: Any = None) -> Any:
 
 def _client_strategy(exp: Experiment, data: Any, site: int) -> Any:
     """The FedMosaic strategy as a client uses it: its server side is what the client knows."""
-    from engine.strategies.base import Server
+    from engine.types import Server
 
     cfg = exp.config
     info = client_info(exp, site, len(data.train), len(data.test))
@@ -349,7 +349,7 @@ class MosaicStrategy(FlowerStrategy):
 
         from flwr.app import MessageType
 
-        from engine.strategies.base import Server
+        from engine.types import Server
 
         deadline = time.time() + timeout
         nodes = list(grid.get_node_ids())
@@ -384,7 +384,7 @@ class MosaicStrategy(FlowerStrategy):
     def aggregate_train(self, server_round: int, replies: Any) -> tuple[Any, Any]:
         from flwr.app import MetricRecord
 
-        from engine.strategies.base import ClientResult
+        from engine.types import ClientResult
 
         by_site = {info.id: info for info in self.sites.values()}
         results = []

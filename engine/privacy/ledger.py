@@ -24,7 +24,7 @@ from engine.privacy.dpsgd import DPSettings, steps_per_epoch
 
 if TYPE_CHECKING:
     from engine.config import ClientSpec
-    from engine.strategies.base import ClientInfo, ClientResult
+    from engine.types import ClientInfo, ClientResult
 
 _TOL = 1e-9
 

@@ -48,7 +48,8 @@ from engine.seeding import generator
 
 if TYPE_CHECKING:
     from engine.config import ExperimentConfig
-    from engine.strategies.base import ClientInfo, Strategy
+    from engine.strategies.base import Strategy
+    from engine.types import ClientInfo
 
 
 def averaging(cls: type) -> bool:
