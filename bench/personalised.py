@@ -17,7 +17,7 @@ pooled over the clients' test samples (``local_acc_wmean``).
 Seeds 3-7. The setup (rounds, epochs, no public set, the late window) was fixed in an earlier
 version of the test that ran seeds 0-2; seeds 3-7 were run afterwards and chose nothing.
 
-The page also reports what the app shows for the same runs (:mod:`engine.verdict`): the
+The page also reports what the app shows for the same runs (:mod:`engine.reporting.verdict`): the
 experiment's primary metric on each client's own test data at the client's best validation round
 (early stopping on its validation split, 15% of its training rows by default), paired client by
 client with ``local`` on the same seed, as a mean difference over seeds with a 95% t-interval and
@@ -130,9 +130,9 @@ def gains(runs: dict[tuple[str, int], dict[str, Any]], name: str, key: str) -> l
 
 
 def app_verdict(runs: dict[tuple[str, int], dict[str, Any]], name: str, at: str = "best") -> Any:
-    """The verdict the app shows for ``name`` against ``local`` (:func:`engine.verdict.paired_verdict`):
+    """The verdict the app shows for ``name`` against ``local`` (:func:`engine.reporting.verdict.paired_verdict`):
     per client at its best validation round (``at="final"``: the last round), paired per seed."""
-    from engine.verdict import paired_verdict
+    from engine.reporting.verdict import paired_verdict
 
     seeds = sorted(s for n, s in runs if n == name)
     gains(runs, name, "late_local_acc_mean")  # checks the pairs share their split

@@ -320,7 +320,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
 
     # 6. exports opened in a spreadsheet
     from bench.app_render import write_synthetic_run
-    from engine import export
+    from engine.reporting import export
 
     xdb = tmp / "export.db"
     xstore = Store(xdb)

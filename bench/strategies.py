@@ -22,7 +22,7 @@ Figures (final round, then mean ± std over seeds):
 - primary, best rounds: what the app headlines — the experiment's primary metric (``auto``: balanced
   accuracy when some client is over 70% one class, else accuracy; the page names the one chosen)
   on each client's own test split at its best validation round, mean over clients; **verdict vs local**: the app's paired verdict
-  (:mod:`engine.verdict`): that figure minus ``local``'s, client by client on the same split and
+  (:mod:`engine.reporting.verdict`): that figure minus ``local``'s, client by client on the same split and
   seed, mean over seeds with a 95% t-interval, and how many clients gain.
 
 Run: ``python -m bench.strategies [--rounds 20] [--seeds 0 1 2] [--out docs/strategies.md]``.
@@ -164,7 +164,7 @@ def app_columns(row: Row, rows: list[Row]) -> tuple[str, str]:
     """The app's headline figure (mean over seeds) and its verdict against ``local`` on the same
     roster (``—`` for the references)."""
     from engine.metrics import METRICS
-    from engine.verdict import paired_verdict
+    from engine.reporting.verdict import paired_verdict
 
     if not row.best:
         return "—", "—"

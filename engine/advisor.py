@@ -4,7 +4,7 @@ For a designed experiment, short **pilot runs** of every strategy that can run i
 paired with a pilot of ``local`` (training alone) on the same split and seeds, are scored on the
 clients' **validation** splits (never their test splits: the test figures must stay untouched by
 the choice), on the experiment's primary metric. Each strategy's paired difference from ``local``
-comes with its interval (:func:`engine.verdict.paired_verdict`: over seeds with two or more, over
+comes with its interval (:func:`engine.reporting.verdict.paired_verdict`: over seeds with two or more, over
 clients with one) and its cost: bytes exchanged and simulated time, measured in the pilot and
 projected to the designed number of rounds. The recommendation is the strategy with the largest
 mean gain whose interval does not lie below zero; when none gains, training alone is.
@@ -50,7 +50,7 @@ class Pilot:
 
     strategy: str
     verdict: Any | None = None
-    """:class:`engine.verdict.Verdict` against ``local`` on the validation figures."""
+    """:class:`engine.reporting.verdict.Verdict` against ``local`` on the validation figures."""
     value: float = math.nan
     """The strategy's validation figure, mean over clients and seeds."""
     bytes_per_round: float = math.nan
@@ -185,7 +185,7 @@ class PilotRun:
 def build_advice(runs: Sequence[PilotRun], metric: Any, *, rounds: int, design_rounds: int,
                  skipped: Mapping[str, str], notes: Sequence[str] = ()) -> Advice:
     """Pair every strategy's pilots with ``local``'s by seed, rank them by mean gain."""
-    from engine.verdict import paired_verdict
+    from engine.reporting.verdict import paired_verdict
 
     by_strategy: dict[str, dict[int, PilotRun]] = {}
     for r in runs:

@@ -82,3 +82,10 @@ def chart_text(text: Any) -> str:
     """``text`` for a Plotly label (legend, axis, hover): Plotly reads ``<a href>``, ``<b>``... in
     labels, so a name's angle brackets and ampersands are written as entities and show as typed."""
     return " ".join(terminal_safe(str(text)).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def safe_filename(name: str, default: str = "export") -> str:
+    """A file name with only letters, digits, ``-``, ``_`` and ``.``; no path parts, no leading dot."""
+    name = Path(str(name)).name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return name[:120] or default

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from bench.app_render import write_synthetic_run
 from engine.design import document, launching
 from engine.catalog import catalog
-from engine.export import render
+from engine.reporting.export import render
 from engine.storage import Store
 from tests.test_app_support import app, assert_clean
 
@@ -135,7 +135,7 @@ def test_catalog_lists_every_registry_entry() -> None:
 
 
 def test_participation_states_timeline_and_catch_up() -> None:
-    from engine import charts
+    from engine.reporting import charts
 
     rows = []
 

@@ -1,9 +1,10 @@
-"""One colour language (engine.charts): a strategy keeps one colour on a page, references keep
+"""One colour language (engine.reporting.charts): a strategy keeps one colour on a page, references keep
 theirs, settings of one strategy get one colour each, architectures are fixed app-wide."""
 
 from __future__ import annotations
 
-from engine import charts
+from engine.reporting import charts
+from engine.reporting.charts import style
 
 
 def test_each_strategy_its_own_colour_and_the_references_theirs():
@@ -28,5 +29,5 @@ def test_settings_of_one_strategy_get_a_colour_each():
 def test_architecture_colours_are_fixed_and_clients_are_shades_of_them():
     assert charts.arch_color("cnn") == charts.ARCH_COLORS["cnn"] == charts.group_color("arch", "cnn")
     assert charts.arch_color("my_new_arch") == charts.arch_color("my_new_arch")  # stable for unknown names
-    shades = {charts._shade(charts.ARCH_COLORS["mlp"], i, 3) for i in range(3)}
-    assert len(shades) == 3 and charts._shade("#1f77b4", 0, 1) == "#1f77b4"
+    shades = {style._shade(charts.ARCH_COLORS["mlp"], i, 3) for i in range(3)}
+    assert len(shades) == 3 and style._shade("#1f77b4", 0, 1) == "#1f77b4"

@@ -165,7 +165,7 @@ def test_a_sites_constant_or_missing_column_cannot_explode_on_other_sites(tmp_pa
 
 
 def test_the_run_manifest_says_where_each_statistic_came_from(tmp_path, store):
-    from engine import export
+    from engine.reporting import tables
     from engine.config import parse_config
     from engine.simulation import Simulation
 
@@ -178,7 +178,7 @@ def test_the_run_manifest_says_where_each_statistic_came_from(tmp_path, store):
                                     for n in "ABC"], "strategy": {"name": "fedavg"}})
     sim = Simulation(cfg, store=store, root=tmp_path)
     sim.run()
-    m = export.manifest(store, sim.run_id)
+    m = tables.manifest(store, sim.run_id)
     assert m["preprocessing"]["statistics"] == "federated"
     assert "federated aggregate" in m["preprocessing"]["imputation"] and "standardize x3" in m["preprocessing"]["scaling"]
     assert m["dataset"] == "sites.csv"

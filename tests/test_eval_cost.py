@@ -157,7 +157,7 @@ def test_a_best_round_scored_on_the_sample_gets_whole_set_figures_at_the_next_fu
 def test_global_curves_mark_the_rounds_that_scored_every_row():
     import pandas as pd
 
-    from engine import charts
+    from engine.reporting import charts
 
     rows = [60, 60, 359, 60, 359]
     df = pd.DataFrame({"run_id": "r", "round": range(1, 6), "global_acc_mean": [0.5, 0.6, 0.65, 0.7, 0.72],

@@ -15,10 +15,10 @@ import pytest
 import torch
 from conftest import digits_config
 
-from engine import charts, export
 from engine.config import parse_config
 from engine.errors import ConfigError
-from engine.report import build_report, write_report
+from engine.reporting import charts, export, tables
+from engine.reporting.report import build_report, write_report
 from engine.simulation import Simulation
 
 
@@ -137,8 +137,8 @@ def test_manifest_holds_what_reproduction_needs(runs):
     assert m["devices"] == ["cpu"]
     start, end = datetime.fromisoformat(m["started_at"]), datetime.fromisoformat(m["finished_at"])
     assert start <= end and m["duration_s"] >= 0 and m["rounds_done"] == 3
-    assert m["config_sha256"] == export.config_fingerprint(run["config"])
-    assert m["config_sha256"] != export.config_fingerprint(store.get_run(ids[0])["config"])
+    assert m["config_sha256"] == tables.config_fingerprint(run["config"])
+    assert m["config_sha256"] != tables.config_fingerprint(store.get_run(ids[0])["config"])
 
 
 # ---- HTML ---------------------------------------------------------------------------------------

@@ -306,7 +306,7 @@ PAYLOADS = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "=cmd|' /C c
 
 def test_every_csv_export_neutralises_formulas(tmp_path, capsys):
     from bench.app_render import write_synthetic_run
-    from engine import export
+    from engine.reporting import export
 
     store = Store(tmp_path / "r.db")
     ids = [write_synthetic_run(store, n_clients=2, n_rounds=2, name=p, tags=(p,), seed=i)
@@ -439,7 +439,7 @@ def test_resume_falls_back_past_a_checkpoint_that_loads_but_does_not_fit(tmp_pat
 
 
 def test_names_in_charts_are_text_not_plotly_markup():
-    from engine import charts
+    from engine.reporting import charts
 
     link = "<a href='http://evil.test'>click</a>"
     (label, _), = charts.series_groups(["r1"], [{"id": "r1", "name": link}])

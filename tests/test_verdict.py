@@ -1,4 +1,4 @@
-"""The verdict's maths (engine.verdict): t-intervals, paired differences over seeds or clients, the
+"""The verdict's maths (engine.reporting.verdict): t-intervals, paired differences over seeds or clients, the
 sentence, the overfitting flag, and pairing stored runs with their local baseline."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from conftest import digits_config
 from engine.config import parse_config
 from engine.metrics import METRICS
 from engine.simulation import Simulation
-from engine.verdict import overfitting, paired_verdict, t_interval, verdicts_for
+from engine.reporting.verdict import overfitting, paired_verdict, t_interval, verdicts_for
 
 
 def test_t_interval_by_hand():
@@ -119,7 +119,7 @@ def test_stored_runs_pair_with_their_local_baseline_on_the_same_split(store):
     diff0 = np.mean([last(ids[("fedavg", 0)], c) - last(ids[("local", 0)], c) for c in range(4)])
     assert v.per_seed[0] == pytest.approx(diff0)
     # the HTML report states the same verdict, with its data for machines
-    from engine.report import build_report
+    from engine.reporting.report import build_report
 
     html = build_report(store, [ids[("fedavg", 0)], ids[("fedavg", 1)]])
     assert "<h2>Verdict</h2>" in html and v.sentence.replace("'", "&#x27;") in html

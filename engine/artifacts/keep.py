@@ -35,7 +35,7 @@ from torch import Tensor
 
 from engine.artifacts import card
 from engine.artifacts.schema import schema_of
-from engine.export import safe_filename
+from engine.sanitize import safe_filename
 from engine.types import Kept
 from engine.tracking.observers import Observer
 

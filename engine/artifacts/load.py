@@ -84,7 +84,7 @@ def resolve(store: Any, run_id: str, name: str | None = None, which: str | None 
 
 def folder_of(store: Any, run_id: str, entry: dict[str, Any]) -> Path:
     """The folder of an index entry (names are checked to stay inside the run's folder)."""
-    from engine.export import safe_filename
+    from engine.sanitize import safe_filename
 
     which, name = str(entry["which"]), str(entry["name"])
     if which not in WHICH or safe_filename(name, "") != name:

@@ -115,7 +115,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine import export
+    from engine.reporting import export
 
     path = export.export_run(_store(args), args.run_id, args.format, Path(args.out))
     print(f"wrote {path}")
@@ -199,7 +199,7 @@ def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None 
     p = add("export", cmd_export, "export a run's figures or config")
     p.add_argument("run_id")
     if command in (None, "export"):  # the formats module loads torch: only when it is the command
-        from engine.export import FORMATS
+        from engine.reporting.export import FORMATS
 
         p.add_argument("--format", choices=list(FORMATS), default="csv",
                        help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))

@@ -132,7 +132,7 @@ def parse_strategy_arg(text: str) -> dict[str, Any]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.export import seed_summary
+    from engine.reporting.tables import seed_summary
 
     config = load_config(args.config)
     strategies = [parse_strategy_arg(s) for s in args.strategies] if args.strategies else None
@@ -157,7 +157,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from engine.report import write_report
+    from engine.reporting.report import write_report
 
     store = Store(args.db)
     run_ids = list(args.run_ids)
@@ -171,7 +171,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from engine.export import runs_summary, write_table
+    from engine.reporting.export import write_table
+    from engine.reporting.tables import runs_summary
     from engine.sanitize import csv_text
 
     store = Store(args.db)

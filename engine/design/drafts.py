@@ -13,7 +13,7 @@ from typing import Any
 from engine.design.document import fingerprint
 from engine.design.scenarios import new_design
 from engine.errors import ConfigError, StorageError
-from engine.export import safe_filename
+from engine.sanitize import safe_filename
 from engine.labels import dataset_label
 from engine.storage import default_data_dir
 

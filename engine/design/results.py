@@ -13,33 +13,18 @@ from typing import Any
 
 import pandas as pd
 
-from engine import charts
-from engine.export import render
+from engine.reporting.charts import headline_label
+from engine.reporting.export import render
 from engine.metrics import headline as metrics_headline
 from engine.metrics import headline_key, run_primary
 from engine.storage import Store
-from engine.verdict import overfitting, verdicts_for
+from engine.reporting.verdict import overfitting, verdicts_for
 
 
 def headline(summary: dict[str, Any] | None) -> tuple[str | None, float | None]:
     """A run's headline figure from its summary (:func:`engine.metrics.headline`: the primary
     metric on the clients' own test data at their best validation rounds)."""
     return metrics_headline(summary if isinstance(summary, dict) else None)
-
-
-def headline_label(key: str | None) -> str:
-    """Short words for a summary key in tables: ``balanced accuracy (best rounds)``, ``worst 10%
-    (best rounds)``, ``trivial predictor``."""
-    if not key:
-        return ""
-    if key.startswith("ref_"):
-        return f"trivial predictor ({charts.short_label(key)})"
-    stat = key.rsplit("_", 1)[-1]
-    what = {"worst10": "worst 10% of clients", "std": "spread over clients", "best": "best client"}.get(stat)
-    when = " (best rounds)" if key.startswith("best_") else " (final round)" if stat in ("mean", "worst10", "std") \
-        else ""
-    where = ", server model" if "server_" in key else ", global test" if "global_" in key else ""
-    return f"{what or charts.short_label(key)}{where}{when}"
 
 
 def runs_frame(store: Store, *, status: Sequence[str] = (), search: str = "") -> pd.DataFrame:
@@ -119,7 +104,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def export(store: Store, run_ids: str | Sequence[str], fmt: str):
     """One run's (or several runs') export in memory: ``csv``, ``clients-wide-csv``, ``json``,
-    ``html``, ``manifest``... (see :data:`engine.export.FORMATS`)."""
+    ``html``, ``manifest``... (see :data:`engine.reporting.export.FORMATS`)."""
     return render(store, run_ids, fmt)
 
 
@@ -192,7 +177,7 @@ def run_headline(store: Store, run_id: str, round_df: pd.DataFrame | None = None
 
 
 def overfitting_flag(round_df: pd.DataFrame) -> str | None:
-    """The overfitting warning of one run (:func:`engine.verdict.overfitting`): held-out loss
+    """The overfitting warning of one run (:func:`engine.reporting.verdict.overfitting`): held-out loss
     (validation, else own test) rising while the training loss falls; ``None`` when it does not."""
     if round_df is None or round_df.empty:
         return None
@@ -218,7 +203,7 @@ def setting_runs(store: Store, run_id: str) -> list[str]:
 
 def verdicts(store: Store, run_ids: Sequence[str], *, best_round: bool = True):
     """The verdicts of the strategies among ``run_ids`` against their paired ``local`` (and
-    ``centralized``) runs, and the pairings (:func:`engine.verdict.verdicts_for`)."""
+    ``centralized``) runs, and the pairings (:func:`engine.reporting.verdict.verdicts_for`)."""
     return verdicts_for(store, list(run_ids), best_round=best_round)
 
 

@@ -1,4 +1,4 @@
-"""Privacy charts (Plotly, no streamlit), in :mod:`engine.charts`' colour language: epsilon spent
+"""Privacy charts (Plotly, no streamlit), in :mod:`engine.reporting.charts`' colour language: epsilon spent
 per client and round with each client's budget, the privacy-utility trade-off of one run's clients,
 and of a sweep of runs (the primary metric against epsilon, one line per strategy, the no-DP run
 as the reference)."""
@@ -10,7 +10,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.charts import _empty, _layout, _shade, arch_color, series_colors
+from engine.reporting.charts.style import _empty, _layout, _shade, arch_color, series_colors
 from engine.sanitize import chart_text
 
 INF_LABEL = "no DP"

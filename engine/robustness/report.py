@@ -111,7 +111,7 @@ def attack_chart(table: pd.DataFrame, metric_label: str = "accuracy", *, title: 
     appear as their own bar group (*no attack*), the level a defence should keep."""
     import plotly.graph_objects as go
 
-    from engine.charts import GAIN, LOSS, _empty, _layout
+    from engine.reporting.charts.style import GAIN, LOSS, _empty, _layout
     from engine.sanitize import chart_text
 
     if table.empty:

@@ -122,7 +122,7 @@ class MlflowSink(Observer):
         if self.spec.models and models.is_dir():
             self.client.log_artifacts(self.mlflow_run, str(models), "models")
         if self.spec.report and rnd >= 1:
-            from engine.report import write_report
+            from engine.reporting.report import write_report
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = write_report(sim.store, [sim.run_id], Path(tmp) / "report.html")

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine.export import safe_filename
+from engine.sanitize import safe_filename
 from engine.interop.flower import BRIDGED, NATIVE, flower_app_zip, support
 from pages.common import ui
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from engine.artifacts.bundle import models_zip
 from engine.artifacts.views import kept, which_label
-from engine.export import safe_filename
+from engine.sanitize import safe_filename
 from pages.common import ui
 
 ALL = "__all__"

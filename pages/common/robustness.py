@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine import charts
+from engine.reporting import charts
 from engine.design import adversaries, forms
 from engine.labels import for_page
 from pages.common import ui

@@ -16,7 +16,7 @@ from typing import Any
 import streamlit as st
 
 from engine.design import document, drafts, forms, launching, results, scenarios
-from engine.export import safe_filename
+from engine.sanitize import safe_filename
 from engine.labels import for_page
 from engine.errors import FedMosaicError
 from engine.sanitize import markdown_plain as plain  # noqa: F401 - names and messages as plain text

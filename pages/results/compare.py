@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine import charts
+from engine.reporting import charts
 from engine.design import launching, results
-from engine.export import default_filename, render, runs_summary, seed_summary
+from engine.reporting.export import default_filename, render
+from engine.reporting.tables import runs_summary, seed_summary
 from engine.metrics import headline_key, shared_primary, summary_keys
 from pages.common import privacy as privacy_ui
 from pages.common import robustness, ui

@@ -13,7 +13,7 @@ from engine.artifacts.load import load
 from engine.artifacts.predict import is_image_name, predict, prediction_csv
 from engine.artifacts.views import kept, runs_with_models, schema_summary, template_csv, which_label
 from engine.errors import DataError
-from engine.export import safe_filename
+from engine.sanitize import safe_filename
 from engine.metrics import base_metric
 from pages.common import ui
 

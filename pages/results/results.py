@@ -12,13 +12,14 @@ from typing import Any
 
 import streamlit as st
 
-from engine import charts, health
+from engine import health
+from engine.reporting import charts
 from engine.design import launching, results
-from engine.export import safe_filename
-from engine.export import FORMATS, default_filename, render
+from engine.sanitize import safe_filename
+from engine.reporting.export import FORMATS, default_filename, render
 from engine.metrics import client_key, headline_key, reference_key
 from engine.storage import ACTIVE
-from engine.verdict import BASELINES
+from engine.reporting.verdict import BASELINES
 from pages.common import models as models_ui
 from pages.common import privacy as privacy_ui
 from pages.common import robustness, ui

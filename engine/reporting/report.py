@@ -3,7 +3,7 @@ app: the Plotly charts (plotly.js inlined, so it opens offline in any browser), 
 (with means and spreads over seeds), and per run its config (re-runnable JSON), roster,
 reproducibility manifest and event log.
 
-Built from the database alone, with the figure builders of :mod:`engine.charts`.
+Built from the database alone, with the figure builders of :mod:`engine.reporting.charts`.
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine import charts
 from engine.errors import ConfigError, StorageError
-from engine.export import manifest, runs_summary, safe_filename, seed_summary
+from engine.metrics import headline_key, shared_primary, summary_keys
+from engine.reporting import charts
+from engine.reporting.charts import headline_label
+from engine.reporting.tables import manifest, runs_summary, seed_summary
+from engine.reporting.verdict import verdicts_for
+from engine.sanitize import safe_filename
 from engine.storage import Store
 
 def _short(keys: Sequence[str]) -> dict[str, str]:
     """Short column headers of summary keys (the full name is the header's tooltip)."""
-    from engine.design.results import headline_label  # here, not at the top: it imports engine.export, which imports this module
-
     out = {k: headline_label(k) if k.startswith(("best_local", "local_")) and k.endswith("_mean")
            else charts.short_label(k) for k in keys}
     out.update({"cum_bytes_up": "MB uploaded", "sim_time_s": "simulated s"})
@@ -107,8 +109,6 @@ class _Figures:
 def primary_metric(keys: set[str], runs: Sequence[dict[str, Any]] = ()) -> str | None:
     """The round key to headline the report's curves with: the runs' primary metric on the clients'
     own test data (:mod:`engine.metrics`), the round's own figure (a curve over rounds)."""
-    from engine.metrics import headline_key, shared_primary
-
     metric = shared_primary(list(runs)) if runs else None
     candidates = [headline_key(metric, best=False), headline_key(metric)] if metric else []
     candidates += ["local_acc_mean", "local_r2_mean", "global_acc_mean", "server_acc"]
@@ -118,8 +118,6 @@ def primary_metric(keys: set[str], runs: Sequence[dict[str, Any]] = ()) -> str |
 def _verdict_html(store: Store, ids: Sequence[str], figures: _Figures) -> list[str]:
     """The verdict section: each strategy against its paired local (and centralized) runs, as
     sentences and the who-gains chart (nothing when no run is paired)."""
-    from engine.verdict import verdicts_for
-
     verdicts, pairings = verdicts_for(store, list(ids))
     if not pairings:
         return []
@@ -154,8 +152,6 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
     roster = store.clients(ids)
     keys = set(round_df["key"]) if not round_df.empty else set()
     primary = primary_metric(keys, runs)
-    from engine.metrics import shared_primary, summary_keys
-
     metric = shared_primary(runs)
     figures = _Figures()
     parts: list[str] = [

@@ -1,0 +1,3 @@
+"""What a run's figures become for people: tables (:mod:`.tables`), charts (:mod:`.charts`, the one
+colour language), the verdict against training alone (:mod:`.verdict`), the HTML report
+(:mod:`.report`) and the export formats, each with its renderer (:mod:`.export`)."""
