@@ -17,6 +17,7 @@ from engine.config import ClientSpec, ExperimentConfig
 from engine.data import DATASETS, PARTITIONERS
 from engine.data.augment import AugmentConfig
 from engine.data.config import DataConfig, WindowConfig
+from engine.privacy import roster as privacy_roster
 from engine.privacy.config import ClientPrivacy
 from engine.robustness.attacks import ATTACKS
 from engine.robustness.defences import DEFENCES
@@ -183,3 +184,9 @@ def augment_fields() -> dict[str, FieldSpec]:
 def privacy_fields() -> dict[str, FieldSpec]:
     """A client's DP-SGD settings (:class:`~engine.privacy.config.ClientPrivacy`) by name."""
     return {s.name: s for s in fields_of(ClientPrivacy)}
+
+
+def privacy_column_fields() -> dict[str, FieldSpec]:
+    """The roster table's privacy columns (``dp_epsilon``...) with the field each edits."""
+    fields = privacy_fields()
+    return {column: fields[name] for column, name in privacy_roster.FIELDS.items()}

@@ -14,10 +14,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-COLUMNS = ["dp_epsilon", "dp_noise", "dp_clip"]
+from engine.privacy.config import ClientPrivacy
+
+FIELDS = {"dp_epsilon": "target_epsilon", "dp_noise": "noise_multiplier", "dp_clip": "clip_norm"}
+"""Roster columns, in order, and the :class:`~engine.privacy.config.ClientPrivacy` field each edits."""
+COLUMNS = list(FIELDS)
 """Roster columns, in order."""
-DTYPES = {"dp_epsilon": "Float64", "dp_noise": "Float64", "dp_clip": "Float64"}
-DEFAULT_CLIP = 1.0
+DTYPES = dict.fromkeys(COLUMNS, "Float64")
+DEFAULT_CLIP = ClientPrivacy.model_fields["clip_norm"].default
 
 
 def _number(value: Any) -> float | None:
@@ -46,7 +50,7 @@ def cells(client: dict[str, Any]) -> dict[str, float | None]:
     """The privacy cells of one client dict (all empty without DP-SGD)."""
     p = client.get("privacy") or {}
     if not isinstance(p, dict) or not p:
-        return {"dp_epsilon": None, "dp_noise": None, "dp_clip": None}
+        return dict.fromkeys(COLUMNS)
     return {"dp_epsilon": _number(p.get("target_epsilon")), "dp_noise": _number(p.get("noise_multiplier")),
             "dp_clip": _number(p.get("clip_norm", DEFAULT_CLIP))}
 
@@ -60,7 +64,7 @@ def from_cells(row: Any, previous: dict[str, Any] | None) -> dict[str, Any] | No
     if blank["dp_epsilon"] and blank["dp_noise"]:
         return None
     out = dict(previous or {})
-    for key, field in (("dp_epsilon", "target_epsilon"), ("dp_noise", "noise_multiplier"), ("dp_clip", "clip_norm")):
+    for key, field in FIELDS.items():
         if blank[key]:
             out.pop(field, None)
         else:

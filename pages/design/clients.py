@@ -40,12 +40,13 @@ if compromised:
     st.caption(f":material/gpp_maybe: {compromised} Choose defences on the Launch page.")
 
 reads = choices.architectures()
-fields = forms.client_fields()  # kinds, defaults, bounds and help of ClientSpec's fields
+fields = {**forms.client_fields(), **forms.privacy_column_fields()}  # kinds, bounds, help of ClientSpec
 defaults = roster.DEFAULTS
 
 
 def bounds(name: str) -> dict[str, float | int | None]:
-    """A roster column's limits as :class:`~engine.config.ClientSpec` declares them (a strict bound
+    """A roster column's limits as :class:`~engine.config.ClientSpec` (or, for the privacy columns,
+    :class:`~engine.privacy.config.ClientPrivacy`) declares them (a strict bound
     such as a learning rate above 0 is shown as its edge; the row's issues name a value on it)."""
     cast = int if fields[name].kind == "int" else float
     spec = fields[name]
@@ -93,16 +94,16 @@ column_config = {
     "attack_settings": st.column_config.TextColumn("attack settings", help="settings other than the defaults, e.g. "
                                                                            "target=3, share=0.5 (see the Catalog's attacks)"),
     "dp_epsilon": st.column_config.NumberColumn(
-        "ε budget", min_value=0.0, max_value=1000.0, step=0.1, format="%.3g",
+        "ε budget", **bounds("dp_epsilon"), step=0.1, format="%.3g",
         help="differential privacy (DP-SGD on this client's records): the privacy budget ε this client may spend; "
              "it stops training when the next round would exceed it. Empty: no budget (and no DP unless a DP noise "
              "is set). Smaller is more private"),
     "dp_noise": st.column_config.NumberColumn(
-        "DP noise", min_value=0.0, max_value=1000.0, step=0.1, format="%.3g",
+        "DP noise", **bounds("dp_noise"), step=0.1, format="%.3g",
         help="noise added to each DP-SGD step, as a multiple of the clipping norm; empty with an ε budget: "
              "calibrated so the run spends exactly that budget"),
     "dp_clip": st.column_config.NumberColumn(
-        "DP clip", min_value=0.0, max_value=10000.0, step=0.1, format="%.3g",
+        "DP clip", **bounds("dp_clip"), step=0.1, format="%.3g",
         help="DP-SGD: each record's gradient is scaled down to at most this length (1 when empty)"),
     "params": st.column_config.NumberColumn("params", help="trainable parameters for this dataset", format="%d"),
     "memory_mb": st.column_config.NumberColumn("memory MB", help="estimated training memory", format="%.2f"),
@@ -156,7 +157,7 @@ with t2.container(border=True):
                    "attack": adversaries.attack_options()}[field]
         value = st.selectbox("Value", options, key=f"cl.bulk_value.{field}")
     elif field in ("dp_epsilon", "dp_noise", "dp_clip"):
-        value = st.number_input("Value (0 clears it)", min_value=0.0, max_value=1000.0,
+        value = st.number_input("Value (0 clears it)", min_value=0.0, max_value=bounds(field)["max_value"],
                                 value={"dp_epsilon": 4.0, "dp_noise": 1.0, "dp_clip": 1.0}[field], step=0.1,
                                 format="%.3g", key=f"cl.bulk_value.{field}")
     elif field in ("epochs", "batch_size", "join_round"):
