@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.design import checks, compatibility, document, drafts, forms, launching, results, roster, roster_table, scenarios, schema, sizes, split
+from engine.design import checks, compatibility, document, drafts, forms, launching, roster, roster_table, scenarios, schema, sizes, split
+from engine.reporting import results
 from engine.config import parse_config
 from engine.errors import ConfigError, DataError
 from engine.validate import validate

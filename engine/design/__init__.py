@@ -17,5 +17,6 @@ one). Pages import the module they need, e.g. ``from engine.design import roster
 - :mod:`~engine.design.compatibility`: which strategies can run the roster
 - :mod:`~engine.design.adversaries`: attacks in the roster, defences, attack figures of runs
 - :mod:`~engine.design.launching`: launching runs and sweeps, seeds, paired baselines
-- :mod:`~engine.design.results`: runs table, headline row, verdicts, config diff, exports
+
+What the Runs, Results and Compare pages read lives in :mod:`engine.reporting.results`.
 """

@@ -1,7 +1,6 @@
 """What the Runs, Results and Compare pages read from the store: the runs table, a run's headline
 row and overfitting flag, verdicts against paired baselines, settings that differ between runs,
-and exports. (Reporting, not design: it lives beside the design modules because the pages call
-both; it can move to ``engine/reporting/`` with the other reporting modules.)"""
+and exports, with the same metrics, verdict and export renderers as the CLI and the HTML report."""
 
 from __future__ import annotations
 

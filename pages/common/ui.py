@@ -15,7 +15,8 @@ from typing import Any
 
 import streamlit as st
 
-from engine.design import document, drafts, forms, launching, results, scenarios
+from engine.design import document, drafts, forms, launching, scenarios
+from engine.reporting import results
 from engine.sanitize import safe_filename
 from engine.labels import for_page
 from engine.errors import FedMosaicError

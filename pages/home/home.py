@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.design import document, results, scenarios
+from engine.design import document, scenarios
+from engine.reporting import results
 from pages.common import ui
 
 ui.enter_page()

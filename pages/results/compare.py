@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.reporting import charts
-from engine.design import launching, results
+from engine.reporting import charts, results
+from engine.design import launching
 from engine.reporting.export import default_filename, render
 from engine.reporting.tables import runs_summary, seed_summary
 from engine.metrics import headline_key, shared_primary, summary_keys

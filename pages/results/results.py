@@ -13,8 +13,8 @@ from typing import Any
 import streamlit as st
 
 from engine import health
-from engine.reporting import charts
-from engine.design import launching, results
+from engine.reporting import charts, results
+from engine.design import launching
 from engine.sanitize import safe_filename
 from engine.reporting.export import FORMATS, default_filename, render
 from engine.metrics import client_key, headline_key, reference_key
@@ -62,7 +62,7 @@ def load(db: str, rid: str, version: str, table: str) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=32, ttl=3600)
 def cached_verdicts(db: str, ids: tuple[str, ...], best_round: bool, runs_version: str) -> Any:
-    """:func:`engine.design.results.verdicts`, cached until a run of the database changes (the verdict pairs
+    """:func:`engine.reporting.results.verdicts`, cached until a run of the database changes (the verdict pairs
     this run's setting with ``local`` runs anywhere in it): it reads every client figure of those
     runs, ~1 s for a 100-client, 200-round run, which every rerun of the page paid."""
     return results.verdicts(store, list(ids), best_round=best_round)

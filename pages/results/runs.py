@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.design import results
+from engine.reporting import results
 from engine.storage import ACTIVE, STATUSES
 from pages.common import ui
 
