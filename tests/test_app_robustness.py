@@ -12,7 +12,8 @@ from engine.design import adversaries, checks, document, forms, launching, roste
 from engine.errors import ConfigError
 from engine.catalog import catalog
 from engine.config import parse_config
-from engine.robustness.report import NO_ATTACK, attack_rows, attack_table
+from engine.reporting import results
+from engine.robustness.report import NO_ATTACK, attack_chart, attack_rows, attack_table
 from engine.runs import RunManager
 from engine.validate import validate
 
@@ -99,13 +100,13 @@ def test_a_sweep_over_defences_runs_each_and_the_attack_chart_compares_them(tmp_
         assert sorted({r["variant"] for r in runs}) == ["fedavg · None (plain average)",
                                                          "fedavg · Trimmed mean (trim=0.3)"]
         assert sorted(r["config"]["defence"]["name"] for r in runs) == ["none", "none", "trimmed_mean", "trimmed_mean"]
-        view = adversaries.attack_view(mgr.store, launched.run_ids)
+        view = results.attack_view(mgr.store, launched.run_ids)
         assert view is not None
         table, metric = view
         assert metric == "accuracy" and list(table["seeds"]) == [2, 2]
         assert table["asr_mean"].between(0, 1).all() and table["primary_mean"].between(0, 1).all()
-        assert adversaries.attack_view(mgr.store, launched.run_ids[:1]) is None  # one defence: nothing to compare
-        info = adversaries.run_attack(runs[0], mgr.store.round_metrics(runs[0]["id"]))
+        assert results.attack_view(mgr.store, launched.run_ids[:1]) is None  # one defence: nothing to compare
+        info = results.run_attack(runs[0], mgr.store.round_metrics(runs[0]["id"]))
         assert info["attack"] == "1 of 4 clients: Backdoor trigger" and 0 <= info["asr"] <= 1
     finally:
         mgr.shutdown(wait=False)
@@ -130,7 +131,7 @@ def test_the_attack_table_averages_seeds_per_defence_with_the_clean_run_first() 
     undefended = table.iloc[1]
     assert undefended["primary_mean"] == pytest.approx(0.82) and undefended["asr_mean"] == pytest.approx(0.8)
     assert undefended["seeds"] == 2 and undefended["primary_std"] == pytest.approx(pd.Series([0.8, 0.84]).std())
-    fig = adversaries.attack_chart(table, "accuracy")
+    fig = attack_chart(table, "accuracy")
     assert [t.name for t in fig.data] == ["accuracy (higher is better)", "attack success rate (lower is better)"]
     assert list(fig.data[0].x) == ["no attack", "None (plain average)", "Coordinate median"]
 

@@ -15,7 +15,7 @@ one). Pages import the module they need, e.g. ``from engine.design import roster
 - :mod:`~engine.design.roster_table`: the Clients page's editable table and bulk edits
 - :mod:`~engine.design.checks`: problems per client and per design, client costs
 - :mod:`~engine.design.compatibility`: which strategies can run the roster
-- :mod:`~engine.design.adversaries`: attacks in the roster, defences, attack figures of runs
+- :mod:`~engine.design.adversaries`: attacks in the roster, defences at launch
 - :mod:`~engine.design.launching`: launching runs and sweeps, seeds, paired baselines
 
 What the Runs, Results and Compare pages read lives in :mod:`engine.reporting.results`.

@@ -1,25 +1,20 @@
 """Attacks and defences as the pages show them (:mod:`engine.robustness`): the roster's attack
-choices and the one-client form, the compromised clients in words, the defences a design can
-compare at launch, and a finished run's attack figures for Results and Compare."""
+choices and the one-client form, the compromised clients in words, and the defences a design can
+compare at launch. A finished run's attack figures are :mod:`engine.reporting.results`'."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-import pandas as pd
-
 from engine.config import parse_config
 from engine.design.roster import expanded_rows
 from engine.design.sizes import parse_knobs
 from engine.errors import FedMosaicError
-from engine.metrics import shared_primary
 from engine.robustness import design as robust_design
-from engine.robustness import report as robust_report
 from engine.robustness.attacks import ATTACKS
 from engine.robustness.check import defence_reason, defence_refusals
 from engine.robustness.defences import DEFENCES
-from engine.storage import Store
 from engine.strategies import STRATEGIES
 
 
@@ -59,43 +54,6 @@ def defences(design: dict[str, Any], strategies: Sequence[str] = ()) -> list[dic
         out.append({"name": name, "title": cls.title, "description": cls.description, "paper": cls.paper,
                     "url": cls.url, "reason": reason})
     return sorted(out, key=lambda d: (d["name"] != "none", d["reason"] is not None))
-
-
-def attack_view(store: Store, run_ids: Sequence[str]) -> tuple[pd.DataFrame, str] | None:
-    """The attack chart's table for these runs (finished ones) and the primary metric's name, or
-    ``None`` when the chart says nothing about them (no compromised client, one defence only)."""
-    runs = [store.get_run(i) for i in run_ids]
-    runs = [r for r in runs if r.get("status") == "finished"]
-    if not robust_report.comparable(runs):
-        return None
-    return robust_report.attack_table(robust_report.attack_rows(runs)), shared_primary(runs).label
-
-
-def attack_chart(table: pd.DataFrame, metric_label: str) -> Any:
-    """The attack chart (:func:`engine.robustness.report.attack_chart`)."""
-    return robust_report.attack_chart(table, metric_label)
-
-
-def run_attack(run: dict[str, Any], rounds: pd.DataFrame) -> dict[str, Any] | None:
-    """What a run's compromised clients did (``None`` without any): the attack and defence in
-    words, the final attack success rate, and the share of combinations (Krum) or the scale
-    (clipping) the defence gave attackers and honest clients, averaged over rounds."""
-    config = run.get("config") or {}
-    if not robust_report.has_attack(config):
-        return None
-
-    def last(key: str) -> float | None:
-        values = rounds[rounds["key"] == key].sort_values("round")["value"] if not rounds.empty else []
-        return float(values.iloc[-1]) if len(values) else None
-
-    def mean(key: str) -> float | None:
-        values = rounds[rounds["key"] == key]["value"] if not rounds.empty else []
-        return float(values.mean()) if len(values) else None
-
-    return {"attack": robust_report.attack_label(config), "defence": robust_design.defence_label(config.get("defence")),
-            "asr": last("backdoor_asr"),
-            "kept_attackers": mean("defence_kept_attackers"), "kept_honest": mean("defence_kept_honest"),
-            "scale_attackers": mean("defence_scale_attackers"), "scale_honest": mean("defence_scale_honest")}
 
 
 def compromised_summary(design: dict[str, Any]) -> str | None:

@@ -1,6 +1,7 @@
 """What the Runs, Results and Compare pages read from the store: the runs table, a run's headline
 row and overfitting flag, verdicts against paired baselines, settings that differ between runs,
-and exports, with the same metrics, verdict and export renderers as the CLI and the HTML report."""
+exports, and what a run's compromised clients did; with the same metrics, verdict and export
+renderers as the CLI and the HTML report."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import pandas as pd
 from engine.reporting.charts import headline_label
 from engine.reporting.export import render
 from engine.metrics import headline as metrics_headline
-from engine.metrics import headline_key, run_primary
+from engine.metrics import headline_key, run_primary, shared_primary
+from engine.robustness import report as robustness_report
+from engine.robustness.design import defence_label
 from engine.storage import Store
 from engine.reporting.verdict import overfitting, verdicts_for
 
@@ -209,3 +212,35 @@ def verdicts(store: Store, run_ids: Sequence[str], *, best_round: bool = True):
 def missing_baselines(pairings: Sequence[Any], baseline: str = "local") -> list[tuple[str, int]]:
     """``(run id, seed)`` of the strategy runs that have no paired ``baseline`` run yet."""
     return [(p.runs[seed]["id"], seed) for p in pairings for seed in p.missing.get(baseline, [])]
+
+
+def attack_view(store: Store, run_ids: Sequence[str]) -> tuple[pd.DataFrame, str] | None:
+    """The attack chart's table for these runs (finished ones) and the primary metric's name, or
+    ``None`` when the chart says nothing about them (no compromised client, one defence only)."""
+    runs = [store.get_run(i) for i in run_ids]
+    runs = [r for r in runs if r.get("status") == "finished"]
+    if not robustness_report.comparable(runs):
+        return None
+    return robustness_report.attack_table(robustness_report.attack_rows(runs)), shared_primary(runs).label
+
+
+def run_attack(run: dict[str, Any], rounds: pd.DataFrame) -> dict[str, Any] | None:
+    """What a run's compromised clients did (``None`` without any): the attack and defence in
+    words, the final attack success rate, and the share of combinations (Krum) or the scale
+    (clipping) the defence gave attackers and honest clients, averaged over rounds."""
+    config = run.get("config") or {}
+    if not robustness_report.has_attack(config):
+        return None
+
+    def last(key: str) -> float | None:
+        values = rounds[rounds["key"] == key].sort_values("round")["value"] if not rounds.empty else []
+        return float(values.iloc[-1]) if len(values) else None
+
+    def mean(key: str) -> float | None:
+        values = rounds[rounds["key"] == key]["value"] if not rounds.empty else []
+        return float(values.mean()) if len(values) else None
+
+    return {"attack": robustness_report.attack_label(config), "defence": defence_label(config.get("defence")),
+            "asr": last("backdoor_asr"),
+            "kept_attackers": mean("defence_kept_attackers"), "kept_honest": mean("defence_kept_honest"),
+            "scale_attackers": mean("defence_scale_attackers"), "scale_honest": mean("defence_scale_honest")}

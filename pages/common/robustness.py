@@ -8,9 +8,10 @@ from typing import Any
 
 import streamlit as st
 
-from engine.reporting import charts
+from engine.reporting import charts, results
 from engine.design import adversaries, forms
 from engine.labels import for_page
+from engine.robustness.report import attack_chart
 from pages.common import ui
 
 COMPARE_BY_DEFAULT = ("none", "median", "trimmed_mean", "norm_clip")
@@ -68,7 +69,7 @@ PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png",
 def attack_section(store: Any, run_ids: list[str], metric: Any, key: str = "cmp.attack") -> None:
     """Compare's *Attacks and defences*: the attack chart and its table, when the runs have
     compromised clients and differ in defence (or include the same federation unattacked)."""
-    view = adversaries.attack_view(store, run_ids)
+    view = results.attack_view(store, run_ids)
     if view is None:
         return
     table, chart_metric = view
@@ -78,7 +79,7 @@ def attack_section(store: Any, run_ids: list[str], metric: Any, key: str = "cmp.
                f"classes that the honest clients' models put in the attacker's class once the trigger is added (lower "
                f"is better). Bars: mean over seeds; whiskers: ±1 standard deviation. *No attack*: the same federation "
                f"without compromised clients, the level a defence should keep.")
-    st.plotly_chart(adversaries.attack_chart(table, chart_metric), key=key, config=PLOTLY_CONFIG)
+    st.plotly_chart(attack_chart(table, chart_metric), key=key, config=PLOTLY_CONFIG)
     shown = table.rename(columns={"primary_mean": f"{chart_metric} (mean)", "primary_std": "std",
                                   "asr_mean": "attack success (mean)", "asr_std": "std ", "seeds": "seeds"})
     st.dataframe(shown, hide_index=True, width="stretch",
@@ -89,7 +90,7 @@ def attack_section(store: Any, run_ids: list[str], metric: Any, key: str = "cmp.
 def run_panel(run: dict[str, Any], rounds: Any, plot: Any) -> None:
     """Results' note on a run with compromised clients: who attacks how, the defence, the attack
     success rate over rounds and what the defence did to the attackers."""
-    info = adversaries.run_attack(run, rounds)
+    info = results.run_attack(run, rounds)
     if info is None:
         return
     with st.container(border=True):
