@@ -212,7 +212,7 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
 
     from playwright.sync_api import sync_playwright
 
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FEDMOSAIC_DB"] = str(home / "bench.db")
     from streamlit.testing.v1 import AppTest
 
-    from engine.storage import Store
+    from engine.tracking.storage import Store
     from pages.common.ui import PAGES as SCRIPTS
 
     store = Store(home / "bench.db")

@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TWO_RUNS = """
 import json, sys, time
-from engine.runs import RunManager
-from engine.storage import Store
+from engine.tracking.runs import RunManager
+from engine.tracking.storage import Store
 config = json.load(open(sys.argv[1]))
 mgr = RunManager(Store(sys.argv[2]), workers=2)
 ids = [mgr.submit({**config, "seed": s, "name": f"run {s}"}) for s in (0, 1)]

@@ -128,7 +128,7 @@ def whole_processes(rounds: int, repeats: int, root: Path, flower: str | None = 
     import sys
     import tempfile
 
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     work = Path(tempfile.mkdtemp(prefix="fedmosaic-overhead-"))
     splits = work / "splits.npz"

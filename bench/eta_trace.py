@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def round_times(db: Path, run_id: str) -> list[float]:
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     store = Store(db)
     frame = store.round_metrics(run_id)
@@ -59,8 +59,8 @@ def cli_scenario(work: Path) -> dict:
 
 
 def app_scenario(work: Path) -> dict:
-    from engine.runs import RunManager
-    from engine.storage import Store
+    from engine.tracking.runs import RunManager
+    from engine.tracking.storage import Store
 
     os.environ["FEDMOSAIC_HOME"] = str(work)
     db = work / "app.db"

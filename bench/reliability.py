@@ -101,7 +101,7 @@ def expect(condition: bool, what: str) -> None:
 
 
 def no_rows(db: Path) -> None:
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     if db.exists():
         expect(Store(db).list_runs() == [], "a refused input stored a run row")
@@ -119,7 +119,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     from engine.design import document, launching, scenarios, schema, split
     from engine.access import trusted_paths
     from engine.config import parse_config
-    from engine.storage import Store
+    from engine.tracking.storage import Store
     from engine.validate import validate
 
     out: list[Case] = []
@@ -400,7 +400,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     ro_store.close()
 
     def read_only(*args: str) -> str:
-        import engine.storage as storage
+        import engine.tracking.storage as storage
 
         original = storage._writable  # noqa: SLF001 - as root, permissions cannot make it read-only
         storage._writable = lambda path: False  # noqa: SLF001
@@ -513,7 +513,7 @@ def open_check_cost(tmp: Path) -> str:
     """What refusing damaged files costs: opening (``PRAGMA quick_check``) a database of three
     50-client, 100-round runs, best of three, against its size."""
     from bench.app_render import write_synthetic_run
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     path = tmp / "size.db"
     store = Store(path)
@@ -532,7 +532,7 @@ def open_check_cost(tmp: Path) -> str:
 
 def report(results: list[Result], load: str, elapsed: float, cost: str = "") -> str:
     from engine.config_file import MAX_BYTES, MAX_DEPTH, MAX_NODES
-    from engine.storage import MAX_CONFIG_BYTES
+    from engine.tracking.storage import MAX_CONFIG_BYTES
 
     groups: dict[str, list[Result]] = {}
     for r in results:

@@ -74,7 +74,7 @@ def _resolved(path: Path) -> Path | None:
 def allowed_roots(root: Path | None = None) -> list[Path]:
     """The folders configs may read from: ``root`` (the run's data directory), the default data
     directory, ``examples/`` and :data:`ENV_ROOTS`; resolved, without duplicates."""
-    from engine.storage import default_data_dir
+    from engine.tracking.storage import default_data_dir
 
     found: list[Path] = []
     extra = [p for p in os.environ.get(ENV_ROOTS, "").split(os.pathsep) if p.strip()]

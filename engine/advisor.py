@@ -242,7 +242,7 @@ def advise(config: ExperimentConfig | Mapping[str, Any], *, rounds: int = PILOT_
     from engine import threads
     from engine.data import load_dataset
     from engine.simulation import Simulation
-    from engine.storage import default_data_dir
+    from engine.tracking.storage import default_data_dir
 
     config = config if isinstance(config, ExperimentConfig) else parse_config(dict(config))
     task = load_dataset(config.data, default_data_dir()).task

@@ -161,9 +161,7 @@ def global_figures(clients: Sequence[ClientInfo], strategy: Strategy,
     """``global_*`` metrics per client id of the given evaluation states (models kept at an
     earlier round, say) on ``fed``'s global test set, as :func:`evaluate_clients` scores them;
     ``states`` are what a strategy's own ``predict`` reads beside the model."""
-    from engine.strategies.base import Strategy  # at call time: the strategies import this module
-
-    custom = type(strategy).predict is not Strategy.predict
+    custom = strategy.overrides("predict")
     out: dict[int, dict[str, float]] = {}
     groups: dict[tuple[str, str], list[ClientInfo]] = {}
     for c in clients:

@@ -47,7 +47,7 @@ from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.robustness.adversaries import Adversaries
 from engine.robustness.combine import make_combiner
 from engine.seeding import numpy_rng, seeded
-from engine.storage import Store, default_data_dir
+from engine.tracking.storage import Store, default_data_dir
 from engine.strategies import STRATEGIES, Strategy
 from engine.types import ClientInfo, Server
 from engine.tracking.observers import observers_for

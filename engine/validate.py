@@ -12,7 +12,7 @@ from engine.data import load_dataset
 from engine.data.federation import partition_params
 from engine.errors import CompatibilityError, ConfigError, FedMosaicError
 from engine.models import check_reads
-from engine.storage import default_data_dir
+from engine.tracking.storage import default_data_dir
 from engine.strategies import STRATEGIES
 
 

@@ -27,7 +27,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 @pytest.fixture
 def store(tmp_path: Path):  # noqa: ANN201
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     s = Store(tmp_path / "runs.db")
     yield s

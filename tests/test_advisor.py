@@ -80,7 +80,7 @@ def test_a_design_without_validation_rows_gets_them_for_the_pilots_only():
 
 
 def test_pilots_through_the_run_manager_and_the_one_click_launch(store):
-    from engine.runs import RunManager
+    from engine.tracking.runs import RunManager
 
     mgr = RunManager(store, workers=2, heartbeat_s=0.2)
     try:

@@ -256,7 +256,7 @@ def test_config_diff_lists_only_differences() -> None:
 
 # ---- launching -------------------------------------------------------------------------------------
 def test_launch_single_run_and_sweep(tmp_path: Path) -> None:
-    from engine.runs import RunManager
+    from engine.tracking.runs import RunManager
 
     mgr = RunManager(tmp_path / "runs.db", workers=1)
     try:

@@ -8,7 +8,7 @@ import os
 
 from bench.app_render import write_synthetic_run
 from engine.design import document, drafts, scenarios
-from engine.storage import Store
+from engine.tracking.storage import Store
 from pages.common.ui import PAGES
 from tests.test_app_support import app, assert_clean
 

@@ -17,7 +17,7 @@ from bench.app_render import write_synthetic_run
 from engine.design import document, launching
 from engine.catalog import catalog
 from engine.reporting.export import render
-from engine.storage import Store
+from engine.tracking.storage import Store
 from tests.test_app_support import app, assert_clean
 
 TABS = ["Learning curves", "Clients", "Fairness", "Communication", "Time & participation", "Late joiners",

@@ -14,7 +14,7 @@ from engine.catalog import catalog
 from engine.config import parse_config
 from engine.reporting import results
 from engine.robustness.report import NO_ATTACK, attack_chart, attack_rows, attack_table
-from engine.runs import RunManager
+from engine.tracking.runs import RunManager
 from engine.validate import validate
 
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from bench.app_render import write_synthetic_run
 from engine.design import document, launching
-from engine.storage import Store
+from engine.tracking.storage import Store
 from tests.test_app_support import app, assert_clean
 
 

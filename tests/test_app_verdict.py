@@ -11,7 +11,7 @@ from conftest import digits_config
 from engine.design import launching, scenarios
 from engine.config import parse_config
 from engine.simulation import Simulation
-from engine.storage import Store
+from engine.tracking.storage import Store
 from tests.test_app_support import app, assert_clean
 
 TINY = {"dataset": "digits", "max_samples": 300, "partition": {"method": "dirichlet", "alpha": 0.5}}

@@ -356,7 +356,7 @@ def test_regression_predictions_are_values_in_the_targets_units(store) -> None: 
 
 
 def test_time_series_windows_are_cut_as_in_training(store) -> None:  # noqa: ANN001
-    from engine.storage import default_data_dir
+    from engine.tracking.storage import default_data_dir
 
     rng = np.random.default_rng(0)
     rows = []

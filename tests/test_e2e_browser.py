@@ -106,7 +106,7 @@ def _wait_finished(page, n: int, tmp_path: Path) -> None:
     """Wait on the Runs page until ``n`` runs in view finished; fail with the error if one failed."""
     page.get_by_text(re.compile(rf"(✓ finished {n}\b|✗ failed)")).first.wait_for(timeout=180_000)
     if page.get_by_text("✗ failed").count():
-        from engine.storage import Store
+        from engine.tracking.storage import Store
 
         failed = [r for r in Store(tmp_path / "home" / "e2e.db").list_runs() if r["status"] == "failed"]
         pytest.fail(f"a run failed: {failed[0].get('error') if failed else '?'}")

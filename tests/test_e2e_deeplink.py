@@ -20,7 +20,7 @@ def test_a_deep_link_on_a_fresh_server_opens_its_page(app_url: str, tmp_path: Pa
     from playwright.sync_api import sync_playwright
 
     from bench.app_render import write_synthetic_run
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     # the server has started but no session has run a script yet: this is its first request
     store = Store(tmp_path / "home" / "e2e.db")

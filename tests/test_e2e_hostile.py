@@ -28,7 +28,7 @@ def _alerts(page) -> list[str]:
 def seeded_run(tmp_path: Path) -> str:
     """A finished run whose name is a Markdown image and link, in the database the app opens."""
     from bench.app_render import write_synthetic_run
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     store = Store(tmp_path / "home" / "e2e.db")
     run_id = write_synthetic_run(store, n_clients=2, n_rounds=2, name=f"![pixel]({EVIL}) [click](http://evil.test)")

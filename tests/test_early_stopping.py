@@ -16,7 +16,7 @@ from engine.data import build as build_federation
 from engine.data.config import DataConfig
 from engine.data.federation import client_rows, load_dataset
 from engine.simulation import Simulation
-from engine.storage import default_data_dir
+from engine.tracking.storage import default_data_dir
 
 
 def test_validation_rows_are_carved_from_training_rows_per_client_and_seeded():

@@ -1,4 +1,4 @@
-"""The ETA (engine/eta.py) replayed on recorded runs (tests/data/eta_*.json, written by
+"""The ETA (engine/tracking/eta.py) replayed on recorded runs (tests/data/eta_*.json, written by
 ``python -m bench.eta_trace`` on this 2-core machine while other work ran): no wall time here.
 
 Every estimate is compared with what the run really took after that round. The old estimate
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.eta import remaining_seconds, steady_round_time
+from engine.tracking.eta import remaining_seconds, steady_round_time
 
 DATA = Path(__file__).parent / "data"
 TRACES = {(path.stem, label): run["times"] for path in sorted(DATA.glob("eta_*.json"))

@@ -25,7 +25,7 @@ from engine.simulation import Simulation
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A store with two seeds of a sweep-like group and one mixed-architecture run."""
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     store = Store(tmp_path_factory.mktemp("export") / "runs.db")
     ids = []

@@ -31,7 +31,7 @@ from engine.config import parse_config
 from engine.config_file import MAX_BYTES, read_document
 from engine.errors import FedMosaicError
 from engine.sanitize import FORMULA_START, csv_text, markdown_plain, terminal_safe
-from engine.storage import Store
+from engine.tracking.storage import Store
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -204,7 +204,7 @@ def test_a_launch_is_refused_without_a_row_or_queued_with_one(tmp_path_factory, 
     """``RunManager.submit`` validates everything (data included) before it writes: a refusal
     leaves the database as it was; an accepted config leaves one complete queued row (the
     worker is stubbed out: nothing trains)."""
-    from engine.runs import RunManager
+    from engine.tracking.runs import RunManager
 
     config = digits_config(data={"dataset": "digits", "max_samples": 200})
     for path, value in mutations:

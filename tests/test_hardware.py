@@ -301,7 +301,7 @@ def test_warnings_before_launch():
     cfg = parse_config(digits_config(deadline=1.0))
     assert any("no client has a tier" in w for w in clock_warnings(cfg))
     from engine.data import load_dataset
-    from engine.storage import default_data_dir
+    from engine.tracking.storage import default_data_dir
 
     example = parse_config(json.loads(EXAMPLE.read_text()))
     data = load_dataset(example.data, default_data_dir())

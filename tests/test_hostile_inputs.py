@@ -22,9 +22,9 @@ from engine.design import checks, document, launching, scenarios, schema, split
 from engine.access import REFUSED, AccessError, trusted_paths
 from engine.config import parse_config
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError
-from engine.runs import RunManager
+from engine.tracking.runs import RunManager
 from engine.simulation import Simulation
-from engine.storage import Store
+from engine.tracking.storage import Store
 from engine.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,7 +381,7 @@ def test_a_read_only_database_can_be_listed_and_exported_not_written(tmp_path, c
     store = Store(db)
     run_id = write_synthetic_run(store, n_clients=2, n_rounds=2, name="kept")
     store.close()
-    monkeypatch.setattr("engine.storage._writable", lambda path: False)  # as root, chmod cannot show it
+    monkeypatch.setattr("engine.tracking.storage._writable", lambda path: False)  # as root, chmod cannot show it
     before = db.read_bytes()
     rc, out, _ = run_cli(capsys, "--db", str(db), "list")
     assert rc == 0 and "kept" in out

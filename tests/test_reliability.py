@@ -22,15 +22,15 @@ from test_runs import assert_same_figures, wait_until
 
 from engine.config import parse_config
 from engine.errors import StorageError
-from engine.runs import RunManager, get_manager
-from engine.storage import Store
+from engine.tracking.runs import RunManager, get_manager
+from engine.tracking.storage import Store
 
 ROOT = Path(__file__).parents[1]
 MANAGER_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
 from engine.config import load_config
-from engine.runs import get_manager
+from engine.tracking.runs import get_manager
 mgr = get_manager(sys.argv[1], workers=1)
 run_id = mgr.submit(load_config(sys.argv[2]))
 print(run_id, flush=True)
@@ -234,10 +234,10 @@ def test_unwritable_checkpoint_folder_refuses_the_launch_without_a_row(tmp_path)
 
 
 def test_full_disk_refuses_the_launch_without_a_row(tmp_path, monkeypatch):
-    import engine.storage
+    import engine.tracking.storage
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(engine.storage.shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20))
+    monkeypatch.setattr(engine.tracking.storage.shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20))
     mgr = RunManager(Store(tmp_path / "runs.db"), workers=1)
     try:
         with pytest.raises(StorageError, match="only 1 MB free"):

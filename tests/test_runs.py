@@ -16,8 +16,8 @@ from conftest import digits_config
 
 from engine.config import parse_config
 from engine.errors import ConfigError, RunNotFoundError
-from engine.runs import RunManager, RunStateError, deep_merge, get_manager, set_path, strategy_label
-from engine.storage import Store, owner_alive, process_owner
+from engine.tracking.runs import RunManager, RunStateError, deep_merge, get_manager, set_path, strategy_label
+from engine.tracking.storage import Store, owner_alive, process_owner
 from engine.strategies.fedavg import FedAvg
 
 WALL_KEYS = ("wall_s", "cum_wall_s")
@@ -296,7 +296,7 @@ def test_progress_mid_round_and_after(manager, monkeypatch):
     assert gate.entered.wait(300)
     p = manager.progress(run_id)
     assert p["status"] == "running" and p["current_round"] == 1 and p["round_in_progress"] == 2
-    assert p["fraction"] == pytest.approx(1 / 3) and p["eta_s"] is None  # one round: no estimate yet (engine/eta.py)
+    assert p["fraction"] == pytest.approx(1 / 3) and p["eta_s"] is None  # one round: no estimate yet (engine/tracking/eta.py)
     assert p["elapsed_s"] > 0 and "global_acc_mean" in p["last_metrics"] and p["phase"] == "training"
     statuses = sorted(c["status"] for c in p["clients"])
     assert statuses == ["training", "training", "waiting", "waiting"]
@@ -478,7 +478,7 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
 
     from sqlite_utils import Database
 
-    from engine.storage import migrations
+    from engine.tracking.storage import migrations
 
     path = tmp_path / "old.db"
     db = Database(sqlite3.connect(path))

@@ -10,7 +10,7 @@ import pytest
 from sqlite_utils import Database
 
 from engine.errors import StorageError
-from engine.storage import CHILD_TABLES, STATUSES, Store, migrations
+from engine.tracking.storage import CHILD_TABLES, STATUSES, Store, migrations
 
 
 def _old_database(path: Path) -> None:

@@ -14,9 +14,9 @@ from conftest import digits_config
 from engine import threads, training
 from engine.config import parse_config
 from engine.executors import RunPlan, choose
-from engine.runs import RunManager
+from engine.tracking.runs import RunManager
 from engine.simulation import Simulation
-from engine.storage import Store
+from engine.tracking.storage import Store
 from engine.types import ClientInfo
 
 

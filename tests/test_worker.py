@@ -1,5 +1,5 @@
 """Runs in processes of their own (RunManager(isolation="process"), the app's choice;
-engine/worker.py): the same figures as a run in a thread, a cancel stops the process between
+engine/tracking/worker.py): the same figures as a run in a thread, a cancel stops the process between
 batches keeping its rounds, and a process that dies is recorded as failed with why."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from conftest import digits_config
 
 from engine import threads
 from engine.config import parse_config
-from engine.runs import RunManager
+from engine.tracking.runs import RunManager
 from engine.simulation import Simulation
-from engine.storage import Store
+from engine.tracking.storage import Store
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def manager(tmp_path):
 
 
 def workers_of(pid: int) -> list[int]:
-    """Pids of this process's children running engine.worker."""
+    """Pids of this process's children running engine.tracking.worker."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -39,7 +39,7 @@ def workers_of(pid: int) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"engine.worker" in cmdline:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"engine.tracking.worker" in cmdline:
             found.append(int(entry.name))
     return found
 

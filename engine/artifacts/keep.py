@@ -41,7 +41,7 @@ from engine.tracking.observers import Observer
 
 if TYPE_CHECKING:
     from engine.simulation import Simulation
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
 FORMAT = "fedmosaic-model/1"
 RULE_PREFIX = "rule."

@@ -13,7 +13,7 @@ from engine.errors import ConfigError
 
 
 def _store(args: argparse.Namespace):  # noqa: ANN202
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     return Store(args.db)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 def cmd_export_flower(args: argparse.Namespace) -> int:
     from engine.interop.flower import export_flower
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     store = Store(args.db) if not Path(args.source).exists() else None
     out = export_flower(args.source, Path(args.out), store=store, sites=not args.no_data)

@@ -10,7 +10,7 @@ from engine.errors import DataError
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     return Store(args.db)
 

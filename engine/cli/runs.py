@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, StorageError
-from engine.runs import RunManager, deep_merge, set_path, strategy_dict
-from engine.storage import ACTIVE, Store
+from engine.tracking.runs import RunManager, deep_merge, set_path, strategy_dict
+from engine.tracking.storage import ACTIVE, Store
 
 
 def _manager(args: argparse.Namespace, workers: int | None = None) -> RunManager:

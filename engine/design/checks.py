@@ -20,7 +20,7 @@ from engine.design.schema import data_config
 from engine.errors import FedMosaicError, validation_problems
 from engine.hardware.devices import estimate_memory
 from engine.models import InputSpec, build_model, check_reads, count_params, flops_per_sample
-from engine.storage import default_data_dir
+from engine.tracking.storage import default_data_dir
 from engine.validate import validate
 
 

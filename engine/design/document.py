@@ -12,7 +12,7 @@ from engine.access import confine
 from engine.config import ExperimentConfig, parse_config
 from engine.config_file import read_document
 from engine.errors import FedMosaicError
-from engine.storage import default_data_dir
+from engine.tracking.storage import default_data_dir
 
 
 def normalize(design: dict[str, Any]) -> dict[str, Any]:

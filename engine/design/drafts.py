@@ -15,7 +15,7 @@ from engine.design.scenarios import new_design
 from engine.errors import ConfigError, StorageError
 from engine.sanitize import safe_filename
 from engine.labels import dataset_label
-from engine.storage import default_data_dir
+from engine.tracking.storage import default_data_dir
 
 
 def drafts_dir(root: Path | None = None) -> Path:

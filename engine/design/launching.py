@@ -14,12 +14,12 @@ from typing import Any
 from engine.config import parse_config
 from engine.design.compatibility import with_strategy
 from engine.errors import ConfigError
-from engine.runs import get_manager
+from engine.tracking.runs import get_manager
 from engine.validate import check
 
 
 def manager(db_path: str | Path | None = None, workers: int | None = None):
-    """The process's run manager (:func:`engine.runs.get_manager`). The app trains each run in a
+    """The process's run manager (:func:`engine.tracking.runs.get_manager`). The app trains each run in a
     process of its own (``isolation="process"``: a training thread in the server would hold the
     interpreter lock the pages need); ``FEDMOSAIC_ISOLATION=thread`` keeps them in the server."""
     return get_manager(db_path=db_path, workers=workers,

@@ -19,7 +19,7 @@ from engine.data.config import COLUMN_TYPES, DataConfig
 from engine.data.reading import EXTENSIONS
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError, validation_problems
 from engine.labels import for_page
-from engine.storage import default_data_dir
+from engine.tracking.storage import default_data_dir
 
 
 def upload_filename(name: str) -> str:

@@ -12,7 +12,7 @@ from engine.design.roster import expanded_rows
 from engine.design.schema import data_config
 from engine.errors import FedMosaicError
 from engine.metrics import choose_primary
-from engine.storage import default_data_dir
+from engine.tracking.storage import default_data_dir
 
 
 def preview(design: dict[str, Any]) -> dict[str, Any]:

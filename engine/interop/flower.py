@@ -127,7 +127,7 @@ def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bo
     :raises StorageError: ``out`` exists and is not empty, or cannot be written.
     """
     from engine.config import load_config, parse_config
-    from engine.storage import default_data_dir
+    from engine.tracking.storage import default_data_dir
 
     root = root or default_data_dir()
     run = None

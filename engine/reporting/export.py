@@ -24,7 +24,7 @@ from engine.reporting.tables import (
     client_table, config_json, id_list, manifest, round_table, runs_summary, seed_summary,
 )
 from engine.sanitize import csv_text, safe_filename, write_csv
-from engine.storage import Store
+from engine.tracking.storage import Store
 
 
 @dataclass(frozen=True)

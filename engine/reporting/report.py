@@ -26,7 +26,7 @@ from engine.reporting.charts import headline_label
 from engine.reporting.tables import manifest, runs_summary, seed_summary
 from engine.reporting.verdict import verdicts_for
 from engine.sanitize import safe_filename
-from engine.storage import Store
+from engine.tracking.storage import Store
 
 def _short(keys: Sequence[str]) -> dict[str, str]:
     """Short column headers of summary keys (the full name is the header's tooltip)."""

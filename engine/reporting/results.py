@@ -19,7 +19,7 @@ from engine.metrics import headline as metrics_headline
 from engine.metrics import headline_key, run_primary, shared_primary
 from engine.robustness import report as robustness_report
 from engine.robustness.design import defence_label
-from engine.storage import Store
+from engine.tracking.storage import Store
 from engine.reporting.verdict import overfitting, verdicts_for
 
 

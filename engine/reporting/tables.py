@@ -15,7 +15,7 @@ import pandas as pd
 
 from engine.errors import ConfigError
 from engine.metrics import headline, run_primary, summary_keys
-from engine.storage import Store
+from engine.tracking.storage import Store
 
 
 def summary_order(run: dict[str, Any], final: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ The interval (95% unless asked otherwise):
 The maths are pure functions over plain values (:func:`t_interval`, :func:`paired_verdict`,
 :func:`overfitting`), usable without a database (a strategy advisor runs its own simulations and
 passes their per-client figures); :func:`verdicts_for` reads stored runs through
-:class:`engine.storage.Store` and pairs them.
+:class:`engine.tracking.storage.Store` and pairs them.
 """
 
 from __future__ import annotations

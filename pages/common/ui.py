@@ -131,7 +131,7 @@ def manager() -> Any:
 
     :raises FedMosaicError: the database cannot be opened.
     """
-    from engine.storage import default_db_path
+    from engine.tracking.storage import default_db_path
 
     return _manager(str(default_db_path()))
 

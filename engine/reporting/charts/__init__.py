@@ -3,7 +3,7 @@ report and notebooks share them). :mod:`.style` holds the one colour language an
 words, :mod:`.runs` the run-level charts, :mod:`.clients` the per-client charts of one run; every
 public name is available here (``charts.curves``, ``charts.metric_label``).
 
-Inputs are the :class:`engine.storage.Store` frames: ``round_df`` from ``store.round_metrics(ids)``
+Inputs are the :class:`engine.tracking.storage.Store` frames: ``round_df`` from ``store.round_metrics(ids)``
 (long: ``run_id, round, key, value``; a wide table with a ``run_id`` and one column per metric
 works too), ``client_df`` from ``store.client_metrics(ids)``, ``roster`` from
 ``store.clients(ids)``, and ``runs`` from ``store.list_runs(...)`` (rows with ``id, name,

@@ -759,7 +759,7 @@ class Store:
 
         Keys: ``run_id, name, status, current_round, rounds, fraction, elapsed_s`` (compute time
         so far: the rounds' wall time plus the round in progress), ``eta_s`` (seconds left,
-        :func:`engine.eta.remaining_seconds`: warm-up rounds left out; ``None`` until two rounds
+        :func:`engine.tracking.eta.remaining_seconds`: warm-up rounds left out; ``None`` until two rounds
         are done or when not running),
         ``last_metrics`` (the latest round's figures), ``last_evaluated`` (the latest round with
         accuracy/loss figures), ``round_in_progress``, ``phase``, ``clients`` (per client this
@@ -791,7 +791,7 @@ class Store:
         if run["status"] == "finished":
             eta = 0.0
         elif run["status"] in ACTIVE:
-            from engine.eta import remaining_seconds
+            from engine.tracking.eta import remaining_seconds
 
             times = [v for (v,) in self.db.execute(
                 "SELECT value FROM round_metrics WHERE run_id = ? AND key = 'wall_s' AND round <= ? ORDER BY round",

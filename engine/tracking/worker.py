@@ -1,6 +1,6 @@
-"""One run in a process of its own: ``python -m engine.worker --db DB --run RUN_ID``.
+"""One run in a process of its own: ``python -m engine.tracking.worker --db DB --run RUN_ID``.
 
-The app's run manager (:class:`engine.runs.RunManager` with ``isolation="process"``) trains each
+The app's run manager (:class:`engine.tracking.runs.RunManager` with ``isolation="process"``) trains each
 run here instead of in a thread of the server. A training thread in the server process holds the
 interpreter lock for every Python step between torch kernels, and with two runs training the
 server's own threads (the page scripts, the websocket) waited for it: pages took seconds to
@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m engine.tracking.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--db", required=True, help="the database holding the run")
     parser.add_argument("--run", required=True, help="the run's id (its row holds the config)")
     parser.add_argument("--share", type=int, default=None, help="threads this run may use (engine.threads)")
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.access import trusted_paths
     from engine.config import parse_config
     from engine.simulation import Simulation
-    from engine.storage import Store
+    from engine.tracking.storage import Store
 
     store = Store(args.db)
     try:

@@ -15,7 +15,7 @@ checkpoint, under the same run id, and ends with the same figures as an uninterr
 per-round random draw derives from the seed and the round). ``fork`` makes a new config from any
 run's; ``sweep`` launches one config over several seeds and strategies as one group.
 
-Worker threads never touch streamlit: they write to SQLite through :class:`engine.storage.Store`
+Worker threads never touch streamlit: they write to SQLite through :class:`engine.tracking.storage.Store`
 (one connection per thread) and the pages poll :meth:`RunManager.progress`.
 """
 
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, FedMosaicError
-from engine.storage import (
+from engine.tracking.storage import (
     ACTIVE,
     RESUMABLE,
     Store,
@@ -94,7 +94,7 @@ class RunManager:
         when its heartbeat is older than this (default ``max(30, 6 * heartbeat_s)``).
     :param root: data directory for datasets (default: the per-user data directory).
     :param isolation: ``"thread"``: each run trains in a worker thread of this process (the
-        command line, tests); ``"process"``: each in a process of its own (:mod:`engine.worker`)
+        command line, tests); ``"process"``: each in a process of its own (:mod:`engine.tracking.worker`)
         at a lower scheduling priority, so a server's pages stay responsive while runs train (the
         app's choice). ``FEDMOSAIC_ISOLATION`` sets the default.
     """
@@ -307,7 +307,7 @@ class RunManager:
 
     # ---- watching -----------------------------------------------------------------------------
     def progress(self, run_id: str) -> dict[str, Any]:
-        """Where a run stands (see :meth:`engine.storage.Store.progress`), plus ``queue_position``
+        """Where a run stands (see :meth:`engine.tracking.storage.Store.progress`), plus ``queue_position``
         (1-based, ``None`` unless it waits in this manager's queue)."""
         out = self.store.progress(run_id)
         with self._lock:
@@ -453,16 +453,16 @@ class RunManager:
                 self.store.add_event(run_id, message, "warning")
 
     def _run_process(self, handle: _Handle) -> tuple[str, str] | None:
-        """Train the run in ``python -m engine.worker`` and wait for it; a cancel becomes SIGTERM
-        (the worker stops between batches and records ``cancelled``). Returns the failure when the
+        """Train the run in ``python -m engine.tracking.worker`` and wait for it; a cancel becomes
+        SIGTERM (the worker stops between batches and records ``cancelled``). Returns the failure when the
         process ended badly (its message and the end of its error output), else ``None``."""
         import subprocess
         import tempfile
 
         from engine.access import paths_trusted
 
-        cmd = [sys.executable, "-m", "engine.worker", "--db", str(self.store.path), "--run", handle.run_id,
-               "--share", str(self.run_share), "--nice", str(WORKER_NICE)]
+        cmd = [sys.executable, "-m", "engine.tracking.worker", "--db", str(self.store.path),
+               "--run", handle.run_id, "--share", str(self.run_share), "--nice", str(WORKER_NICE)]
         if self.root is not None:
             cmd += ["--root", str(self.root)]
         if handle.resume:
@@ -471,7 +471,7 @@ class RunManager:
             cmd.append("--trusted")
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    cwd=str(Path(__file__).resolve().parent.parent))
+                                    cwd=str(Path(__file__).resolve().parents[2]))  # the repository root
             asked = False
             while True:
                 try:
