@@ -199,8 +199,38 @@ def browser_times(home: Path, big: str, repeats: int) -> dict[str, list[float]]:
     return out
 
 
+def _cpu_s(pids: set[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux ``/proc``; 0 elsewhere)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.0
+
+
+def _children(root: int) -> set[int]:
+    """``root``'s descendant processes (Linux ``/proc``)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(parts[1]), []).append(int(stat.parent.name))
+    out, todo = set(), [root]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
 PAGES = [("Home", "FedMosaic"), ("Data", "Data"), ("Clients", "Clients"), ("Launch", "Launch"),
-         ("Runs", "Runs"), ("Results", None), ("Compare", "Compare runs"), ("Catalog", "Catalog")]
+         ("Advisor", "Advisor"), ("Runs", "Runs"), ("Results", None), ("Compare", "Compare runs"),
+         ("Predict", "Predict"), ("Catalog", "Catalog")]
 
 
 def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> dict[str, list[float]]:
@@ -227,6 +257,7 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
     url = f"http://127.0.0.1:{port}"
     out: dict[str, list[float]] = {}
     store = Store(home / "bench.db")
+    console: list[str] = []  # the browser's own log: "disconnected from server" is written there
     try:
         for _ in range(600):
             try:
@@ -240,6 +271,7 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"])
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.set_default_timeout(120_000)
+            page.on("console", lambda msg: console.append(msg.text))
             idle = ("() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
                     " return !w || !w.innerText.includes('Running'); }")
 
@@ -251,15 +283,26 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
                 target.wait_for(timeout=120_000)
                 return time.perf_counter() - t0
 
-            def click(title: str, heading: str | None) -> float:
-                t0 = time.perf_counter()
-                page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
-                return ready(heading, t0)
+            browser_pids = _children(os.getpid()) - {proc.pid} - _children(proc.pid)
+            cpu: dict[str, list[float]] = {}  # CPU seconds of one action: the server's, the browser's
 
-            def reload(path: str, heading: str | None) -> float:
+            def measured(name: str | None, action: Any, heading: str | None) -> float:
+                before = (_cpu_s({proc.pid}), _cpu_s(browser_pids))
                 t0 = time.perf_counter()
-                page.goto(f"{url}/{path}")
-                return ready(heading, t0)
+                action()
+                took = ready(heading, t0)
+                if name:
+                    after = (_cpu_s({proc.pid}), _cpu_s(browser_pids))
+                    cpu.setdefault(f"{name} · server CPU s", []).append(after[0] - before[0])
+                    cpu.setdefault(f"{name} · browser CPU s", []).append(after[1] - before[1])
+                return took
+
+            def click(title: str, heading: str | None, name: str | None = None) -> float:
+                link = page.locator("[data-testid='stSidebarNav'] a", has_text=title).first
+                return measured(name, link.click, heading)
+
+            def reload(path: str, heading: str | None, name: str | None = None) -> float:
+                return measured(name, lambda: page.goto(f"{url}/{path}"), heading)
 
             # launch three runs of the quick-start design from the Launch page
             reload("launch", "Launch")
@@ -287,11 +330,14 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
                 click(title, heading)
             for _ in range(repeats):
                 for title, heading in PAGES:
-                    out.setdefault(f"live: {title} (sidebar click)", []).append(click(title, heading))
-            out["live: Results of a running run (open)"] = [reload(f"results?run={live}", None) for _ in range(repeats)]
-            out["live: Runs (full reload)"] = [reload("runs", "Runs") for _ in range(repeats)]
-            out["live: Results (full reload)"] = [reload(f"results?run={live}", None) for _ in range(repeats)]
-            out["live: Home (full reload)"] = [reload("", "FedMosaic") for _ in range(repeats)]
+                    name = f"live: {title} (sidebar click)"
+                    out.setdefault(name, []).append(click(title, heading, name))
+            for name, path, heading in [("live: Results of a running run (open)", f"results?run={live}", None),
+                                        ("live: Runs (full reload)", "runs", "Runs"),
+                                        ("live: Results (full reload)", f"results?run={live}", None),
+                                        ("live: Home (full reload)", "", "FedMosaic")]:
+                out[name] = [reload(path, heading, name) for _ in range(repeats)]
+            out.update(cpu)
             states = [r["status"] for r in store.list_runs()]
             out["_runs_while_measured"] = [float(states.count("running")), float(states.count("queued"))]
             browser.close()
@@ -306,8 +352,33 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
             proc.kill()
         log.close()
     text = (home / "server.log").read_text(errors="replace")
-    out["_disconnects"] = [float(text.count("disconnected from server"))]
+    out["_disconnects"] = [float(text.count("disconnected from server")
+                                 + sum("disconnected from server" in line for line in console))]
     return out
+
+
+def _live(home: Path, args: argparse.Namespace) -> dict[str, list[float]]:
+    print(f"load average before the live part: {os.getloadavg()[0]:.2f}", flush=True)
+    live = live_times(home, args.repeats, args.isolation)
+    counts = live.pop("_runs_while_measured")
+    disconnects = live.pop("_disconnects")[0]
+    print(f"(live: {counts[0]:.0f} running and {counts[1]:.0f} queued at the end; 'disconnected' lines in the "
+          f"server log: {disconnects:.0f}; isolation: {args.isolation}; load average after: "
+          f"{os.getloadavg()[0]:.2f})", flush=True)
+    return live
+
+
+def _print_live(home: Path, args: argparse.Namespace) -> int:
+    live = _live(home, args)
+    summary = {k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3), "n": len(v)}
+               for k, v in live.items()}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{'page':<44}{'median s':>10}{'max s':>10}{'n':>4}")
+        for k, v in summary.items():
+            print(f"{k:<44}{v['median_s']:>10.3f}{v['max_s']:>10.3f}{v['n']:>4}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time the pages in headless Chromium (needs /usr/bin/chromium and playwright)")
     parser.add_argument("--live", action="store_true",
                         help="time the pages in Chromium while two runs train and a third waits (see above)")
+    parser.add_argument("--live-only", action="store_true",
+                        help="--live without the server-side renders (and without the 500 synthetic runs)")
     parser.add_argument("--isolation", default="process", choices=["process", "thread"],
                         help="--live: where the app trains its runs")
     args = parser.parse_args(argv)
@@ -337,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     from pages.common.ui import PAGES as SCRIPTS
 
     store = Store(home / "bench.db")
+    if args.live_only:
+        return _print_live(home, args)
     t0 = time.perf_counter()
     big = write_synthetic_run(store, n_clients=args.clients, n_rounds=args.rounds, name="big run", late_joiners=5)
     t_big = time.perf_counter() - t0
@@ -371,14 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.browser:
         results.update(browser_times(home, big, args.repeats))
     if args.live:
-        print(f"load average before the live part: {os.getloadavg()[0]:.2f}", flush=True)
-        live = live_times(home, args.repeats, args.isolation)
-        counts = live.pop("_runs_while_measured")
-        disconnects = live.pop("_disconnects")[0]
-        results.update(live)
-        print(f"(live: {counts[0]:.0f} running and {counts[1]:.0f} queued at the end; 'disconnected' lines in the "
-              f"server log: {disconnects:.0f}; isolation: {args.isolation}; load average after: "
-              f"{os.getloadavg()[0]:.2f})", flush=True)
+        results.update(_live(home, args))
     summary = {k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)} for k, v in results.items()}
     rows = store.db.execute("SELECT COUNT(*) FROM client_metrics WHERE run_id = ?", [big]).fetchone()[0]
     summary["setup"] = {"write_big_run_s": round(t_big, 1), "big_run_client_metric_rows": rows,
