@@ -125,10 +125,20 @@ def test_catalog_lists_every_registry_entry() -> None:
     cat = catalog()
     labels = [t.label for t in at.tabs]
     assert f"Strategies ({len(cat['strategies'])})" in labels and f"Device tiers ({len(cat['tiers'])})" in labels
-    text = " ".join(e.label for e in at.expander)
-    for section in ("strategies", "architectures", "datasets", "partitioners"):
-        for entry in cat[section]:
-            assert f"**{entry['name']}**" in text
+    for section, title in (("strategies", "Strategies"), ("architectures", "Architectures"),
+                           ("datasets", "Datasets"), ("partitioners", "Partitioners")):
+        at.session_state["cat.tab"] = f"{title} ({len(cat[section])})"
+        at.run()
+        names = [e.label.split("**")[1] for e in at.expander if e.label.startswith("**")]
+        assert names == [entry["name"] for entry in cat[section]]  # only the open tab is built
+    # an entry's details (its parameter table) are built when it is opened
+    at.session_state["cat.tab"] = f"Strategies ({len(cat['strategies'])})"
+    at.run()
+    assert not at.dataframe[1:]  # the strategies overview only
+    at.session_state["cat.strategies.fedprox"] = True
+    at.run()
+    assert_clean(at)
+    assert "mu" in list(at.dataframe[1].value["parameter"])
     at.text_input(key="cat.search").set_value("prototype").run()
     names = [e.label.split("**")[1] for e in at.expander if e.label.startswith("**")]
     assert "fedproto" in names and "fedavg" not in names

@@ -11,10 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from engine import advisor
-from engine.design import checks, compatibility, document
+from engine.design import document
 from engine.errors import FedMosaicError
 from engine.labels import for_page
-from pages.common import ui
+from pages.common import cached, ui
 
 ui.enter_page()
 st.title("Advisor")
@@ -25,7 +25,7 @@ st.caption("Which strategy should this federation use? The advisor runs a few ro
 ui.flash()
 
 design = ui.design()
-problems = checks.design_problems(design)
+problems = cached.design_problems(design)
 if problems:
     ui.show_problems(problems, "Fix the design first (Data and Clients pages)")
     st.stop()
@@ -34,7 +34,7 @@ store = mgr.store
 config = document.parse(design)
 
 st.subheader("Pilots")
-entries = [e for e in compatibility.strategies(design) if e["reason"] is None and e["name"] not in advisor.SKIP]
+entries = [e for e in cached.strategies(design) if e["reason"] is None and e["name"] not in advisor.SKIP]
 names = [e["name"] for e in entries]
 a, b, c = st.columns([1, 1, 3])
 rounds = a.number_input("Rounds per pilot", min_value=1, max_value=max(1, config.rounds),

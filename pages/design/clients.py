@@ -7,9 +7,9 @@ from typing import Any
 
 import streamlit as st
 
-from engine.design import forms, adversaries, checks, choices, document, roster, roster_table, schema, sizes
+from engine.design import forms, adversaries, choices, document, roster, roster_table, schema, sizes
 from engine.robustness.design import adversary_cells
-from pages.common import ui
+from pages.common import cached, ui
 
 ui.enter_page()
 st.title("Clients")
@@ -126,7 +126,7 @@ if not edited.drop(columns=["select"]).reset_index(drop=True).equals(frame.drop(
             ui.set_design(roster.set_clients(design, new))
             st.rerun()
 
-issues = checks.client_issues(design)
+issues = cached.client_issues(design)
 if issues:
     rows = roster.expanded_rows(design)
     st.warning("**Rows to fix:**\n" + "\n".join(

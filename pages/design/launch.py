@@ -7,13 +7,13 @@ import copy
 
 import streamlit as st
 
-from engine.design import checks, choices, compatibility, forms, launching, split
+from engine.design import choices, forms, launching
 from engine.errors import ConfigError
 from engine.labels import for_page
 from pages.common import flower as flower_ui
 from pages.common import privacy as privacy_ui
 from pages.common import robustness
-from pages.common import ui
+from pages.common import cached, ui
 
 ui.enter_page()
 st.title("Launch")
@@ -29,10 +29,10 @@ if name != design.get("name"):
 
 # ---- strategies -----------------------------------------------------------------------------------
 st.subheader("Strategy")
-entries = compatibility.strategies(design)
+entries = cached.strategies(design)
 design_broken = all(str(e["reason"] or "").startswith("fix the design first") for e in entries)
 if design_broken:
-    ui.show_problems(checks.design_problems(design), "Fix the design first (Data and Clients pages)")
+    ui.show_problems(cached.design_problems(design), "Fix the design first (Data and Clients pages)")
 current = design.get("strategy", {}).get("name", "fedavg")
 chosen_key = ui.key("launch.chosen")
 if chosen_key not in st.session_state:
@@ -117,7 +117,7 @@ defences = robustness.defence_picker(design, picked)
 st.subheader("Run settings")
 settings = ui.params_form(forms.launch_fields(), design, "launch.cfg", columns=4)
 settings.update(privacy_ui.launch_settings(design))  # server DP, secure aggregation (pages/common/privacy.py)
-chosen_metric = split.primary_preview({**design, **settings})
+chosen_metric = cached.primary_preview({**design, **settings})
 if chosen_metric:
     st.caption(f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** ({chosen_metric[1]}); "
                f"it also picks each client's best round on its validation data.")
@@ -166,12 +166,12 @@ if new != design:
     design = new
 
 # ---- checks and launch ----------------------------------------------------------------------------
-problems = [] if not picked or design_broken else checks.design_problems(design)
+problems = [] if not picked or design_broken else cached.design_problems(design)
 if seed_error:
     problems.append(seed_error)
 if executor in unavailable:
     problems.append(f"executor: {unavailable[executor]}")
-for w in checks.design_warnings(design):
+for w in cached.design_warnings(design):
     st.warning(for_page(w), icon=":material/warning:")
 n_runs = len(picked) * len(defences) * max(1, len(seeds))
 ui.show_problems(problems)

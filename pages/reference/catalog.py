@@ -48,8 +48,13 @@ def matches(entry: dict[str, Any]) -> bool:
 labels = {"strategies": "Strategies", "architectures": "Architectures", "datasets": "Datasets",
           "partitioners": "Partitioners", "tiers": "Device tiers", "executors": "Executors"}
 sections = [s for s in labels if s in cat] + [s for s in cat if s not in labels]
-tabs = st.tabs([f"{labels.get(s, s.title())} ({sum(map(matches, cat[s]))})" for s in sections])
+# Lazy: only the open tab, and only an open entry's details, are built and sent (62 parameter tables
+# in every rerun made this the slowest page to open while runs trained: docs/benchmarks.md).
+tabs = st.tabs([f"{labels.get(s, s.title())} ({sum(map(matches, cat[s]))})" for s in sections], key="cat.tab",
+               on_change="rerun")
 for tab, section in zip(tabs, sections, strict=True):
+    if not tab.open:
+        continue
     with tab:
         entries = [e for e in cat[section] if matches(e)]
         if not entries:
@@ -66,7 +71,11 @@ for tab, section in zip(tabs, sections, strict=True):
                          column_config={"paper": st.column_config.LinkColumn("paper", display_text="open paper")})
         for e in entries:
             title = e.get("name") or e.get("id") or "?"
-            with st.expander(f"**{title}** — {e.get('description', '')}"):
+            entry = st.expander(f"**{title}** — {e.get('description', '')}", key=f"cat.{section}.{title}",
+                                on_change="rerun")
+            if not entry.open:
+                continue
+            with entry:
                 if e.get("paper") or e.get("url"):
                     link = f"[{e.get('paper') or e['url']}]({e['url']})" if e.get("url") else e["paper"]
                     st.markdown(f":material/article: {link}")
