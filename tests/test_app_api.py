@@ -219,6 +219,7 @@ def test_drafts_autosave_and_named(tmp_path: Path) -> None:
     assert drafts.load_autosave("session-abc123", root=tmp_path) == design
     assert drafts.load_autosave("missing-0000", root=tmp_path) is None
     assert drafts.load_autosave("../../x", root=tmp_path) is None
+    assert drafts.is_session_id(drafts.new_session_id()) and not drafts.is_session_id("../../x")
     drafts.save_draft("My traffic/study", design, root=tmp_path)
     saved = drafts.list_drafts(root=tmp_path)
     assert [(d["name"], d["clients"], d["dataset"]) for d in saved] == [("My traffic/study", 4, "traffic")]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.design.document import normalize
+from engine.design.roster import default_client
 from engine.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,8 +98,7 @@ def new_design() -> dict[str, Any]:
     try:
         return normalize(template("quickstart"))
     except ConfigError:
-        return normalize({"name": "my experiment", "rounds": 10,
-                          "clients": [{"name": "client", "count": 4, "model": {"arch": "mlp"}}]})
+        return normalize({"name": "my experiment", "rounds": 10, "clients": [{**default_client(), "count": 4}]})
 
 
 def _project_path(path: str) -> str:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from engine.data import inspect_csv, load_dataset, natural_groups
 from engine.data.config import COLUMN_TYPES, DataConfig
 from engine.data.reading import EXTENSIONS
+from engine.data.stats import SOURCES
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError, validation_problems
 from engine.labels import for_page
 from engine.tracking.storage import default_data_dir
@@ -132,12 +133,14 @@ def treat_as_missing(data: dict[str, Any], column: str, value: Any) -> dict[str,
     return data
 
 
-#: The choices of ``data.statistics`` as the Data page offers them (see :mod:`engine.data.stats`).
-STATISTICS = {
+_STATISTICS_WORDS = {
     "federated": "Federated: aggregates the sites share (sums, counts), never rows",
     "client": "Each client's own training data alone",
     "centralized": "Centralized statistics: not possible in a real federation",
 }
+#: The choices of ``data.statistics`` (:data:`engine.data.stats.SOURCES`, in its order) in the Data
+#: page's words; a source added there without words here fails at import.
+STATISTICS = {source: _STATISTICS_WORDS[source] for source in SOURCES}
 #: Text encodings offered besides "auto" (detected) and what the file was read with.
 ENCODINGS = ("utf-8", "cp1252", "latin-1", "iso-8859-15", "utf-16", "cp1250", "cp1251", "mac-roman")
 
