@@ -236,6 +236,10 @@ def test_curves_average_seeds_with_a_band(runs):
     assert max(by_bytes.data[-1].x) > 0
     missing = charts.curves(store.round_metrics(ids), "global_acc_mean", x="sim_time_s", runs=rows)
     assert not missing.data and "No 'Simulated time" in missing.layout.annotations[0].text
+    import plotly.io as pio
+
+    for chart in (fig, missing):  # the template is the module's default, applied as the page sends the chart
+        assert json.loads(pio.to_json(chart, validate=False))["layout"]["template"]["layout"]["plot_bgcolor"] == "white"
 
 
 def test_client_views_colour_by_architecture(runs):

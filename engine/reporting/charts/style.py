@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 
 from engine.metrics import METRICS
@@ -243,18 +244,24 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+pio.templates.default = "plotly_white"
+"""Every chart's template, applied when a figure is serialised. Set once: ``template=...`` on each
+figure validated the whole template again, ~57 ms a chart (a figure's own build took ~20 ms), paid by
+every rerun of a Results page polling a running run."""
+
+
 def _empty(message: str, title: str | None = None) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                        font={"size": 14})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(title=title, template="plotly_white", height=320)
+    fig.update_layout(title=title, height=320)
     return fig
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=height,
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height,
                       hovermode="x unified", legend={"orientation": "h", "y": -0.2},
                       margin={"l": 60, "r": 20, "t": 60, "b": 40})
     if x.lower().startswith("round"):
