@@ -84,7 +84,7 @@ def figures(final: dict[str, Any]) -> dict[str, float]:
 
 def run_one(path: Path, seed: int, setup: str, rounds: int, root: Path) -> dict[str, float]:
     from engine.config import ExperimentConfig
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     strategy, statistics = SETUPS[setup]
     cfg = ExperimentConfig.model_validate(config(path, seed, strategy, statistics, rounds))

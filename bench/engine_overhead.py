@@ -93,7 +93,7 @@ def engine_run(rounds: int, root: Path) -> tuple[float, float, float]:
     """The same work through FedMosaic (memory-only recording). Returns (whole, loop, accuracy)."""
     t0 = time.perf_counter()
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     sim = Simulation(parse_config({**CONFIG, "rounds": rounds}), root=root)
     summary = sim.run()

@@ -101,7 +101,7 @@ class EngineSide:
 
     def __init__(self, strategy: str, rounds: int, csv: Path, **extra: Any) -> None:
         from engine.config import parse_config
-        from engine.simulation import Simulation
+        from engine.core.simulation import Simulation
 
         self.sim = Simulation(parse_config(config(strategy, rounds, csv, **extra)), root=ROOT)
         self.sim.setup()

@@ -50,7 +50,7 @@ def config(strategy: str, setting: dict[str, Any], seed: int) -> dict[str, Any]:
 
 def run_one(strategy: str, setting: dict[str, Any], seed: int) -> dict[str, float]:
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     start = time.perf_counter()
     sim = Simulation(parse_config(config(strategy, setting, seed)))

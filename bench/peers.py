@@ -199,7 +199,7 @@ def plan(names: list[str]) -> list[tuple[str, str]]:
 def run_fedmosaic(strategy: str, roster: str, csv_path: Path, shape: list[int], rounds: int, seed: int) -> Row:
     """One FedMosaic run, evaluated at rounds 10, 20, ..."""
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     from engine.access import trusted_paths
 

@@ -51,7 +51,7 @@ def side_by_side(cfgs: dict[str, dict]) -> dict[str, list[float]]:
     """Seconds per round of several runs advanced in lockstep, one round of each in turn, so a
     change in the machine's load affects every side alike (memory-only recording)."""
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     sims = {}
     for label, cfg in cfgs.items():

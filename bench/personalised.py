@@ -78,7 +78,7 @@ def run_one(job: tuple[str, int, int]) -> dict[str, Any]:
     import torch
 
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     strategy, seed, rounds = job
     threads = torch.get_num_threads()
@@ -163,7 +163,7 @@ def report(runs: dict[tuple[str, int], dict[str, Any]], methods: tuple[str, ...]
     import numpy
     import torch
 
-    from engine.metrics import METRICS
+    from engine.core.metrics import METRICS
 
     n_test = sorted({runs[("local", s)]["n_test"] for s in seeds})
     primary = METRICS[runs[("local", seeds[0])]["primary"]]

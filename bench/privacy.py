@@ -56,7 +56,7 @@ def measure(job: tuple[str, float | None, int]) -> dict[str, Any]:
     import torch
 
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     torch.set_num_threads(1)
     strategy, epsilon, seed = job

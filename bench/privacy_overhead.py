@@ -8,7 +8,7 @@ Run: ``python -m bench.privacy_overhead`` (prints a Markdown table and the load 
 import time, torch, os, statistics
 import torch.nn.functional as F
 from engine.models import build_model, InputSpec
-from engine import training
+from engine.core import training
 from engine.privacy.dpsgd import fit_private, DPSettings
 torch.set_num_threads(1)
 spec = InputSpec("image", (1, 8, 8))

@@ -283,7 +283,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
             lambda p=path: (cli("--db", str(db), "run", str(p)), no_rows(db)))
 
     def setup_failure_stored() -> str:
-        from engine.simulation import Simulation
+        from engine.core.simulation import Simulation
 
         store = Store(tmp / "setup.db")
         sim = Simulation(parse_config(setup["natural split, 5,000 values for 3 clients"]), store=store, root=tmp)
@@ -429,7 +429,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     def resume(damage: str) -> str:
         import torch
 
-        from engine.simulation import Simulation
+        from engine.core.simulation import Simulation
 
         store = Store(tmp / f"resume-{damage}.db")
         cfg = parse_config(config(rounds=5, checkpoint_every=2))

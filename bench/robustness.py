@@ -4,7 +4,7 @@ Every scenario is ten clients on digits (8x8 handwritten digits; 1,797 images) o
 compromised, run without a defence, with each defence that applies, and once with the same
 clients honest (the *clean* reference), over seeds. Figures per run:
 
-- the app's headline (:func:`engine.metrics.headline`): the primary metric, accuracy, on each
+- the app's headline (:func:`engine.core.metrics.headline`): the primary metric, accuracy, on each
   client's own test data, mean over clients, at each client's best validation round;
 - ``server_acc`` where the strategy has a server model (the global model on the global test set);
 - the backdoor's attack success rate (``backdoor_asr``): the share of the global test set's
@@ -137,9 +137,9 @@ def run_one(job: tuple[str, str, Any, int, dict[str, Any]]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from engine.config import parse_config
-    from engine.metrics import headline
+    from engine.core.metrics import headline
     from engine.robustness.design import defence_label
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     scenario, kind, defence, seed, config = job
     cfg = parse_config({**config, "seed": seed, "defence": defence, "checkpoint_every": 0})

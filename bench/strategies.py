@@ -94,7 +94,7 @@ def run_one(cfg: dict[str, Any]) -> tuple[dict[str, float], str]:
     """Run one config in memory; return its final figures and its partition fingerprint (and, in
     :data:`LAST`, what the app headlines: the primary metric per client at its best round)."""
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     start = time.perf_counter()
     sim = Simulation(parse_config(cfg))
@@ -163,7 +163,7 @@ def vs_local(row: Row, rows: list[Row], key: str = "local_acc_mean") -> str:
 def app_columns(row: Row, rows: list[Row]) -> tuple[str, str]:
     """The app's headline figure (mean over seeds) and its verdict against ``local`` on the same
     roster (``—`` for the references)."""
-    from engine.metrics import METRICS
+    from engine.core.metrics import METRICS
     from engine.reporting.verdict import paired_verdict
 
     if not row.best:
@@ -184,7 +184,7 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
     import numpy
     import sklearn
 
-    from engine.metrics import METRICS
+    from engine.core.metrics import METRICS
 
     metric = METRICS[next((r.primary for r in rows if r.primary), "acc")]
     lines = [

@@ -74,7 +74,7 @@ class Advice:
     """The ranked pilots and the recommendation."""
 
     metric: Any
-    """:class:`engine.metrics.Metric` the pilots were scored on."""
+    """:class:`engine.core.metrics.Metric` the pilots were scored on."""
     rounds: int
     """Rounds of each pilot."""
     design_rounds: int
@@ -241,7 +241,7 @@ def advise(config: ExperimentConfig | Mapping[str, Any], *, rounds: int = PILOT_
     """
     from engine import threads
     from engine.data import load_dataset
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
     from engine.tracking.storage import default_data_dir
 
     config = config if isinstance(config, ExperimentConfig) else parse_config(dict(config))
@@ -320,7 +320,7 @@ def pilot_status(store: Any, group_id: str) -> dict[str, int]:
 def advice_for(store: Any, group_id: str, config: ExperimentConfig | Mapping[str, Any]) -> Advice:
     """The advice from a finished (or partly finished) pilot sweep; unfinished pilots are left out
     and failed ones listed with their error."""
-    from engine.metrics import run_primary
+    from engine.core.metrics import run_primary
 
     config = config if isinstance(config, ExperimentConfig) else parse_config(dict(config))
     rows = store.list_runs(group_id=group_id)

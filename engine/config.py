@@ -23,7 +23,7 @@ from engine.data.config import DataConfig
 from engine.data.preprocess import METHODS as PREPROCESSING
 from engine.errors import ConfigError, FedMosaicError, validation_problems
 from engine.hardware.tiers import TierOverrides, TierSpec
-from engine.metrics import PRIMARY_CHOICES
+from engine.core.metrics import PRIMARY_CHOICES
 from engine.privacy.config import ClientPrivacy, SecureAggregation, ServerDP
 from engine.robustness.config import AdversarySpec, DefenceSpec
 from engine.tracking.config import TrackingSpec

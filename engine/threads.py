@@ -11,7 +11,7 @@ How the count is applied: torch's ``set_num_threads`` sets OpenMP's and MKL's th
 the calling thread* (an OpenMP internal control variable, per thread in libgomp; MKL's local
 setting) and the default for threads that have not run torch work yet. So every thread that
 computes for a run sets its own count where the work executes (:func:`set_here`): the run's
-thread in :meth:`engine.simulation.Simulation.run`, each worker of the ``threads`` executor per
+thread in :meth:`engine.core.simulation.Simulation.run`, each worker of the ``threads`` executor per
 job. Two runs in one process therefore each get their share, and the ``threads`` executor never
 runs more workers than its run's share. One trap: a thread's first torch operation re-applies
 the process default to it, undoing a count set before; :func:`set_here` makes that first

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from engine import training
+from engine.core import training
 from engine.robustness.combine import PLAIN, Combiner
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class Server:
 
     def generator(self, *path: object) -> torch.Generator:
         """A generator seeded from the run seed, the round and ``path``."""
-        from engine.seeding import generator
+        from engine.core.seeding import generator
 
         return generator(self.seed, "server", self.round, *path)
 

@@ -56,7 +56,7 @@ def test_pilots_are_paired_with_local_on_validation_and_ranked_with_costs(monkey
 
 
 def test_no_recommendation_when_nothing_beats_local():
-    from engine.metrics import METRICS
+    from engine.core.metrics import METRICS
 
     def run(strategy, seed, values):
         return advisor.PilotRun(strategy, seed, values, 100.0, 1.0, 2, 0.1)

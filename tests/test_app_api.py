@@ -52,7 +52,7 @@ def test_templates_cover_the_scenarios_they_promise() -> None:
 
 @pytest.mark.parametrize("template_id", [t.id for t in scenarios.templates()])
 def test_every_template_trains_a_round(template_id: str) -> None:
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     config = parse_config({**scenarios.template(template_id), "rounds": 2, "checkpoint_every": 0})
     summary = Simulation(config).run()

@@ -8,7 +8,7 @@ import os
 import zipfile
 
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.tracking.storage import Store
 from tests.conftest import digits_config
 from tests.test_app_support import app, assert_clean

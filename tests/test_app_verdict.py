@@ -10,7 +10,7 @@ import os
 from conftest import digits_config
 from engine.design import launching, scenarios
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.tracking.storage import Store
 from tests.test_app_support import app, assert_clean
 

@@ -20,7 +20,7 @@ from engine.artifacts.load import index, load, resolve
 from engine.artifacts.predict import predict, prediction_csv
 from engine.config import parse_config
 from engine.errors import DataError, ModelNotFoundError
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from tests.conftest import digits_config
 
 ROOT = Path(__file__).resolve().parents[1]

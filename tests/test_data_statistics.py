@@ -167,7 +167,7 @@ def test_a_sites_constant_or_missing_column_cannot_explode_on_other_sites(tmp_pa
 def test_the_run_manifest_says_where_each_statistic_came_from(tmp_path, store):
     from engine.reporting import tables
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     path = tmp_path / "sites.csv"
     _table(4).to_csv(path, index=False)

@@ -130,7 +130,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 def test_memory_estimate_is_close_to_the_measured_cuda_peak():
     from engine.models import build_model
-    from engine.training import make_optimizer
+    from engine.core.training import make_optimizer
 
     image = InputSpec("image", (1, 8, 8))
     spec, batch = {"arch": "cnn", "channels": 64}, 2048
@@ -155,7 +155,7 @@ def test_memory_estimate_is_close_to_the_measured_cuda_peak():
 @pytest.mark.gpu
 @needs_cuda
 def test_the_same_run_on_cuda_and_cpu_means_the_same():
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     def final(device: str) -> dict[str, float]:
         cfg = digits_config(rounds=8)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.tracking.storage import Store
 from tests.test_artifacts import ROOT, split_positions
 from tests.test_e2e_browser import ARGS, CHROMIUM, _choose, _no_errors, _settle, _shot, app_url  # noqa: F401

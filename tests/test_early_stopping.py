@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from conftest import digits_config
-from engine import training
-from engine.client import load_into, template
+from engine.core import training
+from engine.core.client import load_into, template
 from engine.config import parse_config
 from engine.data import build as build_federation
 from engine.data.config import DataConfig
 from engine.data.federation import client_rows, load_dataset
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.tracking.storage import default_data_dir
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import digits_config
-from engine.aggregate import nbytes, weighted_mean, weighted_mean_matching
+from engine.core.aggregate import nbytes, weighted_mean, weighted_mean_matching
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 
 
 def run(store=None, **overrides):
@@ -179,7 +179,7 @@ def test_runs_on_different_datasets_in_one_thread_do_not_share_modules():
 
 def test_client_state_and_payload_are_copies_not_views_of_the_live_module():
     sim = run(rounds=1)
-    from engine.client import template
+    from engine.core.client import template
 
     live = template(sim.clients[0].spec.model, torch.device("cpu"), sim.build)
     for name, tensor in live.state_dict().items():
@@ -211,7 +211,7 @@ def test_server_model_is_scored_through_the_reference_preprocessing():
 
 
 def test_regression_targets_train_in_standard_units_and_report_in_data_units():
-    from engine import training
+    from engine.core import training
 
     sim = run(rounds=2, data={"dataset": "traffic", "options": {"form": "tabular", "target": "volume", "cities": 3, "days": 20},
                               "partition": {"method": "iid"}},

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from conftest import digits_config
-from engine import training
+from engine.core import training
 from engine.config import parse_config
-from engine.evaluation import evaluate_clients, forward_many
-from engine.simulation import Simulation
+from engine.core.evaluation import evaluate_clients, forward_many
+from engine.core.simulation import Simulation
 
 
 def test_forward_many_equals_one_model_at_a_time():

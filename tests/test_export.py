@@ -19,7 +19,7 @@ from engine.config import parse_config
 from engine.errors import ConfigError
 from engine.reporting import charts, export, tables
 from engine.reporting.report import build_report, write_report
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 
 from engine.config import parse_config
 from engine.errors import CompatibilityError, StorageError
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from tests.test_artifacts import ROOT
 
 pytest.importorskip("flwr")

@@ -26,7 +26,7 @@ from engine.hardware.clock import (
 from engine.config import parse_config
 from engine.errors import ConfigError
 from engine.hardware.tiers import TIERS, Tier
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.strategies.base import Strategy
 from engine.types import ClientInfo, ClientResult
 
@@ -145,7 +145,7 @@ def test_partial_policy_accepts_the_share_of_work_that_fits():
 def test_partial_work_fraction_makes_fit_run_only_the_steps_that_fit():
     import torch
 
-    from engine.training import fit
+    from engine.core.training import fit
 
     tier = {"unit": {**UNIT, "up_bps": 8e6, "down_bps": 8e6}}  # 100 kB each way: 0.2 s
     # 100 samples x 3 x 1/300 GFLOP = 1 s of compute; 0.6 s of it fit in a 0.8 s deadline -> 6 of

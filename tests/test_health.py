@@ -10,7 +10,7 @@ from conftest import digits_config
 
 from engine import health
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 
 
 def test_chance_is_the_most_common_label_share():

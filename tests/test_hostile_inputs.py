@@ -23,7 +23,7 @@ from engine.access import REFUSED, AccessError, trusted_paths
 from engine.config import parse_config
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError
 from engine.tracking.runs import RunManager
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.tracking.storage import Store
 from engine.validate import validate
 
@@ -212,7 +212,7 @@ def test_a_set_up_failure_is_stored_failed_with_its_message(tmp_path):
 
 def test_a_run_that_ends_without_any_figure_is_a_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(Simulation, "evaluate", lambda self, rnd, per_client: {})
-    monkeypatch.setattr("engine.simulation.evaluate_clients", lambda *a, **k: {})
+    monkeypatch.setattr("engine.core.simulation.evaluate_clients", lambda *a, **k: {})
     store = Store(tmp_path / "r.db")
     sim = Simulation(parse_config(digits_config(rounds=1)), store=store)
     with pytest.raises(DataError, match="without any evaluation figure"):

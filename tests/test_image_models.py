@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from bench.images import ReferenceFedAvgCNN, digits28
-from engine import training
+from engine.core import training
 from engine.models import InputSpec, build_model
 from engine.models.cnn import FLAT_MAX
 
@@ -92,7 +92,7 @@ def test_fedavg_cnn_preset_zoo_cnn_and_resnet_learn_as_fast_as_the_hand_written_
     """The reference libraries' settings on a fixed task: 1,400 digits upscaled to 28x28, SGD lr
     0.005 without momentum, batch 10, one epoch (140 steps), the same seed for every model's
     initialisation and batch order. The zoo's models are trained by the engine's own loop
-    (``engine.training.fit``), the reference by a hand-written one; test accuracy every 20 steps.
+    (``engine.core.training.fit``), the reference by a hand-written one; test accuracy every 20 steps.
 
     Measured when written (seed 0): reference 0.16, 0.20, 0.19, 0.20, 0.28, 0.35, 0.30; the
     preset at rep_dim 512 0.38, 0.43, 0.60, 0.72, 0.83, 0.69, 0.77, the zoo's cnn at

@@ -1,5 +1,5 @@
 """The task metrics against scikit-learn, the trivial-predictor references, and the choice of the
-primary metric (engine.metrics: the one place they are defined)."""
+primary metric (engine.core.metrics: the one place they are defined)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.metrics import (
     accuracy_score, balanced_accuracy_score, f1_score, mean_absolute_error, r2_score, roc_auc_score,
 )
 
-from engine import metrics
+from engine.core import metrics
 
 pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true:UserWarning")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from tests.conftest import digits_config
 
 pytest.importorskip("mlflow")

@@ -12,7 +12,7 @@ import torch
 from engine.artifacts.load import load
 from engine.config import parse_config
 from engine.models import ARCHITECTURES
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from tests.test_artifacts import ROOT, split_positions
 
 pytest.importorskip("onnx")

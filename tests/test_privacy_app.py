@@ -15,7 +15,7 @@ from engine.errors import ConfigError
 from engine.config import parse_config
 from engine.privacy import charts as pcharts
 from engine.privacy import report
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 
 pytest.importorskip("opacus")
 

@@ -16,7 +16,7 @@ from conftest import digits_config
 from engine.config import parse_config
 from engine.models import ARCHITECTURES, InputSpec, build_model
 from engine.privacy.dpsgd import DPSettings, clip, fit_private, per_sample_grads, poisson_batch, unprivatisable
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 
 pytest.importorskip("opacus")
 

@@ -9,7 +9,7 @@ import torch
 
 from conftest import digits_config
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 
 pytest.importorskip("opacus")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import digits_config
-from engine.aggregate import weighted_mean
+from engine.core.aggregate import weighted_mean
 from engine.config import parse_config
 from engine.privacy import secagg
 from engine.privacy.server import PrivateAggregation

@@ -10,7 +10,7 @@ import torch
 
 from conftest import digits_config
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'fedmosaic[ray]'")
 

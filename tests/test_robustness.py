@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import digits_config
 
-from engine.aggregate import weighted_mean
+from engine.core.aggregate import weighted_mean
 from engine.config import parse_config
 from engine.data import ClientData, Split
 from engine.data.preprocess import Affine
@@ -29,7 +29,7 @@ from engine.robustness.attacks import ATTACKS, AttackSetting
 from engine.robustness.attacks.backdoor import trigger_mask
 from engine.robustness.combine import Combiner, make_combiner
 from engine.robustness.defences import DEFENCES
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.types import ClientInfo
 from engine.strategies._distill import merge_class_means
 from engine.validate import validate

@@ -436,7 +436,7 @@ def test_rename_and_tags(manager):
 def test_seeded_blocks_are_not_disturbed_by_model_builds_on_other_threads():
     from engine.models import build_model
     from engine.models.base import InputSpec
-    from engine.seeding import seeded
+    from engine.core.seeding import seeded
 
     with seeded(0, "probe"):
         expected = torch.rand(4)

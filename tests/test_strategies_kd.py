@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from conftest import digits_config
 
 from bench import personalised
-from engine.aggregate import nbytes, weighted_mean
+from engine.core.aggregate import nbytes, weighted_mean
 from engine.config import parse_config
 from engine.errors import CompatibilityError, ConfigError
 from engine.models import InputSpec, build_model
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.strategies import STRATEGIES
 from engine.strategies._distill import (
     class_means,
@@ -637,7 +637,7 @@ def test_public_set_distillation_lifts_global_accuracy_far_above_local(name, loc
 def test_feddf_charts_its_distillation_loss_per_round():
     from conftest import digits_config
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
 
     cfg = digits_config(rounds=2, data={"dataset": "digits", "partition": {"method": "iid"}, "public_fraction": 0.1},
                         clients=[{**digits_config()["clients"][0], "count": 2},

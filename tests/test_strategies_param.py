@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from conftest import digits_config
 
-from engine.aggregate import nbytes
+from engine.core.aggregate import nbytes
 from engine.config import ClientSpec, parse_config
 from engine.models import InputSpec, build_model
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.strategies import STRATEGIES
 from engine.types import ClientContext, ClientInfo, ClientResult, Server
 from engine.strategies.heterofl import aggregate_slices, make_plan, take

@@ -9,9 +9,9 @@ import math
 import pytest
 from conftest import digits_config
 
-from engine.aggregate import nbytes
+from engine.core.aggregate import nbytes
 from engine.config import parse_config
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.strategies import STRATEGIES
 from engine.validate import compatibility, compatibility_matrix, validate
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 from conftest import digits_config
 
-from engine import threads, training
+from engine import threads
+from engine.core import training
 from engine.config import parse_config
 from engine.executors import RunPlan, choose
 from engine.tracking.runs import RunManager
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.tracking.storage import Store
 from engine.types import ClientInfo
 

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import digits_config
 from engine.config import parse_config
-from engine.metrics import METRICS
-from engine.simulation import Simulation
+from engine.core.metrics import METRICS
+from engine.core.simulation import Simulation
 from engine.reporting.verdict import overfitting, paired_verdict, t_interval, verdicts_for
 
 

@@ -17,7 +17,7 @@ from conftest import digits_config
 from engine import threads
 from engine.config import parse_config
 from engine.tracking.runs import RunManager
-from engine.simulation import Simulation
+from engine.core.simulation import Simulation
 from engine.tracking.storage import Store
 
 

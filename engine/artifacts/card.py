@@ -42,8 +42,8 @@ def metrics_table(metrics: dict[str, Any]) -> list[str]:
 
 
 def _label(key: str) -> str:
-    """A figure's name in words (:func:`engine.metrics.base_metric`), else its key."""
-    from engine.metrics import base_metric
+    """A figure's name in words (:func:`engine.core.metrics.base_metric`), else its key."""
+    from engine.core.metrics import base_metric
 
     metric = base_metric(key)
     return metric.label if metric is not None else key

@@ -40,7 +40,7 @@ from engine.types import Kept
 from engine.tracking.observers import Observer
 
 if TYPE_CHECKING:
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
     from engine.tracking.storage import Store
 
 FORMAT = "fedmosaic-model/1"
@@ -167,7 +167,7 @@ def entries(sim: Simulation, rnd: int) -> dict[str, list[Entry]]:
 
 
 def training_labels(task: str, y: Tensor, n_outputs: int) -> dict[str, Any]:
-    """What the input-blind reference predictor is fitted on (:func:`engine.metrics.constant_outputs`):
+    """What the input-blind reference predictor is fitted on (:func:`engine.core.metrics.constant_outputs`):
     the training labels' class counts, or their mean (standard units)."""
     if task == "classification":
         return {"counts": torch.bincount(y.long(), minlength=n_outputs).tolist()}

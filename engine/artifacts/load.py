@@ -21,7 +21,7 @@ from engine.artifacts.keep import FORMAT, RULE_PREFIX, run_folder
 from engine.data.preprocess import Affine
 from engine.errors import ModelNotFoundError
 from engine.models import InputSpec, build_model
-from engine.seeding import seeded
+from engine.core.seeding import seeded
 
 WHICH = ("best", "final")
 WHICH_TEXT = {"best": "best validation round", "final": "last round"}

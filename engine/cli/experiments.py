@@ -20,7 +20,7 @@ def _store(args: argparse.Namespace):  # noqa: ANN202
 
 def _progress(total: int, quiet: bool, primary=None):  # noqa: ANN001, ANN202
     """A progress bar with the headline figure; ``primary()`` gives the run's primary metric."""
-    from engine.metrics import headline
+    from engine.core.metrics import headline
 
     def on_round(record) -> None:  # noqa: ANN001
         if quiet:
@@ -40,7 +40,7 @@ def _progress(total: int, quiet: bool, primary=None):  # noqa: ANN001, ANN202
 
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.config import load_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
     from engine.validate import check
 
     config = load_config(args.config)
@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps({"run_id": sim.run_id, "status": status, "rounds": summary["rounds_done"],
                           "final": final}, default=float))
     else:
-        from engine.metrics import headline, run_primary, summary_keys
+        from engine.core.metrics import headline, run_primary, summary_keys
 
         print(f"run {sim.run_id}: {status} after {summary['rounds_done']} rounds")
         metric = run_primary({"summary": final})

@@ -55,7 +55,7 @@ def _follow(mgr: RunManager, run_ids: list[str], quiet: bool) -> dict[str, str]:
 def _final_line(store: Store, run_id: str) -> str:
     row = store.get_run(run_id)
     summary = row.get("summary") or {}
-    from engine.metrics import headline
+    from engine.core.metrics import headline
 
     key, value = headline(summary)
     figure = f"{key}={value:.4f}" if key else ""

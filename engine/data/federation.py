@@ -19,7 +19,7 @@ its training split (validation rows are kept out of both, for the validation spl
 global test set is all the test rows together - the file's own test set, which the clients'
 local test splits partition. The public set, if any, is drawn from train rows only.
 
-The validation split picks each client's best round (early stopping in :mod:`engine.simulation`):
+The validation split picks each client's best round (early stopping in :mod:`engine.core.simulation`):
 it is never trained on, and test data never decides anything.
 
 :func:`partition_preview` runs steps (1)-(5) only, for the Data page; :func:`natural_groups` lists
@@ -48,7 +48,7 @@ from engine.data.config import DataConfig
 from engine.access import confine
 from engine.errors import ConfigError, DataError, validation_problems
 from engine.models.base import InputSpec
-from engine.seeding import numpy_rng
+from engine.core.seeding import numpy_rng
 
 
 @dataclass
@@ -301,7 +301,7 @@ def _standardize_targets(fed: Federation, source: str) -> None:
     """Regression targets in standard units, so one learning rate suits any target scale: two
     numbers shared by every client - the federated aggregate (sum, sum of squares, count) of the
     clients' training targets, or the whole file's with ``centralized`` statistics. Metrics convert
-    MSE and MAE back to the data's own units (:func:`engine.training.metrics` takes ``target_std``)."""
+    MSE and MAE back to the data's own units (:func:`engine.core.training.metrics` takes ``target_std``)."""
     y = fed.data.y if source == "centralized" else torch.cat([c.train.y for c in fed.clients])
     y = y.to(torch.float64)
     mean, std = float(y.mean()), float(y.std(unbiased=False))

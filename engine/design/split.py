@@ -11,7 +11,7 @@ from engine.data import partition_preview
 from engine.design.roster import expanded_rows
 from engine.design.schema import data_config
 from engine.errors import FedMosaicError
-from engine.metrics import choose_primary
+from engine.core.metrics import choose_primary
 from engine.tracking.storage import default_data_dir
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from engine import threads
-from engine.client import ClientEnv, ClientJob
+from engine.core.client import ClientEnv, ClientJob
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, make_executor
 from engine.executors.vectorized import batchable_strategy
 from engine.types import ClientInfo, ClientResult

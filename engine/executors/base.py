@@ -1,5 +1,5 @@
 """The executor contract: :class:`Executor` maps one round's client turns (:class:`ClientJob`) to
-their :class:`ClientResult` in job order; every executor calls :func:`engine.client.run_client` (or
+their :class:`ClientResult` in job order; every executor calls :func:`engine.core.client.run_client` (or
 reproduces it exactly), so results do not depend on the executor.
 
 Before round 1 the round loop hands every executor the run's :class:`RunPlan` (its strategy,
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine import threads
-from engine.client import ClientEnv, ClientJob
+from engine.core.client import ClientEnv, ClientJob
 from engine.errors import ConfigError, validation_problems
 from engine.registry import Registry
 from engine.types import ClientInfo, ClientResult

@@ -1,4 +1,4 @@
-"""The ``sequential`` and ``threads`` executors: :func:`engine.client.run_client` per job, one
+"""The ``sequential`` and ``threads`` executors: :func:`engine.core.client.run_client` per job, one
 after the other in client order (the default; deterministic) or on a small pool of Python threads
 (torch releases the GIL in its kernels, so it pays for clients whose steps are heavy; on many tiny
 models the threads mostly take turns at the GIL, and ``vectorized`` is the faster choice:
@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from engine import threads
-from engine.client import ClientEnv, ClientJob, run_client
+from engine.core.client import ClientEnv, ClientJob, run_client
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan
 from engine.types import ClientResult
 

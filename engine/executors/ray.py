@@ -1,6 +1,6 @@
 """The ``ray`` executor: each selected client's turn runs as a Ray task, on this machine or a
 cluster, and comes back as a state dict and payload to the same round loop. Strategies do not
-change: the task calls the same :func:`engine.client.run_client` as every other executor.
+change: the task calls the same :func:`engine.core.client.run_client` as every other executor.
 
 Options (``executor_options``):
 
@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.aggregate import nbytes
-from engine.client import ClientEnv, ClientJob, run_client
+from engine.core.aggregate import nbytes
+from engine.core.client import ClientEnv, ClientJob, run_client
 from engine.errors import CancelledError, ConfigError
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams
 from engine.types import ClientResult

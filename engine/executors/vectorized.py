@@ -32,15 +32,15 @@ from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
-from engine.aggregate import overlay
-from engine.client import (
+from engine.core.aggregate import overlay
+from engine.core.client import (
     ClientEnv, ClientJob, finish_turn, load_into, run_client, snapshot, start_turn, template,
 )
-from engine.seeding import generator
+from engine.core.seeding import generator
 from engine.errors import CancelledError
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, intra_op_threads
 from engine.types import ClientContext, ClientResult
-from engine.training import FitStats
+from engine.core.training import FitStats
 
 if TYPE_CHECKING:
     from engine.strategies.base import Strategy

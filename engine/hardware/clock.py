@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from engine.hardware.tiers import Tier, client_tier, resolve_tiers
-from engine.seeding import numpy_rng
+from engine.core.seeding import numpy_rng
 from engine.types import ClientInfo, ClientResult
 
 TRAIN_FACTOR = 3
@@ -221,7 +221,7 @@ class VirtualClock:
 
     @staticmethod
     def _fitting_fraction(client: ClientInfo, compute: float, available: float) -> float:
-        """The ``work_fraction`` for :func:`engine.training.fit` whose steps take at most
+        """The ``work_fraction`` for :func:`engine.core.training.fit` whose steps take at most
         ``available`` of the ``compute`` seconds of the full work (0 when not one step fits).
 
         ``fit`` runs ``ceil(total_steps x fraction)`` steps; counting every step as a full batch

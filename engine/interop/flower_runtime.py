@@ -4,7 +4,7 @@ A site (a Flower SuperNode) reads its own table (CSV, .xlsx, Parquet) with the e
 (:mod:`engine.artifacts.schema`), splits it (its split column, else a seeded random test
 fraction), prepares it with its preprocessing (shipped with a run's export; fitted on its own
 training rows otherwise), and trains with FedMosaic's own client turn
-(:func:`engine.client.run_client`: the strategy's ``receive``, ``local_update``, ``local_loss`` and
+(:func:`engine.core.client.run_client`: the strategy's ``receive``, ``local_update``, ``local_loss`` and
 ``payload`` hooks, the same seeded batches as the simulation). Its model and strategy state persist
 between rounds in the node's ``context.state``.
 
@@ -121,8 +121,8 @@ def client_info(exp: Experiment, site: int, n_train: int = 0, n_test: int = 0) -
 
 def initial_model(exp: Experiment, site: int) -> dict[str, Tensor]:
     """Site ``site``'s initial weights, drawn as the simulation draws them (``seeded(seed, "init", site)``)."""
-    from engine.client import detach
-    from engine.seeding import seeded
+    from engine.core.client import detach
+    from engine.core.seeding import seeded
 
     with seeded(exp.config.seed, "init", site):
         model = exp.factory()(exp.roster[site].model)
@@ -243,7 +243,7 @@ def train(exp: Experiment, message: Any, context: Any) -> Any:
     """A training turn: FedMosaic's client turn on the site's data with the message received."""
     from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
-    from engine.client import ClientEnv, ClientJob, run_client
+    from engine.core.client import ClientEnv, ClientJob, run_client
 
     site, data = _site(exp, context)
     strategy, info = _client_strategy(exp, data, site)
@@ -267,7 +267,7 @@ def evaluate(exp: Experiment, message: Any, context: Any) -> Any:
     would receive; ``predict`` with the server state the message carries)."""
     from flwr.app import Message, MetricRecord, RecordDict
 
-    from engine.metrics import scores
+    from engine.core.metrics import scores
 
     site, data = _site(exp, context)
     strategy, info = _client_strategy(exp, data, site)

@@ -190,8 +190,8 @@ def check_reads(spec: dict[str, Any], input_spec: InputSpec) -> None:
 
 def build_model(spec: dict[str, Any], input_spec: InputSpec, rep_dim: int, n_out: int) -> FedModel:
     """Build a :class:`FedModel` from a model spec. Initialisation uses torch's global RNG: callers
-    that need reproducibility build inside :func:`engine.seeding.seeded` on one thread."""
-    from engine.seeding import RNG_LOCK  # concurrent runs: never draw inside another's seeded block
+    that need reproducibility build inside :func:`engine.core.seeding.seeded` on one thread."""
+    from engine.core.seeding import RNG_LOCK  # concurrent runs: never draw inside another's seeded block
 
     check_reads(spec, input_spec)
     arch, params = arch_params(spec)

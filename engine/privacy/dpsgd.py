@@ -1,7 +1,7 @@
 """DP-SGD on a client (Abadi et al. 2016, "Deep Learning with Differential Privacy", CCS,
 arXiv:1607.00133): per-record gradients, each clipped to a norm, summed, Gaussian noise added.
 
-:func:`fit_private` replaces :func:`engine.training.fit`'s loop for a client with ``privacy`` set:
+:func:`fit_private` replaces :func:`engine.core.training.fit`'s loop for a client with ``privacy`` set:
 
 - **Poisson sampling.** Each step draws its batch by including every record independently with
   probability ``q = batch_size / n`` (Opacus's ``poisson_sampling=True``), so batch sizes vary and
@@ -199,7 +199,7 @@ def poisson_batch(n: int, rate: float, generator: torch.Generator) -> Tensor:
 
 @dataclass
 class PrivateFit:
-    """What :func:`fit_private` did: the figures of :class:`engine.training.FitStats` plus the
+    """What :func:`fit_private` did: the figures of :class:`engine.core.training.FitStats` plus the
     DP steps taken and the share of records whose gradient was clipped."""
 
     loss: float = 0.0

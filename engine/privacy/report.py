@@ -98,8 +98,8 @@ def utility_points(runs: Sequence[Mapping[str, Any]], round_metrics: pd.DataFram
     """One row per run for the privacy-utility chart: ``run_id, label, strategy, variant, seed,
     epsilon`` (the largest any DP-SGD client spent, or the server's user-level epsilon; infinity
     without DP) and ``value`` (the run's headline: the primary metric,
-    :func:`engine.metrics.headline`), plus ``metric`` (its label)."""
-    from engine.metrics import headline, run_primary
+    :func:`engine.core.metrics.headline`), plus ``metric`` (its label)."""
+    from engine.core.metrics import headline, run_primary
 
     rows = []
     for run in runs:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from engine.seeding import derive_seed
+from engine.core.seeding import derive_seed
 
 RING_BITS = 62
 MODULUS = 1 << RING_BITS

@@ -44,7 +44,7 @@ from torch import Tensor
 from engine.errors import ConfigError
 from engine.privacy import secagg
 from engine.privacy.accountant import default_delta, epsilon, fmt_epsilon, noise_for
-from engine.seeding import generator
+from engine.core.seeding import generator
 
 if TYPE_CHECKING:
     from engine.config import ExperimentConfig

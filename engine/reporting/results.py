@@ -15,8 +15,8 @@ import pandas as pd
 
 from engine.reporting.charts import headline_label
 from engine.reporting.export import render
-from engine.metrics import headline as metrics_headline
-from engine.metrics import headline_key, run_primary, shared_primary
+from engine.core.metrics import headline as metrics_headline
+from engine.core.metrics import headline_key, run_primary, shared_primary
 from engine.robustness import report as robustness_report
 from engine.robustness.design import defence_label
 from engine.tracking.storage import Store
@@ -24,7 +24,7 @@ from engine.reporting.verdict import overfitting, verdicts_for
 
 
 def headline(summary: dict[str, Any] | None) -> tuple[str | None, float | None]:
-    """A run's headline figure from its summary (:func:`engine.metrics.headline`: the primary
+    """A run's headline figure from its summary (:func:`engine.core.metrics.headline`: the primary
     metric on the clients' own test data at their best validation rounds)."""
     return metrics_headline(summary if isinstance(summary, dict) else None)
 
@@ -118,7 +118,7 @@ class Headline:
     """What a run's Results page opens with."""
 
     metric: Any
-    """The primary metric (:class:`engine.metrics.Metric`)."""
+    """The primary metric (:class:`engine.core.metrics.Metric`)."""
     reason: str
     best: float | None
     """Own-test figure, mean over clients, at each client's best validation round."""

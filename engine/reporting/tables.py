@@ -14,13 +14,13 @@ from typing import Any
 import pandas as pd
 
 from engine.errors import ConfigError
-from engine.metrics import headline, run_primary, summary_keys
+from engine.core.metrics import headline, run_primary, summary_keys
 from engine.tracking.storage import Store
 
 
 def summary_order(run: dict[str, Any], final: dict[str, Any]) -> list[str]:
     """The order of a run's final figures in summaries: its primary metric's headline first
-    (:func:`engine.metrics.summary_keys`), then the rest by name."""
+    (:func:`engine.core.metrics.summary_keys`), then the rest by name."""
     first = [k for k in summary_keys(run_primary(run, set(final))) if k in final]
     return first + sorted(k for k in final if k not in first and k != "primary_metric")
 
@@ -73,7 +73,7 @@ def client_table(store: Store, run_id: str | Sequence[str], wide: bool = False) 
 
 def runs_summary(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     """One row per run: name, status, strategy, dataset, seed, group, tags, rounds, times, the
-    primary metric with its headline figure (:func:`engine.metrics.headline`), and the final
+    primary metric with its headline figure (:func:`engine.core.metrics.headline`), and the final
     figures (the last evaluated round: the round's own and those at each client's best validation
     round), headline first, in the order given."""
     rows = []

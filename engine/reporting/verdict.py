@@ -2,7 +2,7 @@
 (``centralized``), by how much, how sure are we, and which clients gain.
 
 Paired differences only: a strategy's run and its baseline's run on the same split and seed, client
-by client, on the experiment's primary metric (:mod:`engine.metrics`), at each client's best
+by client, on the experiment's primary metric (:mod:`engine.core.metrics`), at each client's best
 validation round unless asked for the final round. A difference is oriented so that positive means
 the strategy is better (for an error such as RMSE, baseline minus strategy).
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.metrics import METRICS, Metric, client_key, run_primary, shared_primary
+from engine.core.metrics import METRICS, Metric, client_key, run_primary, shared_primary
 
 BASELINES = ("local", "centralized")
 """Strategies every other strategy is compared with, when a run of them is paired."""

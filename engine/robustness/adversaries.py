@@ -1,6 +1,6 @@
 """What a run does with its compromised clients: :class:`Adversaries`.
 
-The round loop (:mod:`engine.simulation`) calls it at three named places and nowhere else:
+The round loop (:mod:`engine.core.simulation`) calls it at three named places and nowhere else:
 
 1. :meth:`Adversaries.poison` once at set-up: each data attack replaces its client's training
    split in the federation (every executor and strategy then trains on it as on honest data);
@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engine import training
+from engine.core import training
 from engine.robustness.attacks import ATTACKS, Attack, AttackSetting
-from engine.seeding import generator
+from engine.core.seeding import generator
 
 ASR = "backdoor_asr"
 """Per client, and per round over the honest clients: the backdoor's attack success rate."""
@@ -119,7 +119,7 @@ class Adversaries:
         """The attack success rate of every client's model (``backdoor_asr`` per client) and its
         mean over the honest clients (the round's ``backdoor_asr``; over every client when all
         are attackers). Several distinct backdoors: one figure each, suffixed ``[attacker]``."""
-        from engine.client import load_into, template
+        from engine.core.client import load_into, template
         from engine.strategies.base import Strategy
 
         backdoors = self.backdoors()

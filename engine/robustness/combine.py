@@ -3,7 +3,7 @@
 Strategies never average by hand: they call ``self.server.combine.mean(...)`` for model weights
 or updates (and any other same-shaped contributions, such as FedMD's public-set logits) and
 ``self.server.combine.class_means(...)`` for per-class tables (FD's logits, FedProto's
-prototypes). Without a defence these are exactly :func:`engine.aggregate.weighted_mean` and the
+prototypes). Without a defence these are exactly :func:`engine.core.aggregate.weighted_mean` and the
 count-weighted class merge, bit for bit. With one (``defence`` in the config) every combination
 goes through it:
 
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engine.aggregate import weighted_mean
+from engine.core.aggregate import weighted_mean
 from engine.robustness.defences import DEFENCES, Combined, Defence
 
 State = Mapping[str, Tensor]

@@ -3,7 +3,7 @@ attack success rate per defence (mean over seeds, with the spread), beside the s
 without an attack where one was run.
 
 - :func:`attack_rows` — one row per run: strategy, defence, attack, seed, primary metric (the
-  headline of :mod:`engine.metrics`) and attack success rate (final round).
+  headline of :mod:`engine.core.metrics`) and attack success rate (final round).
 - :func:`attack_table` — the rows grouped by strategy, defence and attack: means, standard
   deviations and seed counts (what ``docs/robustness.md`` prints).
 - :func:`attack_chart` — the table as grouped bars: the primary metric (higher is better) and the
@@ -53,7 +53,7 @@ def has_attack(config: Mapping[str, Any] | None) -> bool:
 def attack_rows(runs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per run (a stored run: ``config``, ``summary``, ...): ``run_id, strategy, defence,
     attack, seed, metric, metric_label, primary, asr``."""
-    from engine.metrics import headline, run_primary
+    from engine.core.metrics import headline, run_primary
 
     rows = []
     for run in runs:

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 from torch import Tensor
 
-from engine import training
+from engine.core import training
 from engine.strategies.base import STRATEGIES, ClientInfo, ClientResult, Kept, Params, Strategy
 
 

@@ -134,7 +134,7 @@ class FedDF(Strategy):
         n_val = int(round(len(x) * self.params.validation_fraction))
         if n_val < 1 or n_val >= len(x):
             return x, None
-        from engine.seeding import generator
+        from engine.core.seeding import generator
 
         order = torch.randperm(len(x), generator=generator(self.server.seed, "feddf-validation")).to(x.device)
         val, rest = order[:n_val], order[n_val:]

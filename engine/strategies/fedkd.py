@@ -47,7 +47,7 @@ from torch import Tensor
 from engine.strategies._distill import SharedModelParams, kd_loss
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult
 from engine.strategies.fml import FML, Pair
-from engine.training import task_loss
+from engine.core.training import task_loss
 
 UPDATE, WEIGHTS = "update", "weights"
 ADAPTIVE_FLOOR = 0.1

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor
 
-from engine import training
+from engine.core import training
 from engine.errors import CompatibilityError
 from engine.strategies._distill import KnowledgeSharing, evaluate_outputs, kd_loss
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Params

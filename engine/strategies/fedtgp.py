@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from engine.seeding import seeded
+from engine.core.seeding import seeded
 from engine.strategies._distill import reported_prototypes
 from engine.strategies.base import STRATEGIES, ClientResult, Params
 from engine.strategies.fedproto import COUNTS, PROTOS, FedProto

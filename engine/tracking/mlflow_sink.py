@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from engine.tracking.observers import Observer
 
 if TYPE_CHECKING:
-    from engine.simulation import RoundRecord, Simulation
+    from engine.core.simulation import RoundRecord, Simulation
     from engine.tracking.config import MlflowSpec
 
 TAG = "fedmosaic.run_id"

@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.simulation import RoundRecord, Simulation
+    from engine.core.simulation import RoundRecord, Simulation
 
 log = logging.getLogger("fedmosaic.tracking")
 

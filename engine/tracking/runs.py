@@ -6,7 +6,7 @@ threads (a queue beyond it), a cancel event per run checked between mini-batches
 thread that marks the manager's runs alive every few seconds and picks up cancellations asked
 for by other processes (``python -m engine cancel``). Experiment-tracker practice (Sacred's
 heartbeat and fail trace, MLflow's run status) applied to the federated round loop of
-:mod:`engine.simulation`, which it never copies: a worker just calls ``Simulation.run``.
+:mod:`engine.core.simulation`, which it never copies: a worker just calls ``Simulation.run``.
 
 Lifecycle: ``queued -> running -> finished | failed | cancelled | interrupted``. At start-up the
 manager marks ``interrupted`` every ``queued``/``running`` run whose owning process is dead or whose
@@ -417,7 +417,7 @@ class RunManager:
                 self._forget(handle)
 
     def _execute(self, handle: _Handle) -> None:
-        from engine.simulation import Simulation
+        from engine.core.simulation import Simulation
 
         run_id = handle.run_id
         sim = None

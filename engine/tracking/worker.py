@@ -8,7 +8,7 @@ answer and a browser could lose its connection. In a process of its own a run sh
 cores, and at a lower scheduling priority (``--nice``), so the pages come first.
 
 The process reads the run's config from the database, trains through the same
-:class:`engine.simulation.Simulation` and writes every round there, as a thread would; the
+:class:`engine.core.simulation.Simulation` and writes every round there, as a thread would; the
 manager in the server keeps the run's heartbeat and waits for the process. SIGTERM (or SIGINT)
 asks it to stop between batches, ending the run ``cancelled`` with its completed rounds kept; it
 also stops when the server that started it is gone.
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.access import trusted_paths
     from engine.config import parse_config
-    from engine.simulation import Simulation
+    from engine.core.simulation import Simulation
     from engine.tracking.storage import Store
 
     store = Store(args.db)

@@ -14,7 +14,7 @@ import streamlit as st
 from engine.design import forms, launching
 from engine.design.roster import expanded_rows
 from engine.config import ExperimentConfig
-from engine.metrics import client_key, run_primary
+from engine.core.metrics import client_key, run_primary
 from engine.privacy import charts as pcharts
 from engine.privacy import report
 from engine.privacy.accountant import fmt_epsilon

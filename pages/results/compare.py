@@ -12,7 +12,7 @@ from engine.reporting import charts, results
 from engine.design import launching
 from engine.reporting.export import default_filename, render
 from engine.reporting.tables import runs_summary, seed_summary
-from engine.metrics import headline_key, shared_primary, summary_keys
+from engine.core.metrics import headline_key, shared_primary, summary_keys
 from pages.common import privacy as privacy_ui
 from pages.common import robustness, ui
 

@@ -14,7 +14,7 @@ from engine.artifacts.predict import is_image_name, predict, prediction_csv
 from engine.artifacts.views import kept, runs_with_models, schema_summary, template_csv, which_label
 from engine.errors import DataError
 from engine.sanitize import safe_filename
-from engine.metrics import base_metric
+from engine.core.metrics import base_metric
 from pages.common import ui
 
 ui.enter_page()

@@ -17,7 +17,7 @@ from engine.reporting import charts, results
 from engine.design import launching
 from engine.sanitize import safe_filename
 from engine.reporting.export import FORMATS, default_filename, render
-from engine.metrics import client_key, headline_key, reference_key
+from engine.core.metrics import client_key, headline_key, reference_key
 from engine.tracking.storage import ACTIVE
 from engine.reporting.verdict import BASELINES
 from pages.common import models as models_ui

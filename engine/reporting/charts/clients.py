@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.metrics import higher_is_better
+from engine.core.metrics import higher_is_better
 from engine.reporting.charts.style import (
     PALETTE, group_color, metric_label, run_colors, short_label, _empty, _layout, _run_rows, _shade,
 )

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.colors import qualitative
 
-from engine.metrics import METRICS
+from engine.core.metrics import METRICS
 from engine.sanitize import chart_text
 
 PALETTE = qualitative.D3 + qualitative.Plotly[1:]

@@ -27,7 +27,7 @@ from pydantic import Field
 from torch import Tensor
 
 from engine.robustness.attacks.base import ATTACKS, Attack, AttackParams, tamper_update
-from engine.seeding import generator as seeded_generator
+from engine.core.seeding import generator as seeded_generator
 
 
 def trigger_mask(kind: str, shape: tuple[int, ...], size: int, features: list[int] | None,

@@ -1,6 +1,6 @@
 """Scoring every client's model each round: on its local test split (personalised), on its
 validation split (which picks its best round) and on the global test set (generalisation). The
-metrics themselves are :mod:`engine.metrics`.
+metrics themselves are :mod:`engine.core.metrics`.
 
 Clients with the same architecture are scored together: their evaluation states are stacked and
 one ``vmap``-ed ``functional_call`` computes all their outputs (local test splits padded to the
@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
 
-from engine import training
-from engine.client import load_into, template
+from engine.core import training
+from engine.core.client import load_into, template
 from engine.data import Federation
 from engine.flops import CHUNK_BYTES, rows_per_call, sample_cost  # noqa: F401 - CHUNK_BYTES re-exported
 from engine.models import ModelFactory

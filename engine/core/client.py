@@ -20,7 +20,7 @@ from torch import Tensor
 
 from engine.data import ClientData, Split
 from engine.models import FedModel
-from engine.seeding import generator
+from engine.core.seeding import generator
 from engine.types import ClientContext, ClientInfo, ClientResult
 
 if TYPE_CHECKING:

@@ -32,21 +32,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import health, threads, training
+from engine import health, threads
+from engine.core import training
 from engine.hardware import devices
-from engine.aggregate import nbytes
-from engine.client import ClientEnv, ClientJob, detach, load_into, template
+from engine.core.aggregate import nbytes
+from engine.core.client import ClientEnv, ClientJob, detach, load_into, template
 from engine.hardware.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, Split, build as build_federation, label_histograms
 from engine.errors import CancelledError, ConfigError, DataError, FedMosaicError, StorageError
-from engine.evaluation import evaluate_clients, global_figures, rows_per_call, stratified_rows
+from engine.core.evaluation import evaluate_clients, global_figures, rows_per_call, stratified_rows
 from engine.executors import RunPlan, make_executor
-from engine.metrics import Primary, choose_primary, record_keys, reference_scores, summarize_clients
+from engine.core.metrics import Primary, choose_primary, record_keys, reference_scores, summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.robustness.adversaries import Adversaries
 from engine.robustness.combine import make_combiner
-from engine.seeding import numpy_rng, seeded
+from engine.core.seeding import numpy_rng, seeded
 from engine.tracking.storage import Store, default_data_dir
 from engine.strategies import STRATEGIES, Strategy
 from engine.types import ClientInfo, Server
@@ -385,7 +386,7 @@ class Simulation:
     @torch.no_grad()
     def evaluate(self, rnd: int, per_client: dict[int, dict[str, float]]) -> dict[str, float]:
         """Each joined client's model on its local test split, its validation split and the
-        global test set (:func:`engine.evaluation.evaluate_clients`); the strategy's server models
+        global test set (:func:`engine.core.evaluation.evaluate_clients`); the strategy's server models
         on the global test set through the reference preprocessing and on the clients' validation
         rows (as each site prepares them: what a federated evaluation would report), keeping each
         server model's best validation round."""
@@ -448,7 +449,7 @@ class Simulation:
         return dataclasses.replace(fed, global_test=Split(fed.global_test.x[rows], fed.global_test.y[rows]))
 
     def _reference_figures(self) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
-        """What a predictor ignoring the input reaches (:func:`engine.metrics.reference_scores`):
+        """What a predictor ignoring the input reaches (:func:`engine.core.metrics.reference_scores`):
         per client on its local test split (fitted on its training labels), and on the global
         test set (fitted on the pooled training labels)."""
         fed = self.federation
