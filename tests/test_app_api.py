@@ -102,6 +102,10 @@ def test_add_like_apply_remove_resize() -> None:
     assert roster.remove_clients(changed, [0, 1])["clients"][0]["name"] == "St Olaf"
     resized = roster.resize_roster(design, 2, ["a", "b"])
     assert [r["name"] for r in roster.expanded_rows(resized)] == ["a", "b"]
+    with pytest.raises(ConfigError, match="at most 10,000"):
+        roster.resize_roster(design, roster.MAX_CLIENTS + 1)
+    with pytest.raises(ConfigError, match="between 1 and 1000"):
+        roster.add_like(design, 0, roster.MAX_ADD + 1)
 
 
 def test_identical_numbered_clients_compact_to_count() -> None:

@@ -20,6 +20,12 @@ DEFAULTS: dict[str, Any] = {name: info.get_default(call_default_factory=True)
                             for name, info in ClientSpec.model_fields.items()}
 
 
+MAX_ADD = 1000
+"""Most clients :func:`add_like` adds at once."""
+MAX_CLIENTS: int = next(m.le for m in ClientSpec.model_fields["count"].metadata if getattr(m, "le", None))
+"""Most clients :func:`resize_roster` makes (as many as one spec's ``count`` may repeat)."""
+
+
 def default_client() -> dict[str, Any]:
     """A fresh client with :data:`DEFAULTS`' name and model (what an empty roster starts from)."""
     return {"name": DEFAULTS["name"], "model": copy.deepcopy(DEFAULTS["model"])}
@@ -95,8 +101,8 @@ def add_like(design: dict[str, Any], index: int, n: int) -> dict[str, Any]:
         index = 0
     if not 0 <= index < len(rows):
         raise ConfigError(f"no client number {index + 1}; pick one of 1..{len(rows)}")
-    if not 1 <= n <= 1000:
-        raise ConfigError("add between 1 and 1000 clients at a time")
+    if not 1 <= n <= MAX_ADD:
+        raise ConfigError(f"add between 1 and {MAX_ADD} clients at a time")
     source = rows[index]
     names = {str(r.get("name")) for r in rows}
     stem = re.sub(r"\s*\(\d+\)$", "", str(source.get("name", "client")))
@@ -161,6 +167,8 @@ def resize_roster(design: dict[str, Any], n: int, names: Sequence[str] | None = 
     dropped; ``names`` (e.g. the sites of a natural split) rename them in order."""
     if n < 1:
         raise ConfigError("the roster needs at least one client")
+    if n > MAX_CLIENTS:
+        raise ConfigError(f"a roster of {n:,} clients is too long; use at most {MAX_CLIENTS:,}")
     rows = expanded_rows(design) or [default_client()]
     rows = rows[:n] + [copy.deepcopy(rows[-1]) for _ in range(n - len(rows))]
     if names is not None:

@@ -142,7 +142,7 @@ with t1.container(border=True):
     if names:
         src = st.selectbox("Copy", range(len(names)), format_func=lambda i: f"{i}: {names[i]}", key="cl.like_src",
                            index=selected[0] if selected and selected[0] < len(names) else 0)
-        n_add = st.number_input("How many", min_value=1, max_value=1000, value=1, step=1, key="cl.like_n")
+        n_add = st.number_input("How many", min_value=1, max_value=roster.MAX_ADD, value=1, step=1, key="cl.like_n")
         if st.button("Add", key="cl.add", icon=":material/add:", width="stretch"):
             with ui.guard("adding clients"):
                 ui.set_design(roster.add_like(design, int(src), int(n_add)), replace=True)
@@ -176,7 +176,7 @@ with t3.container(border=True):
                  disabled=not selected or len(selected) >= len(frame)):
         ui.set_design(roster.remove_clients(design, selected), replace=True)
         st.rerun()
-    n_total = st.number_input("Roster size", min_value=1, max_value=10_000, value=max(1, len(frame)), step=1,
+    n_total = st.number_input("Roster size", min_value=1, max_value=roster.MAX_CLIENTS, value=max(1, len(frame)), step=1,
                               key="cl.resize_n", help="extra clients copy the last one")
     if st.button("Resize roster", key="cl.resize", width="stretch", disabled=int(n_total) == len(frame)):
         ui.set_design(roster.resize_roster(design, int(n_total)), replace=True)
