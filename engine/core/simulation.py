@@ -506,7 +506,8 @@ class Simulation:
         """In a round that scored the whole global test set, score the models kept at rounds that
         scored its sample (their best validation rounds) on the whole set too, so every
         ``best_global_*`` figure from then on is the whole set's (the choice of round, made on
-        validation data, does not change)."""
+        validation data, does not change). A strategy's own prediction rule (FedProto's global
+        prototypes) is applied as it stands then, as the kept model's files keep it."""
         fed = self.federation
         full = len(fed.global_test)
         if self._scored_rows != full:
