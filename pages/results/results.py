@@ -226,12 +226,19 @@ def verdict_panel(run: dict[str, Any]) -> None:
                 st.rerun(scope="app")
 
 
-def body() -> None:
+def live_header() -> None:
+    """The run's name, status and progress (and its Cancel button): redrawn every 2 s while it runs."""
     run = store.get_run(run_id)
-    progress = mgr.progress(run_id) if run["status"] in ACTIVE else {}
     if was_active and run["status"] not in ACTIVE:
         st.rerun(scope="app")  # finished while we watched: stop polling and show the final state
-    header(run, progress)
+    header(run, mgr.progress(run_id) if run["status"] in ACTIVE else {})
+
+
+def body() -> None:
+    """Figures, verdict, downloads and tabs: redrawn every ``CHARTS_EVERY_S`` while the run is
+    active (a round of a small run takes seconds; rebuilding and redrawing the charts every 2 s
+    kept a core busy between the server and the browser)."""
+    run = store.get_run(run_id)
     data = Tables(run)
     rounds = data.rounds
     if rounds.empty:
@@ -361,5 +368,7 @@ def config_tab(run: dict[str, Any], roster: Any, events: Any) -> None:
 
 status_now = store.get_run(run_id)["status"]
 was_active = status_now in ACTIVE
+CHARTS_EVERY_S = 6
 with ui.guard("showing the results"):
-    st.fragment(body, run_every=2 if was_active else None)()
+    st.fragment(live_header, run_every=2 if was_active else None)()
+    st.fragment(body, run_every=CHARTS_EVERY_S if was_active else None)()
