@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine.config import parse_config
+from engine.design.document import DEFAULT_STRATEGY
 from engine.design.roster import expanded_rows
 from engine.design.sizes import parse_knobs
 from engine.errors import FedMosaicError
@@ -40,7 +41,7 @@ def adversary_form(title: str, settings_text: str) -> dict[str, Any] | None:
 def defences(design: dict[str, Any], strategies: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Every defence with ``name, title, description, paper, url`` and ``reason``: why it cannot
     apply to this design with the chosen ``strategies`` (default: the design's), or ``None``."""
-    names = list(strategies) or [str((design.get("strategy") or {}).get("name", "fedavg"))]
+    names = list(strategies) or [str((design.get("strategy") or {}).get("name", DEFAULT_STRATEGY))]
     out = []
     for name, cls in DEFENCES.items():
         reason = next((why for s in names if s in STRATEGIES

@@ -9,11 +9,14 @@ import json
 from typing import Any
 
 from engine.access import confine
-from engine.config import ExperimentConfig, parse_config
+from engine.config import ExperimentConfig, StrategySpec, parse_config
 from engine.config_file import read_document
 from engine.errors import FedMosaicError
 from engine.tracking.storage import default_data_dir
 
+#: What a design without a strategy or a seed runs, as :class:`~engine.config.ExperimentConfig` declares.
+DEFAULT_STRATEGY: str = StrategySpec.model_fields["name"].default
+DEFAULT_SEED: int = ExperimentConfig.model_fields["seed"].default
 
 def normalize(design: dict[str, Any]) -> dict[str, Any]:
     """The design with every default filled in when it is valid; otherwise returned unchanged."""

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import parse_config
+from engine.config import ExperimentConfig, parse_config
 from engine.design.compatibility import with_strategy
+from engine.design.document import DEFAULT_SEED, DEFAULT_STRATEGY
 from engine.errors import ConfigError
 from engine.tracking.runs import get_manager
 from engine.validate import check
@@ -28,7 +29,9 @@ def manager(db_path: str | Path | None = None, workers: int | None = None):
 
 MAX_SEEDS = 100
 """Most seeds one sweep launches."""
-MAX_SEED = 2**31 - 1
+MAX_SEED: int = next(m.le for m in ExperimentConfig.model_fields["seed"].metadata
+                     if getattr(m, "le", None))
+"""Largest seed (:class:`~engine.config.ExperimentConfig`'s bound)."""
 
 
 def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
@@ -97,8 +100,8 @@ def launch(design: dict[str, Any], *, strategies: Sequence[str] | None = None, s
     """
     mgr = mgr or manager()
     strategy_params = strategy_params or {}
-    names = list(strategies or [design.get("strategy", {}).get("name", "fedavg")])
-    seeds = list(seeds) or [int(design.get("seed", 0) or 0)]
+    names = list(strategies or [design.get("strategy", {}).get("name", DEFAULT_STRATEGY)])
+    seeds = list(seeds) or [int(design.get("seed") or DEFAULT_SEED)]
     if not names:
         raise ConfigError("choose at least one strategy")
     guards = [({"name": d} if isinstance(d, str) else dict(d)) for d in (defences or [design.get("defence") or "none"])]

@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from engine.data import partition_preview
+from engine.design.document import DEFAULT_SEED
 from engine.design.roster import expanded_rows
 from engine.design.schema import data_config
 from engine.errors import FedMosaicError
@@ -28,7 +29,8 @@ def preview(design: dict[str, Any]) -> dict[str, Any]:
     shares: list[float | None] | None = [c.get("data_share") for c in clients]
     if cfg.partition.method == "natural":
         n, shares = None, None
-    out = partition_preview(cfg, n, shares, int(design.get("seed", 0) or 0), default_data_dir(), profile_sites=True)
+    seed = int(design.get("seed") or DEFAULT_SEED)
+    out = partition_preview(cfg, n, shares, seed, default_data_dir(), profile_sites=True)
     natural = cfg.partition.method == "natural"
     if not natural or len(out["clients"]) == len(clients):
         for row, c in zip(out["clients"], clients, strict=False):
@@ -41,7 +43,8 @@ def preview(design: dict[str, Any]) -> dict[str, Any]:
 def primary_preview(design: dict[str, Any]) -> tuple[str, str] | None:
     """The primary metric a launch of this design would use and why (``auto`` resolved on the
     previewed split, as the run will), or ``None`` when the design cannot be split yet."""
-    key = {"data": design.get("data"), "seed": design.get("seed", 0), "primary_metric": design.get("primary_metric"),
+    key = {"data": design.get("data"), "seed": design.get("seed", DEFAULT_SEED),
+           "primary_metric": design.get("primary_metric"),
            "clients": [(c.get("name"), c.get("data_share")) for c in expanded_rows(design)]}
     return _primary_preview(json.dumps(key, sort_keys=True, default=str))
 
