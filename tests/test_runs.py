@@ -48,7 +48,8 @@ def figures(store, run_id):
 def assert_same_figures(store_a, id_a, store_b, id_b):
     ra, ca = figures(store_a, id_a)
     rb, cb = figures(store_b, id_b)
-    assert ra.keys() == rb.keys() and ca.keys() == cb.keys()
+    assert set(ra) ^ set(rb) == set(), "round figures recorded by one run only"
+    assert set(ca) ^ set(cb) == set(), "client figures recorded by one run only"
     for key, value in ra.items():
         assert value == pytest.approx(rb[key], abs=1e-6, nan_ok=True), key
     for key, value in ca.items():
