@@ -43,6 +43,7 @@ from engine.data import Federation, Split, build as build_federation, label_hist
 from engine.errors import CancelledError, ConfigError, DataError, FedMosaicError, StorageError
 from engine.core.evaluation import evaluate_clients, global_figures, rows_per_call, stratified_rows
 from engine.executors import RunPlan, make_executor
+from engine.core.recorder import Recorder
 from engine.core.metrics import Primary, choose_primary, record_keys, reference_scores, summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.robustness.adversaries import Adversaries
@@ -52,6 +53,7 @@ from engine.tracking.storage import Store, default_data_dir
 from engine.strategies import STRATEGIES, Strategy
 from engine.types import ClientInfo, Server
 from engine.tracking.observers import observers_for
+from engine.tracking.recorder import SqliteRecorder
 
 log = logging.getLogger("fedmosaic.simulation")
 
@@ -85,6 +87,7 @@ class Simulation:
 
     :param store: where figures go (``None``: memory only, see :attr:`history`).
     :param run_id: the run row to write to (created if ``store`` is given and this is ``None``).
+    :param recorder: where the records go, instead of ``store`` (:mod:`engine.core.recorder`).
     :param cancel: set it to stop the run between batches; the run ends ``cancelled``.
     :param on_round: called after each recorded round (progress bars).
     :param share: threads this run may use (:func:`engine.threads.share`; a run manager divides
@@ -93,7 +96,8 @@ class Simulation:
 
     def __init__(self, config: ExperimentConfig, *, store: Store | None = None, run_id: str | None = None,
                  root: Path | None = None, cancel: Event | None = None,
-                 on_round: Callable[[RoundRecord], None] | None = None, share: int | None = None) -> None:
+                 on_round: Callable[[RoundRecord], None] | None = None, share: int | None = None,
+                 recorder: Recorder | None = None) -> None:
         self.config = config
         self.store = store
         self.root = root or default_data_dir()
@@ -102,9 +106,11 @@ class Simulation:
         self.history: list[RoundRecord] = []
         self.events: list[tuple[str, str]] = []  # before setup: a failing setup still records its end
         self._resumed_cum: dict[str, float] = {}  # cumulative figures up to a restored checkpoint
-        if store is not None and run_id is None:
-            run_id = store.create_run(config.model_dump(mode="json"), status="queued")
-        self.run_id = run_id
+        if recorder is None:
+            recorder = SqliteRecorder(store, run_id, config.model_dump(mode="json")) if store is not None else Recorder()
+        self.recorder = recorder
+        """Where the records go (:mod:`engine.core.recorder`): the store's run row, or nowhere."""
+        self.run_id = self.recorder.run_id
         self.roster = config.roster()
         self.share = threads.share(1) if share is None else max(1, int(share))
         self.threads = 1
@@ -225,7 +231,6 @@ class Simulation:
 
         Failures are recorded on the run row (status, message, traceback) and re-raised.
         """
-        store, run_id = self.store, self.run_id
         start = 1
         threads_before = torch.get_num_threads()
         try:
@@ -233,11 +238,7 @@ class Simulation:
             threads.set_here(self.threads)  # this thread's count (engine/threads.py), restored below
             if resume:
                 start = self.restore() + 1
-            if store is not None and run_id is not None:
-                store.write_clients(run_id, self.client_rows())
-                first_start = store.get_run(run_id).get("started_at") if resume else None
-                store.update_run(run_id, status="running", started_at=first_start or time.time(), error=None,
-                                 traceback=None, versions=versions(), manifest=self.manifest())
+            self.recorder.started(self.client_rows(), resume=resume, versions=versions(), manifest=self.manifest())
             for rnd in range(start, self.config.rounds + 1):
                 if self.cancel.is_set():
                     self._checkpoint_before_stop(rnd - 1)
@@ -361,11 +362,11 @@ class Simulation:
         self.events = []
         record = RoundRecord(rnd, round_metrics, per_client)
         self.history.append(record)
-        if self.store is not None and self.run_id is not None:
-            if self.store.write_round(self.run_id, rnd, round_metrics, per_client, events):
-                self.cancel.set()  # another process asked (python -m engine cancel)
-            if cfg.checkpoint_every and (rnd % cfg.checkpoint_every == 0) and rnd < cfg.rounds:
-                self.checkpoint(rnd)
+        if self.recorder.round(rnd, round_metrics, per_client, events):
+            self.cancel.set()  # another process asked (python -m engine cancel)
+        if self.recorder.keeps_checkpoints and cfg.checkpoint_every and rnd % cfg.checkpoint_every == 0 \
+                and rnd < cfg.rounds:
+            self.checkpoint(rnd)
         if self.on_round is not None:
             self.on_round(record)
         self.observers.round(self, record)
@@ -374,9 +375,7 @@ class Simulation:
 
     def _publish(self, rnd: int, selected: list[ClientInfo], plans: dict[int, Any]) -> None:
         """Record the round in progress on the run row (which clients train), for progress pages."""
-        if self.store is None or self.run_id is None:
-            return
-        self.store.set_live(self.run_id, {
+        self.recorder.live({
             "round": rnd, "phase": "training", "started_at": time.time(),
             "selected": [c.id for c in selected],
             "training": [c.id for c in selected if not plans[c.id].dropped],
@@ -529,9 +528,8 @@ class Simulation:
     def checkpoint(self, rnd: int) -> Path:
         """Save everything needed to continue after round ``rnd`` (tensors and plain values only,
         loadable with ``weights_only=True``)."""
-        assert self.store is not None and self.run_id is not None
-        folder = self.store.checkpoint_dir / self.run_id
-        path = folder / f"round-{rnd:05d}.pt"
+        path = self.recorder.checkpoint_path(rnd)
+        folder = path.parent
         last = self.history[-1].metrics if self.history else {}
         blob = {"round": rnd, "states": {str(k): v for k, v in self.states.items()},
                 "strategy": self.strategy.state_dict(), "clock": self.clock.state_dict(),
@@ -553,25 +551,23 @@ class Simulation:
             raise StorageError(f"cannot write checkpoint {path}: {getattr(exc, 'strerror', None) or exc}; "
                                f"free some disk space (or set FEDMOSAIC_HOME to another disk) and resume "
                                f"the run: its completed rounds are kept") from None
-        self.store.add_checkpoint(self.run_id, rnd, path)
-        self.store.prune_checkpoints(self.run_id, keep=2)
+        self.recorder.checkpointed(rnd, path)
         return path
 
     def _checkpoint_before_stop(self, rnd: int) -> None:
         """Cancelled between rounds: checkpoint the last completed round, so resuming loses
         nothing (a cancel inside a round resumes from the newest periodic checkpoint)."""
-        if (self.store is None or self.run_id is None or not self.config.checkpoint_every
+        if (not self.recorder.keeps_checkpoints or not self.config.checkpoint_every
                 or not self.history or self.history[-1].round != rnd):
             return
-        if not any(row["round"] == rnd for row in self.store.checkpoints(self.run_id)):
+        if not any(row["round"] == rnd for row in self.recorder.checkpoints()):
             self.checkpoint(rnd)
 
     def restore(self) -> int:
         """Load the newest checkpoint of this run that loads and fits this run's models; return its
         round (0 when there is none). A checkpoint that cannot be decoded, lacks a part, or holds
         other clients, parameter names or shapes is skipped with a warning for an older one."""
-        assert self.store is not None and self.run_id is not None
-        for row in self.store.checkpoints(self.run_id):
+        for row in self.recorder.checkpoints():
             path = Path(row["path"])
             if not path.exists():
                 continue
@@ -610,10 +606,10 @@ class Simulation:
                 self._log(f"checkpoint of round {row['round']} does not fit this run ({why}); trying an "
                           f"older one", "warning")
                 continue
-            self.store.truncate_after(self.run_id, rnd)
+            self.recorder.truncate_after(rnd)
             self._log(f"resumed from the checkpoint of round {rnd}")
             return rnd
-        self.store.truncate_after(self.run_id, 0)
+        self.recorder.truncate_after(0)
         self._log("no usable checkpoint: restarting from round 1")
         return 0
 
@@ -660,27 +656,13 @@ class Simulation:
                 "final": final}
 
     def _finish(self, status: str, error: str | None = None, tb: str | None = None) -> None:
-        """Record how the run ended: its status first (so no row stays ``queued``/``running``
-        after its owner stopped), then the pending events."""
-        if self.store is None or self.run_id is None:
-            return
-        try:  # the models of the last completed round, MLflow... (never stops the run ending)
-            done = self.history[-1].round if self.history else int(self.store.get_run(self.run_id)["current_round"] or 0)
+        """Record how the run ended: the observers (the models of the last completed round,
+        MLflow; never stopping the run ending), then the recorder writes its status (so no row stays
+        ``queued``/``running`` after its owner stopped) and the pending events."""
+        try:
+            done = self.history[-1].round if self.history else self.recorder.current_round()
             self.observers.ended(self, status, done)
         except Exception:  # noqa: BLE001
             log.warning("run %s: observers failed at the end", self.run_id, exc_info=True)
-        try:
-            self.store.update_run(self.run_id, status=status, finished_at=time.time(), error=error,
-                                  traceback=tb, summary=_finite(self.summary()["final"]), live=None)
-        except Exception:  # noqa: BLE001 - the original failure matters more; the run manager retries
-            log.warning("run %s: could not record its end (%s)", self.run_id, status, exc_info=True)
         events, self.events = self.events, []
-        for level, message in events:
-            try:
-                self.store.add_event(self.run_id, message, level)
-            except Exception:  # noqa: BLE001
-                break
-
-
-def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in metrics.items()}
+        self.recorder.ended(status, error=error, tb=tb, summary=self.summary()["final"], events=events)

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, FedMosaicError
+from engine.tracking.recorder import SqliteRecorder
 from engine.tracking.storage import (
     ACTIVE,
     RESUMABLE,
     Store,
     default_db_path,
-    finite_or_none,
     owner_alive,
     process_owner,
 )
@@ -435,13 +435,12 @@ class RunManager:
                 log.info("run %s failed: %s", run_id, message)
         row = self.store.get_run(run_id)
         if row["status"] in ACTIVE:  # the run could not record how it ended (setup error, full disk)
+            recorder = SqliteRecorder(self.store, run_id)
             if failure is not None:
-                self.store.update_run(run_id, status="failed", finished_at=time.time(), error=failure[0],
-                                      traceback=failure[1], live=None)
+                recorder.ended("failed", error=failure[0], tb=failure[1])
             else:
-                status = "cancelled" if handle.cancel.is_set() else "finished"
-                final = {k: finite_or_none(v) for k, v in sim.summary()["final"].items()} if sim else {}
-                self.store.update_run(run_id, status=status, finished_at=time.time(), summary=final, live=None)
+                recorder.ended("cancelled" if handle.cancel.is_set() else "finished",
+                               summary=sim.summary()["final"] if sim else {})
         if handle.reason == "shutdown":
             row = self.store.get_run(run_id)
             if row["status"] in ("cancelled", *ACTIVE):
