@@ -24,6 +24,7 @@ from engine.data.preprocess import METHODS as PREPROCESSING
 from engine.errors import ConfigError, FedMosaicError, validation_problems
 from engine.hardware.tiers import TierOverrides, TierSpec
 from engine.core.metrics import PRIMARY_CHOICES
+from engine.core.optimizers import OPTIMIZER_NAMES
 from engine.privacy.config import ClientPrivacy, SecureAggregation, ServerDP
 from engine.robustness.config import AdversarySpec, DefenceSpec
 from engine.tracking.config import TrackingSpec
@@ -38,7 +39,7 @@ class ClientSpec(BaseModel):
     count: int = Field(1, ge=1, le=10_000, description="repeat this spec N times")
     model: dict[str, Any] = Field(default_factory=lambda: {"arch": "mlp"}, validate_default=True,
                                   description='architecture and size knobs, e.g. {"arch": "cnn", "channels": 16}')
-    optimizer: Literal["sgd", "adam", "adamw"] = Field("sgd", description="local optimiser")
+    optimizer: Literal[OPTIMIZER_NAMES] = Field("sgd", description="local optimiser")
     lr: float = Field(0.05, gt=0, le=10, description="learning rate")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (sgd only)")
     epochs: int = Field(1, ge=1, le=1000, description="local epochs per round")

@@ -216,12 +216,22 @@ def headline(figures: Mapping[str, Any] | None, metric: Metric | None = None) ->
     server model's or the global test set's. ``(key, value)``, or ``(None, None)``."""
     figures = figures or {}
     metric = metric or run_primary({"summary": figures}, set(figures))
-    for key in (headline_key(metric), headline_key(metric, best=False), f"server_{metric.key}",
-                f"global_{metric.key}_mean"):
+    for key in headline_keys(metric):
         value = figures.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return key, float(value)
     return None, None
+
+
+def headline_keys(metric: Metric, best_first: bool = True) -> tuple[str, ...]:
+    """Where a headline figure of ``metric`` is looked for, in order (the one order every page,
+    export, report and the CLI use): the clients' own-test mean at their best validation rounds,
+    that round's own figure (``best_first=False``: the round's own figure first, for curves over
+    rounds), the server model's, the global test set's."""
+    best, own = headline_key(metric), headline_key(metric, best=False)
+    m = metric.key if isinstance(metric, Metric) else metric
+    rest = (f"server_{m}", f"global_{m}_mean")
+    return (best, own) + rest if best_first else (own, best) + rest
 
 
 def summary_keys(metric: Metric, task: str | None = None) -> tuple[str, ...]:

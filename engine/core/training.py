@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from engine.data import augment as augmentation
 from engine.errors import CancelledError
 from engine.core.metrics import scores, scores_many
+from engine.core.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
     from engine.privacy.dpsgd import DPSettings
@@ -38,14 +39,9 @@ def task_loss(task: str, out: Tensor, y: Tensor, reduction: str = "mean") -> Ten
 def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """A fresh optimiser of the client's kind (state is not carried across rounds)."""
-    params = [p for p in params if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer '{name}'")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{name}'")
+    return OPTIMIZERS[name].make(params, lr, momentum, weight_decay)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from engine.core.optimizers import OPTIMIZERS
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -105,9 +106,7 @@ class MemoryEstimate:
 
 def optimizer_copies(optimizer: str, momentum: float = 0.0) -> int:
     """Copies of the weights an optimiser keeps: SGD 0 (1 with momentum), Adam/AdamW 2."""
-    if optimizer in ("adam", "adamw"):
-        return 2
-    return 1 if momentum > 0 else 0
+    return OPTIMIZERS[optimizer].copies(momentum)
 
 
 @lru_cache(maxsize=256)

@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.errors import ConfigError, StorageError
-from engine.core.metrics import headline_key, shared_primary, summary_keys
+from engine.core.metrics import headline_keys, run_primary, shared_primary, summary_keys
 from engine.reporting import charts
 from engine.reporting.charts import headline_label
 from engine.reporting.tables import manifest, runs_summary, seed_summary
@@ -109,10 +109,8 @@ class _Figures:
 def primary_metric(keys: set[str], runs: Sequence[dict[str, Any]] = ()) -> str | None:
     """The round key to headline the report's curves with: the runs' primary metric on the clients'
     own test data (:mod:`engine.core.metrics`), the round's own figure (a curve over rounds)."""
-    metric = shared_primary(list(runs)) if runs else None
-    candidates = [headline_key(metric, best=False), headline_key(metric)] if metric else []
-    candidates += ["local_acc_mean", "local_r2_mean", "global_acc_mean", "server_acc"]
-    return next((k for k in candidates if k in keys), None)
+    metric = shared_primary(list(runs)) if runs else run_primary({}, keys)
+    return next((k for k in headline_keys(metric, best_first=False) if k in keys), None)
 
 
 def _verdict_html(store: Store, ids: Sequence[str], figures: _Figures) -> list[str]:
