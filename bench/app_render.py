@@ -238,6 +238,7 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
     third waits, in headless Chromium (see the module docstring)."""
     import socket
     import subprocess
+    import threading
     import urllib.request
 
     from playwright.sync_api import sync_playwright
@@ -265,6 +266,20 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
                     break
             except OSError:
                 time.sleep(0.2)
+        stalls: list[float] = []  # how long the server took to answer its health check, every 0.25 s
+        probing = threading.Event()
+
+        def probe() -> None:
+            while not probing.is_set():
+                t0 = time.perf_counter()
+                try:
+                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=60).read()
+                except OSError:
+                    pass
+                stalls.append(time.perf_counter() - t0)
+                probing.wait(0.25)
+
+        threading.Thread(target=probe, daemon=True).start()
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -341,6 +356,8 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
             states = [r["status"] for r in store.list_runs()]
             out["_runs_while_measured"] = [float(states.count("running")), float(states.count("queued"))]
             browser.close()
+        probing.set()
+        out["live: server health check answer (every 0.25 s)"] = stalls
     finally:
         for r in store.list_runs():
             if r["status"] in ("queued", "running"):
