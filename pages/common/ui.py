@@ -350,7 +350,7 @@ def drafts_panel(prefix: str, columns: bool = False) -> None:
         else:
             st.caption("No saved drafts yet.")
     with parts[2]:
-        st.download_button("Export JSON config", document.config_json(current), key=f"{prefix}.export",
+        st.download_button("Export JSON config", lambda: document.config_json(current), key=f"{prefix}.export",
                            file_name=safe_filename(f"{current.get('name', 'experiment')}.json"),
                            mime="application/json", width="stretch", on_click="ignore", icon=":material/download:")
         upload = st.file_uploader("Import a JSON config", type=["json", "yaml", "yml"], key=f"{prefix}.import")
