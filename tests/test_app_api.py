@@ -328,3 +328,27 @@ def test_no_page_reaches_a_private_name() -> None:
                   and not node.attr.startswith("__")):
                 found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not found, found
+
+
+def test_no_page_script_writes_a_stray_string() -> None:
+    """Streamlit's magic writes every bare string statement of a page script on the page (a
+    "docstring" under an assignment showed up on Results); only each function's and the module's
+    first statement may be one."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+
+    def walk(body: list, path: Path) -> None:
+        for i, node in enumerate(body):
+            if (i and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                walk([n for n in getattr(node, field, []) if isinstance(n, ast.AST)], path)
+
+    for path in (root / "pages").rglob("*.py"):
+        if path.parent.name != "common":  # imported modules, not scripts: magic does not apply
+            walk(ast.parse(path.read_text()).body, path)
+    walk(ast.parse((root / "app.py").read_text()).body, root / "app.py")
+    assert not found, found

@@ -68,9 +68,10 @@ def cached_verdicts(db: str, ids: tuple[str, ...], best_round: bool, runs_versio
     return results.verdicts(store, list(ids), best_round=best_round)
 
 
+# Changes whenever a run finishes or a finished run is removed (verdicts pair finished runs only; runs
+# training beside them do not invalidate the cache every round). A comment, not a string: Streamlit's
+# "magic" writes a page script's bare strings on the page.
 RUNS_VERSION = str(hash(tuple((r["id"], r.get("finished_at")) for r in runs if r["status"] == "finished")))
-"""Changes whenever a run finishes or a finished run is removed (verdicts pair finished runs only;
-runs training beside them do not invalidate the cache every round)."""
 
 
 class Tables:
