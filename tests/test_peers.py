@@ -13,7 +13,8 @@ FIGURES = {"rows": [
      "source": "a run on these very rows", "same_data": True}]}
 
 
-def row(strategy: str, roster: str, acc: float, global_acc: float = float("nan"), source: str = "FedMosaic") -> Row:
+def row(strategy: str, roster: str, acc: float, global_acc: float = float("nan"),
+        source: str = "FedMosaic") -> Row:
     return Row(strategy, roster, source=source, acc={10: acc}, global_acc={10: global_acc})
 
 
@@ -24,8 +25,10 @@ def judged(lines: list[str], strategy: str, roster: str) -> list[list[str]]:
 
 def test_targets_judge_only_comparable_references_and_the_distillation_margin() -> None:
     rows = [row("fedavg", "fedavg_cnn", 0.895), row("local", "fedavg_cnn", 0.83),
-            row("local", "fedavg_cnn", 0.50, source="hand-written loop"), row("fedper", "fedavg_cnn", 0.86),
-            row("local", "mixed", 0.7, 0.30), row("feddf", "mixed", 0.8, 0.46), row("fedmd", "mixed", 0.8, 0.44)]
+            row("local", "fedavg_cnn", 0.50, source="hand-written loop"),
+            row("fedper", "fedavg_cnn", 0.86),
+            row("local", "mixed", 0.7, 0.30), row("feddf", "mixed", 0.8, 0.46),
+            row("fedmd", "mixed", 0.8, 0.44)]
     lines = targets(rows, FIGURES)
     [fedavg] = judged(lines, "fedavg", "fedavg_cnn")
     assert fedavg[5:] == ["-0.5", "yes"]  # within 1 point of a figure on the same rows
