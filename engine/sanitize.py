@@ -10,6 +10,7 @@ goes through one of these functions.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,3 +90,19 @@ def safe_filename(name: str, default: str = "export") -> str:
     name = Path(str(name)).name
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
     return name[:120] or default
+
+
+def clean_name(text: Any) -> str:
+    """A name or tag on one line, without control characters (escape sequences, bidi overrides)."""
+    return " ".join(terminal_safe(str(text)).split())
+
+
+def clean_tags(tags: Iterable[str]) -> list[str]:
+    if isinstance(tags, str):
+        tags = [tags]
+    out: list[str] = []
+    for tag in tags:
+        tag = clean_name(tag)[:40]
+        if tag and tag not in out:
+            out.append(tag)
+    return out

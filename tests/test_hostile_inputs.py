@@ -212,7 +212,7 @@ def test_a_set_up_failure_is_stored_failed_with_its_message(tmp_path):
 
 def test_a_run_that_ends_without_any_figure_is_a_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(Simulation, "evaluate", lambda self, rnd, per_client: {})
-    monkeypatch.setattr("engine.core.simulation.evaluate_clients", lambda *a, **k: {})
+    monkeypatch.setattr("engine.core.scoring.evaluate_clients", lambda *a, **k: {})
     store = Store(tmp_path / "r.db")
     sim = Simulation(parse_config(digits_config(rounds=1)), store=store)
     with pytest.raises(DataError, match="without any evaluation figure"):

@@ -17,7 +17,8 @@ from conftest import digits_config
 from engine.config import parse_config
 from engine.errors import ConfigError, RunNotFoundError
 from engine.tracking.runs import RunManager, RunStateError, deep_merge, get_manager, set_path, strategy_label
-from engine.tracking.storage import Store, owner_alive, process_owner
+from engine.tracking.liveness import owner_alive, process_owner
+from engine.tracking.storage import Store
 from engine.strategies.fedavg import FedAvg
 
 WALL_KEYS = ("wall_s", "cum_wall_s")
@@ -479,7 +480,7 @@ def test_an_old_database_gains_the_new_columns(tmp_path):
 
     from sqlite_utils import Database
 
-    from engine.tracking.storage import migrations
+    from engine.tracking.schema import migrations
 
     path = tmp_path / "old.db"
     db = Database(sqlite3.connect(path))

@@ -10,7 +10,8 @@ import pytest
 from sqlite_utils import Database
 
 from engine.errors import StorageError
-from engine.tracking.storage import CHILD_TABLES, STATUSES, Store, migrations
+from engine.tracking.schema import CHILD_TABLES, STATUSES, migrations
+from engine.tracking.storage import Store
 
 
 def _old_database(path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from engine.errors import ConfigError, StorageError
 from engine.tracking.runs import RunManager, deep_merge, set_path, strategy_dict
-from engine.tracking.storage import ACTIVE, Store
+from engine.tracking.schema import ACTIVE
+from engine.tracking.storage import Store
 
 
 def _manager(args: argparse.Namespace, workers: int | None = None) -> RunManager:

@@ -17,7 +17,6 @@ the same rule on the clients' validation splits (:attr:`Simulation.server_best`)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import platform
@@ -29,27 +28,27 @@ from pathlib import Path
 from threading import Event
 from typing import Any
 
-import numpy as np
 import torch
 
 from engine import health, threads
-from engine.core import training
 from engine.hardware import devices
 from engine.core.aggregate import nbytes
-from engine.core.client import ClientEnv, ClientJob, detach, load_into, template
+from engine.core.client import ClientEnv, ClientJob, detach
 from engine.hardware.clock import VirtualClock
 from engine.config import ExperimentConfig
-from engine.data import Federation, Split, build as build_federation, label_histograms
-from engine.errors import CancelledError, ConfigError, DataError, FedMosaicError, StorageError
-from engine.core.evaluation import evaluate_clients, global_figures, rows_per_call, stratified_rows
+from engine.data import Federation, build as build_federation, label_histograms
+from engine.errors import CancelledError, ConfigError, DataError, FedMosaicError
+from engine.core.evaluation import stratified_rows
 from engine.executors import RunPlan, make_executor
+from engine.core.checkpoints import Checkpoints
 from engine.core.recorder import Recorder
-from engine.core.metrics import Primary, choose_primary, record_keys, reference_scores, summarize_clients
+from engine.core.scoring import Scoring
+from engine.core.metrics import Primary, choose_primary, record_keys, summarize_clients
 from engine.models import FedModel, ModelFactory, count_params, flops_per_sample
 from engine.robustness.adversaries import Adversaries
 from engine.robustness.combine import make_combiner
 from engine.core.seeding import numpy_rng, seeded
-from engine.tracking.storage import Store, default_data_dir
+from engine.tracking.storage import default_data_dir, Store
 from engine.strategies import STRATEGIES, Strategy
 from engine.types import ClientInfo, Server
 from engine.tracking.observers import observers_for
@@ -82,7 +81,7 @@ class RoundRecord:
     clients: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
-class Simulation:
+class Simulation(Scoring, Checkpoints):
     """One run of one config.
 
     :param store: where figures go (``None``: memory only, see :attr:`history`).
@@ -380,259 +379,6 @@ class Simulation:
             "selected": [c.id for c in selected],
             "training": [c.id for c in selected if not plans[c.id].dropped],
             "dropped": [c.id for c in selected if plans[c.id].dropped]})
-
-    # ---- evaluation ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, rnd: int, per_client: dict[int, dict[str, float]]) -> dict[str, float]:
-        """Each joined client's model on its local test split, its validation split and the
-        global test set (:func:`engine.core.evaluation.evaluate_clients`); the strategy's server models
-        on the global test set through the reference preprocessing and on the clients' validation
-        rows (as each site prepares them: what a federated evaluation would report), keeping each
-        server model's best validation round."""
-        fed, strategy = self.scoring_federation(rnd), self.strategy
-        gx, gy = fed.global_test.x, fed.global_test.y
-        joined = [c for c in self.clients if c.spec.join_round <= rnd]
-        scores = evaluate_clients(joined, strategy, self.states, fed, self.devices, self.build, self.task)
-        for cid, m in scores.items():
-            per_client.setdefault(cid, {}).update(m)
-        out: dict[str, float] = {"global_rows": float(len(gy))}  # the whole set, or its sample
-        self._scored_rows = len(gy)
-        full = len(gy) == len(self.federation.global_test)
-        val_x = [d.val.x for d in fed.clients if len(d.val)]
-        val_y = [d.val.y for d in fed.clients if len(d.val)]
-        asr_clients, asr_round = self.adversaries.scores(joined, self.states, self.devices, self.build)
-        for cid, m in asr_clients.items():
-            per_client.setdefault(cid, {}).update(m)
-        out.update(asr_round)
-        for label, state in strategy.server_models().items():
-            spec = json.loads(label) if label.startswith("{") else self.clients[0].spec.model
-            model = template(spec, self.server_device, self.build)
-            load_into(model, state)
-            model.eval()
-            rows = rows_per_call(model, gx.shape[1:])
-            outs = [training.predict(model, fed.reference(gx.to(self.server_device)), batch_size=rows)]
-            ys = [gy.to(self.server_device)]
-            if val_x:  # the clients' validation rows, each as its own site prepares them
-                outs.append(training.predict(model, torch.cat(val_x).to(self.server_device), batch_size=rows))
-                ys.append(torch.cat(val_y).to(self.server_device))
-            test, *val = training.metrics_many(self.task, outs, ys, fed.target_std)
-            val_scores = val[0] if val else {}
-            suffix = "" if label == "all" else f"[{json.loads(label)['arch']}]" if label.startswith("{") else f"[{label}]"
-            out.update({f"server_{k}{suffix}": v for k, v in test.items()})
-            out.update({f"server_val_{k}{suffix}": v for k, v in val_scores.items()})
-            if self._improved(val_scores, self.server_best.get(label)):
-                self.server_best[label] = {"round": rnd, "val": val_scores, "scores": test,
-                                           "model": detach(state), "global_rows": len(gy)}
-            kept = self.server_best[label]
-            asr = self.adversaries.server_scores(model, fed.reference, self.server_device)
-            out.update({f"server_{k}{suffix}": v for k, v in asr.items()})
-            if full and kept.get("global_rows", len(gy)) < len(gy):  # kept on the sample: every row now
-                load_into(model, kept["model"])
-                whole = training.predict(model, fed.reference(gx.to(self.server_device)), batch_size=rows)
-                kept["scores"] = training.metrics_many(self.task, [whole], [gy.to(self.server_device)],
-                                                       fed.target_std)[0]
-                kept["global_rows"] = len(gy)
-            out.update({f"best_server_{k}{suffix}": v for k, v in kept["scores"].items()})
-            out[f"best_server_round{suffix}"] = float(kept["round"])
-        return out
-
-    def scoring_federation(self, rnd: int) -> Federation:
-        """The federation as round ``rnd`` scores it: the whole global test set every
-        ``global_full_every`` rounds and at the last, its fixed stratified sample otherwise
-        (scoring every client's model on a large global test set every round cost more than the
-        training: docs/benchmarks.md)."""
-        cfg, fed = self.config, self.federation
-        if self.global_rows is None or rnd % cfg.global_full_every == 0 or rnd == cfg.rounds:
-            return fed
-        rows = torch.as_tensor(self.global_rows)
-        return dataclasses.replace(fed, global_test=Split(fed.global_test.x[rows], fed.global_test.y[rows]))
-
-    def _reference_figures(self) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
-        """What a predictor ignoring the input reaches (:func:`engine.core.metrics.reference_scores`):
-        per client on its local test split (fitted on its training labels), and on the global
-        test set (fitted on the pooled training labels)."""
-        fed = self.federation
-        trains = [d.train.y for d in fed.clients]
-        local = reference_scores(self.task, trains, [d.test.y for d in fed.clients], fed.n_outputs, fed.target_std)
-        pooled = torch.cat(trains) if trains else torch.zeros(0)
-        glob = reference_scores(self.task, [pooled], [fed.global_test.y], fed.n_outputs, fed.target_std)[0]
-        per_client = {c.id: {f"ref_local_{k}": v for k, v in local[c.id].items()} for c in self.clients}
-        round_level = summarize_clients(per_client, [f"ref_local_{k}" for k in local[0]] if local and local[0] else [])
-        round_level.update({f"ref_global_{k}": v for k, v in glob.items()})
-        return per_client, round_level
-
-    def _improved(self, val: dict[str, float], old: dict[str, Any] | None) -> bool:
-        """Whether validation figures ``val`` are at least as good as the kept ones on the primary
-        metric (a tie keeps the later round: as good on validation, and trained longer); where
-        the primary metric is undefined (AUC on a one-class split), a loss at least as low. A
-        client without validation rows keeps its latest round."""
-        if old is None or not val:
-            return True
-        key = self.primary.key
-        new_p, old_p = val.get(key, float("nan")), old["val"].get(key, float("nan"))
-        if np.isfinite(new_p) and np.isfinite(old_p):
-            return new_p >= old_p if self.primary.metric.higher_is_better else new_p <= old_p
-        if np.isfinite(new_p) != np.isfinite(old_p):
-            return bool(np.isfinite(new_p))
-        new_l, old_l = val.get("loss", float("nan")), old["val"].get("loss", float("nan"))
-        return bool(not np.isfinite(old_l) or (np.isfinite(new_l) and new_l <= old_l))
-
-    def _keep_best(self, rnd: int, per_client: dict[int, dict[str, float]], evaluated: list[ClientInfo]) -> dict[str, float]:
-        """Update each evaluated client's best round; write ``best_*`` figures for the clients whose
-        best changed; return the round aggregates of everyone's kept figures."""
-        memo: dict[tuple, torch.Tensor] = {}
-        for c in evaluated:
-            m = per_client.get(c.id, {})
-            val = {k[4:]: v for k, v in m.items() if k.startswith("val_")}
-            if not self._improved(val, self.best.get(c.id)):
-                continue
-            scores = {k: v for k, v in m.items() if k.startswith(("local_", "global_"))}
-            state = self.states[c.id]
-            self.best[c.id] = {"round": rnd, "val": val, "scores": scores,
-                               "model": detach(self.strategy.eval_state(c, state), memo),
-                               "extra": detach(state.get("extra", {}), memo),
-                               "global_rows": self._scored_rows}
-            m.update({f"best_{k}": v for k, v in scores.items()})
-            m["best_round"] = float(rnd)
-        self._rescore_best(per_client)
-        view = {cid: {"best_round": float(b["round"]), **{f"best_{k}": v for k, v in b["scores"].items()}}
-                for cid, b in self.best.items()}
-        weights = {c.id: float(c.n_test) for c in self.clients}
-        keys = [k for k in record_keys(self.task) if k.startswith("best_")]
-        return summarize_clients(view, keys, weights)
-
-    def _rescore_best(self, per_client: dict[int, dict[str, float]]) -> None:
-        """In a round that scored the whole global test set, score the models kept at rounds that
-        scored its sample (their best validation rounds) on the whole set too, so every
-        ``best_global_*`` figure from then on is the whole set's (the choice of round, made on
-        validation data, does not change). A strategy's own prediction rule (FedProto's global
-        prototypes) is applied as it stands then, as the kept model's files keep it."""
-        fed = self.federation
-        full = len(fed.global_test)
-        if self._scored_rows != full:
-            return
-        stale = [c for c in self.clients if self.best.get(c.id, {}).get("global_rows", full) < full]
-        if not stale:
-            return
-        kept = {c.id: self.best[c.id] for c in stale}
-        figures = global_figures(stale, self.strategy, {cid: b["model"] for cid, b in kept.items()},
-                                 {cid: {"model": b["model"], "extra": b["extra"]} for cid, b in kept.items()},
-                                 fed, self.devices, self.build, self.task)
-        for cid, m in figures.items():
-            b = kept[cid]
-            b["scores"] = {**{k: v for k, v in b["scores"].items() if not k.startswith("global_")}, **m}
-            b["global_rows"] = full
-            per_client.setdefault(cid, {}).update({f"best_{k}": v for k, v in m.items()})
-
-    # ---- checkpoints ---------------------------------------------------------------------------
-    def checkpoint(self, rnd: int) -> Path:
-        """Save everything needed to continue after round ``rnd`` (tensors and plain values only,
-        loadable with ``weights_only=True``)."""
-        path = self.recorder.checkpoint_path(rnd)
-        folder = path.parent
-        last = self.history[-1].metrics if self.history else {}
-        blob = {"round": rnd, "states": {str(k): v for k, v in self.states.items()},
-                "strategy": self.strategy.state_dict(), "clock": self.clock.state_dict(),
-                "participated": sorted(self.participated), "privacy": self.privacy.state_dict(),
-                "private_aggregation": self.private_agg.state_dict(),
-                "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")},
-                "best": {str(k): v for k, v in self.best.items()}, "server_best": dict(self.server_best),
-                "references_written": sorted(self._references_written)}
-        tmp = path.with_suffix(".tmp")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            torch.save(blob, tmp)
-            tmp.replace(path)
-        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-            raise StorageError(f"cannot write checkpoint {path}: {getattr(exc, 'strerror', None) or exc}; "
-                               f"free some disk space (or set FEDMOSAIC_HOME to another disk) and resume "
-                               f"the run: its completed rounds are kept") from None
-        self.recorder.checkpointed(rnd, path)
-        return path
-
-    def _checkpoint_before_stop(self, rnd: int) -> None:
-        """Cancelled between rounds: checkpoint the last completed round, so resuming loses
-        nothing (a cancel inside a round resumes from the newest periodic checkpoint)."""
-        if (not self.recorder.keeps_checkpoints or not self.config.checkpoint_every
-                or not self.history or self.history[-1].round != rnd):
-            return
-        if not any(row["round"] == rnd for row in self.recorder.checkpoints()):
-            self.checkpoint(rnd)
-
-    def restore(self) -> int:
-        """Load the newest checkpoint of this run that loads and fits this run's models; return its
-        round (0 when there is none). A checkpoint that cannot be decoded, lacks a part, or holds
-        other clients, parameter names or shapes is skipped with a warning for an older one."""
-        for row in self.recorder.checkpoints():
-            path = Path(row["path"])
-            if not path.exists():
-                continue
-            try:
-                blob = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - a damaged file: fall back to an older one
-                self._log(f"checkpoint of round {row['round']} is unreadable ({type(exc).__name__}); "
-                          f"trying an older one", "warning")
-                continue
-            why = self._misfit(blob)
-            if why is None:
-                before = (self.states, self.strategy.state_dict(), self.clock.state_dict(),
-                          set(self.participated), dict(self._resumed_cum), self.best, self.server_best,
-                          set(self._references_written))
-                privacy_before = self.privacy.state_dict()
-                try:
-                    self.states = {int(k): v for k, v in blob["states"].items()}
-                    self.strategy.load_state_dict(blob["strategy"])
-                    self.clock.load_state_dict(blob["clock"])
-                    self.participated = {int(c) for c in blob["participated"]}
-                    self.privacy.load_state_dict(dict(blob.get("privacy", {})))
-                    self.private_agg.load_state_dict(dict(blob.get("private_aggregation", {})))
-                    self._resumed_cum = {str(k): float(v) for k, v in dict(blob.get("cum", {})).items()}
-                    self.best = {int(k): v for k, v in dict(blob.get("best", {})).items()}
-                    self.server_best = dict(blob.get("server_best", {}))
-                    self._references_written = {int(c) for c in blob.get("references_written", [])}
-                    rnd = int(blob["round"])
-                except Exception as exc:  # noqa: BLE001 - put back what was there, try an older one
-                    (self.states, strategy, clock, self.participated, self._resumed_cum, self.best,
-                     self.server_best, self._references_written) = before
-                    self.strategy.load_state_dict(strategy)
-                    self.clock.load_state_dict(clock)
-                    self.privacy.load_state_dict(privacy_before)
-                    why = f"{type(exc).__name__}: {str(exc)[:120]}"
-            if why is not None:
-                self._log(f"checkpoint of round {row['round']} does not fit this run ({why}); trying an "
-                          f"older one", "warning")
-                continue
-            self.recorder.truncate_after(rnd)
-            self._log(f"resumed from the checkpoint of round {rnd}")
-            return rnd
-        self.recorder.truncate_after(0)
-        self._log("no usable checkpoint: restarting from round 1")
-        return 0
-
-    def _misfit(self, blob: Any) -> str | None:
-        """Why a loaded checkpoint cannot continue this run (``None`` when it fits): a missing
-        part, other clients, or model tensors whose names or shapes differ from this run's."""
-        if not isinstance(blob, dict):
-            return "not a checkpoint"
-        missing = [k for k in ("round", "states", "strategy", "clock", "participated") if k not in blob]
-        if missing:
-            return f"no {', '.join(missing)}"
-        states = blob["states"]
-        if not isinstance(states, dict) or {str(k) for k in states} != {str(k) for k in self.states}:
-            return "other clients"
-        for key, state in states.items():
-            ours = self.states[int(key)]["model"]
-            model = state.get("model") if isinstance(state, dict) else None
-            if not isinstance(model, dict) or set(model) != set(ours):
-                return f"client {key}: other parameter names"
-            for name, tensor in model.items():
-                if not isinstance(tensor, torch.Tensor) or tensor.shape != ours[name].shape:
-                    return f"client {key}: {name} has another shape"
-        return None
 
     # ---- the end --------------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:

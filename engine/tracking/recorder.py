@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.recorder import Recorder
-from engine.tracking.storage import Store, finite_or_none
+from engine.tracking.storage import finite_or_none, Store
 
 log = logging.getLogger("fedmosaic.tracking")
 

@@ -39,14 +39,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, FedMosaicError
 from engine.tracking.recorder import SqliteRecorder
-from engine.tracking.storage import (
-    ACTIVE,
-    RESUMABLE,
-    Store,
-    default_db_path,
-    owner_alive,
-    process_owner,
-)
+from engine.tracking.liveness import owner_alive, process_owner
+from engine.tracking.schema import ACTIVE, RESUMABLE
+from engine.tracking.storage import default_db_path, Store
 
 if TYPE_CHECKING:  # engine.config loads torch: commands that only read the database never need it
     from engine.config import ExperimentConfig

@@ -18,7 +18,7 @@ from engine.design import launching
 from engine.sanitize import safe_filename
 from engine.reporting.export import FORMATS, default_filename, render
 from engine.core.metrics import client_key, headline_key, reference_key
-from engine.tracking.storage import ACTIVE
+from engine.tracking.schema import ACTIVE
 from engine.reporting.verdict import BASELINES
 from pages.common import models as models_ui
 from pages.common import privacy as privacy_ui

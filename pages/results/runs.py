@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.reporting import results
-from engine.tracking.storage import ACTIVE, STATUSES
+from engine.tracking.schema import ACTIVE, STATUSES
 from pages.common import ui
 
 ui.enter_page()
