@@ -16,8 +16,10 @@ st.title("Catalog")
 st.caption("Everything FedMosaic can combine. Generated from the engine's registries, so it is always complete.")
 
 
-@st.cache_data(show_spinner=False)
-def _catalog() -> dict[str, list[dict[str, Any]]]:
+@st.cache_resource(show_spinner=False)
+def registries() -> dict[str, list[dict[str, Any]]]:
+    """The catalog, built once per server process and shared read-only (``cache_data`` handed every
+    rerun a deep copy of all of it)."""
     return catalog()
 
 
@@ -37,7 +39,7 @@ def params_table(params: list[dict[str, Any]]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
-cat = _catalog()
+cat = registries()
 query = st.text_input("Search", placeholder="e.g. prototype, image, dirichlet", key="cat.search").strip().lower()
 
 
