@@ -10,7 +10,8 @@ import torch
 
 from conftest import digits_config
 from engine.core import training
-from engine.core.client import load_into, template
+from engine.core.client import template
+from engine.core.state import load_into
 from engine.config import parse_config
 from engine.data import build as build_federation
 from engine.data.config import DataConfig

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import digits_config
-from engine.core.aggregate import nbytes, weighted_mean, weighted_mean_matching
+from engine.core.aggregate import weighted_mean, weighted_mean_matching
+from engine.core.state import nbytes
 from engine.config import parse_config
 from engine.core.simulation import Simulation
 

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from conftest import digits_config
 
 from bench import personalised
-from engine.core.aggregate import nbytes, weighted_mean
+from engine.core.aggregate import weighted_mean
+from engine.core.state import nbytes
 from engine.config import parse_config
 from engine.errors import CompatibilityError, ConfigError
 from engine.models import InputSpec, build_model

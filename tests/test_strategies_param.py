@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from conftest import digits_config
 
-from engine.core.aggregate import nbytes
+from engine.core.state import nbytes
 from engine.config import ClientSpec, parse_config
 from engine.models import InputSpec, build_model
 from engine.core.simulation import Simulation

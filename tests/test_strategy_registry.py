@@ -9,7 +9,7 @@ import math
 import pytest
 from conftest import digits_config
 
-from engine.core.aggregate import nbytes
+from engine.core.state import nbytes
 from engine.config import parse_config
 from engine.core.simulation import Simulation
 from engine.strategies import STRATEGIES

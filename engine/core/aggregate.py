@@ -7,23 +7,13 @@ different architectures can share the keys they have in common.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-State = Mapping[str, Tensor]
+from engine.core.state import State
 
-
-def nbytes(tree: object) -> int:
-    """Bytes of every tensor in a nested dict/list/tuple (what crossing the network would cost)."""
-    if isinstance(tree, Tensor):
-        return tree.numel() * tree.element_size()
-    if isinstance(tree, Mapping):  # the common case, a flat state dict, without recursion
-        return sum(v.numel() * v.element_size() if isinstance(v, Tensor) else nbytes(v) for v in tree.values())
-    if isinstance(tree, (list, tuple)):
-        return sum(nbytes(v) for v in tree)
-    return 0
 
 
 _CHUNK = 32
@@ -72,25 +62,3 @@ def weighted_mean_matching(states: Sequence[State], weights: Sequence[float]) ->
     for key, (_, members) in best.items():
         out.update(weighted_mean([{key: states[i][key]} for i in members], [weights[i] for i in members]))
     return out
-
-
-def overlay(state: State, message: Mapping[str, object]) -> dict[str, Tensor]:
-    """``state`` with every tensor of ``message`` whose name and shape match put in its place:
-    what a client's model becomes when it receives a (possibly partial) model."""
-    merged = dict(state)
-    for key, value in message.items():
-        if isinstance(value, Tensor) and key in merged and merged[key].shape == value.shape:
-            merged[key] = value
-    return merged
-
-
-def subtract(a: State, b: State) -> dict[str, Tensor]:
-    """``a - b`` for every key of ``a`` (floating tensors only)."""
-    return {k: (v - b[k]) if v.is_floating_point() else v.clone() for k, v in a.items()}
-
-
-def select_keys(state: State, prefixes: Sequence[str]) -> dict[str, Tensor]:
-    """The entries whose names start with one of ``prefixes`` (``()`` selects everything)."""
-    if not prefixes:
-        return dict(state)
-    return {k: v for k, v in state.items() if k.startswith(tuple(prefixes))}

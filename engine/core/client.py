@@ -21,6 +21,7 @@ from torch import Tensor
 from engine.data import ClientData, Split
 from engine.models import FedModel
 from engine.core.seeding import generator
+from engine.core.state import detach, load_into, snapshot, to_device
 from engine.types import ClientContext, ClientInfo, ClientResult
 
 if TYPE_CHECKING:
@@ -76,61 +77,6 @@ def template(spec: dict[str, Any], device: torch.device, build: Builder) -> FedM
     if model is None:
         model = cache[key] = build(spec).to(device)
     return model
-
-
-def detach(tree: Any, memo: dict[tuple, Tensor] | None = None) -> Any:
-    """A CPU copy of every tensor in a nested dict/list, sharing nothing with live modules.
-
-    :param memo: copies already made, keyed by the source's memory (device, address, shape,
-        strides, dtype): a tensor that appears in both a client's new state and its payload is
-        copied once (both are read-only afterwards).
-    """
-    if isinstance(tree, Tensor):
-        if memo is None:
-            return tree.detach().to("cpu", copy=True)
-        key = (tree.device, tree.data_ptr(), tuple(tree.shape), tuple(tree.stride()), tree.dtype)
-        if key not in memo:
-            memo[key] = tree.detach().to("cpu", copy=True)
-        return memo[key]
-    if isinstance(tree, dict):
-        return {k: detach(v, memo) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(detach(v, memo) for v in tree)
-    return tree
-
-
-def _tensors(model: torch.nn.Module) -> dict[str, Tensor]:
-    tensors = model.__dict__.get("_fm_tensors")
-    if tensors is None:
-        tensors = dict(model.state_dict(keep_vars=True))
-        model.__dict__["_fm_tensors"] = tensors
-    return tensors
-
-
-def snapshot(model: torch.nn.Module) -> dict[str, Tensor]:
-    """``model.state_dict()`` (detached views, same names and order), without its per-call cost."""
-    return {name: t.detach() for name, t in _tensors(model).items()}
-
-
-def load_into(model: torch.nn.Module, state: dict[str, Tensor]) -> None:
-    """Copy ``state`` into ``model``'s parameters and buffers in place: the same effect as
-    ``load_state_dict(state, strict=False)`` for matching names, without its per-call overhead
-    (this runs for every client every round). Unknown names raise ``KeyError``."""
-    tensors = _tensors(model)
-    with torch.no_grad():
-        for name, value in state.items():
-            tensors[name].copy_(value)
-
-
-def to_device(tree: Any, device: torch.device) -> Any:
-    """``tree`` with every tensor on ``device`` (no copy when already there)."""
-    if isinstance(tree, Tensor):
-        return tree.to(device, non_blocking=True)
-    if isinstance(tree, dict):
-        return {k: to_device(v, device) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(to_device(v, device) for v in tree)
-    return tree
 
 
 def start_turn(job: ClientJob, env: ClientEnv) -> ClientContext:

@@ -23,7 +23,8 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from engine.core import training
-from engine.core.client import load_into, template
+from engine.core.client import template
+from engine.core.state import load_into
 from engine.data import Federation
 from engine.flops import CHUNK_BYTES, rows_per_call, sample_cost  # noqa: F401 - CHUNK_BYTES re-exported
 from engine.models import ModelFactory

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from engine.core import training
-from engine.core.client import detach, load_into, template
+from engine.core.client import template
+from engine.core.state import detach, load_into
 from engine.core.evaluation import evaluate_clients, global_figures, rows_per_call
 from engine.core.metrics import record_keys, reference_scores, summarize_clients
 from engine.data import Federation, Split

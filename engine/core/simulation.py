@@ -32,8 +32,9 @@ import torch
 
 from engine import health, threads
 from engine.hardware import devices
-from engine.core.aggregate import nbytes
-from engine.core.client import ClientEnv, ClientJob, detach
+from engine.core.state import nbytes
+from engine.core.client import ClientEnv, ClientJob
+from engine.core.state import detach
 from engine.hardware.clock import VirtualClock
 from engine.config import ExperimentConfig
 from engine.data import Federation, build as build_federation, label_histograms

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.core.aggregate import nbytes
+from engine.core.state import nbytes
 from engine.core.client import ClientEnv, ClientJob, run_client
 from engine.errors import CancelledError, ConfigError
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams

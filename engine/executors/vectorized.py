@@ -32,10 +32,9 @@ from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
-from engine.core.aggregate import overlay
-from engine.core.client import (
-    ClientEnv, ClientJob, finish_turn, load_into, run_client, snapshot, start_turn, template,
-)
+from engine.core.state import overlay
+from engine.core.client import ClientEnv, ClientJob, finish_turn, run_client, start_turn, template
+from engine.core.state import load_into, snapshot
 from engine.core.seeding import generator
 from engine.errors import CancelledError
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, intra_op_threads

@@ -121,7 +121,7 @@ def client_info(exp: Experiment, site: int, n_train: int = 0, n_test: int = 0) -
 
 def initial_model(exp: Experiment, site: int) -> dict[str, Tensor]:
     """Site ``site``'s initial weights, drawn as the simulation draws them (``seeded(seed, "init", site)``)."""
-    from engine.core.client import detach
+    from engine.core.state import detach
     from engine.core.seeding import seeded
 
     with seeded(exp.config.seed, "init", site):

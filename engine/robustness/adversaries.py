@@ -119,7 +119,8 @@ class Adversaries:
         """The attack success rate of every client's model (``backdoor_asr`` per client) and its
         mean over the honest clients (the round's ``backdoor_asr``; over every client when all
         are attackers). Several distinct backdoors: one figure each, suffixed ``[attacker]``."""
-        from engine.core.client import load_into, template
+        from engine.core.client import template
+        from engine.core.state import load_into
         from engine.strategies.base import Strategy
 
         backdoors = self.backdoors()

@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
-from engine.core.aggregate import overlay, select_keys
+from engine.core.state import overlay, select_keys
 from engine.models import FedModel, InputSpec
 from engine.registry import Registry
 from engine.types import ClientContext, ClientInfo, ClientResult, Kept, Server
@@ -182,7 +182,7 @@ class Strategy:
     # ---- client side ------------------------------------------------------------------------
     def receive(self, ctx: ClientContext) -> None:
         """Apply the message to the client's model (default: load the model keys it holds)."""
-        from engine.core.client import load_into, snapshot
+        from engine.core.state import load_into, snapshot
 
         own = snapshot(ctx.model)
         merged = overlay(own, ctx.received)
@@ -198,7 +198,7 @@ class Strategy:
 
     def payload(self, ctx: ClientContext) -> dict[str, Any]:
         """What the client sends up (default: its shared parameters, :meth:`shared_part`)."""
-        from engine.core.client import snapshot
+        from engine.core.state import snapshot
 
         return self.shared_part(snapshot(ctx.model))
 

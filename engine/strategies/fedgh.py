@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from engine.core.aggregate import select_keys
+from engine.core.state import select_keys
 from engine.strategies._distill import class_means, evaluate_outputs, reported_prototypes
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult, Kept, Params, Strategy
 
