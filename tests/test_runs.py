@@ -16,7 +16,8 @@ from conftest import digits_config
 
 from engine.config import parse_config
 from engine.errors import ConfigError, RunNotFoundError
-from engine.tracking.runs import RunManager, RunStateError, deep_merge, get_manager, set_path, strategy_label
+from engine.tracking.runs import RunManager, RunStateError, get_manager
+from engine.tracking.variants import deep_merge, set_path, strategy_label
 from engine.tracking.liveness import owner_alive, process_owner
 from engine.tracking.storage import Store
 from engine.strategies.fedavg import FedAvg

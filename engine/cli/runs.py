@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, StorageError
-from engine.tracking.runs import RunManager, deep_merge, set_path, strategy_dict
+from engine.tracking.runs import RunManager
+from engine.tracking.variants import deep_merge, set_path, strategy_dict
 from engine.tracking.schema import ACTIVE
 from engine.tracking.storage import Store
 

@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import atexit
 import contextvars
-import copy
 import logging
 import os
 import queue
-import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, FedMosaicError
-from engine.tracking.recorder import SqliteRecorder
+from engine.tracking.execution import Execution
+from engine.tracking.variants import as_config, deep_merge, parse, strategy_dict, strategy_label
 from engine.tracking.liveness import owner_alive, process_owner
 from engine.tracking.schema import ACTIVE, RESUMABLE
 from engine.tracking.storage import default_db_path, Store
@@ -52,9 +50,6 @@ DEFAULT_WORKERS = 2
 """Runs trained at once by default (``FEDMOSAIC_WORKERS`` overrides)."""
 HEARTBEAT_S = 5.0
 """Seconds between two heartbeats of a manager's runs."""
-WORKER_NICE = 5
-"""How much lower the scheduling priority of a run's own process is (``isolation="process"``):
-the server's pages, and the user's other programs, come first."""
 
 
 class RunStateError(FedMosaicError):
@@ -78,7 +73,7 @@ class _Handle:
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
-class RunManager:
+class RunManager(Execution):
     """Background runs of one database.
 
     :param store: the database (a :class:`Store`, a path, or ``None`` for the default).
@@ -145,7 +140,7 @@ class RunManager:
             combine the roster).
         :raises StorageError: the database or data directory cannot take a run.
         """
-        config = _as_config(config)
+        config = as_config(config)
         self._check_open()
         self._validate(config)
         self.store.check_writable()
@@ -169,7 +164,7 @@ class RunManager:
         :raises ConfigError: no seed, a strategy listed twice, or any member invalid (nothing is
             launched then).
         """
-        config = _as_config(config)
+        config = as_config(config)
         self._check_open()
         seeds = list(dict.fromkeys(int(s) for s in seeds))
         if not seeds:
@@ -192,7 +187,7 @@ class RunManager:
                     raise ConfigError(f"the sweep lists '{label}' twice; remove one")
                 labels.append(label)
                 for seed in seeds:
-                    members.append((label, seed, _parse({**base, "strategy": spec, "defence": guard,
+                    members.append((label, seed, parse({**base, "strategy": spec, "defence": guard,
                                                                 "seed": seed})))
         for _, _, member in members:
             self._validate(member)
@@ -234,7 +229,7 @@ class RunManager:
         if status not in RESUMABLE:
             raise RunStateError(f"run {run_id} already finished all its {row['rounds']} rounds; "
                                 f"fork it to run a variation")
-        config = _parse(row["config"])
+        config = parse(row["config"])
         self.store.check_writable()
         if not self.store.claim(run_id, self.owner):
             raise RunStateError(f"run {run_id} was just resumed by another process")
@@ -249,7 +244,7 @@ class RunManager:
         :raises ConfigError: the merged config is invalid.
         """
         base = self.store.get_run(run_id)["config"]
-        config = _parse(deep_merge(base, dict(changes or {})))
+        config = parse(deep_merge(base, dict(changes or {})))
         self._validate(config)
         return config
 
@@ -394,110 +389,6 @@ class RunManager:
                 del self._handles[handle.run_id]
         handle.done.set()
 
-    def _worker(self) -> None:
-        while True:
-            handle = self._queue.get()
-            if handle is None:
-                return
-            with self._lock:
-                if handle.cancel.is_set() or handle.done.is_set():
-                    self._forget(handle)
-                    continue
-                handle.started = True
-            try:
-                handle.context.run(self._execute, handle)
-            except BaseException:
-                log.exception("run %s: unexpected error in the worker", handle.run_id)
-            finally:
-                self._forget(handle)
-
-    def _execute(self, handle: _Handle) -> None:
-        from engine.core.simulation import Simulation
-
-        run_id = handle.run_id
-        sim = None
-        failure: tuple[str, str] | None = None
-        if self.isolation == "process":
-            failure = self._run_process(handle)
-        else:
-            try:
-                sim = Simulation(handle.config, store=self.store, run_id=run_id, root=self.root,
-                                 cancel=handle.cancel, share=self.run_share)
-                sim.run(resume=handle.resume)
-            except Exception as exc:  # noqa: BLE001 - Simulation records its own failures on the row
-                message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"
-                failure = (message, traceback.format_exc())
-                log.info("run %s failed: %s", run_id, message)
-        row = self.store.get_run(run_id)
-        if row["status"] in ACTIVE:  # the run could not record how it ended (setup error, full disk)
-            recorder = SqliteRecorder(self.store, run_id)
-            if failure is not None:
-                recorder.ended("failed", error=failure[0], tb=failure[1])
-            else:
-                recorder.ended("cancelled" if handle.cancel.is_set() else "finished",
-                               summary=sim.summary()["final"] if sim else {})
-        if handle.reason == "shutdown":
-            row = self.store.get_run(run_id)
-            if row["status"] in ("cancelled", *ACTIVE):
-                ckpt = next(iter(self.store.checkpoints(run_id)), None)
-                where = f"the checkpoint of round {ckpt['round']}" if ckpt else "round 1"
-                message = (f"interrupted at round {row['current_round']}: the app stopped; resume "
-                           f"continues from {where}")
-                self.store.update_run(run_id, status="interrupted", error=message, live=None)
-                self.store.add_event(run_id, message, "warning")
-
-    def _run_process(self, handle: _Handle) -> tuple[str, str] | None:
-        """Train the run in ``python -m engine.tracking.worker`` and wait for it; a cancel becomes
-        SIGTERM (the worker stops between batches and records ``cancelled``). Returns the failure when the
-        process ended badly (its message and the end of its error output), else ``None``."""
-        import subprocess
-        import tempfile
-
-        from engine.access import paths_trusted
-
-        cmd = [sys.executable, "-m", "engine.tracking.worker", "--db", str(self.store.path),
-               "--run", handle.run_id, "--share", str(self.run_share), "--nice", str(WORKER_NICE)]
-        if self.root is not None:
-            cmd += ["--root", str(self.root)]
-        if handle.resume:
-            cmd.append("--resume")
-        if paths_trusted():  # this runs in the launcher's context (handle.context)
-            cmd.append("--trusted")
-        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    cwd=str(Path(__file__).resolve().parents[2]))  # the repository root
-            asked = False
-            while True:
-                try:
-                    proc.wait(timeout=0.5)
-                    break
-                except subprocess.TimeoutExpired:
-                    if handle.cancel.is_set() and not asked:
-                        proc.terminate()
-                        asked = True
-            if proc.returncode == 0:
-                return None
-            err.seek(0)
-            tail = err.read()[-4000:]
-        last = next((line for line in reversed(tail.strip().splitlines()) if line.strip()), "")
-        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
-        log.info("run %s: its process ended with %s", handle.run_id, how)
-        return (f"the run's process ended with {how}" + (f": {last}" if last else ""), tail)
-
-    def _heartbeat_loop(self) -> None:
-        last_reap = time.monotonic()
-        while not self._stop.wait(self.heartbeat_s):
-            try:
-                flagged = self.store.beat(self.active())
-                for run_id in flagged:
-                    self._cancel_own(run_id, "user")
-                if time.monotonic() - last_reap >= self.reap_every_s:
-                    last_reap = time.monotonic()
-                    self.store.reap(self.stale_after_s)
-            except Exception:
-                log.warning("heartbeat failed; retrying", exc_info=True)
-        self.store.close()
-
     def _at_exit(self) -> None:
         if not self._closed:
             self.shutdown(wait=False, timeout=10.0)
@@ -519,87 +410,3 @@ def get_manager(db_path: str | Path | None = None, workers: int | None = None, *
             manager = RunManager(Store(path), workers=workers, **options)
             _managers[key] = manager
         return manager
-
-
-# ---- helpers ------------------------------------------------------------------------------------
-def _parse(data: dict[str, Any] | str) -> ExperimentConfig:
-    from engine.config import parse_config
-
-    return parse_config(data)
-
-
-def _as_config(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentConfig:
-    from engine.config import ExperimentConfig
-
-    if isinstance(config, ExperimentConfig):
-        return config
-    if isinstance(config, Mapping):
-        return _parse(dict(config))
-    raise ConfigError(f"expected an experiment config, got {type(config).__name__}")
-
-
-def strategy_dict(spec: Mapping[str, Any] | str) -> dict[str, Any]:
-    if isinstance(spec, str):
-        return {"name": spec}
-    if not isinstance(spec, Mapping) or "name" not in spec:
-        raise ConfigError(f'a sweep strategy needs a "name", e.g. {{"name": "fedprox", "mu": 0.1}}; got {spec!r}')
-    return dict(spec)
-
-
-def strategy_label(spec: Mapping[str, Any] | str) -> str:
-    """``"fedprox (mu=0.1)"``: the strategy's name and the parameters that differ from its
-    defaults."""
-    from engine.strategies import STRATEGIES
-
-    spec = strategy_dict(spec)
-    name = spec["name"]
-    try:
-        defaults = STRATEGIES.get(name).Params().model_dump()
-    except Exception:  # noqa: BLE001 - unknown names are reported by validation
-        defaults = {}
-    changed = [f"{k}={v}" for k, v in sorted(spec.items()) if k != "name" and defaults.get(k, object()) != v]
-    return f"{name} ({', '.join(changed)})" if changed else name
-
-
-_IDENTITY = ("name", "method", "arch")
-
-
-def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``changes`` merged in: nested dicts merge key by key, anything else replaces;
-    a dict whose ``name``/``method``/``arch`` changes replaces the old dict whole (another
-    strategy's parameters do not carry over)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in changes.items():
-        old = out.get(key)
-        if isinstance(old, dict) and isinstance(value, Mapping) and not any(
-                k in value and k in old and value[k] != old[k] for k in _IDENTITY):
-            out[key] = deep_merge(old, value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def set_path(tree: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
-    """Changes for :func:`deep_merge` from a dotted path (``"strategy.mu"``, ``"clients.0.lr"``);
-    list items are addressed by index and the list is copied with that item changed."""
-    parts = dotted.split(".")
-    if not all(parts):
-        raise ConfigError(f"'{dotted}' is not a config path; use dots between names, e.g. strategy.mu")
-
-    def build(node: Any, rest: list[str]) -> Any:
-        if not rest:
-            return value
-        head, tail = rest[0], rest[1:]
-        if isinstance(node, list):
-            if not head.isdigit() or int(head) >= len(node):
-                raise ConfigError(f"'{dotted}': {head} is not an index of a list of {len(node)}")
-            items = copy.deepcopy(node)
-            item = items[int(head)]
-            change = build(item, tail)
-            items[int(head)] = deep_merge(item, change) if isinstance(item, dict) and isinstance(change, dict) \
-                else change
-            return items
-        child = node.get(head) if isinstance(node, dict) else None
-        return {head: build(child, tail)}
-
-    return build(tree, parts)
