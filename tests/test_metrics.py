@@ -12,7 +12,7 @@ from sklearn.metrics import (
     accuracy_score, balanced_accuracy_score, f1_score, mean_absolute_error, r2_score, roc_auc_score,
 )
 
-from engine.core import metrics
+from engine.core import metrics, scores
 
 pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true:UserWarning")
 
@@ -31,7 +31,7 @@ def _pairs(seed: int = 0):
 
 def test_classification_metrics_of_many_splits_at_once_equal_sklearn_per_split():
     outs, ys = _pairs()
-    for o, y, got in zip(outs, ys, metrics.scores_many("classification", outs, ys), strict=True):
+    for o, y, got in zip(outs, ys, scores.scores_many("classification", outs, ys), strict=True):
         yy, pred = y.numpy(), o.argmax(1).numpy()
         prob = torch.softmax(o.double(), 1).numpy()
         assert got["acc"] == pytest.approx(accuracy_score(yy, pred))
@@ -52,9 +52,9 @@ def test_binary_auc_ranks_by_the_positive_margin_with_ties_half():
     o = torch.randn(50, 2, generator=g)
     o[10:20] = o[10]  # ten tied samples
     y = torch.randint(0, 2, (50,), generator=g)
-    got = metrics.scores("classification", o, y)["auc"]
+    got = scores.scores("classification", o, y)["auc"]
     assert got == pytest.approx(roc_auc_score(y.numpy(), (o[:, 1] - o[:, 0]).numpy()))
-    perfect = metrics.scores("classification", torch.stack([-y.float(), y.float()], 1), y)["auc"]
+    perfect = scores.scores("classification", torch.stack([-y.float(), y.float()], 1), y)["auc"]
     assert perfect == 1.0
 
 
@@ -63,7 +63,7 @@ def test_regression_metrics_are_in_data_units():
     y = torch.randn(40, generator=g)
     out = (y + 0.3 * torch.randn(40, generator=g)).unsqueeze(1)
     std = 7.5  # targets are trained in standard units; errors are reported in the data's
-    got = metrics.scores("regression", out, y, std)
+    got = scores.scores("regression", out, y, std)
     assert got["r2"] == pytest.approx(r2_score(y.numpy(), out[:, 0].numpy()), abs=1e-6)
     assert got["mae"] == pytest.approx(mean_absolute_error(y.numpy(), out[:, 0].numpy()) * std, rel=1e-5)
     assert got["rmse"] == pytest.approx(math.sqrt(got["mse"]), rel=1e-9)
@@ -71,7 +71,7 @@ def test_regression_metrics_are_in_data_units():
 
 
 def test_empty_split_has_no_figures():
-    out = metrics.scores_many("classification", [torch.zeros(0, 3), torch.randn(2, 3)],
+    out = scores.scores_many("classification", [torch.zeros(0, 3), torch.randn(2, 3)],
                               [torch.zeros(0, dtype=torch.long), torch.tensor([0, 2])])
     assert out[0] == {} and set(out[1]) == set(metrics.TASK_METRICS["classification"])
 
@@ -79,11 +79,11 @@ def test_empty_split_has_no_figures():
 def test_reference_is_the_majority_class_or_the_mean():
     train = torch.tensor([1] * 8 + [0] * 2)
     test = torch.tensor([1, 1, 1, 0, 2])
-    ref = metrics.reference_scores("classification", [train], [test], 3)[0]
+    ref = scores.reference_scores("classification", [train], [test], 3)[0]
     assert ref["acc"] == pytest.approx(3 / 5)  # always "1"
     assert ref["bacc"] == pytest.approx(1 / 3)  # 1/K over the classes present
     assert ref["auc"] == pytest.approx(0.5)  # constant scores
-    reg = metrics.reference_scores("regression", [torch.tensor([0.0, 2.0])], [torch.tensor([0.0, 1.0, 5.0])], 1)[0]
+    reg = scores.reference_scores("regression", [torch.tensor([0.0, 2.0])], [torch.tensor([0.0, 1.0, 5.0])], 1)[0]
     assert reg["r2"] <= 0 and reg["mae"] == pytest.approx((1 + 0 + 4) / 3)
 
 

@@ -167,7 +167,7 @@ def entries(sim: Simulation, rnd: int) -> dict[str, list[Entry]]:
 
 
 def training_labels(task: str, y: Tensor, n_outputs: int) -> dict[str, Any]:
-    """What the input-blind reference predictor is fitted on (:func:`engine.core.metrics.constant_outputs`):
+    """What the input-blind reference predictor is fitted on (:func:`engine.core.scores.constant_outputs`):
     the training labels' class counts, or their mean (standard units)."""
     if task == "classification":
         return {"counts": torch.bincount(y.long(), minlength=n_outputs).tolist()}

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from engine.core import training
-from engine.core.metrics import constant_outputs, scores
+from engine.core.scores import constant_outputs, scores
 from engine.artifacts.load import Loaded
 from engine.artifacts.schema import IMAGE_SUFFIXES, Encoded, encode_table, read_images
 from engine.errors import DataError, ModelNotFoundError
@@ -143,7 +143,7 @@ def _identifying(config: dict[str, Any]) -> set[str]:
 def _reference(config: dict[str, Any], y: torch.Tensor, target_std: float) -> dict[str, float] | None:
     """The figures on these rows of the run's reference: the predictor that ignores the input,
     fitted on the model's training labels (the client's; pooled for the federation's models)
-    (:func:`engine.core.metrics.constant_outputs`)."""
+    (:func:`engine.core.scores.constant_outputs`)."""
     labels = (config.get("client") or {}).get("training_labels") or config.get("pooled_training_labels")
     if not labels:
         return None

@@ -16,7 +16,8 @@ from engine.core import training
 from engine.core.client import template
 from engine.core.state import detach, load_into
 from engine.core.evaluation import evaluate_clients, global_figures, rows_per_call
-from engine.core.metrics import record_keys, reference_scores, summarize_clients
+from engine.core.metrics import record_keys, summarize_clients
+from engine.core.scores import reference_scores
 from engine.data import Federation, Split
 from engine.types import ClientInfo
 
@@ -90,7 +91,7 @@ class Scoring:
         return dataclasses.replace(fed, global_test=Split(fed.global_test.x[rows], fed.global_test.y[rows]))
 
     def _reference_figures(self) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
-        """What a predictor ignoring the input reaches (:func:`engine.core.metrics.reference_scores`):
+        """What a predictor ignoring the input reaches (:func:`engine.core.scores.reference_scores`):
         per client on its local test split (fitted on its training labels), and on the global
         test set (fitted on the pooled training labels)."""
         fed = self.federation

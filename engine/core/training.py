@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from engine.data import augment as augmentation
 from engine.errors import CancelledError
-from engine.core.metrics import scores, scores_many
+from engine.core.scores import scores, scores_many
 from engine.core.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
@@ -117,12 +117,12 @@ def predict(forward: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 20
 
 
 def metrics(task: str, out: Tensor, y: Tensor, target_std: float = 1.0) -> dict[str, float]:
-    """The task metrics of one split (:func:`engine.core.metrics.scores`: accuracy, balanced accuracy,
+    """The task metrics of one split (:func:`engine.core.scores.scores`: accuracy, balanced accuracy,
     macro F1, AUC and loss; or R^2, RMSE, MAE, MSE in data units and loss in standard units);
     empty dict for an empty split."""
     return scores(task, out, y, target_std)
 
 
 def metrics_many(task: str, outs: list[Tensor], ys: list[Tensor], target_std: float = 1.0) -> list[dict[str, float]]:
-    """:func:`metrics` for many (output, target) pairs at once (:func:`engine.core.metrics.scores_many`)."""
+    """:func:`metrics` for many (output, target) pairs at once (:func:`engine.core.scores.scores_many`)."""
     return scores_many(task, outs, ys, target_std)

@@ -267,7 +267,7 @@ def evaluate(exp: Experiment, message: Any, context: Any) -> Any:
     would receive; ``predict`` with the server state the message carries)."""
     from flwr.app import Message, MetricRecord, RecordDict
 
-    from engine.core.metrics import scores
+    from engine.core.scores import scores
 
     site, data = _site(exp, context)
     strategy, info = _client_strategy(exp, data, site)
