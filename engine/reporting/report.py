@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.errors import ConfigError, StorageError
-from engine.core.metrics import headline_keys, run_primary, shared_primary, summary_keys
+from engine.core.metrics import Metric, client_key, headline_keys, run_primary, shared_primary, summary_keys
 from engine.reporting import charts
 from engine.reporting.charts import headline_label
 from engine.reporting.tables import manifest, runs_summary, seed_summary
@@ -134,31 +134,9 @@ def _verdict_html(store: Store, ids: Sequence[str], figures: _Figures) -> list[s
     return parts
 
 
-def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = None) -> str:
-    """The report of ``run_ids`` as one HTML document (a few MB: plotly.js is inside).
-
-    :raises ConfigError: no run given.
-    :raises RunNotFoundError: an id is not in the database.
-    """
-    ids = list(dict.fromkeys(run_ids))
-    if not ids:
-        raise ConfigError("a report needs at least one run")
-    runs = [store.get_run(r) for r in ids]
-    title = title or (runs[0]["name"] if len(runs) == 1 else f"FedMosaic: {len(runs)} runs compared")
-    round_df = store.round_metrics(ids)
-    client_df = store.client_metrics(ids)
-    roster = store.clients(ids)
-    keys = set(round_df["key"]) if not round_df.empty else set()
-    primary = primary_metric(keys, runs)
-    metric = shared_primary(runs)
-    figures = _Figures()
-    parts: list[str] = [
-        f"<h1>{_esc(title)}</h1>",
-        (f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M %Z")} by FedMosaic · '
-         f"{len(runs)} run{'s' if len(runs) != 1 else ''} · opens offline in any browser</p>"),
-    ]
-
-    # summary
+def _summary_html(store: Store, ids: Sequence[str], metric: Metric) -> list[str]:
+    """The summary table, the means over seeds, and the summary as JSON for scripts."""
+    parts: list[str] = []
     summary = runs_summary(store, ids)
     metrics = [k for k in (*summary_keys(metric)[:5], "cum_bytes_up", "sim_time_s") if k in summary.columns]
     short = _short(metrics)
@@ -187,11 +165,14 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
         parts.append("<h3>Averaged over seeds (mean ± std)</h3>")
         parts.append(_table(pd.DataFrame(rows), ["setting", "seeds", *metrics], short))
     parts.append(_json_script("summary-data", json.loads(summary.to_json(orient="records"))))
+    return parts
 
-    # the verdict
-    parts.extend(_verdict_html(store, ids, figures))
 
-    # charts
+def _charts_html(round_df: pd.DataFrame, client_df: pd.DataFrame, runs: list[dict[str, Any]], primary: str | None,
+                 metric: Metric, client_metric: str | None, figures: _Figures) -> list[str]:
+    """Learning curves, communication and time, and the clients' spread."""
+    keys = set(round_df["key"]) if not round_df.empty else set()
+    parts: list[str] = []
     parts.append("<h2>Learning curves</h2>")
     if primary is None:
         parts.append('<p class="note">No evaluated round yet.</p>')
@@ -208,44 +189,83 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
             parts.append(figures.html(charts.curves(round_df, primary, x="sim_time_s", runs=runs,
                                                     title=f"{charts.metric_label(primary)} vs simulated time")))
         parts.append(figures.html(charts.communication(round_df, runs=runs)))
-    client_keys = set(client_df["key"]) if not client_df.empty else set()
-    client_metric = next((k for k in (f"best_local_{metric.key}", f"local_{metric.key}", "local_acc", "local_r2",
-                                      "local_loss") if k in client_keys), None)
     if client_metric:
         parts.append("<h2>Clients</h2>")
         parts.append(figures.html(charts.fairness(client_df, client_metric, runs=runs)))
+    return parts
 
-    # per run
+
+def _run_html(store: Store, run: dict[str, Any], client_df: pd.DataFrame, roster: pd.DataFrame,
+              client_metric: str | None, figures: _Figures, first_without: bool) -> list[str]:
+    """One run's section: its status, per-client charts (``client_metric``; ``first_without``:
+    the first run past :data:`PER_RUN_CHARTS`, which says why it has none), roster, config,
+    manifest and event log."""
+    parts: list[str] = []
+    run_id = run["id"]
+    parts.append(f'<h2 id="run-{_esc(run_id)}">Run {_esc(run["name"])} '
+                 f'<span class="meta">({_esc(run_id)}, <span class="status-{_esc(run["status"])}">'
+                 f'{_esc(run["status"])}</span>)</span></h2>')
+    if run.get("error"):
+        parts.append(f"<p><strong>{'Error' if run['status'] == 'failed' else 'Note'}:</strong> "
+                     f"{_esc(run['error'])}</p>")
+    if client_metric and not first_without:
+        parts.append(figures.html(charts.final_client_bars(client_df, client_metric, roster, run_id=run_id)))
+        parts.append(figures.html(charts.client_heatmap(client_df, client_metric, roster, run_id=run_id)))
+    elif client_metric:
+        parts.append(f'<p class="note">Per-client charts are shown for the first {PER_RUN_CHARTS} runs.</p>')
+    parts.append("<h3>Roster</h3>")
+    mine = roster[roster["run_id"] == run_id] if not roster.empty else roster
+    parts.append(_table(mine, ["client_id", "name", "arch", "n_params", "n_train", "n_test", "tier", "device",
+                               "join_round", "preprocessing", "optimizer", "lr", "epochs", "batch_size"]))
+    config = run["config"]
+    parts.append("<details><summary>Config (re-run with <code>python -m engine run config.json</code>)</summary>"
+                 f"<pre>{_esc(json.dumps(config, indent=2))}</pre></details>")
+    parts.append(_json_script(f"config-{run_id}", config))
+    parts.append("<details><summary>Reproducibility manifest</summary>"
+                 f"<pre>{_esc(json.dumps(manifest(store, run_id), indent=2, default=str))}</pre></details>")
+    events = store.events(run_id)
+    if not events.empty:
+        events = events.tail(200).copy()
+        events["time"] = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) for t in events["ts"]]
+        events["round"] = [("" if pd.isna(r) else int(r)) for r in events["round"]]
+        parts.append("<details><summary>Event log</summary>"
+                     + _table(events, ["time", "round", "level", "message"]) + "</details>")
+    return parts
+
+
+def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = None) -> str:
+    """The report of ``run_ids`` as one HTML document (a few MB: plotly.js is inside).
+
+    :raises ConfigError: no run given.
+    :raises RunNotFoundError: an id is not in the database.
+    """
+    ids = list(dict.fromkeys(run_ids))
+    if not ids:
+        raise ConfigError("a report needs at least one run")
+    runs = [store.get_run(r) for r in ids]
+    title = title or (runs[0]["name"] if len(runs) == 1 else f"FedMosaic: {len(runs)} runs compared")
+    round_df = store.round_metrics(ids)
+    client_df = store.client_metrics(ids)
+    roster = store.clients(ids)
+    keys = set(round_df["key"]) if not round_df.empty else set()
+    primary = primary_metric(keys, runs)
+    metric = shared_primary(runs)
+    figures = _Figures()
+    parts: list[str] = [
+        f"<h1>{_esc(title)}</h1>",
+        (f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M %Z")} by FedMosaic · '
+         f"{len(runs)} run{'s' if len(runs) != 1 else ''} · opens offline in any browser</p>"),
+    ]
+
+    parts.extend(_summary_html(store, ids, metric))
+    parts.extend(_verdict_html(store, ids, figures))
+    client_keys = set(client_df["key"]) if not client_df.empty else set()
+    client_metric = next((k for k in (client_key(metric), client_key(metric, best=False), "local_acc", "local_r2",
+                                      "local_loss") if k in client_keys), None)
+    parts.extend(_charts_html(round_df, client_df, runs, primary, metric, client_metric, figures))
     for i, run in enumerate(runs):
-        run_id = run["id"]
-        parts.append(f'<h2 id="run-{_esc(run_id)}">Run {_esc(run["name"])} '
-                     f'<span class="meta">({_esc(run_id)}, <span class="status-{_esc(run["status"])}">'
-                     f'{_esc(run["status"])}</span>)</span></h2>')
-        if run.get("error"):
-            parts.append(f"<p><strong>{'Error' if run['status'] == 'failed' else 'Note'}:</strong> "
-                         f"{_esc(run['error'])}</p>")
-        if client_metric and i < PER_RUN_CHARTS:
-            parts.append(figures.html(charts.final_client_bars(client_df, client_metric, roster, run_id=run_id)))
-            parts.append(figures.html(charts.client_heatmap(client_df, client_metric, roster, run_id=run_id)))
-        elif client_metric and i == PER_RUN_CHARTS:
-            parts.append(f'<p class="note">Per-client charts are shown for the first {PER_RUN_CHARTS} runs.</p>')
-        parts.append("<h3>Roster</h3>")
-        mine = roster[roster["run_id"] == run_id] if not roster.empty else roster
-        parts.append(_table(mine, ["client_id", "name", "arch", "n_params", "n_train", "n_test", "tier", "device",
-                                   "join_round", "preprocessing", "optimizer", "lr", "epochs", "batch_size"]))
-        config = run["config"]
-        parts.append("<details><summary>Config (re-run with <code>python -m engine run config.json</code>)</summary>"
-                     f"<pre>{_esc(json.dumps(config, indent=2))}</pre></details>")
-        parts.append(_json_script(f"config-{run_id}", config))
-        parts.append("<details><summary>Reproducibility manifest</summary>"
-                     f"<pre>{_esc(json.dumps(manifest(store, run_id), indent=2, default=str))}</pre></details>")
-        events = store.events(run_id)
-        if not events.empty:
-            events = events.tail(200).copy()
-            events["time"] = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) for t in events["ts"]]
-            events["round"] = [("" if pd.isna(r) else int(r)) for r in events["round"]]
-            parts.append("<details><summary>Event log</summary>"
-                         + _table(events, ["time", "round", "level", "message"]) + "</details>")
+        parts.extend(_run_html(store, run, client_df, roster, client_metric if i <= PER_RUN_CHARTS else None,
+                               figures, i == PER_RUN_CHARTS))
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
