@@ -6,6 +6,8 @@ communication, and what differs between their configs. One colour per strategy a
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from engine.reporting import charts, results
@@ -62,11 +64,29 @@ def load(db: str, ids: tuple[str, ...], version: str):
 
 
 version = "|".join(f"{by_id[i]['current_round']}{by_id[i]['status']}" for i in selected)
+# changes whenever a run finishes or a finished run is removed: verdicts pair finished runs anywhere
+finished = str(hash(tuple((r["id"], r.get("finished_at")) for r in runs if r["status"] == "finished")))
+
+
+@st.cache_resource(show_spinner=False, max_entries=24, ttl=600)
+def chart(kind: str, key: tuple, _build: Any) -> Any:
+    """A chart of the selection, built once per ``key`` (the database, the runs and their state, their
+    names, the choices on the page) and shared read-only: the curves, fairness and communication
+    charts took ~0.2 s each on every rerun."""
+    return _build()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=600)
+def cached_verdicts(db: str, ids: tuple[str, ...], best_round: bool, finished_version: str) -> Any:
+    """:func:`engine.reporting.results.verdicts`, until a run finishes or is removed."""
+    return results.verdicts(store, list(ids), best_round=best_round)
+
+
 def verdict_section(selected: list[str], colors: dict[str, str]) -> None:
     st.subheader("Verdict")
     at = st.radio("Figures at", ["best", "final"], horizontal=True, key="cmp.at",
                   format_func={"best": "each client's best validation round", "final": "the final round"}.get)
-    verdicts, pairings = results.verdicts(store, selected, best_round=at == "best")
+    verdicts, pairings = cached_verdicts(str(store.path), tuple(selected), at == "best", finished)
     if not pairings:
         st.caption("The verdict compares strategies with `local` (training alone) on the same split and seed: "
                    "select finished runs of a strategy.")
@@ -114,7 +134,10 @@ with ui.guard("reading the runs"):
               if k == "round" or k in keys}
     x = m2.radio("Against", list(x_axes), format_func=x_axes.get, horizontal=True, key="cmp.x")
     band = m3.toggle("± std bands", value=True, key="cmp.band")
-    st.plotly_chart(charts.curves(rounds, metric, x=x, runs=rows, band=band), key="cmp.curve", config=PLOTLY_CONFIG)
+    state = (str(store.path), tuple(selected), version, tuple(r["name"] for r in rows))
+    st.plotly_chart(chart("curves", (*state, metric, x, band),
+                          lambda: charts.curves(rounds, metric, x=x, runs=rows, band=band)),
+                    key="cmp.curve", config=PLOTLY_CONFIG)
     privacy_ui.compare_section(rows, rounds)  # privacy-utility chart (pages/common/privacy.py)
 
     labels = {r["id"]: r["name"] for r in rows}
@@ -145,9 +168,11 @@ with ui.guard("reading the runs"):
     client_metric = next((k for k in (f"best_local_{m.key}", f"local_{m.key}", "local_acc", "local_r2")
                           if k in client_keys), None)
     if client_metric:
-        left.plotly_chart(charts.fairness(clients, client_metric, runs=rows, colors=colors), key="cmp.fair",
-                          config=PLOTLY_CONFIG)
-    right.plotly_chart(charts.communication(rounds, runs=rows), key="cmp.comm", config=PLOTLY_CONFIG)
+        left.plotly_chart(chart("fairness", (*state, client_metric),
+                                lambda: charts.fairness(clients, client_metric, runs=rows, colors=colors)),
+                          key="cmp.fair", config=PLOTLY_CONFIG)
+    right.plotly_chart(chart("communication", state, lambda: charts.communication(rounds, runs=rows)),
+                       key="cmp.comm", config=PLOTLY_CONFIG)
 
     st.subheader("What differs between their configs")
     full = {r["id"]: store.get_run(r["id"]) for r in rows}
