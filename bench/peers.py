@@ -230,16 +230,16 @@ def run_hand(algorithm: str, clients: list[Any], shape: list[int], rounds: int, 
 
     def make() -> torch.nn.Module:
         model = ReferenceFedAvgCNN(shape[0], 10, dim)
-        if init == "he":
+        if init.startswith("he"):
             init_relu_layers(model)
         return model
 
     with torch.no_grad():
         dim = ReferenceFedAvgCNN(shape[0]).conv2(ReferenceFedAvgCNN(shape[0]).conv1(torch.zeros(1, *shape))).numel()
     start = time.perf_counter()
-    curve = run(algorithm, clients, make, rounds=rounds, seed=seed,
+    curve = run(algorithm, clients, make, rounds=rounds, seed=seed, same_start=init != "he-own",
                 **{k: SETTINGS[k] for k in ("lr", "batch_size", "epochs")})
-    source = "hand-written loop" + (", He init" if init == "he" else "")
+    source = "hand-written loop" + {"he": ", He init", "he-own": ", He init per client"}.get(init, "")
     row = Row(algorithm, "fedavg_cnn", source=source, wall_s=time.perf_counter() - start)
     row.acc = {r: curve[r - 1] for r in range(10, rounds + 1, 10)}
     return row
@@ -331,7 +331,8 @@ def report(rows: list[Row], figures: dict[str, Any], args: argparse.Namespace, c
              "- **hand-written loop**: FedAvg, local and LG-FedAvg in the libraries' protocol with their "
              "torch-initialised FedAvgCNN on the same rows (`bench/reference_loop.py`); **, He init**: the "
              "same loop with the FedAvgCNN He-initialised as FedMosaic's image models are, so the difference from "
-             "FedMosaic's figures is the engine's, not the initialisation's;",
+             "FedMosaic's figures is the engine's, not the initialisation's; **, He init per client**: also each "
+             "client's model initialised on its own, as FedMosaic does (the libraries start all from one);",
              "- **reference figure**: a published or library figure given to the harness, with its source. Figures "
              "measured on other data (MNIST) are not comparable number for number.", ""]
     head = ["strategy", "roster", "run by"] + [f"personal acc @{r}" for r in rounds] + \
@@ -373,9 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategies", nargs="+", default=None, help="only these (default: every one)")
     parser.add_argument("--no-hand", action="store_true", help="skip the hand-written reference loop")
-    parser.add_argument("--hand-init", nargs="+", choices=["torch", "he"], default=["torch"],
+    parser.add_argument("--hand-init", nargs="+", choices=["torch", "he", "he-own"],
+                        default=["torch"],
                         help="the hand-written loop's initialisation(s): torch's default as the libraries "
-                             "(default), he as FedMosaic's image models, or both")
+                             "(default), he as FedMosaic's image models, he-own: He and each client's model "
+                             "initialised on its own as FedMosaic does (the libraries start all from one)")
     parser.add_argument("--figures", type=Path, help="JSON of reference figures to print beside ours")
     parser.add_argument("--out", type=Path, default=Path("docs/peers.md"))
     parser.add_argument("--cache", type=Path, default=None,

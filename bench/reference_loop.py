@@ -47,11 +47,16 @@ def shared_keys(model: nn.Module, algorithm: str) -> list[str]:
 
 
 def run(algorithm: str, clients: list[ClientSplit], make_model: Callable[[], nn.Module], *, rounds: int,
-        lr: float = 0.005, batch_size: int = 10, epochs: int = 1, seed: int = 0) -> list[float]:
-    """Personalised sample-weighted test accuracy after each round (``rounds`` values)."""
+        lr: float = 0.005, batch_size: int = 10, epochs: int = 1, seed: int = 0,
+        same_start: bool = True) -> list[float]:
+    """Personalised sample-weighted test accuracy after each round (``rounds`` values).
+
+    :param same_start: every client starts from one model, as the libraries do; ``False``: each
+        client's model is initialised on its own, as FedMosaic does (the server's start is still
+        what FedAvg and LG-FedAvg send in round 1)."""
     torch.manual_seed(seed)
     start = make_model()
-    models = [copy.deepcopy(start) for _ in clients]
+    models = [copy.deepcopy(start) if same_start else make_model() for _ in clients]
     keys = shared_keys(start, algorithm)
     global_state = {k: v.clone() for k, v in start.state_dict().items() if k in keys}
     gen = torch.Generator().manual_seed(seed)
