@@ -139,12 +139,13 @@ class ExperimentConfig(BaseModel):
     fraction: float = Field(1.0, gt=0, le=1, description="share of available clients selected per round")
     eval_every: int = Field(1, ge=1, description="evaluate every N rounds (and always at the last)")
     global_sample: int | None = Field(
-        500, ge=10, le=10_000_000,
+        500, ge=10, le=10_000_000, title="Global test sample (rows)",
         description="rows of the global test set every client is scored on at evaluated rounds: a fixed "
                     "sample with each class in proportion (the whole set when it is smaller; empty: every "
                     "row every time)")
     global_full_every: int = Field(
-        10, ge=1, description="score every row of the global test set every N rounds (and always at the last)")
+        10, ge=1, title="Whole global test set every (rounds)",
+        description="score every row of the global test set every N rounds (and always at the last)")
     primary_metric: Literal[PRIMARY_CHOICES] = Field(  # type: ignore[valid-type]
         "auto", description="the headline figure of every chart, table and verdict, and what picks each "
                             "client's best round on its validation data (auto: balanced accuracy when some "

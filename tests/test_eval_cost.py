@@ -171,3 +171,12 @@ def test_global_curves_mark_the_rounds_that_scored_every_row():
     assert local.marker.symbol is None and local.text is None
     (same,) = charts.curves(df.assign(global_rows=359), "global_acc_mean").data
     assert same.marker.symbol is None
+
+
+def test_the_launch_form_names_the_scoring_cadence_in_words():
+    from engine.design import forms
+
+    titles = {s.name: s.title for s in forms.launch_fields()}
+    assert titles["global_sample"] == "Global test sample (rows)"
+    assert titles["global_full_every"] == "Whole global test set every (rounds)"
+    assert titles["rounds"] == ""  # fields without a title keep their name, in words

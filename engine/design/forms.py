@@ -44,6 +44,8 @@ class FieldSpec:
     maximum: float | None = None
     exclusive_min: bool = False
     exclusive_max: bool = False
+    title: str = ""
+    """The label a form shows (the model field's ``title``; empty: the name, in words)."""
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is out of bounds, or ``None``."""
@@ -77,7 +79,8 @@ def _field_spec(name: str, info: FieldInfo) -> FieldSpec:
         optional = len(non_none) < len(args)
         annotation = non_none[0] if len(non_none) == 1 else annotation
     default = None if info.is_required() else info.get_default(call_default_factory=True)
-    spec = FieldSpec(name, "json", default, info.description or "", optional, info.is_required())
+    spec = FieldSpec(name, "json", default, info.description or "", optional, info.is_required(),
+                     title=info.title or "")
     if typing.get_origin(annotation) is Literal:
         spec.kind, spec.choices = "choice", list(typing.get_args(annotation))
     elif annotation is bool:

@@ -187,7 +187,7 @@ def field_widget(spec: forms.FieldSpec, value: Any, widget_key: str, *, containe
                  label: str | None = None, help_suffix: str = "") -> Any:
     """One widget for a :class:`~engine.design.forms.FieldSpec`; returns the entered value."""
     c = container or st
-    label = label or spec.name.replace("_", " ").capitalize()
+    label = label or spec.title or spec.name.replace("_", " ").capitalize()
     help_ = (spec.description or "") + help_suffix
     current = spec.default if value is None and not spec.optional else value
     if spec.kind == "bool":
