@@ -11,13 +11,12 @@ import torch
 from conftest import digits_config
 
 from engine import flops
-from engine.core import evaluation
-from engine.core import training
 from engine.config import parse_config
+from engine.core import evaluation, training
 from engine.core.evaluation import forward_many, rows_per_call, stratified_rows
+from engine.core.simulation import Simulation
 from engine.flops import sample_cost
 from engine.models import InputSpec, build_model
-from engine.core.simulation import Simulation
 
 SPEC = InputSpec("image", (1, 8, 8))
 
