@@ -208,6 +208,82 @@ def _read_split(df: pd.DataFrame, column: str) -> np.ndarray:
     return values
 
 
+def _roles(cfg: DataConfig, names: list[str], target: str | None) -> tuple[list[str], dict[str, str]]:
+    """The columns with a role besides features (``group``: partition or window groups, ``time``,
+    ``split``), checked against the file's columns and the target."""
+    group = cfg.natural_column()
+    w = cfg.window
+    group_cols = [c for c in dict.fromkeys([group, w.group_column if w else None]) if c is not None]
+    special = {c: "group" for c in group_cols}
+    if w is not None:
+        special[w.time_column] = "time"
+    if cfg.split_column is not None:
+        if cfg.split_column in special:
+            raise DataError(f"data.split_column '{cfg.split_column}' is also the partition, window or time "
+                            f"column; choose a different column")
+        special[cfg.split_column] = "split"
+    for col, role in special.items():
+        what = {"group": "partition/window column", "time": "data.window.time_column",
+                "split": "data.split_column"}[role]
+        if col not in names:
+            raise _missing_column(what, col, names)
+        if col == target:
+            raise DataError(f"{what} '{col}' is also the target; choose a different column")
+    return group_cols, special
+
+
+def _plan_columns(df: pd.DataFrame, names: list[str], target: str | None, special: dict[str, str],
+                  inferred: dict[str, ColumnPlan]) -> tuple[list[ColumnPlan], pd.Series | None]:
+    """Every column's plan in file order (the target aside), and the parsed time column if any."""
+    plans: list[ColumnPlan] = []
+    times = None
+    for name in names:
+        if name == target:
+            continue
+        role = special.get(name)
+        if role in ("group", "split"):
+            plans.append(ColumnPlan(name, role, role, role=role, unique=int(df[name].nunique()),
+                                    examples=[str(v) for v in df[name].unique()[:3]],
+                                    note="one client per value" if role == "group" else
+                                    "says which rows are train, test or validation data"))
+            continue
+        plan = inferred[name]
+        if role == "time":
+            times = df[name] if ptypes.is_numeric_dtype(df[name]) else parse_times(df[name])
+            bad = times.isna().to_numpy()
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise DataError(f"time column '{name}' has '{df[name].iloc[i]}' at line "
+                                f"{line_of(df.index[i])}, which is neither a date nor a number; fix it")
+            plan.role = "time"
+            plan.type = "datetime" if ptypes.is_datetime64_any_dtype(times) else "numeric"
+            plan.note = "sorts the windows"
+            if plan.type == "datetime":
+                plan.note += "; expanded into calendar features"
+        plans.append(plan)
+    return plans, times
+
+
+def _describe(report: dict[str, Any], plans: list[ColumnPlan], df: pd.DataFrame, problems: list[str] | None,
+              warnings: list[str]) -> None:
+    """The report's view of the columns: schema, identifier-like, empty, partition and split
+    candidates, code-like numbers, problems; warnings for what is left out."""
+    report["columns"] = [p.summary() for p in plans]
+    report["id_like"] = [p.name for p in plans if p.role == "id"]
+    report["empty"] = [p.name for p in plans if p.type == "empty"]
+    report["natural_candidates"] = sorted(
+        [p.name for p in plans if p.type in ("categorical", "ordinal", "boolean", "group")
+         and 2 <= p.unique <= min(64, max(2, len(df) // 5))],
+        key=lambda n: not _SITE_NAME.search(n))  # site-like names first, then file order
+    report["split_candidates"] = _split_candidates(df, {p.name: p for p in plans if p.role in ("feature", "split")})
+    report["code_like"] = [p.name for p in plans if p.suggest == "categorical" and p.role == "feature"]
+    report["problems"] = list(problems or [])
+    if report["id_like"]:
+        warnings.append("identifier-like columns kept out of the features: " + ", ".join(report["id_like"]))
+    if report["empty"]:
+        warnings.append("empty columns (no value at all) left out: " + ", ".join(report["empty"][:10]))
+
+
 def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
                      problems: list[str] | None = None) -> tuple[Dataset | None, dict]:
     """Infer, check and encode a parsed table as configured.
@@ -237,24 +313,8 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
         raise DataError(f"data.target is not set; choose the column to predict: {', '.join(names[:30])}")
     if target is not None and target not in names:
         raise _missing_column("target", target, names)
-    group = cfg.natural_column()
     w = cfg.window
-    group_cols = [c for c in dict.fromkeys([group, w.group_column if w else None]) if c is not None]
-    special = {c: "group" for c in group_cols}
-    if w is not None:
-        special[w.time_column] = "time"
-    if cfg.split_column is not None:
-        if cfg.split_column in special:
-            raise DataError(f"data.split_column '{cfg.split_column}' is also the partition, window or time "
-                            f"column; choose a different column")
-        special[cfg.split_column] = "split"
-    for col, role in special.items():
-        what = {"group": "partition/window column", "time": "data.window.time_column",
-                "split": "data.split_column"}[role]
-        if col not in names:
-            raise _missing_column(what, col, names)
-        if col == target:
-            raise DataError(f"{what} '{col}' is also the target; choose a different column")
+    group_cols, special = _roles(cfg, names, target)
     keep = np.ones(n_rows, dtype=bool)
     dropped: dict[str, int] = {}
     for col in ([target] if target else []) + list(special):
@@ -272,52 +332,14 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
     plain = [n for n in names if n != target and special.get(n) not in ("group", "split")]
     numbers = Numbers(df, plain)
     inferred = infer_columns(df, plain, cfg.columns, problems, numbers)
-    plans: list[ColumnPlan] = []
-    times = None
-    for name in names:
-        if name == target:
-            continue
-        role = special.get(name)
-        if role in ("group", "split"):
-            plans.append(ColumnPlan(name, role, role, role=role, unique=int(df[name].nunique()),
-                                    examples=[str(v) for v in df[name].unique()[:3]],
-                                    note="one client per value" if role == "group" else
-                                    "says which rows are train, test or validation data"))
-            continue
-        plan = inferred[name]
-        if role == "time":
-            times = df[name] if ptypes.is_numeric_dtype(df[name]) else parse_times(df[name])
-            bad = times.isna().to_numpy()
-            if bad.any():
-                i = int(np.flatnonzero(bad)[0])
-                raise DataError(f"time column '{name}' has '{df[name].iloc[i]}' at line "
-                                f"{line_of(df.index[i])}, which is neither a date nor a number; fix it")
-            plan.role = "time"
-            plan.type = "datetime" if ptypes.is_datetime64_any_dtype(times) else "numeric"
-            plan.note = "sorts the windows"
-            if plan.type == "datetime":
-                plan.note += "; expanded into calendar features"
-        plans.append(plan)
+    plans, times = _plan_columns(df, names, target, special, inferred)
     if cfg.image_shape is not None:
         for plan in plans:
             if plan.role == "feature" and plan.type != "numeric":
                 raise DataError(f"data.image_shape reads every feature column as a pixel, but column "
                                 f"'{plan.name}' is {plan.type}; set column '{plan.name}' to \"ignore\" or "
                                 f"\"numeric\" in data.columns")
-    report["columns"] = [p.summary() for p in plans]
-    report["id_like"] = [p.name for p in plans if p.role == "id"]
-    report["empty"] = [p.name for p in plans if p.type == "empty"]
-    report["natural_candidates"] = sorted(
-        [p.name for p in plans if p.type in ("categorical", "ordinal", "boolean", "group")
-         and 2 <= p.unique <= min(64, max(2, len(df) // 5))],
-        key=lambda n: not _SITE_NAME.search(n))  # site-like names first, then file order
-    report["split_candidates"] = _split_candidates(df, {p.name: p for p in plans if p.role in ("feature", "split")})
-    report["code_like"] = [p.name for p in plans if p.suggest == "categorical" and p.role == "feature"]
-    report["problems"] = list(problems or [])
-    if report["id_like"]:
-        warnings.append("identifier-like columns kept out of the features: " + ", ".join(report["id_like"]))
-    if report["empty"]:
-        warnings.append("empty columns (no value at all) left out: " + ", ".join(report["empty"][:10]))
+    _describe(report, plans, df, problems, warnings)
     if target is None:
         low = {n.lower(): n for n in names}
         report["target_suggestion"] = next((low[t] for t in _TARGET_NAMES if t in low), names[-1])
