@@ -167,7 +167,7 @@ def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], t
     mismatch(schema, [str(c) for c in df.columns])
     warnings: list[str] = []
     if form == "window":
-        return _encode_windows(schema, df, classes, task, target_scale, warnings)
+        return _encodemake_windows(schema, df, classes, task, target_scale, warnings)
     if form == "table":
         x = _encode_rows(schema, df, warnings)
     else:
@@ -234,14 +234,14 @@ def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], 
     return np.where(np.isfinite(x), x, np.nan)
 
 
-def _encode_windows(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,
+def _encodemake_windows(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,
                     target_scale: tuple[float, float], warnings: list[str]) -> Encoded:
     """Cut a table of rows into the model's time-series windows, as the training rows were cut
     (:func:`engine.data.csv_data` ``_windows``: sorted by series and time, never crossing a series;
     a window's target is ``horizon`` rows after its end). One prediction per window; the rows shown
     are the target rows (their time and series)."""
     from engine.data.config import DataConfig
-    from engine.data.csv_data import _windows
+    from engine.data.csv_target import make_windows
     from engine.data.csv_infer import parse_times
 
     cfg = DataConfig.model_validate({"dataset": "csv", **schema["data"]})
@@ -274,7 +274,7 @@ def _encode_windows(schema: dict[str, Any], df: pd.DataFrame, classes: list[str]
     series = schema.get("required", [])[1:]
     side = {c: df[c].astype(str).to_numpy() for c in series}
     lines = np.arange(len(df)) + 2
-    xw, yw, lines, side, _, more = _windows(np.where(np.isfinite(x), x, np.nan), y_raw, lines, side, times, cfg, None)
+    xw, yw, lines, side, _, more = make_windows(np.where(np.isfinite(x), x, np.nan), y_raw, lines, side, times, cfg, None)
     warnings += more
     rows = df.iloc[lines - 2][[w.time_column, *series]].reset_index(drop=True)
     y = None
