@@ -153,7 +153,8 @@ def test_heterogeneous_strategies_run_as_a_custom_flower_strategy(store, tmp_pat
     expected_acc, expected_loss = fedmosaic_figures(store, path), fedmosaic_figures(store, path, "loss")
     app = export_flower(path, tmp_path / "app")
     server_app, client_app = load_app(app)
-    from engine.interop.flower_runtime import load_experiment, serve
+    from engine.interop.flower_runtime import load_experiment
+    from engine.interop.flower_server import serve
 
     exp = load_experiment(next(app.glob("*/experiment.json")).parent)
     run_config = {"num-server-rounds": 2, "data-dir": "data", "results-dir": "results"}
