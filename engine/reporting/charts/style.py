@@ -244,10 +244,19 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-pio.templates.default = "plotly_white"
-"""Every chart's template, applied when a figure is serialised. Set once: ``template=...`` on each
-figure validated the whole template again, ~57 ms a chart (a figure's own build took ~20 ms), paid by
-every rerun of a Results page polling a running run."""
+TEMPLATE = "plotly_white"
+"""Every chart's template, plotly's default template, applied when a figure is serialised:
+``template=...`` on each figure validated the whole template again, ~57 ms a chart (a figure's own
+build took ~20 ms), paid by every rerun of a Results page polling a running run."""
+
+
+def _template() -> None:
+    """Make :data:`TEMPLATE` plotly's default (again: importing streamlit sets its own)."""
+    if pio.templates.default != TEMPLATE:
+        pio.templates.default = TEMPLATE
+
+
+_template()
 
 
 def _empty(message: str, title: str | None = None) -> go.Figure:
@@ -257,10 +266,12 @@ def _empty(message: str, title: str | None = None) -> go.Figure:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_layout(title=title, height=320)
+    _template()
     return fig
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
+    _template()
     fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height,
                       hovermode="x unified", legend={"orientation": "h", "y": -0.2},
                       margin={"l": 60, "r": 20, "t": 60, "b": 40})
