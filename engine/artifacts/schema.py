@@ -192,7 +192,8 @@ def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], t
 
 def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], check: bool = True) -> np.ndarray:
     from engine.data.config import ColumnSpec
-    from engine.data.csv_infer import ColumnPlan, apply_missing_codes, encode_column, parse_times
+    from engine.data.csv_encode import encode_column
+    from engine.data.csv_infer import ColumnPlan, apply_missing_codes, parse_times
 
     codes = {name: ColumnSpec(missing_values=values) for name, values in schema.get("missing_values", {}).items()}
     df, _ = apply_missing_codes(df, codes)

@@ -36,8 +36,9 @@ from pandas.api import types as ptypes
 from engine.access import confine
 from engine.data.base import DATASETS, Dataset, DatasetSource, as_tensor_x
 from engine.data.config import DataConfig
+from engine.data.csv_encode import encode_columns
 from engine.data.csv_infer import (
-    ColumnPlan, Numbers, apply_missing_codes, encode_columns, infer_columns, line_of, parse_times,
+    ColumnPlan, Numbers, apply_missing_codes, infer_columns, line_of, parse_times,
 )
 from engine.data.reading import Table, read_table
 from engine.data.csv_target import (

@@ -25,7 +25,6 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from engine.data.config import ColumnSpec
-from engine.data.stats import Feature
 from engine.errors import DataError
 
 MAX_ONEHOT = 32  # categorical columns with more values are coded as ordinals unless overridden
@@ -74,11 +73,11 @@ class ColumnPlan:
         return out
 
 
-def _first_bad(mask: pd.Series | np.ndarray) -> int:
+def first_bad(mask: pd.Series | np.ndarray) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
 
-def _text(s: pd.Series) -> pd.Series:
+def as_text(s: pd.Series) -> pd.Series:
     return s.astype(str).str.strip()
 
 
@@ -113,7 +112,7 @@ def parse_times(s: pd.Series) -> pd.Series:
     valid = s.notna()
     if not valid.any():
         return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-    return _parse_dates(_text(s[valid])).reindex(s.index)
+    return _parse_dates(as_text(s[valid])).reindex(s.index)
 
 
 def is_number_column(s: pd.Series) -> bool:
@@ -160,7 +159,7 @@ def apply_missing_codes(df: pd.DataFrame, specs: dict[str, ColumnSpec]) -> tuple
             wanted = pd.to_numeric(pd.Series([str(c).strip().replace(",", ".") for c in codes]), errors="coerce")
             hit = s.isin(wanted.dropna().tolist())
         else:
-            hit = _text(s).isin([str(c).strip() for c in codes]) & s.notna()
+            hit = as_text(s).isin([str(c).strip() for c in codes]) & s.notna()
         if hit.any():
             df = df.copy() if not changed else df
             df[name] = s.mask(hit)
@@ -267,7 +266,7 @@ def _check(plan: ColumnPlan, df: pd.DataFrame, numbers: Numbers) -> None:
     if plan.type == "numeric" and plan.role == "feature" and plan.name in numbers.at and \
             (plan.low == -np.inf or plan.high == np.inf):
         s = df[plan.name]
-        i = _first_bad(np.isinf(numbers.matrix[:, numbers.at[plan.name]]))
+        i = first_bad(np.isinf(numbers.matrix[:, numbers.at[plan.name]]))
         raise DataError(f"column '{plan.name}' has an infinite value ({s.iloc[i]}) at line "
                         f"{line_of(s.index[i])}; replace it with a number or leave the cell empty (it "
                         f"is then imputed)")
@@ -305,7 +304,7 @@ def infer_column(name: str, s: pd.Series, spec: ColumnSpec | None) -> ColumnPlan
 
 
 def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None) -> str:
-    text = _text(present)
+    text = as_text(present)
     lower = text.str.lower()
     uniq = lower.unique()
     if len(uniq) <= 2 and set(uniq) <= TRUE | FALSE and forced in (None, "boolean"):
@@ -316,7 +315,7 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
         return "numeric"
     bad = text.isin(bad_values).to_numpy()
     if forced is None and bad.mean() <= 0.5:
-        i = _first_bad(bad)
+        i = first_bad(bad)
         where, value = line_of(present.index[i]), present.iloc[i]
         raise DataError(
             f"column '{name}' mixes numbers and text (line {where}: '{value}'); fix the value, or set column "
@@ -327,7 +326,7 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
         parsed = _parse_dates(text)
         fails = parsed.isna().to_numpy()
         if fails.any() and forced is None:
-            i = _first_bad(fails)
+            i = first_bad(fails)
             where, value = line_of(present.index[i]), present.iloc[i]
             raise DataError(
                 f"column '{name}' holds dates but line {where} has '{value}'; fix the value, or set column "
@@ -340,113 +339,3 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
                                n_unique > max(50, 0.5 * len(present))):
         return "id"
     return "categorical" if n_unique <= MAX_ONEHOT else "ordinal"
-
-
-def _impute_of(plan: ColumnPlan, numeric: bool) -> str:
-    method = plan.impute
-    if method == "auto":
-        return "median" if numeric else "most_frequent"
-    if method in ("mean", "median") and not numeric:
-        return "most_frequent"
-    return method
-
-
-def encode_columns(plans: list[ColumnPlan], df: pd.DataFrame,
-                   numbers: Numbers | None = None) -> tuple[np.ndarray, list[Feature]]:
-    """Float features ``(N, F)`` of the planned feature columns (missing values NaN) and their
-    schema, in column order.
-
-    :param numbers: the frame's number columns, if already gathered (rows must match ``df``).
-    :raises DataError: values that cannot be read as the column's (overridden) type.
-    """
-    numbers = numbers or Numbers(df, [p.name for p in plans])
-    x = np.empty((len(df), 0))
-    blocks: list[np.ndarray] = []
-    features: list[Feature] = []
-    run: list[int] = []  # consecutive number columns, taken from the matrix at once
-
-    def flush() -> None:
-        if run:
-            block = numbers.matrix[:, run]
-            blocks.append(np.where(np.isfinite(block), block, np.nan))
-            run.clear()
-
-    for plan in plans:
-        if plan.type == "numeric" and plan.name in numbers.at:
-            run.append(numbers.at[plan.name])
-            features.append(Feature(plan.name, plan.name, "numeric", _impute_of(plan, True)))  # type: ignore[arg-type]
-            continue
-        flush()
-        block, feats = encode_column(plan, df[plan.name])
-        blocks.append(block)
-        features += feats
-    flush()
-    if blocks:
-        x = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
-    return x, features
-
-
-def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[Feature]]:
-    """Float features ``(N, k)`` of one column (missing values NaN) and their schema.
-
-    :raises DataError: values that cannot be read as the column's (overridden) type.
-    """
-    name, kind = plan.name, plan.type
-    if kind == "numeric":
-        values = s if is_number_column(s) else pd.to_numeric(_text(s).where(s.notna()), errors="coerce")
-        values = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        values = np.where(np.isfinite(values), values, np.nan)
-        return values[:, None], [Feature(name, name, "numeric", _impute_of(plan, True))]  # type: ignore[arg-type]
-    if kind == "boolean":
-        if ptypes.is_bool_dtype(s):
-            values = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            lower = _text(s).str.lower().where(s.notna())
-            bad = lower.notna() & ~lower.isin(TRUE | FALSE)
-            if bad.any():
-                i = _first_bad(bad)
-                raise DataError(f"column '{name}' is boolean but line {line_of(s.index[i])} has "
-                                f"'{s.iloc[i]}'; use true/false, yes/no or 1/0, or set column '{name}' to "
-                                f"\"categorical\" in data.columns")
-            values = lower.isin(TRUE).astype(float).where(lower.notna()).to_numpy(dtype=np.float64)
-        return values[:, None], [Feature(name, name, "binary", _impute_of(plan, False))]  # type: ignore[arg-type]
-    if kind in ("categorical", "ordinal"):
-        text = _text(s).where(s.notna())
-        if kind == "ordinal" and plan.order:
-            order = [str(v) for v in plan.order]
-            unknown = text.notna() & ~text.isin(order)
-            if unknown.any():
-                i = _first_bad(unknown)
-                raise DataError(f"column '{name}' has '{text.iloc[i]}' at line {line_of(text.index[i])}, "
-                                f"which is not in its order {order}; add it to the order of column '{name}' "
-                                f"in data.columns")
-            cats = pd.Categorical(text, categories=order)
-        else:
-            cats = pd.Categorical(text)
-        codes = cats.codes.astype(np.int64)
-        missing = codes < 0
-        impute = _impute_of(plan, False)
-        if kind == "ordinal":
-            values = np.where(missing, np.nan, codes.astype(np.float64))
-            return values[:, None], [Feature(name, name, "code", impute,  # type: ignore[arg-type]
-                                             tuple(str(c) for c in cats.categories))]
-        onehot = np.zeros((len(codes), len(cats.categories)), dtype=np.float64)
-        onehot[np.flatnonzero(~missing), codes[~missing]] = 1.0
-        onehot[missing] = np.nan
-        return onehot, [Feature(f"{name}={c}", name, "onehot", impute) for c in cats.categories]  # type: ignore[arg-type]
-    if kind == "datetime":
-        stamps = parse_times(s)
-        parts = {"year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
-                 "weekday": stamps.dt.day_of_week, "hour": stamps.dt.hour}
-        cols, feats = [], []
-        for part, values in parts.items():
-            values = values.astype(float)
-            if part == "year" and values.nunique() <= 1 or part == "hour" and values.fillna(0).eq(0).all():
-                continue
-            cols.append(values.to_numpy(dtype=np.float64))
-            feats.append(Feature(f"{name}.{part}", name, "numeric", _impute_of(plan, True)))  # type: ignore[arg-type]
-        if not cols:
-            cols = [stamps.dt.day.astype(float).to_numpy(dtype=np.float64)]
-            feats = [Feature(f"{name}.day", name, "numeric", _impute_of(plan, True))]  # type: ignore[arg-type]
-        return np.stack(cols, axis=1), feats
-    return np.zeros((len(s), 0)), []
