@@ -155,6 +155,65 @@ def _describe(report: dict[str, Any], plans: list[ColumnPlan], df: pd.DataFrame,
         warnings.append("empty columns (no value at all) left out: " + ", ".join(report["empty"][:10]))
 
 
+def _count_missing(x: np.ndarray, features: list[Feature], columns: list[dict[str, Any]]) -> dict[str, int]:
+    """Missing values per source column (empty cells, plus text a numeric override could not
+    read), and each column's entry in the report given its feature and missing counts."""
+    per_column: dict[str, int] = {}
+    nan_counts = np.isnan(x).sum(0) if x.size else np.zeros(x.shape[1], dtype=int)
+    missing: dict[str, int] = {}
+    for j, f in enumerate(features):
+        if f.column not in per_column and nan_counts[j]:
+            missing[f.column] = int(nan_counts[j])
+        per_column[f.column] = per_column.get(f.column, 0) + 1
+    for entry in columns:
+        entry["features"] = per_column.get(entry["name"], 0)
+        if entry["name"] in missing:
+            entry["missing"] = missing[entry["name"]]
+    return missing
+
+
+def _shape_input(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: dict[str, np.ndarray],
+                 times: pd.Series | None, split: np.ndarray | None, features: list[Feature], cfg: DataConfig,
+                 target: str, report: dict[str, Any], warnings: list[str]) -> tuple[Any, ...]:
+    """The encoded rows as the model reads them: sliding windows (sequences), images (pixels
+    scaled to 0-1 when they were 0-255), or a table; with the input spec and the features."""
+    if cfg.window is not None:
+        x, y, lines, side, split, more = make_windows(x, y, lines, side, times, cfg, split)
+        warnings += more
+        spec = InputSpec("sequence", (cfg.window.length, x.shape[2]))
+    elif cfg.image_shape is not None:
+        c, h, wd = cfg.image_shape
+        if x.shape[1] != c * h * wd:
+            raise DataError(f"data.image_shape {cfg.image_shape} needs {c * h * wd} pixel columns but the "
+                            f"file has {x.shape[1]} feature columns besides the target '{target}'; fix "
+                            f"image_shape or set extra columns to \"ignore\" in data.columns")
+        top = float(np.nanmax(np.abs(x))) if x.size and not np.isnan(x).all() else 0.0
+        if 1.0 < top <= 255.0:
+            x = x / 255.0
+            report["pixel_scale"] = "divided by 255 (values were 0-255)"
+        x = x.reshape(len(x), c, h, wd)
+        spec = InputSpec("image", (c, h, wd))
+        features = [Feature(f"channel {k}", f"channel {k}") for k in range(c)]
+    else:
+        spec = InputSpec("tabular", (x.shape[1],))
+    return x, y, lines, side, split, spec, features
+
+
+def _describe_target(report: dict[str, Any], task: str, y: np.ndarray, classes: list[str], lines: np.ndarray,
+                     target: str, split: np.ndarray | None) -> None:
+    """The target's view in the report (class counts, checked; or its spread) and the split's counts."""
+    if task == "classification":
+        check_classes(y, classes, lines, target)
+        counts = np.bincount(y, minlength=len(classes))
+        report["class_counts"] = {c: int(n) for c, n in zip(classes, counts, strict=True)}
+    else:
+        report["target_stats"] = {"mean": float(np.mean(y)), "std": float(np.std(y)),
+                                  "min": float(np.min(y)), "max": float(np.max(y))}
+    if split is not None:
+        kinds, counts = np.unique(split.astype(str), return_counts=True)
+        report["split_counts"] = {str(k): int(n) for k, n in zip(kinds, counts, strict=True)}
+
+
 def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
                      problems: list[str] | None = None) -> tuple[Dataset | None, dict]:
     """Infer, check and encode a parsed table as configured.
@@ -222,17 +281,7 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
     if not features and not (w is not None and w.include_target):
         raise DataError("no feature columns are left after the target, identifiers and ignored columns; "
                         "set a column's type in data.columns")
-    per_column: dict[str, int] = {}
-    nan_counts = np.isnan(x).sum(0) if x.size else np.zeros(x.shape[1], dtype=int)
-    missing: dict[str, int] = {}
-    for j, f in enumerate(features):
-        if f.column not in per_column and nan_counts[j]:
-            missing[f.column] = int(nan_counts[j])  # empty cells, plus text a numeric override could not read
-        per_column[f.column] = per_column.get(f.column, 0) + 1
-    for entry in report["columns"]:
-        entry["features"] = per_column.get(entry["name"], 0)
-        if entry["name"] in missing:
-            entry["missing"] = missing[entry["name"]]
+    missing = _count_missing(x, features, report["columns"])
 
     y_col = df[target]
     task_inferred = infer_task(y_col)
@@ -247,35 +296,9 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
                      for n in past]
     side = {c: df[c].astype(str).to_numpy() for c in group_cols}
 
-    if cfg.window is not None:
-        x, y, lines, side, split, more = make_windows(x, y, lines, side, times, cfg, split)
-        warnings += more
-        spec = InputSpec("sequence", (cfg.window.length, x.shape[2]))
-    elif cfg.image_shape is not None:
-        c, h, wd = cfg.image_shape
-        if x.shape[1] != c * h * wd:
-            raise DataError(f"data.image_shape {cfg.image_shape} needs {c * h * wd} pixel columns but the "
-                            f"file has {x.shape[1]} feature columns besides the target '{target}'; fix "
-                            f"image_shape or set extra columns to \"ignore\" in data.columns")
-        top = float(np.nanmax(np.abs(x))) if x.size and not np.isnan(x).all() else 0.0
-        if 1.0 < top <= 255.0:
-            x = x / 255.0
-            report["pixel_scale"] = "divided by 255 (values were 0-255)"
-        x = x.reshape(len(x), c, h, wd)
-        spec = InputSpec("image", (c, h, wd))
-        features = [Feature(f"channel {k}", f"channel {k}") for k in range(c)]
-    else:
-        spec = InputSpec("tabular", (x.shape[1],))
-    if task == "classification":
-        check_classes(y, classes, lines, target)
-        counts = np.bincount(y, minlength=len(classes))
-        report["class_counts"] = {c: int(n) for c, n in zip(classes, counts, strict=True)}
-    else:
-        report["target_stats"] = {"mean": float(np.mean(y)), "std": float(np.std(y)),
-                                  "min": float(np.min(y)), "max": float(np.max(y))}
-    if split is not None:
-        kinds, counts = np.unique(split.astype(str), return_counts=True)
-        report["split_counts"] = {str(k): int(n) for k, n in zip(kinds, counts, strict=True)}
+    x, y, lines, side, split, spec, features = _shape_input(x, y, lines, side, times, split, features, cfg,
+                                                            target, report, warnings)
+    _describe_target(report, task, y, classes, lines, target, split)
     report.update({
         "task": task, "task_inferred": task_inferred, "classes": classes[:100], "samples": len(y),
         "input": str(spec), "n_features": len(features), "feature_names": [f.name for f in features[:500]],
