@@ -6,13 +6,14 @@ aggregate (equal to what the sites' shared sums and counts give), never its rows
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from engine.data import DataConfig, build
+from engine.data import DataConfig, build, preprocess
 from engine.data.stats import Feature, Site, aggregate, pooled_quantiles
 
 
@@ -115,6 +116,26 @@ def test_client_statistics_isolate_every_client(tmp_path):
     fed_before = _build(tmp_path, df, "before.csv", "federated")
     fed_after = _build(tmp_path, _change_site_b(df), "after.csv", "federated")
     assert not torch.equal(fed_before.clients[a].transform.center, fed_after.clients[a].transform.center)
+
+
+def test_client_statistics_never_lend_one_clients_transform_to_another(monkeypatch):
+    """Clients with the same method and each its own statistics each get the transform of their own
+    rows. Clients used to be matched by ``id()`` of their statistics, which CPython hands to the next
+    object once one is freed: now and then a client got the previous client's transform, so the
+    clinical benchmark's 'client statistics' figures moved from run to run (4 distinct transforms of
+    5 on the messy table). ``id`` answering the same for every object forces that reuse here."""
+    xs = [torch.tensor([[1.0, 2.0], [3.0, float("nan")], [5.0, 8.0]]) * (k + 1) + 10 * k for k in range(3)]
+    data = SimpleNamespace(input_spec=SimpleNamespace(kind="tabular"), features=None, x=torch.cat(xs))
+    alone = [preprocess.fit_clients(["standardize"], [x], data, "client").transforms[0] for x in xs]
+    for reused_ids in (False, True):
+        if reused_ids:
+            monkeypatch.setattr(preprocess, "id", lambda obj: 0, raising=False)
+        fitted = preprocess.fit_clients(["standardize"] * 3, xs, data, "client")
+        for got, own in zip(fitted.transforms, alone, strict=True):
+            assert torch.equal(got.center, own.center) and torch.equal(got.scale, own.scale)
+            assert torch.equal(got.fill, own.fill)
+        shared = preprocess.fit_clients(["standardize"] * 3, xs, data, "federated").transforms
+        assert shared[0] is shared[1] is shared[2]  # one aggregate, one transform for all
 
 
 def test_federated_statistics_see_a_client_only_through_its_aggregate(tmp_path):

@@ -119,12 +119,14 @@ def fit_clients(methods: list[str], train_x: list[Tensor], data: Dataset, source
         shared = aggregate([Site(feature_view(data.x, kind))], schema, impute=impute, quantiles=quantiles)
     else:
         shared = aggregate(sites, schema, impute=impute, quantiles=quantiles)
+    own = source == "client"
     cache: dict[tuple[str, int], Affine] = {}
     transforms = []
     for i, method in enumerate(methods):
-        stats = aggregate([sites[i]], schema, impute=impute, quantiles=QUANTILES.get(method, ())) \
-            if source == "client" else shared
-        key = (method, id(stats))
+        stats = aggregate([sites[i]], schema, impute=impute, quantiles=QUANTILES.get(method, ())) if own else shared
+        # keyed by whose statistics, never by id(stats): a freed client's Stats leaves its id to the
+        # next one, which then got the previous client's transform (now and then, by memory layout)
+        key = (method, i if own else -1)
         if key not in cache:  # clients with the same statistics and method share one transform
             cache[key] = fit(method, stats, kind)
         transforms.append(cache[key])
