@@ -35,7 +35,7 @@ from sqlite_utils import Database
 from engine.labels import dataset_label
 from engine.tracking.liveness import Liveness, process_owner
 from engine.sanitize import clean_name, clean_tags
-from engine.tracking.queries import SQLITE_HEADER, Queries, damaged, damaged_error, storage_error
+from engine.tracking.queries import Queries, damaged, damaged_error, storage_error
 from engine.tracking.schema import migrations
 from engine.errors import ConfigError, StorageError
 
@@ -118,15 +118,13 @@ class Store(Liveness, Queries):
                                f"location with --db or FEDMOSAIC_DB") from None
 
     def _check_intact(self) -> None:
-        """Refuse a damaged file before anything writes to it: the SQLite header, then
-        ``PRAGMA quick_check`` on a read-only connection."""
-        try:
-            with self.path.open("rb") as fh:
-                header = fh.read(len(SQLITE_HEADER))
-        except OSError as exc:
-            raise StorageError(f"cannot read the database {self.path}: {exc.strerror or exc}") from None
-        if header != SQLITE_HEADER:
-            raise damaged_error(self.path, "it is not an SQLite database file")
+        """Refuse a damaged file before anything writes to it: ``PRAGMA quick_check`` on a
+        read-only connection (a file that is not SQLite fails it as "not a database").
+
+        The file is never opened outside SQLite: closing any descriptor of a database file drops
+        every POSIX lock this process holds on it, those of the open connections of other stores
+        included, and another process's writer may then reset the WAL under them (stale or
+        "malformed" reads; SQLite's "How To Corrupt An SQLite Database File", section 2.2)."""
         try:
             rows = self._quick_check(immutable=False)
         except sqlite3.DatabaseError as exc:
