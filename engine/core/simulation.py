@@ -285,20 +285,7 @@ class Simulation(Scoring, Checkpoints):
         down = {cid: nbytes(m) for cid, m in messages.items()}
         plans = clock.plan(rnd, selected, down, rng)
         self._publish(rnd, selected, plans)
-        jobs = []
-        for c in selected:
-            plan = plans[c.id]
-            if plan.dropped:
-                continue
-            first_late = c.id not in self.participated and c.spec.join_round > 1
-            if first_late:
-                self._log(f"{c.name} joins at round {rnd} "
-                          f"({'cold start' if c.spec.cold_start else 'warm start from the federation'})")
-            jobs.append(ClientJob(c, rnd, self.states[c.id], messages[c.id], self.federation.clients[c.id],
-                                  self.federation.public, self.devices[c.id],
-                                  receive=not (first_late and c.spec.cold_start),
-                                  work_fraction=plan.work_fraction, privacy=self.privacy.settings(c.id)))
-        results = self.executor.map(jobs, self.env)
+        results = self.executor.map(self._jobs(rnd, selected, plans, messages), self.env)
         results = self.adversaries.tamper(rnd, results, messages)  # compromised clients' payloads
         up = {r.client.id: nbytes(r.payload) for r in results}
         protocol = self.private_agg.traffic(results, up, down, selected)  # secure aggregation's messages
@@ -317,17 +304,7 @@ class Simulation(Scoring, Checkpoints):
         strategy.after_aggregate()
         defence_notes = self.combiner.take_notes()
 
-        per_client: dict[int, dict[str, float]] = {cid: dict(m) for cid, m in timing.client_metrics.items()}
-        for cid, m in defence_notes.items():
-            per_client.setdefault(cid, {}).update(m)
-        for c in selected:
-            m = per_client.setdefault(c.id, {})
-            m["selected"] = 1.0
-            m["bytes_down"] = float(down[c.id])
-            m["bytes_up"] = float(up.get(c.id, 0))
-            m["completed"] = 1.0 if c.id in kept_ids else 0.0
-        for r in results:
-            per_client[r.client.id].update(r.metrics)
+        per_client = self._client_figures(selected, results, timing.client_metrics, defence_notes, down, up, kept_ids)
         evaluate = rnd % cfg.eval_every == 0 or rnd == cfg.rounds
         round_metrics: dict[str, float] = {}
         weights = {c.id: float(c.n_test) for c in self.clients}
@@ -355,10 +332,56 @@ class Simulation(Scoring, Checkpoints):
         })
         for message in self.health.round(rnd, round_metrics):
             self._log(message, "warning")
+        return self._record(rnd, round_metrics, per_client, timing.events)
+
+
+    def _jobs(self, rnd: int, selected: list[ClientInfo], plans: dict[int, Any],
+              messages: dict[int, dict[str, Any]]) -> list[ClientJob]:
+        """The turns of the selected clients the clock did not drop, in client order; a late joiner's
+        first turn says whether it starts cold (without the federation's message)."""
+        jobs = []
+        for c in selected:
+            plan = plans[c.id]
+            if plan.dropped:
+                continue
+            first_late = c.id not in self.participated and c.spec.join_round > 1
+            if first_late:
+                self._log(f"{c.name} joins at round {rnd} "
+                          f"({'cold start' if c.spec.cold_start else 'warm start from the federation'})")
+            jobs.append(ClientJob(c, rnd, self.states[c.id], messages[c.id], self.federation.clients[c.id],
+                                  self.federation.public, self.devices[c.id],
+                                  receive=not (first_late and c.spec.cold_start),
+                                  work_fraction=plan.work_fraction, privacy=self.privacy.settings(c.id)))
+        return jobs
+
+    @staticmethod
+    def _client_figures(selected: list[ClientInfo], results: list[Any], timing: dict[int, dict[str, float]],
+                        notes: dict[int, dict[str, float]], down: dict[int, int], up: dict[int, int],
+                        kept_ids: set[int]) -> dict[int, dict[str, float]]:
+        """Each client's figures of the round: the clock's, the defence's notes, what it was sent
+        and sent back, whether its update counted, and its turn's own metrics."""
+        per_client: dict[int, dict[str, float]] = {cid: dict(m) for cid, m in timing.items()}
+        for cid, m in notes.items():
+            per_client.setdefault(cid, {}).update(m)
+        for c in selected:
+            m = per_client.setdefault(c.id, {})
+            m["selected"] = 1.0
+            m["bytes_down"] = float(down[c.id])
+            m["bytes_up"] = float(up.get(c.id, 0))
+            m["completed"] = 1.0 if c.id in kept_ids else 0.0
+        for r in results:
+            per_client[r.client.id].update(r.metrics)
+        return per_client
+
+    def _record(self, rnd: int, round_metrics: dict[str, float], per_client: dict[int, dict[str, float]],
+                clock_events: list[tuple[str, str]]) -> RoundRecord:
+        """Cumulative costs, then the round to the history, the recorder (one transaction), a
+        periodic checkpoint, the progress callback and the observers."""
+        cfg = self.config
         prev = self.history[-1].metrics if self.history else {}
         for key in ("bytes_up", "bytes_down", "wall_s"):
             round_metrics[f"cum_{key}"] = prev.get(f"cum_{key}", self._resumed_cum.get(key, 0.0)) + round_metrics[key]
-        events = self.events + timing.events
+        events = self.events + clock_events
         self.events = []
         record = RoundRecord(rnd, round_metrics, per_client)
         self.history.append(record)
@@ -371,7 +394,6 @@ class Simulation(Scoring, Checkpoints):
             self.on_round(record)
         self.observers.round(self, record)
         return record
-
 
     def _publish(self, rnd: int, selected: list[ClientInfo], plans: dict[int, Any]) -> None:
         """Record the round in progress on the run row (which clients train), for progress pages."""
