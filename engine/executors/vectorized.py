@@ -158,20 +158,7 @@ def _train_sorted(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     model = template(spec0.model, device, env.build)
     param_names = [n for n, _ in model.named_parameters()]
     fast = default_exchange(strategy)
-    ctxs: list[ClientContext] = []
-    if fast:
-        starts = [overlay(job.state["model"], job.message) if job.receive else dict(job.state["model"])
-                  for job in jobs]
-        gens = [generator(env.seed, "client", job.client.id, "round", job.round) for job in jobs]
-        xs = [job.data.train.x.to(device) for job in jobs]
-        ys = [job.data.train.y.to(device) for job in jobs]
-    else:
-        for job in jobs:
-            ctxs.append(start_turn(job, env))
-        starts = [{n: t.clone() for n, t in snapshot(c.model).items()} for c in ctxs]
-        gens = [c.generator for c in ctxs]
-        xs = [c.x for c in ctxs]
-        ys = [c.y for c in ctxs]
+    ctxs, starts, gens, xs, ys = _start(jobs, env, fast, device)
     buffer_names = [n for n in starts[0] if n not in set(param_names)]
     k = len(jobs)
     params = {n: torch.stack([s[n] for s in starts]).to(device) for n in param_names}
@@ -238,9 +225,40 @@ def _train_sorted(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
             loss_sum[:m] += torch.where(active, losses.detach(), torch.zeros_like(losses))
             samples[:m] += torch.where(active, counts.long(), torch.zeros_like(counts.long()))
             optimizer.step(grads, active, steps[:m], m)
+    return _results(jobs, env, ctxs, starts, {**params, **buffers}, (steps, loss_sum, samples), fast, started)
+
+
+def _start(jobs: list[ClientJob], env: ClientEnv, fast: bool, device: torch.device) -> tuple[Any, ...]:
+    """Each client's starting weights, generator and training data. With the default exchange
+    (``fast``) no live module is needed: the message is merged into the stored weights; otherwise
+    each client's turn starts as :func:`engine.core.client.start_turn` starts it (its contexts
+    are returned for :func:`finish_turn`)."""
+    ctxs: list[ClientContext] = []
+    if fast:
+        starts = [overlay(job.state["model"], job.message) if job.receive else dict(job.state["model"])
+                  for job in jobs]
+        gens = [generator(env.seed, "client", job.client.id, "round", job.round) for job in jobs]
+        xs = [job.data.train.x.to(device) for job in jobs]
+        ys = [job.data.train.y.to(device) for job in jobs]
+    else:
+        for job in jobs:
+            ctxs.append(start_turn(job, env))
+        starts = [{n: t.clone() for n, t in snapshot(c.model).items()} for c in ctxs]
+        gens = [c.generator for c in ctxs]
+        xs = [c.x for c in ctxs]
+        ys = [c.y for c in ctxs]
+    return ctxs, starts, gens, xs, ys
+
+
+def _results(jobs: list[ClientJob], env: ClientEnv, ctxs: list[ClientContext], starts: list[dict[str, Tensor]],
+             by_name: dict[str, Tensor], counters: tuple[Tensor, Tensor, Tensor], fast: bool,
+             started: float) -> list[ClientResult]:
+    """Each client's result from the stacked weights (``by_name``) and its step, loss and sample
+    counters; the batch's wall time is shared equally."""
+    strategy, device, k = env.strategy, jobs[0].device, len(jobs)
+    steps, loss_sum, samples = counters
     share = (time.perf_counter() - started) / k
     results = []
-    by_name = {**params, **buffers}
     if fast and device.type != "cpu":  # states live on the CPU between rounds: one copy per tensor name
         by_name = {n: t.cpu() for n, t in by_name.items()}
     rows = {n: t.unbind(0) for n, t in by_name.items()}
