@@ -8,12 +8,10 @@ import pkgutil
 
 from engine.data.base import DATASETS, PARTITIONERS, Dataset, DatasetSource, Partitioner
 from engine.data.config import DataConfig, PartitionConfig
-from engine.data.federation import (
-    ClientData, Federation, Split, build, heterogeneity, label_histograms, load_dataset,
-    natural_groups, partition_preview,
-)
+from engine.data.federation import ClientData, Federation, Split, build, load_dataset
+from engine.data.preview import heterogeneity, label_histograms, natural_groups, partition_preview
 
-_CORE = {"base", "config", "federation", "preprocess"}
+_CORE = {"base", "config", "federation", "preprocess", "preview"}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _CORE:
         importlib.import_module(f"{__name__}.{_module.name}")
