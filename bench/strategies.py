@@ -244,8 +244,9 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
 
     lines += ["", "Compare each strategy with the `local` (floor) and `centralized` (ceiling) rows of its "
               "own roster; rows of different rosters are not comparable.", "",
-              "The learning check of the personalised strategies (tests/test_learning.py) runs its own setup "
-              "(2 local epochs, 30 rounds, no public set, seeds 3-7): see [personalised.md](personalised.md).",
+              "The learning check of the personalised strategies (tests/test_learning.py) runs one seed and 12 "
+              "rounds of the federation whose multi-seed measurement (2 local epochs, 30 rounds, no public set, "
+              "seeds 3-7) is [personalised.md](personalised.md).",
               "", f"Total benchmark time measured at load average {__import__('os').getloadavg()[1]:.1f} "
               f"(5 min) on {__import__('os').cpu_count()} cores."]
     lines += ["", "## What each strategy shares", "",
