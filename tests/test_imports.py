@@ -108,7 +108,8 @@ def test_the_cycle_finder_sees_a_cycle_through_three_modules():
 def test_the_graph_reads_module_level_imports_but_not_type_checking_or_function_bodies():
     source = ("from typing import TYPE_CHECKING\nfrom engine import x\nif TYPE_CHECKING:\n"
               "    from engine import y\ndef f():\n    from engine import z\n")
-    found = _runtime_imports(ast.parse(source), "engine.w", False, {"engine.x", "engine.y", "engine.z", "engine"})
+    known = {"engine.x", "engine.y", "engine.z", "engine"}
+    found = _runtime_imports(ast.parse(source), "engine.w", False, known)
     assert found == {"engine.x"}
 
 

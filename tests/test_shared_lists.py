@@ -24,7 +24,8 @@ def test_the_config_and_the_pages_offer_exactly_the_defined_optimisers() -> None
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_each_optimiser_keeps_the_weight_copies_the_memory_estimate_counts(name: str, momentum: float) -> None:
+def test_each_optimiser_keeps_the_weight_copies_the_memory_estimate_counts(name: str,
+                                                                           momentum: float) -> None:
     model = torch.nn.Linear(3, 2)
     opt = make_optimizer(name, model.parameters(), lr=0.1, momentum=momentum, weight_decay=0.01)
     assert type(opt).__name__ == OPTIMIZERS[name].torch_class
@@ -43,4 +44,5 @@ def test_every_headline_reads_one_order() -> None:
     assert primary_metric(set(both) - {"local_acc_mean"}) == "best_local_acc_mean"
     assert primary_metric({"server_acc", "global_acc_mean"}) == "server_acc"
     assert headline({"global_acc_mean": 0.5}, acc) == ("global_acc_mean", 0.5)
-    assert headline_keys(acc)[2:] == headline_keys(acc, best_first=False)[2:] == ("server_acc", "global_acc_mean")
+    rest = ("server_acc", "global_acc_mean")
+    assert headline_keys(acc)[2:] == headline_keys(acc, best_first=False)[2:] == rest

@@ -24,7 +24,8 @@ def _old_database(path: Path) -> None:
     for run_id in ("keep", "gone", "orphan"):
         db["clients"].insert({"run_id": run_id, "client_id": 0, "name": "site-a", "arch": "mlp"})
         db["round_metrics"].insert({"run_id": run_id, "round": 1, "key": "acc", "value": 0.5})
-        db["client_metrics"].insert({"run_id": run_id, "round": 1, "client_id": 0, "key": "acc", "value": 0.4})
+        db["client_metrics"].insert({"run_id": run_id, "round": 1, "client_id": 0, "key": "acc",
+                                     "value": 0.4})
         db["events"].insert({"run_id": run_id, "ts": 1.0, "round": 1, "level": "info", "message": "hi"})
         db["checkpoints"].insert({"run_id": run_id, "round": 1, "path": str(path.parent / f"{run_id}.pt"),
                                   "created_at": 1.0})
@@ -41,7 +42,8 @@ def test_an_old_database_keeps_its_rows_and_gains_the_constraints(tmp_path: Path
     _old_database(path)
     store = Store(path)
     assert "003_constraints" in [m.name for m in migrations.applied(store.db)]
-    assert [r["id"] for r in store.list_runs(ids=["keep", "gone"])] and store.get_run("keep")["status"] == "finished"
+    assert sorted(r["id"] for r in store.list_runs(ids=["keep", "gone"])) == ["gone", "keep"]
+    assert store.get_run("keep")["status"] == "finished"
     assert store.get_run("odd")["status"] == "interrupted"  # a status no version writes: resumable
     for table in CHILD_TABLES:
         assert _count(store, table, "keep") == 1 and _count(store, table, "gone") == 1
@@ -50,7 +52,8 @@ def test_an_old_database_keeps_its_rows_and_gains_the_constraints(tmp_path: Path
     # the keys and indexes survive the rebuild: a new event gets its own id, the status index stays
     store.add_event("keep", "after the migration")
     assert len(store.events("keep")) == 2
-    assert "idx_runs_status" in {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "idx_runs_status" in indexes
     assert len(store.round_metrics("keep")) == 1 and store.progress("keep")["status"] == "finished"
 
     with pytest.raises(StorageError, match="CHECK constraint failed"):

@@ -29,7 +29,8 @@ class SqliteRecorder(Recorder):
                 manifest: dict[str, Any]) -> None:
         self.store.write_clients(self.run_id, clients)
         first_start = self.store.get_run(self.run_id).get("started_at") if resume else None
-        self.store.update_run(self.run_id, status="running", started_at=first_start or time.time(), error=None,
+        self.store.update_run(self.run_id, status="running", started_at=first_start or time.time(),
+                              error=None,
                               traceback=None, versions=versions, manifest=manifest)
 
     def live(self, progress: dict[str, Any]) -> None:
