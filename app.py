@@ -35,14 +35,18 @@ def navigation() -> dict[str, list[Any]]:
     """The pages by section; each page's script sits in its section's folder under ``pages/``."""
     return {
         "": [st.Page(ui.PAGES["home"], title="Home", icon=":material/home:", default=True)],
-        "Design": [st.Page(ui.PAGES["data"], title="Data", icon=":material/dataset:"),
-                   st.Page(ui.PAGES["clients"], title="Clients", icon=":material/groups:"),
-                   st.Page(ui.PAGES["launch"], title="Launch", icon=":material/rocket_launch:"),
-                   st.Page(ui.PAGES["advisor"], title="Advisor", icon=":material/recommend:")],
-        "Results": [st.Page(ui.PAGES["runs"], title="Runs", icon=":material/list_alt:"),
-                    st.Page(ui.PAGES["results"], title="Results", icon=":material/monitoring:"),
-                    st.Page(ui.PAGES["compare"], title="Compare", icon=":material/compare_arrows:"),
-                    st.Page(ui.PAGES["predict"], title="Predict", icon=":material/online_prediction:")],
+        "Design": [
+            st.Page(ui.PAGES["data"], title="Data", icon=":material/dataset:"),
+            st.Page(ui.PAGES["clients"], title="Clients", icon=":material/groups:"),
+            st.Page(ui.PAGES["launch"], title="Launch", icon=":material/rocket_launch:"),
+            st.Page(ui.PAGES["advisor"], title="Advisor", icon=":material/recommend:"),
+        ],
+        "Results": [
+            st.Page(ui.PAGES["runs"], title="Runs", icon=":material/list_alt:"),
+            st.Page(ui.PAGES["results"], title="Results", icon=":material/monitoring:"),
+            st.Page(ui.PAGES["compare"], title="Compare", icon=":material/compare_arrows:"),
+            st.Page(ui.PAGES["predict"], title="Predict", icon=":material/online_prediction:"),
+        ],
         "Reference": [st.Page(ui.PAGES["catalog"], title="Catalog", icon=":material/menu_book:")],
     }
 
@@ -53,10 +57,12 @@ def sidebar() -> None:
     with st.sidebar:
         st.caption("EXPERIMENT BEING DESIGNED")
         n = sum(int(c.get("count", 1) or 1) for c in design.get("clients") or [])
-        st.markdown(f"**{markdown_plain(design.get('name', 'experiment'))}**  \n"
-                    f"{markdown_plain(dataset_label(design.get('data') or {}) or '?')} · {n} clients · "
-                    f"{markdown_plain(design.get('strategy', {}).get('name', '?'))} · "
-                    f"{markdown_plain(design.get('rounds', '?'))} rounds")
+        st.markdown(
+            f"**{markdown_plain(design.get('name', 'experiment'))}**  \n"
+            f"{markdown_plain(dataset_label(design.get('data') or {}) or '?')} · {n} clients · "
+            f"{markdown_plain(design.get('strategy', {}).get('name', '?'))} · "
+            f"{markdown_plain(design.get('rounds', '?'))} rounds"
+        )
         with st.expander("Drafts and config files"):
             ui.drafts_panel("sb")
         if gate.signed_in() and st.button("Sign out", icon=":material/logout:"):
@@ -66,9 +72,15 @@ def sidebar() -> None:
 
 def main() -> None:
     """One script run: the page settings, the password gate, the router, the sidebar, the page."""
-    st.set_page_config(page_title="FedMosaic", page_icon=":material/grid_view:", layout="wide",
-                       menu_items={"About": "FedMosaic: design, run and compare federated-learning "
-                                            "experiments with heterogeneous clients."})
+    st.set_page_config(
+        page_title="FedMosaic",
+        page_icon=":material/grid_view:",
+        layout="wide",
+        menu_items={
+            "About": "FedMosaic: design, run and compare federated-learning "
+            "experiments with heterogeneous clients."
+        },
+    )
 
     gate.require_login()  # before anything else runs: a password whenever the app is exposed
     page = st.navigation(navigation())

@@ -31,8 +31,16 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -59,14 +67,25 @@ def scratch_copy() -> tuple[Path, Path]:
     return root, root / ".venv" / "bin" / "python"
 
 
-def start_server(home: Path, flags: list[str], log: Path, workers: int = 2, root: Path = ROOT,
-                 python: str = sys.executable) -> tuple[subprocess.Popen, str]:
+def start_server(
+    home: Path, flags: list[str], log: Path, workers: int = 2, root: Path = ROOT, python: str = sys.executable
+) -> tuple[subprocess.Popen, str]:
     """``streamlit run app.py`` from ``root`` (its config applies) on a free port."""
     port = free_port()
-    env = {**os.environ, "FEDMOSAIC_HOME": str(home), "FEDMOSAIC_DB": str(home / "bench.db"),
-           "FEDMOSAIC_WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([str(python), "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             *flags], cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "FEDMOSAIC_HOME": str(home),
+        "FEDMOSAIC_DB": str(home / "bench.db"),
+        "FEDMOSAIC_WORKERS": str(workers),
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        [str(python), "-m", "streamlit", "run", "app.py", "--server.port", str(port), *flags],
+        cwd=root,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -86,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=25.0)
-    parser.add_argument("--copy", action="store_true",
-                        help="serve from a scratch copy of the repository with a real .venv folder inside")
+    parser.add_argument(
+        "--copy",
+        action="store_true",
+        help="serve from a scratch copy of the repository with a real .venv folder inside",
+    )
     parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="extra streamlit server flags")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
@@ -103,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             page.goto(url)
             page.get_by_text("Quick start", exact=False).first.wait_for(timeout=120_000)
             page.wait_for_timeout(3000)
-            print(f"flags: {' '.join(args.flags) or '(the repository config)'}; load average "
-                  f"{os.getloadavg()[0]:.2f}")
+            print(
+                f"flags: {' '.join(args.flags) or '(the repository config)'}; load average "
+                f"{os.getloadavg()[0]:.2f}"
+            )
             for i in range(args.windows):
                 c0, t0 = cpu_seconds(proc.pid), time.monotonic()
                 time.sleep(args.seconds)

@@ -39,37 +39,75 @@ ARCHS = ("mlp", "cnn", "resnet", "gru")
 TIERS = ("phone", "laptop", "edge", "server")
 
 
-def synthetic_config(n_clients: int, n_rounds: int, strategy: str = "fedavg_by_arch", seed: int = 0,
-                     name: str = "synthetic") -> dict[str, Any]:
+def synthetic_config(
+    n_clients: int, n_rounds: int, strategy: str = "fedavg_by_arch", seed: int = 0, name: str = "synthetic"
+) -> dict[str, Any]:
     """A valid config matching the synthetic figures (digits, mixed architectures)."""
     per = [n_clients // len(ARCHS) + (1 if i < n_clients % len(ARCHS) else 0) for i in range(len(ARCHS))]
-    clients = [{"name": f"{arch}-site", "count": k, "model": {"arch": arch if arch != "resnet" else "cnn"}}
-               for arch, k in zip(ARCHS, per, strict=True) if k]
-    return {"name": name, "seed": seed, "rounds": n_rounds, "data": {"dataset": "digits"},
-            "clients": clients, "strategy": {"name": strategy}}
+    clients = [
+        {"name": f"{arch}-site", "count": k, "model": {"arch": arch if arch != "resnet" else "cnn"}}
+        for arch, k in zip(ARCHS, per, strict=True)
+        if k
+    ]
+    return {
+        "name": name,
+        "seed": seed,
+        "rounds": n_rounds,
+        "data": {"dataset": "digits"},
+        "clients": clients,
+        "strategy": {"name": strategy},
+    }
 
 
-def write_synthetic_run(store: Any, *, n_clients: int = 10, n_rounds: int = 20, status: str = "finished",
-                        seed: int = 0, strategy: str = "fedavg_by_arch", name: str | None = None,
-                        rounds_done: int | None = None, group_id: str | None = None, tags: tuple[str, ...] = (),
-                        late_joiners: int = 0, dropout: float = 0.1) -> str:
+def write_synthetic_run(
+    store: Any,
+    *,
+    n_clients: int = 10,
+    n_rounds: int = 20,
+    status: str = "finished",
+    seed: int = 0,
+    strategy: str = "fedavg_by_arch",
+    name: str | None = None,
+    rounds_done: int | None = None,
+    group_id: str | None = None,
+    tags: tuple[str, ...] = (),
+    late_joiners: int = 0,
+    dropout: float = 0.1,
+) -> str:
     """Write a plausible finished (or partial) run without training: the roster, every round's
     round and client metrics (accuracy rising with noise, bytes, simulated times with stragglers
     and dropouts), events and the summary. Returns the run id."""
     rng = np.random.default_rng(seed + 1000 * n_clients)
-    config = synthetic_config(n_clients, n_rounds, strategy, seed, name or f"synthetic {n_clients}x{n_rounds}")
+    config = synthetic_config(
+        n_clients, n_rounds, strategy, seed, name or f"synthetic {n_clients}x{n_rounds}"
+    )
     run_id = store.create_run(config, status="queued", name=config["name"], group_id=group_id, tags=tags)
     join = {cid: (1 if cid < n_clients - late_joiners else max(2, n_rounds // 3)) for cid in range(n_clients)}
     clients = []
     for cid in range(n_clients):
         arch = ARCHS[cid % len(ARCHS)]
         n_params = int(rng.integers(5_000, 200_000))
-        clients.append({"client_id": cid, "name": f"{arch}-site-{cid + 1}", "arch": arch,
-                        "model": {"arch": arch}, "n_params": n_params, "flops": n_params * 2,
-                        "n_train": int(rng.integers(50, 400)), "n_test": int(rng.integers(10, 100)),
-                        "label_counts": [int(x) for x in rng.integers(0, 40, 10)], "device": "cpu",
-                        "tier": TIERS[cid % len(TIERS)], "join_round": join[cid], "preprocessing": "none",
-                        "optimizer": "sgd", "lr": 0.05, "epochs": 1, "batch_size": 32})
+        clients.append(
+            {
+                "client_id": cid,
+                "name": f"{arch}-site-{cid + 1}",
+                "arch": arch,
+                "model": {"arch": arch},
+                "n_params": n_params,
+                "flops": n_params * 2,
+                "n_train": int(rng.integers(50, 400)),
+                "n_test": int(rng.integers(10, 100)),
+                "label_counts": [int(x) for x in rng.integers(0, 40, 10)],
+                "device": "cpu",
+                "tier": TIERS[cid % len(TIERS)],
+                "join_round": join[cid],
+                "preprocessing": "none",
+                "optimizer": "sgd",
+                "lr": 0.05,
+                "epochs": 1,
+                "batch_size": 32,
+            }
+        )
     store.write_clients(run_id, clients)
     store.update_run(run_id, status="running", started_at=time.time())
     skill = rng.uniform(0.6, 0.95, n_clients)
@@ -90,32 +128,59 @@ def write_synthetic_run(store: Any, *, n_clients: int = 10, n_rounds: int = 20, 
             t = float(speed[cid] * rng.uniform(0.8, 1.6))
             times.append(0.0 if dropped else t)
             per_client[cid] = {
-                "selected": 1.0, "completed": 0.0 if dropped else 1.0, "status": 2.0 if dropped else 0.0, "online": 1.0,
-                "bytes_up": 0.0 if dropped else 4.0 * clients[cid]["n_params"], "bytes_down": 4.0 * clients[cid]["n_params"],
-                "local_acc": acc, "local_loss": float(2.3 * (1 - acc)), "global_acc": acc - 0.05,
-                "global_loss": float(2.3 * (1.05 - acc)), "train_loss": float(2.0 * (1 - acc)),
-                "sim_compute_s": 0.8 * t, "sim_transfer_s": 0.2 * t, "sim_total_s": t,
+                "selected": 1.0,
+                "completed": 0.0 if dropped else 1.0,
+                "status": 2.0 if dropped else 0.0,
+                "online": 1.0,
+                "bytes_up": 0.0 if dropped else 4.0 * clients[cid]["n_params"],
+                "bytes_down": 4.0 * clients[cid]["n_params"],
+                "local_acc": acc,
+                "local_loss": float(2.3 * (1 - acc)),
+                "global_acc": acc - 0.05,
+                "global_loss": float(2.3 * (1.05 - acc)),
+                "train_loss": float(2.0 * (1 - acc)),
+                "sim_compute_s": 0.8 * t,
+                "sim_transfer_s": 0.2 * t,
+                "sim_total_s": t,
             }
         accs = np.array([m["local_acc"] for m in per_client.values()])
         kept = [m for m in per_client.values() if m["completed"]]
-        rm = {"server_acc": float(accs.mean() + 0.02), "server_loss": float(2.3 * (1 - accs.mean())),
-              "local_acc_mean": float(accs.mean()), "local_acc_wmean": float(accs.mean()),
-              "local_acc_std": float(accs.std()), "local_acc_worst10": float(np.sort(accs)[: max(1, len(accs) // 10)].mean()),
-              "local_acc_best": float(accs.max()), "global_acc_mean": float(accs.mean() - 0.05),
-              "local_loss_mean": float(2.3 * (1 - accs.mean())), "train_loss_mean": float(2.0 * (1 - accs.mean())),
-              "n_selected": float(len(per_client)), "n_completed": float(len(kept)),
-              "bytes_up": float(sum(m["bytes_up"] for m in kept)), "bytes_down": float(sum(m["bytes_down"] for m in per_client.values())),
-              "wall_s": float(rng.uniform(0.5, 1.5)), "sim_round_s": float(max(times) if times else 0.0)}
+        rm = {
+            "server_acc": float(accs.mean() + 0.02),
+            "server_loss": float(2.3 * (1 - accs.mean())),
+            "local_acc_mean": float(accs.mean()),
+            "local_acc_wmean": float(accs.mean()),
+            "local_acc_std": float(accs.std()),
+            "local_acc_worst10": float(np.sort(accs)[: max(1, len(accs) // 10)].mean()),
+            "local_acc_best": float(accs.max()),
+            "global_acc_mean": float(accs.mean() - 0.05),
+            "local_loss_mean": float(2.3 * (1 - accs.mean())),
+            "train_loss_mean": float(2.0 * (1 - accs.mean())),
+            "n_selected": float(len(per_client)),
+            "n_completed": float(len(kept)),
+            "bytes_up": float(sum(m["bytes_up"] for m in kept)),
+            "bytes_down": float(sum(m["bytes_down"] for m in per_client.values())),
+            "wall_s": float(rng.uniform(0.5, 1.5)),
+            "sim_round_s": float(max(times) if times else 0.0),
+        }
         for k in ("bytes_up", "bytes_down", "wall_s"):
             cum[k] += rm[k]
             rm[f"cum_{k}"] = cum[k]
         cum["sim_time_s"] += rm["sim_round_s"]
         rm["sim_time_s"] = cum["sim_time_s"]
-        events = [("warning", f"{clients[c]['name']} dropped out") for c, m in per_client.items() if not m["completed"]][:3]
+        events = [
+            ("warning", f"{clients[c]['name']} dropped out")
+            for c, m in per_client.items()
+            if not m["completed"]
+        ][:3]
         store.write_round(run_id, rnd, rm, per_client, events)
         summary = rm
-    store.update_run(run_id, status=status, finished_at=time.time() if status not in ("running", "queued") else None,
-                     summary=dict(summary))
+    store.update_run(
+        run_id,
+        status=status,
+        finished_at=time.time() if status not in ("running", "queued") else None,
+        summary=dict(summary),
+    )
     return run_id
 
 
@@ -147,9 +212,25 @@ def browser_times(home: Path, big: str, repeats: int) -> dict[str, list[float]]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "FEDMOSAIC_HOME": str(home), "FEDMOSAIC_DB": str(home / "bench.db")}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     out: dict[str, list[float]] = {}
     try:
@@ -160,12 +241,24 @@ def browser_times(home: Path, big: str, repeats: int) -> dict[str, list[float]]:
             except OSError:
                 time.sleep(0.2)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            idle = ("() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
-                    " return !w || !w.innerText.includes('Running'); }")
+            idle = (
+                "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+                " return !w || !w.innerText.includes('Running'); }"
+            )
 
             def ready(selector: str, t0: float) -> float:
                 page.wait_for_timeout(50)
@@ -191,7 +284,9 @@ def browser_times(home: Path, big: str, repeats: int) -> dict[str, list[float]]:
                 out["browser: runs page (sidebar click)"].append(navigate("Runs", table))
                 out["browser: results page (sidebar click)"].append(navigate("Results", chart))
             out["browser: runs page (full reload)"] = [reload("runs", table) for _ in range(repeats)]
-            out["browser: results page (full reload)"] = [reload(f"results?run={big}", chart) for _ in range(repeats)]
+            out["browser: results page (full reload)"] = [
+                reload(f"results?run={big}", chart) for _ in range(repeats)
+            ]
             browser.close()
     finally:
         proc.terminate()
@@ -228,9 +323,18 @@ def _children(root: int) -> set[int]:
     return out
 
 
-PAGES = [("Home", "FedMosaic"), ("Data", "Data"), ("Clients", "Clients"), ("Launch", "Launch"),
-         ("Advisor", "Advisor"), ("Runs", "Runs"), ("Results", None), ("Compare", "Compare runs"),
-         ("Predict", "Predict"), ("Catalog", "Catalog")]
+PAGES = [
+    ("Home", "FedMosaic"),
+    ("Data", "Data"),
+    ("Clients", "Clients"),
+    ("Launch", "Launch"),
+    ("Advisor", "Advisor"),
+    ("Runs", "Runs"),
+    ("Results", None),
+    ("Compare", "Compare runs"),
+    ("Predict", "Predict"),
+    ("Catalog", "Catalog"),
+]
 
 
 def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> dict[str, list[float]]:
@@ -248,13 +352,33 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "FEDMOSAIC_HOME": str(home), "FEDMOSAIC_DB": str(home / "bench.db"),
-           "FEDMOSAIC_WORKERS": "2", "FEDMOSAIC_ISOLATION": isolation}
+    env = {
+        **os.environ,
+        "FEDMOSAIC_HOME": str(home),
+        "FEDMOSAIC_DB": str(home / "bench.db"),
+        "FEDMOSAIC_WORKERS": "2",
+        "FEDMOSAIC_ISOLATION": isolation,
+    }
     for var in ("OMP_NUM_THREADS", "FEDMOSAIC_THREADS"):  # the app as a user starts it
         env.pop(var, None)
     log = (home / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     out: dict[str, list[float]] = {}
     store = Store(home / "bench.db")
@@ -281,20 +405,37 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
 
         threading.Thread(target=probe, daemon=True).start()
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.set_default_timeout(120_000)
             page.on("console", lambda msg: console.append(msg.text))
-            idle = ("() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
-                    " return !w || !w.innerText.includes('Running'); }")
+            idle = (
+                "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+                " return !w || !w.innerText.includes('Running'); }"
+            )
 
             def ready(heading: str | None, t0: float) -> float:
                 page.wait_for_timeout(50)
                 page.wait_for_function(idle, timeout=120_000)
-                target = page.get_by_role("heading", name=heading).first if heading else \
-                    page.locator("[data-testid='stMainBlockContainer'] h1, [data-testid='stMainBlockContainer'] h2").first
+                target = (
+                    page.get_by_role("heading", name=heading).first
+                    if heading
+                    else page.locator(
+                        "[data-testid='stMainBlockContainer'] h1, [data-testid='stMainBlockContainer'] h2"
+                    ).first
+                )
                 target.wait_for(timeout=120_000)
                 return time.perf_counter() - t0
 
@@ -347,10 +488,12 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
                 for title, heading in PAGES:
                     name = f"live: {title} (sidebar click)"
                     out.setdefault(name, []).append(click(title, heading, name))
-            for name, path, heading in [("live: Results of a running run (open)", f"results?run={live}", None),
-                                        ("live: Runs (full reload)", "runs", "Runs"),
-                                        ("live: Results (full reload)", f"results?run={live}", None),
-                                        ("live: Home (full reload)", "", "FedMosaic")]:
+            for name, path, heading in [
+                ("live: Results of a running run (open)", f"results?run={live}", None),
+                ("live: Runs (full reload)", "runs", "Runs"),
+                ("live: Results (full reload)", f"results?run={live}", None),
+                ("live: Home (full reload)", "", "FedMosaic"),
+            ]:
                 out[name] = [reload(path, heading, name) for _ in range(repeats)]
             out.update(cpu)
             states = [r["status"] for r in store.list_runs()]
@@ -369,8 +512,12 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
             proc.kill()
         log.close()
     text = (home / "server.log").read_text(errors="replace")
-    out["_disconnects"] = [float(text.count("disconnected from server")
-                                 + sum("disconnected from server" in line for line in console))]
+    out["_disconnects"] = [
+        float(
+            text.count("disconnected from server")
+            + sum("disconnected from server" in line for line in console)
+        )
+    ]
     return out
 
 
@@ -379,16 +526,21 @@ def _live(home: Path, args: argparse.Namespace) -> dict[str, list[float]]:
     live = live_times(home, args.repeats, args.isolation)
     counts = live.pop("_runs_while_measured")
     disconnects = live.pop("_disconnects")[0]
-    print(f"(live: {counts[0]:.0f} running and {counts[1]:.0f} queued at the end; 'disconnected' lines in the "
-          f"server log: {disconnects:.0f}; isolation: {args.isolation}; load average after: "
-          f"{os.getloadavg()[0]:.2f})", flush=True)
+    print(
+        f"(live: {counts[0]:.0f} running and {counts[1]:.0f} queued at the end; 'disconnected' lines in the "
+        f"server log: {disconnects:.0f}; isolation: {args.isolation}; load average after: "
+        f"{os.getloadavg()[0]:.2f})",
+        flush=True,
+    )
     return live
 
 
 def _print_live(home: Path, args: argparse.Namespace) -> int:
     live = _live(home, args)
-    summary = {k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3), "n": len(v)}
-               for k, v in live.items()}
+    summary = {
+        k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3), "n": len(v)}
+        for k, v in live.items()
+    }
     if args.json:
         print(json.dumps(summary))
     else:
@@ -405,14 +557,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--browser", action="store_true",
-                        help="also time the pages in headless Chromium (needs /usr/bin/chromium and playwright)")
-    parser.add_argument("--live", action="store_true",
-                        help="time the pages in Chromium while two runs train and a third waits (see above)")
-    parser.add_argument("--live-only", action="store_true",
-                        help="--live without the server-side renders (and without the 500 synthetic runs)")
-    parser.add_argument("--isolation", default="process", choices=["process", "thread"],
-                        help="--live: where the app trains its runs")
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="also time the pages in headless Chromium (needs /usr/bin/chromium and playwright)",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="time the pages in Chromium while two runs train and a third waits (see above)",
+    )
+    parser.add_argument(
+        "--live-only",
+        action="store_true",
+        help="--live without the server-side renders (and without the 500 synthetic runs)",
+    )
+    parser.add_argument(
+        "--isolation",
+        default="process",
+        choices=["process", "thread"],
+        help="--live: where the app trains its runs",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -430,12 +595,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.live_only:
         return _print_live(home, args)
     t0 = time.perf_counter()
-    big = write_synthetic_run(store, n_clients=args.clients, n_rounds=args.rounds, name="big run", late_joiners=5)
+    big = write_synthetic_run(
+        store, n_clients=args.clients, n_rounds=args.rounds, name="big run", late_joiners=5
+    )
     t_big = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(args.runs - 1):
-        write_synthetic_run(store, n_clients=4, n_rounds=3, seed=i, name=f"run {i}",
-                            strategy=("fedavg_by_arch", "local", "fedproto")[i % 3], tags=(f"batch{i % 5}",))
+        write_synthetic_run(
+            store,
+            n_clients=4,
+            n_rounds=3,
+            seed=i,
+            name=f"run {i}",
+            strategy=("fedavg_by_arch", "local", "fedproto")[i % 3],
+            tags=(f"batch{i % 5}",),
+        )
     t_many = time.perf_counter() - t0
 
     def page(path: str, tab: str | None = None, **query: str) -> Any:
@@ -447,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
                 at.session_state["res.tab"] = tab
             at.switch_page(path)
             return at
+
         return make
 
     # the first render in a process also pays for imports and the manager's start-up
@@ -456,18 +631,30 @@ def main(argv: list[str] | None = None) -> int:
         "home_page": _timed(page(SCRIPTS["home"]), args.repeats),
         "compare_page_4_runs": _timed(page(SCRIPTS["compare"]), args.repeats),
     }
-    for tab in ("Learning curves", "Clients", "Fairness", "Communication", "Time & participation",
-                "Late joiners", "Config & roster"):
+    for tab in (
+        "Learning curves",
+        "Clients",
+        "Fairness",
+        "Communication",
+        "Time & participation",
+        "Late joiners",
+        "Config & roster",
+    ):
         name = f"results_{args.clients}x{args.rounds}: {tab}"
         results[name] = _timed(page(SCRIPTS["results"], tab=tab, run=big), args.repeats)
     if args.browser:
         results.update(browser_times(home, big, args.repeats))
     if args.live:
         results.update(_live(home, args))
-    summary = {k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)} for k, v in results.items()}
+    summary = {
+        k: {"median_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)} for k, v in results.items()
+    }
     rows = store.db.execute("SELECT COUNT(*) FROM client_metrics WHERE run_id = ?", [big]).fetchone()[0]
-    summary["setup"] = {"write_big_run_s": round(t_big, 1), "big_run_client_metric_rows": rows,
-                        f"write_{args.runs - 1}_runs_s": round(t_many, 1)}
+    summary["setup"] = {
+        "write_big_run_s": round(t_big, 1),
+        "big_run_client_metric_rows": rows,
+        f"write_{args.runs - 1}_runs_s": round(t_many, 1),
+    }
     if args.json:
         print(json.dumps(summary))
     else:

@@ -64,9 +64,15 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="a copy of the code without the thread policy")
-    parser.add_argument("--after", type=Path, default=ROOT,
-                        help="the code with the policy (default: this checkout; a fixed copy keeps edits out)")
+    parser.add_argument(
+        "--before", type=Path, required=True, help="a copy of the code without the thread policy"
+    )
+    parser.add_argument(
+        "--after",
+        type=Path,
+        default=ROOT,
+        help="the code with the policy (default: this checkout; a fixed copy keeps edits out)",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--hogs", type=int, default=4)
@@ -79,8 +85,18 @@ def main() -> None:
     path.write_text(json.dumps(config))
     script = work / "two_runs.py"
     script.write_text(TWO_RUNS)
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "FEDMOSAIC_THREADS", "OMP_WAIT_POLICY",
-                                                             "MKL_NUM_THREADS", "FEDMOSAIC_ISOLATION")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "OMP_NUM_THREADS",
+            "FEDMOSAIC_THREADS",
+            "OMP_WAIT_POLICY",
+            "MKL_NUM_THREADS",
+            "FEDMOSAIC_ISOLATION",
+        )
+    }
     after = args.after.resolve()
     sides = {"torch's default threads": args.before.resolve(), "thread policy": after}
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -89,8 +105,12 @@ def main() -> None:
             order = list(sides.items()) if rep % 2 == 0 else list(sides.items())[::-1]
             for label, tree in order:
                 db = work / f"{time.monotonic_ns()}.db"
-                env = {**base, "FEDMOSAIC_HOME": str(work / "home"), "FEDMOSAIC_DB": str(db),
-                       "PYTHONPATH": str(tree)}
+                env = {
+                    **base,
+                    "FEDMOSAIC_HOME": str(work / "home"),
+                    "FEDMOSAIC_DB": str(db),
+                    "PYTHONPATH": str(tree),
+                }
                 if tree == after:  # as the app runs them now: each run in a process of its own
                     env["FEDMOSAIC_ISOLATION"] = "process"
                 if scenario == "two runs":
@@ -106,10 +126,14 @@ def main() -> None:
                         p.kill()
                         p.wait()
                 r = results[(scenario, label)][-1]
-                print(f"# {scenario} / {label}: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s, load {r['load']:.1f}",
-                      flush=True)
-    print(f"\n| scenario ({args.rounds} rounds of the quick start) | threads | wall s (median) | CPU s (median) | "
-          f"each repeat: wall / CPU | load at start |")
+                print(
+                    f"# {scenario} / {label}: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s, load {r['load']:.1f}",
+                    flush=True,
+                )
+    print(
+        f"\n| scenario ({args.rounds} rounds of the quick start) | threads | wall s (median) | CPU s (median) | "
+        f"each repeat: wall / CPU | load at start |"
+    )
     print("|---|---|---:|---:|---|---|")
     for (scenario, label), rows in results.items():
         wall = statistics.median(r["wall_s"] for r in rows)

@@ -43,11 +43,26 @@ SETUPS = {  # name: (strategy, data.statistics)
 def config(path: Path, seed: int, strategy: str, statistics: str, rounds: int) -> dict[str, Any]:
     """The default federated setup on the messy table: FedAvg-style roster of five MLP clients."""
     return {
-        "name": f"clinical {strategy} {statistics} seed {seed}", "seed": seed, "rounds": rounds,
-        "data": {"dataset": "csv", "path": str(path), "target": "outcome", "statistics": statistics,
-                 "partition": {"method": "natural", "column": "hospital"}},
-        "clients": [{"name": n, "model": {"arch": "mlp"}, "optimizer": "adam", "lr": 0.005,
-                     "preprocessing": "standardize"} for n in SITES],
+        "name": f"clinical {strategy} {statistics} seed {seed}",
+        "seed": seed,
+        "rounds": rounds,
+        "data": {
+            "dataset": "csv",
+            "path": str(path),
+            "target": "outcome",
+            "statistics": statistics,
+            "partition": {"method": "natural", "column": "hospital"},
+        },
+        "clients": [
+            {
+                "name": n,
+                "model": {"arch": "mlp"},
+                "optimizer": "adam",
+                "lr": 0.005,
+                "preprocessing": "standardize",
+            }
+            for n in SITES
+        ],
         "strategy": {"name": strategy},
     }
 
@@ -64,7 +79,9 @@ def pooled_logistic_regression(fed: Any) -> dict[str, float]:
 
     x = torch.cat([fed.data.x[torch.as_tensor(c.index)] for c in fed.clients]).numpy()
     y = torch.cat([c.train.y for c in fed.clients]).numpy()
-    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=5000))
+    model = make_pipeline(
+        SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=5000)
+    )
     model.fit(x, y)
     gx, gy = fed.global_test.x.numpy(), fed.global_test.y.numpy()
     pred = model.predict(gx)
@@ -102,20 +119,30 @@ def measure(seeds: list[int], rounds: int) -> dict[str, list[dict[str, float]]]:
         for seed in seeds:
             path = write_messy_clinical_csv(root / f"clinical_{seed}.csv", seed)
             cfg = config(path, seed, "fedavg", "federated", rounds)
-            fed = build(DataConfig.model_validate(cfg["data"]), ["standardize"] * len(SITES), [None] * len(SITES),
-                        seed, root)
+            fed = build(
+                DataConfig.model_validate(cfg["data"]),
+                ["standardize"] * len(SITES),
+                [None] * len(SITES),
+                seed,
+                root,
+            )
             results["lr"].append(pooled_logistic_regression(fed))
             for setup in SETUPS:
                 t0 = time.perf_counter()
                 results[setup].append(run_one(path, seed, setup, rounds, root))
-                print(f"seed {seed} {setup}: {results[setup][-1]} ({time.perf_counter() - t0:.1f} s)", flush=True)
+                print(
+                    f"seed {seed} {setup}: {results[setup][-1]} ({time.perf_counter() - t0:.1f} s)",
+                    flush=True,
+                )
     return results
 
 
 def table(results: dict[str, list[dict[str, float]]]) -> str:
     lr = results["lr"]
-    lines = ["| setup | accuracy | vs LR (points) | balanced accuracy | vs LR (points) | final-round accuracy |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| setup | accuracy | vs LR (points) | balanced accuracy | vs LR (points) | final-round accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, rows in results.items():
         acc = np.array([r["acc"] for r in rows])
         bacc = np.array([r["bacc"] for r in rows])
@@ -124,8 +151,10 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
         final = np.array([r.get("final_acc", r["acc"]) for r in rows])
         vs = "" if name == "lr" else f"{d_acc.mean():+.1f} (min {d_acc.min():+.1f})"
         vs_b = "" if name == "lr" else f"{d_bacc.mean():+.1f} (min {d_bacc.min():+.1f})"
-        lines.append(f"| {name} | {acc.mean():.3f} ± {acc.std():.3f} | {vs} | {bacc.mean():.3f} ± {bacc.std():.3f} "
-                     f"| {vs_b} | {final.mean():.3f} |")
+        lines.append(
+            f"| {name} | {acc.mean():.3f} ± {acc.std():.3f} | {vs} | {bacc.mean():.3f} ± {bacc.std():.3f} "
+            f"| {vs_b} | {final.mean():.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -138,8 +167,10 @@ def main() -> None:
     t0 = time.perf_counter()
     results = measure(args.seeds, args.rounds)
     print(table(results))
-    print(f"{len(args.seeds)} seeds, {args.rounds} rounds, {time.perf_counter() - t0:.0f} s; load average "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"{len(args.seeds)} seeds, {args.rounds} rounds, {time.perf_counter() - t0:.0f} s; load average "
+        f"{os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from engine.data import DATASETS, DataConfig, build, inspect_csv
-    from engine.data import federation
+    from engine.data import DATASETS, DataConfig, build, federation, inspect_csv
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -73,10 +72,12 @@ def main() -> None:
         make_csv(path, args.rows, args.clients)
         gen_s = time.perf_counter() - t0
         size_mb = path.stat().st_size / 1e6
-        natural = DataConfig(dataset="csv", path=str(path), target="target",
-                             partition={"method": "natural", "column": "site"})
-        dirichlet = natural.model_copy(update={"partition": DataConfig(partition={
-            "method": "dirichlet", "alpha": 0.5}).partition})
+        natural = DataConfig(
+            dataset="csv", path=str(path), target="target", partition={"method": "natural", "column": "site"}
+        )
+        dirichlet = natural.model_copy(
+            update={"partition": DataConfig(partition={"method": "dirichlet", "alpha": 0.5}).partition}
+        )
         pre = ["standardize"] * args.clients
         shares = [None] * args.clients
 

@@ -37,10 +37,22 @@ import torch.nn.functional as F
 from torch import nn
 
 CONFIG = {
-    "name": "bench-overhead", "seed": 0, "rounds": 30,
+    "name": "bench-overhead",
+    "seed": 0,
+    "rounds": 30,
     "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}},
-    "clients": [{"name": "c", "count": 10, "model": {"arch": "mlp"}, "optimizer": "sgd", "lr": 0.05,
-                 "momentum": 0.9, "epochs": 2, "batch_size": 32}],
+    "clients": [
+        {
+            "name": "c",
+            "count": 10,
+            "model": {"arch": "mlp"},
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "epochs": 2,
+            "batch_size": 32,
+        }
+    ],
     "strategy": {"name": "fedavg"},
 }
 
@@ -57,8 +69,9 @@ def hand_loop(rounds: int, root: Path) -> tuple[float, float, float]:
     torch.manual_seed(0)
 
     def make() -> nn.Module:
-        return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                             nn.Linear(64, 10))
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+        )
 
     global_model = make()
     local = make()
@@ -74,15 +87,16 @@ def hand_loop(rounds: int, root: Path) -> tuple[float, float, float]:
             for _ in range(2):
                 perm = torch.randperm(len(y), generator=g)
                 for i in range(0, len(y), 32):
-                    idx = perm[i:i + 32]
+                    idx = perm[i : i + 32]
                     opt.zero_grad()
                     F.cross_entropy(local(x[idx]), y[idx]).backward()
                     opt.step()
             states.append({k: v.clone() for k, v in local.state_dict().items()})
             sizes.append(len(y))
         total = sum(sizes)
-        global_model.load_state_dict({k: sum(s[k] * (n / total) for s, n in zip(states, sizes))
-                                      for k in states[0]})
+        global_model.load_state_dict(
+            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes)) for k in states[0]}
+        )
         with torch.no_grad():
             acc = float((global_model(fed.global_test.x).argmax(1) == fed.global_test.y).float().mean())
     end = time.perf_counter()
@@ -114,12 +128,17 @@ def write_splits(path: Path, root: Path) -> None:
     roster = cfg.roster()
     fed = build(cfg.data, [c.preprocessing for c in roster], [None] * len(roster), cfg.seed, root)
     assert all(c.transform.center is None for c in fed.clients), "the hand script reads raw rows"
-    np.savez(path, test_x=fed.global_test.x.numpy(), test_y=fed.global_test.y.numpy(),
-             **{f"client{i}": np.asarray(c.index) for i, c in enumerate(fed.clients)})
+    np.savez(
+        path,
+        test_x=fed.global_test.x.numpy(),
+        test_y=fed.global_test.y.numpy(),
+        **{f"client{i}": np.asarray(c.index) for i, c in enumerate(fed.clients)},
+    )
 
 
-def whole_processes(rounds: int, repeats: int, root: Path, flower: str | None = None,
-                    flower_cpus: int = 2) -> dict[str, list[tuple[float, float, float]]]:
+def whole_processes(
+    rounds: int, repeats: int, root: Path, flower: str | None = None, flower_cpus: int = 2
+) -> dict[str, list[tuple[float, float, float]]]:
     """(whole seconds, loop seconds, accuracy) per side and repeat, each side a fresh process
     from spawn to exit, sides in turn (order alternated)."""
     import json
@@ -133,8 +152,12 @@ def whole_processes(rounds: int, repeats: int, root: Path, flower: str | None = 
     work = Path(tempfile.mkdtemp(prefix="fedmosaic-overhead-"))
     splits = work / "splits.npz"
     write_splits(splits, root)
-    env = {**os.environ, "FEDMOSAIC_HOME": str(root.parent / "fedmosaic-bench-home"), "OMP_NUM_THREADS": "1",
-           "FEDMOSAIC_THREADS": "1"}
+    env = {
+        **os.environ,
+        "FEDMOSAIC_HOME": str(root.parent / "fedmosaic-bench-home"),
+        "OMP_NUM_THREADS": "1",
+        "FEDMOSAIC_THREADS": "1",
+    }
     here = Path(__file__).resolve().parent.parent
 
     def timed(cmd: list[str], extra: dict[str, str]) -> tuple[float, str]:
@@ -150,20 +173,27 @@ def whole_processes(rounds: int, repeats: int, root: Path, flower: str | None = 
     def engine(executor: str) -> Callable[[], tuple[float, float, float]]:
         def run() -> tuple[float, float, float]:
             config = work / f"{executor}.json"
-            config.write_text(json.dumps({**CONFIG, "rounds": rounds, "executor": executor, "checkpoint_every": 0}))
+            config.write_text(
+                json.dumps({**CONFIG, "rounds": rounds, "executor": executor, "checkpoint_every": 0})
+            )
             db = work / f"{executor}-{time.monotonic_ns()}.db"
-            whole, out = timed([sys.executable, "-m", "engine", "run", str(config), "--json"],
-                               {"FEDMOSAIC_DB": str(db)})
+            whole, out = timed(
+                [sys.executable, "-m", "engine", "run", str(config), "--json"], {"FEDMOSAIC_DB": str(db)}
+            )
             run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
             store = Store(db)
             loop = sum(store.round_metrics(run_id).query("key == 'wall_s'")["value"])
             acc = store.get_run(run_id)["summary"]["server_acc"]
             store.close()
             return whole, float(loop), float(acc)
+
         return run
 
-    sides = {"hand-written loop, as a script": hand, "python -m engine run (sequential)": engine("sequential"),
-             "python -m engine run (auto)": engine("auto")}
+    sides = {
+        "hand-written loop, as a script": hand,
+        "python -m engine run (sequential)": engine("sequential"),
+        "python -m engine run (auto)": engine("auto"),
+    }
     if flower:
         from bench import flower_side
 
@@ -180,7 +210,7 @@ def whole_processes(rounds: int, repeats: int, root: Path, flower: str | None = 
     rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in sides}
     for i in range(repeats):
         order = list(sides.items())
-        for name, fn in (order if i % 2 == 0 else order[::-1]):
+        for name, fn in order if i % 2 == 0 else order[::-1]:
             rows[name].append(fn())
     return rows
 
@@ -190,11 +220,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--flower", metavar="PYTHON", default=None,
-                        help="interpreter of a venv with flwr[simulation]==1.42: adds its Ray simulation")
+    parser.add_argument(
+        "--flower",
+        metavar="PYTHON",
+        default=None,
+        help="interpreter of a venv with flwr[simulation]==1.42: adds its Ray simulation",
+    )
     parser.add_argument("--flower-cpus", type=int, default=2, help="CPUs given to Flower's Ray backend")
-    parser.add_argument("--whole-process", action="store_true",
-                        help="time the hand loop and python -m engine run as whole processes instead")
+    parser.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="time the hand loop and python -m engine run as whole processes instead",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path.home() / ".cache" / "fedmosaic-bench"
@@ -210,8 +247,10 @@ def main() -> None:
             print(f"| {k} | {whole:.2f} | {loop:.2f} | {acc:.3f} |")
         hand = med["hand-written loop, as a script"][0]
         for k, v in med.items():
-            print(f"{k}: {v[0] - hand:+.2f} s ({v[0] / hand:.2f}x) against the hand-written script "
-                  f"(per repeat: {', '.join(f'{w:.2f}' for w, _, _ in rows[k])})")
+            print(
+                f"{k}: {v[0] - hand:+.2f} s ({v[0] / hand:.2f}x) against the hand-written script "
+                f"(per repeat: {', '.join(f'{w:.2f}' for w, _, _ in rows[k])})"
+            )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         return
     engine_run(2, root)  # warm-up: imports, dataset cache
@@ -241,23 +280,29 @@ def main() -> None:
         for name, fn in order:
             rows[name].append(fn(args.rounds, root))
     med = {k: tuple(statistics.median(r[j] for r in v) for j in range(3)) for k, v in rows.items()}
-    print(f"| side | whole run (s) | inside the loop (s) | final global accuracy |")
+    print("| side | whole run (s) | inside the loop (s) | final global accuracy |")
     print("|---|---|---|---|")
     for k, (whole, loop, acc) in med.items():
         print(f"| {k} | {whole:.2f} | {loop:.2f} | {acc:.3f} |")
-    print(f"\nratio engine/hand: whole run {med['engine'][0] / med['hand'][0]:.2f}x, "
-          f"inside the loop {med['engine'][1] / med['hand'][1]:.2f}x "
-          f"(median of {args.repeats}, torch threads={args.threads})")
+    print(
+        f"\nratio engine/hand: whole run {med['engine'][0] / med['hand'][0]:.2f}x, "
+        f"inside the loop {med['engine'][1] / med['hand'][1]:.2f}x "
+        f"(median of {args.repeats}, torch threads={args.threads})"
+    )
     if "flower" in med:
         fl = med["flower"]
         in_proc = statistics.median(r["in_process_s"] for r in flower_runs)
         ready = statistics.median(r["ray_ready_s"] for r in flower_runs)
-        print(f"ratio flower/hand: whole run {fl[0] / med['hand'][0]:.2f}x, inside the loop "
-              f"{fl[1] / med['hand'][1]:.2f}x; flower/engine: whole run {fl[0] / med['engine'][0]:.2f}x, "
-              f"inside the loop {fl[1] / med['engine'][1]:.2f}x")
-        print(f"(flower: Ray backend with {args.flower_cpus} CPUs, 1 CPU + 1 torch thread per client actor; "
-              f"whole run = subprocess spawn to exit, {in_proc:.2f} s of it after the imports, "
-              f"{ready:.2f} s of that Ray start-up before round 1)")
+        print(
+            f"ratio flower/hand: whole run {fl[0] / med['hand'][0]:.2f}x, inside the loop "
+            f"{fl[1] / med['hand'][1]:.2f}x; flower/engine: whole run {fl[0] / med['engine'][0]:.2f}x, "
+            f"inside the loop {fl[1] / med['engine'][1]:.2f}x"
+        )
+        print(
+            f"(flower: Ray backend with {args.flower_cpus} CPUs, 1 CPU + 1 torch thread per client actor; "
+            f"whole run = subprocess spawn to exit, {in_proc:.2f} s of it after the imports, "
+            f"{ready:.2f} s of that Ray start-up before round 1)"
+        )
 
 
 if __name__ == "__main__":

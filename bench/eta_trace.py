@@ -38,11 +38,25 @@ def round_times(db: Path, run_id: str) -> list[float]:
 
 
 def cnn_config(name: str, rounds: int, seed: int, strategy: str = "fedprox") -> dict:
-    return {"name": name, "seed": seed, "rounds": rounds,
-            "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}},
-            "clients": [{"name": "site", "count": 10, "model": {"arch": "cnn", "channels": 32},
-                         "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 1, "batch_size": 10}],
-            "strategy": {"name": strategy}}
+    return {
+        "name": name,
+        "seed": seed,
+        "rounds": rounds,
+        "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}},
+        "clients": [
+            {
+                "name": "site",
+                "count": 10,
+                "model": {"arch": "cnn", "channels": 32},
+                "optimizer": "sgd",
+                "lr": 0.05,
+                "momentum": 0.9,
+                "epochs": 1,
+                "batch_size": 10,
+            }
+        ],
+        "strategy": {"name": strategy},
+    }
 
 
 def cli_scenario(work: Path) -> dict:
@@ -54,8 +68,10 @@ def cli_scenario(work: Path) -> dict:
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     run_id = json.loads(out.stdout.strip().splitlines()[-1])["run_id"]
     times = round_times(db, run_id)
-    return {"command": "python -m engine run CONFIG (bench.eta_trace.cnn_config('cli', 25, 0, 'fedavg'))",
-            "runs": {"cnn x10, fedavg, 25 rounds": {"rounds": len(times), "times": times}}}
+    return {
+        "command": "python -m engine run CONFIG (bench.eta_trace.cnn_config('cli', 25, 0, 'fedavg'))",
+        "runs": {"cnn x10, fedavg, 25 rounds": {"rounds": len(times), "times": times}},
+    }
 
 
 def app_scenario(work: Path) -> dict:
@@ -65,8 +81,10 @@ def app_scenario(work: Path) -> dict:
     os.environ["FEDMOSAIC_HOME"] = str(work)
     db = work / "app.db"
     mgr = RunManager(Store(db), workers=2)
-    runs = {"cnn x10, 20 rounds": mgr.submit(cnn_config("short", 20, 0)),
-            "cnn x10, 30 rounds": mgr.submit(cnn_config("long", 30, 1))}
+    runs = {
+        "cnn x10, 20 rounds": mgr.submit(cnn_config("short", 20, 0)),
+        "cnn x10, 30 rounds": mgr.submit(cnn_config("long", 30, 1)),
+    }
     for run_id in runs.values():
         mgr.wait(run_id)
     mgr.shutdown(wait=True)
@@ -74,8 +92,10 @@ def app_scenario(work: Path) -> dict:
     for label, run_id in runs.items():
         times = round_times(db, run_id)
         out[label] = {"rounds": len(times), "times": times}
-    return {"command": "RunManager(workers=2): two fedprox runs of 10 cnn clients on digits, launched together",
-            "runs": out}
+    return {
+        "command": "RunManager(workers=2): two fedprox runs of 10 cnn clients on digits, launched together",
+        "runs": out,
+    }
 
 
 def main() -> None:
@@ -89,12 +109,21 @@ def main() -> None:
         load = os.getloadavg()[0]
         t0 = time.time()
         trace = {"cli": cli_scenario, "app": app_scenario}[name](work)
-        trace = {"scenario": name, "recorded": time.strftime("%Y-%m-%d %H:%M", time.localtime(t0)),
-                 "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2), **trace}
+        trace = {
+            "scenario": name,
+            "recorded": time.strftime("%Y-%m-%d %H:%M", time.localtime(t0)),
+            "load_before": round(load, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+            **trace,
+        }
         path = args.out / f"eta_{name}.json"
         path.write_text(json.dumps(trace, indent=1) + "\n")
-        print(f"wrote {path}: " + ", ".join(f"{k}: {sum(v['times']):.1f} s over {v['rounds']} rounds"
-                                            for k, v in trace["runs"].items()))
+        print(
+            f"wrote {path}: "
+            + ", ".join(
+                f"{k}: {sum(v['times']):.1f} s over {v['rounds']} rounds" for k, v in trace["runs"].items()
+            )
+        )
 
 
 if __name__ == "__main__":

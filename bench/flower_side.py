@@ -64,8 +64,9 @@ _CLIENT_DATA: dict[str, object] = {}  # per client process: the splits file, loa
 def _make_model():
     from torch import nn
 
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                         nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
 
 
 def _client_split(msg, context):
@@ -105,7 +106,7 @@ def _train(msg, context):
     for _ in range(int(cfg["epochs"])):
         perm = torch.randperm(len(y), generator=g)
         for i in range(0, len(y), bs):
-            idx = perm[i:i + bs]
+            idx = perm[i : i + bs]
             opt.zero_grad()
             loss = F.cross_entropy(local(x[idx]), y[idx])
             loss.backward()
@@ -167,21 +168,37 @@ def _child(rounds: int, cpus: int, client_cpus: float, root: Path) -> None:
         while len(node_ids := list(grid.get_node_ids())) < n_clients:
             time.sleep(0.01)
         warm = ConfigRecord({"data-path": str(data_path)})
-        replies = grid.send_and_receive([Message(RecordDict({"config": warm}), dst_node_id=nid,
-                                                 message_type=MessageType.QUERY) for nid in node_ids])
+        replies = grid.send_and_receive(
+            [
+                Message(RecordDict({"config": warm}), dst_node_id=nid, message_type=MessageType.QUERY)
+                for nid in node_ids
+            ]
+        )
         if any(r.has_error() for r in replies):
             raise RuntimeError(f"warm-up failed: {[r.error.reason for r in replies if r.has_error()]}")
         stamps["warm"] = time.perf_counter()
         torch.manual_seed(0)  # the hand loop's initial global model
-        strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n_clients,
-                          min_available_nodes=n_clients)
-        strategy.start(grid=grid, initial_arrays=ArrayRecord(_make_model().state_dict()),
-                       num_rounds=rounds, evaluate_fn=central_eval,
-                       train_config=ConfigRecord({"lr": float(client["lr"]),
-                                                  "momentum": float(client["momentum"]),
-                                                  "epochs": int(client["epochs"]),
-                                                  "batch-size": int(client["batch_size"]),
-                                                  "data-path": str(data_path)}))
+        strategy = FedAvg(
+            fraction_train=1.0,
+            fraction_evaluate=0.0,
+            min_train_nodes=n_clients,
+            min_available_nodes=n_clients,
+        )
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(_make_model().state_dict()),
+            num_rounds=rounds,
+            evaluate_fn=central_eval,
+            train_config=ConfigRecord(
+                {
+                    "lr": float(client["lr"]),
+                    "momentum": float(client["momentum"]),
+                    "epochs": int(client["epochs"]),
+                    "batch-size": int(client["batch_size"]),
+                    "data-path": str(data_path),
+                }
+            ),
+        )
 
     # By reference (bench.flower_side, not __main__'s copy) so that Ray's actors import them.
     from bench.flower_side import _train as train
@@ -191,33 +208,73 @@ def _child(rounds: int, cpus: int, client_cpus: float, root: Path) -> None:
     client_app.train()(train)
     client_app.query()(warm_up)
 
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_clients,
-                   backend_name="ray",
-                   backend_config={"init_args": {"num_cpus": cpus, "num_gpus": 0},
-                                   "client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0}})
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=n_clients,
+        backend_name="ray",
+        backend_config={
+            "init_args": {"num_cpus": cpus, "num_gpus": 0},
+            "client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
+        },
+    )
     end = time.perf_counter()
     tmp.cleanup()
     if rounds not in stamps:
-        raise SystemExit(f"the Flower run did not complete {rounds} rounds (central evaluations: "
-                         f"{sorted(accs)})")
-    print(RESULT_TAG + json.dumps({"rounds": rounds, "in_process_s": end - t_imported,
-                                   "imports_s": t_imported - t0, "loop_s": stamps[rounds] - stamps[0],
-                                   "ray_ready_s": stamps["warm"] - stamps["server-start"],
-                                   "acc": accs[rounds], "accs": [accs[r] for r in sorted(accs)]}),
-          flush=True)
+        raise SystemExit(
+            f"the Flower run did not complete {rounds} rounds (central evaluations: {sorted(accs)})"
+        )
+    print(
+        RESULT_TAG
+        + json.dumps(
+            {
+                "rounds": rounds,
+                "in_process_s": end - t_imported,
+                "imports_s": t_imported - t0,
+                "loop_s": stamps[rounds] - stamps[0],
+                "ray_ready_s": stamps["warm"] - stamps["server-start"],
+                "acc": accs[rounds],
+                "accs": [accs[r] for r in sorted(accs)],
+            }
+        ),
+        flush=True,
+    )
 
 
-def measure(python: str | os.PathLike, rounds: int, cpus: int = 2, client_cpus: float = 1,
-            root: Path | None = None, verbose: bool = False) -> dict | None:
+def measure(
+    python: str | os.PathLike,
+    rounds: int,
+    cpus: int = 2,
+    client_cpus: float = 1,
+    root: Path | None = None,
+    verbose: bool = False,
+) -> dict | None:
     """Run the Flower side once as a subprocess with ``python``; ``None`` where flwr is missing.
 
     Returns ``whole_s`` (spawn to exit) plus the child's ``in_process_s``, ``loop_s``, ``acc``.
     """
     root = root or Path.home() / ".cache" / "fedmosaic-bench"
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in [str(REPO), os.environ.get("PYTHONPATH")] if p)}
-    cmd = [str(python), "-m", "bench.flower_side", "--child", "--rounds", str(rounds), "--cpus", str(cpus),
-           "--client-cpus", str(client_cpus), "--root", str(root)]
+    env = {
+        **os.environ,
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in [str(REPO), os.environ.get("PYTHONPATH")] if p),
+    }
+    cmd = [
+        str(python),
+        "-m",
+        "bench.flower_side",
+        "--child",
+        "--rounds",
+        str(rounds),
+        "--cpus",
+        str(cpus),
+        "--client-cpus",
+        str(client_cpus),
+        "--root",
+        str(root),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True)
     whole = time.perf_counter() - t0
@@ -227,9 +284,10 @@ def measure(python: str | os.PathLike, rounds: int, cpus: int = 2, client_cpus: 
     if proc.returncode == 0 and not lines and NO_FLWR.split("{")[0] in proc.stdout:
         return None
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the Flower side failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                           f"{proc.stderr[-6000:]}")
-    return {"whole_s": whole, **json.loads(lines[-1][len(RESULT_TAG):])}
+        raise RuntimeError(
+            f"the Flower side failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    return {"whole_s": whole, **json.loads(lines[-1][len(RESULT_TAG) :])}
 
 
 def flwr_available(python: str | os.PathLike) -> bool:
@@ -238,8 +296,9 @@ def flwr_available(python: str | os.PathLike) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs given to Ray")
@@ -255,21 +314,33 @@ def main() -> None:
     if not flwr_available(args.python):
         print(NO_FLWR.format(python=args.python))
         return
-    runs = [measure(args.python, args.rounds, args.cpus, args.client_cpus, args.root, args.verbose)
-            for _ in range(args.repeats)]
+    runs = [
+        measure(args.python, args.rounds, args.cpus, args.client_cpus, args.root, args.verbose)
+        for _ in range(args.repeats)
+    ]
     med = {k: statistics.median(r[k] for r in runs) for k in ("whole_s", "in_process_s", "loop_s", "acc")}
-    print("| side | whole process (s) | in-process, after imports (s) | inside the loop (s) | "
-          "final global accuracy |")
+    print(
+        "| side | whole process (s) | in-process, after imports (s) | inside the loop (s) | "
+        "final global accuracy |"
+    )
     print("|---|---|---|---|---|")
-    print(f"| flower {_flwr_version(args.python)} (ray, {args.cpus} CPUs, {args.client_cpus:g} per client) | "
-          f"{med['whole_s']:.2f} | {med['in_process_s']:.2f} | {med['loop_s']:.2f} | {med['acc']:.3f} |")
-    print(f"\n{args.rounds} rounds, median of {args.repeats}; accuracy per round: "
-          + ", ".join(f"{a:.3f}" for a in runs[-1]["accs"][1:]))
+    print(
+        f"| flower {_flwr_version(args.python)} (ray, {args.cpus} CPUs, {args.client_cpus:g} per client) | "
+        f"{med['whole_s']:.2f} | {med['in_process_s']:.2f} | {med['loop_s']:.2f} | {med['acc']:.3f} |"
+    )
+    print(
+        f"\n{args.rounds} rounds, median of {args.repeats}; accuracy per round: "
+        + ", ".join(f"{a:.3f}" for a in runs[-1]["accs"][1:])
+    )
 
 
 def _flwr_version(python: str | os.PathLike) -> str:
-    out = subprocess.run([str(python), "-c", "import flwr; print(flwr.__version__)"], check=False,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(python), "-c", "import flwr; print(flwr.__version__)"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip() or "?"
 
 

@@ -35,14 +35,17 @@ def main() -> None:
     x_all = torch.as_tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
     y_all = torch.as_tensor(digits.target, dtype=torch.long)
     splits = np.load(args.splits)
-    clients = [(x_all[torch.as_tensor(splits[k])], y_all[torch.as_tensor(splits[k])])
-               for k in sorted((k for k in splits.files if k.startswith("client")), key=lambda k: int(k[6:]))]
+    clients = [
+        (x_all[torch.as_tensor(splits[k])], y_all[torch.as_tensor(splits[k])])
+        for k in sorted((k for k in splits.files if k.startswith("client")), key=lambda k: int(k[6:]))
+    ]
     test_x, test_y = torch.as_tensor(splits["test_x"]), torch.as_tensor(splits["test_y"])
     torch.manual_seed(0)
 
     def make() -> nn.Module:
-        return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                             nn.Linear(64, 10))
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+        )
 
     global_model, local = make(), make()
     g = torch.Generator().manual_seed(0)
@@ -56,15 +59,16 @@ def main() -> None:
             for _ in range(2):
                 perm = torch.randperm(len(y), generator=g)
                 for i in range(0, len(y), 32):
-                    idx = perm[i:i + 32]
+                    idx = perm[i : i + 32]
                     opt.zero_grad()
                     F.cross_entropy(local(x[idx]), y[idx]).backward()
                     opt.step()
             states.append({k: v.clone() for k, v in local.state_dict().items()})
             sizes.append(len(y))
         total = sum(sizes)
-        global_model.load_state_dict({k: sum(s[k] * (n / total) for s, n in zip(states, sizes))
-                                      for k in states[0]})
+        global_model.load_state_dict(
+            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes)) for k in states[0]}
+        )
         with torch.no_grad():
             acc = float((global_model(test_x).argmax(1) == test_y).float().mean())
     print(json.dumps({"loop_s": time.perf_counter() - t_loop, "acc": acc}))

@@ -53,7 +53,9 @@ def jittered_digits(copies: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch
         angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(12)
         shift = (torch.rand(n, 2, generator=g) * 2 - 1) * (2 / 14)  # up to 2 px of 28 in [-1, 1] units
         cos, sin = angle.cos(), angle.sin()
-        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        theta = torch.stack(
+            [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         xs.append(F.grid_sample(x, grid, align_corners=False, padding_mode="zeros").clamp(0, 1))
         ys.append(y)
@@ -74,14 +76,35 @@ def federation_csv(root: Path = ROOT) -> Path:
 
 
 def config(strategy: str, rounds: int, csv: Path, **extra: Any) -> dict:
-    data = {"dataset": "csv", "path": str(csv), "target": "label", "image_shape": [1, 28, 28],
-            "partition": {"method": "dirichlet", "alpha": 0.3}}
+    data = {
+        "dataset": "csv",
+        "path": str(csv),
+        "target": "label",
+        "image_shape": [1, 28, 28],
+        "partition": {"method": "dirichlet", "alpha": 0.3},
+    }
     if strategy in NEEDS_PUBLIC:
         data["public_fraction"] = 0.1
-    return {"name": f"images-{strategy}", "seed": 0, "rounds": rounds, "data": data, "checkpoint_every": 0,
-            "clients": [{"name": "site", "count": 10, "model": {"arch": "fedavg_cnn"}, "optimizer": "sgd",
-                         "lr": 0.005, "epochs": 1, "batch_size": 10}],
-            "strategy": {"name": strategy}, **extra}
+    return {
+        "name": f"images-{strategy}",
+        "seed": 0,
+        "rounds": rounds,
+        "data": data,
+        "checkpoint_every": 0,
+        "clients": [
+            {
+                "name": "site",
+                "count": 10,
+                "model": {"arch": "fedavg_cnn"},
+                "optimizer": "sgd",
+                "lr": 0.005,
+                "epochs": 1,
+                "batch_size": 10,
+            }
+        ],
+        "strategy": {"name": strategy},
+        **extra,
+    }
 
 
 def current_rss_mb() -> float:
@@ -155,15 +178,16 @@ class HandSide:
             x, y = client.train.x, client.train.y
             perm = torch.randperm(len(y), generator=self.g)
             for i in range(0, len(y), 10):
-                idx = perm[i:i + 10]
+                idx = perm[i : i + 10]
                 opt.zero_grad()
                 F.cross_entropy(self.local(x[idx]), y[idx]).backward()
                 opt.step()
             states.append({k: v.clone() for k, v in self.local.state_dict().items()})
             sizes.append(len(y))
         total = sum(sizes)
-        self.global_model.load_state_dict({k: sum(s[k] * (n / total) for s, n in zip(states, sizes))
-                                           for k in states[0]})
+        self.global_model.load_state_dict(
+            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes)) for k in states[0]}
+        )
         t1 = time.perf_counter()
         correct = n = 0
         with torch.no_grad():  # PFLlib's evaluation: the global model on every client's test split
@@ -187,8 +211,10 @@ def main() -> None:
     csv = federation_csv()
     names = args.strategies or [n for n in STRATEGIES.names() if n != "centralized"]
     print(f"load average before: {os.getloadavg()[0]:.2f}; {csv}")
-    print("| strategy | s/round (rounds 2..R-1) | scoring share | hand loop s/round beside it | ratio | "
-          "round R (whole global set) | acc | peak RSS MB |")
+    print(
+        "| strategy | s/round (rounds 2..R-1) | scoring share | hand loop s/round beside it | ratio | "
+        "round R (whole global set) | acc | peak RSS MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
 
     def row(label: str, side: Any, hand: Any) -> None:
@@ -196,8 +222,11 @@ def main() -> None:
         walls, hand_walls = side.walls[middle], hand.walls[middle]
         share = sum(side.scoring[middle]) / sum(walls)
         ratio = statistics.median(w / h for w, h in zip(walls, hand_walls, strict=True))
-        print(f"| {label} | {statistics.median(walls):.2f} | {share:.0%} | {statistics.median(hand_walls):.2f} | "
-              f"{ratio:.2f}x | {side.walls[-1]:.2f} | {side.acc:.3f} | {peak_rss_mb():.0f} |", flush=True)
+        print(
+            f"| {label} | {statistics.median(walls):.2f} | {share:.0%} | {statistics.median(hand_walls):.2f} | "
+            f"{ratio:.2f}x | {side.walls[-1]:.2f} | {side.acc:.3f} | {peak_rss_mb():.0f} |",
+            flush=True,
+        )
 
     traces: list[str] = []
     for name in names:
@@ -214,9 +243,11 @@ def main() -> None:
             for s_ in pair:
                 s_.round(rnd)
         row(name, side, hand)
-        traces.append(f"# {name}: each round (s) {', '.join(f'{w:.1f}' for w in side.walls)}; hand loop "
-                      f"{', '.join(f'{w:.1f}' for w in hand.walls)}; RSS after each round (MB) "
-                      f"{', '.join(f'{r:.0f}' for r in side.rss)}")
+        traces.append(
+            f"# {name}: each round (s) {', '.join(f'{w:.1f}' for w in side.walls)}; hand loop "
+            f"{', '.join(f'{w:.1f}' for w in hand.walls)}; RSS after each round (MB) "
+            f"{', '.join(f'{r:.0f}' for r in side.rss)}"
+        )
         del side, hand
         gc.collect()
     print("\n".join(traces))

@@ -56,12 +56,16 @@ SETTINGS = {"optimizer": "sgd", "lr": 0.005, "momentum": 0.0, "batch_size": 10, 
 REP_DIM = 512
 ROSTERS: dict[str, list[dict[str, Any]]] = {
     "fedavg_cnn": [{"name": "cnn", "count": 10, "model": {"arch": "fedavg_cnn"}, **SETTINGS}],
-    "mixed": [{"name": "mlp", "count": 4, "model": {"arch": "mlp", "hidden": 128}, **SETTINGS},
-              {"name": "cnn", "count": 3, "model": {"arch": "cnn", "channels": 32}, **SETTINGS},
-              {"name": "gru", "count": 3, "model": {"arch": "gru", "hidden": 64}, **SETTINGS}],
-    "cnn_resnet_mlp": [{"name": "cnn", "count": 4, "model": {"arch": "fedavg_cnn"}, **SETTINGS},
-                       {"name": "resnet", "count": 3, "model": {"arch": "resnet"}, **SETTINGS},
-                       {"name": "mlp", "count": 3, "model": {"arch": "mlp", "hidden": 128}, **SETTINGS}],
+    "mixed": [
+        {"name": "mlp", "count": 4, "model": {"arch": "mlp", "hidden": 128}, **SETTINGS},
+        {"name": "cnn", "count": 3, "model": {"arch": "cnn", "channels": 32}, **SETTINGS},
+        {"name": "gru", "count": 3, "model": {"arch": "gru", "hidden": 64}, **SETTINGS},
+    ],
+    "cnn_resnet_mlp": [
+        {"name": "cnn", "count": 4, "model": {"arch": "fedavg_cnn"}, **SETTINGS},
+        {"name": "resnet", "count": 3, "model": {"arch": "resnet"}, **SETTINGS},
+        {"name": "mlp", "count": 3, "model": {"arch": "mlp", "hidden": 128}, **SETTINGS},
+    ],
 }
 PUBLIC = {"fedavg_cnn": 0.0, "mixed": 0.1, "cnn_resnet_mlp": 0.0}
 THIRD = ("local", "lg_fedavg", "fedproto")
@@ -70,7 +74,9 @@ HAND = ("fedavg", "local", "lg_fedavg")
 
 
 # ---- making the federation CSV -------------------------------------------------------------------------
-def deal(labels: np.ndarray, clients: int, alpha: float, test: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def deal(
+    labels: np.ndarray, clients: int, alpha: float, test: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Dirichlet(``alpha``) label skew over ``clients`` (each class's rows split by a draw of
     client shares) and a ``test`` share of each client's rows marked test: ``(client, split)``."""
     rng = np.random.default_rng(seed)
@@ -84,12 +90,20 @@ def deal(labels: np.ndarray, clients: int, alpha: float, test: float, seed: int)
     split = np.array(["train"] * len(labels), dtype=object)
     for k in range(clients):
         rows = rng.permutation(np.flatnonzero(owner == k))
-        split[rows[:int(round(test * len(rows)))]] = "test"
+        split[rows[: int(round(test * len(rows)))]] = "test"
     return owner, split
 
 
-def write_federation(path: Path, x: torch.Tensor, y: torch.Tensor, *, clients: int = 10, alpha: float = 0.3,
-                     test: float = 0.25, seed: int = 0) -> Path:
+def write_federation(
+    path: Path,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    clients: int = 10,
+    alpha: float = 0.3,
+    test: float = 0.25,
+    seed: int = 0,
+) -> Path:
     """The federation CSV: ``label, client, split, px0...`` (clients named ``site-00``...)."""
     from bench.images import write_pixel_csv
 
@@ -149,8 +163,14 @@ def data_section(csv_path: Path, shape: list[int], public: float) -> dict[str, A
     """The config's data section: the CSV read as a user would, its own split honoured."""
     from engine.data.config import DataConfig
 
-    data: dict[str, Any] = {"dataset": "csv", "path": str(csv_path), "target": "label", "image_shape": shape,
-                            "partition": {"method": "natural", "column": "client"}, "public_fraction": public}
+    data: dict[str, Any] = {
+        "dataset": "csv",
+        "path": str(csv_path),
+        "target": "label",
+        "image_shape": shape,
+        "partition": {"method": "natural", "column": "client"},
+        "public_fraction": public,
+    }
     fields = DataConfig.model_fields
     if "split_column" in fields:
         data["split_column"] = "split"
@@ -197,16 +217,25 @@ def plan(names: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def run_fedmosaic(strategy: str, roster: str, csv_path: Path, shape: list[int], rounds: int, seed: int) -> Row:
+def run_fedmosaic(
+    strategy: str, roster: str, csv_path: Path, shape: list[int], rounds: int, seed: int
+) -> Row:
     """One FedMosaic run, evaluated at rounds 10, 20, ..."""
+    from engine.access import trusted_paths
     from engine.config import parse_config
     from engine.core.simulation import Simulation
 
-    from engine.access import trusted_paths
-
-    cfg = {"name": f"peers-{strategy}-{roster}", "seed": seed, "rounds": rounds, "eval_every": 10,
-           "rep_dim": REP_DIM, "checkpoint_every": 0, "strategy": {"name": strategy},
-           "data": data_section(csv_path, shape, PUBLIC[roster]), "clients": ROSTERS[roster]}
+    cfg = {
+        "name": f"peers-{strategy}-{roster}",
+        "seed": seed,
+        "rounds": rounds,
+        "eval_every": 10,
+        "rep_dim": REP_DIM,
+        "checkpoint_every": 0,
+        "strategy": {"name": strategy},
+        "data": data_section(csv_path, shape, PUBLIC[roster]),
+        "clients": ROSTERS[roster],
+    }
     start = time.perf_counter()
     with trusted_paths():  # an operator's benchmark reads the file it is given, like the CLI
         sim = Simulation(parse_config(cfg))
@@ -219,8 +248,9 @@ def run_fedmosaic(strategy: str, roster: str, csv_path: Path, shape: list[int], 
     return row
 
 
-def run_hand(algorithm: str, clients: list[Any], shape: list[int], rounds: int, seed: int,
-             init: str = "torch") -> Row:
+def run_hand(
+    algorithm: str, clients: list[Any], shape: list[int], rounds: int, seed: int, init: str = "torch"
+) -> Row:
     """The hand-written loop with the libraries' FedAvgCNN, torch-initialised as they are (``init``
     ``torch``) or He-initialised as FedMosaic's image models are (``he``: the same loop, so the
     difference from FedMosaic's figures is the engine's, not the initialisation's)."""
@@ -235,10 +265,21 @@ def run_hand(algorithm: str, clients: list[Any], shape: list[int], rounds: int, 
         return model
 
     with torch.no_grad():
-        dim = ReferenceFedAvgCNN(shape[0]).conv2(ReferenceFedAvgCNN(shape[0]).conv1(torch.zeros(1, *shape))).numel()
+        dim = (
+            ReferenceFedAvgCNN(shape[0])
+            .conv2(ReferenceFedAvgCNN(shape[0]).conv1(torch.zeros(1, *shape)))
+            .numel()
+        )
     start = time.perf_counter()
-    curve = run(algorithm, clients, make, rounds=rounds, seed=seed, same_start=init != "he-own",
-                **{k: SETTINGS[k] for k in ("lr", "batch_size", "epochs")})
+    curve = run(
+        algorithm,
+        clients,
+        make,
+        rounds=rounds,
+        seed=seed,
+        same_start=init != "he-own",
+        **{k: SETTINGS[k] for k in ("lr", "batch_size", "epochs")},
+    )
     source = "hand-written loop" + {"he": ", He init", "he-own": ", He init per client"}.get(init, "")
     row = Row(algorithm, "fedavg_cnn", source=source, wall_s=time.perf_counter() - start)
     row.acc = {r: curve[r - 1] for r in range(10, rounds + 1, 10)}
@@ -260,19 +301,35 @@ def targets(rows: list[Row], figures: dict[str, Any]) -> list[str]:
 
     ours = {(r.strategy, r.roster): r for r in rows if r.source == "FedMosaic" and not r.note}
     hand = [r for r in rows if r.source != "FedMosaic"]
-    given = {(f["strategy"], f.get("roster", "fedavg_cnn")): f for f in figures.get("rows", [])
-             if "@10" in f.get("metric", "")}
-    lines = ["## Issue #15's targets on this federation", "",
-             "| target | strategy | roster | FedMosaic | reference | difference (points) | met |", "|---|" + "---|" * 6]
+    given = {
+        (f["strategy"], f.get("roster", "fedavg_cnn")): f
+        for f in figures.get("rows", [])
+        if "@10" in f.get("metric", "")
+    }
+    lines = [
+        "## Issue #15's targets on this federation",
+        "",
+        "| target | strategy | roster | FedMosaic | reference | difference (points) | met |",
+        "|---|" + "---|" * 6,
+    ]
 
-    def line(target: str, row: Row, value: float | None, ref: float, ref_text: str, need: float,
-             comparable: bool = True) -> None:
+    def line(
+        target: str,
+        row: Row,
+        value: float | None,
+        ref: float,
+        ref_text: str,
+        need: float,
+        comparable: bool = True,
+    ) -> None:
         if value is None:
             lines.append(f"| {target} | {row.strategy} | {row.roster} | not measured | {ref_text} | — | — |")
             return
         diff = 100 * (value - ref)
         met = ("yes" if diff >= need else "no") if comparable else "not judged: other data"
-        lines.append(f"| {target} | {row.strategy} | {row.roster} | {value:.3f} | {ref_text} | {diff:+.1f} | {met} |")
+        lines.append(
+            f"| {target} | {row.strategy} | {row.roster} | {value:.3f} | {ref_text} | {diff:+.1f} | {met} |"
+        )
 
     for name in ("fedavg", "local", *METHODS):
         for (strategy, roster), row in sorted(ours.items()):
@@ -281,69 +338,125 @@ def targets(rows: list[Row], figures: dict[str, Any]) -> list[str]:
             refs = []
             if (strategy, roster) in given:
                 f = given[(strategy, roster)]
-                refs.append((f["value"], f"{f['value']:.3f} ({f['source'].split(' (')[0].split(',')[0]})",
-                             bool(f.get("same_data", False))))
+                refs.append(
+                    (
+                        f["value"],
+                        f"{f['value']:.3f} ({f['source'].split(' (')[0].split(',')[0]})",
+                        bool(f.get("same_data", False)),
+                    )
+                )
             for h in hand:
                 if roster == "fedavg_cnn" and h.strategy == strategy and 10 in h.acc:
                     refs.append((h.acc[10], f"{h.acc[10]:.3f} ({h.source}, these rows)", True))
             if not refs:
                 acc = row.acc.get(10)
-                lines.append(f"| personal acc @10 within 1 point of the reference | {strategy} | {roster} | "
-                             f"{fmt(acc)} | no reference figure given | — | not judged |")
+                lines.append(
+                    f"| personal acc @10 within 1 point of the reference | {strategy} | {roster} | "
+                    f"{fmt(acc)} | no reference figure given | — | not judged |"
+                )
             for ref, text, comparable in refs:
-                line("personal acc @10 within 1 point of the reference", row, row.acc.get(10), ref, text, -1.0,
-                     comparable)
+                line(
+                    "personal acc @10 within 1 point of the reference",
+                    row,
+                    row.acc.get(10),
+                    ref,
+                    text,
+                    -1.0,
+                    comparable,
+                )
     local = ours.get(("local", "mixed"))
     for name in ("fedmd", "feddf"):
         row = ours.get((name, "mixed"))
         if row is None or local is None or 10 not in local.global_acc:
-            lines.append(f"| global acc @10 at least 15 points above local | {name} | mixed | not measured | | — | — |")
+            lines.append(
+                f"| global acc @10 at least 15 points above local | {name} | mixed | not measured | | — | — |"
+            )
             continue
-        line("global acc @10 at least 15 points above local", row, row.global_acc.get(10), local.global_acc[10],
-             f"{local.global_acc[10]:.3f} (local, same roster and rows)", 15.0)
+        line(
+            "global acc @10 at least 15 points above local",
+            row,
+            row.global_acc.get(10),
+            local.global_acc[10],
+            f"{local.global_acc[10]:.3f} (local, same roster and rows)",
+            15.0,
+        )
     missing = [m for m in ("fedavg", "local", *METHODS) if not any(s == m and r != "mixed" for s, r in ours)]
     if missing:
-        lines += ["", f"Not run here, so not judged: {', '.join(missing)} (the harness was given --runs; every "
-                  "strategy runs without it)."]
-    lines += ["", "Personalised strategies without a reference figure on their roster and round are not judged "
-              "here. A figure measured on MNIST is not comparable number for number with one on this "
-              "federation; the hand-written loop's is (same rows, the libraries' protocol and initialisation).", ""]
+        lines += [
+            "",
+            f"Not run here, so not judged: {', '.join(missing)} (the harness was given --runs; every "
+            "strategy runs without it).",
+        ]
+    lines += [
+        "",
+        "Personalised strategies without a reference figure on their roster and round are not judged "
+        "here. A figure measured on MNIST is not comparable number for number with one on this "
+        "federation; the hand-written loop's is (same rows, the libraries' protocol and initialisation).",
+        "",
+    ]
     return lines
 
 
-def report(rows: list[Row], figures: dict[str, Any], args: argparse.Namespace, command: str, elapsed: float,
-           split_honoured: bool) -> str:
+def report(
+    rows: list[Row],
+    figures: dict[str, Any],
+    args: argparse.Namespace,
+    command: str,
+    elapsed: float,
+    split_honoured: bool,
+) -> str:
     rounds = list(range(10, args.rounds + 1, 10))
-    lines = ["# FedMosaic beside the reference libraries", "", "Generated by:", "", "```", command, "```", "",
-             f"Federation: `{args.csv}` ({args.describe}). Every client every round, SGD lr 0.005 without "
-             f"momentum, batch 10, 1 local epoch, feature width (rep_dim) {REP_DIM}: the reference libraries' "
-             f"settings. Seed {args.seed}. (The digits28 stand-in, scikit-learn's 1,797 digits upscaled to "
-             f"28x28 and dealt by Dirichlet(0.3) to 10 clients with a quarter of each client's rows marked "
-             f"test, is written by `.venv/bin/python -m bench.peers --make digits28 --csv PATH`.)",
-             "",
-             ("Each client's train and test rows are the CSV's own (`data.split_column`)." if split_honoured else
-              "This engine has no `data.split_column` yet: each client's test rows were drawn at random (25%); "
-              "the hand-written loop uses the CSV's split."),
-             "",
-             "- **personal acc @r**: sample-weighted accuracy of each client's model on its own test rows after r "
-             "rounds (PFLlib's figure);",
-             "- **global acc @r**: mean over clients of each client's model on every client's test rows;",
-             "- **hand-written loop**: FedAvg, local and LG-FedAvg in the libraries' protocol with their "
-             "torch-initialised FedAvgCNN on the same rows (`bench/reference_loop.py`); **, He init**: the "
-             "same loop with the FedAvgCNN He-initialised as FedMosaic's image models are, so the difference from "
-             "FedMosaic's figures is the engine's, not the initialisation's; **, He init per client**: also each "
-             "client's model initialised on its own, as FedMosaic does (the libraries start all from one);",
-             "- **reference figure**: a published or library figure given to the harness, with its source. Figures "
-             "measured on other data (MNIST) are not comparable number for number.", ""]
-    head = ["strategy", "roster", "run by"] + [f"personal acc @{r}" for r in rounds] + \
-           [f"global acc @{r}" for r in rounds] + ["reference figure", "wall s"]
+    lines = [
+        "# FedMosaic beside the reference libraries",
+        "",
+        "Generated by:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"Federation: `{args.csv}` ({args.describe}). Every client every round, SGD lr 0.005 without "
+        f"momentum, batch 10, 1 local epoch, feature width (rep_dim) {REP_DIM}: the reference libraries' "
+        f"settings. Seed {args.seed}. (The digits28 stand-in, scikit-learn's 1,797 digits upscaled to "
+        f"28x28 and dealt by Dirichlet(0.3) to 10 clients with a quarter of each client's rows marked "
+        f"test, is written by `.venv/bin/python -m bench.peers --make digits28 --csv PATH`.)",
+        "",
+        (
+            "Each client's train and test rows are the CSV's own (`data.split_column`)."
+            if split_honoured
+            else "This engine has no `data.split_column` yet: each client's test rows were drawn at random (25%); "
+            "the hand-written loop uses the CSV's split."
+        ),
+        "",
+        "- **personal acc @r**: sample-weighted accuracy of each client's model on its own test rows after r "
+        "rounds (PFLlib's figure);",
+        "- **global acc @r**: mean over clients of each client's model on every client's test rows;",
+        "- **hand-written loop**: FedAvg, local and LG-FedAvg in the libraries' protocol with their "
+        "torch-initialised FedAvgCNN on the same rows (`bench/reference_loop.py`); **, He init**: the "
+        "same loop with the FedAvgCNN He-initialised as FedMosaic's image models are, so the difference from "
+        "FedMosaic's figures is the engine's, not the initialisation's; **, He init per client**: also each "
+        "client's model initialised on its own, as FedMosaic does (the libraries start all from one);",
+        "- **reference figure**: a published or library figure given to the harness, with its source. Figures "
+        "measured on other data (MNIST) are not comparable number for number.",
+        "",
+    ]
+    head = (
+        ["strategy", "roster", "run by"]
+        + [f"personal acc @{r}" for r in rounds]
+        + [f"global acc @{r}" for r in rounds]
+        + ["reference figure", "wall s"]
+    )
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     given = {(f["strategy"], f.get("roster", "fedavg_cnn")): f for f in figures.get("rows", [])}
     for row in rows:
         ref = given.get((row.strategy, row.roster)) if row.source == "FedMosaic" else None
         ref_text = (f"{ref['value']:.3f} ({ref['metric']}; {ref['source']})" if ref else "") + row.note
-        cells = [row.strategy, row.roster, row.source] + [fmt(row.acc.get(r)) for r in rounds] + \
-                [fmt(row.global_acc.get(r)) for r in rounds] + [ref_text, f"{row.wall_s:.0f}"]
+        cells = (
+            [row.strategy, row.roster, row.source]
+            + [fmt(row.acc.get(r)) for r in rounds]
+            + [fmt(row.global_acc.get(r)) for r in rounds]
+            + [ref_text, f"{row.wall_s:.0f}"]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     if figures.get("notes"):
         lines += ["", *figures["notes"]]
@@ -351,42 +464,68 @@ def report(rows: list[Row], figures: dict[str, Any], args: argparse.Namespace, c
     n_test = getattr(args, "n_test", 0)
     if n_test:
         se = 100 * (0.85 * 0.15 / n_test) ** 0.5
-        lines += [f"One seed: a personal acc near 0.85 on these {n_test} test rows has a binomial standard error "
-                  f"of about {se:.1f} points, so a difference of a point or two from a reference run on the same "
-                  f"rows is within sampling noise.", ""]
+        lines += [
+            f"One seed: a personal acc near 0.85 on these {n_test} test rows has a binomial standard error "
+            f"of about {se:.1f} points, so a difference of a point or two from a reference run on the same "
+            f"rows is within sampling noise.",
+            "",
+        ]
     ran = sum(r.wall_s for r in rows if r.wall_s == r.wall_s) / 60
-    lines += ["", f"The runs shown took {ran:.0f} min of wall time when they ran (one torch thread each; a rerun "
-                  f"with --cache reuses finished ones); this page took {elapsed / 60:.1f} min at load average "
-                  f"{os.getloadavg()[1]:.1f} (5 min) on {os.cpu_count()} cores. torch {torch.__version__}, Python {platform.python_version()}, "
-                  f"{platform.machine()}.", ""]
+    lines += [
+        "",
+        f"The runs shown took {ran:.0f} min of wall time when they ran (one torch thread each; a rerun "
+        f"with --cache reuses finished ones); this page took {elapsed / 60:.1f} min at load average "
+        f"{os.getloadavg()[1]:.1f} (5 min) on {os.cpu_count()} cores. torch {torch.__version__}, Python {platform.python_version()}, "
+        f"{platform.machine()}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--csv", type=Path, required=True, help="the federation CSV (label, client, split, px...)")
+    parser.add_argument(
+        "--csv", type=Path, required=True, help="the federation CSV (label, client, split, px...)"
+    )
     parser.add_argument("--make", choices=["digits28", "mnist"], help="write the federation CSV first")
     parser.add_argument("--mnist-dir", type=Path, help="--make mnist: folder with the four MNIST IDX files")
-    parser.add_argument("--samples", type=int, default=10_000, help="--make mnist: images to draw (default 10000)")
-    parser.add_argument("--alpha", type=float, default=0.3, help="--make: Dirichlet concentration (default 0.3)")
+    parser.add_argument(
+        "--samples", type=int, default=10_000, help="--make mnist: images to draw (default 10000)"
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=0.3, help="--make: Dirichlet concentration (default 0.3)"
+    )
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 28, 28], help="image shape C H W")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategies", nargs="+", default=None, help="only these (default: every one)")
     parser.add_argument("--no-hand", action="store_true", help="skip the hand-written reference loop")
-    parser.add_argument("--hand-init", nargs="+", choices=["torch", "he", "he-own"],
-                        default=["torch"],
-                        help="the hand-written loop's initialisation(s): torch's default as the libraries "
-                             "(default), he as FedMosaic's image models, he-own: He and each client's model "
-                             "initialised on its own as FedMosaic does (the libraries start all from one)")
+    parser.add_argument(
+        "--hand-init",
+        nargs="+",
+        choices=["torch", "he", "he-own"],
+        default=["torch"],
+        help="the hand-written loop's initialisation(s): torch's default as the libraries "
+        "(default), he as FedMosaic's image models, he-own: He and each client's model "
+        "initialised on its own as FedMosaic does (the libraries start all from one)",
+    )
     parser.add_argument("--figures", type=Path, help="JSON of reference figures to print beside ours")
     parser.add_argument("--out", type=Path, default=Path("docs/peers.md"))
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="JSON file of finished runs (keyed by strategy, roster, rounds, seed and the CSV's "
-                             "size and time): a rerun reuses them, so a long table can be built in parts")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JSON file of finished runs (keyed by strategy, roster, rounds, seed and the CSV's "
+        "size and time): a rerun reuses them, so a long table can be built in parts",
+    )
     parser.add_argument("--only-rosters", nargs="+", default=None, help="run only these rosters")
-    parser.add_argument("--runs", nargs="+", default=None, metavar="STRATEGY:ROSTER",
-                        help="exactly these strategy:roster pairs, in this order (instead of --strategies' plan)")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=None,
+        metavar="STRATEGY:ROSTER",
+        help="exactly these strategy:roster pairs, in this order (instead of --strategies' plan)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -399,8 +538,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.make == "mnist":
         if args.mnist_dir is None:
             parser.error("--make mnist needs --mnist-dir")
-        write_federation(args.csv, *mnist_images(args.mnist_dir, args.samples, args.seed), alpha=args.alpha,
-                         seed=args.seed)
+        write_federation(
+            args.csv, *mnist_images(args.mnist_dir, args.samples, args.seed), alpha=args.alpha, seed=args.seed
+        )
         print(f"wrote {args.csv}", file=sys.stderr)
         return 0
 
@@ -419,10 +559,15 @@ def main(argv: list[str] | None = None) -> int:
         todo = [tuple(pair.split(":", 1)) for pair in args.runs]
         unknown = [f"{n}:{r}" for n, r in todo if n not in STRATEGIES.names() or r not in ROSTERS]
         if unknown:
-            parser.error(f"unknown strategy or roster in --runs: {', '.join(unknown)} (rosters: {', '.join(ROSTERS)})")
+            parser.error(
+                f"unknown strategy or roster in --runs: {', '.join(unknown)} (rosters: {', '.join(ROSTERS)})"
+            )
     else:
-        todo = [(n, r) for n, r in plan(args.strategies or STRATEGIES.names())
-                if args.only_rosters is None or r in args.only_rosters]
+        todo = [
+            (n, r)
+            for n, r in plan(args.strategies or STRATEGIES.names())
+            if args.only_rosters is None or r in args.only_rosters
+        ]
     cache: dict[str, Any] = {}
     if args.cache is not None and args.cache.is_file():
         cache = json.loads(args.cache.read_text(encoding="utf-8"))
@@ -430,8 +575,13 @@ def main(argv: list[str] | None = None) -> int:
     for i, (name, roster) in enumerate(todo, 1):
         key = json.dumps([name, roster, args.rounds, args.seed, stat.st_size, stat.st_mtime_ns])
         if key in cache:
-            row = Row(**{**cache[key], "acc": {int(k): v for k, v in cache[key]["acc"].items()},
-                         "global_acc": {int(k): v for k, v in cache[key]["global_acc"].items()}})
+            row = Row(
+                **{
+                    **cache[key],
+                    "acc": {int(k): v for k, v in cache[key]["acc"].items()},
+                    "global_acc": {int(k): v for k, v in cache[key]["global_acc"].items()},
+                }
+            )
         else:
             try:
                 row = run_fedmosaic(name, roster, args.csv, args.shape, args.rounds, args.seed)
@@ -441,12 +591,17 @@ def main(argv: list[str] | None = None) -> int:
                 cache[key] = row.__dict__
                 args.cache.write_text(json.dumps(cache, indent=1), encoding="utf-8")
         rows.append(row)
-        print(f"[{i}/{len(todo)}] {name} ({roster}): {row.acc} {row.global_acc} {row.note}", file=sys.stderr,
-              flush=True)
+        print(
+            f"[{i}/{len(todo)}] {name} ({roster}): {row.acc} {row.global_acc} {row.note}",
+            file=sys.stderr,
+            flush=True,
+        )
     if not args.no_hand:
         for init, algorithm in ((i, a) for i in args.hand_init for a in HAND):
-            key = json.dumps(["hand", algorithm, args.rounds, args.seed, stat.st_size, stat.st_mtime_ns]
-                             + ([init] if init != "torch" else []))
+            key = json.dumps(
+                ["hand", algorithm, args.rounds, args.seed, stat.st_size, stat.st_mtime_ns]
+                + ([init] if init != "torch" else [])
+            )
             if key in cache:
                 row = Row(**{**cache[key], "acc": {int(k): v for k, v in cache[key]["acc"].items()}})
             else:
@@ -457,17 +612,26 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"hand ({init} init) {algorithm}: {row.acc}", file=sys.stderr, flush=True)
     order = {"fedavg_cnn": 0, "mixed": 1, "cnn_resnet_mlp": 2}
-    rows.sort(key=lambda r: (order.get(r.roster, 2), STRATEGIES.get(r.strategy).family == "reference", r.strategy,
-                             r.source != "FedMosaic"))
+    rows.sort(
+        key=lambda r: (
+            order.get(r.roster, 2),
+            STRATEGIES.get(r.strategy).family == "reference",
+            r.strategy,
+            r.source != "FedMosaic",
+        )
+    )
     only = f" --strategies {' '.join(args.strategies)}" if args.strategies else ""
     only += f" --only-rosters {' '.join(args.only_rosters)}" if args.only_rosters else ""
     only += f" --runs {' '.join(args.runs)}" if args.runs else ""
     only += " --no-hand" if args.no_hand else f" --hand-init {' '.join(args.hand_init)}"
     figs = f" --figures {args.figures}" if args.figures else ""
-    command = (f".venv/bin/python -m bench.peers --csv {args.csv} --rounds {args.rounds} --seed {args.seed}"
-               f"{only}{figs} --out {args.out}")
-    text = report(rows, figures, args, command, time.perf_counter() - started,
-                  "split_column" in DataConfig.model_fields)
+    command = (
+        f".venv/bin/python -m bench.peers --csv {args.csv} --rounds {args.rounds} --seed {args.seed}"
+        f"{only}{figs} --out {args.out}"
+    )
+    text = report(
+        rows, figures, args, command, time.perf_counter() - started, "split_column" in DataConfig.model_fields
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)

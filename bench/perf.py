@@ -33,13 +33,33 @@ DEVICE = "cpu"
 """Where the benchmark's clients compute (``--device``: cpu, cuda, cuda:N, mps)."""
 
 
-def config(n: int, arch: str = "mlp", executor: str = "sequential", rounds: int = 6, eval_every: int = 1) -> dict:
+def config(
+    n: int, arch: str = "mlp", executor: str = "sequential", rounds: int = 6, eval_every: int = 1
+) -> dict:
     model = {"arch": arch} if arch != "cnn" else {"arch": "cnn", "channels": 16}
-    return {"name": f"bench-{n}-{arch}-{executor}", "seed": 0, "rounds": rounds, "eval_every": eval_every,
-            "data": {"dataset": "digits", "partition": {"method": "iid"}, "test_fraction": 0.2},
-            "clients": [{"name": "c", "count": n, "model": model, "optimizer": "sgd", "lr": 0.05,
-                         "momentum": 0.9, "epochs": 1, "batch_size": 32, "device": DEVICE}],
-            "strategy": {"name": "fedavg"}, "executor": executor, "checkpoint_every": 0}
+    return {
+        "name": f"bench-{n}-{arch}-{executor}",
+        "seed": 0,
+        "rounds": rounds,
+        "eval_every": eval_every,
+        "data": {"dataset": "digits", "partition": {"method": "iid"}, "test_fraction": 0.2},
+        "clients": [
+            {
+                "name": "c",
+                "count": n,
+                "model": model,
+                "optimizer": "sgd",
+                "lr": 0.05,
+                "momentum": 0.9,
+                "epochs": 1,
+                "batch_size": 32,
+                "device": DEVICE,
+            }
+        ],
+        "strategy": {"name": "fedavg"},
+        "executor": executor,
+        "checkpoint_every": 0,
+    }
 
 
 def round_times(cfg: dict) -> list[float]:
@@ -100,8 +120,13 @@ def _peak_child(n: int, executor: str) -> dict:
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
         "print(json.dumps({'peak_bytes': peak, 'round_s': t}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -126,8 +151,10 @@ def scaling(out_png: Path) -> str:
     for i, n in enumerate(sizes):
         lines.append(f"| {n} | {per_clients['sequential'][i]:.4f} | {per_clients['vectorized'][i]:.4f} |")
     first, last = statistics.median(long[1:11]), statistics.median(long[-10:])
-    lines.append(f"\nRounds 2-11 vs 51-60 of a 60-round run (100 clients, vectorized): "
-                 f"{first:.4f} vs {last:.4f} s/round (ratio {last / first:.2f}).")
+    lines.append(
+        f"\nRounds 2-11 vs 51-60 of a 60-round run (100 clients, vectorized): "
+        f"{first:.4f} vs {last:.4f} s/round (ratio {last / first:.2f})."
+    )
     try:
         import matplotlib
 
@@ -155,11 +182,15 @@ def scaling(out_png: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("what", choices=["vectorized", "threads", "memory", "scaling", "all"])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--png", default="docs/perf_scaling.png")
-    parser.add_argument("--device", default="cpu", help="where clients compute: cpu (default), cuda, cuda:N, mps")
+    parser.add_argument(
+        "--device", default="cpu", help="where clients compute: cpu (default), cuda, cuda:N, mps"
+    )
     args = parser.parse_args()
     global DEVICE
     DEVICE = args.device
@@ -167,7 +198,9 @@ def main() -> None:
     round_times(config(10, rounds=2))  # warm-up: imports, dataset cache
     parts = []
     if args.what in ("vectorized", "all"):
-        parts.append("### Vectorized vs sequential\n\n" + vectorized([10, 100, 1000], ["mlp", "cnn"], args.rounds))
+        parts.append(
+            "### Vectorized vs sequential\n\n" + vectorized([10, 100, 1000], ["mlp", "cnn"], args.rounds)
+        )
     if args.what in ("threads", "all"):
         parts.append("### Threads vs sequential\n\n" + threads(args.rounds))
     if args.what in ("memory", "all"):

@@ -33,8 +33,14 @@ CNN = {"arch": "cnn", "channels": 8}
 TRAIN = {"optimizer": "sgd", "lr": 0.5, "batch_size": 32, "epochs": 1}
 ROSTERS = {
     "fedavg": [{"name": "mlp", "count": 6, "model": MLP, **TRAIN}],
-    "lg_fedavg": [{"name": "mlp", "count": 3, "model": MLP, **TRAIN}, {"name": "cnn", "count": 3, "model": CNN, **TRAIN}],
-    "fml": [{"name": "mlp", "count": 3, "model": MLP, **TRAIN}, {"name": "cnn", "count": 3, "model": CNN, **TRAIN}],
+    "lg_fedavg": [
+        {"name": "mlp", "count": 3, "model": MLP, **TRAIN},
+        {"name": "cnn", "count": 3, "model": CNN, **TRAIN},
+    ],
+    "fml": [
+        {"name": "mlp", "count": 3, "model": MLP, **TRAIN},
+        {"name": "cnn", "count": 3, "model": CNN, **TRAIN},
+    ],
 }
 ROUNDS = 10
 SEEDS = (0, 1, 2)
@@ -45,9 +51,15 @@ KEY = "best_local_acc_mean"
 def config(strategy: str, epsilon: float | None, seed: int) -> dict[str, Any]:
     """One run of the table (``epsilon`` ``None``: without differential privacy)."""
     privacy = None if epsilon is None else {"clip_norm": 1.0, "target_epsilon": epsilon}
-    return {"name": f"privacy {strategy} eps={epsilon} seed {seed}", "seed": seed, "rounds": ROUNDS,
-            "checkpoint_every": 0, "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 1.0}},
-            "clients": [{**c, "privacy": privacy} for c in ROSTERS[strategy]], "strategy": {"name": strategy}}
+    return {
+        "name": f"privacy {strategy} eps={epsilon} seed {seed}",
+        "seed": seed,
+        "rounds": ROUNDS,
+        "checkpoint_every": 0,
+        "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 1.0}},
+        "clients": [{**c, "privacy": privacy} for c in ROSTERS[strategy]],
+        "strategy": {"name": strategy},
+    }
 
 
 def measure(job: tuple[str, float | None, int]) -> dict[str, Any]:
@@ -64,13 +76,21 @@ def measure(job: tuple[str, float | None, int]) -> dict[str, Any]:
     sim = Simulation(parse_config(config(strategy, epsilon, seed)))
     final = sim.run()["final"]
     spent = max((r.metrics.get("epsilon_max", 0.0) for r in sim.history), default=0.0)
-    return {"strategy": strategy, "epsilon": epsilon, "seed": seed, "value": float(final.get(KEY, math.nan)),
-            "spent": spent if epsilon is not None else math.inf, "seconds": time.perf_counter() - started}
+    return {
+        "strategy": strategy,
+        "epsilon": epsilon,
+        "seed": seed,
+        "value": float(final.get(KEY, math.nan)),
+        "spent": spent if epsilon is not None else math.inf,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def table(rows: list[dict[str, Any]], epsilons: list[float]) -> list[str]:
-    out = ["| strategy | roster | " + " | ".join(f"ε = {e:g}" for e in epsilons) + " | no DP |",
-           "|---|---|" + "---|" * (len(epsilons) + 1)]
+    out = [
+        "| strategy | roster | " + " | ".join(f"ε = {e:g}" for e in epsilons) + " | no DP |",
+        "|---|---|" + "---|" * (len(epsilons) + 1),
+    ]
     for strategy in ROSTERS:
         roster = " + ".join(f"{c['count']} {c['model']['arch']}" for c in ROSTERS[strategy])
         cells = []
@@ -91,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epsilons", type=float, nargs="+", default=list(EPSILONS))
     parser.add_argument("--strategies", nargs="+", default=list(ROSTERS), choices=list(ROSTERS))
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", default=None, help="write the table (Markdown) to this file's marked section")
+    parser.add_argument(
+        "--out", default=None, help="write the table (Markdown) to this file's marked section"
+    )
     args = parser.parse_args(argv)
     jobs = [(s, e, seed) for s in args.strategies for e in [*args.epsilons, None] for seed in args.seeds]
     started = time.time()
@@ -99,13 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = list(pool.map(measure, jobs))
     for r in rows:
-        print(f"{r['strategy']:10s} eps={r['epsilon']!s:5s} seed={r['seed']} {KEY}={r['value']:.3f} "
-              f"spent={r['spent']:.3f} ({r['seconds']:.0f} s)")
+        print(
+            f"{r['strategy']:10s} eps={r['epsilon']!s:5s} seed={r['seed']} {KEY}={r['value']:.3f} "
+            f"spent={r['spent']:.3f} ({r['seconds']:.0f} s)"
+        )
     lines = table(rows, args.epsilons)
     over = [r for r in rows if r["epsilon"] is not None and r["spent"] > r["epsilon"] * (1 + 1e-9)]
-    footer = (f"{len(rows)} runs, {time.time() - started:.0f} s with {args.jobs} job(s), load average "
-              f"{load:.1f} at the start, {platform.processor() or platform.machine()}; the epsilon spent never "
-              f"exceeded the budget ({len(over)} runs over)")
+    footer = (
+        f"{len(rows)} runs, {time.time() - started:.0f} s with {args.jobs} job(s), load average "
+        f"{load:.1f} at the start, {platform.processor() or platform.machine()}; the epsilon spent never "
+        f"exceeded the budget ({len(over)} runs over)"
+    )
     print("\n".join(lines))
     print(footer)
     if args.out:
@@ -114,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         start, end = "<!-- bench.privacy:start -->", "<!-- bench.privacy:end -->"
         block = "\n".join([start, *lines, "", footer, end])
         if start in text and end in text:
-            text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+            text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
         else:
             text = text + "\n" + block + "\n"
         with open(path, "w", encoding="utf-8") as fh:

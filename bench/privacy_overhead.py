@@ -5,11 +5,17 @@ every architecture of the zoo, interleaved, median of 3, one torch thread.
 Run: ``python -m bench.privacy_overhead`` (prints a Markdown table and the load average).
 """
 
-import time, torch, os, statistics
+import os
+import statistics
+import time
+
+import torch
 import torch.nn.functional as F
-from engine.models import build_model, InputSpec
+
 from engine.core import training
-from engine.privacy.dpsgd import fit_private, DPSettings
+from engine.models import InputSpec, build_model
+from engine.privacy.dpsgd import DPSettings, fit_private
+
 torch.set_num_threads(1)
 spec = InputSpec("image", (1, 8, 8))
 x, y = torch.randn(320, 1, 8, 8), torch.randint(0, 10, (320,))

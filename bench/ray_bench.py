@@ -26,8 +26,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     round_times(config(10, rounds=2))
-    print("| clients | sequential s/round | vectorized s/round | ray (local, %d CPUs) s/round | ray / sequential | "
-          "ray dispatch overhead per client (ms) |" % args.cpus)
+    print(
+        "| clients | sequential s/round | vectorized s/round | ray (local, %d CPUs) s/round | ray / sequential | "
+        "ray dispatch overhead per client (ms) |" % args.cpus
+    )
     print("|---|---|---|---|---|---|")
     for n in args.clients:
         seq = statistics.median(round_times(config(n, "mlp", "sequential", args.rounds))[1:])
@@ -35,8 +37,11 @@ def main() -> None:
         cfg = config(n, "mlp", "ray", args.rounds)
         cfg["executor_options"] = {"ray_address": "local", "init_options": {"num_cpus": args.cpus}}
         ray_t = statistics.median(round_times(cfg)[1:])
-        print(f"| {n} | {seq:.4f} | {vec:.4f} | {ray_t:.4f} | {ray_t / seq:.2f}x | "
-              f"{1000 * (ray_t - seq) / n:.2f} |", flush=True)
+        print(
+            f"| {n} | {seq:.4f} | {vec:.4f} | {ray_t:.4f} | {ray_t / seq:.2f}x | "
+            f"{1000 * (ray_t - seq) / n:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

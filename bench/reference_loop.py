@@ -46,9 +46,18 @@ def shared_keys(model: nn.Module, algorithm: str) -> list[str]:
     raise ValueError(f"unknown algorithm '{algorithm}': fedavg, lg_fedavg or local")
 
 
-def run(algorithm: str, clients: list[ClientSplit], make_model: Callable[[], nn.Module], *, rounds: int,
-        lr: float = 0.005, batch_size: int = 10, epochs: int = 1, seed: int = 0,
-        same_start: bool = True) -> list[float]:
+def run(
+    algorithm: str,
+    clients: list[ClientSplit],
+    make_model: Callable[[], nn.Module],
+    *,
+    rounds: int,
+    lr: float = 0.005,
+    batch_size: int = 10,
+    epochs: int = 1,
+    seed: int = 0,
+    same_start: bool = True,
+) -> list[float]:
     """Personalised sample-weighted test accuracy after each round (``rounds`` values).
 
     :param same_start: every client starts from one model, as the libraries do; ``False``: each
@@ -70,14 +79,18 @@ def run(algorithm: str, clients: list[ClientSplit], make_model: Callable[[], nn.
             for _ in range(epochs):
                 order = torch.randperm(len(c.y_train), generator=gen)
                 for i in range(0, len(order), batch_size):
-                    idx = order[i:i + batch_size]
+                    idx = order[i : i + batch_size]
                     opt.zero_grad()
                     F.cross_entropy(model(c.x_train[idx]), c.y_train[idx]).backward()
                     opt.step()
         if keys:  # aggregate, weighted by training samples
             total = sum(len(c.y_train) for c in clients)
-            global_state = {k: sum(m.state_dict()[k] * (len(c.y_train) / total)
-                                   for m, c in zip(models, clients, strict=True)) for k in keys}
+            global_state = {
+                k: sum(
+                    m.state_dict()[k] * (len(c.y_train) / total) for m, c in zip(models, clients, strict=True)
+                )
+                for k in keys
+            }
             for model in models:
                 model.load_state_dict(global_state, strict=False)
         correct = n = 0

@@ -72,7 +72,11 @@ def cli(*args: str) -> str:
         rc = engine_cli.main(list(args))
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
     if rc == 2:  # validate lists every problem, one "error:" line each
-        if not lines or not all(line.startswith("error: ") for line in lines) or "Traceback" in err.getvalue():
+        if (
+            not lines
+            or not all(line.startswith("error: ") for line in lines)
+            or "Traceback" in err.getvalue()
+        ):
             raise RuntimeError(f"exit 2 without clean error lines: {err.getvalue()[:300]!r}")
         raise CliError(" / ".join(line.removeprefix("error: ") for line in lines))
     if rc != 0:
@@ -81,10 +85,14 @@ def cli(*args: str) -> str:
 
 
 def config(**overrides: object) -> dict:
-    base = {"name": "reliability", "seed": 0, "rounds": 1,
-            "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}, "max_samples": 300},
-            "clients": [{"name": "c", "count": 3, "model": {"arch": "mlp", "hidden": 16}}],
-            "strategy": {"name": "fedavg"}}
+    base = {
+        "name": "reliability",
+        "seed": 0,
+        "rounds": 1,
+        "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}, "max_samples": 300},
+        "clients": [{"name": "c", "count": 3, "model": {"arch": "mlp", "hidden": 16}}],
+        "strategy": {"name": "fedavg"},
+    }
     base.update(overrides)
     return base
 
@@ -116,9 +124,9 @@ def _dead_owner() -> str:
 # ---- the cases ----------------------------------------------------------------------------------
 def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     from engine import auth
-    from engine.design import document, launching, scenarios, schema, split
     from engine.access import trusted_paths
     from engine.config import parse_config
+    from engine.design import document, launching, scenarios, schema, split
     from engine.tracking.storage import Store
     from engine.validate import validate
 
@@ -138,21 +146,34 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     fifo = tmp / "outside.fifo"
     if not fifo.exists():
         os.mkfifo(fifo)
-    outside = {"/etc/passwd": "/etc/passwd", "/etc/shadow": "/etc/shadow", "/proc/self/environ": "/proc/self/environ",
-               "../ up to /etc/passwd": "../../../../../../../etc/passwd", "~/.ssh/id_rsa": "~/.ssh/id_rsa",
-               "symlink in uploads -> /etc/passwd": "uploads/link.csv", "/dev/zero": "/dev/zero",
-               "a FIFO outside": str(fifo)}
+    outside = {
+        "/etc/passwd": "/etc/passwd",
+        "/etc/shadow": "/etc/shadow",
+        "/proc/self/environ": "/proc/self/environ",
+        "../ up to /etc/passwd": "../../../../../../../etc/passwd",
+        "~/.ssh/id_rsa": "~/.ssh/id_rsa",
+        "symlink in uploads -> /etc/passwd": "uploads/link.csv",
+        "/dev/zero": "/dev/zero",
+        "a FIFO outside": str(fifo),
+    }
     for label, path in outside.items():
         data = {"dataset": "csv", "path": path, "delimiter": ":", "target": "root"}
         design = config(data=data)
-        for channel, run in (("API inspect (Data page)", lambda d=data: schema.inspect(d)),
-                             ("API dataset summary", lambda d=data: schema.dataset_summary(d)),
-                             ("API split preview", lambda g=design: split.preview(g)),
-                             ("app import (design file)", lambda g=design: document.config_from_json(json.dumps(g)))):
+        for channel, run in (
+            ("API inspect (Data page)", lambda d=data: schema.inspect(d)),
+            ("API dataset summary", lambda d=data: schema.dataset_summary(d)),
+            ("API split preview", lambda g=design: split.preview(g)),
+            ("app import (design file)", lambda g=design: document.config_from_json(json.dumps(g))),
+        ):
             add("data.path outside the allowed folders", label, channel, "refused", run)
     mnist_out = tmp / "elsewhere" / "mnist"
-    add("data.path outside the allowed folders", "image folder outside, download on", "API dataset summary",
-        "refused", lambda: schema.dataset_summary({"dataset": "mnist", "path": str(mnist_out), "download": True}))
+    add(
+        "data.path outside the allowed folders",
+        "image folder outside, download on",
+        "API dataset summary",
+        "refused",
+        lambda: schema.dataset_summary({"dataset": "mnist", "path": str(mnist_out), "download": True}),
+    )
 
     def http_download() -> None:
         from engine.data.vision_files import download
@@ -162,16 +183,36 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
         except OSError as exc:
             raise CliError(str(exc)) from None
 
-    add("data.path outside the allowed folders", "download over plain http", "engine", "refused", http_download)
+    add(
+        "data.path outside the allowed folders",
+        "download over plain http",
+        "engine",
+        "refused",
+        http_download,
+    )
 
     def allowed_upload() -> str:
-        path = schema.save_upload("ok.csv", b"f1,f2,y\n" + b"".join(f"{i},{i % 3},{i % 2}\n".encode() for i in range(40)))
+        path = schema.save_upload(
+            "ok.csv", b"f1,f2,y\n" + b"".join(f"{i},{i % 3},{i % 2}\n".encode() for i in range(40))
+        )
         return f"{schema.dataset_summary({'dataset': 'csv', 'path': path, 'target': 'y'})['samples']} samples"
 
-    add("data.path outside the allowed folders", "an upload (inside the data directory)", "API dataset summary",
-        "handled", allowed_upload)
-    add("data.path outside the allowed folders", "a shipped example CSV", "API inspect (Data page)", "handled",
-        lambda: f"{len(schema.inspect({'dataset': 'csv', 'path': scenarios.example_csvs()[0]})['columns'])} columns")
+    add(
+        "data.path outside the allowed folders",
+        "an upload (inside the data directory)",
+        "API dataset summary",
+        "handled",
+        allowed_upload,
+    )
+    add(
+        "data.path outside the allowed folders",
+        "a shipped example CSV",
+        "API inspect (Data page)",
+        "handled",
+        lambda: (
+            f"{len(schema.inspect({'dataset': 'csv', 'path': scenarios.example_csvs()[0]})['columns'])} columns"
+        ),
+    )
     mine = write(tmp / "mine" / "t.csv", "f1,f2,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(60)))
 
     def operator_root() -> str:
@@ -181,31 +222,73 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
         finally:
             os.environ.pop("FEDMOSAIC_DATA_ROOTS", None)
 
-    add("data.path outside the allowed folders", "a folder listed in FEDMOSAIC_DATA_ROOTS", "API dataset summary",
-        "handled", operator_root)
-    own = write(tmp / "own.json", json.dumps(config(data={"dataset": "csv", "path": str(mine), "target": "y"})))
-    add("data.path outside the allowed folders", "the CLI user's own file", "CLI validate", "handled",
-        lambda: cli("validate", str(own)).split(";")[0])
+    add(
+        "data.path outside the allowed folders",
+        "a folder listed in FEDMOSAIC_DATA_ROOTS",
+        "API dataset summary",
+        "handled",
+        operator_root,
+    )
+    own = write(
+        tmp / "own.json", json.dumps(config(data={"dataset": "csv", "path": str(mine), "target": "y"}))
+    )
+    add(
+        "data.path outside the allowed folders",
+        "the CLI user's own file",
+        "CLI validate",
+        "handled",
+        lambda: cli("validate", str(own)).split(";")[0],
+    )
 
     # 2. config documents
-    bomb = "\n".join(["name: bomb", "clients: [{name: c, count: 2}]", "data:", "  dataset: digits", "  options:",
-                      '    a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
-                      *[f"    {n}: &{n} [{','.join([f'*{p}'] * 9)}]" for p, n in zip("abcdef", "bcdefg")]]) + "\n"
+    bomb = (
+        "\n".join(
+            [
+                "name: bomb",
+                "clients: [{name: c, count: 2}]",
+                "data:",
+                "  dataset: digits",
+                "  options:",
+                '    a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+                *[f"    {n}: &{n} [{','.join([f'*{p}'] * 9)}]" for p, n in zip("abcdef", "bcdefg")],
+            ]
+        )
+        + "\n"
+    )
     documents: dict[str, tuple[str, bytes, str]] = {
-        "not UTF-8 (latin-1)": (".json", '{"name": "café", "clients": [{"name": "c"}]}'.encode("latin-1"), "clear message"),
+        "not UTF-8 (latin-1)": (
+            ".json",
+            '{"name": "café", "clients": [{"name": "c"}]}'.encode("latin-1"),
+            "clear message",
+        ),
         "UTF-16 with a byte-order mark": (".json", json.dumps(config()).encode("utf-16"), "handled"),
         "JSON nested 100,000 deep": (".json", b"[" * 100_000 + b"]" * 100_000, "refused"),
-        "YAML nested 1,400 deep (block)": (".yaml", "".join(" " * i + "a:\n" for i in range(1400)).encode(), "refused"),
+        "YAML nested 1,400 deep (block)": (
+            ".yaml",
+            "".join(" " * i + "a:\n" for i in range(1400)).encode(),
+            "refused",
+        ),
         f"YAML alias bomb ({len(bomb)} bytes)": (".yaml", bomb.encode(), "refused"),
         "YAML recursive alias": (".yaml", b"a: &a [*a]\n", "clear message"),
-        "YAML !!python/object/apply tag": (".yaml", b"!!python/object/apply:os.system ['id']\n", "clear message"),
+        "YAML !!python/object/apply tag": (
+            ".yaml",
+            b"!!python/object/apply:os.system ['id']\n",
+            "clear message",
+        ),
         "YAML unknown tag": (".yaml", b"name: !custom x\nclients: [{name: c}]\n", "clear message"),
         "YAML NUL character": (".yaml", b"name: a\x00b\n", "clear message"),
-        "duplicate key (JSON)": (".json", b'{"name": "a", "name": "b", "clients": [{"name": "c"}]}', "clear message"),
+        "duplicate key (JSON)": (
+            ".json",
+            b'{"name": "a", "name": "b", "clients": [{"name": "c"}]}',
+            "clear message",
+        ),
         "duplicate key (YAML)": (".yaml", b"name: a\nname: b\nclients: [{name: c}]\n", "clear message"),
         "NaN": (".json", b'{"name": "x", "rounds": NaN, "clients": [{"name": "c"}]}', "clear message"),
-        "a 5,000-digit integer": (".json", b'{"name": "x", "seed": ' + b"9" * 5000 + b', "clients": [{"name": "c"}]}',
-                                  "clear message"),
+        "a 5,000-digit integer": (
+            ".json",
+            b'{"name": "x", "seed": ' + b"9" * 5000 + b', "clients": [{"name": "c"}]}',
+            "clear message",
+        ),
         "JSON padded to 1.1 MB": (".json", json.dumps(config(pad="x" * 1_100_000)).encode(), "refused"),
         "YAML list of 240,000 values (1 MB)": (".yaml", ("a:\n" + "- 1\n" * 240_000).encode(), "refused"),
         "a list, not an object": (".json", b"[1, 2]", "clear message"),
@@ -216,17 +299,44 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     for label, (suffix, content, expected) in documents.items():
         path = write(tmp / "docs" / f"{abs(hash(label))}{suffix}", content)
         add("config documents", label, "CLI validate", expected, lambda p=path: cli("validate", str(p)))
-        add("config documents", label, "app import (design file)", expected,
-            lambda c=content: document.config_from_json(c) and "imported")
-    add("config documents", "YAML alias bomb", "CLI run", "refused",
-        lambda: (cli("--db", str(db), "run", str(write(tmp / "bomb.yaml", bomb))), no_rows(db)))
-    add("config documents", "JSON padded to 1.1 MB", "CLI run", "refused",
-        lambda: cli("--db", str(db), "run", str(write(tmp / "pad.json", json.dumps(config(pad="x" * 1_100_000))))))
+        add(
+            "config documents",
+            label,
+            "app import (design file)",
+            expected,
+            lambda c=content: document.config_from_json(c) and "imported",
+        )
+    add(
+        "config documents",
+        "YAML alias bomb",
+        "CLI run",
+        "refused",
+        lambda: (cli("--db", str(db), "run", str(write(tmp / "bomb.yaml", bomb))), no_rows(db)),
+    )
+    add(
+        "config documents",
+        "JSON padded to 1.1 MB",
+        "CLI run",
+        "refused",
+        lambda: cli(
+            "--db", str(db), "run", str(write(tmp / "pad.json", json.dumps(config(pad="x" * 1_100_000))))
+        ),
+    )
     add("config documents", "a directory", "CLI validate", "clear message", lambda: cli("validate", str(tmp)))
-    add("config documents", "a FIFO (would block a reader)", "CLI validate", "clear message",
-        lambda: cli("validate", str(fifo)))
-    add("config documents", "a missing file", "CLI validate", "clear message",
-        lambda: cli("validate", str(tmp / "missing.json")))
+    add(
+        "config documents",
+        "a FIFO (would block a reader)",
+        "CLI validate",
+        "clear message",
+        lambda: cli("validate", str(fifo)),
+    )
+    add(
+        "config documents",
+        "a missing file",
+        "CLI validate",
+        "clear message",
+        lambda: cli("validate", str(tmp / "missing.json")),
+    )
 
     def stored_too_big() -> None:
         Store(tmp / "big.db").create_run({"name": "x", "pad": "y" * 2_100_000})
@@ -239,12 +349,20 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
         'executor_options.workers "abc"': config(executor="threads", executor_options={"workers": "abc"}),
         "executor_options typo (wrkers)": config(executor="threads", executor_options={"wrkers": 2}),
         "options for an executor that takes none": config(executor_options={"workers": 2}),
-        "ray_address with a shell payload": config(executor="ray", executor_options={"ray_address": "x; rm -rf /"}),
-        "ray init_options.runtime_env": config(executor="ray", executor_options={"init_options": {"runtime_env": {}}}),
+        "ray_address with a shell payload": config(
+            executor="ray", executor_options={"ray_address": "x; rm -rf /"}
+        ),
+        "ray init_options.runtime_env": config(
+            executor="ray", executor_options={"init_options": {"runtime_env": {}}}
+        ),
         "data.options typo (citys)": config(data={"dataset": "traffic", "options": {"citys": 3}}),
         "data.options on a dataset without options": config(data={"dataset": "digits", "options": {"x": 1}}),
-        "data.options padded with junk keys": config(data={"dataset": "digits", "options": {f"k{i}": i for i in range(500)}}),
-        "partition typo (alfa)": config(data={"dataset": "digits", "partition": {"method": "dirichlet", "alfa": 1}}),
+        "data.options padded with junk keys": config(
+            data={"dataset": "digits", "options": {f"k{i}": i for i in range(500)}}
+        ),
+        "partition typo (alfa)": config(
+            data={"dataset": "digits", "partition": {"method": "dirichlet", "alfa": 1}}
+        ),
         "strategy typo (muu)": config(strategy={"name": "fedprox", "muu": 0.1}),
         "model knob typo (hiden)": config(clients=[{"name": "c", "model": {"arch": "mlp", "hiden": 8}}]),
         "name with a terminal escape": config(name="run\x1b[2J"),
@@ -255,7 +373,13 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     }
     for label, cfg in fields.items():
         path = write(tmp / "fields" / f"{abs(hash(label))}.json", json.dumps(cfg))
-        add("config fields (typed parameters)", label, "CLI validate", "clear message", lambda p=path: cli("validate", str(p)))
+        add(
+            "config fields (typed parameters)",
+            label,
+            "CLI validate",
+            "clear message",
+            lambda p=path: cli("validate", str(p)),
+        )
 
     # 4. what set-up would refuse, found by validate
     sites = write(tmp / "sites1.csv", "f1,y,site\n" + "".join(f"{i},{i % 2},a\n" for i in range(40)))
@@ -263,30 +387,49 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     six = write(tmp / "six.csv", "f1,f2,y\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(6)))
     natural = {"method": "natural", "column": "site"}
     setup = {
-        "12 clients, max_samples 10": config(data={"dataset": "digits", "max_samples": 10},
-                                             clients=[{"name": "c", "count": 12}]),
-        "natural split, one value": config(data={"dataset": "csv", "path": str(sites), "target": "y",
-                                                 "partition": natural}),
-        "natural split, 5,000 values for 3 clients": config(data={"dataset": "csv", "path": str(many), "target": "y",
-                                                                  "partition": natural}),
-        "a 6-row CSV for 5 clients": config(data={"dataset": "csv", "path": str(six), "target": "y"},
-                                            clients=[{"name": "c", "count": 5}]),
-        "test_fraction 0.99 (no local test sample)": config(data={"dataset": "digits", "test_fraction": 0.99,
-                                                                  "max_samples": 300}),
-        "a model that cannot take the input": config(data={"dataset": "traffic"},
-                                                     clients=[{"name": "c", "count": 3, "model": {"arch": "cnn"}}]),
+        "12 clients, max_samples 10": config(
+            data={"dataset": "digits", "max_samples": 10}, clients=[{"name": "c", "count": 12}]
+        ),
+        "natural split, one value": config(
+            data={"dataset": "csv", "path": str(sites), "target": "y", "partition": natural}
+        ),
+        "natural split, 5,000 values for 3 clients": config(
+            data={"dataset": "csv", "path": str(many), "target": "y", "partition": natural}
+        ),
+        "a 6-row CSV for 5 clients": config(
+            data={"dataset": "csv", "path": str(six), "target": "y"}, clients=[{"name": "c", "count": 5}]
+        ),
+        "test_fraction 0.99 (no local test sample)": config(
+            data={"dataset": "digits", "test_fraction": 0.99, "max_samples": 300}
+        ),
+        "a model that cannot take the input": config(
+            data={"dataset": "traffic"}, clients=[{"name": "c", "count": 3, "model": {"arch": "cnn"}}]
+        ),
     }
     for label, cfg in setup.items():
         path = write(tmp / "setup" / f"{abs(hash(label))}.json", json.dumps(cfg))
-        add("what set-up would refuse", label, "CLI validate", "clear message", lambda p=path: cli("validate", str(p)))
-        add("what set-up would refuse", label, "CLI run (nothing stored)", "clear message",
-            lambda p=path: (cli("--db", str(db), "run", str(p)), no_rows(db)))
+        add(
+            "what set-up would refuse",
+            label,
+            "CLI validate",
+            "clear message",
+            lambda p=path: cli("validate", str(p)),
+        )
+        add(
+            "what set-up would refuse",
+            label,
+            "CLI run (nothing stored)",
+            "clear message",
+            lambda p=path: (cli("--db", str(db), "run", str(p)), no_rows(db)),
+        )
 
     def setup_failure_stored() -> str:
         from engine.core.simulation import Simulation
 
         store = Store(tmp / "setup.db")
-        sim = Simulation(parse_config(setup["natural split, 5,000 values for 3 clients"]), store=store, root=tmp)
+        sim = Simulation(
+            parse_config(setup["natural split, 5,000 values for 3 clients"]), store=store, root=tmp
+        )
         try:
             with trusted_paths():
                 sim.run()
@@ -296,8 +439,13 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
         expect(row["status"] == "failed" and row["error"], f"the row is {row['status']}")
         return f"row failed: {row['error'][:60]}"
 
-    add("what set-up would refuse", "a set-up failure past validation", "engine (Simulation)", "handled",
-        setup_failure_stored)
+    add(
+        "what set-up would refuse",
+        "a set-up failure past validation",
+        "engine (Simulation)",
+        "handled",
+        setup_failure_stored,
+    )
 
     def validate_report() -> str:
         with trusted_paths():
@@ -305,18 +453,41 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
         expect(not report.ok, "validate passed")
         return report.errors[0][:60]
 
-    add("what set-up would refuse", "test_fraction 0.99", "engine validate (Launch page)", "handled", validate_report)
+    add(
+        "what set-up would refuse",
+        "test_fraction 0.99",
+        "engine validate (Launch page)",
+        "handled",
+        validate_report,
+    )
     for text in ("0-1000000", "5-2", "abc", "-3", "99999999999", ""):
-        add("seeds (Launch page)", repr(text), "API parse_seeds", "clear message", lambda t=text: launching.parse_seeds(t))
+        add(
+            "seeds (Launch page)",
+            repr(text),
+            "API parse_seeds",
+            "clear message",
+            lambda t=text: launching.parse_seeds(t),
+        )
 
     # 5. table files (uploads)
-    tables = {"a column named twice": b"f1,f1,y\n1,2,0\n3,4,1\n", "rows longer than the header": b"a,b\n1,2,3\n4,5,6\n",
-              "header only": b"f1,y\n", "one column": b"y\n1\n2\n", "empty": b"", "NUL bytes": b"f1,y\n\x00,1\n2,0\n",
-              "not a table (.exe)": b"MZ\x90\x00"}
+    tables = {
+        "a column named twice": b"f1,f1,y\n1,2,0\n3,4,1\n",
+        "rows longer than the header": b"a,b\n1,2,3\n4,5,6\n",
+        "header only": b"f1,y\n",
+        "one column": b"y\n1\n2\n",
+        "empty": b"",
+        "NUL bytes": b"f1,y\n\x00,1\n2,0\n",
+        "not a table (.exe)": b"MZ\x90\x00",
+    }
     for label, content in tables.items():
         name = "t.exe" if "exe" in label else "t.csv"
-        add("table uploads", label, "API upload + inspect", "clear message",
-            lambda c=content, n=name: schema.inspect({"dataset": "csv", "path": schema.save_upload(n, c)}))
+        add(
+            "table uploads",
+            label,
+            "API upload + inspect",
+            "clear message",
+            lambda c=content, n=name: schema.inspect({"dataset": "csv", "path": schema.save_upload(n, c)}),
+        )
 
     # 6. exports opened in a spreadsheet
     from bench.app_render import write_synthetic_run
@@ -325,24 +496,50 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     xdb = tmp / "export.db"
     xstore = Store(xdb)
     payloads = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0"]
-    ids = [write_synthetic_run(xstore, n_clients=2, n_rounds=2, name=p, tags=(p,), seed=i) for i, p in enumerate(payloads)]
+    ids = [
+        write_synthetic_run(xstore, n_clients=2, n_rounds=2, name=p, tags=(p,), seed=i)
+        for i, p in enumerate(payloads)
+    ]
     with xstore.write() as conn:
         conn.execute("UPDATE clients SET name = ? WHERE client_id = 0", ["=1+2"])
 
     def safe(text: str) -> str:
         import csv
 
-        bad = [c for row in csv.reader(io.StringIO(text)) for c in row
-               if c[:1] in ("=", "+", "@", "\t", "\r") or (c.startswith("-") and not _number(c))]
+        bad = [
+            c
+            for row in csv.reader(io.StringIO(text))
+            for c in row
+            if c[:1] in ("=", "+", "@", "\t", "\r") or (c.startswith("-") and not _number(c))
+        ]
         expect(not bad, f"formula cells: {bad[:3]}")
         return "every text cell inert"
 
     for fmt in [f for f in export.FORMATS if f.endswith("csv")]:
-        add("CSV exports", f"names, tags, client names = + - @", f"export {fmt}", "handled",
-            lambda f=fmt: safe(export.render(xstore, ids, f).data.decode()))
-    add("CSV exports", "names, tags = + - @", "CLI summary", "handled", lambda: safe(cli("--db", str(xdb), "summary", *ids)))
-    add("CSV exports", "names, tags = + - @", "CLI summary --out", "handled",
-        lambda: (cli("--db", str(xdb), "summary", *ids, "--out", str(tmp / "s.csv")), safe((tmp / "s.csv").read_text()))[1])
+        add(
+            "CSV exports",
+            "names, tags, client names = + - @",
+            f"export {fmt}",
+            "handled",
+            lambda f=fmt: safe(export.render(xstore, ids, f).data.decode()),
+        )
+    add(
+        "CSV exports",
+        "names, tags = + - @",
+        "CLI summary",
+        "handled",
+        lambda: safe(cli("--db", str(xdb), "summary", *ids)),
+    )
+    add(
+        "CSV exports",
+        "names, tags = + - @",
+        "CLI summary --out",
+        "handled",
+        lambda: (
+            cli("--db", str(xdb), "summary", *ids, "--out", str(tmp / "s.csv")),
+            safe((tmp / "s.csv").read_text()),
+        )[1],
+    )
 
     # 7. names shown in the app and the terminal
     def markdown_name() -> str:
@@ -383,8 +580,13 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     run_cfg = write(tmp / "run.json", json.dumps(config()))
     for kind in ("garbage", "damaged pages"):
         path = damaged(kind.split()[0])
-        for label, args in (("list", ["list"]), ("show", ["show", "x"]),
-                            ("export", ["export", "x", "--out", str(tmp / "x.csv")]), ("run", ["run", str(run_cfg)])):
+        for label, args in (
+            ("list", ["list"]),
+            ("show", ["show", "x"]),
+            ("export", ["export", "x", "--out", str(tmp / "x.csv")]),
+            ("run", ["run", str(run_cfg)]),
+        ):
+
             def attempt(p=path, a=args) -> None:
                 before = p.read_bytes()
                 try:
@@ -410,8 +612,13 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
             storage._writable = original  # noqa: SLF001
 
     add("database files", "read-only database", "CLI list", "handled", lambda: read_only("list").strip()[:40])
-    add("database files", "read-only database", "CLI export", "handled",
-        lambda: read_only("export", ro_id, "--out", str(tmp / "ro.csv")).strip()[:40])
+    add(
+        "database files",
+        "read-only database",
+        "CLI export",
+        "handled",
+        lambda: read_only("export", ro_id, "--out", str(tmp / "ro.csv")).strip()[:40],
+    )
     add("database files", "read-only database", "CLI run", "refused", lambda: read_only("run", str(run_cfg)))
 
     def stale(command: str) -> str:
@@ -459,12 +666,27 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
 
     # 10. access control
     stored = auth.hash_password("correct horse battery", n=2**10)
-    add("access control", "bound to 0.0.0.0 without a password", "app gate", "handled",
-        lambda: (expect(auth.gate_needed("0.0.0.0", None), "no gate"), "serves only how to set one")[1])
-    add("access control", "a wrong password", "app gate", "handled",
-        lambda: (expect(not auth.verify("guess", stored), "accepted"), "refused (constant-time)")[1])
-    add("access control", "a damaged password hash", "app gate", "handled",
-        lambda: (expect(_raises(lambda: auth.verify("x", "scrypt$1$2")), "accepted"), "refused to serve")[1])
+    add(
+        "access control",
+        "bound to 0.0.0.0 without a password",
+        "app gate",
+        "handled",
+        lambda: (expect(auth.gate_needed("0.0.0.0", None), "no gate"), "serves only how to set one")[1],
+    )
+    add(
+        "access control",
+        "a wrong password",
+        "app gate",
+        "handled",
+        lambda: (expect(not auth.verify("guess", stored), "accepted"), "refused (constant-time)")[1],
+    )
+    add(
+        "access control",
+        "a damaged password hash",
+        "app gate",
+        "handled",
+        lambda: (expect(_raises(lambda: auth.verify("x", "scrypt$1$2")), "accepted"), "refused to serve")[1],
+    )
     return out
 
 
@@ -498,11 +720,18 @@ def run_case(case: Case) -> Result:
         if case.expect == "handled":
             return Result(case, "FAILED: refused", False, seconds, message)
         if leaked or not message.isprintable():
-            return Result(case, "FAILED: message shows the file" if leaked else "FAILED: unprintable", False,
-                          seconds, message)
+            return Result(
+                case,
+                "FAILED: message shows the file" if leaked else "FAILED: unprintable",
+                False,
+                seconds,
+                message,
+            )
         return Result(case, case.expect, True, seconds, message)
     except Exception as exc:  # noqa: BLE001 - a traceback is a failure to report
-        return Result(case, f"FAILED: {type(exc).__name__}", False, time.perf_counter() - start, str(exc)[:200])
+        return Result(
+            case, f"FAILED: {type(exc).__name__}", False, time.perf_counter() - start, str(exc)[:200]
+        )
     seconds = time.perf_counter() - start
     if case.expect != "handled":
         return Result(case, "FAILED: accepted", False, seconds, str(detail)[:200])
@@ -526,8 +755,10 @@ def open_check_cost(tmp: Path) -> str:
         Store(path).close()
         best = min(best, time.perf_counter() - start)
     mb = path.stat().st_size / 1e6
-    return (f"Opening a database checks it (`PRAGMA quick_check`): {best * 1000:.0f} ms for {mb:.0f} MB "
-            f"(three runs of 50 clients x 100 rounds), about {best * 1000 / mb:.1f} ms per MB.")
+    return (
+        f"Opening a database checks it (`PRAGMA quick_check`): {best * 1000:.0f} ms for {mb:.0f} MB "
+        f"(three runs of 50 clients x 100 rounds), about {best * 1000 / mb:.1f} ms per MB."
+    )
 
 
 def report(results: list[Result], load: str, elapsed: float, cost: str = "") -> str:
@@ -571,11 +802,18 @@ def report(results: list[Result], load: str, elapsed: float, cost: str = "") -> 
             counts[r.outcome] = counts.get(r.outcome, 0) + 1
         outcome = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
         lines.append(f"| {group} ({len(members)}) | {'; '.join(_cell(n) for n in names)} | {outcome} |")
-    lines += ["", "## Every case", "", "| Input class | Case | Channel | Outcome | s | Message or result |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Every case",
+        "",
+        "| Input class | Case | Channel | Outcome | s | Message or result |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
-        lines.append(f"| {r.case.group} | {_cell(r.case.name)} | {r.case.channel} | {r.outcome} | {r.seconds:.2f} | "
-                     f"{_cell(r.detail[:140])} |")
+        lines.append(
+            f"| {r.case.group} | {_cell(r.case.name)} | {r.case.channel} | {r.outcome} | {r.seconds:.2f} | "
+            f"{_cell(r.detail[:140])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -608,7 +846,10 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
     failed = [r for r in results if not r.ok]
     for r in failed:
-        print(f"FAILED  {r.case.group} | {r.case.name} | {r.case.channel}: {r.outcome} {r.detail}", file=sys.stderr)
+        print(
+            f"FAILED  {r.case.group} | {r.case.name} | {r.case.channel}: {r.outcome} {r.detail}",
+            file=sys.stderr,
+        )
     print(f"{len(results) - len(failed)}/{len(results)} cases as required", file=sys.stderr)
     return 1 if failed else 0
 

@@ -40,40 +40,87 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench.robustness: start -->", "<!-- bench.robustness: end -->"
 """Markers of the generated tables in ``docs/robustness.md``."""
-SGD = {"model": {"arch": "mlp", "hidden": 32}, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 2,
-       "batch_size": 32}
+SGD = {
+    "model": {"arch": "mlp", "hidden": 32},
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "epochs": 2,
+    "batch_size": 32,
+}
 IID = {"dataset": "digits", "partition": {"method": "iid"}}
-WEIGHT_DEFENCES = ("none", "median", {"name": "trimmed_mean", "trim": 0.2}, {"name": "krum", "attackers": 2},
-                   {"name": "multi_krum", "attackers": 2}, "norm_clip")
-KNOWLEDGE_DEFENCES = ("none", "median", {"name": "trimmed_mean", "trim": 0.2}, {"name": "multi_krum", "attackers": 2},
-                      "norm_clip")
+WEIGHT_DEFENCES = (
+    "none",
+    "median",
+    {"name": "trimmed_mean", "trim": 0.2},
+    {"name": "krum", "attackers": 2},
+    {"name": "multi_krum", "attackers": 2},
+    "norm_clip",
+)
+KNOWLEDGE_DEFENCES = (
+    "none",
+    "median",
+    {"name": "trimmed_mean", "trim": 0.2},
+    {"name": "multi_krum", "attackers": 2},
+    "norm_clip",
+)
 
 
-def roster(n_bad: int, attack: Any, bad_overrides: dict[str, Any] | None = None, base: dict[str, Any] = SGD,
-           n: int = 10) -> list[dict[str, Any]]:
+def roster(
+    n_bad: int,
+    attack: Any,
+    bad_overrides: dict[str, Any] | None = None,
+    base: dict[str, Any] = SGD,
+    n: int = 10,
+) -> list[dict[str, Any]]:
     bad = {**base, **(bad_overrides or {}), "adversary": attack}
     return [{"name": "site", "count": n - n_bad, **base}, {"name": "compromised", "count": n_bad, **bad}]
 
 
-MLP = {"model": {"arch": "mlp", "hidden": 64}, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 2,
-       "batch_size": 32}
-CNN = {"model": {"arch": "cnn", "channels": 16}, "optimizer": "adam", "lr": 0.003, "epochs": 2, "batch_size": 32}
-GRU = {"model": {"arch": "gru", "hidden": 64}, "optimizer": "adam", "lr": 0.005, "epochs": 2, "batch_size": 32}
+MLP = {
+    "model": {"arch": "mlp", "hidden": 64},
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "epochs": 2,
+    "batch_size": 32,
+}
+CNN = {
+    "model": {"arch": "cnn", "channels": 16},
+    "optimizer": "adam",
+    "lr": 0.003,
+    "epochs": 2,
+    "batch_size": 32,
+}
+GRU = {
+    "model": {"arch": "gru", "hidden": 64},
+    "optimizer": "adam",
+    "lr": 0.005,
+    "epochs": 2,
+    "batch_size": 32,
+}
 
 
 def mixed(attack: Any) -> list[dict[str, Any]]:
     """Ten clients of three architectures (4 MLP, 3 CNN, 3 GRU); one CNN and one GRU compromised."""
-    return [{"name": "mlp", "count": 4, **MLP}, {"name": "cnn", "count": 2, **CNN}, {"name": "gru", "count": 2, **GRU},
-            {"name": "cnn-compromised", **CNN, "adversary": attack}, {"name": "gru-compromised", **GRU, "adversary": attack}]
+    return [
+        {"name": "mlp", "count": 4, **MLP},
+        {"name": "cnn", "count": 2, **CNN},
+        {"name": "gru", "count": 2, **GRU},
+        {"name": "cnn-compromised", **CNN, "adversary": attack},
+        {"name": "gru-compromised", **GRU, "adversary": attack},
+    ]
 
 
 def widths(attack: Any) -> list[dict[str, Any]]:
     """HeteroFL's ten clients: 4 at full width, 3 at half, 3 at a quarter; one full-width one compromised."""
     full = {**SGD, "model": {"arch": "mlp", "hidden": 64}}
-    return [{"name": "full", "count": 3, **full},
-            {"name": "half", "count": 3, **{**full, "model": {**full["model"], "width": 0.5}}},
-            {"name": "quarter", "count": 3, **{**full, "model": {**full["model"], "width": 0.25}}},
-            {"name": "full-compromised", **full, "adversary": attack}]
+    return [
+        {"name": "full", "count": 3, **full},
+        {"name": "half", "count": 3, **{**full, "model": {**full["model"], "width": 0.5}}},
+        {"name": "quarter", "count": 3, **{**full, "model": {**full["model"], "width": 0.25}}},
+        {"name": "full-compromised", **full, "adversary": attack},
+    ]
 
 
 def template() -> dict[str, Any]:
@@ -85,37 +132,70 @@ def scenarios() -> dict[str, dict[str, Any]]:
     base = {"seed": 0, "rounds": 20, "checkpoint_every": 0, "data": IID, "strategy": {"name": "fedavg"}}
     proto = {**SGD, "model": {"arch": "mlp", "hidden": 64}}
     return {
-        "label_flip": {"what": "FedAvg; 2 of 10 clients flip every label (c -> 9 - c) and train 5 local epochs",
-                       "defences": WEIGHT_DEFENCES,
-                       "config": {**base, "clients": roster(2, "label_flip", {"epochs": 5})}},
-        "sign_flip": {"what": "FedAvg; 2 of 10 clients send their update reversed",
-                      "defences": WEIGHT_DEFENCES, "config": {**base, "clients": roster(2, "sign_flip")}},
-        "scaled_update": {"what": "FedAvg; 1 of 10 clients sends its honest update times 10",
-                          "defences": WEIGHT_DEFENCES, "config": {**base, "clients": roster(1, "scaled_update")}},
-        "gaussian_noise": {"what": "FedAvg; 2 of 10 clients send Gaussian noise (std 0.5) instead of their update",
-                           "defences": WEIGHT_DEFENCES, "config": {**base, "clients": roster(2, "gaussian_noise")}},
-        "backdoor": {"what": "the 'one compromised site' template: FedAvg; 1 of 10 sites adds a 3x3 bright patch to "
-                             "half its images, labels them 0 and boosts its update 3x",
-                     "defences": WEIGHT_DEFENCES, "config": template()},
-        "poisoned_logits": {"what": "FD (per-class logits, personal models) on 4 MLP, 3 CNN and 3 GRU clients; one CNN "
-                                    "and one GRU client send reversed, 3x confident logits",
-                            "defences": KNOWLEDGE_DEFENCES,
-                            "config": {**base, "strategy": {"name": "fd"},
-                                       "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}},
-                                       "clients": mixed("poisoned_logits")}},
-        "poisoned_prototypes": {"what": "FedProto (prototypes, personal models) on 4 MLP, 3 CNN and 3 GRU clients; one "
-                                        "CNN and one GRU client send their prototypes times 10",
-                                "defences": KNOWLEDGE_DEFENCES,
-                                "config": {**base, "strategy": {"name": "fedproto"},
-                                           "data": {"dataset": "digits",
-                                                    "partition": {"method": "dirichlet", "alpha": 0.5}},
-                                           "clients": mixed({"attack": "poisoned_prototypes", "mode": "scale"})}},
-        "heterofl_sign_flip": {"what": "HeteroFL on MLPs of width 1, 0.5 and 0.25 (4, 3, 3 clients); one full-width "
-                                       "client sends its update reversed 5x",
-                               "defences": ("none", "median", {"name": "trimmed_mean", "trim": 0.2},
-                                            {"name": "multi_krum", "attackers": 1}, "norm_clip"),
-                               "config": {**base, "strategy": {"name": "heterofl"},
-                                          "clients": widths({"attack": "sign_flip", "scale": 5})}},
+        "label_flip": {
+            "what": "FedAvg; 2 of 10 clients flip every label (c -> 9 - c) and train 5 local epochs",
+            "defences": WEIGHT_DEFENCES,
+            "config": {**base, "clients": roster(2, "label_flip", {"epochs": 5})},
+        },
+        "sign_flip": {
+            "what": "FedAvg; 2 of 10 clients send their update reversed",
+            "defences": WEIGHT_DEFENCES,
+            "config": {**base, "clients": roster(2, "sign_flip")},
+        },
+        "scaled_update": {
+            "what": "FedAvg; 1 of 10 clients sends its honest update times 10",
+            "defences": WEIGHT_DEFENCES,
+            "config": {**base, "clients": roster(1, "scaled_update")},
+        },
+        "gaussian_noise": {
+            "what": "FedAvg; 2 of 10 clients send Gaussian noise (std 0.5) instead of their update",
+            "defences": WEIGHT_DEFENCES,
+            "config": {**base, "clients": roster(2, "gaussian_noise")},
+        },
+        "backdoor": {
+            "what": "the 'one compromised site' template: FedAvg; 1 of 10 sites adds a 3x3 bright patch to "
+            "half its images, labels them 0 and boosts its update 3x",
+            "defences": WEIGHT_DEFENCES,
+            "config": template(),
+        },
+        "poisoned_logits": {
+            "what": "FD (per-class logits, personal models) on 4 MLP, 3 CNN and 3 GRU clients; one CNN "
+            "and one GRU client send reversed, 3x confident logits",
+            "defences": KNOWLEDGE_DEFENCES,
+            "config": {
+                **base,
+                "strategy": {"name": "fd"},
+                "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}},
+                "clients": mixed("poisoned_logits"),
+            },
+        },
+        "poisoned_prototypes": {
+            "what": "FedProto (prototypes, personal models) on 4 MLP, 3 CNN and 3 GRU clients; one "
+            "CNN and one GRU client send their prototypes times 10",
+            "defences": KNOWLEDGE_DEFENCES,
+            "config": {
+                **base,
+                "strategy": {"name": "fedproto"},
+                "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}},
+                "clients": mixed({"attack": "poisoned_prototypes", "mode": "scale"}),
+            },
+        },
+        "heterofl_sign_flip": {
+            "what": "HeteroFL on MLPs of width 1, 0.5 and 0.25 (4, 3, 3 clients); one full-width "
+            "client sends its update reversed 5x",
+            "defences": (
+                "none",
+                "median",
+                {"name": "trimmed_mean", "trim": 0.2},
+                {"name": "multi_krum", "attackers": 1},
+                "norm_clip",
+            ),
+            "config": {
+                **base,
+                "strategy": {"name": "heterofl"},
+                "clients": widths({"attack": "sign_flip", "scale": 5}),
+            },
+        },
     }
 
 
@@ -138,17 +218,24 @@ def run_one(job: tuple[str, str, Any, int, dict[str, Any]]) -> dict[str, Any]:
     torch.set_num_threads(1)
     from engine.config import parse_config
     from engine.core.metrics import headline
-    from engine.robustness.design import defence_label
     from engine.core.simulation import Simulation
+    from engine.robustness.design import defence_label
 
     scenario, kind, defence, seed, config = job
     cfg = parse_config({**config, "seed": seed, "defence": defence, "checkpoint_every": 0})
     started = time.perf_counter()
     final = Simulation(cfg).run()["final"]
     _, value = headline(final)
-    return {"scenario": scenario, "kind": kind, "defence": "no attack" if kind == "clean" else defence_label(cfg.defence),
-            "seed": seed, "headline": value, "server_acc": final.get("server_acc"),
-            "asr": final.get("backdoor_asr"), "seconds": time.perf_counter() - started}
+    return {
+        "scenario": scenario,
+        "kind": kind,
+        "defence": "no attack" if kind == "clean" else defence_label(cfg.defence),
+        "seed": seed,
+        "headline": value,
+        "server_acc": final.get("server_acc"),
+        "asr": final.get("backdoor_asr"),
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def jobs(names: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, str, Any, int, dict[str, Any]]]:
@@ -176,8 +263,11 @@ def table(rows: list[dict[str, Any]], name: str) -> str:
     order = list(dict.fromkeys(r["defence"] for r in mine))
     has_server = any(r["server_acc"] is not None for r in mine)
     has_asr = any(r["asr"] is not None for r in mine)
-    head = ["defence", "accuracy (headline)"] + (["server model accuracy"] if has_server else []) \
+    head = (
+        ["defence", "accuracy (headline)"]
+        + (["server model accuracy"] if has_server else [])
         + (["attack success rate"] if has_asr else [])
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for d in order:
         rs = [r for r in mine if r["defence"] == d]
@@ -212,10 +302,12 @@ def main(argv: list[str] | None = None) -> int:
         kept = [r for r in json.loads(Path(args.json).read_text()) if r["scenario"] not in names]
     rows = kept + rows
     wall = time.perf_counter() - started
-    parts = [f"Measured with `python -m bench.robustness --seeds {' '.join(map(str, args.seeds))}` "
-             f"({len(rows)} runs; the last {len(work)} took {wall / 60:.1f} min with {args.jobs} processes on a shared "
-             f"machine, load average {load:.1f} at the start; Python {platform.python_version()}). Mean ± standard "
-             f"deviation over seeds."]
+    parts = [
+        f"Measured with `python -m bench.robustness --seeds {' '.join(map(str, args.seeds))}` "
+        f"({len(rows)} runs; the last {len(work)} took {wall / 60:.1f} min with {args.jobs} processes on a shared "
+        f"machine, load average {load:.1f} at the start; Python {platform.python_version()}). Mean ± standard "
+        f"deviation over seeds."
+    ]
     for name in [n for n in scenarios() if any(r["scenario"] == n for r in rows)]:
         parts.append(f"### {name}\n\n{scenarios()[name]['what']}.\n\n{table(rows, name)}")
     text = "\n\n".join(parts) + "\n"
@@ -223,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         old = out.read_text() if out.exists() else ""
         if START in old and END in old:  # a document around the tables: replace only them
-            text = old[:old.index(START) + len(START)] + "\n" + text + old[old.index(END):]
+            text = old[: old.index(START) + len(START)] + "\n" + text + old[old.index(END) :]
         out.write_text(text)
     else:
         sys.stdout.write(text)

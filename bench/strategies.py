@@ -45,18 +45,47 @@ import torch
 from bench.personalised import late_mean
 
 CLIENTS = [
-    {"name": "mlp", "count": 4, "model": {"arch": "mlp", "hidden": 128}, "optimizer": "sgd", "lr": 0.05,
-     "momentum": 0.9, "batch_size": 16},
-    {"name": "cnn", "count": 3, "model": {"arch": "cnn", "channels": 16}, "optimizer": "adam", "lr": 0.003,
-     "batch_size": 16},
-    {"name": "gru", "count": 3, "model": {"arch": "gru", "hidden": 64}, "optimizer": "adam", "lr": 0.005,
-     "batch_size": 16},
+    {
+        "name": "mlp",
+        "count": 4,
+        "model": {"arch": "mlp", "hidden": 128},
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "batch_size": 16,
+    },
+    {
+        "name": "cnn",
+        "count": 3,
+        "model": {"arch": "cnn", "channels": 16},
+        "optimizer": "adam",
+        "lr": 0.003,
+        "batch_size": 16,
+    },
+    {
+        "name": "gru",
+        "count": 3,
+        "model": {"arch": "gru", "hidden": 64},
+        "optimizer": "adam",
+        "lr": 0.005,
+        "batch_size": 16,
+    },
 ]
-ALL_MLP = [{"name": "mlp", "count": 10, "model": {"arch": "mlp", "hidden": 128}, "optimizer": "sgd",
-            "lr": 0.05, "momentum": 0.9, "batch_size": 16}]
-MLP_WIDTHS = [{**ALL_MLP[0], "name": f"mlp-w{w:g}", "count": n,
-               "model": {"arch": "mlp", "hidden": 128, "width": w}}
-              for n, w in ((4, 1.0), (3, 0.5), (3, 0.25))]
+ALL_MLP = [
+    {
+        "name": "mlp",
+        "count": 10,
+        "model": {"arch": "mlp", "hidden": 128},
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "batch_size": 16,
+    }
+]
+MLP_WIDTHS = [
+    {**ALL_MLP[0], "name": f"mlp-w{w:g}", "count": n, "model": {"arch": "mlp", "hidden": 128, "width": w}}
+    for n, w in ((4, 1.0), (3, 0.5), (3, 0.25))
+]
 """HeteroFL's roster: the all-MLP clients at three widths (on identical widths it is FedAvg)."""
 OWN_ROSTER = {"heterofl": ("mlp-widths", MLP_WIDTHS)}
 DATA = {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}, "public_fraction": 0.1}
@@ -82,12 +111,20 @@ class Row:
     primary: str = ""
 
 
-def config(strategy: str, clients: list[dict[str, Any]], seed: int, rounds: int,
-           epochs: int) -> dict[str, Any]:
+def config(
+    strategy: str, clients: list[dict[str, Any]], seed: int, rounds: int, epochs: int
+) -> dict[str, Any]:
     """The experiment config of one benchmark run."""
-    return {"name": f"bench-{strategy}", "seed": seed, "rounds": rounds, "eval_every": 2, "data": DATA,
-            "clients": [{**c, "epochs": epochs} for c in clients], "strategy": {"name": strategy},
-            "checkpoint_every": 0}
+    return {
+        "name": f"bench-{strategy}",
+        "seed": seed,
+        "rounds": rounds,
+        "eval_every": 2,
+        "data": DATA,
+        "clients": [{**c, "epochs": epochs} for c in clients],
+        "strategy": {"name": strategy},
+        "checkpoint_every": 0,
+    }
 
 
 def run_one(cfg: dict[str, Any]) -> tuple[dict[str, float], str]:
@@ -101,12 +138,19 @@ def run_one(cfg: dict[str, Any]) -> tuple[dict[str, float], str]:
     sim.run()
     wall = time.perf_counter() - start
     last = sim.history[-1].metrics
-    LAST.update(primary=sim.primary.key,
-                best={c: float(b["scores"][f"local_{sim.primary.key}"]) for c, b in sim.best.items()})
-    return {"global_acc_mean": last["global_acc_mean"], "local_acc_mean": last["local_acc_mean"],
-            "late_local_acc_mean": late_mean(sim.history, "local_acc_mean", cfg["rounds"]),
-            "local_acc_std": last["local_acc_std"], "up_mb": last["cum_bytes_up"] / 1e6,
-            "down_mb": last["cum_bytes_down"] / 1e6, "wall_s": wall}, sim.federation.fingerprint
+    LAST.update(
+        primary=sim.primary.key,
+        best={c: float(b["scores"][f"local_{sim.primary.key}"]) for c, b in sim.best.items()},
+    )
+    return {
+        "global_acc_mean": last["global_acc_mean"],
+        "local_acc_mean": last["local_acc_mean"],
+        "late_local_acc_mean": late_mean(sim.history, "local_acc_mean", cfg["rounds"]),
+        "local_acc_std": last["local_acc_std"],
+        "up_mb": last["cum_bytes_up"] / 1e6,
+        "down_mb": last["cum_bytes_down"] / 1e6,
+        "wall_s": wall,
+    }, sim.federation.fingerprint
 
 
 def plan(names: list[str], rounds: int, epochs: int) -> list[tuple[str, str, list[dict[str, Any]]]]:
@@ -235,38 +279,56 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
         if row.error:
             lines.append(f"| {row.strategy} | {row.roster} | {row.family} | failed: {row.error} ||||||||")
             continue
-        cells = [fmt([r[c] for r in row.runs], 1 if c == "wall_s" else 3 if c.endswith("acc_mean")
-                     or c.endswith("std") else 2) for c in COLUMNS]
+        cells = [
+            fmt(
+                [r[c] for r in row.runs],
+                1 if c == "wall_s" else 3 if c.endswith("acc_mean") or c.endswith("std") else 2,
+            )
+            for c in COLUMNS
+        ]
         cells[2:2] = [vs_local(row, rows), vs_local(row, rows, "late_local_acc_mean")]
         cells[0:0] = list(app_columns(row, rows))
         lines.append(f"| {row.strategy} | {row.roster} | {row.family} | " + " | ".join(cells) + " |")
     from engine.strategies import STRATEGIES
 
-    lines += ["", "Compare each strategy with the `local` (floor) and `centralized` (ceiling) rows of its "
-              "own roster; rows of different rosters are not comparable.", "",
-              "The learning check of the personalised strategies (tests/test_learning.py) runs one seed and 12 "
-              "rounds of the federation whose multi-seed measurement (2 local epochs, 30 rounds, no public set, "
-              "seeds 3-7) is [personalised.md](personalised.md).",
-              "", f"Total benchmark time measured at load average {__import__('os').getloadavg()[1]:.1f} "
-              f"(5 min) on {__import__('os').cpu_count()} cores."]
-    lines += ["", "## What each strategy shares", "",
-              "| strategy | family | mixed architectures | needs public set | what it does | paper |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Compare each strategy with the `local` (floor) and `centralized` (ceiling) rows of its "
+        "own roster; rows of different rosters are not comparable.",
+        "",
+        "The learning check of the personalised strategies (tests/test_learning.py) runs one seed and 12 "
+        "rounds of the federation whose multi-seed measurement (2 local epochs, 30 rounds, no public set, "
+        "seeds 3-7) is [personalised.md](personalised.md).",
+        "",
+        f"Total benchmark time measured at load average {__import__('os').getloadavg()[1]:.1f} "
+        f"(5 min) on {__import__('os').cpu_count()} cores.",
+    ]
+    lines += [
+        "",
+        "## What each strategy shares",
+        "",
+        "| strategy | family | mixed architectures | needs public set | what it does | paper |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in sorted({r.strategy for r in rows}):
         cls = STRATEGIES.get(name)
         paper = f"[{cls.paper}]({cls.url})" if cls.url else cls.paper
-        lines.append(f"| {name} | {cls.family} | {'yes' if not cls.same_architecture else 'no'} | "
-                     f"{'yes' if cls.needs_public else 'no'} | {cell(cls.description)} | {cell(paper)} |")
+        lines.append(
+            f"| {name} | {cls.family} | {'yes' if not cls.same_architecture else 'no'} | "
+            f"{'yes' if cls.needs_public else 'no'} | {cell(cls.description)} | {cell(paper)} |"
+        )
     included = sorted({r.strategy for r in rows})
     fingerprints = {fp for r in rows for fp in r.fingerprints}
     lines += [
         "",
         f"Strategies included ({len(included)}): {', '.join(included)}.",
         "",
-        ("Every roster was dealt the same client splits (one partition fingerprint per seed)."
-         if len(fingerprints) == len(args.seeds) else
-         f"WARNING: {len(fingerprints)} partition fingerprints for {len(args.seeds)} seed(s): the "
-         f"rosters did not get the same splits."),
+        (
+            "Every roster was dealt the same client splits (one partition fingerprint per seed)."
+            if len(fingerprints) == len(args.seeds)
+            else f"WARNING: {len(fingerprints)} partition fingerprints for {len(args.seeds)} seed(s): the "
+            f"rosters did not get the same splits."
+        ),
         "",
         f"Total benchmark time {elapsed / 60:.1f} min. torch {torch.__version__}, numpy {numpy.__version__}, "
         f"scikit-learn {sklearn.__version__}, Python {platform.python_version()}, {platform.machine()}.",
@@ -280,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20, help="communication rounds per run (default 20)")
     parser.add_argument("--epochs", type=int, default=1, help="local epochs per round (default 1)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="run seeds (default 0 1 2)")
-    parser.add_argument("--strategies", nargs="+", default=None,
-                        help="only these (default: every registered one)")
+    parser.add_argument(
+        "--strategies", nargs="+", default=None, help="only these (default: every registered one)"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/strategies.md"), help="markdown file to write")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -308,17 +371,22 @@ def main(argv: list[str] | None = None) -> int:
             row.runs.append(figures)
             row.fingerprints.add(f"{seed}:{fingerprint}")
             row.best[seed], row.primary = LAST["best"], LAST["primary"]
-            print(f"[{done}/{total}] {name} ({label}) seed {seed}: personal {figures['local_acc_mean']:.3f} "
-                  f"global {figures['global_acc_mean']:.3f} {figures['wall_s']:.1f}s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{done}/{total}] {name} ({label}) seed {seed}: personal {figures['local_acc_mean']:.3f} "
+                f"global {figures['global_acc_mean']:.3f} {figures['wall_s']:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
         rows.append(row)
     order = {"mixed": 0, "all-mlp": 1}
     rows.sort(key=lambda r: (order.get(r.roster, 2), r.family == "reference", r.strategy))
     elapsed = time.perf_counter() - started
     seeds = " ".join(map(str, args.seeds))
     only = f" --strategies {' '.join(args.strategies)}" if args.strategies else ""
-    command = (f".venv/bin/python -m bench.strategies --rounds {args.rounds} --epochs {args.epochs} "
-               f"--seeds {seeds}{only} --out {args.out}")
+    command = (
+        f".venv/bin/python -m bench.strategies --rounds {args.rounds} --epochs {args.epochs} "
+        f"--seeds {seeds}{only} --out {args.out}"
+    )
     text = report(rows, args, command, elapsed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

@@ -17,9 +17,10 @@ import os
 import statistics
 import time
 
-import engine  # noqa: F401 - sets OMP_WAIT_POLICY=PASSIVE, as for every run, before torch loads
 import torch
 import torch.nn.functional as F
+
+import engine  # noqa: F401 - sets OMP_WAIT_POLICY=PASSIVE, as for every run, before torch loads
 
 CASES = [
     # (label, model spec, input kind, input shape, batch)
@@ -70,18 +71,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args()
-    print(f"load average before: {os.getloadavg()[0]:.2f}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(
+        f"load average before: {os.getloadavg()[0]:.2f}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
     print(f"| case | forward FLOPs per step | 1 thread s/step | {args.threads} threads s/step | speed-up |")
     print("|---|---:|---:|---:|---:|")
     for label, spec, kind, shape, batch in CASES:
         one, many = [], []
         for i in range(args.blocks):
             pair = [(1, one), (args.threads, many)]
-            for n, out in (pair if i % 2 == 0 else pair[::-1]):
+            for n, out in pair if i % 2 == 0 else pair[::-1]:
                 out.append(time_steps(spec, kind, shape, batch, n, args.steps))
         a, b = statistics.median(one), statistics.median(many)
-        print(f"| {label} | {step_flops(spec, kind, shape, batch):,} | {a:.5f} | {b:.5f} | {a / b:.2f}x |",
-              flush=True)
+        print(
+            f"| {label} | {step_flops(spec, kind, shape, batch):,} | {a:.5f} | {b:.5f} | {a / b:.2f}x |",
+            flush=True,
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

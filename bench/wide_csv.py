@@ -49,12 +49,29 @@ def make_csv(path: Path, rows: int, columns: int, seed: int = 0) -> None:
 
 
 def time_validate(path: Path, root: Path) -> dict:
-    config = {"name": "wide", "rounds": 1, "data": {"dataset": "csv", "path": str(path), "target": "y"},
-              "clients": [{"name": "site", "count": 4, "model": {"arch": "mlp", "hidden": 16},
-                           "preprocessing": "standardize"}], "strategy": {"name": "fedavg"}}
+    config = {
+        "name": "wide",
+        "rounds": 1,
+        "data": {"dataset": "csv", "path": str(path), "target": "y"},
+        "clients": [
+            {
+                "name": "site",
+                "count": 4,
+                "model": {"arch": "mlp", "hidden": 16},
+                "preprocessing": "standardize",
+            }
+        ],
+        "strategy": {"name": "fedavg"},
+    }
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FEDMOSAIC_HOME": str(root)}
-    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(config), str(root)], capture_output=True,
-                          text=True, env=env, check=True, cwd=Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(config), str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -65,7 +82,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} (1 min)")
-    print(f"| columns x rows | file (MB) | validate CPU s (best of {args.repeats}) | wall s | CPU s per 1,000 columns |")
+    print(
+        f"| columns x rows | file (MB) | validate CPU s (best of {args.repeats}) | wall s | CPU s per 1,000 columns |"
+    )
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -76,8 +95,11 @@ def main() -> None:
             assert all(r["ok"] for r in runs), runs[0]["errors"]
             best = min(runs, key=lambda r: r["cpu"])
             size = path.stat().st_size / 1e6
-            print(f"| {columns:,} x {args.rows:,} | {size:.1f} | {best['cpu']:.2f} | {best['wall']:.2f} | "
-                  f"{1000 * best['cpu'] / columns:.3f} |", flush=True)
+            print(
+                f"| {columns:,} x {args.rows:,} | {size:.1f} | {best['cpu']:.2f} | {best['wall']:.2f} | "
+                f"{1000 * best['cpu'] / columns:.3f} |",
+                flush=True,
+            )
             path.unlink()
     print(f"load average after: {os.getloadavg()[0]:.2f} (1 min); {time.strftime('%Y-%m-%d')}")
 

@@ -42,10 +42,12 @@ class AccessError(DataError):
     """A config names a file or folder outside the allowed roots."""
 
 
-REFUSED = ("the file or folder given lies outside the folders FedMosaic may read here (its data directory "
-           "with the uploads, the project's examples/ folder, and the folders listed in "
-           f"{ENV_ROOTS}); upload the file on the Data page instead, or ask whoever runs FedMosaic to "
-           f"add its folder to {ENV_ROOTS}")
+REFUSED = (
+    "the file or folder given lies outside the folders FedMosaic may read here (its data directory "
+    "with the uploads, the project's examples/ folder, and the folders listed in "
+    f"{ENV_ROOTS}); upload the file on the Data page instead, or ask whoever runs FedMosaic to "
+    f"add its folder to {ENV_ROOTS}"
+)
 
 
 @contextmanager
@@ -120,5 +122,7 @@ def check_download_target(folder: Path, root: Path) -> None:
     """
     if paths_trusted() or within(folder, [r for r in [_resolved(Path(root))] if r is not None]):
         return
-    raise AccessError("FedMosaic downloads dataset files only into its data directory: clear the folder "
-                      "field (data.path) to download there, or put the files into the folder yourself")
+    raise AccessError(
+        "FedMosaic downloads dataset files only into its data directory: clear the folder "
+        "field (data.path) to download there, or put the files into the folder yourself"
+    )

@@ -106,13 +106,22 @@ class Advice:
         best = self.recommended
         label = self.metric.label
         if best is None:
-            return (f"No strategy beat training alone on the clients' validation {label} in {pilots}: "
-                    f"train locally, or try more rounds or other settings.")
+            return (
+                f"No strategy beat training alone on the clients' validation {label} in {pilots}: "
+                f"train locally, or try more rounds or other settings."
+            )
         v = best.verdict
-        sure = ("beyond noise" if v.outcome == "better" else
-                "but within noise" if v.outcome == "noise" else "on too little data to judge noise")
-        return (f"{best.strategy} leads: {self.metric.diff_text(v.interval.mean)} of validation {label} "
-                f"over training alone in {pilots} ({sure}).")
+        sure = (
+            "beyond noise"
+            if v.outcome == "better"
+            else "but within noise"
+            if v.outcome == "noise"
+            else "on too little data to judge noise"
+        )
+        return (
+            f"{best.strategy} leads: {self.metric.diff_text(v.interval.mean)} of validation {label} "
+            f"over training alone in {pilots} ({sure})."
+        )
 
     def table(self) -> list[dict[str, Any]]:
         """One row per strategy for the page (gains in the metric's units, costs projected to the
@@ -121,18 +130,27 @@ class Advice:
         for rank, p in enumerate(self.pilots, 1):
             b, s = p.projected(self.design_rounds)
             v = p.verdict
-            rows.append({"rank": rank if p.error is None else None, "strategy": p.strategy,
-                         "validation": p.value, "gain": p.gain,
-                         "low": v.interval.low if v is not None else math.nan,
-                         "high": v.interval.high if v is not None else math.nan,
-                         "outcome": v.outcome if v is not None else (p.error or "—"),
-                         "MB": b / 1e6, "simulated_s": s, "pilot_wall_s": p.wall_s})
+            rows.append(
+                {
+                    "rank": rank if p.error is None else None,
+                    "strategy": p.strategy,
+                    "validation": p.value,
+                    "gain": p.gain,
+                    "low": v.interval.low if v is not None else math.nan,
+                    "high": v.interval.high if v is not None else math.nan,
+                    "outcome": v.outcome if v is not None else (p.error or "—"),
+                    "MB": b / 1e6,
+                    "simulated_s": s,
+                    "pilot_wall_s": p.wall_s,
+                }
+            )
         return rows
 
 
 # ---- planning ---------------------------------------------------------------------------------
-def candidates(config: ExperimentConfig, task: str,
-               strategies: Sequence[str] | None = None) -> tuple[list[str], dict[str, str]]:
+def candidates(
+    config: ExperimentConfig, task: str, strategies: Sequence[str] | None = None
+) -> tuple[list[str], dict[str, str]]:
     """The strategies to pilot (every one that can run the roster, or those of ``strategies``
     that can) and, for the others, why they cannot."""
     from engine.strategies import STRATEGIES
@@ -154,8 +172,10 @@ def pilot_base(config: ExperimentConfig, rounds: int = PILOT_ROUNDS) -> tuple[di
     data = base["data"]
     if not data.get("validation_fraction") and not data.get("split_column"):
         data["validation_fraction"] = PILOT_VALIDATION
-        notes.append(f"The design keeps no validation rows; the pilots held out {100 * PILOT_VALIDATION:.0f}% "
-                     f"of each client's training rows to score on.")
+        notes.append(
+            f"The design keeps no validation rows; the pilots held out {100 * PILOT_VALIDATION:.0f}% "
+            f"of each client's training rows to score on."
+        )
     return base, notes
 
 
@@ -182,8 +202,15 @@ class PilotRun:
     error: str | None = None
 
 
-def build_advice(runs: Sequence[PilotRun], metric: Any, *, rounds: int, design_rounds: int,
-                 skipped: Mapping[str, str], notes: Sequence[str] = ()) -> Advice:
+def build_advice(
+    runs: Sequence[PilotRun],
+    metric: Any,
+    *,
+    rounds: int,
+    design_rounds: int,
+    skipped: Mapping[str, str],
+    notes: Sequence[str] = (),
+) -> Advice:
     """Pair every strategy's pilots with ``local``'s by seed, rank them by mean gain."""
     from engine.reporting.verdict import paired_verdict
 
@@ -192,8 +219,10 @@ def build_advice(runs: Sequence[PilotRun], metric: Any, *, rounds: int, design_r
         by_strategy.setdefault(r.strategy, {})[r.seed] = r
     local_runs = by_strategy.pop("local", {})
     if not local_runs or all(r.error for r in local_runs.values()):
-        raise ConfigError("the local pilot did not run, so nothing can be compared; "
-                          + next((r.error for r in local_runs.values() if r.error), "launch the advisor again"))
+        raise ConfigError(
+            "the local pilot did not run, so nothing can be compared; "
+            + next((r.error for r in local_runs.values() if r.error), "launch the advisor again")
+        )
     seeds = sorted(local_runs)
 
     def pilot(name: str, mine: dict[int, PilotRun], baseline: Mapping[int, PilotRun] | None) -> Pilot:
@@ -210,29 +239,49 @@ def build_advice(runs: Sequence[PilotRun], metric: Any, *, rounds: int, design_r
         if baseline is not None:
             names = next(iter(ok.values())).names
             try:
-                p.verdict = paired_verdict({s: r.values for s, r in ok.items()},
-                                           {s: r.values for s, r in baseline.items() if r.error is None},
-                                           metric, strategy=name, baseline="local", names=names, best_round=False)
+                p.verdict = paired_verdict(
+                    {s: r.values for s, r in ok.items()},
+                    {s: r.values for s, r in baseline.items() if r.error is None},
+                    metric,
+                    strategy=name,
+                    baseline="local",
+                    names=names,
+                    best_round=False,
+                )
             except ValueError as exc:
                 p.error = str(exc)
         return p
 
     local = pilot("local", local_runs, None)
     pilots = [pilot(name, mine, local_runs) for name, mine in by_strategy.items()]
-    pilots.sort(key=lambda p: (p.verdict is None, -(p.gain if math.isfinite(p.gain) else -math.inf),
-                               p.bytes_per_round if math.isfinite(p.bytes_per_round) else math.inf))
+    pilots.sort(
+        key=lambda p: (
+            p.verdict is None,
+            -(p.gain if math.isfinite(p.gain) else -math.inf),
+            p.bytes_per_round if math.isfinite(p.bytes_per_round) else math.inf,
+        )
+    )
     return Advice(metric, rounds, design_rounds, seeds, local, pilots, dict(skipped), list(notes))
 
 
 def _validation_values(per_client: Mapping[int, Mapping[str, float]], key: str) -> dict[int, float]:
-    return {int(c): float(m[key]) for c, m in per_client.items()
-            if key in m and m[key] is not None and math.isfinite(m[key])}
+    return {
+        int(c): float(m[key])
+        for c, m in per_client.items()
+        if key in m and m[key] is not None and math.isfinite(m[key])
+    }
 
 
 # ---- in this process ------------------------------------------------------------------------------
-def advise(config: ExperimentConfig | Mapping[str, Any], *, rounds: int = PILOT_ROUNDS,
-           seeds: Sequence[int] | None = None, strategies: Sequence[str] | None = None,
-           workers: int | None = None, progress: Callable[[int, int, str], None] | None = None) -> Advice:
+def advise(
+    config: ExperimentConfig | Mapping[str, Any],
+    *,
+    rounds: int = PILOT_ROUNDS,
+    seeds: Sequence[int] | None = None,
+    strategies: Sequence[str] | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Advice:
     """Run the pilots here (no database) and return the advice.
 
     :param workers: pilots trained at once (default: the thread policy's budget of this process,
@@ -240,8 +289,8 @@ def advise(config: ExperimentConfig | Mapping[str, Any], *, rounds: int = PILOT_
     :param progress: called on this thread as ``progress(done, total, label)`` after each pilot.
     """
     from engine import threads
-    from engine.data import load_dataset
     from engine.core.simulation import Simulation
+    from engine.data import load_dataset
     from engine.tracking.storage import default_data_dir
 
     config = config if isinstance(config, ExperimentConfig) else parse_config(dict(config))
@@ -262,16 +311,30 @@ def advise(config: ExperimentConfig | Mapping[str, Any], *, rounds: int = PILOT_
             sim = Simulation(cfg, share=share)
             sim.run()
         except Exception as exc:  # noqa: BLE001 - one failing pilot must not sink the advice
-            return PilotRun(name, seed, {}, math.nan, math.nan, 0, time.perf_counter() - start,
-                            error=f"{type(exc).__name__}: {exc}")
+            return PilotRun(
+                name,
+                seed,
+                {},
+                math.nan,
+                math.nan,
+                0,
+                time.perf_counter() - start,
+                error=f"{type(exc).__name__}: {exc}",
+            )
         metric = sim.primary.metric
         if not metric_box:
             metric_box.append(metric)
         last = sim.history[-1]
-        return PilotRun(name, seed, _validation_values(last.clients, f"val_{metric.key}"),
-                        last.metrics.get("cum_bytes_up", 0.0) + last.metrics.get("cum_bytes_down", 0.0),
-                        float(last.metrics.get("sim_time_s", math.nan)), last.round, time.perf_counter() - start,
-                        {c.id: c.name for c in sim.clients})
+        return PilotRun(
+            name,
+            seed,
+            _validation_values(last.clients, f"val_{metric.key}"),
+            last.metrics.get("cum_bytes_up", 0.0) + last.metrics.get("cum_bytes_down", 0.0),
+            float(last.metrics.get("sim_time_s", math.nan)),
+            last.round,
+            time.perf_counter() - start,
+            {c.id: c.name for c in sim.clients},
+        )
 
     results: list[PilotRun] = []
     with ThreadPoolExecutor(workers, thread_name_prefix="fedmosaic-pilot") as pool:
@@ -283,13 +346,25 @@ def advise(config: ExperimentConfig | Mapping[str, Any], *, rounds: int = PILOT_
                 progress(done, len(jobs), f"{n} seed {s}")
     if not metric_box:
         raise ConfigError("no pilot ran: " + next((r.error for r in results if r.error), "unknown error"))
-    return build_advice(results, metric_box[0], rounds=base["rounds"], design_rounds=config.rounds,
-                        skipped=skipped, notes=notes)
+    return build_advice(
+        results,
+        metric_box[0],
+        rounds=base["rounds"],
+        design_rounds=config.rounds,
+        skipped=skipped,
+        notes=notes,
+    )
 
 
 # ---- through the run manager -------------------------------------------------------------------------
-def launch_pilots(mgr: Any, config: ExperimentConfig | Mapping[str, Any], *, rounds: int = PILOT_ROUNDS,
-                  seeds: Sequence[int] | None = None, strategies: Sequence[str] | None = None) -> str:
+def launch_pilots(
+    mgr: Any,
+    config: ExperimentConfig | Mapping[str, Any],
+    *,
+    rounds: int = PILOT_ROUNDS,
+    seeds: Sequence[int] | None = None,
+    strategies: Sequence[str] | None = None,
+) -> str:
     """Queue the pilots as one sweep (``local`` and every candidate, on each seed) and return its
     group id; :func:`advice_for` reads the advice once they have finished.
 
@@ -301,11 +376,18 @@ def launch_pilots(mgr: Any, config: ExperimentConfig | Mapping[str, Any], *, rou
     task = dataset_summary(config.data.model_dump(mode="json"))["task"]
     names, _ = candidates(config, task, strategies)
     if not names:
-        raise ConfigError("no strategy can run this roster, so there is nothing to compare; change the roster "
-                          "on the Clients page")
+        raise ConfigError(
+            "no strategy can run this roster, so there is nothing to compare; change the roster "
+            "on the Clients page"
+        )
     base, _ = pilot_base(config, rounds)
-    group, _ = mgr.sweep(parse_config(base), seeds=list(seeds) if seeds is not None else pilot_seeds(config),
-                         strategies=["local", *names], name=f"Advisor pilots: {config.name}", tags=[PILOT_TAG])
+    group, _ = mgr.sweep(
+        parse_config(base),
+        seeds=list(seeds) if seeds is not None else pilot_seeds(config),
+        strategies=["local", *names],
+        name=f"Advisor pilots: {config.name}",
+        tags=[PILOT_TAG],
+    )
     return group
 
 
@@ -335,8 +417,19 @@ def advice_for(store: Any, group_id: str, config: ExperimentConfig | Mapping[str
         run = store.get_run(row["id"])
         strategy = str(run.get("variant") or run["strategy"])
         if run["status"] == "failed":
-            runs.append(PilotRun(strategy, int(run["seed"]), {}, math.nan, math.nan, 0, math.nan,
-                                 run_id=run["id"], error=str(run.get("error") or "failed")))
+            runs.append(
+                PilotRun(
+                    strategy,
+                    int(run["seed"]),
+                    {},
+                    math.nan,
+                    math.nan,
+                    0,
+                    math.nan,
+                    run_id=run["id"],
+                    error=str(run.get("error") or "failed"),
+                )
+            )
             continue
         if run["status"] != "finished":
             continue
@@ -350,19 +443,31 @@ def advice_for(store: Any, group_id: str, config: ExperimentConfig | Mapping[str
         if not roster.empty:
             mine = roster[roster["run_id"] == run["id"]]
             names = {int(c): str(n) for c, n in zip(mine["client_id"], mine["name"], strict=True)}
-        runs.append(PilotRun(strategy, int(run["seed"]),
-                             {int(c): float(v) for c, v in zip(part["client_id"], part["value"], strict=True)
-                              if v is not None and math.isfinite(v)},
-                             float(figures.get("cum_bytes_up", 0.0)) + float(figures.get("cum_bytes_down", 0.0)),
-                             float(figures.get("sim_time_s", math.nan)), int(rounds_df["round"].max()),
-                             float(figures.get("cum_wall_s", math.nan)), names, run["id"]))
+        runs.append(
+            PilotRun(
+                strategy,
+                int(run["seed"]),
+                {
+                    int(c): float(v)
+                    for c, v in zip(part["client_id"], part["value"], strict=True)
+                    if v is not None and math.isfinite(v)
+                },
+                float(figures.get("cum_bytes_up", 0.0)) + float(figures.get("cum_bytes_down", 0.0)),
+                float(figures.get("sim_time_s", math.nan)),
+                int(rounds_df["round"].max()),
+                float(figures.get("cum_wall_s", math.nan)),
+                names,
+                run["id"],
+            )
+        )
     if metric is None:
         raise ConfigError("no pilot has finished yet; wait for the pilots on the Runs page")
     pilot_rounds = max((r.rounds for r in runs), default=0)
     _, skipped = candidates(config, _task(config))
     _, notes = pilot_base(config, pilot_rounds or PILOT_ROUNDS)
-    return build_advice(runs, metric, rounds=pilot_rounds, design_rounds=config.rounds, skipped=skipped,
-                        notes=notes)
+    return build_advice(
+        runs, metric, rounds=pilot_rounds, design_rounds=config.rounds, skipped=skipped, notes=notes
+    )
 
 
 def _task(config: ExperimentConfig) -> str:
@@ -371,8 +476,13 @@ def _task(config: ExperimentConfig) -> str:
     return dataset_summary(config.data.model_dump(mode="json"))["task"]
 
 
-def launch_recommended(mgr: Any, config: ExperimentConfig | Mapping[str, Any], strategy: str, *,
-                       seeds: Sequence[int] | None = None) -> tuple[str, list[str]]:
+def launch_recommended(
+    mgr: Any,
+    config: ExperimentConfig | Mapping[str, Any],
+    strategy: str,
+    *,
+    seeds: Sequence[int] | None = None,
+) -> tuple[str, list[str]]:
     """Start ``strategy`` with its paired ``local`` runs on the design's rounds and seeds (one
     sweep, so the verdict pairs them); returns ``(group id, run ids)``. The design's own strategy
     parameters are kept when it already uses ``strategy``."""
@@ -380,5 +490,9 @@ def launch_recommended(mgr: Any, config: ExperimentConfig | Mapping[str, Any], s
     spec: dict[str, Any] = {"name": strategy}
     if config.strategy.name == strategy:
         spec = {"name": strategy, **config.strategy.params()}
-    return mgr.sweep(config, seeds=list(seeds) if seeds is not None else [config.seed],
-                     strategies=[spec, "local"], name=config.name)
+    return mgr.sweep(
+        config,
+        seeds=list(seeds) if seeds is not None else [config.seed],
+        strategies=[spec, "local"],
+        name=config.name,
+    )

@@ -48,17 +48,22 @@ def hash_password(password: str, *, n: int = N, r: int = R, p: int = P, salt: by
 def _parse(stored: str) -> tuple[int, int, int, bytes, bytes]:
     parts = stored.strip().split("$")
     if len(parts) != 6 or parts[0] != SCHEME:
-        raise PasswordHashError("the password hash is not a FedMosaic hash (scrypt$...); make one with "
-                                "python -m engine hash-password")
+        raise PasswordHashError(
+            "the password hash is not a FedMosaic hash (scrypt$...); make one with "
+            "python -m engine hash-password"
+        )
     try:
         n, r, p = (int(x) for x in parts[1:4])
         salt, digest = _unb64(parts[4]), _unb64(parts[5])
     except ValueError:
-        raise PasswordHashError("the password hash is damaged; make a new one with "
-                                "python -m engine hash-password") from None
+        raise PasswordHashError(
+            "the password hash is damaged; make a new one with python -m engine hash-password"
+        ) from None
     if not (2 <= n <= 2**20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16 and salt and digest):
-        raise PasswordHashError("the password hash has out-of-range parameters; make a new one with "
-                                "python -m engine hash-password")
+        raise PasswordHashError(
+            "the password hash has out-of-range parameters; make a new one with "
+            "python -m engine hash-password"
+        )
     return n, r, p, salt, digest
 
 
@@ -70,8 +75,9 @@ def check_hash(stored: str) -> None:
 def verify(password: str, stored: str) -> bool:
     """Whether ``password`` matches ``stored`` (constant-time comparison of the digests)."""
     n, r, p, salt, digest = _parse(stored)
-    candidate = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=2**27,
-                               dklen=len(digest))
+    candidate = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=2**27, dklen=len(digest)
+    )
     return hmac.compare_digest(candidate, digest)
 
 

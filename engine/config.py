@@ -15,16 +15,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
 )
 
+from engine.core.metrics import PRIMARY_CHOICES
+from engine.core.optimizers import OPTIMIZER_NAMES
 from engine.data.augment import AugmentConfig
 from engine.data.config import DataConfig
 from engine.data.preprocess import METHODS as PREPROCESSING
 from engine.errors import ConfigError, FedMosaicError, validation_problems
 from engine.hardware.tiers import TierOverrides, TierSpec
-from engine.core.metrics import PRIMARY_CHOICES
-from engine.core.optimizers import OPTIMIZER_NAMES
 from engine.privacy.config import ClientPrivacy, SecureAggregation, ServerDP
 from engine.robustness.config import AdversarySpec, DefenceSpec
 from engine.tracking.config import TrackingSpec
@@ -37,8 +43,11 @@ class ClientSpec(BaseModel):
 
     name: str = Field("client", min_length=1, max_length=80, description="display name")
     count: int = Field(1, ge=1, le=10_000, description="repeat this spec N times")
-    model: dict[str, Any] = Field(default_factory=lambda: {"arch": "mlp"}, validate_default=True,
-                                  description='architecture and size knobs, e.g. {"arch": "cnn", "channels": 16}')
+    model: dict[str, Any] = Field(
+        default_factory=lambda: {"arch": "mlp"},
+        validate_default=True,
+        description='architecture and size knobs, e.g. {"arch": "cnn", "channels": 16}',
+    )
     optimizer: Literal[OPTIMIZER_NAMES] = Field("sgd", description="local optimiser")
     lr: float = Field(0.05, gt=0, le=10, description="learning rate")
     momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (sgd only)")
@@ -46,21 +55,34 @@ class ClientSpec(BaseModel):
     batch_size: int = Field(32, ge=1, le=65_536, description="local mini-batch size")
     weight_decay: float = Field(0.0, ge=0, le=1, description="L2 penalty")
     device: str = Field("cpu", description="where this client computes: cpu, cuda:N, mps or auto")
-    preprocessing: str = Field("none", description="none, standardize, minmax or robust; missing values are "
-                                                     "filled either way; statistics as data.statistics says "
-                                                     "(federated by default)")
+    preprocessing: str = Field(
+        "none",
+        description="none, standardize, minmax or robust; missing values are "
+        "filled either way; statistics as data.statistics says "
+        "(federated by default)",
+    )
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="image augmentation")
     join_round: int = Field(1, ge=1, description="first round this client takes part in (late joiners)")
-    cold_start: bool = Field(False, description="a late joiner starts from scratch instead of the federation's shared part")
-    data_share: float | None = Field(None, gt=0, le=1, description="share of the training pool (iid/quantity partitions)")
+    cold_start: bool = Field(
+        False, description="a late joiner starts from scratch instead of the federation's shared part"
+    )
+    data_share: float | None = Field(
+        None, gt=0, le=1, description="share of the training pool (iid/quantity partitions)"
+    )
     tier: str | None = Field(None, description="simulated device tier (hardware catalogue)")
     tier_overrides: TierOverrides | None = Field(
-        None, description='change some figures of this client\'s tier, e.g. {"up_bps": 2e6, "availability": 0.5}')
+        None,
+        description='change some figures of this client\'s tier, e.g. {"up_bps": 2e6, "availability": 0.5}',
+    )
     privacy: ClientPrivacy | None = Field(
-        None, description='DP-SGD on this client\'s data, e.g. {"clip_norm": 1.0, "target_epsilon": 4} '
-                          '(see docs/privacy.md)')
+        None,
+        description='DP-SGD on this client\'s data, e.g. {"clip_norm": 1.0, "target_epsilon": 4} '
+        "(see docs/privacy.md)",
+    )
     adversary: AdversarySpec | None = Field(
-        None, description='a compromised client: the attack it makes, e.g. {"attack": "label_flip"} (see the catalog)')
+        None,
+        description='a compromised client: the attack it makes, e.g. {"attack": "label_flip"} (see the catalog)',
+    )
 
     @field_validator("name")
     @classmethod
@@ -139,44 +161,76 @@ class ExperimentConfig(BaseModel):
     fraction: float = Field(1.0, gt=0, le=1, description="share of available clients selected per round")
     eval_every: int = Field(1, ge=1, description="evaluate every N rounds (and always at the last)")
     global_sample: int | None = Field(
-        500, ge=10, le=10_000_000, title="Global test sample (rows)",
+        500,
+        ge=10,
+        le=10_000_000,
+        title="Global test sample (rows)",
         description="rows of the global test set every client is scored on at evaluated rounds: a fixed "
-                    "sample with each class in proportion (the whole set when it is smaller; empty: every "
-                    "row every time)")
+        "sample with each class in proportion (the whole set when it is smaller; empty: every "
+        "row every time)",
+    )
     global_full_every: int = Field(
-        10, ge=1, title="Whole global test set every (rounds)",
-        description="score every row of the global test set every N rounds (and always at the last)")
+        10,
+        ge=1,
+        title="Whole global test set every (rounds)",
+        description="score every row of the global test set every N rounds (and always at the last)",
+    )
     primary_metric: Literal[PRIMARY_CHOICES] = Field(  # type: ignore[valid-type]
-        "auto", description="the headline figure of every chart, table and verdict, and what picks each "
-                            "client's best round on its validation data (auto: balanced accuracy when some "
-                            "client's data is over 70% one class, else accuracy; R² for regression)")
-    rep_dim: int = Field(64, ge=2, le=4096, description="representation width shared by every model's body and head")
+        "auto",
+        description="the headline figure of every chart, table and verdict, and what picks each "
+        "client's best round on its validation data (auto: balanced accuracy when some "
+        "client's data is over 70% one class, else accuracy; R² for regression)",
+    )
+    rep_dim: int = Field(
+        64, ge=2, le=4096, description="representation width shared by every model's body and head"
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     clients: list[ClientSpec] = Field(..., description="the roster")
     strategy: StrategySpec = Field(default_factory=StrategySpec)
-    defence: DefenceSpec = Field(default_factory=DefenceSpec,
-                                 description='robust aggregation against compromised clients, e.g. {"name": "median"}')
+    defence: DefenceSpec = Field(
+        default_factory=DefenceSpec,
+        description='robust aggregation against compromised clients, e.g. {"name": "median"}',
+    )
     executor: str = Field("sequential", description="sequential, threads, vectorized or ray")
-    executor_options: dict[str, Any] = Field(default_factory=dict, description="e.g. {\"workers\": 2}")
-    checkpoint_every: int = Field(5, ge=0, description="save a resumable checkpoint every N rounds (0: never)")
-    deadline: float | None = Field(None, gt=0, description="simulated seconds a round may last; clients "
-                                   "that cannot finish by then are stragglers (needs device tiers)")
+    executor_options: dict[str, Any] = Field(default_factory=dict, description='e.g. {"workers": 2}')
+    checkpoint_every: int = Field(
+        5, ge=0, description="save a resumable checkpoint every N rounds (0: never)"
+    )
+    deadline: float | None = Field(
+        None,
+        gt=0,
+        description="simulated seconds a round may last; clients "
+        "that cannot finish by then are stragglers (needs device tiers)",
+    )
     deadline_policy: Literal["drop", "partial"] = Field(
-        "drop", description="stragglers past the deadline: drop their update, or accept the share of "
-                            "local work that fits in the deadline")
+        "drop",
+        description="stragglers past the deadline: drop their update, or accept the share of "
+        "local work that fits in the deadline",
+    )
     selection: Literal["random", "all", "deadline_aware"] = Field(
-        "random", description="random: a random fraction of the online clients; all: every online client; "
-                              "deadline_aware: clients expected to finish within the deadline first")
-    tiers: dict[str, TierSpec] = Field(default_factory=dict, description='custom device tiers by name, e.g. '
-                                       '{"clinic-laptop": {"base": "laptop-cpu", "up_bps": 5e6}}')
-    tracking: TrackingSpec | None = Field(None, description='other places a run is logged to, e.g. '
-                                          '{"mlflow": {"uri": "file:///home/me/mlruns"}}')
+        "random",
+        description="random: a random fraction of the online clients; all: every online client; "
+        "deadline_aware: clients expected to finish within the deadline first",
+    )
+    tiers: dict[str, TierSpec] = Field(
+        default_factory=dict,
+        description="custom device tiers by name, e.g. "
+        '{"clinic-laptop": {"base": "laptop-cpu", "up_bps": 5e6}}',
+    )
+    tracking: TrackingSpec | None = Field(
+        None,
+        description='other places a run is logged to, e.g. {"mlflow": {"uri": "file:///home/me/mlruns"}}',
+    )
     server_dp: ServerDP | None = Field(
-        None, description='user-level DP-FedAvg at the server for the strategies that average models, e.g. '
-                          '{"noise_multiplier": 1.0, "clip_norm": 0.5, "clipping": "adaptive"} (see docs/privacy.md)')
+        None,
+        description="user-level DP-FedAvg at the server for the strategies that average models, e.g. "
+        '{"noise_multiplier": 1.0, "clip_norm": 0.5, "clipping": "adaptive"} (see docs/privacy.md)',
+    )
     secure_aggregation: SecureAggregation | None = Field(
-        None, description='the server learns only the sum of the updates (simulated pairwise masking, '
-                          'Bonawitz et al. 2017), e.g. {"threshold": 0.5}')
+        None,
+        description="the server learns only the sum of the updates (simulated pairwise masking, "
+        'Bonawitz et al. 2017), e.g. {"threshold": 0.5}',
+    )
 
     @field_validator("name")
     @classmethod
@@ -218,8 +272,10 @@ class ExperimentConfig(BaseModel):
             raise ValueError(str(exc)) from None
         model = source.Options
         if model is None and value.options:
-            raise ValueError(f"dataset '{value.dataset}' takes no options; remove options "
-                             f"{', '.join(sorted(map(str, value.options)))}")
+            raise ValueError(
+                f"dataset '{value.dataset}' takes no options; remove options "
+                f"{', '.join(sorted(map(str, value.options)))}"
+            )
         if model is not None:
             options = _checked(model, value.options, f"options of dataset '{value.dataset}'")
             value = value.model_copy(update={"options": options.model_dump(exclude_unset=True, mode="json")})
@@ -244,11 +300,15 @@ class ExperimentConfig(BaseModel):
         for i, spec in enumerate(self.clients):
             if spec.tier is None:
                 if spec.tier_overrides is not None:
-                    raise ValueError(f"clients.{i} ({spec.name}): tier_overrides needs a tier; valid tiers: "
-                                     f"{', '.join(sorted(tiers))}")
+                    raise ValueError(
+                        f"clients.{i} ({spec.name}): tier_overrides needs a tier; valid tiers: "
+                        f"{', '.join(sorted(tiers))}"
+                    )
             elif spec.tier not in tiers:
-                raise ValueError(f"clients.{i} ({spec.name}): unknown device tier '{spec.tier}'; valid tiers: "
-                                 f"{', '.join(sorted(tiers))} (or define it under \"tiers\")")
+                raise ValueError(
+                    f"clients.{i} ({spec.name}): unknown device tier '{spec.tier}'; valid tiers: "
+                    f'{", ".join(sorted(tiers))} (or define it under "tiers")'
+                )
         return self
 
     @field_validator("strategy", mode="before")
@@ -290,8 +350,9 @@ def plain_name(value: str) -> str:
     """A display name as given, refused when it holds control characters (terminal escape
     sequences, line breaks, bidirectional overrides) that would change how other text shows."""
     if _CONTROL.search(value):
-        raise ValueError("names are plain text: remove control characters (line breaks, tabs, escape "
-                         "sequences)")
+        raise ValueError(
+            "names are plain text: remove control characters (line breaks, tabs, escape sequences)"
+        )
     if not value.strip():
         raise ValueError("a name needs at least one visible character")
     return value

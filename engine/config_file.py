@@ -36,14 +36,32 @@ MAX_NODES = 20_000
 different clients written out one by one)."""
 
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in
-               ("map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp", "binary", "set",
-                "omap", "pairs", "value")}
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{t}"
+    for t in (
+        "map",
+        "seq",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "null",
+        "merge",
+        "timestamp",
+        "binary",
+        "set",
+        "omap",
+        "pairs",
+        "value",
+    )
+}
 
 
 def _size_error(size: int, source: str) -> ConfigError:
-    return ConfigError(f"{source} is {size / 1e6:.1f} MB; a config is at most {MAX_BYTES / 1e6:.0f} MB. "
-                       f"Large parameter lists do not belong in a config: put data in a CSV file")
+    return ConfigError(
+        f"{source} is {size / 1e6:.1f} MB; a config is at most {MAX_BYTES / 1e6:.0f} MB. "
+        f"Large parameter lists do not belong in a config: put data in a CSV file"
+    )
 
 
 def decode(raw: bytes | str, source: str = "the file") -> str:
@@ -65,13 +83,16 @@ def decode(raw: bytes | str, source: str = "the file") -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{source} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it "
-                          f"as UTF-8 (in Excel or Notepad: Save as, encoding UTF-8)") from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{source} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it "
+            f"as UTF-8 (in Excel or Notepad: Save as, encoding UTF-8)"
+        ) from None
 
 
-def read_document(raw: bytes | str, source: str = "the file",
-                  kind: Literal["json", "yaml", "auto"] = "auto") -> dict[str, Any]:
+def read_document(
+    raw: bytes | str, source: str = "the file", kind: Literal["json", "yaml", "auto"] = "auto"
+) -> dict[str, Any]:
     """Parse one config document into plain dicts, lists and scalars, within the bounds above.
 
     :param kind: ``auto`` reads text starting with ``{`` as JSON and anything else as YAML.
@@ -83,8 +104,10 @@ def read_document(raw: bytes | str, source: str = "the file",
         kind = "json" if text.lstrip().startswith(("{", "[")) else "yaml"
     data = _json(text, source) if kind == "json" else _yaml(text, source)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source} must hold one object (an experiment config with data, clients and "
-                          f"strategy), not {_kind(data)}")
+        raise ConfigError(
+            f"{source} must hold one object (an experiment config with data, clients and "
+            f"strategy), not {_kind(data)}"
+        )
     _check_shape(data, source)
     return data
 
@@ -98,8 +121,10 @@ def read_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         if not path.is_file():
-            raise ConfigError(f"cannot read config file {path}: "
-                              f"{'no such file' if not path.exists() else 'not a regular file'}")
+            raise ConfigError(
+                f"cannot read config file {path}: "
+                f"{'no such file' if not path.exists() else 'not a regular file'}"
+            )
         with path.open("rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
             if len(raw) > MAX_BYTES:
@@ -129,8 +154,10 @@ def _no_duplicates(source: str):  # noqa: ANN202
         out: dict[str, Any] = {}
         for key, value in pairs:
             if key in out:
-                raise ConfigError(f"{source}: the key \"{_short(key)}\" appears twice in one object; keep one "
-                                  f"(JSON readers disagree on which one wins)")
+                raise ConfigError(
+                    f'{source}: the key "{_short(key)}" appears twice in one object; keep one '
+                    f"(JSON readers disagree on which one wins)"
+                )
             out[key] = value
         return out
 
@@ -147,7 +174,9 @@ def _json(text: str, source: str) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_no_duplicates(source), parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        raise ConfigError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
     except RecursionError:
         raise _depth_error(source) from None
     except ValueError as exc:  # an integer of more than 4,300 digits
@@ -185,8 +214,10 @@ def _loader_class():  # noqa: ANN202
                     continue
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
                 if key in seen:
-                    raise ConfigError(f"{self._source}: the key \"{_short(str(key))}\" appears twice in one "
-                                      f"mapping (line {key_node.start_mark.line + 1}); keep one")
+                    raise ConfigError(
+                        f'{self._source}: the key "{_short(str(key))}" appears twice in one '
+                        f"mapping (line {key_node.start_mark.line + 1}); keep one"
+                    )
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
@@ -232,7 +263,6 @@ def _yaml_problem(exc: Any) -> str:
 def _check_graph(root: Any, source: str) -> None:
     """Refuse non-data tags, recursive aliases, and documents whose alias expansion exceeds the
     bounds, computing sizes on the node graph (each distinct node once)."""
-    import yaml
 
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
@@ -247,23 +277,29 @@ def _check_graph(root: Any, source: str) -> None:
             depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
             state[key] = 2
             if size[key] > MAX_NODES:
-                raise ConfigError(f"{source} expands to more than {MAX_NODES:,} values (YAML aliases repeat "
-                                  f"what they point to); write the config without nested aliases")
+                raise ConfigError(
+                    f"{source} expands to more than {MAX_NODES:,} values (YAML aliases repeat "
+                    f"what they point to); write the config without nested aliases"
+                )
             if depth[key] > MAX_DEPTH:
                 raise _depth_error(source)
             continue
         if state.get(key) == 2:
             continue
         if state.get(key) == 1:
-            raise ConfigError(f"{source}: a YAML alias refers to a mapping or list that contains it "
-                              f"(line {node.start_mark.line + 1}); a config cannot be recursive")
+            raise ConfigError(
+                f"{source}: a YAML alias refers to a mapping or list that contains it "
+                f"(line {node.start_mark.line + 1}); a config cannot be recursive"
+            )
         tag = node.tag or ""
         if tag not in _PLAIN_TAGS:
             name = tag.removeprefix("tag:yaml.org,2002:")
             shown = f"!!{name}" if name != tag else tag
-            why = ("asks to build a Python object" if name.startswith("python/") else "is not a plain value")
-            raise ConfigError(f"{source}: the YAML tag {_short(shown)} (line {node.start_mark.line + 1}) {why}; "
-                              f"a config holds plain values only (numbers, text, lists, mappings)")
+            why = "asks to build a Python object" if name.startswith("python/") else "is not a plain value"
+            raise ConfigError(
+                f"{source}: the YAML tag {_short(shown)} (line {node.start_mark.line + 1}) {why}; "
+                f"a config holds plain values only (numbers, text, lists, mappings)"
+            )
         state[key] = 1
         stack.append((node, True))
         for kid in _children(node):
@@ -299,13 +335,17 @@ def _check_shape(data: Any, source: str) -> None:
 
 
 def _count_error(source: str) -> ConfigError:
-    return ConfigError(f"{source} holds more than {MAX_NODES:,} values; a config is much smaller (a roster "
-                       f"repeats a client with \"count\" instead of listing it)")
+    return ConfigError(
+        f"{source} holds more than {MAX_NODES:,} values; a config is much smaller (a roster "
+        f'repeats a client with "count" instead of listing it)'
+    )
 
 
 def _depth_error(source: str) -> ConfigError:
-    return ConfigError(f"{source} is nested more than {MAX_DEPTH} levels deep; a config needs about 6 "
-                       f"(experiment > clients > client > model)")
+    return ConfigError(
+        f"{source} is nested more than {MAX_DEPTH} levels deep; a config needs about 6 "
+        f"(experiment > clients > client > model)"
+    )
 
 
 def _short(text: str, n: int = 40) -> str:
@@ -313,5 +353,11 @@ def _short(text: str, n: int = 40) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false",
-            type(None): "nothing"}.get(type(value), type(value).__name__)
+    return {
+        list: "a list",
+        str: "text",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)

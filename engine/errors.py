@@ -5,8 +5,9 @@ bug and keeps its traceback."""
 from __future__ import annotations
 
 
-def validation_problems(exc: Exception, prefix: str = "", empty: str = "", clean: bool = False,
-                        model: type | None = None) -> list[str]:
+def validation_problems(
+    exc: Exception, prefix: str = "", empty: str = "", clean: bool = False, model: type | None = None
+) -> list[str]:
     """A pydantic ``ValidationError`` as ``field.path: message`` lines. ``prefix`` goes before
     every path; ``empty`` names a whole-model error; ``clean`` drops pydantic's "Value error, "
     prefix from our own validators' messages. ``model``: the validated model class; an unknown
@@ -19,8 +20,13 @@ def validation_problems(exc: Exception, prefix: str = "", empty: str = "", clean
             msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if err.get("type") == "extra_forbidden" and err["loc"]:
             valid = known_names(model, err["loc"][:-1]) if model is not None else None
-            msg = ("unknown name" + (f"; valid names: {', '.join(valid)}" if valid else
-                                     "; nothing can be set here" if valid == [] else ""))
+            msg = "unknown name" + (
+                f"; valid names: {', '.join(valid)}"
+                if valid
+                else "; nothing can be set here"
+                if valid == []
+                else ""
+            )
         out.append(f"{loc}: {msg}")
     return out
 

@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-
 CHUNK_BYTES = 8 << 20
 """Bytes of the largest activation of one forward call (rows x clients x the model's largest
 per-sample tensor, :func:`sample_cost`): bounds the memory of scoring, whatever the
@@ -52,9 +51,16 @@ def _sdpa(q: Tensor, k: Tensor, out: Tensor) -> int:
 
 
 _RULES = {
-    "linear": _linear, "conv1d": _conv, "conv2d": _conv, "conv3d": _conv,
-    "matmul": _matmul, "__matmul__": _matmul, "__rmatmul__": lambda b, a, out: _matmul(a, b, out),
-    "mm": _matmul, "bmm": _matmul, "scaled_dot_product_attention": _sdpa,
+    "linear": _linear,
+    "conv1d": _conv,
+    "conv2d": _conv,
+    "conv3d": _conv,
+    "matmul": _matmul,
+    "__matmul__": _matmul,
+    "__rmatmul__": lambda b, a, out: _matmul(a, b, out),
+    "mm": _matmul,
+    "bmm": _matmul,
+    "scaled_dot_product_attention": _sdpa,
 }
 _BIASED = {"addmm": _matmul, "baddbmm": _matmul}  # (bias, a, b)
 

@@ -65,11 +65,15 @@ def training_trend(losses: Sequence[float]) -> str:
 
 
 TREND_ADVICE = {
-    "diverged": ("the training loss rose or became infinite: the learning rate is too high for these "
-                 "models; lower it (Clients: learning rate) tenfold"),
-    "flat": ("the training loss barely fell: the clients learn too slowly; raise the learning rate, "
-             "switch the optimiser to Adam or give SGD momentum 0.9, or train more epochs per round "
-             "(Clients page)"),
+    "diverged": (
+        "the training loss rose or became infinite: the learning rate is too high for these "
+        "models; lower it (Clients: learning rate) tenfold"
+    ),
+    "flat": (
+        "the training loss barely fell: the clients learn too slowly; raise the learning rate, "
+        "switch the optimiser to Adam or give SGD momentum 0.9, or train more epochs per round "
+        "(Clients page)"
+    ),
     "falling": "the clients' training loss falls, so what they learn is lost in what the strategy exchanges",
 }
 
@@ -111,25 +115,41 @@ class Monitor:
             return []
         key = "acc" if self.task == "classification" else "r2"
         prefix = f"server_{key}["
-        figures = [(label, metric) for label, metric in (
-            ("the clients' models on the global test set", f"global_{key}_mean"),
-            ("the clients' models on their own test splits", f"local_{key}_mean")) if metric in metrics]
-        figures += [(f"the server's {name[len(prefix):-1]} model", name) for name in sorted(metrics)
-                    if name.startswith(prefix)]
+        figures = [
+            (label, metric)
+            for label, metric in (
+                ("the clients' models on the global test set", f"global_{key}_mean"),
+                ("the clients' models on their own test splits", f"local_{key}_mean"),
+            )
+            if metric in metrics
+        ]
+        figures += [
+            (f"the server's {name[len(prefix) : -1]} model", name)
+            for name in sorted(metrics)
+            if name.startswith(prefix)
+        ]
         if not figures:
             return []  # not an evaluated round
         now = {metric for _, metric in figures if self.at_chance(metrics[metric])}
-        stuck = [(label, metrics[metric]) for label, metric in figures
-                 if metric in now and metric in self.at_chance_before]
+        stuck = [
+            (label, metrics[metric])
+            for label, metric in figures
+            if metric in now and metric in self.at_chance_before
+        ]
         self.at_chance_before = now
         if rnd < self.min_rounds or not stuck:
             return []
         self.warned.add("chance")
         what = ", ".join(f"{label} ({value:.3f})" for label, value in stuck)
-        floor = (f"no better than always predicting the most common class ({self.chance:.3f} accuracy)"
-                 if self.task == "classification" else "no better than predicting the mean (R² 0)")
-        message = (f"{AT_CHANCE} at round {rnd} with {self.strategy}: {what}; {floor}. Likely cause: "
-                   f"{TREND_ADVICE[training_trend(self.losses)]}.")
+        floor = (
+            f"no better than always predicting the most common class ({self.chance:.3f} accuracy)"
+            if self.task == "classification"
+            else "no better than predicting the mean (R² 0)"
+        )
+        message = (
+            f"{AT_CHANCE} at round {rnd} with {self.strategy}: {what}; {floor}. Likely cause: "
+            f"{TREND_ADVICE[training_trend(self.losses)]}."
+        )
         if self.pitfalls:
             message += f" About {self.strategy}: {self.pitfalls}"
         return [message]
@@ -145,8 +165,15 @@ def run_warnings(store: Any, run_id: str) -> list[str]:
     return [str(m) for m in rows["message"]]
 
 
-def below_local(strategy: str, difference: float, low: float | None = None, high: float | None = None,
-                *, pitfalls: str = "", metric: str = "accuracy") -> str | None:
+def below_local(
+    strategy: str,
+    difference: float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    pitfalls: str = "",
+    metric: str = "accuracy",
+) -> str | None:
     """A warning when a strategy is far below its paired ``local`` run, or ``None``.
 
     :param difference: strategy minus ``local`` on the same split and seed (a fraction: -0.087 is
@@ -158,10 +185,15 @@ def below_local(strategy: str, difference: float, low: float | None = None, high
         return None
     if high is not None and math.isfinite(high) and high >= 0:
         return None
-    interval = (f" (95% CI {100 * low:+.1f} to {100 * high:+.1f})"
-                if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) else "")
-    message = (f"{strategy} is {-100 * difference:.1f} points of {metric} below training alone on the "
-               f"same split{interval}: collaborating this way costs the clients.")
+    interval = (
+        f" (95% CI {100 * low:+.1f} to {100 * high:+.1f})"
+        if low is not None and high is not None and math.isfinite(low) and math.isfinite(high)
+        else ""
+    )
+    message = (
+        f"{strategy} is {-100 * difference:.1f} points of {metric} below training alone on the "
+        f"same split{interval}: collaborating this way costs the clients."
+    )
     if pitfalls:
         message += f" Likely cause: {pitfalls}"
     return message
@@ -184,5 +216,6 @@ def verdict_warning(verdict: Any) -> str | None:
         return None  # R², RMSE...: "points" would mislead; the verdict's own sentence says it
     low = interval.low if getattr(interval, "n", 0) >= 2 else None
     high = interval.high if getattr(interval, "n", 0) >= 2 else None
-    return below_local(name, float(interval.mean), low, high, pitfalls=pitfalls,
-                       metric=getattr(metric, "label", "accuracy"))
+    return below_local(
+        name, float(interval.mean), low, high, pitfalls=pitfalls, metric=getattr(metric, "label", "accuracy")
+    )

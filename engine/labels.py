@@ -46,8 +46,9 @@ FIELDS: dict[str, tuple[str, str]] = {
     "primary_metric": ("Primary metric", "Launch > Run settings"),
 }
 
-_KEY = re.compile(r"(?<![\w.])(" + "|".join(re.escape(k) for k in sorted(FIELDS, key=len, reverse=True))
-                  + r")(?![\w])")
+_KEY = re.compile(
+    r"(?<![\w.])(" + "|".join(re.escape(k) for k in sorted(FIELDS, key=len, reverse=True)) + r")(?![\w])"
+)
 
 
 def label(key: str) -> str:

@@ -82,7 +82,12 @@ def markdown_plain(text: Any) -> str:
 def chart_text(text: Any) -> str:
     """``text`` for a Plotly label (legend, axis, hover): Plotly reads ``<a href>``, ``<b>``... in
     labels, so a name's angle brackets and ampersands are written as entities and show as typed."""
-    return " ".join(terminal_safe(str(text)).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return (
+        " ".join(terminal_safe(str(text)).split())
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )
 
 
 def safe_filename(name: str, default: str = "export") -> str:

@@ -151,18 +151,31 @@ class ClientContext:
         """The task loss (cross-entropy or MSE)."""
         return training.task_loss(self.task, out, y)
 
-    def optimizer(self, params: Sequence[nn.Parameter] | None = None,
-                  lr: float | None = None) -> torch.optim.Optimizer:
+    def optimizer(
+        self, params: Sequence[nn.Parameter] | None = None, lr: float | None = None
+    ) -> torch.optim.Optimizer:
         """A fresh optimiser of the client's kind and hyperparameters."""
         s = self.spec
-        return training.make_optimizer(s.optimizer, params if params is not None else self.model.parameters(),
-                                       lr if lr is not None else s.lr, s.momentum, s.weight_decay)
+        return training.make_optimizer(
+            s.optimizer,
+            params if params is not None else self.model.parameters(),
+            lr if lr is not None else s.lr,
+            s.momentum,
+            s.weight_decay,
+        )
 
-    def fit(self, *, model: nn.Module | None = None, epochs: int | None = None,
-            params: Sequence[nn.Parameter] | None = None,
-            loss: Callable[[Tensor, Tensor], Tensor] | None = None,
-            x: Tensor | None = None, y: Tensor | None = None, lr: float | None = None,
-            augment: bool = True) -> training.FitStats:
+    def fit(
+        self,
+        *,
+        model: nn.Module | None = None,
+        epochs: int | None = None,
+        params: Sequence[nn.Parameter] | None = None,
+        loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+        x: Tensor | None = None,
+        y: Tensor | None = None,
+        lr: float | None = None,
+        augment: bool = True,
+    ) -> training.FitStats:
         """Train on the client's data (or ``x, y``) with its optimiser and batch size.
 
         :param loss: ``loss(x_batch, y_batch)``; default the strategy's :meth:`Strategy.local_loss`.
@@ -178,9 +191,20 @@ class ClientContext:
         loss_fn = loss if loss is not None else (lambda xb, yb: self.strategy.local_loss(self, xb, yb))
         x = self.x if x is None else x
         y = self.y if y is None else y
-        stats = training.fit(model, x, y, loss_fn, opt, epochs or self.spec.epochs, self.spec.batch_size,
-                             self.generator, augment=self.spec.augment if augment else None,
-                             cancel=self.cancel, work_fraction=self.work_fraction, privacy=private)
+        stats = training.fit(
+            model,
+            x,
+            y,
+            loss_fn,
+            opt,
+            epochs or self.spec.epochs,
+            self.spec.batch_size,
+            self.generator,
+            augment=self.spec.augment if augment else None,
+            cancel=self.cancel,
+            work_fraction=self.work_fraction,
+            privacy=private,
+        )
         self.fit_stats.append(stats)
         return stats
 

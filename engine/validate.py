@@ -12,8 +12,8 @@ from engine.data import load_dataset
 from engine.data.federation import partition_params
 from engine.errors import CompatibilityError, ConfigError, FedMosaicError
 from engine.models import check_reads
-from engine.tracking.storage import default_data_dir
 from engine.strategies import STRATEGIES
+from engine.tracking.storage import default_data_dir
 
 
 @dataclass
@@ -46,8 +46,12 @@ def _reasons(config: ExperimentConfig, task: str) -> dict[str, str | None]:
     roster = config.roster()
     has_public = config.data.public_fraction > 0
     private = privacy_compatibility(config)  # what each strategy's uploads reveal (engine/privacy)
-    return {name: cls.incompatibility(roster, task, has_public) or private.get(name) or strategy_reason(cls, config)
-            for name, cls in STRATEGIES.items()}
+    return {
+        name: cls.incompatibility(roster, task, has_public)
+        or private.get(name)
+        or strategy_reason(cls, config)
+        for name, cls in STRATEGIES.items()
+    }
 
 
 def compatibility(config: ExperimentConfig, task: str) -> dict[str, str | None]:
@@ -77,10 +81,14 @@ def compatibility_matrix(config: ExperimentConfig, task: str) -> dict[str, dict[
         cls = STRATEGIES.get(name)
         ok = reasons[name] is None
         out[name] = {
-            "ok": ok, "reason": reasons[name],
+            "ok": ok,
+            "reason": reasons[name],
             "caveat": cls.caveat(roster, task, has_public) if ok else None,
-            "family": cls.family, "needs_public": cls.needs_public, "has_public": has_public,
-            "mixed_architectures": not cls.same_architecture, "description": cls.description,
+            "family": cls.family,
+            "needs_public": cls.needs_public,
+            "has_public": has_public,
+            "mixed_architectures": not cls.same_architecture,
+            "description": cls.description,
         }
     return out
 
@@ -88,8 +96,14 @@ def compatibility_matrix(config: ExperimentConfig, task: str) -> dict[str, dict[
 def suggest(compatible: dict[str, str | None]) -> str:
     """'; try a, b, c' for the collaborative strategies that can run (baselines and parameter
     sharing first), or '' when none can."""
-    names = sorted((n for n, why in compatible.items() if why is None and STRATEGIES.get(n).collaborates
-                    and STRATEGIES.get(n).family != "reference"), key=_order)
+    names = sorted(
+        (
+            n
+            for n, why in compatible.items()
+            if why is None and STRATEGIES.get(n).collaborates and STRATEGIES.get(n).family != "reference"
+        ),
+        key=_order,
+    )
     return f"; try {', '.join(names)}" if names else ""
 
 
@@ -102,8 +116,10 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
         import importlib.util
 
         if importlib.util.find_spec("mlflow") is None:
-            report.errors.append("tracking.mlflow: mlflow is not installed; install the mlflow extra "
-                                 "(pip install 'fedmosaic[mlflow]') or remove tracking.mlflow")
+            report.errors.append(
+                "tracking.mlflow: mlflow is not installed; install the mlflow extra "
+                "(pip install 'fedmosaic[mlflow]') or remove tracking.mlflow"
+            )
     try:
         data = load_dataset(config.data, root)
     except FedMosaicError as exc:
@@ -126,17 +142,21 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
         except ValueError as exc:
             report.errors.append(f"primary metric: {exc}")
     if config.data.statistics == "centralized":
-        report.warnings.append("data: centralized statistics (data.statistics): every site's preprocessing uses the "
-                               "whole file, test rows included - not possible in a real federation; a reference only")
+        report.warnings.append(
+            "data: centralized statistics (data.statistics): every site's preprocessing uses the "
+            "whole file, test rows included - not possible in a real federation; a reference only"
+        )
     report.compatible = compatibility(config, data.task)
     chosen = STRATEGIES.get(config.strategy.name)
     why = report.compatible.get(config.strategy.name) or chosen.check_params(
-        chosen.Params(**config.strategy.params()), data.input_spec)
+        chosen.Params(**config.strategy.params()), data.input_spec
+    )
     if why is not None:
         report.errors.append(f"strategy: {why}")
     else:
         note = STRATEGIES.get(config.strategy.name).caveat(
-            config.roster(), data.task, config.data.public_fraction > 0)
+            config.roster(), data.task, config.data.public_fraction > 0
+        )
         if note:
             report.warnings.append(f"strategy {config.strategy.name}: {note}")
     if config.executor == "ray":
@@ -147,8 +167,9 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
     roster = config.roster()
     late = [s.name for s in roster if s.join_round > config.rounds]
     if late:
-        report.warnings.append(f"{len(late)} client(s) join after the last round and never train: "
-                               f"{', '.join(late[:5])}")
+        report.warnings.append(
+            f"{len(late)} client(s) join after the last round and never train: {', '.join(late[:5])}"
+        )
     report.errors.extend(model_problems(config, data))
     from engine.robustness.check import problems as robustness_problems
 
@@ -181,14 +202,23 @@ def model_problems(config: ExperimentConfig, data: Any) -> list[str]:
             continue
         seen.add(key)
         try:
-            estimate_memory(spec.model, data.input_spec, config.rep_dim, data.n_outputs, spec.batch_size,
-                            spec.optimizer, spec.momentum)
+            estimate_memory(
+                spec.model,
+                data.input_spec,
+                config.rep_dim,
+                data.n_outputs,
+                spec.batch_size,
+                spec.optimizer,
+                spec.momentum,
+            )
         except FedMosaicError as exc:
             out.append(f"clients.{i} ({spec.name}): {exc}")
         except (ValueError, RuntimeError, TypeError, IndexError) as exc:
-            out.append(f"clients.{i} ({spec.name}): model '{spec.arch}' cannot be built for input "
-                       f"{data.input_spec} ({type(exc).__name__}: {str(exc)[:200]}); change its size knobs "
-                       f"or pick another architecture")
+            out.append(
+                f"clients.{i} ({spec.name}): model '{spec.arch}' cannot be built for input "
+                f"{data.input_spec} ({type(exc).__name__}: {str(exc)[:200]}); change its size knobs "
+                f"or pick another architecture"
+            )
     return out
 
 
@@ -201,7 +231,9 @@ def split_problems(config: ExperimentConfig, root: Path) -> Report:
     out = Report()
     roster = config.roster()
     try:
-        preview = partition_preview(config.data, len(roster), [c.data_share for c in roster], config.seed, root)
+        preview = partition_preview(
+            config.data, len(roster), [c.data_share for c in roster], config.seed, root
+        )
     except FedMosaicError as exc:
         out.errors.append(f"data: {exc}")
         return out
@@ -209,28 +241,40 @@ def split_problems(config: ExperimentConfig, root: Path) -> Report:
     out.n_train = [int(c["train"]) for c in clients]
     no_train = [roster[i].name for i, c in enumerate(clients) if c["train"] == 0]
     if no_train:
-        out.errors.append(f"data: {len(no_train)} client(s) would get no training sample ({_names(no_train)}); "
-                          f"use fewer clients, a larger dataset or a larger max samples")
+        out.errors.append(
+            f"data: {len(no_train)} client(s) would get no training sample ({_names(no_train)}); "
+            f"use fewer clients, a larger dataset or a larger max samples"
+        )
     no_test = [roster[i].name for i, c in enumerate(clients) if c["test"] == 0]
     if config.data.test_fraction > 0 and no_test:
         smallest = min(c["size"] for c in clients)
         if smallest < 2:
-            fix = ("a client needs at least 2 samples, one to train on and one to test: use fewer clients, a "
-                   "larger dataset or a larger max samples")
+            fix = (
+                "a client needs at least 2 samples, one to train on and one to test: use fewer clients, a "
+                "larger dataset or a larger max samples"
+            )
         elif config.data.test_fraction >= 0.5:
-            fix = (f"lower the test fraction (data.test_fraction; 0.2 is usual): "
-                   f"{config.data.test_fraction:g} leaves nothing to train on")
+            fix = (
+                f"lower the test fraction (data.test_fraction; 0.2 is usual): "
+                f"{config.data.test_fraction:g} leaves nothing to train on"
+            )
         else:
             fix = "raise the test fraction (data.test_fraction) or give them more samples"
-        out.errors.append(f"data: {len(no_test)} client(s) would have no local test sample "
-                          f"({_names(no_test)}; the smallest client holds {smallest} sample(s)); {fix}")
+        out.errors.append(
+            f"data: {len(no_test)} client(s) would have no local test sample "
+            f"({_names(no_test)}; the smallest client holds {smallest} sample(s)); {fix}"
+        )
     elif config.data.test_fraction >= 0.5:
         fewest = min(c["train"] for c in clients)
-        out.warnings.append(f"data: the test fraction {config.data.test_fraction:g} keeps most of each client's "
-                            f"data for testing; the smallest client trains on {fewest} sample(s)")
+        out.warnings.append(
+            f"data: the test fraction {config.data.test_fraction:g} keeps most of each client's "
+            f"data for testing; the smallest client trains on {fewest} sample(s)"
+        )
     elif config.data.test_fraction == 0:
-        out.warnings.append("data: the test fraction is 0, so clients keep no local test split; only the "
-                            "global test set is scored")
+        out.warnings.append(
+            "data: the test fraction is 0, so clients keep no local test split; only the "
+            "global test set is scored"
+        )
     return out
 
 
@@ -244,8 +288,9 @@ def hardware_warnings(config: ExperimentConfig, data: Any) -> list[str]:
     from engine.hardware.devices import memory_warnings
 
     per_client = len(data) // max(1, len(config.roster()))
-    return (memory_warnings(config, data.input_spec, data.n_outputs, per_client)
-            + clock_warnings(config, data.input_spec, data.n_outputs, per_client))
+    return memory_warnings(config, data.input_spec, data.n_outputs, per_client) + clock_warnings(
+        config, data.input_spec, data.n_outputs, per_client
+    )
 
 
 def check(config: ExperimentConfig, root: Path | None = None) -> Report:

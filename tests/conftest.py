@@ -37,10 +37,22 @@ def store(tmp_path: Path):  # noqa: ANN201
 def digits_config(**overrides):  # noqa: ANN001, ANN201
     """A small valid config dict on digits; keyword overrides replace top-level keys."""
     base = {
-        "name": "test", "seed": 0, "rounds": 2,
+        "name": "test",
+        "seed": 0,
+        "rounds": 2,
         "data": {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}},
-        "clients": [{"name": "c", "count": 4, "model": {"arch": "mlp", "hidden": 32},
-                     "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 1, "batch_size": 32}],
+        "clients": [
+            {
+                "name": "c",
+                "count": 4,
+                "model": {"arch": "mlp", "hidden": 32},
+                "optimizer": "sgd",
+                "lr": 0.05,
+                "momentum": 0.9,
+                "epochs": 1,
+                "batch_size": 32,
+            }
+        ],
         "strategy": {"name": "fedavg"},
     }
     base.update(overrides)

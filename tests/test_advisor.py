@@ -18,10 +18,25 @@ def design(**over) -> dict:
     """Four MLP sites with a few dozen digits each (iid): sharing a model clearly beats training
     alone on so little data, and a few rounds tell."""
     cfg = digits_config(
-        rounds=8, data={"dataset": "digits", "partition": {"method": "iid"}, "max_samples": 300,
-                        "validation_fraction": 0.25},
-        clients=[{"name": "site", "count": 4, "model": {"arch": "mlp", "hidden": 32}, "optimizer": "adam",
-                  "lr": 0.01, "epochs": 1, "batch_size": 16}])
+        rounds=8,
+        data={
+            "dataset": "digits",
+            "partition": {"method": "iid"},
+            "max_samples": 300,
+            "validation_fraction": 0.25,
+        },
+        clients=[
+            {
+                "name": "site",
+                "count": 4,
+                "model": {"arch": "mlp", "hidden": 32},
+                "optimizer": "adam",
+                "lr": 0.01,
+                "epochs": 1,
+                "batch_size": 16,
+            }
+        ],
+    )
     cfg.update(over)
     return cfg
 
@@ -35,12 +50,14 @@ def test_pilots_are_paired_with_local_on_validation_and_ranked_with_costs(monkey
         return original(per_client, key)
 
     monkeypatch.setattr(advisor, "_validation_values", spy)
-    advice = advisor.advise(parse_config(design()), rounds=3, seeds=[0, 1],
-                            strategies=["fedavg", "lg_fedavg", "fedmd"], workers=1)
+    advice = advisor.advise(
+        parse_config(design()), rounds=3, seeds=[0, 1], strategies=["fedavg", "lg_fedavg", "fedmd"], workers=1
+    )
     assert set(scored_keys) == {"val_acc"}  # validation figures only, never the test splits
     assert "fedmd" in advice.skipped and "public" in advice.skipped["fedmd"]
     assert [p.strategy for p in advice.pilots] == sorted(
-        ["fedavg", "lg_fedavg"], key=lambda n: -next(p.gain for p in advice.pilots if p.strategy == n))
+        ["fedavg", "lg_fedavg"], key=lambda n: -next(p.gain for p in advice.pilots if p.strategy == n)
+    )
     fedavg = next(p for p in advice.pilots if p.strategy == "fedavg")
     assert fedavg.verdict.over == "seeds" and fedavg.verdict.seeds == (0, 1)
     assert fedavg.verdict.interval.low <= fedavg.gain <= fedavg.verdict.interval.high
@@ -72,7 +89,9 @@ def test_no_recommendation_when_nothing_beats_local():
 
 
 def test_a_design_without_validation_rows_gets_them_for_the_pilots_only():
-    cfg = parse_config(design(data={"dataset": "digits", "partition": {"method": "iid"}, "validation_fraction": 0.0}))
+    cfg = parse_config(
+        design(data={"dataset": "digits", "partition": {"method": "iid"}, "validation_fraction": 0.0})
+    )
     base, notes = advisor.pilot_base(cfg, rounds=3)
     assert base["data"]["validation_fraction"] == advisor.PILOT_VALIDATION and notes
     assert cfg.data.validation_fraction == 0.0

@@ -14,11 +14,29 @@ from tests.test_app_support import app, assert_clean
 
 
 def tiny() -> dict:
-    return document.normalize({"name": "tiny advice", "rounds": 4, "checkpoint_every": 0,
-                          "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "iid"},
-                                   "validation_fraction": 0.25},
-                          "clients": [{"name": "site", "count": 4, "model": {"arch": "mlp", "hidden": 32},
-                                       "optimizer": "adam", "lr": 0.01, "batch_size": 16}]})
+    return document.normalize(
+        {
+            "name": "tiny advice",
+            "rounds": 4,
+            "checkpoint_every": 0,
+            "data": {
+                "dataset": "digits",
+                "max_samples": 300,
+                "partition": {"method": "iid"},
+                "validation_fraction": 0.25,
+            },
+            "clients": [
+                {
+                    "name": "site",
+                    "count": 4,
+                    "model": {"arch": "mlp", "hidden": 32},
+                    "optimizer": "adam",
+                    "lr": 0.01,
+                    "batch_size": 16,
+                }
+            ],
+        }
+    )
 
 
 def test_pilots_rank_and_the_winner_launches_with_its_local_baseline() -> None:

@@ -9,19 +9,37 @@ from pathlib import Path
 
 import pytest
 
-from engine.design import checks, compatibility, document, drafts, forms, launching, roster, roster_table, scenarios, schema, sizes, split
-from engine.reporting import results
 from engine.config import parse_config
+from engine.design import (
+    checks,
+    compatibility,
+    document,
+    drafts,
+    forms,
+    launching,
+    roster,
+    roster_table,
+    scenarios,
+    schema,
+    sizes,
+    split,
+)
 from engine.errors import ConfigError, DataError
+from engine.reporting import results
 from engine.validate import validate
 
 
 def tiny(**overrides):
     """A design that trains in about a second."""
-    design = {"name": "tiny", "seed": 0, "rounds": 1, "checkpoint_every": 0,
-              "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "iid"}},
-              "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 16}, "batch_size": 32}],
-              "strategy": {"name": "fedavg"}}
+    design = {
+        "name": "tiny",
+        "seed": 0,
+        "rounds": 1,
+        "checkpoint_every": 0,
+        "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "iid"}},
+        "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 16}, "batch_size": 32}],
+        "strategy": {"name": "fedavg"},
+    }
     design.update(overrides)
     return document.normalize(design)
 
@@ -83,7 +101,11 @@ def test_roster_table_edit_changes_only_that_client() -> None:
 
 
 def test_knobs_text_and_parsing() -> None:
-    assert sizes.parse_knobs("hidden=64, depth=3, bidirectional=true") == {"hidden": 64, "depth": 3, "bidirectional": True}
+    assert sizes.parse_knobs("hidden=64, depth=3, bidirectional=true") == {
+        "hidden": 64,
+        "depth": 3,
+        "bidirectional": True,
+    }
     assert sizes.knobs_text({"arch": "mlp", "width": 1.0, "hidden": 64, "depth": 2}) == "hidden=64"
     assert sizes.knobs_text({"arch": "mlp", "width": 0.75, "hidden": 128, "depth": 2}) == "width=0.75"
     with pytest.raises(ConfigError, match="name=value"):
@@ -112,14 +134,18 @@ def test_identical_numbered_clients_compact_to_count() -> None:
     design = tiny()
     rows = roster.expanded_rows(roster.resize_roster(design, 5))
     assert [r["name"] for r in rows] == ["c-1", "c-2", "c-3", "c-4", "c-5"]
-    assert roster.compact(rows) == [{**{k: v for k, v in rows[0].items() if k != "name"}, "name": "c", "count": 5}]
+    assert roster.compact(rows) == [
+        {**{k: v for k, v in rows[0].items() if k != "name"}, "name": "c", "count": 5}
+    ]
     assert roster.set_clients(design, rows)["clients"][0]["count"] == 5
 
 
 def test_update_client_switches_architecture_with_its_defaults() -> None:
     design = document.normalize(scenarios.template("hospital"))
     row = roster.client_row(design, 3)
-    updated = roster.update_client(design, 3, {"arch": "cnn", "knobs": sizes.knobs_text(row["model"]), "lr": 0.01})
+    updated = roster.update_client(
+        design, 3, {"arch": "cnn", "knobs": sizes.knobs_text(row["model"]), "lr": 0.01}
+    )
     client = roster.client_row(updated, 3)
     assert client["model"]["arch"] == "cnn" and "hidden" not in client["model"]
     assert client["lr"] == 0.01 and client["name"] == "Hillcrest"
@@ -143,7 +169,11 @@ def test_costs_grow_with_model_size() -> None:
     design = document.normalize(scenarios.template("edge"))
     frame = roster_table.roster_frame(design)
     by_tier = frame.groupby("tier")[["params", "memory_mb"]].first()
-    assert by_tier.loc["phone-low", "params"] < by_tier.loc["phone-high", "params"] < by_tier.loc["raspberry-pi", "params"]
+    assert (
+        by_tier.loc["phone-low", "params"]
+        < by_tier.loc["phone-high", "params"]
+        < by_tier.loc["raspberry-pi", "params"]
+    )
     assert by_tier.loc["phone-low", "memory_mb"] < by_tier.loc["raspberry-pi", "memory_mb"]
 
 
@@ -163,7 +193,9 @@ def test_fields_from_parameter_models() -> None:
 
 # ---- strategies -----------------------------------------------------------------------------------
 def test_compatibility_disables_with_a_reason() -> None:
-    entries = {e["name"]: e for e in compatibility.strategies(document.normalize(scenarios.template("hospital")))}
+    entries = {
+        e["name"]: e for e in compatibility.strategies(document.normalize(scenarios.template("hospital")))
+    }
     assert entries["fedproto"]["reason"] is None and entries["lg_fedavg"]["reason"] is None
     assert "fedavg needs" in entries["fedavg"]["reason"]
     assert "public" in entries["fedmd"]["reason"]
@@ -185,7 +217,12 @@ def test_preview_reacts_to_the_partition() -> None:
 def test_natural_preview_names_sites_after_the_roster() -> None:
     design = document.normalize(scenarios.template("hospital"))
     names = [c["name"] for c in split.preview(design)["clients"]]
-    assert names == ["Northgate (domain 0)", "Riverside (domain 1)", "St Olaf (domain 2)", "Hillcrest (domain 3)"]
+    assert names == [
+        "Northgate (domain 0)",
+        "Riverside (domain 1)",
+        "St Olaf (domain 2)",
+        "Hillcrest (domain 3)",
+    ]
     assert schema.natural_names(design["data"]) == ["domain 0", "domain 1", "domain 2", "domain 3"]
 
 
@@ -268,14 +305,24 @@ def test_launch_single_run_and_sweep(tmp_path: Path) -> None:
         one = launching.launch(tiny(), mgr=mgr, tags=["smoke"])
         assert one.group_id is None and len(one.run_ids) == 1
         assert mgr.wait(one.run_ids[0], 120) == "finished"
-        sweep = launching.launch(tiny(), strategies=["fedavg", "fedprox"], seeds=[0, 1],
-                           strategy_params={"fedprox": {"mu": 0.5}}, name="cmp", mgr=mgr)
+        sweep = launching.launch(
+            tiny(),
+            strategies=["fedavg", "fedprox"],
+            seeds=[0, 1],
+            strategy_params={"fedprox": {"mu": 0.5}},
+            name="cmp",
+            mgr=mgr,
+        )
         assert len(sweep.run_ids) == 4 and sweep.group_id
         for rid in sweep.run_ids:
             assert mgr.wait(rid, 120) == "finished"
         rows = mgr.store.list_runs(group_id=sweep.group_id)
         assert sorted((r["variant"], r["seed"]) for r in rows) == [
-            ("fedavg", 0), ("fedavg", 1), ("fedprox (mu=0.5)", 0), ("fedprox (mu=0.5)", 1)]
+            ("fedavg", 0),
+            ("fedavg", 1),
+            ("fedprox (mu=0.5)", 0),
+            ("fedprox (mu=0.5)", 1),
+        ]
         frame = results.runs_frame(mgr.store)
         assert len(frame) == 5 and set(frame["status"]) == {"finished"}
         assert list(results.runs_frame(mgr.store, search="smoke")["id"]) == one.run_ids
@@ -316,16 +363,27 @@ def test_no_page_reaches_a_private_name() -> None:
     found = []
     for path in [root / "app.py", *sorted((root / "pages").rglob("*.py"))]:
         tree = ast.parse(path.read_text())
-        modules = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom | ast.Import)
-                   for a in n.names}
+        modules = {
+            a.asname or a.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom | ast.Import)
+            for a in n.names
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or "", *(a.name for a in node.names)]
-                found += [f"{path.name}: from {node.module} import {n}" for n in names
-                          if any(p.startswith("_") and not p.startswith("__") for p in n.split("."))]
-            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                  and node.value.id in modules - {"st"} and node.attr.startswith("_")
-                  and not node.attr.startswith("__")):
+                found += [
+                    f"{path.name}: from {node.module} import {n}"
+                    for n in names
+                    if any(p.startswith("_") and not p.startswith("__") for p in n.split("."))
+                ]
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules - {"st"}
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not found, found
 
@@ -341,8 +399,12 @@ def test_no_page_script_writes_a_stray_string() -> None:
 
     def walk(body: list, path: Path) -> None:
         for i, node in enumerate(body):
-            if (i and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-                    and isinstance(node.value.value, str)):
+            if (
+                i
+                and isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
                 found.append(f"{path.relative_to(root)}:{node.lineno}")
             for field in ("body", "orelse", "finalbody", "handlers"):
                 walk([n for n in getattr(node, field, []) if isinstance(n, ast.AST)], path)

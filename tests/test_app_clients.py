@@ -13,8 +13,11 @@ from tests.test_app_support import app, assert_clean
 def edit(at: AppTest, rows: dict[int, dict]) -> None:
     """Commit cell edits to the roster table, as the browser does."""
     editor = at.data_editor[0]
-    at.session_state[editor.key] = {"edited_rows": {str(i): v for i, v in rows.items()}, "added_rows": [],
-                                    "deleted_rows": []}
+    at.session_state[editor.key] = {
+        "edited_rows": {str(i): v for i, v in rows.items()},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
     at.run()
 
 
@@ -86,7 +89,9 @@ def test_detail_form_edits_one_client() -> None:
     assert_clean(at)
     row = roster.client_row(at.session_state["design"], 1)
     assert row["model"]["arch"] == "gru" and row["lr"] == 0.01 and row["cold_start"] is True
-    assert row["data_share"] == 0.4 and row["optimizer"] == "adam"  # untouched generated fields keep their values
+    assert (
+        row["data_share"] == 0.4 and row["optimizer"] == "adam"
+    )  # untouched generated fields keep their values
     assert row["privacy"]["target_epsilon"] == 4 and row["privacy"]["noise_multiplier"] is None
     assert any("Saved client Riverside" in s.value for s in at.success)
 

@@ -30,7 +30,9 @@ def test_preview_follows_the_partition() -> None:
     assert_clean(at)
     assert metric(at, "Clients") == "8"
     mild = skew_points(at)
-    at.number_input(key=widget_key(at, "number_input", "data.partition.dirichlet.alpha")).set_value(0.05).run()
+    at.number_input(key=widget_key(at, "number_input", "data.partition.dirichlet.alpha")).set_value(
+        0.05
+    ).run()
     assert_clean(at)
     assert at.session_state["design"]["data"]["partition"]["alpha"] == 0.05
     assert skew_points(at) > mild + 20  # stronger label skew, visibly (percentage points)
@@ -74,7 +76,11 @@ def test_csv_upload_schema_target_and_natural_split() -> None:
     # the schema table edits the data section: ignore a column
     editor = at.data_editor[0]
     row = list(editor.value["column"]).index("ward")
-    at.session_state[editor.key] = {"edited_rows": {str(row): {"role": "ignore"}}, "added_rows": [], "deleted_rows": []}
+    at.session_state[editor.key] = {
+        "edited_rows": {str(row): {"role": "ignore"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
     at.run()
     assert_clean(at)
     assert at.session_state["design"]["data"]["columns"]["ward"] == {"type": "ignore"}
@@ -82,7 +88,9 @@ def test_csv_upload_schema_target_and_natural_split() -> None:
 
 def test_impossible_split_is_a_friendly_error() -> None:
     at = app("data")
-    at.number_input(key=widget_key(at, "number_input", "data.partition.dirichlet.min_size")).set_value(500).run()
+    at.number_input(key=widget_key(at, "number_input", "data.partition.dirichlet.min_size")).set_value(
+        500
+    ).run()
     assert not at.exception
     errors = [e.value for e in at.error]
     assert errors and "min_size" in errors[0] and "Traceback" not in errors[0]
@@ -144,19 +152,25 @@ def test_one_class_target_keeps_every_control_and_says_it_once() -> None:
 def test_european_latin1_export_reads_numbers_and_offers_the_site_column() -> None:
     rows = ["site;âge;poids;créatinine;issue"]
     for i in range(60):
-        rows.append(f"{['Besançon', 'Nîmes', 'Sète'][i % 3]};{30 + (i * 7) % 45};{60 + i % 17},5;"
-                    f"{0.7 + (i % 9) / 10:.2f};{'oui' if i % 2 else 'non'}".replace("0.", "0,").replace("1.", "1,"))
+        rows.append(
+            f"{['Besançon', 'Nîmes', 'Sète'][i % 3]};{30 + (i * 7) % 45};{60 + i % 17},5;"
+            f"{0.7 + (i % 9) / 10:.2f};{'oui' if i % 2 else 'non'}".replace("0.", "0,").replace("1.", "1,")
+        )
     at = upload(app("data"), "export (2024).csv", ("\n".join(rows) + "\n").encode("cp1252"))
     assert_clean(at)
     data = at.session_state["design"]["data"]
     assert data["path"] == "uploads/export (2024).csv"
     schema = at.data_editor[0].value.set_index("column")
     assert schema.loc["poids", "inferred"] == "numeric" and schema.loc["créatinine", "inferred"] == "numeric"
-    assert any("cp1252" in c.value and "semicolon" in c.value and "decimal ','" in c.value for c in at.caption)
+    assert any(
+        "cp1252" in c.value and "semicolon" in c.value and "decimal ','" in c.value for c in at.caption
+    )
     at.selectbox(key=widget_key(at, "selectbox", "data.target")).set_value("issue").run()
     at.selectbox(key=widget_key(at, "selectbox", "data.partition@")).set_value("natural").run()
     assert_clean(at)
-    assert at.selectbox(key=widget_key(at, "selectbox", "data.natural_col")).value == "site"  # not a number column
+    assert (
+        at.selectbox(key=widget_key(at, "selectbox", "data.natural_col")).value == "site"
+    )  # not a number column
 
 
 def test_wrong_separator_names_the_control_and_keeps_it() -> None:
@@ -174,7 +188,9 @@ def test_wrong_separator_names_the_control_and_keeps_it() -> None:
 def test_stray_empty_column_and_xlsx_upload(tmp_path: Path) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame({"age": range(40), "ward": ["a", "b"] * 20, "empty": [None] * 40, "y": ["k", "m"] * 20})
+    frame = pd.DataFrame(
+        {"age": range(40), "ward": ["a", "b"] * 20, "empty": [None] * 40, "y": ["k", "m"] * 20}
+    )
     frame.to_excel(tmp_path / "book.xlsx", index=False)
     at = upload(app("data"), "book.xlsx", (tmp_path / "book.xlsx").read_bytes())
     at.selectbox(key=widget_key(at, "selectbox", "data.target")).set_value("y").run()
@@ -200,7 +216,9 @@ def test_messy_multi_site_file_shows_missingness_and_codes(tmp_path: Path) -> No
     assert "'creatinine' is 6" in warnings and "missing at Northfield" in warnings
     assert "'cholesterol' is **0** in 100% of Westgate's rows" in warnings
     assert float(metric(at, "Label skew").split()[0]) > 35  # Eastbrook: ~94% positive
-    assert any("Eastbrook: 9" in c.value and "'yes'" in c.value for c in at.caption)  # its over-represented class
+    assert any(
+        "Eastbrook: 9" in c.value and "'yes'" in c.value for c in at.caption
+    )  # its over-represented class
     assert any("admission_type" in c.value and "categorical" in c.value for c in at.caption)
     button = next(b for b in at.button if b.label == "Treat 0 in 'cholesterol' as missing")
     button.click().run()

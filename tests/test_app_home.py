@@ -44,7 +44,9 @@ def test_template_loads_and_the_design_survives_a_reload() -> None:
     assert at.title[0].value == "Data"  # the template opens the Data page
     assert "traffic" in at.sidebar.markdown[0].value  # the sidebar summarises the design being edited
     assert at.session_state["design"]["data"]["dataset"] == "traffic"
-    again = app(draft=session[0] if isinstance(session, list) else session)  # a reload: a new session, same address
+    again = app(
+        draft=session[0] if isinstance(session, list) else session
+    )  # a reload: a new session, same address
     assert again.session_state["design"]["data"]["dataset"] == "traffic"
     fresh = app()  # another browser tab without the address starts fresh
     assert fresh.session_state["design"]["data"]["dataset"] == "digits"
@@ -63,7 +65,9 @@ def test_drafts_save_open_import_and_export() -> None:
     assert at.download_button(key="home.export").label == "Export JSON config"
 
     config = document.normalize(scenarios.template("hospital"))
-    at.file_uploader(key="home.import").upload("hospital.json", json.dumps(config).encode(), "application/json").run()
+    at.file_uploader(key="home.import").upload(
+        "hospital.json", json.dumps(config).encode(), "application/json"
+    ).run()
     assert_clean(at)
     assert at.session_state["design"] == config
     assert any("Imported hospital.json" in s.value for s in at.success)
@@ -83,7 +87,9 @@ def test_drafts_save_open_import_and_export() -> None:
 
 def test_active_runs_show_live_progress() -> None:
     store = Store(os.environ["FEDMOSAIC_DB"])
-    run_id = write_synthetic_run(store, n_clients=4, n_rounds=10, rounds_done=4, status="running", name="halfway")
+    run_id = write_synthetic_run(
+        store, n_clients=4, n_rounds=10, rounds_done=4, status="running", name="halfway"
+    )
     store.update_run(run_id, heartbeat_at=__import__("time").time())
     at = app()
     assert_clean(at)

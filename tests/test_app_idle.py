@@ -4,8 +4,9 @@ on save, polls the app's files with .venv excluded."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 

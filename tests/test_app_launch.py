@@ -17,9 +17,15 @@ def box(at: AppTest, name: str):
 
 
 def tiny() -> dict:
-    return document.normalize({"name": "tiny launch", "rounds": 2, "checkpoint_every": 0,
-                          "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "iid"}},
-                          "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 16}}]})
+    return document.normalize(
+        {
+            "name": "tiny launch",
+            "rounds": 2,
+            "checkpoint_every": 0,
+            "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "iid"}},
+            "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 16}}],
+        }
+    )
 
 
 def test_disabled_strategies_show_their_reason() -> None:
@@ -80,7 +86,12 @@ def test_sweep_launches_a_group() -> None:
     mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
     runs = mgr.store.list_runs()
     assert len(runs) == 4 and len({r["group_id"] for r in runs}) == 1
-    assert sorted((r["variant"], r["seed"]) for r in runs) == [("fedavg", 0), ("fedavg", 1), ("fedavgm", 0), ("fedavgm", 1)]
+    assert sorted((r["variant"], r["seed"]) for r in runs) == [
+        ("fedavg", 0),
+        ("fedavg", 1),
+        ("fedavgm", 0),
+        ("fedavgm", 1),
+    ]
     assert at.title[0].value == "Runs"
     assert at.session_state["runs.search"] == runs[0]["group_id"]  # the Runs page shows the sweep
     for r in runs:
@@ -107,8 +118,10 @@ def test_refusals_speak_the_page_and_carry_the_suggestions() -> None:
     # clients numbered as the roster shows them (from 0: Northgate is the roster's row 0), and the
     # CLI's alternatives in the page
     assert fedavg.startswith("clients 0 (Northgate) and 1 (Riverside) both use cnn but with different sizes")
-    assert any(c.startswith(":material/lightbulb: **Try instead** (these can run it): fedavg_by_arch, ")
-               for c in captions)
+    assert any(
+        c.startswith(":material/lightbulb: **Try instead** (these can run it): fedavg_by_arch, ")
+        for c in captions
+    )
     # a page control where the engine names a config key
     fedmd = next(c for c in captions if c.startswith("fedmd needs a public/proxy set"))
     assert "set **Public fraction** (Data > Held-out sets and sampling) above 0" in fedmd
@@ -128,8 +141,11 @@ def test_an_imported_strategy_that_cannot_run_says_why() -> None:
 
 def test_the_primary_metric_and_its_reason_are_shown_before_launch() -> None:
     at = app("launch", template="hospital_records")
-    assert any("Headline of every chart, table and verdict: **balanced accuracy**" in c.value and "93% one class"
-               in c.value for c in at.caption)
+    assert any(
+        "Headline of every chart, table and verdict: **balanced accuracy**" in c.value
+        and "93% one class" in c.value
+        for c in at.caption
+    )
     choice = next(s for s in at.selectbox if s.label == "Primary metric")
     choice.set_value("macro_f1").run()
     assert at.session_state["design"]["primary_metric"] == "macro_f1"

@@ -16,8 +16,9 @@ from tests.test_app_support import app, assert_clean
 
 def finished_run(strategy: str = "fedavg") -> str:
     store = Store(os.environ["FEDMOSAIC_DB"])
-    cfg = parse_config(digits_config(rounds=1, data={"dataset": "digits", "max_samples": 300},
-                                     strategy={"name": strategy}))
+    cfg = parse_config(
+        digits_config(rounds=1, data={"dataset": "digits", "max_samples": 300}, strategy={"name": strategy})
+    )
     sim = Simulation(cfg, store=store)
     sim.run()
     return sim.run_id

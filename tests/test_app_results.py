@@ -14,14 +14,21 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from bench.app_render import write_synthetic_run
-from engine.design import document, launching
 from engine.catalog import catalog
+from engine.design import document, launching
 from engine.reporting.export import render
 from engine.tracking.storage import Store
 from tests.test_app_support import app, assert_clean
 
-TABS = ["Learning curves", "Clients", "Fairness", "Communication", "Time & participation", "Late joiners",
-        "Config & roster"]
+TABS = [
+    "Learning curves",
+    "Clients",
+    "Fairness",
+    "Communication",
+    "Time & participation",
+    "Late joiners",
+    "Config & roster",
+]
 
 
 def charts(at: AppTest) -> list[str]:
@@ -63,11 +70,22 @@ def test_every_results_tab_renders() -> None:
 
 def test_a_real_run_and_its_csv() -> None:
     mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
-    design = document.normalize({"name": "real", "rounds": 3, "checkpoint_every": 0,
-                            "data": {"dataset": "digits", "max_samples": 300, "partition": {"method": "dirichlet", "alpha": 0.5}},
-                            "clients": [{"name": "phone", "count": 3, "model": {"arch": "mlp", "hidden": 16},
-                                         "tier": "phone-high"},
-                                        {"name": "late", "model": {"arch": "mlp", "hidden": 16}, "join_round": 2}]})
+    design = document.normalize(
+        {
+            "name": "real",
+            "rounds": 3,
+            "checkpoint_every": 0,
+            "data": {
+                "dataset": "digits",
+                "max_samples": 300,
+                "partition": {"method": "dirichlet", "alpha": 0.5},
+            },
+            "clients": [
+                {"name": "phone", "count": 3, "model": {"arch": "mlp", "hidden": 16}, "tier": "phone-high"},
+                {"name": "late", "model": {"arch": "mlp", "hidden": 16}, "join_round": 2},
+            ],
+        }
+    )
     run_id = launching.launch(design, mgr=mgr).run_ids[0]
     assert mgr.wait(run_id, 120) == "finished"
     at = app("results", run=run_id)
@@ -82,9 +100,15 @@ def test_a_real_run_and_its_csv() -> None:
 
 def test_cancel_from_the_results_page() -> None:
     mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
-    design = document.normalize({"name": "long", "rounds": 400, "checkpoint_every": 0,
-                            "data": {"dataset": "digits", "max_samples": 200, "partition": {"method": "iid"}},
-                            "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}]})
+    design = document.normalize(
+        {
+            "name": "long",
+            "rounds": 400,
+            "checkpoint_every": 0,
+            "data": {"dataset": "digits", "max_samples": 200, "partition": {"method": "iid"}},
+            "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
+        }
+    )
     run_id = launching.launch(design, mgr=mgr).run_ids[0]
     deadline = time.monotonic() + 60
     while mgr.store.get_run(run_id)["current_round"] < 1 and time.monotonic() < deadline:
@@ -104,8 +128,15 @@ def test_compare_a_sweep_with_bands_and_diff() -> None:
     ids = []
     for strategy in ("fedavg_by_arch", "fedproto"):
         for seed in (0, 1):
-            rid = write_synthetic_run(store, n_clients=4, n_rounds=5, seed=seed, strategy=strategy, group_id="g1",
-                                      name=f"sweep · {strategy} · seed {seed}")
+            rid = write_synthetic_run(
+                store,
+                n_clients=4,
+                n_rounds=5,
+                seed=seed,
+                strategy=strategy,
+                group_id="g1",
+                name=f"sweep · {strategy} · seed {seed}",
+            )
             store.update_run(rid, variant=strategy)
             ids.append(rid)
     at = app("compare")
@@ -124,9 +155,15 @@ def test_catalog_lists_every_registry_entry() -> None:
     assert_clean(at)
     cat = catalog()
     labels = [t.label for t in at.tabs]
-    assert f"Strategies ({len(cat['strategies'])})" in labels and f"Device tiers ({len(cat['tiers'])})" in labels
-    for section, title in (("strategies", "Strategies"), ("architectures", "Architectures"),
-                           ("datasets", "Datasets"), ("partitioners", "Partitioners")):
+    assert (
+        f"Strategies ({len(cat['strategies'])})" in labels and f"Device tiers ({len(cat['tiers'])})" in labels
+    )
+    for section, title in (
+        ("strategies", "Strategies"),
+        ("architectures", "Architectures"),
+        ("datasets", "Datasets"),
+        ("partitioners", "Partitioners"),
+    ):
         at.session_state["cat.tab"] = f"{title} ({len(cat[section])})"
         at.run()
         names = [e.label.split("**")[1] for e in at.expander if e.label.startswith("**")]
@@ -150,19 +187,43 @@ def test_participation_states_timeline_and_catch_up() -> None:
     rows = []
 
     def put(rnd: int, cid: int, **values: float) -> None:
-        rows.extend({"run_id": "r", "round": rnd, "client_id": cid, "key": k, "value": v} for k, v in values.items())
+        rows.extend(
+            {"run_id": "r", "round": rnd, "client_id": cid, "key": k, "value": v} for k, v in values.items()
+        )
 
-    put(1, 0, selected=1, completed=1, status=0, sim_compute_s=0.5, sim_transfer_s=0.25, sim_total_s=0.75,
-        local_acc=0.5)
-    put(2, 0, selected=1, completed=0, status=1, sim_compute_s=2.0, sim_transfer_s=0.5, sim_total_s=2.5,
-        local_acc=0.6)
+    put(
+        1,
+        0,
+        selected=1,
+        completed=1,
+        status=0,
+        sim_compute_s=0.5,
+        sim_transfer_s=0.25,
+        sim_total_s=0.75,
+        local_acc=0.5,
+    )
+    put(
+        2,
+        0,
+        selected=1,
+        completed=0,
+        status=1,
+        sim_compute_s=2.0,
+        sim_transfer_s=0.5,
+        sim_total_s=2.5,
+        local_acc=0.6,
+    )
     put(2, 1, online=0, local_acc=0.1)
     put(3, 1, selected=1, completed=1, local_acc=0.55)
     put(2, 2, selected=1, completed=0, local_acc=0.4)
     client_df = pd.DataFrame(rows)
-    roster = pd.DataFrame([{"client_id": 0, "name": "a", "arch": "mlp", "tier": "phone-low", "join_round": 1},
-                           {"client_id": 1, "name": "b", "arch": "mlp", "tier": None, "join_round": 2},
-                           {"client_id": 2, "name": "c", "arch": "cnn", "tier": None, "join_round": 1}])
+    roster = pd.DataFrame(
+        [
+            {"client_id": 0, "name": "a", "arch": "mlp", "tier": "phone-low", "join_round": 1},
+            {"client_id": 1, "name": "b", "arch": "mlp", "tier": None, "join_round": 2},
+            {"client_id": 2, "name": "c", "arch": "cnn", "tier": None, "join_round": 1},
+        ]
+    )
     states = charts.participation_states(client_df, roster)
     assert states.loc[0].tolist() == ["trained", "straggler (dropped)", "not selected"]
     assert states.loc[1].tolist() == ["not joined", "offline", "trained"]
@@ -171,8 +232,12 @@ def test_participation_states_timeline_and_catch_up() -> None:
     bars = {t.name: list(t.x) for t in fig.data}
     assert bars["straggler (dropped): compute"] == [2.0] and bars["transfer (up + down)"] == [0.5]
     assert any(s.x0 == 1.0 for s in fig.layout.shapes)  # the deadline line
-    assert "No simulated client times" in charts.round_timeline(client_df[client_df["key"] != "sim_total_s"],
-                                                                 roster).layout.annotations[0].text
+    assert (
+        "No simulated client times"
+        in charts.round_timeline(client_df[client_df["key"] != "sim_total_s"], roster)
+        .layout.annotations[0]
+        .text
+    )
     lines = {t.name: list(t.y) for t in charts.catch_up(client_df, "local_acc", roster).data}
     assert lines["b (joins 2)"] == [0.1, 0.55]
     assert lines["clients from round 1 (mean)"] == [0.5, 0.5]

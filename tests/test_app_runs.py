@@ -27,8 +27,18 @@ def table(at: AppTest):
 
 def three_runs() -> list[str]:
     store = Store(os.environ["FEDMOSAIC_DB"])
-    ids = [write_synthetic_run(store, n_clients=4, n_rounds=3, seed=i, name=f"study {i}", tags=(f"t{i}",),
-                               strategy=("fedavg_by_arch", "local", "fedproto")[i]) for i in range(3)]
+    ids = [
+        write_synthetic_run(
+            store,
+            n_clients=4,
+            n_rounds=3,
+            seed=i,
+            name=f"study {i}",
+            tags=(f"t{i}",),
+            strategy=("fedavg_by_arch", "local", "fedproto")[i],
+        )
+        for i in range(3)
+    ]
     store.update_run(ids[2], status="failed", error="ConfigError: something to fix")
     return ids
 
@@ -90,9 +100,15 @@ def test_rename_tag_fork_delete() -> None:
 
 
 def test_cancel_and_resume_a_live_run() -> None:
-    design = document.normalize({"name": "long", "rounds": 400, "checkpoint_every": 1,
-                            "data": {"dataset": "digits", "max_samples": 200, "partition": {"method": "iid"}},
-                            "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}]})
+    design = document.normalize(
+        {
+            "name": "long",
+            "rounds": 400,
+            "checkpoint_every": 1,
+            "data": {"dataset": "digits", "max_samples": 200, "partition": {"method": "iid"}},
+            "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
+        }
+    )
     mgr = launching.manager(os.environ["FEDMOSAIC_DB"])
     run_id = launching.launch(design, mgr=mgr).run_ids[0]
     deadline = time.monotonic() + 60

@@ -16,8 +16,14 @@ from pages.common.ui import PAGES
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
-def app(page: str | None = None, *, template: str | None = None, design: dict | None = None,
-        timeout: float = 120, **query: str) -> AppTest:
+def app(
+    page: str | None = None,
+    *,
+    template: str | None = None,
+    design: dict | None = None,
+    timeout: float = 120,
+    **query: str,
+) -> AppTest:
     """Start a session on Home (with ``query`` in the address), optionally load a template or
     set the design, then go to ``page``."""
     at = AppTest.from_file(APP, default_timeout=timeout)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 
 from conftest import digits_config
-from engine.design import launching, scenarios
+
 from engine.config import parse_config
 from engine.core.simulation import Simulation
+from engine.design import launching, scenarios
 from engine.tracking.storage import Store
 from tests.test_app_support import app, assert_clean
 
@@ -25,8 +26,11 @@ def finished(store: Store, strategy: str, seed: int, **kw) -> str:
 
 
 def texts(at) -> str:
-    return " ".join(str(e.value) for kind in ("success", "info", "warning", "caption", "markdown")
-                    for e in getattr(at, kind))
+    return " ".join(
+        str(e.value)
+        for kind in ("success", "info", "warning", "caption", "markdown")
+        for e in getattr(at, kind)
+    )
 
 
 def metric_labels(at) -> dict[str, str]:
@@ -54,10 +58,15 @@ def test_results_opens_with_the_headline_row_and_offers_the_paired_local_run():
     assert mgr.wait(local[0]["id"], 120) == "finished"
     pair = store.get_run(local[0]["id"])
     assert pair["config"]["data"] == store.get_run(run_id)["config"]["data"]
-    assert pair["manifest"]["partition_fingerprint"] == store.get_run(run_id)["manifest"]["partition_fingerprint"]
+    assert (
+        pair["manifest"]["partition_fingerprint"]
+        == store.get_run(run_id)["manifest"]["partition_fingerprint"]
+    )
     at = app("results", run=run_id)
     assert_clean(at)
-    assert "training alone" in texts(at) and "One seed: the 95% interval is a t-interval over the 4 clients" in texts(at)
+    assert "training alone" in texts(
+        at
+    ) and "One seed: the 95% interval is a t-interval over the 4 clients" in texts(at)
     assert any("Who gains" in str(c.proto.spec) for c in at.get("plotly_chart"))
 
 
@@ -68,8 +77,12 @@ def test_compare_states_a_verdict_per_strategy_over_seeds():
     at.session_state["cmp.ids"] = ids
     at.run()
     assert_clean(at)
-    sentences = [s.value for kind in ("success", "info", "warning") for s in getattr(at, kind)
-                 if "training alone" in str(s.value)]
+    sentences = [
+        s.value
+        for kind in ("success", "info", "warning")
+        for s in getattr(at, kind)
+        if "training alone" in str(s.value)
+    ]
     assert len(sentences) == 2 and all("over 2 seeds" in s for s in sentences)
     assert any(s.startswith(("fedavg", "No difference beyond noise between fedavg")) for s in sentences)
     spec = " ".join(str(c.proto.spec) for c in at.get("plotly_chart"))
@@ -79,15 +92,30 @@ def test_compare_states_a_verdict_per_strategy_over_seeds():
 def test_overfitting_is_flagged_on_results():
     store = Store(os.environ["FEDMOSAIC_DB"])
     runs = {}
-    for name, held in (("overfits", [0.9, 0.72, 0.8, 1.0, 1.3, 1.6]), ("fine", [0.9, 0.7, 0.6, 0.55, 0.5, 0.49])):
+    for name, held in (
+        ("overfits", [0.9, 0.72, 0.8, 1.0, 1.3, 1.6]),
+        ("fine", [0.9, 0.7, 0.6, 0.55, 0.5, 0.49]),
+    ):
         run_id = store.create_run(digits_config(rounds=6), status="finished", name=name)
         for rnd, (train, val) in enumerate(zip([1.0, 0.6, 0.4, 0.3, 0.2, 0.1], held, strict=True), start=1):
-            store.write_round(run_id, rnd, {"train_loss_mean": train, "val_loss_mean": val, "local_acc_mean": 0.8,
-                                            "best_local_acc_mean": 0.8}, {})
+            store.write_round(
+                run_id,
+                rnd,
+                {
+                    "train_loss_mean": train,
+                    "val_loss_mean": val,
+                    "local_acc_mean": 0.8,
+                    "best_local_acc_mean": 0.8,
+                },
+                {},
+            )
         runs[name] = run_id
     at = app("results", run=runs["overfits"])
     assert_clean(at)
-    assert any("Overfitting: the held-out loss rose from 0.72 (round 2) to 1.6 (round 6)" in w.value for w in at.warning)
+    assert any(
+        "Overfitting: the held-out loss rose from 0.72 (round 2) to 1.6 (round 6)" in w.value
+        for w in at.warning
+    )
     at = app("results", run=runs["fine"])
     assert_clean(at)
     assert not any("Overfitting" in w.value for w in at.warning)

@@ -19,8 +19,8 @@ from engine.artifacts.bundle import export_models, models_zip
 from engine.artifacts.load import index, load, resolve
 from engine.artifacts.predict import predict, prediction_csv
 from engine.config import parse_config
-from engine.errors import DataError, ModelNotFoundError
 from engine.core.simulation import Simulation
+from engine.errors import DataError, ModelNotFoundError
 from tests.conftest import digits_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,8 +89,11 @@ def test_personal_and_shared_parts(store) -> None:  # noqa: ANN001
 
 
 def test_prototype_rule_is_kept(store) -> None:  # noqa: ANN001
-    sim = run(store, data={"dataset": "digits", "max_samples": 400},
-              strategy={"name": "fedproto", "inference": "prototype"})
+    sim = run(
+        store,
+        data={"dataset": "digits", "max_samples": 400},
+        strategy={"name": "fedproto", "inference": "prototype"},
+    )
     loaded = load(store, sim.run_id, "c-3", "final")
     assert loaded.config["rule"] == "prototype"
     raw = sim.federation.clients[2].test.x  # digits: no preprocessing, raw == prepared
@@ -100,7 +103,9 @@ def test_prototype_rule_is_kept(store) -> None:  # noqa: ANN001
 
 
 def test_cancelled_run_keeps_its_last_completed_round_and_one_checkpoint(store) -> None:  # noqa: ANN001
-    cfg = parse_config(digits_config(rounds=6, checkpoint_every=1, data={"dataset": "digits", "max_samples": 300}))
+    cfg = parse_config(
+        digits_config(rounds=6, checkpoint_every=1, data={"dataset": "digits", "max_samples": 300})
+    )
     sim = Simulation(cfg, store=store)
     seen = {}
 
@@ -115,14 +120,24 @@ def test_cancelled_run_keeps_its_last_completed_round_and_one_checkpoint(store) 
     idx = index(store, sim.run_id)
     assert idx["round"] == 3 and idx["status"] == "cancelled"
     loaded = load(store, sim.run_id, "c-1", "final")
-    assert all(torch.equal(loaded.tensors[k], sim.strategy.eval_state(sim.clients[0], {"model": seen[0]})[k])
-               for k in seen[0])
-    assert [c["round"] for c in store.checkpoints(sim.run_id)] == [3, 2]  # resumable; a finished run keeps one
+    assert all(
+        torch.equal(loaded.tensors[k], sim.strategy.eval_state(sim.clients[0], {"model": seen[0]})[k])
+        for k in seen[0]
+    )
+    assert [c["round"] for c in store.checkpoints(sim.run_id)] == [
+        3,
+        2,
+    ]  # resumable; a finished run keeps one
 
 
 def test_cancel_inside_a_round_restores_the_completed_round() -> None:
-    sim = Simulation(parse_config(digits_config(rounds=3, data={"dataset": "digits", "max_samples": 300},
-                                                strategy={"name": "local"})))
+    sim = Simulation(
+        parse_config(
+            digits_config(
+                rounds=3, data={"dataset": "digits", "max_samples": 300}, strategy={"name": "local"}
+            )
+        )
+    )
     sim.setup()
     sim.round(1)
     before = {cid: s for cid, s in sim.states.items()}
@@ -155,9 +170,13 @@ def test_download_one_client_or_all(store, tmp_path: Path) -> None:  # noqa: ANN
         names = set(zf.namelist())
         idx = json.loads(zf.read(f"{sim.run_id}/index.json"))
     base = f"{sim.run_id}/final/client-03-c-4/"
-    assert {base + f for f in ("model.safetensors", "preprocessing.safetensors", "config.json", "README.md")} <= names
-    assert sorted((m["which"], m["name"]) for m in idx["models"]) == [("best", "client-03-c-4"),
-                                                                       ("final", "client-03-c-4")]
+    assert {
+        base + f for f in ("model.safetensors", "preprocessing.safetensors", "config.json", "README.md")
+    } <= names
+    assert sorted((m["which"], m["name"]) for m in idx["models"]) == [
+        ("best", "client-03-c-4"),
+        ("final", "client-03-c-4"),
+    ]
     out = export_models(store, sim.run_id, tmp_path / "all")
     assert len([p for p in out.rglob("config.json")]) == 10  # 4 clients and the federation, best and final
     with pytest.raises(ModelNotFoundError, match="it keeps: c-1, c-2"):
@@ -187,11 +206,17 @@ def test_predict_on_a_clients_test_rows_matches_the_engine(store, tmp_path: Path
     classes = loaded.config["classes"]
     assert list(result.table["prediction"]) == [classes[i] for i in expected.argmax(1).tolist()]
     assert np.allclose(result.table[[f"p({c})" for c in classes]].sum(axis=1), 1.0, atol=1e-5)
-    local_acc = float(store.client_metrics(sim.run_id).query(
-        f"client_id == {cid} and round == 2 and key == 'local_acc'")["value"].iloc[0])
+    local_acc = float(
+        store.client_metrics(sim.run_id)
+        .query(f"client_id == {cid} and round == 2 and key == 'local_acc'")["value"]
+        .iloc[0]
+    )
     assert result.metrics["acc"] == pytest.approx(local_acc)
-    ref = float(store.client_metrics(sim.run_id).query(
-        f"client_id == {cid} and key == 'ref_local_acc'")["value"].iloc[0])
+    ref = float(
+        store.client_metrics(sim.run_id)
+        .query(f"client_id == {cid} and key == 'ref_local_acc'")["value"]
+        .iloc[0]
+    )
     assert result.reference["acc"] == pytest.approx(ref)  # the run's own reference on these rows
     assert "patient_id" in result.table.columns  # rows can be matched
     # the same rows from Excel, without the target: the same predictions, no figures
@@ -228,19 +253,51 @@ def test_cli_models_and_predict(store, tmp_path: Path, capsys) -> None:  # noqa:
 
     sim = hospital(store, rounds=1)
     db = str(store.path)
-    assert main(["--db", db, "models", sim.run_id, "--client", "hospital-2", "--out", str(tmp_path / "m")]) == 0
+    assert (
+        main(["--db", db, "models", sim.run_id, "--client", "hospital-2", "--out", str(tmp_path / "m")]) == 0
+    )
     assert (tmp_path / "m" / sim.run_id / "final" / "client-01-hospital-2" / "README.md").is_file()
     frame = pd.read_csv(ROOT / "examples/data/hospital.csv").head(20)
     frame.to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "pred.csv"
-    assert main(["--db", db, "predict", sim.run_id, "--client", "hospital-2", "--input", str(tmp_path / "in.csv"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--db",
+                db,
+                "predict",
+                sim.run_id,
+                "--client",
+                "hospital-2",
+                "--input",
+                str(tmp_path / "in.csv"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "figures on 20 rows" in printed and "reference" in printed
     assert len(pd.read_csv(out)) == 20
     frame.drop(columns=["age"]).to_csv(tmp_path / "bad.csv", index=False)
-    assert main(["--db", db, "predict", sim.run_id, "--client", "hospital-2", "--input", str(tmp_path / "bad.csv"),
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "--db",
+                db,
+                "predict",
+                sim.run_id,
+                "--client",
+                "hospital-2",
+                "--input",
+                str(tmp_path / "bad.csv"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "missing column 'age'" in capsys.readouterr().err
 
 
@@ -314,9 +371,12 @@ def test_every_strategy_keeps_what_it_evaluates(store) -> None:  # noqa: ANN001
     from engine.strategies import STRATEGIES
 
     names = [n for n, _ in STRATEGIES.items()]
-    cfg = digits_config(rounds=1, checkpoint_every=0,
-                        data={"dataset": "digits", "max_samples": 240, "public_fraction": 0.1},
-                        clients=[{"name": "c", "count": 3, "model": {"arch": "mlp", "hidden": 8}}])
+    cfg = digits_config(
+        rounds=1,
+        checkpoint_every=0,
+        data={"dataset": "digits", "max_samples": 240, "public_fraction": 0.1},
+        clients=[{"name": "c", "count": 3, "model": {"arch": "mlp", "hidden": 8}}],
+    )
     for name in names:
         sim = Simulation(parse_config({**cfg, "strategy": {"name": name}}), store=store)
         sim.run()
@@ -344,13 +404,17 @@ def test_regression_predictions_are_values_in_the_targets_units(store) -> None: 
     names = loaded.config["schema"]["columns"]
     raw = fed.data.x[split_positions(sim, cid)]
     frame = pd.DataFrame(raw.numpy(), columns=names)
-    frame["target"] = (fed.clients[cid].test.y * fed.target_std + fed.target_mean).numpy()  # next hour's volume
+    frame["target"] = (
+        fed.clients[cid].test.y * fed.target_std + fed.target_mean
+    ).numpy()  # next hour's volume
     result = predict(loaded, frame.to_csv(index=False).encode(), "week.csv")
     column = "prediction (volume in thousand vehicles/hour)"
     values = torch.tensor(result.table[column].to_numpy(copy=True))
     expected = engine_outputs(sim, cid)[:, 0].double() * fed.target_std + fed.target_mean
     assert torch.allclose(values, expected, atol=1e-3)
-    r2 = float(store.client_metrics(sim.run_id).query(f"client_id == {cid} and key == 'local_r2'")["value"].iloc[0])
+    r2 = float(
+        store.client_metrics(sim.run_id).query(f"client_id == {cid} and key == 'local_r2'")["value"].iloc[0]
+    )
     assert result.metrics["r2"] == pytest.approx(r2, abs=1e-4)
     assert result.reference["r2"] <= 0.01  # the training mean explains (almost) nothing
 
@@ -363,18 +427,40 @@ def test_time_series_windows_are_cut_as_in_training(store) -> None:  # noqa: ANN
     for site in ("north", "south", "east"):
         level = rng.uniform(20, 40)
         for h in range(80):
-            rows.append({"site": site, "time": f"2024-03-{1 + h // 24:02d} {h % 24:02d}:00",
-                         "rain": round(float(rng.random()), 2),
-                         "volume": round(level + 10 * np.sin(h / 4) + rng.normal(), 2)})
+            rows.append(
+                {
+                    "site": site,
+                    "time": f"2024-03-{1 + h // 24:02d} {h % 24:02d}:00",
+                    "rain": round(float(rng.random()), 2),
+                    "volume": round(level + 10 * np.sin(h / 4) + rng.normal(), 2),
+                }
+            )
     path = default_data_dir() / "flows.csv"  # the data directory: a file the app may read
     pd.DataFrame(rows).to_csv(path, index=False)
-    cfg = {"name": "flows", "rounds": 1, "checkpoint_every": 0,
-           "data": {"dataset": "csv", "path": str(path), "target": "volume", "task": "regression",
-                    "window": {"time_column": "time", "length": 6, "horizon": 1, "include_target": True},
-                    "partition": {"method": "natural", "column": "site"}},
-           "clients": [{"name": "site", "count": 3, "model": {"arch": "gru", "hidden": 8}, "optimizer": "adam",
-                        "lr": 0.01, "preprocessing": "standardize"}],
-           "strategy": {"name": "fedavg"}}
+    cfg = {
+        "name": "flows",
+        "rounds": 1,
+        "checkpoint_every": 0,
+        "data": {
+            "dataset": "csv",
+            "path": str(path),
+            "target": "volume",
+            "task": "regression",
+            "window": {"time_column": "time", "length": 6, "horizon": 1, "include_target": True},
+            "partition": {"method": "natural", "column": "site"},
+        },
+        "clients": [
+            {
+                "name": "site",
+                "count": 3,
+                "model": {"arch": "gru", "hidden": 8},
+                "optimizer": "adam",
+                "lr": 0.01,
+                "preprocessing": "standardize",
+            }
+        ],
+        "strategy": {"name": "fedavg"},
+    }
     sim = Simulation(parse_config(cfg), store=store)
     sim.run()
     loaded = load(store, sim.run_id, "0", "final")

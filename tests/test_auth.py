@@ -22,18 +22,36 @@ def test_hash_verifies_its_password_only():
     assert auth.hash_password(PASSWORD, **FAST) != stored  # a fresh salt each time
 
 
-@pytest.mark.parametrize("bad", ["", "plaintext", "scrypt$1024$8$1$c2FsdA", "scrypt$1000$8$1$c2FsdA$ZGln",
-                                 "scrypt$x$8$1$c2FsdA$ZGln", "bcrypt$1024$8$1$c2FsdA$ZGln"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "plaintext",
+        "scrypt$1024$8$1$c2FsdA",
+        "scrypt$1000$8$1$c2FsdA$ZGln",
+        "scrypt$x$8$1$c2FsdA$ZGln",
+        "bcrypt$1024$8$1$c2FsdA$ZGln",
+    ],
+)
 def test_a_damaged_or_foreign_hash_is_refused_not_trusted(bad):
     with pytest.raises(auth.PasswordHashError):
         auth.verify(PASSWORD, bad)
 
 
-@pytest.mark.parametrize(("address", "stored", "needed"), [
-    ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False), ("127.0.0.2", None, False),
-    ("0.0.0.0", None, True), ("192.168.1.20", None, True), ("", None, True), (None, None, True),
-    ("127.0.0.1", "scrypt$...", True),
-])
+@pytest.mark.parametrize(
+    ("address", "stored", "needed"),
+    [
+        ("127.0.0.1", None, False),
+        ("localhost", None, False),
+        ("::1", None, False),
+        ("127.0.0.2", None, False),
+        ("0.0.0.0", None, True),
+        ("192.168.1.20", None, True),
+        ("", None, True),
+        (None, None, True),
+        ("127.0.0.1", "scrypt$...", True),
+    ],
+)
 def test_a_password_is_needed_when_exposed_or_configured(address, stored, needed):
     assert auth.gate_needed(address, stored) is needed
 
@@ -47,7 +65,9 @@ def exposed():
 
 
 def _page_text(at) -> str:
-    return " ".join([m.value for m in at.markdown] + [t.value for t in at.title] + [e.value for e in at.error])
+    return " ".join(
+        [m.value for m in at.markdown] + [t.value for t in at.title] + [e.value for e in at.error]
+    )
 
 
 def test_exposed_without_a_password_serves_nothing_but_how_to_set_one(exposed, monkeypatch):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import digits_config
+
 from engine.cli import main
 
 
@@ -60,11 +60,19 @@ def test_catalog_schema_and_validate(config_file, capsys):
 def test_user_mistakes_exit_2_with_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(digits_config(clients=[{"name": "x", "lr": -1}])))
-    proc = subprocess.run([sys.executable, "-m", "engine", "--db", str(tmp_path / "x.db"), "run", str(bad)],
-                          capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "--db", str(tmp_path / "x.db"), "run", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "clients.0.lr" in proc.stderr
-    missing = subprocess.run([sys.executable, "-m", "engine", "show", "nope", "--db", str(tmp_path / "x.db")],
-                             capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    missing = subprocess.run(
+        [sys.executable, "-m", "engine", "show", "nope", "--db", str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert missing.returncode == 2 and "no run with id 'nope'" in missing.stderr

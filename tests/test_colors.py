@@ -8,8 +8,14 @@ from engine.reporting.charts import style
 
 
 def test_each_strategy_its_own_colour_and_the_references_theirs():
-    colors = charts.series_colors([("fedavg (3 seeds)", "fedavg"), ("local (3 seeds)", "local"),
-                                   ("centralized", "centralized"), ("fedproto", "fedproto")])
+    colors = charts.series_colors(
+        [
+            ("fedavg (3 seeds)", "fedavg"),
+            ("local (3 seeds)", "local"),
+            ("centralized", "centralized"),
+            ("fedproto", "fedproto"),
+        ]
+    )
     assert colors["local (3 seeds)"] == charts.REFERENCE_COLORS["local"]
     assert colors["centralized"] == charts.REFERENCE_COLORS["centralized"]
     assert len(set(colors.values())) == 4
@@ -19,8 +25,9 @@ def test_each_strategy_its_own_colour_and_the_references_theirs():
 
 
 def test_settings_of_one_strategy_get_a_colour_each():
-    colors = charts.series_colors([("fedprox (mu=0.01)", "fedprox"), ("fedprox (mu=0.1)", "fedprox"),
-                                   ("local", "local")])
+    colors = charts.series_colors(
+        [("fedprox (mu=0.01)", "fedprox"), ("fedprox (mu=0.1)", "fedprox"), ("local", "local")]
+    )
     assert colors["fedprox (mu=0.01)"] != colors["fedprox (mu=0.1)"]
     assert colors["local"] == charts.REFERENCE_COLORS["local"]
     assert charts.REFERENCE_COLORS["local"] not in (colors["fedprox (mu=0.01)"], colors["fedprox (mu=0.1)"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import digits_config
+
 from engine.config import config_schema, load_config, parse_config
 from engine.errors import ConfigError
 from engine.validate import check, validate
@@ -28,19 +28,22 @@ def test_duplicate_names_are_made_unique():
     assert len(set(names)) == 2
 
 
-@pytest.mark.parametrize(("change", "needle"), [
-    ({"clients": [client(lr=-0.1)]}, "clients.0.lr"),
-    ({"clients": []}, "roster is empty"),
-    ({"clients": [client(model={"arch": "perceptron"})]}, "valid architecture names: "),
-    ({"clients": [client(model={"arch": "mlp", "hidden": 0})]}, "hidden"),
-    ({"strategy": {"name": "fedmagic"}}, "valid strategy names: "),
-    ({"clients": [client(device="cuda:7")]}, "device 'cuda:7' is not available"),
-    ({"clients": [client(optimizer="rmsprop")]}, "clients.0.optimizer"),
-    ({"clients": [client(preprocessing="whiten")]}, "valid: none, standardize"),
-    ({"rounds": 0}, "rounds"),
-    ({"fraction": 1.5}, "fraction"),
-    ({"surprise": 1}, "surprise"),
-])
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"clients": [client(lr=-0.1)]}, "clients.0.lr"),
+        ({"clients": []}, "roster is empty"),
+        ({"clients": [client(model={"arch": "perceptron"})]}, "valid architecture names: "),
+        ({"clients": [client(model={"arch": "mlp", "hidden": 0})]}, "hidden"),
+        ({"strategy": {"name": "fedmagic"}}, "valid strategy names: "),
+        ({"clients": [client(device="cuda:7")]}, "device 'cuda:7' is not available"),
+        ({"clients": [client(optimizer="rmsprop")]}, "clients.0.optimizer"),
+        ({"clients": [client(preprocessing="whiten")]}, "valid: none, standardize"),
+        ({"rounds": 0}, "rounds"),
+        ({"fraction": 1.5}, "fraction"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
 def test_bad_input_names_the_field(change, needle):
     with pytest.raises(ConfigError) as err:
         parse_config(digits_config(**change))
@@ -69,7 +72,9 @@ def test_architecture_that_cannot_read_the_data_is_refused_before_running():
 
 
 def test_fedavg_refuses_mixed_architectures_and_suggests_alternatives():
-    cfg = parse_config(digits_config(clients=[client(name="a", count=1), client(name="b", count=1, model={"arch": "cnn"})]))
+    cfg = parse_config(
+        digits_config(clients=[client(name="a", count=1), client(name="b", count=1, model={"arch": "cnn"})])
+    )
     with pytest.raises(ConfigError) as err:
         check(cfg)
     text = str(err.value)
@@ -98,7 +103,17 @@ def test_schema_lists_public_field_names():
     for name in ("name", "seed", "rounds", "data", "clients", "strategy", "fraction", "eval_every"):
         assert name in schema["properties"]
     client_props = schema["$defs"]["ClientSpec"]["properties"]
-    for name in ("name", "model", "optimizer", "lr", "epochs", "batch_size", "weight_decay", "device", "count"):
+    for name in (
+        "name",
+        "model",
+        "optimizer",
+        "lr",
+        "epochs",
+        "batch_size",
+        "weight_decay",
+        "device",
+        "count",
+    ):
         assert name in client_props
 
 
@@ -108,8 +123,12 @@ def test_unknown_executor_lists_the_valid_ones():
 
 
 def test_strategy_parameters_are_checked_against_the_data_before_launch():
-    cfg = parse_config(digits_config(data={"dataset": "wine", "partition": {"method": "iid"}},
-                                     strategy={"name": "fml", "shared_model": {"arch": "cnn"}}))
+    cfg = parse_config(
+        digits_config(
+            data={"dataset": "wine", "partition": {"method": "iid"}},
+            strategy={"name": "fml", "shared_model": {"arch": "cnn"}},
+        )
+    )
     report = validate(cfg)
     assert any("shared_model 'cnn' cannot read tabular" in e for e in report.errors)
 

@@ -15,9 +15,9 @@ import pytest
 
 from bench.clinical import SITES, config, pooled_logistic_regression
 from engine.config import ExperimentConfig
+from engine.core.simulation import Simulation
 from engine.data import DataConfig, build
 from engine.data.clinical import write_messy_clinical_csv
-from engine.core.simulation import Simulation
 
 SEEDS = (0, 1, 2)
 

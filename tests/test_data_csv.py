@@ -26,16 +26,18 @@ def cfg(path: Path, **fields) -> DataConfig:
 
 def mixed_frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "row_id": np.arange(1000, 1000 + n),
-        "site": rng.choice(["north", "south", "east"], n),
-        "when": pd.date_range("2024-01-01 06:00", periods=n, freq="7h").astype(str),
-        "age": rng.normal(50, 10, n).round(1),
-        "colour": rng.choice(["red", "green", "blue"], n),
-        "flag": rng.choice(["yes", "no"], n),
-        "size": rng.choice(["S", "M", "L"], n),
-        "y": np.tile(["a", "b"], n // 2),
-    })
+    return pd.DataFrame(
+        {
+            "row_id": np.arange(1000, 1000 + n),
+            "site": rng.choice(["north", "south", "east"], n),
+            "when": pd.date_range("2024-01-01 06:00", periods=n, freq="7h").astype(str),
+            "age": rng.normal(50, 10, n).round(1),
+            "colour": rng.choice(["red", "green", "blue"], n),
+            "flag": rng.choice(["yes", "no"], n),
+            "size": rng.choice(["S", "M", "L"], n),
+            "y": np.tile(["a", "b"], n // 2),
+        }
+    )
 
 
 def test_inference_types_roles_and_report(tmp_path):
@@ -45,8 +47,15 @@ def test_inference_types_roles_and_report(tmp_path):
     path = write(tmp_path, df.to_csv(index=False))
     data = load_dataset(cfg(path, target="y"), tmp_path)
     types = {c["name"]: c["type"] for c in data.report["columns"]}
-    assert types == {"row_id": "id", "site": "categorical", "when": "datetime", "age": "numeric",
-                     "colour": "categorical", "flag": "boolean", "size": "categorical"}
+    assert types == {
+        "row_id": "id",
+        "site": "categorical",
+        "when": "datetime",
+        "age": "numeric",
+        "colour": "categorical",
+        "flag": "boolean",
+        "size": "categorical",
+    }
     assert data.report["id_like"] == ["row_id"]
     assert data.report["missing"] == {"age": 2, "colour": 1}
     assert data.report["missing_total"] == 3
@@ -65,8 +74,12 @@ def test_inference_types_roles_and_report(tmp_path):
 def test_overrides_ordinal_ignore_numeric_and_task(tmp_path):
     df = mixed_frame()
     path = write(tmp_path, df.to_csv(index=False))
-    overrides = {"size": {"type": "ordinal", "order": ["S", "M", "L"]}, "colour": "ignore",
-                 "row_id": "numeric", "age": {"impute": "zero"}}
+    overrides = {
+        "size": {"type": "ordinal", "order": ["S", "M", "L"]},
+        "colour": "ignore",
+        "row_id": "numeric",
+        "age": {"impute": "zero"},
+    }
     data = load_dataset(cfg(path, target="y", columns=overrides), tmp_path)
     assert "size" in data.feature_names and "row_id" in data.feature_names
     assert not any(f.startswith("colour") for f in data.feature_names)
@@ -150,8 +163,13 @@ def test_time_windows_per_series(tmp_path):
     frame = pd.concat(rows).sample(frac=1.0, random_state=0)  # shuffled: the loader sorts by time
     path = write(tmp_path, frame.to_csv(index=False))
     window = {"time_column": "ts", "length": 5, "stride": 2, "horizon": 1}
-    conf = cfg(path, target="next", task="regression", window=window,
-               partition={"method": "natural", "column": "sensor"})
+    conf = cfg(
+        path,
+        target="next",
+        task="regression",
+        window=window,
+        partition={"method": "natural", "column": "sensor"},
+    )
     data = load_dataset(conf, tmp_path)
     per_series = len(range(4, n - 1, 2))
     assert data.input_spec.kind == "sequence" and data.x.shape[:2] == (2 * per_series, 5)
@@ -161,8 +179,15 @@ def test_time_windows_per_series(tmp_path):
     assert np.allclose(y, x[:, -1] + 2)  # horizon 1: target of the row after the window
     assert set(data.columns["sensor"]) == {"s1", "s2"}
     with pytest.raises(DataError, match="no window fits"):
-        load_dataset(cfg(path, target="next", window={"time_column": "ts", "length": 60},
-                         partition={"method": "natural", "column": "sensor"}), tmp_path)
+        load_dataset(
+            cfg(
+                path,
+                target="next",
+                window={"time_column": "ts", "length": 60},
+                partition={"method": "natural", "column": "sensor"},
+            ),
+            tmp_path,
+        )
     with pytest.raises(ValueError, match="include_target"):
         DataConfig(dataset="csv", window={"time_column": "ts", "include_target": True})
 
@@ -181,13 +206,19 @@ def test_hospital_example_loads(tmp_path):
 BAD_CASES = {
     "empty file": ("", {}, "is empty"),
     "header only": ("a,b,y\n", {}, "no data rows"),
-    "missing target": ("a,b,y\n1,2,x\n3,4,z\n", {"target": "why"},
-                       "target 'why' is not a column.*did you mean 'y'"),
+    "missing target": (
+        "a,b,y\n1,2,x\n3,4,z\n",
+        {"target": "why"},
+        "target 'why' is not a column.*did you mean 'y'",
+    ),
     "one class": ("a,y\n1,k\n2,k\n3,k\n", {}, "single class"),
     "single-sample class": ("a,y\n1,k\n2,k\n3,m\n4,k\n", {}, r"class 'm' .* single sample \(line 4\)"),
     "infinite value": ("a,y\n1,k\n2,m\ninf,k\n4,m\n", {}, r"column 'a' has an infinite value .* line 4"),
-    "mixed types": ("a,y\n1,k\n2,m\n3,k\noops,m\n5,k\n6,m\n", {},
-                    r"column 'a' mixes numbers and text \(line 5: 'oops'\)"),
+    "mixed types": (
+        "a,y\n1,k\n2,m\n3,k\noops,m\n5,k\n6,m\n",
+        {},
+        r"column 'a' mixes numbers and text \(line 5: 'oops'\)",
+    ),
     "ragged row": ("a,b,y\n1,2,k\n3,4,m,9\n", {}, "line 3 has 4 fields but the header has 3"),
     "one column": ("y\nk\nm\n", {}, "single column"),
 }
@@ -275,5 +306,10 @@ def test_mixed_column_fixed_by_override(tmp_path):
 def test_unknown_partition_param_is_a_config_error(tmp_path):
     path = write(tmp_path, mixed_frame().to_csv(index=False))
     with pytest.raises(ConfigError):
-        build(cfg(path, target="y", partition={"method": "natural", "colum": "site"}), ["none"] * 3,
-              [None] * 3, 0, tmp_path)
+        build(
+            cfg(path, target="y", partition={"method": "natural", "colum": "site"}),
+            ["none"] * 3,
+            [None] * 3,
+            0,
+            tmp_path,
+        )

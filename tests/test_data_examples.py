@@ -31,8 +31,9 @@ def test_example_is_valid_and_builds(path, tmp_path, monkeypatch):
     roster = config.roster()
     if config.data.partition.method == "natural":
         assert len(roster) == len(natural_groups(config.data, tmp_path))
-    fed = build(config.data, [c.preprocessing for c in roster], [c.data_share for c in roster], config.seed,
-                tmp_path)
+    fed = build(
+        config.data, [c.preprocessing for c in roster], [c.data_share for c in roster], config.seed, tmp_path
+    )
     assert len(fed.clients) == len(roster) and all(len(c.train) > 0 for c in fed.clients)
 
 

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from engine.data import (
-    DataConfig, build, heterogeneity, label_histograms, natural_groups, partition_preview,
+    DataConfig,
+    build,
+    heterogeneity,
+    label_histograms,
+    natural_groups,
+    partition_preview,
 )
 from engine.errors import DataError
 
@@ -81,8 +86,7 @@ def test_partition_preview_matches_build(tmp_path):
 
 def test_partition_preview_natural_and_regression(tmp_path):
     options = {"target": "volume", "form": "tabular", "cities": 3, "days": 14}
-    conf = DataConfig(dataset="traffic", options=options,
-                      partition={"method": "natural", "column": "city"})
+    conf = DataConfig(dataset="traffic", options=options, partition={"method": "natural", "column": "city"})
     preview = partition_preview(conf, None, None, 0, tmp_path)
     assert [c["name"] for c in preview["clients"]] == natural_groups(conf, tmp_path)
     assert preview["task"] == "regression" and len(preview["bins"]) == 10
@@ -95,8 +99,9 @@ def test_natural_groups_needs_a_natural_partition(tmp_path):
     with pytest.raises(DataError, match="not 'natural'"):
         natural_groups(DataConfig(dataset="digits"), tmp_path)
     with pytest.raises(DataError, match="has no column 'hospital'"):
-        natural_groups(DataConfig(dataset="digits", partition={"method": "natural", "column": "hospital"}),
-                       tmp_path)
+        natural_groups(
+            DataConfig(dataset="digits", partition={"method": "natural", "column": "hospital"}), tmp_path
+        )
 
 
 def test_shares_are_honoured_and_validated(tmp_path):

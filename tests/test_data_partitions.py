@@ -20,8 +20,14 @@ def toy(n: int = 600, classes: int = 6, groups: int = 4, seed: int = 0) -> Datas
     y = torch.as_tensor(np.arange(n) % classes, dtype=torch.long)
     x = torch.as_tensor(rng.normal(size=(n, 5)), dtype=torch.float32)
     site = np.array([f"site{i % groups}" for i in rng.permutation(n)])
-    return Dataset("toy", x, y, InputSpec("tabular", (5,)), classes=[str(c) for c in range(classes)],
-                   columns={"site": site})
+    return Dataset(
+        "toy",
+        x,
+        y,
+        InputSpec("tabular", (5,)),
+        classes=[str(c) for c in range(classes)],
+        columns={"site": site},
+    )
 
 
 def split(method: str, data: Dataset, n_clients: int, seed: int = 0, shares=None, **params):
@@ -34,9 +40,15 @@ def hist(data: Dataset, parts: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.bincount(data.labels[p], minlength=len(data.classes)) for p in parts])
 
 
-CASES = [("iid", {}), ("dirichlet", {"alpha": 0.3}), ("shards", {"classes_per_client": 2}),
-         ("quantity", {}), ("quantity", {"distribution": "powerlaw"}), ("feature", {"noise": 0.2}),
-         ("natural", {"column": "site"})]
+CASES = [
+    ("iid", {}),
+    ("dirichlet", {"alpha": 0.3}),
+    ("shards", {"classes_per_client": 2}),
+    ("quantity", {}),
+    ("quantity", {"distribution": "powerlaw"}),
+    ("feature", {"noise": 0.2}),
+    ("natural", {"column": "site"}),
+]
 
 
 @pytest.mark.parametrize(("method", "params"), CASES)
@@ -57,8 +69,15 @@ def test_every_partitioner_is_tested():
 
 def test_alpha_moves_heterogeneity_the_right_way():
     data = toy(n=1200)
-    scores = [np.mean([heterogeneity(hist(data, split("dirichlet", data, 8, seed=s, alpha=a, min_size=1)))
-                       for s in range(3)]) for a in (0.05, 0.5, 100.0)]
+    scores = [
+        np.mean(
+            [
+                heterogeneity(hist(data, split("dirichlet", data, 8, seed=s, alpha=a, min_size=1)))
+                for s in range(3)
+            ]
+        )
+        for a in (0.05, 0.5, 100.0)
+    ]
     assert scores[0] > scores[1] > scores[2]
     assert scores[2] < 0.05
 
@@ -119,8 +138,9 @@ def test_impossible_dirichlet_ends_quickly():
 
 
 def test_feature_shift_is_per_client_deterministic_and_spares_global_test(tmp_path):
-    conf = DataConfig(dataset="digits", partition={"method": "feature", "noise": 0.3, "scale": 0.5,
-                                                   "rotate": 30})
+    conf = DataConfig(
+        dataset="digits", partition={"method": "feature", "noise": 0.3, "scale": 0.5, "rotate": 30}
+    )
     fed = build(conf, ["none"] * 4, [None] * 4, 3, tmp_path)
     again = build(conf, ["none"] * 4, [None] * 4, 3, tmp_path)
     raw = fed.data.x
@@ -144,6 +164,11 @@ def test_feature_shift_on_tabular_scales_features(tmp_path):
 
 def test_label_skew_partitions_raise_build_heterogeneity(tmp_path):
     iid = build(DataConfig(dataset="digits", partition="iid"), ["none"] * 5, [None] * 5, 0, tmp_path)
-    skew = build(DataConfig(dataset="digits", partition={"method": "shards", "classes_per_client": 2}),
-                 ["none"] * 5, [None] * 5, 0, tmp_path)
+    skew = build(
+        DataConfig(dataset="digits", partition={"method": "shards", "classes_per_client": 2}),
+        ["none"] * 5,
+        [None] * 5,
+        0,
+        tmp_path,
+    )
     assert heterogeneity(label_histograms(skew)) > heterogeneity(label_histograms(iid)) + 0.3

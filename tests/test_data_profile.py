@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.design import schema
 from engine.data import DataConfig, partition_preview
 from engine.data.clinical import messy_clinical_frame, write_messy_clinical_csv
 from engine.data.profile import label_skew, skew_sentence
+from engine.design import schema
 from engine.labels import dataset_label, for_page
 
 
@@ -30,16 +30,18 @@ def test_label_skew_reads_as_points_a_clinician_can_check():
 
 def test_preview_of_the_messy_file_flags_each_defect(tmp_path):
     path = write_messy_clinical_csv(tmp_path / "clinical.csv")
-    conf = DataConfig(dataset="csv", path=str(path), target="outcome",
-                      partition={"method": "natural", "column": "hospital"})
+    conf = DataConfig(
+        dataset="csv", path=str(path), target="outcome", partition={"method": "natural", "column": "hospital"}
+    )
     prev = partition_preview(conf, None, None, 0, tmp_path, profile_sites=True)
     mostly = {(f["column"], f["client"]) for f in prev["missingness"]["mostly_missing"]}
     assert mostly == {("creatinine", "Northfield"), ("bmi", "Mercy"), ("hba1c", "Eastbrook")}
     codes = {(c["column"], c["value"], c["client"]) for c in prev["codes"]}
     assert codes == {("cholesterol", 0.0, "Westgate"), ("triglycerides", 0.0, "Mercy")}
     assert prev["label_skew"]["client"] == "Eastbrook" and prev["label_skew"]["max_points"] > 35
-    share = dict(zip(prev["missingness"]["columns"],
-                     np.array(prev["missingness"]["share"]).T.tolist(), strict=True))
+    share = dict(
+        zip(prev["missingness"]["columns"], np.array(prev["missingness"]["share"]).T.tolist(), strict=True)
+    )
     names = [c["name"] for c in prev["clients"]]
     assert share["creatinine"][names.index("Northfield")] == pytest.approx(0.66, abs=0.05)
     assert "admission_type" in prev["report"]["code_like"]
@@ -52,10 +54,14 @@ def test_preview_of_the_messy_file_flags_each_defect(tmp_path):
 def test_errors_speak_the_pages_words():
     msg = "line 2 is not valid utf-8 text; set data.encoding to cp1252 (or auto); or data.delimiter"
     shown = for_page(msg)
-    assert shown == ("line 2 is not valid utf-8 text; set **Text encoding** (Data > File > Reading the file) "
-                     "to cp1252 (or auto); or **Separator**")
-    assert for_page("set data.public_fraction above 0") == \
-        "set **Public fraction** (Data > Held-out sets and sampling) above 0"
+    assert shown == (
+        "line 2 is not valid utf-8 text; set **Text encoding** (Data > File > Reading the file) "
+        "to cp1252 (or auto); or **Separator**"
+    )
+    assert (
+        for_page("set data.public_fraction above 0")
+        == "set **Public fraction** (Data > Held-out sets and sampling) above 0"
+    )
     assert for_page("metadata.encoding stays") == "metadata.encoding stays"
     assert dataset_label({"dataset": "csv", "path": "uploads/Hospital_2024.xlsx"}) == "Hospital_2024.xlsx"
     assert dataset_label({"dataset": "digits"}) == "digits"
@@ -66,15 +72,26 @@ def test_inspect_page_keeps_what_it_can(tmp_path, monkeypatch):
     good = tmp_path / "ok.csv"
     good.write_text("a,b,y\n" + "".join(f"{i},{i % 3},{'km'[i % 2]}\n" for i in range(30)))
     assert schema.inspect_page({"dataset": "csv", "path": str(good), "target": "y"}).error is None
-    one = schema.inspect_page({"dataset": "csv", "path": str(good), "target": "b", "task": "classification",
-                            "columns": {"a": {"type": "categorical"}}})
+    one = schema.inspect_page(
+        {
+            "dataset": "csv",
+            "path": str(good),
+            "target": "b",
+            "task": "classification",
+            "columns": {"a": {"type": "categorical"}},
+        }
+    )
     assert one.error is None
-    bad_target = schema.inspect_page({"dataset": "csv", "path": str(good), "target": "y", "task": "regression"})
+    bad_target = schema.inspect_page(
+        {"dataset": "csv", "path": str(good), "target": "y", "task": "regression"}
+    )
     assert bad_target.stage == "target" and bad_target.report is not None and "**Task**" in bad_target.error
     bad_sep = schema.inspect_page({"dataset": "csv", "path": str(good), "target": "y", "delimiter": ";"})
     assert bad_sep.stage == "read" and bad_sep.report is None and "**Separator**" in bad_sep.error
     mixed = tmp_path / "mixed.csv"
-    mixed.write_text("a,b,y\n" + "".join(f"{i % 7},{'x' if i == 4 else i},{'km'[i % 2]}\n" for i in range(30)))
+    mixed.write_text(
+        "a,b,y\n" + "".join(f"{i % 7},{'x' if i == 4 else i},{'km'[i % 2]}\n" for i in range(30))
+    )
     cols = schema.inspect_page({"dataset": "csv", "path": str(mixed), "target": "y"})
     assert cols.stage == "columns" and "the Columns table" in cols.error and cols.report is not None
     assert Path(mixed).exists()

@@ -21,8 +21,11 @@ def european_csv() -> str:
     rows = ["hôpital;âge;température;poids;issue"]
     for i in range(40):
         site = ["Besançon", "Nîmes", "Sète"][i % 3]
-        rows.append(f"{site};{30 + (i * 7) % 45};{37 + rng.random():.1f}".replace(".", ",") +
-                    f";{60 + i * 0.5:.1f}".replace(".", ",") + f";{'oui' if i % 2 else 'non'}")
+        rows.append(
+            f"{site};{30 + (i * 7) % 45};{37 + rng.random():.1f}".replace(".", ",")
+            + f";{60 + i * 0.5:.1f}".replace(".", ",")
+            + f";{'oui' if i % 2 else 'non'}"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -54,9 +57,15 @@ def test_encoding_detection_prefers_utf8_then_the_western_default():
 
 def test_xlsx_and_parquet_load_like_the_csv(tmp_path):
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"site": rng.choice(["a", "b"], 30), "age": rng.integers(20, 80, 30),
-                          "bmi": rng.normal(25, 3, 30).round(1), "when": pd.date_range("2024-01-01", periods=30),
-                          "y": ["yes", "no"] * 15})
+    frame = pd.DataFrame(
+        {
+            "site": rng.choice(["a", "b"], 30),
+            "age": rng.integers(20, 80, 30),
+            "bmi": rng.normal(25, 3, 30).round(1),
+            "when": pd.date_range("2024-01-01", periods=30),
+            "y": ["yes", "no"] * 15,
+        }
+    )
     frame.loc[3, "bmi"] = np.nan
     frame.to_excel(tmp_path / "data.xlsx", index=False, sheet_name="patients")
     frame.to_parquet(tmp_path / "data.parquet", index=False)
@@ -72,7 +81,9 @@ def test_xlsx_and_parquet_load_like_the_csv(tmp_path):
         np.testing.assert_allclose(loaded[other].x.numpy(), loaded["data.csv"].x.numpy(), equal_nan=True)
     assert loaded["data.xlsx"].report["sheet"] == "patients" and loaded["data.xlsx"].name == "data"
     with pytest.raises(DataError, match="no sheet 'nope'.*patients"):
-        load_dataset(DataConfig(dataset="csv", path=str(tmp_path / "data.xlsx"), target="y", sheet="nope"), tmp_path)
+        load_dataset(
+            DataConfig(dataset="csv", path=str(tmp_path / "data.xlsx"), target="y", sheet="nope"), tmp_path
+        )
 
 
 def test_legacy_xls_and_garbage_are_refused_with_the_fix(tmp_path):
@@ -86,8 +97,10 @@ def test_legacy_xls_and_garbage_are_refused_with_the_fix(tmp_path):
 
 def test_missing_value_codes_become_missing(tmp_path):
     path = tmp_path / "codes.csv"
-    path.write_text("chol,stage,y\n" + "".join(f"{0 if i % 5 == 0 else 180 + i},{i % 4 + 1},{'ab'[i % 2]}\n"
-                                               for i in range(40)))
+    path.write_text(
+        "chol,stage,y\n"
+        + "".join(f"{0 if i % 5 == 0 else 180 + i},{i % 4 + 1},{'ab'[i % 2]}\n" for i in range(40))
+    )
     conf = DataConfig(dataset="csv", path=str(path), target="y", columns={"chol": {"missing_values": [0]}})
     data = load_dataset(conf, tmp_path)
     chol = data.x[:, data.feature_names.index("chol")].numpy()

@@ -16,25 +16,30 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import DATASETS, DataConfig, build, load_dataset, natural_groups
-from engine.data import vision_files
+from engine.data import DATASETS, DataConfig, build, load_dataset, natural_groups, vision_files
 from engine.errors import ConfigError, DataError
 
 
-@pytest.mark.parametrize(("name", "shape", "n_classes"), [
-    ("digits", (1, 8, 8), 10), ("breast_cancer", (30,), 2), ("wine", (13,), 3)])
+@pytest.mark.parametrize(
+    ("name", "shape", "n_classes"),
+    [("digits", (1, 8, 8), 10), ("breast_cancer", (30,), 2), ("wine", (13,), 3)],
+)
 def test_sklearn_sets(tmp_path, name, shape, n_classes):
     data = load_dataset(DataConfig(dataset=name), tmp_path)
     assert data.input_spec.shape == shape and data.n_outputs == n_classes
     assert data.x.dtype == torch.float32 and data.y.dtype == torch.long
 
 
-@pytest.mark.parametrize(("form", "target"), [("sequence", "congestion"), ("sequence", "volume"),
-                                              ("tabular", "congestion"), ("tabular", "volume")])
+@pytest.mark.parametrize(
+    ("form", "target"),
+    [("sequence", "congestion"), ("sequence", "volume"), ("tabular", "congestion"), ("tabular", "volume")],
+)
 def test_traffic_forms_and_targets(tmp_path, form, target):
-    conf = DataConfig(dataset="traffic", options={"form": form, "target": target, "cities": 3, "days": 14,
-                                                  "window": 12},
-                      partition={"method": "natural", "column": "city"})
+    conf = DataConfig(
+        dataset="traffic",
+        options={"form": form, "target": target, "cities": 3, "days": 14, "window": 12},
+        partition={"method": "natural", "column": "city"},
+    )
     data = load_dataset(conf, tmp_path)
     expected_kind = "sequence" if form == "sequence" else "tabular"
     assert data.input_spec.kind == expected_kind
@@ -67,12 +72,15 @@ def test_shapes_domains_and_shift(tmp_path):
     data = load_dataset(conf, tmp_path)
     assert data.x.shape == (180, 3, 16, 16) and data.n_outputs == 6
     assert sorted(set(data.columns["domain"])) == ["domain 0", "domain 1", "domain 2"]
-    mean = [data.x[torch.as_tensor(data.columns["domain"] == d)].mean().item()
-            for d in ("domain 0", "domain 1")]
-    flat = load_dataset(DataConfig(dataset="shapes", options={"domains": 2, "per_class": 10, "shift": 0.0}),
-                        tmp_path)
-    flat_mean = [flat.x[torch.as_tensor(flat.columns["domain"] == d)].mean().item()
-                 for d in ("domain 0", "domain 1")]
+    mean = [
+        data.x[torch.as_tensor(data.columns["domain"] == d)].mean().item() for d in ("domain 0", "domain 1")
+    ]
+    flat = load_dataset(
+        DataConfig(dataset="shapes", options={"domains": 2, "per_class": 10, "shift": 0.0}), tmp_path
+    )
+    flat_mean = [
+        flat.x[torch.as_tensor(flat.columns["domain"] == d)].mean().item() for d in ("domain 0", "domain 1")
+    ]
     assert abs(mean[0] - mean[1]) > abs(flat_mean[0] - flat_mean[1])
     with pytest.raises(ConfigError, match="channels"):
         load_dataset(DataConfig(dataset="shapes", options={"channels": 2}), tmp_path)

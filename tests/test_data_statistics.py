@@ -41,10 +41,15 @@ def test_quantiles_from_counts_equal_the_pooled_quantiles():
 
 
 def test_fill_values_follow_each_features_kind():
-    schema = [Feature("age", "age", "numeric", "median"), Feature("bmi", "bmi", "numeric", "mean"),
-              Feature("smoker", "smoker", "binary", "most_frequent"), Feature("stage", "stage", "code", "most_frequent"),
-              Feature("c=a", "c", "onehot", "most_frequent"), Feature("c=b", "c", "onehot", "most_frequent"),
-              Feature("c=z", "c", "onehot", "most_frequent")]
+    schema = [
+        Feature("age", "age", "numeric", "median"),
+        Feature("bmi", "bmi", "numeric", "mean"),
+        Feature("smoker", "smoker", "binary", "most_frequent"),
+        Feature("stage", "stage", "code", "most_frequent"),
+        Feature("c=a", "c", "onehot", "most_frequent"),
+        Feature("c=b", "c", "onehot", "most_frequent"),
+        Feature("c=z", "c", "onehot", "most_frequent"),
+    ]
     nan = np.nan
     a = np.array([[1, 20, 1, 2, 1, 0, 0], [nan, 22, 0, 2, 0, 1, 0], [5, nan, 1, nan, nan, nan, nan]])
     b = np.array([[3, 30, 1, 0, 0, 1, 0], [9, nan, nan, 1, 0, 1, 0]])
@@ -61,14 +66,16 @@ def test_fill_values_follow_each_features_kind():
 def _table(seed: int = 0, n: int = 90) -> pd.DataFrame:
     """Three sites; integer or half-integer values so sums are exact in any order."""
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "site": np.repeat(["A", "B", "C"], n // 3),
-        "age": rng.integers(20, 90, n).astype(float),
-        "chol": (rng.integers(300, 600, n) / 2.0),
-        "sex": rng.choice(["F", "M"], n),
-        "ward": rng.choice(["icu", "general", "day"], n),
-        "smoker": rng.choice(["yes", "no"], n),
-    })
+    df = pd.DataFrame(
+        {
+            "site": np.repeat(["A", "B", "C"], n // 3),
+            "age": rng.integers(20, 90, n).astype(float),
+            "chol": (rng.integers(300, 600, n) / 2.0),
+            "sex": rng.choice(["F", "M"], n),
+            "ward": rng.choice(["icu", "general", "day"], n),
+            "smoker": rng.choice(["yes", "no"], n),
+        }
+    )
     df.loc[rng.random(n) < 0.2, "age"] = np.nan
     df.loc[rng.random(n) < 0.1, "ward"] = np.nan
     df["y"] = np.where(df["age"].fillna(50) + rng.normal(0, 15, n) > 55, "pos", "neg")
@@ -78,18 +85,29 @@ def _table(seed: int = 0, n: int = 90) -> pd.DataFrame:
 def _build(tmp_path: Path, df: pd.DataFrame, name: str, statistics: str, methods=("standardize",) * 3):
     path = tmp_path / name
     df.to_csv(path, index=False)
-    conf = DataConfig(dataset="csv", path=str(path), target="y", statistics=statistics,
-                      partition={"method": "natural", "column": "site"})
+    conf = DataConfig(
+        dataset="csv",
+        path=str(path),
+        target="y",
+        statistics=statistics,
+        partition={"method": "natural", "column": "site"},
+    )
     return build(conf, list(methods), [None] * 3, 0, tmp_path)
 
 
 def _same_client(a, b) -> bool:
     ta, tb = a.transform, b.transform
     parts = [(ta.center, tb.center), (ta.scale, tb.scale), (ta.fill, tb.fill), (ta.keep, tb.keep)]
-    same_t = all((x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
-                 for x, y in parts)
-    return (same_t and np.array_equal(a.index, b.index) and torch.equal(a.train.x, b.train.x)
-            and torch.equal(a.test.x, b.test.x) and torch.equal(a.train.y, b.train.y))
+    same_t = all(
+        (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y)) for x, y in parts
+    )
+    return (
+        same_t
+        and np.array_equal(a.index, b.index)
+        and torch.equal(a.train.x, b.train.x)
+        and torch.equal(a.test.x, b.test.x)
+        and torch.equal(a.train.y, b.train.y)
+    )
 
 
 def _change_site_b(df: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +127,9 @@ def test_client_statistics_isolate_every_client(tmp_path):
     before = _build(tmp_path, df, "before.csv", "client", ("standardize", "robust", "none"))
     after = _build(tmp_path, _change_site_b(df), "after.csv", "client", ("standardize", "robust", "none"))
     a, b, c = 0, 1, 2
-    assert _same_client(before.clients[a], after.clients[a]) and _same_client(before.clients[c], after.clients[c])
+    assert _same_client(before.clients[a], after.clients[a]) and _same_client(
+        before.clients[c], after.clients[c]
+    )
     assert not _same_client(before.clients[b], after.clients[b])
     assert before.provenance["statistics"] == "client"
     # the same change does reach the others with federated statistics - through the aggregate
@@ -186,22 +206,38 @@ def test_a_sites_constant_or_missing_column_cannot_explode_on_other_sites(tmp_pa
 
 
 def test_the_run_manifest_says_where_each_statistic_came_from(tmp_path, store):
-    from engine.reporting import tables
     from engine.config import parse_config
     from engine.core.simulation import Simulation
+    from engine.reporting import tables
 
     path = tmp_path / "sites.csv"
     _table(4).to_csv(path, index=False)
-    cfg = parse_config({"name": "m", "seed": 0, "rounds": 1,
-                        "data": {"dataset": "csv", "path": str(path), "target": "y",
-                                 "partition": {"method": "natural", "column": "site"}},
-                        "clients": [{"name": n, "model": {"arch": "mlp", "hidden": 8}, "preprocessing": "standardize"}
-                                    for n in "ABC"], "strategy": {"name": "fedavg"}})
+    cfg = parse_config(
+        {
+            "name": "m",
+            "seed": 0,
+            "rounds": 1,
+            "data": {
+                "dataset": "csv",
+                "path": str(path),
+                "target": "y",
+                "partition": {"method": "natural", "column": "site"},
+            },
+            "clients": [
+                {"name": n, "model": {"arch": "mlp", "hidden": 8}, "preprocessing": "standardize"}
+                for n in "ABC"
+            ],
+            "strategy": {"name": "fedavg"},
+        }
+    )
     sim = Simulation(cfg, store=store, root=tmp_path)
     sim.run()
     m = tables.manifest(store, sim.run_id)
     assert m["preprocessing"]["statistics"] == "federated"
-    assert "federated aggregate" in m["preprocessing"]["imputation"] and "standardize x3" in m["preprocessing"]["scaling"]
+    assert (
+        "federated aggregate" in m["preprocessing"]["imputation"]
+        and "standardize x3" in m["preprocessing"]["scaling"]
+    )
     assert m["dataset"] == "sites.csv"
 
 
@@ -211,10 +247,20 @@ def test_validate_warns_about_centralized_statistics(tmp_path):
 
     path = tmp_path / "sites.csv"
     _table(5).to_csv(path, index=False)
-    design = {"name": "m", "seed": 0, "rounds": 1,
-              "data": {"dataset": "csv", "path": str(path), "target": "y", "statistics": "centralized",
-                       "partition": {"method": "natural", "column": "site"}},
-              "clients": [{"name": n} for n in "ABC"], "strategy": {"name": "fedavg"}}
+    design = {
+        "name": "m",
+        "seed": 0,
+        "rounds": 1,
+        "data": {
+            "dataset": "csv",
+            "path": str(path),
+            "target": "y",
+            "statistics": "centralized",
+            "partition": {"method": "natural", "column": "site"},
+        },
+        "clients": [{"name": n} for n in "ABC"],
+        "strategy": {"name": "fedavg"},
+    }
     report = validate(parse_config(design), tmp_path)
     assert report.ok and any("not possible in a real federation" in w for w in report.warnings)
     design["data"]["statistics"] = "federated"

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import digits_config
 
-from engine.hardware import devices
 from engine.config import parse_config
-from engine.hardware.devices import estimate_memory, memory_warnings, roster_memory
 from engine.errors import ConfigError
+from engine.hardware import devices
+from engine.hardware.devices import estimate_memory, memory_warnings, roster_memory
 from engine.models import InputSpec
 
 GiB = 2**30
@@ -29,8 +29,11 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch, memory: list[int]) -> None:
     """Pretend torch sees ``len(memory)`` CUDA devices with these totals (bytes)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: len(memory))
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda i: SimpleNamespace(name=f"Fake GPU {i}", total_memory=memory[i]))
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda i: SimpleNamespace(name=f"Fake GPU {i}", total_memory=memory[i]),
+    )
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
@@ -38,7 +41,9 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch, memory: list[int]) -> None:
 def test_detect_without_cuda_offers_only_the_cpu(no_gpu):
     assert [d.name for d in devices.detect()] == ["cpu"]
     assert devices.resolve("auto") == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"device 'cuda:0' is not available on this machine; available: cpu, auto"):
+    with pytest.raises(
+        ValueError, match=r"device 'cuda:0' is not available on this machine; available: cpu, auto"
+    ):
         devices.check_device("cuda")
 
 
@@ -46,7 +51,10 @@ def test_detect_with_cuda_lists_every_gpu_with_name_and_memory(monkeypatch):
     fake_cuda(monkeypatch, [80 * GiB, 24 * GiB])
     found = devices.detect()
     assert [(d.name, d.description, d.memory_bytes) for d in found] == [
-        ("cpu", "CPU", None), ("cuda:0", "Fake GPU 0", 80 * GiB), ("cuda:1", "Fake GPU 1", 24 * GiB)]
+        ("cpu", "CPU", None),
+        ("cuda:0", "Fake GPU 0", 80 * GiB),
+        ("cuda:1", "Fake GPU 1", 24 * GiB),
+    ]
     devices.check_device("cuda:1")
     devices.check_device("cuda")
     assert devices.resolve("auto") == torch.device("cuda:0")
@@ -55,8 +63,11 @@ def test_detect_with_cuda_lists_every_gpu_with_name_and_memory(monkeypatch):
 
 
 def test_a_missing_device_is_a_config_error_before_anything_runs(no_gpu):
-    with pytest.raises(ConfigError, match=r"clients\.0\.device: device 'cuda:3' is not available on this "
-                                          r"machine; available: cpu, auto"):
+    with pytest.raises(
+        ConfigError,
+        match=r"clients\.0\.device: device 'cuda:3' is not available on this "
+        r"machine; available: cpu, auto",
+    ):
         parse_config(digits_config(clients=[{"name": "a", "device": "cuda:3"}]))
     parse_config(digits_config(clients=[{"name": "a", "device": "auto"}]))
 
@@ -66,12 +77,16 @@ MLP = {"arch": "mlp", "hidden": 32, "depth": 2}
 TAB = InputSpec("tabular", (20,))
 
 
-@pytest.mark.parametrize(("optimizer", "momentum", "copies"), [("sgd", 0.0, 0), ("sgd", 0.9, 1), ("adam", 0.0, 2),
-                                                               ("adamw", 0.0, 2)])
+@pytest.mark.parametrize(
+    ("optimizer", "momentum", "copies"),
+    [("sgd", 0.0, 0), ("sgd", 0.9, 1), ("adam", 0.0, 2), ("adamw", 0.0, 2)],
+)
 def test_memory_estimate_of_an_mlp_matches_the_hand_count(optimizer, momentum, copies):
     # parameters: 20*32+32 + 32*16+16 + 16*3+3 = 1251 floats
     # saved for backward per sample: both ReLU outputs (32 + 16) and the logits (3)
-    est = estimate_memory(MLP, TAB, rep_dim=16, n_out=3, batch_size=64, optimizer=optimizer, momentum=momentum)
+    est = estimate_memory(
+        MLP, TAB, rep_dim=16, n_out=3, batch_size=64, optimizer=optimizer, momentum=momentum
+    )
     assert est.weights == est.gradients == 4 * 1251
     assert est.optimizer == copies * 4 * 1251
     assert est.activations == 64 * 4 * (32 + 16 + 3)
@@ -89,8 +104,18 @@ def test_activations_grow_with_the_batch_and_dominate_for_convolutions():
 
 
 def big_roster(device: str) -> dict:
-    return digits_config(clients=[{"name": "big", "count": 3, "model": {"arch": "cnn", "channels": 64},
-                                   "optimizer": "adam", "batch_size": 4096, "device": device}])
+    return digits_config(
+        clients=[
+            {
+                "name": "big",
+                "count": 3,
+                "model": {"arch": "cnn", "channels": 64},
+                "optimizer": "adam",
+                "batch_size": 4096,
+                "device": device,
+            }
+        ]
+    )
 
 
 def test_roster_that_does_not_fit_the_gpu_gets_a_warning(monkeypatch):
@@ -129,8 +154,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.gpu
 @needs_cuda
 def test_memory_estimate_is_close_to_the_measured_cuda_peak():
-    from engine.models import build_model
     from engine.core.training import make_optimizer
+    from engine.models import build_model
 
     image = InputSpec("image", (1, 8, 8))
     spec, batch = {"arch": "cnn", "channels": 64}, 2048

@@ -27,8 +27,16 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("FEDMOSAIC_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = ROOT / "docs" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -40,16 +48,43 @@ def _free_port() -> int:
 @pytest.fixture
 def app_url(tmp_path: Path):
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does) to run the browser test")
+        pytest.skip(
+            f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does) to run the browser test"
+        )
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     port = _free_port()
-    env = {**os.environ, "FEDMOSAIC_HOME": str(tmp_path / "home"), "FEDMOSAIC_DB": str(tmp_path / "home" / "e2e.db"),
-           "FEDMOSAIC_WORKERS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "FEDMOSAIC_HOME": str(tmp_path / "home"),
+        "FEDMOSAIC_DB": str(tmp_path / "home" / "e2e.db"),
+        "FEDMOSAIC_WORKERS": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     log = (tmp_path / "streamlit.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -61,7 +96,9 @@ def app_url(tmp_path: Path):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
+                raise RuntimeError(
+                    "streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:]
+                )
             time.sleep(0.3)
         yield url
     finally:
@@ -79,7 +116,8 @@ def _settle(page, timeout: float = 30_000) -> None:
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
         " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=timeout)
+        timeout=timeout,
+    )
     page.wait_for_timeout(400)
 
 
@@ -222,7 +260,9 @@ def test_hospital_template_to_csv(app_url: str, tmp_path: Path) -> None:
             page.locator(".st-key-launch-go").get_by_role("button", name=re.compile("Launch 4 runs")).click()
             page.get_by_role("heading", name="Runs").first.wait_for()
             _wait_finished(page, 4, tmp_path)
-            search = page.get_by_role("textbox", name=re.compile("^Search name")).first  # a rerun may briefly show two
+            search = page.get_by_role(
+                "textbox", name=re.compile("^Search name")
+            ).first  # a rerun may briefly show two
             search.fill("")
             search.press("Enter")
             page.get_by_text("5 runs").first.wait_for()

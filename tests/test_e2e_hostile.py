@@ -31,7 +31,9 @@ def seeded_run(tmp_path: Path) -> str:
     from engine.tracking.storage import Store
 
     store = Store(tmp_path / "home" / "e2e.db")
-    run_id = write_synthetic_run(store, n_clients=2, n_rounds=2, name=f"![pixel]({EVIL}) [click](http://evil.test)")
+    run_id = write_synthetic_run(
+        store, n_clients=2, n_rounds=2, name=f"![pixel]({EVIL}) [click](http://evil.test)"
+    )
     store.close()
     return run_id
 
@@ -40,8 +42,12 @@ def seeded_run(tmp_path: Path) -> str:
 def test_hostile_design_file_and_names_in_the_browser(seeded_run: str, app_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    design = {"name": "harmless looking", "rounds": 2, "clients": [{"name": "c", "count": 2}],
-              "data": {"dataset": "csv", "path": "/etc/passwd", "delimiter": ":", "target": "root"}}
+    design = {
+        "name": "harmless looking",
+        "rounds": 2,
+        "clients": [{"name": "c", "count": 2}],
+        "data": {"dataset": "csv", "path": "/etc/passwd", "delimiter": ":", "target": "root"},
+    }
     upload = tmp_path / "design.json"
     upload.write_text(json.dumps(design))
     requested: list[str] = []
@@ -78,7 +84,9 @@ def test_hostile_design_file_and_names_in_the_browser(seeded_run: str, app_url: 
         _settle(page)
         page.get_by_text("Where the files are").click()
         outside = tmp_path / "outside" / "mnist"
-        field = page.get_by_role("textbox", name="Folder holding the downloaded files (empty: the data directory)")
+        field = page.get_by_role(
+            "textbox", name="Folder holding the downloaded files (empty: the data directory)"
+        )
         field.fill(str(outside))
         field.press("Enter")
         page.get_by_text("outside the folders FedMosaic may read").first.wait_for(timeout=30_000)

@@ -71,8 +71,10 @@ def test_download_a_clients_model_and_predict_its_test_rows(app_url: str, tmp_pa
                 card = zf.read(f"{sim.run_id}/best/client-{cid:02d}-{name}/README.md").decode()
             for which in ("best", "final"):
                 base = f"{sim.run_id}/{which}/client-{cid:02d}-{name}/"
-                assert {base + f for f in ("model.safetensors", "preprocessing.safetensors", "config.json",
-                                           "README.md")} <= files
+                assert {
+                    base + f
+                    for f in ("model.safetensors", "preprocessing.safetensors", "config.json", "README.md")
+                } <= files
             assert f"position {cid} of 5" in card
             _no_errors(page)
             _shot(page, "results-models")
@@ -80,9 +82,12 @@ def test_download_a_clients_model_and_predict_its_test_rows(app_url: str, tmp_pa
             page.locator(".st-key-res-models-predict").get_by_role("button").click()
             page.get_by_role("heading", name="Predict").first.wait_for()
             _settle(page)
-            expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_value(f"{name} (client {cid})")
-            page.locator("[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']").set_input_files(
-                str(upload))
+            expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_value(
+                f"{name} (client {cid})"
+            )
+            page.locator(
+                "[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']"
+            ).set_input_files(str(upload))
             page.get_by_text(f"{len(rows)} predictions by").first.wait_for()
             _settle(page)
             _no_errors(page)

@@ -24,8 +24,16 @@ from test_e2e_browser import _nav, _no_errors, _settle, _shot, _wait_finished, a
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path(os.environ.get("FEDMOSAIC_CHROMIUM", "/usr/bin/chromium"))
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.mark.timeout(300)
@@ -108,7 +116,9 @@ def test_privacy_budget_per_hospital(app_url: str, tmp_path: Path) -> None:  # n
             _nav(page, "Clients")
             form = page.locator("[data-testid='stForm']").first  # client 0: Eastbrook, budget 1
             expect(form.get_by_label("Train with differential privacy")).to_be_checked()
-            expect(form.get_by_role("textbox", name="ε budget (empty: none)")).to_have_value(re.compile(r"^1(\.0*)?$"))
+            expect(form.get_by_role("textbox", name="ε budget (empty: none)")).to_have_value(
+                re.compile(r"^1(\.0*)?$")
+            )
             _no_errors(page)
             _shot(page, "clients-privacy")
 
@@ -129,13 +139,21 @@ def test_privacy_budget_per_hospital(app_url: str, tmp_path: Path) -> None:  # n
             _nav(page, "Results", "Privacy budget per hospital")
             page.get_by_role("tab", name="Privacy").click()
             _settle(page)
-            eps = page.locator("[data-testid='stPlotlyChart']").filter(has_text="Privacy spent (ε) per client").first
+            eps = (
+                page.locator("[data-testid='stPlotlyChart']")
+                .filter(has_text="Privacy spent (ε) per client")
+                .first
+            )
             eps.wait_for()
             for hospital in ("Eastbrook", "Northfield"):
                 expect(eps.get_by_text(hospital).first).to_be_visible()
-            trade = page.locator("[data-testid='stPlotlyChart']").filter(has_text="Privacy and accuracy per client")
+            trade = page.locator("[data-testid='stPlotlyChart']").filter(
+                has_text="Privacy and accuracy per client"
+            )
             expect(trade.first.get_by_text("no DP").first).to_be_visible()  # Westgate trains without DP
-            expect(page.get_by_text(re.compile(r"Secure aggregation: the server saw only sums"))).to_be_visible()
+            expect(
+                page.get_by_text(re.compile(r"Secure aggregation: the server saw only sums"))
+            ).to_be_visible()
             _no_errors(page)
             _shot(page, "results-privacy")
 
@@ -153,7 +171,11 @@ def test_privacy_budget_per_hospital(app_url: str, tmp_path: Path) -> None:  # n
             page.get_by_role("option", name=re.compile("^sweep")).first.click()
             heading = page.get_by_role("heading", name="Privacy and utility")
             heading.wait_for()
-            chart = page.locator("[data-testid='stPlotlyChart']").filter(has_text="Privacy-utility trade-off").first
+            chart = (
+                page.locator("[data-testid='stPlotlyChart']")
+                .filter(has_text="Privacy-utility trade-off")
+                .first
+            )
             chart.wait_for()
             _settle(page)
             expect(chart.get_by_text("fedavg, no DP").first).to_be_visible()

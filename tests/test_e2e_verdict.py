@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 
 from tests.test_e2e_browser import (  # noqa: F401 - app_url is a fixture
-    ARGS, CHROMIUM, _choose, _nav, _no_errors, _settle, _shot, _wait_finished, app_url,
+    ARGS,
+    CHROMIUM,
+    _choose,
+    _nav,
+    _no_errors,
+    _settle,
+    _shot,
+    _wait_finished,
+    app_url,
 )
 
 pytestmark = pytest.mark.browser
@@ -36,10 +44,15 @@ def write_sites_csv(path: Path, seed: int = 3) -> Path:
             age = rng.normal(62 + 6 * y, 10)
             lactate = rng.normal(1.4 + 1.2 * y, 0.5)
             bmi = rng.normal(27 + 2 * y, 4)
-            rows.append({"site": site, "age": f"{age:.0f}",
-                         "lactate": "" if site == "East" else f"{lactate:.2f}",
-                         "bmi": "" if site == "North" and rng.random() < 0.7 else f"{bmi:.1f}",
-                         "readmitted": "yes" if y else "no"})
+            rows.append(
+                {
+                    "site": site,
+                    "age": f"{age:.0f}",
+                    "lactate": "" if site == "East" else f"{lactate:.2f}",
+                    "bmi": "" if site == "North" and rng.random() < 0.7 else f"{bmi:.1f}",
+                    "readmitted": "yes" if y else "no",
+                }
+            )
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -48,7 +61,9 @@ def write_sites_csv(path: Path, seed: int = 3) -> Path:
 
 
 @pytest.mark.timeout(420)
-def test_three_sites_fedavg_against_local_over_three_seeds_gives_a_verdict(app_url: str, tmp_path: Path) -> None:
+def test_three_sites_fedavg_against_local_over_three_seeds_gives_a_verdict(
+    app_url: str, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     table = write_sites_csv(tmp_path / "three_sites.csv")
@@ -64,7 +79,9 @@ def test_three_sites_fedavg_against_local_over_three_seeds_gives_a_verdict(app_u
             # Data: upload the table, predict 'readmitted', one client per site
             _nav(page, "Data")
             _choose(page, "Dataset", "your own file (CSV, Excel, Parquet)")
-            page.locator("[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']").set_input_files(str(table))
+            page.locator(
+                "[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']"
+            ).set_input_files(str(table))
             page.get_by_text("three_sites.csv").first.wait_for()
             _settle(page)
             _choose(page, "Target: the column to predict", "readmitted")
@@ -91,7 +108,9 @@ def test_three_sites_fedavg_against_local_over_three_seeds_gives_a_verdict(app_u
             seeds.fill("0-2")
             seeds.press("Enter")
             _settle(page)
-            expect(page.get_by_text(re.compile("Headline of every chart, table and verdict")).first).to_be_visible()
+            expect(
+                page.get_by_text(re.compile("Headline of every chart, table and verdict")).first
+            ).to_be_visible()
             page.locator(".st-key-launch-go").get_by_role("button", name=re.compile("Launch 6 runs")).click()
             page.get_by_role("heading", name="Runs").first.wait_for()
             _wait_finished(page, 6, tmp_path)
@@ -101,9 +120,13 @@ def test_three_sites_fedavg_against_local_over_three_seeds_gives_a_verdict(app_u
             page.get_by_role("combobox", name="Whole sweep").click()
             page.get_by_role("option", name=re.compile("^sweep")).first.click()
             _settle(page)
-            sentence = page.get_by_text(re.compile(r"(fedavg (beats|falls behind) training alone by|No difference "
-                                                   r"beyond noise between fedavg and training alone).*over 3 seeds; "
-                                                   r"\d of 3 clients gain\.")).first
+            sentence = page.get_by_text(
+                re.compile(
+                    r"(fedavg (beats|falls behind) training alone by|No difference "
+                    r"beyond noise between fedavg and training alone).*over 3 seeds; "
+                    r"\d of 3 clients gain\."
+                )
+            ).first
             sentence.wait_for()
             expect(page.get_by_text(re.compile(r"95% t-interval over 3 seeds")).first).to_be_visible()
             gains = page.locator("[data-testid='stPlotlyChart']", has_text=re.compile("Who gains")).first

@@ -7,21 +7,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import digits_config
+
+from engine.config import parse_config
 from engine.core import training
 from engine.core.client import template
+from engine.core.simulation import Simulation
 from engine.core.state import load_into
-from engine.config import parse_config
 from engine.data import build as build_federation
 from engine.data.config import DataConfig
 from engine.data.federation import client_rows, load_dataset
-from engine.core.simulation import Simulation
 from engine.tracking.storage import default_data_dir
 
 
 def test_validation_rows_are_carved_from_training_rows_per_client_and_seeded():
-    cfg = DataConfig(dataset="digits", partition={"method": "dirichlet", "alpha": 0.5}, validation_fraction=0.2)
+    cfg = DataConfig(
+        dataset="digits", partition={"method": "dirichlet", "alpha": 0.5}, validation_fraction=0.2
+    )
     fed = build_federation(cfg, ["standardize"] * 4, [None] * 4, 3, default_data_dir())
     again = build_federation(cfg, ["standardize"] * 4, [None] * 4, 3, default_data_dir())
     labels = fed.data.labels
@@ -41,9 +43,25 @@ def test_validation_rows_are_carved_from_training_rows_per_client_and_seeded():
 
 
 def test_kept_figures_and_weights_are_those_of_the_best_validation_round():
-    sim = Simulation(parse_config(digits_config(rounds=5, clients=[
-        {"name": "c", "count": 3, "model": {"arch": "mlp", "hidden": 16}, "optimizer": "sgd", "lr": 0.2,
-         "momentum": 0.9, "batch_size": 16}], strategy={"name": "local"})))
+    sim = Simulation(
+        parse_config(
+            digits_config(
+                rounds=5,
+                clients=[
+                    {
+                        "name": "c",
+                        "count": 3,
+                        "model": {"arch": "mlp", "hidden": 16},
+                        "optimizer": "sgd",
+                        "lr": 0.2,
+                        "momentum": 0.9,
+                        "batch_size": 16,
+                    }
+                ],
+                strategy={"name": "local"},
+            )
+        )
+    )
     sim.run()
     key = sim.primary.key
     for c in sim.clients:
@@ -53,8 +71,10 @@ def test_kept_figures_and_weights_are_those_of_the_best_validation_round():
         # the kept round is the last one with the highest validation figure (ties: later)
         assert best["round"] == max(r for r, v in val.items() if v == max(val.values()))
         assert best["scores"]["local_acc"] == history[best["round"]]["local_acc"]
-        assert sim.history[-1].clients[c.id].get("best_round", best["round"]) == best["round"] or \
-            "best_round" not in sim.history[-1].clients[c.id]
+        assert (
+            sim.history[-1].clients[c.id].get("best_round", best["round"]) == best["round"]
+            or "best_round" not in sim.history[-1].clients[c.id]
+        )
         # the kept weights reproduce the kept test figure
         model = template(c.spec.model, torch.device("cpu"), sim.build)
         load_into(model, best["model"])
@@ -63,7 +83,9 @@ def test_kept_figures_and_weights_are_those_of_the_best_validation_round():
         again = training.metrics(sim.task, training.predict(model, data.test.x), data.test.y)
         assert again["acc"] == pytest.approx(best["scores"]["local_acc"])
     final = sim.history[-1].metrics
-    assert final["best_local_acc_mean"] == pytest.approx(np.mean([b["scores"]["local_acc"] for b in sim.best.values()]))
+    assert final["best_local_acc_mean"] == pytest.approx(
+        np.mean([b["scores"]["local_acc"] for b in sim.best.values()])
+    )
     assert "local_acc_mean" in final  # the final round's own figure stays, under its own name
 
 
@@ -89,5 +111,6 @@ def test_resume_keeps_the_same_best_rounds_and_weights(store):
     for cid, b in alone.best.items():
         for name, tensor in b["model"].items():
             assert torch.allclose(resumed.best[cid]["model"][name], tensor, atol=1e-6), (cid, name)
-    assert store.get_run(first.run_id)["summary"]["best_local_acc_mean"] == \
-        pytest.approx(alone.history[-1].metrics["best_local_acc_mean"])
+    assert store.get_run(first.run_id)["summary"]["best_local_acc_mean"] == pytest.approx(
+        alone.history[-1].metrics["best_local_acc_mean"]
+    )

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import digits_config
-from engine.core.aggregate import weighted_mean, weighted_mean_matching
-from engine.core.state import nbytes
+
 from engine.config import parse_config
+from engine.core.aggregate import weighted_mean, weighted_mean_matching
 from engine.core.simulation import Simulation
+from engine.core.state import nbytes
 
 
 def run(store=None, **overrides):
@@ -49,8 +49,15 @@ def test_every_round_is_recorded_with_client_figures(store):
     rm = store.round_metrics(sim.run_id)
     assert sorted(rm["round"].unique()) == [1, 2]
     keys = set(rm["key"])
-    for key in ("server_acc", "global_acc_mean", "local_acc_mean", "local_acc_std",
-                "local_acc_worst10", "bytes_up", "cum_bytes_up"):
+    for key in (
+        "server_acc",
+        "global_acc_mean",
+        "local_acc_mean",
+        "local_acc_std",
+        "local_acc_worst10",
+        "bytes_up",
+        "cum_bytes_up",
+    ):
         assert key in keys
     cm = store.client_metrics(sim.run_id)
     assert sorted(cm["client_id"].unique()) == [0, 1, 2, 3]
@@ -100,9 +107,13 @@ def test_local_exchanges_nothing_and_centralized_trains_on_the_server():
 
 
 def test_late_joiner_has_no_figures_before_it_joins(store):
-    cfg = digits_config(rounds=3, clients=[
-        {**digits_config()["clients"][0], "count": 3},
-        {**digits_config()["clients"][0], "name": "late", "count": 1, "join_round": 3}])
+    cfg = digits_config(
+        rounds=3,
+        clients=[
+            {**digits_config()["clients"][0], "count": 3},
+            {**digits_config()["clients"][0], "name": "late", "count": 1, "join_round": 3},
+        ],
+    )
     sim = run(store, **{k: v for k, v in cfg.items() if k in ("rounds", "clients")})
     cm = store.client_metrics(sim.run_id)
     late = cm[cm["client_id"] == 3]
@@ -140,8 +151,11 @@ def test_failed_run_keeps_its_message_and_completed_rounds(store, monkeypatch):
 
 
 def test_cancel_event_stops_the_run(store):
-    sim = Simulation(parse_config(digits_config(rounds=50)), store=store,
-                     on_round=lambda record: sim.cancel.set() if record.round == 2 else None)
+    sim = Simulation(
+        parse_config(digits_config(rounds=50)),
+        store=store,
+        on_round=lambda record: sim.cancel.set() if record.round == 2 else None,
+    )
     sim.run()
     row = store.get_run(sim.run_id)
     assert row["status"] == "cancelled"
@@ -154,10 +168,23 @@ def test_fedavg_learns_and_beats_local_and_centralized_is_the_ceiling():
     the figures the app reports, those at each model's best validation round (``best_*``); the
     last round alone moves by several points (with the default 15% validation split, FedAvg's
     server model is at 0.947 at its best validation round and 0.908 in round 30, a dip)."""
-    clients = [{"name": "site", "count": 10, "model": {"arch": "mlp", "hidden": 256}, "optimizer": "sgd",
-                "lr": 0.05, "momentum": 0.9, "epochs": 2, "batch_size": 16}]
-    common = dict(rounds=30, clients=clients,
-                  data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}})
+    clients = [
+        {
+            "name": "site",
+            "count": 10,
+            "model": {"arch": "mlp", "hidden": 256},
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "epochs": 2,
+            "batch_size": 16,
+        }
+    ]
+    common = dict(
+        rounds=30,
+        clients=clients,
+        data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}},
+    )
     fedavg = run(strategy={"name": "fedavg"}, **common).history[-1].metrics
     local = run(strategy={"name": "local"}, **common).history[-1].metrics
     central = run(strategy={"name": "centralized"}, **common).history[-1].metrics
@@ -172,8 +199,11 @@ def test_runs_on_different_datasets_in_one_thread_do_not_share_modules():
     """Module templates are reused per thread; a second federation with other input shapes must
     not pick up the first one's (same model spec, different input width)."""
     digits = run(rounds=1)
-    wine = run(rounds=1, data={"dataset": "wine", "partition": {"method": "iid"}},
-               clients=[{**digits_config()["clients"][0], "count": 2, "preprocessing": "standardize"}])
+    wine = run(
+        rounds=1,
+        data={"dataset": "wine", "partition": {"method": "iid"}},
+        clients=[{**digits_config()["clients"][0], "count": 2, "preprocessing": "standardize"}],
+    )
     assert digits.federation.input_spec != wine.federation.input_spec
     assert wine.history[-1].metrics["global_acc_mean"] > 0
 
@@ -202,9 +232,19 @@ def test_threads_executor_gives_exactly_the_sequential_numbers():
 
 def test_server_model_is_scored_through_the_reference_preprocessing():
     """Clients standardise their own features; the server model must not be scored on raw ones."""
-    sim = run(rounds=3, data={"dataset": "wine", "partition": {"method": "iid"}},
-              clients=[{**digits_config()["clients"][0], "count": 3, "preprocessing": "standardize",
-                        "optimizer": "adam", "lr": 0.01}])
+    sim = run(
+        rounds=3,
+        data={"dataset": "wine", "partition": {"method": "iid"}},
+        clients=[
+            {
+                **digits_config()["clients"][0],
+                "count": 3,
+                "preprocessing": "standardize",
+                "optimizer": "adam",
+                "lr": 0.01,
+            }
+        ],
+    )
     final = sim.history[-1].metrics
     assert sim.federation.reference.center is not None
     assert final["server_acc"] >= final["global_acc_mean"] - 0.15
@@ -214,17 +254,32 @@ def test_server_model_is_scored_through_the_reference_preprocessing():
 def test_regression_targets_train_in_standard_units_and_report_in_data_units():
     from engine.core import training
 
-    sim = run(rounds=2, data={"dataset": "traffic", "options": {"form": "tabular", "target": "volume", "cities": 3, "days": 20},
-                              "partition": {"method": "iid"}},
-              clients=[{**digits_config()["clients"][0], "count": 2, "preprocessing": "standardize",
-                        "optimizer": "adam", "lr": 0.01}])
+    sim = run(
+        rounds=2,
+        data={
+            "dataset": "traffic",
+            "options": {"form": "tabular", "target": "volume", "cities": 3, "days": 20},
+            "partition": {"method": "iid"},
+        },
+        clients=[
+            {
+                **digits_config()["clients"][0],
+                "count": 2,
+                "preprocessing": "standardize",
+                "optimizer": "adam",
+                "lr": 0.01,
+            }
+        ],
+    )
     fed = sim.federation
     pooled = torch.cat([c.train.y for c in fed.clients])
     assert abs(float(pooled.mean())) < 1e-4 and abs(float(pooled.std(unbiased=False)) - 1) < 1e-3
     out = torch.zeros(4, 1)
     y = torch.tensor([1.0, -1.0, 1.0, -1.0])
     m = training.metrics("regression", out, y, target_std=3.0)
-    assert m["mse"] == pytest.approx(9.0) and m["mae"] == pytest.approx(3.0) and m["loss"] == pytest.approx(1.0)
+    assert (
+        m["mse"] == pytest.approx(9.0) and m["mae"] == pytest.approx(3.0) and m["loss"] == pytest.approx(1.0)
+    )
 
 
 def test_weighted_mean_over_many_clients_matches_a_float64_loop():

@@ -15,8 +15,11 @@ import pytest
 from engine.tracking.eta import remaining_seconds, steady_round_time
 
 DATA = Path(__file__).parent / "data"
-TRACES = {(path.stem, label): run["times"] for path in sorted(DATA.glob("eta_*.json"))
-          for label, run in json.loads(path.read_text())["runs"].items()}
+TRACES = {
+    (path.stem, label): run["times"]
+    for path in sorted(DATA.glob("eta_*.json"))
+    for label, run in json.loads(path.read_text())["runs"].items()
+}
 # in the two-run recordings the 30-round run's partner ends after its round 20: from then on it
 # runs alone, 2-3x faster, which no estimate from its own past can foresee
 CHANGES = {key: 20 for key in TRACES if key[1] == "cnn x10, 30 rounds"}
@@ -61,8 +64,11 @@ def test_with_bursts_of_other_work_within_60_percent(key):
 
 
 def test_the_old_estimate_failed_on_the_same_recordings():
-    failing = [key for key in STEADY
-               if sum(abs(r - 1) <= 0.3 for r in ratios(TRACES[key], naive)) < 0.8 * (len(TRACES[key]) - 3)]
+    failing = [
+        key
+        for key in STEADY
+        if sum(abs(r - 1) <= 0.3 for r in ratios(TRACES[key], naive)) < 0.8 * (len(TRACES[key]) - 3)
+    ]
     assert len(failing) >= 2
 
 
@@ -90,4 +96,6 @@ def test_the_round_in_progress_counts():
     times = [9.0, 2.0, 2.0, 2.0]
     assert remaining_seconds(times, 10) == pytest.approx(12.0)
     assert remaining_seconds(times, 10, in_round_s=1.5) == pytest.approx(10.5)
-    assert remaining_seconds(times, 10, in_round_s=5.0) == pytest.approx(10.0)  # overdue: the rest still counts
+    assert remaining_seconds(times, 10, in_round_s=5.0) == pytest.approx(
+        10.0
+    )  # overdue: the rest still counts

@@ -90,7 +90,9 @@ def test_rows_per_call_follows_the_activations_not_the_input():
     wide = build_model({"arch": "cnn", "channels": 64}, SPEC, 16, 10)
     # the same input, but the CNN's feature maps are ~64x the input: far fewer rows per call
     assert rows_per_call(wide, SPEC.shape) * 16 < rows_per_call(small, SPEC.shape)
-    assert rows_per_call(wide, SPEC.shape) * sample_cost(wide, SPEC.shape).activation_bytes <= flops.CHUNK_BYTES
+    assert (
+        rows_per_call(wide, SPEC.shape) * sample_cost(wide, SPEC.shape).activation_bytes <= flops.CHUNK_BYTES
+    )
 
 
 def test_stratified_rows_keep_each_class_in_proportion():
@@ -101,7 +103,9 @@ def test_stratified_rows_keep_each_class_in_proportion():
     again = stratified_rows(y, 100, np.random.default_rng(0), "classification")
     assert np.array_equal(rows, again)
     rare = torch.as_tensor(np.repeat(np.arange(3), [990, 9, 1]))
-    kept = np.bincount(rare.numpy()[stratified_rows(rare, 20, np.random.default_rng(0), "classification")], minlength=3)
+    kept = np.bincount(
+        rare.numpy()[stratified_rows(rare, 20, np.random.default_rng(0), "classification")], minlength=3
+    )
     assert kept.sum() == 20 and kept.min() >= 1  # a rare class keeps a row
     assert stratified_rows(y, 1000, np.random.default_rng(0), "classification") is None
     target = torch.linspace(0, 1, 1000)
@@ -110,12 +114,19 @@ def test_stratified_rows_keep_each_class_in_proportion():
 
 
 def test_the_global_set_is_sampled_between_full_scorings(tmp_path):
-    config = parse_config(digits_config(rounds=4, global_sample=60, global_full_every=3, strategy={"name": "local"}))
+    config = parse_config(
+        digits_config(rounds=4, global_sample=60, global_full_every=3, strategy={"name": "local"})
+    )
     sim = Simulation(config, root=tmp_path)
     sim.run()
     full = float(len(sim.federation.global_test))
     assert full > 60
-    assert [r.metrics["global_rows"] for r in sim.history] == [60.0, 60.0, full, full]  # round 3, and the last
+    assert [r.metrics["global_rows"] for r in sim.history] == [
+        60.0,
+        60.0,
+        full,
+        full,
+    ]  # round 3, and the last
     # the last round is scored on every row: the same figures as scoring the whole set directly
     model = sim.build(sim.clients[0].spec.model)
     for c in sim.clients:
@@ -161,8 +172,15 @@ def test_global_curves_mark_the_rounds_that_scored_every_row():
     from engine.reporting import charts
 
     rows = [60, 60, 359, 60, 359]
-    df = pd.DataFrame({"run_id": "r", "round": range(1, 6), "global_acc_mean": [0.5, 0.6, 0.65, 0.7, 0.72],
-                       "local_acc_mean": [0.4] * 5, "global_rows": rows})
+    df = pd.DataFrame(
+        {
+            "run_id": "r",
+            "round": range(1, 6),
+            "global_acc_mean": [0.5, 0.6, 0.65, 0.7, 0.72],
+            "local_acc_mean": [0.4] * 5,
+            "global_rows": rows,
+        }
+    )
     (trace,) = charts.curves(df, "global_acc_mean").data
     assert list(trace.marker.symbol) == ["circle-open", "circle-open", "circle", "circle-open", "circle"]
     assert "60 of 359 rows" in trace.text[0] and "whole global test set (359 rows)" in trace.text[2]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-
 from conftest import digits_config
-from engine.core import training
+
 from engine.config import parse_config
+from engine.core import training
 from engine.core.evaluation import evaluate_clients, forward_many
 from engine.core.simulation import Simulation
 
@@ -27,8 +27,10 @@ def test_forward_many_equals_one_model_at_a_time():
 
 
 def test_evaluate_clients_matches_direct_scores_with_preprocessing_and_distinct_models():
-    cfg = digits_config(strategy={"name": "local"},
-                        clients=[{**digits_config()["clients"][0], "preprocessing": "standardize"}])
+    cfg = digits_config(
+        strategy={"name": "local"},
+        clients=[{**digits_config()["clients"][0], "preprocessing": "standardize"}],
+    )
     sim = Simulation(parse_config(cfg))
     sim.run()
     fed = sim.federation
@@ -39,7 +41,9 @@ def test_evaluate_clients_matches_direct_scores_with_preprocessing_and_distinct_
         data = fed.clients[c.id]
         with torch.no_grad():
             local = training.metrics("classification", model(data.test.x), data.test.y)
-            glob = training.metrics("classification", model(data.transform(fed.global_test.x)), fed.global_test.y)
+            glob = training.metrics(
+                "classification", model(data.transform(fed.global_test.x)), fed.global_test.y
+            )
         assert abs(scores[c.id]["local_acc"] - local["acc"]) < 1e-6
         assert scores[c.id]["global_acc"] == glob["acc"]
         assert abs(scores[c.id]["global_loss"] - glob["loss"]) < 1e-5

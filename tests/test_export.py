@@ -16,10 +16,10 @@ import torch
 from conftest import digits_config
 
 from engine.config import parse_config
+from engine.core.simulation import Simulation
 from engine.errors import ConfigError
 from engine.reporting import charts, export, tables
 from engine.reporting.report import build_report, write_report
-from engine.core.simulation import Simulation
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +31,21 @@ def runs(tmp_path_factory):
     ids = []
     for seed in (0, 1):
         config = parse_config(digits_config(rounds=3, seed=seed, fraction=0.75))
-        run_id = store.create_run(config.model_dump(mode="json"), name=f"fedavg seed {seed}",
-                                  group_id="g1", variant="fedavg")
+        run_id = store.create_run(
+            config.model_dump(mode="json"), name=f"fedavg seed {seed}", group_id="g1", variant="fedavg"
+        )
         Simulation(config, store=store, run_id=run_id).run()
         ids.append(run_id)
-    mixed = parse_config(digits_config(rounds=2, strategy={"name": "lg_fedavg"}, clients=[
-        {"name": "small", "count": 2, "model": {"arch": "mlp", "hidden": 16}},
-        {"name": "cnn", "count": 2, "model": {"arch": "cnn"}}]))
+    mixed = parse_config(
+        digits_config(
+            rounds=2,
+            strategy={"name": "lg_fedavg"},
+            clients=[
+                {"name": "small", "count": 2, "model": {"arch": "mlp", "hidden": 16}},
+                {"name": "cnn", "count": 2, "model": {"arch": "cnn"}},
+            ],
+        )
+    )
     sim = Simulation(mixed, store=store)
     sim.run()
     ids.append(sim.run_id)
@@ -72,15 +80,21 @@ def test_client_csvs_long_and_wide_parse_back(runs, tmp_path):
     store, ids = runs
     run_id = ids[2]
     cm = store.client_metrics(run_id)
-    stored = {(int(r), int(c), k): v for r, c, k, v in zip(cm["round"], cm["client_id"], cm["key"], cm["value"],
-                                                            strict=True)}
+    stored = {
+        (int(r), int(c), k): v
+        for r, c, k, v in zip(cm["round"], cm["client_id"], cm["key"], cm["value"], strict=True)
+    }
     long = pd.read_csv(export.export_run(store, run_id, "clients-csv", tmp_path / "long.csv"))
     assert list(long.columns) == ["run_id", "round", "client_id", "client", "arch", "key", "value"]
     assert len(long) == len(stored)
     for r, c, k, v in zip(long["round"], long["client_id"], long["key"], long["value"], strict=True):
         assert same(v, stored[(r, c, k)])
-    assert set(zip(long["client"], long["arch"])) == {("small-1", "mlp"), ("small-2", "mlp"),
-                                                      ("cnn-1", "cnn"), ("cnn-2", "cnn")}
+    assert set(zip(long["client"], long["arch"])) == {
+        ("small-1", "mlp"),
+        ("small-2", "mlp"),
+        ("cnn-1", "cnn"),
+        ("cnn-2", "cnn"),
+    }
     wide = pd.read_csv(export.export_run(store, run_id, "clients-wide-csv", tmp_path / "wide.csv"))
     assert len(wide) == len({(r, c) for r, c, _ in stored})
     for (r, c, k), v in stored.items():
@@ -230,7 +244,11 @@ def test_curves_average_seeds_with_a_band(runs):
     rm = store.round_metrics(ids[:2])
     at3 = rm[(rm["round"] == 3) & (rm["key"] == "global_acc_mean")]["value"]
     assert mean.y[-1] == pytest.approx(at3.mean())
-    upper = next(t for t in fig.data if t.legendgroup == "fedavg (2 seeds)" and t.fill is None and t.showlegend is False)
+    upper = next(
+        t
+        for t in fig.data
+        if t.legendgroup == "fedavg (2 seeds)" and t.fill is None and t.showlegend is False
+    )
     assert upper.y[-1] - mean.y[-1] == pytest.approx(at3.std(ddof=1))
     by_bytes = charts.curves(store.round_metrics(ids), "global_acc_mean", x="cum_bytes_up", runs=rows)
     assert max(by_bytes.data[-1].x) > 0
@@ -239,7 +257,10 @@ def test_curves_average_seeds_with_a_band(runs):
     import plotly.io as pio
 
     for chart in (fig, missing):  # the template is the module's default, applied as the page sends the chart
-        assert json.loads(pio.to_json(chart, validate=False))["layout"]["template"]["layout"]["plot_bgcolor"] == "white"
+        assert (
+            json.loads(pio.to_json(chart, validate=False))["layout"]["template"]["layout"]["plot_bgcolor"]
+            == "white"
+        )
 
 
 def test_client_views_colour_by_architecture(runs):
@@ -253,8 +274,9 @@ def test_client_views_colour_by_architecture(runs):
     lines = charts.client_curves(cm, "local_acc", roster)
     # every client is its own named line; clients of one architecture are shades of its fixed colour
     names = roster.set_index("client_id")["name"]
-    assert sorted(t.name for t in lines.data) == sorted(f"{names[c]} ({a})" for c, a in
-                                                         zip(roster["client_id"], roster["arch"], strict=True))
+    assert sorted(t.name for t in lines.data) == sorted(
+        f"{names[c]} ({a})" for c, a in zip(roster["client_id"], roster["arch"], strict=True)
+    )
     by_arch = {}
     for t in lines.data:
         by_arch.setdefault(t.legendgroup, set()).add(t.line.color)
@@ -278,8 +300,13 @@ def test_client_views_colour_by_architecture(runs):
 
 def test_metric_labels_read_like_words():
     assert charts.metric_label("global_acc_mean") == "Accuracy on the global test set (mean over clients)"
-    assert charts.metric_label("local_loss_worst10") == "Loss on each client's own test data (worst 10% of clients)"
-    assert charts.metric_label("server_acc[cnn]") == "Accuracy of the server model on the global test set [cnn]"
+    assert (
+        charts.metric_label("local_loss_worst10")
+        == "Loss on each client's own test data (worst 10% of clients)"
+    )
+    assert (
+        charts.metric_label("server_acc[cnn]") == "Accuracy of the server model on the global test set [cnn]"
+    )
     assert charts.metric_label("cum_bytes_up") == "Data uploaded (bytes, cumulative)"
 
 
@@ -303,16 +330,22 @@ def test_html_report_renders_its_charts_offline_in_chromium(runs, tmp_path):
     path = write_report(store, ids, tmp_path / "report.html")
     errors, requests = [], []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=str(chromium), args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.route("http*://**", lambda route: (requests.append(route.request.url), route.abort()))
             page.goto(path.as_uri())
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=30000)
+            page.wait_for_function(
+                "document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=30000
+            )
             drawn = page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
             divs = page.evaluate("document.querySelectorAll('.plotly-graph-div').length")
-            traces = page.evaluate("Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => d.data.length)")
+            traces = page.evaluate(
+                "Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => d.data.length)"
+            )
         finally:
             browser.close()
     assert errors == [] and requests == []

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import parse_config
-from engine.errors import CompatibilityError, StorageError
 from engine.core.simulation import Simulation
+from engine.errors import CompatibilityError, StorageError
 from tests.test_artifacts import ROOT
 
 pytest.importorskip("flwr")
@@ -29,18 +28,42 @@ def hospital_config(tmp_path: Path, strategy: dict, clients: list | None = None,
     cfg = json.loads((ROOT / "examples/data_csv_hospital.json").read_text())
     cfg["data"]["path"] = str(ROOT / "examples/data/hospital.csv")
     cfg.update(name='Readmission "five" sites', rounds=rounds, strategy=strategy, checkpoint_every=0)
-    cfg["clients"] = clients or [{"name": "hospital", "count": 5, "model": {"arch": "mlp", "hidden": 16},
-                                  "optimizer": "adam", "lr": 0.01, "batch_size": 16, "preprocessing": "standardize"}]
+    cfg["clients"] = clients or [
+        {
+            "name": "hospital",
+            "count": 5,
+            "model": {"arch": "mlp", "hidden": 16},
+            "optimizer": "adam",
+            "lr": 0.01,
+            "batch_size": 16,
+            "preprocessing": "standardize",
+        }
+    ]
     path = tmp_path / "experiment.json"
     path.write_text(json.dumps(cfg))
     return path
 
 
 def digits_config(tmp_path: Path, strategy: dict, clients: list | None = None, rounds: int = 3) -> Path:
-    cfg = {"name": "digits sites", "seed": 0, "rounds": rounds, "checkpoint_every": 0, "strategy": strategy,
-           "data": {"dataset": "digits", "max_samples": 600, "partition": {"method": "dirichlet", "alpha": 1.0}},
-           "clients": clients or [{"name": "site", "count": 5, "model": {"arch": "mlp", "hidden": 32},
-                                   "optimizer": "adam", "lr": 0.01, "batch_size": 16}]}
+    cfg = {
+        "name": "digits sites",
+        "seed": 0,
+        "rounds": rounds,
+        "checkpoint_every": 0,
+        "strategy": strategy,
+        "data": {"dataset": "digits", "max_samples": 600, "partition": {"method": "dirichlet", "alpha": 1.0}},
+        "clients": clients
+        or [
+            {
+                "name": "site",
+                "count": 5,
+                "model": {"arch": "mlp", "hidden": 32},
+                "optimizer": "adam",
+                "lr": 0.01,
+                "batch_size": 16,
+            }
+        ],
+    }
     path = tmp_path / "digits.json"
     path.write_text(json.dumps(cfg))
     return path
@@ -80,8 +103,16 @@ class InlineGrid:
         monkeypatch.setattr(TaskIdentity, "_node_id", 0, raising=False)
         monkeypatch.setattr(TaskIdentity, "_task_id", 1, raising=False)
         self.client_app = client_app
-        self.contexts = {100 + i: Context(run_id=1, node_id=100 + i, node_config={"partition-id": i},
-                                          state=RecordDict(), run_config=run_config) for i in range(n)}
+        self.contexts = {
+            100 + i: Context(
+                run_id=1,
+                node_id=100 + i,
+                node_config={"partition-id": i},
+                state=RecordDict(),
+                run_config=run_config,
+            )
+            for i in range(n)
+        }
 
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
@@ -113,9 +144,16 @@ def test_exported_project_is_complete_and_safe(tmp_path: Path) -> None:
     package = next(p.parent for p in app.glob("*/server_app.py"))
     assert package.name == "readmission_five_sites_flower"
     names = {p.relative_to(app).as_posix() for p in app.rglob("*") if p.is_file()}
-    assert {"pyproject.toml", "README.md", f"{package.name}/client_app.py", f"{package.name}/task.py",
-            f"{package.name}/experiment.json", f"{package.name}/preprocessing/site-4.safetensors",
-            "data/site-0.parquet", "data/site-4.parquet"} <= names
+    assert {
+        "pyproject.toml",
+        "README.md",
+        f"{package.name}/client_app.py",
+        f"{package.name}/task.py",
+        f"{package.name}/experiment.json",
+        f"{package.name}/preprocessing/site-4.safetensors",
+        "data/site-0.parquet",
+        "data/site-4.parquet",
+    } <= names
     toml = (app / "pyproject.toml").read_text()
     import tomllib
 
@@ -129,8 +167,14 @@ def test_exported_project_is_complete_and_safe(tmp_path: Path) -> None:
         export_flower(path, app)
     with pytest.raises(CompatibilityError, match="does not export to Flower"):
         export_flower(hospital_config(tmp_path, {"name": "feddf"}), tmp_path / "other")
-    private = [{"name": "hospital", "count": 5, "model": {"arch": "mlp", "hidden": 16},
-                "privacy": {"clip_norm": 1.0, "noise_multiplier": 1.0}}]
+    private = [
+        {
+            "name": "hospital",
+            "count": 5,
+            "model": {"arch": "mlp", "hidden": 16},
+            "privacy": {"clip_norm": 1.0, "noise_multiplier": 1.0},
+        }
+    ]
     with pytest.raises(CompatibilityError, match="DP-SGD clients, which the Flower export does not carry"):
         export_flower(hospital_config(tmp_path, {"name": "fedavg"}, clients=private), tmp_path / "private")
 
@@ -138,16 +182,37 @@ def test_exported_project_is_complete_and_safe(tmp_path: Path) -> None:
 MLP = {"model": {"arch": "mlp", "hidden": 32}, "optimizer": "adam", "lr": 0.01, "batch_size": 16}
 
 
-@pytest.mark.parametrize("data,strategy,clients", [
-    ("digits", {"name": "fedproto"}, None),
-    ("digits", {"name": "lg_fedavg"}, [{"name": "mlp", "count": 3, **MLP},
-                                       {"name": "gru", "count": 2, **MLP, "model": {"arch": "gru", "hidden": 16}}]),
-    ("digits", {"name": "fedavg_by_arch"}, [{"name": "a", "count": 3, **MLP},
-                                            {"name": "b", "count": 2, **MLP, "model": {"arch": "mlp", "hidden": 16}}]),
-    ("hospital", {"name": "fedper"}, None),
-])
-def test_heterogeneous_strategies_run_as_a_custom_flower_strategy(store, tmp_path: Path, data, strategy,  # noqa: ANN001
-                                                                  clients, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "data,strategy,clients",
+    [
+        ("digits", {"name": "fedproto"}, None),
+        (
+            "digits",
+            {"name": "lg_fedavg"},
+            [
+                {"name": "mlp", "count": 3, **MLP},
+                {"name": "gru", "count": 2, **MLP, "model": {"arch": "gru", "hidden": 16}},
+            ],
+        ),
+        (
+            "digits",
+            {"name": "fedavg_by_arch"},
+            [
+                {"name": "a", "count": 3, **MLP},
+                {"name": "b", "count": 2, **MLP, "model": {"arch": "mlp", "hidden": 16}},
+            ],
+        ),
+        ("hospital", {"name": "fedper"}, None),
+    ],
+)
+def test_heterogeneous_strategies_run_as_a_custom_flower_strategy(
+    store,
+    tmp_path: Path,
+    data,
+    strategy,  # noqa: ANN001
+    clients,
+    monkeypatch,
+) -> None:
     make = digits_config if data == "digits" else hospital_config
     path = make(tmp_path, strategy, clients, rounds=2)
     expected_acc, expected_loss = fedmosaic_figures(store, path), fedmosaic_figures(store, path, "loss")
@@ -159,7 +224,9 @@ def test_heterogeneous_strategies_run_as_a_custom_flower_strategy(store, tmp_pat
     exp = load_experiment(next(app.glob("*/experiment.json")).parent)
     run_config = {"num-server-rounds": 2, "data-dir": "data", "results-dir": "results"}
     grid = InlineGrid(client_app, 5, run_config, monkeypatch)
-    result = serve(exp, grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config))
+    result = serve(
+        exp, grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
+    )
     acc = [result["local_test"][str(r)]["acc"] for r in (1, 2)]
     loss = [result["local_test"][str(r)]["loss"] for r in (1, 2)]
     if data == "digits":
@@ -181,9 +248,15 @@ def test_fedavg_in_flowers_simulation_matches_fedmosaic(store, tmp_path: Path) -
     import os
 
     os.chdir(app)  # the apps resolve data/ and results/ against the app folder; pytest restores cwd per test
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=5,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": 1, "include_dashboard": False}})
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=5,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 1, "include_dashboard": False},
+        },
+    )
     result = json.loads((app / "results" / "results.json").read_text())
     got = [result["local_test"][str(r)]["acc"] for r in (1, 2, 3)]
     assert result["mode"] == "native"
@@ -207,7 +280,9 @@ def test_cli_and_launch_export(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     design = json.loads(path.read_text())
     with zipfile.ZipFile(io.BytesIO(flower_app_zip(design))) as zf:
         names = zf.namelist()
-    assert "digits-sites-flower/pyproject.toml" in names and "digits-sites-flower/data/site-4.parquet" in names
+    assert (
+        "digits-sites-flower/pyproject.toml" in names and "digits-sites-flower/data/site-4.parquet" in names
+    )
 
 
 def test_attacks_and_defences_are_not_dropped_silently(tmp_path: Path) -> None:

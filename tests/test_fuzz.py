@@ -26,9 +26,9 @@ from conftest import digits_config
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from engine.design import document, schema
 from engine.config import parse_config
-from engine.config_file import MAX_BYTES, read_document
+from engine.config_file import MAX_BYTES
+from engine.design import document, schema
 from engine.errors import FedMosaicError
 from engine.sanitize import FORMULA_START, csv_text, markdown_plain, terminal_safe
 from engine.tracking.storage import Store
@@ -37,35 +37,124 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def fuzz(max_examples: int, deadline_s: float):  # noqa: ANN201
-    return settings(max_examples=max_examples, deadline=timedelta(seconds=deadline_s), derandomize=True,
-                    database=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                           HealthCheck.data_too_large])
+    return settings(
+        max_examples=max_examples,
+        deadline=timedelta(seconds=deadline_s),
+        derandomize=True,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.data_too_large,
+        ],
+    )
 
 
-CONFIG_KEYS = ["name", "seed", "rounds", "fraction", "data", "clients", "strategy", "executor",
-               "executor_options", "dataset", "partition", "options", "method", "alpha", "model", "arch",
-               "count", "lr", "epochs", "batch_size", "workers", "test_fraction", "max_samples", "path",
-               "tiers", "tier", "device", "columns", "window", "deadline"]
+CONFIG_KEYS = [
+    "name",
+    "seed",
+    "rounds",
+    "fraction",
+    "data",
+    "clients",
+    "strategy",
+    "executor",
+    "executor_options",
+    "dataset",
+    "partition",
+    "options",
+    "method",
+    "alpha",
+    "model",
+    "arch",
+    "count",
+    "lr",
+    "epochs",
+    "batch_size",
+    "workers",
+    "test_fraction",
+    "max_samples",
+    "path",
+    "tiers",
+    "tier",
+    "device",
+    "columns",
+    "window",
+    "deadline",
+]
 NASTY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=24) | st.sampled_from(
-    ["=1+1", "@SUM(A1)", "-2+3", "+x", "\t=x", "\r=x", "\x1b[2J", "![x](http://e.test/p.png)", "../../etc/passwd",
-     "/etc/passwd", "NaN", "1e999", "\u202e", "", " ", "\x00"])
-SCALARS = (st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats(allow_nan=True, allow_infinity=True)
-           | NASTY_TEXT)
+    [
+        "=1+1",
+        "@SUM(A1)",
+        "-2+3",
+        "+x",
+        "\t=x",
+        "\r=x",
+        "\x1b[2J",
+        "![x](http://e.test/p.png)",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "NaN",
+        "1e999",
+        "\u202e",
+        "",
+        " ",
+        "\x00",
+    ]
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | NASTY_TEXT
+)
 KEYS = st.sampled_from(CONFIG_KEYS) | NASTY_TEXT
-VALUES = st.recursive(SCALARS, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(KEYS, kids, max_size=5),
-                      max_leaves=25)
+VALUES = st.recursive(
+    SCALARS, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(KEYS, kids, max_size=5), max_leaves=25
+)
 DOCUMENTS = st.dictionaries(KEYS, VALUES, max_size=8)
 
 
 # ---- near-valid configs, mutated ----------------------------------------------------------------
-PATHS = ["name", "seed", "rounds", "fraction", "eval_every", "rep_dim", "executor", "executor_options",
-         "checkpoint_every", "data", "data.dataset", "data.partition", "data.partition.alpha",
-         "data.partition.method", "data.test_fraction", "data.global_test_fraction", "data.public_fraction",
-         "data.max_samples", "data.options", "data.path", "clients", "clients.0", "clients.0.count",
-         "clients.0.model", "clients.0.model.arch", "clients.0.model.hidden", "clients.0.lr",
-         "clients.0.batch_size", "clients.0.tier", "clients.0.name", "strategy", "strategy.name",
-         "strategy.mu", "tiers", "deadline"]
+PATHS = [
+    "name",
+    "seed",
+    "rounds",
+    "fraction",
+    "eval_every",
+    "rep_dim",
+    "executor",
+    "executor_options",
+    "checkpoint_every",
+    "data",
+    "data.dataset",
+    "data.partition",
+    "data.partition.alpha",
+    "data.partition.method",
+    "data.test_fraction",
+    "data.global_test_fraction",
+    "data.public_fraction",
+    "data.max_samples",
+    "data.options",
+    "data.path",
+    "clients",
+    "clients.0",
+    "clients.0.count",
+    "clients.0.model",
+    "clients.0.model.arch",
+    "clients.0.model.hidden",
+    "clients.0.lr",
+    "clients.0.batch_size",
+    "clients.0.tier",
+    "clients.0.name",
+    "strategy",
+    "strategy.name",
+    "strategy.mu",
+    "tiers",
+    "deadline",
+]
 
 
 def mutate(config: dict, path: str, value) -> dict:  # noqa: ANN001
@@ -93,26 +182,91 @@ def mutate(config: dict, path: str, value) -> dict:  # noqa: ANN001
 
 
 PLAUSIBLE = st.sampled_from(
-    [0, 1, 2, 3, 5, 0.1, 0.5, 0.99, 1.0, -1, 2**31, 10**9, "", "x", "threads", "vectorized", "ray", "natural",
-     "iid", "dirichlet", "csv", "traffic", "shapes", "wine", "fedprox", "fedavg_by_arch", "cnn", "mlp", "gru",
-     {"workers": 2}, {"workers": 0}, {"workers": "abc"}, {"method": "natural", "column": "city"},
-     {"method": "dirichlet", "alpha": 0.3}, {"arch": "cnn", "channels": 8}, {"name": "fedprox", "mu": 0.1},
-     [{"name": "a", "count": 2}], [], {}])
-VALID_CHANGES = st.sampled_from([
-    ("rounds", 1), ("rounds", 3), ("seed", 7), ("fraction", 0.5), ("eval_every", 2), ("checkpoint_every", 0),
-    ("data.partition", {"method": "iid"}), ("data.partition.alpha", 0.1), ("data.test_fraction", 0.3),
-    ("data.max_samples", 300), ("data.dataset", "wine"), ("data.public_fraction", 0.1),
-    ("clients.0.count", 3), ("clients.0.model", {"arch": "cnn", "channels": 8}), ("clients.0.lr", 0.01),
-    ("clients.0.batch_size", 8), ("clients.0.optimizer", "adam"), ("strategy", {"name": "fedprox", "mu": 0.1}),
-    ("strategy", {"name": "fedavg_by_arch"}), ("executor", "vectorized"), ("executor", "threads"),
-    ("executor_options", {}), ("name", '=HYPERLINK("http://e.test")'), ("name", "![x](http://e.test/p.png)"),
-    ("clients.0.name", "@SUM(A1)"), ("clients.0.tier", "laptop-cpu")])
-MUTATIONS = st.lists(VALID_CHANGES | st.tuples(st.sampled_from(PATHS), PLAUSIBLE | PLAUSIBLE | VALUES),
-                     min_size=1, max_size=2)
+    [
+        0,
+        1,
+        2,
+        3,
+        5,
+        0.1,
+        0.5,
+        0.99,
+        1.0,
+        -1,
+        2**31,
+        10**9,
+        "",
+        "x",
+        "threads",
+        "vectorized",
+        "ray",
+        "natural",
+        "iid",
+        "dirichlet",
+        "csv",
+        "traffic",
+        "shapes",
+        "wine",
+        "fedprox",
+        "fedavg_by_arch",
+        "cnn",
+        "mlp",
+        "gru",
+        {"workers": 2},
+        {"workers": 0},
+        {"workers": "abc"},
+        {"method": "natural", "column": "city"},
+        {"method": "dirichlet", "alpha": 0.3},
+        {"arch": "cnn", "channels": 8},
+        {"name": "fedprox", "mu": 0.1},
+        [{"name": "a", "count": 2}],
+        [],
+        {},
+    ]
+)
+VALID_CHANGES = st.sampled_from(
+    [
+        ("rounds", 1),
+        ("rounds", 3),
+        ("seed", 7),
+        ("fraction", 0.5),
+        ("eval_every", 2),
+        ("checkpoint_every", 0),
+        ("data.partition", {"method": "iid"}),
+        ("data.partition.alpha", 0.1),
+        ("data.test_fraction", 0.3),
+        ("data.max_samples", 300),
+        ("data.dataset", "wine"),
+        ("data.public_fraction", 0.1),
+        ("clients.0.count", 3),
+        ("clients.0.model", {"arch": "cnn", "channels": 8}),
+        ("clients.0.lr", 0.01),
+        ("clients.0.batch_size", 8),
+        ("clients.0.optimizer", "adam"),
+        ("strategy", {"name": "fedprox", "mu": 0.1}),
+        ("strategy", {"name": "fedavg_by_arch"}),
+        ("executor", "vectorized"),
+        ("executor", "threads"),
+        ("executor_options", {}),
+        ("name", '=HYPERLINK("http://e.test")'),
+        ("name", "![x](http://e.test/p.png)"),
+        ("clients.0.name", "@SUM(A1)"),
+        ("clients.0.tier", "laptop-cpu"),
+    ]
+)
+MUTATIONS = st.lists(
+    VALID_CHANGES | st.tuples(st.sampled_from(PATHS), PLAUSIBLE | PLAUSIBLE | VALUES), min_size=1, max_size=2
+)
 
 
 def _yaml_bomb(width: int, levels: int) -> str:
-    lines = ["name: x", "clients: [{name: c}]", "data:", "  options:", f"    l0: &l0 [{', '.join(['x'] * width)}]"]
+    lines = [
+        "name: x",
+        "clients: [{name: c}]",
+        "data:",
+        "  options:",
+        f"    l0: &l0 [{', '.join(['x'] * width)}]",
+    ]
     for i in range(1, levels):
         lines.append(f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]")
     return "\n".join(lines) + "\n"
@@ -122,15 +276,32 @@ def _yaml_bomb(width: int, levels: int) -> str:
 def raw_documents(draw) -> bytes | str:  # noqa: ANN001
     """Config files as a user might upload them: valid or not, any encoding, truncated, padded,
     nested, duplicated, aliased."""
-    kind = draw(st.sampled_from(["near-valid", "near-valid", "json", "yaml", "bytes", "nested", "duplicate",
-                                 "bomb", "huge", "truncated"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "near-valid",
+                "near-valid",
+                "json",
+                "yaml",
+                "bytes",
+                "nested",
+                "duplicate",
+                "bomb",
+                "huge",
+                "truncated",
+            ]
+        )
+    )
     doc = draw(DOCUMENTS)
     if kind == "near-valid":
         config = digits_config()
         for path, value in draw(MUTATIONS)[: draw(st.integers(0, 2))]:
             config = mutate(config, path, value)
-        text = (json.dumps(config, allow_nan=True) if draw(st.booleans())
-                else yaml.safe_dump(config, allow_unicode=True))
+        text = (
+            json.dumps(config, allow_nan=True)
+            if draw(st.booleans())
+            else yaml.safe_dump(config, allow_unicode=True)
+        )
     elif kind == "json":
         text = json.dumps(doc, allow_nan=True, ensure_ascii=draw(st.booleans()))
     elif kind == "yaml":
@@ -150,7 +321,9 @@ def raw_documents(draw) -> bytes | str:  # noqa: ANN001
     else:
         full = json.dumps(digits_config())
         text = full[: draw(st.integers(0, len(full)))]
-    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1", "cp1252", "str"]))
+    encoding = draw(
+        st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1", "cp1252", "str"])
+    )
     if encoding == "str":
         return text
     return text.encode(encoding, errors="replace")
@@ -222,15 +395,25 @@ def test_a_launch_is_refused_without_a_row_or_queued_with_one(tmp_path_factory, 
         event("accepted")
         row = mgr.store.get_run(run_id)
         assert [r["id"] for r in mgr.store.list_runs()] == [run_id]
-        assert row["status"] == "queued" and parse_config(row["config"]).model_dump(mode="json") == row["config"]
+        assert (
+            row["status"] == "queued" and parse_config(row["config"]).model_dump(mode="json") == row["config"]
+        )
     finally:
         mgr.shutdown(wait=False)
 
 
 # ---- table files --------------------------------------------------------------------------------
 NUMBER = st.integers(-1000, 1000).map(str) | st.floats(-1e3, 1e3, allow_nan=False).map(lambda f: f"{f:.3g}")
-CELL = NUMBER | NUMBER | (st.integers(-(10**12), 10**12).map(str) | st.floats(allow_nan=True, allow_infinity=True)
-                          .map(repr) | NASTY_TEXT | st.sampled_from(["", "NA", "?", "1,5", "2024-01-01", "yes", "no"]))
+CELL = (
+    NUMBER
+    | NUMBER
+    | (
+        st.integers(-(10**12), 10**12).map(str)
+        | st.floats(allow_nan=True, allow_infinity=True).map(repr)
+        | NASTY_TEXT
+        | st.sampled_from(["", "NA", "?", "1,5", "2024-01-01", "yes", "no"])
+    )
+)
 HEADER = NASTY_TEXT | st.sampled_from(["f1", "y", "target", "site", "f1.1", ""])
 
 
@@ -250,8 +433,11 @@ def table_files(draw) -> tuple[str, bytes]:  # noqa: ANN001
     raw = text.encode(encoding, errors="replace")
     if draw(st.integers(0, 5)) == 0:
         raw = raw[: draw(st.integers(0, len(raw)))]
-    name = draw(st.sampled_from(["t.csv"] * 6 + ["t.tsv", "t.txt", "../../t.csv", "t.exe", ".csv", "t.xlsx",
-                                                 "t.parquet"]))
+    name = draw(
+        st.sampled_from(
+            ["t.csv"] * 6 + ["t.tsv", "t.txt", "../../t.csv", "t.exe", ".csv", "t.xlsx", "t.parquet"]
+        )
+    )
     return name, raw
 
 
@@ -282,8 +468,12 @@ def test_any_table_upload_is_inspected_or_refused_clearly(upload):
 
 # ---- text that leaves for a spreadsheet, a terminal, a Markdown renderer ----------------------------
 @fuzz(max_examples=200, deadline_s=2)
-@given(st.lists(st.lists(NASTY_TEXT | st.floats(allow_nan=True) | st.integers(), min_size=2, max_size=2),
-                max_size=6), st.lists(NASTY_TEXT, min_size=2, max_size=2, unique=True))
+@given(
+    st.lists(
+        st.lists(NASTY_TEXT | st.floats(allow_nan=True) | st.integers(), min_size=2, max_size=2), max_size=6
+    ),
+    st.lists(NASTY_TEXT, min_size=2, max_size=2, unique=True),
+)
 def test_csv_text_never_starts_a_cell_with_a_formula(rows, columns):
     import csv
     import io
@@ -305,11 +495,15 @@ def _is_number(text: str) -> bool:
 
 
 @fuzz(max_examples=300, deadline_s=2)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from(list(string.punctuation))))
+@given(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from(list(string.punctuation)))
+)
 def test_names_become_inert_text(text):
     shown = terminal_safe(text)
     assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
     md = markdown_plain(text)
     assert "\n" not in md and "\x1b" not in md
-    unescaped = md.replace("\\\\", "").replace("\\[", "").replace("\\]", "").replace("\\<", "").replace("\\$", "")
+    unescaped = (
+        md.replace("\\\\", "").replace("\\[", "").replace("\\]", "").replace("\\<", "").replace("\\$", "")
+    )
     assert "[" not in unescaped and "<" not in unescaped and "$" not in unescaped

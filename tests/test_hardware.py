@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from conftest import digits_config
 
+from engine.config import parse_config
+from engine.core.simulation import Simulation
+from engine.errors import ConfigError
 from engine.hardware.clock import (
     DROPOUT,
     OK,
@@ -23,10 +26,7 @@ from engine.hardware.clock import (
     time_to_target,
     transfer_seconds,
 )
-from engine.config import parse_config
-from engine.errors import ConfigError
 from engine.hardware.tiers import TIERS, Tier
-from engine.core.simulation import Simulation
 from engine.strategies.base import Strategy
 from engine.types import ClientInfo, ClientResult
 
@@ -36,16 +36,26 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hospital_network_d
 UNIT = {"flops": 1e9, "up_bps": 1e6, "down_bps": 1e6, "availability": 1.0, "dropout": 0.0}
 
 
-def make_clock(clients: list[dict], n_train: list[int], flops: list[int], **config) -> tuple[VirtualClock, list[ClientInfo]]:
+def make_clock(
+    clients: list[dict], n_train: list[int], flops: list[int], **config
+) -> tuple[VirtualClock, list[ClientInfo]]:
     """A clock over a roster built from ``clients`` (one spec each), without any data."""
     cfg = parse_config(digits_config(clients=clients, **config))
-    infos = [ClientInfo(i, s.name, s, n, 10) for i, (s, n) in enumerate(zip(cfg.roster(), n_train, strict=True))]
+    infos = [
+        ClientInfo(i, s.name, s, n, 10) for i, (s, n) in enumerate(zip(cfg.roster(), n_train, strict=True))
+    ]
     return VirtualClock(cfg, infos, dict(enumerate(flops))), infos
 
 
 def client(name: str, tier: str | None = "unit", **extra) -> dict:
-    return {"name": name, "model": {"arch": "mlp", "hidden": 8}, "epochs": 1, "batch_size": 10,
-            "tier": tier, **extra}
+    return {
+        "name": name,
+        "model": {"arch": "mlp", "hidden": 8},
+        "epochs": 1,
+        "batch_size": 10,
+        "tier": tier,
+        **extra,
+    }
 
 
 def result(c: ClientInfo, samples: float) -> ClientResult:
@@ -82,14 +92,25 @@ def test_settle_times_one_client_from_its_actual_work_and_bytes():
 
 
 def test_custom_tier_with_base_and_per_client_overrides():
-    cfg = parse_config(digits_config(
-        tiers={"clinic": {"base": "laptop-cpu", "up_bps": 5e6}},
-        clients=[client("a", "clinic"), client("b", "clinic", tier_overrides={"flops": 2e9, "availability": 0.5})]))
+    cfg = parse_config(
+        digits_config(
+            tiers={"clinic": {"base": "laptop-cpu", "up_bps": 5e6}},
+            clients=[
+                client("a", "clinic"),
+                client("b", "clinic", tier_overrides={"flops": 2e9, "availability": 0.5}),
+            ],
+        )
+    )
     infos = [ClientInfo(i, s.name, s, 10, 10) for i, s in enumerate(cfg.roster())]
     clock = VirtualClock(cfg, infos, {0: 1, 1: 1})
     a, b = clock.tiers[0], clock.tiers[1]
     laptop = TIERS.get("laptop-cpu")
-    assert (a.up_bps, a.down_bps, a.flops, a.availability) == (5e6, laptop.down_bps, laptop.flops, laptop.availability)
+    assert (a.up_bps, a.down_bps, a.flops, a.availability) == (
+        5e6,
+        laptop.down_bps,
+        laptop.flops,
+        laptop.availability,
+    )
     assert (b.up_bps, b.flops, b.availability, b.dropout) == (5e6, 2e9, 0.5, laptop.dropout)
     assert "laptop-cpu" in a.source
 
@@ -98,8 +119,10 @@ def test_custom_tier_with_base_and_per_client_overrides():
 def four_speeds(**config):
     """Clients whose full rounds take 0.5, 0.9, 1.1 and 2.0 simulated seconds (compute 0.1 s each,
     100 kB both ways over links of different speed)."""
-    tiers = {f"t{i}": {**UNIT, "up_bps": bps, "down_bps": bps} for i, bps in
-             enumerate([8e5 * 2 / 0.4, 8e5 * 2 / 0.8, 8e5 * 2 / 1.0, 8e5 * 2 / 1.9])}
+    tiers = {
+        f"t{i}": {**UNIT, "up_bps": bps, "down_bps": bps}
+        for i, bps in enumerate([8e5 * 2 / 0.4, 8e5 * 2 / 0.8, 8e5 * 2 / 1.0, 8e5 * 2 / 1.9])
+    }
     specs = [client(f"c{i}", f"t{i}") for i in range(4)]
     return make_clock(specs, [100] * 4, [333_333.3333333333] * 4, tiers=tiers, **config)
 
@@ -107,8 +130,9 @@ def four_speeds(**config):
 def run_round(clock, infos, down=100_000, up=100_000, rnd=1):
     plans = clock.plan(rnd, infos, {c.id: down for c in infos}, np.random.default_rng(0))
     results = [result(c, c.n_train * plans[c.id].work_fraction) for c in infos if not plans[c.id].dropped]
-    return plans, clock.settle(rnd, results, plans, {r.client.id: up for r in results},
-                               {c.id: down for c in infos})
+    return plans, clock.settle(
+        rnd, results, plans, {r.client.id: up for r in results}, {c.id: down for c in infos}
+    )
 
 
 def test_the_slowest_tier_sets_the_round_time_without_a_deadline():
@@ -150,15 +174,23 @@ def test_partial_work_fraction_makes_fit_run_only_the_steps_that_fit():
     tier = {"unit": {**UNIT, "up_bps": 8e6, "down_bps": 8e6}}  # 100 kB each way: 0.2 s
     # 100 samples x 3 x 1/300 GFLOP = 1 s of compute; 0.6 s of it fit in a 0.8 s deadline -> 6 of
     # 10 batches of 10
-    clock, (c,) = make_clock([client("a")], [100], [1e9 / 300], tiers=tier, deadline=0.8,
-                             deadline_policy="partial")
+    clock, (c,) = make_clock(
+        [client("a")], [100], [1e9 / 300], tiers=tier, deadline=0.8, deadline_policy="partial"
+    )
     plan = clock.plan(1, [c], {0: 100_000}, np.random.default_rng(0))[0]
     assert plan.status == PARTIAL and not plan.dropped
     model = torch.nn.Linear(2, 2)
-    stats = fit(model, torch.zeros(100, 2), torch.zeros(100, dtype=torch.long),
-                lambda xb, yb: torch.nn.functional.cross_entropy(model(xb), yb),
-                torch.optim.SGD(model.parameters(), lr=0.1), 1, 10, torch.Generator().manual_seed(0),
-                work_fraction=plan.work_fraction)
+    stats = fit(
+        model,
+        torch.zeros(100, 2),
+        torch.zeros(100, dtype=torch.long),
+        lambda xb, yb: torch.nn.functional.cross_entropy(model(xb), yb),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        1,
+        10,
+        torch.Generator().manual_seed(0),
+        work_fraction=plan.work_fraction,
+    )
     assert stats.steps == 6 and stats.samples == 60
     timing = clock.settle(1, [result(c, stats.samples)], {0: plan}, {0: 100_000}, {0: 100_000})
     m = timing.client_metrics[0]
@@ -178,8 +210,12 @@ def test_clients_without_a_tier_take_no_time_and_an_untiered_roster_adds_no_metr
 
 # ---- availability, dropouts, seeds ---------------------------------------------------------------
 def test_availability_zero_means_never_selected():
-    clock, infos = make_clock([client("never", tier_overrides={"availability": 0.0}), client("always")],
-                              [10, 10], [1, 1], tiers={"unit": UNIT})
+    clock, infos = make_clock(
+        [client("never", tier_overrides={"availability": 0.0}), client("always")],
+        [10, 10],
+        [1, 1],
+        tiers={"unit": UNIT},
+    )
     for rnd in range(1, 51):
         online = clock.online(rnd, infos, np.random.default_rng(rnd))
         assert [c.name for c in online] == ["always"]
@@ -187,15 +223,24 @@ def test_availability_zero_means_never_selected():
 
 
 def test_availability_is_drawn_per_client_and_round_at_the_tier_rate():
-    clock, infos = make_clock([client(f"c{i}", tier_overrides={"availability": 0.3}) for i in range(20)],
-                              [10] * 20, [1] * 20, tiers={"unit": UNIT})
+    clock, infos = make_clock(
+        [client(f"c{i}", tier_overrides={"availability": 0.3}) for i in range(20)],
+        [10] * 20,
+        [1] * 20,
+        tiers={"unit": UNIT},
+    )
     online = [len(clock.online(rnd, infos, np.random.default_rng(0))) for rnd in range(1, 101)]
     assert 0.25 < np.mean(online) / 20 < 0.35  # 2000 Bernoulli(0.3) draws: sd 0.01
 
 
 def dropouts(seed: int, names: list[str], rounds: int = 30) -> dict[str, list[int]]:
-    clock, infos = make_clock([client(n, tier_overrides={"dropout": 0.4}) for n in names], [10] * len(names),
-                              [1] * len(names), tiers={"unit": UNIT}, seed=seed)
+    clock, infos = make_clock(
+        [client(n, tier_overrides={"dropout": 0.4}) for n in names],
+        [10] * len(names),
+        [1] * len(names),
+        tiers={"unit": UNIT},
+        seed=seed,
+    )
     out: dict[str, list[int]] = {n: [] for n in names}
     for rnd in range(1, rounds + 1):
         for cid, plan in clock.plan(rnd, infos, {c.id: 0 for c in infos}, np.random.default_rng(rnd)).items():
@@ -213,8 +258,12 @@ def test_same_seed_gives_the_same_dropouts_whatever_other_clients_exist():
 
 
 def test_a_dropout_does_not_report_and_is_recorded():
-    clock, infos = make_clock([client("a", tier_overrides={"dropout": 1.0}), client("b")], [100, 100],
-                              [1e6, 1e6], tiers={"unit": UNIT})
+    clock, infos = make_clock(
+        [client("a", tier_overrides={"dropout": 1.0}), client("b")],
+        [100, 100],
+        [1e6, 1e6],
+        tiers={"unit": UNIT},
+    )
     clock.online(1, infos, np.random.default_rng(0))
     plans, timing = run_round(clock, infos)
     assert plans[0].dropped and plans[0].status == DROPOUT
@@ -261,7 +310,11 @@ def test_clock_state_round_trips_and_time_keeps_accumulating():
 
 
 def test_time_to_target_finds_the_first_crossing():
-    rows = [{"sim_time_s": 1.0, "acc": 0.5}, {"sim_time_s": 2.5, "acc": 0.81}, {"sim_time_s": 3.0, "acc": 0.7}]
+    rows = [
+        {"sim_time_s": 1.0, "acc": 0.5},
+        {"sim_time_s": 2.5, "acc": 0.81},
+        {"sim_time_s": 3.0, "acc": 0.7},
+    ]
     assert time_to_target(rows, "acc", 0.8) == 2.5
     assert time_to_target(rows, "acc", 0.9) is None
     assert time_to_target(rows, "acc", 0.6, x="sim_time_s", higher_is_better=False) == 1.0
@@ -269,12 +322,27 @@ def test_time_to_target_finds_the_first_crossing():
 
 # ---- catalogue and config validation ---------------------------------------------------------------
 def test_catalogue_has_the_named_tiers_with_sources():
-    assert {"phone-low", "phone-high", "raspberry-pi", "jetson", "laptop-cpu", "workstation-gpu",
-            "datacenter-gpu"} <= set(TIERS.names())
+    assert {
+        "phone-low",
+        "phone-high",
+        "raspberry-pi",
+        "jetson",
+        "laptop-cpu",
+        "workstation-gpu",
+        "datacenter-gpu",
+    } <= set(TIERS.names())
     for name in TIERS.names():
         tier = TIERS.get(name)
         assert isinstance(tier, Tier) and tier.source and ("http" in tier.source or "arXiv" in tier.source)
-        assert set(tier.as_dict()) >= {"name", "flops", "up_bps", "down_bps", "availability", "dropout", "source"}
+        assert set(tier.as_dict()) >= {
+            "name",
+            "flops",
+            "up_bps",
+            "down_bps",
+            "availability",
+            "dropout",
+            "source",
+        }
     speeds = [TIERS.get(n).flops for n in ("phone-low", "laptop-cpu", "workstation-gpu", "datacenter-gpu")]
     assert speeds == sorted(speeds)
     from engine.catalog import catalog
@@ -282,16 +350,25 @@ def test_catalogue_has_the_named_tiers_with_sources():
     assert {t["name"] for t in catalog()["tiers"]} == set(TIERS.names())
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ({"clients": [client("a", "quantum-pc")]}, "unknown device tier 'quantum-pc'; valid tiers: datacenter-gpu"),
-    ({"clients": [client("a", None, tier_overrides={"flops": 1e9})]}, "tier_overrides needs a tier"),
-    ({"tiers": {"laptop-cpu": {"flops": 1e9, "up_bps": 1, "down_bps": 1}}}, "'laptop-cpu' is a built-in tier"),
-    ({"tiers": {"x": {"base": "mainframe"}}}, "unknown base tier 'mainframe'"),
-    ({"tiers": {"x": {"flops": 1e9}}}, "a custom tier needs up_bps, down_bps"),
-    ({"clients": [client("a", "laptop-cpu", tier_overrides={"dropout": 1.5})]}, "dropout"),
-    ({"deadline": 0}, "deadline"),
-    ({"selection": "fastest"}, "selection"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"clients": [client("a", "quantum-pc")]},
+            "unknown device tier 'quantum-pc'; valid tiers: datacenter-gpu",
+        ),
+        ({"clients": [client("a", None, tier_overrides={"flops": 1e9})]}, "tier_overrides needs a tier"),
+        (
+            {"tiers": {"laptop-cpu": {"flops": 1e9, "up_bps": 1, "down_bps": 1}}},
+            "'laptop-cpu' is a built-in tier",
+        ),
+        ({"tiers": {"x": {"base": "mainframe"}}}, "unknown base tier 'mainframe'"),
+        ({"tiers": {"x": {"flops": 1e9}}}, "a custom tier needs up_bps, down_bps"),
+        ({"clients": [client("a", "laptop-cpu", tier_overrides={"dropout": 1.5})]}, "dropout"),
+        ({"deadline": 0}, "deadline"),
+        ({"selection": "fastest"}, "selection"),
+    ],
+)
 def test_config_errors_name_the_fix(change, expected):
     with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
         parse_config(digits_config(**change))
@@ -315,9 +392,15 @@ def sim_config(**overrides):
     """Two fast clients and two on a slow tier (1 Mbit/s: ~0.18 s to move an 11 kB model both ways;
     10 MFLOP/s: ~0.46 s for one epoch over ~290 samples)."""
     tiers = {"slow": {**UNIT, "flops": 1e7}, "fast": {**UNIT, "flops": 1e12, "up_bps": 1e9, "down_bps": 1e9}}
-    base = digits_config(rounds=2, checkpoint_every=0, tiers=tiers, clients=[
-        {"name": "fast", "count": 2, "model": {"arch": "mlp", "hidden": 16}, "tier": "fast"},
-        {"name": "slow", "count": 2, "model": {"arch": "mlp", "hidden": 16}, "tier": "slow"}])
+    base = digits_config(
+        rounds=2,
+        checkpoint_every=0,
+        tiers=tiers,
+        clients=[
+            {"name": "fast", "count": 2, "model": {"arch": "mlp", "hidden": 16}, "tier": "fast"},
+            {"name": "slow", "count": 2, "model": {"arch": "mlp", "hidden": 16}, "tier": "slow"},
+        ],
+    )
     base["data"] = {"dataset": "digits", "partition": {"method": "iid"}}
     return {**base, **overrides}
 
@@ -374,11 +457,20 @@ def test_hospital_example_deadline_changes_which_strategy_reaches_the_target_fir
     found = {}
     for strategy in ("fedavg_by_arch", "lg_fedavg"):
         for deadline in (None, base["deadline"]):
-            cfg = parse_config({**base, "rounds": 20, "checkpoint_every": 0, "deadline": deadline,
-                                "strategy": {"name": strategy}})
+            cfg = parse_config(
+                {
+                    **base,
+                    "rounds": 20,
+                    "checkpoint_every": 0,
+                    "deadline": deadline,
+                    "strategy": {"name": strategy},
+                }
+            )
             sim = Simulation(cfg)
             sim.run()
-            found[strategy, deadline] = time_to_target([r.metrics for r in sim.history], "local_acc_mean", 0.8)
+            found[strategy, deadline] = time_to_target(
+                [r.metrics for r in sim.history], "local_acc_mean", 0.8
+            )
             if deadline is not None:
                 rural = [c.id for c in sim.clients if c.name.startswith("rural")]
                 assert all(r.clients[cid].get("completed", 0.0) == 0.0 for r in sim.history for cid in rural)

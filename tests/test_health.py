@@ -18,21 +18,29 @@ def test_chance_is_the_most_common_label_share():
     assert health.chance_accuracy([]) == 0.0
 
 
-@pytest.mark.parametrize(("losses", "trend"), [
-    ([2.3, 2.0, 1.5, 1.0, 0.8], "falling"),
-    ([2.3, 2.3, 2.29, 2.3, 2.29], "flat"),
-    ([2.3, 2.0, 5.0, 40.0, 900.0], "diverged"),
-    ([2.3, float("nan")], "diverged"),
-    ([2.3], "falling"),
-])
+@pytest.mark.parametrize(
+    ("losses", "trend"),
+    [
+        ([2.3, 2.0, 1.5, 1.0, 0.8], "falling"),
+        ([2.3, 2.3, 2.29, 2.3, 2.29], "flat"),
+        ([2.3, 2.0, 5.0, 40.0, 900.0], "diverged"),
+        ([2.3, float("nan")], "diverged"),
+        ([2.3], "falling"),
+    ],
+)
 def test_training_trend(losses, trend):
     assert health.training_trend(losses) == trend
 
 
 def test_monitor_warns_once_after_the_first_rounds_naming_what_is_at_chance_and_the_cause():
     monitor = health.Monitor("classification", chance=0.11, strategy="feddf", pitfalls="its own note.")
-    flat = {"train_loss_mean": 2.30, "global_acc_mean": 0.12, "local_acc_mean": 0.60,
-            "server_acc[mlp]": 0.10, "server_acc[cnn]": 0.55}
+    flat = {
+        "train_loss_mean": 2.30,
+        "global_acc_mean": 0.12,
+        "local_acc_mean": 0.60,
+        "server_acc[mlp]": 0.10,
+        "server_acc[cnn]": 0.55,
+    }
     assert all(monitor.round(r, flat) == [] for r in range(1, health.MIN_ROUNDS))
     [message] = monitor.round(health.MIN_ROUNDS, flat)
     assert message.startswith(health.AT_CHANCE)
@@ -47,7 +55,10 @@ def test_one_evaluation_at_chance_is_not_a_stuck_run():
     monitor = health.Monitor("classification", chance=0.11, strategy="feddf")
     for r, gru in zip(range(5, 30, 5), (0.30, 0.10, 0.53, 0.11, 0.12)):
         found = monitor.round(r, {"train_loss_mean": 2.0 / r, "global_acc_mean": 0.5, "server_acc[gru]": gru})
-        assert (found != []) == (r == 25), (r, found)  # 0.10 at round 10 recovered; 20 and 25 in a row did not
+        assert (found != []) == (r == 25), (
+            r,
+            found,
+        )  # 0.10 at round 10 recovered; 20 and 25 in a row did not
 
 
 def test_monitor_is_quiet_above_chance_and_judges_regression_by_r2():
@@ -56,7 +67,7 @@ def test_monitor_is_quiet_above_chance_and_judges_regression_by_r2():
         assert monitor.round(r, {"train_loss_mean": 2.3 / r, "global_acc_mean": 0.11 + 0.03 * r}) == []
     regression = health.Monitor("regression", chance=0.0, strategy="fedavg")
     for r in range(1, health.MIN_ROUNDS):
-        assert regression.round(r, {"train_loss_mean": 1.0 * 10 ** r, "local_r2_mean": -0.4}) == []
+        assert regression.round(r, {"train_loss_mean": 1.0 * 10**r, "local_r2_mean": -0.4}) == []
     [message] = regression.round(health.MIN_ROUNDS, {"train_loss_mean": 1e9, "local_r2_mean": -0.4})
     assert "R² 0" in message and health.TREND_ADVICE["diverged"] in message
 
@@ -73,10 +84,21 @@ def test_below_local_needs_a_large_difference_beyond_noise():
 
 def small(optimizer: dict, strategy: str = "fedavg") -> dict:
     return digits_config(
-        rounds=health.MIN_ROUNDS, checkpoint_every=0, strategy={"name": strategy},
+        rounds=health.MIN_ROUNDS,
+        checkpoint_every=0,
+        strategy={"name": strategy},
         data={"dataset": "digits", "partition": {"method": "iid"}, "max_samples": 400},
-        clients=[{"name": "c", "count": 3, "model": {"arch": "mlp", "hidden": 16}, "epochs": 1,
-                  "batch_size": 32, **optimizer}])
+        clients=[
+            {
+                "name": "c",
+                "count": 3,
+                "model": {"arch": "mlp", "hidden": 16},
+                "epochs": 1,
+                "batch_size": 32,
+                **optimizer,
+            }
+        ],
+    )
 
 
 def test_a_run_that_cannot_learn_records_the_warning_and_results_can_read_it(store):
@@ -97,8 +119,12 @@ def test_verdict_warning_reads_a_paired_verdict_against_local():
     from engine.strategies import STRATEGIES
 
     def verdict(mean, low, high, n=3, baseline="local", scale=100):
-        return NS(strategy="lg_fedavg", baseline=baseline, interval=NS(mean=mean, low=low, high=high, n=n),
-                  metric=NS(label="balanced accuracy", scale=scale))
+        return NS(
+            strategy="lg_fedavg",
+            baseline=baseline,
+            interval=NS(mean=mean, low=low, high=high, n=n),
+            metric=NS(label="balanced accuracy", scale=scale),
+        )
 
     message = health.verdict_warning(verdict(-0.087, -0.12, -0.05))
     assert "8.7 points of balanced accuracy" in message

@@ -18,12 +18,12 @@ import torch
 from conftest import digits_config
 
 from engine import cli
-from engine.design import checks, document, launching, scenarios, schema, split
 from engine.access import REFUSED, AccessError, trusted_paths
 from engine.config import parse_config
-from engine.errors import ConfigError, DataError, FedMosaicError, StorageError
-from engine.tracking.runs import RunManager
 from engine.core.simulation import Simulation
+from engine.design import checks, document, launching, scenarios, schema, split
+from engine.errors import ConfigError, DataError, FedMosaicError
+from engine.tracking.runs import RunManager
 from engine.tracking.storage import Store
 from engine.validate import validate
 
@@ -53,17 +53,24 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
 
 
 def tabular(n: int, site: list[str] | None = None) -> pd.DataFrame:
-    frame = pd.DataFrame({"f1": [i % 7 for i in range(n)], "f2": [(i * 3) % 5 for i in range(n)],
-                          "y": [i % 2 for i in range(n)]})
+    frame = pd.DataFrame(
+        {
+            "f1": [i % 7 for i in range(n)],
+            "f2": [(i * 3) % 5 for i in range(n)],
+            "y": [i % 2 for i in range(n)],
+        }
+    )
     if site is not None:
         frame["site"] = site
     return frame
 
 
 def csv_design(path: str, **data) -> dict:
-    return digits_config(data={"dataset": "csv", "path": path, "target": "y", **data},
-                         clients=[{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
-                         rounds=1)
+    return digits_config(
+        data={"dataset": "csv", "path": path, "target": "y", **data},
+        clients=[{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
+        rounds=1,
+    )
 
 
 # ---- server files readable from the app ---------------------------------------------------------
@@ -74,8 +81,12 @@ OUTSIDE = ["/etc/passwd", "/etc/shadow", "/proc/self/environ", "../../../../../.
 def test_a_design_naming_a_server_file_is_refused_showing_nothing_of_it(path):
     data = {"dataset": "csv", "path": path, "delimiter": ":"}
     design = digits_config(data={**data, "target": "y"})
-    for attempt in (lambda: schema.inspect(data), lambda: schema.dataset_summary(data), lambda: split.preview(design),
-                    lambda: schema.natural_names({**data, "partition": {"method": "natural", "column": "x"}})):
+    for attempt in (
+        lambda: schema.inspect(data),
+        lambda: schema.dataset_summary(data),
+        lambda: split.preview(design),
+        lambda: schema.natural_names({**data, "partition": {"method": "natural", "column": "x"}}),
+    ):
         with pytest.raises(AccessError) as caught:
             attempt()
         assert str(caught.value) == REFUSED
@@ -110,8 +121,9 @@ def test_allowed_roots_read_uploads_examples_and_operator_folders(tmp_path, monk
 def test_image_folder_with_download_on_creates_nothing_outside_the_data_directory(tmp_path, monkeypatch):
     from engine.data import vision_files
 
-    monkeypatch.setattr(vision_files.urllib.request, "urlopen",
-                        lambda *a, **k: pytest.fail("no download may be attempted"))
+    monkeypatch.setattr(
+        vision_files.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download may be attempted")
+    )
     elsewhere = tmp_path / "anywhere" / "mnist"
     with pytest.raises(AccessError):
         schema.dataset_summary({"dataset": "mnist", "path": str(elsewhere), "download": True})
@@ -126,7 +138,9 @@ def test_downloads_are_https_only():
     from engine.data import vision_files
 
     assert vision_files.FASHION_MNIST.base_url.startswith("https://")
-    assert vision_files.MNIST.base_url.startswith("https://") and vision_files.CIFAR_URL.startswith("https://")
+    assert vision_files.MNIST.base_url.startswith("https://") and vision_files.CIFAR_URL.startswith(
+        "https://"
+    )
     with pytest.raises(OSError, match="plain http"):
         vision_files.download("http://example.org/x.gz", Path("/nonexistent/x.gz"), None)
 
@@ -200,8 +214,10 @@ def test_padded_json_is_refused_by_size_and_never_stored(tmp_path, capsys):
 # ---- runs stuck queued; validate passes what set-up refuses ---------------------------------------
 def test_a_set_up_failure_is_stored_failed_with_its_message(tmp_path):
     path = write_csv(tmp_path / "t.csv", tabular(40, site=["a"] * 20 + ["b"] * 20))
-    config = parse_config(csv_design(str(path), partition={"method": "natural", "column": "site"},
-                                     **{}) | {"clients": [{"name": "c", "count": 3}]})
+    config = parse_config(
+        csv_design(str(path), partition={"method": "natural", "column": "site"}, **{})
+        | {"clients": [{"name": "c", "count": 3}]}
+    )
     store = Store(tmp_path / "r.db")
     sim = Simulation(config, store=store, root=tmp_path)
     with trusted_paths(), pytest.raises(FedMosaicError):
@@ -223,19 +239,25 @@ def test_a_run_that_ends_without_any_figure_is_a_failure(tmp_path, monkeypatch):
 def _natural(tmp_path, values: list[str], n_clients: int) -> dict:
     path = write_csv(tmp_path / f"n{len(set(values))}.csv", tabular(len(values), site=values))
     return csv_design(str(path), partition={"method": "natural", "column": "site"}) | {
-        "clients": [{"name": "c", "count": n_clients, "model": {"arch": "mlp", "hidden": 8}}]}
+        "clients": [{"name": "c", "count": n_clients, "model": {"arch": "mlp", "hidden": 8}}]
+    }
 
 
-@pytest.mark.parametrize(("case", "expected"), [
-    ("max_samples", "12 clients but only"),
-    ("one_value", "has a single value"),
-    ("many_values", "roster needs exactly 5000 clients"),
-    ("six_rows", "5 clients but only 4 training samples"),
-    ("test_fraction", "lower the test fraction"),
-])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("max_samples", "12 clients but only"),
+        ("one_value", "has a single value"),
+        ("many_values", "roster needs exactly 5000 clients"),
+        ("six_rows", "5 clients but only 4 training samples"),
+        ("test_fraction", "lower the test fraction"),
+    ],
+)
 def test_validate_finds_what_set_up_would_refuse(tmp_path, case, expected):
     if case == "max_samples":
-        design = digits_config(data={"dataset": "digits", "max_samples": 10}, clients=[{"name": "c", "count": 12}])
+        design = digits_config(
+            data={"dataset": "digits", "max_samples": 10}, clients=[{"name": "c", "count": 12}]
+        )
     elif case == "one_value":
         design = _natural(tmp_path, ["a"] * 40, 2)
     elif case == "many_values":
@@ -258,10 +280,13 @@ def test_bad_workers_is_one_line_from_the_cli(tmp_path, capsys, workers):
 
 
 # ---- silently wrong -----------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "suffix"), [
-    ('{"name": "a", "name": "b", "clients": [{"name": "c"}]}', ".json"),
-    ("name: a\nname: b\nclients: [{name: c}]\n", ".yaml"),
-])
+@pytest.mark.parametrize(
+    ("text", "suffix"),
+    [
+        ('{"name": "a", "name": "b", "clients": [{"name": "c"}]}', ".json"),
+        ("name: a\nname: b\nclients: [{name: c}]\n", ".yaml"),
+    ],
+)
 def test_duplicate_keys_are_refused(tmp_path, capsys, text, suffix):
     path = tmp_path / f"dup{suffix}"
     path.write_text(text)
@@ -274,15 +299,26 @@ def test_a_duplicate_csv_column_is_refused_not_renamed():
 
 
 # ---- tracebacks from the CLI --------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "content", "expected"), [
-    ("latin1.json", '{"name": "café", "clients": [{"name": "c"}]}'.encode("latin-1"), "is not UTF-8 text (byte 0xe9"),
-    ("deep.json", b"[" * 100_000 + b"]" * 100_000, "nested more than 24 levels"),
-    ("python.yaml", b"!!python/object/apply:os.system ['touch /tmp/pwned']\n", "!!python/object/apply:os.system"),
-    ("recursive.yaml", b"a: &a [*a]\n", "cannot be recursive"),
-    ("nan.json", b'{"name": "x", "rounds": NaN, "clients": [{"name": "c"}]}', "NaN is not a number"),
-    ("list.json", b"[1, 2]", "must hold one object"),
-    ("fifo.json", None, "not a regular file"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        (
+            "latin1.json",
+            '{"name": "café", "clients": [{"name": "c"}]}'.encode("latin-1"),
+            "is not UTF-8 text (byte 0xe9",
+        ),
+        ("deep.json", b"[" * 100_000 + b"]" * 100_000, "nested more than 24 levels"),
+        (
+            "python.yaml",
+            b"!!python/object/apply:os.system ['touch /tmp/pwned']\n",
+            "!!python/object/apply:os.system",
+        ),
+        ("recursive.yaml", b"a: &a [*a]\n", "cannot be recursive"),
+        ("nan.json", b'{"name": "x", "rounds": NaN, "clients": [{"name": "c"}]}', "NaN is not a number"),
+        ("list.json", b"[1, 2]", "must hold one object"),
+        ("fifo.json", None, "not a regular file"),
+    ],
+)
 def test_bad_config_files_are_one_line_errors(tmp_path, capsys, name, content, expected):
     path = tmp_path / name
     if content is None:
@@ -301,7 +337,7 @@ def test_seed_ranges_say_what_is_wrong():
 
 
 # ---- exports safe in a spreadsheet ----------------------------------------------------------------
-PAYLOADS = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0"]
+PAYLOADS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0"]
 
 
 def test_every_csv_export_neutralises_formulas(tmp_path, capsys):
@@ -309,20 +345,28 @@ def test_every_csv_export_neutralises_formulas(tmp_path, capsys):
     from engine.reporting import export
 
     store = Store(tmp_path / "r.db")
-    ids = [write_synthetic_run(store, n_clients=2, n_rounds=2, name=p, tags=(p,), seed=i)
-           for i, p in enumerate(PAYLOADS)]
+    ids = [
+        write_synthetic_run(store, n_clients=2, n_rounds=2, name=p, tags=(p,), seed=i)
+        for i, p in enumerate(PAYLOADS)
+    ]
     with store.write() as db:
         db.execute("UPDATE clients SET name = ? WHERE client_id = 0", [PAYLOADS[0]])
         db.execute("UPDATE clients SET name = ? WHERE client_id = 1", ["\tsplit"])
-    texts = {fmt: export.render(store, ids, fmt).data.decode() for fmt in export.FORMATS if fmt.endswith("csv")}
+    texts = {
+        fmt: export.render(store, ids, fmt).data.decode() for fmt in export.FORMATS if fmt.endswith("csv")
+    }
     rc, out, _ = run_cli(capsys, "--db", str(tmp_path / "r.db"), "summary", *ids)
     texts["summary stdout"] = out
-    rc, _, _ = run_cli(capsys, "--db", str(tmp_path / "r.db"), "summary", *ids, "--out", str(tmp_path / "s.csv"))
+    rc, _, _ = run_cli(
+        capsys, "--db", str(tmp_path / "r.db"), "summary", *ids, "--out", str(tmp_path / "s.csv")
+    )
     texts["summary --out"] = (tmp_path / "s.csv").read_text()
     for where, text in texts.items():
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         cells = [str(c) for c in frame.columns] + [str(v) for v in frame.to_numpy().ravel()]
-        bad = [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c.startswith("-") and not _number(c))]
+        bad = [
+            c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c.startswith("-") and not _number(c))
+        ]
         assert not bad, (where, bad)
     assert all("'+1+1" in t for where, t in texts.items() if "summary" in where)  # kept, as text
 
@@ -364,11 +408,19 @@ def test_a_damaged_database_is_named_and_never_written(tmp_path, capsys, how):
         store.create_run(digits_config(), status="finished")
     store.close()
     del store
-    before = db.write_bytes(b"not a database at all" * 200) and db.read_bytes() if how == "garbage" else _damage(db)
+    before = (
+        db.write_bytes(b"not a database at all" * 200) and db.read_bytes()
+        if how == "garbage"
+        else _damage(db)
+    )
     config = tmp_path / "c.json"
     config.write_text(json.dumps(digits_config(rounds=1)))
-    for args in (["list"], ["show", "abc"], ["export", "abc", "--out", str(tmp_path / "x.csv")],
-                 ["run", str(config)]):
+    for args in (
+        ["list"],
+        ["show", "abc"],
+        ["export", "abc", "--out", str(tmp_path / "x.csv")],
+        ["run", str(config)],
+    ):
         line = one_line_error(*run_cli(capsys, "--db", str(db), *args)[::2])
         assert "is damaged" in line and "permission" not in line
     assert db.read_bytes() == before
@@ -381,7 +433,9 @@ def test_a_read_only_database_can_be_listed_and_exported_not_written(tmp_path, c
     store = Store(db)
     run_id = write_synthetic_run(store, n_clients=2, n_rounds=2, name="kept")
     store.close()
-    monkeypatch.setattr("engine.tracking.storage._writable", lambda path: False)  # as root, chmod cannot show it
+    monkeypatch.setattr(
+        "engine.tracking.storage._writable", lambda path: False
+    )  # as root, chmod cannot show it
     before = db.read_bytes()
     rc, out, _ = run_cli(capsys, "--db", str(db), "list")
     assert rc == 0 and "kept" in out
@@ -412,8 +466,13 @@ def test_list_and_show_mark_runs_of_dead_processes_interrupted_without_a_manager
 @pytest.mark.parametrize("damage", ["no_states", "wrong_shape", "other_clients"])
 def test_resume_falls_back_past_a_checkpoint_that_loads_but_does_not_fit(tmp_path, damage):
     store = Store(tmp_path / "r.db")
-    config = parse_config(digits_config(rounds=5, checkpoint_every=2,
-                                        clients=[{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}]))
+    config = parse_config(
+        digits_config(
+            rounds=5,
+            checkpoint_every=2,
+            clients=[{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
+        )
+    )
     sim = Simulation(config, store=store)
     sim.on_round = lambda record: sim.cancel.set() if record.round == 4 else None
     sim.run()  # cancelled after round 4: a run not finished keeps its two newest checkpoints
@@ -442,9 +501,11 @@ def test_names_in_charts_are_text_not_plotly_markup():
     from engine.reporting import charts
 
     link = "<a href='http://evil.test'>click</a>"
-    (label, _), = charts.series_groups(["r1"], [{"id": "r1", "name": link}])
+    ((label, _),) = charts.series_groups(["r1"], [{"id": "r1", "name": link}])
     assert "<a" not in label and "&lt;a href" in label
-    client_df = pd.DataFrame({"run_id": "r1", "round": [1, 2], "client_id": 0, "key": "local_acc", "value": [0.5, 0.6]})
+    client_df = pd.DataFrame(
+        {"run_id": "r1", "round": [1, 2], "client_id": 0, "key": "local_acc", "value": [0.5, 0.6]}
+    )
     roster = pd.DataFrame([{"run_id": "r1", "client_id": 0, "name": link, "arch": "mlp", "join_round": 1}])
     figure = charts.client_curves(client_df, "local_acc", roster, run_id="r1")
     shown = json.dumps(figure.to_plotly_json(), default=str)

@@ -26,7 +26,16 @@ def test_fedavg_cnn_preset_has_the_reference_layer_shapes(spec: InputSpec, dim: 
     reference = ReferenceFedAvgCNN(spec.shape[0], 10, dim)
     assert shapes(preset) == shapes(reference)
     assert [type(m) for m in preset.body] == [
-        nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Linear, nn.ReLU]
+        nn.Conv2d,
+        nn.ReLU,
+        nn.MaxPool2d,
+        nn.Conv2d,
+        nn.ReLU,
+        nn.MaxPool2d,
+        nn.Flatten,
+        nn.Linear,
+        nn.ReLU,
+    ]
     assert all(m.padding == (0, 0) for m in preset.body if isinstance(m, nn.Conv2d))
 
 
@@ -44,7 +53,9 @@ def test_conv_models_keep_a_map_proportionate_to_their_input(arch: str, side: in
     it reaches the linear layer whole up to FLAT_MAX, no global average pool."""
     model = build_model({"arch": arch, "channels": 8}, InputSpec("image", (1, side, side)), 16, 3)
     linear = next(m for m in model.body if isinstance(m, nn.Linear))
-    channels = 16 if arch == "cnn" else 32  # the cnn's two blocks double once, the resnet's three stages twice
+    channels = (
+        16 if arch == "cnn" else 32
+    )  # the cnn's two blocks double once, the resnet's three stages twice
     assert linear.in_features == channels * kept * kept
     pooled = [m for m in model.body if isinstance(m, nn.AdaptiveAvgPool2d)]
     assert bool(pooled) == (side // 4 > FLAT_MAX)
@@ -110,7 +121,7 @@ def test_fedavg_cnn_preset_zoo_cnn_and_resnet_learn_as_fast_as_the_hand_written_
         opt = torch.optim.SGD(model.parameters(), lr=0.005)
         perm = torch.randperm(len(yt), generator=torch.Generator().manual_seed(1))
         for step, start in enumerate(range(0, len(yt), 10), 1):
-            idx = perm[start:start + 10]
+            idx = perm[start : start + 10]
             opt.zero_grad()
             nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
             opt.step()

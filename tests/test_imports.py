@@ -58,8 +58,10 @@ def _runtime_imports(tree: ast.Module, name: str, is_package: bool, modules: set
 def import_graph() -> dict[str, set[str]]:
     modules = engine_modules()
     names = set(modules)
-    return {name: _runtime_imports(ast.parse(path.read_text()), name, path.name == "__init__.py", names)
-            for name, path in modules.items()}
+    return {
+        name: _runtime_imports(ast.parse(path.read_text()), name, path.name == "__init__.py", names)
+        for name, path in modules.items()
+    }
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -106,8 +108,10 @@ def test_the_cycle_finder_sees_a_cycle_through_three_modules():
 
 
 def test_the_graph_reads_module_level_imports_but_not_type_checking_or_function_bodies():
-    source = ("from typing import TYPE_CHECKING\nfrom engine import x\nif TYPE_CHECKING:\n"
-              "    from engine import y\ndef f():\n    from engine import z\n")
+    source = (
+        "from typing import TYPE_CHECKING\nfrom engine import x\nif TYPE_CHECKING:\n"
+        "    from engine import y\ndef f():\n    from engine import z\n"
+    )
     known = {"engine.x", "engine.y", "engine.z", "engine"}
     found = _runtime_imports(ast.parse(source), "engine.w", False, known)
     assert found == {"engine.x"}
@@ -123,12 +127,20 @@ def test_no_engine_module_imports_itself_back_at_run_time():
 
 def test_every_engine_module_imports_in_a_fresh_interpreter():
     names = sorted(n for n in engine_modules() if not n.endswith("__main__"))  # __main__ runs the CLI
-    code = ("import importlib, sys\nbad = []\nfor name in sys.argv[1:]:\n    try:\n"
-            "        importlib.import_module(name)\n    except Exception as exc:\n"
-            "        bad.append(f'{name}: {type(exc).__name__}: {exc}')\nprint('\\n'.join(bad))\n"
-            "print('streamlit' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code, *names], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    code = (
+        "import importlib, sys\nbad = []\nfor name in sys.argv[1:]:\n    try:\n"
+        "        importlib.import_module(name)\n    except Exception as exc:\n"
+        "        bad.append(f'{name}: {type(exc).__name__}: {exc}')\nprint('\\n'.join(bad))\n"
+        "print('streamlit' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *names],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     *problems, streamlit_loaded = out.stdout.strip().split("\n")
     assert [p for p in problems if p] == []

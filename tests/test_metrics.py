@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import (
-    accuracy_score, balanced_accuracy_score, f1_score, mean_absolute_error, r2_score, roc_auc_score,
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
 )
 
 from engine.core import metrics, scores
@@ -71,8 +76,11 @@ def test_regression_metrics_are_in_data_units():
 
 
 def test_empty_split_has_no_figures():
-    out = scores.scores_many("classification", [torch.zeros(0, 3), torch.randn(2, 3)],
-                              [torch.zeros(0, dtype=torch.long), torch.tensor([0, 2])])
+    out = scores.scores_many(
+        "classification",
+        [torch.zeros(0, 3), torch.randn(2, 3)],
+        [torch.zeros(0, dtype=torch.long), torch.tensor([0, 2])],
+    )
     assert out[0] == {} and set(out[1]) == set(metrics.TASK_METRICS["classification"])
 
 
@@ -83,7 +91,9 @@ def test_reference_is_the_majority_class_or_the_mean():
     assert ref["acc"] == pytest.approx(3 / 5)  # always "1"
     assert ref["bacc"] == pytest.approx(1 / 3)  # 1/K over the classes present
     assert ref["auc"] == pytest.approx(0.5)  # constant scores
-    reg = scores.reference_scores("regression", [torch.tensor([0.0, 2.0])], [torch.tensor([0.0, 1.0, 5.0])], 1)[0]
+    reg = scores.reference_scores(
+        "regression", [torch.tensor([0.0, 2.0])], [torch.tensor([0.0, 1.0, 5.0])], 1
+    )[0]
     assert reg["r2"] <= 0 and reg["mae"] == pytest.approx((1 + 0 + 4) / 3)
 
 
@@ -131,6 +141,7 @@ def test_differences_read_in_points_or_units():
 
 def test_a_primary_metric_of_the_other_task_is_refused_before_launch():
     from conftest import digits_config
+
     from engine.config import parse_config
     from engine.validate import validate
 

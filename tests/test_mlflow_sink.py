@@ -21,9 +21,14 @@ from engine.tracking.mlflow_sink import TAG  # noqa: E402
 
 def test_a_run_is_logged_to_a_file_store(store, tmp_path: Path) -> None:  # noqa: ANN001
     uri = (tmp_path / "mlruns").as_uri()
-    cfg = parse_config(digits_config(rounds=3, data={"dataset": "digits", "max_samples": 300},
-                                     strategy={"name": "fedprox", "mu": 0.1},
-                                     tracking={"mlflow": {"uri": uri, "experiment": "hospitals"}}))
+    cfg = parse_config(
+        digits_config(
+            rounds=3,
+            data={"dataset": "digits", "max_samples": 300},
+            strategy={"name": "fedprox", "mu": 0.1},
+            tracking={"mlflow": {"uri": uri, "experiment": "hospitals"}},
+        )
+    )
     sim = Simulation(cfg, store=store)
     sim.run()
     client = MlflowClient(tracking_uri=uri)
@@ -45,8 +50,14 @@ def test_a_run_is_logged_to_a_file_store(store, tmp_path: Path) -> None:  # noqa
 
 def test_a_resumed_run_continues_its_mlflow_run(store, tmp_path: Path) -> None:  # noqa: ANN001
     uri = (tmp_path / "mlruns").as_uri()
-    cfg = parse_config(digits_config(rounds=4, checkpoint_every=1, data={"dataset": "digits", "max_samples": 300},
-                                     tracking={"mlflow": {"uri": uri}}))
+    cfg = parse_config(
+        digits_config(
+            rounds=4,
+            checkpoint_every=1,
+            data={"dataset": "digits", "max_samples": 300},
+            tracking={"mlflow": {"uri": uri}},
+        )
+    )
     sim = Simulation(cfg, store=store)
     sim.on_round = lambda record: sim.cancel.set() if record.round == 2 else None
     sim.run()
@@ -61,8 +72,13 @@ def test_a_resumed_run_continues_its_mlflow_run(store, tmp_path: Path) -> None: 
 def test_an_unreachable_store_is_a_warning_not_a_failure(store, tmp_path: Path) -> None:  # noqa: ANN001
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    cfg = parse_config(digits_config(rounds=1, data={"dataset": "digits", "max_samples": 300},
-                                     tracking={"mlflow": {"uri": (blocker / "mlruns").as_uri()}}))
+    cfg = parse_config(
+        digits_config(
+            rounds=1,
+            data={"dataset": "digits", "max_samples": 300},
+            tracking={"mlflow": {"uri": (blocker / "mlruns").as_uri()}},
+        )
+    )
     sim = Simulation(cfg, store=store)
     sim.run()
     assert store.get_run(sim.run_id)["status"] == "finished"
@@ -82,6 +98,8 @@ def test_validation_names_a_missing_mlflow(monkeypatch) -> None:
     from engine.validate import validate
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
     report = validate(parse_config(digits_config(tracking={"mlflow": {"uri": "http://localhost:5000"}})))
     assert any("pip install 'fedmosaic[mlflow]'" in e for e in report.errors)

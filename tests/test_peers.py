@@ -6,29 +6,51 @@ import pytest
 
 from bench.peers import Row, main, targets
 
-FIGURES = {"rows": [
-    {"strategy": "local", "roster": "fedavg_cnn", "metric": "personal acc @10", "value": 0.891,
-     "source": "PFLlib on MNIST (10,000 images), as run for issue #15"},
-    {"strategy": "fedavg", "roster": "fedavg_cnn", "metric": "personal acc @10", "value": 0.90,
-     "source": "a run on these very rows", "same_data": True}]}
+FIGURES = {
+    "rows": [
+        {
+            "strategy": "local",
+            "roster": "fedavg_cnn",
+            "metric": "personal acc @10",
+            "value": 0.891,
+            "source": "PFLlib on MNIST (10,000 images), as run for issue #15",
+        },
+        {
+            "strategy": "fedavg",
+            "roster": "fedavg_cnn",
+            "metric": "personal acc @10",
+            "value": 0.90,
+            "source": "a run on these very rows",
+            "same_data": True,
+        },
+    ]
+}
 
 
-def row(strategy: str, roster: str, acc: float, global_acc: float = float("nan"),
-        source: str = "FedMosaic") -> Row:
+def row(
+    strategy: str, roster: str, acc: float, global_acc: float = float("nan"), source: str = "FedMosaic"
+) -> Row:
     return Row(strategy, roster, source=source, acc={10: acc}, global_acc={10: global_acc})
 
 
 def judged(lines: list[str], strategy: str, roster: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in lines
-            if line.startswith("| ") and f"| {strategy} | {roster} |" in line]
+    return [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in lines
+        if line.startswith("| ") and f"| {strategy} | {roster} |" in line
+    ]
 
 
 def test_targets_judge_only_comparable_references_and_the_distillation_margin() -> None:
-    rows = [row("fedavg", "fedavg_cnn", 0.895), row("local", "fedavg_cnn", 0.83),
-            row("local", "fedavg_cnn", 0.50, source="hand-written loop"),
-            row("fedper", "fedavg_cnn", 0.86),
-            row("local", "mixed", 0.7, 0.30), row("feddf", "mixed", 0.8, 0.46),
-            row("fedmd", "mixed", 0.8, 0.44)]
+    rows = [
+        row("fedavg", "fedavg_cnn", 0.895),
+        row("local", "fedavg_cnn", 0.83),
+        row("local", "fedavg_cnn", 0.50, source="hand-written loop"),
+        row("fedper", "fedavg_cnn", 0.86),
+        row("local", "mixed", 0.7, 0.30),
+        row("feddf", "mixed", 0.8, 0.46),
+        row("fedmd", "mixed", 0.8, 0.44),
+    ]
     lines = targets(rows, FIGURES)
     [fedavg] = judged(lines, "fedavg", "fedavg_cnn")
     assert fedavg[5:] == ["-0.5", "yes"]  # within 1 point of a figure on the same rows
@@ -47,6 +69,18 @@ def test_an_unknown_run_is_refused_before_anything_runs(tmp_path) -> None:
     csv = tmp_path / "fed.csv"
     csv.write_text("label,client,split,px0\n0,a,train,0.5\n1,a,test,0.1\n", encoding="utf-8")
     with pytest.raises(SystemExit):
-        main(["--csv", str(csv), "--shape", "1", "1", "1", "--runs", "fedavg:nowhere", "--out",
-              str(tmp_path / "out.md")])
+        main(
+            [
+                "--csv",
+                str(csv),
+                "--shape",
+                "1",
+                "1",
+                "1",
+                "--runs",
+                "fedavg:nowhere",
+                "--out",
+                str(tmp_path / "out.md"),
+            ]
+        )
     assert not (tmp_path / "out.md").exists()

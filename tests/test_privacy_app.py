@@ -8,28 +8,41 @@ import math
 
 import pandas as pd
 import pytest
-
 from conftest import digits_config
+
+from engine.config import parse_config
+from engine.core.simulation import Simulation
 from engine.design import checks, document, roster, roster_table, scenarios
 from engine.errors import ConfigError
-from engine.config import parse_config
 from engine.privacy import charts as pcharts
 from engine.privacy import report
-from engine.core.simulation import Simulation
 
 pytest.importorskip("opacus")
 
 
 def design() -> dict:
-    return document.normalize(digits_config(clients=[
-        {"name": "a", "model": {"arch": "mlp", "hidden": 16}, "privacy": {"clip_norm": 0.5, "target_epsilon": 3}},
-        {"name": "b", "model": {"arch": "mlp", "hidden": 16}}]))
+    return document.normalize(
+        digits_config(
+            clients=[
+                {
+                    "name": "a",
+                    "model": {"arch": "mlp", "hidden": 16},
+                    "privacy": {"clip_norm": 0.5, "target_epsilon": 3},
+                },
+                {"name": "b", "model": {"arch": "mlp", "hidden": 16}},
+            ]
+        )
+    )
 
 
 def test_the_roster_shows_and_edits_each_clients_privacy() -> None:
     d = design()
     frame = roster_table.roster_frame(d)
-    assert frame.loc[0, "dp_epsilon"] == 3 and frame.loc[0, "dp_clip"] == 0.5 and pd.isna(frame.loc[0, "dp_noise"])
+    assert (
+        frame.loc[0, "dp_epsilon"] == 3
+        and frame.loc[0, "dp_clip"] == 0.5
+        and pd.isna(frame.loc[0, "dp_noise"])
+    )
     assert frame.loc[1, ["dp_epsilon", "dp_noise", "dp_clip"]].isna().all()
     frame.loc[1, "dp_noise"] = 1.2  # b: a noise multiplier without a budget
     frame.loc[0, "dp_epsilon"] = None  # a: DP off
@@ -62,7 +75,9 @@ def test_stored_runs_give_each_clients_privacy_and_the_sweep_points(store) -> No
     run = store.get_run(sim.run_id)
     cm, rm = store.client_metrics(sim.run_id), store.round_metrics(sim.run_id)
     a = report.client_privacy(run["config"], cm, 0)
-    assert a["mechanism"] == "DP-SGD" and 0 < a["epsilon"] <= 3 and a["steps"] > 0 and a["target_epsilon"] == 3
+    assert (
+        a["mechanism"] == "DP-SGD" and 0 < a["epsilon"] <= 3 and a["steps"] > 0 and a["target_epsilon"] == 3
+    )
     assert a["epsilon"] == pytest.approx(sim.privacy.summary(0)["epsilon"])
     assert report.client_privacy(run["config"], cm, 1) is None
     lines = report.card_lines(a)
@@ -77,17 +92,36 @@ def test_stored_runs_give_each_clients_privacy_and_the_sweep_points(store) -> No
 
 
 def test_the_sweep_chart_draws_budgets_as_a_line_and_no_dp_as_the_reference() -> None:
-    points = pd.DataFrame([
-        {"run_id": f"r{i}", "label": "", "strategy": s, "variant": f"{s} · {lab}", "seed": seed, "epsilon": e,
-         "value": v, "metric": "accuracy"}
-        for i, (s, lab, e, seed, v) in enumerate([
-            ("fedavg", "ε=1", 0.98, 0, 0.5), ("fedavg", "ε=1", 0.99, 1, 0.6), ("fedavg", "ε=4", 3.9, 0, 0.8),
-            ("fedavg", "no DP", math.inf, 0, 0.9), ("fedprox", "ε=4", 3.95, 0, 0.7)])])
+    points = pd.DataFrame(
+        [
+            {
+                "run_id": f"r{i}",
+                "label": "",
+                "strategy": s,
+                "variant": f"{s} · {lab}",
+                "seed": seed,
+                "epsilon": e,
+                "value": v,
+                "metric": "accuracy",
+            }
+            for i, (s, lab, e, seed, v) in enumerate(
+                [
+                    ("fedavg", "ε=1", 0.98, 0, 0.5),
+                    ("fedavg", "ε=1", 0.99, 1, 0.6),
+                    ("fedavg", "ε=4", 3.9, 0, 0.8),
+                    ("fedavg", "no DP", math.inf, 0, 0.9),
+                    ("fedprox", "ε=4", 3.95, 0, 0.7),
+                ]
+            )
+        ]
+    )
     fig = pcharts.sweep_tradeoff(points)
     names = [t.name for t in fig.data]
     assert names == ["fedavg", "fedavg, no DP", "fedprox"]
     line = fig.data[0]
-    assert list(line.y) == pytest.approx([0.55, 0.8]) and line.error_y.array[0] == pytest.approx(0.0707, abs=1e-3)
+    assert list(line.y) == pytest.approx([0.55, 0.8]) and line.error_y.array[0] == pytest.approx(
+        0.0707, abs=1e-3
+    )
     assert list(fig.data[1].y) == [0.9, 0.9]
     assert "no DP" in fig.layout.xaxis.ticktext
 
@@ -122,8 +156,12 @@ def test_a_sweep_sets_each_budget_and_a_no_dp_reference() -> None:
 def test_model_cards_get_each_clients_spend_and_the_servers_guarantee() -> None:
     from engine.artifacts.keep import privacy_of
 
-    cfg = design() | {"rounds": 2, "checkpoint_every": 0, "server_dp": {"noise_multiplier": 2.0, "delta": 1e-3},
-                      "secure_aggregation": {"threshold": 0.5}}
+    cfg = design() | {
+        "rounds": 2,
+        "checkpoint_every": 0,
+        "server_dp": {"noise_multiplier": 2.0, "delta": 1e-3},
+        "secure_aggregation": {"threshold": 0.5},
+    }
     sim = Simulation(parse_config(cfg))
     sim.run()
     assert privacy_of(sim, 0) == sim.privacy.summary(0) and privacy_of(sim, 0)["epsilon"] > 0

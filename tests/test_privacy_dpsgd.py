@@ -10,27 +10,48 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import digits_config
 from torch import nn
 
-from conftest import digits_config
 from engine.config import parse_config
-from engine.models import ARCHITECTURES, InputSpec, build_model
-from engine.privacy.dpsgd import DPSettings, clip, fit_private, per_sample_grads, poisson_batch, unprivatisable
 from engine.core.simulation import Simulation
+from engine.models import ARCHITECTURES, InputSpec, build_model
+from engine.privacy.dpsgd import (
+    DPSettings,
+    clip,
+    fit_private,
+    per_sample_grads,
+    poisson_batch,
+    unprivatisable,
+)
 
 pytest.importorskip("opacus")
 
-SPECS = {"image": InputSpec("image", (1, 8, 8)), "sequence": InputSpec("sequence", (6, 3)),
-         "tabular": InputSpec("tabular", (7,))}
+SPECS = {
+    "image": InputSpec("image", (1, 8, 8)),
+    "sequence": InputSpec("sequence", (6, 3)),
+    "tabular": InputSpec("tabular", (7,)),
+}
 ARCHS = [(name, kind) for name, arch in ARCHITECTURES.items() for kind in sorted(arch.kinds)[:1]]
 
 
 def dp_config(privacy: dict, *, rounds: int = 2, count: int = 2, **overrides) -> dict:
     """Digits, 2 DP clients of ~90 records, mlp, one epoch of batch 32 (3 steps) per round."""
-    cfg = digits_config(rounds=rounds, checkpoint_every=0,
-                        data={"dataset": "digits", "max_samples": 240, "partition": {"method": "iid"}},
-                        clients=[{"name": "dp", "count": count, "model": {"arch": "mlp", "hidden": 16},
-                                  "lr": 0.1, "batch_size": 32, "privacy": privacy}])
+    cfg = digits_config(
+        rounds=rounds,
+        checkpoint_every=0,
+        data={"dataset": "digits", "max_samples": 240, "partition": {"method": "iid"}},
+        clients=[
+            {
+                "name": "dp",
+                "count": count,
+                "model": {"arch": "mlp", "hidden": 16},
+                "lr": 0.1,
+                "batch_size": 32,
+                "privacy": privacy,
+            }
+        ],
+    )
     cfg.update(overrides)
     return cfg
 
@@ -45,7 +66,7 @@ def test_per_record_gradients_equal_one_backward_pass_per_record(arch: str, kind
     grads, losses = per_sample_grads(model, lambda xb, yb: F.cross_entropy(model(xb), yb), x, y, names)
     for i in range(4):
         model.zero_grad()
-        loss = F.cross_entropy(model(x[i:i + 1]), y[i:i + 1])
+        loss = F.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
         loss.backward()
         assert math.isclose(float(losses[i]), float(loss.detach()), rel_tol=1e-5)
         for n, p in model.named_parameters():
@@ -73,9 +94,18 @@ def test_a_noiseless_private_step_moves_the_model_by_at_most_the_clipped_sum() -
     before = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     g = torch.Generator().manual_seed(3)
-    stats = fit_private(model, x, y, lambda xb, yb: F.cross_entropy(model(xb), yb), opt, epochs=1,
-                        batch_size=10, generator=g, settings=DPSettings(clip_norm=0.1, noise_multiplier=0.0),
-                        work_fraction=0.2)  # one step
+    stats = fit_private(
+        model,
+        x,
+        y,
+        lambda xb, yb: F.cross_entropy(model(xb), yb),
+        opt,
+        epochs=1,
+        batch_size=10,
+        generator=g,
+        settings=DPSettings(clip_norm=0.1, noise_multiplier=0.0),
+        work_fraction=0.2,
+    )  # one step
     assert stats.steps == 1 and stats.clipped > 0.5
     moved = float((torch.cat([p.detach().reshape(-1) for p in model.parameters()]) - before).norm())
     # lr x (sum of clipped gradients) / expected batch size: at most batch x 0.1 / 10
@@ -96,8 +126,10 @@ def test_epsilon_reported_equals_opacus_for_the_same_history(store) -> None:
     from engine.privacy.accountant import ALPHAS, PRV_EPS_ERROR
 
     for kind, accountant in (("rdp", RDPAccountant), ("prv", PRVAccountant)):
-        sim = Simulation(parse_config(dp_config({"clip_norm": 1.0, "noise_multiplier": 1.3, "accountant": kind})),
-                         store=store)
+        sim = Simulation(
+            parse_config(dp_config({"clip_norm": 1.0, "noise_multiplier": 1.3, "accountant": kind})),
+            store=store,
+        )
         sim.run()
         cm = store.client_metrics(sim.run_id)
         for c in sim.clients:
@@ -115,8 +147,9 @@ def test_epsilon_reported_equals_opacus_for_the_same_history(store) -> None:
                     # Opacus's default orders stop at 63: never tighter than the wider search
                     assert row["epsilon"] <= _default_rdp(acc.history, delta) + 1e-12
                 else:
-                    assert row["epsilon"] == pytest.approx(acc.get_epsilon(delta, eps_error=PRV_EPS_ERROR),
-                                                           rel=1e-9)
+                    assert row["epsilon"] == pytest.approx(
+                        acc.get_epsilon(delta, eps_error=PRV_EPS_ERROR), rel=1e-9
+                    )
             assert rows["epsilon"].is_monotonic_increasing and rows["epsilon"].iloc[0] > 0
 
 
@@ -129,7 +162,9 @@ def _default_rdp(history, delta):
 
 
 def test_a_target_epsilon_calibrates_the_noise_to_spend_it_over_the_run(store) -> None:
-    sim = Simulation(parse_config(dp_config({"clip_norm": 1.0, "target_epsilon": 2.0}, rounds=3)), store=store)
+    sim = Simulation(
+        parse_config(dp_config({"clip_norm": 1.0, "target_epsilon": 2.0}, rounds=3)), store=store
+    )
     sim.run()
     last = sim.history[-1].clients
     for c in sim.clients:
@@ -206,7 +241,8 @@ def test_layers_that_cannot_be_privatised_are_named_with_a_replacement() -> None
 
 
 def test_validation_refuses_batch_norm_and_leaky_strategies_before_launch(monkeypatch) -> None:
-    from engine.models.base import ARCHITECTURES as REGISTRY, Architecture
+    from engine.models.base import ARCHITECTURES as REGISTRY
+    from engine.models.base import Architecture
     from engine.validate import validate
 
     class BN(Architecture):
@@ -215,21 +251,28 @@ def test_validation_refuses_batch_norm_and_leaky_strategies_before_launch(monkey
 
         @classmethod
         def body(cls, params, spec, rep_dim):
-            return nn.Sequential(nn.Flatten(), nn.Linear(spec.numel, rep_dim), nn.BatchNorm1d(rep_dim), nn.ReLU())
+            return nn.Sequential(
+                nn.Flatten(), nn.Linear(spec.numel, rep_dim), nn.BatchNorm1d(rep_dim), nn.ReLU()
+            )
 
     BN.name = "bn_test"
     monkeypatch.setitem(REGISTRY._entries, "bn_test", BN)
     cfg = dp_config({"clip_norm": 1.0, "noise_multiplier": 1.0})
     cfg["clients"][0]["model"] = {"arch": "bn_test"}
     report = validate(parse_config(cfg))
-    assert any("cannot train with DP-SGD" in e and "BatchNorm1d" in e and "group norm" in e for e in report.errors)
+    assert any(
+        "cannot train with DP-SGD" in e and "BatchNorm1d" in e and "group norm" in e for e in report.errors
+    )
     plain = validate(parse_config({**cfg, "clients": [{**cfg["clients"][0], "privacy": None}]}))
     assert not any("DP-SGD" in e for e in plain.errors)
 
-    leaky = validate(parse_config(dp_config({"clip_norm": 1.0, "noise_multiplier": 1.0},
-                                            strategy={"name": "fedproto"})))
-    assert any(e.startswith("strategy: fedproto sends") and "prototypes" in e and "try fedavg" in e
-               for e in leaky.errors)
+    leaky = validate(
+        parse_config(dp_config({"clip_norm": 1.0, "noise_multiplier": 1.0}, strategy={"name": "fedproto"}))
+    )
+    assert any(
+        e.startswith("strategy: fedproto sends") and "prototypes" in e and "try fedavg" in e
+        for e in leaky.errors
+    )
     assert leaky.compatible["fedavg"] is None and leaky.compatible["fd"] and leaky.compatible["centralized"]
     sgd = parse_config(dp_config({"clip_norm": 1.0, "noise_multiplier": 1.0}, strategy={"name": "scaffold"}))
     assert validate(sgd).compatible["scaffold"] is None  # option II from the model change
@@ -241,7 +284,9 @@ def test_validation_refuses_batch_norm_and_leaky_strategies_before_launch(monkey
 def test_an_unreachable_target_epsilon_is_refused_before_launch() -> None:
     from engine.validate import validate
 
-    report = validate(parse_config(dp_config({"clip_norm": 1.0, "target_epsilon": 1e-3, "delta": 1e-5}, rounds=50)))
+    report = validate(
+        parse_config(dp_config({"clip_norm": 1.0, "target_epsilon": 1e-3, "delta": 1e-5}, rounds=50))
+    )
     assert any("cannot be reached" in e and "dp" in e for e in report.errors)
 
 
@@ -253,7 +298,9 @@ def test_privacy_settings_need_noise_or_a_budget() -> None:
 
 
 def test_every_executor_and_a_resume_give_the_same_private_run(store) -> None:
-    cfg = dp_config({"clip_norm": 1.0, "noise_multiplier": 1.0, "target_epsilon": 3.0}, rounds=3, checkpoint_every=2)
+    cfg = dp_config(
+        {"clip_norm": 1.0, "noise_multiplier": 1.0, "target_epsilon": 3.0}, rounds=3, checkpoint_every=2
+    )
     first = Simulation(parse_config(cfg), store=store)
     first.run()
     want = {c: m["epsilon"] for c, m in first.history[-1].clients.items()}
@@ -279,8 +326,9 @@ def test_recurrent_layers_unrolled_for_per_record_gradients_match_torchs(cell) -
     want_out, want_h = rnn(x)
     out, h = forward(rnn, x)
     assert torch.allclose(out, want_out, atol=1e-6)
-    for a, b in zip(h if isinstance(h, tuple) else (h,), want_h if isinstance(want_h, tuple) else (want_h,),
-                    strict=True):
+    for a, b in zip(
+        h if isinstance(h, tuple) else (h,), want_h if isinstance(want_h, tuple) else (want_h,), strict=True
+    ):
         assert torch.allclose(a, b, atol=1e-6)
     with unrolled(rnn) as swapped:
         assert swapped and torch.allclose(rnn(x)[0], want_out, atol=1e-6)

@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import digits_config
-from engine.core.aggregate import weighted_mean
+
 from engine.config import parse_config
+from engine.core.aggregate import weighted_mean
 from engine.privacy import secagg
 from engine.privacy.server import PrivateAggregation
 from engine.types import ClientInfo
@@ -27,16 +27,23 @@ class OneGroup:
 
 
 def private(n: int, **overrides) -> tuple[PrivateAggregation, list[ClientInfo]]:
-    cfg = parse_config(digits_config(clients=[{"name": "c", "count": n, "model": {"arch": "mlp", "hidden": 8}}],
-                                     **overrides))
+    cfg = parse_config(
+        digits_config(clients=[{"name": "c", "count": n, "model": {"arch": "mlp", "hidden": 8}}], **overrides)
+    )
     clients = [ClientInfo(i, s.name, s, 100, 20) for i, s in enumerate(cfg.roster())]
     return PrivateAggregation(cfg, clients, OneGroup()), clients
 
 
 def states(k: int, seed: int = 0, scale: float = 1.0) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    return [{"body.w": torch.randn(6, 5, generator=g) * scale, "head.b": torch.randn(3, generator=g) * scale,
-             "count": torch.tensor(7)} for _ in range(k)]
+    return [
+        {
+            "body.w": torch.randn(6, 5, generator=g) * scale,
+            "head.b": torch.randn(3, generator=g) * scale,
+            "count": torch.tensor(7),
+        }
+        for _ in range(k)
+    ]
 
 
 def test_the_masked_sum_equals_the_plain_sum_and_recovers_dropouts() -> None:
@@ -46,7 +53,7 @@ def test_the_masked_sum_equals_the_plain_sum_and_recovers_dropouts() -> None:
     out = secagg.secure_sum(vectors, members, run_seed=7, rnd=3, group="all", threshold=0.5, keep_masked=True)
     plain = torch.stack(list(vectors.values())).sum(0)
     assert out.dropped == [1, 4] and out.survivors == [0, 2, 3, 5]
-    assert torch.allclose(out.total, plain, atol=4 * 2 ** -24)
+    assert torch.allclose(out.total, plain, atol=4 * 2**-24)
     for u, y in out.masked.items():  # each upload alone is uniform noise over the ring
         shown = secagg.decode(y)
         assert float((shown - vectors[u]).abs().median()) > 1e9
@@ -56,7 +63,9 @@ def test_the_masked_sum_equals_the_plain_sum_and_recovers_dropouts() -> None:
 
 def test_a_round_with_too_few_survivors_says_why_it_cannot_complete() -> None:
     vectors = {0: torch.ones(4, dtype=torch.float64), 1: torch.ones(4, dtype=torch.float64)}
-    with pytest.raises(secagg.SecureAggregationFailed, match="only 2 of 5 selected clients reported.*at least 3"):
+    with pytest.raises(
+        secagg.SecureAggregationFailed, match="only 2 of 5 selected clients reported.*at least 3"
+    ):
         secagg.secure_sum(vectors, range(5), 0, 1, "all", threshold=0.5)
     with pytest.raises(secagg.SecureAggregationFailed, match="a sum of one reveals"):
         secagg.secure_sum({0: torch.ones(4, dtype=torch.float64)}, [0], 0, 1, "all", threshold=0.5)
@@ -100,14 +109,25 @@ def test_dp_fedavg_bounds_one_clients_influence_on_the_noisy_mean() -> None:
 
 
 def test_adaptive_clipping_moves_the_norm_towards_the_updates_quantile() -> None:
-    agg, clients = private(40, server_dp={"noise_multiplier": 0.5, "clip_norm": 0.01, "clipping": "adaptive",
-                                          "target_quantile": 0.5, "count_noise": 0.5, "clip_lr": 0.5})
+    agg, clients = private(
+        40,
+        server_dp={
+            "noise_multiplier": 0.5,
+            "clip_norm": 0.01,
+            "clipping": "adaptive",
+            "target_quantile": 0.5,
+            "count_noise": 0.5,
+            "clip_lr": 0.5,
+        },
+    )
     ref = {"w": torch.zeros(50)}
     g = torch.Generator().manual_seed(0)
     norms = []
     for rnd in range(1, 41):
         agg.begin(rnd, clients, clients)
-        ups = [{"w": torch.randn(50, generator=g) * (2.0 / math.sqrt(50)) * (0.5 + i / 40)} for i in range(40)]
+        ups = [
+            {"w": torch.randn(50, generator=g) * (2.0 / math.sqrt(50)) * (0.5 + i / 40)} for i in range(40)
+        ]
         agg.mean(ups, [1.0] * 40, ref, list(range(40)))
         norms.append(agg.clip["all"])
     assert norms[0] > 0.01 and 1.0 < norms[-1] < 3.0  # from far below to about the median norm (~2)
@@ -146,8 +166,11 @@ def test_compatibility_names_the_strategies_server_privacy_covers() -> None:
             assert reasons[ok] is None, ok
         for refused in ("scaffold", "heterofl", "fedproto", "fedmd", "feddf", "local"):
             assert reasons[refused] and "only averages models" in reasons[refused], refused
-    bad = validate(parse_config(digits_config(server_dp={"noise_multiplier": 1.0}, selection="deadline_aware")))
+    bad = validate(
+        parse_config(digits_config(server_dp={"noise_multiplier": 1.0}, selection="deadline_aware"))
+    )
     assert any("deadline-aware selection" in e for e in bad.errors)
     weak = validate(parse_config(digits_config(server_dp={"noise_multiplier": 1.0})))
-    assert any("delta is 0.25" in w for w in weak.warnings) and any("many clients per round" in w
-                                                                   for w in weak.warnings)
+    assert any("delta is 0.25" in w for w in weak.warnings) and any(
+        "many clients per round" in w for w in weak.warnings
+    )

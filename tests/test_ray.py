@@ -7,8 +7,8 @@ import os
 
 import pytest
 import torch
-
 from conftest import digits_config
+
 from engine.config import parse_config
 from engine.core.simulation import Simulation
 

@@ -68,8 +68,11 @@ def test_kill_9_mid_round_then_restart_marks_interrupted_keeps_rounds_and_resume
     db = tmp_path / "killed.db"
     path = config_file(tmp_path, rounds=30, checkpoint_every=2, fraction=0.75)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    command = ([sys.executable, "-m", "engine", "--db", str(db), "run", str(path), "--json"] if how == "cli"
-               else [sys.executable, "-c", MANAGER_SCRIPT, str(db), str(path)])
+    command = (
+        [sys.executable, "-m", "engine", "--db", str(db), "run", str(path), "--json"]
+        if how == "cli"
+        else [sys.executable, "-c", MANAGER_SCRIPT, str(db), str(path)]
+    )
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_until(lambda: db.exists(), timeout=300)
@@ -96,7 +99,9 @@ def test_kill_9_mid_round_then_restart_marks_interrupted_keeps_rounds_and_resume
         row = store.get_run(run_id)
         assert row["status"] == "interrupted" and "process running it stopped" in row["error"]
         rm, cm = store.round_metrics(run_id), store.client_metrics(run_id)
-        assert sorted(rm["round"].unique()) == list(range(1, done + 1))  # every completed round, no partial one
+        assert sorted(rm["round"].unique()) == list(
+            range(1, done + 1)
+        )  # every completed round, no partial one
         keys = set(rm[rm["round"] == 1]["key"])
         assert all(set(rm[rm["round"] == r]["key"]) == keys for r in range(1, done + 1))
         assert all(cm[cm["round"] == r]["client_id"].nunique() == 4 for r in range(1, done + 1))
@@ -109,8 +114,10 @@ def test_kill_9_mid_round_then_restart_marks_interrupted_keeps_rounds_and_resume
     assert f"resumed from the checkpoint of round {ckpt}" in store.events(run_id)["message"].tolist()
     alone_store, alone = reference(tmp_path, path)
     assert_same_figures(store, run_id, alone_store, alone)
-    assert store.get_run(run_id)["summary"]["global_acc_mean"] == \
-        alone_store.get_run(alone)["summary"]["global_acc_mean"]
+    assert (
+        store.get_run(run_id)["summary"]["global_acc_mean"]
+        == alone_store.get_run(alone)["summary"]["global_acc_mean"]
+    )
 
 
 @pytest.mark.slow
@@ -120,11 +127,19 @@ def test_cancel_from_another_process_then_cli_resume(tmp_path):
     round, and ``python -m engine resume`` finishes it with the figures of an uninterrupted run."""
     db = tmp_path / "x.db"
     path = config_file(tmp_path, rounds=30, checkpoint_every=10)
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "--db", str(db), "run", str(path), "--json"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "--db", str(db), "run", str(path), "--json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_until(lambda: db.exists() and only_run(Store(db)).get("current_round", 0) >= 2, timeout=600,
-                   interval=0.005)
+        wait_until(
+            lambda: db.exists() and only_run(Store(db)).get("current_round", 0) >= 2,
+            timeout=600,
+            interval=0.005,
+        )
         run_id = only_run(Store(db))["id"]
         Store(db).request_cancel(run_id)
     finally:
@@ -134,11 +149,20 @@ def test_cancel_from_another_process_then_cli_resume(tmp_path):
     p = store.progress(run_id)
     assert p["status"] == "cancelled" and 2 <= p["current_round"] < 30
     assert p["checkpoint_round"] == p["current_round"]  # stopped between rounds: nothing to redo
-    resume = subprocess.run([sys.executable, "-m", "engine", "--db", str(db), "resume", run_id, "--json"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    resume = subprocess.run(
+        [sys.executable, "-m", "engine", "--db", str(db), "resume", run_id, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert resume.returncode == 0, resume.stderr
     assert json.loads(resume.stdout.strip().splitlines()[-1])["status"] == "finished"
-    assert f"resumed from the checkpoint of round {p['current_round']}" in store.events(run_id)["message"].tolist()
+    assert (
+        f"resumed from the checkpoint of round {p['current_round']}"
+        in store.events(run_id)["message"].tolist()
+    )
     alone_store, alone = reference(tmp_path, path)
     assert_same_figures(store, run_id, alone_store, alone)
 
@@ -146,8 +170,14 @@ def test_cancel_from_another_process_then_cli_resume(tmp_path):
 def test_cli_cancel_of_a_run_in_another_live_process_sets_the_flag(tmp_path):
     store = Store(tmp_path / "x.db")
     run_id = store.create_run(digits_config(), status="running")  # owned by this live process
-    cancel = subprocess.run([sys.executable, "-m", "engine", "--db", str(store.path), "cancel", run_id],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    cancel = subprocess.run(
+        [sys.executable, "-m", "engine", "--db", str(store.path), "cancel", run_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert cancel.returncode == 0 and "cancel requested" in cancel.stdout, cancel.stderr
     assert store.cancel_requested(run_id) and store.get_run(run_id)["status"] == "running"
 
@@ -207,8 +237,10 @@ def test_database_under_a_regular_file_is_a_clear_error(tmp_path):
         get_manager(blocker / "runs.db")
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="running as root: permissions do not stop writes (the other cases here cover it)")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0,
+    reason="running as root: permissions do not stop writes (the other cases here cover it)",
+)
 def test_read_only_data_directory_is_a_clear_error(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -237,7 +269,9 @@ def test_full_disk_refuses_the_launch_without_a_row(tmp_path, monkeypatch):
     import engine.tracking.storage
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(engine.tracking.storage.shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20))
+    monkeypatch.setattr(
+        engine.tracking.storage.shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20)
+    )
     mgr = RunManager(Store(tmp_path / "runs.db"), workers=1)
     try:
         with pytest.raises(StorageError, match="only 1 MB free"):
@@ -250,8 +284,13 @@ def test_full_disk_refuses_the_launch_without_a_row(tmp_path, monkeypatch):
         mgr.shutdown()
 
 
-@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
-                                     RuntimeError("[enforce fail at inline_container.cc] file write failed")])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError("[enforce fail at inline_container.cc] file write failed"),
+    ],
+)
 def test_checkpoint_write_failure_fails_the_run_cleanly_and_resume_recovers(tmp_path, monkeypatch, failure):
     original = torch.save
 

@@ -15,23 +15,28 @@ import pytest
 import torch
 from conftest import digits_config
 
-from engine.core.aggregate import weighted_mean
 from engine.config import parse_config
+from engine.core.aggregate import weighted_mean
+from engine.core.simulation import Simulation
 from engine.data import ClientData, Split
 from engine.data.preprocess import Affine
 from engine.errors import ConfigError
 from engine.models import InputSpec
 from engine.robustness.adversaries import Adversaries
 from engine.robustness.aggregate import (
-    clip_rows, coordinate_median, krum_scores, krum_select, trim_count, trimmed_mean, weighted_rows_mean,
+    clip_rows,
+    coordinate_median,
+    krum_scores,
+    krum_select,
+    trim_count,
+    trimmed_mean,
+    weighted_rows_mean,
 )
 from engine.robustness.attacks import ATTACKS, AttackSetting
 from engine.robustness.attacks.backdoor import trigger_mask
 from engine.robustness.combine import Combiner, make_combiner
-from engine.robustness.defences import DEFENCES
-from engine.core.simulation import Simulation
-from engine.types import ClientInfo
 from engine.strategies._distill import merge_class_means
+from engine.types import ClientInfo
 from engine.validate import validate
 
 DIGITS = InputSpec("image", (1, 8, 8))
@@ -63,7 +68,9 @@ def test_krum_picks_the_client_in_the_thick_of_the_honest_ones() -> None:
     # client 2: distances^2 to 0, 1 = 1.01 each, to 3 = 0.81 -> 0.81 + 1.01 = 1.82 (lowest)
     scores = krum_scores(x, 1)
     assert scores[2] == pytest.approx(0.81 + 1.01)
-    assert scores[0] == pytest.approx(1.01 + 2.0)  # client 0: to 2 (1 + 0.01), to 3 (1 + 1); client 1 is 4 away
+    assert scores[0] == pytest.approx(
+        1.01 + 2.0
+    )  # client 0: to 2 (1 + 0.01), to 3 (1 + 1); client 1 is 4 away
     assert scores[4] > 4000  # the attacker's nearest two are honest clients ~70 away
     assert krum_select(x, 1).tolist() == [2]
     assert 4 not in krum_select(x, 1, m=4).tolist()  # multi-Krum leaves the attacker out
@@ -86,8 +93,14 @@ def test_weighted_rows_mean_matches_fedavg() -> None:
 # ---- the combiner: the seam ------------------------------------------------------------------------------
 def states(k: int = 5, seed: int = 0) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    return [{"w": torch.randn(3, 2, generator=g), "b": torch.randn(2, generator=g),
-             "n": torch.tensor(i, dtype=torch.long)} for i in range(k)]
+    return [
+        {
+            "w": torch.randn(3, 2, generator=g),
+            "b": torch.randn(2, generator=g),
+            "n": torch.tensor(i, dtype=torch.long),
+        }
+        for i in range(k)
+    ]
 
 
 def test_without_a_defence_the_combiner_is_the_plain_rule_bit_for_bit() -> None:
@@ -96,7 +109,11 @@ def test_without_a_defence_the_combiner_is_the_plain_rule_bit_for_bit() -> None:
     expected = weighted_mean(s, w)
     assert all(torch.equal(plain[k], expected[k]) for k in expected)
     means = [torch.randn(4, 3) for _ in range(3)]
-    counts = [torch.tensor([2.0, 0.0, 1.0, 5.0]), torch.tensor([1.0, 3.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 1.0, 2.0])]
+    counts = [
+        torch.tensor([2.0, 0.0, 1.0, 5.0]),
+        torch.tensor([1.0, 3.0, 0.0, 0.0]),
+        torch.tensor([0.0, 1.0, 1.0, 2.0]),
+    ]
     a, b = Combiner().class_means(means, counts)
     c, d = merge_class_means(means, counts)
     assert torch.equal(a, c) and torch.equal(b, d)
@@ -105,7 +122,9 @@ def test_without_a_defence_the_combiner_is_the_plain_rule_bit_for_bit() -> None:
 def test_a_defence_combines_whole_states_and_keeps_integer_tensors() -> None:
     s = states()
     out = make_combiner("median").mean(s, [1, 1, 1, 1, 9])
-    assert torch.equal(out["w"], torch.stack([x["w"] for x in s]).median(0).values)  # odd count: the middle value
+    assert torch.equal(
+        out["w"], torch.stack([x["w"] for x in s]).median(0).values
+    )  # odd count: the middle value
     assert out["n"].item() == 4  # the heaviest client's counter, as the plain rule does
     assert list(out) == ["w", "b", "n"] and out["w"].shape == (3, 2)
 
@@ -145,20 +164,33 @@ def test_partial_contributions_are_combined_per_group_of_covering_clients() -> N
     from engine.strategies.heterofl import aggregate_slices, embed
 
     old = {"w": torch.zeros(4)}
-    plans = [{"w": [torch.arange(4)]}, {"w": [torch.arange(4)]}, {"w": [torch.arange(2)]}, {"w": [torch.arange(1)]}]
-    parts = [{"w": torch.tensor([1.0, 2.0, 3.0, 4.0])}, {"w": torch.tensor([3.0, 4.0, 5.0, 6.0])},
-             {"w": torch.tensor([100.0, 100.0])}, {"w": torch.tensor([-7.0])}]
+    plans = [
+        {"w": [torch.arange(4)]},
+        {"w": [torch.arange(4)]},
+        {"w": [torch.arange(2)]},
+        {"w": [torch.arange(1)]},
+    ]
+    parts = [
+        {"w": torch.tensor([1.0, 2.0, 3.0, 4.0])},
+        {"w": torch.tensor([3.0, 4.0, 5.0, 6.0])},
+        {"w": torch.tensor([100.0, 100.0])},
+        {"w": torch.tensor([-7.0])},
+    ]
     weights = [1.0, 2.0, 3.0, 4.0]
     full = [{"w": embed(p["w"], plan["w"], old["w"].shape)} for p, plan in zip(parts, plans, strict=True)]
-    masks = [{"w": embed(torch.ones_like(p["w"]), plan["w"], old["w"].shape) > 0} for p, plan in zip(parts, plans, strict=True)]
+    masks = [
+        {"w": embed(torch.ones_like(p["w"]), plan["w"], old["w"].shape) > 0}
+        for p, plan in zip(parts, plans, strict=True)
+    ]
     plain = Combiner().masked_mean(full, masks, weights, old)
     assert torch.allclose(plain["w"], aggregate_slices(old, parts, plans, weights)["w"])
     robust = make_combiner("median").masked_mean(full, masks, weights, old, who=[0, 1, 2, 3])
     # entry 0: median(1, 3, 100, -7) = 2; entry 1: median(2, 4, 100) = 4; entries 2, 3: median(3, 5), (4, 6)
     assert robust["w"].tolist() == [2.0, 4.0, 4.0, 5.0]
     none = [{"w": torch.zeros(4)}] * 2
-    kept = make_combiner("median").masked_mean(none, [{"w": torch.tensor([True, False, False, False])}] * 2,
-                                               [1.0, 1.0], {"w": torch.full((4,), 9.0)})
+    kept = make_combiner("median").masked_mean(
+        none, [{"w": torch.tensor([True, False, False, False])}] * 2, [1.0, 1.0], {"w": torch.full((4,), 9.0)}
+    )
     assert kept["w"].tolist() == [0.0, 9.0, 9.0, 9.0]
 
 
@@ -182,7 +214,9 @@ def test_poisoned_logits_are_resisted_by_the_robust_class_means() -> None:
     spread = max(float((t - truth).norm()) for t in honest[:8])
     assert (plain.argmax(1) != torch.arange(10)).all()
     for defence in ("median", "trimmed_mean", "krum", "multi_krum"):
-        robust = make_combiner({"name": defence, **({"attackers": 2} if "krum" in defence else {})}).class_means(sent, counts)[0]
+        robust = make_combiner(
+            {"name": defence, **({"attackers": 2} if "krum" in defence else {})}
+        ).class_means(sent, counts)[0]
         assert (robust.argmax(1) == torch.arange(10)).all(), defence
         # within the honest clients' own spread around their mean (the plain mean is 3x beyond it)
         assert (robust - truth).norm() <= spread < (plain - truth).norm() / 3, defence
@@ -192,9 +226,14 @@ def test_poisoned_public_logits_are_resisted_by_the_robust_mean() -> None:
     """FedMD's scores on a public subset: 2 of 10 clients send them reversed."""
     g = torch.Generator().manual_seed(1)
     labels = torch.randint(10, (50,), generator=g)
-    honest = [4 * torch.nn.functional.one_hot(labels, 10).float() + torch.randn(50, 10, generator=g) for _ in range(10)]
+    honest = [
+        4 * torch.nn.functional.one_hot(labels, 10).float() + torch.randn(50, 10, generator=g)
+        for _ in range(10)
+    ]
     poison = attack("poisoned_logits", mode="flip", scale=5.0)
-    sent = [{"scores": t} for t in honest[:8]] + [{"scores": poison.poison_knowledge(t, g)} for t in honest[8:]]
+    sent = [{"scores": t} for t in honest[:8]] + [
+        {"scores": poison.poison_knowledge(t, g)} for t in honest[8:]
+    ]
     plain = Combiner().mean(sent, [1.0] * 10)["scores"]
     robust = make_combiner("median").mean(sent, [1.0] * 10)["scores"]
     assert float((plain.argmax(1) == labels).float().mean()) < 0.5
@@ -213,7 +252,9 @@ def test_poisoned_prototypes_are_resisted_by_the_robust_class_means(mode: str) -
     plain = Combiner().class_means(sent, counts)[0]
     spread = max(float((t - truth).norm()) for t in honest[:8])
     for defence in ("median", "trimmed_mean", "krum", "multi_krum"):
-        robust = make_combiner({"name": defence, **({"attackers": 2} if "krum" in defence else {})}).class_means(sent, counts)[0]
+        robust = make_combiner(
+            {"name": defence, **({"attackers": 2} if "krum" in defence else {})}
+        ).class_means(sent, counts)[0]
         nearest = torch.cdist(robust, centres).argmin(1)
         assert (nearest == torch.arange(10)).all(), (mode, defence)
         assert (robust - truth).norm() <= spread < (plain - truth).norm() / 2, (mode, defence)
@@ -231,7 +272,9 @@ def test_label_flipping_swaps_classes_with_their_mirror_or_one_class_for_another
     data = client_data()
     out = attack("label_flip").poison(data, None, torch.Generator())
     assert torch.equal(out.train.y, 9 - data.train.y)
-    assert torch.equal(out.train.x, data.train.x) and torch.equal(out.test.y, data.test.y)  # its test stays clean
+    assert torch.equal(out.train.x, data.train.x) and torch.equal(
+        out.test.y, data.test.y
+    )  # its test stays clean
     assert torch.equal(data.train.y, torch.arange(40) % 10)  # the original is untouched
     targeted = attack("label_flip", source=7, target=1).poison(data, None, torch.Generator())
     assert torch.equal(targeted.train.y, torch.where(data.train.y == 7, 1, data.train.y))
@@ -248,7 +291,9 @@ def test_update_attacks_change_the_update_not_the_model() -> None:
     assert sent["w"].tolist() == [6.0, -9.0]
     a, _ = attack("gaussian_noise", std=2.0).tamper(trained, received, None, torch.Generator().manual_seed(5))
     b, _ = attack("gaussian_noise", std=2.0).tamper(trained, received, None, torch.Generator().manual_seed(5))
-    assert torch.equal(a["w"], b["w"]) and not torch.equal(a["w"], trained["w"])  # seeded noise around the received
+    assert torch.equal(a["w"], b["w"]) and not torch.equal(
+        a["w"], trained["w"]
+    )  # seeded noise around the received
     assert attack("sign_flip", start_round=3).active(2) is False
 
 
@@ -278,11 +323,16 @@ def test_backdoor_trigger_sits_where_it_says_and_survives_preprocessing() -> Non
 # ---- config and compatibility --------------------------------------------------------------------------------
 def roster(attack_spec, n_bad: int = 2, n: int = 10) -> list[dict]:
     base = {"model": {"arch": "mlp", "hidden": 16}}
-    return [{"name": "honest", "count": n - n_bad, **base}, {"name": "bad", "count": n_bad, **base, "adversary": attack_spec}]
+    return [
+        {"name": "honest", "count": n - n_bad, **base},
+        {"name": "bad", "count": n_bad, **base, "adversary": attack_spec},
+    ]
 
 
 def test_config_names_the_client_and_the_valid_choices() -> None:
-    with pytest.raises(ConfigError, match=r"clients\.1\.adversary: unknown attack 'flip'; valid attack names: backdoor"):
+    with pytest.raises(
+        ConfigError, match=r"clients\.1\.adversary: unknown attack 'flip'; valid attack names: backdoor"
+    ):
         parse_config(digits_config(clients=roster("flip")))
     with pytest.raises(ConfigError, match="give both source and target"):
         parse_config(digits_config(clients=roster({"attack": "label_flip", "target": 2})))
@@ -300,10 +350,14 @@ def check(**over):
 def test_the_check_says_where_an_attack_or_a_defence_cannot_apply_and_why() -> None:
     r = check(clients=roster("sign_flip"), strategy="fd")
     # rows numbered as the roster table shows them: eight honest clients, then rows 8 and 9
-    assert any("client rows 8-9 (bad): sign flipping changes its model update, but fd sends logits" in e
-               for e in r.errors)
+    assert any(
+        "client rows 8-9 (bad): sign flipping changes its model update, but fd sends logits" in e
+        for e in r.errors
+    )
     assert r.compatible["fedavg"] is None and "poisoned_logits" in r.compatible["fd"]
-    assert r.compatible["local"] is None and r.compatible["centralized"] is None  # references: warned, not refused
+    assert (
+        r.compatible["local"] is None and r.compatible["centralized"] is None
+    )  # references: warned, not refused
     r = check(clients=roster("poisoned_prototypes"), strategy="fedproto", defence="median")
     assert r.ok and "fedavg" in r.compatible and r.compatible["fedavg"] is not None
     r = check(clients=roster({"attack": "backdoor", "target": 10}))
@@ -327,15 +381,23 @@ def test_a_defence_that_needs_each_update_is_refused_with_secure_aggregation() -
 
 # ---- the seams in a run --------------------------------------------------------------------------------
 def small(**over) -> dict:
-    return digits_config(rounds=over.pop("rounds", 2), checkpoint_every=0,
-                         data={"dataset": "digits", "partition": {"method": "iid"}, "max_samples": 600}, **over)
+    return digits_config(
+        rounds=over.pop("rounds", 2),
+        checkpoint_every=0,
+        data={"dataset": "digits", "partition": {"method": "iid"}, "max_samples": 600},
+        **over,
+    )
 
 
 def test_a_sign_flipping_client_sends_the_reversed_update_through_any_strategy_hook() -> None:
     """One client, FedAvg: the server's model after round 1 is the received model minus the
     client's honest update (its own stored model is the honestly trained one)."""
-    cfg = parse_config(small(rounds=1, clients=[{"name": "bad", "model": {"arch": "mlp", "hidden": 16},
-                                                   "adversary": "sign_flip"}]))
+    cfg = parse_config(
+        small(
+            rounds=1,
+            clients=[{"name": "bad", "model": {"arch": "mlp", "hidden": 16}, "adversary": "sign_flip"}],
+        )
+    )
     sim = Simulation(cfg)
     sim.run()
     start, trained = sim.initial[0], sim.states[0]["model"]
@@ -360,8 +422,12 @@ def test_poisoned_data_is_what_the_attacker_trains_on_with_every_executor() -> N
 
 
 def test_krum_leaves_sign_flipping_attackers_out_and_says_so() -> None:
-    cfg = parse_config(small(clients=roster({"attack": "sign_flip", "scale": 4}, n_bad=2, n=8),
-                             defence={"name": "krum", "attackers": 2}))
+    cfg = parse_config(
+        small(
+            clients=roster({"attack": "sign_flip", "scale": 4}, n_bad=2, n=8),
+            defence={"name": "krum", "attackers": 2},
+        )
+    )
     sim = Simulation(cfg)
     sim.run()
     for record in sim.history:
@@ -382,8 +448,9 @@ def test_the_backdoor_success_rate_is_measured_per_client_and_for_the_server_mod
 def test_a_personalised_strategy_scores_each_client_and_fedproto_resists_with_the_median() -> None:
     """FedProto: each client its own model (its own success rate); poisoned prototypes go through
     the class-means seam, where the median holds."""
-    cfg = parse_config(small(clients=roster("poisoned_prototypes", n_bad=1, n=4), strategy="fedproto",
-                             defence="median"))
+    cfg = parse_config(
+        small(clients=roster("poisoned_prototypes", n_bad=1, n=4), strategy="fedproto", defence="median")
+    )
     sim = Simulation(cfg)
     sim.run()
     assert sim.strategy.state["prototypes"].shape == (10, 64)
@@ -393,13 +460,26 @@ def test_a_personalised_strategy_scores_each_client_and_fedproto_resists_with_th
 def heterofl_config(defence: str, attack: bool, rounds: int = 8) -> dict:
     """Six HeteroFL clients on digits (four full width, two half width), one full-width client
     sending its update reversed five times over."""
-    base = {"model": {"arch": "mlp", "hidden": 32}, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 2}
+    base = {
+        "model": {"arch": "mlp", "hidden": 32},
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "epochs": 2,
+    }
     bad = {**base, "adversary": {"attack": "sign_flip", "scale": 5}} if attack else base
-    return digits_config(rounds=rounds, checkpoint_every=0, strategy="heterofl", defence=defence,
-                         data={"dataset": "digits", "partition": {"method": "iid"}},
-                         clients=[{"name": "wide", "count": 3, **base},
-                                  {"name": "narrow", "count": 2, **base, "model": {**base["model"], "width": 0.5}},
-                                  {"name": "bad", **bad}])
+    return digits_config(
+        rounds=rounds,
+        checkpoint_every=0,
+        strategy="heterofl",
+        defence=defence,
+        data={"dataset": "digits", "partition": {"method": "iid"}},
+        clients=[
+            {"name": "wide", "count": 3, **base},
+            {"name": "narrow", "count": 2, **base, "model": {**base["model"], "width": 0.5}},
+            {"name": "bad", **bad},
+        ],
+    )
 
 
 def test_heterofl_takes_a_defence_on_its_nested_slices() -> None:
@@ -420,18 +500,33 @@ def test_heterofl_with_the_median_resists_a_sign_flipping_client() -> None:
 def flip_config(defence: str, attack: bool, seed: int = 0) -> dict:
     """Ten digits clients (iid), two of them compromised: they flip every label and train 5 local
     epochs (an attacker does not keep to the protocol's settings); honest clients train 2."""
-    base = {"model": {"arch": "mlp", "hidden": 32}, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 2}
+    base = {
+        "model": {"arch": "mlp", "hidden": 32},
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "epochs": 2,
+    }
     bad = {**base, "epochs": 5, "adversary": "label_flip"} if attack else base
-    return digits_config(seed=seed, rounds=20, checkpoint_every=0, defence=defence,
-                         data={"dataset": "digits", "partition": {"method": "iid"}},
-                         clients=[{"name": "honest", "count": 8, **base}, {"name": "bad", "count": 2, **bad}])
+    return digits_config(
+        seed=seed,
+        rounds=20,
+        checkpoint_every=0,
+        defence=defence,
+        data={"dataset": "digits", "partition": {"method": "iid"}},
+        clients=[{"name": "honest", "count": 8, **base}, {"name": "bad", "count": 2, **bad}],
+    )
 
 
 @pytest.mark.slow
 def test_two_label_flippers_cost_fedavg_ten_points_and_the_median_or_trimmed_mean_win_them_back() -> None:
     acc = {}
-    for name, defence, attack_on in (("clean", "none", False), ("fedavg", "none", True),
-                                     ("median", "median", True), ("trimmed", "trimmed_mean", True)):
+    for name, defence, attack_on in (
+        ("clean", "none", False),
+        ("fedavg", "none", True),
+        ("median", "median", True),
+        ("trimmed", "trimmed_mean", True),
+    ):
         acc[name] = Simulation(parse_config(flip_config(defence, attack_on))).run()["final"]["server_acc"]
     assert acc["clean"] - acc["fedavg"] >= 0.10, acc
     assert max(acc["median"], acc["trimmed"]) >= acc["clean"] - 0.03, acc
@@ -442,10 +537,22 @@ def test_the_backdoor_succeeds_without_a_defence_where_it_should() -> None:
     """Two of ten clients put a 3x3 bright patch on half their samples labelled 0: the global
     model learns the rule (most triggered non-0 digits become 0) while a clean federation's model,
     measured with the same trigger, does not."""
-    base = {"model": {"arch": "mlp", "hidden": 32}, "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 2}
-    cfg = digits_config(rounds=20, checkpoint_every=0, data={"dataset": "digits", "partition": {"method": "iid"}},
-                        clients=[{"name": "honest", "count": 8, **base},
-                                 {"name": "bad", "count": 2, **base, "adversary": {"attack": "backdoor", "target": 0}}])
+    base = {
+        "model": {"arch": "mlp", "hidden": 32},
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "epochs": 2,
+    }
+    cfg = digits_config(
+        rounds=20,
+        checkpoint_every=0,
+        data={"dataset": "digits", "partition": {"method": "iid"}},
+        clients=[
+            {"name": "honest", "count": 8, **base},
+            {"name": "bad", "count": 2, **base, "adversary": {"attack": "backdoor", "target": 0}},
+        ],
+    )
     attacked = Simulation(parse_config(cfg)).run()["final"]
     clean_cfg = copy.deepcopy(cfg)
     clean_cfg["clients"][1].pop("adversary")
@@ -453,8 +560,15 @@ def test_the_backdoor_succeeds_without_a_defence_where_it_should() -> None:
     clean.run()
     # the clean run's models, measured with the attacked run's trigger
     specs = parse_config(cfg).roster()
-    probe = Adversaries([ClientInfo(c.id, c.name, spec, c.n_train, c.n_test) for c, spec in zip(clean.clients, specs, strict=True)],
-                        clean.federation, clean.strategy, 0)
+    probe = Adversaries(
+        [
+            ClientInfo(c.id, c.name, spec, c.n_train, c.n_test)
+            for c, spec in zip(clean.clients, specs, strict=True)
+        ],
+        clean.federation,
+        clean.strategy,
+        0,
+    )
     _, baseline = probe.scores(clean.clients, clean.states, clean.devices, clean.build)
     assert attacked["backdoor_asr"] >= 0.6, attacked
     assert baseline["backdoor_asr"] <= 0.25, baseline

@@ -16,11 +16,11 @@ from conftest import digits_config
 
 from engine.config import parse_config
 from engine.errors import ConfigError, RunNotFoundError
-from engine.tracking.runs import RunManager, RunStateError, get_manager
-from engine.tracking.variants import deep_merge, set_path, strategy_label
-from engine.tracking.liveness import owner_alive, process_owner
-from engine.tracking.storage import Store
 from engine.strategies.fedavg import FedAvg
+from engine.tracking.liveness import owner_alive, process_owner
+from engine.tracking.runs import RunManager, RunStateError, get_manager
+from engine.tracking.storage import Store
+from engine.tracking.variants import deep_merge, set_path, strategy_label
 
 WALL_KEYS = ("wall_s", "cum_wall_s")
 
@@ -41,9 +41,14 @@ def figures(store, run_id):
     {(round, client, key): value}."""
     rm = store.round_metrics(run_id)
     cm = store.client_metrics(run_id)
-    rounds = {(r, k): v for r, k, v in zip(rm["round"], rm["key"], rm["value"], strict=True) if k not in WALL_KEYS}
-    clients = {(r, c, k): v for r, c, k, v in zip(cm["round"], cm["client_id"], cm["key"], cm["value"], strict=True)
-               if k not in WALL_KEYS}
+    rounds = {
+        (r, k): v for r, k, v in zip(rm["round"], rm["key"], rm["value"], strict=True) if k not in WALL_KEYS
+    }
+    clients = {
+        (r, c, k): v
+        for r, c, k, v in zip(cm["round"], cm["client_id"], cm["key"], cm["value"], strict=True)
+        if k not in WALL_KEYS
+    }
     return rounds, clients
 
 
@@ -101,7 +106,9 @@ def test_queued_then_running_then_finished(tmp_path, monkeypatch):
         assert mgr.wait(first, 60) == "finished" and mgr.wait(second, 60) == "finished"
         assert mgr.active() == []
         row = mgr.store.get_run(second)
-        assert row["name"] == "second" and row["current_round"] == 2 and row["finished_at"] >= row["started_at"]
+        assert (
+            row["name"] == "second" and row["current_round"] == 2 and row["finished_at"] >= row["started_at"]
+        )
     finally:
         gate.release.set()
         mgr.shutdown(wait=False)
@@ -148,16 +155,25 @@ def test_cancel_mid_round_then_resume_equals_an_uninterrupted_run(manager, monke
     alone = manager.submit(config)
     assert manager.wait(alone, 60) == "finished"
     assert_same_figures(manager.store, run_id, manager.store, alone)
-    assert manager.store.get_run(run_id)["summary"]["global_acc_mean"] == \
-        manager.store.get_run(alone)["summary"]["global_acc_mean"]
+    assert (
+        manager.store.get_run(run_id)["summary"]["global_acc_mean"]
+        == manager.store.get_run(alone)["summary"]["global_acc_mean"]
+    )
 
 
 def test_resume_with_device_tiers_and_a_deadline_equals_an_uninterrupted_run(manager, monkeypatch):
     """The virtual clock's draws (availability, dropout) and state (simulated time) resume too."""
     base = digits_config()["clients"][0]
-    config = cfg(rounds=5, checkpoint_every=2, deadline=2.0, deadline_policy="partial", clients=[
-        {**base, "count": 2, "name": "phone", "tier": "phone-low"},
-        {**base, "count": 2, "name": "laptop", "tier": "laptop-cpu"}])
+    config = cfg(
+        rounds=5,
+        checkpoint_every=2,
+        deadline=2.0,
+        deadline_policy="partial",
+        clients=[
+            {**base, "count": 2, "name": "phone", "tier": "phone-low"},
+            {**base, "count": 2, "name": "laptop", "tier": "laptop-cpu"},
+        ],
+    )
     gate = Gate(monkeypatch, rnd=4)
     run_id = manager.submit(config)
     assert gate.entered.wait(300)
@@ -270,8 +286,13 @@ def test_startup_marks_runs_of_dead_or_silent_processes_interrupted(tmp_path):
     try:
         assert sorted(mgr.interrupted) == sorted([dead, silent])
         status = {r: store.get_run(r)["status"] for r in (dead, silent, remote_alive, ours, finished)}
-        assert status == {dead: "interrupted", silent: "interrupted", remote_alive: "running",
-                          ours: "running", finished: "finished"}
+        assert status == {
+            dead: "interrupted",
+            silent: "interrupted",
+            remote_alive: "running",
+            ours: "running",
+            finished: "finished",
+        }
         assert "process running it stopped" in store.get_run(dead)["error"]
         assert "stopped" in store.events(dead)["message"].iloc[-1]
     finally:
@@ -299,7 +320,9 @@ def test_progress_mid_round_and_after(manager, monkeypatch):
     assert gate.entered.wait(300)
     p = manager.progress(run_id)
     assert p["status"] == "running" and p["current_round"] == 1 and p["round_in_progress"] == 2
-    assert p["fraction"] == pytest.approx(1 / 3) and p["eta_s"] is None  # one round: no estimate yet (engine/tracking/eta.py)
+    assert (
+        p["fraction"] == pytest.approx(1 / 3) and p["eta_s"] is None
+    )  # one round: no estimate yet (engine/tracking/eta.py)
     assert p["elapsed_s"] > 0 and "global_acc_mean" in p["last_metrics"] and p["phase"] == "training"
     statuses = sorted(c["status"] for c in p["clients"])
     assert statuses == ["training", "training", "waiting", "waiting"]
@@ -320,7 +343,9 @@ def test_fork_merges_changes_validates_and_does_not_launch(manager):
     run_id = manager.submit(cfg(rounds=1, strategy={"name": "fedprox", "mu": 0.3}))
     assert manager.wait(run_id, 600) == "finished"
     n_runs = len(manager.store.list_runs())
-    forked = manager.fork(run_id, {"rounds": 2, "strategy": {"mu": 0.5}, "data": {"partition": {"alpha": 0.9}}})
+    forked = manager.fork(
+        run_id, {"rounds": 2, "strategy": {"mu": 0.5}, "data": {"partition": {"alpha": 0.9}}}
+    )
     assert forked.rounds == 2 and forked.strategy.name == "fedprox" and forked.strategy.params()["mu"] == 0.5
     assert forked.data.partition.params()["alpha"] == 0.9 and forked.data.partition.method == "dirichlet"
     assert forked.clients == cfg().clients
@@ -346,14 +371,22 @@ def test_deep_merge_and_set_path():
 
 
 def test_sweep_groups_seeds_and_strategies(manager):
-    group_id, run_ids = manager.sweep(cfg(rounds=2), seeds=[0, 1],
-                                      strategies=[{"name": "fedavg"}, {"name": "fedprox", "mu": 0.1}], name="cmp")
+    group_id, run_ids = manager.sweep(
+        cfg(rounds=2),
+        seeds=[0, 1],
+        strategies=[{"name": "fedavg"}, {"name": "fedprox", "mu": 0.1}],
+        name="cmp",
+    )
     assert len(run_ids) == 4
     assert all(manager.wait(r, 60) == "finished" for r in run_ids)
     rows = manager.store.list_runs(group_id=group_id)
     assert {r["id"] for r in rows} == set(run_ids)
     assert sorted((r["variant"], r["seed"]) for r in rows) == [
-        ("fedavg", 0), ("fedavg", 1), ("fedprox (mu=0.1)", 0), ("fedprox (mu=0.1)", 1)]
+        ("fedavg", 0),
+        ("fedavg", 1),
+        ("fedprox (mu=0.1)", 0),
+        ("fedprox (mu=0.1)", 1),
+    ]
     assert {r["name"] for r in rows} >= {"cmp · fedavg · seed 0", "cmp · fedprox (mu=0.1) · seed 1"}
     configs = [manager.store.get_run(r)["config"] for r in run_ids]
     assert [c["seed"] for c in configs] == [0, 1, 0, 1]
@@ -437,9 +470,9 @@ def test_rename_and_tags(manager):
 
 # ---- concurrency ----------------------------------------------------------------------------------
 def test_seeded_blocks_are_not_disturbed_by_model_builds_on_other_threads():
+    from engine.core.seeding import seeded
     from engine.models import build_model
     from engine.models.base import InputSpec
-    from engine.core.seeding import seeded
 
     with seeded(0, "probe"):
         expected = torch.rand(4)
@@ -501,14 +534,32 @@ def test_cli_sweep_report_summary_rename_tag_fork_cancel_delete(tmp_path, capsys
     db = str(tmp_path / "cli.db")
     config = tmp_path / "exp.json"
     config.write_text(json.dumps(digits_config(rounds=2)))
-    assert main(["--db", db, "sweep", str(config), "--seeds", "0", "1", "--strategies", "fedavg",
-                 "fedprox:mu=0.1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "--db",
+                db,
+                "sweep",
+                str(config),
+                "--seeds",
+                "0",
+                "1",
+                "--strategies",
+                "fedavg",
+                "fedprox:mu=0.1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(out["runs"]) == 4 and set(out["runs"].values()) == {"finished"}
     settings = {(r["setting"], r["metric"]): r for r in out["summary"]}
     assert settings[("fedprox (mu=0.1)", "global_acc_mean")]["n"] == 2
     store = Store(db)
-    run_id = next(r for r in out["runs"] if store.get_run(r)["config"]["seed"] == 0)  # runs list in finishing order
+    run_id = next(
+        r for r in out["runs"] if store.get_run(r)["config"]["seed"] == 0
+    )  # runs list in finishing order
 
     report = tmp_path / "report.html"
     assert main(["--db", db, "report", "--group", out["group_id"], "--out", str(report)]) == 0
@@ -524,8 +575,23 @@ def test_cli_sweep_report_summary_rename_tag_fork_cancel_delete(tmp_path, capsys
     assert row["name"] == "first seed" and row["tags"] == ["b"]
 
     forked = tmp_path / "fork.json"
-    assert main(["--db", db, "fork", run_id, "--set", "rounds=1", "--set", "clients.0.lr=0.2",
-                 "--out", str(forked)]) == 0
+    assert (
+        main(
+            [
+                "--db",
+                db,
+                "fork",
+                run_id,
+                "--set",
+                "rounds=1",
+                "--set",
+                "clients.0.lr=0.2",
+                "--out",
+                str(forked),
+            ]
+        )
+        == 0
+    )
     data = json.loads(forked.read_text())
     assert data["rounds"] == 1 and data["clients"][0]["lr"] == 0.2 and data["seed"] == 0
     capsys.readouterr()

@@ -24,8 +24,9 @@ def test_the_config_and_the_pages_offer_exactly_the_defined_optimisers() -> None
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_each_optimiser_keeps_the_weight_copies_the_memory_estimate_counts(name: str,
-                                                                           momentum: float) -> None:
+def test_each_optimiser_keeps_the_weight_copies_the_memory_estimate_counts(
+    name: str, momentum: float
+) -> None:
     model = torch.nn.Linear(3, 2)
     opt = make_optimizer(name, model.parameters(), lr=0.1, momentum=momentum, weight_decay=0.01)
     assert type(opt).__name__ == OPTIMIZERS[name].torch_class

@@ -18,9 +18,17 @@ from engine.flops import forward_flops
 from engine.models import ARCHITECTURES, InputSpec, build_model, flops_per_sample
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = {"image": [InputSpec("image", (1, 8, 8)), InputSpec("image", (3, 32, 32))],
-         "sequence": [InputSpec("sequence", (12, 3))], "tabular": [InputSpec("tabular", (30,))]}
-CASES = [(name, spec) for name, arch in ARCHITECTURES.items() for kind in sorted(arch.kinds) for spec in SPECS[kind]]
+SPECS = {
+    "image": [InputSpec("image", (1, 8, 8)), InputSpec("image", (3, 32, 32))],
+    "sequence": [InputSpec("sequence", (12, 3))],
+    "tabular": [InputSpec("tabular", (30,))],
+}
+CASES = [
+    (name, spec)
+    for name, arch in ARCHITECTURES.items()
+    for kind in sorted(arch.kinds)
+    for spec in SPECS[kind]
+]
 
 
 def torch_count(model: torch.nn.Module, spec: InputSpec) -> int:
@@ -59,24 +67,37 @@ def test_flops_scale_with_the_batch_and_restore_training_mode() -> None:
 
 def modules_after(args: list[str], home: Path) -> dict[str, bool]:
     """Which heavy modules a fresh ``python -m engine ARGS`` process had imported at exit."""
-    probe = ("import atexit, json, sys, runpy\n"
-             "atexit.register(lambda: print('MODULES ' + json.dumps({m: m in sys.modules for m in "
-             "('torch', 'torch._dynamo', 'sklearn', 'scipy', 'plotly', 'streamlit')})))\n"
-             f"sys.argv = ['engine', *{args!r}]\n"
-             "runpy.run_module('engine', run_name='__main__')\n")
-    env = {**os.environ, "FEDMOSAIC_HOME": str(home), "FEDMOSAIC_DB": str(home / "t.db"), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    probe = (
+        "import atexit, json, sys, runpy\n"
+        "atexit.register(lambda: print('MODULES ' + json.dumps({m: m in sys.modules for m in "
+        "('torch', 'torch._dynamo', 'sklearn', 'scipy', 'plotly', 'streamlit')})))\n"
+        f"sys.argv = ['engine', *{args!r}]\n"
+        "runpy.run_module('engine', run_name='__main__')\n"
+    )
+    env = {
+        **os.environ,
+        "FEDMOSAIC_HOME": str(home),
+        "FEDMOSAIC_DB": str(home / "t.db"),
+        "OMP_NUM_THREADS": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     line = next(l for l in out.stdout.splitlines() if l.startswith("MODULES "))
-    return json.loads(line[len("MODULES "):])
+    return json.loads(line[len("MODULES ") :])
 
 
 def test_a_run_imports_only_what_it_needs(tmp_path: Path) -> None:
-    config = {"name": "diet", "seed": 0, "rounds": 1, "checkpoint_every": 0,
-              "data": {"dataset": "shapes", "options": {"domains": 2, "per_class": 10}},
-              "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
-              "strategy": {"name": "fedavg"}}
+    config = {
+        "name": "diet",
+        "seed": 0,
+        "rounds": 1,
+        "checkpoint_every": 0,
+        "data": {"dataset": "shapes", "options": {"domains": 2, "per_class": 10}},
+        "clients": [{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
+        "strategy": {"name": "fedavg"},
+    }
     path = tmp_path / "diet.json"
     path.write_text(json.dumps(config))
     ran = modules_after(["run", str(path), "--json"], tmp_path)

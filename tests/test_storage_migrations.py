@@ -24,11 +24,13 @@ def _old_database(path: Path) -> None:
     for run_id in ("keep", "gone", "orphan"):
         db["clients"].insert({"run_id": run_id, "client_id": 0, "name": "site-a", "arch": "mlp"})
         db["round_metrics"].insert({"run_id": run_id, "round": 1, "key": "acc", "value": 0.5})
-        db["client_metrics"].insert({"run_id": run_id, "round": 1, "client_id": 0, "key": "acc",
-                                     "value": 0.4})
+        db["client_metrics"].insert(
+            {"run_id": run_id, "round": 1, "client_id": 0, "key": "acc", "value": 0.4}
+        )
         db["events"].insert({"run_id": run_id, "ts": 1.0, "round": 1, "level": "info", "message": "hi"})
-        db["checkpoints"].insert({"run_id": run_id, "round": 1, "path": str(path.parent / f"{run_id}.pt"),
-                                  "created_at": 1.0})
+        db["checkpoints"].insert(
+            {"run_id": run_id, "round": 1, "path": str(path.parent / f"{run_id}.pt"), "created_at": 1.0}
+        )
     db.conn.commit()
     db.close()
 

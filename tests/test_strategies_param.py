@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from conftest import digits_config
 
-from engine.core.state import nbytes
 from engine.config import ClientSpec, parse_config
-from engine.models import InputSpec, build_model
 from engine.core.simulation import Simulation
+from engine.core.state import nbytes
+from engine.models import InputSpec, build_model
 from engine.strategies import STRATEGIES
-from engine.types import ClientContext, ClientInfo, ClientResult, Server
 from engine.strategies.heterofl import aggregate_slices, make_plan, take
+from engine.types import ClientContext, ClientInfo, ClientResult, Server
 
 MLP_SMALL = {"arch": "mlp", "hidden": 16}
 SGD = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 1, "batch_size": 32}
@@ -48,20 +48,42 @@ def tiny_server(specs: list[ClientSpec], rep_dim: int = 4, n_out: int = 3) -> Se
         return build_model(spec, TAB, rep_dim, n_out)
 
     torch.manual_seed(0)
-    init = {c.id: {k: v.detach().clone() for k, v in build(c.spec.model).state_dict().items()}
-            for c in clients}
-    return Server(clients=clients, input_spec=TAB, task="classification", n_outputs=n_out, rep_dim=rep_dim,
-                  seed=0, device=torch.device("cpu"), public=None, initial_states=lambda c: init[c.id],
-                  client_state=lambda c: {"model": init[c.id], "extra": {}}, build=build)
+    init = {
+        c.id: {k: v.detach().clone() for k, v in build(c.spec.model).state_dict().items()} for c in clients
+    }
+    return Server(
+        clients=clients,
+        input_spec=TAB,
+        task="classification",
+        n_outputs=n_out,
+        rep_dim=rep_dim,
+        seed=0,
+        device=torch.device("cpu"),
+        public=None,
+        initial_states=lambda c: init[c.id],
+        client_state=lambda c: {"model": init[c.id], "extra": {}},
+        build=build,
+    )
 
 
 def context(strategy, server: Server, info: ClientInfo, message: dict, x, y, state=None) -> ClientContext:
     model = server.build(info.spec.model)
     model.load_state_dict(server.initial_states(info))
-    return ClientContext(client=info, round=1, model=model, state=state if state is not None else {},
-                         received=message, x=x, y=y, public_x=None, task="classification",
-                         device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
-                         strategy=strategy, build=server.build)
+    return ClientContext(
+        client=info,
+        round=1,
+        model=model,
+        state=state if state is not None else {},
+        received=message,
+        x=x,
+        y=y,
+        public_x=None,
+        task="classification",
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        strategy=strategy,
+        build=server.build,
+    )
 
 
 def tiny_data(seed: int, n: int = 8):
@@ -75,8 +97,9 @@ def test_fedprox_with_mu_zero_gives_exactly_fedavgs_numbers():
     prox0 = run(rounds=2, strategy={"name": "fedprox", "mu": 0.0}).history
     prox = run(rounds=2, strategy={"name": "fedprox", "mu": 0.5}).history
     for a, b in zip(fedavg, prox0, strict=True):
-        assert {k: v for k, v in a.metrics.items() if "wall_s" not in k} == \
-               {k: v for k, v in b.metrics.items() if "wall_s" not in k}
+        assert {k: v for k, v in a.metrics.items() if "wall_s" not in k} == {
+            k: v for k, v in b.metrics.items() if "wall_s" not in k
+        }
     assert prox[-1].metrics["server_acc"] != fedavg[-1].metrics["server_acc"]
 
 
@@ -84,8 +107,9 @@ def test_fedprox_proximal_term_keeps_clients_near_the_global_model():
     def drift(strategy: dict) -> float:
         sim = run(rounds=1, strategy=strategy)
         start = sim.initial[0]  # round 1: every client starts from the first client's initial model
-        return sum(sum(float((s["model"][k] - start[k]).pow(2).sum()) for k in start)
-                   for s in sim.states.values())
+        return sum(
+            sum(float((s["model"][k] - start[k]).pow(2).sum()) for k in start) for s in sim.states.values()
+        )
 
     free, held = drift({"name": "fedavg"}), drift({"name": "fedprox", "mu": 1.0})
     assert held < 0.8 * free
@@ -107,15 +131,18 @@ def test_fedprox_loss_adds_half_mu_times_squared_distance_to_the_anchor():
 
 # ---- SCAFFOLD ----------------------------------------------------------------------------------------
 def _scaffold(control: str = "difference"):
-    specs = [ClientSpec(name=n, model={"arch": "mlp", "depth": 1}, optimizer="sgd", lr=0.1, epochs=2,
-                        batch_size=8) for n in ("a", "b", "c")]
+    specs = [
+        ClientSpec(name=n, model={"arch": "mlp", "depth": 1}, optimizer="sgd", lr=0.1, epochs=2, batch_size=8)
+        for n in ("a", "b", "c")
+    ]
     server = tiny_server(specs)
     cls = STRATEGIES.get("scaffold")
     strategy = cls(cls.Params(control=control), server)
     strategy.init()
     g = torch.Generator().manual_seed(5)
-    strategy.state["control"] = {k: 0.1 * torch.randn(v.shape, generator=g)
-                                 for k, v in strategy.state["control"].items()}
+    strategy.state["control"] = {
+        k: 0.1 * torch.randn(v.shape, generator=g) for k, v in strategy.state["control"].items()
+    }
     return strategy, server
 
 
@@ -200,20 +227,22 @@ def _server_opt(name: str, **params):
 
 def test_fedadam_and_fedyogi_steps_match_reddi_et_al_algorithm_2():
     old = {"w": torch.tensor([1.0, -2.0]), "n": torch.tensor(7)}
-    avgs = [{"w": torch.tensor([1.5, -2.0]), "n": torch.tensor(8)},
-            {"w": torch.tensor([0.5, -1.0]), "n": torch.tensor(9)}]
+    avgs = [
+        {"w": torch.tensor([1.5, -2.0]), "n": torch.tensor(8)},
+        {"w": torch.tensor([0.5, -1.0]), "n": torch.tensor(9)},
+    ]
     eta, b1, b2, tau = 0.1, 0.9, 0.99, 1e-3
     for name in ("fedadam", "fedyogi"):
         strategy = _server_opt(name, server_lr=eta, beta1=b1, beta2=b2, tau=tau)
-        x, m, v = old["w"].clone(), torch.zeros(2), torch.full((2,), tau ** 2)
+        x, m, v = old["w"].clone(), torch.zeros(2), torch.full((2,), tau**2)
         state = old
         for avg in avgs:
             delta = avg["w"] - state["w"]
             m = b1 * m + (1 - b1) * delta
             if name == "fedadam":
-                v = b2 * v + (1 - b2) * delta ** 2
+                v = b2 * v + (1 - b2) * delta**2
             else:
-                v = v - (1 - b2) * delta ** 2 * torch.sign(v - delta ** 2)
+                v = v - (1 - b2) * delta**2 * torch.sign(v - delta**2)
             x = x + eta * m / (v.sqrt() + tau)
             state = strategy.server_update("all", state, avg)
             assert torch.allclose(state["w"], x, atol=1e-6), name
@@ -225,7 +254,7 @@ def test_fedavgm_accumulates_server_momentum_and_equals_fedavg_without_it():
     old = {"w": torch.tensor([0.0])}
     strategy = _server_opt("fedavgm", server_lr=0.5, momentum=0.9)
     s1 = strategy.server_update("all", old, {"w": torch.tensor([1.0])})  # m = 1      -> 0.5
-    s2 = strategy.server_update("all", s1, {"w": torch.tensor([1.5])})   # m = 0.9+1  -> 1.45
+    s2 = strategy.server_update("all", s1, {"w": torch.tensor([1.5])})  # m = 0.9+1  -> 1.45
     assert torch.allclose(s1["w"], torch.tensor([0.5])) and torch.allclose(s2["w"], torch.tensor([1.45]))
     plain = _server_opt("fedavgm", server_lr=1.0, momentum=0.0)
     step = plain.server_update("all", old, {"w": torch.tensor([0.25])})
@@ -245,8 +274,11 @@ def test_fedadam_server_state_survives_checkpoint_and_resume(store, monkeypatch)
     # the moments matter: dropping them on restore changes the continuation
     cls = STRATEGIES.get("fedadam")
     original = cls.load_state_dict
-    monkeypatch.setattr(cls, "load_state_dict",
-                        lambda self, s: original(self, {k: v for k, v in s.items() if k != "optimizer"}))
+    monkeypatch.setattr(
+        cls,
+        "load_state_dict",
+        lambda self, s: original(self, {k: v for k, v in s.items() if k != "optimizer"}),
+    )
     amnesic = Simulation(config, store=store, run_id=first.run_id)
     amnesic.run(resume=True)
     assert amnesic.history[-1].metrics["server_acc"] != first.history[-1].metrics["server_acc"]
@@ -289,8 +321,14 @@ def test_fedper_and_fedrep_send_only_the_body_and_keep_heads_personal(store, mon
 
 
 def test_fedrep_trains_the_head_on_a_frozen_body_then_the_body_under_a_fixed_head():
-    spec = ClientSpec(name="a", model={"arch": "mlp", "depth": 2, "hidden": 16}, optimizer="sgd", lr=0.1,
-                      epochs=1, batch_size=8)
+    spec = ClientSpec(
+        name="a",
+        model={"arch": "mlp", "depth": 2, "hidden": 16},
+        optimizer="sgd",
+        lr=0.1,
+        epochs=1,
+        batch_size=8,
+    )
     server = tiny_server([spec], rep_dim=16)
     cls = STRATEGIES.get("fedrep")
     strategy = cls(cls.Params(head_epochs=3, body_epochs=2), server)
@@ -338,8 +376,9 @@ def _heterofl_plan(model: dict, width: float, spec: InputSpec = IMAGE):
     wide = build_model({**model, "width": 1.0}, spec, 8, 3)
     narrow = build_model({**model, "width": width}, spec, 8, 3)
     g = wide.state_dict()
-    plan = make_plan(model, {k: v.shape for k, v in g.items()},
-                     {k: v.shape for k, v in narrow.state_dict().items()})
+    plan = make_plan(
+        model, {k: v.shape for k, v in g.items()}, {k: v.shape for k, v in narrow.state_dict().items()}
+    )
     return wide, narrow, plan
 
 
@@ -367,13 +406,16 @@ def test_heterofl_slices_recurrent_gates_per_block_and_attention_per_head():
     assert plan["body.blocks.0.out.weight"][0].tolist() == list(range(8))
 
 
-@pytest.mark.parametrize("model", [
-    {"arch": "mlp", "hidden": 16},
-    {"arch": "cnn", "channels": 8},
-    {"arch": "cnn1d", "channels": 8},
-    {"arch": "gru", "hidden": 8},
-    {"arch": "lstm", "hidden": 8, "layers": 2, "bidirectional": True},
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"arch": "mlp", "hidden": 16},
+        {"arch": "cnn", "channels": 8},
+        {"arch": "cnn1d", "channels": 8},
+        {"arch": "gru", "hidden": 8},
+        {"arch": "lstm", "hidden": 8, "layers": 2, "bidirectional": True},
+    ],
+)
 def test_heterofl_slice_is_the_sub_network_of_the_global_model(model):
     """With every global entry outside the slice set to zero, the extra units stay at zero, so
     the full model computes exactly what the narrow model does with its slice: which fails if a
@@ -411,8 +453,10 @@ def test_heterofl_aggregation_is_the_count_normalised_weighted_mean_of_overlaps(
 
 
 def test_heterofl_runs_mixed_widths_with_the_widest_client_as_the_global_shape(store):
-    roster = [client("half", {"arch": "mlp", "hidden": 32, "width": 0.5}, count=2),
-              client("full", {"arch": "mlp", "hidden": 32}, count=2)]
+    roster = [
+        client("half", {"arch": "mlp", "hidden": 32, "width": 0.5}, count=2),
+        client("full", {"arch": "mlp", "hidden": 32}, count=2),
+    ]
     sim = run(store, rounds=2, clients=roster, strategy={"name": "heterofl"})
     g = sim.strategy.state["global"]["all"]
     assert g["body.1.weight"].shape == sim.states[2]["model"]["body.1.weight"].shape == (32, 64)
@@ -430,8 +474,11 @@ def test_heterofl_runs_mixed_widths_with_the_widest_client_as_the_global_shape(s
 
 def test_heterofl_refuses_rosters_that_differ_in_more_than_width():
     cls = STRATEGIES.get("heterofl")
-    roster = parse_config(digits_config(clients=[client("a", {"arch": "mlp", "hidden": 32}),
-                                                 client("b", {"arch": "mlp", "hidden": 64})])).roster()
+    roster = parse_config(
+        digits_config(
+            clients=[client("a", {"arch": "mlp", "hidden": 32}), client("b", {"arch": "mlp", "hidden": 64})]
+        )
+    ).roster()
     why = cls.incompatibility(roster, "classification", False)
     assert "hidden (32 vs 64)" in why and "only width may differ" in why
     roster = parse_config(digits_config(clients=[client("a", MLP_SMALL), client("b", {"arch": "cnn"})]))
@@ -448,13 +495,20 @@ def test_heterofl_refuses_rosters_that_differ_in_more_than_width():
 @pytest.mark.parametrize("name", ["fedper", "lg_fedavg"])
 def test_a_warm_started_late_joiner_starts_ahead_of_a_cold_one_and_the_cold_one_catches_up(store, name):
     def late_curve(cold: bool) -> list[float]:
-        roster = [client("site", {"arch": "mlp", "hidden": 64}, count=3, batch_size=16),
-                  client("late", {"arch": "mlp", "hidden": 64}, batch_size=16, join_round=6, cold_start=cold)]
+        roster = [
+            client("site", {"arch": "mlp", "hidden": 64}, count=3, batch_size=16),
+            client("late", {"arch": "mlp", "hidden": 64}, batch_size=16, join_round=6, cold_start=cold),
+        ]
         # validation_fraction 0: the setup the margins below were measured on (every training row
         # trains); with 15% held out, lg_fedavg's warm joiner scored 0.30 in its first round against
         # the cold one's 0.18 (0.49 against 0.18 without), one round of a 73-sample test split
-        sim = run(store, rounds=9, clients=roster, strategy={"name": name},
-                  data={"dataset": "digits", "partition": {"method": "iid"}, "validation_fraction": 0.0})
+        sim = run(
+            store,
+            rounds=9,
+            clients=roster,
+            strategy={"name": name},
+            data={"dataset": "digits", "partition": {"method": "iid"}, "validation_fraction": 0.0},
+        )
         cm = store.client_metrics(sim.run_id)
         rows = cm[(cm["client_id"] == 3) & (cm["key"] == "local_acc")].sort_values("round")
         assert list(rows["round"]) == [6, 7, 8, 9]  # figures from the join round on, every round

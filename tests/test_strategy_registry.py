@@ -9,18 +9,24 @@ import math
 import pytest
 from conftest import digits_config
 
-from engine.core.state import nbytes
 from engine.config import parse_config
 from engine.core.simulation import Simulation
+from engine.core.state import nbytes
 from engine.strategies import STRATEGIES
 from engine.validate import compatibility, compatibility_matrix, validate
 
 TRAIN = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "epochs": 1, "batch_size": 32}
-DATA = {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5}, "public_fraction": 0.1,
-        "max_samples": 600}
-MIXED = [{"name": "mlp", "count": 2, "model": {"arch": "mlp", "hidden": 16}, **TRAIN},
-         {"name": "cnn", "count": 1, "model": {"arch": "cnn", "channels": 4}, **TRAIN},
-         {"name": "gru", "count": 2, "model": {"arch": "gru", "hidden": 8}, **TRAIN}]
+DATA = {
+    "dataset": "digits",
+    "partition": {"method": "dirichlet", "alpha": 0.5},
+    "public_fraction": 0.1,
+    "max_samples": 600,
+}
+MIXED = [
+    {"name": "mlp", "count": 2, "model": {"arch": "mlp", "hidden": 16}, **TRAIN},
+    {"name": "cnn", "count": 1, "model": {"arch": "cnn", "channels": 4}, **TRAIN},
+    {"name": "gru", "count": 2, "model": {"arch": "gru", "hidden": 8}, **TRAIN},
+]
 HOMOGENEOUS = [{"name": "mlp", "count": 4, "model": {"arch": "mlp", "hidden": 16}, **TRAIN}]
 
 
@@ -66,8 +72,10 @@ def run_and_check(store, monkeypatch, name: str, clients: list[dict]) -> Simulat
         assert sorted(cm[(cm["round"] == 2) & (cm["key"] == key)]["client_id"]) == list(range(n)), key
     for key, seen in (("bytes_down", exchange.down), ("bytes_up", exchange.up)):
         rows = cm[cm["key"] == key]
-        counted = {(int(r), int(c)): v
-                   for r, c, v in zip(rows["round"], rows["client_id"], rows["value"], strict=True)}
+        counted = {
+            (int(r), int(c)): v
+            for r, c, v in zip(rows["round"], rows["client_id"], rows["value"], strict=True)
+        }
         assert counted == {k: float(seen.get(k, 0)) for k in counted}, key
         assert all(k in counted for k in seen)
         for rnd in (1, 2):
@@ -98,10 +106,17 @@ def _part(prefix: str):
 
 
 EXPECTED_UP = {  # bytes a client sends, from its model state: an independent cross-check
-    "fedavg": nbytes, "fedprox": nbytes, "fedadam": nbytes, "fedyogi": nbytes, "fedavgm": nbytes,
-    "heterofl": nbytes, "fedavg_by_arch": nbytes,
+    "fedavg": nbytes,
+    "fedprox": nbytes,
+    "fedadam": nbytes,
+    "fedyogi": nbytes,
+    "fedavgm": nbytes,
+    "heterofl": nbytes,
+    "fedavg_by_arch": nbytes,
     "scaffold": lambda state: 2 * nbytes(state),
-    "fedper": _part("body."), "fedrep": _part("body."), "lg_fedavg": _part("head."),
+    "fedper": _part("body."),
+    "fedrep": _part("body."),
+    "lg_fedavg": _part("head."),
     "local": lambda state: 0,
 }
 
@@ -119,12 +134,15 @@ def test_bytes_up_are_what_the_strategy_shares(store, name):
 
 # ---- the compatibility check ---------------------------------------------------------------------
 def test_compatibility_reasons_name_the_clients_and_the_alternatives():
-    roster = [{"name": "gru", "count": 2, "model": {"arch": "gru", "hidden": 8}, **TRAIN},
-              {"name": "cnn", "count": 2, "model": {"arch": "cnn", "channels": 4}, **TRAIN}]
+    roster = [
+        {"name": "gru", "count": 2, "model": {"arch": "gru", "hidden": 8}, **TRAIN},
+        {"name": "cnn", "count": 2, "model": {"arch": "cnn", "channels": 4}, **TRAIN},
+    ]
     reasons = compatibility(config("fedavg", roster), "classification")
     why = reasons["fedavg"]
-    assert why.startswith("clients 0 (gru-1) and 2 (cnn-1) use gru and cnn: fedavg needs one architecture; "
-                          "try ")
+    assert why.startswith(
+        "clients 0 (gru-1) and 2 (cnn-1) use gru and cnn: fedavg needs one architecture; try "
+    )
     offered = why.split("; try ")[1].split(", ")
     assert {"fedavg_by_arch", "fedper", "lg_fedavg"} <= set(offered)
     assert all(reasons[n] is None for n in offered)
@@ -136,8 +154,9 @@ def test_compatibility_reasons_name_the_clients_and_the_alternatives():
 
 def test_strategies_that_need_a_public_set_say_so_and_whether_it_exists():
     needing = [n for n, cls in STRATEGIES.items() if cls.needs_public]
-    without = compatibility_matrix(config("fedavg", HOMOGENEOUS, data={**DATA, "public_fraction": 0.0}),
-                                   "classification")
+    without = compatibility_matrix(
+        config("fedavg", HOMOGENEOUS, data={**DATA, "public_fraction": 0.0}), "classification"
+    )
     with_public = compatibility_matrix(config("fedavg", HOMOGENEOUS), "classification")
     for name, entry in without.items():
         assert set(entry) >= {"ok", "reason", "caveat", "family", "needs_public", "has_public"}

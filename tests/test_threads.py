@@ -12,11 +12,11 @@ import torch
 from conftest import digits_config
 
 from engine import threads
-from engine.core import training
 from engine.config import parse_config
+from engine.core import training
+from engine.core.simulation import Simulation
 from engine.executors import RunPlan, choose
 from engine.tracking.runs import RunManager
-from engine.core.simulation import Simulation
 from engine.tracking.storage import Store
 from engine.types import ClientInfo
 
@@ -155,8 +155,11 @@ def test_auto_picks_by_roster_strategy_and_share():
     fedavg = parse_config(digits_config())
     assert choose(plan_for(fedavg))[0] == "vectorized"
     assert choose(plan_for(fedavg, recurrent=range(4)))[0] == "sequential"
-    one_each = parse_config(digits_config(clients=[
-        {"name": "a", "model": {"arch": "mlp"}}, {"name": "b", "model": {"arch": "cnn"}}]))
+    one_each = parse_config(
+        digits_config(
+            clients=[{"name": "a", "model": {"arch": "mlp"}}, {"name": "b", "model": {"arch": "cnn"}}]
+        )
+    )
     assert choose(plan_for(one_each, share=1))[0] == "sequential"
     heavy = threads.THREADS_MIN_STEP_FLOPS * 2
     assert choose(plan_for(prox(), step=heavy))[0] == "threads"
@@ -167,8 +170,11 @@ def test_auto_picks_by_roster_strategy_and_share():
 
 def test_auto_runs_what_it_picked_and_says_so(tmp_path):
     store = Store(tmp_path / "runs.db")
-    auto = Simulation(parse_config(digits_config(executor="auto", executor_options={"workers": 3, "min_group": 2})),
-                      store=store, root=tmp_path)
+    auto = Simulation(
+        parse_config(digits_config(executor="auto", executor_options={"workers": 3, "min_group": 2})),
+        store=store,
+        root=tmp_path,
+    )
     auto.run()
     vec = Simulation(parse_config(digits_config(executor="vectorized")), root=tmp_path)
     vec.run()

@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import digits_config
+
 from engine.config import parse_config
 from engine.core.simulation import Simulation
 
 
 def client(**kw):
-    return {"name": "c", "count": 3, "model": {"arch": "mlp", "hidden": 32}, "optimizer": "sgd", "lr": 0.05,
-            "momentum": 0.9, "epochs": 2, "batch_size": 16, **kw}
+    return {
+        "name": "c",
+        "count": 3,
+        "model": {"arch": "mlp", "hidden": 32},
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "epochs": 2,
+        "batch_size": 16,
+        **kw,
+    }
 
 
 def pair(**overrides):
@@ -37,9 +46,12 @@ def assert_close(seq, vec, atol):
 def test_sgd_with_momentum_decay_and_uneven_client_sizes_matches_sequential():
     # Dirichlet(0.3) gives clients of very different sizes, so step counts differ per client;
     # learning rates differ per client too.
-    seq, vec = pair(rounds=2, data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}},
-                    clients=[client(name="a", lr=0.05, weight_decay=1e-3), client(name="b", lr=0.02)],
-                    strategy={"name": "fedavg"})
+    seq, vec = pair(
+        rounds=2,
+        data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}},
+        clients=[client(name="a", lr=0.05, weight_decay=1e-3), client(name="b", lr=0.02)],
+        strategy={"name": "fedavg"},
+    )
     sizes = {c.n_train for c in seq.clients}
     assert len(sizes) > 1
     assert_close(seq, vec, atol=1e-5)
@@ -51,8 +63,9 @@ def test_adam_family_matches_sequential(optimizer):
     # With the default 15% held out for validation the batches differ and the worst parameter
     # drifts 0.009-0.013 apart after 2 rounds (measured at 10-20%), the same amplification.
     data = {**digits_config()["data"], "validation_fraction": 0.0}
-    seq, vec = pair(rounds=2, data=data,
-                    clients=[client(optimizer=optimizer, lr=0.003, weight_decay=1e-2, momentum=0.0)])
+    seq, vec = pair(
+        rounds=2, data=data, clients=[client(optimizer=optimizer, lr=0.003, weight_decay=1e-2, momentum=0.0)]
+    )
     # Adam divides by sqrt(v): float noise in near-zero gradients is amplified, so compare metrics
     # and parameters at a looser tolerance than SGD. Since image models are He-initialised
     # (engine.models.base.relu_init) a few dozen of ~4,800 weights per client drift by 5e-3 to
@@ -82,9 +95,11 @@ def test_strategy_with_its_own_local_loss_falls_back_and_says_so(store, monkeypa
 
 
 def test_mixed_architectures_batch_per_group():
-    seq, vec = pair(rounds=1, clients=[client(name="m", count=2),
-                                       client(name="c", count=2, model={"arch": "cnn", "channels": 8})],
-                    strategy={"name": "fedavg_by_arch"})
+    seq, vec = pair(
+        rounds=1,
+        clients=[client(name="m", count=2), client(name="c", count=2, model={"arch": "cnn", "channels": 8})],
+        strategy={"name": "fedavg_by_arch"},
+    )
     assert_close(seq, vec, atol=1e-4)
 
 
@@ -96,8 +111,11 @@ def test_adam_family_with_uneven_client_sizes_matches_sequential(optimizer):
     # compared to within a few steps of lr 0.003 and the learning figures closely). Measured with
     # He-initialised image models (engine.models.base.relu_init): adam's worst weight 0.021 apart
     # (7 of ~14,000 beyond 0.015), the losses within 3e-4.
-    seq, vec = pair(rounds=1, data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}},
-                    clients=[client(optimizer=optimizer, lr=0.003, weight_decay=1e-2, momentum=0.0)])
+    seq, vec = pair(
+        rounds=1,
+        data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}},
+        clients=[client(optimizer=optimizer, lr=0.003, weight_decay=1e-2, momentum=0.0)],
+    )
     assert len({c.n_train for c in seq.clients}) > 1
     assert_close(seq, vec, atol=2.5e-2)
     for key in ("train_loss_mean", "local_loss_mean", "global_loss_mean"):
@@ -106,8 +124,11 @@ def test_adam_family_with_uneven_client_sizes_matches_sequential(optimizer):
 
 def test_clients_smaller_than_the_batch_match_sequential():
     # 40 clients of ~29 samples with batch 64: the batched step is narrowed to the largest client
-    seq, vec = pair(rounds=2, data={"dataset": "digits", "partition": {"method": "iid"}},
-                    clients=[client(count=40, batch_size=64, epochs=2)])
+    seq, vec = pair(
+        rounds=2,
+        data={"dataset": "digits", "partition": {"method": "iid"}},
+        clients=[client(count=40, batch_size=64, epochs=2)],
+    )
     assert max(c.n_train for c in seq.clients) < 64
     assert_close(seq, vec, atol=1e-5)
 

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import digits_config
+
 from engine.config import parse_config
 from engine.core.metrics import METRICS
 from engine.core.simulation import Simulation
@@ -21,7 +21,9 @@ def test_t_interval_by_hand():
     assert iv.mean == 3.0 and iv.n == 5
     assert iv.high - iv.mean == pytest.approx(2.7764451 * math.sqrt(2.5) / math.sqrt(5), rel=1e-6)
     assert iv.low == pytest.approx(2 * iv.mean - iv.high)
-    assert t_interval([1.0, 2.0], level=0.9).high - 1.5 == pytest.approx(6.3137515 * math.sqrt(0.5) / math.sqrt(2))
+    assert t_interval([1.0, 2.0], level=0.9).high - 1.5 == pytest.approx(
+        6.3137515 * math.sqrt(0.5) / math.sqrt(2)
+    )
     one = t_interval([0.4, float("nan")])
     assert one.mean == 0.4 and not one.defined and not one.excludes_zero
     assert t_interval([]).n == 0
@@ -43,14 +45,18 @@ def test_several_seeds_give_an_interval_over_seeds_and_a_sentence():
     base = _figures({0: [0.70, 0.60, 0.80, 0.50], 1: [0.72, 0.58, 0.79, 0.52], 2: [0.69, 0.61, 0.82, 0.49]})
     gains = {0: [0.03, 0.02, -0.01, 0.05], 1: [0.04, 0.01, -0.02, 0.04], 2: [0.02, 0.03, -0.01, 0.05]}
     strat = {s: {c: base[s][c] + g for c, g in enumerate(gains[s])} for s in base}
-    v = paired_verdict(strat, base, "bacc", strategy="fedproto", names={0: "north", 1: "south", 2: "east", 3: "west"})
+    v = paired_verdict(
+        strat, base, "bacc", strategy="fedproto", names={0: "north", 1: "south", 2: "east", 3: "west"}
+    )
     assert v.over == "seeds" and v.seeds == (0, 1, 2)
     assert v.per_seed == pytest.approx([np.mean(gains[s]) for s in (0, 1, 2)])
     assert v.interval.mean == pytest.approx(np.mean([np.mean(g) for g in gains.values()]))
     assert v.outcome == "better" and v.gainers == 3 and v.losers == 1
     # per seed 2.25, 1.75, 2.25 points: sd 0.289, se 0.167, t(0.975, 2 df) 4.303 -> +-0.72
-    assert v.sentence == ("fedproto beats training alone by 2.1 points of balanced accuracy (95% CI 1.4 to 2.8) "
-                          "over 3 seeds; 3 of 4 clients gain.")
+    assert v.sentence == (
+        "fedproto beats training alone by 2.1 points of balanced accuracy (95% CI 1.4 to 2.8) "
+        "over 3 seeds; 3 of 4 clients gain."
+    )
     east = next(c for c in v.clients if c.name == "east")
     assert east.mean == pytest.approx(np.mean([-0.01, -0.02, -0.01])) and east.interval.n == 3
 
@@ -62,7 +68,9 @@ def test_one_seed_gives_an_interval_over_clients_and_says_so():
     assert v.over == "clients" and v.interval.n == 3
     assert v.interval.mean == pytest.approx(np.mean([0.02, -0.01, 0.01]))
     assert v.outcome == "noise"
-    assert v.sentence.startswith("No difference beyond noise between fedavg and pooled training (centralized): +0.7")
+    assert v.sentence.startswith(
+        "No difference beyond noise between fedavg and pooled training (centralized): +0.7"
+    )
     assert "not how it would move with another seed" in v.interval_note
     lone = paired_verdict({0: {0: 0.6}}, {0: {0: 0.5}}, "acc", strategy="fedavg")
     assert lone.over == "none" and lone.outcome == "unknown" and "too little to judge" in lone.sentence
@@ -101,7 +109,9 @@ def test_stored_runs_pair_with_their_local_baseline_on_the_same_split(store):
     ids = {}
     for strategy in ("fedavg", "local"):
         for seed in (0, 1):
-            sim = Simulation(parse_config(digits_config(rounds=2, seed=seed, strategy={"name": strategy})), store=store)
+            sim = Simulation(
+                parse_config(digits_config(rounds=2, seed=seed, strategy={"name": strategy})), store=store
+            )
             sim.run()
             ids[(strategy, seed)] = sim.run_id
     verdicts, pairings = verdicts_for(store, [ids[("fedavg", 0)], ids[("fedavg", 1)]])
@@ -113,9 +123,11 @@ def test_stored_runs_pair_with_their_local_baseline_on_the_same_split(store):
     # the per-client figures are those at each client's best validation round
     cm = store.client_metrics([ids[("fedavg", 0)], ids[("local", 0)]])
     key = f"best_local_{v.metric.key}"
+
     def last(run_id: str, cid: int) -> float:
         part = cm[(cm["run_id"] == run_id) & (cm["key"] == key) & (cm["client_id"] == cid)]
         return float(part.sort_values("round")["value"].iloc[-1])
+
     diff0 = np.mean([last(ids[("fedavg", 0)], c) - last(ids[("local", 0)], c) for c in range(4)])
     assert v.per_seed[0] == pytest.approx(diff0)
     # the HTML report states the same verdict, with its data for machines
@@ -125,7 +137,9 @@ def test_stored_runs_pair_with_their_local_baseline_on_the_same_split(store):
     assert "<h2>Verdict</h2>" in html and v.sentence.replace("'", "&#x27;") in html
     assert 'id="verdict-data"' in html and "Who gains" in html
     # another seed's local run is not a pair
-    other = Simulation(parse_config(digits_config(rounds=2, seed=5, strategy={"name": "fedavg"})), store=store)
+    other = Simulation(
+        parse_config(digits_config(rounds=2, seed=5, strategy={"name": "fedavg"})), store=store
+    )
     other.run()
     _, alone = verdicts_for(store, [other.run_id])
     assert alone[0].missing["local"] == [5]

@@ -16,8 +16,8 @@ from conftest import digits_config
 
 from engine import threads
 from engine.config import parse_config
-from engine.tracking.runs import RunManager
 from engine.core.simulation import Simulation
+from engine.tracking.runs import RunManager
 from engine.tracking.storage import Store
 
 
@@ -81,8 +81,10 @@ def test_a_run_in_its_own_process_beside_cpu_hogs_keeps_the_thread_policy(tmp_pa
             for pid in workers_of(os.getpid()):
                 if pid not in seen:
                     try:
-                        seen[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes(),
-                                     Path(f"/proc/{pid}/environ").read_bytes())
+                        seen[pid] = (
+                            Path(f"/proc/{pid}/cmdline").read_bytes(),
+                            Path(f"/proc/{pid}/environ").read_bytes(),
+                        )
                     except OSError:
                         pass
             time.sleep(0.05)

@@ -78,5 +78,3 @@ def export_models(store: Any, run_id: str, out: Path, name: str | None = None, *
         return out / run_id
     except OSError as exc:
         raise StorageError(f"cannot write {out}: {exc.strerror or exc}; choose another place") from None
-
-

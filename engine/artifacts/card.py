@@ -11,12 +11,19 @@ from typing import Any
 
 from engine.sanitize import markdown_plain
 
-SCOPES = (("local_", "its own test split"), ("global_", "the global test set"),
-          ("val_", "its validation split"), ("ref_local_", "a predictor that ignores the input, on its own test split"),
-          ("ref_global_", "a predictor that ignores the input, on the global test set"))
-WHAT = {"model": "a complete model: it predicts", "body": "the shared body (feature extractor) only",
-        "head": "the shared head (classifier on the representation) only",
-        "prototypes": "the global class prototypes (mean representation per class)"}
+SCOPES = (
+    ("local_", "its own test split"),
+    ("global_", "the global test set"),
+    ("val_", "its validation split"),
+    ("ref_local_", "a predictor that ignores the input, on its own test split"),
+    ("ref_global_", "a predictor that ignores the input, on the global test set"),
+)
+WHAT = {
+    "model": "a complete model: it predicts",
+    "body": "the shared body (feature extractor) only",
+    "head": "the shared head (classifier on the representation) only",
+    "prototypes": "the global class prototypes (mean representation per class)",
+}
 
 
 def _fmt(value: Any) -> str:
@@ -37,7 +44,9 @@ def metrics_table(metrics: dict[str, Any]) -> list[str]:
     rows = []
     for prefix, where in SCOPES:
         rows += [f"| {_label(k)} | {where} | {_fmt(metrics[k])} |" for k in by_scope[prefix]]
-    rows += [f"| {_label(k)} | the global test set (server preprocessing) | {_fmt(metrics[k])} |" for k in plain]
+    rows += [
+        f"| {_label(k)} | the global test set (server preprocessing) | {_fmt(metrics[k])} |" for k in plain
+    ]
     return rows
 
 
@@ -57,33 +66,53 @@ def render(config: dict[str, Any]) -> str:
     strategy = markdown_plain(run.get("strategy", ""))
     if client:
         title = f"{markdown_plain(client['name'])} (client {client['position']}) - {strategy}"
-        who = (f"Client **{markdown_plain(client['name'])}**, position {client['position']} of "
-               f"{run.get('n_clients')} in the roster ({markdown_plain(client.get('arch', ''))}; "
-               f"{client.get('n_train')} training and {client.get('n_test')} test samples). This is the model the "
-               f"client would use: how {strategy} evaluates it.")
+        who = (
+            f"Client **{markdown_plain(client['name'])}**, position {client['position']} of "
+            f"{run.get('n_clients')} in the roster ({markdown_plain(client.get('arch', ''))}; "
+            f"{client.get('n_train')} training and {client.get('n_test')} test samples). This is the model the "
+            f"client would use: how {strategy} evaluates it."
+        )
     else:
         title = f"{markdown_plain(config['name'])} - {strategy}"
         who = f"What the federation shares under {strategy}: {WHAT.get(part, part)}."
     which = config.get("which")
-    round_text = (f"weights of round {config.get('round')}, the client's best validation round" if which == "best"
-                  else f"weights of round {config.get('round')}, the last completed round")
-    lines = [f"# {title}", "", who, "", f"- Kept: {round_text} ({run.get('rounds_done')} of {run.get('rounds')} "
-             f"rounds done; run {markdown_plain(run.get('status', ''))})",
-             f"- Run: {markdown_plain(run.get('name', ''))} (`{markdown_plain(run.get('id', ''))}`), seed {run.get('seed')}",
-             f"- Strategy: {strategy} {markdown_plain(json.dumps(run.get('strategy_params') or {}))}"]
+    round_text = (
+        f"weights of round {config.get('round')}, the client's best validation round"
+        if which == "best"
+        else f"weights of round {config.get('round')}, the last completed round"
+    )
+    lines = [
+        f"# {title}",
+        "",
+        who,
+        "",
+        f"- Kept: {round_text} ({run.get('rounds_done')} of {run.get('rounds')} "
+        f"rounds done; run {markdown_plain(run.get('status', ''))})",
+        f"- Run: {markdown_plain(run.get('name', ''))} (`{markdown_plain(run.get('id', ''))}`), seed {run.get('seed')}",
+        f"- Strategy: {strategy} {markdown_plain(json.dumps(run.get('strategy_params') or {}))}",
+    ]
     if config.get("note"):
         lines.append(f"- Note: {markdown_plain(config['note'])}")
-    lines += ["", "## Data", "", f"- Dataset: {markdown_plain(run.get('dataset', ''))}",
-              f"- Task: {config.get('task')}"]
+    lines += [
+        "",
+        "## Data",
+        "",
+        f"- Dataset: {markdown_plain(run.get('dataset', ''))}",
+        f"- Task: {config.get('task')}",
+    ]
     target = config.get("target") or {}
     if target.get("name"):
         lines.append(f"- Target: {markdown_plain(target['name'])}")
     if config.get("task") == "classification":
-        lines.append(f"- Classes (label encoding, output order): {markdown_plain(', '.join(config.get('classes', [])))}")
+        lines.append(
+            f"- Classes (label encoding, output order): {markdown_plain(', '.join(config.get('classes', [])))}"
+        )
     else:
         units = f" in {markdown_plain(target['units'])}" if target.get("units") else ""
-        lines.append(f"- Outputs are standardised: value{units} = output x {target.get('std'):.6g} + "
-                     f"{target.get('mean'):.6g}")
+        lines.append(
+            f"- Outputs are standardised: value{units} = output x {target.get('std'):.6g} + "
+            f"{target.get('mean'):.6g}"
+        )
     inp = config.get("input", {})
     lines.append(f"- Input: {inp.get('kind')} {'x'.join(str(s) for s in inp.get('shape', []))}")
     schema = config.get("schema", {})
@@ -92,32 +121,52 @@ def render(config: dict[str, Any]) -> str:
         lines.append(f"- Columns it reads: {cols}{' ...' if len(schema.get('columns', [])) > 40 else ''}")
     elif schema.get("readable") is False:
         lines.append(f"- Predicting from new rows: not supported ({markdown_plain(schema.get('why', ''))})")
-    lines.append(f"- Preprocessing: {markdown_plain((client or {}).get('preprocessing') or 'the server models reference')}, "
-                 f"statistics {markdown_plain(config.get('statistics', ''))} (fitted values in preprocessing.safetensors)")
+    lines.append(
+        f"- Preprocessing: {markdown_plain((client or {}).get('preprocessing') or 'the server models reference')}, "
+        f"statistics {markdown_plain(config.get('statistics', ''))} (fitted values in preprocessing.safetensors)"
+    )
     if part == "model":
         metrics = config.get("metrics") or {}
         at = config.get("metrics_round")
         lines += ["", "## Figures", ""]
         if metrics:
-            lines += [f"At round {at}, beside what a predictor that ignores the input reaches (the reference):", "",
-                      "| figure | on | value |", "|---|---|---|", *metrics_table(metrics)]
+            lines += [
+                f"At round {at}, beside what a predictor that ignores the input reaches (the reference):",
+                "",
+                "| figure | on | value |",
+                "|---|---|---|",
+                *metrics_table(metrics),
+            ]
         else:
             lines.append("No figures were recorded for these weights.")
     lines += ["", "## Privacy", ""]
     privacy = config.get("privacy")
     if privacy:
-        for key, value in (privacy.items() if isinstance(privacy, dict) else [("settings", privacy)]):
+        for key, value in privacy.items() if isinstance(privacy, dict) else [("settings", privacy)]:
             lines.append(f"- {markdown_plain(key)}: {markdown_plain(json.dumps(value))}")
     else:
         lines.append("No privacy mechanism was configured for this run.")
     name = markdown_plain((client or {}).get("name") or config.get("name", ""))
     name = f'"{name}"' if " " in name else name
-    lines += ["", "## Files", "",
-              "- `model.safetensors`: the weights" + (" (tensors under `rule.` are what the prediction rule needs)"
-                                                       if config.get("rule") != "head" else ""),
-              "- `preprocessing.safetensors`: fill (missing values), keep (blanked categories), center and scale",
-              "- `config.json`: architecture, input, label encoding, schema and figures",
-              "", "## Use", "", "```bash",
-              f"python -m engine predict {markdown_plain(run.get('id', ''))} --client {name} --which "
-              f"{config.get('which', 'final')} --input new.csv --out predictions.csv", "```", ""]
+    lines += [
+        "",
+        "## Files",
+        "",
+        "- `model.safetensors`: the weights"
+        + (
+            " (tensors under `rule.` are what the prediction rule needs)"
+            if config.get("rule") != "head"
+            else ""
+        ),
+        "- `preprocessing.safetensors`: fill (missing values), keep (blanked categories), center and scale",
+        "- `config.json`: architecture, input, label encoding, schema and figures",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"python -m engine predict {markdown_plain(run.get('id', ''))} --client {name} --which "
+        f"{config.get('which', 'final')} --input new.csv --out predictions.csv",
+        "```",
+        "",
+    ]
     return "\n".join(lines)

@@ -36,8 +36,8 @@ from torch import Tensor
 from engine.artifacts import card
 from engine.artifacts.schema import schema_of
 from engine.sanitize import safe_filename
-from engine.types import Kept
 from engine.tracking.observers import Observer
+from engine.types import Kept
 
 if TYPE_CHECKING:
     from engine.core.simulation import Simulation
@@ -105,8 +105,9 @@ def server_suffix(label: str) -> str:
 
 def _last_evaluated(sim: Simulation) -> tuple[int | None, dict[str, float], dict[int, dict[str, float]]]:
     for record in reversed(sim.history):
-        if any(k.startswith(("local_", "global_", "server_")) for k in record.metrics) or \
-                any(any(k.startswith("local_") for k in m) for m in record.clients.values()):
+        if any(k.startswith(("local_", "global_", "server_")) for k in record.metrics) or any(
+            any(k.startswith("local_") for k in m) for m in record.clients.values()
+        ):
             return record.round, record.metrics, record.clients
     return None, {}, {}
 
@@ -126,22 +127,59 @@ def entries(sim: Simulation, rnd: int) -> dict[str, list[Entry]]:
         if c.spec.join_round > max(rnd, 1):
             continue  # never joined: nothing it learnt
         kept = strategy.kept_model(c, sim.states[c.id])
-        info = {"id": c.id, "name": c.name, "position": c.id, "n_train": c.n_train, "n_test": c.n_test,
-                "arch": c.arch, "preprocessing": c.spec.preprocessing,
-                "training_labels": training_labels(fed.task, fed.clients[c.id].train.y, fed.n_outputs)}
+        info = {
+            "id": c.id,
+            "name": c.name,
+            "position": c.id,
+            "n_train": c.n_train,
+            "n_test": c.n_test,
+            "arch": c.arch,
+            "preprocessing": c.spec.preprocessing,
+            "training_labels": training_labels(fed.task, fed.clients[c.id].train.y, fed.n_outputs),
+        }
         figures = _figures(per_client.get(c.id, {}), ("local_", "global_", "val_", "ref_"))
         privacy = privacy_of(sim, c.id)
-        final.append(Entry(client_name(c.id, c.name), "client", kept, fed.clients[c.id].transform, figures,
-                           rnd, eval_round, info, privacy=privacy))
+        final.append(
+            Entry(
+                client_name(c.id, c.name),
+                "client",
+                kept,
+                fed.clients[c.id].transform,
+                figures,
+                rnd,
+                eval_round,
+                info,
+                privacy=privacy,
+            )
+        )
         b = kept_best.get(c.id)
         if b is not None and isinstance(b.get("model"), dict):
-            best_kept = Kept(b["model"], kept.spec, kept.part, kept.rule, kept.extra,
-                             note=("prediction rule tensors are those of the final round" if kept.extra else ""))
-            scores = {**_figures(b.get("scores", {}), ("local_", "global_")),
-                      **{f"val_{k}": float(v) for k, v in b.get("val", {}).items()},
-                      **_figures(figures, ("ref_",))}
-            best.append(Entry(client_name(c.id, c.name), "client", best_kept, fed.clients[c.id].transform,
-                              scores, int(b["round"]), int(b["round"]), info, privacy=privacy))
+            best_kept = Kept(
+                b["model"],
+                kept.spec,
+                kept.part,
+                kept.rule,
+                kept.extra,
+                note=("prediction rule tensors are those of the final round" if kept.extra else ""),
+            )
+            scores = {
+                **_figures(b.get("scores", {}), ("local_", "global_")),
+                **{f"val_{k}": float(v) for k, v in b.get("val", {}).items()},
+                **_figures(figures, ("ref_",)),
+            }
+            best.append(
+                Entry(
+                    client_name(c.id, c.name),
+                    "client",
+                    best_kept,
+                    fed.clients[c.id].transform,
+                    scores,
+                    int(b["round"]),
+                    int(b["round"]),
+                    info,
+                    privacy=privacy,
+                )
+            )
     taken: set[str] = set()
     server_best = getattr(sim, "server_best", {}) or {}
     shared_privacy = privacy_of(sim, None)
@@ -150,16 +188,42 @@ def entries(sim: Simulation, rnd: int) -> dict[str, list[Entry]]:
         suffix = server_suffix(label) if label != "prototypes" else ""
         figures = {}
         if kept.part == "model":
-            figures = {k[len("server_"):-len(suffix) if suffix else None]: float(v) for k, v in round_metrics.items()
-                       if k.startswith("server_") and k.endswith(suffix) and (suffix or "[" not in k)}
-        final.append(Entry(name, "federation", kept, fed.reference, figures, rnd, eval_round, label=label,
-                           privacy=shared_privacy))
+            figures = {
+                k[len("server_") : -len(suffix) if suffix else None]: float(v)
+                for k, v in round_metrics.items()
+                if k.startswith("server_") and k.endswith(suffix) and (suffix or "[" not in k)
+            }
+        final.append(
+            Entry(
+                name,
+                "federation",
+                kept,
+                fed.reference,
+                figures,
+                rnd,
+                eval_round,
+                label=label,
+                privacy=shared_privacy,
+            )
+        )
         b = server_best.get(label)
         if b is not None and isinstance(b.get("model"), dict):
-            best.append(Entry(name, "federation", Kept(b["model"], kept.spec, kept.part), fed.reference,
-                              {**_figures(b.get("scores", {}), ("",)),
-                               **{f"val_{k}": float(v) for k, v in b.get("val", {}).items()}},
-                              int(b["round"]), int(b["round"]), label=label, privacy=shared_privacy))
+            best.append(
+                Entry(
+                    name,
+                    "federation",
+                    Kept(b["model"], kept.spec, kept.part),
+                    fed.reference,
+                    {
+                        **_figures(b.get("scores", {}), ("",)),
+                        **{f"val_{k}": float(v) for k, v in b.get("val", {}).items()},
+                    },
+                    int(b["round"]),
+                    int(b["round"]),
+                    label=label,
+                    privacy=shared_privacy,
+                )
+            )
     out = {"final": final}
     if best:
         out["best"] = best
@@ -180,11 +244,21 @@ def run_info(sim: Simulation, status: str, rnd: int) -> dict[str, Any]:
 
     cfg = sim.config
     data = cfg.data.model_dump(mode="json")
-    return {"id": sim.run_id, "name": cfg.name, "status": status, "strategy": cfg.strategy.name,
-            "strategy_params": cfg.strategy.params(), "dataset": dataset_label(data), "data": data,
-            "seed": cfg.seed, "rounds": cfg.rounds, "rounds_done": rnd, "n_clients": len(sim.clients),
-            "primary_metric": getattr(getattr(sim, "primary", None), "key", None),
-            "kept_at": time.time()}
+    return {
+        "id": sim.run_id,
+        "name": cfg.name,
+        "status": status,
+        "strategy": cfg.strategy.name,
+        "strategy_params": cfg.strategy.params(),
+        "dataset": dataset_label(data),
+        "data": data,
+        "seed": cfg.seed,
+        "rounds": cfg.rounds,
+        "rounds_done": rnd,
+        "n_clients": len(sim.clients),
+        "primary_metric": getattr(getattr(sim, "primary", None), "key", None),
+        "kept_at": time.time(),
+    }
 
 
 def privacy_of(sim: Simulation, client_id: int | None) -> dict[str, Any] | None:
@@ -194,7 +268,9 @@ def privacy_of(sim: Simulation, client_id: int | None) -> dict[str, Any] | None:
     ledger = getattr(sim, "privacy", None)
     if client_id is not None:
         return ledger.summary(client_id) if ledger else None
-    server = getattr(sim, "private_agg", None)  # DP-FedAvg's spend, secure aggregation (engine/privacy/server.py)
+    server = getattr(
+        sim, "private_agg", None
+    )  # DP-FedAvg's spend, secure aggregation (engine/privacy/server.py)
     out: dict[str, Any] = dict((server.summary() if server is not None else None) or {})
     if ledger:
         clients = {c.name: ledger.summary(c.id) for c in sim.clients if ledger.summary(c.id)}
@@ -208,7 +284,9 @@ def _tensors(tree: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def _affine_tensors(affine: Any) -> dict[str, Tensor]:
-    return {k: getattr(affine, k) for k in ("fill", "keep", "center", "scale") if getattr(affine, k) is not None}
+    return {
+        k: getattr(affine, k) for k in ("fill", "keep", "center", "scale") if getattr(affine, k) is not None
+    }
 
 
 def write_entry(folder: Path, entry: Entry, which: str, common: dict[str, Any]) -> None:
@@ -220,13 +298,32 @@ def write_entry(folder: Path, entry: Entry, which: str, common: dict[str, Any]) 
     tensors = _tensors(kept.tensors)
     tensors.update({RULE_PREFIX + k: v for k, v in _tensors(kept.extra).items()})
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": FORMAT})
-    save_file(_tensors(_affine_tensors(entry.preprocessing)), str(folder / "preprocessing.safetensors"),
-              metadata={"format": FORMAT})
-    config = {**plain({
-        "format": FORMAT, "name": entry.name, "which": which, "role": entry.role, "label": entry.label,
-        "client": entry.client, "part": kept.part, "rule": kept.rule, "note": kept.note,
-        "model": kept.spec, "round": entry.round, "metrics_round": entry.metrics_round,
-        "metrics": entry.metrics, "privacy": entry.privacy}), **common}  # common: already plain
+    save_file(
+        _tensors(_affine_tensors(entry.preprocessing)),
+        str(folder / "preprocessing.safetensors"),
+        metadata={"format": FORMAT},
+    )
+    config = {
+        **plain(
+            {
+                "format": FORMAT,
+                "name": entry.name,
+                "which": which,
+                "role": entry.role,
+                "label": entry.label,
+                "client": entry.client,
+                "part": kept.part,
+                "rule": kept.rule,
+                "note": kept.note,
+                "model": kept.spec,
+                "round": entry.round,
+                "metrics_round": entry.metrics_round,
+                "metrics": entry.metrics,
+                "privacy": entry.privacy,
+            }
+        ),
+        **common,
+    }  # common: already plain
     (folder / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
     (folder / "README.md").write_text(card.render(config), encoding="utf-8")
 
@@ -259,14 +356,21 @@ def keep_models(sim: Simulation, status: str, rnd: int) -> Path | None:
     data = fed.data
     common = {
         "input": {"kind": fed.input_spec.kind, "shape": list(fed.input_spec.shape)},
-        "rep_dim": sim.config.rep_dim, "n_outputs": fed.n_outputs, "task": fed.task,
+        "rep_dim": sim.config.rep_dim,
+        "n_outputs": fed.n_outputs,
+        "task": fed.task,
         "classes": list(data.classes),
-        "target": {"name": sim.config.data.target or (data.report or {}).get("target"),
-                   "mean": float(fed.target_mean), "std": float(fed.target_std),
-                   "units": (data.report or {}).get("units")},
+        "target": {
+            "name": sim.config.data.target or (data.report or {}).get("target"),
+            "mean": float(fed.target_mean),
+            "std": float(fed.target_std),
+            "units": (data.report or {}).get("units"),
+        },
         "schema": schema_of(data, sim.config.data),
         "statistics": sim.config.data.statistics,
-        "pooled_training_labels": training_labels(fed.task, torch.cat([d.train.y for d in fed.clients]), fed.n_outputs),
+        "pooled_training_labels": training_labels(
+            fed.task, torch.cat([d.train.y for d in fed.clients]), fed.n_outputs
+        ),
         "run": run_info(sim, status, rnd),
         "versions": {"torch": torch.__version__},
     }
@@ -276,16 +380,29 @@ def keep_models(sim: Simulation, status: str, rnd: int) -> Path | None:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{sim.run_id}-", dir=target.parent))
     try:
-        index: dict[str, Any] = {"format": FORMAT, "run_id": sim.run_id, "round": rnd, "status": status,
-                                 "default": "best" if "best" in found else "final", "models": [],
-                                 "roster": [{"position": c.id, "name": c.name, "arch": c.arch} for c in sim.clients]}
+        index: dict[str, Any] = {
+            "format": FORMAT,
+            "run_id": sim.run_id,
+            "round": rnd,
+            "status": status,
+            "default": "best" if "best" in found else "final",
+            "models": [],
+            "roster": [{"position": c.id, "name": c.name, "arch": c.arch} for c in sim.clients],
+        }
         for which, items in found.items():
             for entry in items:
                 write_entry(staging / which / entry.name, entry, which, common)
-                index["models"].append({"name": entry.name, "which": which, "role": entry.role,
-                                        "part": entry.kept.part, "round": entry.round,
-                                        "client": entry.client["name"] if entry.client else None,
-                                        "position": entry.client["position"] if entry.client else None})
+                index["models"].append(
+                    {
+                        "name": entry.name,
+                        "which": which,
+                        "role": entry.role,
+                        "part": entry.kept.part,
+                        "round": entry.round,
+                        "client": entry.client["name"] if entry.client else None,
+                        "position": entry.client["position"] if entry.client else None,
+                    }
+                )
         (staging / "index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
@@ -319,5 +436,7 @@ class ModelKeeper(Observer):
             if folder is not None and status == "finished":
                 sim.store.prune_checkpoints(sim.run_id, keep=1)
             if folder is not None:
-                sim._log(f"models of round {rnd} kept (download them from Results or with python -m engine "
-                         f"models {sim.run_id} --out DIR)")
+                sim._log(
+                    f"models of round {rnd} kept (download them from Results or with python -m engine "
+                    f"models {sim.run_id} --out DIR)"
+                )

@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from engine.artifacts.keep import FORMAT, RULE_PREFIX, run_folder
+from engine.core.seeding import seeded
 from engine.data.preprocess import Affine
 from engine.errors import ModelNotFoundError
 from engine.models import InputSpec, build_model
-from engine.core.seeding import seeded
 
 WHICH = ("best", "final")
 WHICH_TEXT = {"best": "best validation round", "final": "last round"}
@@ -41,13 +41,18 @@ def index(store: Any, run_id: str) -> dict[str, Any]:
         raise ModelNotFoundError(f"'{run_id}' is not a run id") from None
     if not path.is_file():
         run = store.get_run(run_id)
-        why = {"running": "it is still running", "queued": "it has not started",
-               "failed": "it failed before keeping any", "interrupted": "it was interrupted; resume it"}.get(
-            run["status"], "it ended before this version kept models; run it again")
+        why = {
+            "running": "it is still running",
+            "queued": "it has not started",
+            "failed": "it failed before keeping any",
+            "interrupted": "it was interrupted; resume it",
+        }.get(run["status"], "it ended before this version kept models; run it again")
         raise ModelNotFoundError(f"run {run_id} keeps no models: {why}")
     data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("format") != FORMAT:
-        raise ModelNotFoundError(f"run {run_id}: its models are in an unknown format ({data.get('format')!r})")
+        raise ModelNotFoundError(
+            f"run {run_id}: its models are in an unknown format ({data.get('format')!r})"
+        )
     return data
 
 
@@ -64,16 +69,21 @@ def resolve(store: Any, run_id: str, name: str | None = None, which: str | None 
         raise ModelNotFoundError(f"'{which}' is not a kind of kept model; use best or final")
     pool = [m for m in idx["models"] if m["which"] == which]
     if not pool:
-        raise ModelNotFoundError(f"run {run_id} keeps no {WHICH_TEXT[which]} models; use "
-                                 f"{' or '.join(sorted({m['which'] for m in idx['models']}))}")
+        raise ModelNotFoundError(
+            f"run {run_id} keeps no {WHICH_TEXT[which]} models; use "
+            f"{' or '.join(sorted({m['which'] for m in idx['models']}))}"
+        )
     if name is None:
         complete = [m for m in pool if m["role"] == "federation" and m["part"] == "model"]
         return complete[0] if complete else pool[0]
     text = str(name).strip()
-    for test in (lambda m: m["name"] == text, lambda m: m["client"] == text,
-                 lambda m: text.isdigit() and m["position"] == int(text),
-                 lambda m: text == "federation" and m["role"] == "federation" and m["part"] == "model",
-                 lambda m: m["role"] == "federation" and m["name"].startswith(text)):
+    for test in (
+        lambda m: m["name"] == text,
+        lambda m: m["client"] == text,
+        lambda m: text.isdigit() and m["position"] == int(text),
+        lambda m: text == "federation" and m["role"] == "federation" and m["part"] == "model",
+        lambda m: m["role"] == "federation" and m["name"].startswith(text),
+    ):
         found = [m for m in pool if test(m)]
         if found:
             return found[0]
@@ -97,8 +107,13 @@ class Predictor(nn.Module):
     classifier, standardised values for regression). ``rule="prototype"`` scores each class by the
     negative squared distance of the representation to its global prototype (FedProto)."""
 
-    def __init__(self, model: nn.Module, preprocessing: Affine, rule: str = "head",
-                 extra: dict[str, Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocessing: Affine,
+        rule: str = "head",
+        extra: dict[str, Tensor] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.rule = rule
@@ -158,7 +173,7 @@ def load_folder(folder: Path) -> Loaded:
     config = read_config(folder)
     tensors = load_file(str(folder / "model.safetensors"))
     weights = {k: v for k, v in tensors.items() if not k.startswith(RULE_PREFIX)}
-    extra = {k[len(RULE_PREFIX):]: v for k, v in tensors.items() if k.startswith(RULE_PREFIX)}
+    extra = {k[len(RULE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(RULE_PREFIX)}
     if config.get("part") != "model" or not config.get("model"):
         return Loaded(config, folder, None, tensors)
     pre = load_file(str(folder / "preprocessing.safetensors"))
@@ -166,7 +181,9 @@ def load_folder(folder: Path) -> Loaded:
     with seeded(0, "kept-model"):  # its initial weights are overwritten; the global RNG is left as it was
         model = build_model(config["model"], spec, int(config["rep_dim"]), int(config["n_outputs"]))
     model.load_state_dict(weights)
-    affine = Affine(center=pre.get("center"), scale=pre.get("scale"), fill=pre.get("fill"), keep=pre.get("keep"))
+    affine = Affine(
+        center=pre.get("center"), scale=pre.get("scale"), fill=pre.get("fill"), keep=pre.get("keep")
+    )
     predictor = Predictor(model, affine, config.get("rule", "head"), extra).eval()
     return Loaded(config, folder, predictor, tensors)
 

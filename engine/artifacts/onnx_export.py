@@ -38,8 +38,9 @@ def require(module: str, extra: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError:
-        raise ExtraMissingError(f"{module} is not installed; install the {extra} extra: "
-                                f"pip install 'fedmosaic[{extra}]'") from None
+        raise ExtraMissingError(
+            f"{module} is not installed; install the {extra} extra: pip install 'fedmosaic[{extra}]'"
+        ) from None
 
 
 class _Exported(nn.Module):
@@ -59,8 +60,9 @@ def export_onnx(loaded: Loaded) -> bytes:
     """The ONNX model of a kept complete model (see the module docstring)."""
     require("onnx", "onnx")
     if loaded.predictor is None:
-        raise ModelNotFoundError(f"'{loaded.config.get('name')}' is not a complete model; only complete models "
-                                 f"export to ONNX")
+        raise ModelNotFoundError(
+            f"'{loaded.config.get('name')}' is not a complete model; only complete models export to ONNX"
+        )
     classify = loaded.config["task"] == "classification"
     module = _Exported(loaded.predictor, classify).eval()
     example = torch.zeros((2, *loaded.config["input"]["shape"]))
@@ -69,14 +71,28 @@ def export_onnx(loaded: Loaded) -> bytes:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=OPSET, input_names=["features"],
-                              output_names=outputs, dynamic_axes={"features": {0: "batch"},
-                                                                  **{o: {0: "batch"} for o in outputs}})
+            torch.onnx.export(
+                module,
+                (example,),
+                buf,
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["features"],
+                output_names=outputs,
+                dynamic_axes={"features": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+            )
             return buf.getvalue()
         except Exception:  # noqa: BLE001 - an operator the TorchScript exporter lacks: the newer exporter
             require("onnxscript", "onnx")
-        program = torch.onnx.export(module, (example,), dynamo=True, input_names=["features"], output_names=outputs,
-                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False)
+        program = torch.onnx.export(
+            module,
+            (example,),
+            dynamo=True,
+            input_names=["features"],
+            output_names=outputs,
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            verbose=False,
+        )
         return program.model_proto.SerializeToString()
 
 

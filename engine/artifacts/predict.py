@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from engine.core import training
-from engine.core.scores import constant_outputs, scores
 from engine.artifacts.load import Loaded
 from engine.artifacts.schema import IMAGE_SUFFIXES, Encoded, encode_table, read_images
+from engine.core import training
+from engine.core.scores import constant_outputs, scores
 from engine.errors import DataError, ModelNotFoundError
 
 PREDICTION = "prediction"
@@ -50,8 +50,10 @@ class Prediction:
 def _complete(loaded: Loaded) -> None:
     if loaded.predictor is None:
         part = loaded.config.get("part")
-        raise ModelNotFoundError(f"'{loaded.config.get('name')}' is the federation's shared {part}, not a complete "
-                                 f"model: it cannot predict on its own; pick a client's model")
+        raise ModelNotFoundError(
+            f"'{loaded.config.get('name')}' is the federation's shared {part}, not a complete "
+            f"model: it cannot predict on its own; pick a client's model"
+        )
 
 
 def _outputs(loaded: Loaded, x: torch.Tensor) -> torch.Tensor:
@@ -63,25 +65,42 @@ def _outputs(loaded: Loaded, x: torch.Tensor) -> torch.Tensor:
         return training.predict(loaded.predictor, x)
 
 
-def encode(loaded: Loaded, source: bytes | str | Path, name: str | None = None, *,
-           images: list[tuple[str, bytes]] | None = None) -> Encoded:
+def encode(
+    loaded: Loaded,
+    source: bytes | str | Path,
+    name: str | None = None,
+    *,
+    images: list[tuple[str, bytes]] | None = None,
+) -> Encoded:
     """Read and encode a table (``source``) or image files (``images``) for this model."""
     config = loaded.config
     if images:
         if config["input"]["kind"] != "image":
-            raise DataError("this model reads tables, not images; give a CSV, .xlsx or Parquet file with the "
-                            "training columns")
+            raise DataError(
+                "this model reads tables, not images; give a CSV, .xlsx or Parquet file with the "
+                "training columns"
+            )
         return read_images(images, list(config["input"]["shape"]))
     from engine.data.reading import read_table
 
     table = read_table(source, name=name, max_file_mb=MAX_BYTES / 2**20)
     target = config.get("target", {})
-    return encode_table(config["schema"], table.frame, list(config.get("classes", [])), config["task"],
-                        (float(target.get("mean", 0.0)), float(target.get("std", 1.0))))
+    return encode_table(
+        config["schema"],
+        table.frame,
+        list(config.get("classes", [])),
+        config["task"],
+        (float(target.get("mean", 0.0)), float(target.get("std", 1.0))),
+    )
 
 
-def predict(loaded: Loaded, source: bytes | str | Path | None = None, name: str | None = None, *,
-            images: list[tuple[str, bytes]] | None = None) -> Prediction:
+def predict(
+    loaded: Loaded,
+    source: bytes | str | Path | None = None,
+    name: str | None = None,
+    *,
+    images: list[tuple[str, bytes]] | None = None,
+) -> Prediction:
     """Predict on a table file or on image files (see the module docstring).
 
     :raises DataError: unreadable file, schema mismatch (naming the columns), unreadable values.
@@ -115,7 +134,9 @@ def describe(loaded: Loaded, encoded: Encoded, out: torch.Tensor) -> Prediction:
     else:
         t = config.get("target") or {}
         units = f" ({t['units']})" if t.get("units") else ""
-        values = out.reshape(len(out), -1)[:, 0].double().numpy() * float(t.get("std", 1.0)) + float(t.get("mean", 0.0))
+        values = out.reshape(len(out), -1)[:, 0].double().numpy() * float(t.get("std", 1.0)) + float(
+            t.get("mean", 0.0)
+        )
         table[f"{PREDICTION}{units}"] = values
     result = Prediction(table, task, classes, target, warnings=list(encoded.warnings), outputs=out)
     if encoded.y is not None and target:
@@ -128,7 +149,9 @@ def describe(loaded: Loaded, encoded: Encoded, out: torch.Tensor) -> Prediction:
             result.reference = _reference(config, y[valid], std)
             result.rows_scored = int(valid.sum())
         if not bool(valid.all()):
-            result.warnings.append(f"{int((~valid).sum())} row(s) without a usable target are predicted but not scored")
+            result.warnings.append(
+                f"{int((~valid).sum())} row(s) without a usable target are predicted but not scored"
+            )
     return result
 
 

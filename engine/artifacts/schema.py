@@ -53,31 +53,56 @@ def schema_of(data: Dataset, cfg: DataConfig) -> dict[str, Any]:
         known = [c["name"] for c in report.get("columns", [])]
         base["known_columns"] = known + ([cfg.target] if cfg.target else [])
         if cfg.window is not None:
-            codes = {name: [str(v) for v in (col.missing_values or [])] for name, col in cfg.columns.items()
-                     if getattr(col, "missing_values", None)}
+            codes = {
+                name: [str(v) for v in (col.missing_values or [])]
+                for name, col in cfg.columns.items()
+                if getattr(col, "missing_values", None)
+            }
             w = cfg.window
             series = [c for c in dict.fromkeys([w.group_column, cfg.natural_column()]) if c]
-            return {**base, "form": "window", "columns": _table_columns(data, skip=cfg.target),
-                    "missing_values": codes,
-                    "features": list(data.feature_names or []), "required": [w.time_column, *series],
-                    "data": cfg.model_dump(mode="json", include={"window", "partition", "target", "columns"}),
-                    "include_target": bool(w.include_target)}
+            return {
+                **base,
+                "form": "window",
+                "columns": _table_columns(data, skip=cfg.target),
+                "missing_values": codes,
+                "features": list(data.feature_names or []),
+                "required": [w.time_column, *series],
+                "data": cfg.model_dump(mode="json", include={"window", "partition", "target", "columns"}),
+                "include_target": bool(w.include_target),
+            }
         if cfg.image_shape is not None:
             pixels = [c["name"] for c in report.get("columns", []) if c.get("role") == "feature"]
-            return {**base, "form": "pixels", "columns": pixels, "image_shape": list(cfg.image_shape),
-                    "divide": 255.0 if report.get("pixel_scale") else 1.0}
-        codes = {name: [str(v) for v in (col.missing_values or [])] for name, col in cfg.columns.items()
-                 if getattr(col, "missing_values", None)}
-        return {**base, "form": "table", "columns": _table_columns(data), "missing_values": codes,
-                "features": list(data.feature_names or [])}
+            return {
+                **base,
+                "form": "pixels",
+                "columns": pixels,
+                "image_shape": list(cfg.image_shape),
+                "divide": 255.0 if report.get("pixel_scale") else 1.0,
+            }
+        codes = {
+            name: [str(v) for v in (col.missing_values or [])]
+            for name, col in cfg.columns.items()
+            if getattr(col, "missing_values", None)
+        }
+        return {
+            **base,
+            "form": "table",
+            "columns": _table_columns(data),
+            "missing_values": codes,
+            "features": list(data.feature_names or []),
+        }
     if spec.kind == "image":
         columns = [f"px{i}" for i in range(spec.numel)]
         return {**base, "form": "image", "columns": columns, "target": _target_name(columns)}
     if spec.kind == "tabular":
         names = list(data.feature_names or [f"x{i}" for i in range(spec.shape[0])])
         return {**base, "form": "features", "columns": names, "target": _target_name(names)}
-    return {**base, "form": "window", "readable": False,
-            "why": "the model reads sequences; new rows alone do not carry the history it needs"}
+    return {
+        **base,
+        "form": "window",
+        "readable": False,
+        "why": "the model reads sequences; new rows alone do not carry the history it needs",
+    }
 
 
 def _target_name(columns: list[str]) -> str:
@@ -94,17 +119,19 @@ def _table_columns(data: Dataset, skip: str | None = None) -> list[dict[str, Any
             continue
         entry = columns.get(f.column)
         if entry is None:
-            kind = {"numeric": "numeric", "binary": "boolean", "code": "ordinal", "onehot": "categorical"}[f.kind]
+            kind = {"numeric": "numeric", "binary": "boolean", "code": "ordinal", "onehot": "categorical"}[
+                f.kind
+            ]
             entry = columns[f.column] = {"name": f.column, "type": kind}
             if f.kind == "code":
                 entry["levels"] = list(f.levels)
             if f.kind == "onehot":
                 entry["levels"] = []
         if f.kind == "onehot":
-            entry["levels"].append(f.name[len(f.column) + 1:])
+            entry["levels"].append(f.name[len(f.column) + 1 :])
         elif f.kind == "numeric" and f.name != f.column:  # a date's calendar part: "admitted.month"
             entry["type"] = "datetime"
-            entry.setdefault("parts", []).append(f.name[len(f.column) + 1:])
+            entry.setdefault("parts", []).append(f.name[len(f.column) + 1 :])
     return list(columns.values())
 
 
@@ -131,7 +158,11 @@ def mismatch(schema: dict[str, Any], columns: list[str]) -> None:
     need += [c for c in schema.get("required", []) if c not in need]
     have = set(columns)
     missing = [c for c in need if c not in have]
-    allowed = set(need) | set(schema.get("known_columns", [])) | ({schema["target"]} if schema.get("target") else set())
+    allowed = (
+        set(need)
+        | set(schema.get("known_columns", []))
+        | ({schema["target"]} if schema.get("target") else set())
+    )
     extra = [c for c in columns if c not in allowed]
     if not missing and not extra:
         return
@@ -151,8 +182,13 @@ def _names(names: list[str]) -> str:
     return shown + (f" and {len(names) - 12} more" if len(names) > 12 else "")
 
 
-def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,
-                 target_scale: tuple[float, float] = (0.0, 1.0)) -> Encoded:
+def encode_table(
+    schema: dict[str, Any],
+    df: pd.DataFrame,
+    classes: list[str],
+    task: str,
+    target_scale: tuple[float, float] = (0.0, 1.0),
+) -> Encoded:
     """Encode a parsed table with the training schema.
 
     :param classes: the label encoding (class names in code order); ``task`` says whether the
@@ -162,7 +198,9 @@ def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], t
     """
     form = schema.get("form")
     if schema.get("readable") is False:
-        raise DataError(f"this model cannot predict from a table of new rows: {schema.get('why', 'not supported')}")
+        raise DataError(
+            f"this model cannot predict from a table of new rows: {schema.get('why', 'not supported')}"
+        )
     df = df.reset_index(drop=True)
     mismatch(schema, [str(c) for c in df.columns])
     warnings: list[str] = []
@@ -177,7 +215,9 @@ def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], t
         if bad.to_numpy().any():
             col = names[int(np.flatnonzero(bad.to_numpy().any(0))[0])]
             row = int(np.flatnonzero(bad[col].to_numpy())[0])
-            raise DataError(f"column '{col}' must hold numbers but row {row + 1} has '{df[col].iloc[row]}'; fix it")
+            raise DataError(
+                f"column '{col}' must hold numbers but row {row + 1} has '{df[col].iloc[row]}'; fix it"
+            )
         x = frame.to_numpy(dtype=np.float64)
         if form in ("pixels", "image"):
             shape = schema.get("image_shape") or schema["input"]["shape"]
@@ -190,12 +230,16 @@ def encode_table(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], t
     return Encoded(torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32), y, df, warnings)
 
 
-def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], check: bool = True) -> np.ndarray:
+def _encode_rows(
+    schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], check: bool = True
+) -> np.ndarray:
     from engine.data.config import ColumnSpec
     from engine.data.csv_encode import encode_column
     from engine.data.csv_infer import ColumnPlan, apply_missing_codes, parse_times
 
-    codes = {name: ColumnSpec(missing_values=values) for name, values in schema.get("missing_values", {}).items()}
+    codes = {
+        name: ColumnSpec(missing_values=values) for name, values in schema.get("missing_values", {}).items()
+    }
     df, _ = apply_missing_codes(df, codes)
     blocks = []
     for col in schema["columns"]:
@@ -207,18 +251,29 @@ def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], 
             stamps = parse_times(s)
             unread = stamps.isna() & s.notna()
             if unread.any():
-                warnings.append(f"column '{name}': {int(unread.sum())} value(s) are not dates and were treated as missing")
-            parts = {"year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
-                     "weekday": stamps.dt.day_of_week, "hour": stamps.dt.hour}
-            block = np.stack([parts[p].astype(float).to_numpy(dtype=np.float64) for p in col["parts"]], axis=1)
+                warnings.append(
+                    f"column '{name}': {int(unread.sum())} value(s) are not dates and were treated as missing"
+                )
+            parts = {
+                "year": stamps.dt.year,
+                "month": stamps.dt.month,
+                "day": stamps.dt.day,
+                "weekday": stamps.dt.day_of_week,
+                "hour": stamps.dt.hour,
+            }
+            block = np.stack(
+                [parts[p].astype(float).to_numpy(dtype=np.float64) for p in col["parts"]], axis=1
+            )
         else:
             levels = [str(v) for v in col["levels"]]
             text = s.astype(str).str.strip().where(s.notna())
             unknown = text.notna() & ~text.isin(levels)
             if unknown.any():
                 seen = ", ".join(f"'{v}'" for v in text[unknown].unique()[:5])
-                warnings.append(f"column '{name}': {int(unknown.sum())} value(s) the model never saw ({seen}) were "
-                                f"treated as missing")
+                warnings.append(
+                    f"column '{name}': {int(unknown.sum())} value(s) the model never saw ({seen}) were "
+                    f"treated as missing"
+                )
             codes_ = pd.Categorical(text.where(~unknown), categories=levels).codes.astype(np.int64)
             missing = codes_ < 0
             if kind == "ordinal":
@@ -230,20 +285,28 @@ def _encode_rows(schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], 
         blocks.append(block)
     x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(df), 0))
     if check and x.shape[1] != len(schema.get("features", [])) and schema.get("features"):
-        raise DataError(f"encoding produced {x.shape[1]} features but the model reads {len(schema['features'])}; "
-                        f"the saved schema does not match this model")
+        raise DataError(
+            f"encoding produced {x.shape[1]} features but the model reads {len(schema['features'])}; "
+            f"the saved schema does not match this model"
+        )
     return np.where(np.isfinite(x), x, np.nan)
 
 
-def _encodemake_windows(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,
-                    target_scale: tuple[float, float], warnings: list[str]) -> Encoded:
+def _encodemake_windows(
+    schema: dict[str, Any],
+    df: pd.DataFrame,
+    classes: list[str],
+    task: str,
+    target_scale: tuple[float, float],
+    warnings: list[str],
+) -> Encoded:
     """Cut a table of rows into the model's time-series windows, as the training rows were cut
     (:func:`engine.data.csv_data` ``_windows``: sorted by series and time, never crossing a series;
     a window's target is ``horizon`` rows after its end). One prediction per window; the rows shown
     are the target rows (their time and series)."""
     from engine.data.config import DataConfig
-    from engine.data.csv_target import make_windows
     from engine.data.csv_infer import parse_times
+    from engine.data.csv_target import make_windows
 
     cfg = DataConfig.model_validate({"dataset": "csv", **schema["data"]})
     w = cfg.window
@@ -252,8 +315,10 @@ def _encodemake_windows(schema: dict[str, Any], df: pd.DataFrame, classes: list[
     target = schema.get("target")
     has_target = bool(target) and target in df.columns and bool(df[target].notna().all())
     if schema.get("include_target") and not has_target:
-        raise DataError(f"this model reads the past values of '{target}' in each window: give that column, "
-                        f"filled for every row")
+        raise DataError(
+            f"this model reads the past values of '{target}' in each window: give that column, "
+            f"filled for every row"
+        )
     y_raw = np.zeros(len(df))
     if has_target:
         if task == "regression":
@@ -261,8 +326,10 @@ def _encodemake_windows(schema: dict[str, Any], df: pd.DataFrame, classes: list[
         else:
             y_raw = pd.Categorical(df[target].map(_class_text), categories=classes).codes.astype(np.int64)
             if (y_raw < 0).any():
-                raise DataError(f"target '{target}' has classes the model does not know "
-                                f"({', '.join(map(str, df[target][y_raw < 0].unique()[:5]))})")
+                raise DataError(
+                    f"target '{target}' has classes the model does not know "
+                    f"({', '.join(map(str, df[target][y_raw < 0].unique()[:5]))})"
+                )
         if schema.get("include_target"):
             extra = y_raw[:, None] if task == "regression" else np.eye(len(classes))[y_raw]
             x = np.concatenate([x, extra], axis=1)
@@ -270,24 +337,38 @@ def _encodemake_windows(schema: dict[str, Any], df: pd.DataFrame, classes: list[
     times = times if pd.api.types.is_numeric_dtype(times) else parse_times(times)
     if times.isna().any():
         row = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise DataError(f"time column '{w.time_column}' has '{df[w.time_column].iloc[row]}' at row {row + 1}, "
-                        f"which is neither a date nor a number; fix it")
+        raise DataError(
+            f"time column '{w.time_column}' has '{df[w.time_column].iloc[row]}' at row {row + 1}, "
+            f"which is neither a date nor a number; fix it"
+        )
     series = schema.get("required", [])[1:]
     side = {c: df[c].astype(str).to_numpy() for c in series}
     lines = np.arange(len(df)) + 2
-    xw, yw, lines, side, _, more = make_windows(np.where(np.isfinite(x), x, np.nan), y_raw, lines, side, times, cfg, None)
+    xw, yw, lines, side, _, more = make_windows(
+        np.where(np.isfinite(x), x, np.nan), y_raw, lines, side, times, cfg, None
+    )
     warnings += more
     rows = df.iloc[lines - 2][[w.time_column, *series]].reset_index(drop=True)
     y = None
     if has_target:
         mean, std = target_scale
-        y = torch.as_tensor((yw - mean) / std, dtype=torch.float32) if task == "regression" else torch.as_tensor(yw)
+        y = (
+            torch.as_tensor((yw - mean) / std, dtype=torch.float32)
+            if task == "regression"
+            else torch.as_tensor(yw)
+        )
         rows[target] = df[target].iloc[lines - 2].to_numpy()
     return Encoded(torch.as_tensor(np.ascontiguousarray(xw), dtype=torch.float32), y, rows, warnings)
 
 
-def _target(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: str,
-            target_scale: tuple[float, float], warnings: list[str]) -> Tensor | None:
+def _target(
+    schema: dict[str, Any],
+    df: pd.DataFrame,
+    classes: list[str],
+    task: str,
+    target_scale: tuple[float, float],
+    warnings: list[str],
+) -> Tensor | None:
     """The target column when present: class codes (-1 where missing or unknown), or
     standardised numbers (NaN where missing)."""
     target = schema.get("target")
@@ -303,8 +384,10 @@ def _target(schema: dict[str, Any], df: pd.DataFrame, classes: list[str], task: 
     unknown = text.notna() & (codes < 0)
     if unknown.any():
         seen = ", ".join(f"'{v}'" for v in text[unknown].unique()[:5])
-        warnings.append(f"target '{target}': {int(unknown.sum())} row(s) have classes the model does not know "
-                        f"({seen}); they are left out of the figures")
+        warnings.append(
+            f"target '{target}': {int(unknown.sum())} row(s) have classes the model does not know "
+            f"({seen}); they are left out of the figures"
+        )
     return torch.as_tensor(codes)
 
 
@@ -340,8 +423,9 @@ def read_images(files: list[tuple[str, bytes]], shape: list[int]) -> Encoded:
                 img = img.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
                 a = np.asarray(img, dtype=np.float32) / 255.0
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(f"'{name}' is not an image this app can read ({type(exc).__name__}); give PNG or JPEG "
-                            f"files") from None
+            raise DataError(
+                f"'{name}' is not an image this app can read ({type(exc).__name__}); give PNG or JPEG files"
+            ) from None
         arrays.append(a[None] if c == 1 else a.transpose(2, 0, 1))
         names.append(name)
     if not arrays:

@@ -9,8 +9,12 @@ from typing import Any
 from engine.artifacts.load import WHICH_TEXT, index
 from engine.errors import ModelNotFoundError
 
-PART_TEXT = {"model": "complete model", "body": "shared body only", "head": "shared head only",
-             "prototypes": "global prototypes"}
+PART_TEXT = {
+    "model": "complete model",
+    "body": "shared body only",
+    "head": "shared head only",
+    "prototypes": "global prototypes",
+}
 
 
 @dataclass
@@ -58,7 +62,11 @@ def kept(store: Any, run_id: str) -> Kept:
                 label = f"{m['client']} (client {m['position']})"
                 key = m["client"]
             else:
-                label = "federation" + m["name"][len("federation"):] + f" ({PART_TEXT.get(m['part'], m['part'])})"
+                label = (
+                    "federation"
+                    + m["name"][len("federation") :]
+                    + f" ({PART_TEXT.get(m['part'], m['part'])})"
+                )
                 key = m["name"]
             choice = by_name[m["name"]] = Choice(key, label, m["role"], m["part"], {})
         choice.rounds[m["which"]] = int(m["round"])
@@ -94,17 +102,25 @@ def schema_summary(config: dict[str, Any]) -> dict[str, Any]:
     form = schema.get("form")
     columns = [c["name"] if isinstance(c, dict) else c for c in schema.get("columns", [])]
     columns += [c for c in schema.get("required", []) if c not in columns]
-    return {"form": form, "columns": columns, "target": schema.get("target"),
-            "images": config["input"]["kind"] == "image", "readable": schema.get("readable", True),
-            "why": schema.get("why"), "task": config["task"], "classes": config.get("classes", []),
-            "units": (config.get("target") or {}).get("units"),
-            "window": (schema.get("data") or {}).get("window")}
+    return {
+        "form": form,
+        "columns": columns,
+        "target": schema.get("target"),
+        "images": config["input"]["kind"] == "image",
+        "readable": schema.get("readable", True),
+        "why": schema.get("why"),
+        "task": config["task"],
+        "classes": config.get("classes", []),
+        "units": (config.get("target") or {}).get("units"),
+        "window": (schema.get("data") or {}).get("window"),
+    }
 
 
 def template_csv(config: dict[str, Any]) -> str:
     """An empty table with the model's columns (and its target, optional), to fill in."""
-    from engine.sanitize import csv_text
     import pandas as pd
+
+    from engine.sanitize import csv_text
 
     s = schema_summary(config)
     names = s["columns"] + ([s["target"]] if s["target"] else [])

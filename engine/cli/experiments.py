@@ -48,14 +48,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"seed": args.seed})
     check(config)
     store = _store(args)
-    sim = Simulation(config, store=store,
-                     on_round=_progress(config.rounds, args.json, lambda: getattr(sim, "primary", None) and sim.primary.metric))
+    sim = Simulation(
+        config,
+        store=store,
+        on_round=_progress(
+            config.rounds, args.json, lambda: getattr(sim, "primary", None) and sim.primary.metric
+        ),
+    )
     summary = sim.run()
     status = store.get_run(sim.run_id)["status"]
     final = {k: v for k, v in summary["final"].items()}
     if args.json:
-        print(json.dumps({"run_id": sim.run_id, "status": status, "rounds": summary["rounds_done"],
-                          "final": final}, default=float))
+        print(
+            json.dumps(
+                {"run_id": sim.run_id, "status": status, "rounds": summary["rounds_done"], "final": final},
+                default=float,
+            )
+        )
     else:
         from engine.core.metrics import headline, run_primary, summary_keys
 
@@ -63,11 +72,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         metric = run_primary({"summary": final})
         key, value = headline(final, metric)
         if key:
-            print(f"  headline: {metric.label} {value:.4f} ({key}: own test data, mean over clients, at each "
-                  f"client's best validation round)")
+            print(
+                f"  headline: {metric.label} {value:.4f} ({key}: own test data, mean over clients, at each "
+                f"client's best validation round)"
+            )
         first = [k for k in summary_keys(metric) if isinstance(final.get(k), (int, float))]
-        rest = sorted(k for k in final if k not in first and isinstance(final[k], (int, float))
-                      and (k.endswith("_mean") or k.startswith("server_")))
+        rest = sorted(
+            k
+            for k in final
+            if k not in first
+            and isinstance(final[k], (int, float))
+            and (k.endswith("_mean") or k.startswith("server_"))
+        )
         for key in [*first, *rest]:
             print(f"  {key:32s} {final[key]:.4f}")
     return 0 if status == "finished" else 1
@@ -93,8 +109,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet")
     for r in runs:
-        print(f"{r['id']}  {r['status']:<11} {r['strategy']:<14} {r['dataset']:<14} "
-              f"round {r['current_round']}/{r['rounds']}  {r['name']}")
+        print(
+            f"{r['id']}  {r['status']:<11} {r['strategy']:<14} {r['dataset']:<14} "
+            f"round {r['current_round']}/{r['rounds']}  {r['name']}"
+        )
     return 0
 
 
@@ -104,12 +122,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run, default=str, indent=2))
         return 0
-    print(f"{run['id']}  {run['name']}  [{run['status']}]  strategy={run['strategy']}  "
-          f"dataset={run['dataset']}  clients={run['n_clients']}  round {run['current_round']}/{run['rounds']}")
+    print(
+        f"{run['id']}  {run['name']}  [{run['status']}]  strategy={run['strategy']}  "
+        f"dataset={run['dataset']}  clients={run['n_clients']}  round {run['current_round']}/{run['rounds']}"
+    )
     if run.get("error"):
         print(f"error: {run['error']}")
     for key, value in sorted((run.get("summary") or {}).items()):
-        if value is not None and (key.endswith("_mean") or key.startswith(("server_", "backdoor_asr", "defence_"))):
+        if value is not None and (
+            key.endswith("_mean") or key.startswith(("server_", "backdoor_asr", "defence_"))
+        ):
             print(f"  {key:28s} {value:.4f}")
     return 0
 
@@ -158,8 +180,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
         return 2
     runnable = [n for n, why in report.compatible.items() if why is None]
-    print(f"ok: {config.name} ({len(config.roster())} clients, strategy {config.strategy.name}); "
-          f"strategies that can run this roster: {', '.join(runnable)}")
+    print(
+        f"ok: {config.name} ({len(config.roster())} clients, strategy {config.strategy.name}); "
+        f"strategies that can run this roster: {', '.join(runnable)}"
+    )
     return 0
 
 
@@ -178,8 +202,10 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
         raise ConfigError(f"use a password of at least {MIN_LENGTH} characters")
     value = hash_password(password)
     print(value)
-    print(f"# set it as {ENV_HASH}='{value}' or password_hash = \"{value}\" in .streamlit/secrets.toml",
-          file=sys.stderr)
+    print(
+        f"# set it as {ENV_HASH}='{value}' or password_hash = \"{value}\" in .streamlit/secrets.toml",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -201,8 +227,12 @@ def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None 
     if command in (None, "export"):  # the formats module loads torch: only when it is the command
         from engine.reporting.export import FORMATS
 
-        p.add_argument("--format", choices=list(FORMATS), default="csv",
-                       help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()))
+        p.add_argument(
+            "--format",
+            choices=list(FORMATS),
+            default="csv",
+            help="; ".join(f"{f.name}: {f.description}" for f in FORMATS.values()),
+        )
     else:
         p.add_argument("--format", default="csv")
     p.add_argument("--out", required=True, help="output file")

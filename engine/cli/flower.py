@@ -19,9 +19,15 @@ def cmd_export_flower(args: argparse.Namespace) -> int:
 
 
 def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None = None) -> None:
-    p = add("export-flower", cmd_export_flower,
-            "export an experiment (a config file or a run id) as a runnable Flower app")
+    p = add(
+        "export-flower",
+        cmd_export_flower,
+        "export an experiment (a config file or a run id) as a runnable Flower app",
+    )
     p.add_argument("source", help="config file (JSON or YAML) or run id")
     p.add_argument("--out", required=True, help="new folder for the app")
-    p.add_argument("--no-data", action="store_true",
-                   help="do not write each site's rows of the experiment's data under data/")
+    p.add_argument(
+        "--no-data",
+        action="store_true",
+        help="do not write each site's rows of the experiment's data under data/",
+    )

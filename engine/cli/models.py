@@ -40,7 +40,9 @@ def _inputs(path: Path) -> tuple[Path | None, list[tuple[str, bytes]] | None]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p.name))
         if not files:
-            raise DataError(f"{path} holds no image files (.png, .jpg...); give a table file or a folder of images")
+            raise DataError(
+                f"{path} holds no image files (.png, .jpg...); give a table file or a folder of images"
+            )
         return None, [(p.name, p.read_bytes()) for p in files]
     if not path.is_file():
         raise DataError(f"--input {path} is not a file or folder")
@@ -63,12 +65,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise DataError(f"cannot write {out}: {exc.strerror or exc}") from None
     which = loaded.config["which"]
-    print(f"wrote {out}: {len(result.table)} predictions of {loaded.config['name']} ({which}, round "
-          f"{loaded.config['round']})")
+    print(
+        f"wrote {out}: {len(result.table)} predictions of {loaded.config['name']} ({which}, round "
+        f"{loaded.config['round']})"
+    )
     for w in result.warnings:
         print(f"warning: {w}")
     if result.metrics:
-        print(f"figures on {result.rows_scored} rows with their target (reference: a predictor that ignores the input):")
+        print(
+            f"figures on {result.rows_scored} rows with their target (reference: a predictor that ignores the input):"
+        )
         for key, value in result.metrics.items():
             ref = (result.reference or {}).get(key)
             print(f"  {key:<8} {value:.4f}" + (f"   reference {ref:.4f}" if ref is not None else ""))
@@ -77,18 +83,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None = None) -> None:
     """``models`` and ``predict``."""
-    p = add("models", cmd_models, "download a run's kept models (weights, config.json, preprocessing, model card)")
+    p = add(
+        "models", cmd_models, "download a run's kept models (weights, config.json, preprocessing, model card)"
+    )
     p.add_argument("run_id")
-    p.add_argument("--client", help="one client's model (its name or roster position), or 'federation'; "
-                                    "default: every model")
+    p.add_argument(
+        "--client",
+        help="one client's model (its name or roster position), or 'federation'; default: every model",
+    )
     p.add_argument("--out", help="output folder, or a .zip file")
     p.add_argument("--onnx", action="store_true", help="add model.onnx to each complete model (onnx extra)")
     p.add_argument("--list", action="store_true", help="list the kept models instead")
     p = add("predict", cmd_predict, "predict with a kept model on a table (CSV, .xlsx, Parquet) or images")
     p.add_argument("run_id")
-    p.add_argument("--client", help="the client's name or roster position, or 'federation' (default: the "
-                                    "federation's model)")
-    p.add_argument("--which", choices=["best", "final"],
-                   help="weights of the best validation round or of the last round (default: what the app reports)")
-    p.add_argument("--input", required=True, help="table file with the training columns, an image, or a folder of images")
+    p.add_argument(
+        "--client",
+        help="the client's name or roster position, or 'federation' (default: the federation's model)",
+    )
+    p.add_argument(
+        "--which",
+        choices=["best", "final"],
+        help="weights of the best validation round or of the last round (default: what the app reports)",
+    )
+    p.add_argument(
+        "--input", required=True, help="table file with the training columns, an image, or a folder of images"
+    )
     p.add_argument("--out", required=True, help="output .csv file")

@@ -11,9 +11,9 @@ from typing import Any
 
 from engine.errors import ConfigError, StorageError
 from engine.tracking.runs import RunManager
-from engine.tracking.variants import deep_merge, set_path, strategy_dict
 from engine.tracking.schema import ACTIVE
 from engine.tracking.storage import Store
+from engine.tracking.variants import deep_merge, set_path, strategy_dict
 
 
 def _manager(args: argparse.Namespace, workers: int | None = None) -> RunManager:
@@ -88,7 +88,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
                 print(f"{run_id}: {status}")
             else:
                 status = mgr.store.get_run(run_id)["status"]
-                print(f"{run_id}: {'cancel requested (it stops within a few seconds)' if status in ACTIVE else status}")
+                print(
+                    f"{run_id}: {'cancel requested (it stops within a few seconds)' if status in ACTIVE else status}"
+                )
     finally:
         mgr.shutdown(wait=False)
     return 0
@@ -148,8 +150,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         mgr.shutdown(wait=True)
     table = seed_summary(mgr.store, run_ids)
     if args.json:
-        print(json.dumps({"group_id": group_id, "runs": statuses,
-                          "summary": json.loads(table.to_json(orient="records"))}))
+        print(
+            json.dumps(
+                {
+                    "group_id": group_id,
+                    "runs": statuses,
+                    "summary": json.loads(table.to_json(orient="records")),
+                }
+            )
+        )
     else:
         for run_id in run_ids:
             print(_final_line(mgr.store, run_id))
@@ -255,8 +264,11 @@ def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None 
     p = add("sweep", cmd_sweep, "run one config over several seeds and strategies, grouped")
     p.add_argument("config", help="JSON or YAML experiment config")
     p.add_argument("--seeds", type=int, nargs="+", required=True, help="e.g. --seeds 0 1 2")
-    p.add_argument("--strategies", nargs="+",
-                   help='strategies replacing the config\'s: fedavg "fedprox:mu=0.1" or JSON objects')
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        help='strategies replacing the config\'s: fedavg "fedprox:mu=0.1" or JSON objects',
+    )
     p.add_argument("--workers", type=int, default=2, help="runs trained at once")
     p.add_argument("--name", help="name of the sweep (default: the config's)")
     p.add_argument("--json", action="store_true")
@@ -281,7 +293,11 @@ def cli_commands(sub: argparse._SubParsersAction, add: Any, command: str | None 
     group.add_argument("--set", action="store_true", help="replace all tags by these")
     p = add("fork", cmd_fork, "a new config from a run's, with changes (printed, saved or run)")
     p.add_argument("run_id")
-    p.add_argument("--set", action="append", metavar="PATH=VALUE",
-                   help="change one value, e.g. --set rounds=50 --set strategy.name=fedprox --set clients.0.lr=0.1")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="change one value, e.g. --set rounds=50 --set strategy.name=fedprox --set clients.0.lr=0.1",
+    )
     p.add_argument("--out", help="write the new config here")
     p.add_argument("--run", action="store_true", help="also run it now (foreground)")

@@ -14,8 +14,6 @@ from torch import Tensor
 
 from engine.core.state import State
 
-
-
 _CHUNK = 32
 """Clients per stacked contraction in :func:`weighted_mean`."""
 
@@ -41,8 +39,8 @@ def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> dict[str
         wd = w.to(device=ref.device, dtype=ref.dtype)
         acc = torch.zeros(ref.shape, dtype=torch.float64, device=ref.device)
         for start in range(0, len(states), _CHUNK):
-            part = torch.stack([s[key] for s in states[start:start + _CHUNK]])
-            acc.add_(torch.tensordot(wd[start:start + _CHUNK], part, dims=1))
+            part = torch.stack([s[key] for s in states[start : start + _CHUNK]])
+            acc.add_(torch.tensordot(wd[start : start + _CHUNK], part, dims=1))
         out[key] = acc.to(ref.dtype)
     return out
 

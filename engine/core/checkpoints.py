@@ -21,13 +21,19 @@ class Checkpoints:
         path = self.recorder.checkpoint_path(rnd)
         folder = path.parent
         last = self.history[-1].metrics if self.history else {}
-        blob = {"round": rnd, "states": {str(k): v for k, v in self.states.items()},
-                "strategy": self.strategy.state_dict(), "clock": self.clock.state_dict(),
-                "participated": sorted(self.participated), "privacy": self.privacy.state_dict(),
-                "private_aggregation": self.private_agg.state_dict(),
-                "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")},
-                "best": {str(k): v for k, v in self.best.items()}, "server_best": dict(self.server_best),
-                "references_written": sorted(self._references_written)}
+        blob = {
+            "round": rnd,
+            "states": {str(k): v for k, v in self.states.items()},
+            "strategy": self.strategy.state_dict(),
+            "clock": self.clock.state_dict(),
+            "participated": sorted(self.participated),
+            "privacy": self.privacy.state_dict(),
+            "private_aggregation": self.private_agg.state_dict(),
+            "cum": {k: float(last.get(f"cum_{k}", 0.0)) for k in ("bytes_up", "bytes_down", "wall_s")},
+            "best": {str(k): v for k, v in self.best.items()},
+            "server_best": dict(self.server_best),
+            "references_written": sorted(self._references_written),
+        }
         tmp = path.with_suffix(".tmp")
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -38,17 +44,23 @@ class Checkpoints:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-            raise StorageError(f"cannot write checkpoint {path}: {getattr(exc, 'strerror', None) or exc}; "
-                               f"free some disk space (or set FEDMOSAIC_HOME to another disk) and resume "
-                               f"the run: its completed rounds are kept") from None
+            raise StorageError(
+                f"cannot write checkpoint {path}: {getattr(exc, 'strerror', None) or exc}; "
+                f"free some disk space (or set FEDMOSAIC_HOME to another disk) and resume "
+                f"the run: its completed rounds are kept"
+            ) from None
         self.recorder.checkpointed(rnd, path)
         return path
 
     def _checkpoint_before_stop(self, rnd: int) -> None:
         """Cancelled between rounds: checkpoint the last completed round, so resuming loses
         nothing (a cancel inside a round resumes from the newest periodic checkpoint)."""
-        if (not self.recorder.keeps_checkpoints or not self.config.checkpoint_every
-                or not self.history or self.history[-1].round != rnd):
+        if (
+            not self.recorder.keeps_checkpoints
+            or not self.config.checkpoint_every
+            or not self.history
+            or self.history[-1].round != rnd
+        ):
             return
         if not any(row["round"] == rnd for row in self.recorder.checkpoints()):
             self.checkpoint(rnd)
@@ -64,14 +76,24 @@ class Checkpoints:
             try:
                 blob = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:  # noqa: BLE001 - a damaged file: fall back to an older one
-                self._log(f"checkpoint of round {row['round']} is unreadable ({type(exc).__name__}); "
-                          f"trying an older one", "warning")
+                self._log(
+                    f"checkpoint of round {row['round']} is unreadable ({type(exc).__name__}); "
+                    f"trying an older one",
+                    "warning",
+                )
                 continue
             why = self._misfit(blob)
             if why is None:
-                before = (self.states, self.strategy.state_dict(), self.clock.state_dict(),
-                          set(self.participated), dict(self._resumed_cum), self.best, self.server_best,
-                          set(self._references_written))
+                before = (
+                    self.states,
+                    self.strategy.state_dict(),
+                    self.clock.state_dict(),
+                    set(self.participated),
+                    dict(self._resumed_cum),
+                    self.best,
+                    self.server_best,
+                    set(self._references_written),
+                )
                 privacy_before = self.privacy.state_dict()
                 try:
                     self.states = {int(k): v for k, v in blob["states"].items()}
@@ -86,15 +108,25 @@ class Checkpoints:
                     self._references_written = {int(c) for c in blob.get("references_written", [])}
                     rnd = int(blob["round"])
                 except Exception as exc:  # noqa: BLE001 - put back what was there, try an older one
-                    (self.states, strategy, clock, self.participated, self._resumed_cum, self.best,
-                     self.server_best, self._references_written) = before
+                    (
+                        self.states,
+                        strategy,
+                        clock,
+                        self.participated,
+                        self._resumed_cum,
+                        self.best,
+                        self.server_best,
+                        self._references_written,
+                    ) = before
                     self.strategy.load_state_dict(strategy)
                     self.clock.load_state_dict(clock)
                     self.privacy.load_state_dict(privacy_before)
                     why = f"{type(exc).__name__}: {str(exc)[:120]}"
             if why is not None:
-                self._log(f"checkpoint of round {row['round']} does not fit this run ({why}); trying an "
-                          f"older one", "warning")
+                self._log(
+                    f"checkpoint of round {row['round']} does not fit this run ({why}); trying an older one",
+                    "warning",
+                )
                 continue
             self.recorder.truncate_after(rnd)
             self._log(f"resumed from the checkpoint of round {rnd}")

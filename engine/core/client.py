@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from engine.data import ClientData, Split
-from engine.models import FedModel
 from engine.core.seeding import generator
 from engine.core.state import detach, load_into, snapshot, to_device
+from engine.data import ClientData, Split
+from engine.models import FedModel
 from engine.types import ClientContext, ClientInfo, ClientResult
 
 if TYPE_CHECKING:
@@ -94,13 +94,22 @@ def start_turn(job: ClientJob, env: ClientEnv) -> ClientContext:
         public_x = job.data.transform(job.public.x.to(device))
         public_y = job.public.y.to(device)
     ctx = ClientContext(
-        client=job.client, round=job.round, model=model,
+        client=job.client,
+        round=job.round,
+        model=model,
         state=to_device(dict(job.state.get("extra", {})), device),
         received=to_device(job.message, device),
-        x=job.data.train.x.to(device), y=job.data.train.y.to(device), public_x=public_x, public_y=public_y,
-        task=env.task, device=device,
+        x=job.data.train.x.to(device),
+        y=job.data.train.y.to(device),
+        public_x=public_x,
+        public_y=public_y,
+        task=env.task,
+        device=device,
         generator=generator(env.seed, "client", job.client.id, "round", job.round),
-        strategy=strategy, build=build_on_device, cancel=env.cancel, work_fraction=job.work_fraction,
+        strategy=strategy,
+        build=build_on_device,
+        cancel=env.cancel,
+        work_fraction=job.work_fraction,
         privacy=job.privacy,
     )
     if job.receive:
@@ -115,9 +124,13 @@ def finish_turn(job: ClientJob, ctx: ClientContext, started: float) -> ClientRes
     payload = detach(ctx.strategy.payload(ctx), memo)
     steps = sum(s.steps for s in ctx.fit_stats)
     loss = (sum(s.loss * s.steps for s in ctx.fit_stats) / steps) if steps else float("nan")
-    metrics = {"train_loss": loss, "steps": float(steps),
-               "samples_seen": float(sum(s.samples for s in ctx.fit_stats)),
-               "wall_s": time.perf_counter() - started, **ctx.metrics}
+    metrics = {
+        "train_loss": loss,
+        "steps": float(steps),
+        "samples_seen": float(sum(s.samples for s in ctx.fit_stats)),
+        "wall_s": time.perf_counter() - started,
+        **ctx.metrics,
+    }
     private = [s for s in ctx.fit_stats if s.private_steps]
     if private:  # what the privacy accountant counts (engine/privacy/ledger.py)
         seen = sum(s.samples for s in private)

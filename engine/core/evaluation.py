@@ -46,8 +46,9 @@ def _stack(states: Sequence[dict[str, Tensor]], device: torch.device) -> dict[st
 
 
 @torch.no_grad()
-def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
-                 xs: Sequence[Tensor] | Tensor) -> list[Tensor]:
+def forward_many(
+    model: torch.nn.Module, states: Sequence[dict[str, Tensor]], xs: Sequence[Tensor] | Tensor
+) -> list[Tensor]:
     """Outputs of ``model`` under each of ``states`` on its own input (``xs[i]``), or on one
     shared input tensor. Batched with ``vmap`` in memory-bounded chunks; one at a time when there
     is a single state."""
@@ -63,7 +64,9 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
             same.setdefault(tuple(id(v) for v in state.values()), []).append(i)
         if len(same) < k:
             groups = list(same.values())
-            inputs = xs if shared else [torch.cat([xs[i] for i in g]) if len(g) > 1 else xs[g[0]] for g in groups]
+            inputs = (
+                xs if shared else [torch.cat([xs[i] for i in g]) if len(g) > 1 else xs[g[0]] for g in groups]
+            )
             outs_u = forward_many(model, [states[g[0]] for g in groups], inputs)
             result: list[Tensor] = [torch.empty(0)] * k
             for g, o in zip(groups, outs_u, strict=True):
@@ -91,15 +94,20 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
 
     outs: list[Tensor] = []
     for start in range(0, k, chunk):
-        part = states[start:start + chunk]
+        part = states[start : start + chunk]
         params = _stack(part, device)
         if shared:
             step = max(1, rows_budget // len(part))  # rows per call across the chunk's clients
-            out = torch.cat([vmap(call, in_dims=(0, None))(params, xs[r:r + step]) for r in range(0, rows, step)], 1) \
-                if rows else vmap(call, in_dims=(0, None))(params, xs)
+            out = (
+                torch.cat(
+                    [vmap(call, in_dims=(0, None))(params, xs[r : r + step]) for r in range(0, rows, step)], 1
+                )
+                if rows
+                else vmap(call, in_dims=(0, None))(params, xs)
+            )
             outs.extend(out.unbind(0))
         else:
-            group = xs[start:start + chunk]
+            group = xs[start : start + chunk]
             if rows == 0:
                 outs.extend(torch.zeros((0, 1), device=device) for _ in group)
                 continue
@@ -111,9 +119,15 @@ def forward_many(model: torch.nn.Module, states: Sequence[dict[str, Tensor]],
     return outs
 
 
-def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: dict[int, dict[str, Any]],
-                     fed: Federation, devices: dict[int, torch.device], build: ModelFactory,
-                     task: str) -> dict[int, dict[str, float]]:
+def evaluate_clients(
+    clients: Sequence[ClientInfo],
+    strategy: Strategy,
+    states: dict[int, dict[str, Any]],
+    fed: Federation,
+    devices: dict[int, torch.device],
+    build: ModelFactory,
+    task: str,
+) -> dict[int, dict[str, float]]:
     """``local_*``, ``val_*`` and ``global_*`` metrics per client id (``val_*`` only for clients
     with validation rows)."""
     out: dict[int, dict[str, float]] = {c.id: {} for c in clients}
@@ -142,12 +156,21 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
             held_out = forward_many(model, [eval_states[c.id] for c in members], inputs)
             global_out = _global_outputs(model, members, eval_states, fed, device)
         tests = [o[: len(d.test)] for o, d in zip(held_out, data, strict=True)]
-        vals = [o[len(d.test):] for o, d in zip(held_out, data, strict=True)]
-        scored = training.metrics_many(task, tests + vals, [d.test.y.to(device) for d in data]
-                                       + [d.val.y.to(device) for d in data], fed.target_std)
+        vals = [o[len(d.test) :] for o, d in zip(held_out, data, strict=True)]
+        scored = training.metrics_many(
+            task,
+            tests + vals,
+            [d.test.y.to(device) for d in data] + [d.val.y.to(device) for d in data],
+            fed.target_std,
+        )
         unique = {id(o): o for o in global_out.values()}  # clients sharing one global model share its scores
-        global_scores = dict(zip(unique, training.metrics_many(task, list(unique.values()), [gyd] * len(unique),
-                                                               fed.target_std), strict=True))
+        global_scores = dict(
+            zip(
+                unique,
+                training.metrics_many(task, list(unique.values()), [gyd] * len(unique), fed.target_std),
+                strict=True,
+            )
+        )
         for i, c in enumerate(members):
             out[c.id].update({f"local_{k}": v for k, v in scored[i].items()})
             out[c.id].update({f"val_{k}": v for k, v in scored[len(members) + i].items()})
@@ -155,10 +178,16 @@ def evaluate_clients(clients: Sequence[ClientInfo], strategy: Strategy, states: 
     return out
 
 
-def global_figures(clients: Sequence[ClientInfo], strategy: Strategy,
-                   eval_states: dict[int, dict[str, Tensor]], states: dict[int, dict[str, Any]],
-                   fed: Federation, devices: dict[int, torch.device], build: ModelFactory,
-                   task: str) -> dict[int, dict[str, float]]:
+def global_figures(
+    clients: Sequence[ClientInfo],
+    strategy: Strategy,
+    eval_states: dict[int, dict[str, Tensor]],
+    states: dict[int, dict[str, Any]],
+    fed: Federation,
+    devices: dict[int, torch.device],
+    build: ModelFactory,
+    task: str,
+) -> dict[int, dict[str, float]]:
     """``global_*`` metrics per client id of the given evaluation states (models kept at an
     earlier round, say) on ``fed``'s global test set, as :func:`evaluate_clients` scores them;
     ``states`` are what a strategy's own ``predict`` reads beside the model."""
@@ -181,8 +210,9 @@ def global_figures(clients: Sequence[ClientInfo], strategy: Strategy,
         else:
             outs = _global_outputs(model, members, eval_states, fed, device)
         gy = fed.global_test.y.to(device)
-        scored = training.metrics_many(task, [outs[c.id] for c in members], [gy] * len(members),
-                                       fed.target_std)
+        scored = training.metrics_many(
+            task, [outs[c.id] for c in members], [gy] * len(members), fed.target_std
+        )
         for c, m in zip(members, scored, strict=True):
             out[c.id] = {f"global_{k}": v for k, v in m.items()}
     return out
@@ -193,8 +223,13 @@ def _held_out_x(data: Any) -> Tensor:
     return torch.cat([data.test.x, data.val.x]) if len(data.val) else data.test.x
 
 
-def _global_outputs(model: torch.nn.Module, members: Sequence[ClientInfo], eval_states: dict[int, dict[str, Tensor]],
-                    fed: Federation, device: torch.device) -> dict[int, Tensor]:
+def _global_outputs(
+    model: torch.nn.Module,
+    members: Sequence[ClientInfo],
+    eval_states: dict[int, dict[str, Tensor]],
+    fed: Federation,
+    device: torch.device,
+) -> dict[int, Tensor]:
     """Global-test outputs per client: clients without preprocessing share the raw input, clients
     sharing one transform (federated statistics) share its output (and :func:`forward_many` scores
     clients holding the same tensors once); the others go through their own transform."""
@@ -209,12 +244,17 @@ def _global_outputs(model: torch.nn.Module, members: Sequence[ClientInfo], eval_
     for c in transformed:
         by_transform.setdefault(id(fed.clients[c.id].transform), []).append(c)
     if len(by_transform) == len(transformed) and transformed:  # each its own: one batched pass
-        outs = forward_many(model, [eval_states[c.id] for c in transformed],
-                            [fed.clients[c.id].transform(gx) for c in transformed])
+        outs = forward_many(
+            model,
+            [eval_states[c.id] for c in transformed],
+            [fed.clients[c.id].transform(gx) for c in transformed],
+        )
         result.update({c.id: o for c, o in zip(transformed, outs, strict=True)})
     else:
         for group in by_transform.values():  # one shared input per transform
-            outs = forward_many(model, [eval_states[c.id] for c in group], fed.clients[group[0].id].transform(gx))
+            outs = forward_many(
+                model, [eval_states[c.id] for c in group], fed.clients[group[0].id].transform(gx)
+            )
             result.update({c.id: o for c, o in zip(group, outs, strict=True)})
     return result
 
@@ -242,8 +282,11 @@ def stratified_rows(y: Tensor, n: int, rng: np.random.Generator, task: str) -> n
         order = np.argsort(-(quota - np.floor(quota)), kind="stable")
         take[order[:rest]] += 1
     elif rest < 0:  # the at-least-one rule overshot: trim the largest strata
-        for i in np.argsort(-take, kind="stable")[: -rest]:
+        for i in np.argsort(-take, kind="stable")[:-rest]:
             take[i] -= 1
-    picked = [rng.choice(np.flatnonzero(strata == label), size=k, replace=False)
-              for label, k in zip(labels, take, strict=True) if k > 0]
+    picked = [
+        rng.choice(np.flatnonzero(strata == label), size=k, replace=False)
+        for label, k in zip(labels, take, strict=True)
+        if k > 0
+    ]
     return np.sort(np.concatenate(picked))

@@ -73,28 +73,98 @@ class Metric:
         return f"{value:.3f}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
-METRICS: dict[str, Metric] = {m.key: m for m in (
-    Metric("acc", "accuracy", "accuracy", "classification", True, 100, "points",
-           "share of samples whose predicted class is right"),
-    Metric("bacc", "balanced_accuracy", "balanced accuracy", "classification", True, 100, "points",
-           "mean over classes of the share of that class predicted right (a majority-class guess scores 1/K)"),
-    Metric("f1", "macro_f1", "macro F1", "classification", True, 100, "points",
-           "mean over classes of the harmonic mean of precision and recall"),
-    Metric("auc", "auc", "AUC", "classification", True, 100, "points",
-           "area under the ROC curve (one-vs-rest mean over classes when there are more than two)"),
-    Metric("r2", "r2", "R²", "regression", True, 1, "",
-           "share of the target's variance explained (0: no better than the mean, 1: perfect)"),
-    Metric("rmse", "rmse", "RMSE", "regression", False, 1, "data units",
-           "root mean squared error, in the target's units"),
-    Metric("mae", "mae", "MAE", "regression", False, 1, "data units",
-           "mean absolute error, in the target's units"),
-    Metric("mse", "mse", "MSE", "regression", False, 1, "data units²", "mean squared error"),
-    Metric("loss", "loss", "loss", "any", False, 1, "", "the training objective (cross-entropy or squared error)"),
-)}
+METRICS: dict[str, Metric] = {
+    m.key: m
+    for m in (
+        Metric(
+            "acc",
+            "accuracy",
+            "accuracy",
+            "classification",
+            True,
+            100,
+            "points",
+            "share of samples whose predicted class is right",
+        ),
+        Metric(
+            "bacc",
+            "balanced_accuracy",
+            "balanced accuracy",
+            "classification",
+            True,
+            100,
+            "points",
+            "mean over classes of the share of that class predicted right (a majority-class guess scores 1/K)",
+        ),
+        Metric(
+            "f1",
+            "macro_f1",
+            "macro F1",
+            "classification",
+            True,
+            100,
+            "points",
+            "mean over classes of the harmonic mean of precision and recall",
+        ),
+        Metric(
+            "auc",
+            "auc",
+            "AUC",
+            "classification",
+            True,
+            100,
+            "points",
+            "area under the ROC curve (one-vs-rest mean over classes when there are more than two)",
+        ),
+        Metric(
+            "r2",
+            "r2",
+            "R²",
+            "regression",
+            True,
+            1,
+            "",
+            "share of the target's variance explained (0: no better than the mean, 1: perfect)",
+        ),
+        Metric(
+            "rmse",
+            "rmse",
+            "RMSE",
+            "regression",
+            False,
+            1,
+            "data units",
+            "root mean squared error, in the target's units",
+        ),
+        Metric(
+            "mae",
+            "mae",
+            "MAE",
+            "regression",
+            False,
+            1,
+            "data units",
+            "mean absolute error, in the target's units",
+        ),
+        Metric("mse", "mse", "MSE", "regression", False, 1, "data units²", "mean squared error"),
+        Metric(
+            "loss",
+            "loss",
+            "loss",
+            "any",
+            False,
+            1,
+            "",
+            "the training objective (cross-entropy or squared error)",
+        ),
+    )
+}
 """Every task metric by key."""
 
-TASK_METRICS = {"classification": ("acc", "bacc", "f1", "auc", "loss"),
-                "regression": ("r2", "rmse", "mae", "mse", "loss")}
+TASK_METRICS = {
+    "classification": ("acc", "bacc", "f1", "auc", "loss"),
+    "regression": ("r2", "rmse", "mae", "mse", "loss"),
+}
 """Metrics computed for each task, in display order."""
 
 PRIMARY_CHOICES = ("auto", "accuracy", "balanced_accuracy", "macro_f1", "auc", "r2", "rmse", "mae")
@@ -138,8 +208,12 @@ class Primary:
         return self.metric.key
 
 
-def choose_primary(setting: str, task: str, class_counts: Sequence[Sequence[float]] | None = None,
-                   names: Sequence[str] | None = None) -> Primary:
+def choose_primary(
+    setting: str,
+    task: str,
+    class_counts: Sequence[Sequence[float]] | None = None,
+    names: Sequence[str] | None = None,
+) -> Primary:
     """Resolve the config's ``primary_metric`` (``auto`` or a metric name) for a task.
 
     ``auto``: balanced accuracy when any client's majority class exceeds
@@ -151,9 +225,11 @@ def choose_primary(setting: str, task: str, class_counts: Sequence[Sequence[floa
     if setting not in ("auto", None, ""):
         metric = by_name(setting)
         if metric.task not in (task, "any"):
-            raise ValueError(f"primary metric '{setting}' is for {metric.task}, but this dataset is a "
-                             f"{task} task; choose one of "
-                             f"{', '.join(METRICS[k].name for k in TASK_METRICS[task] if k != 'loss')}")
+            raise ValueError(
+                f"primary metric '{setting}' is for {metric.task}, but this dataset is a "
+                f"{task} task; choose one of "
+                f"{', '.join(METRICS[k].name for k in TASK_METRICS[task] if k != 'loss')}"
+            )
         return Primary(metric, "chosen in the experiment")
     if task == "regression":
         return Primary(METRICS[DEFAULT_REGRESSION], "regression: R² by default")
@@ -164,9 +240,12 @@ def choose_primary(setting: str, task: str, class_counts: Sequence[Sequence[floa
             worst, who = float(row.max() / row.sum()), i
     if worst > IMBALANCE_THRESHOLD:
         name = names[who] if names is not None and who is not None else f"client {who}"
-        return Primary(METRICS["bacc"], f"{name}'s training data is {100 * worst:.0f}% one class (over "
-                                        f"{100 * IMBALANCE_THRESHOLD:.0f}%): accuracy would reward always "
-                                        f"guessing it")
+        return Primary(
+            METRICS["bacc"],
+            f"{name}'s training data is {100 * worst:.0f}% one class (over "
+            f"{100 * IMBALANCE_THRESHOLD:.0f}%): accuracy would reward always "
+            f"guessing it",
+        )
     return Primary(METRICS["acc"], f"no client's majority class exceeds {100 * IMBALANCE_THRESHOLD:.0f}%")
 
 
@@ -201,13 +280,19 @@ def run_primary(run: Mapping[str, Any] | None, keys: set[str] | None = None) -> 
             return by_name(setting)
         except KeyError:
             pass
-    keys = keys if keys is not None else set((run.get("summary") or {}) if isinstance(run.get("summary"), Mapping) else ())
+    keys = (
+        keys
+        if keys is not None
+        else set((run.get("summary") or {}) if isinstance(run.get("summary"), Mapping) else ())
+    )
     if any("_r2" in k for k in keys):
         return METRICS["r2"]
     return METRICS["acc"]
 
 
-def headline(figures: Mapping[str, Any] | None, metric: Metric | None = None) -> tuple[str | None, float | None]:
+def headline(
+    figures: Mapping[str, Any] | None, metric: Metric | None = None
+) -> tuple[str | None, float | None]:
     """The headline figure among a run's figures (its summary, or one round's metrics): the
     primary metric on the clients' own test data, mean over clients, at their best validation
     rounds; else that round's own figure; else (runs recorded before validation splits) the
@@ -239,10 +324,22 @@ def summary_keys(metric: Metric, task: str | None = None) -> tuple[str, ...]:
     task = task or metric.task
     others = [k for k in TASK_METRICS.get(task, ()) if k not in (metric.key, "loss")]
     m = metric.key
-    return (headline_key(m), headline_key(m, best=False), f"best_local_{m}_worst10", f"best_local_{m}_std",
-            f"ref_local_{m}_mean", f"best_global_{m}_mean", f"best_server_{m}", "best_round_mean",
-            *(headline_key(k) for k in others), f"server_{m}", "sim_time_s", "cum_bytes_up", "cum_bytes_down",
-            "cum_wall_s")
+    return (
+        headline_key(m),
+        headline_key(m, best=False),
+        f"best_local_{m}_worst10",
+        f"best_local_{m}_std",
+        f"ref_local_{m}_mean",
+        f"best_global_{m}_mean",
+        f"best_server_{m}",
+        "best_round_mean",
+        *(headline_key(k) for k in others),
+        f"server_{m}",
+        "sim_time_s",
+        "cum_bytes_up",
+        "cum_bytes_down",
+        "cum_wall_s",
+    )
 
 
 def shared_primary(runs: Sequence[Mapping[str, Any]]) -> Metric:
@@ -301,8 +398,12 @@ def higher_is_better(key: str) -> bool:
 def record_keys(task: str) -> tuple[str, ...]:
     """Per-client keys aggregated over clients each round (``<key>_mean`` etc.)."""
     names = TASK_METRICS.get(task, TASK_METRICS["classification"])
-    return (*(f"{scope}_{m}" for scope in SCOPES for m in names),
-            *(f"best_{scope}_{m}" for scope in ("local", "global") for m in names), "best_round", "train_loss")
+    return (
+        *(f"{scope}_{m}" for scope in SCOPES for m in names),
+        *(f"best_{scope}_{m}" for scope in ("local", "global") for m in names),
+        "best_round",
+        "train_loss",
+    )
 
 
 # ---- aggregates over clients -------------------------------------------------------------------
@@ -330,8 +431,11 @@ def summarize(key: str, values: Sequence[float], weights: Sequence[float] | None
     }
 
 
-def summarize_clients(per_client: Mapping[int, Mapping[str, float]], keys: Sequence[str],
-                      weights: Mapping[int, float] | None = None) -> dict[str, float]:
+def summarize_clients(
+    per_client: Mapping[int, Mapping[str, float]],
+    keys: Sequence[str],
+    weights: Mapping[int, float] | None = None,
+) -> dict[str, float]:
     """:func:`summarize` for each of ``keys`` over the clients that report it."""
     out: dict[str, float] = {}
     for key in keys:

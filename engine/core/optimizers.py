@@ -33,8 +33,9 @@ class Optimizer:
         """Copies of the weights this optimiser keeps with this ``momentum``."""
         return self.moments + (1 if self.momentum and momentum > 0 else 0)
 
-    def make(self, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0,
-             weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    def make(
+        self, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+    ) -> torch.optim.Optimizer:
         """A fresh optimiser over the parameters that require gradients."""
         import torch
 
@@ -42,10 +43,13 @@ class Optimizer:
         return getattr(torch.optim, self.torch_class)([p for p in params if p.requires_grad], **kwargs)
 
 
-OPTIMIZERS: dict[str, Optimizer] = {o.name: o for o in (
-    Optimizer("sgd", "SGD", "SGD", moments=0, momentum=True),
-    Optimizer("adam", "Adam", "Adam", moments=2),
-    Optimizer("adamw", "AdamW (decoupled weight decay)", "AdamW", moments=2),
-)}
+OPTIMIZERS: dict[str, Optimizer] = {
+    o.name: o
+    for o in (
+        Optimizer("sgd", "SGD", "SGD", moments=0, momentum=True),
+        Optimizer("adam", "Adam", "Adam", moments=2),
+        Optimizer("adamw", "AdamW (decoupled weight decay)", "AdamW", moments=2),
+    )
+}
 OPTIMIZER_NAMES: tuple[str, ...] = tuple(OPTIMIZERS)
 """The names a client's ``optimizer`` may take (the config's choices)."""

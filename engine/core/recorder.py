@@ -24,15 +24,26 @@ class Recorder:
         """Whether checkpoints can be written (and so a run resumed)."""
         return False
 
-    def started(self, clients: list[dict[str, Any]], *, resume: bool, versions: dict[str, str],
-                manifest: dict[str, Any]) -> None:
+    def started(
+        self,
+        clients: list[dict[str, Any]],
+        *,
+        resume: bool,
+        versions: dict[str, str],
+        manifest: dict[str, Any],
+    ) -> None:
         """The run is about to train its first round (or its first after a checkpoint)."""
 
     def live(self, progress: dict[str, Any]) -> None:
         """The round in progress (which clients train), for progress pages."""
 
-    def round(self, rnd: int, round_metrics: dict[str, float], per_client: dict[int, dict[str, float]],
-              events: list[tuple[str, str]]) -> bool:
+    def round(
+        self,
+        rnd: int,
+        round_metrics: dict[str, float],
+        per_client: dict[int, dict[str, float]],
+        events: list[tuple[str, str]],
+    ) -> bool:
         """Round ``rnd``'s figures and events, in one transaction. Returns whether someone asked,
         from elsewhere, to cancel the run."""
         return False
@@ -55,7 +66,14 @@ class Recorder:
     def truncate_after(self, rnd: int) -> None:
         """Forget every record after round ``rnd`` (a resumed run redoes them)."""
 
-    def ended(self, status: str, *, error: str | None = None, tb: str | None = None,
-              summary: dict[str, Any] | None = None, events: list[tuple[str, str]] = ()) -> None:
+    def ended(
+        self,
+        status: str,
+        *,
+        error: str | None = None,
+        tb: str | None = None,
+        summary: dict[str, Any] | None = None,
+        events: list[tuple[str, str]] = (),
+    ) -> None:
         """How the run ended (``finished``, ``cancelled``, ``interrupted``, ``failed``): the one
         place its final status is written, then the events still pending."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+
 def _segments(sizes: Sequence[int]) -> np.ndarray:
     return np.repeat(np.arange(len(sizes)), sizes)
 
@@ -46,12 +47,18 @@ def auc_by_segment(sizes: Sequence[int], scores: np.ndarray, positive: np.ndarra
     return out
 
 
-def _auc_block(sizes: np.ndarray, starts: np.ndarray, m: int, scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+def _auc_block(
+    sizes: np.ndarray, starts: np.ndarray, m: int, scores: np.ndarray, positive: np.ndarray
+) -> np.ndarray:
     k, c = len(sizes), scores.shape[1]
     if m == 0:
         return np.full((k, c), np.nan)
     seg = np.repeat(np.arange(k), sizes)
-    rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, sizes, strict=True)]) if k else np.arange(0)
+    rows = (
+        np.concatenate([np.arange(s, s + n) for s, n in zip(starts, sizes, strict=True)])
+        if k
+        else np.arange(0)
+    )
     at = np.arange(len(rows)) - np.repeat(np.r_[0, np.cumsum(sizes)[:-1]], sizes)
     grid = np.full((k, m, c), np.inf)  # padding sorts last and is never positive
     grid[seg, at] = scores[rows]
@@ -109,29 +116,43 @@ def _classification(out: np.ndarray, y: np.ndarray, seg: np.ndarray, k: int) -> 
         with np.errstate(invalid="ignore"):
             counted = (~np.isnan(per_class)).sum(1)
             auc = np.where(counted > 0, np.nansum(per_class, 1) / np.maximum(counted, 1), np.nan)
-    return {"acc": _per(seg, correct, k, n), "bacc": bacc, "f1": f1, "auc": auc,
-            "loss": _per(seg, loss, k, n)}
+    return {
+        "acc": _per(seg, correct, k, n),
+        "bacc": bacc,
+        "f1": f1,
+        "auc": auc,
+        "loss": _per(seg, loss, k, n),
+    }
 
 
-def _regression(out: np.ndarray, y: np.ndarray, seg: np.ndarray, k: int, target_std: float) -> dict[str, np.ndarray]:
+def _regression(
+    out: np.ndarray, y: np.ndarray, seg: np.ndarray, k: int, target_std: float
+) -> dict[str, np.ndarray]:
     n = np.bincount(seg, minlength=k).astype(float)
     pred = out[:, 0].astype(np.float64)
     y = y.astype(np.float64)
     err = pred - y
-    mse = _per(seg, err ** 2, k, n)
+    mse = _per(seg, err**2, k, n)
     ybar = _per(seg, y, k, n)
     var = _per(seg, (y - ybar[seg]) ** 2, k, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         r2 = np.where(var > 0, 1.0 - mse / var, 0.0)
-    return {"r2": r2, "rmse": np.sqrt(mse) * target_std, "mae": _per(seg, np.abs(err), k, n) * target_std,
-            "mse": mse * target_std ** 2, "loss": mse}
+    return {
+        "r2": r2,
+        "rmse": np.sqrt(mse) * target_std,
+        "mae": _per(seg, np.abs(err), k, n) * target_std,
+        "mse": mse * target_std**2,
+        "loss": mse,
+    }
 
 
 def _numpy(t: Tensor | np.ndarray) -> np.ndarray:
     return t.detach().to("cpu").numpy() if isinstance(t, Tensor) else np.asarray(t)
 
 
-def scores_many(task: str, outs: Sequence[Tensor], ys: Sequence[Tensor], target_std: float = 1.0) -> list[dict[str, float]]:
+def scores_many(
+    task: str, outs: Sequence[Tensor], ys: Sequence[Tensor], target_std: float = 1.0
+) -> list[dict[str, float]]:
     """The task metrics of many (outputs, targets) pairs at once (one set of array operations
     over their concatenation, however many pairs); ``{}`` for an empty pair. Regression targets
     are in standard units; ``target_std`` converts errors back to data units."""
@@ -146,7 +167,9 @@ def scores_many(task: str, outs: Sequence[Tensor], ys: Sequence[Tensor], target_
         columns = _classification(out, y.astype(np.int64), seg, k)
     else:
         columns = _regression(out, y, seg, k, target_std)
-    return [{name: float(values[i]) for name, values in columns.items()} if sizes[i] else {} for i in range(k)]
+    return [
+        {name: float(values[i]) for name, values in columns.items()} if sizes[i] else {} for i in range(k)
+    ]
 
 
 def scores(task: str, out: Tensor, y: Tensor, target_std: float = 1.0) -> dict[str, float]:
@@ -168,8 +191,9 @@ def constant_outputs(task: str, train_y: Tensor | np.ndarray, n_outputs: int, n:
     return row.expand(n, n_outputs)
 
 
-def reference_scores(task: str, train_ys: Sequence[Tensor], test_ys: Sequence[Tensor], n_outputs: int,
-                     target_std: float = 1.0) -> list[dict[str, float]]:
+def reference_scores(
+    task: str, train_ys: Sequence[Tensor], test_ys: Sequence[Tensor], n_outputs: int, target_std: float = 1.0
+) -> list[dict[str, float]]:
     """The reference's metrics on each test split, fitted on the matching training labels."""
     outs = [constant_outputs(task, tr, n_outputs, len(te)) for tr, te in zip(train_ys, test_ys, strict=True)]
     return scores_many(task, outs, list(test_ys), target_std)

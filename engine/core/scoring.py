@@ -14,10 +14,10 @@ import torch
 
 from engine.core import training
 from engine.core.client import template
-from engine.core.state import detach, load_into
 from engine.core.evaluation import evaluate_clients, global_figures, rows_per_call
 from engine.core.metrics import record_keys, summarize_clients
 from engine.core.scores import reference_scores
+from engine.core.state import detach, load_into
 from engine.data import Federation, Split
 from engine.types import ClientInfo
 
@@ -60,20 +60,32 @@ class Scoring:
                 ys.append(torch.cat(val_y).to(self.server_device))
             test, *val = training.metrics_many(self.task, outs, ys, fed.target_std)
             val_scores = val[0] if val else {}
-            suffix = "" if label == "all" else f"[{json.loads(label)['arch']}]" if label.startswith("{") else f"[{label}]"
+            suffix = (
+                ""
+                if label == "all"
+                else f"[{json.loads(label)['arch']}]"
+                if label.startswith("{")
+                else f"[{label}]"
+            )
             out.update({f"server_{k}{suffix}": v for k, v in test.items()})
             out.update({f"server_val_{k}{suffix}": v for k, v in val_scores.items()})
             if self._improved(val_scores, self.server_best.get(label)):
-                self.server_best[label] = {"round": rnd, "val": val_scores, "scores": test,
-                                           "model": detach(state), "global_rows": len(gy)}
+                self.server_best[label] = {
+                    "round": rnd,
+                    "val": val_scores,
+                    "scores": test,
+                    "model": detach(state),
+                    "global_rows": len(gy),
+                }
             kept = self.server_best[label]
             asr = self.adversaries.server_scores(model, fed.reference, self.server_device)
             out.update({f"server_{k}{suffix}": v for k, v in asr.items()})
             if full and kept.get("global_rows", len(gy)) < len(gy):  # kept on the sample: every row now
                 load_into(model, kept["model"])
                 whole = training.predict(model, fed.reference(gx.to(self.server_device)), batch_size=rows)
-                kept["scores"] = training.metrics_many(self.task, [whole], [gy.to(self.server_device)],
-                                                       fed.target_std)[0]
+                kept["scores"] = training.metrics_many(
+                    self.task, [whole], [gy.to(self.server_device)], fed.target_std
+                )[0]
                 kept["global_rows"] = len(gy)
             out.update({f"best_server_{k}{suffix}": v for k, v in kept["scores"].items()})
             out[f"best_server_round{suffix}"] = float(kept["round"])
@@ -96,11 +108,15 @@ class Scoring:
         test set (fitted on the pooled training labels)."""
         fed = self.federation
         trains = [d.train.y for d in fed.clients]
-        local = reference_scores(self.task, trains, [d.test.y for d in fed.clients], fed.n_outputs, fed.target_std)
+        local = reference_scores(
+            self.task, trains, [d.test.y for d in fed.clients], fed.n_outputs, fed.target_std
+        )
         pooled = torch.cat(trains) if trains else torch.zeros(0)
         glob = reference_scores(self.task, [pooled], [fed.global_test.y], fed.n_outputs, fed.target_std)[0]
         per_client = {c.id: {f"ref_local_{k}": v for k, v in local[c.id].items()} for c in self.clients}
-        round_level = summarize_clients(per_client, [f"ref_local_{k}" for k in local[0]] if local and local[0] else [])
+        round_level = summarize_clients(
+            per_client, [f"ref_local_{k}" for k in local[0]] if local and local[0] else []
+        )
         round_level.update({f"ref_global_{k}": v for k, v in glob.items()})
         return per_client, round_level
 
@@ -120,7 +136,9 @@ class Scoring:
         new_l, old_l = val.get("loss", float("nan")), old["val"].get("loss", float("nan"))
         return bool(not np.isfinite(old_l) or (np.isfinite(new_l) and new_l <= old_l))
 
-    def _keep_best(self, rnd: int, per_client: dict[int, dict[str, float]], evaluated: list[ClientInfo]) -> dict[str, float]:
+    def _keep_best(
+        self, rnd: int, per_client: dict[int, dict[str, float]], evaluated: list[ClientInfo]
+    ) -> dict[str, float]:
         """Update each evaluated client's best round; write ``best_*`` figures for the clients whose
         best changed; return the round aggregates of everyone's kept figures."""
         memo: dict[tuple, torch.Tensor] = {}
@@ -131,15 +149,21 @@ class Scoring:
                 continue
             scores = {k: v for k, v in m.items() if k.startswith(("local_", "global_"))}
             state = self.states[c.id]
-            self.best[c.id] = {"round": rnd, "val": val, "scores": scores,
-                               "model": detach(self.strategy.eval_state(c, state), memo),
-                               "extra": detach(state.get("extra", {}), memo),
-                               "global_rows": self._scored_rows}
+            self.best[c.id] = {
+                "round": rnd,
+                "val": val,
+                "scores": scores,
+                "model": detach(self.strategy.eval_state(c, state), memo),
+                "extra": detach(state.get("extra", {}), memo),
+                "global_rows": self._scored_rows,
+            }
             m.update({f"best_{k}": v for k, v in scores.items()})
             m["best_round"] = float(rnd)
         self._rescore_best(per_client)
-        view = {cid: {"best_round": float(b["round"]), **{f"best_{k}": v for k, v in b["scores"].items()}}
-                for cid, b in self.best.items()}
+        view = {
+            cid: {"best_round": float(b["round"]), **{f"best_{k}": v for k, v in b["scores"].items()}}
+            for cid, b in self.best.items()
+        }
         weights = {c.id: float(c.n_test) for c in self.clients}
         keys = [k for k in record_keys(self.task) if k.startswith("best_")]
         return summarize_clients(view, keys, weights)
@@ -158,9 +182,16 @@ class Scoring:
         if not stale:
             return
         kept = {c.id: self.best[c.id] for c in stale}
-        figures = global_figures(stale, self.strategy, {cid: b["model"] for cid, b in kept.items()},
-                                 {cid: {"model": b["model"], "extra": b["extra"]} for cid, b in kept.items()},
-                                 fed, self.devices, self.build, self.task)
+        figures = global_figures(
+            stale,
+            self.strategy,
+            {cid: b["model"] for cid, b in kept.items()},
+            {cid: {"model": b["model"], "extra": b["extra"]} for cid, b in kept.items()},
+            fed,
+            self.devices,
+            self.build,
+            self.task,
+        )
         for cid, m in figures.items():
             b = kept[cid]
             b["scores"] = {**{k: v for k, v in b["scores"].items() if not k.startswith("global_")}, **m}

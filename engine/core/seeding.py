@@ -16,7 +16,6 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-
 RNG_LOCK = threading.RLock()
 """Held while torch's global RNG is seeded (:func:`seeded`) or drawn from (model building), so
 runs on concurrent threads (the run manager's pool) cannot draw from each other's seeded state."""

@@ -22,7 +22,9 @@ def nbytes(tree: object) -> int:
     if isinstance(tree, Tensor):
         return tree.numel() * tree.element_size()
     if isinstance(tree, Mapping):  # the common case, a flat state dict, without recursion
-        return sum(v.numel() * v.element_size() if isinstance(v, Tensor) else nbytes(v) for v in tree.values())
+        return sum(
+            v.numel() * v.element_size() if isinstance(v, Tensor) else nbytes(v) for v in tree.values()
+        )
     if isinstance(tree, (list, tuple)):
         return sum(nbytes(v) for v in tree)
     return 0

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.core.optimizers import OPTIMIZERS
+from engine.core.scores import scores, scores_many
 from engine.data import augment as augmentation
 from engine.errors import CancelledError
-from engine.core.scores import scores, scores_many
-from engine.core.optimizers import OPTIMIZERS
 
 if TYPE_CHECKING:
     from engine.privacy.dpsgd import DPSettings
@@ -36,8 +36,9 @@ def task_loss(task: str, out: Tensor, y: Tensor, reduction: str = "mean") -> Ten
     return F.mse_loss(out[:, 0], y, reduction=reduction)
 
 
-def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0,
-                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
     """A fresh optimiser of the client's kind (state is not carried across rounds)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{name}'")
@@ -57,10 +58,21 @@ class FitStats:
     """DP-SGD: share of the sampled records whose gradient was clipped."""
 
 
-def fit(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, optimizer: torch.optim.Optimizer,
-        epochs: int, batch_size: int, generator: torch.Generator, *,
-        augment: augmentation.AugmentConfig | None = None, cancel: Event | None = None,
-        work_fraction: float = 1.0, privacy: DPSettings | None = None) -> FitStats:
+def fit(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    *,
+    augment: augmentation.AugmentConfig | None = None,
+    cancel: Event | None = None,
+    work_fraction: float = 1.0,
+    privacy: DPSettings | None = None,
+) -> FitStats:
     """Train ``model`` for ``epochs`` over ``(x, y)`` in shuffled mini-batches.
 
     :param loss_fn: ``loss_fn(x_batch, y_batch)`` runs the forward pass and returns the loss
@@ -74,8 +86,20 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, optimizer: torc
     if privacy is not None:
         from engine.privacy.dpsgd import fit_private
 
-        done = fit_private(model, x, y, loss_fn, optimizer, epochs, batch_size, generator, privacy,
-                           augment=augment, cancel=cancel, work_fraction=work_fraction)
+        done = fit_private(
+            model,
+            x,
+            y,
+            loss_fn,
+            optimizer,
+            epochs,
+            batch_size,
+            generator,
+            privacy,
+            augment=augment,
+            cancel=cancel,
+            work_fraction=work_fraction,
+        )
         return FitStats(done.loss, done.steps, done.samples, private_steps=done.steps, clipped=done.clipped)
     n = len(y)
     stats = FitStats()
@@ -90,7 +114,7 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn, optimizer: torc
         for start in range(0, n, batch_size):
             if cancel is not None and cancel.is_set():
                 raise CancelledError("cancelled")
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             xb, yb = x[idx], y[idx]
             if augment is not None and augment.active:
                 xb = augmentation.apply(xb, augment, generator)
@@ -113,7 +137,7 @@ def predict(forward: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 20
     """Outputs of ``forward`` over ``x`` in chunks (eval mode is the caller's business)."""
     if len(x) <= batch_size:
         return forward(x)
-    return torch.cat([forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return torch.cat([forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def metrics(task: str, out: Tensor, y: Tensor, target_std: float = 1.0) -> dict[str, float]:
@@ -123,6 +147,8 @@ def metrics(task: str, out: Tensor, y: Tensor, target_std: float = 1.0) -> dict[
     return scores(task, out, y, target_std)
 
 
-def metrics_many(task: str, outs: list[Tensor], ys: list[Tensor], target_std: float = 1.0) -> list[dict[str, float]]:
+def metrics_many(
+    task: str, outs: list[Tensor], ys: list[Tensor], target_std: float = 1.0
+) -> list[dict[str, float]]:
     """:func:`metrics` for many (output, target) pairs at once (:func:`engine.core.scores.scores_many`)."""
     return scores_many(task, outs, ys, target_std)

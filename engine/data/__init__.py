@@ -21,8 +21,22 @@ from engine.data.augment import AugmentConfig
 from engine.data.csv_data import inspect_csv
 
 __all__ = [
-    "DATASETS", "PARTITIONERS", "AugmentConfig", "ClientData", "DataConfig", "Dataset",
-    "DatasetSource", "Federation", "PartitionConfig", "Partitioner", "Split", "build",
-    "heterogeneity", "inspect_csv", "label_histograms", "load_dataset", "natural_groups",
+    "DATASETS",
+    "PARTITIONERS",
+    "AugmentConfig",
+    "ClientData",
+    "DataConfig",
+    "Dataset",
+    "DatasetSource",
+    "Federation",
+    "PartitionConfig",
+    "Partitioner",
+    "Split",
+    "build",
+    "heterogeneity",
+    "inspect_csv",
+    "label_histograms",
+    "load_dataset",
+    "natural_groups",
     "partition_preview",
 ]

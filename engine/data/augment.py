@@ -23,8 +23,9 @@ class AugmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     flip: bool = Field(False, description="images: mirror left-right with probability 1/2")
-    crop: int = Field(0, ge=0, le=16,
-                      description="images: pad by this many pixels, then crop back at a random offset")
+    crop: int = Field(
+        0, ge=0, le=16, description="images: pad by this many pixels, then crop back at a random offset"
+    )
     noise: float = Field(0.0, ge=0, le=5, description="std of additive Gaussian noise (any input)")
 
     @property
@@ -39,8 +40,10 @@ def check(cfg: AugmentConfig, kind: str) -> None:
     :raises ConfigError: naming the option to turn off.
     """
     if kind != "image" and (cfg.flip or cfg.crop):
-        raise ConfigError(f"augmentation flip/crop needs image input but this dataset is {kind}; "
-                          f"turn them off (noise works on any input)")
+        raise ConfigError(
+            f"augmentation flip/crop needs image input but this dataset is {kind}; "
+            f"turn them off (noise works on any input)"
+        )
 
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:

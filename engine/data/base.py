@@ -110,8 +110,14 @@ class Partitioner(ABC):
         self.params = params
 
     @abstractmethod
-    def split(self, data: Dataset, index: np.ndarray, n_clients: int, rng: np.random.Generator,
-              shares: list[float | None]) -> list[np.ndarray]:
+    def split(
+        self,
+        data: Dataset,
+        index: np.ndarray,
+        n_clients: int,
+        rng: np.random.Generator,
+        shares: list[float | None],
+    ) -> list[np.ndarray]:
         """Split ``index`` (positions into ``data``) into ``n_clients`` disjoint arrays covering it.
 
         :param shares: per-client requested data share (``None`` where unset), for partitioners
@@ -134,8 +140,9 @@ DATASETS: Registry[type[DatasetSource]] = Registry("dataset")
 PARTITIONERS: Registry[type[Partitioner]] = Registry("partitioner")
 
 
-def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator,
-                     stratify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions ``(keep, held_out)`` with ``fraction`` of each label held out (at least one of a
     label with >= 2 samples when ``fraction > 0``)."""
     n = len(labels)

@@ -55,17 +55,37 @@ def messy_clinical_frame(seed: int = 0) -> pd.DataFrame:
         spo2 = np.clip(rng.normal(96, 2, n), 80, 100).round()
         admission = rng.choice([1, 2, 3, 4], n, p=[0.45, 0.3, 0.15, 0.1])
         smoker = rng.random(n) < 0.25
-        risk = (0.06 * (age - 62) + 0.11 * (bmi - 27.5) + 0.025 * (sbp - 140) + 0.02 * (chol - 200)
-                + 2.0 * (creat - 1.0) + 0.6 * (hba1c - 6.0) - 0.15 * (spo2 - 96)
-                + 1.3 * np.vectorize(ADMISSION_RISK.get)(admission) + 0.9 * smoker + 0.4 * (sex == "M"))
+        risk = (
+            0.06 * (age - 62)
+            + 0.11 * (bmi - 27.5)
+            + 0.025 * (sbp - 140)
+            + 0.02 * (chol - 200)
+            + 2.0 * (creat - 1.0)
+            + 0.6 * (hba1c - 6.0)
+            - 0.15 * (spo2 - 96)
+            + 1.3 * np.vectorize(ADMISSION_RISK.get)(admission)
+            + 0.9 * smoker
+            + 0.4 * (sex == "M")
+        )
         logit = offset - 1.4 + 1.7 * risk
         outcome = rng.random(n) < 1 / (1 + np.exp(-logit))
-        frame = pd.DataFrame({
-            "hospital": site, "age": age, "sex": sex, "bmi": bmi, "systolic_bp": sbp, "cholesterol": chol,
-            "triglycerides": trig, "creatinine": creat, "hba1c": hba1c, "spo2": spo2,
-            "admission_type": admission, "smoker": np.where(smoker, "yes", "no"),
-            "outcome": np.where(outcome, "yes", "no"),
-        })
+        frame = pd.DataFrame(
+            {
+                "hospital": site,
+                "age": age,
+                "sex": sex,
+                "bmi": bmi,
+                "systolic_bp": sbp,
+                "cholesterol": chol,
+                "triglycerides": trig,
+                "creatinine": creat,
+                "hba1c": hba1c,
+                "spo2": spo2,
+                "admission_type": admission,
+                "smoker": np.where(smoker, "yes", "no"),
+                "outcome": np.where(outcome, "yes", "no"),
+            }
+        )
         for col in ("age", "bmi", "systolic_bp", "cholesterol", "creatinine", "hba1c", "smoker"):
             frame.loc[rng.random(n) < 0.05, col] = np.nan  # a few empty cells everywhere
         if site == "Northfield":

@@ -8,8 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ColumnType = Literal["auto", "numeric", "categorical", "ordinal", "boolean", "datetime", "ignore"]
-COLUMN_TYPES: tuple[str, ...] = ("auto", "numeric", "categorical", "ordinal", "boolean", "datetime",
-                                 "ignore")
+COLUMN_TYPES: tuple[str, ...] = ("auto", "numeric", "categorical", "ordinal", "boolean", "datetime", "ignore")
 
 
 class PartitionConfig(BaseModel):
@@ -33,7 +32,7 @@ class ColumnSpec(BaseModel):
     type: ColumnType = Field(
         "auto",
         description="numeric; categorical (one-hot); ordinal (integer codes, see `order`); boolean; "
-                    "datetime (expanded into year/month/day/weekday/hour features); ignore (not a feature)",
+        "datetime (expanded into year/month/day/weekday/hour features); ignore (not a feature)",
     )
     impute: Literal["auto", "mean", "median", "most_frequent", "zero"] = Field(
         "auto",
@@ -64,7 +63,9 @@ class WindowConfig(BaseModel):
     length: int = Field(24, ge=2, le=10_000, description="rows per window (W)")
     stride: int = Field(1, ge=1, le=10_000, description="rows between the starts of consecutive windows")
     horizon: int = Field(
-        0, ge=0, le=10_000,
+        0,
+        ge=0,
+        le=10_000,
         description="predict the target this many rows after the window (0: at its last row)",
     )
     group_column: str | None = Field(
@@ -79,8 +80,9 @@ class WindowConfig(BaseModel):
     @model_validator(mode="after")
     def _no_leak(self) -> WindowConfig:
         if self.include_target and self.horizon < 1:
-            raise ValueError("include_target needs horizon >= 1, "
-                             "otherwise the window contains its own target")
+            raise ValueError(
+                "include_target needs horizon >= 1, otherwise the window contains its own target"
+            )
         return self
 
 
@@ -95,15 +97,19 @@ class DataConfig(BaseModel):
         0.2, ge=0.0, lt=1.0, description="share of each client's data kept as its local test split"
     )
     validation_fraction: float = Field(
-        0.15, ge=0.0, lt=1.0,
+        0.15,
+        ge=0.0,
+        lt=1.0,
         description="share of each client's training data kept aside to pick its best round (early stopping); "
-                    "never trained on, never used for the reported test figures",
+        "never trained on, never used for the reported test figures",
     )
     global_test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share of the whole dataset held out as the global test set"
     )
     public_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0,
+        0.0,
+        ge=0.0,
+        lt=1.0,
         description="share held out as an unlabelled public/proxy set (FedMD, FedDF need it)",
     )
     max_samples: int | None = Field(
@@ -112,14 +118,14 @@ class DataConfig(BaseModel):
     path: str | None = Field(
         None,
         description="file to read (csv) or folder holding downloaded files (mnist, fashion_mnist, cifar10); "
-                    "relative paths are tried against the working directory, then the data directory",
+        "relative paths are tried against the working directory, then the data directory",
     )
     target: str | None = Field(None, description="csv: the column to predict")
     task: Literal["auto", "classification", "regression"] = Field(
         "auto", description="csv: classification or regression (auto: inferred from the target column)"
     )
     columns: dict[str, ColumnSpec] = Field(
-        default_factory=dict, description="csv: per-column type overrides, e.g. {\"zip\": \"categorical\"}"
+        default_factory=dict, description='csv: per-column type overrides, e.g. {"zip": "categorical"}'
     )
     image_shape: list[int] | None = Field(
         None, description="csv: read the feature columns as pixels of this shape, [C, H, W] or [H, W]"
@@ -128,14 +134,14 @@ class DataConfig(BaseModel):
     split_column: str | None = Field(
         None,
         description="csv: a column saying per row whether it is train, test or validation data; test rows "
-                    "become the clients' test splits (and together the global test set), honoured exactly",
+        "become the clients' test splits (and together the global test set), honoured exactly",
     )
     statistics: Literal["federated", "client", "centralized"] = Field(
         "federated",
         description="where preprocessing statistics (imputation values, scaling, category lists) come from: "
-                    "federated (aggregates of the clients' training splits: sums and counts, never rows), "
-                    "client (each client's own training split alone), or centralized (the whole file: not "
-                    "possible in a real federation)",
+        "federated (aggregates of the clients' training splits: sums and counts, never rows), "
+        "client (each client's own training split alone), or centralized (the whole file: not "
+        "possible in a real federation)",
     )
     delimiter: str | None = Field(None, description="csv: field separator (default: detected)")
     encoding: str = Field("auto", description="csv: text encoding of the file (auto: detected)")
@@ -186,8 +192,10 @@ class DataConfig(BaseModel):
     @model_validator(mode="after")
     def _one_shape(self) -> DataConfig:
         if self.image_shape is not None and self.window is not None:
-            raise ValueError("image_shape and window cannot both be set: a CSV is read as images or as "
-                             "time-series windows, not both")
+            raise ValueError(
+                "image_shape and window cannot both be set: a CSV is read as images or as "
+                "time-series windows, not both"
+            )
         return self
 
     def label(self) -> str:
@@ -202,4 +210,3 @@ class DataConfig(BaseModel):
             return None
         column = self.partition.params().get("column")
         return str(column) if column is not None else None
-

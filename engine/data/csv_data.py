@@ -38,12 +38,22 @@ from engine.data.base import DATASETS, Dataset, DatasetSource, as_tensor_x
 from engine.data.config import DataConfig
 from engine.data.csv_encode import encode_columns
 from engine.data.csv_infer import (
-    ColumnPlan, Numbers, apply_missing_codes, infer_columns, line_of, parse_times,
+    ColumnPlan,
+    Numbers,
+    apply_missing_codes,
+    infer_columns,
+    line_of,
+    parse_times,
+)
+from engine.data.csv_target import (
+    check_classes,
+    encode_target,
+    infer_task,
+    make_windows,
+    read_split,
+    split_candidates,
 )
 from engine.data.reading import Table, read_table
-from engine.data.csv_target import (
-    check_classes, encode_target, infer_task, make_windows, read_split, split_candidates,
-)
 from engine.data.stats import Feature
 from engine.errors import DataError
 from engine.models.base import InputSpec
@@ -63,12 +73,16 @@ def resolve_path(path: str | Path, root: Path | None) -> Path:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
-    raise DataError(f"data.path '{path}' is not a file (looked at {tried}); "
-                    f"check the path or upload the file")
+    raise DataError(
+        f"data.path '{path}' is not a file (looked at {tried}); check the path or upload the file"
+    )
 
 
-_SITE_NAME = re.compile(r"site|hospital|h[oô]pital|clinic|center|centre|city|region|device|client|institution|"
-                        r"provider|location|ward|country|state", re.IGNORECASE)
+_SITE_NAME = re.compile(
+    r"site|hospital|h[oô]pital|clinic|center|centre|city|region|device|client|institution|"
+    r"provider|location|ward|country|state",
+    re.IGNORECASE,
+)
 
 
 def _missing_column(what: str, name: str, names: list[str]) -> DataError:
@@ -90,12 +104,17 @@ def _roles(cfg: DataConfig, names: list[str], target: str | None) -> tuple[list[
         special[w.time_column] = "time"
     if cfg.split_column is not None:
         if cfg.split_column in special:
-            raise DataError(f"data.split_column '{cfg.split_column}' is also the partition, window or time "
-                            f"column; choose a different column")
+            raise DataError(
+                f"data.split_column '{cfg.split_column}' is also the partition, window or time "
+                f"column; choose a different column"
+            )
         special[cfg.split_column] = "split"
     for col, role in special.items():
-        what = {"group": "partition/window column", "time": "data.window.time_column",
-                "split": "data.split_column"}[role]
+        what = {
+            "group": "partition/window column",
+            "time": "data.window.time_column",
+            "split": "data.split_column",
+        }[role]
         if col not in names:
             raise _missing_column(what, col, names)
         if col == target:
@@ -103,8 +122,13 @@ def _roles(cfg: DataConfig, names: list[str], target: str | None) -> tuple[list[
     return group_cols, special
 
 
-def _plan_columns(df: pd.DataFrame, names: list[str], target: str | None, special: dict[str, str],
-                  inferred: dict[str, ColumnPlan]) -> tuple[list[ColumnPlan], pd.Series | None]:
+def _plan_columns(
+    df: pd.DataFrame,
+    names: list[str],
+    target: str | None,
+    special: dict[str, str],
+    inferred: dict[str, ColumnPlan],
+) -> tuple[list[ColumnPlan], pd.Series | None]:
     """Every column's plan in file order (the target aside), and the parsed time column if any."""
     plans: list[ColumnPlan] = []
     times = None
@@ -113,10 +137,19 @@ def _plan_columns(df: pd.DataFrame, names: list[str], target: str | None, specia
             continue
         role = special.get(name)
         if role in ("group", "split"):
-            plans.append(ColumnPlan(name, role, role, role=role, unique=int(df[name].nunique()),
-                                    examples=[str(v) for v in df[name].unique()[:3]],
-                                    note="one client per value" if role == "group" else
-                                    "says which rows are train, test or validation data"))
+            plans.append(
+                ColumnPlan(
+                    name,
+                    role,
+                    role,
+                    role=role,
+                    unique=int(df[name].nunique()),
+                    examples=[str(v) for v in df[name].unique()[:3]],
+                    note="one client per value"
+                    if role == "group"
+                    else "says which rows are train, test or validation data",
+                )
+            )
             continue
         plan = inferred[name]
         if role == "time":
@@ -124,8 +157,10 @@ def _plan_columns(df: pd.DataFrame, names: list[str], target: str | None, specia
             bad = times.isna().to_numpy()
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise DataError(f"time column '{name}' has '{df[name].iloc[i]}' at line "
-                                f"{line_of(df.index[i])}, which is neither a date nor a number; fix it")
+                raise DataError(
+                    f"time column '{name}' has '{df[name].iloc[i]}' at line "
+                    f"{line_of(df.index[i])}, which is neither a date nor a number; fix it"
+                )
             plan.role = "time"
             plan.type = "datetime" if ptypes.is_datetime64_any_dtype(times) else "numeric"
             plan.note = "sorts the windows"
@@ -135,18 +170,30 @@ def _plan_columns(df: pd.DataFrame, names: list[str], target: str | None, specia
     return plans, times
 
 
-def _describe(report: dict[str, Any], plans: list[ColumnPlan], df: pd.DataFrame, problems: list[str] | None,
-              warnings: list[str]) -> None:
+def _describe(
+    report: dict[str, Any],
+    plans: list[ColumnPlan],
+    df: pd.DataFrame,
+    problems: list[str] | None,
+    warnings: list[str],
+) -> None:
     """The report's view of the columns: schema, identifier-like, empty, partition and split
     candidates, code-like numbers, problems; warnings for what is left out."""
     report["columns"] = [p.summary() for p in plans]
     report["id_like"] = [p.name for p in plans if p.role == "id"]
     report["empty"] = [p.name for p in plans if p.type == "empty"]
     report["natural_candidates"] = sorted(
-        [p.name for p in plans if p.type in ("categorical", "ordinal", "boolean", "group")
-         and 2 <= p.unique <= min(64, max(2, len(df) // 5))],
-        key=lambda n: not _SITE_NAME.search(n))  # site-like names first, then file order
-    report["split_candidates"] = split_candidates(df, {p.name: p for p in plans if p.role in ("feature", "split")})
+        [
+            p.name
+            for p in plans
+            if p.type in ("categorical", "ordinal", "boolean", "group")
+            and 2 <= p.unique <= min(64, max(2, len(df) // 5))
+        ],
+        key=lambda n: not _SITE_NAME.search(n),
+    )  # site-like names first, then file order
+    report["split_candidates"] = split_candidates(
+        df, {p.name: p for p in plans if p.role in ("feature", "split")}
+    )
     report["code_like"] = [p.name for p in plans if p.suggest == "categorical" and p.role == "feature"]
     report["problems"] = list(problems or [])
     if report["id_like"]:
@@ -172,9 +219,19 @@ def _count_missing(x: np.ndarray, features: list[Feature], columns: list[dict[st
     return missing
 
 
-def _shape_input(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: dict[str, np.ndarray],
-                 times: pd.Series | None, split: np.ndarray | None, features: list[Feature], cfg: DataConfig,
-                 target: str, report: dict[str, Any], warnings: list[str]) -> tuple[Any, ...]:
+def _shape_input(
+    x: np.ndarray,
+    y: np.ndarray,
+    lines: np.ndarray,
+    side: dict[str, np.ndarray],
+    times: pd.Series | None,
+    split: np.ndarray | None,
+    features: list[Feature],
+    cfg: DataConfig,
+    target: str,
+    report: dict[str, Any],
+    warnings: list[str],
+) -> tuple[Any, ...]:
     """The encoded rows as the model reads them: sliding windows (sequences), images (pixels
     scaled to 0-1 when they were 0-255), or a table; with the input spec and the features."""
     if cfg.window is not None:
@@ -184,9 +241,11 @@ def _shape_input(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: dict[str
     elif cfg.image_shape is not None:
         c, h, wd = cfg.image_shape
         if x.shape[1] != c * h * wd:
-            raise DataError(f"data.image_shape {cfg.image_shape} needs {c * h * wd} pixel columns but the "
-                            f"file has {x.shape[1]} feature columns besides the target '{target}'; fix "
-                            f"image_shape or set extra columns to \"ignore\" in data.columns")
+            raise DataError(
+                f"data.image_shape {cfg.image_shape} needs {c * h * wd} pixel columns but the "
+                f"file has {x.shape[1]} feature columns besides the target '{target}'; fix "
+                f'image_shape or set extra columns to "ignore" in data.columns'
+            )
         top = float(np.nanmax(np.abs(x))) if x.size and not np.isnan(x).all() else 0.0
         if 1.0 < top <= 255.0:
             x = x / 255.0
@@ -199,23 +258,35 @@ def _shape_input(x: np.ndarray, y: np.ndarray, lines: np.ndarray, side: dict[str
     return x, y, lines, side, split, spec, features
 
 
-def _describe_target(report: dict[str, Any], task: str, y: np.ndarray, classes: list[str], lines: np.ndarray,
-                     target: str, split: np.ndarray | None) -> None:
+def _describe_target(
+    report: dict[str, Any],
+    task: str,
+    y: np.ndarray,
+    classes: list[str],
+    lines: np.ndarray,
+    target: str,
+    split: np.ndarray | None,
+) -> None:
     """The target's view in the report (class counts, checked; or its spread) and the split's counts."""
     if task == "classification":
         check_classes(y, classes, lines, target)
         counts = np.bincount(y, minlength=len(classes))
         report["class_counts"] = {c: int(n) for c, n in zip(classes, counts, strict=True)}
     else:
-        report["target_stats"] = {"mean": float(np.mean(y)), "std": float(np.std(y)),
-                                  "min": float(np.min(y)), "max": float(np.max(y))}
+        report["target_stats"] = {
+            "mean": float(np.mean(y)),
+            "std": float(np.std(y)),
+            "min": float(np.min(y)),
+            "max": float(np.max(y)),
+        }
     if split is not None:
         kinds, counts = np.unique(split.astype(str), return_counts=True)
         report["split_counts"] = {str(k): int(n) for k, n in zip(kinds, counts, strict=True)}
 
 
-def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
-                     problems: list[str] | None = None) -> tuple[Dataset | None, dict]:
+def table_to_dataset(
+    table: Table, cfg: DataConfig, *, need_target: bool = True, problems: list[str] | None = None
+) -> tuple[Dataset | None, dict]:
     """Infer, check and encode a parsed table as configured.
 
     :param problems: when given (the Data page), a column that cannot be used as typed is noted in
@@ -228,16 +299,23 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
     df = table.frame
     names = list(df.columns)
     n_rows = len(df)
-    report: dict[str, Any] = {"source": table.name, "rows": n_rows, "size_mb": round(table.size_mb, 3),
-                              **table.how(), "target": cfg.target}
+    report: dict[str, Any] = {
+        "source": table.name,
+        "rows": n_rows,
+        "size_mb": round(table.size_mb, 3),
+        **table.how(),
+        "target": cfg.target,
+    }
     warnings: list[str] = []
     for name in cfg.columns:
         if name not in names:
             raise _missing_column("data.columns names", name, names)
     df, coded = apply_missing_codes(df, cfg.columns)
     if coded:
-        warnings.append("treated as missing: " + ", ".join(
-            f"{n} value{'s' if n != 1 else ''} of '{c}'" for c, n in coded.items()))
+        warnings.append(
+            "treated as missing: "
+            + ", ".join(f"{n} value{'s' if n != 1 else ''} of '{c}'" for c, n in coded.items())
+        )
     target = cfg.target
     if target is None and need_target:
         raise DataError(f"data.target is not set; choose the column to predict: {', '.join(names[:30])}")
@@ -266,9 +344,11 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
     if cfg.image_shape is not None:
         for plan in plans:
             if plan.role == "feature" and plan.type != "numeric":
-                raise DataError(f"data.image_shape reads every feature column as a pixel, but column "
-                                f"'{plan.name}' is {plan.type}; set column '{plan.name}' to \"ignore\" or "
-                                f"\"numeric\" in data.columns")
+                raise DataError(
+                    f"data.image_shape reads every feature column as a pixel, but column "
+                    f"'{plan.name}' is {plan.type}; set column '{plan.name}' to \"ignore\" or "
+                    f'"numeric" in data.columns'
+                )
     _describe(report, plans, df, problems, warnings)
     if target is None:
         low = {n.lower(): n for n in names}
@@ -279,8 +359,10 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
     feature_plans = [p for p in plans if p.role == "feature" or (p.role == "time" and p.type == "datetime")]
     x, features = encode_columns(feature_plans, df, numbers)
     if not features and not (w is not None and w.include_target):
-        raise DataError("no feature columns are left after the target, identifiers and ignored columns; "
-                        "set a column's type in data.columns")
+        raise DataError(
+            "no feature columns are left after the target, identifiers and ignored columns; "
+            "set a column's type in data.columns"
+        )
     missing = _count_missing(x, features, report["columns"])
 
     y_col = df[target]
@@ -291,28 +373,53 @@ def table_to_dataset(table: Table, cfg: DataConfig, *, need_target: bool = True,
     if cfg.window is not None and cfg.window.include_target:
         extra = y[:, None].astype(np.float64) if task == "regression" else np.eye(len(classes))[y]
         x = np.concatenate([x, extra], axis=1)
-        past = ([f"{target} (past)"] if task == "regression" else [f"{target}={c} (past)" for c in classes])
-        features += [Feature(n, target, "numeric" if task == "regression" else "onehot", "median")  # type: ignore[arg-type]
-                     for n in past]
+        past = [f"{target} (past)"] if task == "regression" else [f"{target}={c} (past)" for c in classes]
+        features += [
+            Feature(n, target, "numeric" if task == "regression" else "onehot", "median")  # type: ignore[arg-type]
+            for n in past
+        ]
     side = {c: df[c].astype(str).to_numpy() for c in group_cols}
 
-    x, y, lines, side, split, spec, features = _shape_input(x, y, lines, side, times, split, features, cfg,
-                                                            target, report, warnings)
+    x, y, lines, side, split, spec, features = _shape_input(
+        x, y, lines, side, times, split, features, cfg, target, report, warnings
+    )
     _describe_target(report, task, y, classes, lines, target, split)
-    report.update({
-        "task": task, "task_inferred": task_inferred, "classes": classes[:100], "samples": len(y),
-        "input": str(spec), "n_features": len(features), "feature_names": [f.name for f in features[:500]],
-        "missing": missing, "missing_total": int(sum(missing.values())), "dropped_rows": dropped,
-        "missing_codes": coded, "warnings": warnings,
-    })
+    report.update(
+        {
+            "task": task,
+            "task_inferred": task_inferred,
+            "classes": classes[:100],
+            "samples": len(y),
+            "input": str(spec),
+            "n_features": len(features),
+            "feature_names": [f.name for f in features[:500]],
+            "missing": missing,
+            "missing_total": int(sum(missing.values())),
+            "dropped_rows": dropped,
+            "missing_codes": coded,
+            "warnings": warnings,
+        }
+    )
     if missing:
-        warnings.append(f"{sum(missing.values())} missing values in {len(missing)} columns are filled by each "
-                        f"client's preprocessing (statistics: {cfg.statistics})")
+        warnings.append(
+            f"{sum(missing.values())} missing values in {len(missing)} columns are filled by each "
+            f"client's preprocessing (statistics: {cfg.statistics})"
+        )
     y_t = torch.as_tensor(y, dtype=torch.float32 if task == "regression" else torch.long)
-    dataset = Dataset(Path(table.name).stem, as_tensor_x(x), y_t, spec, task=task, classes=classes,
-                      columns=side, feature_names=[f.name for f in features], report=report,
-                      features=features if spec.kind != "image" else None,
-                      split=split, rows=None if cfg.window is not None else df.index.to_numpy())
+    dataset = Dataset(
+        Path(table.name).stem,
+        as_tensor_x(x),
+        y_t,
+        spec,
+        task=task,
+        classes=classes,
+        columns=side,
+        feature_names=[f.name for f in features],
+        report=report,
+        features=features if spec.kind != "image" else None,
+        split=split,
+        rows=None if cfg.window is not None else df.index.to_numpy(),
+    )
     return dataset, report
 
 
@@ -321,8 +428,15 @@ def _read(source: str | Path | bytes, cfg: DataConfig, name: str | None = None) 
     inspects the same file several times per interaction). Callers never modify the frame."""
     options = (cfg.delimiter, cfg.encoding, cfg.decimal, cfg.sheet, cfg.max_file_mb, name)
     if isinstance(source, (bytes, bytearray)):
-        return read_table(source, delimiter=cfg.delimiter, encoding=cfg.encoding, decimal=cfg.decimal,
-                          sheet=cfg.sheet, max_file_mb=cfg.max_file_mb, name=name)
+        return read_table(
+            source,
+            delimiter=cfg.delimiter,
+            encoding=cfg.encoding,
+            decimal=cfg.decimal,
+            sheet=cfg.sheet,
+            max_file_mb=cfg.max_file_mb,
+            name=name,
+        )
     path = Path(source)
     try:
         stat = path.stat()
@@ -335,12 +449,24 @@ def _read(source: str | Path | bytes, cfg: DataConfig, name: str | None = None) 
 @lru_cache(maxsize=2)
 def _read_path(key: tuple[str, int, int], options: tuple) -> Table:
     delimiter, encoding, decimal, sheet, max_file_mb, name = options
-    return read_table(key[0], delimiter=delimiter, encoding=encoding, decimal=decimal, sheet=sheet,
-                      max_file_mb=max_file_mb, name=name)
+    return read_table(
+        key[0],
+        delimiter=delimiter,
+        encoding=encoding,
+        decimal=decimal,
+        sheet=sheet,
+        max_file_mb=max_file_mb,
+        name=name,
+    )
 
 
-def inspect_csv(source: str | Path | bytes | None = None, cfg: DataConfig | dict | None = None,
-                root: Path | None = None, *, problems: list[str] | None = None) -> dict[str, Any]:
+def inspect_csv(
+    source: str | Path | bytes | None = None,
+    cfg: DataConfig | dict | None = None,
+    root: Path | None = None,
+    *,
+    problems: list[str] | None = None,
+) -> dict[str, Any]:
     """Schema report of a table file (a path, or an upload's bytes) for the Data page, before a
     config exists.
 
@@ -366,9 +492,11 @@ def inspect_csv(source: str | Path | bytes | None = None, cfg: DataConfig | dict
 
 @DATASETS.register("csv")
 class CsvData(DatasetSource):
-    description = ("Your own table (CSV, Excel .xlsx or Parquet): pick the target column; column types, the "
-                   "task and missing values are handled automatically and can be overridden. Read as rows, as "
-                   "images (pixel columns) or as time-series windows.")
+    description = (
+        "Your own table (CSV, Excel .xlsx or Parquet): pick the target column; column types, the "
+        "task and missing values are handled automatically and can be overridden. Read as rows, as "
+        "images (pixel columns) or as time-series windows."
+    )
     kind = "tabular"
     task = "auto"
     source = "a file you upload"

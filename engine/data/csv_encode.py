@@ -4,16 +4,24 @@ features; missing values stay NaN for each client's preprocessing to fill."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
 from engine.data.csv_infer import (
-    FALSE, TRUE, ColumnPlan, Numbers, as_text, first_bad, is_number_column, line_of, parse_times,
+    FALSE,
+    TRUE,
+    ColumnPlan,
+    Numbers,
+    as_text,
+    first_bad,
+    is_number_column,
+    line_of,
+    parse_times,
 )
 from engine.data.stats import Feature
 from engine.errors import DataError
+
 
 def _impute_of(plan: ColumnPlan, numeric: bool) -> str:
     method = plan.impute
@@ -24,8 +32,9 @@ def _impute_of(plan: ColumnPlan, numeric: bool) -> str:
     return method
 
 
-def encode_columns(plans: list[ColumnPlan], df: pd.DataFrame,
-                   numbers: Numbers | None = None) -> tuple[np.ndarray, list[Feature]]:
+def encode_columns(
+    plans: list[ColumnPlan], df: pd.DataFrame, numbers: Numbers | None = None
+) -> tuple[np.ndarray, list[Feature]]:
     """Float features ``(N, F)`` of the planned feature columns (missing values NaN) and their
     schema, in column order.
 
@@ -78,9 +87,11 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[Feat
             bad = lower.notna() & ~lower.isin(TRUE | FALSE)
             if bad.any():
                 i = first_bad(bad)
-                raise DataError(f"column '{name}' is boolean but line {line_of(s.index[i])} has "
-                                f"'{s.iloc[i]}'; use true/false, yes/no or 1/0, or set column '{name}' to "
-                                f"\"categorical\" in data.columns")
+                raise DataError(
+                    f"column '{name}' is boolean but line {line_of(s.index[i])} has "
+                    f"'{s.iloc[i]}'; use true/false, yes/no or 1/0, or set column '{name}' to "
+                    f'"categorical" in data.columns'
+                )
             values = lower.isin(TRUE).astype(float).where(lower.notna()).to_numpy(dtype=np.float64)
         return values[:, None], [Feature(name, name, "binary", _impute_of(plan, False))]  # type: ignore[arg-type]
     if kind in ("categorical", "ordinal"):
@@ -90,9 +101,11 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[Feat
             unknown = text.notna() & ~text.isin(order)
             if unknown.any():
                 i = first_bad(unknown)
-                raise DataError(f"column '{name}' has '{text.iloc[i]}' at line {line_of(text.index[i])}, "
-                                f"which is not in its order {order}; add it to the order of column '{name}' "
-                                f"in data.columns")
+                raise DataError(
+                    f"column '{name}' has '{text.iloc[i]}' at line {line_of(text.index[i])}, "
+                    f"which is not in its order {order}; add it to the order of column '{name}' "
+                    f"in data.columns"
+                )
             cats = pd.Categorical(text, categories=order)
         else:
             cats = pd.Categorical(text)
@@ -101,16 +114,28 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[Feat
         impute = _impute_of(plan, False)
         if kind == "ordinal":
             values = np.where(missing, np.nan, codes.astype(np.float64))
-            return values[:, None], [Feature(name, name, "code", impute,  # type: ignore[arg-type]
-                                             tuple(str(c) for c in cats.categories))]
+            return values[:, None], [
+                Feature(
+                    name,
+                    name,
+                    "code",
+                    impute,  # type: ignore[arg-type]
+                    tuple(str(c) for c in cats.categories),
+                )
+            ]
         onehot = np.zeros((len(codes), len(cats.categories)), dtype=np.float64)
         onehot[np.flatnonzero(~missing), codes[~missing]] = 1.0
         onehot[missing] = np.nan
         return onehot, [Feature(f"{name}={c}", name, "onehot", impute) for c in cats.categories]  # type: ignore[arg-type]
     if kind == "datetime":
         stamps = parse_times(s)
-        parts = {"year": stamps.dt.year, "month": stamps.dt.month, "day": stamps.dt.day,
-                 "weekday": stamps.dt.day_of_week, "hour": stamps.dt.hour}
+        parts = {
+            "year": stamps.dt.year,
+            "month": stamps.dt.month,
+            "day": stamps.dt.day,
+            "weekday": stamps.dt.day_of_week,
+            "hour": stamps.dt.hour,
+        }
         cols, feats = [], []
         for part, values in parts.items():
             values = values.astype(float)

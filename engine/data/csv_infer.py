@@ -33,8 +33,10 @@ CODE_VALUES = (3, 10)  # integer columns with this many distinct values, from 0 
 TRUE = frozenset({"true", "yes", "y", "t", "on", "1"})
 FALSE = frozenset({"false", "no", "n", "f", "off", "0"})
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|index|idx)$|^unnamed: ?\d+$", re.IGNORECASE)
-_DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
-                        r"(Z|[+-]\d{2}:?\d{2})?$|^\d{1,2}:\d{2}(:\d{2})?$")
+_DATE_LIKE = re.compile(
+    r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
+    r"(Z|[+-]\d{2}:?\d{2})?$|^\d{1,2}:\d{2}(:\d{2})?$"
+)
 
 
 def line_of(label: Any) -> int:
@@ -64,8 +66,16 @@ class ColumnPlan:
 
     def summary(self) -> dict[str, Any]:
         """JSON-able row of the schema table the Data page shows."""
-        out = {"name": self.name, "type": self.type, "inferred": self.inferred, "role": self.role,
-               "missing": self.missing, "unique": self.unique, "examples": self.examples, "note": self.note}
+        out = {
+            "name": self.name,
+            "type": self.type,
+            "inferred": self.inferred,
+            "role": self.role,
+            "missing": self.missing,
+            "unique": self.unique,
+            "examples": self.examples,
+            "note": self.note,
+        }
         if self.suggest:
             out["suggest"] = self.suggest
         if self.problem:
@@ -146,7 +156,9 @@ def _number_dtype(dt: Any) -> bool:
     return ptypes.is_numeric_dtype(dt) and not ptypes.is_bool_dtype(dt)
 
 
-def apply_missing_codes(df: pd.DataFrame, specs: dict[str, ColumnSpec]) -> tuple[pd.DataFrame, dict[str, int]]:
+def apply_missing_codes(
+    df: pd.DataFrame, specs: dict[str, ColumnSpec]
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """Cells equal to a column's ``missing_values`` become missing; returns the frame and how many
     cells each column lost."""
     changed: dict[str, int] = {}
@@ -156,7 +168,9 @@ def apply_missing_codes(df: pd.DataFrame, specs: dict[str, ColumnSpec]) -> tuple
             continue
         s = df[name]
         if is_number_column(s):
-            wanted = pd.to_numeric(pd.Series([str(c).strip().replace(",", ".") for c in codes]), errors="coerce")
+            wanted = pd.to_numeric(
+                pd.Series([str(c).strip().replace(",", ".") for c in codes]), errors="coerce"
+            )
             hit = s.isin(wanted.dropna().tolist())
         else:
             hit = as_text(s).isin([str(c).strip() for c in codes]) & s.notna()
@@ -167,8 +181,13 @@ def apply_missing_codes(df: pd.DataFrame, specs: dict[str, ColumnSpec]) -> tuple
     return df, changed
 
 
-def infer_columns(df: pd.DataFrame, names: list[str], specs: dict[str, ColumnSpec],
-                  problems: list[str] | None = None, numbers: Numbers | None = None) -> dict[str, ColumnPlan]:
+def infer_columns(
+    df: pd.DataFrame,
+    names: list[str],
+    specs: dict[str, ColumnSpec],
+    problems: list[str] | None = None,
+    numbers: Numbers | None = None,
+) -> dict[str, ColumnPlan]:
     """Plans for ``names`` (number columns together, the others one by one).
 
     :param problems: when given, a column that cannot be used as it is gets ``problem`` set and
@@ -187,17 +206,23 @@ def infer_columns(df: pd.DataFrame, names: list[str], specs: dict[str, ColumnSpe
         except DataError as exc:
             if problems is None:
                 raise
-            plan = plans.get(name) or ColumnPlan(name, "ignore", "mixed", missing=int(df[name].isna().sum()),
-                                                 unique=int(df[name].nunique()),
-                                                 examples=[_show(v) for v in df[name].dropna().unique()[:3]])
+            plan = plans.get(name) or ColumnPlan(
+                name,
+                "ignore",
+                "mixed",
+                missing=int(df[name].isna().sum()),
+                unique=int(df[name].nunique()),
+                examples=[_show(v) for v in df[name].dropna().unique()[:3]],
+            )
             plan.problem, plan.role = str(exc), "ignored"
             plans[name] = plan
             problems.append(str(exc))
     return {n: plans[n] for n in names}
 
 
-def _infer_numbers(df: pd.DataFrame, names: list[str], specs: dict[str, ColumnSpec],
-                   numbers: Numbers) -> dict[str, ColumnPlan]:
+def _infer_numbers(
+    df: pd.DataFrame, names: list[str], specs: dict[str, ColumnSpec], numbers: Numbers
+) -> dict[str, ColumnPlan]:
     if not names:
         return {}
     cols = [numbers.at[n] for n in names]
@@ -233,14 +258,27 @@ def _infer_numbers(df: pd.DataFrame, names: list[str], specs: dict[str, ColumnSp
         plan.examples = [_show(v) for v in seen]
         plan.low, plan.high = float(low[j]), float(high[j])
         plan.inferred = "numeric"
-        if integral[j] and present[j] >= 20 and unique[j] == present[j] and np.isfinite(low[j]) and \
-                (_ID_NAME.search(name) or high[j] - low[j] == present[j] - 1):
+        if (
+            integral[j]
+            and present[j] >= 20
+            and unique[j] == present[j]
+            and np.isfinite(low[j])
+            and (_ID_NAME.search(name) or high[j] - low[j] == present[j] - 1)
+        ):
             plan.inferred = "id"
-        elif integral[j] and CODE_VALUES[0] <= unique[j] <= CODE_VALUES[1] and forced is None \
-                and present[j] >= 4 * unique[j] and 0 <= low[j] <= 1 and high[j] <= 20:  # codes 0/1..k
+        elif (
+            integral[j]
+            and CODE_VALUES[0] <= unique[j] <= CODE_VALUES[1]
+            and forced is None
+            and present[j] >= 4 * unique[j]
+            and 0 <= low[j] <= 1
+            and high[j] <= 20
+        ):  # codes 0/1..k
             plan.suggest = "categorical"
-            plan.note = (f"{unique[j]} integer values ({_show(low[j])} to {_show(high[j])}): if they are "
-                         f"category codes (a type code), set the type to categorical")
+            plan.note = (
+                f"{unique[j]} integer values ({_show(low[j])} to {_show(high[j])}): if they are "
+                f"category codes (a type code), set the type to categorical"
+            )
         plans[name] = _finish(plan, forced)
     return plans
 
@@ -263,16 +301,24 @@ def _finish(plan: ColumnPlan, forced: str | None) -> ColumnPlan:
 
 def _check(plan: ColumnPlan, df: pd.DataFrame, numbers: Numbers) -> None:
     """Problems of a planned column that make it unusable as typed."""
-    if plan.type == "numeric" and plan.role == "feature" and plan.name in numbers.at and \
-            (plan.low == -np.inf or plan.high == np.inf):
+    if (
+        plan.type == "numeric"
+        and plan.role == "feature"
+        and plan.name in numbers.at
+        and (plan.low == -np.inf or plan.high == np.inf)
+    ):
         s = df[plan.name]
         i = first_bad(np.isinf(numbers.matrix[:, numbers.at[plan.name]]))
-        raise DataError(f"column '{plan.name}' has an infinite value ({s.iloc[i]}) at line "
-                        f"{line_of(s.index[i])}; replace it with a number or leave the cell empty (it "
-                        f"is then imputed)")
+        raise DataError(
+            f"column '{plan.name}' has an infinite value ({s.iloc[i]}) at line "
+            f"{line_of(s.index[i])}; replace it with a number or leave the cell empty (it "
+            f"is then imputed)"
+        )
     if plan.type == "categorical" and plan.unique > MAX_CATEGORIES:
-        raise DataError(f"column '{plan.name}' has {plan.unique} distinct values, too many to one-hot; set "
-                        f'column \'{plan.name}\' to "ordinal" or "ignore" in data.columns')
+        raise DataError(
+            f"column '{plan.name}' has {plan.unique} distinct values, too many to one-hot; set "
+            f'column \'{plan.name}\' to "ordinal" or "ignore" in data.columns'
+        )
 
 
 def infer_column(name: str, s: pd.Series, spec: ColumnSpec | None) -> ColumnPlan:
@@ -319,7 +365,7 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
         where, value = line_of(present.index[i]), present.iloc[i]
         raise DataError(
             f"column '{name}' mixes numbers and text (line {where}: '{value}'); fix the value, or set column "
-            f"'{name}' to \"numeric\" (text becomes missing and is imputed) or \"categorical\" in data.columns"
+            f'\'{name}\' to "numeric" (text becomes missing and is imputed) or "categorical" in data.columns'
         )
     sample = text.iloc[:200]
     if forced in (None, "datetime") and sample.str.match(_DATE_LIKE).mean() >= 0.9:
@@ -330,12 +376,14 @@ def _infer_text(name: str, s: pd.Series, present: pd.Series, forced: str | None)
             where, value = line_of(present.index[i]), present.iloc[i]
             raise DataError(
                 f"column '{name}' holds dates but line {where} has '{value}'; fix the value, or set column "
-                f"'{name}' to \"datetime\" (bad dates become missing) or \"categorical\" in data.columns"
+                f'\'{name}\' to "datetime" (bad dates become missing) or "categorical" in data.columns'
             )
         return "datetime"
     n_unique = len(uniq)
-    if len(present) >= 20 and (n_unique == len(present) or
-                               (_ID_NAME.search(name) and n_unique > 0.9 * len(present)) or
-                               n_unique > max(50, 0.5 * len(present))):
+    if len(present) >= 20 and (
+        n_unique == len(present)
+        or (_ID_NAME.search(name) and n_unique > 0.9 * len(present))
+        or n_unique > max(50, 0.5 * len(present))
+    ):
         return "id"
     return "categorical" if n_unique <= MAX_ONEHOT else "ordinal"

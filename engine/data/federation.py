@@ -41,13 +41,13 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
+from engine.access import confine
+from engine.core.seeding import numpy_rng
 from engine.data import preprocess
 from engine.data.base import DATASETS, PARTITIONERS, Dataset, stratified_split
 from engine.data.config import DataConfig
-from engine.access import confine
 from engine.errors import ConfigError, DataError, validation_problems
 from engine.models.base import InputSpec
-from engine.core.seeding import numpy_rng
 
 
 @dataclass
@@ -114,8 +114,9 @@ class Federation:
         would see if the sites pooled what they hold."""
         import torch
 
-        return Split(torch.cat([c.train.x for c in self.clients]),
-                     torch.cat([c.train.y for c in self.clients]))
+        return Split(
+            torch.cat([c.train.x for c in self.clients]), torch.cat([c.train.y for c in self.clients])
+        )
 
 
 def partition_params(data_cfg: DataConfig) -> Any:
@@ -144,9 +145,17 @@ def load_dataset(data_cfg: DataConfig, root: Path) -> Dataset:
     :raises AccessError: ``data.path`` lies outside the allowed roots (:mod:`engine.access`).
     """
     data_cfg = confine(data_cfg, root)
-    key = data_cfg.model_dump(mode="json", exclude={"partition", "test_fraction", "statistics",
-                                                    "validation_fraction", "global_test_fraction",
-                                                    "public_fraction"})
+    key = data_cfg.model_dump(
+        mode="json",
+        exclude={
+            "partition",
+            "test_fraction",
+            "statistics",
+            "validation_fraction",
+            "global_test_fraction",
+            "public_fraction",
+        },
+    )
     natural = data_cfg.natural_column()
     if natural is not None:
         key["partition"] = {"method": "natural", "column": natural}
@@ -170,8 +179,9 @@ class Deal:
     partitioner: Any
 
 
-def deal_rows(data: Dataset, data_cfg: DataConfig, n_clients: int, shares: Sequence[float | None],
-          seed: int) -> Deal:
+def deal_rows(
+    data: Dataset, data_cfg: DataConfig, n_clients: int, shares: Sequence[float | None], seed: int
+) -> Deal:
     """Steps (1)-(4) of the module docstring: subsample, global test, public, partition."""
     labels = data.labels
     classification = data.task == "classification"
@@ -182,18 +192,25 @@ def deal_rows(data: Dataset, data_cfg: DataConfig, n_clients: int, shares: Seque
     if data.split is not None:  # the file's own split: every test row is global test data
         global_idx = pool[data.split[pool] == "test"]
         if len(global_idx) == 0:
-            raise DataError("the split column marks no row as test; mark some rows test, or clear the split "
-                            "column (data.split_column) to draw test sets at random")
+            raise DataError(
+                "the split column marks no row as test; mark some rows test, or clear the split "
+                "column (data.split_column) to draw test sets at random"
+            )
         candidates = pool[data.split[pool] == "train"]
     else:
-        rel_keep, rel_test = stratified_split(labels[pool], data_cfg.global_test_fraction,
-                                              numpy_rng(seed, "data", "global_test"), classification)
+        rel_keep, rel_test = stratified_split(
+            labels[pool],
+            data_cfg.global_test_fraction,
+            numpy_rng(seed, "data", "global_test"),
+            classification,
+        )
         global_idx, pool = pool[rel_test], pool[rel_keep]
         candidates = pool
     public_idx = None
     if data_cfg.public_fraction > 0:
-        rel_keep, rel_pub = stratified_split(labels[candidates], data_cfg.public_fraction,
-                                             numpy_rng(seed, "data", "public"), classification)
+        rel_keep, rel_pub = stratified_split(
+            labels[candidates], data_cfg.public_fraction, numpy_rng(seed, "data", "public"), classification
+        )
         public_idx = candidates[rel_pub]
         pool = np.setdiff1d(pool, public_idx, assume_unique=True)
     if n_clients < 1:
@@ -214,13 +231,16 @@ def deal_rows(data: Dataset, data_cfg: DataConfig, n_clients: int, shares: Seque
         if len(idx) == 0:
             raise DataError(f"client {i} received no samples; use fewer clients or a milder partition")
         if data.split is not None and not (data.split[idx] == "train").any():
-            raise DataError(f"client {i} received no train rows of the split column (only test or validation "
-                            f"rows); use fewer clients or a milder partition")
+            raise DataError(
+                f"client {i} received no train rows of the split column (only test or validation "
+                f"rows); use fewer clients or a milder partition"
+            )
     return Deal(global_idx, public_idx, parts, partitioner)
 
 
-def _local_split(labels: np.ndarray, idx: np.ndarray, fraction: float, classification: bool,
-                 seed: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+def _local_split(
+    labels: np.ndarray, idx: np.ndarray, fraction: float, classification: bool, seed: int, i: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions (within ``idx``) of client ``i``'s train and local test splits, drawn at random."""
     rng = numpy_rng(seed, "data", "client", i, "local_test")
     counts = np.unique(labels[idx], return_counts=True)[1]
@@ -231,8 +251,9 @@ def _local_split(labels: np.ndarray, idx: np.ndarray, fraction: float, classific
     return rel_train, rel_test
 
 
-def client_rows(data: Dataset, data_cfg: DataConfig, idx: np.ndarray, seed: int,
-                i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def client_rows(
+    data: Dataset, data_cfg: DataConfig, idx: np.ndarray, seed: int, i: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step (5), the one place that assigns a client's rows: positions (within ``idx``) of client
     ``i``'s train, local test and validation rows (the Data page preview and :func:`build` both
     call it).
@@ -244,8 +265,11 @@ def client_rows(data: Dataset, data_cfg: DataConfig, idx: np.ndarray, seed: int,
     """
     if data.split is not None:
         role = data.split[idx]
-        return (np.flatnonzero(role == "train"), np.flatnonzero(role == "test"),
-                np.flatnonzero(role == "validation"))
+        return (
+            np.flatnonzero(role == "train"),
+            np.flatnonzero(role == "test"),
+            np.flatnonzero(role == "validation"),
+        )
     classification = data.task == "classification"
     rel_train, rel_test = _local_split(data.labels, idx, data_cfg.test_fraction, classification, seed, i)
     fraction = data_cfg.validation_fraction
@@ -253,15 +277,20 @@ def client_rows(data: Dataset, data_cfg: DataConfig, idx: np.ndarray, seed: int,
         return rel_train, rel_test, rel_train[:0]
     train_labels = data.labels[idx[rel_train]]
     counts = np.unique(train_labels, return_counts=True)[1]
-    keep, held = stratified_split(train_labels, fraction, numpy_rng(seed, "data", "client", i, "validation"),
-                                  classification and counts.min() >= 2)
+    keep, held = stratified_split(
+        train_labels,
+        fraction,
+        numpy_rng(seed, "data", "client", i, "validation"),
+        classification and counts.min() >= 2,
+    )
     if len(keep) == 0:  # a tiny client: keep one row to train on
         keep, held = held[:1], held[1:]
     return rel_train[keep], rel_test, rel_train[held]
 
 
-def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[float | None],
-          seed: int, root: Path) -> Federation:
+def build(
+    data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[float | None], seed: int, root: Path
+) -> Federation:
     """Split the dataset for ``len(preprocessing)`` clients.
 
     :param preprocessing: each client's preprocessing method.
@@ -280,8 +309,12 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
         x = partitioner.transform_client(i, n_clients, x, numpy_rng(seed, "data", "client", i, "shift"))
         raw.append(tuple((x[torch.as_tensor(rel)], idx[rel]) for rel in (rel_train, rel_test, rel_val)))
     fitted = preprocess.fit_clients(list(preprocessing), [r[0][0] for r in raw], data, data_cfg.statistics)
-    clients = [ClientData(Split(t(x_tr), data.y[tr]), Split(t(x_te), data.y[te]), t, tr, Split(t(x_va), data.y[va]), te)
-               for t, ((x_tr, tr), (x_te, te), (x_va, va)) in zip(fitted.transforms, raw, strict=True)]
+    clients = [
+        ClientData(
+            Split(t(x_tr), data.y[tr]), Split(t(x_te), data.y[te]), t, tr, Split(t(x_va), data.y[va]), te
+        )
+        for t, ((x_tr, tr), (x_te, te), (x_va, va)) in zip(fitted.transforms, raw, strict=True)
+    ]
     digest = hashlib.sha256()
     public_idx = deal.public_idx
     for part in [deal.global_idx, public_idx if public_idx is not None else np.arange(0), *deal.parts]:
@@ -289,8 +322,15 @@ def build(data_cfg: DataConfig, preprocessing: Sequence[str], shares: Sequence[f
     if partitioner.shifts_features:
         digest.update(json.dumps(data_cfg.partition.model_dump(mode="json"), sort_keys=True).encode())
     public = None if public_idx is None else Split(data.x[public_idx], data.y[public_idx])
-    fed = Federation(data, clients, Split(data.x[deal.global_idx], data.y[deal.global_idx]), public,
-                     digest.hexdigest()[:16], fitted.reference, provenance=fitted.provenance)
+    fed = Federation(
+        data,
+        clients,
+        Split(data.x[deal.global_idx], data.y[deal.global_idx]),
+        public,
+        digest.hexdigest()[:16],
+        fitted.reference,
+        provenance=fitted.provenance,
+    )
     if data.task == "regression":
         _standardize_targets(fed, data_cfg.statistics)
     return fed
@@ -306,9 +346,11 @@ def _standardize_targets(fed: Federation, source: str) -> None:
     mean, std = float(y.mean()), float(y.std(unbiased=False))
     std = std if std > 1e-12 else 1.0
     fed.target_mean, fed.target_std = mean, std
-    fed.provenance["target scaling"] = (preprocess.SOURCE_TEXT["centralized"] if source == "centralized" else
-                                        "federated aggregate of the clients' training targets (sum, sum of "
-                                        "squares, count)")
+    fed.provenance["target scaling"] = (
+        preprocess.SOURCE_TEXT["centralized"]
+        if source == "centralized"
+        else "federated aggregate of the clients' training targets (sum, sum of squares, count)"
+    )
 
     def scaled(split: Split) -> Split:
         return Split(split.x, (split.y - mean) / std)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from engine.data.base import PARTITIONERS, Dataset, PartitionParams, Partitioner
+from engine.data.base import PARTITIONERS, Dataset, Partitioner, PartitionParams
 from engine.errors import DataError
 
 
@@ -34,8 +34,14 @@ def _shares_to_sizes(n: int, shares: list[float | None]) -> np.ndarray | None:
 class IID(Partitioner):
     description = "Uniform random split: every client sees the same distribution (honours data_share)."
 
-    def split(self, data: Dataset, index: np.ndarray, n_clients: int, rng: np.random.Generator,
-              shares: list[float | None]) -> list[np.ndarray]:
+    def split(
+        self,
+        data: Dataset,
+        index: np.ndarray,
+        n_clients: int,
+        rng: np.random.Generator,
+        shares: list[float | None],
+    ) -> list[np.ndarray]:
         perm = rng.permutation(index)
         sizes = _shares_to_sizes(len(index), shares)
         if sizes is None:
@@ -54,8 +60,14 @@ class Dirichlet(Partitioner):
     description = "Label skew: each class spread over clients by Dirichlet(alpha) proportions."
     Params = DirichletParams
 
-    def split(self, data: Dataset, index: np.ndarray, n_clients: int, rng: np.random.Generator,
-              shares: list[float | None]) -> list[np.ndarray]:
+    def split(
+        self,
+        data: Dataset,
+        index: np.ndarray,
+        n_clients: int,
+        rng: np.random.Generator,
+        shares: list[float | None],
+    ) -> list[np.ndarray]:
         p: DirichletParams = self.params  # type: ignore[assignment]
         labels = data.labels[index]
         if n_clients * p.min_size > len(index):

@@ -22,16 +22,18 @@ from pydantic import Field
 from torch import Tensor
 from torch.nn import functional as F
 
-from engine.data.base import PARTITIONERS, Dataset, PartitionParams, Partitioner
+from engine.data.base import PARTITIONERS, Dataset, Partitioner, PartitionParams
 from engine.data.partition import IID
 
 
 class FeatureParams(PartitionParams):
-    noise: float = Field(0.0, ge=0, le=5,
-                         description="additive Gaussian noise, in units of each feature's std")
+    noise: float = Field(
+        0.0, ge=0, le=5, description="additive Gaussian noise, in units of each feature's std"
+    )
     scale: float = Field(0.5, ge=0, le=3, description="per-feature (per-channel) gain exp(scale * N(0,1))")
-    offset: float = Field(0.0, ge=0, le=5,
-                          description="per-feature (per-channel) offset, in units of the std")
+    offset: float = Field(
+        0.0, ge=0, le=5, description="per-feature (per-channel) offset, in units of the std"
+    )
     rotate: float = Field(0.0, ge=0, le=180, description="images: rotation up to this many degrees")
     spread: Literal["linear", "random"] = Field(
         "linear", description="strength per client: linear from 0 (client 0) to 1 (last), or uniform random"
@@ -40,13 +42,21 @@ class FeatureParams(PartitionParams):
 
 @PARTITIONERS.register("feature")
 class Feature(Partitioner):
-    description = ("Feature shift: iid labels, but each client sees its data with its own noise, scale, "
-                   "offset or rotation.")
+    description = (
+        "Feature shift: iid labels, but each client sees its data with its own noise, scale, "
+        "offset or rotation."
+    )
     Params = FeatureParams
     shifts_features = True
 
-    def split(self, data: Dataset, index: np.ndarray, n_clients: int, rng: np.random.Generator,
-              shares: list[float | None]) -> list[np.ndarray]:
+    def split(
+        self,
+        data: Dataset,
+        index: np.ndarray,
+        n_clients: int,
+        rng: np.random.Generator,
+        shares: list[float | None],
+    ) -> list[np.ndarray]:
         return IID(IID.Params()).split(data, index, n_clients, rng, shares)
 
     def strength(self, i: int, n_clients: int, rng: np.random.Generator) -> float:

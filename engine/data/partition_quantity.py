@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from engine.data.base import PARTITIONERS, Dataset, PartitionParams, Partitioner
+from engine.data.base import PARTITIONERS, Dataset, Partitioner, PartitionParams
 from engine.errors import DataError
 
 
@@ -23,8 +23,9 @@ class QuantityParams(PartitionParams):
         "lognormal", description="client sizes: log-normal, power law (Zipf), or the roster's data_share"
     )
     sigma: float = Field(1.0, gt=0, le=5, description="lognormal: spread of the log sizes")
-    exponent: float = Field(1.0, gt=0, le=5,
-                            description="powerlaw: the r-th largest client's share ~ r^-exponent")
+    exponent: float = Field(
+        1.0, gt=0, le=5, description="powerlaw: the r-th largest client's share ~ r^-exponent"
+    )
     min_size: int = Field(2, ge=1, description="samples every client gets at least")
 
 
@@ -44,13 +45,21 @@ class Quantity(Partitioner):
     description = "Quantity skew: client sizes from a log-normal, a power law, or explicit shares."
     Params = QuantityParams
 
-    def split(self, data: Dataset, index: np.ndarray, n_clients: int, rng: np.random.Generator,
-              shares: list[float | None]) -> list[np.ndarray]:
+    def split(
+        self,
+        data: Dataset,
+        index: np.ndarray,
+        n_clients: int,
+        rng: np.random.Generator,
+        shares: list[float | None],
+    ) -> list[np.ndarray]:
         p: QuantityParams = self.params  # type: ignore[assignment]
         if n_clients * p.min_size > len(index):
-            raise DataError(f"quantity: {n_clients} clients x min_size {p.min_size} needs "
-                            f"{n_clients * p.min_size} samples but {len(index)} are available for training; "
-                            f"use fewer clients or a smaller min_size")
+            raise DataError(
+                f"quantity: {n_clients} clients x min_size {p.min_size} needs "
+                f"{n_clients * p.min_size} samples but {len(index)} are available for training; "
+                f"use fewer clients or a smaller min_size"
+            )
         if p.distribution == "lognormal":
             weights = rng.lognormal(0.0, p.sigma, n_clients)
         elif p.distribution == "powerlaw":
@@ -58,14 +67,16 @@ class Quantity(Partitioner):
         else:
             given = [s for s in shares if s is not None]
             if sum(given) > 1 + 1e-9:
-                raise DataError(f"clients' data_share values add up to {sum(given):.3f}; "
-                                f"they must add up to at most 1")
+                raise DataError(
+                    f"clients' data_share values add up to {sum(given):.3f}; they must add up to at most 1"
+                )
             unset = len(shares) - len(given)
             rest = (1.0 - sum(given)) / unset if unset else 0.0
             weights = np.array([rest if s is None else s for s in shares], dtype=float)
             if weights.sum() <= 0:
-                raise DataError("quantity: every client's data_share is 0; "
-                                "give at least one a positive share")
+                raise DataError(
+                    "quantity: every client's data_share is 0; give at least one a positive share"
+                )
         sizes = allocate(len(index), weights, p.min_size)
         perm = rng.permutation(index)
         return [np.sort(part) for part in np.split(perm, np.cumsum(sizes)[:-1])]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from engine.data.base import PARTITIONERS, Dataset, PartitionParams, Partitioner
+from engine.data.base import PARTITIONERS, Dataset, Partitioner, PartitionParams
 from engine.errors import DataError
 
 
@@ -26,8 +26,14 @@ class Shards(Partitioner):
     description = "Pathological label skew: each client holds only k classes (McMahan et al. 2017)."
     Params = ShardsParams
 
-    def split(self, data: Dataset, index: np.ndarray, n_clients: int, rng: np.random.Generator,
-              shares: list[float | None]) -> list[np.ndarray]:
+    def split(
+        self,
+        data: Dataset,
+        index: np.ndarray,
+        n_clients: int,
+        rng: np.random.Generator,
+        shares: list[float | None],
+    ) -> list[np.ndarray]:
         p: ShardsParams = self.params  # type: ignore[assignment]
         labels = data.labels[index]
         classes = np.unique(labels)
@@ -51,6 +57,8 @@ class Shards(Partitioner):
         out = [np.sort(np.concatenate(chunks)) for chunks in parts]
         empty = [i for i, part in enumerate(out) if len(part) == 0]
         if empty:
-            raise DataError(f"shards: client {empty[0]} got no samples (its classes have fewer samples than "
-                            f"holders); use fewer clients or raise classes_per_client")
+            raise DataError(
+                f"shards: client {empty[0]} got no samples (its classes have fewer samples than "
+                f"holders); use fewer clients or raise classes_per_client"
+            )
         return out

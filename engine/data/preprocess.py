@@ -68,7 +68,11 @@ def fit(method: str, stats: Stats, kind: str) -> Affine:
         return t.to(torch.float32).reshape(shape)
 
     fill = shaped(stats.fill) if stats.fill is not None else None
-    keep = shaped(stats.seen.to(torch.float32)) if stats.seen is not None and not bool(stats.seen.all()) else None
+    keep = (
+        shaped(stats.seen.to(torch.float32))
+        if stats.seen is not None and not bool(stats.seen.all())
+        else None
+    )
     if method == "none":
         return Affine(fill=fill, keep=keep)
     if method == "standardize":
@@ -123,7 +127,11 @@ def fit_clients(methods: list[str], train_x: list[Tensor], data: Dataset, source
     cache: dict[tuple[str, int], Affine] = {}
     transforms = []
     for i, method in enumerate(methods):
-        stats = aggregate([sites[i]], schema, impute=impute, quantiles=QUANTILES.get(method, ())) if own else shared
+        stats = (
+            aggregate([sites[i]], schema, impute=impute, quantiles=QUANTILES.get(method, ()))
+            if own
+            else shared
+        )
         # keyed by whose statistics, never by id(stats): a freed client's Stats leaves its id to the
         # next one, which then got the previous client's transform (now and then, by memory layout)
         key = (method, i if own else -1)
@@ -137,13 +145,18 @@ def fit_clients(methods: list[str], train_x: list[Tensor], data: Dataset, source
     provenance = {
         "statistics": source,
         "schema": "column names, types, category lists and orders: read from the file (the federation's "
-                  "shared agreement)" if schema is not None else "the dataset's own",
+        "shared agreement)"
+        if schema is not None
+        else "the dataset's own",
         "imputation": where if impute is not None else "none needed (no missing values)",
         "scaling": f"{where} (methods: {used})",
-        "categories": (f"one slot per category of the schema; a category absent from the statistics' rows "
-                       f"({'each client' if source == 'client' else source}) is blanked"
-                       if schema is not None and any(f.kind == "onehot" for f in schema) else "no categorical columns"),
+        "categories": (
+            f"one slot per category of the schema; a category absent from the statistics' rows "
+            f"({'each client' if source == 'client' else source}) is blanked"
+            if schema is not None and any(f.kind == "onehot" for f in schema)
+            else "no categorical columns"
+        ),
         "server models": SOURCE_TEXT["centralized" if source == "centralized" else "federated"]
-                         + f" (method: {common})",
+        + f" (method: {common})",
     }
     return Fitted(transforms, reference, provenance)

@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.seeding import numpy_rng
 from engine.data import profile
 from engine.data.config import DataConfig
-from engine.errors import DataError
-from engine.core.seeding import numpy_rng
-
 from engine.data.federation import Federation, client_rows, deal_rows, load_dataset, partition_params
+from engine.errors import DataError
 
 
 def natural_groups(data_cfg: DataConfig, root: Path) -> list[str]:
@@ -33,8 +32,15 @@ def natural_groups(data_cfg: DataConfig, root: Path) -> list[str]:
     return names
 
 
-def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Sequence[float | None] | None,
-                      seed: int, root: Path, *, profile_sites: bool = False) -> dict[str, Any]:
+def partition_preview(
+    data_cfg: DataConfig,
+    n_clients: int | None,
+    shares: Sequence[float | None] | None,
+    seed: int,
+    root: Path,
+    *,
+    profile_sites: bool = False,
+) -> dict[str, Any]:
     """The split as data, without preprocessing, shifts or models: what the Data page plots.
 
     :param n_clients: roster size; ``None`` for ``natural`` (one client per value).
@@ -67,8 +73,13 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
     clients, hist = [], []
     for i, idx in enumerate(deal.parts):
         rel_train, rel_test, rel_val = client_rows(data, data_cfg, idx, seed, i)
-        entry = {"name": names[i] if names else f"client {i}", "size": len(idx),
-                 "train": len(rel_train), "validation": len(rel_val), "test": len(rel_test)}
+        entry = {
+            "name": names[i] if names else f"client {i}",
+            "size": len(idx),
+            "train": len(rel_train),
+            "validation": len(rel_val),
+            "test": len(rel_test),
+        }
         if deal.partitioner.shifts_features and hasattr(deal.partitioner, "strength"):
             rng = numpy_rng(seed, "data", "client", i, "shift")  # the same draw build makes
             entry["shift"] = float(deal.partitioner.strength(i, n_clients, rng))
@@ -84,19 +95,30 @@ def partition_preview(data_cfg: DataConfig, n_clients: int | None, shares: Seque
     skew = profile.label_skew(histogram, bins, client_names)
     sites: dict[str, Any] = {"missingness": None, "codes": []}
     if profile_sites:
-        sites = {"missingness": profile.missingness(data, deal.parts, client_names),
-                 "codes": profile.suspicious_codes(data, deal.parts, client_names)}
+        sites = {
+            "missingness": profile.missingness(data, deal.parts, client_names),
+            "codes": profile.suspicious_codes(data, deal.parts, client_names),
+        }
     for c, points, row in zip(clients, skew["points"], histogram, strict=True):
         c["skew_points"] = points
         if classification and row.sum():
-            c["majority"] = {"class": bins[int(row.argmax())], "share": round(float(row.max() / row.sum()), 3)}
+            c["majority"] = {
+                "class": bins[int(row.argmax())],
+                "share": round(float(row.max() / row.sum()), 3),
+            }
     return {
-        "dataset": data.name, "task": data.task, "input": str(data.input_spec),
-        "clients": clients, "histogram": histogram.tolist(), "bins": bins,
-        "heterogeneity": heterogeneity(histogram), "label_skew": skew,
+        "dataset": data.name,
+        "task": data.task,
+        "input": str(data.input_spec),
+        "clients": clients,
+        "histogram": histogram.tolist(),
+        "bins": bins,
+        "heterogeneity": heterogeneity(histogram),
+        "label_skew": skew,
         "label_skew_text": profile.skew_sentence(skew, not classification),
         **sites,
-        "global_test": len(deal.global_idx), "split_from_file": data.split is not None,
+        "global_test": len(deal.global_idx),
+        "split_from_file": data.split is not None,
         "public": len(deal.public_idx) if deal.public_idx is not None else 0,
         "report": data.report,
     }

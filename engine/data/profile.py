@@ -64,11 +64,17 @@ def missingness(data: Dataset, parts: Sequence[np.ndarray], names: Sequence[str]
     for c in keep:
         for k in np.flatnonzero(share[:, c] >= MOSTLY_MISSING):
             flagged.append({"column": cols[c][0], "client": names[k], "share": round(float(share[k, c]), 3)})
-    return {"columns": [cols[c][0] for c in keep], "clients": list(names),
-            "share": np.round(share[:, keep], 4).tolist(), "mostly_missing": flagged}
+    return {
+        "columns": [cols[c][0] for c in keep],
+        "clients": list(names),
+        "share": np.round(share[:, keep], 4).tolist(),
+        "mostly_missing": flagged,
+    }
 
 
-def suspicious_codes(data: Dataset, parts: Sequence[np.ndarray], names: Sequence[str]) -> list[dict[str, Any]]:
+def suspicious_codes(
+    data: Dataset, parts: Sequence[np.ndarray], names: Sequence[str]
+) -> list[dict[str, Any]]:
     """Values that look like a site's private code for "missing": frequent at one site (or the only
     value there), (almost) absent at the others, and far outside the others' range - e.g. 0 for a
     cholesterol the other sites measure between 120 and 320 - or a typical code (0, -1, 99, 999,
@@ -114,9 +120,16 @@ def suspicious_codes(data: Dataset, parts: Sequence[np.ndarray], names: Sequence
                     continue
                 if np.mean(theirs == value) > CODE_ELSEWHERE:
                     continue
-                found.append({"column": plain[c][0], "value": float(value), "client": names[k],
-                              "share": round(float(share), 3), "others_low": float(lo[c]),
-                              "others_high": float(hi[c])})
+                found.append(
+                    {
+                        "column": plain[c][0],
+                        "value": float(value),
+                        "client": names[k],
+                        "share": round(float(share), 3),
+                        "others_low": float(lo[c]),
+                        "others_high": float(hi[c]),
+                    }
+                )
     return found
 
 
@@ -144,14 +157,22 @@ def label_skew(hist: np.ndarray, bins: Sequence[str], names: Sequence[str]) -> d
         tv = 50.0 * float(np.abs(p - overall).sum())
         points.append(round(tv, 1))
         if worst is None or tv > worst[0]:
-            c = int(np.argmax(p - overall))  # its most over-represented class (for two classes: the one it has more of)
+            c = int(
+                np.argmax(p - overall)
+            )  # its most over-represented class (for two classes: the one it has more of)
             worst = (tv, k, c, 100 * p[c])
     if worst is None:
         return {"max_points": 0.0, "mean_points": 0.0, "points": points}
     tv, k, c, share = worst
-    return {"max_points": round(tv, 1), "mean_points": round(float(np.mean(points)), 1), "points": points,
-            "client": names[k], "class": str(bins[c]), "client_share": round(float(share), 1),
-            "overall_share": round(float(100 * overall[c]), 1)}
+    return {
+        "max_points": round(tv, 1),
+        "mean_points": round(float(np.mean(points)), 1),
+        "points": points,
+        "client": names[k],
+        "class": str(bins[c]),
+        "client_share": round(float(share), 1),
+        "overall_share": round(float(100 * overall[c]), 1),
+    }
 
 
 def skew_sentence(skew: dict[str, Any], regression: bool = False) -> str:
@@ -159,5 +180,7 @@ def skew_sentence(skew: dict[str, Any], regression: bool = False) -> str:
     if not skew.get("client"):
         return "every client has the same label mix"
     what = f"in target range {skew['class']}" if regression else f"'{skew['class']}'"
-    return (f"{skew['client']}: {skew['client_share']:.0f}% {what} against {skew['overall_share']:.0f}% overall "
-            f"({skew['max_points']:.0f} points)")
+    return (
+        f"{skew['client']}: {skew['client_share']:.0f}% {what} against {skew['overall_share']:.0f}% overall "
+        f"({skew['max_points']:.0f} points)"
+    )

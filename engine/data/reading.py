@@ -59,8 +59,15 @@ class Table:
 
     def how(self) -> dict[str, object]:
         """JSON-able summary for the report: format, separator, encoding, decimal mark, sheet."""
-        return {"format": self.format, "delimiter": self.delimiter, "encoding": self.encoding,
-                "decimal": self.decimal, "sheet": self.sheet, "sheets": self.sheets, "detected": self.detected}
+        return {
+            "format": self.format,
+            "delimiter": self.delimiter,
+            "encoding": self.encoding,
+            "decimal": self.decimal,
+            "sheet": self.sheet,
+            "sheets": self.sheets,
+            "detected": self.detected,
+        }
 
 
 def sniff_format(head: bytes) -> str:
@@ -73,8 +80,10 @@ def sniff_format(head: bytes) -> str:
     if head.startswith(b"PAR1"):
         return "parquet"
     if head.startswith(b"\xd0\xcf\x11\xe0"):
-        raise DataError("this is a legacy Excel .xls workbook; open it in Excel or LibreOffice and save it as "
-                        ".xlsx or CSV, then upload that file")
+        raise DataError(
+            "this is a legacy Excel .xls workbook; open it in Excel or LibreOffice and save it as "
+            ".xlsx or CSV, then upload that file"
+        )
     return "csv"
 
 
@@ -144,14 +153,25 @@ def _decode_error(raw: bytes, encoding: str, name: str) -> DataError:
         raw.decode(encoding)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        return DataError(f"{name}: line {line} is not valid {encoding} text (byte 0x{raw[exc.start]:02x}); "
-                         f"set data.encoding to {suggestion} (or auto), or re-save the file as UTF-8")
-    return DataError(f"{name}: cannot decode the file as {encoding}; set data.encoding to {suggestion} (or auto)")
+        return DataError(
+            f"{name}: line {line} is not valid {encoding} text (byte 0x{raw[exc.start]:02x}); "
+            f"set data.encoding to {suggestion} (or auto), or re-save the file as UTF-8"
+        )
+    return DataError(
+        f"{name}: cannot decode the file as {encoding}; set data.encoding to {suggestion} (or auto)"
+    )
 
 
-def read_table(source: str | Path | bytes, *, delimiter: str | None = None, encoding: str = "auto",
-               decimal: str = "auto", sheet: str | None = None, max_file_mb: float = 200.0,
-               name: str | None = None) -> Table:
+def read_table(
+    source: str | Path | bytes,
+    *,
+    delimiter: str | None = None,
+    encoding: str = "auto",
+    decimal: str = "auto",
+    sheet: str | None = None,
+    max_file_mb: float = 200.0,
+    name: str | None = None,
+) -> Table:
     """Parse a table file (a path, or the bytes of an upload) into a DataFrame.
 
     :param encoding: ``auto`` (detected) or a codec name (text files only).
@@ -177,8 +197,10 @@ def read_table(source: str | Path | bytes, *, delimiter: str | None = None, enco
             raw = path.read_bytes()
     size_mb = size / 1e6
     if size_mb > max_file_mb:
-        raise DataError(f"{name} is {size_mb:.1f} MB, over the limit data.max_file_mb = {max_file_mb:g}; "
-                        f"raise data.max_file_mb or use a smaller file")
+        raise DataError(
+            f"{name} is {size_mb:.1f} MB, over the limit data.max_file_mb = {max_file_mb:g}; "
+            f"raise data.max_file_mb or use a smaller file"
+        )
     if not raw.strip():
         raise DataError(f"{name} is empty; choose a file with a header line and data rows")
     kind = sniff_format(raw[:8])
@@ -197,11 +219,14 @@ def read_table(source: str | Path | bytes, *, delimiter: str | None = None, enco
             raise DataError(
                 f"{name}: reading with separator {delimiter_name(table.delimiter)} gives one column "
                 f"'{header[:60]}', whose name contains {delimiter_name(others[0])}; set data.delimiter to "
-                f"{delimiter_name(others[0])} (or auto)")
+                f"{delimiter_name(others[0])} (or auto)"
+            )
     if frame.shape[1] <= 1:
         header = frame.columns[0] if frame.shape[1] else ""
-        raise DataError(f"{name} has a single column '{header[:60]}'; a dataset needs a target and at "
-                        f"least one feature column (for text files: separated by , ; tab or |)")
+        raise DataError(
+            f"{name} has a single column '{header[:60]}'; a dataset needs a target and at "
+            f"least one feature column (for text files: separated by , ; tab or |)"
+        )
     if len(frame) == 0:
         raise DataError(f"{name} has a header but no data rows; add rows below the header line")
     return table
@@ -224,8 +249,9 @@ def _no_duplicate_columns(head: str, sep: str, name: str) -> None:
         raise DataError(f"{name}: the header names {shown} more than once; give every column its own name")
 
 
-def _read_text(raw: bytes, name: str, delimiter: str | None, encoding: str, decimal: str,
-               size_mb: float) -> Table:
+def _read_text(
+    raw: bytes, name: str, delimiter: str | None, encoding: str, decimal: str, size_mb: float
+) -> Table:
     detected = []
     if encoding.lower() == "auto":
         enc = detect_encoding(raw)
@@ -242,27 +268,43 @@ def _read_text(raw: bytes, name: str, delimiter: str | None, encoding: str, deci
         dec = _sniff_decimal(head, sep)
         detected.append("decimal")
     if dec == sep:
-        raise DataError(f"{name}: the decimal mark and the separator are both {delimiter_name(sep)}; "
-                        f"set data.decimal or data.delimiter to something else")
+        raise DataError(
+            f"{name}: the decimal mark and the separator are both {delimiter_name(sep)}; "
+            f"set data.decimal or data.delimiter to something else"
+        )
     try:
         with warnings.catch_warnings():  # rows longer than the header: pandas would drop the extra fields
             warnings.simplefilter("error", pd.errors.ParserWarning)  # (or make the first column an index)
-            frame = pd.read_csv(io.BytesIO(raw), sep=sep, encoding=enc, decimal=dec, na_values=NA_VALUES,
-                                skipinitialspace=True, low_memory=False, index_col=False)
+            frame = pd.read_csv(
+                io.BytesIO(raw),
+                sep=sep,
+                encoding=enc,
+                decimal=dec,
+                na_values=NA_VALUES,
+                skipinitialspace=True,
+                low_memory=False,
+                index_col=False,
+            )
     except pd.errors.ParserWarning:
-        raise DataError(f"{name}: some rows have more fields than the header has names (separator "
-                        f"{delimiter_name(sep)}); fix the extra separators or quoting, or set data.delimiter") \
-            from None
+        raise DataError(
+            f"{name}: some rows have more fields than the header has names (separator "
+            f"{delimiter_name(sep)}); fix the extra separators or quoting, or set data.delimiter"
+        ) from None
     except UnicodeDecodeError:
         raise _decode_error(raw, enc, name) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{name} has no columns; choose a file with a header line and data rows") from None
     except pd.errors.ParserError as exc:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        where = (f"line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)}"
-                 if m else str(exc).strip())
-        raise DataError(f"{name}: {where} (separator {delimiter_name(sep)}); fix the row's quoting or "
-                        f"extra separators, or set data.delimiter") from None
+        where = (
+            f"line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)}"
+            if m
+            else str(exc).strip()
+        )
+        raise DataError(
+            f"{name}: {where} (separator {delimiter_name(sep)}); fix the row's quoting or "
+            f"extra separators, or set data.delimiter"
+        ) from None
     _no_duplicate_columns(head, sep, name)
     shown = "utf-8" if enc == "utf-8-sig" else codecs.lookup(enc).name.replace("_", "-")
     return Table(frame, name, "csv", size_mb, delimiter=sep, encoding=shown, decimal=dec, detected=detected)
@@ -274,8 +316,10 @@ def _read_xlsx(raw: bytes, name: str, sheet: str | None, size_mb: float) -> Tabl
     except ImportError:
         raise DataError("reading .xlsx files needs openpyxl: pip install openpyxl") from None
     except Exception as exc:  # noqa: BLE001 - a damaged or non-Excel zip: say so, with the fix
-        raise DataError(f"{name} looks like a zip/Excel file but cannot be read as .xlsx "
-                        f"({type(exc).__name__}); re-save it from Excel, or export it as CSV") from None
+        raise DataError(
+            f"{name} looks like a zip/Excel file but cannot be read as .xlsx "
+            f"({type(exc).__name__}); re-save it from Excel, or export it as CSV"
+        ) from None
     sheets = [str(s) for s in book.sheet_names]
     if not sheets:
         raise DataError(f"{name} has no sheets")
@@ -285,18 +329,34 @@ def _read_xlsx(raw: bytes, name: str, sheet: str | None, size_mb: float) -> Tabl
     try:
         frame = pd.read_excel(book, sheet_name=chosen)
     except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{name}: sheet '{chosen}' cannot be read ({type(exc).__name__}: {exc}); re-save it "
-                        f"or export it as CSV") from None
-    header = [str(c).strip() for c in pd.read_excel(book, sheet_name=chosen, header=None, nrows=1).iloc[0]
-              if str(c) != "nan"] if len(frame.columns) else []
+        raise DataError(
+            f"{name}: sheet '{chosen}' cannot be read ({type(exc).__name__}: {exc}); re-save it "
+            f"or export it as CSV"
+        ) from None
+    header = (
+        [
+            str(c).strip()
+            for c in pd.read_excel(book, sheet_name=chosen, header=None, nrows=1).iloc[0]
+            if str(c) != "nan"
+        ]
+        if len(frame.columns)
+        else []
+    )
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:  # pandas would silently rename the second one 'name.1'
         shown = ", ".join(f"'{c[:40]}'" for c in twice[:5])
         raise DataError(f"{name}: the header names {shown} more than once; give every column its own name")
     frame = frame.dropna(axis=0, how="all")  # spreadsheets often end with formatted empty rows
     frame = frame.reset_index(drop=True)
-    return Table(frame, name, "xlsx", size_mb, sheet=chosen, sheets=sheets,
-                 detected=[] if sheet is not None else ["sheet"])
+    return Table(
+        frame,
+        name,
+        "xlsx",
+        size_mb,
+        sheet=chosen,
+        sheets=sheets,
+        detected=[] if sheet is not None else ["sheet"],
+    )
 
 
 def _read_parquet(raw: bytes, name: str, size_mb: float) -> Table:
@@ -305,7 +365,8 @@ def _read_parquet(raw: bytes, name: str, size_mb: float) -> Table:
     except ImportError:
         raise DataError("reading Parquet files needs pyarrow: pip install pyarrow") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file: say so, with the fix
-        raise DataError(f"{name} cannot be read as Parquet ({type(exc).__name__}); re-export it, or export "
-                        f"it as CSV") from None
+        raise DataError(
+            f"{name} cannot be read as Parquet ({type(exc).__name__}); re-export it, or export it as CSV"
+        ) from None
     frame = frame.reset_index(drop=frame.index.name is None)
     return Table(frame, name, "parquet", size_mb)

@@ -51,8 +51,9 @@ def options(cfg: DataConfig) -> ShapesOptions:
         raise ConfigError(f"data.options (shapes): {'; '.join(validation_problems(exc))}") from None
 
 
-def draw(labels: np.ndarray, size: int, thickness: np.ndarray, angle: np.ndarray,
-         rng: np.random.Generator) -> np.ndarray:
+def draw(
+    labels: np.ndarray, size: int, thickness: np.ndarray, angle: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Masks ``(N, size, size)`` in [0, 1] of the shapes ``labels`` (indices into CLASSES)."""
     n = len(labels)
     grid = (np.arange(size) + 0.5) / size * 2 - 1  # pixel centres in [-1, 1]
@@ -82,7 +83,7 @@ def draw(labels: np.ndarray, size: int, thickness: np.ndarray, angle: np.ndarray
 def _blur(img: np.ndarray, amount: np.ndarray) -> np.ndarray:
     """Mix each image with its 3x3 box blur by ``amount`` in [0, 1]."""
     padded = np.pad(img, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    box = sum(padded[:, i:i + img.shape[1], j:j + img.shape[2]] for i in range(3) for j in range(3)) / 9
+    box = sum(padded[:, i : i + img.shape[1], j : j + img.shape[2]] for i in range(3) for j in range(3)) / 9
     a = amount[:, None, None]
     return (1 - a) * img + a * box
 
@@ -90,8 +91,10 @@ def _blur(img: np.ndarray, amount: np.ndarray) -> np.ndarray:
 @DATASETS.register("shapes")
 class Shapes(DatasetSource):
     Options = ShapesOptions
-    description = ("Synthetic shape images (6 classes) in several visual domains with controllable feature "
-                   "shift; column 'domain' for a natural partition (offline).")
+    description = (
+        "Synthetic shape images (6 classes) in several visual domains with controllable feature "
+        "shift; column 'domain' for a natural partition (offline)."
+    )
     kind = "image"
     task = "classification"
     source = "generated (FedMosaic), options: domains, per_class, size, channels, shift, seed"
@@ -126,6 +129,12 @@ class Shapes(DatasetSource):
         x = np.concatenate(images)
         spec = InputSpec("image", (opt.channels, opt.size, opt.size))
         y = torch.as_tensor(np.concatenate(labels), dtype=torch.long)
-        return Dataset("shapes", as_tensor_x(x), y, spec,
-                       classes=list(CLASSES), columns={"domain": np.concatenate(domains)},
-                       report={"domains": opt.domains, "shift": opt.shift})
+        return Dataset(
+            "shapes",
+            as_tensor_x(x),
+            y,
+            spec,
+            classes=list(CLASSES),
+            columns={"domain": np.concatenate(domains)},
+            report={"domains": opt.domains, "shift": opt.shift},
+        )

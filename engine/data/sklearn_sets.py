@@ -30,16 +30,20 @@ class Digits(DatasetSource):
         bunch = load_digits()
         x = as_tensor_x(bunch.images / 16.0).unsqueeze(1)
         y = torch.as_tensor(bunch.target, dtype=torch.long)
-        return Dataset("digits", x, y, InputSpec("image", (1, 8, 8)),
-                       classes=[str(c) for c in range(10)])
+        return Dataset("digits", x, y, InputSpec("image", (1, 8, 8)), classes=[str(c) for c in range(10)])
 
 
 def _tabular(name: str, bunch) -> Dataset:  # noqa: ANN001 - sklearn Bunch
     x = as_tensor_x(bunch.data)
     y = torch.as_tensor(bunch.target, dtype=torch.long)
-    return Dataset(name, x, y, InputSpec("tabular", (x.shape[1],)),
-                   classes=[str(c) for c in bunch.target_names],
-                   feature_names=[str(f) for f in bunch.feature_names])
+    return Dataset(
+        name,
+        x,
+        y,
+        InputSpec("tabular", (x.shape[1],)),
+        classes=[str(c) for c in bunch.target_names],
+        feature_names=[str(f) for f in bunch.feature_names],
+    )
 
 
 @DATASETS.register("breast_cancer")

@@ -37,10 +37,10 @@ SOURCES: tuple[str, ...] = ("federated", "client", "centralized")
 #: What each source means, in the words the Data page and the run manifest use.
 SOURCE_TEXT: dict[str, str] = {
     "federated": "federated aggregate of the clients' training splits (counts, sums, sums of squares, "
-                 "extremes and counting queries the sites share; never rows)",
+    "extremes and counting queries the sites share; never rows)",
     "client": "each client's own training split alone",
     "centralized": "centralized statistics of the whole file, test rows included: not possible in a real "
-                   "federation",
+    "federation",
 }
 
 Kind = Literal["numeric", "binary", "code", "onehot"]
@@ -91,9 +91,14 @@ class Summary:
     high: Tensor  # largest present value (-inf where none)
 
     def __add__(self, other: Summary) -> Summary:
-        return Summary(self.rows + other.rows, self.count + other.count, self.total + other.total,
-                       self.squares + other.squares, torch.minimum(self.low, other.low),
-                       torch.maximum(self.high, other.high))
+        return Summary(
+            self.rows + other.rows,
+            self.count + other.count,
+            self.total + other.total,
+            self.squares + other.squares,
+            torch.minimum(self.low, other.low),
+            torch.maximum(self.high, other.high),
+        )
 
 
 class Site:
@@ -115,17 +120,26 @@ class Site:
         present = ~torch.isnan(x)
         zero = torch.where(present, x, torch.zeros((), dtype=x.dtype))
         inf = torch.tensor(float("inf"), dtype=x.dtype)
-        return Summary(len(x), present.sum(0), zero.sum(0), (zero * zero).sum(0),
-                       torch.where(present, x, inf).amin(0) if len(x) else torch.full((x.shape[1],), inf),
-                       torch.where(present, x, -inf).amax(0) if len(x) else torch.full((x.shape[1],), -inf))
+        return Summary(
+            len(x),
+            present.sum(0),
+            zero.sum(0),
+            (zero * zero).sum(0),
+            torch.where(present, x, inf).amin(0) if len(x) else torch.full((x.shape[1],), inf),
+            torch.where(present, x, -inf).amax(0) if len(x) else torch.full((x.shape[1],), -inf),
+        )
 
     def _columns(self, features: Tensor) -> Tensor:
         """The site's values of ``features`` sorted per feature, missing ones as +inf: ``(F', n)``."""
         if self._sorted is None:
             x = self._x.T.contiguous()
             self._sorted = torch.sort(torch.where(torch.isnan(x), float("inf"), x), dim=1).values
-        if self._subset is None or self._subset[0] is not features:  # the same features, question after question
-            whole = len(features) == len(self._sorted) and bool((features == torch.arange(len(features))).all())
+        if (
+            self._subset is None or self._subset[0] is not features
+        ):  # the same features, question after question
+            whole = len(features) == len(self._sorted) and bool(
+                (features == torch.arange(len(features))).all()
+            )
             self._subset = (features, self._sorted if whole else self._sorted[features])
         return self._subset[1]
 
@@ -172,7 +186,9 @@ def _floats(keys: Tensor) -> Tensor:
     return bits.view(torch.float64)
 
 
-def _order_statistic(sites: Sequence[Site], features: Tensor, rank: Tensor, low: Tensor, high: Tensor) -> Tensor:
+def _order_statistic(
+    sites: Sequence[Site], features: Tensor, rank: Tensor, low: Tensor, high: Tensor
+) -> Tensor:
     """The ``rank``-th smallest (0-based) pooled present value of each feature, found by bisection
     on the pooled count of values ``<= t``: the sites answer counts, nothing else."""
     lo = _keys(low) - 1  # count(<= lo) = 0 <= rank
@@ -189,8 +205,9 @@ def _order_statistic(sites: Sequence[Site], features: Tensor, rank: Tensor, low:
     return _floats(hi)
 
 
-def pooled_quantiles(sites: Sequence[Site], features: Tensor, count: Tensor, low: Tensor, high: Tensor,
-                     q: float) -> Tensor:
+def pooled_quantiles(
+    sites: Sequence[Site], features: Tensor, count: Tensor, low: Tensor, high: Tensor, q: float
+) -> Tensor:
     """The ``q``-quantile of each feature's pooled present values with linear interpolation (as
     :func:`torch.quantile`), computed from counting queries; NaN where a feature has no value."""
     n = count[features].to(torch.float64)
@@ -218,8 +235,13 @@ def _most_frequent(sites: Sequence[Site], feature: int) -> float:
     return min(counts, key=lambda v: (-counts[v], v))  # ties: the smallest value, as pandas' mode
 
 
-def aggregate(sites: Sequence[Site], schema: Sequence[Feature] | None, *, impute: Tensor | None = None,
-              quantiles: Sequence[float] = ()) -> Stats:
+def aggregate(
+    sites: Sequence[Site],
+    schema: Sequence[Feature] | None,
+    *,
+    impute: Tensor | None = None,
+    quantiles: Sequence[float] = (),
+) -> Stats:
     """The server's statistics from the sites' shared aggregates.
 
     :param schema: one :class:`Feature` per feature (``None``: all numeric, median imputation).
@@ -246,8 +268,9 @@ def aggregate(sites: Sequence[Site], schema: Sequence[Feature] | None, *, impute
     return stats
 
 
-def _fill_values(sites: Sequence[Site], schema: Sequence[Feature] | None, impute: Tensor, stats: Stats,
-                 total: Summary) -> Tensor:
+def _fill_values(
+    sites: Sequence[Site], schema: Sequence[Feature] | None, impute: Tensor, stats: Stats, total: Summary
+) -> Tensor:
     """Imputation value per feature (0 where not needed or nothing was present): the median, mean or
     most frequent value; for a one-hot column, its most frequent category's slot."""
     n_features = len(stats.mean)
@@ -257,8 +280,11 @@ def _fill_values(sites: Sequence[Site], schema: Sequence[Feature] | None, impute
     medians = [j for j in need if schema[j].kind == "numeric" and schema[j].impute == "median"]
     if medians:
         idx = torch.tensor(medians)
-        values = stats.quantiles[0.5][idx] if 0.5 in stats.quantiles else \
-            pooled_quantiles(sites, idx, stats.count, stats.low, stats.high, 0.5)
+        values = (
+            stats.quantiles[0.5][idx]
+            if 0.5 in stats.quantiles
+            else pooled_quantiles(sites, idx, stats.count, stats.low, stats.high, 0.5)
+        )
         fill[idx] = torch.nan_to_num(values, nan=0.0)
     blocks: dict[str, list[int]] = {}
     for j in need:

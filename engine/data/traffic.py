@@ -34,12 +34,36 @@ from engine.data.config import DataConfig
 from engine.errors import ConfigError, validation_problems
 from engine.models.base import InputSpec
 
-CITY_NAMES = ["Avalon", "Brightwater", "Cinderford", "Dunmere", "Eastwick", "Fairhaven", "Glenrock",
-              "Highbridge", "Ironvale", "Juniper", "Kingsport", "Larkspur"]
+CITY_NAMES = [
+    "Avalon",
+    "Brightwater",
+    "Cinderford",
+    "Dunmere",
+    "Eastwick",
+    "Fairhaven",
+    "Glenrock",
+    "Highbridge",
+    "Ironvale",
+    "Juniper",
+    "Kingsport",
+    "Larkspur",
+]
 CLASSES = ["free", "busy", "jammed"]
 SEQUENCE_FEATURES = ["volume", "speed", "rain", "temperature", "incident", "hour_sin", "hour_cos", "weekend"]
-TABULAR_FEATURES = ["hour_sin", "hour_cos", "weekday", "weekend", "rain", "temperature", "incident",
-                    "volume", "volume_lag1", "volume_lag24", "speed", "volume_mean24"]
+TABULAR_FEATURES = [
+    "hour_sin",
+    "hour_cos",
+    "weekday",
+    "weekend",
+    "rain",
+    "temperature",
+    "incident",
+    "volume",
+    "volume_lag1",
+    "volume_lag24",
+    "speed",
+    "volume_mean24",
+]
 
 
 class TrafficOptions(BaseModel):
@@ -49,8 +73,9 @@ class TrafficOptions(BaseModel):
 
     cities: int = Field(5, ge=2, le=50, description="number of cities (natural clients)")
     days: int = Field(56, ge=7, le=730, description="days of hourly data per city")
-    form: Literal["sequence", "tabular"] = Field("sequence",
-                                                 description="past-hours windows or one row per hour")
+    form: Literal["sequence", "tabular"] = Field(
+        "sequence", description="past-hours windows or one row per hour"
+    )
     target: Literal["congestion", "volume"] = Field(
         "congestion", description="next hour's congestion class, or its volume (regression)"
     )
@@ -99,15 +124,19 @@ def simulate_city(rng: np.random.Generator, hours: int) -> dict[str, np.ndarray]
     rain = np.zeros(hours)
     for i in range(1, hours):
         rain[i] = (flips[i] < p_on) if rain[i - 1] == 0 else (flips[i] >= p_off)
-    temperature = (temp_mean + 5.0 * np.sin(2 * np.pi * (hour - 9) / 24)
-                   + 6.0 * np.sin(2 * np.pi * day / 365.0)
-                   - 2.0 * rain + rng.normal(0, 1.0, hours))
+    temperature = (
+        temp_mean
+        + 5.0 * np.sin(2 * np.pi * (hour - 9) / 24)
+        + 6.0 * np.sin(2 * np.pi * day / 365.0)
+        - 2.0 * rain
+        + rng.normal(0, 1.0, hours)
+    )
     incident = np.zeros(hours)
     severity = np.zeros(hours)
     for start in np.flatnonzero(rng.random(hours) < incident_rate):
         length = int(rng.integers(1, 5))
-        incident[start:start + length] = 1.0
-        severity[start:start + length] = np.maximum(severity[start:start + length], rng.uniform(0.3, 0.6))
+        incident[start : start + length] = 1.0
+        severity[start : start + length] = np.maximum(severity[start : start + length], rng.uniform(0.3, 0.6))
 
     noise = np.zeros(hours)
     shocks = rng.normal(0, 0.06, hours)
@@ -119,16 +148,35 @@ def simulate_city(rng: np.random.Generator, hours: int) -> dict[str, np.ndarray]
     volume = np.minimum(demand, capacity_now) * np.exp(rng.normal(0, 0.02, hours))
     speed = 1.0 / (1.0 + 0.15 * ratio**4)
     congestion = np.digitize(ratio, [0.5, 0.8])
-    return {"hour": hour, "weekday": weekday, "weekend": weekend.astype(float), "rain": rain,
-            "temperature": temperature, "incident": incident, "volume": volume, "speed": speed,
-            "congestion": congestion}
+    return {
+        "hour": hour,
+        "weekday": weekday,
+        "weekend": weekend.astype(float),
+        "rain": rain,
+        "temperature": temperature,
+        "incident": incident,
+        "volume": volume,
+        "speed": speed,
+        "congestion": congestion,
+    }
 
 
 def _sequence(sig: dict[str, np.ndarray], opt: TrafficOptions) -> tuple[np.ndarray, np.ndarray]:
     """Windows of the past ``window`` hours ``(M, window, 8)`` and the rows of their next hour."""
     angle = 2 * np.pi * sig["hour"] / 24
-    feats = np.stack([sig["volume"], sig["speed"], sig["rain"], sig["temperature"], sig["incident"],
-                      np.sin(angle), np.cos(angle), sig["weekend"]], axis=1)
+    feats = np.stack(
+        [
+            sig["volume"],
+            sig["speed"],
+            sig["rain"],
+            sig["temperature"],
+            sig["incident"],
+            np.sin(angle),
+            np.cos(angle),
+            sig["weekend"],
+        ],
+        axis=1,
+    )
     ends = np.arange(opt.window - 1, len(feats) - 1, opt.stride)
     view = np.lib.stride_tricks.sliding_window_view(feats, opt.window, axis=0)  # (N-W+1, 8, W)
     return np.ascontiguousarray(view[ends - opt.window + 1].transpose(0, 2, 1)), ends + 1
@@ -140,18 +188,34 @@ def _tabular(sig: dict[str, np.ndarray], opt: TrafficOptions) -> tuple[np.ndarra
     angle = 2 * np.pi * sig["hour"][now] / 24
     v = sig["volume"]
     mean24 = np.convolve(v, np.ones(24) / 24, mode="full")[: len(v)]  # mean of the past 24 hours
-    feats = np.stack([np.sin(angle), np.cos(angle), sig["weekday"][now], sig["weekend"][now],
-                      sig["rain"][now], sig["temperature"][now], sig["incident"][now], v[now],
-                      v[now - 1], v[now - 24], sig["speed"][now], mean24[now]], axis=1)
+    feats = np.stack(
+        [
+            np.sin(angle),
+            np.cos(angle),
+            sig["weekday"][now],
+            sig["weekend"][now],
+            sig["rain"][now],
+            sig["temperature"][now],
+            sig["incident"][now],
+            v[now],
+            v[now - 1],
+            v[now - 24],
+            sig["speed"][now],
+            mean24[now],
+        ],
+        axis=1,
+    )
     return feats, now + 1
 
 
 @DATASETS.register("traffic")
 class Traffic(DatasetSource):
     Options = TrafficOptions
-    description = ("Synthetic hourly traffic in several cities (own scale, peaks, weather, incidents): "
-                   "next-hour congestion class or volume, as sequences (past W hours) or tabular rows; "
-                   "column 'city'.")
+    description = (
+        "Synthetic hourly traffic in several cities (own scale, peaks, weather, incidents): "
+        "next-hour congestion class or volume, as sequences (past W hours) or tabular rows; "
+        "column 'city'."
+    )
     kind = "sequence"
     task = "classification"
     source = "generated (FedMosaic), options: cities, days, form, target, window, stride, seed"
@@ -178,7 +242,20 @@ class Traffic(DatasetSource):
         else:
             y_t, task, classes = torch.as_tensor(y, dtype=torch.float32), "regression", []
         city = np.concatenate(cities)
-        report = {"cities": {str(n): int((city == n).sum()) for n in dict.fromkeys(city)},
-                  "target": opt.target, "form": opt.form, "units": "volume in thousand vehicles/hour"}
-        return Dataset(f"traffic_{opt.form}", as_tensor_x(x), y_t, spec, task=task, classes=classes,
-                       columns={"city": city}, feature_names=list(names), report=report)
+        report = {
+            "cities": {str(n): int((city == n).sum()) for n in dict.fromkeys(city)},
+            "target": opt.target,
+            "form": opt.form,
+            "units": "volume in thousand vehicles/hour",
+        }
+        return Dataset(
+            f"traffic_{opt.form}",
+            as_tensor_x(x),
+            y_t,
+            spec,
+            task=task,
+            classes=classes,
+            columns={"city": city},
+            feature_names=list(names),
+            report=report,
+        )

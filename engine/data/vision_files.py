@@ -39,8 +39,12 @@ from engine.errors import DataError
 from engine.models.base import InputSpec
 
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 CIFAR_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
@@ -60,21 +64,39 @@ class IdxSource:
 
 
 MNIST = IdxSource(
-    "mnist", "MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    {"train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-     "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
-     "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
-     "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c"},
+    "mnist",
+    "MNIST",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    {
+        "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
     [str(i) for i in range(10)],
 )
 FASHION_MNIST = IdxSource(
-    "fashion_mnist", "FashionMNIST", "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-    {"train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-     "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
-     "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
-     "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310"},
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-     "Ankle boot"],
+    "fashion_mnist",
+    "FashionMNIST",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    {
+        "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+    [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
 )
 
 
@@ -88,8 +110,9 @@ def read_idx(path: Path) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is a damaged gzip file ({exc}); "
-                            f"delete it and download it again") from None
+            raise DataError(
+                f"{path} is a damaged gzip file ({exc}); delete it and download it again"
+            ) from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number); replace it with the original file")
     ndim = raw[3]
@@ -98,8 +121,10 @@ def read_idx(path: Path) -> np.ndarray:
     dtype = np.dtype(IDX_DTYPES[raw[2]])
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(dims) != ndim or len(raw) != expected:
-        raise DataError(f"{path} is truncated or corrupt ({len(raw)} bytes, expected {expected}); delete it "
-                        f"and download it again")
+        raise DataError(
+            f"{path} is truncated or corrupt ({len(raw)} bytes, expected {expected}); delete it "
+            f"and download it again"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
 
@@ -110,8 +135,10 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % 3073:
-        raise DataError(f"{path} is not a CIFAR-10 binary batch ({raw.size} bytes is not a multiple of "
-                        f"3073); use the binary version (cifar-10-binary.tar.gz), not the python one")
+        raise DataError(
+            f"{path} is not a CIFAR-10 binary batch ({raw.size} bytes is not a multiple of "
+            f"3073); use the binary version (cifar-10-binary.tar.gz), not the python one"
+        )
     records = raw.reshape(-1, 3073)
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:
@@ -139,8 +166,7 @@ def download(url: str, dest: Path, md5: str | None) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, \
-                urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
             final = getattr(response, "geturl", lambda: url)()
             if not str(final).startswith("https://"):
                 raise OSError(f"refusing a download redirected to {final} (not https)")
@@ -154,8 +180,10 @@ def download(url: str, dest: Path, md5: str | None) -> None:
 
 
 def _missing_message(name: str, files: list[str], folder: Path, url: str, reason: str) -> str:
-    return (f"{name} files are missing ({', '.join(files)}) and {reason}. Download them from {url} and put "
-            f"them in {folder} (gzipped or not), or set data.path to the folder that holds them")
+    return (
+        f"{name} files are missing ({', '.join(files)}) and {reason}. Download them from {url} and put "
+        f"them in {folder} (gzipped or not), or set data.path to the folder that holds them"
+    )
 
 
 def _idx_folders(cfg: DataConfig, root: Path, src: IdxSource) -> list[Path]:
@@ -182,21 +210,26 @@ def load_idx(src: IdxSource, cfg: DataConfig, root: Path) -> tuple[np.ndarray, n
     if missing:
         files = [m + ".gz" for m in missing]
         if not cfg.download:
-            raise DataError(_missing_message(src.key, files, folders[0], src.base_url,
-                                             "data.download is off"))
+            raise DataError(
+                _missing_message(src.key, files, folders[0], src.base_url, "data.download is off")
+            )
         check_download_target(folders[0], root)
         for stem in missing:
             try:
                 download(src.base_url + stem + ".gz", folders[0] / (stem + ".gz"), src.md5.get(stem))
             except (OSError, urllib.error.URLError, TimeoutError) as exc:
-                raise DataError(_missing_message(src.key, files, folders[0], src.base_url,
-                                                 f"could not be downloaded ({exc})")) from None
+                raise DataError(
+                    _missing_message(
+                        src.key, files, folders[0], src.base_url, f"could not be downloaded ({exc})"
+                    )
+                ) from None
     arrays = {stem: read_idx(_find(folders, stem)) for stem in IDX_FILES}  # type: ignore[arg-type]
     images = np.concatenate([arrays["train-images-idx3-ubyte"], arrays["t10k-images-idx3-ubyte"]])
     labels = np.concatenate([arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"]])
     if images.ndim != 3 or len(images) != len(labels):
-        raise DataError(f"{src.key}: {len(images)} images but {len(labels)} labels; "
-                        f"the files do not belong together")
+        raise DataError(
+            f"{src.key}: {len(images)} images but {len(labels)} labels; the files do not belong together"
+        )
     return images, labels.astype(np.int64)
 
 
@@ -238,14 +271,16 @@ def load_cifar(cfg: DataConfig, root: Path) -> tuple[np.ndarray, np.ndarray]:
             except (OSError, urllib.error.URLError, TimeoutError, tarfile.TarError) as exc:
                 reason = f"could not be downloaded ({exc})"
         if folder is None or not all((folder / n).is_file() for n in CIFAR_FILES):
-            raise DataError(_missing_message("cifar10", missing, target, CIFAR_URL + " (extract the archive)",
-                                             reason))
+            raise DataError(
+                _missing_message("cifar10", missing, target, CIFAR_URL + " (extract the archive)", reason)
+            )
     parts = [read_cifar_batch(folder / n) for n in CIFAR_FILES]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _to_dataset(name: str, images: np.ndarray, labels: np.ndarray, classes: list[str],
-                cfg: DataConfig) -> Dataset:
+def _to_dataset(
+    name: str, images: np.ndarray, labels: np.ndarray, classes: list[str], cfg: DataConfig
+) -> Dataset:
     if images.ndim == 3:
         images = images[:, None]
     kept = len(labels)
@@ -253,8 +288,14 @@ def _to_dataset(name: str, images: np.ndarray, labels: np.ndarray, classes: list
         keep, _ = stratified_split(labels, 1 - cfg.max_samples / len(labels), np.random.default_rng(0))
         images, labels = images[keep], labels[keep]
     x = as_tensor_x(images.astype(np.float32) / 255.0)
-    return Dataset(name, x, torch.as_tensor(labels, dtype=torch.long), InputSpec("image", tuple(x.shape[1:])),
-                   classes=classes, report={"files_samples": kept, "loaded_samples": len(labels)})
+    return Dataset(
+        name,
+        x,
+        torch.as_tensor(labels, dtype=torch.long),
+        InputSpec("image", tuple(x.shape[1:])),
+        classes=classes,
+        report={"files_samples": kept, "loaded_samples": len(labels)},
+    )
 
 
 @DATASETS.register("mnist")
@@ -283,8 +324,9 @@ class FashionMnist(DatasetSource):
 
 @DATASETS.register("cifar10")
 class Cifar10(DatasetSource):
-    description = ("60,000 32x32 colour images, 10 classes (binary version; downloaded, or from a local "
-                   "folder).")
+    description = (
+        "60,000 32x32 colour images, 10 classes (binary version; downloaded, or from a local folder)."
+    )
     kind = "image"
     task = "classification"
     source = "Krizhevsky 2009; " + CIFAR_URL

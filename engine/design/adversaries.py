@@ -35,7 +35,9 @@ def adversary_form(title: str, settings_text: str) -> dict[str, Any] | None:
 
     :raises ConfigError: settings that are not ``name=value`` pairs.
     """
-    return robust_design.adversary_from_cells(title, parse_knobs(settings_text) if settings_text.strip() else {})
+    return robust_design.adversary_from_cells(
+        title, parse_knobs(settings_text) if settings_text.strip() else {}
+    )
 
 
 def defences(design: dict[str, Any], strategies: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -44,23 +46,41 @@ def defences(design: dict[str, Any], strategies: Sequence[str] = ()) -> list[dic
     names = list(strategies) or [str((design.get("strategy") or {}).get("name", DEFAULT_STRATEGY))]
     out = []
     for name, cls in DEFENCES.items():
-        reason = next((why for s in names if s in STRATEGIES
-                       for why in [defence_reason(STRATEGIES.get(s), name)] if why), None)
+        reason = next(
+            (
+                why
+                for s in names
+                if s in STRATEGIES
+                for why in [defence_reason(STRATEGIES.get(s), name)]
+                if why
+            ),
+            None,
+        )
         if reason is None and name != "none":
             try:
                 refusals = defence_refusals(parse_config({**design, "defence": {"name": name}}))
             except FedMosaicError:
                 refusals = []
             reason = refusals[0] if refusals else None
-        out.append({"name": name, "title": cls.title, "description": cls.description, "paper": cls.paper,
-                    "url": cls.url, "reason": reason})
+        out.append(
+            {
+                "name": name,
+                "title": cls.title,
+                "description": cls.description,
+                "paper": cls.paper,
+                "url": cls.url,
+                "reason": reason,
+            }
+        )
     return sorted(out, key=lambda d: (d["name"] != "none", d["reason"] is not None))
 
 
 def compromised_summary(design: dict[str, Any]) -> str | None:
     """The roster's compromised clients in words (``Compromised: row 9 (site-7, Backdoor
     trigger).``), or ``None`` when every client is honest."""
-    rows = [(i, r["name"], r["attack"]) for i, r in _attack_cells(design) if r["attack"] != robust_design.HONEST]
+    rows = [
+        (i, r["name"], r["attack"]) for i, r in _attack_cells(design) if r["attack"] != robust_design.HONEST
+    ]
     if not rows:
         return None
     shown = ", ".join(f"row {i} ({name}, {attack})" for i, name, attack in rows[:4])

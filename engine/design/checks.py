@@ -28,8 +28,12 @@ def design_problems(design: dict[str, Any]) -> list[str]:
     """Everything that stops this design from launching (field errors, then data/compatibility
     checks); empty when it can launch. Problems of single clients come first, by row."""
     rows = expanded_rows(design)
-    per_client = [f"client {i} ({rows[i].get('name')}): {msg}" for i, msgs in sorted(client_issues(design).items())
-                  for msg in msgs if "joins at round" not in msg]
+    per_client = [
+        f"client {i} ({rows[i].get('name')}): {msg}"
+        for i, msgs in sorted(client_issues(design).items())
+        for msg in msgs
+        if "joins at round" not in msg
+    ]
     try:
         config = parse_config(design)
     except FedMosaicError as exc:
@@ -62,7 +66,9 @@ def client_issues(design: dict[str, Any]) -> dict[int, list[str]]:
         found: list[str] = []
         adversary = c.get("adversary")
         if isinstance(adversary, dict) and "_settings" in adversary:
-            found.append(f"attack settings '{adversary['_settings']}': use name=value pairs, e.g. target=3, share=0.5")
+            found.append(
+                f"attack settings '{adversary['_settings']}': use name=value pairs, e.g. target=3, share=0.5"
+            )
             c = {**c, "adversary": {k: v for k, v in adversary.items() if k != "_settings"}}
         model = c.get("model")
         if isinstance(model, dict) and "_knobs" in model:
@@ -80,7 +86,9 @@ def client_issues(design: dict[str, Any]) -> dict[int, list[str]]:
             try:
                 check_reads(spec.model, input_spec)
             except FedMosaicError as exc:
-                found.append(str(exc).split(". Architectures")[0] + f"; pick one that reads {input_spec.kind}")
+                found.append(
+                    str(exc).split(". Architectures")[0] + f"; pick one that reads {input_spec.kind}"
+                )
         if spec is not None and spec.tier:
             tiers = tier_names(design)
             if tiers and spec.tier not in tiers:
@@ -98,7 +106,9 @@ def client_issues(design: dict[str, Any]) -> dict[int, list[str]]:
     if shares and sum(shares) > 1 + 1e-9:
         for i, c in enumerate(rows):
             if c.get("data_share") not in (None, ""):
-                issues.setdefault(i, []).append(f"data shares add up to {sum(shares):.2f}; they must add up to at most 1")
+                issues.setdefault(i, []).append(
+                    f"data shares add up to {sum(shares):.2f}; they must add up to at most 1"
+                )
     return issues
 
 
@@ -126,24 +136,39 @@ def client_costs(design: dict[str, Any]) -> dict[int, dict[str, Any]]:
         if not isinstance(model, dict) or "_knobs" in model:
             continue
         try:
-            params, flops = _model_cost(json.dumps(model, sort_keys=True), ds.input_spec.kind,
-                                        tuple(ds.input_spec.shape), rep_dim, ds.n_outputs)
+            params, flops = _model_cost(
+                json.dumps(model, sort_keys=True),
+                ds.input_spec.kind,
+                tuple(ds.input_spec.shape),
+                rep_dim,
+                ds.n_outputs,
+            )
         except Exception:  # noqa: BLE001, S112 - an invalid model shows up in the row's issues instead
             continue
         try:
-            memory = estimate_memory(model, ds.input_spec, rep_dim, ds.n_outputs,
-                                     int(c.get("batch_size") or DEFAULTS["batch_size"]),
-                                     str(c.get("optimizer") or DEFAULTS["optimizer"]),
-                                     float(c.get("momentum") or DEFAULTS["momentum"])).total
+            memory = estimate_memory(
+                model,
+                ds.input_spec,
+                rep_dim,
+                ds.n_outputs,
+                int(c.get("batch_size") or DEFAULTS["batch_size"]),
+                str(c.get("optimizer") or DEFAULTS["optimizer"]),
+                float(c.get("momentum") or DEFAULTS["momentum"]),
+            ).total
         except Exception:  # noqa: BLE001 - no estimate for a model that cannot be built
             memory = None
-        out[i] = {"params": params, "flops": flops,
-                  "memory_mb": round(memory / 2**20, 2) if memory is not None else None}
+        out[i] = {
+            "params": params,
+            "flops": flops,
+            "memory_mb": round(memory / 2**20, 2) if memory is not None else None,
+        }
     return out
 
 
 @lru_cache(maxsize=512)
-def _model_cost(spec_json: str, kind: str, shape: tuple[int, ...], rep_dim: int, n_out: int) -> tuple[int, int]:
+def _model_cost(
+    spec_json: str, kind: str, shape: tuple[int, ...], rep_dim: int, n_out: int
+) -> tuple[int, int]:
     spec = InputSpec(kind, shape)  # type: ignore[arg-type]
     with torch.random.fork_rng(devices=[]):
         model = build_model(json.loads(spec_json), spec, rep_dim, n_out)

@@ -48,8 +48,10 @@ def executor_unavailable() -> dict[str, str]:
 
 def datasets() -> list[dict[str, Any]]:
     """Every registered dataset: ``name, description, kind, task, source``."""
-    return [{"name": n, "description": d.description, "kind": d.kind, "task": d.task, "source": d.source}
-            for n, d in DATASETS.items()]
+    return [
+        {"name": n, "description": d.description, "kind": d.kind, "task": d.task, "source": d.source}
+        for n, d in DATASETS.items()
+    ]
 
 
 def tier_names(design: dict[str, Any] | None = None) -> list[str]:

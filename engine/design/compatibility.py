@@ -42,8 +42,15 @@ def strategies(design: dict[str, Any]) -> list[dict[str, Any]]:
 
 def compatibility_matrix(design: dict[str, Any]) -> pd.DataFrame:
     """Strategies x (runs?, reason) for the design, collaborative strategies first."""
-    rows = [{"strategy": s["name"], "family": s["family"], "can run": s["reason"] is None,
-             "reason": s["reason"] or ""} for s in strategies(design)]
+    rows = [
+        {
+            "strategy": s["name"],
+            "family": s["family"],
+            "can run": s["reason"] is None,
+            "reason": s["reason"] or "",
+        }
+        for s in strategies(design)
+    ]
     return pd.DataFrame(rows)
 
 

@@ -18,6 +18,7 @@ from engine.tracking.storage import default_data_dir
 DEFAULT_STRATEGY: str = StrategySpec.model_fields["name"].default
 DEFAULT_SEED: int = ExperimentConfig.model_fields["seed"].default
 
+
 def normalize(design: dict[str, Any]) -> dict[str, Any]:
     """The design with every default filled in when it is valid; otherwise returned unchanged."""
     try:

@@ -13,8 +13,8 @@ from typing import Any
 from engine.design.document import fingerprint
 from engine.design.scenarios import new_design
 from engine.errors import ConfigError, StorageError
-from engine.sanitize import safe_filename
 from engine.labels import dataset_label
+from engine.sanitize import safe_filename
 from engine.tracking.storage import default_data_dir
 
 
@@ -49,8 +49,10 @@ def _write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        raise StorageError(f"cannot save the draft to {path}: {exc.strerror}; check that the data "
-                           f"directory is writable (FEDMOSAIC_HOME)") from None
+        raise StorageError(
+            f"cannot save the draft to {path}: {exc.strerror}; check that the data "
+            f"directory is writable (FEDMOSAIC_HOME)"
+        ) from None
 
 
 def autosave(session_id: str, design: dict[str, Any], root: Path | None = None) -> None:
@@ -85,8 +87,12 @@ def latest_autosave(exclude: str | None = None, root: Path | None = None) -> dic
             continue
         if not isinstance(design, dict) or fingerprint(design) == fresh:
             continue
-        return {"id": path.stem, "name": str(design.get("name") or "experiment"),
-                "saved_at": float(blob.get("saved_at") or path.stat().st_mtime), "design": design}
+        return {
+            "id": path.stem,
+            "name": str(design.get("name") or "experiment"),
+            "saved_at": float(blob.get("saved_at") or path.stat().st_mtime),
+            "design": design,
+        }
     return None
 
 
@@ -110,10 +116,16 @@ def list_drafts(root: Path | None = None) -> list[dict[str, Any]]:
             design = blob["design"]
         except (OSError, KeyError, json.JSONDecodeError):
             continue
-        out.append({"key": path.stem, "name": blob.get("name", path.stem), "saved_at": blob.get("saved_at", 0.0),
-                    "clients": sum(int(c.get("count", 1)) for c in design.get("clients", [])),
-                    "strategy": (design.get("strategy") or {}).get("name", ""),
-                    "dataset": dataset_label(design.get("data") or {})})
+        out.append(
+            {
+                "key": path.stem,
+                "name": blob.get("name", path.stem),
+                "saved_at": blob.get("saved_at", 0.0),
+                "clients": sum(int(c.get("count", 1)) for c in design.get("clients", [])),
+                "strategy": (design.get("strategy") or {}).get("name", ""),
+                "dataset": dataset_label(design.get("data") or {}),
+            }
+        )
     return sorted(out, key=lambda d: -d["saved_at"])
 
 

@@ -52,9 +52,13 @@ class FieldSpec:
         if value is None:
             return None if self.optional else "a value is required"
         if self.kind in ("float", "int"):
-            if self.minimum is not None and (value < self.minimum or (self.exclusive_min and value == self.minimum)):
+            if self.minimum is not None and (
+                value < self.minimum or (self.exclusive_min and value == self.minimum)
+            ):
                 return f"must be {'>' if self.exclusive_min else '>='} {self.minimum}"
-            if self.maximum is not None and (value > self.maximum or (self.exclusive_max and value == self.maximum)):
+            if self.maximum is not None and (
+                value > self.maximum or (self.exclusive_max and value == self.maximum)
+            ):
                 return f"must be {'<' if self.exclusive_max else '<='} {self.maximum}"
         return None
 
@@ -79,8 +83,9 @@ def _field_spec(name: str, info: FieldInfo) -> FieldSpec:
         optional = len(non_none) < len(args)
         annotation = non_none[0] if len(non_none) == 1 else annotation
     default = None if info.is_required() else info.get_default(call_default_factory=True)
-    spec = FieldSpec(name, "json", default, info.description or "", optional, info.is_required(),
-                     title=info.title or "")
+    spec = FieldSpec(
+        name, "json", default, info.description or "", optional, info.is_required(), title=info.title or ""
+    )
     if typing.get_origin(annotation) is Literal:
         spec.kind, spec.choices = "choice", list(typing.get_args(annotation))
     elif annotation is bool:
@@ -92,8 +97,12 @@ def _field_spec(name: str, info: FieldInfo) -> FieldSpec:
     elif annotation is str:
         spec.kind = "text"
     for meta in info.metadata:
-        for attr, target, exclusive in (("ge", "minimum", False), ("gt", "minimum", True),
-                                        ("le", "maximum", False), ("lt", "maximum", True)):
+        for attr, target, exclusive in (
+            ("ge", "minimum", False),
+            ("gt", "minimum", True),
+            ("le", "maximum", False),
+            ("lt", "maximum", True),
+        ):
             value = getattr(meta, attr, None)
             if value is not None:
                 setattr(spec, target, value)
@@ -126,8 +135,19 @@ def dataset_option_fields(name: str) -> list[FieldSpec]:
 
 
 #: Run-level settings the Launch page shows when the config has them (hardware adds the deadline).
-LAUNCH_FIELDS = ("rounds", "primary_metric", "fraction", "eval_every", "global_sample", "global_full_every",
-                 "checkpoint_every", "rep_dim", "deadline", "deadline_policy", "selection")
+LAUNCH_FIELDS = (
+    "rounds",
+    "primary_metric",
+    "fraction",
+    "eval_every",
+    "global_sample",
+    "global_full_every",
+    "checkpoint_every",
+    "rep_dim",
+    "deadline",
+    "deadline_policy",
+    "selection",
+)
 
 
 def launch_fields() -> list[FieldSpec]:
@@ -169,8 +189,17 @@ def defence_fields(name: str) -> list[FieldSpec]:
 
 #: The client detail form's fields generated from :class:`~engine.config.ClientSpec` (architecture,
 #: size, device, tier, preprocessing, attack and privacy take their choices from elsewhere).
-CLIENT_FIELDS = ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "join_round", "data_share",
-                 "cold_start")
+CLIENT_FIELDS = (
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "epochs",
+    "batch_size",
+    "join_round",
+    "data_share",
+    "cold_start",
+)
 
 
 def client_fields() -> dict[str, FieldSpec]:

@@ -23,14 +23,14 @@ def manager(db_path: str | Path | None = None, workers: int | None = None):
     """The process's run manager (:func:`engine.tracking.runs.get_manager`). The app trains each run in a
     process of its own (``isolation="process"``: a training thread in the server would hold the
     interpreter lock the pages need); ``FEDMOSAIC_ISOLATION=thread`` keeps them in the server."""
-    return get_manager(db_path=db_path, workers=workers,
-                       isolation=os.environ.get("FEDMOSAIC_ISOLATION") or "process")
+    return get_manager(
+        db_path=db_path, workers=workers, isolation=os.environ.get("FEDMOSAIC_ISOLATION") or "process"
+    )
 
 
 MAX_SEEDS = 100
 """Most seeds one sweep launches."""
-MAX_SEED: int = next(m.le for m in ExperimentConfig.model_fields["seed"].metadata
-                     if getattr(m, "le", None))
+MAX_SEED: int = next(m.le for m in ExperimentConfig.model_fields["seed"].metadata if getattr(m, "le", None))
 """Largest seed (:class:`~engine.config.ExperimentConfig`'s bound)."""
 
 
@@ -55,17 +55,21 @@ def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
             if m:
                 lo, hi = int(m.group(1)), int(m.group(2))
                 if hi < lo:
-                    raise ConfigError(f"seeds: the range {part} counts down; write the smaller seed first, "
-                                      f"e.g. {hi}-{lo}")
+                    raise ConfigError(
+                        f"seeds: the range {part} counts down; write the smaller seed first, e.g. {hi}-{lo}"
+                    )
                 if hi - lo + 1 > MAX_SEEDS:
-                    raise ConfigError(f"seeds: the range {part} holds {hi - lo + 1:,} seeds, too many for one "
-                                      f"sweep; use at most {MAX_SEEDS} (e.g. {lo}-{lo + MAX_SEEDS - 1})")
+                    raise ConfigError(
+                        f"seeds: the range {part} holds {hi - lo + 1:,} seeds, too many for one "
+                        f"sweep; use at most {MAX_SEEDS} (e.g. {lo}-{lo + MAX_SEEDS - 1})"
+                    )
                 seeds.extend(range(lo, hi + 1))
             elif re.fullmatch(r"-?\d{1,30}", part):
                 seeds.append(int(part))
             else:
-                raise ConfigError(f"seeds: '{part[:20]}' is not a seed; write numbers like 0, 1, 2 or a range "
-                                  f"like 0-4")
+                raise ConfigError(
+                    f"seeds: '{part[:20]}' is not a seed; write numbers like 0, 1, 2 or a range like 0-4"
+                )
     if not seeds:
         raise ConfigError("give at least one seed, e.g. 0")
     if any(s < 0 for s in seeds):
@@ -85,10 +89,17 @@ class Launched:
     group_id: str | None = None
 
 
-def launch(design: dict[str, Any], *, strategies: Sequence[str] | None = None, seeds: Sequence[int] = (),
-           strategy_params: dict[str, dict[str, Any]] | None = None, name: str | None = None,
-           tags: Sequence[str] = (), mgr: Any = None,
-           defences: Sequence[dict[str, Any] | str] | None = None) -> Launched:
+def launch(
+    design: dict[str, Any],
+    *,
+    strategies: Sequence[str] | None = None,
+    seeds: Sequence[int] = (),
+    strategy_params: dict[str, dict[str, Any]] | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    mgr: Any = None,
+    defences: Sequence[dict[str, Any] | str] | None = None,
+) -> Launched:
     """Validate the design and start it through the run manager: one run, or a sweep over
     ``strategies`` x ``defences`` x ``seeds`` (each strategy with its own ``strategy_params``;
     ``defences``: ``{"name": ..., **params}`` dicts replacing the design's ``defence``).
@@ -104,7 +115,10 @@ def launch(design: dict[str, Any], *, strategies: Sequence[str] | None = None, s
     seeds = list(seeds) or [int(design.get("seed") or DEFAULT_SEED)]
     if not names:
         raise ConfigError("choose at least one strategy")
-    guards = [({"name": d} if isinstance(d, str) else dict(d)) for d in (defences or [design.get("defence") or "none"])]
+    guards = [
+        ({"name": d} if isinstance(d, str) else dict(d))
+        for d in (defences or [design.get("defence") or "none"])
+    ]
     if not guards:
         raise ConfigError("choose at least one defence (none: the strategy's own average)")
     configs = []
@@ -120,11 +134,22 @@ def launch(design: dict[str, Any], *, strategies: Sequence[str] | None = None, s
     if len(configs) == 1 and len(seeds) == 1:
         config = configs[0].model_copy(update={"seed": seeds[0]})
         return Launched([mgr.submit(config, name=name or config.name, tags=tags)])
-    specs = list({json.dumps(c.strategy.model_dump(mode="json"), sort_keys=True): c.strategy.model_dump(mode="json")
-                  for c in configs}.values())
-    group, ids = mgr.sweep(configs[0], seeds=seeds, strategies=specs, name=name, tags=tags,
-                           defences=[c.defence.model_dump(mode="json") for c in configs[:len(guards)]]
-                           if len(guards) > 1 else None)
+    specs = list(
+        {
+            json.dumps(c.strategy.model_dump(mode="json"), sort_keys=True): c.strategy.model_dump(mode="json")
+            for c in configs
+        }.values()
+    )
+    group, ids = mgr.sweep(
+        configs[0],
+        seeds=seeds,
+        strategies=specs,
+        name=name,
+        tags=tags,
+        defences=[c.defence.model_dump(mode="json") for c in configs[: len(guards)]]
+        if len(guards) > 1
+        else None,
+    )
     return Launched(list(ids), group)
 
 
@@ -142,6 +167,14 @@ def launch_baselines(run_ids: Sequence[str], baseline: str = "local", mgr: Any =
         config = parse_config({**run["config"], "strategy": {"name": baseline}})
         base = str(run.get("name") or config.name).split(" · ")[0]
         name = f"{base} · {baseline} · seed {config.seed}"
-        created.append(mgr.submit(config, name=name, group_id=run.get("group_id"), tags=run.get("tags") or [],
-                                  parent_id=run_id, variant=baseline if run.get("group_id") else None))
+        created.append(
+            mgr.submit(
+                config,
+                name=name,
+                group_id=run.get("group_id"),
+                tags=run.get("tags") or [],
+                parent_id=run_id,
+                variant=baseline if run.get("group_id") else None,
+            )
+        )
     return created

@@ -16,8 +16,9 @@ from engine.errors import ConfigError
 
 #: A client's defaults as :class:`~engine.config.ClientSpec` declares them (the roster, its table and
 #: the client form fill gaps from here and never spell a default of their own).
-DEFAULTS: dict[str, Any] = {name: info.get_default(call_default_factory=True)
-                            for name, info in ClientSpec.model_fields.items()}
+DEFAULTS: dict[str, Any] = {
+    name: info.get_default(call_default_factory=True) for name, info in ClientSpec.model_fields.items()
+}
 
 
 MAX_ADD = 1000
@@ -59,9 +60,11 @@ def compact(clients: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             body = {k: v for k, v in c.items() if k not in ("name", "count")}
             while j < len(clients):
                 other = clients[j]
-                if (other.get("name") != f"{base_name}-{j - i + 1}"
-                        or {k: v for k, v in other.items() if k not in ("name", "count")} != body
-                        or int(other.get("count", 1)) != 1):
+                if (
+                    other.get("name") != f"{base_name}-{j - i + 1}"
+                    or {k: v for k, v in other.items() if k not in ("name", "count")} != body
+                    or int(other.get("count", 1)) != 1
+                ):
                     break
                 j += 1
         if m and j - i >= 2:
@@ -147,9 +150,18 @@ def update_client(design: dict[str, Any], index: int, changes: dict[str, Any]) -
         arch = arch or old.get("arch", DEFAULTS["model"]["arch"])
         if arch != old.get("arch") and knobs is not None and knobs.strip() == knobs_text(old).strip():
             knobs = None  # the old architecture's knobs do not apply to the new one
-        model = dict(parse_knobs(knobs)) if knobs is not None else (
-            {k: v for k, v in old.items() if k not in ("arch", "width")} if arch == old.get("arch") else {})
-        width = model.pop("width", SIZES.get(size, old.get("width", 1.0)) if size != "custom" else old.get("width", 1.0))
+        model = (
+            dict(parse_knobs(knobs))
+            if knobs is not None
+            else (
+                {k: v for k, v in old.items() if k not in ("arch", "width")}
+                if arch == old.get("arch")
+                else {}
+            )
+        )
+        width = model.pop(
+            "width", SIZES.get(size, old.get("width", 1.0)) if size != "custom" else old.get("width", 1.0)
+        )
         row["model"] = full_model({"arch": arch, "width": width, **model})
     row.update(changes)
     rows[index] = row

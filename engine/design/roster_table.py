@@ -17,12 +17,44 @@ from engine.errors import ConfigError
 from engine.privacy import roster as privacy_cells  # the roster's privacy columns
 from engine.robustness.design import adversary_cells, adversary_from_cells
 
-ROSTER_COLUMNS = ["select", "name", "arch", "size", "knobs", "optimizer", "lr", "epochs", "batch_size",
-                  "preprocessing", "device", "tier", "join_round", "data_share", "attack", "attack_settings",
-                  *privacy_cells.COLUMNS, "params", "memory_mb", "issues"]
+ROSTER_COLUMNS = [
+    "select",
+    "name",
+    "arch",
+    "size",
+    "knobs",
+    "optimizer",
+    "lr",
+    "epochs",
+    "batch_size",
+    "preprocessing",
+    "device",
+    "tier",
+    "join_round",
+    "data_share",
+    "attack",
+    "attack_settings",
+    *privacy_cells.COLUMNS,
+    "params",
+    "memory_mb",
+    "issues",
+]
 #: Roster fields a value can be applied to for the selected rows at once.
-BULK_FIELDS = ["arch", "size", "optimizer", "lr", "epochs", "batch_size", "preprocessing", "device", "tier",
-               "join_round", "data_share", "attack", *privacy_cells.COLUMNS]
+BULK_FIELDS = [
+    "arch",
+    "size",
+    "optimizer",
+    "lr",
+    "epochs",
+    "batch_size",
+    "preprocessing",
+    "device",
+    "tier",
+    "join_round",
+    "data_share",
+    "attack",
+    *privacy_cells.COLUMNS,
+]
 
 
 def roster_frame(design: dict[str, Any]) -> pd.DataFrame:
@@ -38,23 +70,34 @@ def roster_frame(design: dict[str, Any]) -> pd.DataFrame:
         cost = costs.get(i, {})
         share = c.get("data_share")
         attack, attack_settings = adversary_cells(c.get("adversary"))
-        out.append({
-            "select": False, "name": str(c.get("name", f"client {i + 1}")), "arch": str(model.get("arch", "")),
-            "size": size_label(model.get("width", 1.0)), "knobs": knobs_text(model),
-            "optimizer": c.get("optimizer", DEFAULTS["optimizer"]), "lr": float(c.get("lr", DEFAULTS["lr"])),
-            "epochs": int(c.get("epochs", DEFAULTS["epochs"])),
-            "batch_size": int(c.get("batch_size", DEFAULTS["batch_size"])),
-            "preprocessing": c.get("preprocessing", DEFAULTS["preprocessing"]),
-            "device": c.get("device", DEFAULTS["device"]),
-            "tier": c.get("tier") or "", "join_round": int(c.get("join_round", DEFAULTS["join_round"])),
-            "data_share": float(share) if share is not None else None,
-            "attack": attack, "attack_settings": attack_settings, **privacy_cells.cells(c),
-            "params": cost.get("params"), "memory_mb": cost.get("memory_mb"),
-            "issues": "; ".join(issues.get(i, [])),
-        })
+        out.append(
+            {
+                "select": False,
+                "name": str(c.get("name", f"client {i + 1}")),
+                "arch": str(model.get("arch", "")),
+                "size": size_label(model.get("width", 1.0)),
+                "knobs": knobs_text(model),
+                "optimizer": c.get("optimizer", DEFAULTS["optimizer"]),
+                "lr": float(c.get("lr", DEFAULTS["lr"])),
+                "epochs": int(c.get("epochs", DEFAULTS["epochs"])),
+                "batch_size": int(c.get("batch_size", DEFAULTS["batch_size"])),
+                "preprocessing": c.get("preprocessing", DEFAULTS["preprocessing"]),
+                "device": c.get("device", DEFAULTS["device"]),
+                "tier": c.get("tier") or "",
+                "join_round": int(c.get("join_round", DEFAULTS["join_round"])),
+                "data_share": float(share) if share is not None else None,
+                "attack": attack,
+                "attack_settings": attack_settings,
+                **privacy_cells.cells(c),
+                "params": cost.get("params"),
+                "memory_mb": cost.get("memory_mb"),
+                "issues": "; ".join(issues.get(i, [])),
+            }
+        )
     frame = pd.DataFrame(out, columns=ROSTER_COLUMNS)
-    return frame.astype({"params": "Int64", "memory_mb": "Float64", "data_share": "Float64",
-                         **privacy_cells.DTYPES})
+    return frame.astype(
+        {"params": "Int64", "memory_mb": "Float64", "data_share": "Float64", **privacy_cells.DTYPES}
+    )
 
 
 def frame_to_clients(frame: pd.DataFrame, design: dict[str, Any]) -> list[dict[str, Any]]:
@@ -63,12 +106,20 @@ def frame_to_clients(frame: pd.DataFrame, design: dict[str, Any]) -> list[dict[s
     previous = expanded_rows(design)
     clients = []
     for i, (_, row) in enumerate(frame.iterrows()):
-        base = copy.deepcopy(previous[i]) if i < len(previous) else (copy.deepcopy(previous[-1]) if previous else {})
+        base = (
+            copy.deepcopy(previous[i])
+            if i < len(previous)
+            else (copy.deepcopy(previous[-1]) if previous else {})
+        )
         base.pop("count", None)
         arch = str(row.get("arch") or DEFAULTS["model"]["arch"])
         old_model = base.get("model") if isinstance(base.get("model"), dict) else {}
         knobs_given = str(row.get("knobs") or "")
-        if old_model.get("arch") and arch != old_model.get("arch") and knobs_given.strip() == knobs_text(old_model):
+        if (
+            old_model.get("arch")
+            and arch != old_model.get("arch")
+            and knobs_given.strip() == knobs_text(old_model)
+        ):
             knobs_given = ""  # a new architecture starts from its own default knobs
         try:
             knobs = parse_knobs(knobs_given)
@@ -80,25 +131,32 @@ def frame_to_clients(frame: pd.DataFrame, design: dict[str, Any]) -> list[dict[s
         width = knobs.pop("width", SIZES.get(size, 1.0))
         model = full_model({"arch": arch, **({"width": width} if width != 1.0 else {}), **knobs})
         share = row.get("data_share")
-        base.update({
-            "name": str(row.get("name") or f"client {i + 1}").strip() or f"client {i + 1}", "model": model,
-            "optimizer": row.get("optimizer") or DEFAULTS["optimizer"],
-            "lr": _num(row.get("lr"), DEFAULTS["lr"], float), "epochs": _num(row.get("epochs"), DEFAULTS["epochs"], int),
-            "batch_size": _num(row.get("batch_size"), DEFAULTS["batch_size"], int),
-            "preprocessing": row.get("preprocessing") or DEFAULTS["preprocessing"],
-            "device": row.get("device") or DEFAULTS["device"],
-            "tier": str(row.get("tier")) if row.get("tier") not in (None, "") and not _isna(row.get("tier")) else None,
-            "join_round": _num(row.get("join_round"), DEFAULTS["join_round"], int),
-            "data_share": None if _isna(share) else float(share),
-            "privacy": privacy_cells.from_cells(row, base.get("privacy")),
-        })
+        base.update(
+            {
+                "name": str(row.get("name") or f"client {i + 1}").strip() or f"client {i + 1}",
+                "model": model,
+                "optimizer": row.get("optimizer") or DEFAULTS["optimizer"],
+                "lr": _num(row.get("lr"), DEFAULTS["lr"], float),
+                "epochs": _num(row.get("epochs"), DEFAULTS["epochs"], int),
+                "batch_size": _num(row.get("batch_size"), DEFAULTS["batch_size"], int),
+                "preprocessing": row.get("preprocessing") or DEFAULTS["preprocessing"],
+                "device": row.get("device") or DEFAULTS["device"],
+                "tier": str(row.get("tier"))
+                if row.get("tier") not in (None, "") and not _isna(row.get("tier"))
+                else None,
+                "join_round": _num(row.get("join_round"), DEFAULTS["join_round"], int),
+                "data_share": None if _isna(share) else float(share),
+                "privacy": privacy_cells.from_cells(row, base.get("privacy")),
+            }
+        )
         settings_text = "" if _isna(row.get("attack_settings")) else str(row.get("attack_settings") or "")
         try:
             settings: dict[str, Any] | None = parse_knobs(settings_text)
         except ConfigError:
             settings = None
-        adversary = adversary_from_cells(None if _isna(row.get("attack")) else row.get("attack"), settings,
-                                         settings_text)
+        adversary = adversary_from_cells(
+            None if _isna(row.get("attack")) else row.get("attack"), settings, settings_text
+        )
         base.pop("adversary", None)
         if adversary is not None:
             base["adversary"] = adversary

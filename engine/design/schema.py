@@ -45,14 +45,18 @@ def save_upload(filename: str, content: bytes, limit_mb: float = 200.0, root: Pa
     """
     name = upload_filename(filename)
     if not name.lower().endswith(EXTENSIONS):
-        raise DataError(f"'{filename}' is not a table file; upload a .csv (or .tsv/.txt), an Excel .xlsx or a "
-                        f".parquet file")
+        raise DataError(
+            f"'{filename}' is not a table file; upload a .csv (or .tsv/.txt), an Excel .xlsx or a "
+            f".parquet file"
+        )
     if not content:
         raise DataError(f"'{filename}' is empty; upload a CSV with a header row and data rows")
     size_mb = len(content) / 1e6
     if size_mb > limit_mb:
-        raise DataError(f"'{filename}' is {size_mb:.0f} MB, over the {limit_mb:.0f} MB limit; upload a "
-                        f"smaller sample or raise data.max_file_mb")
+        raise DataError(
+            f"'{filename}' is {size_mb:.0f} MB, over the {limit_mb:.0f} MB limit; upload a "
+            f"smaller sample or raise data.max_file_mb"
+        )
     folder = (root or default_data_dir()) / "uploads"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -102,14 +106,20 @@ def inspect_page(data: dict[str, Any]) -> Inspection:
         first = str(exc)
     else:
         if problems:
-            more = f" ({len(problems) - 1} more column{'s' if len(problems) > 2 else ''} noted in the table)" \
-                if len(problems) > 1 else ""
+            more = (
+                f" ({len(problems) - 1} more column{'s' if len(problems) > 2 else ''} noted in the table)"
+                if len(problems) > 1
+                else ""
+            )
             return Inspection(report, for_page(problems[0] + more), "columns")
         return Inspection(report)
-    bare = cfg.model_copy(update={"target": None, "task": "auto", "window": None, "image_shape": None,
-                                  "split_column": None})
-    for fallback, stage in ((bare, "target"),
-                            (bare.model_copy(update={"columns": {}, "partition": DataConfig().partition}), "setup")):
+    bare = cfg.model_copy(
+        update={"target": None, "task": "auto", "window": None, "image_shape": None, "split_column": None}
+    )
+    for fallback, stage in (
+        (bare, "target"),
+        (bare.model_copy(update={"columns": {}, "partition": DataConfig().partition}), "setup"),
+    ):
         try:
             report = inspect_csv(None, fallback, root, problems=[])
         except FedMosaicError:
@@ -175,9 +185,15 @@ def set_column_role(data: dict[str, Any], column: str, role: str, type_: str = "
         data["split_column"] = None
     partition = dict(data.get("partition") or {"method": "iid"})
     if role == "split":
-        data["partition"] = {"method": "natural", "column": column,
-                             **{k: v for k, v in partition.items() if k in ("min_size", "small")
-                                and partition.get("method") == "natural"}}
+        data["partition"] = {
+            "method": "natural",
+            "column": column,
+            **{
+                k: v
+                for k, v in partition.items()
+                if k in ("min_size", "small") and partition.get("method") == "natural"
+            },
+        }
     elif partition.get("method") == "natural" and partition.get("column") == column:
         data["partition"] = {"method": "iid"}
     if spec.get("type") == "auto" and set(spec) <= {"type"}:
@@ -190,7 +206,11 @@ def set_column_role(data: dict[str, Any], column: str, role: str, type_: str = "
 
 def schema_frame(report: dict[str, Any], data: dict[str, Any]) -> pd.DataFrame:
     """The Data page's editable schema table from an :func:`inspect` report."""
-    natural = data.get("partition", {}).get("column") if data.get("partition", {}).get("method") == "natural" else None
+    natural = (
+        data.get("partition", {}).get("column")
+        if data.get("partition", {}).get("method") == "natural"
+        else None
+    )
     overrides = data.get("columns") or {}
     rows = []
     for c in report.get("columns", []):
@@ -200,24 +220,45 @@ def schema_frame(report: dict[str, Any], data: dict[str, Any]) -> pd.DataFrame:
             role = "target"
         elif c["name"] == natural:
             role = "split"
-        elif forced == "ignore" or c.get("role") in ("ignored", "id", "split") or c["name"] == data.get("split_column"):
+        elif (
+            forced == "ignore"
+            or c.get("role") in ("ignored", "id", "split")
+            or c["name"] == data.get("split_column")
+        ):
             role = "ignore"
         else:
             role = "feature"
-        rows.append({"column": c["name"], "role": role,
-                     "type": forced if forced in COLUMN_TYPES and forced != "ignore" else "auto",
-                     "inferred": c.get("inferred", ""), "missing": int(c.get("missing", 0)),
-                     "unique": int(c.get("unique", 0)), "examples": ", ".join(map(str, c.get("examples", [])))[:60],
-                     "note": c.get("note", "")})
+        rows.append(
+            {
+                "column": c["name"],
+                "role": role,
+                "type": forced if forced in COLUMN_TYPES and forced != "ignore" else "auto",
+                "inferred": c.get("inferred", ""),
+                "missing": int(c.get("missing", 0)),
+                "unique": int(c.get("unique", 0)),
+                "examples": ", ".join(map(str, c.get("examples", [])))[:60],
+                "note": c.get("note", ""),
+            }
+        )
     target = data.get("target")
     if target and all(r["column"] != target for r in rows):  # the report lists features only
         counts = report.get("class_counts") or {}
-        rows.insert(0, {"column": target, "role": "target", "type": "auto",
-                        "inferred": f"target ({report.get('task', '?')})", "missing": 0,
-                        "unique": len(counts) if counts else 0,
-                        "examples": ", ".join(map(str, list(counts)[:4]))[:60],
-                        "note": ", ".join(f"{k}: {v}" for k, v in list(counts.items())[:6])})
-    return pd.DataFrame(rows, columns=["column", "role", "type", "inferred", "missing", "unique", "examples", "note"])
+        rows.insert(
+            0,
+            {
+                "column": target,
+                "role": "target",
+                "type": "auto",
+                "inferred": f"target ({report.get('task', '?')})",
+                "missing": 0,
+                "unique": len(counts) if counts else 0,
+                "examples": ", ".join(map(str, list(counts)[:4]))[:60],
+                "note": ", ".join(f"{k}: {v}" for k, v in list(counts.items())[:6]),
+            },
+        )
+    return pd.DataFrame(
+        rows, columns=["column", "role", "type", "inferred", "missing", "unique", "examples", "note"]
+    )
 
 
 ROLES = ("feature", "target", "split", "ignore")
@@ -227,7 +268,9 @@ def apply_schema(data: dict[str, Any], before: pd.DataFrame, after: pd.DataFrame
     """The ``data`` section after the user edited the schema table from ``before`` to ``after``."""
     for (_, b), (_, a) in zip(before.iterrows(), after.iterrows(), strict=False):
         if a["role"] != b["role"] or a["type"] != b["type"]:
-            data = set_column_role(data, str(a["column"]), str(a["role"] or "feature"), str(a["type"] or "auto"))
+            data = set_column_role(
+                data, str(a["column"]), str(a["role"] or "feature"), str(a["type"] or "auto")
+            )
     return data
 
 
@@ -237,9 +280,17 @@ def dataset_summary(data: dict[str, Any]) -> dict[str, Any]:
     :raises FedMosaicError: the dataset cannot be loaded (names the fix).
     """
     ds = load_dataset(data_config(data), default_data_dir())
-    return {"name": ds.name, "samples": len(ds), "task": ds.task, "input": str(ds.input_spec),
-            "kind": ds.input_spec.kind, "shape": list(ds.input_spec.shape), "classes": list(ds.classes),
-            "columns": sorted(ds.columns), "report": ds.report}
+    return {
+        "name": ds.name,
+        "samples": len(ds),
+        "task": ds.task,
+        "input": str(ds.input_spec),
+        "kind": ds.input_spec.kind,
+        "shape": list(ds.input_spec.shape),
+        "classes": list(ds.classes),
+        "columns": sorted(ds.columns),
+        "report": ds.report,
+    }
 
 
 def natural_names(data: dict[str, Any]) -> list[str]:

@@ -34,8 +34,11 @@ def knobs_text(model: dict[str, Any]) -> str:
     """Non-default architecture knobs (other than ``width``) as ``key=value, ...``."""
     model = model if isinstance(model, dict) else {"arch": str(model)}
     defaults = _arch_defaults(str(model.get("arch", "")))
-    parts = [f"{k}={_fmt(v)}" for k, v in model.items()
-             if k not in ("arch", "width") and (k not in defaults or defaults[k] != v)]
+    parts = [
+        f"{k}={_fmt(v)}"
+        for k, v in model.items()
+        if k not in ("arch", "width") and (k not in defaults or defaults[k] != v)
+    ]
     width = model.get("width", 1.0)
     if size_label(width) == "custom":
         parts.insert(0, f"width={_fmt(width)}")

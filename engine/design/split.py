@@ -7,12 +7,12 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from engine.core.metrics import choose_primary
 from engine.data import partition_preview
 from engine.design.document import DEFAULT_SEED
 from engine.design.roster import expanded_rows
 from engine.design.schema import data_config
 from engine.errors import FedMosaicError
-from engine.core.metrics import choose_primary
 from engine.tracking.storage import default_data_dir
 
 
@@ -43,22 +43,32 @@ def preview(design: dict[str, Any]) -> dict[str, Any]:
 def primary_preview(design: dict[str, Any]) -> tuple[str, str] | None:
     """The primary metric a launch of this design would use and why (``auto`` resolved on the
     previewed split, as the run will), or ``None`` when the design cannot be split yet."""
-    key = {"data": design.get("data"), "seed": design.get("seed", DEFAULT_SEED),
-           "primary_metric": design.get("primary_metric"),
-           "clients": [(c.get("name"), c.get("data_share")) for c in expanded_rows(design)]}
+    key = {
+        "data": design.get("data"),
+        "seed": design.get("seed", DEFAULT_SEED),
+        "primary_metric": design.get("primary_metric"),
+        "clients": [(c.get("name"), c.get("data_share")) for c in expanded_rows(design)],
+    }
     return _primary_preview(json.dumps(key, sort_keys=True, default=str))
 
 
 @lru_cache(maxsize=64)
 def _primary_preview(key: str) -> tuple[str, str] | None:
     spec = json.loads(key)
-    design = {"data": spec["data"], "seed": spec["seed"],
-              "clients": [{"name": n, "data_share": share} for n, share in spec["clients"]]}
+    design = {
+        "data": spec["data"],
+        "seed": spec["seed"],
+        "clients": [{"name": n, "data_share": share} for n, share in spec["clients"]],
+    }
     try:
         split = preview(design)
         counts = split["histogram"] if split["task"] == "classification" else None
-        chosen = choose_primary(str(spec.get("primary_metric") or "auto"), split["task"], counts,
-                                [c["name"] for c in split["clients"]])
+        chosen = choose_primary(
+            str(spec.get("primary_metric") or "auto"),
+            split["task"],
+            counts,
+            [c["name"] for c in split["clients"]],
+        )
     except (FedMosaicError, ValueError, KeyError, TypeError):
         return None
     return chosen.metric.label, chosen.reason

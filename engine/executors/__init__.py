@@ -13,7 +13,14 @@ import importlib
 import pkgutil
 
 from engine.executors.base import (
-    EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, executor_params, intra_op_threads, make_executor,
+    EXECUTORS,
+    Executor,
+    ExecutorParams,
+    RunPlan,
+    batch_key,
+    executor_params,
+    intra_op_threads,
+    make_executor,
 )
 
 for _module in pkgutil.iter_modules(__path__):
@@ -22,5 +29,14 @@ for _module in pkgutil.iter_modules(__path__):
 
 from engine.executors.auto import choose  # noqa: E402 - after registration, so the name is the module's
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorParams", "RunPlan", "batch_key", "choose", "executor_params",
-           "intra_op_threads", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "ExecutorParams",
+    "RunPlan",
+    "batch_key",
+    "choose",
+    "executor_params",
+    "intra_op_threads",
+    "make_executor",
+]

@@ -36,14 +36,21 @@ def choose(plan: RunPlan) -> tuple[str, str]:
         if batched:
             n = sum(len(g) for g in batched)
             archs = ", ".join(f"{len(g)} {g[0].arch}" for g in batched)
-            return "vectorized", (f"{n} of {len(clients)} clients train in batched groups ({archs}); "
-                                  f"batching measured 1.5-5x faster than one client at a time")
+            return "vectorized", (
+                f"{n} of {len(clients)} clients train in batched groups ({archs}); "
+                f"batching measured 1.5-5x faster than one client at a time"
+            )
     heavy = [c for c in clients if plan.step_flops.get(c.id, 0.0) >= threads.THREADS_MIN_STEP_FLOPS]
     if plan.share >= 2 and len(heavy) >= 2:
-        return "threads", (f"{len(heavy)} clients with large training steps and {plan.share} threads for "
-                           f"this run: one client per thread")
-    why = ("the strategy trains clients its own way" if not batchable_strategy(plan.strategy)
-           else "no two clients share a batchable architecture and setup")
+        return "threads", (
+            f"{len(heavy)} clients with large training steps and {plan.share} threads for "
+            f"this run: one client per thread"
+        )
+    why = (
+        "the strategy trains clients its own way"
+        if not batchable_strategy(plan.strategy)
+        else "no two clients share a batchable architecture and setup"
+    )
     if plan.share < 2:
         why += ", and this run has one thread"
     elif not heavy or len(heavy) < 2:
@@ -53,13 +60,22 @@ def choose(plan: RunPlan) -> tuple[str, str]:
 
 @EXECUTORS.register("auto")
 class Auto(Executor):
-    description = ("Picks vectorized, threads or sequential for the roster and strategy (by what "
-                   "docs/benchmarks.md measured) and says which in the run's events.")
+    description = (
+        "Picks vectorized, threads or sequential for the roster and strategy (by what "
+        "docs/benchmarks.md measured) and says which in the run's events."
+    )
 
     class Params(ExecutorParams):
-        workers: int = Field(2, ge=1, le=64, description="threads training clients at once, if it picks threads")
-        min_group: int = Field(2, ge=1, le=1_000_000, description="smallest group of like clients trained as "
-                                                                  "one batched computation, if it picks vectorized")
+        workers: int = Field(
+            2, ge=1, le=64, description="threads training clients at once, if it picks threads"
+        )
+        min_group: int = Field(
+            2,
+            ge=1,
+            le=1_000_000,
+            description="smallest group of like clients trained as "
+            "one batched computation, if it picks vectorized",
+        )
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

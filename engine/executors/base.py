@@ -48,10 +48,15 @@ def intra_op_threads(plan: RunPlan, step_flops: float) -> int:
     """The run's share, or one thread when ``step_flops`` (the largest step the executor computes
     at once) is too small to gain from more; says which in the run's events."""
     n = threads.run_threads(step_flops, plan.share)
-    why = (f"its largest training step ({step_flops / 1e6:.1f} MFLOP) is too small to gain from more"
-           if n < plan.share else "its share of the machine")
-    plan.log(f"torch threads: {n} ({why}; {plan.share} of the {threads.process_budget()} this process may "
-             f"use are this run's)")
+    why = (
+        f"its largest training step ({step_flops / 1e6:.1f} MFLOP) is too small to gain from more"
+        if n < plan.share
+        else "its share of the machine"
+    )
+    plan.log(
+        f"torch threads: {n} ({why}; {plan.share} of the {threads.process_budget()} this process may "
+        f"use are this run's)"
+    )
     return n
 
 
@@ -104,8 +109,9 @@ def executor_params(name: str, options: dict[str, Any]) -> ExecutorParams:
     """
     cls = EXECUTORS.get(name)
     if not isinstance(options, dict):
-        raise ConfigError(f"executor_options must be an object such as {{\"workers\": 2}}, not "
-                          f"{type(options).__name__}")
+        raise ConfigError(
+            f'executor_options must be an object such as {{"workers": 2}}, not {type(options).__name__}'
+        )
     try:
         return cls.Params.model_validate(options)
     except ValidationError as exc:
@@ -116,4 +122,3 @@ def executor_params(name: str, options: dict[str, Any]) -> ExecutorParams:
 def make_executor(name: str, options: dict[str, Any]) -> Executor:
     """Instantiate the named executor with its validated options."""
     return EXECUTORS.get(name)(**executor_params(name, options).model_dump(exclude_none=True))
-

@@ -35,9 +35,11 @@ def _run_on(n_threads: int, job: ClientJob, env: ClientEnv) -> ClientResult:
 
 @EXECUTORS.register("threads")
 class Threads(Executor):
-    description = ("A pool of Python threads; torch kernels release the GIL, so it helps heavier clients "
-                   "(for many small clients of one architecture, vectorized is faster). Never more "
-                   "workers than the run's share of the cores.")
+    description = (
+        "A pool of Python threads; torch kernels release the GIL, so it helps heavier clients "
+        "(for many small clients of one architecture, vectorized is faster). Never more "
+        "workers than the run's share of the cores."
+    )
 
     class Params(ExecutorParams):
         workers: int = Field(2, ge=1, le=64, description="threads training clients at once")
@@ -54,10 +56,15 @@ class Threads(Executor):
         # only when the share exceeds the workers and the steps are large enough to gain)
         self.workers = min(self.requested, plan.share)
         self.per_worker = threads.run_threads(plan.largest_step(), plan.share // self.workers)
-        fewer = (f" instead of {self.requested} (this run's share of the machine)"
-                 if self.workers < self.requested else "")
-        plan.log(f"threads executor: {self.workers} worker{'s' if self.workers > 1 else ''}{fewer}, "
-                 f"{self.per_worker} torch thread{'s' if self.per_worker > 1 else ''} each")
+        fewer = (
+            f" instead of {self.requested} (this run's share of the machine)"
+            if self.workers < self.requested
+            else ""
+        )
+        plan.log(
+            f"threads executor: {self.workers} worker{'s' if self.workers > 1 else ''}{fewer}, "
+            f"{self.per_worker} torch thread{'s' if self.per_worker > 1 else ''} each"
+        )
         return 1
 
     def map(self, jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:

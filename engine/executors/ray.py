@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.core.state import nbytes
 from engine.core.client import ClientEnv, ClientJob, run_client
+from engine.core.state import nbytes
 from engine.errors import CancelledError, ConfigError
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams
 from engine.types import ClientResult
@@ -75,8 +75,16 @@ def _slim_env(env: ClientEnv) -> ClientEnv:
     if combine is not None:
         combine.log = _quiet  # the run's log holds the store's lock; warnings are the server's
     strategy.server = dataclasses.replace(
-        server, initial_states=None, client_state=None, build=None, log=None, pooled_train=None,
-        public=None, clients=[], combine=combine)
+        server,
+        initial_states=None,
+        client_state=None,
+        build=None,
+        log=None,
+        pooled_train=None,
+        public=None,
+        clients=[],
+        combine=combine,
+    )
     strategy.state = {}
     return ClientEnv(strategy, env.task, env.seed, env.build, cancel=None)
 
@@ -103,24 +111,35 @@ class RayExecutor(Executor):
     description = "Each client's turn is a Ray task (local Ray or a cluster); optional extra."
 
     class Params(ExecutorParams):
-        ray_address: str = Field("local", max_length=300,
-                                 description="local, auto, ray://host:port (Ray Client) or host:port")
+        ray_address: str = Field(
+            "local", max_length=300, description="local, auto, ray://host:port (Ray Client) or host:port"
+        )
         num_cpus: float = Field(1, gt=0, le=1024, description="CPUs per client task")
         num_gpus: float = Field(1, ge=0, le=64, description="GPUs per task of a client on cuda")
         max_retries: int = Field(1, ge=0, le=10, description="retries of a task whose worker died")
-        init_options: RayInitOptions = Field(default_factory=RayInitOptions,
-                                             description="extra arguments of ray.init")
+        init_options: RayInitOptions = Field(
+            default_factory=RayInitOptions, description="extra arguments of ray.init"
+        )
 
         @field_validator("ray_address")
         @classmethod
         def _address(cls, value: str) -> str:
             if not re.match(ADDRESS, value):
-                raise ValueError("use local (start Ray here), auto (join this machine's cluster), "
-                                 "ray://host:10001 (Ray Client) or host:6379")
+                raise ValueError(
+                    "use local (start Ray here), auto (join this machine's cluster), "
+                    "ray://host:10001 (Ray Client) or host:6379"
+                )
             return value
 
-    def __init__(self, ray_address: str = "local", num_cpus: float = 1, num_gpus: float = 1,
-                 max_retries: int = 1, init_options: dict[str, Any] | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        ray_address: str = "local",
+        num_cpus: float = 1,
+        num_gpus: float = 1,
+        max_retries: int = 1,
+        init_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         try:
             import ray
@@ -143,8 +162,12 @@ class RayExecutor(Executor):
         self._data: dict[int, Any] = {}
 
     def _options(self, job: ClientJob) -> dict[str, Any]:
-        opts: dict[str, Any] = {"num_cpus": self.num_cpus, "max_retries": self.max_retries,
-                                "retry_exceptions": False, "memory": memory_request(job)}
+        opts: dict[str, Any] = {
+            "num_cpus": self.num_cpus,
+            "max_retries": self.max_retries,
+            "retry_exceptions": False,
+            "memory": memory_request(job),
+        }
         if job.device.type == "cuda":
             opts["num_gpus"] = self.num_gpus
         return opts
@@ -158,8 +181,11 @@ class RayExecutor(Executor):
             if data_ref is None:
                 data_ref = self._data[job.client.id] = ray.put(job.data)
             remote_job = dataclasses.replace(job, data=data_ref)
-            refs.append(self._remote.options(**self._options(job)).remote(
-                remote_job, env_ref, max(1, int(self.num_cpus))))
+            refs.append(
+                self._remote.options(**self._options(job)).remote(
+                    remote_job, env_ref, max(1, int(self.num_cpus))
+                )
+            )
         done: dict[Any, ClientResult | None] = {}
         pending = list(refs)
         while pending:
@@ -171,13 +197,19 @@ class RayExecutor(Executor):
             for ref in ready:
                 try:
                     done[ref] = ray.get(ref)
-                except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                        ray.exceptions.TaskCancelledError, ray.exceptions.ObjectLostError) as exc:
+                except (
+                    ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.NodeDiedError,
+                    ray.exceptions.TaskCancelledError,
+                    ray.exceptions.ObjectLostError,
+                ) as exc:
                     done[ref] = None
                     job = jobs[refs.index(ref)]
-                    env.log(f"{job.client.name}: its Ray worker died ({type(exc).__name__}) after "
-                            f"{self.max_retries} retr{'y' if self.max_retries == 1 else 'ies'}; "
-                            f"dropped for round {job.round}")
+                    env.log(
+                        f"{job.client.name}: its Ray worker died ({type(exc).__name__}) after "
+                        f"{self.max_retries} retr{'y' if self.max_retries == 1 else 'ies'}; "
+                        f"dropped for round {job.round}"
+                    )
                 except ray.exceptions.RayTaskError as exc:
                     raise exc.as_instanceof_cause() from None
         return [r for r in (done[ref] for ref in refs) if r is not None]

@@ -20,10 +20,10 @@ augmentation, groups of one, and models torch.func cannot vmap.
 from __future__ import annotations
 
 import math
-from functools import lru_cache, partial
-from itertools import accumulate
 import time
 from collections.abc import Sequence
+from functools import lru_cache, partial
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -32,14 +32,13 @@ from pydantic import Field
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
-from engine.core.state import overlay
 from engine.core.client import ClientEnv, ClientJob, finish_turn, run_client, start_turn, template
-from engine.core.state import load_into, snapshot
 from engine.core.seeding import generator
+from engine.core.state import load_into, overlay, snapshot
+from engine.core.training import FitStats
 from engine.errors import CancelledError
 from engine.executors.base import EXECUTORS, Executor, ExecutorParams, RunPlan, batch_key, intra_op_threads
 from engine.types import ClientContext, ClientResult
-from engine.core.training import FitStats
 
 if TYPE_CHECKING:
     from engine.strategies.base import Strategy
@@ -58,12 +57,18 @@ def group_key(job: ClientJob) -> tuple[Any, ...] | None:
 
 @EXECUTORS.register("vectorized")
 class Vectorized(Executor):
-    description = ("Clients with the same architecture train in one batched torch.func computation; "
-                   "falls back to sequential per group where it cannot batch.")
+    description = (
+        "Clients with the same architecture train in one batched torch.func computation; "
+        "falls back to sequential per group where it cannot batch."
+    )
 
     class Params(ExecutorParams):
-        min_group: int = Field(2, ge=1, le=1_000_000,
-                               description="smallest group of like clients trained as one batched computation")
+        min_group: int = Field(
+            2,
+            ge=1,
+            le=1_000_000,
+            description="smallest group of like clients trained as one batched computation",
+        )
 
     def __init__(self, min_group: int = 2, **options: Any) -> None:
         super().__init__(**options)
@@ -90,8 +95,11 @@ class Vectorized(Executor):
 
     def map(self, jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
         if not batchable_strategy(env.strategy):
-            self._say(env, f"vectorized executor: strategy '{env.strategy.name}' customises local "
-                           f"training, so clients train sequentially")
+            self._say(
+                env,
+                f"vectorized executor: strategy '{env.strategy.name}' customises local "
+                f"training, so clients train sequentially",
+            )
             return [run_client(job, env) for job in jobs]
         groups: dict[Any, list[int]] = {}
         singles: list[int] = []
@@ -111,13 +119,19 @@ class Vectorized(Executor):
             except (RuntimeError, NotImplementedError) as exc:
                 if isinstance(exc, CancelledError):
                     raise
-                self._say(env, f"vectorized executor: {jobs[members[0]].client.arch} clients could not be "
-                               f"batched ({type(exc).__name__}: {str(exc)[:120]}); trained sequentially")
+                self._say(
+                    env,
+                    f"vectorized executor: {jobs[members[0]].client.arch} clients could not be "
+                    f"batched ({type(exc).__name__}: {str(exc)[:120]}); trained sequentially",
+                )
                 out = [run_client(jobs[i], env) for i in members]
             results.update(zip(members, out, strict=True))
         if singles and groups:
-            self._say(env, f"vectorized executor: {len(singles)} client(s) without a batch partner, "
-                           f"with augmentation or with DP-SGD trained sequentially")
+            self._say(
+                env,
+                f"vectorized executor: {len(singles)} client(s) without a batch partner, "
+                f"with augmentation or with DP-SGD trained sequentially",
+            )
         for i in singles:
             results[i] = run_client(jobs[i], env)
         return [results[i] for i in range(len(jobs))]
@@ -187,8 +201,10 @@ def _train_sorted(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     # clients (e.g. 11 samples, batch 32) are not padded to the nominal batch size.
     width = max(1, min(bs, max(sizes)))
     steps_per_epoch = [math.ceil(n / bs) for n in sizes]
-    budgets = [(math.ceil(epochs * s * j.work_fraction) if j.work_fraction < 1 else epochs * s)
-               for s, j in zip(steps_per_epoch, jobs, strict=True)]
+    budgets = [
+        (math.ceil(epochs * s * j.work_fraction) if j.work_fraction < 1 else epochs * s)
+        for s, j in zip(steps_per_epoch, jobs, strict=True)
+    ]
     done = [0] * k  # steps taken per client, on the host: which clients a step includes is known here
     t_max = max(steps_per_epoch)
     optimizer = _StackedOptimizer(spec0.optimizer, params, lr, momentum, wd)
@@ -202,7 +218,9 @@ def _train_sorted(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
     mask = mask.view(k, t_max, width).to(device, dtype=ref.dtype)
     for _ in range(epochs):
         idx = torch.zeros(k * t_max * width, dtype=torch.long)
-        idx[slot] = torch.cat([torch.randperm(n, generator=g) for n, g in zip(sizes, gens, strict=True)]) + base
+        idx[slot] = (
+            torch.cat([torch.randperm(n, generator=g) for n, g in zip(sizes, gens, strict=True)]) + base
+        )
         idx = idx.view(k, t_max, width).to(device)
         for t in range(t_max):
             if env.cancel is not None and env.cancel.is_set():
@@ -219,8 +237,13 @@ def _train_sorted(jobs: list[ClientJob], env: ClientEnv) -> list[ClientResult]:
             counts = mt.sum(1)
             active = torch.tensor(on[:m], device=device)
             gi = idx[:m, t]
-            grads, losses = step_fn({n: p_[:m] for n, p_ in params.items()},
-                                    {n: b[:m] for n, b in buffers.items()}, x_all[gi], y_all[gi], mt)
+            grads, losses = step_fn(
+                {n: p_[:m] for n, p_ in params.items()},
+                {n: b[:m] for n, b in buffers.items()},
+                x_all[gi],
+                y_all[gi],
+                mt,
+            )
             steps[:m] += active.long()
             loss_sum[:m] += torch.where(active, losses.detach(), torch.zeros_like(losses))
             samples[:m] += torch.where(active, counts.long(), torch.zeros_like(counts.long()))
@@ -235,8 +258,10 @@ def _start(jobs: list[ClientJob], env: ClientEnv, fast: bool, device: torch.devi
     are returned for :func:`finish_turn`)."""
     ctxs: list[ClientContext] = []
     if fast:
-        starts = [overlay(job.state["model"], job.message) if job.receive else dict(job.state["model"])
-                  for job in jobs]
+        starts = [
+            overlay(job.state["model"], job.message) if job.receive else dict(job.state["model"])
+            for job in jobs
+        ]
         gens = [generator(env.seed, "client", job.client.id, "round", job.round) for job in jobs]
         xs = [job.data.train.x.to(device) for job in jobs]
         ys = [job.data.train.y.to(device) for job in jobs]
@@ -250,9 +275,16 @@ def _start(jobs: list[ClientJob], env: ClientEnv, fast: bool, device: torch.devi
     return ctxs, starts, gens, xs, ys
 
 
-def _results(jobs: list[ClientJob], env: ClientEnv, ctxs: list[ClientContext], starts: list[dict[str, Tensor]],
-             by_name: dict[str, Tensor], counters: tuple[Tensor, Tensor, Tensor], fast: bool,
-             started: float) -> list[ClientResult]:
+def _results(
+    jobs: list[ClientJob],
+    env: ClientEnv,
+    ctxs: list[ClientContext],
+    starts: list[dict[str, Tensor]],
+    by_name: dict[str, Tensor],
+    counters: tuple[Tensor, Tensor, Tensor],
+    fast: bool,
+    started: float,
+) -> list[ClientResult]:
     """Each client's result from the stacked weights (``by_name``) and its step, loss and sample
     counters; the batch's wall time is shared equally."""
     strategy, device, k = env.strategy, jobs[0].device, len(jobs)
@@ -269,10 +301,17 @@ def _results(jobs: list[ClientJob], env: ClientEnv, ctxs: list[ClientContext], s
         fit = FitStats(loss_l[i] / max(n_steps, 1), n_steps, samples_l[i])
         if fast:
             model_state = trained
-            result = ClientResult(job.client, strategy.shared_part(model_state), len(job.data.train),
-                                  {"model": model_state, "extra": job.state.get("extra", {})},
-                                  {"train_loss": fit.loss if n_steps else float("nan"),
-                                   "steps": float(n_steps), "samples_seen": float(fit.samples)})
+            result = ClientResult(
+                job.client,
+                strategy.shared_part(model_state),
+                len(job.data.train),
+                {"model": model_state, "extra": job.state.get("extra", {})},
+                {
+                    "train_loss": fit.loss if n_steps else float("nan"),
+                    "steps": float(n_steps),
+                    "samples_seen": float(fit.samples),
+                },
+            )
         else:
             ctx = ctxs[i]
             load_into(ctx.model, trained)
@@ -289,8 +328,9 @@ def _layout(sizes: tuple[int, ...], bs: int, t_max: int, width: int) -> tuple[Te
     layout (``slot``), which slots hold a sample (``mask``), and each sample's offset into the
     concatenated data (``base``). Fixed for a group, so cached across rounds (never mutated)."""
     k = len(sizes)
-    slot = torch.cat([(i * t_max + torch.arange(n) // bs) * width + torch.arange(n) % bs
-                      for i, n in enumerate(sizes)])
+    slot = torch.cat(
+        [(i * t_max + torch.arange(n) // bs) * width + torch.arange(n) % bs for i, n in enumerate(sizes)]
+    )
     mask = torch.zeros(k * t_max * width)
     mask[slot] = 1
     offsets = [0, *accumulate(sizes)][:-1]
@@ -310,7 +350,9 @@ class _StackedOptimizer:
 
     BETA1, BETA2, EPS = 0.9, 0.999, 1e-8
 
-    def __init__(self, kind: str, params: dict[str, Tensor], lr: Tensor, momentum: Tensor, wd: Tensor) -> None:
+    def __init__(
+        self, kind: str, params: dict[str, Tensor], lr: Tensor, momentum: Tensor, wd: Tensor
+    ) -> None:
         self.kind, self.params = kind, params
         self.lr, self.momentum, self.wd = lr, momentum, wd
         self.decay = bool((wd > 0).any())
@@ -386,6 +428,6 @@ class _StackedOptimizer:
                 v.mul_(keep2).addcmul_(g, g, value=1 - b2)
                 mom.mul_(keep1).add_(g, alpha=1 - b1)
             tc = col(t)
-            denom = v.sqrt().div_(torch.sqrt(1 - b2 ** tc)).add_(self.EPS)
-            step_size = lr / (1 - b1 ** tc)
+            denom = v.sqrt().div_(torch.sqrt(1 - b2**tc)).add_(self.EPS)
+            step_size = lr / (1 - b1**tc)
             p.addcdiv_(mom * (step_size if everyone else step_size * act), denom, value=-1.0)

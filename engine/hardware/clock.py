@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.hardware.tiers import Tier, client_tier, resolve_tiers
 from engine.core.seeding import numpy_rng
+from engine.hardware.tiers import Tier, client_tier, resolve_tiers
 from engine.types import ClientInfo, ClientResult
 
 TRAIN_FACTOR = 3
@@ -102,8 +102,13 @@ class VirtualClock:
         measured the real messages (default: none).
     """
 
-    def __init__(self, config: Any, clients: list[ClientInfo], flops: dict[int, int],
-                 param_bytes: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        clients: list[ClientInfo],
+        flops: dict[int, int],
+        param_bytes: dict[int, int] | None = None,
+    ) -> None:
         self.config = config
         self.clients = clients
         self.flops = flops
@@ -114,7 +119,9 @@ class VirtualClock:
         self.selection: str = getattr(config, "selection", "random")
         catalogue = resolve_tiers(getattr(config, "tiers", None))
         self.tiers: dict[int, Tier | None] = {
-            c.id: client_tier(c.spec.tier, getattr(c.spec, "tier_overrides", None), catalogue) for c in clients}
+            c.id: client_tier(c.spec.tier, getattr(c.spec, "tier_overrides", None), catalogue)
+            for c in clients
+        }
         self.active = any(t is not None for t in self.tiers.values())
         self.elapsed = 0.0
         self.last_down: dict[int, int] = {}
@@ -136,8 +143,11 @@ class VirtualClock:
             return 0.0, 0.0
         samples = client.n_train * client.spec.epochs * self.work_factor.get(client.id, 1.0)
         compute = compute_seconds(samples, self.flops.get(client.id, 0), tier.flops)
-        down = down_bytes if down_bytes is not None else self.last_down.get(
-            client.id, self.param_bytes.get(client.id, 0))
+        down = (
+            down_bytes
+            if down_bytes is not None
+            else self.last_down.get(client.id, self.param_bytes.get(client.id, 0))
+        )
         up = self.last_up.get(client.id, down)
         return compute, transfer_seconds(down, up, tier)
 
@@ -151,13 +161,22 @@ class VirtualClock:
         online, offline = [], []
         for c in candidates:
             tier = self.tiers.get(c.id)
-            up = tier is None or numpy_rng(self.seed, "clock", "online", rnd, c.name).random() < tier.availability
+            up = (
+                tier is None
+                or numpy_rng(self.seed, "clock", "online", rnd, c.name).random() < tier.availability
+            )
             (online if up else offline).append(c)
         self._offline = offline
         return online
 
-    def select(self, rnd: int, online: list[ClientInfo], rng: np.random.Generator, fraction: float,
-               strategy_select: Select) -> list[ClientInfo]:
+    def select(
+        self,
+        rnd: int,
+        online: list[ClientInfo],
+        rng: np.random.Generator,
+        fraction: float,
+        strategy_select: Select,
+    ) -> list[ClientInfo]:
         """The clients that train, under the config's ``selection`` policy.
 
         ``random``: the strategy's ``select`` over the online clients with ``fraction``; ``all``:
@@ -181,8 +200,9 @@ class VirtualClock:
             return strategy_select(sorted(chosen, key=lambda c: c.id), rng, 1.0)
         return strategy_select(online, rng, fraction)
 
-    def plan(self, rnd: int, selected: list[ClientInfo], down_bytes: dict[int, int],
-             rng: np.random.Generator) -> dict[int, ClientPlan]:
+    def plan(
+        self, rnd: int, selected: list[ClientInfo], down_bytes: dict[int, int], rng: np.random.Generator
+    ) -> dict[int, ClientPlan]:
         """Per selected client, before it trains: does it drop out, does it certainly miss the
         deadline (then it does not train at all), and under ``partial`` which share of its local
         steps fits in the deadline."""
@@ -211,9 +231,11 @@ class VirtualClock:
             fraction = self._fitting_fraction(c, compute, deadline - transfer)
             if fraction <= 0:
                 plan.dropped, plan.status = True, STRAGGLER
-                plan.reason = (f"its transfers alone take ~{transfer:.3g} s, deadline {deadline:g} s"
-                               if transfer >= deadline else
-                               f"not one mini-batch fits in the {deadline:g} s deadline")
+                plan.reason = (
+                    f"its transfers alone take ~{transfer:.3g} s, deadline {deadline:g} s"
+                    if transfer >= deadline
+                    else f"not one mini-batch fits in the {deadline:g} s deadline"
+                )
             else:
                 plan.work_fraction, plan.status = fraction, PARTIAL
                 plan.reason = f"does {fraction:.0%} of its local steps to meet the {deadline:g} s deadline"
@@ -238,9 +260,15 @@ class VirtualClock:
         return min(1.0, (steps - 0.5) / total_steps)
 
     # ---- after training ---------------------------------------------------------------------------
-    def settle(self, rnd: int, results: list[ClientResult], plans: dict[int, ClientPlan],
-               up_bytes: dict[int, int], down_bytes: dict[int, int],
-               extra_ops: Mapping[int, float] | None = None) -> RoundTiming:
+    def settle(
+        self,
+        rnd: int,
+        results: list[ClientResult],
+        plans: dict[int, ClientPlan],
+        up_bytes: dict[int, int],
+        down_bytes: dict[int, int],
+        extra_ops: Mapping[int, float] | None = None,
+    ) -> RoundTiming:
         """Actual simulated times from the work done and the bytes exchanged; which results the
         server accepts (stragglers past the deadline are dropped); round and client metrics.
 
@@ -270,13 +298,27 @@ class VirtualClock:
                 compute = plan.dropout_at * plan.est_compute_s
                 transfer = transfer_seconds(down, 0, tier)
                 status, busy = DROPOUT, compute + transfer
-                events.append(("warning", (f"round {rnd}: {c.name} dropped out during the round "
-                                           f"(after ~{busy:.3g} simulated s); its update is lost")))
+                events.append(
+                    (
+                        "warning",
+                        (
+                            f"round {rnd}: {c.name} dropped out during the round "
+                            f"(after ~{busy:.3g} simulated s); its update is lost"
+                        ),
+                    )
+                )
             elif result is None:  # certain straggler, never trained
                 compute, transfer = plan.est_compute_s, plan.est_transfer_s
                 status, busy = STRAGGLER, compute + transfer
-                events.append(("warning", (f"round {rnd}: {c.name} cannot meet the deadline ({plan.reason}); "
-                                           f"not trained, dropped")))
+                events.append(
+                    (
+                        "warning",
+                        (
+                            f"round {rnd}: {c.name} cannot meet the deadline ({plan.reason}); "
+                            f"not trained, dropped"
+                        ),
+                    )
+                )
             else:
                 full = c.n_train * c.spec.epochs
                 samples = float(result.metrics.get("samples_seen", full * plan.work_fraction))
@@ -290,16 +332,27 @@ class VirtualClock:
                     self.work_factor[cid] = samples / full
                 if deadline is not None and busy > deadline * (1 + _TOL):
                     status = STRAGGLER
-                    events.append(("warning", (f"round {rnd}: {c.name} missed the {deadline:g} s deadline "
-                                               f"(needed {busy:.3g} s); its update is dropped")))
+                    events.append(
+                        (
+                            "warning",
+                            (
+                                f"round {rnd}: {c.name} missed the {deadline:g} s deadline "
+                                f"(needed {busy:.3g} s); its update is dropped"
+                            ),
+                        )
+                    )
                 else:
                     status = PARTIAL if plan.work_fraction < 1 else OK
                     kept_ids.add(cid)
             counts[status] += 1
             occupancy.append(busy if deadline is None else min(busy, deadline))
-            client_metrics[cid] = {"sim_compute_s": compute, "sim_transfer_s": transfer,
-                                   "sim_total_s": compute + transfer, "status": float(status),
-                                   "work_fraction": plan.work_fraction}
+            client_metrics[cid] = {
+                "sim_compute_s": compute,
+                "sim_transfer_s": transfer,
+                "sim_total_s": compute + transfer,
+                "status": float(status),
+                "work_fraction": plan.work_fraction,
+            }
         for c in self._joined:
             client_metrics.setdefault(c.id, {})["online"] = 1.0
         for c in self._offline:
@@ -307,23 +360,35 @@ class VirtualClock:
         if self._offline:
             names = [c.name for c in self._offline]
             more = f" (+{len(names) - 8} more)" if len(names) > 8 else ""
-            events.append(("info", f"round {rnd}: {len(names)} client(s) offline: {', '.join(names[:8])}{more}"))
+            events.append(
+                ("info", f"round {rnd}: {len(names)} client(s) offline: {', '.join(names[:8])}{more}")
+            )
         round_s = max(occupancy, default=0.0)
         self.elapsed += round_s
         round_metrics = {
-            "sim_round_s": round_s, "sim_time_s": self.elapsed,
-            "n_online": float(len(self._joined) - len(self._offline)), "n_unavailable": float(len(self._offline)),
-            "n_dropouts": float(counts[DROPOUT]), "n_stragglers": float(counts[STRAGGLER] + counts[PARTIAL]),
-            "n_partial": float(counts[PARTIAL]), "n_dropped": float(counts[DROPOUT] + counts[STRAGGLER]),
+            "sim_round_s": round_s,
+            "sim_time_s": self.elapsed,
+            "n_online": float(len(self._joined) - len(self._offline)),
+            "n_unavailable": float(len(self._offline)),
+            "n_dropouts": float(counts[DROPOUT]),
+            "n_stragglers": float(counts[STRAGGLER] + counts[PARTIAL]),
+            "n_partial": float(counts[PARTIAL]),
+            "n_dropped": float(counts[DROPOUT] + counts[STRAGGLER]),
         }
         kept = [r for r in results if r.client.id in kept_ids]
-        return RoundTiming(kept=kept, round_metrics=round_metrics, client_metrics=client_metrics, events=events)
+        return RoundTiming(
+            kept=kept, round_metrics=round_metrics, client_metrics=client_metrics, events=events
+        )
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Elapsed simulated time and the per-client estimates learnt so far (plain numbers)."""
-        return {"elapsed": self.elapsed, "last_down": dict(self.last_down), "last_up": dict(self.last_up),
-                "work_factor": dict(self.work_factor)}
+        return {
+            "elapsed": self.elapsed,
+            "last_down": dict(self.last_down),
+            "last_up": dict(self.last_up),
+            "work_factor": dict(self.work_factor),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (older checkpoints with only ``elapsed`` load too)."""
@@ -333,8 +398,13 @@ class VirtualClock:
         self.work_factor = {int(k): float(v) for k, v in state.get("work_factor", {}).items()}
 
 
-def time_to_target(rows: Iterable[Mapping[str, float]], metric: str, target: float,
-                   x: str = "sim_time_s", higher_is_better: bool = True) -> float | None:
+def time_to_target(
+    rows: Iterable[Mapping[str, float]],
+    metric: str,
+    target: float,
+    x: str = "sim_time_s",
+    higher_is_better: bool = True,
+) -> float | None:
     """The first value of ``x`` (simulated time, cumulative bytes, round) at which ``metric``
     reaches ``target`` ("time-to-accuracy"), or ``None`` if it never does.
 
@@ -349,7 +419,9 @@ def time_to_target(rows: Iterable[Mapping[str, float]], metric: str, target: flo
     return None
 
 
-def clock_warnings(config: Any, input_spec: Any = None, n_out: int = 0, samples_per_client: int = 0) -> list[str]:
+def clock_warnings(
+    config: Any, input_spec: Any = None, n_out: int = 0, samples_per_client: int = 0
+) -> list[str]:
     """Advice on the simulated-hardware settings before launch: a deadline nobody is timed
     against, clients without a tier, tiers that are never online, and clients expected to miss the
     deadline in every round (estimated from their model's size and FLOPs when ``input_spec`` is
@@ -359,20 +431,29 @@ def clock_warnings(config: Any, input_spec: Any = None, n_out: int = 0, samples_
     out: list[str] = []
     if not tiered:
         if config.deadline is not None or config.selection == "deadline_aware":
-            out.append("hardware: a deadline or deadline-aware selection needs device tiers; no client has a "
-                       "tier, so no simulated time passes. Set clients[].tier (e.g. laptop-cpu)")
+            out.append(
+                "hardware: a deadline or deadline-aware selection needs device tiers; no client has a "
+                "tier, so no simulated time passes. Set clients[].tier (e.g. laptop-cpu)"
+            )
         return out
     if len(tiered) < len(roster):
-        out.append(f"hardware: {len(roster) - len(tiered)} client(s) have no tier: they are always online and "
-                   f"take no simulated time")
+        out.append(
+            f"hardware: {len(roster) - len(tiered)} client(s) have no tier: they are always online and "
+            f"take no simulated time"
+        )
     if config.selection == "deadline_aware" and config.deadline is None:
         out.append("hardware: deadline_aware selection without a deadline selects at random; set deadline")
     catalogue = resolve_tiers(config.tiers)
-    never = [s.name for s in tiered
-             if (t := client_tier(s.tier, s.tier_overrides, catalogue)) is not None and t.availability == 0]
+    never = [
+        s.name
+        for s in tiered
+        if (t := client_tier(s.tier, s.tier_overrides, catalogue)) is not None and t.availability == 0
+    ]
     if never:
-        out.append(f"hardware: {len(never)} client(s) have availability 0 and are never selected: "
-                   f"{', '.join(never[:5])}")
+        out.append(
+            f"hardware: {len(never)} client(s) have availability 0 and are never selected: "
+            f"{', '.join(never[:5])}"
+        )
     if config.deadline is None or input_spec is None:
         return out
     import torch
@@ -393,14 +474,20 @@ def clock_warnings(config: Any, input_spec: Any = None, n_out: int = 0, samples_
                 continue
             cost[key] = (count_params(model), flops_per_sample(model, input_spec))
         params, fps = cost[key]
-        need = (compute_seconds(samples_per_client * s.epochs, fps, tier.flops)
-                + transfer_seconds(4 * params, 4 * params, tier))
+        need = compute_seconds(samples_per_client * s.epochs, fps, tier.flops) + transfer_seconds(
+            4 * params, 4 * params, tier
+        )
         if need > config.deadline:
             late.append(f"{s.name} (~{need:.3g} s)")
     if late:
-        what = ("their updates will be dropped" if config.deadline_policy == "drop"
-                else "they will do partial work")
-        out.append(f"hardware: {len(late)} client(s) are expected to miss the {config.deadline:g} s deadline "
-                   f"with a full model exchange ({', '.join(late[:5])}{'...' if len(late) > 5 else ''}): "
-                   f"{what} (strategies that send less may fit)")
+        what = (
+            "their updates will be dropped"
+            if config.deadline_policy == "drop"
+            else "they will do partial work"
+        )
+        out.append(
+            f"hardware: {len(late)} client(s) are expected to miss the {config.deadline:g} s deadline "
+            f"with a full model exchange ({', '.join(late[:5])}{'...' if len(late) > 5 else ''}): "
+            f"{what} (strategies that send less may fit)"
+        )
     return out

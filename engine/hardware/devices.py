@@ -57,8 +57,9 @@ def check_device(value: str) -> None:
     if value == "cuda":
         value = "cuda:0"
     if value not in names:
-        raise ValueError(f"device '{value}' is not available on this machine; available: "
-                         f"{', '.join(names + ['auto'])}")
+        raise ValueError(
+            f"device '{value}' is not available on this machine; available: {', '.join(names + ['auto'])}"
+        )
 
 
 def resolve(value: str) -> torch.device:
@@ -110,8 +111,9 @@ def optimizer_copies(optimizer: str, momentum: float = 0.0) -> int:
 
 
 @lru_cache(maxsize=256)
-def _activation_profile(spec_json: str, kind: str, shape: tuple[int, ...], rep_dim: int,
-                        n_out: int) -> tuple[int, int, int]:
+def _activation_profile(
+    spec_json: str, kind: str, shape: tuple[int, ...], rep_dim: int, n_out: int
+) -> tuple[int, int, int]:
     """``(trainable parameters, fixed bytes, bytes per sample)`` of the tensors autograd saves for
     the backward pass, measured at batch sizes 2 and 4 on the CPU."""
     from engine.models import InputSpec, build_model, count_params
@@ -145,20 +147,31 @@ def _activation_profile(spec_json: str, kind: str, shape: tuple[int, ...], rep_d
     return count_params(model), fixed, per_sample
 
 
-def estimate_memory(model_spec: dict[str, Any], input_spec: InputSpec, rep_dim: int, n_out: int,
-                    batch_size: int, optimizer: str, momentum: float = 0.0) -> MemoryEstimate:
+def estimate_memory(
+    model_spec: dict[str, Any],
+    input_spec: InputSpec,
+    rep_dim: int,
+    n_out: int,
+    batch_size: int,
+    optimizer: str,
+    momentum: float = 0.0,
+) -> MemoryEstimate:
     """Training memory of one client's model on its device, broken down.
 
     :param model_spec: ``{"arch": ..., **knobs}`` as in a client spec.
     :param optimizer: ``sgd``, ``adam`` or ``adamw`` (``momentum`` > 0 adds SGD's buffer).
     """
     params, fixed, per_sample = _activation_profile(
-        json.dumps(model_spec, sort_keys=True), input_spec.kind, tuple(input_spec.shape), rep_dim, n_out)
+        json.dumps(model_spec, sort_keys=True), input_spec.kind, tuple(input_spec.shape), rep_dim, n_out
+    )
     weights = FLOAT_BYTES * params
     return MemoryEstimate(
-        weights=weights, gradients=weights, optimizer=weights * optimizer_copies(optimizer, momentum),
+        weights=weights,
+        gradients=weights,
+        optimizer=weights * optimizer_copies(optimizer, momentum),
         activations=fixed + per_sample * batch_size,
-        batch=FLOAT_BYTES * batch_size * input_spec.numel)
+        batch=FLOAT_BYTES * batch_size * input_spec.numel,
+    )
 
 
 def _capacity(device: torch.device, found: dict[str, DeviceInfo]) -> int | None:
@@ -172,8 +185,15 @@ def _capacity(device: torch.device, found: dict[str, DeviceInfo]) -> int | None:
     return info.memory_bytes if info is not None else None
 
 
-def roster_memory(roster: Sequence[ClientSpec], input_spec: InputSpec, rep_dim: int, n_out: int, *,
-                  samples_per_client: int = 0, workers: int = 1) -> dict[str, dict[str, int]]:
+def roster_memory(
+    roster: Sequence[ClientSpec],
+    input_spec: InputSpec,
+    rep_dim: int,
+    n_out: int,
+    *,
+    samples_per_client: int = 0,
+    workers: int = 1,
+) -> dict[str, dict[str, int]]:
     """Peak memory the run needs on each real device, by device name.
 
     Per device: one cached module per distinct model spec (``resident``), plus the largest
@@ -186,10 +206,12 @@ def roster_memory(roster: Sequence[ClientSpec], input_spec: InputSpec, rep_dim: 
     per_client_data = FLOAT_BYTES * samples_per_client * input_spec.numel
     for spec in roster:
         device = str(resolve(spec.device))
-        est = estimate_memory(spec.model, input_spec, rep_dim, n_out, spec.batch_size, spec.optimizer,
-                              spec.momentum)
-        entry = out.setdefault(device, {"resident": 0, "peak_client": 0, "context": 0, "client_states": 0,
-                                        "clients": 0})
+        est = estimate_memory(
+            spec.model, input_spec, rep_dim, n_out, spec.batch_size, spec.optimizer, spec.momentum
+        )
+        entry = out.setdefault(
+            device, {"resident": 0, "peak_client": 0, "context": 0, "client_states": 0, "clients": 0}
+        )
         key = json.dumps(spec.model, sort_keys=True)
         if key not in specs.setdefault(device, set()):
             specs[device].add(key)
@@ -199,22 +221,34 @@ def roster_memory(roster: Sequence[ClientSpec], input_spec: InputSpec, rep_dim: 
         entry["clients"] += 1
         if device.startswith("cuda"):
             entry["context"] = CUDA_CONTEXT_BYTES
-        cpu = out.setdefault("cpu", {"resident": 0, "peak_client": 0, "context": 0, "client_states": 0,
-                                     "clients": 0})
+        cpu = out.setdefault(
+            "cpu", {"resident": 0, "peak_client": 0, "context": 0, "client_states": 0, "clients": 0}
+        )
         cpu["client_states"] += 2 * est.weights
     for entry in out.values():
-        entry["total"] = (entry["resident"] + entry["peak_client"] * max(1, workers) + entry["context"]
-                          + entry["client_states"])
+        entry["total"] = (
+            entry["resident"]
+            + entry["peak_client"] * max(1, workers)
+            + entry["context"]
+            + entry["client_states"]
+        )
     return out
 
 
-def memory_warnings(config: ExperimentConfig, input_spec: InputSpec, n_out: int,
-                    samples_per_client: int = 0) -> list[str]:
+def memory_warnings(
+    config: ExperimentConfig, input_spec: InputSpec, n_out: int, samples_per_client: int = 0
+) -> list[str]:
     """Warnings when the roster would not fit in the memory of the devices it is placed on."""
     workers = int(config.executor_options.get("workers", 1)) if config.executor == "threads" else 1
     try:
-        need = roster_memory(config.roster(), input_spec, config.rep_dim, n_out,
-                             samples_per_client=samples_per_client, workers=workers)
+        need = roster_memory(
+            config.roster(),
+            input_spec,
+            config.rep_dim,
+            n_out,
+            samples_per_client=samples_per_client,
+            workers=workers,
+        )
     except (ConfigError, ValueError, RuntimeError) as exc:
         return [f"memory: could not estimate ({exc})"]
     found = {d.name: d for d in detect()}
@@ -229,7 +263,8 @@ def memory_warnings(config: ExperimentConfig, input_spec: InputSpec, n_out: int,
             + (f", client states {_mib(entry['client_states'])}" if entry["client_states"] else "")
             + (f", CUDA context {_mib(entry['context'])}" if entry["context"] else "")
             + f") but {name} has {_mib(capacity)}; lower batch_size or model size, use fewer threads, or "
-              f"place some clients on another device")
+            f"place some clients on another device"
+        )
     return warnings
 
 

@@ -30,12 +30,22 @@ import pandas as pd
 from engine.errors import CompatibilityError, StorageError
 
 TEMPLATES = Path(__file__).parent / "templates"
-NATIVE = {"fedavg": "FedAvg", "fedprox": "FedProx", "fedavgm": "FedAvgM", "fedadam": "FedAdam", "fedyogi": "FedYogi"}
+NATIVE = {
+    "fedavg": "FedAvg",
+    "fedprox": "FedProx",
+    "fedavgm": "FedAvgM",
+    "fedadam": "FedAdam",
+    "fedyogi": "FedYogi",
+}
 """FedMosaic strategy -> the Flower strategy class the exported server app uses."""
 BRIDGED = ("fedavg_by_arch", "fedper", "lg_fedavg", "fedproto")
 """Strategies exported as a custom Flower strategy running FedMosaic's strategy code."""
 FILES = {"pyproject.toml.tmpl": "pyproject.toml", "README.md.tmpl": "README.md"}
-PACKAGE_FILES = {"server_app.py.tmpl": "server_app.py", "client_app.py.tmpl": "client_app.py", "task.py.tmpl": "task.py"}
+PACKAGE_FILES = {
+    "server_app.py.tmpl": "server_app.py",
+    "client_app.py.tmpl": "client_app.py",
+    "task.py.tmpl": "task.py",
+}
 
 
 def support(strategy: str) -> str | None:
@@ -71,24 +81,33 @@ def _toml_text(text: str) -> str:
     return re.sub(r'["\\\x00-\x1f\x7f]', "", str(text))[:200]
 
 
-def experiment_spec(config: Any, root: Path, *, run_config: dict[str, Any] | None = None) -> tuple[dict[str, Any], Any]:
+def experiment_spec(
+    config: Any, root: Path, *, run_config: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Any]:
     """``experiment.json`` of a config and the federation a FedMosaic run of it builds."""
     from engine.artifacts.schema import schema_of
     from engine.data import build as build_federation
 
     roster = config.roster()
-    fed = build_federation(config.data, [c.preprocessing for c in roster], [c.data_share for c in roster],
-                           config.seed, root)
+    fed = build_federation(
+        config.data, [c.preprocessing for c in roster], [c.data_share for c in roster], config.seed, root
+    )
     data = fed.data
     name = config.strategy.name
     spec = {
-        "format": "fedmosaic-flower/1", "config": run_config or config.model_dump(mode="json"),
-        "mode": "native" if name in NATIVE else "bridge", "flower_strategy": NATIVE.get(name),
-        "task": fed.task, "classes": list(data.classes), "n_outputs": fed.n_outputs,
-        "input": {"kind": fed.input_spec.kind, "shape": list(fed.input_spec.shape)}, "rep_dim": config.rep_dim,
+        "format": "fedmosaic-flower/1",
+        "config": run_config or config.model_dump(mode="json"),
+        "mode": "native" if name in NATIVE else "bridge",
+        "flower_strategy": NATIVE.get(name),
+        "task": fed.task,
+        "classes": list(data.classes),
+        "n_outputs": fed.n_outputs,
+        "input": {"kind": fed.input_spec.kind, "shape": list(fed.input_spec.shape)},
+        "rep_dim": config.rep_dim,
         "schema": schema_of(data, config.data),
         "target": {"name": config.data.target, "mean": float(fed.target_mean), "std": float(fed.target_std)},
-        "test_fraction": config.data.test_fraction, "split_column": "split",
+        "test_fraction": config.data.test_fraction,
+        "split_column": "split",
     }
     return spec, fed
 
@@ -112,14 +131,20 @@ def site_tables(fed: Any, spec: dict[str, Any], config: Any, root: Path) -> list
         source[target] = [data.classes[int(v)] for v in values] if data.classes else values
     tables = []
     for client in fed.clients:
-        part = pd.concat([source.iloc[client.index].assign(split="train"),
-                          source.iloc[client.test_index].assign(split="test")], ignore_index=True)
+        part = pd.concat(
+            [
+                source.iloc[client.index].assign(split="train"),
+                source.iloc[client.test_index].assign(split="test"),
+            ],
+            ignore_index=True,
+        )
         tables.append(part)
     return tables
 
 
-def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bool = True,
-                  root: Path | None = None) -> Path:
+def export_flower(
+    source: str | Path, out: Path, *, store: Any = None, sites: bool = True, root: Path | None = None
+) -> Path:
     """Write the Flower app of a config file or a stored run (its id) to ``out``.
 
     :param sites: also write each site's rows of the experiment's data under ``data/``.
@@ -141,19 +166,29 @@ def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bo
         label = f"config {Path(text).name}"
     name = config.strategy.name
     if support(name) is None:
-        raise CompatibilityError(f"{name} does not export to Flower; strategies that do: "
-                                 f"{', '.join([*NATIVE, *BRIDGED])}")
-    private = [w for w, on in (("DP-SGD clients", any(c.privacy is not None for c in config.roster())),
-                                ("server-side DP", getattr(config, "server_dp", None) is not None),
-                                ("secure aggregation", getattr(config, "secure_aggregation", None) is not None),
-                                ("simulated attacks", any(getattr(c, "adversary", None) is not None
-                                                          for c in config.roster())),
-                                ("a robust aggregation (defence)",
-                                 getattr(getattr(config, "defence", None), "name", "none") != "none")) if on]
+        raise CompatibilityError(
+            f"{name} does not export to Flower; strategies that do: {', '.join([*NATIVE, *BRIDGED])}"
+        )
+    private = [
+        w
+        for w, on in (
+            ("DP-SGD clients", any(c.privacy is not None for c in config.roster())),
+            ("server-side DP", getattr(config, "server_dp", None) is not None),
+            ("secure aggregation", getattr(config, "secure_aggregation", None) is not None),
+            ("simulated attacks", any(getattr(c, "adversary", None) is not None for c in config.roster())),
+            (
+                "a robust aggregation (defence)",
+                getattr(getattr(config, "defence", None), "name", "none") != "none",
+            ),
+        )
+        if on
+    ]
     if private:  # the exported sites and server would run without them: refuse rather than drop them silently
-        raise CompatibilityError(f"this experiment uses {' and '.join(private)}, which the Flower export does not "
-                                 f"carry (its sites would train and share without them); remove them to export, "
-                                 f"or run the experiment in FedMosaic")
+        raise CompatibilityError(
+            f"this experiment uses {' and '.join(private)}, which the Flower export does not "
+            f"carry (its sites would train and share without them); remove them to export, "
+            f"or run the experiment in FedMosaic"
+        )
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise StorageError(f"{out} is not empty; choose a new folder for the Flower app")
@@ -162,28 +197,48 @@ def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bo
     package = _identifier(f"{config.name}_flower", "fedmosaic")
     schema = spec["schema"]
     columns = [c["name"] if isinstance(c, dict) else c for c in schema.get("columns", [])]
-    strategy_text = (f"{name} as Flower's {NATIVE[name]} strategy; each site trains with FedMosaic's client turn"
-                     if name in NATIVE else
-                     f"{name} as a custom Flower strategy running FedMosaic's own {name} code (each site may "
-                     f"receive a different message)")
+    strategy_text = (
+        f"{name} as Flower's {NATIVE[name]} strategy; each site trains with FedMosaic's client turn"
+        if name in NATIVE
+        else f"{name} as a custom Flower strategy running FedMosaic's own {name} code (each site may "
+        f"receive a different message)"
+    )
     values = {
-        "title": _toml_text(config.name), "source": _toml_text(label), "project": _project(config.name),
-        "package": package, "strategy": name, "strategy_text": _toml_text(strategy_text), "rounds": config.rounds,
-        "n_sites": len(roster), "last_site": len(roster) - 1, "seed": config.seed, "rep_dim": config.rep_dim,
-        "site_names": _toml_text(", ".join(c.name for c in roster[:10]) + (" ..." if len(roster) > 10 else "")),
+        "title": _toml_text(config.name),
+        "source": _toml_text(label),
+        "project": _project(config.name),
+        "package": package,
+        "strategy": name,
+        "strategy_text": _toml_text(strategy_text),
+        "rounds": config.rounds,
+        "n_sites": len(roster),
+        "last_site": len(roster) - 1,
+        "seed": config.seed,
+        "rep_dim": config.rep_dim,
+        "site_names": _toml_text(
+            ", ".join(c.name for c in roster[:10]) + (" ..." if len(roster) > 10 else "")
+        ),
         "models": _toml_text(", ".join(sorted({json.dumps(c.model, sort_keys=True) for c in roster}))),
         "columns": _toml_text(", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")),
         "target": _toml_text(spec["target"]["name"] or schema.get("target") or "target"),
         "test_percent": round(100 * config.data.test_fraction),
-        "preprocessing_text": _toml_text(f"each site's fitted {', '.join(sorted({c.preprocessing for c in roster}))} "
-                                         f"({config.data.statistics} statistics), shipped in preprocessing/"),
+        "preprocessing_text": _toml_text(
+            f"each site's fitted {', '.join(sorted({c.preprocessing for c in roster}))} "
+            f"({config.data.statistics} statistics), shipped in preprocessing/"
+        ),
         "data_text": "data/ holds each site's rows of the experiment's data (the same split as FedMosaic)."
-                     if sites else "Put each site's table in data/site-<n>.csv.",
+        if sites
+        else "Put each site's table in data/site-<n>.csv.",
     }
     if schema.get("readable") is False or schema.get("form") == "window":
-        raise CompatibilityError("this experiment's data cannot be exported as a site's table: "
-                                 + (schema.get("why") or "time-series windows (data.window) are not exported to "
-                                                         "Flower yet; export a tabular or image experiment"))
+        raise CompatibilityError(
+            "this experiment's data cannot be exported as a site's table: "
+            + (
+                schema.get("why")
+                or "time-series windows (data.window) are not exported to "
+                "Flower yet; export a tabular or image experiment"
+            )
+        )
     try:
         pkg = out / package
         (pkg / "preprocessing").mkdir(parents=True, exist_ok=True)
@@ -191,8 +246,9 @@ def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bo
             (out / target).write_text(_render(tmpl, values), encoding="utf-8")
         for tmpl, target in PACKAGE_FILES.items():
             (pkg / target).write_text(_render(tmpl, values), encoding="utf-8")
-        (pkg / "__init__.py").write_text(f'"""Flower app of {values["title"]}, exported by FedMosaic."""\n',
-                                         encoding="utf-8")
+        (pkg / "__init__.py").write_text(
+            f'"""Flower app of {values["title"]}, exported by FedMosaic."""\n', encoding="utf-8"
+        )
         tables = site_tables(fed, spec, config, root) if sites else []
         (pkg / "experiment.json").write_text(json.dumps(_plain(spec), indent=2), encoding="utf-8")
         from safetensors.torch import save_file
@@ -200,7 +256,10 @@ def export_flower(source: str | Path, out: Path, *, store: Any = None, sites: bo
         from engine.artifacts.keep import _affine_tensors, _tensors
 
         for i, client in enumerate(fed.clients):
-            save_file(_tensors(_affine_tensors(client.transform)), str(pkg / "preprocessing" / f"site-{i}.safetensors"))
+            save_file(
+                _tensors(_affine_tensors(client.transform)),
+                str(pkg / "preprocessing" / f"site-{i}.safetensors"),
+            )
         if sites:  # Parquet: the values exactly as read (no re-typing), nothing a spreadsheet would run
             (out / "data").mkdir(exist_ok=True)
             for i, table in enumerate(tables):

@@ -96,8 +96,11 @@ class Experiment:
         from engine.models import InputSpec, ModelFactory
 
         inp = self.spec["input"]
-        return ModelFactory(InputSpec(inp["kind"], tuple(inp["shape"])), int(self.spec["rep_dim"]),
-                            int(self.spec["n_outputs"]))
+        return ModelFactory(
+            InputSpec(inp["kind"], tuple(inp["shape"])),
+            int(self.spec["rep_dim"]),
+            int(self.spec["n_outputs"]),
+        )
 
     def strategy_cls(self) -> Any:
         from engine.strategies import STRATEGIES
@@ -119,8 +122,8 @@ def client_info(exp: Experiment, site: int, n_train: int = 0, n_test: int = 0) -
 
 def initial_model(exp: Experiment, site: int) -> dict[str, Tensor]:
     """Site ``site``'s initial weights, drawn as the simulation draws them (``seeded(seed, "init", site)``)."""
-    from engine.core.state import detach
     from engine.core.seeding import seeded
+    from engine.core.state import detach
 
     with seeded(exp.config.seed, "init", site):
         model = exp.factory()(exp.roster[site].model)
@@ -170,11 +173,18 @@ def site_data(exp: Experiment, path: Path, site: int) -> Any:
         rng = np.random.default_rng([int(exp.config.seed), site])
         role = np.where(rng.random(len(table)) < float(spec.get("test_fraction", 0.2)), "test", "train")
     target = spec["target"]
-    encoded = encode_table(spec["schema"], table, list(spec.get("classes", [])), spec["task"],
-                           (float(target["mean"]), float(target["std"])))
+    encoded = encode_table(
+        spec["schema"],
+        table,
+        list(spec.get("classes", [])),
+        spec["task"],
+        (float(target["mean"]), float(target["std"])),
+    )
     if encoded.y is None:
-        raise DataError(f"{path.name}: the target column '{spec['schema'].get('target')}' is missing; each site's "
-                        f"table needs it to train")
+        raise DataError(
+            f"{path.name}: the target column '{spec['schema'].get('target')}' is missing; each site's "
+            f"table needs it to train"
+        )
     train, test = role == "train", role == "test"
     x, y = encoded.x, encoded.y
     shipped = exp.folder / "preprocessing" / f"site-{site}.safetensors"
@@ -183,9 +193,12 @@ def site_data(exp: Experiment, path: Path, site: int) -> Any:
         transform = Affine(pre.get("center"), pre.get("scale"), pre.get("fill"), pre.get("keep"))
     else:
         kind = spec["input"]["kind"]
-        stats = aggregate([Site(feature_view(x[torch.as_tensor(train)], kind))], None,
-                          impute=torch.isnan(feature_view(x, kind)).any(0),
-                          quantiles=(0.25, 0.5, 0.75))
+        stats = aggregate(
+            [Site(feature_view(x[torch.as_tensor(train)], kind))],
+            None,
+            impute=torch.isnan(feature_view(x, kind)).any(0),
+            quantiles=(0.25, 0.5, 0.75),
+        )
         transform = fit(exp.roster[site].preprocessing, stats, kind)
     tr, te = torch.as_tensor(np.flatnonzero(train)), torch.as_tensor(np.flatnonzero(test))
     return ClientData(Split(transform(x[tr]), y[tr]), Split(transform(x[te]), y[te]), transform)
@@ -230,10 +243,19 @@ def _client_strategy(exp: Experiment, data: Any, site: int) -> Any:
     cfg = exp.config
     info = client_info(exp, site, len(data.train), len(data.test))
     inp = exp.factory().input_spec
-    server = Server(clients=[info], input_spec=inp, task=exp.spec["task"], n_outputs=int(exp.spec["n_outputs"]),
-                    rep_dim=cfg.rep_dim, seed=cfg.seed, device=torch.device("cpu"), public=None,
-                    initial_states=lambda c: initial_model(exp, c.id), client_state=lambda c: {},
-                    build=exp.factory())
+    server = Server(
+        clients=[info],
+        input_spec=inp,
+        task=exp.spec["task"],
+        n_outputs=int(exp.spec["n_outputs"]),
+        rep_dim=cfg.rep_dim,
+        seed=cfg.seed,
+        device=torch.device("cpu"),
+        public=None,
+        initial_states=lambda c: initial_model(exp, c.id),
+        client_state=lambda c: {},
+        build=exp.factory(),
+    )
     return server_strategy(exp, server), info
 
 
@@ -253,10 +275,18 @@ def train(exp: Experiment, message: Any, context: Any) -> Any:
     job = ClientJob(info, rnd, state, received, data, None, torch.device("cpu"))
     result = run_client(job, ClientEnv(strategy, exp.spec["task"], exp.config.seed, exp.factory()))
     _save(context, result.state)
-    metrics = {"num-examples": len(data.train), "site": site,
-               **{k: float(v) for k, v in result.metrics.items() if k in ("train_loss", "steps")}}
-    content = RecordDict({"arrays": to_record(result.payload), "metrics": MetricRecord(metrics),
-                          "config": ConfigRecord({"site": site})})
+    metrics = {
+        "num-examples": len(data.train),
+        "site": site,
+        **{k: float(v) for k, v in result.metrics.items() if k in ("train_loss", "steps")},
+    }
+    content = RecordDict(
+        {
+            "arrays": to_record(result.payload),
+            "metrics": MetricRecord(metrics),
+            "config": ConfigRecord({"site": site}),
+        }
+    )
     return Message(content=content, reply_to=message)
 
 
@@ -280,8 +310,12 @@ def evaluate(exp: Experiment, message: Any, context: Any) -> Any:
         out = strategy.predict(info, model, state, data.test.x)
     figures = scores(exp.spec["task"], out, data.test.y, float(exp.spec["target"]["std"]))
     figures = {k: float(v) for k, v in figures.items() if np.isfinite(v)}
-    return Message(content=RecordDict({"metrics": MetricRecord({"num-examples": len(data.test), "site": site,
-                                                                **figures})}), reply_to=message)
+    return Message(
+        content=RecordDict(
+            {"metrics": MetricRecord({"num-examples": len(data.test), "site": site, **figures})}
+        ),
+        reply_to=message,
+    )
 
 
 def query(exp: Experiment, message: Any, context: Any) -> Any:
@@ -289,6 +323,9 @@ def query(exp: Experiment, message: Any, context: Any) -> Any:
     from flwr.app import Message, MetricRecord, RecordDict
 
     site, data = _site(exp, context)
-    return Message(content=RecordDict({"metrics": MetricRecord({"site": site, "n-train": len(data.train),
-                                                                "n-test": len(data.test)})}),
-                   reply_to=message)
+    return Message(
+        content=RecordDict(
+            {"metrics": MetricRecord({"site": site, "n-train": len(data.train), "n-test": len(data.test)})}
+        ),
+        reply_to=message,
+    )

@@ -15,8 +15,14 @@ import torch
 from flwr.serverapp.strategy import Strategy as FlowerStrategy
 
 from engine.interop.flower_runtime import (
-    Experiment, client_info, from_record, initial_model, server_strategy, to_record,
+    Experiment,
+    client_info,
+    from_record,
+    initial_model,
+    server_strategy,
+    to_record,
 )
+
 
 def weighted_figures(replies: list[Any]) -> dict[str, float]:
     """Figures averaged over replies weighted by ``num-examples`` (Flower's rule)."""
@@ -82,17 +88,25 @@ class MosaicStrategy(FlowerStrategy):
         infos = {}
         for reply in replies:
             m = reply.content["metrics"]
-            infos[reply.metadata.src_node_id] = client_info(self.exp, int(m["site"]), int(m["n-train"]),
-                                                            int(m["n-test"]))
+            infos[reply.metadata.src_node_id] = client_info(
+                self.exp, int(m["site"]), int(m["n-train"]), int(m["n-test"])
+            )
         self.sites = dict(sorted(infos.items(), key=lambda kv: kv[1].id))
         cfg = self.exp.config
         clients = sorted(infos.values(), key=lambda c: c.id)
-        server = Server(clients=clients, input_spec=self.exp.factory().input_spec, task=self.exp.spec["task"],
-                        n_outputs=int(self.exp.spec["n_outputs"]), rep_dim=cfg.rep_dim, seed=cfg.seed,
-                        device=torch.device("cpu"), public=None,
-                        initial_states=lambda c: initial_model(self.exp, c.id),
-                        client_state=lambda c: {"model": initial_model(self.exp, c.id), "extra": {}},
-                        build=self.exp.factory())
+        server = Server(
+            clients=clients,
+            input_spec=self.exp.factory().input_spec,
+            task=self.exp.spec["task"],
+            n_outputs=int(self.exp.spec["n_outputs"]),
+            rep_dim=cfg.rep_dim,
+            seed=cfg.seed,
+            device=torch.device("cpu"),
+            public=None,
+            initial_states=lambda c: initial_model(self.exp, c.id),
+            client_state=lambda c: {"model": initial_model(self.exp, c.id), "extra": {}},
+            build=self.exp.factory(),
+        )
         self.strategy = server_strategy(self.exp, server)
         self.strategy.init()
 
@@ -113,12 +127,23 @@ class MosaicStrategy(FlowerStrategy):
             if not reply.has_content():
                 continue
             m = reply.content["metrics"]
-            results.append(ClientResult(by_site[int(m["site"])], from_record(reply.content.get("arrays")),
-                                        int(m["num-examples"]), {}, {k: float(v) for k, v in m.items()}))
+            results.append(
+                ClientResult(
+                    by_site[int(m["site"])],
+                    from_record(reply.content.get("arrays")),
+                    int(m["num-examples"]),
+                    {},
+                    {k: float(v) for k, v in m.items()},
+                )
+            )
         results.sort(key=lambda r: r.client.id)
         self.strategy.aggregate(results)
         self.strategy.after_aggregate()
-        losses = [(r.n_samples, r.metrics.get("train_loss")) for r in results if r.metrics.get("train_loss") is not None]
+        losses = [
+            (r.n_samples, r.metrics.get("train_loss"))
+            for r in results
+            if r.metrics.get("train_loss") is not None
+        ]
         total = sum(n for n, _ in losses)
         return None, MetricRecord({"train_loss": sum(n * v for n, v in losses) / total} if total else {})
 
@@ -139,19 +164,31 @@ def native_strategy(exp: Experiment, n_sites: int) -> Any:
 
     name = exp.config.strategy.name
     p = exp.config.strategy.params()
-    common = {"fraction_train": float(exp.config.fraction), "fraction_evaluate": 1.0,
-              "min_train_nodes": max(1, round(exp.config.fraction * n_sites)), "min_evaluate_nodes": n_sites,
-              "min_available_nodes": n_sites}
+    common = {
+        "fraction_train": float(exp.config.fraction),
+        "fraction_evaluate": 1.0,
+        "min_train_nodes": max(1, round(exp.config.fraction * n_sites)),
+        "min_evaluate_nodes": n_sites,
+        "min_available_nodes": n_sites,
+    }
     if name == "fedavg":
         return fs.FedAvg(**common)
     if name == "fedprox":
         return fs.FedProx(proximal_mu=float(p.get("mu", 0.01)), **common)
     if name == "fedavgm":
-        return fs.FedAvgM(server_learning_rate=float(p.get("server_lr", 1.0)),
-                          server_momentum=float(p.get("momentum", 0.9)), **common)
+        return fs.FedAvgM(
+            server_learning_rate=float(p.get("server_lr", 1.0)),
+            server_momentum=float(p.get("momentum", 0.9)),
+            **common,
+        )
     cls = {"fedadam": fs.FedAdam, "fedyogi": fs.FedYogi}[name]
-    return cls(eta=float(p.get("server_lr", 0.03)), beta_1=float(p.get("beta1", 0.9)),
-               beta_2=float(p.get("beta2", 0.99)), tau=float(p.get("tau", 1e-3)), **common)
+    return cls(
+        eta=float(p.get("server_lr", 0.03)),
+        beta_1=float(p.get("beta1", 0.9)),
+        beta_2=float(p.get("beta2", 0.99)),
+        tau=float(p.get("tau", 1e-3)),
+        **common,
+    )
 
 
 def serve(exp: Experiment, grid: Any, context: Any) -> dict[str, Any]:
@@ -164,17 +201,30 @@ def serve(exp: Experiment, grid: Any, context: Any) -> dict[str, Any]:
     timeout = float(context.run_config.get("timeout", 3600))
     if exp.spec["mode"] == "native":
         strategy = native_strategy(exp, n_sites)
-        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(initial_model(exp, 0)), num_rounds=rounds,
-                                timeout=timeout, train_config=ConfigRecord({}))
-        history = {int(r): {k: float(v) for k, v in m.items() if k != "site"}
-                   for r, m in result.evaluate_metrics_clientapp.items()}
+        result = strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord(initial_model(exp, 0)),
+            num_rounds=rounds,
+            timeout=timeout,
+            train_config=ConfigRecord({}),
+        )
+        history = {
+            int(r): {k: float(v) for k, v in m.items() if k != "site"}
+            for r, m in result.evaluate_metrics_clientapp.items()
+        }
     else:
         bridge = MosaicStrategy(exp)
         bridge.connect(grid, n_sites, timeout)
         result = bridge.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=rounds, timeout=timeout)
-        history = {int(r): {k: float(v) for k, v in m.items()} for r, m in result.evaluate_metrics_clientapp.items()}
-    out = {"strategy": exp.config.strategy.name, "mode": exp.spec["mode"], "rounds": rounds,
-           "local_test": {str(k): v for k, v in history.items()}}
+        history = {
+            int(r): {k: float(v) for k, v in m.items()} for r, m in result.evaluate_metrics_clientapp.items()
+        }
+    out = {
+        "strategy": exp.config.strategy.name,
+        "mode": exp.spec["mode"],
+        "rounds": rounds,
+        "local_test": {str(k): v for k, v in history.items()},
+    }
     folder = Path(str(context.run_config.get("results-dir", "results")))
     if not folder.is_absolute():
         folder = exp.folder.parent / folder

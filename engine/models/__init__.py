@@ -25,6 +25,16 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
-    "ARCHITECTURES", "INPUT_KINDS", "Architecture", "ArchParams", "FedModel", "InputSpec", "ModelFactory",
-    "arch_params", "build_model", "check_reads", "count_params", "flops_per_sample",
+    "ARCHITECTURES",
+    "INPUT_KINDS",
+    "Architecture",
+    "ArchParams",
+    "FedModel",
+    "InputSpec",
+    "ModelFactory",
+    "arch_params",
+    "build_model",
+    "check_reads",
+    "count_params",
+    "flops_per_sample",
 ]

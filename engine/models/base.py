@@ -53,7 +53,9 @@ class ArchParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     width: float = Field(
-        1.0, gt=0, le=8,
+        1.0,
+        gt=0,
+        le=8,
         description="width multiplier applied to every hidden size (HeteroFL scales it: 1, 0.5, 0.25)",
     )
 

@@ -42,14 +42,18 @@ class CNNParams(ArchParams):
     """Size knobs of the convolutional networks."""
 
     channels: int = Field(
-        32, ge=4, le=256,
+        32,
+        ge=4,
+        le=256,
         description="channels of the first block; each later block doubles them",
     )
     depth: int = Field(2, ge=1, le=4, description="number of convolution blocks")
     kernel: int = Field(3, ge=1, le=7, description="odd side of the square convolution kernel")
     padding: Literal["same", "valid"] = Field(
-        "same", description="same: convolutions keep the map's size; valid: no padding, each "
-                            "convolution trims kernel - 1 pixels (the FedAvg CNN)")
+        "same",
+        description="same: convolutions keep the map's size; valid: no padding, each "
+        "convolution trims kernel - 1 pixels (the FedAvg CNN)",
+    )
 
     @field_validator("kernel")
     @classmethod
@@ -80,8 +84,9 @@ def conv_body(params: CNNParams, spec: InputSpec, rep_dim: int) -> nn.Sequential
 @ARCHITECTURES.register("cnn")
 class CNN(Architecture):
     kinds = frozenset({"image"})
-    description = ("Convolution blocks with max-pooling, then a fully connected layer on the whole "
-                   "last feature map.")
+    description = (
+        "Convolution blocks with max-pooling, then a fully connected layer on the whole last feature map."
+    )
     paper = (
         "McMahan et al., Communication-Efficient Learning of Deep Networks from Decentralized "
         "Data, AISTATS 2017"
@@ -99,11 +104,14 @@ class FedAvgCNNParams(CNNParams):
 
     kernel: int = Field(5, ge=1, le=7, description="odd side of the square convolution kernel")
     padding: Literal["same", "valid"] = Field(
-        "valid", description="valid: no padding, as the reference (blocks too small for it are padded)")
+        "valid", description="valid: no padding, as the reference (blocks too small for it are padded)"
+    )
 
 
 @ARCHITECTURES.register("fedavg_cnn")
 class FedAvgCNN(CNN):
-    description = ("The standard FedAvg CNN (conv 5x5-32, pool, conv 5x5-64, pool, fully connected) "
-                   "as PFLlib and HtFLlib run it; rep_dim 512 gives its exact layer shapes.")
+    description = (
+        "The standard FedAvg CNN (conv 5x5-32, pool, conv 5x5-64, pool, fully connected) "
+        "as PFLlib and HtFLlib run it; rep_dim 512 gives its exact layer shapes."
+    )
     Params = FedAvgCNNParams

@@ -43,7 +43,9 @@ class CNN1D(Architecture):
 
     class Params(ArchParams):
         channels: int = Field(
-            32, ge=4, le=256,
+            32,
+            ge=4,
+            le=256,
             description="channels of the first block; each later block doubles them",
         )
         depth: int = Field(2, ge=1, le=4, description="number of convolution blocks")

@@ -61,8 +61,10 @@ class BasicBlock(nn.Module):
 @ARCHITECTURES.register("resnet")
 class ResNet(Architecture):
     kinds = frozenset({"image"})
-    description = ("Residual network of basic blocks with group norm for small images; the last feature "
-                   "map feeds a fully connected layer.")
+    description = (
+        "Residual network of basic blocks with group norm for small images; the last feature "
+        "map feeds a fully connected layer."
+    )
     paper = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
     how_it_reads = {"image": "residual convolutions over the 2-D pixel grid"}
 
@@ -71,16 +73,16 @@ class ResNet(Architecture):
             16, ge=4, le=128, description="channels of the stem and first stage; doubled per stage"
         )
         depth: int = Field(1, ge=1, le=4, description="basic blocks per stage")
-        stages: int = Field(
-            3, ge=2, le=3, description="stages; each after the first halves the map"
-        )
+        stages: int = Field(3, ge=2, le=3, description="stages; each after the first halves the map")
 
     @classmethod
     def body(cls, params: Params, spec: InputSpec, rep_dim: int) -> nn.Module:
         c_in, h, w = spec.shape
         c = scaled(params.channels, params.width)
         layers: list[nn.Module] = [
-            nn.Conv2d(c_in, c, 3, padding=1, bias=False), group_norm(c), nn.ReLU(),
+            nn.Conv2d(c_in, c, 3, padding=1, bias=False),
+            group_norm(c),
+            nn.ReLU(),
         ]
         for stage in range(params.stages):
             c_out = scaled(params.channels * 2**stage, params.width)

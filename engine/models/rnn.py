@@ -59,7 +59,11 @@ class RecurrentBody(nn.Module):
     """Sequence view -> LSTM/GRU -> final hidden state -> linear -> ReLU."""
 
     def __init__(
-        self, cell: type[nn.RNNBase], gates: int, params: RecurrentParams, spec: InputSpec,
+        self,
+        cell: type[nn.RNNBase],
+        gates: int,
+        params: RecurrentParams,
+        spec: InputSpec,
         rep_dim: int,
     ) -> None:
         super().__init__()
@@ -67,8 +71,11 @@ class RecurrentBody(nn.Module):
         self.directions = 2 if params.bidirectional else 1
         self.read = AsSequence(spec)
         self.rnn = cell(
-            self.read.features, scaled(params.hidden, params.width), num_layers=params.layers,
-            batch_first=True, bidirectional=params.bidirectional,
+            self.read.features,
+            scaled(params.hidden, params.width),
+            num_layers=params.layers,
+            batch_first=True,
+            bidirectional=params.bidirectional,
         )
         self.proj = nn.Linear(self.rnn.hidden_size * self.directions, rep_dim)
         if spec.kind == "image":  # see relu_init
@@ -79,7 +86,7 @@ class RecurrentBody(nn.Module):
         _, h_n = self.rnn(self.read(x))
         if isinstance(h_n, tuple):  # LSTM returns (h_n, c_n)
             h_n = h_n[0]
-        last = h_n[-self.directions:]  # the last layer, one row per direction
+        last = h_n[-self.directions :]  # the last layer, one row per direction
         return self.act(self.proj(torch.cat(list(last), dim=-1)))
 
     def recurrent_flops(self) -> int:

@@ -92,8 +92,7 @@ class TransformerBody(nn.Module):
         d_model = heads * max(1, round(scaled(params.d_model, params.width) / heads))
         ff = scaled(params.ff, params.width)
         self.tokens = (
-            FeatureTokens(spec.shape[0], d_model) if spec.kind == "tabular"
-            else StepTokens(spec, d_model)
+            FeatureTokens(spec.shape[0], d_model) if spec.kind == "tabular" else StepTokens(spec, d_model)
         )
         self.blocks = nn.Sequential(*(Block(d_model, heads, ff) for _ in range(params.layers)))
         self.norm = nn.LayerNorm(d_model)
@@ -131,9 +130,7 @@ class Transformer(Architecture):
         @model_validator(mode="after")
         def _heads_divide_d_model(self) -> Transformer.Params:
             if self.d_model % self.heads:
-                raise ValueError(
-                    f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})"
-                )
+                raise ValueError(f"d_model ({self.d_model}) must be a multiple of heads ({self.heads})")
             return self
 
     @classmethod

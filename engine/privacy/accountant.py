@@ -27,11 +27,16 @@ from engine.errors import ConfigError
 
 History = Sequence[tuple[float, float, int]]
 
-INSTALL_HINT = ("differential privacy needs Opacus's accountants: pip install 'fedmosaic[privacy]' "
-                "(or pip install 'opacus>=1.6')")
+INSTALL_HINT = (
+    "differential privacy needs Opacus's accountants: pip install 'fedmosaic[privacy]' "
+    "(or pip install 'opacus>=1.6')"
+)
 
-ALPHAS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
-                                  + [80, 96, 128, 160, 192, 256, 384, 512, 768, 1024])
+ALPHAS: tuple[float, ...] = tuple(
+    [1 + x / 10.0 for x in range(1, 100)]
+    + list(range(12, 64))
+    + [80, 96, 128, 160, 192, 256, 384, 512, 768, 1024]
+)
 """Renyi orders searched by the ``rdp`` accountant (Opacus's defaults plus larger ones)."""
 COARSE: tuple[float, ...] = tuple(a for a in ALPHAS if float(a).is_integer())
 """The integer orders of :data:`ALPHAS`: cheap to compute, used to bracket a calibration."""
@@ -116,7 +121,9 @@ def rdp_analysis():
 @lru_cache(maxsize=4096)
 def _rdp_step(noise_multiplier: float, sample_rate: float, orders: tuple[float, ...] = ALPHAS):
     """The RDP of one subsampled Gaussian step at every order of ``orders`` (numpy array)."""
-    return rdp_analysis().compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(orders))
+    return rdp_analysis().compute_rdp(
+        q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(orders)
+    )
 
 
 def _merged(history: Sequence[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
@@ -131,7 +138,9 @@ def _merged(history: Sequence[tuple[float, float, int]]) -> list[tuple[float, fl
 
 
 @lru_cache(maxsize=1024)
-def noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: int, kind: str = "rdp") -> float:
+def noise_for(
+    target_epsilon: float, delta: float, sample_rate: float, steps: int, kind: str = "rdp"
+) -> float:
     """The smallest noise multiplier (to 1%) whose ``steps`` subsampled Gaussian steps at
     ``sample_rate`` spend at most ``target_epsilon`` at ``delta``.
 
@@ -153,7 +162,8 @@ def noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: in
             raise ConfigError(
                 f"epsilon {target_epsilon:g} cannot be reached with delta {delta:.3g} over {steps:,} steps at "
                 f"sampling rate {sample_rate:.3g}, even with noise 1000 x the clipping norm; allow a larger "
-                f"epsilon, or train fewer rounds, epochs or larger-fraction batches")
+                f"epsilon, or train fewer rounds, epochs or larger-fraction batches"
+            )
     while high - low > 0.01 * high:
         mid = (low + high) / 2
         low, high = (mid, high) if spent(mid, coarse) > target_epsilon else (low, mid)

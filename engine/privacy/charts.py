@@ -16,8 +16,14 @@ from engine.sanitize import chart_text
 INF_LABEL = "no DP"
 
 
-def epsilon_curves(client_df: pd.DataFrame, roster: pd.DataFrame, budgets: dict[int, float | None],
-                   *, server: pd.DataFrame | None = None, title: str = "Privacy spent (ε) per client") -> go.Figure:
+def epsilon_curves(
+    client_df: pd.DataFrame,
+    roster: pd.DataFrame,
+    budgets: dict[int, float | None],
+    *,
+    server: pd.DataFrame | None = None,
+    title: str = "Privacy spent (ε) per client",
+) -> go.Figure:
     """Epsilon spent after each round, one line per DP-SGD client (coloured by architecture,
     named), its budget as a dotted line of the same colour; the server's user-level epsilon
     (``server``: rounds and values) in black when the run has server-side DP."""
@@ -38,19 +44,42 @@ def epsilon_curves(client_df: pd.DataFrame, roster: pd.DataFrame, budgets: dict[
         mates = by_arch[arch]
         color = _shade(arch_color(arch), mates.index(cid), len(mates))
         name = chart_text(str(names.get(cid, f"client {cid}")))
-        fig.add_trace(go.Scatter(x=part["round"], y=part["value"], mode="lines+markers", name=name,
-                                 line={"color": color, "width": 2}, marker={"size": 5},
-                                 hovertemplate=f"{name}<br>round %{{x}}: ε = %{{y:.3g}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=part["round"],
+                y=part["value"],
+                mode="lines+markers",
+                name=name,
+                line={"color": color, "width": 2},
+                marker={"size": 5},
+                hovertemplate=f"{name}<br>round %{{x}}: ε = %{{y:.3g}}<extra></extra>",
+            )
+        )
         budget = budgets.get(cid)
         if budget is not None and math.isfinite(budget):
-            fig.add_trace(go.Scatter(x=[1, last_round], y=[budget, budget], mode="lines", name=f"{name}: budget",
-                                     line={"color": color, "dash": "dot", "width": 1}, showlegend=False,
-                                     hovertemplate=f"{name}'s budget: ε = {budget:g}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[1, last_round],
+                    y=[budget, budget],
+                    mode="lines",
+                    name=f"{name}: budget",
+                    line={"color": color, "dash": "dot", "width": 1},
+                    showlegend=False,
+                    hovertemplate=f"{name}'s budget: ε = {budget:g}<extra></extra>",
+                )
+            )
     if server is not None and not server.empty:
         s = server.sort_values("round")
-        fig.add_trace(go.Scatter(x=s["round"], y=s["value"], mode="lines", name="server (user-level)",
-                                 line={"color": "#222222", "width": 2, "dash": "dash"},
-                                 hovertemplate="server, user-level<br>round %{x}: ε = %{y:.3g}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=s["round"],
+                y=s["value"],
+                mode="lines",
+                name="server (user-level)",
+                line={"color": "#222222", "width": 2, "dash": "dash"},
+                hovertemplate="server, user-level<br>round %{x}: ε = %{y:.3g}<extra></extra>",
+            )
+        )
     fig = _layout(fig, title, "Round", "ε spent (smaller is more private)")
     fig.update_layout(hovermode="closest", legend={"orientation": "v", "x": 1.02, "y": 1})
     return fig
@@ -65,8 +94,9 @@ def _x_positions(values: pd.Series) -> tuple[pd.Series, float | None]:
     return values.apply(lambda v: spot if v is None or not math.isfinite(v) else max(float(v), 1e-3)), spot
 
 
-def client_tradeoff(points: pd.DataFrame, metric_label: str, *,
-                    title: str = "Privacy and accuracy per client") -> go.Figure:
+def client_tradeoff(
+    points: pd.DataFrame, metric_label: str, *, title: str = "Privacy and accuracy per client"
+) -> go.Figure:
     """Each client of one run as a point: epsilon spent (log axis; clients without DP-SGD at
     "no DP") against its own ``metric_label`` figure, coloured by architecture."""
     pts = points.dropna(subset=["value"])
@@ -77,11 +107,19 @@ def client_tradeoff(points: pd.DataFrame, metric_label: str, *,
     for arch, part in pts.assign(x=x).groupby("arch", sort=True):
         names = [chart_text(str(n)) for n in part["name"]]
         eps = ["no DP" if not math.isfinite(e) else f"ε = {e:.3g}" for e in part["epsilon"]]
-        fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="markers+text", text=names,
-                                 textposition="top center", name=chart_text(str(arch)),
-                                 marker={"size": 12, "color": arch_color(str(arch))}, customdata=eps,
-                                 hovertemplate="%{text}<br>%{customdata}<br>" + metric_label
-                                               + ": %{y:.3f}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=part["x"],
+                y=part["value"],
+                mode="markers+text",
+                text=names,
+                textposition="top center",
+                name=chart_text(str(arch)),
+                marker={"size": 12, "color": arch_color(str(arch))},
+                customdata=eps,
+                hovertemplate="%{text}<br>%{customdata}<br>" + metric_label + ": %{y:.3f}<extra></extra>",
+            )
+        )
     fig = _layout(fig, title, "ε spent (log scale; smaller is more private)", metric_label)
     _log_axis(fig, pts["epsilon"], spot)
     fig.update_layout(hovermode="closest")
@@ -108,24 +146,47 @@ def sweep_tradeoff(points: pd.DataFrame, *, title: str = "Privacy-utility trade-
         if not dp.empty:
             # runs of one budget (seeds) sit at slightly different spent epsilons: group by budget label
             key = dp["variant"].fillna(dp["epsilon"].round(2).astype(str))
-            grouped = dp.assign(k=key).groupby("k").agg(x=("epsilon", "mean"), y=("value", "mean"),
-                                                         sd=("value", "std"), n=("value", "size")).sort_values("x")
-            fig.add_trace(go.Scatter(
-                x=grouped["x"], y=grouped["y"], mode="lines+markers", name=chart_text(strategy),
-                line={"color": color, "width": 2}, marker={"size": 8},
-                error_y={"type": "data", "array": grouped["sd"].fillna(0.0), "visible": True, "color": color},
-                customdata=grouped["n"],
-                hovertemplate=f"{chart_text(strategy)}<br>ε = %{{x:.3g}}<br>{metric}: %{{y:.3f}} "
-                              f"(%{{customdata}} seed(s))<extra></extra>"))
+            grouped = (
+                dp.assign(k=key)
+                .groupby("k")
+                .agg(x=("epsilon", "mean"), y=("value", "mean"), sd=("value", "std"), n=("value", "size"))
+                .sort_values("x")
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=grouped["x"],
+                    y=grouped["y"],
+                    mode="lines+markers",
+                    name=chart_text(strategy),
+                    line={"color": color, "width": 2},
+                    marker={"size": 8},
+                    error_y={
+                        "type": "data",
+                        "array": grouped["sd"].fillna(0.0),
+                        "visible": True,
+                        "color": color,
+                    },
+                    customdata=grouped["n"],
+                    hovertemplate=f"{chart_text(strategy)}<br>ε = %{{x:.3g}}<br>{metric}: %{{y:.3f}} "
+                    f"(%{{customdata}} seed(s))<extra></extra>",
+                )
+            )
         ref = mine[~mine["finite"]]
         if not ref.empty:
             y = float(ref["value"].mean())
             lo = float(grouped["x"].min()) if not dp.empty else spot / 3
-            fig.add_trace(go.Scatter(
-                x=[lo, spot], y=[y, y], mode="lines+markers", name=f"{chart_text(strategy)}, no DP",
-                line={"color": color, "dash": "dash", "width": 1.5}, marker={"size": [0, 9], "symbol": "star"},
-                hovertemplate=f"{chart_text(strategy)} without DP<br>{metric}: {y:.3f} ({len(ref)} run(s))"
-                              f"<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[lo, spot],
+                    y=[y, y],
+                    mode="lines+markers",
+                    name=f"{chart_text(strategy)}, no DP",
+                    line={"color": color, "dash": "dash", "width": 1.5},
+                    marker={"size": [0, 9], "symbol": "star"},
+                    hovertemplate=f"{chart_text(strategy)} without DP<br>{metric}: {y:.3f} ({len(ref)} run(s))"
+                    f"<extra></extra>",
+                )
+            )
     fig = _layout(fig, title, "ε spent (log scale; smaller is more private)", metric)
     _log_axis(fig, pts["epsilon"], spot)
     fig.update_layout(hovermode="closest")

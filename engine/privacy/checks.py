@@ -42,20 +42,34 @@ def strategy_problem(cls: Any, params: Any, config: ExperimentConfig) -> str | N
             why = cls.private_payload(params, roster[i])
             if why:
                 return f"{why} (client {_names(roster, [i])} trains with DP-SGD)"
-    wanted = [w for w, on in (("server-side DP", getattr(config, "server_dp", None) is not None),
-                              ("secure aggregation", getattr(config, "secure_aggregation", None) is not None)) if on]
+    wanted = [
+        w
+        for w, on in (
+            ("server-side DP", getattr(config, "server_dp", None) is not None),
+            ("secure aggregation", getattr(config, "secure_aggregation", None) is not None),
+        )
+        if on
+    ]
     if wanted and not averaging(cls):
         what = " and ".join(wanted)
-        how = ("trains no shared model" if not cls.collaborates else
-               "combines the clients' uploads its own way (not only their weighted sum)")
-        return (f"{cls.name} {how}; {what} cover{'s' if len(wanted) == 1 else ''} the strategies whose server only "
-                f"averages models (fedavg, fedprox, fedper, lg_fedavg, fedavgm...)")
+        how = (
+            "trains no shared model"
+            if not cls.collaborates
+            else "combines the clients' uploads its own way (not only their weighted sum)"
+        )
+        return (
+            f"{cls.name} {how}; {what} cover{'s' if len(wanted) == 1 else ''} the strategies whose server only "
+            f"averages models (fedavg, fedprox, fedper, lg_fedavg, fedavgm...)"
+        )
     return None
 
 
 def server_privacy(config: ExperimentConfig) -> bool:
     """Whether the design asks for server-side DP or secure aggregation."""
-    return getattr(config, "server_dp", None) is not None or getattr(config, "secure_aggregation", None) is not None
+    return (
+        getattr(config, "server_dp", None) is not None
+        or getattr(config, "secure_aggregation", None) is not None
+    )
 
 
 def _params(cls: Any, config: ExperimentConfig) -> Any:
@@ -78,7 +92,9 @@ def compatibility(config: ExperimentConfig) -> dict[str, str | None]:
     return {name: strategy_problem(cls, _params(cls, config), config) for name, cls in STRATEGIES.items()}
 
 
-def problems(config: ExperimentConfig, data: Any, n_train: Sequence[int] | None = None) -> tuple[list[str], list[str]]:
+def problems(
+    config: ExperimentConfig, data: Any, n_train: Sequence[int] | None = None
+) -> tuple[list[str], list[str]]:
     """Errors and warnings of the design's privacy settings on ``data`` (a loaded dataset).
 
     :param n_train: training records per client of the expanded roster (the split set-up would
@@ -106,9 +122,11 @@ def problems(config: ExperimentConfig, data: Any, n_train: Sequence[int] | None 
             spec = roster[i]
             n = int(n_train[i]) if i < len(n_train) else 0
             if n and spec.batch_size >= n:
-                warnings.append(f"privacy: {spec.name}'s batch size ({spec.batch_size}) covers all its {n} training "
-                                f"records, so every step uses every record: no amplification by sampling, and a "
-                                f"large epsilon; use a smaller batch size")
+                warnings.append(
+                    f"privacy: {spec.name}'s batch size ({spec.batch_size}) covers all its {n} training "
+                    f"records, so every step uses every record: no amplification by sampling, and a "
+                    f"large epsilon; use a smaller batch size"
+                )
             try:
                 plan(spec, n, config.rounds)
             except ConfigError as exc:
@@ -116,11 +134,16 @@ def problems(config: ExperimentConfig, data: Any, n_train: Sequence[int] | None 
     prep = sorted({roster[i].preprocessing for i in private} - {"none"})
     statistics = getattr(config.data, "statistics", "federated")
     if prep and statistics != "client":
-        where = ("from every client's training data (shared counts, sums and quantiles)" if statistics == "federated"
-                 else "from the whole file")
-        warnings.append(f"privacy: the {', '.join(prep)} preprocessing of the DP-SGD clients is fitted {where} "
-                        f"without noise, outside the epsilon reported; for the guarantee to cover everything, "
-                        f"fit it on each client's own data (preprocessing statistics: client) or use none")
+        where = (
+            "from every client's training data (shared counts, sums and quantiles)"
+            if statistics == "federated"
+            else "from the whole file"
+        )
+        warnings.append(
+            f"privacy: the {', '.join(prep)} preprocessing of the DP-SGD clients is fitted {where} "
+            f"without noise, outside the epsilon reported; for the guarantee to cover everything, "
+            f"fit it on each client's own data (preprocessing statistics: client) or use none"
+        )
     return errors, warnings
 
 
@@ -149,8 +172,14 @@ def layer_problems(config: ExperimentConfig, data: Any, private: Sequence[int]) 
             found = unprivatisable(model)
             if not found:
                 changed = changes_buffers(model, torch.zeros((2, *data.input_spec.shape)))
-                found = [f"{', '.join(changed)} (buffers a training pass updates from the data) would be published "
-                         f"without noise: use layers without running statistics"] if changed else []
+                found = (
+                    [
+                        f"{', '.join(changed)} (buffers a training pass updates from the data) would be published "
+                        f"without noise: use layers without running statistics"
+                    ]
+                    if changed
+                    else []
+                )
             seen[key] = found
         if seen[key]:
             out.append(f"privacy: {spec.name} ({spec.arch}) cannot train with DP-SGD: {'; '.join(seen[key])}")
@@ -170,31 +199,38 @@ def server_problems(config: ExperimentConfig) -> tuple[list[str], list[str]]:
             errors.append(f"privacy: {INSTALL_HINT}")
             return errors, warnings
         if config.selection == "deadline_aware":
-            errors.append("privacy: server-side DP samples clients at random with a known probability (what its "
-                          "accountant assumes); deadline-aware selection picks them by speed. Set the selection to "
-                          "random or all")
+            errors.append(
+                "privacy: server-side DP samples clients at random with a known probability (what its "
+                "accountant assumes); deadline-aware selection picks them by speed. Set the selection to "
+                "random or all"
+            )
         n = len(config.roster())
         delta = dp.delta if dp.delta is not None else 1.0 / n
         if delta > 0.01:
-            warnings.append(f"privacy: server-side DP's delta is {delta:.3g} (1/N for {n} clients): a mechanism may "
-                            f"then reveal one client's update outright with that probability; set a delta of 1e-3 "
-                            f"or below for a meaningful guarantee")
+            warnings.append(
+                f"privacy: server-side DP's delta is {delta:.3g} (1/N for {n} clients): a mechanism may "
+                f"then reveal one client's update outright with that probability; set a delta of 1e-3 "
+                f"or below for a meaningful guarantee"
+            )
         try:
-            from engine.privacy.server import update_noise
             from engine.privacy.accountant import noise_for
+            from engine.privacy.server import update_noise
 
             rate = 1.0 if config.selection == "all" else config.fraction
-            z = dp.noise_multiplier or noise_for(float(dp.target_epsilon), float(delta), float(rate),
-                                                 int(config.rounds), dp.accountant)
+            z = dp.noise_multiplier or noise_for(
+                float(dp.target_epsilon), float(delta), float(rate), int(config.rounds), dp.accountant
+            )
             if dp.clipping == "adaptive":
                 count = dp.count_noise if dp.count_noise is not None else max(rate * n / 20, 2 * z)
                 update_noise(z, count)
         except ConfigError as exc:
             errors.append(f"privacy: {exc}")
         if config.fraction * n < 5:
-            warnings.append(f"privacy: server-side DP averages about {config.fraction * n:.3g} client(s) per round; "
-                            f"its noise (noise multiplier x clipping norm, divided by that count) will dominate the "
-                            f"update: DP-FedAvg needs many clients per round")
+            warnings.append(
+                f"privacy: server-side DP averages about {config.fraction * n:.3g} client(s) per round; "
+                f"its noise (noise multiplier x clipping norm, divided by that count) will dominate the "
+                f"update: DP-FedAvg needs many clients per round"
+            )
     if sa is not None and len(config.roster()) < 2:
         errors.append("privacy: secure aggregation needs at least 2 clients (a sum of one reveals it)")
     return errors, warnings

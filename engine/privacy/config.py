@@ -28,27 +28,48 @@ class ClientPrivacy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    clip_norm: float = Field(1.0, gt=0, le=1e4, description="largest L2 norm of one record's gradient; "
-                                                             "larger gradients are scaled down to it")
+    clip_norm: float = Field(
+        1.0,
+        gt=0,
+        le=1e4,
+        description="largest L2 norm of one record's gradient; larger gradients are scaled down to it",
+    )
     noise_multiplier: float | None = Field(
-        None, gt=0, le=1e3, description="noise standard deviation as a multiple of the clipping norm; empty: "
-                                        "calibrated so the run spends exactly the target epsilon")
+        None,
+        gt=0,
+        le=1e3,
+        description="noise standard deviation as a multiple of the clipping norm; empty: "
+        "calibrated so the run spends exactly the target epsilon",
+    )
     target_epsilon: float | None = Field(
-        None, gt=0, le=1e3, description="privacy budget epsilon for the whole run. Without a noise multiplier "
-                                        "the noise is calibrated to spend it over every round the client could "
-                                        "train; with one, the client stops training before a round that would "
-                                        "exceed it")
-    delta: float | None = Field(None, gt=0, lt=1, description="delta of (epsilon, delta)-DP; empty: 1/n for a "
-                                                              "client with n training records")
-    accountant: Accountant = Field("rdp", description="privacy accountant (Opacus): rdp (Renyi DP, Mironov "
-                                                      "2017) or prv (privacy random variables, Gopi et al. "
-                                                      "2021: tighter)")
+        None,
+        gt=0,
+        le=1e3,
+        description="privacy budget epsilon for the whole run. Without a noise multiplier "
+        "the noise is calibrated to spend it over every round the client could "
+        "train; with one, the client stops training before a round that would "
+        "exceed it",
+    )
+    delta: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="delta of (epsilon, delta)-DP; empty: 1/n for a client with n training records",
+    )
+    accountant: Accountant = Field(
+        "rdp",
+        description="privacy accountant (Opacus): rdp (Renyi DP, Mironov "
+        "2017) or prv (privacy random variables, Gopi et al. "
+        "2021: tighter)",
+    )
 
     @model_validator(mode="after")
     def _noise_or_budget(self) -> ClientPrivacy:
         if self.noise_multiplier is None and self.target_epsilon is None:
-            raise ValueError("give a noise multiplier or a target epsilon (or both: the epsilon is then a "
-                             "budget at which the client stops)")
+            raise ValueError(
+                "give a noise multiplier or a target epsilon (or both: the epsilon is then a "
+                "budget at which the client stops)"
+            )
         return self
 
 
@@ -63,20 +84,34 @@ class ServerDP(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     noise_multiplier: float | None = Field(
-        None, gt=0, le=1e3, description="noise standard deviation as a multiple of the clipping norm; empty: "
-                                        "calibrated to the target epsilon")
-    target_epsilon: float | None = Field(None, gt=0, le=1e3, description="user-level epsilon for the whole run "
-                                                                         "(calibrates the noise)")
+        None,
+        gt=0,
+        le=1e3,
+        description="noise standard deviation as a multiple of the clipping norm; empty: "
+        "calibrated to the target epsilon",
+    )
+    target_epsilon: float | None = Field(
+        None, gt=0, le=1e3, description="user-level epsilon for the whole run (calibrates the noise)"
+    )
     delta: float | None = Field(None, gt=0, lt=1, description="delta; empty: 1/N for N clients")
-    clip_norm: float = Field(1.0, gt=0, le=1e6, description="largest L2 norm of one client's update (the "
-                                                            "starting value under adaptive clipping)")
+    clip_norm: float = Field(
+        1.0,
+        gt=0,
+        le=1e6,
+        description="largest L2 norm of one client's update (the starting value under adaptive clipping)",
+    )
     clipping: Literal["fixed", "adaptive"] = Field(
-        "fixed", description="fixed: the norm stays; adaptive: it tracks a quantile of the updates' norms")
+        "fixed", description="fixed: the norm stays; adaptive: it tracks a quantile of the updates' norms"
+    )
     target_quantile: float = Field(0.5, gt=0, lt=1, description="adaptive: share of updates left unclipped")
     clip_lr: float = Field(0.2, gt=0, le=10, description="adaptive: step of the geometric norm update")
     count_noise: float | None = Field(
-        None, gt=0, le=1e3, description="adaptive: noise std of the count of unclipped updates; empty: expected "
-                                        "clients per round / 20 (the paper's choice)")
+        None,
+        gt=0,
+        le=1e3,
+        description="adaptive: noise std of the count of unclipped updates; empty: expected "
+        "clients per round / 20 (the paper's choice)",
+    )
     accountant: Accountant = Field("rdp", description="privacy accountant: rdp or prv")
 
     @model_validator(mode="after")
@@ -95,6 +130,11 @@ class SecureAggregation(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(0.5, gt=0, le=1, description="share of a round's selected clients that must report "
-                                                          "for the secret shares to recover the dropped clients' "
-                                                          "masks (Shamir threshold; at least 2 clients)")
+    threshold: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of a round's selected clients that must report "
+        "for the secret shares to recover the dropped clients' "
+        "masks (Shamir threshold; at least 2 clients)",
+    )

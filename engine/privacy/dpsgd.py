@@ -82,11 +82,15 @@ def unprivatisable(model: nn.Module) -> list[str]:
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             kind = "SyncBatchNorm" if isinstance(module, nn.SyncBatchNorm) else "BatchNorm"
-            found.append(f"{name or 'the model'} ({type(module).__name__}) mixes the records of a batch and "
-                         f"keeps unprotected running statistics: {SUGGESTIONS[kind]}")
+            found.append(
+                f"{name or 'the model'} ({type(module).__name__}) mixes the records of a batch and "
+                f"keeps unprotected running statistics: {SUGGESTIONS[kind]}"
+            )
         elif isinstance(module, nn.modules.instancenorm._InstanceNorm) and module.track_running_stats:
-            found.append(f"{name} ({type(module).__name__}) keeps unprotected running statistics: "
-                         f"{SUGGESTIONS['InstanceNorm']}")
+            found.append(
+                f"{name} ({type(module).__name__}) keeps unprotected running statistics: "
+                f"{SUGGESTIONS['InstanceNorm']}"
+            )
     return found
 
 
@@ -126,8 +130,9 @@ class _LossOf(nn.Module):
         return self.loss_fn(x, y)
 
 
-def per_sample_grads(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], xb: Tensor, yb: Tensor,
-                     names: list[str]) -> tuple[dict[str, Tensor], Tensor]:
+def per_sample_grads(
+    model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], xb: Tensor, yb: Tensor, names: list[str]
+) -> tuple[dict[str, Tensor], Tensor]:
     """Gradient of ``loss_fn`` on each record alone (a batch of one) with respect to the named
     parameters of ``model`` (``{name: (B, *shape)}``) and each record's loss ``(B,)``. ``vmap``
     over the records, or one backward pass per record for models ``vmap`` cannot trace
@@ -140,15 +145,20 @@ def per_sample_grads(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tenso
         wrapper = _LossOf(model, loss_fn)
 
         def one(p: dict[str, Tensor], x1: Tensor, y1: Tensor) -> Tensor:
-            return functional_call(wrapper, {f"model.{n}": t for n, t in p.items()},
-                                   (x1.unsqueeze(0), y1.unsqueeze(0)), strict=False)
+            return functional_call(
+                wrapper,
+                {f"model.{n}": t for n, t in p.items()},
+                (x1.unsqueeze(0), y1.unsqueeze(0)),
+                strict=False,
+            )
 
         try:
             # LSTM/GRU step by step in plain operations: their fused kernels do not batch
             with warnings.catch_warnings(), unrolled(model):
                 warnings.simplefilter("ignore")  # vmap's "performance drop" notes
                 grads, losses = vmap(grad_and_value(one), in_dims=(None, 0, 0), randomness="different")(
-                    params, xb, yb)
+                    params, xb, yb
+                )
                 return grads, losses.detach()
         except (RuntimeError, NotImplementedError, ValueError):
             model.__dict__["_fm_dp_loop"] = True
@@ -156,7 +166,7 @@ def per_sample_grads(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tenso
     losses = torch.empty(len(yb), device=xb.device)
     tensors = [live[n] for n in names]
     for i in range(len(yb)):
-        loss = loss_fn(xb[i:i + 1], yb[i:i + 1])
+        loss = loss_fn(xb[i : i + 1], yb[i : i + 1])
         grads = torch.autograd.grad(loss, tensors, allow_unused=True)
         losses[i] = loss.detach()
         for n, g in zip(names, grads, strict=True):
@@ -177,8 +187,9 @@ def clip(grads: dict[str, Tensor], clip_norm: float) -> tuple[dict[str, Tensor],
     return {n: g * factor.view(-1, *([1] * (g.dim() - 1))) for n, g in grads.items()}, norms
 
 
-def privatise(grads: dict[str, Tensor], settings: DPSettings, expected_batch: float,
-              generator: torch.Generator) -> tuple[dict[str, Tensor], Tensor]:
+def privatise(
+    grads: dict[str, Tensor], settings: DPSettings, expected_batch: float, generator: torch.Generator
+) -> tuple[dict[str, Tensor], Tensor]:
     """The DP-SGD gradient: clipped per-record gradients summed, Gaussian noise of std
     ``noise_multiplier x clip_norm`` added, divided by ``expected_batch``; and the norms before
     clipping."""
@@ -208,10 +219,21 @@ class PrivateFit:
     clipped: float = 0.0
 
 
-def fit_private(model: nn.Module, x: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                optimizer: torch.optim.Optimizer, epochs: int, batch_size: int, generator: torch.Generator,
-                settings: DPSettings, *, augment=None, cancel: Event | None = None,
-                work_fraction: float = 1.0) -> PrivateFit:
+def fit_private(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    settings: DPSettings,
+    *,
+    augment=None,
+    cancel: Event | None = None,
+    work_fraction: float = 1.0,
+) -> PrivateFit:
     """Train ``model`` with DP-SGD for ``epochs`` of ``ceil(n / batch_size)`` Poisson-sampled steps
     each (``work_fraction``: only that share of the steps, for a straggler's partial work).
 

@@ -45,13 +45,22 @@ class Plan:
 
     def describe(self, name: str) -> str:
         """One sentence for the run's events."""
-        how = (f"calibrated to spend epsilon {fmt_epsilon(self.budget)} over {self.rounds} round(s) of "
-               f"{self.steps_per_round} step(s)" if self.calibrated else "as set")
-        stop = (f"; stops when epsilon would exceed {fmt_epsilon(self.budget)}"
-                if self.budget is not None and not self.calibrated else "")
-        return (f"{name}: DP-SGD, clipping norm {self.settings.clip_norm:g}, noise multiplier "
-                f"{self.settings.noise_multiplier:.3g} ({how}), Poisson sampling rate {self.sample_rate:.3g}, "
-                f"delta {self.delta:.3g}, {self.accountant.upper()} accountant{stop}")
+        how = (
+            f"calibrated to spend epsilon {fmt_epsilon(self.budget)} over {self.rounds} round(s) of "
+            f"{self.steps_per_round} step(s)"
+            if self.calibrated
+            else "as set"
+        )
+        stop = (
+            f"; stops when epsilon would exceed {fmt_epsilon(self.budget)}"
+            if self.budget is not None and not self.calibrated
+            else ""
+        )
+        return (
+            f"{name}: DP-SGD, clipping norm {self.settings.clip_norm:g}, noise multiplier "
+            f"{self.settings.noise_multiplier:.3g} ({how}), Poisson sampling rate {self.sample_rate:.3g}, "
+            f"delta {self.delta:.3g}, {self.accountant.upper()} accountant{stop}"
+        )
 
 
 def plan(spec: ClientSpec, n_train: int, rounds: int) -> Plan | None:
@@ -73,10 +82,19 @@ def plan(spec: ClientSpec, n_train: int, rounds: int) -> Plan | None:
     calibrated = sigma is None
     if sigma is None:
         assert p.target_epsilon is not None
-        sigma = noise_for(float(p.target_epsilon), float(delta), float(rate), int(per_round * max(1, trains)),
-                          p.accountant)
-    return Plan(DPSettings(float(p.clip_norm), float(sigma)), rate, float(delta), p.accountant,
-                None if p.target_epsilon is None else float(p.target_epsilon), calibrated, per_round, trains)
+        sigma = noise_for(
+            float(p.target_epsilon), float(delta), float(rate), int(per_round * max(1, trains)), p.accountant
+        )
+    return Plan(
+        DPSettings(float(p.clip_norm), float(sigma)),
+        rate,
+        float(delta),
+        p.accountant,
+        None if p.target_epsilon is None else float(p.target_epsilon),
+        calibrated,
+        per_round,
+        trains,
+    )
 
 
 @dataclass
@@ -98,8 +116,12 @@ class ClientLedger:
     :param log: where events go (``log(message, level)``).
     """
 
-    def __init__(self, clients: Sequence[ClientInfo], rounds: int,
-                 log: Callable[..., None] = lambda message, level="info": None) -> None:
+    def __init__(
+        self,
+        clients: Sequence[ClientInfo],
+        rounds: int,
+        log: Callable[..., None] = lambda message, level="info": None,
+    ) -> None:
         self.log = log
         self.names = {c.id: c.name for c in clients}
         self.entries: dict[int, Entry] = {}
@@ -139,16 +161,24 @@ class ClientLedger:
                 after = self._epsilon(entry, steps)
                 if after > entry.plan.budget * (1 + _TOL) + _TOL:
                     entry.stopped_at = rnd
-                    self.log(f"round {rnd}: {c.name} stops training: its privacy budget epsilon "
-                             f"{fmt_epsilon(entry.plan.budget)} is spent (epsilon {fmt_epsilon(entry.spent)} so far; "
-                             f"one more round would reach {fmt_epsilon(after)}). It keeps its model and is "
-                             f"still evaluated", "warning")
+                    self.log(
+                        f"round {rnd}: {c.name} stops training: its privacy budget epsilon "
+                        f"{fmt_epsilon(entry.plan.budget)} is spent (epsilon {fmt_epsilon(entry.spent)} so far; "
+                        f"one more round would reach {fmt_epsilon(after)}). It keeps its model and is "
+                        f"still evaluated",
+                        "warning",
+                    )
             if entry.stopped_at is None:
                 out.append(c)
         return out
 
-    def record(self, rnd: int, results: Sequence[ClientResult], per_client: dict[int, dict[str, float]],
-               round_metrics: dict[str, float]) -> None:
+    def record(
+        self,
+        rnd: int,
+        results: Sequence[ClientResult],
+        per_client: dict[int, dict[str, float]],
+        round_metrics: dict[str, float],
+    ) -> None:
         """Add the private steps each client took this round to its history and write the
         figures: per client ``epsilon`` (spent so far, every round for every DP client),
         ``dp_noise_multiplier``, ``dp_sample_rate``, ``dp_delta`` and ``budget_spent``; per round
@@ -165,9 +195,15 @@ class ClientLedger:
             entry.spent = self._epsilon(entry)
         for cid, entry in self.entries.items():
             m = per_client.setdefault(cid, {})
-            m.update({"epsilon": entry.spent, "dp_noise_multiplier": entry.plan.settings.noise_multiplier,
-                      "dp_sample_rate": entry.plan.sample_rate, "dp_delta": entry.plan.delta,
-                      "budget_spent": 1.0 if entry.stopped_at is not None else 0.0})
+            m.update(
+                {
+                    "epsilon": entry.spent,
+                    "dp_noise_multiplier": entry.plan.settings.noise_multiplier,
+                    "dp_sample_rate": entry.plan.sample_rate,
+                    "dp_delta": entry.plan.delta,
+                    "budget_spent": 1.0 if entry.stopped_at is not None else 0.0,
+                }
+            )
         round_metrics["epsilon_max"] = max(e.spent for e in self.entries.values())
         round_metrics["n_budget_spent"] = float(sum(e.stopped_at is not None for e in self.entries.values()))
 
@@ -177,17 +213,32 @@ class ClientLedger:
         if entry is None:
             return None
         p = entry.plan
-        return {"mechanism": "DP-SGD", "clip_norm": p.settings.clip_norm,
-                "noise_multiplier": p.settings.noise_multiplier, "sample_rate": p.sample_rate,
-                "delta": p.delta, "accountant": p.accountant, "budget": p.budget,
-                "calibrated": p.calibrated, "epsilon": entry.spent, "steps": sum(n for _, _, n in entry.history),
-                "stopped_at": entry.stopped_at}
+        return {
+            "mechanism": "DP-SGD",
+            "clip_norm": p.settings.clip_norm,
+            "noise_multiplier": p.settings.noise_multiplier,
+            "sample_rate": p.sample_rate,
+            "delta": p.delta,
+            "accountant": p.accountant,
+            "budget": p.budget,
+            "calibrated": p.calibrated,
+            "epsilon": entry.spent,
+            "steps": sum(n for _, _, n in entry.history),
+            "stopped_at": entry.stopped_at,
+        }
 
     # ---- checkpoints ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Histories, spends and stops (plain values)."""
-        return {str(cid): {"history": [list(h) for h in e.history], "spent": e.spent, "stopped_at": e.stopped_at,
-                           "last_steps": e.last_steps} for cid, e in self.entries.items()}
+        return {
+            str(cid): {
+                "history": [list(h) for h in e.history],
+                "spent": e.spent,
+                "stopped_at": e.stopped_at,
+                "last_steps": e.last_steps,
+            }
+            for cid, e in self.entries.items()
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (clients it does not name start fresh)."""

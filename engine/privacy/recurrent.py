@@ -19,8 +19,16 @@ import torch
 from torch import Tensor, nn
 
 
-def _cell(kind: str, x: Tensor, h: Tensor, c: Tensor | None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
-          b_hh: Tensor | None) -> tuple[Tensor, Tensor | None]:
+def _cell(
+    kind: str,
+    x: Tensor,
+    h: Tensor,
+    c: Tensor | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+) -> tuple[Tensor, Tensor | None]:
     gi = x @ w_ih.T + (b_ih if b_ih is not None else 0)
     gh = h @ w_hh.T + (b_hh if b_hh is not None else 0)
     if kind == "LSTM":
@@ -86,7 +94,7 @@ def unrolled(model: nn.Module) -> Iterator[bool]:
     swapped = [m for m in model.modules() if supported(m)]
     try:
         for m in swapped:
-            m.forward = (lambda mod: (lambda x, hx=None: forward(mod, x, hx)))(m)  # type: ignore[method-assign]
+            m.forward = (lambda mod: lambda x, hx=None: forward(mod, x, hx))(m)  # type: ignore[method-assign]
         yield bool(swapped)
     finally:
         for m in swapped:

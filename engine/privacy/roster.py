@@ -51,8 +51,11 @@ def cells(client: dict[str, Any]) -> dict[str, float | None]:
     p = client.get("privacy") or {}
     if not isinstance(p, dict) or not p:
         return dict.fromkeys(COLUMNS)
-    return {"dp_epsilon": _number(p.get("target_epsilon")), "dp_noise": _number(p.get("noise_multiplier")),
-            "dp_clip": _number(p.get("clip_norm", DEFAULT_CLIP))}
+    return {
+        "dp_epsilon": _number(p.get("target_epsilon")),
+        "dp_noise": _number(p.get("noise_multiplier")),
+        "dp_clip": _number(p.get("clip_norm", DEFAULT_CLIP)),
+    }
 
 
 def from_cells(row: Any, previous: dict[str, Any] | None) -> dict[str, Any] | None:

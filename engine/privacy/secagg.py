@@ -92,11 +92,14 @@ def encode(x: Tensor) -> Tensor:
     """
     x64 = x.detach().to("cpu", torch.float64)
     if not bool(torch.isfinite(x64).all()):
-        raise SecureAggregationFailed("a client's update holds NaN or infinite values, which the masked "
-                                      "fixed-point encoding cannot carry")
+        raise SecureAggregationFailed(
+            "a client's update holds NaN or infinite values, which the masked "
+            "fixed-point encoding cannot carry"
+        )
     if x64.numel() and float(x64.abs().max()) >= LIMIT:
-        raise SecureAggregationFailed(f"a client's update holds values beyond +/-{LIMIT:.3g}, outside the "
-                                      f"secure aggregation ring")
+        raise SecureAggregationFailed(
+            f"a client's update holds values beyond +/-{LIMIT:.3g}, outside the secure aggregation ring"
+        )
     return torch.remainder(torch.round(x64 * (1 << FRACTION_BITS)).to(torch.int64), MODULUS)
 
 
@@ -144,8 +147,15 @@ class Outcome:
     """The masked uploads the server received (kept for tests and inspection)."""
 
 
-def secure_sum(vectors: Mapping[int, Tensor], members: Sequence[int], run_seed: int, rnd: int, group: str,
-               threshold: float, keep_masked: bool = False) -> Outcome:
+def secure_sum(
+    vectors: Mapping[int, Tensor],
+    members: Sequence[int],
+    run_seed: int,
+    rnd: int,
+    group: str,
+    threshold: float,
+    keep_masked: bool = False,
+) -> Outcome:
     """Run the protocol for one group and round.
 
     :param vectors: the flat float updates of the clients that reported (the survivors).
@@ -158,13 +168,15 @@ def secure_sum(vectors: Mapping[int, Tensor], members: Sequence[int], run_seed: 
     survivors = sorted(int(u) for u in vectors)
     dropped = [v for v in members if v not in vectors]
     if len(members) < 2:
-        raise SecureAggregationFailed("only one client took part, and a sum of one reveals that client's "
-                                      "update")
+        raise SecureAggregationFailed(
+            "only one client took part, and a sum of one reveals that client's update"
+        )
     t = threshold_count(len(members), threshold)
     if len(survivors) < t:
         raise SecureAggregationFailed(
             f"only {len(survivors)} of {len(members)} selected clients reported; recovering the masks of the "
-            f"{len(dropped)} that dropped out needs shares from at least {t}")
+            f"{len(dropped)} that dropped out needs shares from at least {t}"
+        )
     n = next(iter(vectors.values())).numel()
     uploads = {u: mask(vectors[u].reshape(-1), u, members, run_seed, rnd, group) for u in survivors}
     total = torch.zeros(n, dtype=torch.int64)
@@ -185,8 +197,13 @@ def traffic(n_members: int, n_survivors: int, elements: int) -> tuple[int, int]:
     key adverts and their broadcast, encrypted shares both ways, the masked upload in 8-byte ring
     elements, the survivor list and the unmasking shares."""
     others = n_members - 1
-    up = (2 * PUBLIC_KEY_BYTES + others * SHARE_BYTES + elements * ELEMENT_BYTES - (elements - 1) * 4
-          + (n_survivors - 1 + (n_members - n_survivors)) * UNMASK_SHARE_BYTES)
+    up = (
+        2 * PUBLIC_KEY_BYTES
+        + others * SHARE_BYTES
+        + elements * ELEMENT_BYTES
+        - (elements - 1) * 4
+        + (n_survivors - 1 + (n_members - n_survivors)) * UNMASK_SHARE_BYTES
+    )
     down = n_members * 2 * PUBLIC_KEY_BYTES + others * SHARE_BYTES + n_members * ID_BYTES
     return up, down
 
@@ -194,7 +211,10 @@ def traffic(n_members: int, n_survivors: int, elements: int) -> tuple[int, int]:
 def dropout_traffic(n_members: int) -> tuple[int, int]:
     """Extra ``(up, down)`` bytes of a client that dropped out after sharing its keys."""
     others = n_members - 1
-    return 2 * PUBLIC_KEY_BYTES + others * SHARE_BYTES, n_members * 2 * PUBLIC_KEY_BYTES + others * SHARE_BYTES
+    return (
+        2 * PUBLIC_KEY_BYTES + others * SHARE_BYTES,
+        n_members * 2 * PUBLIC_KEY_BYTES + others * SHARE_BYTES,
+    )
 
 
 def client_ops(n_members: int, elements: int) -> float:

@@ -41,10 +41,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from engine.core.seeding import generator
 from engine.errors import ConfigError
 from engine.privacy import secagg
 from engine.privacy.accountant import default_delta, epsilon, fmt_epsilon, noise_for
-from engine.core.seeding import generator
 
 if TYPE_CHECKING:
     from engine.config import ExperimentConfig
@@ -67,18 +67,23 @@ def update_noise(z: float, count_noise: float | None) -> float:
     """
     if count_noise is None:
         return z
-    rest = z ** -2 - (2 * count_noise) ** -2
+    rest = z**-2 - (2 * count_noise) ** -2
     if rest <= 0:
-        raise ConfigError(f"server DP: the count of unclipped updates needs noise above {z / 2:.3g} for a total "
-                          f"noise multiplier of {z:.3g} (it has {count_noise:.3g}); raise the count noise or use "
-                          f"fixed clipping")
-    return rest ** -0.5
+        raise ConfigError(
+            f"server DP: the count of unclipped updates needs noise above {z / 2:.3g} for a total "
+            f"noise multiplier of {z:.3g} (it has {count_noise:.3g}); raise the count noise or use "
+            f"fixed clipping"
+        )
+    return rest**-0.5
 
 
 def flat(state: Mapping[str, Tensor], keys: Sequence[str]) -> Tensor:
     """The floating tensors of ``keys`` as one float64 vector."""
-    return torch.cat([state[k].detach().reshape(-1).to("cpu", torch.float64) for k in keys]) if keys else \
-        torch.zeros(0, dtype=torch.float64)
+    return (
+        torch.cat([state[k].detach().reshape(-1).to("cpu", torch.float64) for k in keys])
+        if keys
+        else torch.zeros(0, dtype=torch.float64)
+    )
 
 
 def unflat(vector: Tensor, like: Mapping[str, Tensor], keys: Sequence[str]) -> dict[str, Tensor]:
@@ -87,7 +92,7 @@ def unflat(vector: Tensor, like: Mapping[str, Tensor], keys: Sequence[str]) -> d
     for k in keys:
         ref = like[k]
         n = ref.numel()
-        out[k] = vector[start:start + n].reshape(ref.shape).to(device=ref.device, dtype=ref.dtype)
+        out[k] = vector[start : start + n].reshape(ref.shape).to(device=ref.device, dtype=ref.dtype)
         start += n
     return out
 
@@ -111,9 +116,14 @@ class PrivateAggregation:
     :meth:`record` writes the round's figures.
     """
 
-    def __init__(self, config: ExperimentConfig, clients: Sequence[ClientInfo], strategy: Strategy,
-                 tiers: Mapping[int, Any] | None = None,
-                 log: Callable[..., None] = lambda message, level="info": None) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        clients: Sequence[ClientInfo],
+        strategy: Strategy,
+        tiers: Mapping[int, Any] | None = None,
+        log: Callable[..., None] = lambda message, level="info": None,
+    ) -> None:
         self.dp = getattr(config, "server_dp", None)
         self.sa = getattr(config, "secure_aggregation", None)
         self.active = self.dp is not None or self.sa is not None
@@ -138,22 +148,37 @@ class PrivateAggregation:
         z = self.dp.noise_multiplier
         self.calibrated = z is None
         if z is None:
-            z = noise_for(float(self.dp.target_epsilon), self.delta, self.rate, int(config.rounds), self.dp.accountant)
+            z = noise_for(
+                float(self.dp.target_epsilon), self.delta, self.rate, int(config.rounds), self.dp.accountant
+            )
         self.z = float(z)
         m = max(1.0, self.rate * n)
         self.count_noise = None
         if self.dp.clipping == "adaptive":
-            self.count_noise = float(self.dp.count_noise) if self.dp.count_noise is not None else max(m / 20, 2 * self.z)
+            self.count_noise = (
+                float(self.dp.count_noise) if self.dp.count_noise is not None else max(m / 20, 2 * self.z)
+            )
         self.z_update = update_noise(self.z, self.count_noise)
-        how = (f"calibrated to epsilon {fmt_epsilon(self.dp.target_epsilon)} over {config.rounds} rounds"
-               if self.calibrated else "as set")
-        adaptive = (f", adaptive clipping towards the {self.dp.target_quantile:g} quantile (count noise "
-                    f"{self.count_noise:.3g}, update noise {self.z_update:.3g})" if self.count_noise else "")
-        log(f"server DP (DP-FedAvg): clipping norm {self.dp.clip_norm:g}, noise multiplier {self.z:.3g} ({how}), "
-            f"clients sampled independently with probability {self.rate:g}, delta {self.delta:.3g}{adaptive}")
+        how = (
+            f"calibrated to epsilon {fmt_epsilon(self.dp.target_epsilon)} over {config.rounds} rounds"
+            if self.calibrated
+            else "as set"
+        )
+        adaptive = (
+            f", adaptive clipping towards the {self.dp.target_quantile:g} quantile (count noise "
+            f"{self.count_noise:.3g}, update noise {self.z_update:.3g})"
+            if self.count_noise
+            else ""
+        )
+        log(
+            f"server DP (DP-FedAvg): clipping norm {self.dp.clip_norm:g}, noise multiplier {self.z:.3g} ({how}), "
+            f"clients sampled independently with probability {self.rate:g}, delta {self.delta:.3g}{adaptive}"
+        )
 
     # ---- before training ---------------------------------------------------------------------------
-    def select(self, candidates: list[ClientInfo], rng: np.random.Generator, fraction: float) -> list[ClientInfo]:
+    def select(
+        self, candidates: list[ClientInfo], rng: np.random.Generator, fraction: float
+    ) -> list[ClientInfo]:
         """Poisson sampling: every candidate independently with probability ``fraction``."""
         if fraction >= 1:
             return list(candidates)
@@ -174,8 +199,9 @@ class PrivateAggregation:
         for c in selected:
             self.groups.setdefault(self.strategy.group(c), GroupRound()).members.append(c.id)
 
-    def traffic(self, results: Sequence[Any], up: dict[int, int], down: dict[int, int],
-                selected: Sequence[ClientInfo]) -> dict[int, float]:
+    def traffic(
+        self, results: Sequence[Any], up: dict[int, int], down: dict[int, int], selected: Sequence[ClientInfo]
+    ) -> dict[int, float]:
         """Add secure aggregation's extra bytes to ``up``/``down`` (in place, before the clock
         turns bytes into time) and return each client's protocol work in operations."""
         if self.sa is None:
@@ -189,8 +215,14 @@ class PrivateAggregation:
             survivors = [cid for cid in g.members if cid in reported]
             for cid in g.members:
                 if cid in reported:
-                    elements = sum(t.numel() for t in reported[cid].payload.values()
-                                   if isinstance(t, Tensor) and t.is_floating_point()) + 1
+                    elements = (
+                        sum(
+                            t.numel()
+                            for t in reported[cid].payload.values()
+                            if isinstance(t, Tensor) and t.is_floating_point()
+                        )
+                        + 1
+                    )
                     extra_up, extra_down = secagg.traffic(n, len(survivors), elements)
                     work[cid] = secagg.client_ops(n, elements)
                 else:
@@ -198,7 +230,8 @@ class PrivateAggregation:
                 up[cid] = up.get(cid, 0) + extra_up
                 down[cid] = down.get(cid, 0) + extra_down
                 self.client_figures.setdefault(cid, {}).update(
-                    {"secagg_bytes_up": float(extra_up), "secagg_bytes_down": float(extra_down)})
+                    {"secagg_bytes_up": float(extra_up), "secagg_bytes_down": float(extra_down)}
+                )
         return work
 
     # ---- the mean ----------------------------------------------------------------------------------------
@@ -212,12 +245,21 @@ class PrivateAggregation:
             by_group.setdefault(self.strategy.group(r.client), []).append(r)
         state = self.strategy.state["global"]
         for g, members in by_group.items():
-            avg = self.mean([r.payload for r in members], [r.n_samples for r in members], state[g],
-                            [r.client.id for r in members])
+            avg = self.mean(
+                [r.payload for r in members],
+                [r.n_samples for r in members],
+                state[g],
+                [r.client.id for r in members],
+            )
             state[g] = self.strategy.server_update(g, state[g], avg)
 
-    def mean(self, states: Sequence[Mapping[str, Tensor]], weights: Sequence[float],
-             reference: Mapping[str, Tensor], who: Sequence[int]) -> dict[str, Tensor]:
+    def mean(
+        self,
+        states: Sequence[Mapping[str, Tensor]],
+        weights: Sequence[float],
+        reference: Mapping[str, Tensor],
+        who: Sequence[int],
+    ) -> dict[str, Tensor]:
         """One group's new average from its reporting clients' payloads (same keys and shapes as
         ``reference``, the group's current global state). On a failed secure round the
         reference comes back unchanged and the round's events say why."""
@@ -230,8 +272,10 @@ class PrivateAggregation:
             else:
                 vector = self._plain_mean(states, weights, keys, who, info, group)
         except secagg.SecureAggregationFailed as exc:
-            message = (f"round {self.round}: secure aggregation of {'the federation' if group == 'all' else 'a group'} "
-                       f"could not complete: {exc}; the round's updates are discarded")
+            message = (
+                f"round {self.round}: secure aggregation of {'the federation' if group == 'all' else 'a group'} "
+                f"could not complete: {exc}; the round's updates are discarded"
+            )
             self.failures.append(message)
             return dict(reference)
         out = dict(reference)
@@ -244,7 +288,9 @@ class PrivateAggregation:
             return torch.stack(list(vectors.values())).sum(0)
         outcome = secagg.secure_sum(vectors, info.members, self.seed, self.round, group, self.sa.threshold)
         if outcome.dropped:
-            self.figures["secagg_recovered"] = self.figures.get("secagg_recovered", 0.0) + len(outcome.dropped)
+            self.figures["secagg_recovered"] = self.figures.get("secagg_recovered", 0.0) + len(
+                outcome.dropped
+            )
         return outcome.total
 
     def _plain_mean(self, states, weights, keys, who, info, group) -> Tensor:
@@ -267,9 +313,12 @@ class PrivateAggregation:
             norm = float(delta.norm())
             norms.append(norm)
             scale = min(1.0, c / (norm + 1e-12))
-            vectors[int(cid)] = torch.cat([delta * scale, torch.tensor([1.0 if norm <= c else 0.0],
-                                                                       dtype=torch.float64)])
-            self.client_figures.setdefault(int(cid), {}).update({"update_norm": norm, "update_clipped": float(norm > c)})
+            vectors[int(cid)] = torch.cat(
+                [delta * scale, torch.tensor([1.0 if norm <= c else 0.0], dtype=torch.float64)]
+            )
+            self.client_figures.setdefault(int(cid), {}).update(
+                {"update_norm": norm, "update_clipped": float(norm > c)}
+            )
         total = self._sum(vectors, info, group)
         g = generator(self.seed, "server-dp", self.round, group)
         noise = torch.normal(0.0, self.z_update * c, (len(base),), generator=g, dtype=torch.float64)
@@ -278,12 +327,16 @@ class PrivateAggregation:
         self.figures["dp_clip_norm"] = float(np.mean(list(self.clip.values())))
         self.figures["dp_clipped_share"] = float(np.mean([n > c for n in norms])) if norms else 0.0
         if self.count_noise is not None:  # Andrew et al.: the noisy share of updates within the norm
-            b = (float(total[-1]) + float(torch.normal(0.0, self.count_noise, (1,), generator=g))) / denominator
+            b = (
+                float(total[-1]) + float(torch.normal(0.0, self.count_noise, (1,), generator=g))
+            ) / denominator
             self.clip[group] = c * math.exp(-self.dp.clip_lr * (b - self.dp.target_quantile))
         return mean
 
     # ---- after the round ------------------------------------------------------------------------------
-    def record(self, per_client: dict[int, dict[str, float]], round_metrics: dict[str, float]) -> list[tuple[str, str]]:
+    def record(
+        self, per_client: dict[int, dict[str, float]], round_metrics: dict[str, float]
+    ) -> list[tuple[str, str]]:
         """Write the round's figures (``server_epsilon``, clipping norm, secure-aggregation bytes
         and recoveries) and return its events."""
         if not self.active:
@@ -310,13 +363,22 @@ class PrivateAggregation:
         the user-level epsilon spent so far) and ``secure_aggregation``, each only when on."""
         out: dict[str, Any] = {}
         if self.dp is not None:
-            out["server_dp"] = {"mechanism": "DP-FedAvg (user-level)", "epsilon": self.epsilon(), "delta": self.delta,
-                                "noise_multiplier": self.z, "clip_norm": float(self.dp.clip_norm),
-                                "clipping": self.dp.clipping, "sample_rate": self.rate, "rounds": self.steps,
-                                "accountant": self.dp.accountant}
+            out["server_dp"] = {
+                "mechanism": "DP-FedAvg (user-level)",
+                "epsilon": self.epsilon(),
+                "delta": self.delta,
+                "noise_multiplier": self.z,
+                "clip_norm": float(self.dp.clip_norm),
+                "clipping": self.dp.clipping,
+                "sample_rate": self.rate,
+                "rounds": self.steps,
+                "accountant": self.dp.accountant,
+            }
         if self.sa is not None:
-            out["secure_aggregation"] = {"mechanism": "secure aggregation (simulated, Bonawitz et al. 2017)",
-                                         "threshold": float(self.sa.threshold)}
+            out["secure_aggregation"] = {
+                "mechanism": "secure aggregation (simulated, Bonawitz et al. 2017)",
+                "threshold": float(self.sa.threshold),
+            }
         return out or None
 
     def state_dict(self) -> dict[str, Any]:

@@ -21,7 +21,13 @@ import pandas as pd
 from engine.errors import ConfigError, StorageError
 from engine.reporting.report import build_report
 from engine.reporting.tables import (
-    client_table, config_json, id_list, manifest, round_table, runs_summary, seed_summary,
+    client_table,
+    config_json,
+    id_list,
+    manifest,
+    round_table,
+    runs_summary,
+    seed_summary,
 )
 from engine.sanitize import csv_text, safe_filename, write_csv
 from engine.tracking.storage import Store
@@ -41,27 +47,81 @@ class Format:
     """Whether it takes several runs into one file."""
 
 
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("csv", ".csv", "text/csv", "round metrics, one row per round (wide)",
-           lambda store, ids, target, title: csv_text(round_table(store, target)), True),
-    Format("rounds-long-csv", ".csv", "text/csv", "round metrics, one row per round and metric (long)",
-           lambda store, ids, target, title: csv_text(store.round_metrics(ids)), True),
-    Format("clients-csv", ".csv", "text/csv", "client metrics, one row per round, client and metric (long)",
-           lambda store, ids, target, title: csv_text(client_table(store, ids)), True),
-    Format("clients-wide-csv", ".csv", "text/csv", "client metrics, one row per round and client (wide)",
-           lambda store, ids, target, title: csv_text(client_table(store, ids, wide=True)), True),
-    Format("summary-csv", ".csv", "text/csv", "one row per run: settings and final figures",
-           lambda store, ids, target, title: csv_text(runs_summary(store, ids)), True),
-    Format("seeds-csv", ".csv", "text/csv", "final figures averaged over the seeds of each setting (mean, std)",
-           lambda store, ids, target, title: csv_text(seed_summary(store, ids)), True),
-    Format("json", ".json", "application/json", "the full config, re-runnable with python -m engine run",
-           lambda store, ids, target, title: config_json(store, ids[0])),
-    Format("manifest", ".json", "application/json",
-           "reproducibility manifest: seed, partition fingerprint, versions, devices, times",
-           lambda store, ids, target, title: _json(manifest(store, ids[0]))),
-    Format("html", ".html", "text/html", "self-contained HTML report: charts, config, roster, summary",
-           lambda store, ids, target, title: build_report(store, ids, title=title), True),
-)}
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format(
+            "csv",
+            ".csv",
+            "text/csv",
+            "round metrics, one row per round (wide)",
+            lambda store, ids, target, title: csv_text(round_table(store, target)),
+            True,
+        ),
+        Format(
+            "rounds-long-csv",
+            ".csv",
+            "text/csv",
+            "round metrics, one row per round and metric (long)",
+            lambda store, ids, target, title: csv_text(store.round_metrics(ids)),
+            True,
+        ),
+        Format(
+            "clients-csv",
+            ".csv",
+            "text/csv",
+            "client metrics, one row per round, client and metric (long)",
+            lambda store, ids, target, title: csv_text(client_table(store, ids)),
+            True,
+        ),
+        Format(
+            "clients-wide-csv",
+            ".csv",
+            "text/csv",
+            "client metrics, one row per round and client (wide)",
+            lambda store, ids, target, title: csv_text(client_table(store, ids, wide=True)),
+            True,
+        ),
+        Format(
+            "summary-csv",
+            ".csv",
+            "text/csv",
+            "one row per run: settings and final figures",
+            lambda store, ids, target, title: csv_text(runs_summary(store, ids)),
+            True,
+        ),
+        Format(
+            "seeds-csv",
+            ".csv",
+            "text/csv",
+            "final figures averaged over the seeds of each setting (mean, std)",
+            lambda store, ids, target, title: csv_text(seed_summary(store, ids)),
+            True,
+        ),
+        Format(
+            "json",
+            ".json",
+            "application/json",
+            "the full config, re-runnable with python -m engine run",
+            lambda store, ids, target, title: config_json(store, ids[0]),
+        ),
+        Format(
+            "manifest",
+            ".json",
+            "application/json",
+            "reproducibility manifest: seed, partition fingerprint, versions, devices, times",
+            lambda store, ids, target, title: _json(manifest(store, ids[0])),
+        ),
+        Format(
+            "html",
+            ".html",
+            "text/html",
+            "self-contained HTML report: charts, config, roster, summary",
+            lambda store, ids, target, title: build_report(store, ids, title=title),
+            True,
+        ),
+    )
+}
 
 
 def _json(value: Any) -> str:
@@ -114,8 +174,9 @@ def render(store: Store, run_ids: str | Sequence[str], fmt: str, *, title: str |
     return Rendered(default_filename(store, ids, f.name), text.encode("utf-8"), f.mime)
 
 
-def export_runs(store: Store, run_ids: str | Sequence[str], fmt: str, out: Path, *,
-                title: str | None = None) -> Path:
+def export_runs(
+    store: Store, run_ids: str | Sequence[str], fmt: str, out: Path, *, title: str | None = None
+) -> Path:
     """Write an export of one or several runs to ``out`` (its file name is sanitised; a folder
     gets the default file name). Returns the path written.
 
@@ -123,7 +184,9 @@ def export_runs(store: Store, run_ids: str | Sequence[str], fmt: str, out: Path,
     """
     rendered = render(store, run_ids, fmt, title=title)
     out = Path(out)
-    out = out / rendered.filename if out.is_dir() else out.with_name(safe_filename(out.name, rendered.filename))
+    out = (
+        out / rendered.filename if out.is_dir() else out.with_name(safe_filename(out.name, rendered.filename))
+    )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.part")

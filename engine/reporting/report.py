@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.errors import ConfigError, StorageError
 from engine.core.metrics import Metric, client_key, headline_keys, run_primary, shared_primary, summary_keys
+from engine.errors import ConfigError, StorageError
 from engine.reporting import charts
 from engine.reporting.charts import headline_label
 from engine.reporting.tables import manifest, runs_summary, seed_summary
@@ -28,10 +28,15 @@ from engine.reporting.verdict import verdicts_for
 from engine.sanitize import safe_filename
 from engine.tracking.storage import Store
 
+
 def _short(keys: Sequence[str]) -> dict[str, str]:
     """Short column headers of summary keys (the full name is the header's tooltip)."""
-    out = {k: headline_label(k) if k.startswith(("best_local", "local_")) and k.endswith("_mean")
-           else charts.short_label(k) for k in keys}
+    out = {
+        k: headline_label(k)
+        if k.startswith(("best_local", "local_")) and k.endswith("_mean")
+        else charts.short_label(k)
+        for k in keys
+    }
     out.update({"cum_bytes_up": "MB uploaded", "sim_time_s": "simulated s"})
     return out
 
@@ -68,12 +73,16 @@ def _number(value: Any) -> str:
     return _esc(value)
 
 
-def _table(df: pd.DataFrame, columns: Sequence[str] | None = None, labels: dict[str, str] | None = None) -> str:
+def _table(
+    df: pd.DataFrame, columns: Sequence[str] | None = None, labels: dict[str, str] | None = None
+) -> str:
     if df.empty:
         return '<p class="note">Nothing recorded.</p>'
     columns = [c for c in (columns or df.columns) if c in df.columns]
     labels = labels or {}
-    head = "".join(f'<th title="{_esc(charts.metric_label(c))}">{_esc(labels.get(c, c))}</th>' for c in columns)
+    head = "".join(
+        f'<th title="{_esc(charts.metric_label(c))}">{_esc(labels.get(c, c))}</th>' for c in columns
+    )
     rows = []
     for record in df[columns].to_dict("records"):
         cells = []
@@ -99,9 +108,12 @@ class _Figures:
         self.count = 0
 
     def html(self, fig: go.Figure) -> str:
-        fragment = fig.to_html(full_html=False, include_plotlyjs=self.count == 0,
-                               config={"displaylogo": False, "responsive": True},
-                               div_id=f"chart-{self.count}")
+        fragment = fig.to_html(
+            full_html=False,
+            include_plotlyjs=self.count == 0,
+            config={"displaylogo": False, "responsive": True},
+            div_id=f"chart-{self.count}",
+        )
         self.count += 1
         return f'<div class="chart">{fragment}</div>'
 
@@ -121,13 +133,17 @@ def _verdict_html(store: Store, ids: Sequence[str], figures: _Figures) -> list[s
         return []
     parts = ["<h2>Verdict</h2>"]
     if not verdicts:
-        parts.append('<p class="note">No strategy run here has a paired <code>local</code> run on the same split '
-                     'and seed; launch one to see whether collaborating pays.</p>')
+        parts.append(
+            '<p class="note">No strategy run here has a paired <code>local</code> run on the same split '
+            "and seed; launch one to see whether collaborating pays.</p>"
+        )
         return parts
     for v in verdicts:
         parts.append(f'<p class="verdict verdict-{_esc(v.outcome)}"><strong>{_esc(v.sentence)}</strong></p>')
-    parts.append(f'<p class="note">{_esc(verdicts[0].interval_note)} Figures at each client\'s best validation '
-                 f'round.</p>')
+    parts.append(
+        f'<p class="note">{_esc(verdicts[0].interval_note)} Figures at each client\'s best validation '
+        f"round.</p>"
+    )
     local = [v for v in verdicts if v.baseline == "local"] or verdicts
     parts.append(figures.html(charts.gains(local)))
     parts.append(_json_script("verdict-data", [v.as_dict() for v in verdicts]))
@@ -146,14 +162,24 @@ def _summary_html(store: Store, ids: Sequence[str], metric: Metric) -> list[str]
     if "cum_bytes_up" in table:
         table["cum_bytes_up"] = table["cum_bytes_up"] / 1e6
     parts.append("<h2>Summary</h2>")
-    parts.append(_table(table, ["name", "status", "setting", "dataset", "seed", "n_clients", "rounds", *metrics],
-                        {"n_clients": "clients", **short}))
+    parts.append(
+        _table(
+            table,
+            ["name", "status", "setting", "dataset", "seed", "n_clients", "rounds", *metrics],
+            {"n_clients": "clients", **short},
+        )
+    )
     seeds = seed_summary(store, ids, metrics=metrics)
     if not seeds.empty and (seeds["n"] > 1).any():
         seeds = seeds[seeds["n"] > 1]
         scale = {"cum_bytes_up": 1e6}
-        grid = seeds.pivot_table(index=["group_id", "setting", "n", "seeds"], columns="metric", aggfunc="first",
-                                 values=["mean", "std"], sort=False)
+        grid = seeds.pivot_table(
+            index=["group_id", "setting", "n", "seeds"],
+            columns="metric",
+            aggfunc="first",
+            values=["mean", "std"],
+            sort=False,
+        )
         rows = []
         for (group_id, setting, n, seed_list), row in grid.iterrows():
             cells = {"setting": setting, "seeds": f"{n} ({seed_list})"}
@@ -168,8 +194,15 @@ def _summary_html(store: Store, ids: Sequence[str], metric: Metric) -> list[str]
     return parts
 
 
-def _charts_html(round_df: pd.DataFrame, client_df: pd.DataFrame, runs: list[dict[str, Any]], primary: str | None,
-                 metric: Metric, client_metric: str | None, figures: _Figures) -> list[str]:
+def _charts_html(
+    round_df: pd.DataFrame,
+    client_df: pd.DataFrame,
+    runs: list[dict[str, Any]],
+    primary: str | None,
+    metric: Metric,
+    client_metric: str | None,
+    figures: _Figures,
+) -> list[str]:
     """Learning curves, communication and time, and the clients' spread."""
     keys = set(round_df["key"]) if not round_df.empty else set()
     parts: list[str] = []
@@ -183,11 +216,29 @@ def _charts_html(round_df: pd.DataFrame, client_df: pd.DataFrame, runs: list[dic
                 parts.append(figures.html(charts.curves(round_df, extra, runs=runs)))
         parts.append("<h2>Communication and time</h2>")
         if "cum_bytes_up" in keys:
-            parts.append(figures.html(charts.curves(round_df, primary, x="cum_bytes_up", runs=runs,
-                                                    title=f"{charts.metric_label(primary)} vs data uploaded")))
+            parts.append(
+                figures.html(
+                    charts.curves(
+                        round_df,
+                        primary,
+                        x="cum_bytes_up",
+                        runs=runs,
+                        title=f"{charts.metric_label(primary)} vs data uploaded",
+                    )
+                )
+            )
         if "sim_time_s" in keys:
-            parts.append(figures.html(charts.curves(round_df, primary, x="sim_time_s", runs=runs,
-                                                    title=f"{charts.metric_label(primary)} vs simulated time")))
+            parts.append(
+                figures.html(
+                    charts.curves(
+                        round_df,
+                        primary,
+                        x="sim_time_s",
+                        runs=runs,
+                        title=f"{charts.metric_label(primary)} vs simulated time",
+                    )
+                )
+            )
         parts.append(figures.html(charts.communication(round_df, runs=runs)))
     if client_metric:
         parts.append("<h2>Clients</h2>")
@@ -195,19 +246,30 @@ def _charts_html(round_df: pd.DataFrame, client_df: pd.DataFrame, runs: list[dic
     return parts
 
 
-def _run_html(store: Store, run: dict[str, Any], client_df: pd.DataFrame, roster: pd.DataFrame,
-              client_metric: str | None, figures: _Figures, first_without: bool) -> list[str]:
+def _run_html(
+    store: Store,
+    run: dict[str, Any],
+    client_df: pd.DataFrame,
+    roster: pd.DataFrame,
+    client_metric: str | None,
+    figures: _Figures,
+    first_without: bool,
+) -> list[str]:
     """One run's section: its status, per-client charts (``client_metric``; ``first_without``:
     the first run past :data:`PER_RUN_CHARTS`, which says why it has none), roster, config,
     manifest and event log."""
     parts: list[str] = []
     run_id = run["id"]
-    parts.append(f'<h2 id="run-{_esc(run_id)}">Run {_esc(run["name"])} '
-                 f'<span class="meta">({_esc(run_id)}, <span class="status-{_esc(run["status"])}">'
-                 f'{_esc(run["status"])}</span>)</span></h2>')
+    parts.append(
+        f'<h2 id="run-{_esc(run_id)}">Run {_esc(run["name"])} '
+        f'<span class="meta">({_esc(run_id)}, <span class="status-{_esc(run["status"])}">'
+        f"{_esc(run['status'])}</span>)</span></h2>"
+    )
     if run.get("error"):
-        parts.append(f"<p><strong>{'Error' if run['status'] == 'failed' else 'Note'}:</strong> "
-                     f"{_esc(run['error'])}</p>")
+        parts.append(
+            f"<p><strong>{'Error' if run['status'] == 'failed' else 'Note'}:</strong> "
+            f"{_esc(run['error'])}</p>"
+        )
     if client_metric and not first_without:
         parts.append(figures.html(charts.final_client_bars(client_df, client_metric, roster, run_id=run_id)))
         parts.append(figures.html(charts.client_heatmap(client_df, client_metric, roster, run_id=run_id)))
@@ -215,21 +277,47 @@ def _run_html(store: Store, run: dict[str, Any], client_df: pd.DataFrame, roster
         parts.append(f'<p class="note">Per-client charts are shown for the first {PER_RUN_CHARTS} runs.</p>')
     parts.append("<h3>Roster</h3>")
     mine = roster[roster["run_id"] == run_id] if not roster.empty else roster
-    parts.append(_table(mine, ["client_id", "name", "arch", "n_params", "n_train", "n_test", "tier", "device",
-                               "join_round", "preprocessing", "optimizer", "lr", "epochs", "batch_size"]))
+    parts.append(
+        _table(
+            mine,
+            [
+                "client_id",
+                "name",
+                "arch",
+                "n_params",
+                "n_train",
+                "n_test",
+                "tier",
+                "device",
+                "join_round",
+                "preprocessing",
+                "optimizer",
+                "lr",
+                "epochs",
+                "batch_size",
+            ],
+        )
+    )
     config = run["config"]
-    parts.append("<details><summary>Config (re-run with <code>python -m engine run config.json</code>)</summary>"
-                 f"<pre>{_esc(json.dumps(config, indent=2))}</pre></details>")
+    parts.append(
+        "<details><summary>Config (re-run with <code>python -m engine run config.json</code>)</summary>"
+        f"<pre>{_esc(json.dumps(config, indent=2))}</pre></details>"
+    )
     parts.append(_json_script(f"config-{run_id}", config))
-    parts.append("<details><summary>Reproducibility manifest</summary>"
-                 f"<pre>{_esc(json.dumps(manifest(store, run_id), indent=2, default=str))}</pre></details>")
+    parts.append(
+        "<details><summary>Reproducibility manifest</summary>"
+        f"<pre>{_esc(json.dumps(manifest(store, run_id), indent=2, default=str))}</pre></details>"
+    )
     events = store.events(run_id)
     if not events.empty:
         events = events.tail(200).copy()
         events["time"] = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) for t in events["ts"]]
         events["round"] = [("" if pd.isna(r) else int(r)) for r in events["round"]]
-        parts.append("<details><summary>Event log</summary>"
-                     + _table(events, ["time", "round", "level", "message"]) + "</details>")
+        parts.append(
+            "<details><summary>Event log</summary>"
+            + _table(events, ["time", "round", "level", "message"])
+            + "</details>"
+        )
     return parts
 
 
@@ -253,23 +341,48 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
     figures = _Figures()
     parts: list[str] = [
         f"<h1>{_esc(title)}</h1>",
-        (f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M %Z")} by FedMosaic · '
-         f"{len(runs)} run{'s' if len(runs) != 1 else ''} · opens offline in any browser</p>"),
+        (
+            f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M %Z")} by FedMosaic · '
+            f"{len(runs)} run{'s' if len(runs) != 1 else ''} · opens offline in any browser</p>"
+        ),
     ]
 
     parts.extend(_summary_html(store, ids, metric))
     parts.extend(_verdict_html(store, ids, figures))
     client_keys = set(client_df["key"]) if not client_df.empty else set()
-    client_metric = next((k for k in (client_key(metric), client_key(metric, best=False), "local_acc", "local_r2",
-                                      "local_loss") if k in client_keys), None)
+    client_metric = next(
+        (
+            k
+            for k in (
+                client_key(metric),
+                client_key(metric, best=False),
+                "local_acc",
+                "local_r2",
+                "local_loss",
+            )
+            if k in client_keys
+        ),
+        None,
+    )
     parts.extend(_charts_html(round_df, client_df, runs, primary, metric, client_metric, figures))
     for i, run in enumerate(runs):
-        parts.extend(_run_html(store, run, client_df, roster, client_metric if i <= PER_RUN_CHARTS else None,
-                               figures, i == PER_RUN_CHARTS))
+        parts.extend(
+            _run_html(
+                store,
+                run,
+                client_df,
+                roster,
+                client_metric if i <= PER_RUN_CHARTS else None,
+                figures,
+                i == PER_RUN_CHARTS,
+            )
+        )
     body = "\n".join(parts)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
 
 
 def write_report(store: Store, run_ids: Sequence[str], out: Path, *, title: str | None = None) -> Path:

@@ -13,14 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from engine.reporting.charts import headline_label
-from engine.reporting.export import render
 from engine.core.metrics import headline as metrics_headline
 from engine.core.metrics import headline_key, run_primary, shared_primary
+from engine.reporting.charts import headline_label
+from engine.reporting.export import render
+from engine.reporting.verdict import overfitting, verdicts_for
 from engine.robustness import report as robustness_report
 from engine.robustness.design import defence_label
 from engine.tracking.storage import Store
-from engine.reporting.verdict import overfitting, verdicts_for
 
 
 def headline(summary: dict[str, Any] | None) -> tuple[str | None, float | None]:
@@ -40,25 +40,66 @@ def runs_frame(store: Store, *, status: Sequence[str] = (), search: str = "") ->
         tags = r.get("tags") if isinstance(r.get("tags"), list) else []
         started, finished = r.get("started_at"), r.get("finished_at")
         end = finished or (r.get("heartbeat_at") if r.get("status") in ("running",) else None) or finished
-        rows.append({
-            "id": r["id"], "name": r.get("name") or "", "status": r.get("status") or "",
-            "progress": (cur / rounds) if rounds else 0.0, "round": cur, "rounds": rounds,
-            "strategy": r.get("strategy") or "", "dataset": r.get("dataset") or "",
-            "clients": int(r.get("n_clients") or 0), "seed": r.get("seed"), "tags": ", ".join(map(str, tags)),
-            "group": r.get("group_id") or "",
-            "created": pd.to_datetime(r.get("created_at"), unit="s") if r.get("created_at") else pd.NaT,
-            "duration_s": (end - started) if started and end else None,
-            "metric": headline_label(key), "value": value, "error": r.get("error") or "",
-        })
-    frame = pd.DataFrame(rows, columns=["id", "name", "status", "progress", "round", "rounds", "strategy",
-                                        "dataset", "clients", "seed", "tags", "group", "created",
-                                        "duration_s", "metric", "value", "error"])
+        rows.append(
+            {
+                "id": r["id"],
+                "name": r.get("name") or "",
+                "status": r.get("status") or "",
+                "progress": (cur / rounds) if rounds else 0.0,
+                "round": cur,
+                "rounds": rounds,
+                "strategy": r.get("strategy") or "",
+                "dataset": r.get("dataset") or "",
+                "clients": int(r.get("n_clients") or 0),
+                "seed": r.get("seed"),
+                "tags": ", ".join(map(str, tags)),
+                "group": r.get("group_id") or "",
+                "created": pd.to_datetime(r.get("created_at"), unit="s") if r.get("created_at") else pd.NaT,
+                "duration_s": (end - started) if started and end else None,
+                "metric": headline_label(key),
+                "value": value,
+                "error": r.get("error") or "",
+            }
+        )
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "name",
+            "status",
+            "progress",
+            "round",
+            "rounds",
+            "strategy",
+            "dataset",
+            "clients",
+            "seed",
+            "tags",
+            "group",
+            "created",
+            "duration_s",
+            "metric",
+            "value",
+            "error",
+        ],
+    )
     if status:
         frame = frame[frame["status"].isin(list(status))]
     if search.strip():
         needle = search.strip().lower()
-        hay = (frame["id"] + " " + frame["name"] + " " + frame["strategy"] + " " + frame["dataset"] + " "
-               + frame["tags"] + " " + frame["group"]).str.lower()
+        hay = (
+            frame["id"]
+            + " "
+            + frame["name"]
+            + " "
+            + frame["strategy"]
+            + " "
+            + frame["dataset"]
+            + " "
+            + frame["tags"]
+            + " "
+            + frame["group"]
+        ).str.lower()
         frame = frame[hay.str.contains(needle, regex=False)]
     return frame.reset_index(drop=True)
 
@@ -143,8 +184,9 @@ class Headline:
         return f"median {med} ({lo}–{hi})"
 
 
-def run_headline(store: Store, run_id: str, round_df: pd.DataFrame | None = None,
-                 client_df: pd.DataFrame | None = None) -> Headline:
+def run_headline(
+    store: Store, run_id: str, round_df: pd.DataFrame | None = None, client_df: pd.DataFrame | None = None
+) -> Headline:
     """The headline row of one run: primary metric at the best validation rounds and in the
     final round, the best rounds, bytes exchanged and simulated time (from the stored run)."""
     run = store.get_run(run_id)
@@ -155,10 +197,17 @@ def run_headline(store: Store, run_id: str, round_df: pd.DataFrame | None = None
     if not rounds.empty:
         evaluated = rounds[rounds["key"] == headline_key(metric, best=False)]
         rnd = int(evaluated["round"].max()) if not evaluated.empty else int(rounds["round"].max())
-        last = dict(zip(rounds[rounds["round"] == rnd]["key"], rounds[rounds["round"] == rnd]["value"], strict=True))
+        last = dict(
+            zip(rounds[rounds["round"] == rnd]["key"], rounds[rounds["round"] == rnd]["value"], strict=True)
+        )
         final_row = rounds[rounds["round"] == rounds["round"].max()]
-        last.update({k: v for k, v in zip(final_row["key"], final_row["value"], strict=True)
-                     if k.startswith(("cum_", "sim_"))})
+        last.update(
+            {
+                k: v
+                for k, v in zip(final_row["key"], final_row["value"], strict=True)
+                if k.startswith(("cum_", "sim_"))
+            }
+        )
     clients = client_df if client_df is not None else store.client_metrics(run_id)
     best_rounds: list[int] = []
     if not clients.empty:
@@ -172,10 +221,16 @@ def run_headline(store: Store, run_id: str, round_df: pd.DataFrame | None = None
 
     up, down = get("cum_bytes_up"), get("cum_bytes_down")
     reason = (run.get("manifest") or {}).get("primary_reason") or ""
-    return Headline(metric, reason, get(headline_key(metric)), get(headline_key(metric, best=False)),
-                    get(f"ref_local_{metric.key}_mean"), best_rounds,
-                    (up or 0.0) + (down or 0.0) if up is not None or down is not None else None,
-                    get("sim_time_s"))
+    return Headline(
+        metric,
+        reason,
+        get(headline_key(metric)),
+        get(headline_key(metric, best=False)),
+        get(f"ref_local_{metric.key}_mean"),
+        best_rounds,
+        (up or 0.0) + (down or 0.0) if up is not None or down is not None else None,
+        get("sim_time_s"),
+    )
 
 
 def overfitting_flag(round_df: pd.DataFrame) -> str | None:
@@ -198,9 +253,12 @@ def setting_runs(store: Store, run_id: str) -> list[str]:
     run = store.get_run(run_id)
     if not run.get("group_id"):
         return [run_id]
-    return [r["id"] for r in store.list_runs(group_id=run["group_id"])
-            if (r.get("variant") or r.get("strategy")) == (run.get("variant") or run.get("strategy"))
-            and (r["status"] == "finished" or r["id"] == run_id)]
+    return [
+        r["id"]
+        for r in store.list_runs(group_id=run["group_id"])
+        if (r.get("variant") or r.get("strategy")) == (run.get("variant") or run.get("strategy"))
+        and (r["status"] == "finished" or r["id"] == run_id)
+    ]
 
 
 def verdicts(store: Store, run_ids: Sequence[str], *, best_round: bool = True):
@@ -240,7 +298,12 @@ def run_attack(run: dict[str, Any], rounds: pd.DataFrame) -> dict[str, Any] | No
         values = rounds[rounds["key"] == key]["value"] if not rounds.empty else []
         return float(values.mean()) if len(values) else None
 
-    return {"attack": robustness_report.attack_label(config), "defence": defence_label(config.get("defence")),
-            "asr": last("backdoor_asr"),
-            "kept_attackers": mean("defence_kept_attackers"), "kept_honest": mean("defence_kept_honest"),
-            "scale_attackers": mean("defence_scale_attackers"), "scale_honest": mean("defence_scale_honest")}
+    return {
+        "attack": robustness_report.attack_label(config),
+        "defence": defence_label(config.get("defence")),
+        "asr": last("backdoor_asr"),
+        "kept_attackers": mean("defence_kept_attackers"),
+        "kept_honest": mean("defence_kept_honest"),
+        "scale_attackers": mean("defence_scale_attackers"),
+        "scale_honest": mean("defence_scale_honest"),
+    }

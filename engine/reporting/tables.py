@@ -8,13 +8,13 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
-from engine.errors import ConfigError
 from engine.core.metrics import headline, run_primary, summary_keys
+from engine.errors import ConfigError
 from engine.tracking.storage import Store
 
 
@@ -33,7 +33,7 @@ def id_list(run_ids: str | Iterable[str]) -> list[str]:
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds") if ts else None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds") if ts else None
 
 
 # ---- tables -------------------------------------------------------------------------------------
@@ -81,18 +81,36 @@ def runs_summary(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
         run = store.get_run(run_id)
         final = run.get("summary") or {}
         row: dict[str, Any] = {
-            "run_id": run_id, "name": run["name"], "status": run["status"], "strategy": run["strategy"],
-            "variant": run.get("variant") or "", "dataset": run["dataset"], "seed": run["seed"],
-            "n_clients": run["n_clients"], "rounds": run["rounds"], "rounds_done": run["current_round"],
-            "group_id": run.get("group_id") or "", "tags": "; ".join(run.get("tags") or []),
-            "parent_id": run.get("parent_id") or "", "created_at": _iso(run.get("created_at")),
-            "started_at": _iso(run.get("started_at")), "finished_at": _iso(run.get("finished_at")),
-            "duration_s": ((run["finished_at"] - run["started_at"])
-                           if run.get("finished_at") and run.get("started_at") else None),
+            "run_id": run_id,
+            "name": run["name"],
+            "status": run["status"],
+            "strategy": run["strategy"],
+            "variant": run.get("variant") or "",
+            "dataset": run["dataset"],
+            "seed": run["seed"],
+            "n_clients": run["n_clients"],
+            "rounds": run["rounds"],
+            "rounds_done": run["current_round"],
+            "group_id": run.get("group_id") or "",
+            "tags": "; ".join(run.get("tags") or []),
+            "parent_id": run.get("parent_id") or "",
+            "created_at": _iso(run.get("created_at")),
+            "started_at": _iso(run.get("started_at")),
+            "finished_at": _iso(run.get("finished_at")),
+            "duration_s": (
+                (run["finished_at"] - run["started_at"])
+                if run.get("finished_at") and run.get("started_at")
+                else None
+            ),
         }
         key, value = headline(final, run_primary(run, set(final)))
-        row.update({"primary_metric": run_primary(run, set(final)).key, "headline_key": key or "",
-                    "headline": value if value is not None else math.nan})
+        row.update(
+            {
+                "primary_metric": run_primary(run, set(final)).key,
+                "headline_key": key or "",
+                "headline": value if value is not None else math.nan,
+            }
+        )
         row.update({k: (final[k] if final[k] is not None else math.nan) for k in summary_order(run, final)})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -121,18 +139,35 @@ def seed_summary(store: Store, run_ids: Iterable[str], metrics: Sequence[str] | 
         if metrics:
             keys = list(metrics)
         else:
-            keys = list(dict.fromkeys(k for m, f in zip(members, finals, strict=True) for k in summary_order(m, f)
-                                      if not k.startswith(("ref_", "best_round"))))
+            keys = list(
+                dict.fromkeys(
+                    k
+                    for m, f in zip(members, finals, strict=True)
+                    for k in summary_order(m, f)
+                    if not k.startswith(("ref_", "best_round"))
+                )
+            )
         for key in keys:
             values = [f[key] for f in finals if f.get(key) is not None]
             if not values:
                 continue
             s = pd.Series(values, dtype=float)
-            rows.append({"group_id": group_id if members[0].get("group_id") else "", "setting": label,
-                         "metric": key, "mean": s.mean(), "std": s.std(ddof=1) if len(s) > 1 else 0.0,
-                         "min": s.min(), "max": s.max(), "n": len(s),
-                         "seeds": " ".join(str(m["seed"]) for m in members)})
-    return pd.DataFrame(rows, columns=["group_id", "setting", "metric", "mean", "std", "min", "max", "n", "seeds"])
+            rows.append(
+                {
+                    "group_id": group_id if members[0].get("group_id") else "",
+                    "setting": label,
+                    "metric": key,
+                    "mean": s.mean(),
+                    "std": s.std(ddof=1) if len(s) > 1 else 0.0,
+                    "min": s.min(),
+                    "max": s.max(),
+                    "n": len(s),
+                    "seeds": " ".join(str(m["seed"]) for m in members),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["group_id", "setting", "metric", "mean", "std", "min", "max", "n", "seeds"]
+    )
 
 
 # ---- JSON ---------------------------------------------------------------------------------------
@@ -157,19 +192,33 @@ def manifest(store: Store, run_id: str) -> dict[str, Any]:
     resumes = [m for m in events["message"].tolist() if m.startswith("resumed")] if not events.empty else []
     final = run.get("summary") or {}
     return {
-        "run_id": run_id, "name": run["name"], "status": run["status"], "seed": run["seed"],
+        "run_id": run_id,
+        "name": run["name"],
+        "status": run["status"],
+        "seed": run["seed"],
         "partition_fingerprint": recorded.get("partition_fingerprint"),
         "config_sha256": config_fingerprint(run["config"]),
-        "strategy": run["strategy"], "dataset": run["dataset"], "n_clients": run["n_clients"],
-        "rounds": run["rounds"], "rounds_done": run["current_round"],
+        "strategy": run["strategy"],
+        "dataset": run["dataset"],
+        "n_clients": run["n_clients"],
+        "rounds": run["rounds"],
+        "rounds_done": run["current_round"],
         "versions": run.get("versions") or recorded.get("versions") or {},
-        "devices": recorded.get("devices", []), "torch_threads": recorded.get("torch_threads"),
+        "devices": recorded.get("devices", []),
+        "torch_threads": recorded.get("torch_threads"),
         "preprocessing": recorded.get("preprocessing"),  # where every preprocessing statistic came from
-        "created_at": _iso(run.get("created_at")), "started_at": _iso(run.get("started_at")),
+        "created_at": _iso(run.get("created_at")),
+        "started_at": _iso(run.get("started_at")),
         "finished_at": _iso(run.get("finished_at")),
-        "duration_s": ((run["finished_at"] - run["started_at"])
-                       if run.get("finished_at") and run.get("started_at") else None),
-        "compute_s": final.get("cum_wall_s"), "resumes": resumes,
-        "group_id": run.get("group_id"), "variant": run.get("variant"), "parent_id": run.get("parent_id"),
+        "duration_s": (
+            (run["finished_at"] - run["started_at"])
+            if run.get("finished_at") and run.get("started_at")
+            else None
+        ),
+        "compute_s": final.get("cum_wall_s"),
+        "resumes": resumes,
+        "group_id": run.get("group_id"),
+        "variant": run.get("variant"),
+        "parent_id": run.get("parent_id"),
         "rerun": "python -m engine run <this run's config.json>",
     }

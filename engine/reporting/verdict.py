@@ -134,8 +134,11 @@ class Verdict:
         m = self.metric
         against = BASELINE_WORDS.get(self.baseline, self.baseline)
         size = m.diff_text(self.interval.mean, signed=False)
-        ci = (f"{100 * self.interval.level:.0f}% CI {_num(m, self.interval.low)} to {_num(m, self.interval.high)}"
-              if self.interval.defined else "")
+        ci = (
+            f"{100 * self.interval.level:.0f}% CI {_num(m, self.interval.low)} to {_num(m, self.interval.high)}"
+            if self.interval.defined
+            else ""
+        )
         n_seeds = len(self.seeds)
         over = f"over {n_seeds} seed{'s' if n_seeds != 1 else ''}"
         who = f"{self.gainers} of {len(self.clients)} client{'s' if len(self.clients) != 1 else ''} gain"
@@ -145,32 +148,53 @@ class Verdict:
         if self.outcome == "worse":
             return f"{self.strategy} falls behind {against} by {size} of {label} ({ci}) {over}; {who}."
         if self.outcome == "noise":
-            return (f"No difference beyond noise between {self.strategy} and {against}: "
-                    f"{m.diff_text(self.interval.mean)} of {label} ({ci}) {over}; {who}.")
-        return (f"{self.strategy} against {against}: {m.diff_text(self.interval.mean)} of {label} on one seed "
-                f"and one client: too little to judge; run more seeds.")
+            return (
+                f"No difference beyond noise between {self.strategy} and {against}: "
+                f"{m.diff_text(self.interval.mean)} of {label} ({ci}) {over}; {who}."
+            )
+        return (
+            f"{self.strategy} against {against}: {m.diff_text(self.interval.mean)} of {label} on one seed "
+            f"and one client: too little to judge; run more seeds."
+        )
 
     @property
     def interval_note(self) -> str:
         """What the interval is, in words (shown beside it)."""
         level = f"{100 * self.interval.level:.0f}%"
         if self.over == "seeds":
-            return (f"{level} t-interval over {len(self.seeds)} seeds of the mean paired difference over "
-                    f"clients (same split and seed for both runs).")
+            return (
+                f"{level} t-interval over {len(self.seeds)} seeds of the mean paired difference over "
+                f"clients (same split and seed for both runs)."
+            )
         if self.over == "clients":
-            return (f"One seed: the {level} interval is a t-interval over the {len(self.clients)} clients' "
-                    f"paired differences. It shows how consistent the difference is across clients, not how "
-                    f"it would move with another seed; launch 3 or more seeds to judge that.")
+            return (
+                f"One seed: the {level} interval is a t-interval over the {len(self.clients)} clients' "
+                f"paired differences. It shows how consistent the difference is across clients, not how "
+                f"it would move with another seed; launch 3 or more seeds to judge that."
+            )
         return "One seed and one client: no interval can be computed."
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (exports, JSON)."""
-        return {"strategy": self.strategy, "baseline": self.baseline, "metric": self.metric.key,
-                "seeds": list(self.seeds), "per_seed": list(self.per_seed), "mean": self.interval.mean,
-                "low": self.interval.low, "high": self.interval.high, "level": self.interval.level,
-                "over": self.over, "outcome": self.outcome, "gainers": self.gainers, "losers": self.losers,
-                "clients": len(self.clients), "best_round": self.best_round, "sentence": self.sentence,
-                "per_client": {c.name: c.mean for c in self.clients}}
+        return {
+            "strategy": self.strategy,
+            "baseline": self.baseline,
+            "metric": self.metric.key,
+            "seeds": list(self.seeds),
+            "per_seed": list(self.per_seed),
+            "mean": self.interval.mean,
+            "low": self.interval.low,
+            "high": self.interval.high,
+            "level": self.interval.level,
+            "over": self.over,
+            "outcome": self.outcome,
+            "gainers": self.gainers,
+            "losers": self.losers,
+            "clients": len(self.clients),
+            "best_round": self.best_round,
+            "sentence": self.sentence,
+            "per_client": {c.name: c.mean for c in self.clients},
+        }
 
 
 def _num(metric: Metric, value: float) -> str:
@@ -178,11 +202,18 @@ def _num(metric: Metric, value: float) -> str:
     return f"{v:.1f}" if metric.scale == 100 else f"{v:.3f}"
 
 
-def paired_verdict(strategy_figures: Mapping[int, Mapping[int, float]],
-                   baseline_figures: Mapping[int, Mapping[int, float]], metric: Metric | str, *,
-                   strategy: str, baseline: str = "local", names: Mapping[int, str] | None = None,
-                   level: float = 0.95, best_round: bool = True,
-                   pairs: Sequence[tuple[str, str]] = ()) -> Verdict:
+def paired_verdict(
+    strategy_figures: Mapping[int, Mapping[int, float]],
+    baseline_figures: Mapping[int, Mapping[int, float]],
+    metric: Metric | str,
+    *,
+    strategy: str,
+    baseline: str = "local",
+    names: Mapping[int, str] | None = None,
+    level: float = 0.95,
+    best_round: bool = True,
+    pairs: Sequence[tuple[str, str]] = (),
+) -> Verdict:
     """Compare a strategy with a baseline from their per-client figures.
 
     :param strategy_figures: ``{seed: {client_id: value}}`` of the strategy's runs.
@@ -196,8 +227,11 @@ def paired_verdict(strategy_figures: Mapping[int, Mapping[int, float]],
     diffs: dict[int, dict[int, float]] = {}
     for seed in seeds:
         a, b = strategy_figures[seed], baseline_figures[seed]
-        d = {cid: sign * (float(a[cid]) - float(b[cid])) for cid in a if cid in b
-             and _finite(a[cid]) and _finite(b[cid])}
+        d = {
+            cid: sign * (float(a[cid]) - float(b[cid]))
+            for cid in a
+            if cid in b and _finite(a[cid]) and _finite(b[cid])
+        }
         if d:
             diffs[seed] = d
     if not diffs:
@@ -206,18 +240,24 @@ def paired_verdict(strategy_figures: Mapping[int, Mapping[int, float]],
     per_seed = tuple(float(np.mean(list(diffs[s].values()))) for s in seeds)
     ids = sorted(set().union(*[set(d) for d in diffs.values()]))
     names = names or {}
-    clients = tuple(ClientGain(cid, str(names.get(cid, f"client {cid}")),
-                               tuple(diffs[s][cid] for s in seeds if cid in diffs[s]),
-                               t_interval([diffs[s][cid] for s in seeds if cid in diffs[s]], level))
-                    for cid in ids)
+    clients = tuple(
+        ClientGain(
+            cid,
+            str(names.get(cid, f"client {cid}")),
+            tuple(diffs[s][cid] for s in seeds if cid in diffs[s]),
+            t_interval([diffs[s][cid] for s in seeds if cid in diffs[s]], level),
+        )
+        for cid in ids
+    )
     if len(seeds) >= 2:
         interval, over = t_interval(per_seed, level), "seeds"
     elif len(clients) >= 2:
         interval, over = t_interval([c.mean for c in clients], level), "clients"
     else:
         interval, over = t_interval(per_seed, level), "none"
-    return Verdict(strategy, baseline, metric, tuple(seeds), per_seed, interval, over, clients, best_round,
-                   tuple(pairs))
+    return Verdict(
+        strategy, baseline, metric, tuple(seeds), per_seed, interval, over, clients, best_round, tuple(pairs)
+    )
 
 
 def _finite(value: Any) -> bool:
@@ -241,19 +281,25 @@ class Overfitting:
 
     @property
     def message(self) -> str:
-        return (f"Overfitting: the held-out loss rose from {self.low:.3g} (round {self.low_round}) to "
-                f"{self.last:.3g} (round {self.last_round}) while the training loss fell from "
-                f"{self.train_then:.3g} to {self.train_last:.3g}. The figures shown are those at each "
-                f"client's best validation round; fewer rounds, a lower learning rate or more data would help.")
+        return (
+            f"Overfitting: the held-out loss rose from {self.low:.3g} (round {self.low_round}) to "
+            f"{self.last:.3g} (round {self.last_round}) while the training loss fell from "
+            f"{self.train_then:.3g} to {self.train_last:.3g}. The figures shown are those at each "
+            f"client's best validation round; fewer rounds, a lower learning rate or more data would help."
+        )
 
 
-def overfitting(rounds: Sequence[int], train_loss: Sequence[float], heldout_loss: Sequence[float], *,
-                rise: float = 0.1) -> Overfitting | None:
+def overfitting(
+    rounds: Sequence[int], train_loss: Sequence[float], heldout_loss: Sequence[float], *, rise: float = 0.1
+) -> Overfitting | None:
     """Flag overfitting: after its lowest point, the held-out loss ends at least ``rise`` (10%)
     higher, the lowest point is not in the last evaluated round, and the training loss fell
     between the two rounds. ``None`` when the curves do not show it (or are too short)."""
-    points = [(int(r), float(t), float(h)) for r, t, h in zip(rounds, train_loss, heldout_loss, strict=True)
-              if _finite(t) and _finite(h)]
+    points = [
+        (int(r), float(t), float(h))
+        for r, t, h in zip(rounds, train_loss, heldout_loss, strict=True)
+        if _finite(t) and _finite(h)
+    ]
     if len(points) < 3:
         return None
     low_i = min(range(len(points)), key=lambda i: points[i][2])
@@ -275,8 +321,11 @@ def pairing_key(run: Mapping[str, Any]) -> tuple[Any, ...]:
         roster = tuple(c.name for c in parse_config(config).roster())
     except Exception:  # noqa: BLE001 - an unreadable config pairs with nothing
         roster = (run.get("id"),)
-    return (int(run.get("seed") or config.get("seed") or 0), json.dumps(config.get("data") or {}, sort_keys=True),
-            roster)
+    return (
+        int(run.get("seed") or config.get("seed") or 0),
+        json.dumps(config.get("data") or {}, sort_keys=True),
+        roster,
+    )
 
 
 def setting_key(run: Mapping[str, Any]) -> tuple[str, str]:
@@ -348,8 +397,14 @@ def pair_runs(store: Any, run_ids: Sequence[str]) -> list[Pairing]:
     return out
 
 
-def verdicts_for(store: Any, run_ids: Sequence[str], *, best_round: bool = True, level: float = 0.95,
-                 metric: Metric | None = None) -> tuple[list[Verdict], list[Pairing]]:
+def verdicts_for(
+    store: Any,
+    run_ids: Sequence[str],
+    *,
+    best_round: bool = True,
+    level: float = 0.95,
+    metric: Metric | None = None,
+) -> tuple[list[Verdict], list[Pairing]]:
     """Verdicts of every strategy setting among ``run_ids`` against each baseline that has paired
     runs, on the primary metric shared by the runs (or ``metric``), and the pairings (to offer
     launching missing baselines)."""
@@ -374,18 +429,44 @@ def verdicts_for(store: Any, run_ids: Sequence[str], *, best_round: bool = True,
         for b in BASELINES:
             if not p.baselines[b]:
                 continue
-            mine = {s: per_client_values(client_df, r["id"], key) for s, r in p.runs.items() if s in p.baselines[b]}
+            mine = {
+                s: per_client_values(client_df, r["id"], key)
+                for s, r in p.runs.items()
+                if s in p.baselines[b]
+            }
             theirs = {s: per_client_values(client_df, r["id"], key) for s, r in p.baselines[b].items()}
             try:
-                verdicts.append(paired_verdict(
-                    mine, theirs, metric, strategy=label, baseline=b, names=names, level=level,
-                    best_round=best_round,
-                    pairs=[(p.runs[s]["id"], p.baselines[b][s]["id"]) for s in sorted(p.baselines[b])]))
+                verdicts.append(
+                    paired_verdict(
+                        mine,
+                        theirs,
+                        metric,
+                        strategy=label,
+                        baseline=b,
+                        names=names,
+                        level=level,
+                        best_round=best_round,
+                        pairs=[(p.runs[s]["id"], p.baselines[b][s]["id"]) for s in sorted(p.baselines[b])],
+                    )
+                )
             except ValueError:
                 continue
     return verdicts, pairings
 
 
-__all__ = ["BASELINES", "ClientGain", "Interval", "Overfitting", "Pairing", "Verdict", "overfitting",
-           "pair_runs", "paired_verdict", "pairing_key", "per_client_values", "run_primary", "t_interval",
-           "verdicts_for"]
+__all__ = [
+    "BASELINES",
+    "ClientGain",
+    "Interval",
+    "Overfitting",
+    "Pairing",
+    "Verdict",
+    "overfitting",
+    "pair_runs",
+    "paired_verdict",
+    "pairing_key",
+    "per_client_values",
+    "run_primary",
+    "t_interval",
+    "verdicts_for",
+]

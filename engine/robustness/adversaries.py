@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from engine.core import training
-from engine.robustness.attacks import ATTACKS, Attack, AttackSetting
 from engine.core.seeding import generator
+from engine.robustness.attacks import ATTACKS, Attack, AttackSetting
 
 ASR = "backdoor_asr"
 """Per client, and per round over the honest clients: the backdoor's attack success rate."""
@@ -40,8 +40,14 @@ class Adversaries:
     :param strategy: the run's strategy (where payloads carry knowledge, and how clients predict).
     """
 
-    def __init__(self, clients: Sequence[Any], fed: Any, strategy: Any, seed: int,
-                 log: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        clients: Sequence[Any],
+        fed: Any,
+        strategy: Any,
+        seed: int,
+        log: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.fed = fed
         self.strategy = strategy
         self.seed = seed
@@ -66,7 +72,9 @@ class Adversaries:
         """Replace each data attacker's training split in the federation (once, at set-up)."""
         for cid, attack in self.attacks.items():
             before = self.fed.clients[cid]
-            self.fed.clients[cid] = attack.poison(before, self.fed, generator(self.seed, "attack", cid, "data"))
+            self.fed.clients[cid] = attack.poison(
+                before, self.fed, generator(self.seed, "attack", cid, "data")
+            )
 
     # ---- 2. payloads --------------------------------------------------------------------------------
     def tamper(self, rnd: int, results: list[Any], messages: dict[int, Any]) -> list[Any]:
@@ -80,14 +88,21 @@ class Adversaries:
             if attack is None or not attack.active(rnd):
                 out.append(r)
                 continue
-            payload, changed = attack.tamper(r.payload, messages.get(r.client.id) or {}, key,
-                                             generator(self.seed, "attack", r.client.id, "round", rnd))
+            payload, changed = attack.tamper(
+                r.payload,
+                messages.get(r.client.id) or {},
+                key,
+                generator(self.seed, "attack", r.client.id, "round", rnd),
+            )
             acts = attack.acts_on != "data" or type(attack).also_sends(attack.params) is not None
             if acts and not changed and r.client.id not in self._idle:
                 self._idle.add(r.client.id)
-                self.log(f"round {rnd}: the {attack.title.lower()} of {self.names[r.client.id]} found nothing to "
-                         f"change in what {self.strategy.name} sends (it sends {type(self.strategy).sends}); "
-                         f"the client behaves honestly", "warning")
+                self.log(
+                    f"round {rnd}: the {attack.title.lower()} of {self.names[r.client.id]} found nothing to "
+                    f"change in what {self.strategy.name} sends (it sends {type(self.strategy).sends}); "
+                    f"the client behaves honestly",
+                    "warning",
+                )
             out.append(dataclasses.replace(r, payload=payload) if changed else r)
         return out
 
@@ -97,7 +112,9 @@ class Adversaries:
         seen: dict[str, int] = {}
         for cid, attack in self.attacks.items():
             if attack.backdoor:
-                seen.setdefault(json.dumps(attack.params.model_dump(exclude={"boost", "share"}), sort_keys=True), cid)
+                seen.setdefault(
+                    json.dumps(attack.params.model_dump(exclude={"boost", "share"}), sort_keys=True), cid
+                )
         return {cid: self.attacks[cid] for cid in seen.values()}
 
     def _test(self, cid: int) -> tuple[Tensor, int]:
@@ -114,8 +131,13 @@ class Adversaries:
         return f"[{self.names[cid]}]" if many else ""
 
     @torch.no_grad()
-    def scores(self, clients: Sequence[Any], states: dict[int, dict[str, Any]], devices: dict[int, torch.device],
-               build: Any) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
+    def scores(
+        self,
+        clients: Sequence[Any],
+        states: dict[int, dict[str, Any]],
+        devices: dict[int, torch.device],
+        build: Any,
+    ) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
         """The attack success rate of every client's model (``backdoor_asr`` per client) and its
         mean over the honest clients (the round's ``backdoor_asr``; over every client when all
         are attackers). Several distinct backdoors: one figure each, suffixed ``[attacker]``."""
@@ -139,8 +161,12 @@ class Adversaries:
             for c in clients:
                 state = strategy.eval_state(c, states[c.id])
                 data = self.fed.clients[c.id]
-                key = (c.arch_key, tuple(id(v) for v in state.values()), id(data.transform),
-                       c.id if custom else None)
+                key = (
+                    c.arch_key,
+                    tuple(id(v) for v in state.values()),
+                    id(data.transform),
+                    c.id if custom else None,
+                )
                 if key not in cache:
                     device = devices[c.id]
                     model = template(c.spec.model, device, build)
@@ -161,8 +187,9 @@ class Adversaries:
         return per_client, round_metrics
 
     @torch.no_grad()
-    def server_scores(self, model: torch.nn.Module, reference: Callable[[Tensor], Tensor],
-                      device: torch.device) -> dict[str, float]:
+    def server_scores(
+        self, model: torch.nn.Module, reference: Callable[[Tensor], Tensor], device: torch.device
+    ) -> dict[str, float]:
         """A server model's attack success rate (``backdoor_asr``, to be prefixed ``server_``),
         its inputs through the server's ``reference`` preprocessing."""
         backdoors = self.backdoors()
@@ -172,7 +199,9 @@ class Adversaries:
             if len(x_raw) == 0:
                 continue
             pred = training.predict(model, reference(x_raw.to(device)))
-            out[ASR + self._suffix(cid, len(backdoors) > 1)] = float((pred.argmax(1) == target).float().mean())
+            out[ASR + self._suffix(cid, len(backdoors) > 1)] = float(
+                (pred.argmax(1) == target).float().mean()
+            )
         return out
 
     # ---- the defence's view ------------------------------------------------------------------------
@@ -182,7 +211,10 @@ class Adversaries:
         factor their updates were scaled by (``defence_scale_...``)."""
         out: dict[str, float] = {}
         for key in ("defence_kept", "defence_scale"):
-            for who, pick in (("attackers", lambda cid: cid in self.attacks), ("honest", lambda cid: cid not in self.attacks)):
+            for who, pick in (
+                ("attackers", lambda cid: cid in self.attacks),
+                ("honest", lambda cid: cid not in self.attacks),
+            ):
                 values = [m[key] for cid, m in notes.items() if key in m and pick(cid)]
                 if values:
                     out[f"{key}_{who}"] = sum(values) / len(values)

@@ -69,7 +69,7 @@ def trimmed_mean(x: Tensor, trim: int) -> Tensor:
     if trim < 0 or k - 2 * trim < 1:
         raise ValueError(f"cannot trim {trim} values from each end of {k}")
     s = torch.sort(x, dim=0).values
-    return s[trim:k - trim].to(torch.float64).mean(0).to(x.dtype)
+    return s[trim : k - trim].to(torch.float64).mean(0).to(x.dtype)
 
 
 def pairwise_sq_distances(x: Tensor) -> Tensor:
@@ -94,7 +94,7 @@ def krum_scores(x: Tensor, f: int) -> Tensor:
         return torch.zeros(1, dtype=torch.float64, device=x.device)
     d = pairwise_sq_distances(x)
     d.fill_diagonal_(float("inf"))
-    nearest = torch.sort(d, dim=1).values[:, :krum_neighbours(k, f)]
+    nearest = torch.sort(d, dim=1).values[:, : krum_neighbours(k, f)]
     return nearest.sum(1)
 
 

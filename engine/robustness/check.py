@@ -16,12 +16,20 @@ from typing import Any
 from engine.robustness.attacks import ATTACKS
 from engine.robustness.defences import DEFENCES
 
-SENDS = {"weights": "model weights", "logits": "logits (what its models predict)",
-         "prototypes": "class prototypes", "nothing": "nothing"}
+SENDS = {
+    "weights": "model weights",
+    "logits": "logits (what its models predict)",
+    "prototypes": "class prototypes",
+    "nothing": "nothing",
+}
 """What a strategy's payload carries, in words."""
 
-ACTS = {"data": "its training data", "weights": "its model update", "logits": "the logits it shares",
-        "prototypes": "the prototypes it shares"}
+ACTS = {
+    "data": "its training data",
+    "weights": "its model update",
+    "logits": "the logits it shares",
+    "prototypes": "the prototypes it shares",
+}
 """Where an attack acts, in words."""
 
 
@@ -70,10 +78,15 @@ def strategy_reason(cls: Any, config: Any) -> str | None:
             if act == "data" or act == cls.sends:
                 continue
             what = attack.title.lower() if act == attack.acts_on else f"{attack.title.lower()} with a boost"
-            fix = ("set its boost to 1" if act != attack.acts_on
-                   else f"give it an attack that fits: {', '.join(fitting_attacks(cls.sends))}")
-            return (f"{who}: {what} changes {ACTS[act]}, but {cls.name} sends {SENDS.get(cls.sends, cls.sends)}; "
-                    f"{fix}")
+            fix = (
+                "set its boost to 1"
+                if act != attack.acts_on
+                else f"give it an attack that fits: {', '.join(fitting_attacks(cls.sends))}"
+            )
+            return (
+                f"{who}: {what} changes {ACTS[act]}, but {cls.name} sends {SENDS.get(cls.sends, cls.sends)}; "
+                f"{fix}"
+            )
     return defence_reason(cls, config.defence.name)
 
 
@@ -97,11 +110,15 @@ def defence_refusals(config: Any) -> list[str]:
     cls = DEFENCES.get(config.defence.name)
     out = []
     if secure_aggregation(config) and cls.individual:
-        out.append(f"defence {cls.title} must see each client's contribution, but secure aggregation shows the "
-                   f"server only their sum; turn one of them off")
+        out.append(
+            f"defence {cls.title} must see each client's contribution, but secure aggregation shows the "
+            f"server only their sum; turn one of them off"
+        )
     if server_dp(config):
-        out.append(f"defence {cls.title} replaces the average that server-side differential privacy clips and "
-                   f"noises (its privacy accounting assumes that average); use one of them")
+        out.append(
+            f"defence {cls.title} replaces the average that server-side differential privacy clips and "
+            f"noises (its privacy accounting assumes that average); use one of them"
+        )
     return out
 
 
@@ -129,18 +146,25 @@ def problems(config: Any, task: str, n_classes: int, input_spec: Any) -> tuple[l
         if why:
             errors.append(f"{who}: {why}")
         elif not strategy.collaborates:
-            warnings.append(f"{who}: {strategy.name} shares nothing, so its {attack.title.lower()} harms only its "
-                            f"own model")
+            warnings.append(
+                f"{who}: {strategy.name} shares nothing, so its {attack.title.lower()} harms only its "
+                f"own model"
+            )
         elif strategy.sends == "nothing" and attack.acts_on != "data":
-            warnings.append(f"{who}: {strategy.name} exchanges no messages, so its {attack.title.lower()} changes "
-                            f"nothing")
+            warnings.append(
+                f"{who}: {strategy.name} exchanges no messages, so its {attack.title.lower()} changes nothing"
+            )
         start = getattr(params, "start_round", 1)
         if start > config.rounds:
-            warnings.append(f"{who}: its attack starts at round {start}, after the last round "
-                            f"({config.rounds}); it never attacks")
+            warnings.append(
+                f"{who}: its attack starts at round {start}, after the last round "
+                f"({config.rounds}); it never attacks"
+            )
     if attackers and attackers * 2 >= len(roster):
-        warnings.append(f"{attackers} of {len(roster)} clients are compromised: no robust average holds once half "
-                        f"the clients are hostile")
+        warnings.append(
+            f"{attackers} of {len(roster)} clients are compromised: no robust average holds once half "
+            f"the clients are hostile"
+        )
     defence = config.defence
     if defence.name == "none":
         return errors, warnings
@@ -154,19 +178,27 @@ def problems(config: Any, task: str, n_classes: int, input_spec: Any) -> tuple[l
             key = json.dumps(spec.model, sort_keys=True) if grouped else "all"
             groups[key] = groups.get(key, 0) + 1
         need = cls.min_contributions(params)
-        fewest = min(max(1, round(config.fraction * n)) if config.fraction < 1 else n for n in groups.values())
+        fewest = min(
+            max(1, round(config.fraction * n)) if config.fraction < 1 else n for n in groups.values()
+        )
         if fewest < need:
             where = " in its smallest architecture group" if len(groups) > 1 else ""
-            warnings.append(f"defence {cls.title} needs at least {need} contributions per round to keep its guarantee; "
-                            f"about {fewest} clients take part per round{where}: add clients, raise the share of "
-                            f"clients per round{', or tolerate fewer attackers' if hasattr(params, 'attackers') else ''}")
+            warnings.append(
+                f"defence {cls.title} needs at least {need} contributions per round to keep its guarantee; "
+                f"about {fewest} clients take part per round{where}: add clients, raise the share of "
+                f"clients per round{', or tolerate fewer attackers' if hasattr(params, 'attackers') else ''}"
+            )
     tolerated = getattr(params, "attackers", None)
     if tolerated is not None and attackers > tolerated:
-        warnings.append(f"defence {cls.title} tolerates {tolerated} attacker(s) but {attackers} clients are "
-                        f"compromised; set its attackers to {attackers}")
+        warnings.append(
+            f"defence {cls.title} tolerates {tolerated} attacker(s) but {attackers} clients are "
+            f"compromised; set its attackers to {attackers}"
+        )
     trim = getattr(params, "trim", None)
     if trim is not None and attackers and math.floor(trim * len(roster) + 1e-9) < attackers:
-        warnings.append(f"defence {cls.title} drops {math.floor(trim * len(roster) + 1e-9)} value(s) at each end but "
-                        f"{attackers} clients are compromised; raise its trim to at least "
-                        f"{math.ceil(100 * attackers / len(roster)) / 100:g}")
+        warnings.append(
+            f"defence {cls.title} drops {math.floor(trim * len(roster) + 1e-9)} value(s) at each end but "
+            f"{attackers} clients are compromised; raise its trim to at least "
+            f"{math.ceil(100 * attackers / len(roster)) / 100:g}"
+        )
     return errors, warnings

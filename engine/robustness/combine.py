@@ -44,7 +44,7 @@ def unflatten(row: Tensor, like: State, keys: Sequence[str]) -> dict[str, Tensor
     for k in keys:
         ref = like[k]
         n = ref.numel()
-        out[k] = row[start:start + n].reshape(ref.shape).to(ref.dtype)
+        out[k] = row[start : start + n].reshape(ref.shape).to(ref.dtype)
         start += n
     return out
 
@@ -67,8 +67,13 @@ class Combiner:
         return self.defence is None
 
     # ---- what strategies call ----------------------------------------------------------------
-    def mean(self, states: Sequence[State], weights: Sequence[float], reference: State | None = None,
-             who: Sequence[int] | None = None) -> dict[str, Tensor]:
+    def mean(
+        self,
+        states: Sequence[State],
+        weights: Sequence[float],
+        reference: State | None = None,
+        who: Sequence[int] | None = None,
+    ) -> dict[str, Tensor]:
         """One state from ``states`` (same keys and shapes), weighted by ``weights``.
 
         :param reference: the current global state the contributions started from (norm clipping
@@ -89,15 +94,21 @@ class Combiner:
                 out[k] = states[heaviest][k].clone()
         if keys:
             ref = None
-            if reference is not None and all(k in reference and reference[k].shape == first[k].shape for k in keys):
+            if reference is not None and all(
+                k in reference and reference[k].shape == first[k].shape for k in keys
+            ):
                 ref = flatten([reference], keys)[0]
             result = self._combine(flatten(states, keys), w, ref, who)
             out.update(unflatten(result.row, first, keys))
         return {k: out[k] for k in first}
 
-    def class_means(self, means: Sequence[Tensor], counts: Sequence[Tensor],
-                    reference: tuple[Tensor, Tensor] | None = None,
-                    who: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+    def class_means(
+        self,
+        means: Sequence[Tensor],
+        counts: Sequence[Tensor],
+        reference: tuple[Tensor, Tensor] | None = None,
+        who: Sequence[int] | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Per-class combination of the clients' per-class rows ``means[k]`` ``(C, D)`` with the
         samples behind them ``counts[k]`` ``(C,)``: class ``c`` over the clients with
         ``counts[k][c] > 0``. Classes nobody holds stay zero with count 0.
@@ -123,8 +134,14 @@ class Combiner:
             out[c] = self._combine(table[rows, c], n[rows, c], ref, ids).row
         return out.to(means[0].dtype), total.to(counts[0].dtype)
 
-    def masked_mean(self, states: Sequence[State], masks: Sequence[Mapping[str, Tensor]], weights: Sequence[float],
-                    reference: State, who: Sequence[int] | None = None) -> dict[str, Tensor]:
+    def masked_mean(
+        self,
+        states: Sequence[State],
+        masks: Sequence[Mapping[str, Tensor]],
+        weights: Sequence[float],
+        reference: State,
+        who: Sequence[int] | None = None,
+    ) -> dict[str, Tensor]:
         """One state in ``reference``'s shapes from contributions that each cover only part of it
         (HeteroFL's width slices, written into the full shape): ``masks[k][key]`` says which numbers
         client ``k`` sent. Entries are grouped by the set of clients covering them and each group
@@ -166,14 +183,17 @@ class Combiner:
         self._notes = {}
         return notes
 
-    def _combine(self, x: Tensor, weights: Tensor, reference: Tensor | None,
-                 who: Sequence[int] | None) -> Combined:
+    def _combine(
+        self, x: Tensor, weights: Tensor, reference: Tensor | None, who: Sequence[int] | None
+    ) -> Combined:
         assert self.defence is not None
         need = type(self.defence).min_contributions(self.defence.params)
         if x.shape[0] < need and self.defence.name not in self._warned:
             self._warned.add(self.defence.name)
-            self.log(f"{self.defence.title} combined {x.shape[0]} contribution(s) where it needs {need} to "
-                     f"be sure of its guarantee (more clients per round, or fewer tolerated attackers)")
+            self.log(
+                f"{self.defence.title} combined {x.shape[0]} contribution(s) where it needs {need} to "
+                f"be sure of its guarantee (more clients per round, or fewer tolerated attackers)"
+            )
         result = self.defence.combine(x, weights, reference)
         if who is not None:
             for i, cid in enumerate(who):

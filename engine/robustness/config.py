@@ -37,7 +37,9 @@ class AdversarySpec(BaseModel):
 
         try:
             attack = ATTACKS.get(self.attack)
-        except ConfigError as exc:  # a ValueError keeps the field's place (clients.3.adversary) in the message
+        except (
+            ConfigError
+        ) as exc:  # a ValueError keeps the field's place (clients.3.adversary) in the message
             raise ValueError(str(exc)) from None
         try:
             params = attack.Params(**(self.model_extra or {}))

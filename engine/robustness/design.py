@@ -65,7 +65,9 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def adversary_from_cells(title: Any, settings: dict[str, Any] | None, raw_text: str = "") -> dict[str, Any] | None:
+def adversary_from_cells(
+    title: Any, settings: dict[str, Any] | None, raw_text: str = ""
+) -> dict[str, Any] | None:
     """A client's ``adversary`` from its roster cells: ``None`` for honest, else
     ``{"attack": name, **settings}``; ``settings=None`` (text that is not ``name=value`` pairs)
     keeps the text under ``_settings`` so the row's issues can say what is wrong."""
@@ -79,8 +81,10 @@ def adversary_from_cells(title: Any, settings: dict[str, Any] | None, raw_text: 
 
 def defence_titles() -> dict[str, str]:
     """Defence name -> title, ``none`` first."""
-    return {"none": DEFENCES.get("none").title,
-            **{name: cls.title for name, cls in DEFENCES.items() if name != "none"}}
+    return {
+        "none": DEFENCES.get("none").title,
+        **{name: cls.title for name, cls in DEFENCES.items() if name != "none"},
+    }
 
 
 def defence_label(spec: Any) -> str:

@@ -62,15 +62,37 @@ def attack_rows(runs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         metric = run_primary(run)
         key, value = headline(summary, metric)
         asr = summary.get(ASR)
-        rows.append({
-            "run_id": run.get("id"), "strategy": str((config.get("strategy") or {}).get("name", "")),
-            "defence": defence_label(config.get("defence")), "attack": attack_label(config),
-            "seed": config.get("seed"), "metric": metric.key, "metric_label": metric.label, "key": key,
-            "primary": value, "asr": float(asr) if isinstance(asr, (int, float)) and math.isfinite(asr) else None,
-            "created": run.get("created_at") or 0.0,
-        })
-    frame = pd.DataFrame(rows, columns=["run_id", "strategy", "defence", "attack", "seed", "metric", "metric_label",
-                                        "key", "primary", "asr", "created"])
+        rows.append(
+            {
+                "run_id": run.get("id"),
+                "strategy": str((config.get("strategy") or {}).get("name", "")),
+                "defence": defence_label(config.get("defence")),
+                "attack": attack_label(config),
+                "seed": config.get("seed"),
+                "metric": metric.key,
+                "metric_label": metric.label,
+                "key": key,
+                "primary": value,
+                "asr": float(asr) if isinstance(asr, (int, float)) and math.isfinite(asr) else None,
+                "created": run.get("created_at") or 0.0,
+            }
+        )
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "run_id",
+            "strategy",
+            "defence",
+            "attack",
+            "seed",
+            "metric",
+            "metric_label",
+            "key",
+            "primary",
+            "asr",
+            "created",
+        ],
+    )
     return frame.sort_values("created", kind="stable").drop(columns="created").reset_index(drop=True)
 
 
@@ -79,11 +101,26 @@ def attack_table(rows: pd.DataFrame) -> pd.DataFrame:
     (std 0 for one seed); unattacked rows first, then no defence, then the defences in the order
     their runs were launched."""
     if rows.empty:
-        return pd.DataFrame(columns=["strategy", "attack", "defence", "primary_mean", "primary_std", "asr_mean",
-                                     "asr_std", "seeds"])
+        return pd.DataFrame(
+            columns=[
+                "strategy",
+                "attack",
+                "defence",
+                "primary_mean",
+                "primary_std",
+                "asr_mean",
+                "asr_std",
+                "seeds",
+            ]
+        )
     grouped = rows.groupby(["strategy", "attack", "defence"], sort=False)
-    out = grouped.agg(primary_mean=("primary", "mean"), primary_std=("primary", "std"),
-                      asr_mean=("asr", "mean"), asr_std=("asr", "std"), seeds=("run_id", "count")).reset_index()
+    out = grouped.agg(
+        primary_mean=("primary", "mean"),
+        primary_std=("primary", "std"),
+        asr_mean=("asr", "mean"),
+        asr_std=("asr", "std"),
+        seeds=("run_id", "count"),
+    ).reset_index()
     out[["primary_std", "asr_std"]] = out[["primary_std", "asr_std"]].fillna(0.0)
     out.loc[out["asr_mean"].isna(), "asr_std"] = float("nan")
     from engine.robustness.design import defence_label as label
@@ -92,7 +129,11 @@ def attack_table(rows: pd.DataFrame) -> pd.DataFrame:
     order = {d: i + (0 if d == undefended else 10_000) for i, d in enumerate(dict.fromkeys(rows["defence"]))}
     out["_clean"] = out["attack"] != NO_ATTACK
     out["_order"] = out["defence"].map(order)
-    return out.sort_values(["strategy", "_clean", "_order"]).drop(columns=["_clean", "_order"]).reset_index(drop=True)
+    return (
+        out.sort_values(["strategy", "_clean", "_order"])
+        .drop(columns=["_clean", "_order"])
+        .reset_index(drop=True)
+    )
 
 
 def comparable(runs: Sequence[Mapping[str, Any]]) -> bool:
@@ -117,20 +158,40 @@ def attack_chart(table: pd.DataFrame, metric_label: str = "accuracy", *, title: 
     if table.empty:
         return _empty("No finished runs with compromised clients to compare yet.", title)
     several = table["strategy"].nunique() > 1
-    labels = [(f"{chart_text(r.strategy)} · " if several else "")
-              + (NO_ATTACK if r.attack == NO_ATTACK else chart_text(r.defence)) for r in table.itertuples()]
+    labels = [
+        (f"{chart_text(r.strategy)} · " if several else "")
+        + (NO_ATTACK if r.attack == NO_ATTACK else chart_text(r.defence))
+        for r in table.itertuples()
+    ]
     fig = go.Figure()
-    fig.add_bar(x=labels, y=table["primary_mean"], name=f"{metric_label} (higher is better)", marker_color=GAIN,
-                error_y={"type": "data", "array": table["primary_std"], "visible": bool((table["seeds"] > 1).any())},
-                text=[f"{v:.3f}" if pd.notna(v) else "" for v in table["primary_mean"]], textposition="outside",
-                customdata=table["seeds"], hovertemplate="%{x}<br>" + chart_text(metric_label)
-                + " %{y:.3f}<br>%{customdata} seed(s)<extra></extra>")
+    fig.add_bar(
+        x=labels,
+        y=table["primary_mean"],
+        name=f"{metric_label} (higher is better)",
+        marker_color=GAIN,
+        error_y={"type": "data", "array": table["primary_std"], "visible": bool((table["seeds"] > 1).any())},
+        text=[f"{v:.3f}" if pd.notna(v) else "" for v in table["primary_mean"]],
+        textposition="outside",
+        customdata=table["seeds"],
+        hovertemplate="%{x}<br>"
+        + chart_text(metric_label)
+        + " %{y:.3f}<br>%{customdata} seed(s)<extra></extra>",
+    )
     if table["asr_mean"].notna().any():
-        fig.add_bar(x=labels, y=table["asr_mean"], name="attack success rate (lower is better)", marker_color=LOSS,
-                    error_y={"type": "data", "array": table["asr_std"].fillna(0),
-                             "visible": bool((table["seeds"] > 1).any())},
-                    text=[f"{v:.3f}" if pd.notna(v) else "" for v in table["asr_mean"]], textposition="outside",
-                    hovertemplate="%{x}<br>attack success rate %{y:.3f}<extra></extra>")
+        fig.add_bar(
+            x=labels,
+            y=table["asr_mean"],
+            name="attack success rate (lower is better)",
+            marker_color=LOSS,
+            error_y={
+                "type": "data",
+                "array": table["asr_std"].fillna(0),
+                "visible": bool((table["seeds"] > 1).any()),
+            },
+            text=[f"{v:.3f}" if pd.notna(v) else "" for v in table["asr_mean"]],
+            textposition="outside",
+            hovertemplate="%{x}<br>attack success rate %{y:.3f}<extra></extra>",
+        )
     attacks = [a for a in dict.fromkeys(table["attack"]) if a != NO_ATTACK]
     title = title or f"Defences against {chart_text('; '.join(attacks)) if attacks else 'the attack'}"
     _layout(fig, title, "defence", f"{metric_label} / attack success rate", height=440)

@@ -7,11 +7,27 @@ import importlib
 import pkgutil
 
 from engine.strategies.base import (
-    STRATEGIES, ClientContext, ClientInfo, ClientResult, Kept, Params, Server, Strategy,
+    STRATEGIES,
+    ClientContext,
+    ClientInfo,
+    ClientResult,
+    Kept,
+    Params,
+    Server,
+    Strategy,
 )
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["STRATEGIES", "ClientContext", "ClientInfo", "ClientResult", "Kept", "Params", "Server", "Strategy"]
+__all__ = [
+    "STRATEGIES",
+    "ClientContext",
+    "ClientInfo",
+    "ClientResult",
+    "Kept",
+    "Params",
+    "Server",
+    "Strategy",
+]

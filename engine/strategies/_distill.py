@@ -33,8 +33,13 @@ from engine.strategies.base import ClientContext, ClientInfo, Params, Strategy
 
 
 # ---- the maths ---------------------------------------------------------------------------------
-def kd_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0,
-            task: str = "classification", reduction: str = "mean") -> Tensor:
+def kd_loss(
+    student: Tensor,
+    teacher: Tensor,
+    temperature: float = 1.0,
+    task: str = "classification",
+    reduction: str = "mean",
+) -> Tensor:
     """Distillation loss of ``student`` outputs towards ``teacher`` outputs: the batch mean, or
     one value per sample with ``reduction="none"``.
 
@@ -47,8 +52,16 @@ def kd_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0,
         per = (student - teacher).pow(2).reshape(len(student), -1).mean(1)
     else:
         t = float(temperature)
-        per = F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
-                       reduction="none", log_target=True).sum(1) * t * t
+        per = (
+            F.kl_div(
+                F.log_softmax(student / t, dim=1),
+                F.log_softmax(teacher / t, dim=1),
+                reduction="none",
+                log_target=True,
+            ).sum(1)
+            * t
+            * t
+        )
     return per if reduction == "none" else per.mean()
 
 
@@ -87,19 +100,24 @@ def reported_prototypes(results: list[Any], protos_key: str, counts_key: str) ->
     return torch.cat(protos), torch.cat(labels)
 
 
-def keep_missing(new: Tensor, new_counts: Tensor, old: Tensor | None,
-                 old_counts: Tensor | None) -> tuple[Tensor, Tensor]:
+def keep_missing(
+    new: Tensor, new_counts: Tensor, old: Tensor | None, old_counts: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Classes that no client reported this round keep their previous global value (partial
     participation must not erase what the federation knows)."""
     if old is None or old_counts is None:
         return new, new_counts
     missing = new_counts <= 0
-    return (torch.where(missing.unsqueeze(1), old.to(new.device), new),
-            torch.where(missing, old_counts.to(new.device), new_counts))
+    return (
+        torch.where(missing.unsqueeze(1), old.to(new.device), new),
+        torch.where(missing, old_counts.to(new.device), new_counts),
+    )
 
 
 @torch.no_grad()
-def evaluate_outputs(model: nn.Module, x: Tensor, fn: str = "forward", batch_size: int | None = None) -> Tensor:
+def evaluate_outputs(
+    model: nn.Module, x: Tensor, fn: str = "forward", batch_size: int | None = None
+) -> Tensor:
     """``model(x)`` (or ``model.features(x)`` with ``fn="features"``) in eval mode without
     gradients, in chunks (default: sized from the model's activations,
     :func:`engine.flops.rows_per_call`); the model's train/eval mode is restored afterwards."""
@@ -112,7 +130,7 @@ def evaluate_outputs(model: nn.Module, x: Tensor, fn: str = "forward", batch_siz
     try:
         if len(x) == 0:
             return forward(x[:1])[:0]
-        return torch.cat([forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return torch.cat([forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
 
@@ -143,10 +161,22 @@ def validation_score(model: nn.Module, x: Tensor, y: Tensor, task: str) -> tuple
     return -mse, -mse
 
 
-def distill(model: nn.Module, x: Tensor, teacher: Tensor, *, steps: int, lr: float, batch_size: int,
-            temperature: float, task: str, generator: torch.Generator, cosine: bool = False,
-            validation: tuple[Tensor, Tensor] | None = None, eval_every: int = 10,
-            patience: int | None = None) -> Distilled:
+def distill(
+    model: nn.Module,
+    x: Tensor,
+    teacher: Tensor,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    temperature: float,
+    task: str,
+    generator: torch.Generator,
+    cosine: bool = False,
+    validation: tuple[Tensor, Tensor] | None = None,
+    eval_every: int = 10,
+    patience: int | None = None,
+) -> Distilled:
     """Train ``model`` for up to ``steps`` Adam steps so its outputs on ``x`` match ``teacher``
     (random mini-batches drawn with ``generator``).
 
@@ -204,16 +234,19 @@ def check_spec_reads(spec: dict[str, Any], input_spec: InputSpec, strategy: str)
         raise CompatibilityError(
             f"{strategy}: shared_model '{arch.name}' cannot read {input_spec.kind} input ({input_spec}); "
             f"set strategy.shared_model to an architecture that reads {input_spec.kind}, "
-            f'e.g. {{"arch": "mlp", "hidden": 64}}')
+            f'e.g. {{"arch": "mlp", "hidden": 64}}'
+        )
 
 
 class SharedModelParams(Params):
     """Parameters of strategies that train a small shared model next to each private model."""
 
     shared_model: dict[str, Any] = Field(
-        {"arch": "mlp", "hidden": 64}, validate_default=True,
+        {"arch": "mlp", "hidden": 64},
+        validate_default=True,
         description='the small model every client shares and the server averages, e.g. {"arch": "mlp", '
-                    '"hidden": 64}; it must read the dataset')
+        '"hidden": 64}; it must read the dataset',
+    )
 
     @field_validator("shared_model", mode="before")
     @classmethod

@@ -89,8 +89,7 @@ class Strategy:
         if task not in cls.tasks:
             return f"{cls.name} supports {', '.join(sorted(cls.tasks))} tasks, not {task}"
         if cls.needs_public and not has_public:
-            return (f"{cls.name} needs a public/proxy set: set data.public_fraction above 0 "
-                    f"(e.g. 0.1)")
+            return f"{cls.name} needs a public/proxy set: set data.public_fraction above 0 (e.g. 0.1)"
         if cls.same_architecture:
             return mixed_models(roster, cls.name)
         return None
@@ -139,8 +138,9 @@ class Strategy:
                 globals_[g] = select_keys(self.server.initial_states(client), self.shared)
         self.state["global"] = globals_
 
-    def select(self, candidates: list[ClientInfo], rng: np.random.Generator,
-               fraction: float) -> list[ClientInfo]:
+    def select(
+        self, candidates: list[ClientInfo], rng: np.random.Generator, fraction: float
+    ) -> list[ClientInfo]:
         """Clients that train this round (default: a random ``fraction`` of the candidates)."""
         if fraction >= 1 or not candidates:
             return list(candidates)
@@ -162,8 +162,12 @@ class Strategy:
         for r in results:
             by_group.setdefault(self.group(r.client), []).append(r)
         for g, members in by_group.items():
-            avg = self.server.combine.mean([r.payload for r in members], [r.n_samples for r in members],
-                                           reference=self.state["global"][g], who=[r.client.id for r in members])
+            avg = self.server.combine.mean(
+                [r.payload for r in members],
+                [r.n_samples for r in members],
+                reference=self.state["global"][g],
+                who=[r.client.id for r in members],
+            )
             self.state["global"][g] = self.server_update(g, self.state["global"][g], avg)
 
     def server_update(self, group: str, old: dict[str, Tensor], avg: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -244,15 +248,19 @@ class Strategy:
         if not self.collaborates or not self.shared or not isinstance(self.state.get("global"), dict):
             return {}
         part = {("body.",): "body", ("head.",): "head"}.get(tuple(self.shared), "part")
-        return {g: Kept(s, None if part == "head" else self._group_spec(g), part=part)
-                for g, s in self.state["global"].items()}
+        return {
+            g: Kept(s, None if part == "head" else self._group_spec(g), part=part)
+            for g, s in self.state["global"].items()
+        }
 
     def _group_spec(self, label: str) -> dict[str, Any]:
         """The model spec of a group label (a JSON spec, else the first member's)."""
         if label.startswith("{"):
             return json.loads(label)
-        return next((c.spec.model for c in self.server.clients if self.group(c) == label),
-                    self.server.clients[0].spec.model)
+        return next(
+            (c.spec.model for c in self.server.clients if self.group(c) == label),
+            self.server.clients[0].spec.model,
+        )
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -280,8 +288,10 @@ def mixed_models(roster: Sequence[ClientSpec], strategy: str) -> str | None:
         return f"{who} use {a.arch} and {b.arch}: {strategy} needs one architecture"
     diff = [k for k in sorted(set(a.model) | set(b.model)) if a.model.get(k) != b.model.get(k)]
     knobs = ", ".join(f"{k}={a.model.get(k)} vs {b.model.get(k)}" for k in diff)
-    return (f"{who} both use {a.arch} but with different sizes ({knobs}): {strategy} needs "
-            f"identical models (same architecture and knobs)")
+    return (
+        f"{who} both use {a.arch} but with different sizes ({knobs}): {strategy} needs "
+        f"identical models (same architecture and knobs)"
+    )
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -37,8 +37,10 @@ class Centralized(Strategy):
 
     @classmethod
     def private_payload(cls, params: Any, spec: Any) -> str | None:
-        return (f"{cls.name} pools every client's raw training data at the server: there is no client "
-                f"training to privatise")
+        return (
+            f"{cls.name} pools every client's raw training data at the server: there is no client "
+            f"training to privatise"
+        )
 
     def init(self) -> None:
         self.state["global"] = {}
@@ -49,8 +51,9 @@ class Centralized(Strategy):
                 self.state["global"][g] = dict(self.server.initial_states(client))
                 self.state["spec"][g] = client.id
 
-    def select(self, candidates: list[ClientInfo], rng: np.random.Generator,
-               fraction: float) -> list[ClientInfo]:
+    def select(
+        self, candidates: list[ClientInfo], rng: np.random.Generator, fraction: float
+    ) -> list[ClientInfo]:
         return []
 
     def aggregate(self, results: list[ClientResult]) -> None:
@@ -65,11 +68,20 @@ class Centralized(Strategy):
             spec = self.server.clients[self.state["spec"][g]].spec
             model = self.server.build(spec.model)
             model.load_state_dict(state)
-            opt = training.make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.momentum,
-                                          spec.weight_decay)
+            opt = training.make_optimizer(
+                spec.optimizer, model.parameters(), spec.lr, spec.momentum, spec.weight_decay
+            )
             task = self.server.task
-            training.fit(model, x, y, lambda xb, yb: training.task_loss(task, model(xb), yb), opt,
-                         self.params.epochs_per_round, spec.batch_size, self.server.generator(g))
+            training.fit(
+                model,
+                x,
+                y,
+                lambda xb, yb: training.task_loss(task, model(xb), yb),
+                opt,
+                self.params.epochs_per_round,
+                spec.batch_size,
+                self.server.generator(g),
+            )
             self.state["global"][g] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     def configure(self, client: ClientInfo) -> dict[str, Any]:
@@ -83,5 +95,7 @@ class Centralized(Strategy):
 
     def kept_federation(self) -> dict[str, Kept]:
         """The pooled model of each architecture."""
-        return {g: Kept(s, self.server.clients[self.state["spec"][g]].spec.model)
-                for g, s in self.state["global"].items()}
+        return {
+            g: Kept(s, self.server.clients[self.state["spec"][g]].spec.model)
+            for g, s in self.state["global"].items()
+        }

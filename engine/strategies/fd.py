@@ -40,30 +40,41 @@ LOGITS, COUNTS = "class_logits", "class_counts"
 
 @STRATEGIES.register("fd")
 class FD(KnowledgeSharing):
-    paper = ("Jeong et al. 2018, Communication-Efficient On-Device Machine Learning: Federated "
-             "Distillation and Augmentation under Non-IID Private Data")
+    paper = (
+        "Jeong et al. 2018, Communication-Efficient On-Device Machine Learning: Federated "
+        "Distillation and Augmentation under Non-IID Private Data"
+    )
     url = "https://arxiv.org/abs/1811.11479"
-    description = ("Clients share per-class mean logits; each pulls its outputs on class y towards the "
-                   "federation's mean logit of y. Tiny messages, any architecture, no public data.")
+    description = (
+        "Clients share per-class mean logits; each pulls its outputs on class y towards the "
+        "federation's mean logit of y. Tiny messages, any architecture, no public data."
+    )
     tasks = frozenset({"classification"})
     sends = "logits"
     knowledge_key = LOGITS
-    deviations = ("Per-class logits are averaged after local training over the client's whole training split "
-                  "(the paper accumulates them during training), and the global table includes the client's own "
-                  "contribution (the paper subtracts it; the difference is a 1/K term).")
+    deviations = (
+        "Per-class logits are averaged after local training over the client's whole training split "
+        "(the paper accumulates them during training), and the global table includes the client's own "
+        "contribution (the paper subtracts it; the difference is a 1/K term)."
+    )
 
     class Params(Params):
-        kd_weight: float = Field(1.0, ge=0, le=100,
-                                 description="weight of the pull towards the global per-class logits")
-        temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the distillation term")
+        kd_weight: float = Field(
+            1.0, ge=0, le=100, description="weight of the pull towards the global per-class logits"
+        )
+        temperature: float = Field(
+            1.0, gt=0, le=20, description="softmax temperature of the distillation term"
+        )
 
     def configure(self, client: ClientInfo) -> dict[str, Any]:
         return class_table_message(self.state, LOGITS, COUNTS)
 
     @classmethod
     def private_payload(cls, params: Any, spec: Any) -> str | None:
-        return (f"{cls.name} sends each client's per-class mean logits and class counts, computed from its "
-                f"private data, which DP-SGD does not protect")
+        return (
+            f"{cls.name} sends each client's per-class mean logits and class counts, computed from its "
+            f"private data, which DP-SGD does not protect"
+        )
 
     def local_loss(self, ctx: ClientContext, x: Tensor, y: Tensor) -> Tensor:
         out = ctx.model(x)
@@ -84,7 +95,9 @@ class FD(KnowledgeSharing):
         if table is not None:
             known = ctx.received[COUNTS][ctx.y] > 0
             if known.any():  # how far the trained model still is from the federation's knowledge
-                ctx.metrics["kd_loss"] = float(kd_loss(logits[known], table[ctx.y[known]], self.params.temperature))
+                ctx.metrics["kd_loss"] = float(
+                    kd_loss(logits[known], table[ctx.y[known]], self.params.temperature)
+                )
         return {LOGITS: means, COUNTS: counts}
 
     def aggregate(self, results: list[ClientResult]) -> None:
@@ -92,8 +105,12 @@ class FD(KnowledgeSharing):
         if not results:
             return
         old = (self.state[LOGITS], self.state[COUNTS]) if self.state.get(LOGITS) is not None else None
-        means, counts = self.server.combine.class_means([r.payload[LOGITS] for r in results],
-                                                        [r.payload[COUNTS] for r in results], reference=old,
-                                                        who=[r.client.id for r in results])
-        self.state[LOGITS], self.state[COUNTS] = keep_missing(means, counts, self.state.get(LOGITS),
-                                                              self.state.get(COUNTS))
+        means, counts = self.server.combine.class_means(
+            [r.payload[LOGITS] for r in results],
+            [r.payload[COUNTS] for r in results],
+            reference=old,
+            who=[r.client.id for r in results],
+        )
+        self.state[LOGITS], self.state[COUNTS] = keep_missing(
+            means, counts, self.state.get(LOGITS), self.state.get(COUNTS)
+        )

@@ -13,5 +13,7 @@ class FedAvg(Strategy):
     url = "https://arxiv.org/abs/1602.05629"
     family = "baseline"
     description = "Average every parameter, weighted by client sample counts. Needs one architecture."
-    pitfalls = ("one global model serves clients whose mixes of labels differ and may fit none of them well; on "
-                "skewed data a personalised strategy (FedPer, FedRep) may fit each client better.")
+    pitfalls = (
+        "one global model serves clients whose mixes of labels differ and may fit none of them well; on "
+        "skewed data a personalised strategy (FedPer, FedRep) may fit each client better."
+    )

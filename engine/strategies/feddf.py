@@ -62,36 +62,67 @@ class FedDF(Strategy):
     paper = "Lin et al. 2020, Ensemble Distillation for Robust Model Fusion in Federated Learning"
     url = "https://arxiv.org/abs/2006.07242"
     family = "knowledge distillation"
-    description = ("FedAvg within each architecture, then the server distils the ensemble of all "
-                   "clients' models into each architecture's model on unlabelled public data.")
+    description = (
+        "FedAvg within each architecture, then the server distils the ensemble of all "
+        "clients' models into each architecture's model on unlabelled public data."
+    )
     same_architecture = False
     needs_public = True
-    deviations = ("At most 200 server steps per architecture and round with patience 50 (the paper: 10,000 and "
-                  "1,000), for public sets of hundreds of samples on a CPU; the early-stopping validation set is a "
-                  "labelled 20% slice of the public set (the paper holds out training data at the server).")
-    pitfalls = ("the server distils the ensemble of the clients' models, so it is only as good as they are: "
-                "while they learn little per round (plain SGD with a small learning rate, one epoch) the ensemble "
-                "teaches little. Give the clients Adam or SGD momentum 0.9 or more epochs (Clients page), or a "
-                "larger public set (Data: public fraction).")
+    deviations = (
+        "At most 200 server steps per architecture and round with patience 50 (the paper: 10,000 and "
+        "1,000), for public sets of hundreds of samples on a CPU; the early-stopping validation set is a "
+        "labelled 20% slice of the public set (the paper holds out training data at the server)."
+    )
+    pitfalls = (
+        "the server distils the ensemble of the clients' models, so it is only as good as they are: "
+        "while they learn little per round (plain SGD with a small learning rate, one epoch) the ensemble "
+        "teaches little. Give the clients Adam or SGD momentum 0.9 or more epochs (Clients page), or a "
+        "larger public set (Data: public fraction)."
+    )
 
     class Params(Params):
-        distill_steps: int = Field(200, ge=0, le=100_000, description="most server Adam steps of ensemble distillation per architecture and round (the paper: 10,000)")
-        distill_lr: float = Field(1e-3, gt=0, le=1, description="server Adam learning rate, annealed to 0 by a cosine schedule (the paper: 1e-3)")
+        distill_steps: int = Field(
+            200,
+            ge=0,
+            le=100_000,
+            description="most server Adam steps of ensemble distillation per architecture and round (the paper: 10,000)",
+        )
+        distill_lr: float = Field(
+            1e-3,
+            gt=0,
+            le=1,
+            description="server Adam learning rate, annealed to 0 by a cosine schedule (the paper: 1e-3)",
+        )
         distill_batch: int = Field(64, ge=1, le=65_536, description="public samples per distillation step")
-        temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the distillation (classification)")
+        temperature: float = Field(
+            1.0, gt=0, le=20, description="softmax temperature of the distillation (classification)"
+        )
         teacher: Literal["clients", "groups"] = Field(
-            "clients", description="ensemble of every client model received this round (the paper) or of the averaged per-architecture models")
+            "clients",
+            description="ensemble of every client model received this round (the paper) or of the averaged per-architecture models",
+        )
         validation_fraction: float = Field(
-            0.2, ge=0, lt=1, description="share of the public set whose labels score the distilled model for early stopping (0: no early stopping, fixed steps)")
+            0.2,
+            ge=0,
+            lt=1,
+            description="share of the public set whose labels score the distilled model for early stopping (0: no early stopping, fixed steps)",
+        )
         eval_every: int = Field(10, ge=1, le=10_000, description="steps between two validation scores")
-        patience: int = Field(50, ge=1, le=100_000, description="stop after this many steps without a better validation score (the paper: 1,000 of 10,000)")
+        patience: int = Field(
+            50,
+            ge=1,
+            le=100_000,
+            description="stop after this many steps without a better validation score (the paper: 1,000 of 10,000)",
+        )
 
     def group(self, client: ClientInfo) -> str:
         return client.arch_key
 
     def init(self) -> None:
         if self.server.public is None or len(self.server.public) == 0:
-            raise CompatibilityError(f"{self.name} needs a public/proxy set: set data.public_fraction above 0 (e.g. 0.1)")
+            raise CompatibilityError(
+                f"{self.name} needs a public/proxy set: set data.public_fraction above 0 (e.g. 0.1)"
+            )
         super().init()
         self.state["distill"] = {}
 
@@ -103,15 +134,21 @@ class FedDF(Strategy):
             by_group.setdefault(self.group(r.client), []).append(r)
         for g, members in by_group.items():
             self.state["global"][g] = self.server.combine.mean(
-                [r.payload for r in members], [r.n_samples for r in members], reference=self.state["global"][g],
-                who=[r.client.id for r in members])
+                [r.payload for r in members],
+                [r.n_samples for r in members],
+                reference=self.state["global"][g],
+                who=[r.client.id for r in members],
+            )
             self._updated.append(g)
             self._clients += [(g, r.payload) for r in members]
 
     def ensemble_logits(self, x: Tensor) -> Tensor:
         """The teacher: the mean logits of the ensemble on ``x``."""
-        members = (self._clients if self.params.teacher == "clients"
-                   else [(g, self.state["global"][g]) for g in self._updated])
+        members = (
+            self._clients
+            if self.params.teacher == "clients"
+            else [(g, self.state["global"][g]) for g in self._updated]
+        )
         outs, models = [], {}
         for g, state in members:
             if g not in models:
@@ -150,16 +187,34 @@ class FedDF(Strategy):
         for g in updated:
             model = self.server.build(json.loads(g))
             model.load_state_dict(self.state["global"][g])
-            done = distill(model, x, teacher, steps=p.distill_steps, lr=p.distill_lr, batch_size=p.distill_batch,
-                           temperature=p.temperature, task=self.server.task, cosine=True, validation=validation,
-                           eval_every=p.eval_every, patience=p.patience,
-                           generator=self.server.generator("feddf", g))
+            done = distill(
+                model,
+                x,
+                teacher,
+                steps=p.distill_steps,
+                lr=p.distill_lr,
+                batch_size=p.distill_batch,
+                temperature=p.temperature,
+                task=self.server.task,
+                cosine=True,
+                validation=validation,
+                eval_every=p.eval_every,
+                patience=p.patience,
+                generator=self.server.generator("feddf", g),
+            )
             self.state["global"][g] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            self.state["distill"][g] = {"before": done.before, "after": done.after, "round": self.server.round,
-                                        "steps": done.steps, "kept": done.best_step}
+            self.state["distill"][g] = {
+                "before": done.before,
+                "after": done.after,
+                "round": self.server.round,
+                "steps": done.steps,
+                "kept": done.best_step,
+            }
             if validation is None and done.after > done.before:
-                self.server.log(f"round {self.server.round}: distillation moved the {json.loads(g)['arch']} model "
-                                f"away from the ensemble (loss {done.before:.3f} -> {done.after:.3f}); lower distill_lr")
+                self.server.log(
+                    f"round {self.server.round}: distillation moved the {json.loads(g)['arch']} model "
+                    f"away from the ensemble (loss {done.before:.3f} -> {done.after:.3f}); lower distill_lr"
+                )
         self._updated, self._clients = [], []
 
     def round_metrics(self) -> dict[str, float]:

@@ -31,8 +31,9 @@ from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, Client
 PROTOS, COUNTS = "prototypes", "proto_counts"
 
 
-def train_head(head: dict[str, Tensor], protos: Tensor, labels: Tensor, *, epochs: int, lr: float,
-               device: torch.device) -> tuple[dict[str, Tensor], float]:
+def train_head(
+    head: dict[str, Tensor], protos: Tensor, labels: Tensor, *, epochs: int, lr: float, device: torch.device
+) -> tuple[dict[str, Tensor], float]:
     """Train a linear head (``head.weight``, ``head.bias``) on prototype/label pairs with
     cross-entropy (full batch, SGD with momentum 0.9). Returns the new head and the final loss."""
     layer = nn.Linear(protos.shape[1], head["head.weight"].shape[0]).to(device)
@@ -45,8 +46,10 @@ def train_head(head: dict[str, Tensor], protos: Tensor, labels: Tensor, *, epoch
         opt.step()
     with torch.no_grad():
         loss = float(F.cross_entropy(layer(x), y))
-    return {"head.weight": layer.weight.detach().cpu().clone(),
-            "head.bias": layer.bias.detach().cpu().clone()}, loss
+    return {
+        "head.weight": layer.weight.detach().cpu().clone(),
+        "head.bias": layer.bias.detach().cpu().clone(),
+    }, loss
 
 
 @STRATEGIES.register("fedgh")
@@ -54,18 +57,27 @@ class FedGH(Strategy):
     paper = "Yi et al. 2023, FedGH: Heterogeneous Federated Learning with Generalized Global Header"
     url = "https://arxiv.org/abs/2305.13137"
     family = "knowledge distillation"
-    description = ("Clients send class prototypes; the server trains one global head on them and every "
-                   "client uses it on top of its own body. Any architecture.")
+    description = (
+        "Clients send class prototypes; the server trains one global head on them and every "
+        "client uses it on top of its own body. Any architecture."
+    )
     same_architecture = False
     tasks = frozenset({"classification"})
     shared = ("head.",)
     sends = "prototypes"
     knowledge_key = PROTOS
-    no_defence = ("fedgh trains its global head on every client's prototypes instead of averaging them, so "
-                  "no robust average applies; fedproto averages prototypes and can use one")
+    no_defence = (
+        "fedgh trains its global head on every client's prototypes instead of averaging them, so "
+        "no robust average applies; fedproto averages prototypes and can use one"
+    )
 
     class Params(Params):
-        server_epochs: int = Field(50, ge=1, le=10_000, description="full-batch steps training the global head on the prototypes per round")
+        server_epochs: int = Field(
+            50,
+            ge=1,
+            le=10_000,
+            description="full-batch steps training the global head on the prototypes per round",
+        )
         server_lr: float = Field(0.1, gt=0, le=10, description="learning rate of the global head's SGD")
 
     def init(self) -> None:
@@ -76,8 +88,10 @@ class FedGH(Strategy):
 
     @classmethod
     def private_payload(cls, params: Any, spec: Any) -> str | None:
-        return (f"{cls.name} sends each client's per-class mean representations (prototypes), computed "
-                f"from its private data, which DP-SGD does not protect")
+        return (
+            f"{cls.name} sends each client's per-class mean representations (prototypes), computed "
+            f"from its private data, which DP-SGD does not protect"
+        )
 
     def payload(self, ctx: ClientContext) -> dict[str, Any]:
         feats = evaluate_outputs(ctx.model, ctx.x, fn="features")
@@ -88,9 +102,13 @@ class FedGH(Strategy):
         reported = reported_prototypes(results, PROTOS, COUNTS)
         if reported is None:
             return
-        self.state["head"], loss = train_head(self.state["head"], *reported,
-                                              epochs=self.params.server_epochs, lr=self.params.server_lr,
-                                              device=self.server.device)
+        self.state["head"], loss = train_head(
+            self.state["head"],
+            *reported,
+            epochs=self.params.server_epochs,
+            lr=self.params.server_lr,
+            device=self.server.device,
+        )
         self.state["head_loss"] = loss
 
     def server_models(self) -> dict[str, dict[str, Tensor]]:

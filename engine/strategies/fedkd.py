@@ -44,10 +44,10 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from engine.core.training import task_loss
 from engine.strategies._distill import SharedModelParams, kd_loss
 from engine.strategies.base import STRATEGIES, ClientContext, ClientInfo, ClientResult
 from engine.strategies.fml import FML, Pair
-from engine.core.training import task_loss
 
 UPDATE, WEIGHTS = "update", "weights"
 ADAPTIVE_FLOOR = 0.1
@@ -97,18 +97,31 @@ def decompress_state(packed: dict[str, Any], like: dict[str, Tensor]) -> dict[st
 class FedKD(FML):
     paper = "Wu et al. 2022, Communication-efficient federated learning via knowledge distillation (Nature Communications)"
     url = "https://arxiv.org/abs/2108.13323"
-    description = ("Private mentor + small shared mentee per client, adaptive mutual distillation; only "
-                   "the mentee is averaged, optionally as SVD-compressed updates. Any private architecture.")
-    deviations = ("The hidden loss matches the representations only (the paper also matches transformer "
-                  "attention), and the SVD energy threshold is one value (the paper raises it from 0.95 to 0.98 "
-                  "over rounds); compression is off by default.")
+    description = (
+        "Private mentor + small shared mentee per client, adaptive mutual distillation; only "
+        "the mentee is averaged, optionally as SVD-compressed updates. Any private architecture."
+    )
+    deviations = (
+        "The hidden loss matches the representations only (the paper also matches transformer "
+        "attention), and the SVD energy threshold is one value (the paper raises it from 0.95 to 0.98 "
+        "over rounds); compression is off by default."
+    )
 
     class Params(SharedModelParams):
         temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the mutual KL terms")
-        adaptive: bool = Field(True, description="divide each sample's distillation terms by the sum of both models' task losses on it (the paper)")
-        hidden_weight: float = Field(1.0, ge=0, le=100, description="weight of the hidden-representation matching loss (0: off)")
-        svd_energy: float = Field(0.0, ge=0, lt=1,
-                                  description="0: send dense weights; otherwise send updates as SVD factors keeping this share of the energy (the paper: 0.95-0.98)")
+        adaptive: bool = Field(
+            True,
+            description="divide each sample's distillation terms by the sum of both models' task losses on it (the paper)",
+        )
+        hidden_weight: float = Field(
+            1.0, ge=0, le=100, description="weight of the hidden-representation matching loss (0: off)"
+        )
+        svd_energy: float = Field(
+            0.0,
+            ge=0,
+            lt=1,
+            description="0: send dense weights; otherwise send updates as SVD factors keeping this share of the energy (the paper: 0.95-0.98)",
+        )
 
     # ---- server ---------------------------------------------------------------------------------
     @property
@@ -139,12 +152,17 @@ class FedKD(FML):
         old = self.state["shared"]
         floating = [k for k, v in old.items() if v.is_floating_point()]
         deltas = [decompress_state(r.payload[UPDATE], old) for r in results]
-        avg = self.server.combine.mean([{k: d[k] for k in floating} for d in deltas], [r.n_samples for r in results],
-                                       reference={k: torch.zeros_like(old[k]) for k in floating},
-                                       who=[r.client.id for r in results])
+        avg = self.server.combine.mean(
+            [{k: d[k] for k in floating} for d in deltas],
+            [r.n_samples for r in results],
+            reference={k: torch.zeros_like(old[k]) for k in floating},
+            who=[r.client.id for r in results],
+        )
         packed = compress_state({k: v.to(old[k].dtype) for k, v in avg.items()}, self.params.svd_energy)
         applied = decompress_state(packed, old)
-        self.state["shared"] = {k: (v + applied[k].to(v.device) if k in applied else v) for k, v in old.items()}
+        self.state["shared"] = {
+            k: (v + applied[k].to(v.device) if k in applied else v) for k, v in old.items()
+        }
         self.state["delta"] = packed
         # the participants hold the previous version; the next message brings them this update
         for r in results:
@@ -159,7 +177,9 @@ class FedKD(FML):
             weights = ctx.received[WEIGHTS]
         else:
             held = ctx.state.get("shared_global")
-            assert held is not None, "fedkd: an SVD update was sent to a client without the previous global mentee"
+            assert held is not None, (
+                "fedkd: an SVD update was sent to a client without the previous global mentee"
+            )
             applied = decompress_state(ctx.received[UPDATE], held)
             weights = {k: (v + applied[k] if k in applied else v) for k, v in held.items()}
         ctx.state["shared_global"] = {k: v.detach().clone() for k, v in weights.items()}

@@ -59,44 +59,78 @@ SUBSET, CONSENSUS, CONSENSUS_SUBSET, SCORES = "subset", "consensus", "consensus_
 class FedMD(KnowledgeSharing):
     paper = "Li & Wang 2019, FedMD: Heterogenous Federated Learning via Model Distillation"
     url = "https://arxiv.org/abs/1910.03581"
-    description = ("Clients score a public subset; the server averages the scores into a consensus; "
-                   "each client digests the consensus, then revisits its private data. Any architecture.")
+    description = (
+        "Clients score a public subset; the server averages the scores into a consensus; "
+        "each client digests the consensus, then revisits its private data. Any architecture."
+    )
     needs_public = True
     sends = "logits"
     knowledge_key = SCORES
-    deviations = ("Fixed budgets instead of 'to convergence': 5 transfer epochs on the labelled public set, 5 "
-                  "digest epochs over the round's public subset (the paper: 1 epoch over 5,000 samples, a similar "
-                  "number of steps), the client's own epochs to revisit. The digest uses Adam at 1e-3 (the paper's "
-                  "code) whatever the client's optimiser. With public labels off, the transfer phase is skipped.")
-    pitfalls = ("the consensus averages every client's scores, also on classes a client never saw; with strongly "
-                "skewed clients it is weak unless the clients first learn from the labelled public set (strategy "
-                "option public labels) and digest it for enough epochs. Plain SGD with a small learning rate digests "
-                "little per step: Adam or momentum help.")
+    deviations = (
+        "Fixed budgets instead of 'to convergence': 5 transfer epochs on the labelled public set, 5 "
+        "digest epochs over the round's public subset (the paper: 1 epoch over 5,000 samples, a similar "
+        "number of steps), the client's own epochs to revisit. The digest uses Adam at 1e-3 (the paper's "
+        "code) whatever the client's optimiser. With public labels off, the transfer phase is skipped."
+    )
+    pitfalls = (
+        "the consensus averages every client's scores, also on classes a client never saw; with strongly "
+        "skewed clients it is weak unless the clients first learn from the labelled public set (strategy "
+        "option public labels) and digest it for enough epochs. Plain SGD with a small learning rate digests "
+        "little per step: Adam or momentum help."
+    )
 
     class Params(Params):
-        public_size: int = Field(500, ge=1, le=1_000_000,
-                                 description="public samples scored per round (drawn afresh each round; capped at the public set)")
-        digest_epochs: int = Field(5, ge=0, le=100, description="epochs over the public subset to match the consensus")
-        revisit_epochs: int | None = Field(None, ge=0, le=1000,
-                                           description="epochs on private data after digesting (empty: the client's epochs)")
+        public_size: int = Field(
+            500,
+            ge=1,
+            le=1_000_000,
+            description="public samples scored per round (drawn afresh each round; capped at the public set)",
+        )
+        digest_epochs: int = Field(
+            5, ge=0, le=100, description="epochs over the public subset to match the consensus"
+        )
+        revisit_epochs: int | None = Field(
+            None,
+            ge=0,
+            le=1000,
+            description="epochs on private data after digesting (empty: the client's epochs)",
+        )
         public_labels: bool = Field(
-            True, description="transfer learning first (the paper): in its first round a client trains on the "
-                              "labelled public set before its private data; off: the public set is used unlabelled")
-        transfer_epochs: int = Field(5, ge=0, le=1000,
-                                     description="epochs on the labelled public set in a client's first round (public_labels)")
-        pretrain_epochs: int = Field(5, ge=0, le=1000,
-                                     description="extra private epochs in a client's first round, before collaborating")
+            True,
+            description="transfer learning first (the paper): in its first round a client trains on the "
+            "labelled public set before its private data; off: the public set is used unlabelled",
+        )
+        transfer_epochs: int = Field(
+            5,
+            ge=0,
+            le=1000,
+            description="epochs on the labelled public set in a client's first round (public_labels)",
+        )
+        pretrain_epochs: int = Field(
+            5,
+            ge=0,
+            le=1000,
+            description="extra private epochs in a client's first round, before collaborating",
+        )
         digest_loss: Literal["l1", "mse", "kl"] = Field(
-            "l1", description="how a client matches the consensus: L1 on logits (the paper), MSE on logits, or KL on softened probabilities")
+            "l1",
+            description="how a client matches the consensus: L1 on logits (the paper), MSE on logits, or KL on softened probabilities",
+        )
         temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the kl digest loss")
         digest_optimizer: Literal["adam", "client"] = Field(
-            "adam", description="adam: the digest takes its own Adam steps at digest_lr (as the paper's code trains), "
-                                "whatever optimiser the client uses; client: the client's optimiser and learning rate")
-        digest_lr: float = Field(1e-3, gt=0, le=1, description="learning rate of the adam digest (the paper's code: 1e-3)")
+            "adam",
+            description="adam: the digest takes its own Adam steps at digest_lr (as the paper's code trains), "
+            "whatever optimiser the client uses; client: the client's optimiser and learning rate",
+        )
+        digest_lr: float = Field(
+            1e-3, gt=0, le=1, description="learning rate of the adam digest (the paper's code: 1e-3)"
+        )
 
     def init(self) -> None:
         if self.server.public is None or len(self.server.public) == 0:
-            raise CompatibilityError(f"{self.name} needs a public/proxy set: set data.public_fraction above 0 (e.g. 0.1)")
+            raise CompatibilityError(
+                f"{self.name} needs a public/proxy set: set data.public_fraction above 0 (e.g. 0.1)"
+            )
 
     def subset(self) -> Tensor:
         """This round's public subset: the same for every client (seeded by run seed and round)."""
@@ -125,17 +159,34 @@ class FedMD(KnowledgeSharing):
         consensus = ctx.received.get(CONSENSUS)
         if consensus is not None and self.params.digest_epochs > 0:
             x = ctx.public_x[ctx.received[CONSENSUS_SUBSET].long()]
-            ctx.metrics["digest_gap_before"] = float(self.digest_loss(evaluate_outputs(ctx.model, x), consensus))
+            ctx.metrics["digest_gap_before"] = float(
+                self.digest_loss(evaluate_outputs(ctx.model, x), consensus)
+            )
             model = ctx.model
             loss = lambda xb, tb: self.digest_loss(model(xb), tb)  # noqa: E731
             if self.params.digest_optimizer == "client":
                 ctx.fit(x=x, y=consensus, epochs=self.params.digest_epochs, augment=False, loss=loss)
             else:
-                opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.params.digest_lr)
-                ctx.fit_stats.append(training.fit(model, x, consensus, loss, opt, self.params.digest_epochs,
-                                                  ctx.spec.batch_size, ctx.generator, cancel=ctx.cancel,
-                                                  work_fraction=ctx.work_fraction))
-            ctx.metrics["digest_gap_after"] = float(self.digest_loss(evaluate_outputs(ctx.model, x), consensus))
+                opt = torch.optim.Adam(
+                    [p for p in model.parameters() if p.requires_grad], lr=self.params.digest_lr
+                )
+                ctx.fit_stats.append(
+                    training.fit(
+                        model,
+                        x,
+                        consensus,
+                        loss,
+                        opt,
+                        self.params.digest_epochs,
+                        ctx.spec.batch_size,
+                        ctx.generator,
+                        cancel=ctx.cancel,
+                        work_fraction=ctx.work_fraction,
+                    )
+                )
+            ctx.metrics["digest_gap_after"] = float(
+                self.digest_loss(evaluate_outputs(ctx.model, x), consensus)
+            )
         epochs = ctx.spec.epochs if self.params.revisit_epochs is None else self.params.revisit_epochs
         if not ctx.state.get("pretrained"):
             self.transfer(ctx)
@@ -148,8 +199,13 @@ class FedMD(KnowledgeSharing):
         """The paper's first step: train on the labelled public set (``public_labels``)."""
         if not self.params.public_labels or self.params.transfer_epochs == 0 or ctx.public_y is None:
             return
-        stats = ctx.fit(x=ctx.public_x, y=ctx.public_y, epochs=self.params.transfer_epochs, augment=False,
-                        loss=lambda xb, yb: ctx.loss(ctx.model(xb), yb))
+        stats = ctx.fit(
+            x=ctx.public_x,
+            y=ctx.public_y,
+            epochs=self.params.transfer_epochs,
+            augment=False,
+            loss=lambda xb, yb: ctx.loss(ctx.model(xb), yb),
+        )
         ctx.metrics["transfer_loss"] = stats.loss
 
     def payload(self, ctx: ClientContext) -> dict[str, Any]:
@@ -163,6 +219,9 @@ class FedMD(KnowledgeSharing):
             return
         # the consensus is the plain mean of the class scores (the paper averages, not weights),
         # through the run's combiner (a defence resists poisoned scores)
-        self.state[CONSENSUS] = self.server.combine.mean([{SCORES: r.payload[SCORES]} for r in results],
-                                                         [1.0] * len(results), who=[r.client.id for r in results])[SCORES]
+        self.state[CONSENSUS] = self.server.combine.mean(
+            [{SCORES: r.payload[SCORES]} for r in results],
+            [1.0] * len(results),
+            who=[r.client.id for r in results],
+        )[SCORES]
         self.state[CONSENSUS_SUBSET] = self.subset().to(torch.int32)

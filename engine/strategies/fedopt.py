@@ -64,15 +64,20 @@ class ServerOptimizer(FedAvg):
 
 @STRATEGIES.register("fedavgm")
 class FedAvgM(ServerOptimizer):
-    paper = ("Hsu et al. 2019, Measuring the Effects of Non-Identical Data Distribution for Federated "
-             "Visual Classification; as a server optimiser in Reddi et al. 2021")
+    paper = (
+        "Hsu et al. 2019, Measuring the Effects of Non-Identical Data Distribution for Federated "
+        "Visual Classification; as a server optimiser in Reddi et al. 2021"
+    )
     url = "https://arxiv.org/abs/1909.06335"
-    description = ("FedAvg with momentum on the server: consecutive rounds' average changes accumulate, "
-                   "smoothing skewed rounds. Needs one architecture.")
+    description = (
+        "FedAvg with momentum on the server: consecutive rounds' average changes accumulate, "
+        "smoothing skewed rounds. Needs one architecture."
+    )
 
     class Params(ServerOptimizer.Params):
-        momentum: float = Field(0.9, ge=0, lt=1,
-                                description="server momentum beta (0 = FedAvg with a server lr)")
+        momentum: float = Field(
+            0.9, ge=0, lt=1, description="server momentum beta (0 = FedAvg with a server lr)"
+        )
 
     def step(self, slot: dict[str, Tensor], delta: Tensor) -> Tensor:
         slot["m"].mul_(self.params.momentum).add_(delta)
@@ -83,15 +88,17 @@ class Adaptive(ServerOptimizer):
     """Shared by FedAdam and FedYogi: first and second moments of the pseudo-gradient."""
 
     class Params(ServerOptimizer.Params):
-        server_lr: float = Field(0.03, gt=0, le=10,
-                                 description="server learning rate eta (per-coordinate step is about eta)")
+        server_lr: float = Field(
+            0.03, gt=0, le=10, description="server learning rate eta (per-coordinate step is about eta)"
+        )
         beta1: float = Field(0.9, ge=0, lt=1, description="decay of the first moment (momentum)")
         beta2: float = Field(0.99, ge=0, lt=1, description="decay of the second moment")
-        tau: float = Field(1e-3, gt=0, le=1,
-                           description="adaptivity: added to sqrt(v); larger = closer to FedAvgM")
+        tau: float = Field(
+            1e-3, gt=0, le=1, description="adaptivity: added to sqrt(v); larger = closer to FedAvgM"
+        )
 
     def init_slot(self, like: Tensor) -> dict[str, Tensor]:
-        return {"m": torch.zeros_like(like), "v": torch.full_like(like, self.params.tau ** 2)}
+        return {"m": torch.zeros_like(like), "v": torch.full_like(like, self.params.tau**2)}
 
     def second_moment(self, v: Tensor, g2: Tensor) -> None:
         """Update ``v`` in place from the squared pseudo-gradient."""
@@ -106,8 +113,10 @@ class Adaptive(ServerOptimizer):
 
 @STRATEGIES.register("fedadam")
 class FedAdam(Adaptive):
-    description = ("FedAvg whose server takes Adam steps along the average client change: per-parameter "
-                   "step sizes, robust to badly scaled updates. Needs one architecture.")
+    description = (
+        "FedAvg whose server takes Adam steps along the average client change: per-parameter "
+        "step sizes, robust to badly scaled updates. Needs one architecture."
+    )
 
     def second_moment(self, v: Tensor, g2: Tensor) -> None:
         v.mul_(self.params.beta2).add_(g2, alpha=1 - self.params.beta2)
@@ -115,8 +124,10 @@ class FedAdam(Adaptive):
 
 @STRATEGIES.register("fedyogi")
 class FedYogi(Adaptive):
-    description = ("FedAdam with Yogi's additive second-moment update, which shrinks the step less "
-                   "abruptly when updates grow. Needs one architecture.")
+    description = (
+        "FedAdam with Yogi's additive second-moment update, which shrinks the step less "
+        "abruptly when updates grow. Needs one architecture."
+    )
 
     def second_moment(self, v: Tensor, g2: Tensor) -> None:
         v.sub_((1 - self.params.beta2) * g2 * torch.sign(v - g2))

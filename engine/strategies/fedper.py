@@ -27,8 +27,10 @@ class FedPer(Strategy):
     paper = "Arivazhagan et al. 2019, Federated Learning with Personalization Layers"
     url = "https://arxiv.org/abs/1912.00818"
     family = "parameter sharing"
-    description = ("Share the body (feature extractor), keep a personal head per client. Mixed rosters: "
-                   "bodies are averaged within each group of clients using the same model.")
+    description = (
+        "Share the body (feature extractor), keep a personal head per client. Mixed rosters: "
+        "bodies are averaged within each group of clients using the same model."
+    )
     shared = ("body.",)
     same_architecture = False
 
@@ -53,7 +55,11 @@ def lonely_models(roster: Sequence[ClientSpec], part: str) -> str | None:
     names = ", ".join(f"{i} ({roster[i].name}, {roster[i].arch})" for i in alone[:5])
     more = f" and {len(alone) - 5} more" if len(alone) > 5 else ""
     if len(alone) == 1:
-        return (f"client {names} uses a model nobody else uses: its {part} is shared with nobody "
-                f"(trains as local)")
-    return (f"clients {names}{more} use models nobody else uses: their {part}s are shared with nobody "
-            f"(they train as local)")
+        return (
+            f"client {names} uses a model nobody else uses: its {part} is shared with nobody "
+            f"(trains as local)"
+        )
+    return (
+        f"clients {names}{more} use models nobody else uses: their {part}s are shared with nobody "
+        f"(they train as local)"
+    )

@@ -52,8 +52,10 @@ def prototype_logits(features: Tensor, protos: Tensor, counts: Tensor) -> Tensor
 class FedProto(KnowledgeSharing):
     paper = "Tan et al. 2022, FedProto: Federated Prototype Learning across Heterogeneous Clients"
     url = "https://arxiv.org/abs/2105.00243"
-    description = ("Clients share per-class mean representations (prototypes); each pulls its "
-                   "representations towards the global prototype of their class. Any architecture.")
+    description = (
+        "Clients share per-class mean representations (prototypes); each pulls its "
+        "representations towards the global prototype of their class. Any architecture."
+    )
     tasks = frozenset({"classification"})
     sends = "prototypes"
     knowledge_key = PROTOS
@@ -61,15 +63,19 @@ class FedProto(KnowledgeSharing):
     class Params(Params):
         lam: float = Field(1.0, ge=0, le=100, description="weight of the pull towards the global prototypes")
         inference: Literal["head", "prototype"] = Field(
-            "head", description="predict with the client's own head, or by the nearest global prototype (the paper)")
+            "head",
+            description="predict with the client's own head, or by the nearest global prototype (the paper)",
+        )
 
     def configure(self, client: ClientInfo) -> dict[str, Any]:
         return class_table_message(self.state, PROTOS, COUNTS)
 
     @classmethod
     def private_payload(cls, params: Any, spec: Any) -> str | None:
-        return (f"{cls.name} sends each client's per-class mean representations (prototypes) and class "
-                f"counts, computed from its private data, which DP-SGD does not protect")
+        return (
+            f"{cls.name} sends each client's per-class mean representations (prototypes) and class "
+            f"counts, computed from its private data, which DP-SGD does not protect"
+        )
 
     def local_loss(self, ctx: ClientContext, x: Tensor, y: Tensor) -> Tensor:
         feats = ctx.model.features(x)
@@ -99,11 +105,15 @@ class FedProto(KnowledgeSharing):
         if not results:
             return
         old = (self.state[PROTOS], self.state[COUNTS]) if self.state.get(PROTOS) is not None else None
-        means, counts = self.server.combine.class_means([r.payload[PROTOS] for r in results],
-                                                        [r.payload[COUNTS] for r in results], reference=old,
-                                                        who=[r.client.id for r in results])
-        self.state[PROTOS], self.state[COUNTS] = keep_missing(means, counts, self.state.get(PROTOS),
-                                                              self.state.get(COUNTS))
+        means, counts = self.server.combine.class_means(
+            [r.payload[PROTOS] for r in results],
+            [r.payload[COUNTS] for r in results],
+            reference=old,
+            who=[r.client.id for r in results],
+        )
+        self.state[PROTOS], self.state[COUNTS] = keep_missing(
+            means, counts, self.state.get(PROTOS), self.state.get(COUNTS)
+        )
 
     def predict(self, client: ClientInfo, model: FedModel, state: dict[str, Any], x: Tensor) -> Tensor:
         if self.params.inference == "head" or self.state.get(PROTOS) is None:
@@ -124,4 +134,6 @@ class FedProto(KnowledgeSharing):
         own, the federation's shared knowledge."""
         if self.state.get(PROTOS) is None:
             return {}
-        return {"prototypes": Kept({PROTOS: self.state[PROTOS], COUNTS: self.state[COUNTS]}, part="prototypes")}
+        return {
+            "prototypes": Kept({PROTOS: self.state[PROTOS], COUNTS: self.state[COUNTS]}, part="prototypes")
+        }

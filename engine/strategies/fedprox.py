@@ -28,18 +28,25 @@ class FedProx(FedAvg):
     paper = "Li et al. 2020, Federated Optimization in Heterogeneous Networks (MLSys)"
     url = "https://arxiv.org/abs/1812.06127"
     family = "parameter sharing"
-    description = ("FedAvg with a proximal term mu/2·||w − w_global||² that keeps each client near the "
-                   "global model; helps with skewed data. Needs one architecture.")
+    description = (
+        "FedAvg with a proximal term mu/2·||w − w_global||² that keeps each client near the "
+        "global model; helps with skewed data. Needs one architecture."
+    )
 
     class Params(FedAvg.Params):
-        mu: float = Field(0.01, ge=0, le=100,
-                          description="weight of the proximal term (0 = plain FedAvg; 0.001-1 is typical)")
+        mu: float = Field(
+            0.01,
+            ge=0,
+            le=100,
+            description="weight of the proximal term (0 = plain FedAvg; 0.001-1 is typical)",
+        )
 
     def local_update(self, ctx: ClientContext) -> None:
         """Remember the starting point of the shared parameters, then train as FedAvg does."""
         if self.params.mu > 0:
-            ctx.scratch["anchor"] = {name: p.detach().clone() for name, p in ctx.model.named_parameters()
-                                     if name in ctx.received}
+            ctx.scratch["anchor"] = {
+                name: p.detach().clone() for name, p in ctx.model.named_parameters() if name in ctx.received
+            }
         super().local_update(ctx)
 
     def local_loss(self, ctx: ClientContext, x: Tensor, y: Tensor) -> Tensor:
@@ -48,6 +55,7 @@ class FedProx(FedAvg):
         anchor = ctx.scratch.get("anchor")
         if not anchor:
             return loss
-        drift = sum((p - anchor[name]).pow(2).sum() for name, p in ctx.model.named_parameters()
-                    if name in anchor)
+        drift = sum(
+            (p - anchor[name]).pow(2).sum() for name, p in ctx.model.named_parameters() if name in anchor
+        )
         return loss + self.params.mu / 2 * drift

@@ -34,18 +34,25 @@ def frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
 
 @STRATEGIES.register("fedrep")
 class FedRep(FedPer):
-    paper = ("Collins et al. 2021, Exploiting Shared Representations for Personalized Federated Learning "
-             "(ICML)")
+    paper = (
+        "Collins et al. 2021, Exploiting Shared Representations for Personalized Federated Learning (ICML)"
+    )
     url = "https://arxiv.org/abs/2102.07078"
-    description = ("Share the body; each round a client first fits its personal head on the frozen body, "
-                   "then trains the body with the head frozen. Mixed rosters: grouped by model.")
+    description = (
+        "Share the body; each round a client first fits its personal head on the frozen body, "
+        "then trains the body with the head frozen. Mixed rosters: grouped by model."
+    )
 
     class Params(FedPer.Params):
-        head_epochs: int = Field(2, ge=1, le=100,
-                                 description="epochs training the personal head (body frozen)")
-        body_epochs: int | None = Field(None, ge=1, le=100,
-                                        description="epochs training the shared body (head frozen); "
-                                                    "empty: the client's own epochs")
+        head_epochs: int = Field(
+            2, ge=1, le=100, description="epochs training the personal head (body frozen)"
+        )
+        body_epochs: int | None = Field(
+            None,
+            ge=1,
+            le=100,
+            description="epochs training the shared body (head frozen); empty: the client's own epochs",
+        )
 
     def local_update(self, ctx: ClientContext) -> None:
         """Head first on the frozen body, then the body under the fixed head."""

@@ -78,22 +78,37 @@ def margin_contrastive_loss(protos: Tensor, labels: Tensor, global_protos: Tenso
 
 @STRATEGIES.register("fedtgp")
 class FedTGP(FedProto):
-    paper = ("Zhang et al. 2024, FedTGP: Trainable Global Prototypes with Adaptive-Margin-Enhanced "
-             "Contrastive Learning for Data and Model Heterogeneity in Federated Learning")
+    paper = (
+        "Zhang et al. 2024, FedTGP: Trainable Global Prototypes with Adaptive-Margin-Enhanced "
+        "Contrastive Learning for Data and Model Heterogeneity in Federated Learning"
+    )
     url = "https://arxiv.org/abs/2401.03230"
-    description = ("Clients send class prototypes; the server learns global prototypes that separate "
-                   "the classes by an adaptive margin; clients pull their representations towards them.")
-    no_defence = ("fedtgp learns its global prototypes from every client's prototype instead of averaging them, "
-                  "so no robust average applies; fedproto averages prototypes and can use one")
+    description = (
+        "Clients send class prototypes; the server learns global prototypes that separate "
+        "the classes by an adaptive margin; clients pull their representations towards them."
+    )
+    no_defence = (
+        "fedtgp learns its global prototypes from every client's prototype instead of averaging them, "
+        "so no robust average applies; fedproto averages prototypes and can use one"
+    )
 
     class Params(Params):
         lam: float = Field(1.0, ge=0, le=100, description="weight of the pull towards the global prototypes")
         inference: Literal["head", "prototype"] = Field(
-            "prototype", description="predict by the nearest global prototype (the paper) or with the client's own head")
-        server_epochs: int = Field(100, ge=1, le=10_000, description="server Adam steps training the global prototypes per round")
+            "prototype",
+            description="predict by the nearest global prototype (the paper) or with the client's own head",
+        )
+        server_epochs: int = Field(
+            100, ge=1, le=10_000, description="server Adam steps training the global prototypes per round"
+        )
         server_lr: float = Field(0.01, gt=0, le=1, description="server Adam learning rate")
         hidden: int = Field(128, ge=4, le=4096, description="hidden width of the prototype generator's MLP")
-        margin_threshold: float = Field(1.0, ge=0, le=1e6, description="upper bound of the adaptive margin (the paper uses 100 for 512-wide features; our representations are narrower)")
+        margin_threshold: float = Field(
+            1.0,
+            ge=0,
+            le=1e6,
+            description="upper bound of the adaptive margin (the paper uses 100 for 512-wide features; our representations are narrower)",
+        )
 
     def init(self) -> None:
         with seeded(self.server.seed, "fedtgp-generator"):
@@ -107,7 +122,9 @@ class FedTGP(FedProto):
         device = self.server.device
         x, y = reported[0].to(device), reported[1].to(device)
         margin = adaptive_margin(x, y, self.server.n_outputs, self.params.margin_threshold)
-        generator = PrototypeGenerator(self.server.n_outputs, self.server.rep_dim, self.params.hidden).to(device)
+        generator = PrototypeGenerator(self.server.n_outputs, self.server.rep_dim, self.params.hidden).to(
+            device
+        )
         generator.load_state_dict(self.state["generator"])
         opt = torch.optim.Adam(generator.parameters(), lr=self.params.server_lr)
         for _ in range(self.params.server_epochs):

@@ -69,16 +69,32 @@ class Pair(nn.Module):
 class FML(KnowledgeSharing):
     paper = "Shen et al. 2020, Federated Mutual Learning"
     url = "https://arxiv.org/abs/2006.16765"
-    description = ("Each client trains its private model and a small shared model that teach each "
-                   "other; only the shared model is averaged. Any private architecture.")
-    deviations = ("Private model: alpha 0.9 and temperature 3 by default (the paper: alpha 0.5, no temperature), "
-                  "because with SGD the paper's alpha halves the private model's learning rate and cost the SGD "
-                  "clients 12-30 points; alpha = beta = 0.5, temperature 1 gives the paper's setting.")
+    description = (
+        "Each client trains its private model and a small shared model that teach each "
+        "other; only the shared model is averaged. Any private architecture."
+    )
+    deviations = (
+        "Private model: alpha 0.9 and temperature 3 by default (the paper: alpha 0.5, no temperature), "
+        "because with SGD the paper's alpha halves the private model's learning rate and cost the SGD "
+        "clients 12-30 points; alpha = beta = 0.5, temperature 1 gives the paper's setting."
+    )
 
     class Params(SharedModelParams):
-        alpha: float = Field(0.9, ge=0, le=1, description="private model: weight of its own task loss (1 - alpha on learning from the shared model); the paper: 0.5, which with SGD also halves the private model's learning rate")
-        beta: float = Field(0.5, ge=0, le=1, description="shared model: weight of its own task loss (1 - beta on learning from the private model)")
-        temperature: float = Field(3.0, gt=0, le=20, description="softmax temperature of the mutual KL terms (the paper: 1)")
+        alpha: float = Field(
+            0.9,
+            ge=0,
+            le=1,
+            description="private model: weight of its own task loss (1 - alpha on learning from the shared model); the paper: 0.5, which with SGD also halves the private model's learning rate",
+        )
+        beta: float = Field(
+            0.5,
+            ge=0,
+            le=1,
+            description="shared model: weight of its own task loss (1 - beta on learning from the private model)",
+        )
+        temperature: float = Field(
+            3.0, gt=0, le=20, description="softmax temperature of the mutual KL terms (the paper: 1)"
+        )
 
     # ---- server ---------------------------------------------------------------------------------
     @property
@@ -106,8 +122,11 @@ class FML(KnowledgeSharing):
         results = [r for r in results if r.payload]
         if results:
             self.state["shared"] = self.server.combine.mean(
-                [r.payload for r in results], [r.n_samples for r in results], reference=self.state["shared"],
-                who=[r.client.id for r in results])
+                [r.payload for r in results],
+                [r.n_samples for r in results],
+                reference=self.state["shared"],
+                who=[r.client.id for r in results],
+            )
 
     def server_models(self) -> dict[str, dict[str, Tensor]]:
         return {self.shared_key: self.state["shared"]}

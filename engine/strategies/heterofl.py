@@ -78,16 +78,19 @@ def leading(n_global: int, n_client: int, n_blocks: int = 1) -> Tensor:
     return torch.cat([b * g + torch.arange(c) for b in range(n_blocks)])
 
 
-def make_plan(model: dict[str, Any], global_shapes: dict[str, torch.Size],
-              client_shapes: dict[str, torch.Size]) -> Plan:
+def make_plan(
+    model: dict[str, Any], global_shapes: dict[str, torch.Size], client_shapes: dict[str, torch.Size]
+) -> Plan:
     """Where each of a client's tensors sits inside the global ones."""
     plan: Plan = {}
     for key, shape in client_shapes.items():
         full = global_shapes[key]
         if len(full) != len(shape):
             raise ValueError(f"{key}: global shape {tuple(full)} vs client shape {tuple(shape)}")
-        plan[key] = [None if n == f else leading(f, n, blocks(model, key, d))
-                     for d, (f, n) in enumerate(zip(full, shape, strict=True))]
+        plan[key] = [
+            None if n == f else leading(f, n, blocks(model, key, d))
+            for d, (f, n) in enumerate(zip(full, shape, strict=True))
+        ]
     return plan
 
 
@@ -113,8 +116,12 @@ def embed(part: Tensor, index: list[Tensor | None], shape: torch.Size) -> Tensor
     return out
 
 
-def aggregate_slices(old: dict[str, Tensor], parts: Sequence[dict[str, Tensor]], plans: Sequence[Plan],
-                     weights: Sequence[float]) -> dict[str, Tensor]:
+def aggregate_slices(
+    old: dict[str, Tensor],
+    parts: Sequence[dict[str, Tensor]],
+    plans: Sequence[Plan],
+    weights: Sequence[float],
+) -> dict[str, Tensor]:
     """HeteroFL's aggregation: every global entry becomes the weighted mean of the clients'
     values for it, over the clients whose slice covers it; uncovered entries keep ``old``."""
     new: dict[str, Tensor] = {}
@@ -143,12 +150,16 @@ def family_key(model: dict[str, Any]) -> str:
 
 @STRATEGIES.register("heterofl")
 class HeteroFL(Strategy):
-    paper = ("Diao et al. 2021, HeteroFL: Computation and Communication Efficient Federated Learning for "
-             "Heterogeneous Clients (ICLR)")
+    paper = (
+        "Diao et al. 2021, HeteroFL: Computation and Communication Efficient Federated Learning for "
+        "Heterogeneous Clients (ICLR)"
+    )
     url = "https://arxiv.org/abs/2010.01264"
     family = "parameter sharing"
-    description = ("Clients of one architecture at different widths (1, 0.5, 0.25...) train nested slices "
-                   "of one full-width global model; small devices send small slices.")
+    description = (
+        "Clients of one architecture at different widths (1, 0.5, 0.25...) train nested slices "
+        "of one full-width global model; small devices send small slices."
+    )
     same_architecture = False
 
     @classmethod
@@ -164,22 +175,32 @@ class HeteroFL(Strategy):
             a = roster[0]
             what, fix = f"use {a.arch} and {spec.arch}", ""
             if spec.arch == a.arch:
-                keys = sorted(k for k in set(a.model) | set(spec.model)
-                              if k != "width" and a.model.get(k) != spec.model.get(k))
-                what = "differ in " + ", ".join(f"{k} ({a.model.get(k)} vs {spec.model.get(k)})"
-                                                for k in keys)
-                fix = (f"; to make some {a.arch} clients smaller, give them the same {', '.join(keys)} "
-                       f"and a smaller width instead")
-            return (f"clients 0 ({a.name}) and {i} ({spec.name}) {what}: heterofl needs one model family — "
-                    f"the same architecture and knobs, only width may differ (e.g. 1, 0.5, 0.25){fix}")
+                keys = sorted(
+                    k
+                    for k in set(a.model) | set(spec.model)
+                    if k != "width" and a.model.get(k) != spec.model.get(k)
+                )
+                what = "differ in " + ", ".join(
+                    f"{k} ({a.model.get(k)} vs {spec.model.get(k)})" for k in keys
+                )
+                fix = (
+                    f"; to make some {a.arch} clients smaller, give them the same {', '.join(keys)} "
+                    f"and a smaller width instead"
+                )
+            return (
+                f"clients 0 ({a.name}) and {i} ({spec.name}) {what}: heterofl needs one model family — "
+                f"the same architecture and knobs, only width may differ (e.g. 1, 0.5, 0.25){fix}"
+            )
         return None
 
     @classmethod
     def caveat(cls, roster: Sequence[ClientSpec], task: str, has_public: bool) -> str | None:
         widths = {float(spec.model.get("width", 1.0)) for spec in roster}
         if len(widths) == 1:
-            return (f"every client has width {widths.pop():g}: heterofl is plain FedAvg here; give the "
-                    f"smaller devices width 0.5 or 0.25 to use it")
+            return (
+                f"every client has width {widths.pop():g}: heterofl is plain FedAvg here; give the "
+                f"smaller devices width 0.5 or 0.25 to use it"
+            )
         return None
 
     # ---- server ----------------------------------------------------------------------------------
@@ -214,13 +235,27 @@ class HeteroFL(Strategy):
         if self.server.combine.plain:
             new = aggregate_slices(old, parts, plans, weights)
         else:  # a defence: each client's slice written into the full shape, entries grouped by who covers them
-            full = [{k: embed(part[k], plan[k], old[k].shape) for k in old if k in part} for part, plan in zip(parts, plans, strict=True)]
-            masks = [{k: embed(torch.ones_like(part[k]), plan[k], old[k].shape) > 0 if k in part
-                      else torch.zeros(old[k].shape, dtype=torch.bool) for k in old if old[k].is_floating_point()}
-                     for part, plan in zip(parts, plans, strict=True)]
-            full = [{k: f.get(k, torch.zeros_like(old[k])) for k in old if old[k].is_floating_point()} for f in full]
-            new = self.server.combine.masked_mean(full, masks, weights, reference=old,
-                                                  who=[r.client.id for r in results])
+            full = [
+                {k: embed(part[k], plan[k], old[k].shape) for k in old if k in part}
+                for part, plan in zip(parts, plans, strict=True)
+            ]
+            masks = [
+                {
+                    k: embed(torch.ones_like(part[k]), plan[k], old[k].shape) > 0
+                    if k in part
+                    else torch.zeros(old[k].shape, dtype=torch.bool)
+                    for k in old
+                    if old[k].is_floating_point()
+                }
+                for part, plan in zip(parts, plans, strict=True)
+            ]
+            full = [
+                {k: f.get(k, torch.zeros_like(old[k])) for k in old if old[k].is_floating_point()}
+                for f in full
+            ]
+            new = self.server.combine.masked_mean(
+                full, masks, weights, reference=old, who=[r.client.id for r in results]
+            )
         self.state["global"]["all"] = self.server_update("all", old, new)
 
     def server_models(self) -> dict[str, dict[str, Tensor]]:

@@ -15,14 +15,20 @@ from engine.strategies.base import STRATEGIES, Strategy
 
 @STRATEGIES.register("lg_fedavg")
 class LGFedAvg(Strategy):
-    paper = ("Liang et al. 2020, Think Locally, Act Globally: Federated Learning with Local and Global "
-             "Representations")
+    paper = (
+        "Liang et al. 2020, Think Locally, Act Globally: Federated Learning with Local and Global "
+        "Representations"
+    )
     url = "https://arxiv.org/abs/2001.01523"
     family = "parameter sharing"
-    description = ("Keep a personal body, average only the head across ALL clients (heads share rep_dim, "
-                   "so any mix of architectures works); tiny messages.")
+    description = (
+        "Keep a personal body, average only the head across ALL clients (heads share rep_dim, "
+        "so any mix of architectures works); tiny messages."
+    )
     shared = ("head.",)
     same_architecture = False
-    pitfalls = ("every client's head is replaced each round by the average over all clients, which fits no "
-                "client's own mix of labels; with few local steps per round the bodies cannot adapt to it. Train "
-                "more epochs per round or with momentum, or choose FedRep or FedPer, which keep a personal head.")
+    pitfalls = (
+        "every client's head is replaced each round by the average over all clients, which fits no "
+        "client's own mix of labels; with few local steps per round the bodies cannot adapt to it. Train "
+        "more epochs per round or with momentum, or choose FedRep or FedPer, which keep a personal head."
+    )

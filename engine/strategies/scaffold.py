@@ -38,21 +38,27 @@ PREFIX = "control."
 
 @STRATEGIES.register("scaffold")
 class Scaffold(FedAvg):
-    paper = ("Karimireddy et al. 2020, SCAFFOLD: Stochastic Controlled Averaging for Federated "
-             "Learning (ICML)")
+    paper = "Karimireddy et al. 2020, SCAFFOLD: Stochastic Controlled Averaging for Federated Learning (ICML)"
     url = "https://arxiv.org/abs/1910.06378"
     family = "parameter sharing"
-    description = ("Control variates correct each client's drift towards its own data; sends the model "
-                   "plus a correction of the same size both ways. Needs one architecture.")
+    description = (
+        "Control variates correct each client's drift towards its own data; sends the model "
+        "plus a correction of the same size both ways. Needs one architecture."
+    )
 
     class Params(FedAvg.Params):
-        server_lr: float = Field(1.0, gt=0, le=10,
-                                 description="global step size eta_g on the averaged model change "
-                                             "(1 = FedAvg's step)")
+        server_lr: float = Field(
+            1.0,
+            gt=0,
+            le=10,
+            description="global step size eta_g on the averaged model change (1 = FedAvg's step)",
+        )
         control: Literal["auto", "difference", "gradient"] = Field(
-            "auto", description="how a client updates its control variate: 'difference' (option II: from "
-                                "its model change, cheap, assumes SGD), 'gradient' (option I: one extra pass "
-                                "over its data), 'auto' (II for SGD clients, I for Adam clients)")
+            "auto",
+            description="how a client updates its control variate: 'difference' (option II: from "
+            "its model change, cheap, assumes SGD), 'gradient' (option I: one extra pass "
+            "over its data), 'auto' (II for SGD clients, I for Adam clients)",
+        )
 
     # ---- server ----------------------------------------------------------------------------------
     def init(self) -> None:
@@ -77,15 +83,18 @@ class Scaffold(FedAvg):
         models = [{k: v for k, v in r.payload.items() if not k.startswith(PREFIX)} for r in results]
         group = self.group(results[0].client)
         old = self.state["global"][group]
-        avg = self.server.combine.mean(models, [r.n_samples for r in results], reference=old,
-                                       who=[r.client.id for r in results])
+        avg = self.server.combine.mean(
+            models, [r.n_samples for r in results], reference=old, who=[r.client.id for r in results]
+        )
         self.state["global"][group] = self.server_update(group, old, avg)
         n = len(self.server.clients)
         control = self.state["control"]
         # sum(delta c_i) / N = |S| / N * mean(delta c_i): the mean through the run's combiner
-        deltas = self.server.combine.mean([{k: r.payload[PREFIX + k].to(control[k].dtype) for k in control}
-                                           for r in results], [1.0] * len(results),
-                                          reference={k: torch.zeros_like(v) for k, v in control.items()})
+        deltas = self.server.combine.mean(
+            [{k: r.payload[PREFIX + k].to(control[k].dtype) for k in control} for r in results],
+            [1.0] * len(results),
+            reference={k: torch.zeros_like(v) for k, v in control.items()},
+        )
         for k in control:
             control[k] = control[k] + deltas[k] * (len(results) / n)
 
@@ -124,8 +133,9 @@ class Scaffold(FedAvg):
         correction = ctx.scratch.get("correction")
         if not correction:
             return loss
-        return loss + sum((p * correction[k]).sum() for k, p in ctx.model.named_parameters()
-                          if k in correction)
+        return loss + sum(
+            (p * correction[k]).sum() for k, p in ctx.model.named_parameters() if k in correction
+        )
 
     def payload(self, ctx: ClientContext) -> dict[str, Any]:
         """The model and ``delta c_i``."""
@@ -141,13 +151,18 @@ class Scaffold(FedAvg):
 
     @classmethod
     def private_payload(cls, params: Any, spec: Any) -> str | None:
-        option = params.control if params.control != "auto" else (
-            "difference" if spec.optimizer == "sgd" else "gradient")
+        option = (
+            params.control
+            if params.control != "auto"
+            else ("difference" if spec.optimizer == "sgd" else "gradient")
+        )
         if option != "gradient":
             return None  # option II's control variate is computed from the model change
-        return (f"{cls.name} with control 'gradient' (or 'auto' for an {spec.optimizer} client) sends a control "
-                f"variate computed from a full gradient over the client's private data, which DP-SGD does not "
-                f"protect; set control to 'difference' and the client's optimiser to sgd")
+        return (
+            f"{cls.name} with control 'gradient' (or 'auto' for an {spec.optimizer} client) sends a control "
+            f"variate computed from a full gradient over the client's private data, which DP-SGD does not "
+            f"protect; set control to 'difference' and the client's optimiser to sgd"
+        )
 
     @staticmethod
     def _effective_lr(ctx: ClientContext) -> float:
@@ -170,9 +185,10 @@ class Scaffold(FedAvg):
         model.train()
         step = max(ctx.spec.batch_size, 256)
         for start in range(0, n, step):
-            xb, yb = ctx.x[start:start + step], ctx.y[start:start + step]
-            grads = torch.autograd.grad(ctx.loss(model(xb), yb), [params[k] for k in names],
-                                        allow_unused=True)
+            xb, yb = ctx.x[start : start + step], ctx.y[start : start + step]
+            grads = torch.autograd.grad(
+                ctx.loss(model(xb), yb), [params[k] for k in names], allow_unused=True
+            )
             for k, g in zip(names, grads, strict=True):
                 if g is not None:
                     total[k] += g.detach() * (len(yb) / n)

@@ -14,8 +14,12 @@ class MlflowSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    uri: str = Field(..., min_length=1, max_length=2000,
-                     description="MLflow tracking URI: http(s)://host:port, file:///path/mlruns, sqlite:///path.db")
+    uri: str = Field(
+        ...,
+        min_length=1,
+        max_length=2000,
+        description="MLflow tracking URI: http(s)://host:port, file:///path/mlruns, sqlite:///path.db",
+    )
     experiment: str = Field("FedMosaic", min_length=1, max_length=200, description="MLflow experiment name")
     models: bool = Field(True, description="log the kept models as artifacts")
     report: bool = Field(True, description="log the HTML report as an artifact")
@@ -25,8 +29,10 @@ class MlflowSpec(BaseModel):
     def _known_scheme(cls, value: str) -> str:
         value = value.strip()
         if not _URI.match(value):
-            raise ValueError("give an MLflow tracking URI such as http://localhost:5000, file:///home/me/mlruns "
-                             "or sqlite:///home/me/mlflow.db")
+            raise ValueError(
+                "give an MLflow tracking URI such as http://localhost:5000, file:///home/me/mlruns "
+                "or sqlite:///home/me/mlflow.db"
+            )
         return value
 
 
@@ -35,4 +41,6 @@ class TrackingSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mlflow: MlflowSpec | None = Field(None, description='log to MLflow, e.g. {"uri": "file:///home/me/mlruns"}')
+    mlflow: MlflowSpec | None = Field(
+        None, description='log to MLflow, e.g. {"uri": "file:///home/me/mlruns"}'
+    )

@@ -42,7 +42,7 @@ def steady_round_time(times: Sequence[float]) -> float | None:
     if len(xs) < 2:
         return None
     start = 0
-    while start < len(xs) - 1 and xs[start] > WARMUP_RATIO * statistics.median(xs[start + 1:]):
+    while start < len(xs) - 1 and xs[start] > WARMUP_RATIO * statistics.median(xs[start + 1 :]):
         start += 1
     steady = xs[start:][-RECENT:]
     pace = sum(steady) / len(steady)

@@ -56,8 +56,14 @@ class Execution:
             failure = self._run_process(handle)
         else:
             try:
-                sim = Simulation(handle.config, store=self.store, run_id=run_id, root=self.root,
-                                 cancel=handle.cancel, share=self.run_share)
+                sim = Simulation(
+                    handle.config,
+                    store=self.store,
+                    run_id=run_id,
+                    root=self.root,
+                    cancel=handle.cancel,
+                    share=self.run_share,
+                )
                 sim.run(resume=handle.resume)
             except Exception as exc:  # noqa: BLE001 - Simulation records its own failures on the row
                 message = str(exc) if isinstance(exc, FedMosaicError) else f"{type(exc).__name__}: {exc}"
@@ -69,15 +75,19 @@ class Execution:
             if failure is not None:
                 recorder.ended("failed", error=failure[0], tb=failure[1])
             else:
-                recorder.ended("cancelled" if handle.cancel.is_set() else "finished",
-                               summary=sim.summary()["final"] if sim else {})
+                recorder.ended(
+                    "cancelled" if handle.cancel.is_set() else "finished",
+                    summary=sim.summary()["final"] if sim else {},
+                )
         if handle.reason == "shutdown":
             row = self.store.get_run(run_id)
             if row["status"] in ("cancelled", *ACTIVE):
                 ckpt = next(iter(self.store.checkpoints(run_id)), None)
                 where = f"the checkpoint of round {ckpt['round']}" if ckpt else "round 1"
-                message = (f"interrupted at round {row['current_round']}: the app stopped; resume "
-                           f"continues from {where}")
+                message = (
+                    f"interrupted at round {row['current_round']}: the app stopped; resume "
+                    f"continues from {where}"
+                )
                 self.store.update_run(run_id, status="interrupted", error=message, live=None)
                 self.store.add_event(run_id, message, "warning")
 
@@ -90,8 +100,19 @@ class Execution:
 
         from engine.access import paths_trusted
 
-        cmd = [sys.executable, "-m", "engine.tracking.worker", "--db", str(self.store.path),
-               "--run", handle.run_id, "--share", str(self.run_share), "--nice", str(WORKER_NICE)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "engine.tracking.worker",
+            "--db",
+            str(self.store.path),
+            "--run",
+            handle.run_id,
+            "--share",
+            str(self.run_share),
+            "--nice",
+            str(WORKER_NICE),
+        ]
         if self.root is not None:
             cmd += ["--root", str(self.root)]
         if handle.resume:
@@ -99,8 +120,13 @@ class Execution:
         if paths_trusted():  # this runs in the launcher's context (handle.context)
             cmd.append("--trusted")
         with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    cwd=str(Path(__file__).resolve().parents[2]))  # the repository root
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=str(Path(__file__).resolve().parents[2]),
+            )  # the repository root
             asked = False
             while True:
                 try:

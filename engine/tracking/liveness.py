@@ -25,7 +25,7 @@ def _proc_stat(pid: int) -> list[str] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def process_owner() -> str:
@@ -75,6 +75,7 @@ class Liveness:
     def heartbeat(self, run_id: str) -> None:
         """Mark the run alive now."""
         self.beat([run_id])
+
     def beat(self, run_ids: Iterable[str]) -> set[str]:
         """Mark several runs alive now (one transaction); return those whose cancellation was
         requested (:meth:`request_cancel`)."""
@@ -84,20 +85,24 @@ class Liveness:
         marks = ",".join("?" * len(ids))
         with self.write() as db:
             db.execute(f"UPDATE runs SET heartbeat_at = ? WHERE id IN ({marks})", [time.time(), *ids])
-            rows = db.execute(f"SELECT id FROM runs WHERE cancel_requested = 1 AND id IN ({marks})",
-                              ids).fetchall()
+            rows = db.execute(
+                f"SELECT id FROM runs WHERE cancel_requested = 1 AND id IN ({marks})", ids
+            ).fetchall()
         return {r[0] for r in rows}
+
     def request_cancel(self, run_id: str) -> None:
         """Ask whichever process runs ``run_id`` to cancel it (checked by its heartbeat and after
         every round)."""
         self.get_run(run_id)
         with self.write() as db:
             db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", [run_id])
+
     @reads
     def cancel_requested(self, run_id: str) -> bool:
         """Whether :meth:`request_cancel` was called for the run since it last started."""
         row = self.db.execute("SELECT cancel_requested FROM runs WHERE id = ?", [run_id]).fetchone()
         return bool(row and row[0])
+
     def claim(self, run_id: str, owner: str, statuses: Iterable[str] = RESUMABLE) -> bool:
         """Atomically take a run in one of ``statuses`` for ``owner`` and queue it again (resume).
         Returns ``False`` if its status changed meanwhile (another process resumed it)."""
@@ -107,16 +112,22 @@ class Liveness:
             cur = db.execute(
                 f"UPDATE runs SET status = 'queued', owner = ?, cancel_requested = 0, error = NULL, "
                 f"traceback = NULL, finished_at = NULL, live = NULL, heartbeat_at = ? "
-                f"WHERE id = ? AND status IN ({marks})", [owner, time.time(), run_id, *statuses])
+                f"WHERE id = ? AND status IN ({marks})",
+                [owner, time.time(), run_id, *statuses],
+            )
             return cur.rowcount == 1
+
     def stale(self, stale_after_s: float = STALE_AFTER_S, now: float | None = None) -> dict[str, str]:
         """``queued``/``running`` runs whose owning process is dead or, where that cannot be
         told (another host), whose last sign of life is older than ``stale_after_s``: id ->
         what happened, for the ``interrupted`` status. Reads only."""
         now = time.time() if now is None else now
-        rows = list(self.db.query(
-            "SELECT id, owner, status, current_round, heartbeat_at, started_at, created_at FROM runs "
-            "WHERE status IN ('queued', 'running')"))
+        rows = list(
+            self.db.query(
+                "SELECT id, owner, status, current_round, heartbeat_at, started_at, created_at FROM runs "
+                "WHERE status IN ('queued', 'running')"
+            )
+        )
         out: dict[str, str] = {}
         for r in rows:
             alive = owner_alive(r["owner"])
@@ -124,17 +135,22 @@ class Liveness:
             if alive is False or (alive is None and now - last > stale_after_s):
                 ckpt = next(iter(self.checkpoints(r["id"])), None)
                 where = f"the checkpoint of round {ckpt['round']}" if ckpt else "round 1 (no checkpoint yet)"
-                out[r["id"]] = (f"interrupted at round {r['current_round']}: the process running it stopped "
-                                f"(last sign of life {_iso(last)}); resume continues from {where}")
+                out[r["id"]] = (
+                    f"interrupted at round {r['current_round']}: the process running it stopped "
+                    f"(last sign of life {_iso(last)}); resume continues from {where}"
+                )
         return out
+
     def reap(self, stale_after_s: float = STALE_AFTER_S, now: float | None = None) -> list[str]:
         """Mark ``interrupted`` every run :meth:`stale` finds (nothing on a read-only database).
         Returns their ids."""
         if self.read_only:
             return []
         now = time.time() if now is None else now
-        rows = {r["id"]: r for r in self.db.query(
-            "SELECT id, owner, status FROM runs WHERE status IN ('queued', 'running')")}
+        rows = {
+            r["id"]: r
+            for r in self.db.query("SELECT id, owner, status FROM runs WHERE status IN ('queued', 'running')")
+        }
         done = []
         for run_id, message in self.stale(stale_after_s, now).items():
             r = rows.get(run_id)
@@ -143,12 +159,16 @@ class Liveness:
             with self.write() as db:
                 cur = db.execute(
                     "UPDATE runs SET status = 'interrupted', live = NULL, error = ? "
-                    "WHERE id = ? AND status = ? AND owner IS ?", [message, run_id, r["status"], r["owner"]])
+                    "WHERE id = ? AND status = ? AND owner IS ?",
+                    [message, run_id, r["status"], r["owner"]],
+                )
                 if cur.rowcount:
-                    db["events"].insert({"run_id": run_id, "ts": now, "round": None, "level": "warning",
-                                         "message": message})
+                    db["events"].insert(
+                        {"run_id": run_id, "ts": now, "round": None, "level": "warning", "message": message}
+                    )
                     done.append(run_id)
         return done
+
     def refresh(self, stale_after_s: float = STALE_AFTER_S) -> dict[str, str]:
         """Bring statuses up to date without a run manager (``list``/``show``): on a writable
         database, runs whose owner is gone are marked ``interrupted`` (:meth:`reap`) and ``{}``

@@ -46,17 +46,28 @@ def params_of(sim: Simulation) -> dict[str, str]:
     cfg = sim.config
     data = cfg.data.model_dump(mode="json")
     out: dict[str, Any] = {
-        "fedmosaic.run_id": sim.run_id, "strategy": cfg.strategy.name, "seed": cfg.seed, "rounds": cfg.rounds,
-        "fraction": cfg.fraction, "rep_dim": cfg.rep_dim, "executor": cfg.executor, "dataset": dataset_label(data),
-        "partition": json.dumps(data.get("partition")), "n_clients": len(cfg.roster()),
+        "fedmosaic.run_id": sim.run_id,
+        "strategy": cfg.strategy.name,
+        "seed": cfg.seed,
+        "rounds": cfg.rounds,
+        "fraction": cfg.fraction,
+        "rep_dim": cfg.rep_dim,
+        "executor": cfg.executor,
+        "dataset": dataset_label(data),
+        "partition": json.dumps(data.get("partition")),
+        "n_clients": len(cfg.roster()),
         "architectures": ", ".join(sorted({c.arch for c in cfg.roster()})),
     }
     out.update({f"strategy.{k}": v for k, v in cfg.strategy.params().items()})
     for spec in cfg.clients:
         prefix = f"clients.{metric_name(spec.name)}"
         out[f"{prefix}.model"] = json.dumps(spec.model, sort_keys=True)
-        out.update({f"{prefix}.{k}": getattr(spec, k) for k in ("count", "optimizer", "lr", "epochs", "batch_size",
-                                                                 "preprocessing")})
+        out.update(
+            {
+                f"{prefix}.{k}": getattr(spec, k)
+                for k in ("count", "optimizer", "lr", "epochs", "batch_size", "preprocessing")
+            }
+        )
     return {metric_name(k): str(v)[:MAX_PARAM] for k, v in out.items()}
 
 
@@ -76,14 +87,19 @@ class MlflowSink(Observer):
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
-            raise RuntimeError("mlflow is not installed; install the mlflow extra: pip install "
-                               "'fedmosaic[mlflow]'") from None
+            raise RuntimeError(
+                "mlflow is not installed; install the mlflow extra: pip install 'fedmosaic[mlflow]'"
+            ) from None
         if self.spec.uri.startswith("file:"):  # asked for by name: MLflow 3 keeps file stores behind a switch
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=self.spec.uri)
         experiment = self.client.get_experiment_by_name(self.spec.experiment)
-        exp_id = experiment.experiment_id if experiment else self.client.create_experiment(self.spec.experiment)
-        found = self.client.search_runs([exp_id], filter_string=f"tags.`{TAG}` = '{sim.run_id}'", max_results=1)
+        exp_id = (
+            experiment.experiment_id if experiment else self.client.create_experiment(self.spec.experiment)
+        )
+        found = self.client.search_runs(
+            [exp_id], filter_string=f"tags.`{TAG}` = '{sim.run_id}'", max_results=1
+        )
         if found:
             self.mlflow_run = found[0].info.run_id
             self.client.update_run(self.mlflow_run, status="RUNNING")
@@ -94,23 +110,29 @@ class MlflowSink(Observer):
 
         params = [Param(k, v) for k, v in params_of(sim).items()]
         for i in range(0, len(params), 100):
-            self.client.log_batch(self.mlflow_run, params=params[i:i + 100])
+            self.client.log_batch(self.mlflow_run, params=params[i : i + 100])
 
     def round(self, sim: Simulation, record: RoundRecord) -> None:
         self._start(sim)
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(metric_name(k), float(v), now, record.round) for k, v in record.metrics.items()
-                   if isinstance(v, (int, float)) and math.isfinite(v)]
+        metrics = [
+            Metric(metric_name(k), float(v), now, record.round)
+            for k, v in record.metrics.items()
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        ]
         for cid, figures in record.clients.items():
             name = metric_name(sim.clients[cid].name)
-            metrics += [Metric(f"client/{name}/{metric_name(k)}", float(v), now, record.round)
-                        for k, v in figures.items()
-                        if k.startswith(("local_", "global_", "val_", "best_")) and isinstance(v, (int, float))
-                        and math.isfinite(v)]
+            metrics += [
+                Metric(f"client/{name}/{metric_name(k)}", float(v), now, record.round)
+                for k, v in figures.items()
+                if k.startswith(("local_", "global_", "val_", "best_"))
+                and isinstance(v, (int, float))
+                and math.isfinite(v)
+            ]
         for i in range(0, len(metrics), 1000):
-            self.client.log_batch(self.mlflow_run, metrics=metrics[i:i + 1000])
+            self.client.log_batch(self.mlflow_run, metrics=metrics[i : i + 1000])
 
     def ended(self, sim: Simulation, status: str, rnd: int) -> None:
         if sim.store is None or sim.run_id is None:

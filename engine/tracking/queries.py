@@ -25,14 +25,18 @@ def damaged(exc: sqlite3.Error) -> bool:
     """Whether an sqlite error says the file is not an intact database."""
     name = str(getattr(exc, "sqlite_errorname", ""))
     text = str(exc).lower()
-    return name.startswith(DAMAGED_CODES) or "malformed" in text or "not a database" in text or "corrupt" in text
+    return (
+        name.startswith(DAMAGED_CODES) or "malformed" in text or "not a database" in text or "corrupt" in text
+    )
 
 
 def damaged_error(path: Path, detail: str) -> StorageError:
     detail = " ".join(detail.replace("*", " ").split())
     detail = detail if len(detail) <= 160 else detail[:159] + "…"
-    return StorageError(f"the database {path} is damaged ({detail}); FedMosaic has not changed it. Restore it "
-                        f"from a backup, or move it aside and start a new database (--db or FEDMOSAIC_DB)")
+    return StorageError(
+        f"the database {path} is damaged ({detail}); FedMosaic has not changed it. Restore it "
+        f"from a backup, or move it aside and start a new database (--db or FEDMOSAIC_DB)"
+    )
 
 
 def reads(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,11 +50,11 @@ def reads(method: Callable[..., Any]) -> Callable[..., Any]:
         except sqlite3.DatabaseError as exc:
             if damaged(exc):
                 raise damaged_error(self.path, str(exc)) from None
-            raise StorageError(f"cannot read the database {self.path} ({exc}); try again, and check the "
-                               f"disk if it persists") from None
+            raise StorageError(
+                f"cannot read the database {self.path} ({exc}); try again, and check the disk if it persists"
+            ) from None
 
     return wrapper
-
 
 
 def storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
@@ -66,6 +70,7 @@ def storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
     else:
         hint = "check the disk and the file's permissions"
     return StorageError(f"cannot write the database {path} ({text}); {hint}")
+
 
 class Queries:
     """The :class:`engine.tracking.storage.Store` methods that read."""
@@ -83,9 +88,15 @@ class Queries:
         return parse_run(rows[0])
 
     @reads
-    def list_runs(self, status: str | None = None, limit: int | None = None, *,
-                  group_id: str | None = None, tag: str | None = None,
-                  ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def list_runs(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        *,
+        group_id: str | None = None,
+        tag: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
         """Runs, newest first (config not parsed: use :meth:`get_run`), optionally only those with
         a status, of a sweep group, carrying a tag, or among ``ids``."""
         sql = "SELECT * FROM run_summary"
@@ -150,17 +161,27 @@ class Queries:
         run = self.get_run(run_id)
         now = time.time()
         cur, total = int(run["current_round"] or 0), int(run["rounds"] or 0)
-        rows = self.db.execute("SELECT round, key, value FROM round_metrics WHERE run_id = ? AND round >= ? "
-                               "ORDER BY round", [run_id, max(cur - 4, 0)]).fetchall()
+        rows = self.db.execute(
+            "SELECT round, key, value FROM round_metrics WHERE run_id = ? AND round >= ? ORDER BY round",
+            [run_id, max(cur - 4, 0)],
+        ).fetchall()
         by_round: dict[int, dict[str, float]] = {}
         for rnd, key, value in rows:
             by_round.setdefault(rnd, {})[key] = value
         last = by_round.get(cur, {})
         evaluated = self.db.execute(
-            "SELECT MAX(round) FROM round_metrics WHERE run_id = ? AND key LIKE 'local_%'", [run_id]).fetchone()[0]
-        last_eval = ({k: v for k, v in self.db.execute(
-            "SELECT key, value FROM round_metrics WHERE run_id = ? AND round = ?", [run_id, evaluated])}
-            if evaluated is not None else {})
+            "SELECT MAX(round) FROM round_metrics WHERE run_id = ? AND key LIKE 'local_%'", [run_id]
+        ).fetchone()[0]
+        last_eval = (
+            {
+                k: v
+                for k, v in self.db.execute(
+                    "SELECT key, value FROM round_metrics WHERE run_id = ? AND round = ?", [run_id, evaluated]
+                )
+            }
+            if evaluated is not None
+            else {}
+        )
         live = run.get("live") if isinstance(run.get("live"), dict) else None
         in_progress = live.get("round") if live and run["status"] == "running" else None
         elapsed = float(last.get("cum_wall_s", 0.0))
@@ -172,52 +193,94 @@ class Queries:
         elif run["status"] in ACTIVE:
             from engine.tracking.eta import remaining_seconds
 
-            times = [v for (v,) in self.db.execute(
-                "SELECT value FROM round_metrics WHERE run_id = ? AND key = 'wall_s' AND round <= ? ORDER BY round",
-                [run_id, cur])]
-            in_round = now - float(live["started_at"]) if live and live.get("started_at") and in_progress else 0.0
+            times = [
+                v
+                for (v,) in self.db.execute(
+                    "SELECT value FROM round_metrics WHERE run_id = ? AND key = 'wall_s' AND round <= ? ORDER BY round",
+                    [run_id, cur],
+                )
+            ]
+            in_round = (
+                now - float(live["started_at"]) if live and live.get("started_at") and in_progress else 0.0
+            )
             eta = remaining_seconds(times, total, in_round)
         ckpt = next(iter(self.checkpoints(run_id)), None)
         return {
-            "run_id": run_id, "name": run["name"], "status": run["status"], "current_round": cur,
-            "rounds": total, "fraction": (cur / total) if total else 0.0, "elapsed_s": elapsed,
-            "eta_s": eta, "last_metrics": last, "last_evaluated": last_eval,
-            "round_in_progress": in_progress, "phase": live.get("phase") if in_progress else None,
+            "run_id": run_id,
+            "name": run["name"],
+            "status": run["status"],
+            "current_round": cur,
+            "rounds": total,
+            "fraction": (cur / total) if total else 0.0,
+            "elapsed_s": elapsed,
+            "eta_s": eta,
+            "last_metrics": last,
+            "last_evaluated": last_eval,
+            "round_in_progress": in_progress,
+            "phase": live.get("phase") if in_progress else None,
             "clients": self._client_progress(run_id, cur, live if in_progress else None),
             "checkpoint_round": ckpt["round"] if ckpt else None,
-            "resumable": run["status"] in RESUMABLE, "error": run.get("error"),
+            "resumable": run["status"] in RESUMABLE,
+            "error": run.get("error"),
             "heartbeat_age_s": (now - run["heartbeat_at"]) if run.get("heartbeat_at") else None,
-            "group_id": run.get("group_id"), "variant": run.get("variant"), "tags": run.get("tags") or [],
-            "started_at": run.get("started_at"), "finished_at": run.get("finished_at"),
+            "group_id": run.get("group_id"),
+            "variant": run.get("variant"),
+            "tags": run.get("tags") or [],
+            "started_at": run.get("started_at"),
+            "finished_at": run.get("finished_at"),
         }
 
     def _client_progress(self, run_id: str, cur: int, live: dict[str, Any] | None) -> list[dict[str, Any]]:
-        roster = list(self.db.query("SELECT client_id, name, arch, tier, join_round FROM clients "
-                                    "WHERE run_id = ? ORDER BY client_id", [run_id]))
+        roster = list(
+            self.db.query(
+                "SELECT client_id, name, arch, tier, join_round FROM clients "
+                "WHERE run_id = ? ORDER BY client_id",
+                [run_id],
+            )
+        )
         latest: dict[int, dict[str, Any]] = {}
         for cid, rnd, key, value in self.db.execute(
-                "SELECT client_id, round, key, value FROM client_metrics WHERE run_id = ? AND round = ?",
-                [run_id, cur]):
+            "SELECT client_id, round, key, value FROM client_metrics WHERE run_id = ? AND round = ?",
+            [run_id, cur],
+        ):
             latest.setdefault(cid, {"round": rnd})[key] = value
         out = []
         for c in roster:
             m = latest.get(c["client_id"], {})
-            row: dict[str, Any] = {"client_id": c["client_id"], "name": c["name"], "arch": c["arch"],
-                                   "tier": c["tier"], **{k: v for k, v in m.items() if k != "round"},
-                                   "round": m.get("round")}
+            row: dict[str, Any] = {
+                "client_id": c["client_id"],
+                "name": c["name"],
+                "arch": c["arch"],
+                "tier": c["tier"],
+                **{k: v for k, v in m.items() if k != "round"},
+                "round": m.get("round"),
+            }
             if live is not None:
                 rnd = int(live.get("round", cur + 1))
                 cid = c["client_id"]
                 row["selected"] = cid in live.get("selected", [])
                 row["completed"] = False
-                row["status"] = ("not joined" if (c["join_round"] or 1) > rnd else
-                                 "training" if cid in live.get("training", []) else
-                                 "dropped" if cid in live.get("dropped", []) else "waiting")
+                row["status"] = (
+                    "not joined"
+                    if (c["join_round"] or 1) > rnd
+                    else "training"
+                    if cid in live.get("training", [])
+                    else "dropped"
+                    if cid in live.get("dropped", [])
+                    else "waiting"
+                )
             else:
                 row["selected"] = bool(m.get("selected", 0))
                 row["completed"] = bool(m.get("completed", 0))
-                row["status"] = ("not joined" if (c["join_round"] or 1) > max(cur, 1) else
-                                 "done" if row["completed"] else "dropped" if row["selected"] else "idle")
+                row["status"] = (
+                    "not joined"
+                    if (c["join_round"] or 1) > max(cur, 1)
+                    else "done"
+                    if row["completed"]
+                    else "dropped"
+                    if row["selected"]
+                    else "idle"
+                )
             out.append(row)
         return out
 
@@ -225,8 +288,11 @@ class Queries:
     def _frame(self, table: str, run_id: str | list[str], order: str) -> pd.DataFrame:
         ids = [run_id] if isinstance(run_id, str) else list(run_id)
         marks = ",".join("?" * len(ids)) or "NULL"
-        return pd.read_sql_query(f"SELECT * FROM {table} WHERE run_id IN ({marks}) ORDER BY run_id, {order}",
-                                 self.db.conn, params=ids)
+        return pd.read_sql_query(
+            f"SELECT * FROM {table} WHERE run_id IN ({marks}) ORDER BY run_id, {order}",
+            self.db.conn,
+            params=ids,
+        )
 
 
 def parse_run(row: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.recorder import Recorder
-from engine.tracking.storage import finite_or_none, Store
+from engine.tracking.storage import Store, finite_or_none
 
 log = logging.getLogger("fedmosaic.tracking")
 
@@ -25,19 +25,36 @@ class SqliteRecorder(Recorder):
     def keeps_checkpoints(self) -> bool:
         return True
 
-    def started(self, clients: list[dict[str, Any]], *, resume: bool, versions: dict[str, str],
-                manifest: dict[str, Any]) -> None:
+    def started(
+        self,
+        clients: list[dict[str, Any]],
+        *,
+        resume: bool,
+        versions: dict[str, str],
+        manifest: dict[str, Any],
+    ) -> None:
         self.store.write_clients(self.run_id, clients)
         first_start = self.store.get_run(self.run_id).get("started_at") if resume else None
-        self.store.update_run(self.run_id, status="running", started_at=first_start or time.time(),
-                              error=None,
-                              traceback=None, versions=versions, manifest=manifest)
+        self.store.update_run(
+            self.run_id,
+            status="running",
+            started_at=first_start or time.time(),
+            error=None,
+            traceback=None,
+            versions=versions,
+            manifest=manifest,
+        )
 
     def live(self, progress: dict[str, Any]) -> None:
         self.store.set_live(self.run_id, progress)
 
-    def round(self, rnd: int, round_metrics: dict[str, float], per_client: dict[int, dict[str, float]],
-              events: list[tuple[str, str]]) -> bool:
+    def round(
+        self,
+        rnd: int,
+        round_metrics: dict[str, float],
+        per_client: dict[int, dict[str, float]],
+        events: list[tuple[str, str]],
+    ) -> bool:
         return bool(self.store.write_round(self.run_id, rnd, round_metrics, per_client, events))
 
     def current_round(self) -> int:
@@ -56,10 +73,22 @@ class SqliteRecorder(Recorder):
     def truncate_after(self, rnd: int) -> None:
         self.store.truncate_after(self.run_id, rnd)
 
-    def ended(self, status: str, *, error: str | None = None, tb: str | None = None,
-              summary: dict[str, Any] | None = None, events: list[tuple[str, str]] = ()) -> None:
-        fields: dict[str, Any] = {"status": status, "finished_at": time.time(), "live": None, "error": error,
-                                  "traceback": tb}
+    def ended(
+        self,
+        status: str,
+        *,
+        error: str | None = None,
+        tb: str | None = None,
+        summary: dict[str, Any] | None = None,
+        events: list[tuple[str, str]] = (),
+    ) -> None:
+        fields: dict[str, Any] = {
+            "status": status,
+            "finished_at": time.time(),
+            "live": None,
+            "error": error,
+            "traceback": tb,
+        }
         if summary is not None:
             fields["summary"] = {k: finite_or_none(v) for k, v in summary.items()}
         try:

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, FedMosaicError
 from engine.tracking.execution import Execution
-from engine.tracking.variants import as_config, deep_merge, parse, strategy_dict, strategy_label
 from engine.tracking.liveness import owner_alive, process_owner
 from engine.tracking.schema import ACTIVE, RESUMABLE
-from engine.tracking.storage import default_db_path, Store
+from engine.tracking.storage import Store, default_db_path
+from engine.tracking.variants import as_config, deep_merge, parse, strategy_dict, strategy_label
 
 if TYPE_CHECKING:  # engine.config loads torch: commands that only read the database never need it
     from engine.config import ExperimentConfig
@@ -89,9 +89,16 @@ class RunManager(Execution):
         app's choice). ``FEDMOSAIC_ISOLATION`` sets the default.
     """
 
-    def __init__(self, store: Store | str | Path | None = None, *, workers: int | None = None,
-                 heartbeat_s: float = HEARTBEAT_S, stale_after_s: float | None = None,
-                 root: Path | None = None, isolation: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store | str | Path | None = None,
+        *,
+        workers: int | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
+        stale_after_s: float | None = None,
+        root: Path | None = None,
+        isolation: str | None = None,
+    ) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         env_workers = os.environ.get("FEDMOSAIC_WORKERS")
         self.workers = max(1, int(workers or (env_workers and int(env_workers)) or DEFAULT_WORKERS))
@@ -114,8 +121,10 @@ class RunManager(Execution):
         self._stop = threading.Event()
         self.interrupted: list[str] = self.store.reap(self.stale_after_s)
         """Runs this manager marked ``interrupted`` when it started."""
-        self._threads = [threading.Thread(target=self._worker, name=f"fedmosaic-run-{i}", daemon=True)
-                         for i in range(self.workers)]
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"fedmosaic-run-{i}", daemon=True)
+            for i in range(self.workers)
+        ]
         self._beater = threading.Thread(target=self._heartbeat_loop, name="fedmosaic-heartbeat", daemon=True)
         for t in [*self._threads, self._beater]:
             t.start()
@@ -127,9 +136,16 @@ class RunManager(Execution):
         return self._closed
 
     # ---- launching ----------------------------------------------------------------------------
-    def submit(self, config: ExperimentConfig | Mapping[str, Any], *, name: str | None = None,
-               group_id: str | None = None, tags: Iterable[str] = (), parent_id: str | None = None,
-               variant: str | None = None) -> str:
+    def submit(
+        self,
+        config: ExperimentConfig | Mapping[str, Any],
+        *,
+        name: str | None = None,
+        group_id: str | None = None,
+        tags: Iterable[str] = (),
+        parent_id: str | None = None,
+        variant: str | None = None,
+    ) -> str:
         """Queue a run of ``config`` and return its id. It starts as soon as a worker is free.
 
         The config is validated (:func:`engine.validate.check`) and the database and checkpoint
@@ -144,15 +160,29 @@ class RunManager(Execution):
         self._check_open()
         self._validate(config)
         self.store.check_writable()
-        run_id = self.store.create_run(config.model_dump(mode="json"), status="queued", name=name,
-                                       group_id=group_id, tags=tags, owner=self.owner,
-                                       variant=variant, parent_id=parent_id)
+        run_id = self.store.create_run(
+            config.model_dump(mode="json"),
+            status="queued",
+            name=name,
+            group_id=group_id,
+            tags=tags,
+            owner=self.owner,
+            variant=variant,
+            parent_id=parent_id,
+        )
         self._enqueue(_Handle(run_id, config, resume=False))
         return run_id
 
-    def sweep(self, config: ExperimentConfig | Mapping[str, Any], *, seeds: Iterable[int],
-              strategies: list[dict[str, Any] | str] | None = None, name: str | None = None,
-              tags: Iterable[str] = (), defences: list[dict[str, Any] | str] | None = None) -> tuple[str, list[str]]:
+    def sweep(
+        self,
+        config: ExperimentConfig | Mapping[str, Any],
+        *,
+        seeds: Iterable[int],
+        strategies: list[dict[str, Any] | str] | None = None,
+        name: str | None = None,
+        tags: Iterable[str] = (),
+        defences: list[dict[str, Any] | str] | None = None,
+    ) -> tuple[str, list[str]]:
         """Launch ``config`` once per seed and strategy (and defence), as one group.
 
         :param strategies: ``{"name": ..., **params}`` dicts (or bare names) replacing
@@ -187,8 +217,9 @@ class RunManager(Execution):
                     raise ConfigError(f"the sweep lists '{label}' twice; remove one")
                 labels.append(label)
                 for seed in seeds:
-                    members.append((label, seed, parse({**base, "strategy": spec, "defence": guard,
-                                                                "seed": seed})))
+                    members.append(
+                        (label, seed, parse({**base, "strategy": spec, "defence": guard, "seed": seed}))
+                    )
         for _, _, member in members:
             self._validate(member)
         self.store.check_writable()
@@ -197,9 +228,17 @@ class RunManager(Execution):
         created: list[str] = []
         try:
             for label, seed, member in members:
-                created.append(self.store.create_run(
-                    member.model_dump(mode="json"), status="queued", name=f"{title} · {label} · seed {seed}",
-                    group_id=group_id, tags=tags, owner=self.owner, variant=label))
+                created.append(
+                    self.store.create_run(
+                        member.model_dump(mode="json"),
+                        status="queued",
+                        name=f"{title} · {label} · seed {seed}",
+                        group_id=group_id,
+                        tags=tags,
+                        owner=self.owner,
+                        variant=label,
+                    )
+                )
         except FedMosaicError:
             for run_id in created:
                 self.store.delete_run(run_id)
@@ -224,11 +263,14 @@ class RunManager(Execution):
             row = self.store.get_run(run_id)
         status = row["status"]
         if status in ACTIVE:
-            raise RunStateError(f"run {run_id} is {status} in another process; cancel it there "
-                                f"(python -m engine cancel {run_id}) or wait for it")
+            raise RunStateError(
+                f"run {run_id} is {status} in another process; cancel it there "
+                f"(python -m engine cancel {run_id}) or wait for it"
+            )
         if status not in RESUMABLE:
-            raise RunStateError(f"run {run_id} already finished all its {row['rounds']} rounds; "
-                                f"fork it to run a variation")
+            raise RunStateError(
+                f"run {run_id} already finished all its {row['rounds']} rounds; fork it to run a variation"
+            )
         config = parse(row["config"])
         self.store.check_writable()
         if not self.store.claim(run_id, self.owner):
@@ -259,7 +301,9 @@ class RunManager(Execution):
             return
         row = self.store.get_run(run_id)
         if row["status"] not in ACTIVE:
-            raise RunStateError(f"run {run_id} is {row['status']}; only queued or running runs can be cancelled")
+            raise RunStateError(
+                f"run {run_id} is {row['status']}; only queued or running runs can be cancelled"
+            )
         alive = owner_alive(row.get("owner"))
         last = max(row.get("heartbeat_at") or 0, row.get("started_at") or 0, row.get("created_at") or 0)
         if alive is False or (alive is None and time.time() - last > self.stale_after_s):
@@ -283,8 +327,10 @@ class RunManager(Execution):
         else:
             row = self.store.get_run(run_id)
             if row["status"] in ACTIVE and run_id not in self.store.reap(self.stale_after_s):
-                raise RunStateError(f"run {run_id} is {row['status']} in another process; cancel it "
-                                    f"first (python -m engine cancel {run_id})")
+                raise RunStateError(
+                    f"run {run_id} is {row['status']} in another process; cancel it "
+                    f"first (python -m engine cancel {run_id})"
+                )
         self.store.delete_run(run_id)
 
     def rename(self, run_id: str, name: str) -> None:
@@ -375,10 +421,18 @@ class RunManager(Execution):
             handle.cancel.set()
             if not handle.started:
                 status = "interrupted" if handle.reason == "shutdown" else "cancelled"
-                message = ("interrupted before it started: the app stopped; resume it to run it"
-                           if status == "interrupted" else "cancelled before it started")
-                self.store.update_run(run_id, status=status, finished_at=time.time(), live=None,
-                                      error=message if status == "interrupted" else None)
+                message = (
+                    "interrupted before it started: the app stopped; resume it to run it"
+                    if status == "interrupted"
+                    else "cancelled before it started"
+                )
+                self.store.update_run(
+                    run_id,
+                    status=status,
+                    finished_at=time.time(),
+                    live=None,
+                    error=message if status == "interrupted" else None,
+                )
                 self.store.add_event(run_id, message, "warning" if status == "interrupted" else "info")
                 self._forget(handle)
         return True

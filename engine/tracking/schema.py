@@ -17,34 +17,81 @@ migrations = Migrations("fedmosaic")
 
 @migrations(name="001_initial")
 def _initial(db: Database) -> None:
-    db["runs"].create({
-        "id": str, "name": str, "status": str, "config": str, "seed": int, "strategy": str,
-        "dataset": str, "n_clients": int, "rounds": int, "current_round": int, "group_id": str,
-        "tags": str, "created_at": float, "started_at": float, "finished_at": float,
-        "heartbeat_at": float, "error": str, "traceback": str, "versions": str, "manifest": str,
-        "summary": str,
-    }, pk="id", not_null={"status", "config"}, defaults={"current_round": 0, "tags": "[]"})
+    db["runs"].create(
+        {
+            "id": str,
+            "name": str,
+            "status": str,
+            "config": str,
+            "seed": int,
+            "strategy": str,
+            "dataset": str,
+            "n_clients": int,
+            "rounds": int,
+            "current_round": int,
+            "group_id": str,
+            "tags": str,
+            "created_at": float,
+            "started_at": float,
+            "finished_at": float,
+            "heartbeat_at": float,
+            "error": str,
+            "traceback": str,
+            "versions": str,
+            "manifest": str,
+            "summary": str,
+        },
+        pk="id",
+        not_null={"status", "config"},
+        defaults={"current_round": 0, "tags": "[]"},
+    )
     db["runs"].create_index(["status"])
     db["runs"].create_index(["group_id"])
-    db["clients"].create({
-        "run_id": str, "client_id": int, "name": str, "arch": str, "model": str, "n_params": int,
-        "flops": int, "n_train": int, "n_test": int, "label_counts": str, "device": str,
-        "tier": str, "join_round": int, "preprocessing": str, "optimizer": str, "lr": float,
-        "epochs": int, "batch_size": int, "memory_bytes": int,
-    }, pk=("run_id", "client_id"))
-    db["round_metrics"].create({"run_id": str, "round": int, "key": str, "value": float},
-                               pk=("run_id", "round", "key"))
-    db["client_metrics"].create({"run_id": str, "round": int, "client_id": int, "key": str,
-                                 "value": float}, pk=("run_id", "round", "client_id", "key"))
-    db["events"].create({"id": int, "run_id": str, "ts": float, "round": int, "level": str,
-                         "message": str}, pk="id")
+    db["clients"].create(
+        {
+            "run_id": str,
+            "client_id": int,
+            "name": str,
+            "arch": str,
+            "model": str,
+            "n_params": int,
+            "flops": int,
+            "n_train": int,
+            "n_test": int,
+            "label_counts": str,
+            "device": str,
+            "tier": str,
+            "join_round": int,
+            "preprocessing": str,
+            "optimizer": str,
+            "lr": float,
+            "epochs": int,
+            "batch_size": int,
+            "memory_bytes": int,
+        },
+        pk=("run_id", "client_id"),
+    )
+    db["round_metrics"].create(
+        {"run_id": str, "round": int, "key": str, "value": float}, pk=("run_id", "round", "key")
+    )
+    db["client_metrics"].create(
+        {"run_id": str, "round": int, "client_id": int, "key": str, "value": float},
+        pk=("run_id", "round", "client_id", "key"),
+    )
+    db["events"].create(
+        {"id": int, "run_id": str, "ts": float, "round": int, "level": str, "message": str}, pk="id"
+    )
     db["events"].create_index(["run_id"])
-    db["checkpoints"].create({"run_id": str, "round": int, "path": str, "created_at": float},
-                             pk=("run_id", "round"))
-    db.create_view("run_summary", """
+    db["checkpoints"].create(
+        {"run_id": str, "round": int, "path": str, "created_at": float}, pk=("run_id", "round")
+    )
+    db.create_view(
+        "run_summary",
+        """
         SELECT id, name, status, strategy, dataset, n_clients, rounds, current_round, seed,
                group_id, tags, created_at, started_at, finished_at, heartbeat_at, error, summary
-        FROM runs""")
+        FROM runs""",
+    )
 
 
 @migrations(name="002_run_manager")
@@ -81,16 +128,25 @@ def _constraints(db: Database) -> None:
     copied; a status outside the list (likewise) becomes ``interrupted``, which can be resumed."""
     statuses = ", ".join(f"'{s}'" for s in STATUSES)
     db.execute("DROP VIEW IF EXISTS run_summary")
-    _rebuild(db, "runs", f"CHECK (status IN ({statuses}))",
-             {"status": f"CASE WHEN status IN ({statuses}) THEN status ELSE 'interrupted' END"})
+    _rebuild(
+        db,
+        "runs",
+        f"CHECK (status IN ({statuses}))",
+        {"status": f"CASE WHEN status IN ({statuses}) THEN status ELSE 'interrupted' END"},
+    )
     for table in CHILD_TABLES:
-        _rebuild(db, table, "FOREIGN KEY (run_id) REFERENCES runs(id) ON DELETE CASCADE",
-                 where="run_id IN (SELECT id FROM runs)")
+        _rebuild(
+            db,
+            table,
+            "FOREIGN KEY (run_id) REFERENCES runs(id) ON DELETE CASCADE",
+            where="run_id IN (SELECT id FROM runs)",
+        )
     db.create_view("run_summary", _RUN_SUMMARY)
 
 
-def _rebuild(db: Database, table: str, constraint: str, exprs: Mapping[str, str] | None = None,
-             where: str = "1") -> None:
+def _rebuild(
+    db: Database, table: str, constraint: str, exprs: Mapping[str, str] | None = None, where: str = "1"
+) -> None:
     """Recreate ``table`` with the same columns, keys and indexes plus ``constraint``, copying its
     rows (column ``c`` as ``exprs[c]`` where given, only those matching ``where``)."""
     columns = db.execute(f"PRAGMA table_info([{table}])").fetchall()  # cid, name, type, notnull, default, pk
@@ -108,13 +164,19 @@ def _rebuild(db: Database, table: str, constraint: str, exprs: Mapping[str, str]
     if len(keys) > 1:
         defs.append(f"PRIMARY KEY ({', '.join(f'[{k}]' for k in keys)})")
     defs.append(constraint)
-    indexes = [r[0] for r in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-                                        "AND sql IS NOT NULL", [table]).fetchall()]
+    indexes = [
+        r[0]
+        for r in db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", [table]
+        ).fetchall()
+    ]
     names = [c[1] for c in columns]
     select = ", ".join((exprs or {}).get(n, f"[{n}]") for n in names)
     db.execute(f"CREATE TABLE [{table}_new] (\n   {', '.join(defs)}\n)")
-    db.execute(f"INSERT INTO [{table}_new] ({', '.join(f'[{n}]' for n in names)}) "
-               f"SELECT {select} FROM [{table}] WHERE {where}")
+    db.execute(
+        f"INSERT INTO [{table}_new] ({', '.join(f'[{n}]' for n in names)}) "
+        f"SELECT {select} FROM [{table}] WHERE {where}"
+    )
     db.execute(f"DROP TABLE [{table}]")
     db.execute(f"ALTER TABLE [{table}_new] RENAME TO [{table}]")
     for sql in indexes:

@@ -32,17 +32,18 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from engine.errors import ConfigError, StorageError
 from engine.labels import dataset_label
-from engine.tracking.liveness import Liveness, process_owner
 from engine.sanitize import clean_name, clean_tags
+from engine.tracking.liveness import Liveness, process_owner
 from engine.tracking.queries import Queries, damaged, damaged_error, storage_error
 from engine.tracking.schema import migrations
-from engine.errors import ConfigError, StorageError
 
 MAX_CONFIG_BYTES = 2_000_000
 """Largest config (as JSON) a run row stores."""
 MIN_FREE_MB = 64
 """Free disk space (MB) a launch needs beside the database (``FEDMOSAIC_MIN_FREE_MB`` overrides)."""
+
 
 def default_data_dir() -> Path:
     """Per-user data directory (``FEDMOSAIC_HOME`` overrides): database, checkpoints, downloads."""
@@ -98,8 +99,9 @@ class Store(Liveness, Queries):
         if exists:
             self._check_intact()
         elif self.read_only:
-            raise StorageError(f"there is no database at {self.path} to read; check the path (--db or "
-                               f"FEDMOSAIC_DB)")
+            raise StorageError(
+                f"there is no database at {self.path} to read; check the path (--db or FEDMOSAIC_DB)"
+            )
         if self.read_only:
             self.db  # noqa: B018 - open now, so a file that cannot be read is reported here
             return
@@ -111,11 +113,15 @@ class Store(Liveness, Queries):
         except sqlite3.DatabaseError as exc:
             if damaged(exc):
                 raise damaged_error(self.path, str(exc)) from None
-            raise StorageError(f"cannot open the database at {self.path}: {exc}; choose a writable "
-                               f"location with --db or FEDMOSAIC_DB") from None
+            raise StorageError(
+                f"cannot open the database at {self.path}: {exc}; choose a writable "
+                f"location with --db or FEDMOSAIC_DB"
+            ) from None
         except (OSError, sqlite3.Error, StorageError) as exc:
-            raise StorageError(f"cannot open the database at {self.path}: {exc}; choose a writable "
-                               f"location with --db or FEDMOSAIC_DB") from None
+            raise StorageError(
+                f"cannot open the database at {self.path}: {exc}; choose a writable "
+                f"location with --db or FEDMOSAIC_DB"
+            ) from None
 
     def _check_intact(self) -> None:
         """Refuse a damaged file before anything writes to it: ``PRAGMA quick_check`` on a
@@ -135,8 +141,9 @@ class Store(Liveness, Queries):
             except sqlite3.DatabaseError as again:
                 if damaged(again):
                     raise damaged_error(self.path, str(again)) from None
-                raise StorageError(f"cannot open the database {self.path} ({again}); check its "
-                                   f"permissions") from None
+                raise StorageError(
+                    f"cannot open the database {self.path} ({again}); check its permissions"
+                ) from None
             self.read_only = self._immutable = True
         if rows != [("ok",)]:
             raise damaged_error(self.path, "; ".join(str(r[0]) for r in rows[:3]))
@@ -154,8 +161,9 @@ class Store(Liveness, Queries):
         from urllib.parse import quote
 
         mode = "immutable=1" if immutable else "mode=ro"
-        return sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?{mode}", uri=True, timeout=30,
-                               check_same_thread=True)
+        return sqlite3.connect(
+            f"file:{quote(str(self.path.resolve()))}?{mode}", uri=True, timeout=30, check_same_thread=True
+        )
 
     @property
     def db(self) -> Database:
@@ -198,9 +206,11 @@ class Store(Liveness, Queries):
         :raises StorageError: the database cannot be written (disk full, read-only, busy).
         """
         if self.read_only:
-            raise StorageError(f"the database {self.path} is read-only here: runs can be listed, shown and "
-                               f"exported, not launched or changed; to run, choose a writable location "
-                               f"with --db or FEDMOSAIC_DB")
+            raise StorageError(
+                f"the database {self.path} is read-only here: runs can be listed, shown and "
+                f"exported, not launched or changed; to run, choose a writable location "
+                f"with --db or FEDMOSAIC_DB"
+            )
         db = self.db
         if db.conn.in_transaction:
             with db.atomic():
@@ -226,10 +236,19 @@ class Store(Liveness, Queries):
             raise storage_error(self.path, exc) from None
 
     # ---- writing ----------------------------------------------------------------------------
-    def create_run(self, config: Mapping[str, Any], *, status: str = "queued", name: str | None = None,
-                   group_id: str | None = None, tags: Iterable[str] = (), run_id: str | None = None,
-                   owner: str | None = None, variant: str | None = None,
-                   parent_id: str | None = None) -> str:
+    def create_run(
+        self,
+        config: Mapping[str, Any],
+        *,
+        status: str = "queued",
+        name: str | None = None,
+        group_id: str | None = None,
+        tags: Iterable[str] = (),
+        run_id: str | None = None,
+        owner: str | None = None,
+        variant: str | None = None,
+        parent_id: str | None = None,
+    ) -> str:
         """Insert a run row and return its id.
 
         :param owner: the process that will run it (default: this one, :func:`process_owner`).
@@ -240,20 +259,32 @@ class Store(Liveness, Queries):
         run_id = run_id or uuid.uuid4().hex[:12]
         text = _dumps(config)
         if len(text) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"this config is {len(text) / 1e6:.1f} MB as JSON; a run stores at most "
-                              f"{MAX_CONFIG_BYTES / 1e6:.0f} MB of config: keep data in files, not in the config")
+            raise ConfigError(
+                f"this config is {len(text) / 1e6:.1f} MB as JSON; a run stores at most "
+                f"{MAX_CONFIG_BYTES / 1e6:.0f} MB of config: keep data in files, not in the config"
+            )
         with self.write() as db:
-            db["runs"].insert({
-                "id": run_id, "name": clean_name(name or config.get("name", "experiment")), "status": status,
-                "config": text, "seed": config.get("seed", 0),
-                "strategy": (config.get("strategy") or {}).get("name", ""),
-                "dataset": dataset_label(config.get("data") or {}),
-                "n_clients": sum(int(c.get("count", 1)) for c in config.get("clients", [])),
-                "rounds": config.get("rounds", 0), "current_round": 0, "group_id": group_id,
-                "tags": _dumps(clean_tags(tags)), "created_at": time.time(),
-                "owner": owner or process_owner(), "variant": variant, "parent_id": parent_id,
-                "cancel_requested": 0,
-            })
+            db["runs"].insert(
+                {
+                    "id": run_id,
+                    "name": clean_name(name or config.get("name", "experiment")),
+                    "status": status,
+                    "config": text,
+                    "seed": config.get("seed", 0),
+                    "strategy": (config.get("strategy") or {}).get("name", ""),
+                    "dataset": dataset_label(config.get("data") or {}),
+                    "n_clients": sum(int(c.get("count", 1)) for c in config.get("clients", [])),
+                    "rounds": config.get("rounds", 0),
+                    "current_round": 0,
+                    "group_id": group_id,
+                    "tags": _dumps(clean_tags(tags)),
+                    "created_at": time.time(),
+                    "owner": owner or process_owner(),
+                    "variant": variant,
+                    "parent_id": parent_id,
+                    "cancel_requested": 0,
+                }
+            )
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
@@ -262,28 +293,36 @@ class Store(Liveness, Queries):
         with self.write() as db:
             db["runs"].update(run_id, values)
 
-
-
     def set_live(self, run_id: str, live: Mapping[str, Any] | None) -> None:
         """Record the round in progress (``{"round", "phase", "selected", "training", ...}``)."""
         with self.write() as db:
-            db.execute("UPDATE runs SET live = ?, heartbeat_at = ? WHERE id = ?",
-                       [_dumps(live) if live is not None else None, time.time(), run_id])
-
-
-
+            db.execute(
+                "UPDATE runs SET live = ?, heartbeat_at = ? WHERE id = ?",
+                [_dumps(live) if live is not None else None, time.time(), run_id],
+            )
 
     def write_clients(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         """Replace the run's client rows."""
         with self.write() as db:
             db.execute("DELETE FROM clients WHERE run_id = ?", [run_id])
             db["clients"].insert_all(
-                [{"run_id": run_id, **{k: (_dumps(v) if isinstance(v, (dict, list)) else v)
-                                        for k, v in r.items()}} for r in rows])
+                [
+                    {
+                        "run_id": run_id,
+                        **{k: (_dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()},
+                    }
+                    for r in rows
+                ]
+            )
 
-    def write_round(self, run_id: str, rnd: int, round_metrics: Mapping[str, float],
-                    client_metrics: Mapping[int, Mapping[str, float]],
-                    events: Iterable[tuple[str, str]] = ()) -> bool:
+    def write_round(
+        self,
+        run_id: str,
+        rnd: int,
+        round_metrics: Mapping[str, float],
+        client_metrics: Mapping[int, Mapping[str, float]],
+        events: Iterable[tuple[str, str]] = (),
+    ) -> bool:
         """Write one round's figures and events in one transaction and advance ``current_round``.
 
         :returns: whether cancellation of the run was requested (:meth:`request_cancel`).
@@ -291,35 +330,49 @@ class Store(Liveness, Queries):
         now = time.time()
         with self.write() as db:
             db["round_metrics"].upsert_all(
-                [{"run_id": run_id, "round": rnd, "key": k, "value": float(v)}
-                 for k, v in round_metrics.items()], pk=("run_id", "round", "key"))
+                [
+                    {"run_id": run_id, "round": rnd, "key": k, "value": float(v)}
+                    for k, v in round_metrics.items()
+                ],
+                pk=("run_id", "round", "key"),
+            )
             db["client_metrics"].upsert_all(
-                [{"run_id": run_id, "round": rnd, "client_id": cid, "key": k, "value": float(v)}
-                 for cid, m in client_metrics.items() for k, v in m.items()],
-                pk=("run_id", "round", "client_id", "key"))
+                [
+                    {"run_id": run_id, "round": rnd, "client_id": cid, "key": k, "value": float(v)}
+                    for cid, m in client_metrics.items()
+                    for k, v in m.items()
+                ],
+                pk=("run_id", "round", "client_id", "key"),
+            )
             for level, message in events:
-                db["events"].insert({"run_id": run_id, "ts": now, "round": rnd, "level": level,
-                                     "message": message})
-            db.execute("UPDATE runs SET current_round = ?, heartbeat_at = ?, live = NULL WHERE id = ?",
-                       [rnd, now, run_id])
+                db["events"].insert(
+                    {"run_id": run_id, "ts": now, "round": rnd, "level": level, "message": message}
+                )
+            db.execute(
+                "UPDATE runs SET current_round = ?, heartbeat_at = ?, live = NULL WHERE id = ?",
+                [rnd, now, run_id],
+            )
             row = db.execute("SELECT cancel_requested FROM runs WHERE id = ?", [run_id]).fetchone()
         return bool(row and row[0])
 
     def add_event(self, run_id: str, message: str, level: str = "info", rnd: int | None = None) -> None:
         """Append one event to the run's log."""
         with self.write() as db:
-            db["events"].insert({"run_id": run_id, "ts": time.time(), "round": rnd,
-                                 "level": level, "message": message})
+            db["events"].insert(
+                {"run_id": run_id, "ts": time.time(), "round": rnd, "level": level, "message": message}
+            )
 
     def add_checkpoint(self, run_id: str, rnd: int, path: Path) -> None:
         """Record a checkpoint file."""
         with self.write() as db:
-            db["checkpoints"].upsert({"run_id": run_id, "round": rnd, "path": str(path),
-                                      "created_at": time.time()}, pk=("run_id", "round"))
+            db["checkpoints"].upsert(
+                {"run_id": run_id, "round": rnd, "path": str(path), "created_at": time.time()},
+                pk=("run_id", "round"),
+            )
 
     def prune_checkpoints(self, run_id: str, keep: int = 2) -> None:
         """Keep the run's newest ``keep`` checkpoints; delete the older rows and files."""
-        old = self.checkpoints(run_id)[max(keep, 1):]
+        old = self.checkpoints(run_id)[max(keep, 1) :]
         if not old:
             return
         with self.write() as db:
@@ -356,9 +409,6 @@ class Store(Liveness, Queries):
         self.update_run(run_id, tags=clean)
         return clean
 
-
-
-
     def check_writable(self, min_free_mb: float | None = None) -> None:
         """Make sure a run can be written here: the database accepts a write, the checkpoint
         folder accepts a file, and the disk has ``min_free_mb`` free (default
@@ -370,11 +420,14 @@ class Store(Liveness, Queries):
             min_free_mb = float(os.environ.get("FEDMOSAIC_MIN_FREE_MB", MIN_FREE_MB))
         try:
             with self.write() as db:
-                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?)",
-                           [str(time.time())])
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?)", [str(time.time())]
+                )
         except (StorageError, sqlite3.Error) as exc:
-            raise StorageError(f"the database {self.path} cannot be written ({exc}); choose a writable "
-                               f"location with --db or FEDMOSAIC_DB") from None
+            raise StorageError(
+                f"the database {self.path} cannot be written ({exc}); choose a writable "
+                f"location with --db or FEDMOSAIC_DB"
+            ) from None
         folder = self.checkpoint_dir
         probe = folder / f".write-probe-{uuid.uuid4().hex[:8]}"
         try:
@@ -382,17 +435,21 @@ class Store(Liveness, Queries):
             probe.write_bytes(b"\0" * 65536)
             free = shutil.disk_usage(folder).free
         except OSError as exc:
-            raise StorageError(f"cannot write checkpoints under {folder} ({exc.strerror or exc}); free "
-                               f"some disk space or set FEDMOSAIC_HOME to a writable folder") from None
+            raise StorageError(
+                f"cannot write checkpoints under {folder} ({exc.strerror or exc}); free "
+                f"some disk space or set FEDMOSAIC_HOME to a writable folder"
+            ) from None
         finally:
             try:
                 probe.unlink(missing_ok=True)
             except OSError:
                 pass
         if free < min_free_mb * 2**20:
-            raise StorageError(f"only {free / 2**20:.0f} MB free on the disk holding {folder}; a run "
-                               f"needs at least {min_free_mb:.0f} MB for its figures and checkpoints: "
-                               f"free some space or set FEDMOSAIC_HOME to another disk")
+            raise StorageError(
+                f"only {free / 2**20:.0f} MB free on the disk holding {folder}; a run "
+                f"needs at least {min_free_mb:.0f} MB for its figures and checkpoints: "
+                f"free some space or set FEDMOSAIC_HOME to another disk"
+            )
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run's rows (one transaction), then its checkpoint files."""

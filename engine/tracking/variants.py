@@ -33,7 +33,9 @@ def strategy_dict(spec: Mapping[str, Any] | str) -> dict[str, Any]:
     if isinstance(spec, str):
         return {"name": spec}
     if not isinstance(spec, Mapping) or "name" not in spec:
-        raise ConfigError(f'a sweep strategy needs a "name", e.g. {{"name": "fedprox", "mu": 0.1}}; got {spec!r}')
+        raise ConfigError(
+            f'a sweep strategy needs a "name", e.g. {{"name": "fedprox", "mu": 0.1}}; got {spec!r}'
+        )
     return dict(spec)
 
 
@@ -62,8 +64,11 @@ def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str,
     out = copy.deepcopy(dict(base))
     for key, value in changes.items():
         old = out.get(key)
-        if isinstance(old, dict) and isinstance(value, Mapping) and not any(
-                k in value and k in old and value[k] != old[k] for k in _IDENTITY):
+        if (
+            isinstance(old, dict)
+            and isinstance(value, Mapping)
+            and not any(k in value and k in old and value[k] != old[k] for k in _IDENTITY)
+        ):
             out[key] = deep_merge(old, value)
         else:
             out[key] = copy.deepcopy(value)
@@ -87,8 +92,9 @@ def set_path(tree: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
             items = copy.deepcopy(node)
             item = items[int(head)]
             change = build(item, tail)
-            items[int(head)] = deep_merge(item, change) if isinstance(item, dict) and isinstance(change, dict) \
-                else change
+            items[int(head)] = (
+                deep_merge(item, change) if isinstance(item, dict) and isinstance(change, dict) else change
+            )
             return items
         child = node.get(head) if isinstance(node, dict) else None
         return {head: build(child, tail)}

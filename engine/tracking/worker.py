@@ -26,15 +26,22 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.tracking.worker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m engine.tracking.worker", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--db", required=True, help="the database holding the run")
     parser.add_argument("--run", required=True, help="the run's id (its row holds the config)")
     parser.add_argument("--share", type=int, default=None, help="threads this run may use (engine.threads)")
     parser.add_argument("--root", default=None, help="data directory for datasets")
     parser.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
-    parser.add_argument("--trusted", action="store_true",
-                        help="the run may read any path (it was launched from the command line)")
-    parser.add_argument("--nice", type=int, default=0, help="lower this process's scheduling priority by this much")
+    parser.add_argument(
+        "--trusted",
+        action="store_true",
+        help="the run may read any path (it was launched from the command line)",
+    )
+    parser.add_argument(
+        "--nice", type=int, default=0, help="lower this process's scheduling priority by this much"
+    )
     args = parser.parse_args(argv)
     if args.nice > 0:
         os.nice(args.nice)
@@ -63,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(store.get_run(args.run)["config"])
         with trusted_paths() if args.trusted else nullcontext():
-            sim = Simulation(config, store=store, run_id=args.run, root=Path(args.root) if args.root else None,
-                             cancel=cancel, share=args.share)
+            sim = Simulation(
+                config,
+                store=store,
+                run_id=args.run,
+                root=Path(args.root) if args.root else None,
+                cancel=cancel,
+                share=args.share,
+            )
             sim.run(resume=args.resume)
     except Exception:  # noqa: BLE001 - Simulation recorded it on the run's row; the manager reads stderr
         traceback.print_exc()

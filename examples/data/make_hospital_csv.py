@@ -43,21 +43,43 @@ def make(seed: int = 7) -> list[dict[str, str]]:
             bp = int(rng.normal(118 + 0.45 * age, 14))
             chol_mg = float(rng.normal(180 + 0.5 * age + 2.0 * (bmi - 27), 30))
             stay = int(1 + rng.poisson(2 + 4 * (ward == "icu") + 1.5 * (ward == "surgery")))
-            logit = (offset - 2.4 + 0.035 * (age - 60) + 0.06 * (bmi - 28) + 0.6 * smoker + 0.8 * diabetic
-                     + 0.25 * (stay - 3) + 0.7 * (ward == "icu") + 0.01 * (bp - 140))
+            logit = (
+                offset
+                - 2.4
+                + 0.035 * (age - 60)
+                + 0.06 * (bmi - 28)
+                + 0.6 * smoker
+                + 0.8 * diabetic
+                + 0.25 * (stay - 3)
+                + 0.7 * (ward == "icu")
+                + 0.01 * (bp - 140)
+            )
             readmitted = bool(rng.random() < 1 / (1 + np.exp(-logit)))
             minutes = int(rng.integers(0, 365 * 24 * 60))
             admitted = str(start + np.timedelta64(minutes, "m")).replace("T", " ")
             chol = f"{chol_mg / 38.67:.2f}" if site == "St Olaf" else f"{chol_mg:.0f}"
             row = {
-                "patient_id": "", "hospital": site, "admitted": admitted, "age": str(age),
-                "sex": "F" if rng.random() < 0.52 else "M", "bmi": f"{bmi:.1f}",
-                "smoker": "yes" if smoker else "no", "diabetic": str(diabetic), "ward": ward,
-                "systolic_bp": str(bp), "cholesterol": chol, "length_of_stay": str(stay),
+                "patient_id": "",
+                "hospital": site,
+                "admitted": admitted,
+                "age": str(age),
+                "sex": "F" if rng.random() < 0.52 else "M",
+                "bmi": f"{bmi:.1f}",
+                "smoker": "yes" if smoker else "no",
+                "diabetic": str(diabetic),
+                "ward": ward,
+                "systolic_bp": str(bp),
+                "cholesterol": chol,
+                "length_of_stay": str(stay),
                 "readmitted": "yes" if readmitted else "no",
             }
-            for column, rate in (("age", 0.03), ("bmi", 0.06), ("smoker", 0.05), ("cholesterol", 0.08),
-                                 ("ward", 0.02)):
+            for column, rate in (
+                ("age", 0.03),
+                ("bmi", 0.06),
+                ("smoker", 0.05),
+                ("cholesterol", 0.08),
+                ("ward", 0.02),
+            ):
                 if rng.random() < rate:
                     row[column] = ""
             rows.append(row)

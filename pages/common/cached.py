@@ -30,9 +30,12 @@ def _ask(name: str, key: str, _design: dict[str, Any]) -> Any:
 
 
 ASK: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "design_problems": checks.design_problems, "design_warnings": checks.design_warnings,
-    "client_issues": checks.client_issues, "strategies": compatibility.strategies,
-    "primary_preview": split.primary_preview}
+    "design_problems": checks.design_problems,
+    "design_warnings": checks.design_warnings,
+    "client_issues": checks.client_issues,
+    "strategies": compatibility.strategies,
+    "primary_preview": split.primary_preview,
+}
 
 
 def design_problems(design: dict[str, Any]) -> list[str]:

@@ -30,10 +30,13 @@ def require_login() -> None:
     if not auth.gate_needed(address, stored):
         return
     if stored is None:
-        st.error(f"This FedMosaic server listens on {address or 'every network interface'}, so other machines "
-                 f"can reach it, and no password is set. Whoever runs it: set {auth.ENV_HASH} (make the "
-                 f"value with `python -m engine hash-password`) or `password_hash` in "
-                 f".streamlit/secrets.toml, and restart; or bind to 127.0.0.1.", icon=":material/lock:")
+        st.error(
+            f"This FedMosaic server listens on {address or 'every network interface'}, so other machines "
+            f"can reach it, and no password is set. Whoever runs it: set {auth.ENV_HASH} (make the "
+            f"value with `python -m engine hash-password`) or `password_hash` in "
+            f".streamlit/secrets.toml, and restart; or bind to 127.0.0.1.",
+            icon=":material/lock:",
+        )
         st.stop()
     try:
         auth.check_hash(stored)

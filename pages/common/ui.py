@@ -16,23 +16,35 @@ from typing import Any
 import streamlit as st
 
 from engine.design import document, drafts, forms, launching, scenarios
-from engine.reporting import results
-from engine.sanitize import safe_filename
-from engine.labels import for_page
 from engine.errors import FedMosaicError
+from engine.labels import for_page
+from engine.reporting import results
 from engine.sanitize import markdown_plain as plain  # noqa: F401 - names and messages as plain text
+from engine.sanitize import safe_filename
 
 log = logging.getLogger("fedmosaic.app")
 
-STATUS_ICON = {"queued": "○", "running": "◐", "finished": "✓", "failed": "✗", "cancelled": "■",
-               "interrupted": "⚠"}
+STATUS_ICON = {
+    "queued": "○",
+    "running": "◐",
+    "finished": "✓",
+    "failed": "✗",
+    "cancelled": "■",
+    "interrupted": "⚠",
+}
 """Status marks drawn with plain-text symbols (they render in table cells and without emoji fonts)."""
-PAGES = {"home": "pages/home/home.py",
-         "data": "pages/design/data.py", "clients": "pages/design/clients.py",
-         "launch": "pages/design/launch.py", "advisor": "pages/design/advisor.py",
-         "runs": "pages/results/runs.py", "results": "pages/results/results.py",
-         "compare": "pages/results/compare.py", "predict": "pages/results/predict.py",
-         "catalog": "pages/reference/catalog.py"}
+PAGES = {
+    "home": "pages/home/home.py",
+    "data": "pages/design/data.py",
+    "clients": "pages/design/clients.py",
+    "launch": "pages/design/launch.py",
+    "advisor": "pages/design/advisor.py",
+    "runs": "pages/results/runs.py",
+    "results": "pages/results/results.py",
+    "compare": "pages/results/compare.py",
+    "predict": "pages/results/predict.py",
+    "catalog": "pages/reference/catalog.py",
+}
 """Each page's script, in the folder of its section of the navigation (``app.py``). No script sits
 directly in ``pages/`` (see ``app.py`` on Streamlit's legacy multipage mode)."""
 
@@ -77,12 +89,19 @@ def offer_autosave() -> None:
     import time as _time
 
     ago = max(0.0, _time.time() - float(offer["saved_at"]))
-    when = f"{ago / 60:.0f} min ago" if ago < 3600 else f"{ago / 3600:.1f} h ago" if ago < 86400 else \
-        _time.strftime("%Y-%m-%d %H:%M", _time.localtime(offer["saved_at"]))
+    when = (
+        f"{ago / 60:.0f} min ago"
+        if ago < 3600
+        else f"{ago / 3600:.1f} h ago"
+        if ago < 86400
+        else _time.strftime("%Y-%m-%d %H:%M", _time.localtime(offer["saved_at"]))
+    )
     with st.container(border=True):
         text, keep, fresh = st.columns([5, 1.3, 1], vertical_alignment="center")
-        text.markdown(f":material/history: Continue **{offer['name']}**, the design you were working on "
-                      f"(autosaved {when})?")
+        text.markdown(
+            f":material/history: Continue **{offer['name']}**, the design you were working on "
+            f"(autosaved {when})?"
+        )
         if keep.button("Continue it", key="autosave.take", type="primary", width="stretch"):
             st.session_state.pop("autosave_offer", None)
             set_design(offer["design"], replace=True)
@@ -165,26 +184,42 @@ def guard(what: str = "") -> Iterator[None]:
         if _is_control_flow(exc):
             raise
         log.exception("unexpected error%s", f" ({what})" if what else "")
-        st.error(plain(f"Something went wrong{' while ' + what if what else ''}: {type(exc).__name__}: {exc}. "
-                       f"The details are in the server log; please report it."), icon=":material/error:")
+        st.error(
+            plain(
+                f"Something went wrong{' while ' + what if what else ''}: {type(exc).__name__}: {exc}. "
+                f"The details are in the server log; please report it."
+            ),
+            icon=":material/error:",
+        )
 
 
 def _is_control_flow(exc: BaseException) -> bool:
     """Streamlit's rerun/stop/switch-page signals travel as exceptions: let them through."""
     name = type(exc).__name__
-    return name in ("RerunException", "StopException", "ScriptControlException") or \
-        type(exc).__module__.startswith("streamlit.runtime.scriptrunner")
+    return name in ("RerunException", "StopException", "ScriptControlException") or type(
+        exc
+    ).__module__.startswith("streamlit.runtime.scriptrunner")
 
 
 def show_problems(problems: list[str], title: str = "Fix these before launching") -> None:
     """A compact error box listing problems."""
     if problems:
-        st.error(f"**{title}:**\n" + "\n".join(f"- {plain(for_page(p))}" for p in problems), icon=":material/error:")
+        st.error(
+            f"**{title}:**\n" + "\n".join(f"- {plain(for_page(p))}" for p in problems),
+            icon=":material/error:",
+        )
 
 
 # ---- generated widgets ------------------------------------------------------------------------
-def field_widget(spec: forms.FieldSpec, value: Any, widget_key: str, *, container: Any = None,
-                 label: str | None = None, help_suffix: str = "") -> Any:
+def field_widget(
+    spec: forms.FieldSpec,
+    value: Any,
+    widget_key: str,
+    *,
+    container: Any = None,
+    label: str | None = None,
+    help_suffix: str = "",
+) -> Any:
     """One widget for a :class:`~engine.design.forms.FieldSpec`; returns the entered value."""
     c = container or st
     label = label or spec.title or spec.name.replace("_", " ").capitalize()
@@ -203,9 +238,13 @@ def field_widget(spec: forms.FieldSpec, value: Any, widget_key: str, *, containe
             lo = None if lo is None else int(math.floor(lo) + (1 if spec.exclusive_min else 0))
             hi = None if hi is None else int(math.ceil(hi) - (1 if spec.exclusive_max else 0))
         if spec.optional:
-            text = c.text_input(label, value="" if current is None else str(current), key=widget_key,
-                                help=(help_ + " (leave empty for none)").strip(),
-                                placeholder="none" if spec.default is None else f"default {spec.default}")
+            text = c.text_input(
+                label,
+                value="" if current is None else str(current),
+                key=widget_key,
+                help=(help_ + " (leave empty for none)").strip(),
+                placeholder="none" if spec.default is None else f"default {spec.default}",
+            )
             if not text.strip():
                 return None
             try:
@@ -224,20 +263,33 @@ def field_widget(spec: forms.FieldSpec, value: Any, widget_key: str, *, containe
             current = hi
         step = 1 if is_int else _float_step(current)
         fmt = None if is_int else _float_format(current)
-        return c.number_input(label, min_value=lo if is_int else (float(lo) if lo is not None else None),
-                              max_value=hi if is_int else (float(hi) if hi is not None else None),
-                              value=current, step=step, format=fmt, key=widget_key, help=help_ or None)
+        return c.number_input(
+            label,
+            min_value=lo if is_int else (float(lo) if lo is not None else None),
+            max_value=hi if is_int else (float(hi) if hi is not None else None),
+            value=current,
+            step=step,
+            format=fmt,
+            key=widget_key,
+            help=help_ or None,
+        )
     if spec.kind == "text":
-        text = c.text_input(label, value="" if current is None else str(current), key=widget_key, help=help_ or None)
+        text = c.text_input(
+            label, value="" if current is None else str(current), key=widget_key, help=help_ or None
+        )
         return None if (spec.optional and not text.strip()) else text
-    raw = c.text_input(label, value=json.dumps(current) if current is not None else "", key=widget_key,
-                       help=(help_ + " (JSON)").strip())
+    raw = c.text_input(
+        label,
+        value=json.dumps(current) if current is not None else "",
+        key=widget_key,
+        help=(help_ + " (JSON)").strip(),
+    )
     if not raw.strip():
         return None
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
-        c.error(f"{label}: not valid JSON; write e.g. [1, 2] or {{\"a\": 1}}")
+        c.error(f'{label}: not valid JSON; write e.g. [1, 2] or {{"a": 1}}')
         return current
 
 
@@ -256,8 +308,14 @@ def _float_format(value: float) -> str:
     return "%.3f"
 
 
-def params_form(specs: list[forms.FieldSpec], values: dict[str, Any], prefix: str, *, columns: int = 3,
-                container: Any = None) -> dict[str, Any]:
+def params_form(
+    specs: list[forms.FieldSpec],
+    values: dict[str, Any],
+    prefix: str,
+    *,
+    columns: int = 3,
+    container: Any = None,
+) -> dict[str, Any]:
     """Widgets for every field, laid out in ``columns``; returns ``{name: value}`` (only
     non-``None`` values, so defaults apply to the rest)."""
     out: dict[str, Any] = {}
@@ -289,7 +347,9 @@ def fmt_metric(key: str | None, value: float | None) -> str:
 def open_run(run_id: str) -> None:
     """Go to the Results page of one run."""
     st.session_state["results_run"] = run_id
-    st.switch_page(PAGES["results"], query_params={"run": run_id, "draft": st.session_state.get("session_id", "")})
+    st.switch_page(
+        PAGES["results"], query_params={"run": run_id, "draft": st.session_state.get("session_id", "")}
+    )
 
 
 def goto(page: str) -> None:
@@ -329,7 +389,9 @@ def drafts_panel(prefix: str, columns: bool = False) -> None:
     current = design()
     parts = st.columns(3) if columns else [st.container(), st.container(), st.container()]
     with parts[0]:
-        name = st.text_input("Draft name", value=current.get("name", "experiment"), key=f"{prefix}.draft_name")
+        name = st.text_input(
+            "Draft name", value=current.get("name", "experiment"), key=f"{prefix}.draft_name"
+        )
         if st.button("Save draft", key=f"{prefix}.save", icon=":material/save:", width="stretch"):
             with guard("saving the draft"):
                 drafts.save_draft(name, current)
@@ -350,10 +412,19 @@ def drafts_panel(prefix: str, columns: bool = False) -> None:
         else:
             st.caption("No saved drafts yet.")
     with parts[2]:
-        st.download_button("Export JSON config", lambda: document.config_json(current), key=f"{prefix}.export",
-                           file_name=safe_filename(f"{current.get('name', 'experiment')}.json"),
-                           mime="application/json", width="stretch", on_click="ignore", icon=":material/download:")
-        upload = st.file_uploader("Import a JSON config", type=["json", "yaml", "yml"], key=f"{prefix}.import")
+        st.download_button(
+            "Export JSON config",
+            lambda: document.config_json(current),
+            key=f"{prefix}.export",
+            file_name=safe_filename(f"{current.get('name', 'experiment')}.json"),
+            mime="application/json",
+            width="stretch",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        upload = st.file_uploader(
+            "Import a JSON config", type=["json", "yaml", "yml"], key=f"{prefix}.import"
+        )
         if upload is not None and st.session_state.get("_imported") != upload.file_id:
             st.session_state["_imported"] = upload.file_id
             with guard("importing the config"):

@@ -10,10 +10,9 @@ import streamlit as st
 from engine.design import choices, forms, launching
 from engine.errors import ConfigError
 from engine.labels import for_page
+from pages.common import cached, robustness, ui
 from pages.common import flower as flower_ui
 from pages.common import privacy as privacy_ui
-from pages.common import robustness
-from pages.common import cached, ui
 
 ui.enter_page()
 st.title("Launch")
@@ -21,8 +20,9 @@ st.caption("Pick the strategies to try. Several strategies and seeds at once mak
 ui.flash()
 
 design = ui.design()
-name = st.text_input("Experiment name", value=design.get("name", "experiment"), key=ui.key("launch.name"),
-                     max_chars=120)
+name = st.text_input(
+    "Experiment name", value=design.get("name", "experiment"), key=ui.key("launch.name"), max_chars=120
+)
 if name != design.get("name"):
     design = {**design, "name": name}
     ui.set_design(design)
@@ -37,8 +37,9 @@ current = design.get("strategy", {}).get("name", "fedavg")
 chosen_key = ui.key("launch.chosen")
 if chosen_key not in st.session_state:
     st.session_state[chosen_key] = [current]
-chosen: list[str] = [s for s in st.session_state[chosen_key]
-                     if any(e["name"] == s and e["reason"] is None for e in entries)]
+chosen: list[str] = [
+    s for s in st.session_state[chosen_key] if any(e["name"] == s and e["reason"] is None for e in entries)
+]
 
 order = ["baseline", "parameter sharing", "knowledge sharing", "knowledge distillation", "reference"]
 
@@ -69,8 +70,12 @@ for col, fam in zip(cols, fam_names, strict=False):
         st.caption(fam.upper())
         for e in families[fam]:
             mixed = " Works with mixed models." if e.get("mixed_architectures") else ""
-            if st.checkbox(e["name"], value=e["name"] in chosen, key=ui.key(f"launch.s.{e['name']}"),
-                           help=f"{e['description']}{mixed}" + (f"\n\nPaper: {e['paper']}" if e.get("paper") else "")):
+            if st.checkbox(
+                e["name"],
+                value=e["name"] in chosen,
+                key=ui.key(f"launch.s.{e['name']}"),
+                help=f"{e['description']}{mixed}" + (f"\n\nPaper: {e['paper']}" if e.get("paper") else ""),
+            ):
                 picked.append(e["name"])
 if design_broken:
     st.caption("The strategies that can run this roster are listed once the design above is valid.")
@@ -83,15 +88,22 @@ elif blocked:
         bcols = st.columns(2)
         for i, e in enumerate(sorted(blocked, key=lambda e: (_family_rank(e["family"]), e["name"]))):
             with bcols[i % 2]:
-                st.checkbox(e["name"], value=False, disabled=True, key=ui.key(f"launch.s.{e['name']}"),
-                            help=e["description"])
+                st.checkbox(
+                    e["name"],
+                    value=False,
+                    disabled=True,
+                    key=ui.key(f"launch.s.{e['name']}"),
+                    help=e["description"],
+                )
                 st.caption(_why(e["reason"])[0])
 st.session_state[chosen_key] = picked
 if not design_broken and current in {e["name"] for e in blocked}:
     why, alternatives = _why(by_reason[current])
-    st.warning(f"The design's strategy **{current}** (from the imported or forked config) cannot run this roster: "
-               f"{why}." + (f" Pick one that can above, e.g. {alternatives}." if alternatives else ""),
-               icon=":material/warning:")
+    st.warning(
+        f"The design's strategy **{current}** (from the imported or forked config) cannot run this roster: "
+        f"{why}." + (f" Pick one that can above, e.g. {alternatives}." if alternatives else ""),
+        icon=":material/warning:",
+    )
 
 if not picked:
     st.info("Tick at least one strategy above. Disabled ones say what they need.")
@@ -119,32 +131,51 @@ settings = ui.params_form(forms.launch_fields(), design, "launch.cfg", columns=4
 settings.update(privacy_ui.launch_settings(design))  # server DP, secure aggregation (pages/common/privacy.py)
 chosen_metric = cached.primary_preview({**design, **settings})
 if chosen_metric:
-    st.caption(f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** ({chosen_metric[1]}); "
-               f"it also picks each client's best round on its validation data.")
+    st.caption(
+        f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** ({chosen_metric[1]}); "
+        f"it also picks each client's best round on its validation data."
+    )
 r1, r2, r3 = st.columns(3)
-seeds_text = r1.text_input("Seeds", value=str(design.get("seed", 0)), key=ui.key("launch.seeds"),
-                           help="one run per seed: 0, 1, 2 or a range 0-4; the mean ± std over seeds shows on Compare")
+seeds_text = r1.text_input(
+    "Seeds",
+    value=str(design.get("seed", 0)),
+    key=ui.key("launch.seeds"),
+    help="one run per seed: 0, 1, 2 or a range 0-4; the mean ± std over seeds shows on Compare",
+)
 executors = choices.executors()
 ex_names = list(executors)
-executor = r2.selectbox("Executor", ex_names, format_func=lambda n: f"{n} (not installed)"
-                        if n in choices.executor_unavailable() else n, index=ex_names.index(design.get("executor", "sequential"))
-                        if design.get("executor", "sequential") in ex_names else 0,
-                        key=ui.key("launch.executor"), help="\n\n".join(f"**{k}**: {v}" for k, v in executors.items()))
+executor = r2.selectbox(
+    "Executor",
+    ex_names,
+    format_func=lambda n: f"{n} (not installed)" if n in choices.executor_unavailable() else n,
+    index=ex_names.index(design.get("executor", "sequential"))
+    if design.get("executor", "sequential") in ex_names
+    else 0,
+    key=ui.key("launch.executor"),
+    help="\n\n".join(f"**{k}**: {v}" for k, v in executors.items()),
+)
 options = dict(design.get("executor_options") or {})
 unavailable = choices.executor_unavailable()
 if executor in unavailable:
     r3.error(unavailable[executor], icon=":material/block:")
 if executor == "threads":
-    options["workers"] = int(r3.number_input("Workers", 1, 64, int(options.get("workers", 2)), key=ui.key("launch.workers")))
+    options["workers"] = int(
+        r3.number_input("Workers", 1, 64, int(options.get("workers", 2)), key=ui.key("launch.workers"))
+    )
 else:
     options.pop("workers", None)
 if executor == "ray" and executor not in unavailable:
     options["ray_address"] = r3.text_input(
-        "Ray address", value=str(options.get("ray_address", "local")), key=ui.key("launch.ray_address"),
-        help="local (start Ray here), auto (join this machine's cluster) or ray://host:10001")
+        "Ray address",
+        value=str(options.get("ray_address", "local")),
+        key=ui.key("launch.ray_address"),
+        help="local (start Ray here), auto (join this machine's cluster) or ray://host:10001",
+    )
 else:
     options.pop("ray_address", None)
-tags_text = st.text_input("Tags (comma separated)", key=ui.key("launch.tags"), placeholder="e.g. baseline, paper-fig-2")
+tags_text = st.text_input(
+    "Tags (comma separated)", key=ui.key("launch.tags"), placeholder="e.g. baseline, paper-fig-2"
+)
 
 seeds: list[int] = []
 seed_error = None
@@ -176,16 +207,35 @@ for w in cached.design_warnings(design):
 n_runs = len(picked) * len(defences) * max(1, len(seeds))
 ui.show_problems(problems)
 flower_ui.panel(design, picked[0] if picked else None, disabled=bool(problems) or not picked)
-label = "Launch" if n_runs <= 1 else (f"Launch {n_runs} runs ({len(picked)} strategies × "
-                                      + (f"{len(defences)} defences × " if len(defences) > 1 else "")
-                                      + f"{len(seeds)} seeds)")
-if st.button(label, type="primary", key="launch.go", disabled=bool(problems) or not picked, width="stretch",
-             icon=":material/rocket_launch:"):
+label = (
+    "Launch"
+    if n_runs <= 1
+    else (
+        f"Launch {n_runs} runs ({len(picked)} strategies × "
+        + (f"{len(defences)} defences × " if len(defences) > 1 else "")
+        + f"{len(seeds)} seeds)"
+    )
+)
+if st.button(
+    label,
+    type="primary",
+    key="launch.go",
+    disabled=bool(problems) or not picked,
+    width="stretch",
+    icon=":material/rocket_launch:",
+):
     launched = None
     with ui.guard("launching"):
-        launched = launching.launch(design, strategies=picked, seeds=seeds, strategy_params=strategy_params,
-                              name=design.get("name"), tags=[t for t in tags_text.split(",") if t.strip()],
-                              mgr=ui.manager(), defences=defences)
+        launched = launching.launch(
+            design,
+            strategies=picked,
+            seeds=seeds,
+            strategy_params=strategy_params,
+            name=design.get("name"),
+            tags=[t for t in tags_text.split(",") if t.strip()],
+            mgr=ui.manager(),
+            defences=defences,
+        )
     if launched is not None:
         if len(launched.run_ids) == 1:
             ui.flash_later("Run launched: the charts fill in as rounds finish.", "success")

@@ -10,9 +10,11 @@ from pages.common import ui
 
 ui.enter_page()
 st.title("FedMosaic")
-st.markdown("Train one model across many sites **without pooling their data**: each client keeps its data, its "
-            "own model and its own hardware.  \nPick a scenario, adjust the clients, data and strategy, launch, "
-            "and compare how well the federation learns.")
+st.markdown(
+    "Train one model across many sites **without pooling their data**: each client keeps its data, its "
+    "own model and its own hardware.  \nPick a scenario, adjust the clients, data and strategy, launch, "
+    "and compare how well the federation learns."
+)
 ui.flash()
 
 
@@ -26,16 +28,24 @@ templates = scenarios.templates()
 per_row = 3
 for start in range(0, len(templates), per_row):
     cols = st.columns(per_row)
-    for col, t in zip(cols, templates[start:start + per_row], strict=False):
+    for col, t in zip(cols, templates[start : start + per_row], strict=False):
         with col.container(border=True, height="stretch"):
             st.markdown(f"#### {t.icon} {t.title}")
             st.caption(t.summary)
             cfg = t.config
             n = sum(int(c.get("count", 1)) for c in cfg.get("clients", []))
-            archs = sorted({(c.get("model") or {}).get("arch", "?") if isinstance(c.get("model"), dict)
-                            else str(c.get("model")) for c in cfg.get("clients", [])})
-            st.markdown(f"`{cfg.get('data', {}).get('dataset', '?')}` · {n} clients · {', '.join(archs)} · "
-                        f"`{cfg.get('strategy', {}).get('name', 'fedavg') if isinstance(cfg.get('strategy'), dict) else cfg.get('strategy')}`")
+            archs = sorted(
+                {
+                    (c.get("model") or {}).get("arch", "?")
+                    if isinstance(c.get("model"), dict)
+                    else str(c.get("model"))
+                    for c in cfg.get("clients", [])
+                }
+            )
+            st.markdown(
+                f"`{cfg.get('data', {}).get('dataset', '?')}` · {n} clients · {', '.join(archs)} · "
+                f"`{cfg.get('strategy', {}).get('name', 'fedavg') if isinstance(cfg.get('strategy'), dict) else cfg.get('strategy')}`"
+            )
             if st.button("Use this template", key=f"tmpl-{t.id}", type="primary", width="stretch"):
                 with ui.guard("loading the template"):
                     use_template(t.id)
@@ -46,8 +56,10 @@ left, right = st.columns([3, 2])
 with left:
     st.subheader("Continue designing")
     n = sum(int(c.get("count", 1) or 1) for c in design.get("clients") or [])
-    st.markdown(f"**{ui.plain(design.get('name'))}** — dataset `{design.get('data', {}).get('dataset')}`, {n} clients, "
-                f"strategy `{design.get('strategy', {}).get('name')}`, {design.get('rounds')} rounds.")
+    st.markdown(
+        f"**{ui.plain(design.get('name'))}** — dataset `{design.get('data', {}).get('dataset')}`, {n} clients, "
+        f"strategy `{design.get('strategy', {}).get('name')}`, {design.get('rounds')} rounds."
+    )
     c1, c2, c3 = st.columns(3)
     if c1.button("Data", key="home.data", icon=":material/dataset:", width="stretch"):
         ui.goto("data")
@@ -81,8 +93,10 @@ with right:
             for rid in ids[:8]:
                 p = mgr.progress(rid)
                 run = mgr.store.get_run(rid)
-                text = (f"{ui.status_label(p.get('status', ''))} **{run.get('name')}** — round "
-                        f"{p.get('current_round', 0)}/{p.get('rounds', 0)}")
+                text = (
+                    f"{ui.status_label(p.get('status', ''))} **{run.get('name')}** — round "
+                    f"{p.get('current_round', 0)}/{p.get('rounds', 0)}"
+                )
                 st.progress(float(p.get("fraction") or 0.0), text=text)
             if len(ids) > 8:
                 st.caption(f"... and {len(ids) - 8} more on the Runs page")
@@ -99,8 +113,10 @@ with ui.guard("reading the runs"):
         for i, r in enumerate(recent):
             k, v = results.headline(r.get("summary") if isinstance(r.get("summary"), dict) else None)
             with cols[i % 3].container(border=True):
-                st.markdown(f"**{ui.plain(r.get('name'))}**  \n`{r.get('strategy')}` on `{r.get('dataset')}` · "
-                            f"{r.get('n_clients')} clients")
+                st.markdown(
+                    f"**{ui.plain(r.get('name'))}**  \n`{r.get('strategy')}` on `{r.get('dataset')}` · "
+                    f"{r.get('n_clients')} clients"
+                )
                 st.caption(ui.fmt_metric(k, v))
                 if st.button("Open results", key=f"recent-{r['id']}", width="stretch"):
                     ui.open_run(r["id"])

@@ -22,8 +22,11 @@ if "runs_search" in st.session_state:  # set by Launch: show the sweep just laun
     st.session_state["runs.search"] = st.session_state.pop("runs_search")
 search = f2.text_input("Search name, id, strategy, dataset, tag or sweep", key="runs.search")
 
-has_active = bool(mgr.active()) or bool(store.list_runs(status="running", limit=1)) \
+has_active = (
+    bool(mgr.active())
+    or bool(store.list_runs(status="running", limit=1))
     or bool(store.list_runs(status="queued", limit=1))
+)
 
 
 def table_key() -> str:
@@ -42,21 +45,47 @@ def runs_table() -> None:
         st.rerun(scope="app")  # the last active run ended: stop polling
     if frame.empty:
         total = len(store.list_runs(limit=1))
-        st.info("No runs match the filter." if total else
-                "No runs yet. Start from a template on the Home page, then launch it.")
+        st.info(
+            "No runs match the filter."
+            if total
+            else "No runs yet. Start from a template on the Home page, then launch it."
+        )
         return
     counts = frame["status"].value_counts()
-    st.caption(f"{len(frame)} runs · " + " · ".join(f"{ui.status_label(s)} {int(counts[s])}" for s in STATUSES
-                                                    if s in counts))
+    st.caption(
+        f"{len(frame)} runs · "
+        + " · ".join(f"{ui.status_label(s)} {int(counts[s])}" for s in STATUSES if s in counts)
+    )
     shown = frame.assign(status=frame["status"].map(ui.status_label))
     event = st.dataframe(
-        shown, key=table_key(), on_select="rerun", selection_mode="multi-row", hide_index=True,
-        width="stretch", height=min(38 + 35 * (len(frame) + 1), 598),
-        column_order=["status", "name", "progress", "metric", "value", "strategy", "dataset", "clients", "seed",
-                      "tags", "created", "duration_s", "error", "id", "group"],
+        shown,
+        key=table_key(),
+        on_select="rerun",
+        selection_mode="multi-row",
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * (len(frame) + 1), 598),
+        column_order=[
+            "status",
+            "name",
+            "progress",
+            "metric",
+            "value",
+            "strategy",
+            "dataset",
+            "clients",
+            "seed",
+            "tags",
+            "created",
+            "duration_s",
+            "error",
+            "id",
+            "group",
+        ],
         column_config={
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
-                                                        help="rounds done / rounds"),
+            "progress": st.column_config.ProgressColumn(
+                "progress", min_value=0.0, max_value=1.0, format="percent", help="rounds done / rounds"
+            ),
             "name": st.column_config.TextColumn("name", width="large"),
             "metric": st.column_config.TextColumn("metric", help="the run's headline figure"),
             "value": st.column_config.NumberColumn("final", format="%.3f"),
@@ -69,11 +98,16 @@ def runs_table() -> None:
     selected = frame.iloc[rows] if rows else frame.iloc[0:0]
     ids = list(selected["id"])
     if not ids:
-        st.caption("Select rows (tick the box at the left of a row) to open, compare, cancel, resume, fork, "
-                   "rename, tag or delete them.")
+        st.caption(
+            "Select rows (tick the box at the left of a row) to open, compare, cancel, resume, fork, "
+            "rename, tag or delete them."
+        )
         return
-    st.markdown(f"**{len(ids)} selected:** " + ", ".join(ui.plain(n) for n in selected["name"].head(5))
-                + (" ..." if len(ids) > 5 else ""))
+    st.markdown(
+        f"**{len(ids)} selected:** "
+        + ", ".join(ui.plain(n) for n in selected["name"].head(5))
+        + (" ..." if len(ids) > 5 else "")
+    )
     b = st.columns(6)
     if b[0].button("Open results", key="runs.open", disabled=len(ids) != 1, width="stretch"):
         ui.open_run(ids[0])
@@ -81,7 +115,9 @@ def runs_table() -> None:
         st.session_state["compare_ids"] = ids
         ui.goto("compare")
     active_ids = [i for i, s in zip(ids, selected["status"], strict=True) if s in ACTIVE]
-    resumable = [i for i, s in zip(ids, selected["status"], strict=True) if s in ("interrupted", "cancelled", "failed")]
+    resumable = [
+        i for i, s in zip(ids, selected["status"], strict=True) if s in ("interrupted", "cancelled", "failed")
+    ]
     if b[2].button("Cancel", key="runs.cancel", disabled=not active_ids, width="stretch"):
         with ui.guard("cancelling"):
             for rid in active_ids:
@@ -94,8 +130,13 @@ def runs_table() -> None:
                 mgr.resume(rid)
             st.toast(f"Resumed {len(resumable)} run(s)", icon=":material/play_arrow:")
             st.rerun(scope="app")
-    if b[4].button("Fork", key="runs.fork", disabled=len(ids) != 1, width="stretch",
-                   help="open this run's config in the designer to change and launch it again"):
+    if b[4].button(
+        "Fork",
+        key="runs.fork",
+        disabled=len(ids) != 1,
+        width="stretch",
+        help="open this run's config in the designer to change and launch it again",
+    ):
         with ui.guard("forking"):
             config = mgr.fork(ids[0])
             design = config.model_dump(mode="json")
@@ -116,16 +157,20 @@ def runs_table() -> None:
                 st.rerun(scope="app")
     e1, e2 = st.columns(2)
     with e1.container(border=True):
-        new_name = st.text_input("Rename", value=str(selected["name"].iloc[0]), key=f"runs.rename.{ids[0]}",
-                                 disabled=len(ids) != 1)
+        new_name = st.text_input(
+            "Rename", value=str(selected["name"].iloc[0]), key=f"runs.rename.{ids[0]}", disabled=len(ids) != 1
+        )
         if st.button("Rename", key="runs.rename_go", disabled=len(ids) != 1 or not new_name.strip()):
             with ui.guard("renaming"):
                 mgr.rename(ids[0], new_name.strip())
                 st.rerun(scope="fragment")
     with e2.container(border=True):
         current = str(selected["tags"].iloc[0]) if len(ids) == 1 else ""
-        tags = st.text_input("Tags (comma separated; replaces the tags of every selected run)", value=current,
-                             key=f"runs.tags.{'-'.join(ids)[:60]}")
+        tags = st.text_input(
+            "Tags (comma separated; replaces the tags of every selected run)",
+            value=current,
+            key=f"runs.tags.{'-'.join(ids)[:60]}",
+        )
         if st.button("Set tags", key="runs.tags_go"):
             with ui.guard("tagging"):
                 for rid in ids:

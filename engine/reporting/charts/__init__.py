@@ -23,14 +23,41 @@ colour, each named.
 
 from __future__ import annotations
 
-from engine.reporting.charts.style import (  # noqa: F401 - the charts' public names
-    ARCH_COLORS, GAIN, LOSS, PALETTE, REFERENCE_COLORS, TIER_COLORS, arch_color, group_color,
-    headline_label, metric_label, run_colors, series_colors, series_groups, short_label, wide_rounds,
+from engine.reporting.charts.clients import (  # noqa: F401 - the charts' public names
+    TIME_KEYS,
+    catch_up,
+    client_curves,
+    client_heatmap,
+    client_time_key,
+    fairness,
+    final_client_bars,
+    final_values,
+    participation,
+    participation_states,
+    round_timeline,
 )
 from engine.reporting.charts.runs import (  # noqa: F401 - the charts' public names
-    LOSS_KEYS, available_metrics, communication, curves, gains, losses,
+    LOSS_KEYS,
+    available_metrics,
+    communication,
+    curves,
+    gains,
+    losses,
 )
-from engine.reporting.charts.clients import (  # noqa: F401 - the charts' public names
-    TIME_KEYS, catch_up, client_curves, client_heatmap, client_time_key, fairness, final_client_bars,
-    final_values, participation, participation_states, round_timeline,
+from engine.reporting.charts.style import (  # noqa: F401 - the charts' public names
+    ARCH_COLORS,
+    GAIN,
+    LOSS,
+    PALETTE,
+    REFERENCE_COLORS,
+    TIER_COLORS,
+    arch_color,
+    group_color,
+    headline_label,
+    metric_label,
+    run_colors,
+    series_colors,
+    series_groups,
+    short_label,
+    wide_rounds,
 )

@@ -12,7 +12,15 @@ import plotly.graph_objects as go
 
 from engine.core.metrics import higher_is_better
 from engine.reporting.charts.style import (
-    PALETTE, group_color, metric_label, run_colors, short_label, _empty, _layout, _run_rows, _shade,
+    PALETTE,
+    _empty,
+    _layout,
+    _run_rows,
+    _shade,
+    group_color,
+    metric_label,
+    run_colors,
+    short_label,
 )
 from engine.sanitize import chart_text
 
@@ -29,8 +37,10 @@ def _roster(roster: pd.DataFrame | None, run_id: str | None) -> dict[int, dict[s
         return {}
     if "run_id" in roster.columns and run_id is not None:
         roster = roster[roster["run_id"] == run_id]
-    return {int(r["client_id"]): {**r, "name": chart_text(r["name"])} if r.get("name") is not None else r
-            for r in roster.to_dict("records")}
+    return {
+        int(r["client_id"]): {**r, "name": chart_text(r["name"])} if r.get("name") is not None else r
+        for r in roster.to_dict("records")
+    }
 
 
 def _client_frame(client_df: pd.DataFrame, metric: str, run_id: str | None) -> pd.DataFrame:
@@ -38,8 +48,15 @@ def _client_frame(client_df: pd.DataFrame, metric: str, run_id: str | None) -> p
     return df[df["key"] == metric].dropna(subset=["value"])
 
 
-def client_curves(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | None = None, *,
-                  run_id: str | None = None, color_by: str = "arch", title: str | None = None) -> go.Figure:
+def client_curves(
+    client_df: pd.DataFrame,
+    metric: str,
+    roster: pd.DataFrame | None = None,
+    *,
+    run_id: str | None = None,
+    color_by: str = "arch",
+    title: str | None = None,
+) -> go.Figure:
     """One line per client of one run (the first in ``client_df`` unless ``run_id``), each named
     in the legend and on hover, coloured by ``color_by`` (a roster column: ``arch``, ``tier``):
     clients of one group are shades of the group's colour."""
@@ -62,17 +79,32 @@ def client_curves(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | N
         mates = members[group]
         color = _shade(group_color(color_by, group), mates.index(cid), len(mates))
         label = f"{name} ({group})"
-        fig.add_trace(go.Scatter(x=part["round"], y=part["value"], mode="lines", name=label, legendgroup=group,
-                                 legendgrouptitle_text=group if mates[0] == cid else None,
-                                 line={"color": color, "width": 1.6}, opacity=0.9,
-                                 hovertemplate=f"{label}<br>round %{{x}}: %{{y:.4g}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=part["round"],
+                y=part["value"],
+                mode="lines",
+                name=label,
+                legendgroup=group,
+                legendgrouptitle_text=group if mates[0] == cid else None,
+                line={"color": color, "width": 1.6},
+                opacity=0.9,
+                hovertemplate=f"{label}<br>round %{{x}}: %{{y:.4g}}<extra></extra>",
+            )
+        )
     fig = _layout(fig, title, "Round", metric_label(metric))
     fig.update_layout(hovermode="closest", legend={"orientation": "v", "x": 1.02, "y": 1})
     return fig
 
 
-def client_heatmap(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | None = None, *,
-                   run_id: str | None = None, title: str | None = None) -> go.Figure:
+def client_heatmap(
+    client_df: pd.DataFrame,
+    metric: str,
+    roster: pd.DataFrame | None = None,
+    *,
+    run_id: str | None = None,
+    title: str | None = None,
+) -> go.Figure:
     """Clients (rows) x rounds (columns) of one run, coloured by ``metric``; blank where a client
     has no figure (not yet joined, not evaluated)."""
     run_id = run_id if run_id is not None or client_df.empty else client_df["run_id"].iloc[0]
@@ -82,12 +114,24 @@ def client_heatmap(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | 
         return _empty(f"No '{metric_label(metric)}' recorded per client.", title)
     grid = df.pivot(index="client_id", columns="round", values="value").sort_index()
     people = _roster(roster, run_id)
-    labels = [f"{people.get(int(c), {}).get('name', f'client {c}')} ({people.get(int(c), {}).get('arch', '')})"
-              .replace(" ()", "") for c in grid.index]
+    labels = [
+        f"{people.get(int(c), {}).get('name', f'client {c}')} ({people.get(int(c), {}).get('arch', '')})".replace(
+            " ()", ""
+        )
+        for c in grid.index
+    ]
     scale = "Viridis" if higher_is_better(metric) else "Viridis_r"
-    fig = go.Figure(go.Heatmap(z=grid.to_numpy(), x=list(grid.columns), y=labels, colorscale=scale,
-                               colorbar={"title": metric.split("_")[-1]}, hoverongaps=False,
-                               hovertemplate="%{y}<br>round %{x}: %{z:.4g}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy(),
+            x=list(grid.columns),
+            y=labels,
+            colorscale=scale,
+            colorbar={"title": metric.split("_")[-1]},
+            hoverongaps=False,
+            hovertemplate="%{y}<br>round %{x}: %{z:.4g}<extra></extra>",
+        )
+    )
     fig = _layout(fig, title, "Round", "Client", height=max(320, 22 * len(labels) + 120))
     fig.update_layout(hovermode="closest")
     fig.update_yaxes(autorange="reversed")
@@ -103,17 +147,27 @@ def final_values(client_df: pd.DataFrame, metric: str, run_id: str | None = None
     return last[["client_id", "round", "value"]].reset_index(drop=True)
 
 
-def final_client_bars(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | None = None, *,
-                      run_id: str | None = None, color_by: str = "arch", title: str | None = None,
-                      reference: pd.DataFrame | None = None) -> go.Figure:
+def final_client_bars(
+    client_df: pd.DataFrame,
+    metric: str,
+    roster: pd.DataFrame | None = None,
+    *,
+    run_id: str | None = None,
+    color_by: str = "arch",
+    title: str | None = None,
+    reference: pd.DataFrame | None = None,
+) -> go.Figure:
     """Each client's last recorded ``metric`` in one run (for a ``best_`` key: at its best
     validation round), best first, coloured by architecture (or ``color_by="tier"``), with the mean
     over clients as a dashed line and each client's trivial predictor (``reference``: ``client_id,
     value``) as a tick."""
     run_id = run_id if run_id is not None or client_df.empty else client_df["run_id"].iloc[0]
     last = final_values(client_df, metric, run_id)
-    title = title or (f"{metric_label(metric)} per client" if metric.startswith("best_") else
-                      f"Final {metric_label(metric)[:1].lower()}{metric_label(metric)[1:]} per client")
+    title = title or (
+        f"{metric_label(metric)} per client"
+        if metric.startswith("best_")
+        else f"Final {metric_label(metric)[:1].lower()}{metric_label(metric)[1:]} per client"
+    )
     if last.empty:
         return _empty(f"No '{metric_label(metric)}' recorded per client.", title)
     people = _roster(roster, run_id)
@@ -123,17 +177,30 @@ def final_client_bars(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame
     fig = go.Figure()
     for group in dict.fromkeys(last["group"]):
         part = last[last["group"] == group]
-        fig.add_trace(go.Bar(x=part["name"], y=part["value"], name=group, marker_color=group_color(color_by, group),
-                             hovertemplate="%{x}" + f" ({group})" + "<br>%{y:.4g}<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=part["name"],
+                y=part["value"],
+                name=group,
+                marker_color=group_color(color_by, group),
+                hovertemplate="%{x}" + f" ({group})" + "<br>%{y:.4g}<extra></extra>",
+            )
+        )
     if reference is not None and not reference.empty:
         ref = reference.set_index("client_id")["value"]
         names = dict(zip(last["client_id"], last["name"], strict=True))
         pts = [(names[c], float(ref[c])) for c in last["client_id"] if c in ref.index]
         if pts:
-            fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers",
-                                     name="trivial predictor", marker={"symbol": "line-ew-open", "size": 18,
-                                                                       "color": "#444", "line": {"width": 2}},
-                                     hovertemplate="%{x}<br>trivial predictor %{y:.4g}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in pts],
+                    y=[p[1] for p in pts],
+                    mode="markers",
+                    name="trivial predictor",
+                    marker={"symbol": "line-ew-open", "size": 18, "color": "#444", "line": {"width": 2}},
+                    hovertemplate="%{x}<br>trivial predictor %{y:.4g}<extra></extra>",
+                )
+            )
     mean = float(last["value"].mean())
     fig.add_hline(y=mean, line_dash="dash", line_color="#444", annotation_text=f"mean {mean:.3g}")
     fig = _layout(fig, title, "Client", metric_label(metric))
@@ -142,8 +209,14 @@ def final_client_bars(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame
     return fig
 
 
-def fairness(client_df: pd.DataFrame, metric: str = "local_acc", runs: Any = None, *,
-             title: str | None = None, colors: Mapping[str, str] | None = None) -> go.Figure:
+def fairness(
+    client_df: pd.DataFrame,
+    metric: str = "local_acc",
+    runs: Any = None,
+    *,
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> go.Figure:
     """How evenly each run serves its clients: the distribution of the clients' final ``metric``
     (a box with every client as a point), the worst 10% of clients marked with a diamond. Each
     run's box has its curve's colour (``colors``: run id -> colour; default :func:`run_colors`)."""
@@ -167,11 +240,27 @@ def fairness(client_df: pd.DataFrame, metric: str = "local_acc", runs: Any = Non
         k = max(1, int(np.ceil(0.1 * len(values))))
         order = np.sort(values) if higher_is_better(metric) else -np.sort(-values)
         color = colors.get(run_id, PALETTE[0])
-        fig.add_trace(go.Box(y=values, name=label, boxpoints="all", jitter=0.4, pointpos=0, marker_color=color,
-                             hovertemplate=f"{label}<br>%{{y:.4g}}<extra></extra>"))
-        fig.add_trace(go.Scatter(x=[label], y=[float(order[:k].mean())], mode="markers", showlegend=False,
-                                 marker={"symbol": "diamond", "size": 12, "color": "#222"},
-                                 hovertemplate=f"{label}: worst 10% of clients %{{y:.4g}}<extra></extra>"))
+        fig.add_trace(
+            go.Box(
+                y=values,
+                name=label,
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker_color=color,
+                hovertemplate=f"{label}<br>%{{y:.4g}}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[label],
+                y=[float(order[:k].mean())],
+                mode="markers",
+                showlegend=False,
+                marker={"symbol": "diamond", "size": 12, "color": "#222"},
+                hovertemplate=f"{label}: worst 10% of clients %{{y:.4g}}<extra></extra>",
+            )
+        )
     if not fig.data:
         return _empty(f"No '{metric_label(metric)}' recorded per client.", title)
     fig = _layout(fig, title, "", metric_label(metric))
@@ -180,8 +269,15 @@ def fairness(client_df: pd.DataFrame, metric: str = "local_acc", runs: Any = Non
 
 
 # ---- participation, simulated time and late joiners (appended for the Results page) -------------
-_PARTICIPATION = {"not joined": "#e5e7eb", "offline": "#9ca3af", "not selected": "#dbeafe", "trained": "#2563eb",
-                  "partial work": "#93c5fd", "straggler (dropped)": "#f59e0b", "dropped out": "#dc2626"}
+_PARTICIPATION = {
+    "not joined": "#e5e7eb",
+    "offline": "#9ca3af",
+    "not selected": "#dbeafe",
+    "trained": "#2563eb",
+    "partial work": "#93c5fd",
+    "straggler (dropped)": "#f59e0b",
+    "dropped out": "#dc2626",
+}
 """Participation states of a client in a round, with their colours (blue: the update counted)."""
 _CLOCK_STATUS = {0: "trained", 1: "straggler (dropped)", 2: "dropped out", 3: "partial work"}
 """The virtual clock's ``status`` client metric (engine.hardware.clock: OK, STRAGGLER, DROPOUT, PARTIAL)."""
@@ -197,8 +293,9 @@ def client_time_key(client_df: pd.DataFrame) -> str | None:
     return next((k for k in TIME_KEYS if (keys == k).any()), None)
 
 
-def participation_states(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, *,
-                         run_id: str | None = None) -> pd.DataFrame:
+def participation_states(
+    client_df: pd.DataFrame, roster: pd.DataFrame | None = None, *, run_id: str | None = None
+) -> pd.DataFrame:
     """Clients x rounds of one run labelled with :data:`_PARTICIPATION` states (index: client id)."""
     run_id = run_id if run_id is not None or client_df.empty else client_df["run_id"].iloc[0]
     df = _one_run(client_df, run_id)
@@ -217,17 +314,35 @@ def participation_states(client_df: pd.DataFrame, roster: pd.DataFrame | None = 
     join = np.array([int(people.get(c, {}).get("join_round") or 1) for c in ids])[:, None]
     rnd = np.array(rounds)[None, :]
     has_status = ~np.isnan(status)
-    conditions = [rnd < join, online == 0, selected != 1,
-                  has_status & (status == 1), has_status & (status == 2), has_status & (status == 3),
-                  ~has_status & (completed == 0)]
-    choices = ["not joined", "offline", "not selected", _CLOCK_STATUS[1], _CLOCK_STATUS[2], _CLOCK_STATUS[3],
-               "dropped out"]
+    conditions = [
+        rnd < join,
+        online == 0,
+        selected != 1,
+        has_status & (status == 1),
+        has_status & (status == 2),
+        has_status & (status == 3),
+        ~has_status & (completed == 0),
+    ]
+    choices = [
+        "not joined",
+        "offline",
+        "not selected",
+        _CLOCK_STATUS[1],
+        _CLOCK_STATUS[2],
+        _CLOCK_STATUS[3],
+        "dropped out",
+    ]
     states = np.select(conditions, choices, default="trained").astype(object)
     return pd.DataFrame(states, index=ids, columns=rounds)
 
 
-def participation(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, *, run_id: str | None = None,
-                  title: str | None = None) -> go.Figure:
+def participation(
+    client_df: pd.DataFrame,
+    roster: pd.DataFrame | None = None,
+    *,
+    run_id: str | None = None,
+    title: str | None = None,
+) -> go.Figure:
     """Clients (rows) x rounds (columns) of one run: trained, partial work, straggler past the
     deadline, dropped out, offline, not selected, or not joined yet."""
     run_id = run_id if run_id is not None or client_df.empty else client_df["run_id"].iloc[0]
@@ -244,22 +359,48 @@ def participation(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, *
         scale += [[i / n, _PARTICIPATION[s]], [(i + 1) / n, _PARTICIPATION[s]]]
     people = _roster(roster, run_id)
     labels = [str(people.get(int(c), {}).get("name", f"client {c}")) for c in states.index]
-    fig = go.Figure(go.Heatmap(z=z, x=list(states.columns), y=labels, text=states.to_numpy(), colorscale=scale,
-                               zmin=0, zmax=n, showscale=False, xgap=1, ygap=1,
-                               hovertemplate="%{y}<br>round %{x}: %{text}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(states.columns),
+            y=labels,
+            text=states.to_numpy(),
+            colorscale=scale,
+            zmin=0,
+            zmax=n,
+            showscale=False,
+            xgap=1,
+            ygap=1,
+            hovertemplate="%{y}<br>round %{x}: %{text}<extra></extra>",
+        )
+    )
     present = set(states.to_numpy().ravel())
     for s in names:  # legend entries for the states that occur
         if s in present:
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=s,
-                                     marker={"size": 10, "color": _PARTICIPATION[s], "symbol": "square"}))
+            fig.add_trace(
+                go.Scatter(
+                    x=[None],
+                    y=[None],
+                    mode="markers",
+                    name=s,
+                    marker={"size": 10, "color": _PARTICIPATION[s], "symbol": "square"},
+                )
+            )
     fig = _layout(fig, title, "Round", "Client", height=max(320, 16 * len(labels) + 160))
     fig.update_layout(hovermode="closest")
     fig.update_yaxes(autorange="reversed")
     return fig
 
 
-def round_timeline(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, *, rnd: int | None = None,
-                   run_id: str | None = None, deadline: float | None = None, title: str | None = None) -> go.Figure:
+def round_timeline(
+    client_df: pd.DataFrame,
+    roster: pd.DataFrame | None = None,
+    *,
+    rnd: int | None = None,
+    run_id: str | None = None,
+    deadline: float | None = None,
+    title: str | None = None,
+) -> go.Figure:
     """One round of one run on the virtual clock: per selected client, its simulated compute then
     transfer time as a bar, coloured by what happened (counted, partial, straggler, dropped out);
     the dashed line is the round deadline."""
@@ -270,16 +411,19 @@ def round_timeline(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, 
     if df.empty or key is None:
         return _empty("No simulated client times recorded (give clients device tiers).", title)
     rnd = int(rnd if rnd is not None else df["round"].max())
-    part = df[df["round"].to_numpy() == rnd].pivot_table(index="client_id", columns="key", values="value",
-                                                         aggfunc="first")
+    part = df[df["round"].to_numpy() == rnd].pivot_table(
+        index="client_id", columns="key", values="value", aggfunc="first"
+    )
     if key not in part.columns or part[key].dropna().empty:
         return _empty(f"No simulated client times in round {rnd}.", title)
     part = part.dropna(subset=[key]).sort_values(key)
     people = _roster(roster, run_id)
     names = [str(people.get(int(c), {}).get("name", f"client {c}")) for c in part.index]
     tiers = [str(people.get(int(c), {}).get("tier") or "no tier") for c in part.index]
-    status = [(_CLOCK_STATUS.get(int(s), "trained") if pd.notna(s) else "trained")
-              for s in part.get("status", pd.Series(0.0, index=part.index))]
+    status = [
+        (_CLOCK_STATUS.get(int(s), "trained") if pd.notna(s) else "trained")
+        for s in part.get("status", pd.Series(0.0, index=part.index))
+    ]
     compute = part.get("sim_compute_s", part[key]).fillna(0).to_numpy()
     transfer = part.get("sim_transfer_s", pd.Series(0.0, index=part.index)).fillna(0).to_numpy()
     fig = go.Figure()
@@ -287,45 +431,89 @@ def round_timeline(client_df: pd.DataFrame, roster: pd.DataFrame | None = None, 
     for s in ("trained", "partial work", "straggler (dropped)", "dropped out"):
         mask = status_arr == s
         if mask.any():
-            fig.add_trace(go.Bar(x=compute[mask], y=np.array(names)[mask], orientation="h", name=f"{s}: compute",
-                                 marker_color=_PARTICIPATION[s], customdata=np.array(tiers)[mask],
-                                 hovertemplate="%{y} (%{customdata})<br>compute %{x:.3g} s<extra>" + s + "</extra>"))
+            fig.add_trace(
+                go.Bar(
+                    x=compute[mask],
+                    y=np.array(names)[mask],
+                    orientation="h",
+                    name=f"{s}: compute",
+                    marker_color=_PARTICIPATION[s],
+                    customdata=np.array(tiers)[mask],
+                    hovertemplate="%{y} (%{customdata})<br>compute %{x:.3g} s<extra>" + s + "</extra>",
+                )
+            )
     if transfer.any():
-        fig.add_trace(go.Bar(x=transfer, y=names, orientation="h", name="transfer (up + down)",
-                             marker_color="#cbd5e1", customdata=np.array(tiers),
-                             hovertemplate="%{y} (%{customdata})<br>transfer %{x:.3g} s<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=transfer,
+                y=names,
+                orientation="h",
+                name="transfer (up + down)",
+                marker_color="#cbd5e1",
+                customdata=np.array(tiers),
+                hovertemplate="%{y} (%{customdata})<br>transfer %{x:.3g} s<extra></extra>",
+            )
+        )
     if deadline:
-        fig.add_vline(x=deadline, line_dash="dash", line_color="#b91c1c", annotation_text=f"deadline {deadline:g} s")
-    fig = _layout(fig, f"{title} — round {rnd}", "Simulated seconds from the start of the round", "Client",
-                  height=max(320, 20 * len(names) + 160))
+        fig.add_vline(
+            x=deadline, line_dash="dash", line_color="#b91c1c", annotation_text=f"deadline {deadline:g} s"
+        )
+    fig = _layout(
+        fig,
+        f"{title} — round {rnd}",
+        "Simulated seconds from the start of the round",
+        "Client",
+        height=max(320, 20 * len(names) + 160),
+    )
     fig.update_layout(hovermode="closest", barmode="stack")
     fig.update_yaxes(categoryorder="array", categoryarray=names)
     return fig
 
 
-def catch_up(client_df: pd.DataFrame, metric: str, roster: pd.DataFrame | None = None, *,
-             run_id: str | None = None, title: str | None = None) -> go.Figure:
+def catch_up(
+    client_df: pd.DataFrame,
+    metric: str,
+    roster: pd.DataFrame | None = None,
+    *,
+    run_id: str | None = None,
+    title: str | None = None,
+) -> go.Figure:
     """How fast late joiners catch up: each late joiner's ``metric`` per round from the round it
     joined (a dotted line marks the join), against the mean of the clients present from round 1."""
     run_id = run_id if run_id is not None or client_df.empty else client_df["run_id"].iloc[0]
     df = _client_frame(client_df, metric, run_id)
     title = title or f"Late joiners catching up: {metric_label(metric)[:1].lower()}{metric_label(metric)[1:]}"
     people = _roster(roster, run_id)
-    late = {cid: int(r.get("join_round") or 1) for cid, r in people.items() if int(r.get("join_round") or 1) > 1}
+    late = {
+        cid: int(r.get("join_round") or 1) for cid, r in people.items() if int(r.get("join_round") or 1) > 1
+    }
     if df.empty or not late:
         return _empty("No client joins late in this run.", title)
     founders = df[~df["client_id"].isin(list(late))].groupby("round")["value"].mean()
     fig = go.Figure()
     if not founders.empty:
-        fig.add_trace(go.Scatter(x=founders.index, y=founders.values, mode="lines", name="clients from round 1 (mean)",
-                                 line={"color": "#111", "dash": "dash", "width": 2}))
+        fig.add_trace(
+            go.Scatter(
+                x=founders.index,
+                y=founders.values,
+                mode="lines",
+                name="clients from round 1 (mean)",
+                line={"color": "#111", "dash": "dash", "width": 2},
+            )
+        )
     for i, (cid, join) in enumerate(sorted(late.items(), key=lambda kv: kv[1])):
         part = df[df["client_id"] == cid].sort_values("round")
         name = str(people.get(cid, {}).get("name", f"client {cid}"))
         color = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=part["round"], y=part["value"], mode="lines+markers", name=f"{name} (joins {join})",
-                                 line={"color": color}, marker={"size": 4}))
+        fig.add_trace(
+            go.Scatter(
+                x=part["round"],
+                y=part["value"],
+                mode="lines+markers",
+                name=f"{name} (joins {join})",
+                line={"color": color},
+                marker={"size": 4},
+            )
+        )
         fig.add_vline(x=join, line_dash="dot", line_color=color, opacity=0.6)
     return _layout(fig, title, "Round", metric_label(metric))
-
-

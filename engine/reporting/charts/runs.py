@@ -11,7 +11,17 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.reporting.charts.style import (
-    GAIN, LOSS, PALETTE, metric_label, run_colors, series_colors, series_groups, wide_rounds, _empty, _layout, _rgba,
+    GAIN,
+    LOSS,
+    PALETTE,
+    _empty,
+    _layout,
+    _rgba,
+    metric_label,
+    run_colors,
+    series_colors,
+    series_groups,
+    wide_rounds,
 )
 from engine.sanitize import chart_text
 
@@ -28,17 +38,30 @@ def _scored_rows(wide: pd.DataFrame, part: pd.DataFrame, metric: str) -> dict[st
         return plain
     most = rows.max()
     full = (rows.fillna(most) == most).to_numpy()
-    text = [f"whole global test set ({int(most):,} rows)" if f
-            else f"a fixed sample: {int(n):,} of {int(most):,} rows"
-            for n, f in zip(rows.fillna(most), full, strict=True)]
-    marker = {"size": np.where(full, 7, 5).tolist(),
-              "symbol": np.where(full, "circle", "circle-open").tolist()}
+    text = [
+        f"whole global test set ({int(most):,} rows)"
+        if f
+        else f"a fixed sample: {int(n):,} of {int(most):,} rows"
+        for n, f in zip(rows.fillna(most), full, strict=True)
+    ]
+    marker = {
+        "size": np.where(full, 7, 5).tolist(),
+        "symbol": np.where(full, "circle", "circle-open").tolist(),
+    }
     return {"marker": marker, "hover": "<br>%{text}", "text": text}
 
 
 # ---- run-level curves ---------------------------------------------------------------------------
-def curves(round_df: pd.DataFrame, metric: str, x: str = "round", runs: Any = None, *,
-           title: str | None = None, band: bool = True, reference: float | None = None) -> go.Figure:
+def curves(
+    round_df: pd.DataFrame,
+    metric: str,
+    x: str = "round",
+    runs: Any = None,
+    *,
+    title: str | None = None,
+    band: bool = True,
+    reference: float | None = None,
+) -> go.Figure:
     """One line per run, or per setting with a mean +- std band over its seeds.
 
     :param metric: a round metric key (``global_acc_mean``, ``server_acc``, ``local_loss_worst10``).
@@ -64,27 +87,77 @@ def curves(round_df: pd.DataFrame, metric: str, x: str = "round", runs: Any = No
             continue
         if len(members) == 1:
             rows = _scored_rows(wide, part, metric)
-            fig.add_trace(go.Scatter(x=part[x], y=part[metric], mode="lines+markers", name=label,
-                                     line={"color": color}, marker=rows["marker"], text=rows["text"],
-                                     hovertemplate=f"{label}<br>%{{y:.4g}}{rows['hover']}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=part[x],
+                    y=part[metric],
+                    mode="lines+markers",
+                    name=label,
+                    line={"color": color},
+                    marker=rows["marker"],
+                    text=rows["text"],
+                    hovertemplate=f"{label}<br>%{{y:.4g}}{rows['hover']}<extra></extra>",
+                )
+            )
             continue
-        stats = part.groupby("round").agg(x=(x, "mean"), mean=(metric, "mean"),
-                                          std=(metric, lambda v: v.std(ddof=1) if len(v) > 1 else 0.0),
-                                          n=(metric, "size")).reset_index()
+        stats = (
+            part.groupby("round")
+            .agg(
+                x=(x, "mean"),
+                mean=(metric, "mean"),
+                std=(metric, lambda v: v.std(ddof=1) if len(v) > 1 else 0.0),
+                n=(metric, "size"),
+            )
+            .reset_index()
+        )
         if band:
             upper, lower = stats["mean"] + stats["std"], stats["mean"] - stats["std"]
-            fig.add_trace(go.Scatter(x=stats["x"], y=upper, mode="lines", line={"width": 0},
-                                     showlegend=False, hoverinfo="skip", legendgroup=label))
-            fig.add_trace(go.Scatter(x=stats["x"], y=lower, mode="lines", line={"width": 0}, fill="tonexty",
-                                     fillcolor=_rgba(color, 0.18), showlegend=False, hoverinfo="skip",
-                                     legendgroup=label, name=f"{label} ±1 std"))
-        fig.add_trace(go.Scatter(
-            x=stats["x"], y=stats["mean"], mode="lines+markers", name=label, legendgroup=label,
-            line={"color": color}, marker={"size": 4}, customdata=np.stack([stats["std"], stats["n"]], axis=1),
-            hovertemplate=f"{label}<br>%{{y:.4g}} ± %{{customdata[0]:.3g}} (%{{customdata[1]}} seeds)<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=stats["x"],
+                    y=upper,
+                    mode="lines",
+                    line={"width": 0},
+                    showlegend=False,
+                    hoverinfo="skip",
+                    legendgroup=label,
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=stats["x"],
+                    y=lower,
+                    mode="lines",
+                    line={"width": 0},
+                    fill="tonexty",
+                    fillcolor=_rgba(color, 0.18),
+                    showlegend=False,
+                    hoverinfo="skip",
+                    legendgroup=label,
+                    name=f"{label} ±1 std",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=stats["x"],
+                y=stats["mean"],
+                mode="lines+markers",
+                name=label,
+                legendgroup=label,
+                line={"color": color},
+                marker={"size": 4},
+                customdata=np.stack([stats["std"], stats["n"]], axis=1),
+                hovertemplate=f"{label}<br>%{{y:.4g}} ± %{{customdata[0]:.3g}} (%{{customdata[1]}} seeds)<extra></extra>",
+            )
+        )
     if reference is not None and np.isfinite(reference):
-        fig.add_hline(y=reference, line_dash="dot", line_color="#888",
-                      annotation_text=f"trivial predictor {reference:.3g}", annotation_position="bottom right")
+        fig.add_hline(
+            y=reference,
+            line_dash="dot",
+            line_color="#888",
+            annotation_text=f"trivial predictor {reference:.3g}",
+            annotation_position="bottom right",
+        )
     return _layout(fig, title, metric_label(x), metric_label(metric))
 
 
@@ -104,13 +177,23 @@ def communication(round_df: pd.DataFrame, runs: Any = None, *, title: str | None
         stats = part.groupby("round")[[c for c in ("cum_bytes_up", "cum_bytes_down") if c in part]].mean()
         for column, dash, word in (("cum_bytes_up", "solid", "up"), ("cum_bytes_down", "dot", "down")):
             if column in stats:
-                fig.add_trace(go.Scatter(x=stats.index, y=stats[column] / 1e6, mode="lines", name=f"{label} · {word}",
-                                         legendgroup=label, line={"color": color, "dash": dash},
-                                         hovertemplate=f"{label} {word}: %{{y:.3f}} MB<extra></extra>"))
+                fig.add_trace(
+                    go.Scatter(
+                        x=stats.index,
+                        y=stats[column] / 1e6,
+                        mode="lines",
+                        name=f"{label} · {word}",
+                        legendgroup=label,
+                        line={"color": color, "dash": dash},
+                        hovertemplate=f"{label} {word}: %{{y:.3f}} MB<extra></extra>",
+                    )
+                )
     return _layout(fig, title, "Round", "MB (cumulative)")
 
 
-def available_metrics(round_df: pd.DataFrame, prefixes: Iterable[str] = ("server_", "global_", "local_")) -> list[str]:
+def available_metrics(
+    round_df: pd.DataFrame, prefixes: Iterable[str] = ("server_", "global_", "local_")
+) -> list[str]:
     """Round metric keys worth plotting (accuracy/loss/error families first), for pickers."""
     keys = set(round_df["key"]) if {"key", "value"} <= set(round_df.columns) else set(round_df.columns)
     keys -= {"run_id", "round"}
@@ -119,7 +202,9 @@ def available_metrics(round_df: pd.DataFrame, prefixes: Iterable[str] = ("server
 
 
 # ---- the verdict: who gains, who loses ------------------------------------------------------------
-def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, title: str | None = None) -> go.Figure:
+def gains(
+    verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, title: str | None = None
+) -> go.Figure:
     """The verdict's chart: per client, the paired difference of the primary metric between a
     strategy and its baseline (:class:`engine.reporting.verdict.Verdict`), as diverging horizontal bars
     (right: the strategy is better for that client). One verdict: bars blue where the client gains,
@@ -128,14 +213,25 @@ def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, t
     colour (``colors``: strategy label -> colour)."""
     verdicts = [v for v in verdicts if v.clients]
     if not verdicts:
-        return _empty("No paired runs: launch the local baseline on the same split and seed.", title or "Who gains")
+        return _empty(
+            "No paired runs: launch the local baseline on the same split and seed.", title or "Who gains"
+        )
     metric = verdicts[0].metric
     scale = metric.scale
     unit = f" ({metric.unit})" if metric.unit else ""
     against = {v.baseline for v in verdicts}
-    words = "training alone" if against == {"local"} else "pooled training" if against == {"centralized"} else "the baseline"
-    title = title or (f"Who gains: {chart_text(verdicts[0].strategy)} minus {words}, {metric.label}" if len(verdicts) == 1
-                      else f"Who gains: each strategy minus {words}, {metric.label}")
+    words = (
+        "training alone"
+        if against == {"local"}
+        else "pooled training"
+        if against == {"centralized"}
+        else "the baseline"
+    )
+    title = title or (
+        f"Who gains: {chart_text(verdicts[0].strategy)} minus {words}, {metric.label}"
+        if len(verdicts) == 1
+        else f"Who gains: each strategy minus {words}, {metric.label}"
+    )
     order = sorted({(c.client_id, chart_text(c.name)) for v in verdicts for c in v.clients})
     names = [n for _, n in order]
     fig = go.Figure()
@@ -146,17 +242,28 @@ def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, t
         xs = [c.mean * scale for c in ranked]
         labels = [chart_text(c.name) for c in ranked]
         err = [((c.interval.high - c.mean) * scale if c.interval.defined else 0.0) for c in ranked]
-        fig.add_trace(go.Bar(
-            x=xs, y=labels, orientation="h", name="per client",
-            marker_color=[GAIN if x > 0 else LOSS for x in xs],
-            error_x={"type": "data", "array": err, "visible": any(err), "color": "#555"},
-            customdata=[[len(c.per_seed)] for c in ranked],
-            hovertemplate="%{y}: %{x:+.2f}" + unit + " (%{customdata[0]} seed(s))<extra></extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=xs,
+                y=labels,
+                orientation="h",
+                name="per client",
+                marker_color=[GAIN if x > 0 else LOSS for x in xs],
+                error_x={"type": "data", "array": err, "visible": any(err), "color": "#555"},
+                customdata=[[len(c.per_seed)] for c in ranked],
+                hovertemplate="%{y}: %{x:+.2f}" + unit + " (%{customdata[0]} seed(s))<extra></extra>",
+            )
+        )
         iv = v.interval
         if iv.defined:
             fig.add_vrect(x0=iv.low * scale, x1=iv.high * scale, fillcolor="#999", opacity=0.15, line_width=0)
-        fig.add_vline(x=iv.mean * scale, line_dash="dash", line_color="#333",
-                      annotation_text=f"mean {iv.mean * scale:+.2f}", annotation_position="top")
+        fig.add_vline(
+            x=iv.mean * scale,
+            line_dash="dash",
+            line_color="#333",
+            annotation_text=f"mean {iv.mean * scale:+.2f}",
+            annotation_position="top",
+        )
         names = labels
         del by_id
     else:
@@ -165,27 +272,47 @@ def gains(verdicts: Sequence[Any], colors: Mapping[str, str] | None = None, *, t
             by_id = {c.client_id: c for c in v.clients}
             xs = [by_id[cid].mean * scale if cid in by_id else None for cid, _ in order]
             label = chart_text(v.strategy if len(against) == 1 else f"{v.strategy} vs {v.baseline}")
-            fig.add_trace(go.Bar(x=xs, y=names, orientation="h", name=label,
-                                 marker_color=colors.get(v.strategy, PALETTE[0]),
-                                 hovertemplate=f"{label}<br>" + "%{y}: %{x:+.2f}" + unit + "<extra></extra>"))
+            fig.add_trace(
+                go.Bar(
+                    x=xs,
+                    y=names,
+                    orientation="h",
+                    name=label,
+                    marker_color=colors.get(v.strategy, PALETTE[0]),
+                    hovertemplate=f"{label}<br>" + "%{y}: %{x:+.2f}" + unit + "<extra></extra>",
+                )
+            )
         fig.update_layout(barmode="group")
     fig.add_vline(x=0, line_color="#111", line_width=1)
     diff = "points" if scale == 100 else (metric.unit or metric.label)
-    fig = _layout(fig, title, f"Difference in {metric.label} ({diff}; right: better with the strategy)", "Client",
-                  height=max(300, (26 if len(verdicts) == 1 else 14 * len(verdicts) + 10) * len(names) + 150))
+    fig = _layout(
+        fig,
+        title,
+        f"Difference in {metric.label} ({diff}; right: better with the strategy)",
+        "Client",
+        height=max(300, (26 if len(verdicts) == 1 else 14 * len(verdicts) + 10) * len(names) + 150),
+    )
     fig.update_layout(hovermode="closest", showlegend=len(verdicts) > 1)
     fig.update_yaxes(categoryorder="array", categoryarray=names)
     return fig
 
 
-LOSS_KEYS = {"train_loss_mean": ("training", "solid"), "val_loss_mean": ("validation (held out)", "dash"),
-             "local_loss_mean": ("own test data", "dot")}
+LOSS_KEYS = {
+    "train_loss_mean": ("training", "solid"),
+    "val_loss_mean": ("validation (held out)", "dash"),
+    "local_loss_mean": ("own test data", "dot"),
+}
 """The losses drawn together for one run (overfitting shows as held-out losses rising while the
 training loss falls)."""
 
 
-def losses(round_df: pd.DataFrame, x: str = "round", *, run_id: str | None = None,
-           title: str = "Loss: training against held-out data (mean over clients)") -> go.Figure:
+def losses(
+    round_df: pd.DataFrame,
+    x: str = "round",
+    *,
+    run_id: str | None = None,
+    title: str = "Loss: training against held-out data (mean over clients)",
+) -> go.Figure:
     """One run's training, validation and own-test losses on one chart."""
     wide = wide_rounds(round_df)
     if run_id is not None:
@@ -197,7 +324,15 @@ def losses(round_df: pd.DataFrame, x: str = "round", *, run_id: str | None = Non
     for key in present:
         part = wide[[x, key]].dropna()
         name, dash = LOSS_KEYS[key]
-        fig.add_trace(go.Scatter(x=part[x], y=part[key], mode="lines+markers", name=name, marker={"size": 4},
-                                 line={"color": "#444" if key == "train_loss_mean" else "#d95f02", "dash": dash},
-                                 hovertemplate=f"{name} loss<br>%{{y:.4g}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=part[x],
+                y=part[key],
+                mode="lines+markers",
+                name=name,
+                marker={"size": 4},
+                line={"color": "#444" if key == "train_loss_mean" else "#d95f02", "dash": dash},
+                hovertemplate=f"{name} loss<br>%{{y:.4g}}<extra></extra>",
+            )
+        )
     return _layout(fig, title, metric_label(x), "Loss")

@@ -19,26 +19,56 @@ PALETTE = qualitative.D3 + qualitative.Plotly[1:]
 """Colours of settings and runs, in order."""
 REFERENCE_COLORS = {"local": "#7f7f7f", "centralized": "#222222"}
 """The references keep the same neutral colours everywhere: the floor grey, the ceiling near-black."""
-ARCH_COLORS = {"mlp": "#1f77b4", "cnn": "#ff7f0e", "resnet": "#2ca02c", "gru": "#d62728", "lstm": "#9467bd",
-               "cnn1d": "#8c564b", "transformer": "#e377c2", "fedavg_cnn": "#bcbd22"}
+ARCH_COLORS = {
+    "mlp": "#1f77b4",
+    "cnn": "#ff7f0e",
+    "resnet": "#2ca02c",
+    "gru": "#d62728",
+    "lstm": "#9467bd",
+    "cnn1d": "#8c564b",
+    "transformer": "#e377c2",
+    "fedavg_cnn": "#bcbd22",
+}
 """Architecture colours, fixed across the app (others get a stable colour from their name)."""
-TIER_COLORS = {"datacenter-gpu": "#1b9e77", "workstation-gpu": "#66a61e", "laptop-cpu": "#7570b3",
-               "jetson": "#e6ab02", "raspberry-pi": "#e7298a", "phone-high": "#d95f02", "phone-low": "#a6761d"}
+TIER_COLORS = {
+    "datacenter-gpu": "#1b9e77",
+    "workstation-gpu": "#66a61e",
+    "laptop-cpu": "#7570b3",
+    "jetson": "#e6ab02",
+    "raspberry-pi": "#e7298a",
+    "phone-high": "#d95f02",
+    "phone-low": "#a6761d",
+}
 """Device-tier colours, fixed across the app."""
 GAIN, LOSS = "#2b8cbe", "#e6550d"
 """Who gains (blue) and who loses (orange) in the verdict's chart: distinguishable without red/green."""
 
 _NAMES = {m.key: m.label for m in METRICS.values()} | {"train_loss": "training loss", "round": "round"}
-_STATS = {"mean": "mean over clients", "wmean": "sample-weighted mean over clients",
-          "std": "spread (std) over clients", "worst10": "worst 10% of clients", "best": "best client"}
-_SCOPES = {"global": "on the global test set", "local": "on each client's own test data",
-           "val": "on each client's validation data", "server": "of the server model on the global test set"}
+_STATS = {
+    "mean": "mean over clients",
+    "wmean": "sample-weighted mean over clients",
+    "std": "spread (std) over clients",
+    "worst10": "worst 10% of clients",
+    "best": "best client",
+}
+_SCOPES = {
+    "global": "on the global test set",
+    "local": "on each client's own test data",
+    "val": "on each client's validation data",
+    "server": "of the server model on the global test set",
+}
 _SPECIAL = {
-    "round": "Round", "sim_time_s": "Simulated time (s)", "cum_bytes_up": "Data uploaded (bytes, cumulative)",
-    "cum_bytes_down": "Data downloaded (bytes, cumulative)", "bytes_up": "Data uploaded this round (bytes)",
-    "bytes_down": "Data downloaded this round (bytes)", "wall_s": "Compute time this round (s)",
-    "cum_wall_s": "Compute time (s, cumulative)", "n_selected": "Clients selected",
-    "n_completed": "Clients that completed the round", "train_loss": "Training loss",
+    "round": "Round",
+    "sim_time_s": "Simulated time (s)",
+    "cum_bytes_up": "Data uploaded (bytes, cumulative)",
+    "cum_bytes_down": "Data downloaded (bytes, cumulative)",
+    "bytes_up": "Data uploaded this round (bytes)",
+    "bytes_down": "Data downloaded this round (bytes)",
+    "wall_s": "Compute time this round (s)",
+    "cum_wall_s": "Compute time (s, cumulative)",
+    "n_selected": "Clients selected",
+    "n_completed": "Clients that completed the round",
+    "train_loss": "Training loss",
     "backdoor_asr": "Backdoor attack success rate (per client; per round: the honest clients' mean)",
     "server_backdoor_asr": "Backdoor attack success rate of the server model",
     "defence_kept_attackers": "Share of combinations the defence let compromised clients into",
@@ -62,8 +92,12 @@ def metric_label(key: str) -> str:
     stat = parts.pop() if parts[-1] in _STATS and len(parts) > 1 else None
     kind = parts.pop(0) if parts[0] in ("best", "ref") and len(parts) > 1 else None
     if kind == "best" and parts in (["round"], ["server", "round"]):
-        return ("Best validation round" + (" of the server model" if parts[0] == "server" else "")
-                + (f" ({_STATS[stat]})" if stat else "") + suffix)
+        return (
+            "Best validation round"
+            + (" of the server model" if parts[0] == "server" else "")
+            + (f" ({_STATS[stat]})" if stat else "")
+            + suffix
+        )
     scope = parts.pop(0) if parts[0] in _SCOPES and len(parts) > 1 else None
     if scope == "server" and parts[0] == "val" and len(parts) > 1:
         parts.pop(0)
@@ -103,8 +137,13 @@ def headline_label(key: str | None) -> str:
         return f"trivial predictor ({short_label(key)})"
     stat = key.rsplit("_", 1)[-1]
     what = {"worst10": "worst 10% of clients", "std": "spread over clients", "best": "best client"}.get(stat)
-    when = " (best rounds)" if key.startswith("best_") else " (final round)" if stat in ("mean", "worst10", "std") \
+    when = (
+        " (best rounds)"
+        if key.startswith("best_")
+        else " (final round)"
+        if stat in ("mean", "worst10", "std")
         else ""
+    )
     where = ", server model" if "server_" in key else ", global test" if "global_" in key else ""
     return f"{what or short_label(key)}{where}{when}"
 
@@ -163,7 +202,9 @@ def run_colors(run_ids: Sequence[str], runs: Any = None) -> dict[str, str]:
     drawn in a box plot has its curve's colour."""
     rows = _run_rows(runs, run_ids)
     groups = series_groups(run_ids, runs)
-    colors = series_colors([(label, str(rows[members[0]].get("strategy") or label)) for label, members in groups])
+    colors = series_colors(
+        [(label, str(rows[members[0]].get("strategy") or label)) for label, members in groups]
+    )
     return {run_id: colors[label] for label, members in groups for run_id in members}
 
 
@@ -171,7 +212,7 @@ def _shade(color: str, i: int, n: int) -> str:
     """The ``i``-th of ``n`` shades of ``color`` (darker to lighter), for clients of one group."""
     if n <= 1:
         return color
-    r, g, b = (int(color.lstrip("#")[k:k + 2], 16) for k in (0, 2, 4))
+    r, g, b = (int(color.lstrip("#")[k : k + 2], 16) for k in (0, 2, 4))
     t = -0.35 + 0.7 * i / (n - 1)  # -0.35 (darker) .. +0.35 (lighter)
     mix = (lambda c: c * (1 + t)) if t < 0 else (lambda c: c + (255 - c) * t)
     return "#" + "".join(f"{max(0, min(255, round(mix(c)))):02x}" for c in (r, g, b))
@@ -240,7 +281,7 @@ def series_groups(run_ids: Sequence[str], runs: Any = None) -> list[tuple[str, l
 
 def _rgba(color: str, alpha: float) -> str:
     color = color.lstrip("#")
-    r, g, b = (int(color[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
@@ -261,8 +302,9 @@ _template()
 
 def _empty(message: str, title: str | None = None) -> go.Figure:
     fig = go.Figure()
-    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                       font={"size": 14})
+    fig.add_annotation(
+        text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 14}
+    )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_layout(title=title, height=320)
@@ -272,9 +314,15 @@ def _empty(message: str, title: str | None = None) -> go.Figure:
 
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
     _template()
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=height,
-                      hovermode="x unified", legend={"orientation": "h", "y": -0.2},
-                      margin={"l": 60, "r": 20, "t": 60, "b": 40})
+    fig.update_layout(
+        title=title,
+        xaxis_title=x,
+        yaxis_title=y,
+        height=height,
+        hovermode="x unified",
+        legend={"orientation": "h", "y": -0.2},
+        margin={"l": 60, "r": 20, "t": 60, "b": 40},
+    )
     if x.lower().startswith("round"):
         _whole_number_ticks(fig)
     return fig

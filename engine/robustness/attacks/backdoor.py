@@ -26,24 +26,25 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from engine.robustness.attacks.base import ATTACKS, Attack, AttackParams, tamper_update
 from engine.core.seeding import generator as seeded_generator
+from engine.robustness.attacks.base import ATTACKS, Attack, AttackParams, tamper_update
 
 
-def trigger_mask(kind: str, shape: tuple[int, ...], size: int, features: list[int] | None,
-                 seed: int) -> Tensor:
+def trigger_mask(
+    kind: str, shape: tuple[int, ...], size: int, features: list[int] | None, seed: int
+) -> Tensor:
     """Where the trigger sits in one sample of ``shape`` (a bool tensor of that shape)."""
     mask = torch.zeros(shape, dtype=torch.bool)
     if kind == "image":
         s = min(size, shape[1], shape[2])
-        mask[:, shape[1] - s:, shape[2] - s:] = True
+        mask[:, shape[1] - s :, shape[2] - s :] = True
     elif kind == "sequence":
-        mask[shape[0] - min(size, shape[0]):, :] = True
+        mask[shape[0] - min(size, shape[0]) :, :] = True
     elif features:
         mask[torch.tensor(features, dtype=torch.long)] = True
     else:
         order = torch.randperm(shape[0], generator=seeded_generator(seed, "backdoor", "trigger"))
-        mask[order[:min(size, shape[0])]] = True
+        mask[order[: min(size, shape[0])]] = True
     return mask
 
 
@@ -66,26 +67,48 @@ class Backdoor(Attack):
     title = "Backdoor trigger"
     paper = "Bagdasaryan et al. 2020, How To Backdoor Federated Learning (AISTATS); Gu et al. 2017, BadNets"
     url = "https://arxiv.org/abs/1807.00459"
-    description = ("Teaches the federation a hidden rule: inputs carrying a small trigger (a pixel patch, a "
-                   "pattern of feature values) are classified as a chosen class. Measured as the attack "
-                   "success rate.")
+    description = (
+        "Teaches the federation a hidden rule: inputs carrying a small trigger (a pixel patch, a "
+        "pattern of feature values) are classified as a chosen class. Measured as the attack "
+        "success rate."
+    )
     tasks = frozenset({"classification"})
     backdoor = True
 
     class Params(AttackParams):
         target: int = Field(0, ge=0, le=100_000, description="the class the trigger should cause")
-        share: float = Field(0.5, gt=0, le=1, description="share of the client's training samples given the "
-                                                          "trigger and the target label")
-        size: int = Field(3, ge=1, le=1024, description="trigger size: patch side in pixels (images), time "
-                                                        "steps (sequences) or number of features (tables)")
-        features: list[int] | None = Field(None, max_length=1024,
-                                           description="tables: the feature positions (0-based) that carry "
-                                                       "the pattern; empty: size features chosen by the seed")
-        value: float | None = Field(None, ge=-1e9, le=1e9,
-                                    description="trigger value in the data's units; empty: the largest value "
-                                                "in the data (per feature for tables)")
-        boost: float = Field(1.0, gt=0, le=1e6, description="also multiply the model update by this "
-                                                            "(model replacement); 1: data poisoning only")
+        share: float = Field(
+            0.5,
+            gt=0,
+            le=1,
+            description="share of the client's training samples given the trigger and the target label",
+        )
+        size: int = Field(
+            3,
+            ge=1,
+            le=1024,
+            description="trigger size: patch side in pixels (images), time "
+            "steps (sequences) or number of features (tables)",
+        )
+        features: list[int] | None = Field(
+            None,
+            max_length=1024,
+            description="tables: the feature positions (0-based) that carry "
+            "the pattern; empty: size features chosen by the seed",
+        )
+        value: float | None = Field(
+            None,
+            ge=-1e9,
+            le=1e9,
+            description="trigger value in the data's units; empty: the largest value "
+            "in the data (per feature for tables)",
+        )
+        boost: float = Field(
+            1.0,
+            gt=0,
+            le=1e6,
+            description="also multiply the model update by this (model replacement); 1: data poisoning only",
+        )
 
     @classmethod
     def incompatibility(cls, params, task, n_classes, input_spec):  # noqa: ANN001, ANN206
@@ -96,12 +119,16 @@ class Backdoor(Attack):
             return f"backdoor: target {params.target} is not a class (classes 0..{n_classes - 1})"
         if params.features is not None:
             if input_spec.kind != "tabular":
-                return (f"backdoor: features picks table columns, but the data is {input_spec.kind} input; "
-                        f"remove features (size sets the patch)")
+                return (
+                    f"backdoor: features picks table columns, but the data is {input_spec.kind} input; "
+                    f"remove features (size sets the patch)"
+                )
             bad = [f for f in params.features if not 0 <= f < input_spec.shape[0]]
             if bad:
-                return (f"backdoor: feature position {bad[0]} does not exist (the table has "
-                        f"{input_spec.shape[0]} features, 0..{input_spec.shape[0] - 1})")
+                return (
+                    f"backdoor: feature position {bad[0]} does not exist (the table has "
+                    f"{input_spec.shape[0]} features, 0..{input_spec.shape[0] - 1})"
+                )
         return None
 
     @classmethod
@@ -112,8 +139,9 @@ class Backdoor(Attack):
         cached = getattr(self, "_cache", None)
         if cached is None:
             spec = self.setting.input_spec
-            mask = trigger_mask(spec.kind, tuple(spec.shape), self.params.size, self.params.features,
-                                self.setting.seed)
+            mask = trigger_mask(
+                spec.kind, tuple(spec.shape), self.params.size, self.params.features, self.setting.seed
+            )
             cached = self._cache = (mask, trigger_values(spec.kind, fed.data.x, self.params.value))
         return cached
 

@@ -41,7 +41,9 @@ class AttackParams(BaseModel):
 class PayloadParams(AttackParams):
     """Parameters of attacks on the payload: when they start."""
 
-    start_round: int = Field(1, ge=1, le=100_000, description="first round the client attacks (honest before)")
+    start_round: int = Field(
+        1, ge=1, le=100_000, description="first round the client attacks (honest before)"
+    )
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ class Attack:
 
     # ---- before the run -------------------------------------------------------------------------
     @classmethod
-    def incompatibility(cls, params: AttackParams, task: str, n_classes: int, input_spec: InputSpec) -> str | None:
+    def incompatibility(
+        cls, params: AttackParams, task: str, n_classes: int, input_spec: InputSpec
+    ) -> str | None:
         """Why these parameters cannot attack this data (a class index out of range...), or
         ``None``. The strategy's side is checked by :mod:`engine.robustness.check`."""
         if task not in cls.tasks:
@@ -101,8 +105,13 @@ class Attack:
         """Whether :meth:`tamper` acts in round ``rnd``."""
         return rnd >= getattr(self.params, "start_round", 1)
 
-    def tamper(self, payload: dict[str, Any], message: Mapping[str, Any], knowledge_key: str | None,
-               generator: torch.Generator) -> tuple[dict[str, Any], int]:
+    def tamper(
+        self,
+        payload: dict[str, Any],
+        message: Mapping[str, Any],
+        knowledge_key: str | None,
+        generator: torch.Generator,
+    ) -> tuple[dict[str, Any], int]:
         """The payload the client sends instead of ``payload`` (default: unchanged), and how many
         tensors were changed (0 tells the run the attack found nothing to change)."""
         return payload, 0
@@ -125,21 +134,31 @@ class UpdateAttack(Attack):
         """The update to send instead of the honest ``update`` (one tensor)."""
         raise NotImplementedError
 
-    def tamper(self, payload: dict[str, Any], message: Mapping[str, Any], knowledge_key: str | None,
-               generator: torch.Generator) -> tuple[dict[str, Any], int]:
+    def tamper(
+        self,
+        payload: dict[str, Any],
+        message: Mapping[str, Any],
+        knowledge_key: str | None,
+        generator: torch.Generator,
+    ) -> tuple[dict[str, Any], int]:
         return tamper_update(payload, message, self.change, generator)
 
 
-def tamper_update(payload: dict[str, Any], message: Mapping[str, Any], change: Any,
-                  generator: torch.Generator) -> tuple[dict[str, Any], int]:
+def tamper_update(
+    payload: dict[str, Any], message: Mapping[str, Any], change: Any, generator: torch.Generator
+) -> tuple[dict[str, Any], int]:
     """``payload`` with each floating tensor that ``message`` holds under the same name and shape
     replaced by ``message[k] + change(payload[k] - message[k], generator)``; the number changed."""
     out = dict(payload)
     n = 0
     for key, value in payload.items():
         ref = message.get(key)
-        if (isinstance(value, Tensor) and isinstance(ref, Tensor) and value.is_floating_point()
-                and ref.shape == value.shape):
+        if (
+            isinstance(value, Tensor)
+            and isinstance(ref, Tensor)
+            and value.is_floating_point()
+            and ref.shape == value.shape
+        ):
             ref = ref.to(value.device, value.dtype)
             out[key] = ref + change(value - ref, generator)
             n += 1
@@ -155,8 +174,13 @@ class KnowledgeAttack(Attack):
         """The logits or prototypes to send instead of ``value``."""
         raise NotImplementedError
 
-    def tamper(self, payload: dict[str, Any], message: Mapping[str, Any], knowledge_key: str | None,
-               generator: torch.Generator) -> tuple[dict[str, Any], int]:
+    def tamper(
+        self,
+        payload: dict[str, Any],
+        message: Mapping[str, Any],
+        knowledge_key: str | None,
+        generator: torch.Generator,
+    ) -> tuple[dict[str, Any], int]:
         if knowledge_key is None or not isinstance(payload.get(knowledge_key), Tensor):
             return payload, 0
         return {**payload, knowledge_key: self.poison_knowledge(payload[knowledge_key], generator)}, 1

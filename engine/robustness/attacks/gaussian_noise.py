@@ -21,7 +21,9 @@ class GaussianNoise(UpdateAttack):
     description = "Sends random noise instead of its model update (a hostile or broken site)."
 
     class Params(PayloadParams):
-        std: float = Field(0.5, gt=0, le=1e6, description="standard deviation of the noise sent per parameter")
+        std: float = Field(
+            0.5, gt=0, le=1e6, description="standard deviation of the noise sent per parameter"
+        )
 
     def change(self, update: Tensor, generator: torch.Generator) -> Tensor:
         noise = torch.randn(update.shape, generator=generator, dtype=torch.float32)

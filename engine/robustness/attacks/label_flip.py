@@ -24,21 +24,26 @@ class LabelFlip(Attack):
     title = "Label flipping"
     paper = "Tolpegin et al. 2020, Data Poisoning Attacks Against Federated Learning Systems (ESORICS)"
     url = "https://arxiv.org/abs/2007.08432"
-    description = ("Trains on wrong labels: every class swapped with its mirror (0<->9, 1<->8...), or one "
-                   "chosen class relabelled as another.")
+    description = (
+        "Trains on wrong labels: every class swapped with its mirror (0<->9, 1<->8...), or one "
+        "chosen class relabelled as another."
+    )
     tasks = frozenset({"classification"})
 
     class Params(AttackParams):
-        source: int | None = Field(None, ge=0, le=100_000, description="only relabel this class (needs target); "
-                                                                      "empty: every class")
+        source: int | None = Field(
+            None, ge=0, le=100_000, description="only relabel this class (needs target); empty: every class"
+        )
         target: int | None = Field(None, ge=0, le=100_000, description="the class source is relabelled as")
         share: float = Field(1.0, gt=0, le=1, description="share of the client's training samples relabelled")
 
         @model_validator(mode="after")
         def _pair(self):  # noqa: ANN202
             if (self.source is None) != (self.target is None):
-                raise ValueError("give both source and target (relabel source as target), or neither "
-                                 "(swap every class with its mirror)")
+                raise ValueError(
+                    "give both source and target (relabel source as target), or neither "
+                    "(swap every class with its mirror)"
+                )
             if self.source is not None and self.source == self.target:
                 raise ValueError(f"source and target are both {self.source}: nothing would change")
             return self

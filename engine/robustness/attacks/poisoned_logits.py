@@ -21,18 +21,25 @@ from engine.robustness.attacks.base import ATTACKS, KnowledgeAttack, PayloadPara
 @ATTACKS.register("poisoned_logits")
 class PoisonedLogits(KnowledgeAttack):
     title = "Poisoned logits"
-    paper = ("Chang et al. 2019, Cronus: Robust and Heterogeneous Collaborative Learning with Black-Box "
-             "Knowledge Transfer")
+    paper = (
+        "Chang et al. 2019, Cronus: Robust and Heterogeneous Collaborative Learning with Black-Box "
+        "Knowledge Transfer"
+    )
     url = "https://arxiv.org/abs/1912.11279"
-    description = ("For strategies that share outputs (fd, fedmd): sends logits that favour the wrong class, "
-                   "or noisy ones.")
+    description = (
+        "For strategies that share outputs (fd, fedmd): sends logits that favour the wrong class, "
+        "or noisy ones."
+    )
     acts_on = "logits"
     tasks = frozenset({"classification"})
 
     class Params(PayloadParams):
-        mode: Literal["flip", "noise"] = Field("flip", description="flip: favour the mirror class; noise: add "
-                                                                  "Gaussian noise")
-        scale: float = Field(3.0, gt=0, le=1e6, description="flip: factor the reversed logits are multiplied by")
+        mode: Literal["flip", "noise"] = Field(
+            "flip", description="flip: favour the mirror class; noise: add Gaussian noise"
+        )
+        scale: float = Field(
+            3.0, gt=0, le=1e6, description="flip: factor the reversed logits are multiplied by"
+        )
         std: float = Field(5.0, gt=0, le=1e6, description="noise: standard deviation added to every logit")
 
     def poison_knowledge(self, value: Tensor, generator: torch.Generator) -> Tensor:

@@ -19,14 +19,17 @@ from engine.robustness.attacks.base import ATTACKS, KnowledgeAttack, PayloadPara
 @ATTACKS.register("poisoned_prototypes")
 class PoisonedPrototypes(KnowledgeAttack):
     title = "Poisoned prototypes"
-    description = ("For strategies that share class prototypes (fedproto, fedgh, fedtgp): swaps the classes' "
-                   "prototypes, inflates them, or adds noise.")
+    description = (
+        "For strategies that share class prototypes (fedproto, fedgh, fedtgp): swaps the classes' "
+        "prototypes, inflates them, or adds noise."
+    )
     acts_on = "prototypes"
     tasks = frozenset({"classification"})
 
     class Params(PayloadParams):
-        mode: Literal["flip", "scale", "noise"] = Field("flip", description="flip: swap classes with their "
-                                                                            "mirror; scale: multiply; noise: add noise")
+        mode: Literal["flip", "scale", "noise"] = Field(
+            "flip", description="flip: swap classes with their mirror; scale: multiply; noise: add noise"
+        )
         scale: float = Field(10.0, gt=0, le=1e6, description="scale: factor the prototypes are multiplied by")
         std: float = Field(1.0, gt=0, le=1e6, description="noise: standard deviation added to every number")
 

@@ -23,8 +23,13 @@ class ScaledUpdate(UpdateAttack):
     description = "Sends its model update multiplied by a large factor, so it outweighs every honest client."
 
     class Params(PayloadParams):
-        boost: float = Field(10.0, gt=0, le=1e6, description="factor the update is multiplied by "
-                                                            "(about the number of clients per round replaces the average)")
+        boost: float = Field(
+            10.0,
+            gt=0,
+            le=1e6,
+            description="factor the update is multiplied by "
+            "(about the number of clients per round replaces the average)",
+        )
 
     def change(self, update: Tensor, generator) -> Tensor:  # noqa: ANN001
         return self.params.boost * update

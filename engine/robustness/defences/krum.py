@@ -27,8 +27,10 @@ class Krum(Defence):
     title = "Krum"
     paper = "Blanchard et al. 2017, Machine Learning with Adversaries: Byzantine Tolerant Gradient Descent"
     url = "https://papers.nips.cc/paper/6617-machine-learning-with-adversaries-byzantine-tolerant-gradient-descent"
-    description = ("Keeps the one contribution closest to its nearest neighbours; hostile outliers are never "
-                   "chosen, but the result is a single client's.")
+    description = (
+        "Keeps the one contribution closest to its nearest neighbours; hostile outliers are never "
+        "chosen, but the result is a single client's."
+    )
 
     Params = KrumParams
 
@@ -49,13 +51,19 @@ class Krum(Defence):
 @DEFENCES.register("multi_krum")
 class MultiKrum(Krum):
     title = "Multi-Krum"
-    description = ("Averages the contributions with the best Krum scores (all but the tolerated number of "
-                   "hostile clients, or a number you choose).")
+    description = (
+        "Averages the contributions with the best Krum scores (all but the tolerated number of "
+        "hostile clients, or a number you choose)."
+    )
     uses_weights = True
 
     class Params(KrumParams):
-        keep: int | None = Field(None, ge=1, le=10_000,
-                                 description="contributions averaged (m); empty: all but the tolerated attackers")
+        keep: int | None = Field(
+            None,
+            ge=1,
+            le=10_000,
+            description="contributions averaged (m); empty: all but the tolerated attackers",
+        )
 
     def keep(self, k: int) -> int:
         m = self.params.keep if self.params.keep is not None else k - self.params.attackers

@@ -11,7 +11,9 @@ from engine.robustness.defences.base import DEFENCES, Combined, Defence
 @DEFENCES.register("none")
 class NoDefence(Defence):
     title = "None (plain average)"
-    description = "The strategy's own average, weighted by sample counts; one hostile client can move it anywhere."
+    description = (
+        "The strategy's own average, weighted by sample counts; one hostile client can move it anywhere."
+    )
     individual = False
     uses_weights = True
 

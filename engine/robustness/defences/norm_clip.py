@@ -24,14 +24,20 @@ class NormClip(Defence):
     title = "Norm clipping"
     paper = "Sun et al. 2019, Can You Really Backdoor Federated Learning?"
     url = "https://arxiv.org/abs/1911.07963"
-    description = ("Scales every client's update down to a maximum length before averaging (by default the "
-                   "round's median length), so no single client can move the result far.")
+    description = (
+        "Scales every client's update down to a maximum length before averaging (by default the "
+        "round's median length), so no single client can move the result far."
+    )
     uses_weights = True
 
     class Params(DefenceParams):
-        max_norm: float | None = Field(None, gt=0, le=1e9,
-                                       description="largest update length (L2 norm) kept; empty: the median "
-                                                   "of the round's update lengths")
+        max_norm: float | None = Field(
+            None,
+            gt=0,
+            le=1e9,
+            description="largest update length (L2 norm) kept; empty: the median "
+            "of the round's update lengths",
+        )
 
     def combine(self, x: Tensor, weights: Tensor, reference: Tensor | None) -> Combined:
         centre = reference if reference is not None else coordinate_median(x)

@@ -20,12 +20,19 @@ class TrimmedMean(Defence):
     title = "Trimmed mean"
     paper = "Yin et al. 2018, Byzantine-Robust Distributed Learning: Towards Optimal Statistical Rates"
     url = "https://arxiv.org/abs/1803.01498"
-    description = ("Each number is the mean of the clients' values after the highest and lowest share "
-                   "are dropped; tolerates that share of hostile clients.")
+    description = (
+        "Each number is the mean of the clients' values after the highest and lowest share "
+        "are dropped; tolerates that share of hostile clients."
+    )
 
     class Params(DefenceParams):
-        trim: float = Field(0.2, gt=0, lt=0.5, description="share of the clients' values dropped at each end "
-                                                             "(at least the share of hostile clients)")
+        trim: float = Field(
+            0.2,
+            gt=0,
+            lt=0.5,
+            description="share of the clients' values dropped at each end "
+            "(at least the share of hostile clients)",
+        )
 
     @classmethod
     def min_contributions(cls, params: Params) -> int:
