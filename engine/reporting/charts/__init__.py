@@ -1,6 +1,7 @@
 """Plotly figures of runs, built from the database's tables (no streamlit: the pages, the HTML
 report and notebooks share them). :mod:`.style` holds the one colour language and the charts'
-words, :mod:`.runs` the run-level charts, :mod:`.clients` the per-client charts of one run; every
+words, :mod:`.runs` the run-level charts, :mod:`.clients` the per-client charts of one run,
+:mod:`.timeline` its participation, round timeline and catch-up; every
 public name is available here (``charts.curves``, ``charts.metric_label``).
 
 Inputs are the :class:`engine.tracking.storage.Store` frames: ``round_df`` from ``store.round_metrics(ids)``
@@ -24,17 +25,11 @@ colour, each named.
 from __future__ import annotations
 
 from engine.reporting.charts.clients import (  # noqa: F401 - the charts' public names
-    TIME_KEYS,
-    catch_up,
     client_curves,
     client_heatmap,
-    client_time_key,
     fairness,
     final_client_bars,
     final_values,
-    participation,
-    participation_states,
-    round_timeline,
 )
 from engine.reporting.charts.runs import (  # noqa: F401 - the charts' public names
     LOSS_KEYS,
@@ -60,4 +55,12 @@ from engine.reporting.charts.style import (  # noqa: F401 - the charts' public n
     series_groups,
     short_label,
     wide_rounds,
+)
+from engine.reporting.charts.timeline import (  # noqa: F401 - the charts' public names
+    TIME_KEYS,
+    catch_up,
+    client_time_key,
+    participation,
+    participation_states,
+    round_timeline,
 )
