@@ -57,7 +57,11 @@ def test_personalised_method_is_no_worse_than_local_on_the_local_tests(name, run
     fedper -1.0 +- 1.2, fedrep -0.4 +- 1.2, lg_fedavg -0.6 +- 0.7, fedproto -0.1 +- 0.5, fd +0.7 +- 0.9,
     fml +0.3 +- 0.9. The multi-seed figures at 30 rounds (docs/personalised.md) are +0.4 to +1.8
     points; one seed and 12 rounds cannot resolve gains that small, so the check here is parity: the
-    mean gain must not fall below local by more than two standard errors."""
+    mean gain must not fall below local by more than two standard errors. Broken, measured: an
+    aggregation that keeps the heaviest client's state instead of the mean puts lg_fedavg at
+    -8.6 +- 4.2 (fails; fedper and fedrep recover through their personal parts and pass); a
+    distillation loss that pairs each sample with its neighbour's teacher puts fd at -2.8 +- 1.1
+    (fails)."""
     mean, se = paired(runs, name, "local_acc")
     assert mean >= -2 * se, f"{name}: {100 * mean:+.2f} points against local (se {100 * se:.2f})"
 
@@ -65,9 +69,9 @@ def test_personalised_method_is_no_worse_than_local_on_the_local_tests(name, run
 def test_fedkd_private_models_stay_near_local(runs):
     """FedKD's private models lag local early in a run and reach parity only later: measured at seed
     3 (points, paired over clients) -2.5 +- 0.7 at 12 rounds, -1.3 +- 0.6 at 16, and -0.3 +- 0.7
-    over seeds 3-7 at 30 rounds (docs/personalised.md). So the one-seed check here is the loose one
-    that still catches a broken mentor: within 5 points of local (a FedKD whose private models
-    learnt nothing from their own data, or from a mentee gone wrong, falls tens of points)."""
+    over seeds 3-7 at 30 rounds (docs/personalised.md). So the one-seed check here is a loose one:
+    within 5 points of local. It catches a collapse of the private models, not a regression of a
+    point or two: that is bench/personalised.py's to measure."""
     mean, se = paired(runs, "fedkd", "local_acc")
     assert mean >= -0.05, f"fedkd: {100 * mean:+.2f} points against local (se {100 * se:.2f})"
 
@@ -76,7 +80,9 @@ def test_fedkd_private_models_stay_near_local(runs):
 def test_the_shared_model_learns_from_everyone(name, runs):
     """FML's and FedKD's shared model is what generalises: on the global test set it beats the local
     models' mean by far more than the clients' spread (measured at seed 3, 12 rounds: fml 0.94,
-    fedkd 0.93 against local's 0.46, whose standard error over clients is about 0.03)."""
+    fedkd 0.93 against local's 0.46, whose standard error over clients is 0.06). Broken, measured:
+    an aggregation that keeps the heaviest client's state instead of the mean leaves FML's shared
+    model at 0.74, below local + 5 se (fails)."""
     shared = runs[name][f"late_{setup.SHARED_MODEL}"]
     alone = runs["local"]["clients"]["global_acc"]
     se = statistics.stdev(alone.values()) / math.sqrt(len(alone))
