@@ -19,16 +19,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import streamlit as st
+
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import streamlit as st
-
-from engine.errors import FedMosaicError
-from engine.labels import dataset_label
-from engine.sanitize import markdown_plain
-from pages.common import gate, ui
+from engine.errors import FedMosaicError  # noqa: E402 -- needs ROOT on sys.path first
+from engine.labels import dataset_label  # noqa: E402 -- needs ROOT on sys.path first
+from engine.sanitize import markdown_plain  # noqa: E402 -- needs ROOT on sys.path first
+from pages.common import gate, ui  # noqa: E402 -- needs ROOT on sys.path first
 
 
 def navigation() -> dict[str, list[Any]]:

@@ -81,7 +81,8 @@ class ClientSpec(BaseModel):
     )
     adversary: AdversarySpec | None = Field(
         None,
-        description='a compromised client: the attack it makes, e.g. {"attack": "label_flip"} (see the catalog)',
+        description='a compromised client: the attack it makes, e.g. {"attack": "label_flip"} (see the '
+        "catalog)",
     )
 
     @field_validator("name")

@@ -254,7 +254,10 @@ def _yaml(text: str, source: str) -> Any:
 
 def _yaml_problem(exc: Any) -> str:
     if not hasattr(exc, "problem_mark"):  # a ReaderError: a character YAML does not allow
-        return f"character #x{getattr(exc, 'character', 0):04x} at position {getattr(exc, 'position', 0)} is not allowed"
+        return (
+            f"character #x{getattr(exc, 'character', 0):04x} at position {getattr(exc, 'position', 0)} is "
+            "not allowed"
+        )
     mark = exc.problem_mark or exc.context_mark
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     return f"{exc.problem or exc.context or 'unreadable'}{where}"

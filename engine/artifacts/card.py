@@ -69,8 +69,8 @@ def render(config: dict[str, Any]) -> str:
         who = (
             f"Client **{markdown_plain(client['name'])}**, position {client['position']} of "
             f"{run.get('n_clients')} in the roster ({markdown_plain(client.get('arch', ''))}; "
-            f"{client.get('n_train')} training and {client.get('n_test')} test samples). This is the model the "
-            f"client would use: how {strategy} evaluates it."
+            f"{client.get('n_train')} training and {client.get('n_test')} test samples). This is the model "
+            f"the client would use: how {strategy} evaluates it."
         )
     else:
         title = f"{markdown_plain(config['name'])} - {strategy}"
@@ -88,7 +88,8 @@ def render(config: dict[str, Any]) -> str:
         "",
         f"- Kept: {round_text} ({run.get('rounds_done')} of {run.get('rounds')} "
         f"rounds done; run {markdown_plain(run.get('status', ''))})",
-        f"- Run: {markdown_plain(run.get('name', ''))} (`{markdown_plain(run.get('id', ''))}`), seed {run.get('seed')}",
+        f"- Run: {markdown_plain(run.get('name', ''))} (`{markdown_plain(run.get('id', ''))}`), seed "
+        f"{run.get('seed')}",
         f"- Strategy: {strategy} {markdown_plain(json.dumps(run.get('strategy_params') or {}))}",
     ]
     if config.get("note"):
@@ -105,7 +106,8 @@ def render(config: dict[str, Any]) -> str:
         lines.append(f"- Target: {markdown_plain(target['name'])}")
     if config.get("task") == "classification":
         lines.append(
-            f"- Classes (label encoding, output order): {markdown_plain(', '.join(config.get('classes', [])))}"
+            "- Classes (label encoding, output order): "
+            f"{markdown_plain(', '.join(config.get('classes', [])))}"
         )
     else:
         units = f" in {markdown_plain(target['units'])}" if target.get("units") else ""
@@ -122,8 +124,9 @@ def render(config: dict[str, Any]) -> str:
     elif schema.get("readable") is False:
         lines.append(f"- Predicting from new rows: not supported ({markdown_plain(schema.get('why', ''))})")
     lines.append(
-        f"- Preprocessing: {markdown_plain((client or {}).get('preprocessing') or 'the server models reference')}, "
-        f"statistics {markdown_plain(config.get('statistics', ''))} (fitted values in preprocessing.safetensors)"
+        "- Preprocessing: "
+        f"{markdown_plain((client or {}).get('preprocessing') or 'the server models reference')}, statistics "
+        f"{markdown_plain(config.get('statistics', ''))} (fitted values in preprocessing.safetensors)"
     )
     if part == "model":
         metrics = config.get("metrics") or {}

@@ -19,8 +19,9 @@ never seen exactly as its site prepared the training rows:
   prediction per window (for the row ``horizon`` steps after its end). The file must hold each
   series' history: a window needs ``length`` rows.
 
-Built-in sequence datasets are not read back from files (they have no table of rows). Files are read by :mod:`engine.data.reading` (the Data page's reader: encodings,
-separators, decimal commas, .xlsx, Parquet); nothing is evaluated or unpickled.
+Built-in sequence datasets are not read back from files (they have no table of rows). Files are
+read by :mod:`engine.data.reading` (the Data page's reader: encodings, separators, decimal commas,
+.xlsx, Parquet); nothing is evaluated or unpickled.
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"warning: {w}")
     if result.metrics:
         print(
-            f"figures on {result.rows_scored} rows with their target (reference: a predictor that ignores the input):"
+            f"figures on {result.rows_scored} rows with their target (reference: a predictor that ignores "
+            "the input):"
         )
         for key, value in result.metrics.items():
             ref = (result.reference or {}).get(key)

@@ -88,9 +88,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
                 print(f"{run_id}: {status}")
             else:
                 status = mgr.store.get_run(run_id)["status"]
-                print(
-                    f"{run_id}: {'cancel requested (it stops within a few seconds)' if status in ACTIVE else status}"
-                )
+                said = "cancel requested (it stops within a few seconds)" if status in ACTIVE else status
+                print(f"{run_id}: {said}")
     finally:
         mgr.shutdown(wait=False)
     return 0

@@ -94,7 +94,8 @@ METRICS: dict[str, Metric] = {
             True,
             100,
             "points",
-            "mean over classes of the share of that class predicted right (a majority-class guess scores 1/K)",
+            "mean over classes of the share of that class predicted right (a majority-class guess scores "
+            "1/K)",
         ),
         Metric(
             "f1",

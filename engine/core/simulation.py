@@ -205,7 +205,8 @@ class Simulation(SetUp, Scoring, Checkpoints):
         if self.cancel.is_set():
             self.states = previous  # a cancelled run keeps the models of its last completed round
             raise CancelledError("cancelled")
-        # server-side DP and secure aggregation compute the averaging strategies' mean (engine/privacy/server.py)
+        # server-side DP and secure aggregation compute the averaging strategies' mean
+        # (engine/privacy/server.py)
         (self.private_agg.aggregate if self.private_agg.active else strategy.aggregate)(timing.kept)
         strategy.after_aggregate()
         defence_notes = self.combiner.take_notes()

@@ -17,8 +17,8 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 # after the registration loop, so these modules are registered once
-from engine.data.augment import AugmentConfig
-from engine.data.csv_data import inspect_csv
+from engine.data.augment import AugmentConfig  # noqa: E402 -- after the registration loop
+from engine.data.csv_data import inspect_csv  # noqa: E402 -- after the registration loop
 
 __all__ = [
     "DATASETS",

@@ -43,7 +43,8 @@ class ColumnSpec(BaseModel):
     )
     missing_values: list[str | float] = Field(
         default_factory=list,
-        description="values that mean 'missing' in this column (e.g. 0 or -99 used as a code); treated as empty",
+        description="values that mean 'missing' in this column (e.g. 0 or -99 used as a code); treated as "
+        "empty",
     )
 
     @model_validator(mode="before")
@@ -100,8 +101,8 @@ class DataConfig(BaseModel):
         0.15,
         ge=0.0,
         lt=1.0,
-        description="share of each client's training data kept aside to pick its best round (early stopping); "
-        "never trained on, never used for the reported test figures",
+        description="share of each client's training data kept aside to pick its best round (early "
+        "stopping); never trained on, never used for the reported test figures",
     )
     global_test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share of the whole dataset held out as the global test set"

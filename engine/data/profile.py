@@ -22,7 +22,8 @@ MOSTLY_MISSING = 0.5  # a column missing in at least this share of a site's rows
 CODE_SHARE = 0.05  # a value holding at least this share of a site's values may be a code
 CODE_ELSEWHERE = 0.01  # ... if it holds at most this share of the other sites' values
 CODE_DISTANCE = 0.5  # ... and lies this many times the others' range outside that range
-#: values commonly written for "not measured"; outside the others' whole range they are flagged even when near it
+#: values commonly written for "not measured"; outside the others' whole range they are flagged even
+#: when near it
 TYPICAL_CODES = frozenset({0.0, -1.0, -9.0, -99.0, -999.0, -9999.0, 9.0, 99.0, 999.0, 9999.0, 99999.0})
 MAX_COLUMNS = 60  # columns shown in the missingness heatmap (the most missing first)
 

@@ -110,7 +110,7 @@ class Vectorized(Executor):
             else:
                 groups.setdefault(key, []).append(i)
         results: dict[int, ClientResult] = {}
-        for key, members in groups.items():
+        for members in groups.values():
             if len(members) < self.min_group:
                 singles.extend(members)
                 continue

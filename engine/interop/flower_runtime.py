@@ -8,13 +8,14 @@ training rows otherwise), and trains with FedMosaic's own client turn
 ``payload`` hooks, the same seeded batches as the simulation). Its model and strategy state persist
 between rounds in the node's ``context.state``.
 
-On the server (:mod:`engine.interop.flower_server`), strategies that map onto Flower's (FedAvg, FedProx, FedAvgM, FedAdam, FedYogi) use
-Flower's own classes; the others run as :class:`MosaicStrategy`, a Flower strategy whose
-``configure_*``/``aggregate_*`` call the FedMosaic strategy's ``configure``, ``aggregate`` and
-``after_aggregate`` (so each site can receive a different message: a group's body, the global
-prototypes). A first query round asks every node which site it is and how many rows it holds.
-Clients evaluate what they would use next (``eval_state`` and ``predict`` with the message they
-would receive) on their local test rows; the server averages the figures weighted by test rows.
+On the server (:mod:`engine.interop.flower_server`), strategies that map onto Flower's (FedAvg,
+FedProx, FedAvgM, FedAdam, FedYogi) use Flower's own classes; the others run as
+:class:`MosaicStrategy`, a Flower strategy whose ``configure_*``/``aggregate_*`` call the FedMosaic
+strategy's ``configure``, ``aggregate`` and ``after_aggregate`` (so each site can receive a
+different message: a group's body, the global prototypes). A first query round asks every node which
+site it is and how many rows it holds. Clients evaluate what they would use next (``eval_state`` and
+``predict`` with the message they would receive) on their local test rows; the server averages the
+figures weighted by test rows.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def client_info(exp: Experiment, site: int, n_train: int = 0, n_test: int = 0) -
 
 
 def initial_model(exp: Experiment, site: int) -> dict[str, Tensor]:
-    """Site ``site``'s initial weights, drawn as the simulation draws them (``seeded(seed, "init", site)``)."""
+    """Site ``site``'s initial weights, drawn as the simulation draws them
+    (``seeded(seed, "init", site)``)."""
     from engine.core.seeding import seeded
     from engine.core.state import detach
 

@@ -157,7 +157,7 @@ def init_relu_layers(module: nn.Module) -> int:
         if not isinstance(seq, nn.Sequential):
             continue
         layers = list(seq)
-        for layer, after in zip(layers, layers[1:]):
+        for layer, after in zip(layers, layers[1:], strict=False):
             if isinstance(layer, RELU_FED) and isinstance(after, nn.ReLU):
                 relu_init(layer)
                 count += 1

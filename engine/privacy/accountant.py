@@ -160,9 +160,9 @@ def noise_for(
         low, high = high, 2 * high
         if high > 1000:
             raise ConfigError(
-                f"epsilon {target_epsilon:g} cannot be reached with delta {delta:.3g} over {steps:,} steps at "
-                f"sampling rate {sample_rate:.3g}, even with noise 1000 x the clipping norm; allow a larger "
-                f"epsilon, or train fewer rounds, epochs or larger-fraction batches"
+                f"epsilon {target_epsilon:g} cannot be reached with delta {delta:.3g} over {steps:,} steps "
+                f"at sampling rate {sample_rate:.3g}, even with noise 1000 x the clipping norm; allow a "
+                "larger epsilon, or train fewer rounds, epochs or larger-fraction batches"
             )
     while high - low > 0.01 * high:
         mid = (low + high) / 2

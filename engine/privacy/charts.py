@@ -183,8 +183,8 @@ def sweep_tradeoff(points: pd.DataFrame, *, title: str = "Privacy-utility trade-
                     name=f"{chart_text(strategy)}, no DP",
                     line={"color": color, "dash": "dash", "width": 1.5},
                     marker={"size": [0, 9], "symbol": "star"},
-                    hovertemplate=f"{chart_text(strategy)} without DP<br>{metric}: {y:.3f} ({len(ref)} run(s))"
-                    f"<extra></extra>",
+                    hovertemplate=f"{chart_text(strategy)} without DP<br>{metric}: {y:.3f} ({len(ref)} "
+                    f"run(s))<extra></extra>",
                 )
             )
     fig = _layout(fig, title, "ε spent (log scale; smaller is more private)", metric)

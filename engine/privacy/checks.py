@@ -58,8 +58,8 @@ def strategy_problem(cls: Any, params: Any, config: ExperimentConfig) -> str | N
             else "combines the clients' uploads its own way (not only their weighted sum)"
         )
         return (
-            f"{cls.name} {how}; {what} cover{'s' if len(wanted) == 1 else ''} the strategies whose server only "
-            f"averages models (fedavg, fedprox, fedper, lg_fedavg, fedavgm...)"
+            f"{cls.name} {how}; {what} cover{'s' if len(wanted) == 1 else ''} the strategies whose server "
+            f"only averages models (fedavg, fedprox, fedper, lg_fedavg, fedavgm...)"
         )
     return None
 
@@ -174,8 +174,8 @@ def layer_problems(config: ExperimentConfig, data: Any, private: Sequence[int]) 
                 changed = changes_buffers(model, torch.zeros((2, *data.input_spec.shape)))
                 found = (
                     [
-                        f"{', '.join(changed)} (buffers a training pass updates from the data) would be published "
-                        f"without noise: use layers without running statistics"
+                        f"{', '.join(changed)} (buffers a training pass updates from the data) would be "
+                        f"published without noise: use layers without running statistics"
                     ]
                     if changed
                     else []

@@ -163,8 +163,8 @@ class ClientLedger:
                     entry.stopped_at = rnd
                     self.log(
                         f"round {rnd}: {c.name} stops training: its privacy budget epsilon "
-                        f"{fmt_epsilon(entry.plan.budget)} is spent (epsilon {fmt_epsilon(entry.spent)} so far; "
-                        f"one more round would reach {fmt_epsilon(after)}). It keeps its model and is "
+                        f"{fmt_epsilon(entry.plan.budget)} is spent (epsilon {fmt_epsilon(entry.spent)} so "
+                        f"far; one more round would reach {fmt_epsilon(after)}). It keeps its model and is "
                         f"still evaluated",
                         "warning",
                     )

@@ -102,8 +102,8 @@ def card_lines(privacy: Mapping[str, Any] | None) -> list[str]:
         f"each record of this client's training data ({str(privacy.get('accountant', 'rdp')).upper()} "
         f"accountant, Opacus), over {privacy.get('steps', 0)} step(s).",
         f"Each record's gradient was clipped to norm {privacy.get('clip_norm'):g} and Gaussian noise of "
-        f"{privacy.get('noise_multiplier') or 0:.3g} x that norm added per step; batches were Poisson-sampled "
-        f"at rate {privacy.get('sample_rate') or 0:.3g}.",
+        f"{privacy.get('noise_multiplier') or 0:.3g} x that norm added per step; batches were "
+        f"Poisson-sampled at rate {privacy.get('sample_rate') or 0:.3g}.",
     ]
     budget = privacy.get("target_epsilon", privacy.get("budget"))
     if budget is not None:

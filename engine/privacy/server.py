@@ -171,8 +171,9 @@ class PrivateAggregation:
             else ""
         )
         log(
-            f"server DP (DP-FedAvg): clipping norm {self.dp.clip_norm:g}, noise multiplier {self.z:.3g} ({how}), "
-            f"clients sampled independently with probability {self.rate:g}, delta {self.delta:.3g}{adaptive}"
+            f"server DP (DP-FedAvg): clipping norm {self.dp.clip_norm:g}, noise multiplier {self.z:.3g} "
+            f"({how}), clients sampled independently with probability {self.rate:g}, delta "
+            f"{self.delta:.3g}{adaptive}"
         )
 
     # ---- before training ---------------------------------------------------------------------------
@@ -273,7 +274,8 @@ class PrivateAggregation:
                 vector = self._plain_mean(states, weights, keys, who, info, group)
         except secagg.SecureAggregationFailed as exc:
             message = (
-                f"round {self.round}: secure aggregation of {'the federation' if group == 'all' else 'a group'} "
+                f"round {self.round}: secure aggregation of "
+                f"{'the federation' if group == 'all' else 'a group'} "
                 f"could not complete: {exc}; the round's updates are discarded"
             )
             self.failures.append(message)

@@ -181,7 +181,7 @@ def _summary_html(store: Store, ids: Sequence[str], metric: Metric) -> list[str]
             sort=False,
         )
         rows = []
-        for (group_id, setting, n, seed_list), row in grid.iterrows():
+        for (_group_id, setting, n, seed_list), row in grid.iterrows():
             cells = {"setting": setting, "seeds": f"{n} ({seed_list})"}
             for m in metrics:
                 if ("mean", m) in row and pd.notna(row[("mean", m)]):

@@ -135,7 +135,8 @@ class Verdict:
         against = BASELINE_WORDS.get(self.baseline, self.baseline)
         size = m.diff_text(self.interval.mean, signed=False)
         ci = (
-            f"{100 * self.interval.level:.0f}% CI {_num(m, self.interval.low)} to {_num(m, self.interval.high)}"
+            f"{100 * self.interval.level:.0f}% CI {_num(m, self.interval.low)} to "
+            f"{_num(m, self.interval.high)}"
             if self.interval.defined
             else ""
         )

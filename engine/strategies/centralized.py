@@ -76,7 +76,7 @@ class Centralized(Strategy):
                 model,
                 x,
                 y,
-                lambda xb, yb: training.task_loss(task, model(xb), yb),
+                lambda xb, yb, task=task, model=model: training.task_loss(task, model(xb), yb),
                 opt,
                 self.params.epochs_per_round,
                 spec.batch_size,

@@ -85,7 +85,8 @@ class FedDF(Strategy):
             200,
             ge=0,
             le=100_000,
-            description="most server Adam steps of ensemble distillation per architecture and round (the paper: 10,000)",
+            description="most server Adam steps of ensemble distillation per architecture and round (the "
+            "paper: 10,000)",
         )
         distill_lr: float = Field(
             1e-3,
@@ -99,20 +100,23 @@ class FedDF(Strategy):
         )
         teacher: Literal["clients", "groups"] = Field(
             "clients",
-            description="ensemble of every client model received this round (the paper) or of the averaged per-architecture models",
+            description="ensemble of every client model received this round (the paper) or of the averaged "
+            "per-architecture models",
         )
         validation_fraction: float = Field(
             0.2,
             ge=0,
             lt=1,
-            description="share of the public set whose labels score the distilled model for early stopping (0: no early stopping, fixed steps)",
+            description="share of the public set whose labels score the distilled model for early stopping "
+            "(0: no early stopping, fixed steps)",
         )
         eval_every: int = Field(10, ge=1, le=10_000, description="steps between two validation scores")
         patience: int = Field(
             50,
             ge=1,
             le=100_000,
-            description="stop after this many steps without a better validation score (the paper: 1,000 of 10,000)",
+            description="stop after this many steps without a better validation score (the paper: 1,000 of "
+            "10,000)",
         )
 
     def group(self, client: ClientInfo) -> str:

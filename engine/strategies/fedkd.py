@@ -95,7 +95,10 @@ def decompress_state(packed: dict[str, Any], like: dict[str, Tensor]) -> dict[st
 
 @STRATEGIES.register("fedkd")
 class FedKD(FML):
-    paper = "Wu et al. 2022, Communication-efficient federated learning via knowledge distillation (Nature Communications)"
+    paper = (
+        "Wu et al. 2022, Communication-efficient federated learning via knowledge distillation (Nature "
+        "Communications)"
+    )
     url = "https://arxiv.org/abs/2108.13323"
     description = (
         "Private mentor + small shared mentee per client, adaptive mutual distillation; only "
@@ -111,7 +114,8 @@ class FedKD(FML):
         temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the mutual KL terms")
         adaptive: bool = Field(
             True,
-            description="divide each sample's distillation terms by the sum of both models' task losses on it (the paper)",
+            description="divide each sample's distillation terms by the sum of both models' task losses on "
+            "it (the paper)",
         )
         hidden_weight: float = Field(
             1.0, ge=0, le=100, description="weight of the hidden-representation matching loss (0: off)"
@@ -120,7 +124,8 @@ class FedKD(FML):
             0.0,
             ge=0,
             lt=1,
-            description="0: send dense weights; otherwise send updates as SVD factors keeping this share of the energy (the paper: 0.95-0.98)",
+            description="0: send dense weights; otherwise send updates as SVD factors keeping this share of "
+            "the energy (the paper: 0.95-0.98)",
         )
 
     # ---- server ---------------------------------------------------------------------------------

@@ -114,13 +114,14 @@ class FedMD(KnowledgeSharing):
         )
         digest_loss: Literal["l1", "mse", "kl"] = Field(
             "l1",
-            description="how a client matches the consensus: L1 on logits (the paper), MSE on logits, or KL on softened probabilities",
+            description="how a client matches the consensus: L1 on logits (the paper), MSE on logits, or KL "
+            "on softened probabilities",
         )
         temperature: float = Field(1.0, gt=0, le=20, description="softmax temperature of the kl digest loss")
         digest_optimizer: Literal["adam", "client"] = Field(
             "adam",
-            description="adam: the digest takes its own Adam steps at digest_lr (as the paper's code trains), "
-            "whatever optimiser the client uses; client: the client's optimiser and learning rate",
+            description="adam: the digest takes its own Adam steps at digest_lr (as the paper's code "
+            "trains), whatever optimiser the client uses; client: the client's optimiser and learning rate",
         )
         digest_lr: float = Field(
             1e-3, gt=0, le=1, description="learning rate of the adam digest (the paper's code: 1e-3)"

@@ -107,7 +107,8 @@ class FedTGP(FedProto):
             1.0,
             ge=0,
             le=1e6,
-            description="upper bound of the adaptive margin (the paper uses 100 for 512-wide features; our representations are narrower)",
+            description="upper bound of the adaptive margin (the paper uses 100 for 512-wide features; our "
+            "representations are narrower)",
         )
 
     def init(self) -> None:

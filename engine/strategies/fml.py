@@ -84,13 +84,15 @@ class FML(KnowledgeSharing):
             0.9,
             ge=0,
             le=1,
-            description="private model: weight of its own task loss (1 - alpha on learning from the shared model); the paper: 0.5, which with SGD also halves the private model's learning rate",
+            description="private model: weight of its own task loss (1 - alpha on learning from the shared "
+            "model); the paper: 0.5, which with SGD also halves the private model's learning rate",
         )
         beta: float = Field(
             0.5,
             ge=0,
             le=1,
-            description="shared model: weight of its own task loss (1 - beta on learning from the private model)",
+            description="shared model: weight of its own task loss (1 - beta on learning from the private "
+            "model)",
         )
         temperature: float = Field(
             3.0, gt=0, le=20, description="softmax temperature of the mutual KL terms (the paper: 1)"

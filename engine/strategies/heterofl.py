@@ -234,7 +234,8 @@ class HeteroFL(Strategy):
         weights = [float(r.n_samples) for r in results]
         if self.server.combine.plain:
             new = aggregate_slices(old, parts, plans, weights)
-        else:  # a defence: each client's slice written into the full shape, entries grouped by who covers them
+        else:
+            # a defence: each client's slice written into the full shape, entries grouped by who covers them
             full = [
                 {k: embed(part[k], plan[k], old[k].shape) for k in old if k in part}
                 for part, plan in zip(parts, plans, strict=True)

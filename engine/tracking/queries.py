@@ -196,7 +196,8 @@ class Queries:
             times = [
                 v
                 for (v,) in self.db.execute(
-                    "SELECT value FROM round_metrics WHERE run_id = ? AND key = 'wall_s' AND round <= ? ORDER BY round",
+                    "SELECT value FROM round_metrics WHERE run_id = ? AND key = 'wall_s' AND round <= ? "
+                    "ORDER BY round",
                     [run_id, cur],
                 )
             ]

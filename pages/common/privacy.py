@@ -123,7 +123,8 @@ def results_tab(
     cols[1].metric(
         "Largest ε spent by a client",
         fmt_epsilon(float(dp_points["epsilon"].max())) if len(dp_points) else "—",
-        help="epsilon of DP-SGD on the client's records (per client: each guarantee covers one client's data)",
+        help="epsilon of DP-SGD on the client's records (per client: each guarantee covers one client's "
+        "data)",
     )
     stopped = (
         clients[(clients["key"] == "budget_spent") & (clients["value"] > 0)]["client_id"].nunique()

@@ -91,11 +91,11 @@ def attack_section(store: Any, run_ids: list[str], metric: Any, key: str = "cmp.
     table, chart_metric = view
     st.subheader("Attacks and defences")
     st.caption(
-        f"Per defence: **{chart_metric}** on each client's own test data (the headline, higher is better) and, "
-        f"for a backdoor, the **attack success rate**: the share of the global test set's samples of other "
-        f"classes that the honest clients' models put in the attacker's class once the trigger is added (lower "
-        f"is better). Bars: mean over seeds; whiskers: ±1 standard deviation. *No attack*: the same federation "
-        f"without compromised clients, the level a defence should keep."
+        f"Per defence: **{chart_metric}** on each client's own test data (the headline, higher is better) "
+        "and, for a backdoor, the **attack success rate**: the share of the global test set's samples of "
+        "other classes that the honest clients' models put in the attacker's class once the trigger is "
+        "added (lower is better). Bars: mean over seeds; whiskers: ±1 standard deviation. *No attack*: the "
+        "same federation without compromised clients, the level a defence should keep."
     )
     st.plotly_chart(attack_chart(table, chart_metric), key=key, config=PLOTLY_CONFIG)
     shown = table.rename(
@@ -157,6 +157,6 @@ def run_panel(run: dict[str, Any], rounds: Any, plot: Any) -> None:
                 "asr",
             )
         st.caption(
-            "To compare defences, open this design on the Launch page and pick several under *Defence against "
-            "compromised clients*; Compare then shows them side by side."
+            "To compare defences, open this design on the Launch page and pick several under *Defence "
+            "against compromised clients*; Compare then shows them side by side."
         )

@@ -143,9 +143,9 @@ column_config = {
         **bounds("dp_epsilon"),
         step=0.1,
         format="%.3g",
-        help="differential privacy (DP-SGD on this client's records): the privacy budget ε this client may spend; "
-        "it stops training when the next round would exceed it. Empty: no budget (and no DP unless a DP noise "
-        "is set). Smaller is more private",
+        help="differential privacy (DP-SGD on this client's records): the privacy budget ε this client may "
+        "spend; it stops training when the next round would exceed it. Empty: no budget (and no DP unless a "
+        "DP noise is set). Smaller is more private",
     ),
     "dp_noise": st.column_config.NumberColumn(
         "DP noise",

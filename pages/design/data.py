@@ -393,8 +393,8 @@ if dataset == "csv":
                     + ui.plain(", ".join(f"'{c}'" for c in codes[:8]))
                     + (" hold" if len(codes) > 1 else " holds")
                     + " a few integer values: if they are category "
-                    "codes (a type code 1-4, not an amount), make them categorical so the model does not read "
-                    "3 as 'three times 1'."
+                    "codes (a type code 1-4, not an amount), make them categorical so the model does not "
+                    "read 3 as 'three times 1'."
                 )
                 buttons = st.columns(min(len(codes), 4))
                 for b, c in zip(buttons, codes[:4], strict=False):
@@ -486,9 +486,9 @@ if report is not None:  # a user's file: its own train/test column, if it has on
             data["split_column"] = chosen
         if found and not current:
             st.caption(
-                f":material/lightbulb: '{ui.plain(found[0])}' says which rows are train and which are test: choose it "
-                f"above to use the file's own split (its test rows become the clients' test splits and, "
-                f"together, the global test set)."
+                f":material/lightbulb: '{ui.plain(found[0])}' says which rows are train and which are test: "
+                "choose it above to use the file's own split (its test rows become the clients' test splits "
+                "and, together, the global test set)."
             )
 
 stat_keys = list(schema.STATISTICS)
@@ -535,7 +535,8 @@ if method == "natural":
         c1.metric("Clients (one per value)", len(names))
         if len(names) != n_clients:
             c2.warning(
-                f"The split makes **{len(names)}** clients ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''}) "
+                f"The split makes **{len(names)}** clients "
+                f"({', '.join(names[:8])}{' ...' if len(names) > 8 else ''}) "
                 f"but the roster has **{n_clients}**."
             )
             if c2.button(
@@ -696,13 +697,15 @@ if prev is not None:
     if miss.get("columns"):
         st.plotly_chart(mh, key="prev.missing")
         how = {
-            "federated": "the federation's aggregate of the clients' training data (sums and counts each site "
-            "shares)",
+            "federated": (
+                "the federation's aggregate of the clients' training data (sums and counts each site shares)"
+            ),
             "client": "each client's own training data",
             "centralized": "the whole file (centralized statistics: not possible in a real federation)",
         }
         st.caption(
-            f"Missing values are filled by each client's preprocessing, with {how[data.get('statistics', 'federated')]}."
+            "Missing values are filled by each client's preprocessing, with "
+            f"{how[data.get('statistics', 'federated')]}."
         )
         for flag in miss.get("mostly_missing", [])[:12]:
             st.warning(

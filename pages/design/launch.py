@@ -132,7 +132,8 @@ settings.update(privacy_ui.launch_settings(design))  # server DP, secure aggrega
 chosen_metric = cached.primary_preview({**design, **settings})
 if chosen_metric:
     st.caption(
-        f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** ({chosen_metric[1]}); "
+        f":material/flag: Headline of every chart, table and verdict: **{chosen_metric[0]}** "
+        f"({chosen_metric[1]}); "
         f"it also picks each client's best round on its validation data."
     )
 r1, r2, r3 = st.columns(3)

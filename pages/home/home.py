@@ -42,9 +42,11 @@ for start in range(0, len(templates), per_row):
                     for c in cfg.get("clients", [])
                 }
             )
+            strategy = cfg.get("strategy")
+            strategy_name = strategy.get("name", "fedavg") if isinstance(strategy, dict) else strategy
             st.markdown(
                 f"`{cfg.get('data', {}).get('dataset', '?')}` · {n} clients · {', '.join(archs)} · "
-                f"`{cfg.get('strategy', {}).get('name', 'fedavg') if isinstance(cfg.get('strategy'), dict) else cfg.get('strategy')}`"
+                f"`{strategy_name}`"
             )
             if st.button("Use this template", key=f"tmpl-{t.id}", type="primary", width="stretch"):
                 with ui.guard("loading the template"):
@@ -57,8 +59,8 @@ with left:
     st.subheader("Continue designing")
     n = sum(int(c.get("count", 1) or 1) for c in design.get("clients") or [])
     st.markdown(
-        f"**{ui.plain(design.get('name'))}** — dataset `{design.get('data', {}).get('dataset')}`, {n} clients, "
-        f"strategy `{design.get('strategy', {}).get('name')}`, {design.get('rounds')} rounds."
+        f"**{ui.plain(design.get('name'))}** — dataset `{design.get('data', {}).get('dataset')}`, {n} "
+        f"clients, strategy `{design.get('strategy', {}).get('name')}`, {design.get('rounds')} rounds."
     )
     c1, c2, c3 = st.columns(3)
     if c1.button("Data", key="home.data", icon=":material/dataset:", width="stretch"):

@@ -67,9 +67,9 @@ def load(db: str, rid: str, version: str, table: str) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=32, ttl=3600)
 def cached_verdicts(db: str, ids: tuple[str, ...], best_round: bool, runs_version: str) -> Any:
-    """:func:`engine.reporting.results.verdicts`, cached until a run of the database changes (the verdict pairs
-    this run's setting with ``local`` runs anywhere in it): it reads every client figure of those
-    runs, ~1 s for a 100-client, 200-round run, which every rerun of the page paid."""
+    """:func:`engine.reporting.results.verdicts`, cached until a run of the database changes (the
+    verdict pairs this run's setting with ``local`` runs anywhere in it): it reads every client figure
+    of those runs, ~1 s for a 100-client, 200-round run, which every rerun of the page paid."""
     return results.verdicts(store, list(ids), best_round=best_round)
 
 
@@ -135,7 +135,8 @@ def downloads(run: dict[str, Any]) -> None:
             icon=":material/download:",
         )
     st.caption(
-        ":material/photo_camera: To save any chart as a PNG, use the camera icon in the chart's toolbar (top right of the chart)."
+        ":material/photo_camera: To save any chart as a PNG, use the camera icon in the chart's toolbar (top "
+        "right of the chart)."
     )
 
 

@@ -115,9 +115,8 @@ def client_heatmap(
     grid = df.pivot(index="client_id", columns="round", values="value").sort_index()
     people = _roster(roster, run_id)
     labels = [
-        f"{people.get(int(c), {}).get('name', f'client {c}')} ({people.get(int(c), {}).get('arch', '')})".replace(
-            " ()", ""
-        )
+        f"{people.get(int(c), {}).get('name', f'client {c}')} "
+        f"({people.get(int(c), {}).get('arch', '')})".replace(" ()", "")
         for c in grid.index
     ]
     scale = "Viridis" if higher_is_better(metric) else "Viridis_r"

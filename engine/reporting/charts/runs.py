@@ -147,7 +147,8 @@ def curves(
                 line={"color": color},
                 marker={"size": 4},
                 customdata=np.stack([stats["std"], stats["n"]], axis=1),
-                hovertemplate=f"{label}<br>%{{y:.4g}} ± %{{customdata[0]:.3g}} (%{{customdata[1]}} seeds)<extra></extra>",
+                hovertemplate=f"{label}<br>%{{y:.4g}} ± %{{customdata[0]:.3g}} (%{{customdata[1]}} "
+                "seeds)<extra></extra>",
             )
         )
     if reference is not None and np.isfinite(reference):

@@ -16,7 +16,10 @@ from engine.robustness.attacks.base import ATTACKS, PayloadParams, UpdateAttack
 @ATTACKS.register("gaussian_noise")
 class GaussianNoise(UpdateAttack):
     title = "Gaussian-noise update"
-    paper = "Fang et al. 2020, Local Model Poisoning Attacks to Byzantine-Robust Federated Learning (USENIX Security)"
+    paper = (
+        "Fang et al. 2020, Local Model Poisoning Attacks to Byzantine-Robust Federated Learning (USENIX "
+        "Security)"
+    )
     url = "https://arxiv.org/abs/1911.11815"
     description = "Sends random noise instead of its model update (a hostile or broken site)."
 
