@@ -12,6 +12,7 @@ from conftest import digits_config
 from engine import advisor
 from engine.config import parse_config
 from engine.errors import ConfigError
+from engine.tracking import pilots
 
 
 def design(**over) -> dict:
@@ -106,18 +107,18 @@ def test_pilots_through_the_run_manager_and_the_one_click_launch(store):
         cfg = design()
         cfg["clients"][0]["tier"] = "laptop-cpu"  # a simulated clock: pilots measure simulated time
         cfg = parse_config(cfg)
-        group = advisor.launch_pilots(mgr, cfg, rounds=2, seeds=[0, 1], strategies=["fedavg", "fedper"])
+        group = pilots.launch_pilots(mgr, cfg, rounds=2, seeds=[0, 1], strategies=["fedavg", "fedper"])
         runs = store.list_runs(group_id=group)
         assert len(runs) == 6
         for r in runs:
             assert mgr.wait(r["id"], timeout=300) == "finished"
-        assert advisor.pilot_status(store, group) == {"finished": 6}
-        advice = advisor.advice_for(store, group, cfg)
+        assert pilots.pilot_status(store, group) == {"finished": 6}
+        advice = pilots.advice_for(store, group, cfg)
         assert {p.strategy for p in advice.pilots} == {"fedavg", "fedper"} and advice.seeds == [0, 1]
         assert all(p.verdict is not None and len(p.run_ids) == 2 for p in advice.pilots)
         assert all(p.sim_s_per_round > 0 and p.bytes_per_round > 0 for p in advice.pilots)
         winner = advice.pilots[0].strategy
-        launched_group, ids = advisor.launch_recommended(mgr, cfg, winner, seeds=[3])
+        launched_group, ids = pilots.launch_recommended(mgr, cfg, winner, seeds=[3])
         members = store.list_runs(group_id=launched_group)
         assert {r["strategy"] for r in members} == {winner, "local"} and len(ids) == 2
         assert {r["seed"] for r in members} == {3}

@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 
-from engine import advisor
 from engine.design import document, launching
+from engine.tracking import pilots
 from engine.tracking.runs import RunStateError
 from tests.test_app_support import app, assert_clean
 
@@ -59,7 +59,7 @@ def test_pilots_rank_and_the_winner_launches_with_its_local_baseline() -> None:
     table = at.dataframe[0].value
     assert set(table["strategy"]) == {"fedavg", "fedper"} and list(table["rank"]) == [1, 2]
     assert "gain over local" in table.columns and "95% interval" in table.columns
-    advice = advisor.advice_for(mgr.store, group, document.parse(tiny()))
+    advice = pilots.advice_for(mgr.store, group, document.parse(tiny()))
     winner = advice.recommended
     assert winner is not None, [(p.strategy, p.gain) for p in advice.pilots]
     assert any(winner.strategy in s.value for s in at.success), [s.value for s in at.success]

@@ -14,6 +14,7 @@ from engine import advisor
 from engine.design import document
 from engine.errors import FedMosaicError
 from engine.labels import for_page
+from engine.tracking import pilots
 from pages.common import cached, ui
 
 ui.enter_page()
@@ -62,16 +63,16 @@ chosen = c.multiselect(
     key=ui.key("adv.strategies"),
     help="Every strategy that can run this roster; training alone runs with each seed.",
 )
-pilots = len(chosen) + 1
+per_seed = len(chosen) + 1
 st.caption(
-    f"{pilots * int(n_seeds)} pilot runs of {int(rounds)} round(s): {len(chosen)} strateg"
+    f"{per_seed * int(n_seeds)} pilot runs of {int(rounds)} round(s): {len(chosen)} strateg"
     f"{'y' if len(chosen) == 1 else 'ies'} and training alone, on seed(s) "
     f"{', '.join(str(s) for s in advisor.pilot_seeds(config, int(n_seeds)))}. They run in the background "
     f"as one group on the Runs page, as many at once as the machine allows."
 )
 if st.button("Run the pilots", type="primary", icon=":material/science:", disabled=not chosen):
     with ui.guard("launching the pilots"):
-        group = advisor.launch_pilots(
+        group = pilots.launch_pilots(
             mgr,
             config,
             rounds=int(rounds),
@@ -98,7 +99,7 @@ def fmt(value: float, digits: int = 3) -> str:
 
 
 def show_advice() -> None:
-    counts = advisor.pilot_status(store, group)
+    counts = pilots.pilot_status(store, group)
     total = sum(counts.values())
     done = counts.get("finished", 0) + counts.get("failed", 0) + counts.get("cancelled", 0)
     if done < total:
@@ -108,7 +109,7 @@ def show_advice() -> None:
     if not counts.get("finished"):
         return
     try:
-        advice = advisor.advice_for(store, group, config)
+        advice = pilots.advice_for(store, group, config)
     except FedMosaicError as exc:
         st.info(str(exc), icon=":material/hourglass_top:")
         return
@@ -165,7 +166,7 @@ def show_advice() -> None:
             key="adv.launch",
         ):
             with ui.guard("launching"):
-                _, ids = advisor.launch_recommended(mgr, config, best.strategy, seeds=seeds)
+                _, ids = pilots.launch_recommended(mgr, config, best.strategy, seeds=seeds)
                 ui.flash_later(
                     f"Launched {best.strategy} and local on seed {seeds[0]}; the verdict on Results "
                     f"pairs them when both have finished."
@@ -173,5 +174,5 @@ def show_advice() -> None:
                 ui.open_run(ids[0])
 
 
-pending = any(s in ("queued", "running") for s in advisor.pilot_status(store, group))
+pending = any(s in ("queued", "running") for s in pilots.pilot_status(store, group))
 st.fragment(show_advice, run_every=2 if pending else None)()
