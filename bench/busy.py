@@ -127,12 +127,13 @@ def main() -> None:
                         p.wait()
                 r = results[(scenario, label)][-1]
                 print(
-                    f"# {scenario} / {label}: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s, load {r['load']:.1f}",
+                    f"# {scenario} / {label}: wall {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s, "
+                    f"load {r['load']:.1f}",
                     flush=True,
                 )
     print(
-        f"\n| scenario ({args.rounds} rounds of the quick start) | threads | wall s (median) | CPU s (median) | "
-        f"each repeat: wall / CPU | load at start |"
+        f"\n| scenario ({args.rounds} rounds of the quick start) | threads | wall s (median) "
+        "| CPU s (median) | each repeat: wall / CPU | load at start |"
     )
     print("|---|---|---:|---:|---|---|")
     for (scenario, label), rows in results.items():

@@ -95,7 +95,7 @@ def hand_loop(rounds: int, root: Path) -> tuple[float, float, float]:
             sizes.append(len(y))
         total = sum(sizes)
         global_model.load_state_dict(
-            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes)) for k in states[0]}
+            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes, strict=True)) for k in states[0]}
         )
         with torch.no_grad():
             acc = float((global_model(fed.global_test.x).argmax(1) == fed.global_test.y).float().mean())

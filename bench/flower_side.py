@@ -32,7 +32,8 @@ Flower lives in its own venv so the project's stays untouched::
     python3 -m venv /tmp/flwr-venv
     /tmp/flwr-venv/bin/pip install torch==2.13.0            # pin: an unpinned torch pulls CUDA
     /tmp/flwr-venv/bin/pip install "flwr[simulation]==1.42.0"
-    /tmp/flwr-venv/bin/pip install -e . "torch==2.13.0"   # from the repository root: engine + its dependencies
+    # from the repository root: engine + its dependencies
+    /tmp/flwr-venv/bin/pip install -e . "torch==2.13.0"
 
 Run (from the repository root)::
 

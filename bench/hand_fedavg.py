@@ -67,7 +67,7 @@ def main() -> None:
             sizes.append(len(y))
         total = sum(sizes)
         global_model.load_state_dict(
-            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes)) for k in states[0]}
+            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes, strict=True)) for k in states[0]}
         )
         with torch.no_grad():
             acc = float((global_model(test_x).argmax(1) == test_y).float().mean())

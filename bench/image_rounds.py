@@ -186,7 +186,7 @@ class HandSide:
             sizes.append(len(y))
         total = sum(sizes)
         self.global_model.load_state_dict(
-            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes)) for k in states[0]}
+            {k: sum(s[k] * (n / total) for s, n in zip(states, sizes, strict=True)) for k in states[0]}
         )
         t1 = time.perf_counter()
         correct = n = 0
@@ -223,7 +223,8 @@ def main() -> None:
         share = sum(side.scoring[middle]) / sum(walls)
         ratio = statistics.median(w / h for w, h in zip(walls, hand_walls, strict=True))
         print(
-            f"| {label} | {statistics.median(walls):.2f} | {share:.0%} | {statistics.median(hand_walls):.2f} | "
+            f"| {label} | {statistics.median(walls):.2f} | {share:.0%} | "
+            f"{statistics.median(hand_walls):.2f} | "
             f"{ratio:.2f}x | {side.walls[-1]:.2f} | {side.acc:.3f} | {peak_rss_mb():.0f} |",
             flush=True,
         )

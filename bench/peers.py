@@ -158,7 +158,7 @@ def read_federation(path: Path, shape: tuple[int, ...]) -> tuple[list[str], list
     return names, out
 
 
-# ---- running ------------------------------------------------------------------------------------------------
+# ---- running -----------------------------------------------------------------------------------------------
 def data_section(csv_path: Path, shape: list[int], public: float) -> dict[str, Any]:
     """The config's data section: the CSV read as a user would, its own split honoured."""
     from engine.data.config import DataConfig
@@ -286,7 +286,7 @@ def run_hand(
     return row
 
 
-# ---- the page --------------------------------------------------------------------------------------------------
+# ---- the page ----------------------------------------------------------------------------------------------
 def fmt(value: float | None) -> str:
     return "—" if value is None or value != value else f"{value:.3f}"
 
@@ -424,8 +424,8 @@ def report(
         (
             "Each client's train and test rows are the CSV's own (`data.split_column`)."
             if split_honoured
-            else "This engine has no `data.split_column` yet: each client's test rows were drawn at random (25%); "
-            "the hand-written loop uses the CSV's split."
+            else "This engine has no `data.split_column` yet: each client's test rows were drawn at random "
+            "(25%); the hand-written loop uses the CSV's split."
         ),
         "",
         "- **personal acc @r**: sample-weighted accuracy of each client's model on its own test rows after r "
@@ -436,8 +436,8 @@ def report(
         "same loop with the FedAvgCNN He-initialised as FedMosaic's image models are, so the difference from "
         "FedMosaic's figures is the engine's, not the initialisation's; **, He init per client**: also each "
         "client's model initialised on its own, as FedMosaic does (the libraries start all from one);",
-        "- **reference figure**: a published or library figure given to the harness, with its source. Figures "
-        "measured on other data (MNIST) are not comparable number for number.",
+        "- **reference figure**: a published or library figure given to the harness, with its source. "
+        "Figures measured on other data (MNIST) are not comparable number for number.",
         "",
     ]
     head = (
@@ -475,8 +475,8 @@ def report(
         "",
         f"The runs shown took {ran:.0f} min of wall time when they ran (one torch thread each; a rerun "
         f"with --cache reuses finished ones); this page took {elapsed / 60:.1f} min at load average "
-        f"{os.getloadavg()[1]:.1f} (5 min) on {os.cpu_count()} cores. torch {torch.__version__}, Python {platform.python_version()}, "
-        f"{platform.machine()}.",
+        f"{os.getloadavg()[1]:.1f} (5 min) on {os.cpu_count()} cores. torch {torch.__version__}, "
+        f"Python {platform.python_version()}, {platform.machine()}.",
         "",
     ]
     return "\n".join(lines)

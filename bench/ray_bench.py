@@ -27,8 +27,8 @@ def main() -> None:
     torch.set_num_threads(1)
     round_times(config(10, rounds=2))
     print(
-        "| clients | sequential s/round | vectorized s/round | ray (local, %d CPUs) s/round | ray / sequential | "
-        "ray dispatch overhead per client (ms) |" % args.cpus
+        f"| clients | sequential s/round | vectorized s/round | ray (local, {args.cpus} CPUs) s/round "
+        "| ray / sequential | ray dispatch overhead per client (ms) |"
     )
     print("|---|---|---|---|---|---|")
     for n in args.clients:

@@ -210,7 +210,8 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
         "API inspect (Data page)",
         "handled",
         lambda: (
-            f"{len(schema.inspect({'dataset': 'csv', 'path': scenarios.example_csvs()[0]})['columns'])} columns"
+            f"{len(schema.inspect({'dataset': 'csv', 'path': scenarios.example_csvs()[0]})['columns'])}"
+            " columns"
         ),
     )
     mine = write(tmp / "mine" / "t.csv", "f1,f2,y\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(60)))
@@ -218,7 +219,8 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     def operator_root() -> str:
         os.environ["FEDMOSAIC_DATA_ROOTS"] = str(tmp / "mine")
         try:
-            return f"{schema.dataset_summary({'dataset': 'csv', 'path': str(mine), 'target': 'y'})['samples']} samples"
+            summary = schema.dataset_summary({"dataset": "csv", "path": str(mine), "target": "y"})
+            return f"{summary['samples']} samples"
         finally:
             os.environ.pop("FEDMOSAIC_DATA_ROOTS", None)
 
@@ -250,7 +252,10 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
                 "  dataset: digits",
                 "  options:",
                 '    a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
-                *[f"    {n}: &{n} [{','.join([f'*{p}'] * 9)}]" for p, n in zip("abcdef", "bcdefg")],
+                *[
+                    f"    {n}: &{n} [{','.join([f'*{p}'] * 9)}]"
+                    for p, n in zip("abcdef", "bcdefg", strict=True)
+                ],
             ]
         )
         + "\n"
@@ -772,24 +777,34 @@ def report(results: list[Result], load: str, elapsed: float, cost: str = "") -> 
         "# Reliability: hostile and broken inputs",
         "",
         "Every input below was tried through the command line, the engine API the pages call, or the storage",
-        "layer, and its outcome checked (issue #16). *clear message*: one printable line naming the fix (CLI:",
-        "exit 2, `error:` lines only, no traceback); *refused*: the same at a boundary (allowed folders, size/depth/",
-        "alias bounds, a damaged or read-only database, the password gate), showing nothing of what it refused;",
-        "*handled*: accepted, with the right result. A case fails if it raises anything else, stores a row it",
+        "layer, and its outcome checked (issue #16). *clear message*: one printable line naming the fix "
+        "(CLI:",
+        "exit 2, `error:` lines only, no traceback); *refused*: the same at a boundary (allowed folders, "
+        "size/depth/",
+        "alias bounds, a damaged or read-only database, the password gate), showing nothing of what it "
+        "refused;",
+        "*handled*: accepted, with the right result. A case fails if it raises anything else, stores a row "
+        "it",
         "should not, or quotes a refused file.",
         "",
         f"Produced by `python -m bench.reliability --out docs/reliability.md`: {len(results)} cases, "
         f"{sum(r.ok for r in results)} as required, {elapsed:.0f} s (load average {load} on 2 shared cores).",
-        "The browser half (an imported design naming /etc/passwd, the image-folder field, a Markdown image in a",
-        "run name: nothing fetched) is `tests/test_e2e_hostile.py`; every reproduction of the issue is also a plain",
+        "The browser half (an imported design naming /etc/passwd, the image-folder field, a Markdown image "
+        "in a",
+        "run name: nothing fetched) is `tests/test_e2e_hostile.py`; every reproduction of the issue is also "
+        "a plain",
         "test in `tests/test_hostile_inputs.py`, and `tests/test_fuzz.py` generates configs and table files",
         "(Hypothesis) against the same invariants.",
         "",
         "The bounds: a config document is at most "
-        f"{MAX_BYTES / 1e6:.0f} MB, {MAX_DEPTH} levels deep and {MAX_NODES:,} values with YAML aliases expanded",
-        f"(`engine/config_file.py`); a stored config at most {MAX_CONFIG_BYTES / 1e6:.0f} MB; `data.path` and dataset "
-        "folders resolve only inside the data directory, `examples/` and `FEDMOSAIC_DATA_ROOTS` except for the",
-        "command line's own user (`engine/access.py`); downloads go only into the data directory, over https.",
+        f"{MAX_BYTES / 1e6:.0f} MB, {MAX_DEPTH} levels deep and {MAX_NODES:,} values with YAML aliases "
+        "expanded",
+        f"(`engine/config_file.py`); a stored config at most {MAX_CONFIG_BYTES / 1e6:.0f} MB; `data.path` "
+        "and dataset "
+        "folders resolve only inside the data directory, `examples/` and `FEDMOSAIC_DATA_ROOTS` except for "
+        "the",
+        "command line's own user (`engine/access.py`); downloads go only into the data directory, over "
+        "https.",
         cost,
         "",
         "| Input class | Cases tried | Outcome |",

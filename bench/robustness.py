@@ -130,7 +130,6 @@ def template() -> dict[str, Any]:
 def scenarios() -> dict[str, dict[str, Any]]:
     """Name -> ``{"config", "defences", "what"}``; the config's roster holds the attackers."""
     base = {"seed": 0, "rounds": 20, "checkpoint_every": 0, "data": IID, "strategy": {"name": "fedavg"}}
-    proto = {**SGD, "model": {"arch": "mlp", "hidden": 64}}
     return {
         "label_flip": {
             "what": "FedAvg; 2 of 10 clients flip every label (c -> 9 - c) and train 5 local epochs",
@@ -304,9 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     parts = [
         f"Measured with `python -m bench.robustness --seeds {' '.join(map(str, args.seeds))}` "
-        f"({len(rows)} runs; the last {len(work)} took {wall / 60:.1f} min with {args.jobs} processes on a shared "
-        f"machine, load average {load:.1f} at the start; Python {platform.python_version()}). Mean ± standard "
-        f"deviation over seeds."
+        f"({len(rows)} runs; the last {len(work)} took {wall / 60:.1f} min with {args.jobs} processes "
+        f"on a shared machine, load average {load:.1f} at the start; Python {platform.python_version()}). "
+        "Mean ± standard deviation over seeds."
     ]
     for name in [n for n in scenarios() if any(r["scenario"] == n for r in rows)]:
         parts.append(f"### {name}\n\n{scenarios()[name]['what']}.\n\n{table(rows, name)}")

@@ -21,9 +21,10 @@ Figures (final round, then mean ± std over seeds):
 - wall s: seconds for the whole run, set-up included, on one torch thread;
 - primary, best rounds: what the app headlines — the experiment's primary metric (``auto``: balanced
   accuracy when some client is over 70% one class, else accuracy; the page names the one chosen)
-  on each client's own test split at its best validation round, mean over clients; **verdict vs local**: the app's paired verdict
-  (:mod:`engine.reporting.verdict`): that figure minus ``local``'s, client by client on the same split and
-  seed, mean over seeds with a 95% t-interval, and how many clients gain.
+  on each client's own test split at its best validation round, mean over clients;
+  **verdict vs local**: the app's paired verdict (:mod:`engine.reporting.verdict`): that figure minus
+  ``local``'s, client by client on the same split and seed, mean over seeds with a 95% t-interval,
+  and how many clients gain.
 
 Run: ``python -m bench.strategies [--rounds 20] [--seeds 0 1 2] [--out docs/strategies.md]``.
 """
@@ -267,12 +268,12 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
         f"- **{metric.label}, best rounds**: what the app headlines, the primary metric (`auto` chose "
         f"{metric.label} here) on each client's own test split at its best validation round (15% of its "
         f"training rows validate), mean over clients, mean ± std over seeds;",
-        "- **verdict vs local**: the app's paired verdict, that figure minus `local`'s client by client on the "
-        "same roster, split and seed, in points: mean over seeds (95% t-interval), whether the interval "
-        "clears zero, and how many clients gain.",
+        "- **verdict vs local**: the app's paired verdict, that figure minus `local`'s client by client "
+        "on the same roster, split and seed, in points: mean over seeds (95% t-interval), whether the "
+        "interval clears zero, and how many clients gain.",
         "",
-        f"| strategy | roster | family | {metric.label}, best rounds | verdict vs local | global acc | personal acc "
-        "| vs local | vs local, late | client std | up MB | down MB | wall s |",
+        f"| strategy | roster | family | {metric.label}, best rounds | verdict vs local | global acc "
+        "| personal acc | vs local | vs local, late | client std | up MB | down MB | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:

@@ -83,7 +83,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} (1 min)")
     print(
-        f"| columns x rows | file (MB) | validate CPU s (best of {args.repeats}) | wall s | CPU s per 1,000 columns |"
+        f"| columns x rows | file (MB) | validate CPU s (best of {args.repeats}) | wall s "
+        "| CPU s per 1,000 columns |"
     )
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:

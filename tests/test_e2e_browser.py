@@ -125,8 +125,11 @@ def _shot(page, name: str) -> None:
     """Screenshot the whole page: Streamlit scrolls inside its main area, so the viewport is made
     as tall as the content first."""
     _settle(page)
-    height = page.evaluate("""() => Math.max(...['stMain', 'stAppViewContainer', 'stMainBlockContainer']
-        .map(id => document.querySelector(`[data-testid="${id}"]`)).filter(Boolean).map(e => e.scrollHeight))""")
+    height = page.evaluate(
+        "() => Math.max(...['stMain', 'stAppViewContainer', 'stMainBlockContainer']\n"
+        '        .map(id => document.querySelector(`[data-testid="${id}"]`)).filter(Boolean)'
+        ".map(e => e.scrollHeight))"
+    )
     page.set_viewport_size({"width": 1440, "height": int(min(max(height, 900) + 40, 5000))})
     _settle(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -156,7 +159,7 @@ def _choose(page, label: str, option: str, scope=None) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     box = (scope or page).get_by_role("combobox", name=label, exact=True)
-    for attempt in range(4):
+    for _ in range(4):
         _settle(page)
         box.click()
         try:

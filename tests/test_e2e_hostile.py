@@ -39,7 +39,11 @@ def seeded_run(tmp_path: Path) -> str:
 
 
 @pytest.mark.timeout(240)
-def test_hostile_design_file_and_names_in_the_browser(seeded_run: str, app_url: str, tmp_path: Path) -> None:
+def test_hostile_design_file_and_names_in_the_browser(
+    seeded_run: str,
+    app_url: str,  # noqa: F811 - app_url is the imported fixture
+    tmp_path: Path,
+) -> None:
     from playwright.sync_api import sync_playwright
 
     design = {

@@ -62,7 +62,8 @@ def write_sites_csv(path: Path, seed: int = 3) -> Path:
 
 @pytest.mark.timeout(420)
 def test_three_sites_fedavg_against_local_over_three_seeds_gives_a_verdict(
-    app_url: str, tmp_path: Path
+    app_url: str,  # noqa: F811 - app_url is the imported fixture
+    tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 

@@ -89,7 +89,7 @@ def test_client_csvs_long_and_wide_parse_back(runs, tmp_path):
     assert len(long) == len(stored)
     for r, c, k, v in zip(long["round"], long["client_id"], long["key"], long["value"], strict=True):
         assert same(v, stored[(r, c, k)])
-    assert set(zip(long["client"], long["arch"])) == {
+    assert set(zip(long["client"], long["arch"], strict=True)) == {
         ("small-1", "mlp"),
         ("small-2", "mlp"),
         ("cnn-1", "cnn"),

@@ -53,7 +53,7 @@ def test_monitor_warns_once_after_the_first_rounds_naming_what_is_at_chance_and_
 
 def test_one_evaluation_at_chance_is_not_a_stuck_run():
     monitor = health.Monitor("classification", chance=0.11, strategy="feddf")
-    for r, gru in zip(range(5, 30, 5), (0.30, 0.10, 0.53, 0.11, 0.12)):
+    for r, gru in zip(range(5, 30, 5), (0.30, 0.10, 0.53, 0.11, 0.12), strict=True):
         found = monitor.round(r, {"train_loss_mean": 2.0 / r, "global_acc_mean": 0.5, "server_acc[gru]": gru})
         assert (found != []) == (r == 25), (
             r,

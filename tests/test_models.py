@@ -116,7 +116,7 @@ def test_narrow_model_is_a_slice_of_the_full_one(name: str, spec: InputSpec, wid
     assert narrow.keys() == full.keys()
     for key, tensor in narrow.items():
         assert tensor.dim() == full[key].dim(), key
-        assert all(s <= f for s, f in zip(tensor.shape, full[key].shape)), key
+        assert all(s <= f for s, f in zip(tensor.shape, full[key].shape, strict=True)), key
     assert any(narrow[k].shape != full[k].shape for k in full), "width changed nothing"
     assert narrow["head.weight"].shape == full["head.weight"].shape
 

@@ -139,7 +139,7 @@ def test_epsilon_reported_equals_opacus_for_the_same_history(store) -> None:
             assert rows["dp_delta"].iloc[0] == pytest.approx(delta)
             assert list(rows["dp_steps"]) == [math.ceil(c.n_train / 32)] * 2
             acc = accountant()
-            for rnd, row in rows.iterrows():
+            for _, row in rows.iterrows():
                 acc.history.append((1.3, rate, int(row["dp_steps"])))
                 if kind == "rdp":
                     want = acc.get_epsilon(delta, alphas=list(ALPHAS))

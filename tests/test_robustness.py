@@ -194,7 +194,7 @@ def test_partial_contributions_are_combined_per_group_of_covering_clients() -> N
     assert kept["w"].tolist() == [0.0, 9.0, 9.0, 9.0]
 
 
-# ---- poisoned knowledge is resisted by the robust variants ---------------------------------------------------
+# ---- poisoned knowledge is resisted by the robust variants -----------------------------------------------
 def attack(name: str, **params):
     cls = ATTACKS.get(name)
     return cls(cls.Params(**params), AttackSetting(0, "classification", 10, DIGITS, 0))
@@ -320,7 +320,7 @@ def test_backdoor_trigger_sits_where_it_says_and_survives_preprocessing() -> Non
     assert torch.allclose(patch, scale(triggered)[0, 0, 5:, 5:])
 
 
-# ---- config and compatibility --------------------------------------------------------------------------------
+# ---- config and compatibility ----------------------------------------------------------------------------
 def roster(attack_spec, n_bad: int = 2, n: int = 10) -> list[dict]:
     base = {"model": {"arch": "mlp", "hidden": 16}}
     return [

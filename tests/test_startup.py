@@ -84,7 +84,7 @@ def modules_after(args: list[str], home: Path) -> dict[str, bool]:
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    line = next(l for l in out.stdout.splitlines() if l.startswith("MODULES "))
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("MODULES "))
     return json.loads(line[len("MODULES ") :])
 
 
