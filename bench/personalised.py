@@ -42,12 +42,34 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 ROSTER = [
-    {"name": "mlp", "count": 4, "model": {"arch": "mlp", "hidden": 128}, "optimizer": "sgd", "lr": 0.05,
-     "momentum": 0.9, "epochs": 2, "batch_size": 16},
-    {"name": "cnn", "count": 3, "model": {"arch": "cnn", "channels": 16}, "optimizer": "adam", "lr": 0.003,
-     "epochs": 2, "batch_size": 16},
-    {"name": "gru", "count": 3, "model": {"arch": "gru", "hidden": 64}, "optimizer": "adam", "lr": 0.005,
-     "epochs": 2, "batch_size": 16},
+    {
+        "name": "mlp",
+        "count": 4,
+        "model": {"arch": "mlp", "hidden": 128},
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "epochs": 2,
+        "batch_size": 16,
+    },
+    {
+        "name": "cnn",
+        "count": 3,
+        "model": {"arch": "cnn", "channels": 16},
+        "optimizer": "adam",
+        "lr": 0.003,
+        "epochs": 2,
+        "batch_size": 16,
+    },
+    {
+        "name": "gru",
+        "count": 3,
+        "model": {"arch": "gru", "hidden": 64},
+        "optimizer": "adam",
+        "lr": 0.005,
+        "epochs": 2,
+        "batch_size": 16,
+    },
 ]
 DATA = {"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3}}
 ROUNDS = 30
@@ -61,8 +83,16 @@ SHARED_MODEL = "server_acc[mlp]"
 
 def config(strategy: str, seed: int, rounds: int = ROUNDS) -> dict[str, Any]:
     """The experiment config of one run."""
-    return {"name": f"personalised-{strategy}", "seed": seed, "rounds": rounds, "eval_every": 2,
-            "checkpoint_every": 0, "data": DATA, "clients": ROSTER, "strategy": {"name": strategy}}
+    return {
+        "name": f"personalised-{strategy}",
+        "seed": seed,
+        "rounds": rounds,
+        "eval_every": 2,
+        "checkpoint_every": 0,
+        "data": DATA,
+        "clients": ROSTER,
+        "strategy": {"name": strategy},
+    }
 
 
 def late_mean(history: Sequence[Any], key: str, rounds: int) -> float:
@@ -106,21 +136,28 @@ def run_one(job: tuple[str, int, int]) -> dict[str, Any]:
         torch.set_num_threads(threads)
     keys = (*KEYS, "global_acc_mean", *([SHARED_MODEL] if SHARED_MODEL in sim.history[-1].metrics else []))
     figures: dict[str, Any] = {f"late_{k}": late_mean(sim.history, k, rounds) for k in keys}
-    figures["clients"] = {k: late_means_per_client(sim.history, k, rounds) for k in ("local_acc", "global_acc")}
+    figures["clients"] = {
+        k: late_means_per_client(sim.history, k, rounds) for k in ("local_acc", "global_acc")
+    }
     figures["n_test"] = sum(c.n_test for c in sim.clients)
     figures["wall_s"] = time.perf_counter() - start
     primary = sim.primary.key  # what the app headlines: per client at its best validation round
     figures["primary"] = primary
     figures["reason"] = sim.primary.reason
     figures["best"] = {c: float(b["scores"][f"local_{primary}"]) for c, b in sim.best.items()}
-    figures["final"] = {c: float(m[f"local_{primary}"]) for c, m in sim.history[-1].clients.items()
-                        if f"local_{primary}" in m}
+    figures["final"] = {
+        c: float(m[f"local_{primary}"]) for c, m in sim.history[-1].clients.items() if f"local_{primary}" in m
+    }
     figures["names"] = {c.id: c.name for c in sim.clients}
     return {"strategy": strategy, "seed": seed, "fingerprint": sim.federation.fingerprint, **figures}
 
 
-def measure(methods: tuple[str, ...] = METHODS, seeds: tuple[int, ...] = SEEDS, rounds: int = ROUNDS,
-            jobs: int | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+def measure(
+    methods: tuple[str, ...] = METHODS,
+    seeds: tuple[int, ...] = SEEDS,
+    rounds: int = ROUNDS,
+    jobs: int | None = None,
+) -> dict[tuple[str, int], dict[str, Any]]:
     """Run ``local`` and ``methods`` on every seed, ``jobs`` runs at a time in fresh processes
     (default: one per core, at most two); ``{(strategy, seed): figures}``."""
     todo = [(name, seed, rounds) for name in ("local", *methods) for seed in seeds]
@@ -146,15 +183,21 @@ def gains(runs: dict[tuple[str, int], dict[str, Any]], name: str, key: str) -> l
 
 
 def app_verdict(runs: dict[tuple[str, int], dict[str, Any]], name: str, at: str = "best") -> Any:
-    """The verdict the app shows for ``name`` against ``local`` (:func:`engine.reporting.verdict.paired_verdict`):
-    per client at its best validation round (``at="final"``: the last round), paired per seed."""
+    """The verdict the app shows for ``name`` against ``local``
+    (:func:`engine.reporting.verdict.paired_verdict`): per client at its best validation round
+    (``at="final"``: the last round), paired per seed."""
     from engine.reporting.verdict import paired_verdict
 
     seeds = sorted(s for n, s in runs if n == name)
     gains(runs, name, "late_local_acc_mean")  # checks the pairs share their split
     primary = runs[(name, seeds[0])]["primary"]
-    return paired_verdict({s: runs[(name, s)][at] for s in seeds}, {s: runs[("local", s)][at] for s in seeds},
-                          primary, strategy=name, names=runs[("local", seeds[0])]["names"])
+    return paired_verdict(
+        {s: runs[(name, s)][at] for s in seeds},
+        {s: runs[("local", s)][at] for s in seeds},
+        primary,
+        strategy=name,
+        names=runs[("local", seeds[0])]["names"],
+    )
 
 
 def summary(values: list[float]) -> tuple[float, float]:
@@ -173,8 +216,14 @@ def _ci(verdict: Any) -> str:
     return f"{points(iv.mean)} ({100 * iv.low:+.1f} to {100 * iv.high:+.1f})"
 
 
-def report(runs: dict[tuple[str, int], dict[str, Any]], methods: tuple[str, ...], seeds: tuple[int, ...],
-           rounds: int, command: str, elapsed: float) -> str:
+def report(
+    runs: dict[tuple[str, int], dict[str, Any]],
+    methods: tuple[str, ...],
+    seeds: tuple[int, ...],
+    rounds: int,
+    command: str,
+    elapsed: float,
+) -> str:
     """The markdown page."""
     import numpy
     import torch
@@ -186,22 +235,30 @@ def report(runs: dict[tuple[str, int], dict[str, Any]], methods: tuple[str, ...]
     verdicts = {name: app_verdict(runs, name) for name in methods}
     finals = {name: app_verdict(runs, name, "final") for name in methods}
     lines = [
-        "# Personalised strategies against local training", "", "Generated by:", "", "```", command, "```", "",
+        "# Personalised strategies against local training",
+        "",
+        "Generated by:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
         f"Digits, Dirichlet(α = 0.3) over 10 clients (4 MLP with SGD, 3 CNN and 3 GRU with Adam), 2 local "
         f"epochs, {rounds} rounds, no public set; local test splits of {n_test[0]}-{n_test[-1]} samples in "
         f"all; each client keeps 15% of its training rows for validation (the default). Seeds "
-        f"{', '.join(map(str, seeds))}. Every figure is a paired difference, strategy minus `local` on the same "
-        f"split and seed.",
+        f"{', '.join(map(str, seeds))}. Every figure is a paired difference, strategy minus `local` on the "
+        f"same split and seed.",
         "",
         "## What the app shows",
         "",
         f"The primary metric here is **{primary.label}** (`auto`: {runs[('local', seeds[0])]['reason']}). "
         f"Per client, its own test split at its best validation round (the app's headline), paired with "
-        f"`local` on the same seed; the mean over clients, then a 95% t-interval over the {len(seeds)} seeds; "
-        f"clients that gain: mean difference over seeds above 0. **final round**: the same at round {rounds}, "
-        f"for comparison. Differences in points.",
+        f"`local` on the same seed; the mean over clients, then a 95% t-interval over the {len(seeds)} "
+        f"seeds; clients that gain: mean difference over seeds above 0. **final round**: the same at round "
+        f"{rounds}, for comparison. Differences in points.",
         "",
-        "| strategy | best validation round: mean (95% CI) | clients that gain | final round: mean (95% CI) | verdict |",
+        "| strategy | best validation round: mean (95% CI) | clients that gain "
+        "| final round: mean (95% CI) | verdict |",
         "|---|---|---|---|---|",
     ]
     for name in methods:
@@ -228,20 +285,28 @@ def report(runs: dict[tuple[str, int], dict[str, Any]], methods: tuple[str, ...]
         u, p = (summary(gains(runs, name, f"late_{k}")) for k in KEYS)
         per_seed = " ".join(points(g) for g in gains(runs, name, "late_local_acc_wmean"))
         wall = statistics.fmean(runs[(name, s)]["wall_s"] for s in seeds)
-        lines.append(f"| {name} | {points(u[0])} ± {100 * u[1]:.1f} | {points(p[0])} ± {100 * p[1]:.1f} | "
-                     f"{per_seed} | {wall:.1f} |")
+        lines.append(
+            f"| {name} | {points(u[0])} ± {100 * u[1]:.1f} | {points(p[0])} ± {100 * p[1]:.1f} | "
+            f"{per_seed} | {wall:.1f} |"
+        )
     local = statistics.fmean(runs[("local", s)]["late_local_acc_wmean"] for s in seeds)
     wall = statistics.fmean(runs[("local", s)]["wall_s"] for s in seeds)
-    lines += [f"| local | {local:.3f} (accuracy) | | | {wall:.1f} |", "",
-              f"Total {elapsed / 60:.1f} min, load average {os.getloadavg()[1]:.1f} over the last 5 min on "
-              f"{os.cpu_count()} cores (wall times compare only within this table). "
-              f"torch {torch.__version__}, numpy {numpy.__version__}, "
-              f"Python {platform.python_version()}, {platform.machine()}.", ""]
+    lines += [
+        f"| local | {local:.3f} (accuracy) | | | {wall:.1f} |",
+        "",
+        f"Total {elapsed / 60:.1f} min, load average {os.getloadavg()[1]:.1f} over the last 5 min on "
+        f"{os.cpu_count()} cores (wall times compare only within this table). "
+        f"torch {torch.__version__}, numpy {numpy.__version__}, "
+        f"Python {platform.python_version()}, {platform.machine()}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.personalised", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.personalised", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--strategies", nargs="+", default=list(METHODS))
@@ -251,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     methods, seeds = tuple(args.strategies), tuple(args.seeds)
     runs = measure(methods, seeds, args.rounds, args.jobs)
-    command = (f".venv/bin/python -m bench.personalised --seeds {' '.join(map(str, seeds))} --rounds {args.rounds}"
-               f" --strategies {' '.join(methods)} --out {args.out}")
+    command = (
+        f".venv/bin/python -m bench.personalised --seeds {' '.join(map(str, seeds))} --rounds {args.rounds}"
+        f" --strategies {' '.join(methods)} --out {args.out}"
+    )
     text = report(runs, methods, seeds, args.rounds, command, time.perf_counter() - started)
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write(text)

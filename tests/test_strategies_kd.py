@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from conftest import digits_config
 
 from bench import personalised
-from engine.core.aggregate import weighted_mean
-from engine.core.state import nbytes
 from engine.config import parse_config
+from engine.core.aggregate import weighted_mean
+from engine.core.simulation import Simulation
+from engine.core.state import nbytes
 from engine.errors import CompatibilityError, ConfigError
 from engine.models import InputSpec, build_model
-from engine.core.simulation import Simulation
 from engine.strategies import STRATEGIES
 from engine.strategies._distill import (
     class_means,
@@ -51,9 +51,17 @@ ROSTER = [
 
 def config(strategy: dict, rounds: int = 1, public: float = 0.2, clients=None, **over) -> dict:
     cfg = digits_config(
-        rounds=rounds, checkpoint_every=0, clients=clients or ROSTER, strategy=strategy,
-        data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.5},
-              "public_fraction": public, "max_samples": 700})
+        rounds=rounds,
+        checkpoint_every=0,
+        clients=clients or ROSTER,
+        strategy=strategy,
+        data={
+            "dataset": "digits",
+            "partition": {"method": "dirichlet", "alpha": 0.5},
+            "public_fraction": public,
+            "max_samples": 700,
+        },
+    )
     cfg.update(over)
     return cfg
 
@@ -123,8 +131,18 @@ def test_distill_pulls_a_model_towards_the_teacher():
     x = torch.rand(64, 1, 8, 8)
     teacher = 5 * evaluate_outputs(other, x)  # a confident teacher the student can imitate
     initial = float(kd_loss(evaluate_outputs(model, x), teacher))
-    done = distill(model, x, teacher, steps=150, lr=0.01, batch_size=32, temperature=1.0,
-                   task="classification", generator=torch.Generator().manual_seed(0), cosine=True)
+    done = distill(
+        model,
+        x,
+        teacher,
+        steps=150,
+        lr=0.01,
+        batch_size=32,
+        temperature=1.0,
+        task="classification",
+        generator=torch.Generator().manual_seed(0),
+        cosine=True,
+    )
     assert done.before == pytest.approx(initial, rel=1e-5)
     assert done.after < 0.5 * done.before
     assert done.after == pytest.approx(float(kd_loss(evaluate_outputs(model, x), teacher)), rel=1e-5)
@@ -142,15 +160,36 @@ def test_distill_early_stopping_keeps_the_best_weights_on_validation():
     right, wrong = 6 * F.one_hot(y, 10).float(), 6 * F.one_hot((y + 1) % 10, 10).float()
     untrained = build_model({"arch": "mlp", "hidden": 16}, DIGITS, 8, 10)
     trained = build_model({"arch": "mlp", "hidden": 16}, DIGITS, 8, 10)
-    distill(trained, x, right, steps=300, lr=0.01, batch_size=32, temperature=1.0, task="classification",
-            generator=torch.Generator().manual_seed(2))
+    distill(
+        trained,
+        x,
+        right,
+        steps=300,
+        lr=0.01,
+        batch_size=32,
+        temperature=1.0,
+        task="classification",
+        generator=torch.Generator().manual_seed(2),
+    )
     for teacher, start_model, kept_start in ((wrong, trained, True), (right, untrained, False)):
         start = {k: v.clone() for k, v in start_model.state_dict().items()}
         model = build_model({"arch": "mlp", "hidden": 16}, DIGITS, 8, 10)
         model.load_state_dict(start)
-        done = distill(model, x, teacher, steps=200, lr=0.01, batch_size=32, temperature=1.0,
-                       task="classification", generator=torch.Generator().manual_seed(0), cosine=True,
-                       validation=(x[:32], y[:32]), eval_every=10, patience=30)
+        done = distill(
+            model,
+            x,
+            teacher,
+            steps=200,
+            lr=0.01,
+            batch_size=32,
+            temperature=1.0,
+            task="classification",
+            generator=torch.Generator().manual_seed(0),
+            cosine=True,
+            validation=(x[:32], y[:32]),
+            eval_every=10,
+            patience=30,
+        )
         if kept_start:
             assert done.best_step == 0 and done.steps == 30
             assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
@@ -186,7 +225,9 @@ def test_adaptive_margin_and_contrastive_loss():
     assert adaptive_margin(protos, labels, 3, 1.0) == 1.0
     assert adaptive_margin(protos[:2], labels[:2], 3, 1.0) == 0.0
     centres = torch.tensor([[0.0, 0.1], [3.0, 0.1], [0.0, 5.0]])
-    assert margin_contrastive_loss(protos, labels, centres, 0.0) < margin_contrastive_loss(protos, labels, centres, 2.0)
+    assert margin_contrastive_loss(protos, labels, centres, 0.0) < margin_contrastive_loss(
+        protos, labels, centres, 2.0
+    )
 
 
 # ---- compatibility -----------------------------------------------------------------------------------------
@@ -217,9 +258,12 @@ def test_shared_model_spec_is_validated():
         parse_config(config({"name": "fedkd", "shared_model": {"arch": "nosuch"}}))
     cfg = parse_config(config({"name": "fml", "shared_model": "mlp"}))
     assert cfg.strategy.params()["shared_model"]["hidden"] == 128  # knobs filled in
-    wine = digits_config(rounds=1, data={"dataset": "wine", "partition": {"method": "iid"}},
-                         strategy={"name": "fml", "shared_model": {"arch": "cnn"}},
-                         clients=[{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}])
+    wine = digits_config(
+        rounds=1,
+        data={"dataset": "wine", "partition": {"method": "iid"}},
+        strategy={"name": "fml", "shared_model": {"arch": "cnn"}},
+        clients=[{"name": "c", "count": 2, "model": {"arch": "mlp", "hidden": 8}}],
+    )
     with pytest.raises(CompatibilityError, match="cannot read tabular"):
         Simulation(parse_config(wine)).run()
 
@@ -243,8 +287,9 @@ def test_fd_sends_per_class_mean_logits_and_counts(monkeypatch):
             if rows.any():
                 assert torch.allclose(r.payload["class_logits"][c], logits[rows].mean(0), atol=1e-4)
     # the server's table after round 1 is the count-weighted merge of round 1's tables
-    merged, counts = merge_class_means([r.payload["class_logits"] for r in first],
-                                       [r.payload["class_counts"] for r in first])
+    merged, counts = merge_class_means(
+        [r.payload["class_logits"] for r in first], [r.payload["class_counts"] for r in first]
+    )
     assert torch.allclose(before["class_logits"], merged) and torch.equal(before["class_counts"], counts)
     up = sim.history[0].clients
     assert all(up[c]["bytes_up"] == 10 * 10 * 4 + 10 * 4 for c in up)
@@ -262,15 +307,21 @@ def test_fd_loss_adds_the_pull_towards_the_global_logit_of_the_class():
     out = torch.randn(4, 3, requires_grad=True)
     y = torch.tensor([0, 1, 2, 2])
 
-    ctx = SimpleNamespace(received={"class_logits": table, "class_counts": counts}, model=lambda x: out,
-                          task="classification", loss=F.cross_entropy)
+    ctx = SimpleNamespace(
+        received={"class_logits": table, "class_counts": counts},
+        model=lambda x: out,
+        task="classification",
+        loss=F.cross_entropy,
+    )
     strategy = FD(FD.Params(kd_weight=2.0, temperature=1.5), server=None)
     known = torch.tensor([True, False, True, True])
     expected = F.cross_entropy(out, y) + 2.0 * kd_loss(out[known], table[y[known]], 1.5) * 0.75
-    assert float(strategy.local_loss(ctx, None, y).detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    assert float(strategy.local_loss(ctx, None, y).detach()) == pytest.approx(
+        float(expected.detach()), rel=1e-6
+    )
 
 
-# ---- FedProto ------------------------------------------------------------------------------------------------
+# ---- FedProto ----------------------------------------------------------------------------------------------
 def test_fedproto_payload_prototypes_are_class_means_of_the_trained_features(monkeypatch):
     sim, calls = run({"name": "fedproto"}, monkeypatch, rounds=2, public=0.0)
     (_, first, _), (_, second, before) = calls
@@ -284,7 +335,9 @@ def test_fedproto_payload_prototypes_are_class_means_of_the_trained_features(mon
                 assert torch.allclose(r.payload["prototypes"][c], feats[rows].mean(0), atol=1e-4)
             else:
                 assert r.payload["proto_counts"][c] == 0
-    merged, _ = merge_class_means([r.payload["prototypes"] for r in first], [r.payload["proto_counts"] for r in first])
+    merged, _ = merge_class_means(
+        [r.payload["prototypes"] for r in first], [r.payload["proto_counts"] for r in first]
+    )
     assert torch.allclose(before["prototypes"], merged)
     assert sim.history[0].clients[0]["bytes_up"] == 10 * (sim.config.rep_dim + 1) * 4
 
@@ -304,10 +357,11 @@ def test_fedproto_prototype_inference_picks_the_nearest_global_prototype():
     assert torch.equal(head.predict(sim.clients[cid], model, sim.states[cid], x), model(x))
 
 
-# ---- FedMD --------------------------------------------------------------------------------------------------
+# ---- FedMD -------------------------------------------------------------------------------------------------
 def test_fedmd_scores_one_public_subset_digests_the_consensus_and_revisits(monkeypatch):
-    sim, calls = run({"name": "fedmd", "public_size": 50, "digest_epochs": 3, "pretrain_epochs": 1},
-                     monkeypatch, rounds=2)
+    sim, calls = run(
+        {"name": "fedmd", "public_size": 50, "digest_epochs": 3, "pretrain_epochs": 1}, monkeypatch, rounds=2
+    )
     (_, first, _), (_, second, before) = calls
     n_public = len(sim.federation.public)
     assert n_public > 50
@@ -345,8 +399,16 @@ def test_fedmd_transfer_learning_on_the_labelled_public_set_runs_in_the_first_ro
         seen.append((ctx.round, ctx.client.id, ctx.fit_stats[before:]))
 
     monkeypatch.setattr(FedMD, "transfer", spy)
-    sim, _ = run({"name": "fedmd", "public_labels": labels, "transfer_epochs": 2, "digest_epochs": 1,
-                  "pretrain_epochs": 0}, rounds=2)
+    sim, _ = run(
+        {
+            "name": "fedmd",
+            "public_labels": labels,
+            "transfer_epochs": 2,
+            "digest_epochs": 1,
+            "pretrain_epochs": 0,
+        },
+        rounds=2,
+    )
     n_public = len(sim.federation.public)
     assert {r for r, _, _ in seen} == {1} and len(seen) == len(sim.clients)
     for _, cid, stats in seen:
@@ -355,10 +417,13 @@ def test_fedmd_transfer_learning_on_the_labelled_public_set_runs_in_the_first_ro
         assert math.isfinite(sim.history[0].clients[cid].get("transfer_loss", 0.0))
 
 
-# ---- FedDF --------------------------------------------------------------------------------------------------
+# ---- FedDF -------------------------------------------------------------------------------------------------
 def test_feddf_distillation_reduces_the_kl_to_the_ensemble(monkeypatch):
-    sim, calls = run({"name": "feddf", "distill_steps": 40, "distill_lr": 0.003, "validation_fraction": 0},
-                     monkeypatch, rounds=2)
+    sim, calls = run(
+        {"name": "feddf", "distill_steps": 40, "distill_lr": 0.003, "validation_fraction": 0},
+        monkeypatch,
+        rounds=2,
+    )
     groups = {c.arch_key for c in sim.clients}
     assert set(sim.strategy.state["distill"]) == groups
     for g, d in sim.strategy.state["distill"].items():
@@ -374,7 +439,9 @@ def test_feddf_distillation_reduces_the_kl_to_the_ensemble(monkeypatch):
             averaged = weighted_mean([r.payload for r in members], [r.n_samples for r in members])
             cid = members[0].client.id
             kl_avg = float(kd_loss(client_model(sim, cid, averaged)(x), ensemble))
-            kl_distilled = float(kd_loss(client_model(sim, cid, sim.strategy.state["global"][g])(x), ensemble))
+            kl_distilled = float(
+                kd_loss(client_model(sim, cid, sim.strategy.state["global"][g])(x), ensemble)
+            )
             assert kl_distilled < kl_avg
     metrics = sim.history[-1].metrics
     assert {"server_acc[mlp]", "server_acc[cnn]", "server_acc[gru]"} <= set(metrics)
@@ -402,8 +469,10 @@ def test_feddf_early_stopping_scores_a_labelled_slice_of_the_public_set_and_neve
     splits = []
     original_split = FedDF.public_split
     monkeypatch.setattr(FedDF, "public_split", lambda self: splits.append(original_split(self)) or splits[-1])
-    sim, _ = run({"name": "feddf", "distill_steps": 30, "eval_every": 5, "patience": 10,
-                  "validation_fraction": 0.25}, rounds=2)
+    sim, _ = run(
+        {"name": "feddf", "distill_steps": 30, "eval_every": 5, "patience": 10, "validation_fraction": 0.25},
+        rounds=2,
+    )
     n_public = len(sim.federation.public)
     n_val = round(0.25 * n_public)
     (x1, (xv1, yv1)), (x2, (xv2, yv2)) = splits
@@ -414,7 +483,7 @@ def test_feddf_early_stopping_scores_a_labelled_slice_of_the_public_set_and_neve
         assert d["kept"] <= d["steps"] <= 30 and d["kept"] % 5 == 0
 
 
-# ---- FML / FedKD ---------------------------------------------------------------------------------------------
+# ---- FML / FedKD -------------------------------------------------------------------------------------------
 def test_fml_shares_only_the_meme_model(monkeypatch):
     shared = {"arch": "mlp", "hidden": 32}  # the same spec as the mlp clients' private models
     sim, calls = run({"name": "fml", "shared_model": shared}, monkeypatch, rounds=2, public=0.0)
@@ -460,14 +529,23 @@ def test_fedkd_loss_scales_each_samples_distillation_by_its_task_losses():
         ot, os_ = t.head(ht), s.head(hs)
         expected = 0.0
         for i in range(len(x)):  # the paper's per-sample equations, one sample at a time
-            oti, osi, hti, hsi, yi = ot[i:i + 1], os_[i:i + 1], ht[i:i + 1], hs[i:i + 1], y[i:i + 1]
+            oti, osi, hti, hsi, yi = ot[i : i + 1], os_[i : i + 1], ht[i : i + 1], hs[i : i + 1], y[i : i + 1]
             ce_t, ce_s = F.cross_entropy(oti, yi), F.cross_entropy(osi, yi)
-            kd = (kd_loss(oti, osi, 2.0) + 0.5 * F.mse_loss(hti, hsi)
-                  + kd_loss(osi, oti, 2.0) + 0.5 * F.mse_loss(hsi, hti))
+            kd = (
+                kd_loss(oti, osi, 2.0)
+                + 0.5 * F.mse_loss(hti, hsi)
+                + kd_loss(osi, oti, 2.0)
+                + 0.5 * F.mse_loss(hsi, hti)
+            )
             expected += float(ce_t + ce_s + kd / max(float(ce_t + ce_s), 0.1)) / len(x)
         # a weight from the batch's mean losses gives a different loss: the weighting is per sample
         ce_t, ce_s = F.cross_entropy(ot, y), F.cross_entropy(os_, y)
-        kd = kd_loss(ot, os_, 2.0) + 0.5 * F.mse_loss(ht, hs) + kd_loss(os_, ot, 2.0) + 0.5 * F.mse_loss(hs, ht)
+        kd = (
+            kd_loss(ot, os_, 2.0)
+            + 0.5 * F.mse_loss(ht, hs)
+            + kd_loss(os_, ot, 2.0)
+            + 0.5 * F.mse_loss(hs, ht)
+        )
         batch_weighted = float(ce_t + ce_s + kd / (ce_t + ce_s))
     assert got == pytest.approx(expected, rel=1e-5)
     assert got != pytest.approx(batch_weighted, rel=1e-3)
@@ -476,8 +554,9 @@ def test_fedkd_loss_scales_each_samples_distillation_by_its_task_losses():
 def test_fedkd_svd_shrinks_the_bytes_and_keeps_clients_in_sync(monkeypatch):
     shared = {"arch": "mlp", "hidden": 64}
     dense, _ = run({"name": "fedkd", "shared_model": shared}, rounds=2, public=0.0)
-    sim, calls = run({"name": "fedkd", "shared_model": shared, "svd_energy": 0.8}, monkeypatch,
-                     rounds=2, public=0.0)
+    sim, calls = run(
+        {"name": "fedkd", "shared_model": shared, "svd_energy": 0.8}, monkeypatch, rounds=2, public=0.0
+    )
     for rnd in (0, 1):
         assert sim.history[rnd].metrics["bytes_up"] < 0.6 * dense.history[rnd].metrics["bytes_up"]
     assert sim.history[0].metrics["bytes_down"] == dense.history[0].metrics["bytes_down"]  # dense first
@@ -492,7 +571,7 @@ def test_fedkd_svd_shrinks_the_bytes_and_keeps_clients_in_sync(monkeypatch):
     assert sim.strategy.eval_state(sim.clients[2], sim.states[2]) is sim.states[2]["model"]
 
 
-# ---- FedGH / FedTGP --------------------------------------------------------------------------------------------
+# ---- FedGH / FedTGP ----------------------------------------------------------------------------------------
 def test_fedgh_trains_one_global_head_on_the_prototypes(monkeypatch):
     sim, calls = run({"name": "fedgh"}, monkeypatch, rounds=2, public=0.0)
     _, results, before = calls[-1]
@@ -508,7 +587,9 @@ def test_fedgh_trains_one_global_head_on_the_prototypes(monkeypatch):
     for c in sim.clients:  # every client is evaluated with its own body and the global head
         state = sim.strategy.eval_state(c, sim.states[c.id])
         assert torch.equal(state["head.weight"], head["head.weight"])
-        assert all(torch.equal(v, sim.states[c.id]["model"][k]) for k, v in state.items() if k.startswith("body."))
+        assert all(
+            torch.equal(v, sim.states[c.id]["model"][k]) for k, v in state.items() if k.startswith("body.")
+        )
     assert sim.history[-1].clients[0]["bytes_down"] == nbytes(head)
     assert sim.history[-1].clients[0]["bytes_up"] == 10 * (sim.config.rep_dim + 1) * 4
 
@@ -542,7 +623,9 @@ def test_fedtgp_server_learns_prototypes_that_separate_the_classes():
     loss_before = float(margin_contrastive_loss(protos, labels, generate(before), state["margin"]))
     assert state["server_loss"] < 0.2 * loss_before
     assert torch.equal(torch.cdist(protos, state["prototypes"]).argmin(1), labels)
-    assert (state["proto_counts"] > 0).sum() == int((torch.stack([r.payload["proto_counts"] for r in results]).sum(0) > 0).sum())
+    assert (state["proto_counts"] > 0).sum() == int(
+        (torch.stack([r.payload["proto_counts"] for r in results]).sum(0) > 0).sum()
+    )
 
 
 def test_fedtgp_clients_receive_the_learned_prototypes(monkeypatch):
@@ -557,8 +640,14 @@ def test_fedtgp_clients_receive_the_learned_prototypes(monkeypatch):
     assert not torch.equal(before["prototypes"], sim.strategy.state["prototypes"])  # re-learned each round
 
 
-@pytest.mark.parametrize("strategy", [{"name": "fml", "shared_model": {"arch": "mlp", "hidden": 32}},
-                                      {"name": "fedkd", "svd_energy": 0.9}, {"name": "fedmd"}])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"name": "fml", "shared_model": {"arch": "mlp", "hidden": 32}},
+        {"name": "fedkd", "svd_energy": 0.9},
+        {"name": "fedmd"},
+    ],
+)
 def test_threads_executor_gives_the_sequential_result(strategy):
     sequential, _ = run(strategy, rounds=2)
     threads, _ = run(strategy, rounds=2, executor="threads", executor_options={"workers": 2})
@@ -567,7 +656,7 @@ def test_threads_executor_gives_the_sequential_result(strategy):
             assert a.metrics[key] == b.metrics[key], key
 
 
-# ---- every strategy: checkpoints and regression ------------------------------------------------------------------
+# ---- every strategy: checkpoints and regression ------------------------------------------------------------
 @pytest.mark.parametrize("name", KD)
 def test_server_state_checkpoints_with_weights_only(name):
     sim, _ = run({"name": name}, rounds=1)
@@ -581,18 +670,27 @@ def test_server_state_checkpoints_with_weights_only(name):
 @pytest.mark.parametrize("name", ["fedmd", "feddf", "fml", "fedkd"])
 def test_output_distillation_runs_on_regression(name):
     cfg = digits_config(
-        rounds=2, checkpoint_every=0, strategy={"name": name},
-        data={"dataset": "traffic", "options": {"target": "volume", "form": "tabular", "cities": 2, "days": 14},
-              "partition": {"method": "iid"}, "public_fraction": 0.2},
-        clients=[{"name": "a", "count": 2, "model": {"arch": "mlp", "hidden": 16}, **SGD, "lr": 0.01},
-                 {"name": "b", "count": 1, "model": {"arch": "cnn1d", "channels": 4}, **ADAM}])
+        rounds=2,
+        checkpoint_every=0,
+        strategy={"name": name},
+        data={
+            "dataset": "traffic",
+            "options": {"target": "volume", "form": "tabular", "cities": 2, "days": 14},
+            "partition": {"method": "iid"},
+            "public_fraction": 0.2,
+        },
+        clients=[
+            {"name": "a", "count": 2, "model": {"arch": "mlp", "hidden": 16}, **SGD, "lr": 0.01},
+            {"name": "b", "count": 1, "model": {"arch": "cnn1d", "channels": 4}, **ADAM},
+        ],
+    )
     sim = Simulation(parse_config(cfg))
     sim.run()
     assert sim.task == "regression"
     assert math.isfinite(sim.history[-1].metrics["local_r2_mean"])
 
 
-# ---- learning on digits (slow) ----------------------------------------------------------------------------------
+# ---- learning on digits (slow) -----------------------------------------------------------------------------
 # The smallest federation that still shows the effect: six sites, three architectures (two each), small
 # models, Dirichlet(0.3) label skew, 20% of the data held out as the unlabelled public set (for every run,
 # so all share one split and one ``local`` baseline), 8 rounds. The paired unit is the client: its late
@@ -601,13 +699,19 @@ LEARN_ROUNDS = 8
 
 
 def small_roster(sgd: dict, adam: dict, batch_size: int = 16) -> list[dict]:
-    return [{"name": n, "count": 2, "model": m, "epochs": 2, "batch_size": batch_size, **o} for n, m, o in (
-        ("mlp", {"arch": "mlp", "hidden": 64}, sgd), ("cnn", {"arch": "cnn", "channels": 8}, adam),
-        ("gru", {"arch": "gru", "hidden": 32}, adam))]
+    return [
+        {"name": n, "count": 2, "model": m, "epochs": 2, "batch_size": batch_size, **o}
+        for n, m, o in (
+            ("mlp", {"arch": "mlp", "hidden": 64}, sgd),
+            ("cnn", {"arch": "cnn", "channels": 8}, adam),
+            ("gru", {"arch": "gru", "hidden": 32}, adam),
+        )
+    ]
 
 
-LEARN_ROSTER = small_roster({"optimizer": "sgd", "lr": 0.05, "momentum": 0.9},
-                            {"optimizer": "adam", "lr": 0.003})
+LEARN_ROSTER = small_roster(
+    {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9}, {"optimizer": "adam", "lr": 0.003}
+)
 
 
 def learn(strategy: str, clients: list[dict], public: float) -> Simulation:
@@ -616,10 +720,18 @@ def learn(strategy: str, clients: list[dict], public: float) -> Simulation:
 
 def learn_with(strategy: str, clients: list[dict], public: float, **params) -> Simulation:
     cfg = digits_config(
-        seed=0, rounds=LEARN_ROUNDS, eval_every=2, checkpoint_every=0, clients=clients,
+        seed=0,
+        rounds=LEARN_ROUNDS,
+        eval_every=2,
+        checkpoint_every=0,
+        clients=clients,
         strategy={"name": strategy, **params},
-        data={"dataset": "digits", "partition": {"method": "dirichlet", "alpha": 0.3},
-              "public_fraction": public})
+        data={
+            "dataset": "digits",
+            "partition": {"method": "dirichlet", "alpha": 0.3},
+            "public_fraction": public,
+        },
+    )
     sim = Simulation(parse_config(cfg))
     sim.run()
     return sim
@@ -638,8 +750,9 @@ def paired_gain(sim: Simulation, alone: Simulation, key: str) -> tuple[float, fl
 def assert_far_above(name: str, gain: float, se: float, key: str) -> None:
     """Far above: at least 15 points of accuracy on average, and above zero by more than two
     standard errors over clients (the clients' spread cannot explain it)."""
-    assert gain >= 0.15 and gain - 2 * se > 0, \
+    assert gain >= 0.15 and gain - 2 * se > 0, (
         f"{name}: {key} {100 * gain:+.1f} points over local (se {100 * se:.1f})"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -665,25 +778,37 @@ def test_public_set_distillation_lifts_global_accuracy_far_above_local(name, loc
         assert more - 2 * se > 0, f"the digest adds {100 * more:+.1f} points (se {100 * se:.1f})"
 
 
-
 def test_feddf_charts_its_distillation_loss_per_round():
     from conftest import digits_config
+
     from engine.config import parse_config
     from engine.core.simulation import Simulation
 
-    cfg = digits_config(rounds=2, data={"dataset": "digits", "partition": {"method": "iid"}, "public_fraction": 0.1},
-                        clients=[{**digits_config()["clients"][0], "count": 2},
-                                 {**digits_config()["clients"][0], "name": "k", "count": 2,
-                                  "model": {"arch": "cnn", "channels": 8}}],
-                        strategy={"name": "feddf", "distill_steps": 5})
+    cfg = digits_config(
+        rounds=2,
+        data={"dataset": "digits", "partition": {"method": "iid"}, "public_fraction": 0.1},
+        clients=[
+            {**digits_config()["clients"][0], "count": 2},
+            {
+                **digits_config()["clients"][0],
+                "name": "k",
+                "count": 2,
+                "model": {"arch": "cnn", "channels": 8},
+            },
+        ],
+        strategy={"name": "feddf", "distill_steps": 5},
+    )
     sim = Simulation(parse_config(cfg))
     sim.run()
     for record in sim.history:
         for arch in ("mlp", "cnn"):
-            assert record.metrics[f"distill_kl_after[{arch}]"] <= record.metrics[f"distill_kl_before[{arch}]"] + 1e-6
+            assert (
+                record.metrics[f"distill_kl_after[{arch}]"]
+                <= record.metrics[f"distill_kl_before[{arch}]"] + 1e-6
+            )
 
 
-# ---- robust under plain SGD (slow) --------------------------------------------------------------------------------
+# ---- robust under plain SGD (slow) -------------------------------------------------------------------------
 # Issue 15's setting: every client on SGD lr 0.05 without momentum, 2 epochs, batch 32; digits,
 # Dirichlet(0.3), 10% public set. There (4 mlp + 3 cnn + 3 gru, 20 rounds) FedDF's models fell to
 # chance (0.100 global accuracy against local's 0.240) and FedMD stayed below local. Here on the six
