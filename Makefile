@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PORT ?= 8501
 
-.PHONY: setup run dev test test-fast bench clean
+.PHONY: setup run dev test test-fast lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,20 @@ dev: setup
 		--server.fileWatcherType poll --server.folderWatchBlacklist $(VENV) --server.runOnSave true
 
 # Tests run in parallel processes (pytest-xdist), a module per worker so module fixtures run once.
-test: setup
+test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider -n auto --maxprocesses 4 --dist loadscope
 
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not browser"
+
+# The lint rules and the formatting every change keeps (pyproject's [tool.ruff]); `make format` applies them.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: setup
 	$(PY) -m bench.engine_overhead
