@@ -284,8 +284,8 @@ def _names(names: list[str]) -> str:
 
 def hardware_warnings(config: ExperimentConfig, data: Any) -> list[str]:
     """Memory fit of the roster on its real devices and advice on the simulated hardware."""
-    from engine.hardware.clock import clock_warnings
     from engine.hardware.devices import memory_warnings
+    from engine.hardware.outlook import clock_warnings
 
     per_client = len(data) // max(1, len(config.roster()))
     return memory_warnings(config, data.input_spec, data.n_outputs, per_client) + clock_warnings(

@@ -21,11 +21,10 @@ from engine.hardware.clock import (
     PARTIAL,
     STRAGGLER,
     VirtualClock,
-    clock_warnings,
     compute_seconds,
-    time_to_target,
     transfer_seconds,
 )
+from engine.hardware.outlook import clock_warnings, time_to_target
 from engine.hardware.tiers import TIERS, Tier
 from engine.strategies.base import Strategy
 from engine.types import ClientInfo, ClientResult
