@@ -12,7 +12,8 @@ from conftest import digits_config
 from engine.config import parse_config
 from engine.core.metrics import METRICS
 from engine.core.simulation import Simulation
-from engine.reporting.verdict import overfitting, paired_verdict, t_interval, verdicts_for
+from engine.reporting.pairing import verdicts_for
+from engine.reporting.verdict import overfitting, paired_verdict, t_interval
 
 
 def test_t_interval_by_hand():

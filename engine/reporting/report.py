@@ -23,8 +23,8 @@ from engine.core.metrics import Metric, client_key, headline_keys, run_primary, 
 from engine.errors import ConfigError, StorageError
 from engine.reporting import charts
 from engine.reporting.charts import headline_label
+from engine.reporting.pairing import verdicts_for
 from engine.reporting.tables import manifest, runs_summary, seed_summary
-from engine.reporting.verdict import verdicts_for
 from engine.sanitize import safe_filename
 from engine.tracking.storage import Store
 

@@ -17,7 +17,8 @@ from engine.core.metrics import headline as metrics_headline
 from engine.core.metrics import headline_key, run_primary, shared_primary
 from engine.reporting.charts import headline_label
 from engine.reporting.export import render
-from engine.reporting.verdict import overfitting, verdicts_for
+from engine.reporting.pairing import verdicts_for
+from engine.reporting.verdict import overfitting
 from engine.robustness import report as robustness_report
 from engine.robustness.design import defence_label
 from engine.tracking.storage import Store
@@ -263,7 +264,7 @@ def setting_runs(store: Store, run_id: str) -> list[str]:
 
 def verdicts(store: Store, run_ids: Sequence[str], *, best_round: bool = True):
     """The verdicts of the strategies among ``run_ids`` against their paired ``local`` (and
-    ``centralized``) runs, and the pairings (:func:`engine.reporting.verdict.verdicts_for`)."""
+    ``centralized``) runs, and the pairings (:func:`engine.reporting.pairing.verdicts_for`)."""
     return verdicts_for(store, list(run_ids), best_round=best_round)
 
 
