@@ -301,9 +301,11 @@ def _float_step(value: float) -> float:
 
 
 def _float_format(value: float) -> str:
-    if value != 0 and abs(value) < 0.001:
+    if value == 0:  # a zero default (weight decay, momentum): any small value typed shows as typed
+        return "%g"
+    if abs(value) < 0.001:
         return "%.2e"
-    if value != 0 and abs(value) < 0.1:
+    if abs(value) < 0.1:
         return "%.4f"
     return "%.3f"
 
