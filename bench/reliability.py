@@ -768,7 +768,7 @@ def open_check_cost(tmp: Path) -> str:
 
 def report(results: list[Result], load: str, elapsed: float, cost: str = "") -> str:
     from engine.config_file import MAX_BYTES, MAX_DEPTH, MAX_NODES
-    from engine.tracking.storage import MAX_CONFIG_BYTES
+    from engine.tracking.writes import MAX_CONFIG_BYTES
 
     groups: dict[str, list[Result]] = {}
     for r in results:

@@ -266,11 +266,11 @@ def test_unwritable_checkpoint_folder_refuses_the_launch_without_a_row(tmp_path)
 
 
 def test_full_disk_refuses_the_launch_without_a_row(tmp_path, monkeypatch):
-    import engine.tracking.storage
+    import engine.tracking.writes
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(
-        engine.tracking.storage.shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20)
+        engine.tracking.writes.shutil, "disk_usage", lambda path: usage(10 * 2**30, 10 * 2**30, 2**20)
     )
     mgr = RunManager(Store(tmp_path / "runs.db"), workers=1)
     try:

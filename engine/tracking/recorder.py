@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.recorder import Recorder
-from engine.tracking.storage import Store, finite_or_none
+from engine.tracking.storage import Store
+from engine.tracking.writes import finite_or_none
 
 log = logging.getLogger("fedmosaic.tracking")
 
