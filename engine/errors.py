@@ -116,6 +116,11 @@ class RunNotFoundError(FedMosaicError):
     """No run with that id in the database."""
 
 
+class RunStateError(FedMosaicError):
+    """The run's status does not allow this (resume a finished run, delete a run another process
+    is running); the message says what to do instead."""
+
+
 class CancelledError(FedMosaicError):
     """Raised inside a run when its cancel event is set; the run ends as ``cancelled``."""
 

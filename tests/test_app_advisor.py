@@ -8,8 +8,8 @@ import contextlib
 import os
 
 from engine.design import document, launching
+from engine.errors import RunStateError
 from engine.tracking import pilots
-from engine.tracking.runs import RunStateError
 from tests.test_app_support import app, assert_clean
 
 

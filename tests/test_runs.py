@@ -15,10 +15,10 @@ import torch
 from conftest import digits_config
 
 from engine.config import parse_config
-from engine.errors import ConfigError, RunNotFoundError
+from engine.errors import ConfigError, RunNotFoundError, RunStateError
 from engine.strategies.fedavg import FedAvg
 from engine.tracking.liveness import owner_alive, process_owner
-from engine.tracking.runs import RunManager, RunStateError, get_manager
+from engine.tracking.runs import RunManager, get_manager
 from engine.tracking.storage import Store
 from engine.tracking.variants import deep_merge, set_path, strategy_label
 

@@ -17,7 +17,7 @@ from engine.tracking.recorder import SqliteRecorder
 from engine.tracking.schema import ACTIVE
 
 if TYPE_CHECKING:
-    from engine.tracking.runs import _Handle
+    from engine.tracking.launching import RunHandle
 
 log = logging.getLogger("fedmosaic.runs")
 
@@ -46,7 +46,7 @@ class Execution:
             finally:
                 self._forget(handle)
 
-    def _execute(self, handle: _Handle) -> None:
+    def _execute(self, handle: RunHandle) -> None:
         from engine.core.simulation import Simulation
 
         run_id = handle.run_id
@@ -91,7 +91,7 @@ class Execution:
                 self.store.update_run(run_id, status="interrupted", error=message, live=None)
                 self.store.add_event(run_id, message, "warning")
 
-    def _run_process(self, handle: _Handle) -> tuple[str, str] | None:
+    def _run_process(self, handle: RunHandle) -> tuple[str, str] | None:
         """Train the run in ``python -m engine.tracking.worker`` and wait for it; a cancel becomes
         SIGTERM (the worker stops between batches and records ``cancelled``). Returns the failure when the
         process ended badly (its message and the end of its error output), else ``None``."""
