@@ -15,8 +15,8 @@ import torch
 from engine.core import training
 from engine.core.client import template
 from engine.core.evaluation import evaluate_clients, global_figures, rows_per_call
-from engine.core.metrics import record_keys, summarize_clients
-from engine.core.scores import reference_scores
+from engine.core.metrics import record_keys
+from engine.core.scores import reference_scores, summarize_clients
 from engine.core.state import detach, load_into
 from engine.data import Federation, Split
 from engine.types import ClientInfo

@@ -33,8 +33,9 @@ from engine import threads
 from engine.config import ExperimentConfig
 from engine.core.checkpoints import Checkpoints
 from engine.core.client import ClientJob
-from engine.core.metrics import record_keys, summarize_clients
+from engine.core.metrics import record_keys
 from engine.core.recorder import Recorder
+from engine.core.scores import summarize_clients
 from engine.core.scoring import Scoring
 from engine.core.seeding import numpy_rng
 from engine.core.setup import SetUp
