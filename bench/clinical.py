@@ -1,4 +1,4 @@
-"""The messy multi-site clinical table (``engine/data/clinical.py``): FedMosaic's default
+"""The messy multi-site clinical table (``engine/data/datasets/clinical.py``): FedMosaic's default
 federated setup against a pooled scikit-learn logistic regression on the same split.
 
 For each seed: the table is generated, split by hospital (natural partition: five clients), and
@@ -111,7 +111,7 @@ def run_one(path: Path, seed: int, setup: str, rounds: int, root: Path) -> dict[
 
 def measure(seeds: list[int], rounds: int) -> dict[str, list[dict[str, float]]]:
     from engine.data import DataConfig, build
-    from engine.data.clinical import write_messy_clinical_csv
+    from engine.data.datasets.clinical import write_messy_clinical_csv
 
     results: dict[str, list[dict[str, float]]] = {"lr": [], **{s: [] for s in SETUPS}}
     with tempfile.TemporaryDirectory() as tmp:

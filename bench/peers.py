@@ -115,7 +115,7 @@ def mnist_images(folder: Path, samples: int, seed: int = 0) -> tuple[torch.Tenso
     """``samples`` images (stratified draw, fixed seed) of a user's MNIST IDX files in ``folder``
     (``train-images-idx3-ubyte[.gz]`` and the other three), scaled to [0, 1]."""
     from engine.data.base import stratified_split
-    from engine.data.vision_files import IDX_FILES, read_idx
+    from engine.data.datasets.vision_files import IDX_FILES, read_idx
 
     def find(stem: str) -> Path:
         for name in (stem, stem + ".gz"):

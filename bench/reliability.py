@@ -176,7 +176,7 @@ def cases(tmp: Path) -> list[Case]:  # noqa: C901, PLR0915 - a catalogue
     )
 
     def http_download() -> None:
-        from engine.data.vision_files import download
+        from engine.data.datasets.vision_files import download
 
         try:
             download("http://example.org/x.gz", tmp / "x.gz", None)

@@ -201,7 +201,7 @@ def test_stray_empty_column_and_xlsx_upload(tmp_path: Path) -> None:
 
 
 def test_messy_multi_site_file_shows_missingness_and_codes(tmp_path: Path) -> None:
-    from engine.data.clinical import write_messy_clinical_csv
+    from engine.data.datasets.clinical import write_messy_clinical_csv
 
     content = write_messy_clinical_csv(tmp_path / "clinical.csv").read_bytes()
     at = upload(app("data"), "clinical.csv", content)

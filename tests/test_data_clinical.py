@@ -1,4 +1,4 @@
-"""The accuracy target on the messy multi-site table (engine/data/clinical.py): the default
+"""The accuracy target on the messy multi-site table (engine/data/datasets/clinical.py): the default
 federated setup - FedAvg over MLP clients, federated preprocessing statistics - within 2 points of
 a pooled scikit-learn logistic regression on the same split, and ``centralized`` within 1 point,
 on the primary metric (balanced accuracy: one hospital is ~94% positive) at each client's best
@@ -17,7 +17,7 @@ from bench.clinical import SITES, config, pooled_logistic_regression
 from engine.config import ExperimentConfig
 from engine.core.simulation import Simulation
 from engine.data import DataConfig, build
-from engine.data.clinical import write_messy_clinical_csv
+from engine.data.datasets.clinical import write_messy_clinical_csv
 
 SEEDS = (0, 1, 2)
 

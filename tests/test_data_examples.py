@@ -50,7 +50,7 @@ def test_hospital_csv_matches_its_generator(tmp_path, monkeypatch):
 
 
 def test_clinical_sites_csv_matches_its_generator(tmp_path):
-    from engine.data.clinical import write_messy_clinical_csv
+    from engine.data.datasets.clinical import write_messy_clinical_csv
 
     out = write_messy_clinical_csv(tmp_path / "clinical_sites.csv")
     assert out.read_bytes() == (REPO / "examples" / "data" / "clinical_sites.csv").read_bytes()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.data import PARTITIONERS, DataConfig, Dataset, build, heterogeneity, label_histograms
-from engine.data.partition_natural import NaturalParams, groups_of
+from engine.data.partitioners.natural import NaturalParams, groups_of
 from engine.errors import DataError
 from engine.models.base import InputSpec
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.data import DataConfig, partition_preview
-from engine.data.clinical import messy_clinical_frame, write_messy_clinical_csv
+from engine.data.datasets.clinical import messy_clinical_frame, write_messy_clinical_csv
 from engine.data.profile import label_skew, skew_sentence
 from engine.design import schema
 from engine.labels import dataset_label, for_page

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from engine.data import DataConfig, inspect_csv, load_dataset
-from engine.data.reading import detect_encoding, read_table
+from engine.data.tables.reading import detect_encoding, read_table
 from engine.errors import DataError
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import DATASETS, DataConfig, build, load_dataset, natural_groups, vision_files
+from engine.data import DATASETS, DataConfig, build, load_dataset, natural_groups
+from engine.data.datasets import vision_files
 from engine.errors import ConfigError, DataError
 
 

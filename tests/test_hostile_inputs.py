@@ -119,7 +119,7 @@ def test_allowed_roots_read_uploads_examples_and_operator_folders(tmp_path, monk
 
 
 def test_image_folder_with_download_on_creates_nothing_outside_the_data_directory(tmp_path, monkeypatch):
-    from engine.data import vision_files
+    from engine.data.datasets import vision_files
 
     monkeypatch.setattr(
         vision_files.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download may be attempted")
@@ -135,7 +135,7 @@ def test_image_folder_with_download_on_creates_nothing_outside_the_data_director
 
 
 def test_downloads_are_https_only():
-    from engine.data import vision_files
+    from engine.data.datasets import vision_files
 
     assert vision_files.FASHION_MNIST.base_url.startswith("https://")
     assert vision_files.MNIST.base_url.startswith("https://") and vision_files.CIFAR_URL.startswith(

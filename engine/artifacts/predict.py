@@ -1,7 +1,7 @@
 """Predictions of a kept model on new data: a table with the training schema (CSV, .xlsx,
 Parquet; the target column optional) or image files.
 
-The file is read by the data path's reader (:func:`engine.data.reading.read_table`: encodings,
+The file is read by the data path's reader (:func:`engine.data.tables.reading.read_table`: encodings,
 separators and decimal marks detected, .xlsx and Parquet), checked against the model's schema
 (missing and unknown columns named), encoded as the training rows were
 (:mod:`engine.artifacts.schema`) and passed through the client's own fitted preprocessing and
@@ -81,7 +81,7 @@ def encode(
                 "training columns"
             )
         return read_images(images, list(config["input"]["shape"]))
-    from engine.data.reading import read_table
+    from engine.data.tables.reading import read_table
 
     table = read_table(source, name=name, max_file_mb=MAX_BYTES / 2**20)
     target = config.get("target", {})

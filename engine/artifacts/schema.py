@@ -7,7 +7,7 @@ never seen exactly as its site prepared the training rows:
 - ``table`` (a CSV/xlsx/Parquet file read as rows): the feature columns with their types, a
   categorical column's categories (one one-hot slot each, in training order), an ordinal's order,
   a date's calendar parts, the missing-value codes. New rows go through the same encoding
-  (:mod:`engine.data.csv_infer`), then the client's fitted preprocessing fills and scales them.
+  (:mod:`engine.data.tables.infer`), then the client's fitted preprocessing fills and scales them.
 - ``pixels`` (a table whose feature columns are pixels, ``data.image_shape``): the pixel columns
   in order, the image shape and whether values were divided by 255.
 - ``features`` (a built-in tabular dataset): its named numeric columns.
@@ -20,7 +20,7 @@ never seen exactly as its site prepared the training rows:
   series' history: a window needs ``length`` rows.
 
 Built-in sequence datasets are not read back from files (they have no table of rows). Files are
-read by :mod:`engine.data.reading` (the Data page's reader: encodings, separators, decimal commas,
+read by :mod:`engine.data.tables.reading` (the Data page's reader: encodings, separators, decimal commas,
 .xlsx, Parquet); nothing is evaluated or unpickled.
 """
 
@@ -235,8 +235,8 @@ def _encode_rows(
     schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], check: bool = True
 ) -> np.ndarray:
     from engine.data.config import ColumnSpec
-    from engine.data.csv_encode import encode_column
-    from engine.data.csv_infer import ColumnPlan, apply_missing_codes, parse_times
+    from engine.data.tables.encode import encode_column
+    from engine.data.tables.infer import ColumnPlan, apply_missing_codes, parse_times
 
     codes = {
         name: ColumnSpec(missing_values=values) for name, values in schema.get("missing_values", {}).items()
@@ -302,12 +302,12 @@ def _encodemake_windows(
     warnings: list[str],
 ) -> Encoded:
     """Cut a table of rows into the model's time-series windows, as the training rows were cut
-    (:func:`engine.data.csv_data` ``_windows``: sorted by series and time, never crossing a series;
+    (:func:`engine.data.tables.dataset` ``_windows``: sorted by series and time, never crossing a series;
     a window's target is ``horizon`` rows after its end). One prediction per window; the rows shown
     are the target rows (their time and series)."""
     from engine.data.config import DataConfig
-    from engine.data.csv_infer import parse_times
-    from engine.data.csv_target import make_windows
+    from engine.data.tables.infer import parse_times
+    from engine.data.tables.target import make_windows
 
     cfg = DataConfig.model_validate({"dataset": "csv", **schema["data"]})
     w = cfg.window

@@ -24,7 +24,7 @@ def natural_groups(data_cfg: DataConfig, root: Path) -> list[str]:
 
     :raises DataError: the partition is not ``natural``, or its column is missing or has one value.
     """
-    from engine.data.partition_natural import groups_of
+    from engine.data.partitioners.natural import groups_of
 
     if data_cfg.partition.method != "natural":
         raise DataError(f"data.partition.method is '{data_cfg.partition.method}', not 'natural'")

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from engine.data import inspect_csv, load_dataset, natural_groups
 from engine.data.config import COLUMN_TYPES, DataConfig
-from engine.data.reading import EXTENSIONS
 from engine.data.stats import SOURCES
+from engine.data.tables.reading import EXTENSIONS
 from engine.errors import ConfigError, DataError, FedMosaicError, StorageError, validation_problems
 from engine.labels import for_page
 from engine.tracking.storage import default_data_dir

@@ -117,7 +117,7 @@ def site_tables(fed: Any, spec: dict[str, Any], config: Any, root: Path) -> list
     data = fed.data
     schema = spec["schema"]
     if schema.get("form") == "table" or schema.get("form") == "pixels":
-        from engine.data.csv_data import _read, resolve_path
+        from engine.data.tables.dataset import _read, resolve_path
 
         frame = _read(resolve_path(config.data.path, root), config.data).frame
         rows = data.rows if data.rows is not None else np.arange(len(data))

@@ -161,8 +161,8 @@ def site_data(exp: Experiment, path: Path, site: int) -> Any:
     from engine.artifacts.schema import encode_table
     from engine.data.federation import ClientData, Split
     from engine.data.preprocess import Affine, fit
-    from engine.data.reading import read_table
     from engine.data.stats import Site, aggregate, feature_view
+    from engine.data.tables.reading import read_table
     from engine.errors import DataError
 
     spec = exp.spec

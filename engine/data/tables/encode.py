@@ -1,4 +1,4 @@
-"""Encoding a table's columns as its plans say (:mod:`engine.data.csv_infer` makes the plans):
+"""Encoding a table's columns as its plans say (:mod:`engine.data.tables.infer` makes the plans):
 numbers as they are, categories one-hot or as ordinal codes, booleans as 0/1, dates as calendar
 features; missing values stay NaN for each client's preprocessing to fill."""
 
@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from engine.data.csv_infer import (
+from engine.data.stats import Feature
+from engine.data.tables.infer import (
     FALSE,
     TRUE,
     ColumnPlan,
@@ -19,7 +20,6 @@ from engine.data.csv_infer import (
     line_of,
     parse_times,
 )
-from engine.data.stats import Feature
 from engine.errors import DataError
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from engine.data.base import PARTITIONERS, Dataset, Partitioner, PartitionParams
-from engine.data.partition import IID
+from engine.data.partitioners.iid_dirichlet import IID
 
 
 class FeatureParams(PartitionParams):

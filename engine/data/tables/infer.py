@@ -1,5 +1,5 @@
 """Turning a table's columns into numeric features: pure functions over a pandas DataFrame, used
-by the ``csv`` dataset and by :func:`engine.data.csv_data.inspect_csv`.
+by the ``csv`` dataset and by :func:`engine.data.tables.dataset.inspect_csv`.
 
 Each column gets an inferred type (numeric, boolean, categorical, ordinal, datetime, id, empty),
 which ``data.columns`` can override; :func:`encode_columns` then produces float features in which

@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pandas.api import types as ptypes
 
 from engine.data.config import DataConfig
-from engine.data.csv_infer import ColumnPlan, line_of
+from engine.data.tables.infer import ColumnPlan, line_of
 from engine.errors import DataError
 
 MAX_AUTO_CLASSES = 20

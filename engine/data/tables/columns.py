@@ -1,4 +1,4 @@
-"""The column steps of :func:`engine.data.csv_data.table_to_dataset`: which columns have a role
+"""The column steps of :func:`engine.data.tables.dataset.table_to_dataset`: which columns have a role
 besides features (partition, window, time, split), every column's plan, the report's view of the
 schema and missing values, the rows shaped as the model reads them (table, images or windows), and
 the target's description."""
@@ -14,9 +14,9 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from engine.data.config import DataConfig
-from engine.data.csv_infer import ColumnPlan, line_of, parse_times
-from engine.data.csv_target import check_classes, make_windows, split_candidates
 from engine.data.stats import Feature
+from engine.data.tables.infer import ColumnPlan, line_of, parse_times
+from engine.data.tables.target import check_classes, make_windows, split_candidates
 from engine.errors import DataError
 from engine.models.base import InputSpec
 

@@ -16,7 +16,7 @@ train, test or validation data (:attr:`Dataset.split`). Three other shapes of th
   :attr:`Dataset.columns`, one client per value.
 
 :func:`inspect_csv` runs the same inference on an upload before any config exists, for the Data
-page's schema table. Files are read by :mod:`engine.data.reading` (CSV text, .xlsx, Parquet):
+page's schema table. Files are read by :mod:`engine.data.tables.reading` (CSV text, .xlsx, Parquet):
 nothing is evaluated or unpickled.
 """
 
@@ -32,7 +32,8 @@ import torch
 from engine.access import confine
 from engine.data.base import DATASETS, Dataset, DatasetSource, as_tensor_x
 from engine.data.config import DataConfig
-from engine.data.csv_columns import (
+from engine.data.stats import Feature
+from engine.data.tables.columns import (
     column_roles,
     count_missing,
     describe_columns,
@@ -41,11 +42,10 @@ from engine.data.csv_columns import (
     plan_columns,
     shape_input,
 )
-from engine.data.csv_encode import encode_columns
-from engine.data.csv_infer import Numbers, apply_missing_codes, infer_columns
-from engine.data.csv_target import encode_target, infer_task, read_split
-from engine.data.reading import Table, read_table
-from engine.data.stats import Feature
+from engine.data.tables.encode import encode_columns
+from engine.data.tables.infer import Numbers, apply_missing_codes, infer_columns
+from engine.data.tables.reading import Table, read_table
+from engine.data.tables.target import encode_target, infer_task, read_split
 from engine.errors import DataError
 
 _TARGET_NAMES = ("target", "label", "labels", "y", "class", "outcome")

@@ -16,7 +16,7 @@ within 30 days). The defects:
 - ``spo2`` is constant (98) at ``Northfield``, whose monitors export a default;
 - a few empty cells everywhere, an identifier column, yes/no and M/F text.
 
-    from engine.data.clinical import write_messy_clinical_csv
+    from engine.data.datasets.clinical import write_messy_clinical_csv
     write_messy_clinical_csv("examples/data/clinical_sites.csv")
 """
 

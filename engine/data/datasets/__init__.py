@@ -1,0 +1,1 @@
+"""The registered datasets, one file each; `engine.data` imports every module here."""
