@@ -154,7 +154,7 @@ def test_a_sweep_sets_each_budget_and_a_no_dp_reference() -> None:
 
 
 def test_model_cards_get_each_clients_spend_and_the_servers_guarantee() -> None:
-    from engine.artifacts.keep import privacy_of
+    from engine.artifacts.entries import privacy_of
 
     cfg = design() | {
         "rounds": 2,
