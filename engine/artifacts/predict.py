@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from engine.artifacts.encode import IMAGE_SUFFIXES, Encoded, encode_table, read_images
 from engine.artifacts.load import Loaded
-from engine.artifacts.schema import IMAGE_SUFFIXES, Encoded, encode_table, read_images
 from engine.core import training
 from engine.core.scores import constant_outputs, scores
 from engine.errors import DataError, ModelNotFoundError

@@ -158,7 +158,7 @@ def site_data(exp: Experiment, path: Path, site: int) -> Any:
     """The site's train and test splits, prepared as the experiment prepares them."""
     from safetensors.torch import load_file
 
-    from engine.artifacts.schema import encode_table
+    from engine.artifacts.encode import encode_table
     from engine.data.federation import ClientData, Split
     from engine.data.preprocess import Affine, fit
     from engine.data.stats import Site, aggregate, feature_view
