@@ -137,7 +137,7 @@ def test_clients_smaller_than_the_batch_match_sequential():
 def test_stacked_optimizer_follows_torch_optim_and_skips_inactive_clients(kind):
     """Three clients with their own hyperparameters; client 1 has no batch at step 2 and client 2
     none at step 1: each must end where torch.optim, stepping only when active, puts it."""
-    from engine.executors.vectorized import _StackedOptimizer
+    from engine.executors.stacked import StackedOptimizer
 
     g = torch.Generator().manual_seed(0)
     k, shapes, n_steps = 3, {"w": (4, 5), "b": (4,)}, 4
@@ -148,7 +148,7 @@ def test_stacked_optimizer_follows_torch_optim_and_skips_inactive_clients(kind):
     active[0, 2] = False
     lr, mom, wd = [0.1, 0.05, 0.02], [0.9, 0.5, 0.0], [0.0, 1e-2, 1e-1]
     stacked = {n: t.clone() for n, t in start.items()}
-    opt = _StackedOptimizer(kind, stacked, torch.tensor(lr), torch.tensor(mom), torch.tensor(wd))
+    opt = StackedOptimizer(kind, stacked, torch.tensor(lr), torch.tensor(mom), torch.tensor(wd))
     steps = torch.zeros(k, dtype=torch.long)
     for t in range(n_steps):
         steps = steps + active[t].long()
