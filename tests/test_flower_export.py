@@ -237,7 +237,7 @@ def test_heterogeneous_strategies_run_as_a_custom_flower_strategy(
 
 
 @pytest.mark.slow
-def test_fedavg_in_flowers_simulation_matches_fedmosaic(store, tmp_path: Path) -> None:  # noqa: ANN001
+def test_fedavg_in_flowers_simulation_matches_fedmosaic(store, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Flower's Ray-based simulation, 3 rounds, the same split: within 1 point of FedMosaic."""
     from flwr.simulation import run_simulation
 
@@ -245,9 +245,7 @@ def test_fedavg_in_flowers_simulation_matches_fedmosaic(store, tmp_path: Path) -
     expected = fedmosaic_figures(store, path)
     app = export_flower(path, tmp_path / "app")
     server_app, client_app = load_app(app)
-    import os
-
-    os.chdir(app)  # the apps resolve data/ and results/ against the app folder; pytest restores cwd per test
+    monkeypatch.chdir(app)  # the apps resolve data/ and results/ against the app folder (cwd restored after)
     run_simulation(
         server_app=server_app,
         client_app=client_app,
