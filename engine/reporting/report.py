@@ -8,21 +8,19 @@ Built from the database alone, with the figure builders of :mod:`engine.reportin
 
 from __future__ import annotations
 
-import html
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from engine.core.metrics import Metric, client_key, headline_keys, run_primary, shared_primary, summary_keys
 from engine.errors import ConfigError, StorageError
 from engine.reporting import charts
 from engine.reporting.charts import headline_label
+from engine.reporting.markup import CSS, Figures, esc, html_table, json_script
 from engine.reporting.pairing import verdicts_for
 from engine.reporting.tables import manifest, runs_summary, seed_summary
 from engine.sanitize import safe_filename
@@ -44,79 +42,6 @@ def _short(keys: Sequence[str]) -> dict[str, str]:
 PER_RUN_CHARTS = 6
 """Runs beyond this many get no per-client charts (the report stays light)."""
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
-color:#1d1d1f;padding:0 1rem;line-height:1.45}
-h1{margin-bottom:.2rem}h2{margin-top:2.4rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
-.meta{color:#666;font-size:.9rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.88rem;display:block;overflow-x:auto}
-th,td{border:1px solid #ddd;padding:.3rem .55rem;text-align:left;white-space:nowrap}
-th{background:#f5f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
-pre{background:#f6f8fa;padding:.8rem;overflow:auto;font-size:.8rem;max-height:28rem}
-details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}
-.status-finished{color:#1a7f37}.status-failed{color:#cf222e}.status-cancelled,.status-interrupted{color:#9a6700}
-.chart{margin:1rem 0}.note{color:#666;font-style:italic}
-.verdict{padding:.5rem .8rem;border-radius:6px;background:#eef5fb}.verdict-better{background:#e7f4ea}
-.verdict-worse{background:#fdf0e6}
-"""
-
-
-def _esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return ""
-        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
-    return _esc(value)
-
-
-def _table(
-    df: pd.DataFrame, columns: Sequence[str] | None = None, labels: dict[str, str] | None = None
-) -> str:
-    if df.empty:
-        return '<p class="note">Nothing recorded.</p>'
-    columns = [c for c in (columns or df.columns) if c in df.columns]
-    labels = labels or {}
-    head = "".join(
-        f'<th title="{_esc(charts.metric_label(c))}">{_esc(labels.get(c, c))}</th>' for c in columns
-    )
-    rows = []
-    for record in df[columns].to_dict("records"):
-        cells = []
-        for c in columns:
-            v = record[c]
-            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
-            css = ' class="num"' if numeric else (f' class="status-{_esc(v)}"' if c == "status" else "")
-            cells.append(f"<td{css}>{_number(v) if numeric else _esc(v)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _json_script(element_id: str, value: Any) -> str:
-    """JSON readable by machines (``<script type="application/json">``), safe inside HTML."""
-    text = json.dumps(value, indent=2, sort_keys=False, default=str).replace("</", "<\\/")
-    return f'<script type="application/json" id="{_esc(element_id)}">{text}</script>'
-
-
-class _Figures:
-    """Figure HTML fragments; plotly.js is inlined once, with the first figure."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def html(self, fig: go.Figure) -> str:
-        fragment = fig.to_html(
-            full_html=False,
-            include_plotlyjs=self.count == 0,
-            config={"displaylogo": False, "responsive": True},
-            div_id=f"chart-{self.count}",
-        )
-        self.count += 1
-        return f'<div class="chart">{fragment}</div>'
-
 
 def primary_metric(keys: set[str], runs: Sequence[dict[str, Any]] = ()) -> str | None:
     """The round key to headline the report's curves with: the runs' primary metric on the clients'
@@ -125,7 +50,7 @@ def primary_metric(keys: set[str], runs: Sequence[dict[str, Any]] = ()) -> str |
     return next((k for k in headline_keys(metric, best_first=False) if k in keys), None)
 
 
-def _verdict_html(store: Store, ids: Sequence[str], figures: _Figures) -> list[str]:
+def _verdict_html(store: Store, ids: Sequence[str], figures: Figures) -> list[str]:
     """The verdict section: each strategy against its paired local (and centralized) runs, as
     sentences and the who-gains chart (nothing when no run is paired)."""
     verdicts, pairings = verdicts_for(store, list(ids))
@@ -139,14 +64,14 @@ def _verdict_html(store: Store, ids: Sequence[str], figures: _Figures) -> list[s
         )
         return parts
     for v in verdicts:
-        parts.append(f'<p class="verdict verdict-{_esc(v.outcome)}"><strong>{_esc(v.sentence)}</strong></p>')
+        parts.append(f'<p class="verdict verdict-{esc(v.outcome)}"><strong>{esc(v.sentence)}</strong></p>')
     parts.append(
-        f'<p class="note">{_esc(verdicts[0].interval_note)} Figures at each client\'s best validation '
+        f'<p class="note">{esc(verdicts[0].interval_note)} Figures at each client\'s best validation '
         f"round.</p>"
     )
     local = [v for v in verdicts if v.baseline == "local"] or verdicts
     parts.append(figures.html(charts.gains(local)))
-    parts.append(_json_script("verdict-data", [v.as_dict() for v in verdicts]))
+    parts.append(json_script("verdict-data", [v.as_dict() for v in verdicts]))
     return parts
 
 
@@ -163,7 +88,7 @@ def _summary_html(store: Store, ids: Sequence[str], metric: Metric) -> list[str]
         table["cum_bytes_up"] = table["cum_bytes_up"] / 1e6
     parts.append("<h2>Summary</h2>")
     parts.append(
-        _table(
+        html_table(
             table,
             ["name", "status", "setting", "dataset", "seed", "n_clients", "rounds", *metrics],
             {"n_clients": "clients", **short},
@@ -189,8 +114,8 @@ def _summary_html(store: Store, ids: Sequence[str], metric: Metric) -> list[str]
                     cells[m] = f"{row[('mean', m)] / k:.4g} ± {row[('std', m)] / k:.2g}"
             rows.append(cells)
         parts.append("<h3>Averaged over seeds (mean ± std)</h3>")
-        parts.append(_table(pd.DataFrame(rows), ["setting", "seeds", *metrics], short))
-    parts.append(_json_script("summary-data", json.loads(summary.to_json(orient="records"))))
+        parts.append(html_table(pd.DataFrame(rows), ["setting", "seeds", *metrics], short))
+    parts.append(json_script("summary-data", json.loads(summary.to_json(orient="records"))))
     return parts
 
 
@@ -201,7 +126,7 @@ def _charts_html(
     primary: str | None,
     metric: Metric,
     client_metric: str | None,
-    figures: _Figures,
+    figures: Figures,
 ) -> list[str]:
     """Learning curves, communication and time, and the clients' spread."""
     keys = set(round_df["key"]) if not round_df.empty else set()
@@ -252,7 +177,7 @@ def _run_html(
     client_df: pd.DataFrame,
     roster: pd.DataFrame,
     client_metric: str | None,
-    figures: _Figures,
+    figures: Figures,
     first_without: bool,
 ) -> list[str]:
     """One run's section: its status, per-client charts (``client_metric``; ``first_without``:
@@ -261,14 +186,13 @@ def _run_html(
     parts: list[str] = []
     run_id = run["id"]
     parts.append(
-        f'<h2 id="run-{_esc(run_id)}">Run {_esc(run["name"])} '
-        f'<span class="meta">({_esc(run_id)}, <span class="status-{_esc(run["status"])}">'
-        f"{_esc(run['status'])}</span>)</span></h2>"
+        f'<h2 id="run-{esc(run_id)}">Run {esc(run["name"])} '
+        f'<span class="meta">({esc(run_id)}, <span class="status-{esc(run["status"])}">'
+        f"{esc(run['status'])}</span>)</span></h2>"
     )
     if run.get("error"):
         parts.append(
-            f"<p><strong>{'Error' if run['status'] == 'failed' else 'Note'}:</strong> "
-            f"{_esc(run['error'])}</p>"
+            f"<p><strong>{'Error' if run['status'] == 'failed' else 'Note'}:</strong> {esc(run['error'])}</p>"
         )
     if client_metric and not first_without:
         parts.append(figures.html(charts.final_client_bars(client_df, client_metric, roster, run_id=run_id)))
@@ -278,7 +202,7 @@ def _run_html(
     parts.append("<h3>Roster</h3>")
     mine = roster[roster["run_id"] == run_id] if not roster.empty else roster
     parts.append(
-        _table(
+        html_table(
             mine,
             [
                 "client_id",
@@ -301,12 +225,12 @@ def _run_html(
     config = run["config"]
     parts.append(
         "<details><summary>Config (re-run with <code>python -m engine run config.json</code>)</summary>"
-        f"<pre>{_esc(json.dumps(config, indent=2))}</pre></details>"
+        f"<pre>{esc(json.dumps(config, indent=2))}</pre></details>"
     )
-    parts.append(_json_script(f"config-{run_id}", config))
+    parts.append(json_script(f"config-{run_id}", config))
     parts.append(
         "<details><summary>Reproducibility manifest</summary>"
-        f"<pre>{_esc(json.dumps(manifest(store, run_id), indent=2, default=str))}</pre></details>"
+        f"<pre>{esc(json.dumps(manifest(store, run_id), indent=2, default=str))}</pre></details>"
     )
     events = store.events(run_id)
     if not events.empty:
@@ -315,7 +239,7 @@ def _run_html(
         events["round"] = [("" if pd.isna(r) else int(r)) for r in events["round"]]
         parts.append(
             "<details><summary>Event log</summary>"
-            + _table(events, ["time", "round", "level", "message"])
+            + html_table(events, ["time", "round", "level", "message"])
             + "</details>"
         )
     return parts
@@ -338,9 +262,9 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
     keys = set(round_df["key"]) if not round_df.empty else set()
     primary = primary_metric(keys, runs)
     metric = shared_primary(runs)
-    figures = _Figures()
+    figures = Figures()
     parts: list[str] = [
-        f"<h1>{_esc(title)}</h1>",
+        f"<h1>{esc(title)}</h1>",
         (
             f'<p class="meta">Generated {time.strftime("%Y-%m-%d %H:%M %Z")} by FedMosaic · '
             f"{len(runs)} run{'s' if len(runs) != 1 else ''} · opens offline in any browser</p>"
@@ -381,7 +305,7 @@ def build_report(store: Store, run_ids: Sequence[str], *, title: str | None = No
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
 
 
