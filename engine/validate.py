@@ -135,7 +135,7 @@ def validate(config: ExperimentConfig, root: Path | None = None) -> Report:
         except ConfigError as exc:
             report.errors.append(f"clients.{i} ({spec.name}): {exc}")
     if config.primary_metric != "auto":
-        from engine.core.metrics import choose_primary
+        from engine.core.primary import choose_primary
 
         try:
             choose_primary(config.primary_metric, data.task)

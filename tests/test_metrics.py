@@ -17,7 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from engine.core import metrics, scores
+from engine.core import metrics, primary, scores
 
 pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true:UserWarning")
 
@@ -100,14 +100,14 @@ def test_reference_is_the_majority_class_or_the_mean():
 def test_auto_primary_metric_is_balanced_accuracy_when_a_client_is_mostly_one_class():
     balanced = [[50, 50], [40, 60]]
     skewed = [[50, 50], [6, 94]]
-    assert metrics.choose_primary("auto", "classification", balanced).key == "acc"
-    chosen = metrics.choose_primary("auto", "classification", skewed, ["north", "south"])
+    assert primary.choose_primary("auto", "classification", balanced).key == "acc"
+    chosen = primary.choose_primary("auto", "classification", skewed, ["north", "south"])
     assert chosen.key == "bacc" and "south" in chosen.reason and "94%" in chosen.reason
-    assert metrics.choose_primary("auto", "classification", [[70, 30]]).key == "acc"  # exactly 70%: not over
-    assert metrics.choose_primary("auto", "regression").key == "r2"
-    assert metrics.choose_primary("macro_f1", "classification", skewed).key == "f1"
+    assert primary.choose_primary("auto", "classification", [[70, 30]]).key == "acc"  # exactly 70%: not over
+    assert primary.choose_primary("auto", "regression").key == "r2"
+    assert primary.choose_primary("macro_f1", "classification", skewed).key == "f1"
     with pytest.raises(ValueError, match="regression"):
-        metrics.choose_primary("auc", "regression")
+        primary.choose_primary("auc", "regression")
 
 
 def test_record_keys_name_their_metric_and_direction():

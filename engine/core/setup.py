@@ -13,7 +13,7 @@ import torch
 from engine import health
 from engine.core.client import ClientEnv
 from engine.core.evaluation import stratified_rows
-from engine.core.metrics import Primary, choose_primary
+from engine.core.primary import Primary, choose_primary
 from engine.core.seeding import numpy_rng, seeded
 from engine.core.state import detach
 from engine.data import Federation, label_histograms

@@ -7,7 +7,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from engine.core.metrics import choose_primary
+from engine.core.primary import choose_primary
 from engine.data import partition_preview
 from engine.design.document import DEFAULT_SEED
 from engine.design.roster import expanded_rows
