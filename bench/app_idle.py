@@ -22,25 +22,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from bench.app_server import ROOT, chromium_page, serving
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -48,12 +37,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its threads so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scratch_copy() -> tuple[Path, Path]:
@@ -67,40 +50,6 @@ def scratch_copy() -> tuple[Path, Path]:
     return root, root / ".venv" / "bin" / "python"
 
 
-def start_server(
-    home: Path, flags: list[str], log: Path, workers: int = 2, root: Path = ROOT, python: str = sys.executable
-) -> tuple[subprocess.Popen, str]:
-    """``streamlit run app.py`` from ``root`` (its config applies) on a free port."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "FEDMOSAIC_HOME": str(home),
-        "FEDMOSAIC_DB": str(home / "bench.db"),
-        "FEDMOSAIC_WORKERS": str(workers),
-        "PYTHONUNBUFFERED": "1",
-    }
-    proc = subprocess.Popen(
-        [str(python), "-m", "streamlit", "run", "app.py", "--server.port", str(port), *flags],
-        cwd=root,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("streamlit did not start: " + log.read_text()[-2000:])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=3)
@@ -112,17 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--flags", nargs=argparse.REMAINDER, default=[], help="extra streamlit server flags")
     args = parser.parse_args(argv)
-    from playwright.sync_api import sync_playwright
-
     home = Path(tempfile.mkdtemp(prefix="fedmosaic-idle-"))
     log = home / "server.log"
     root, python = scratch_copy() if args.copy else (ROOT, Path(sys.executable))
-    proc, url = start_server(home, args.flags, log, root=root, python=str(python))
+    env = {"FEDMOSAIC_WORKERS": "2", "PYTHONUNBUFFERED": "1"}
+    app = serving(home, env=env, flags=args.flags, root=root, python=python, log=log, timeout=120)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page()
-            page.goto(url)
+        with app as server, chromium_page(viewport=None, default_timeout=None, failure_dir=home) as page:
+            proc = server.proc
+            page.goto(server.url)
             page.get_by_text("Quick start", exact=False).first.wait_for(timeout=120_000)
             page.wait_for_timeout(3000)
             print(
@@ -134,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(args.seconds)
                 share = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
                 print(f"window {i + 1}: server CPU {100 * share:.1f}% of a core over {args.seconds:.0f} s")
-            browser.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
         if args.copy:
             shutil.rmtree(root, ignore_errors=True)
     overflow = log.read_text(errors="replace").count("Inotify queue overflowed")

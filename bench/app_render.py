@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.app_server import chromium_page, serving, start_server  # noqa: E402 - after the path
+
 ARCHS = ("mlp", "cnn", "resnet", "gru")
 TIERS = ("phone", "laptop", "edge", "server")
 
@@ -202,95 +204,45 @@ def _timed(at_factory: Any, repeats: int) -> list[float]:
 def browser_times(home: Path, big: str, repeats: int) -> dict[str, list[float]]:
     """Seconds from navigation until the page is drawn in headless Chromium (script finished, table
     or charts on screen), for the Runs page and the big run's Results tabs."""
-    import socket
-    import subprocess
-    import urllib.request
-
-    from playwright.sync_api import sync_playwright
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "FEDMOSAIC_HOME": str(home), "FEDMOSAIC_DB": str(home / "bench.db")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     out: dict[str, list[float]] = {}
-    try:
-        for _ in range(200):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.2)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            idle = (
-                "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
-                " return !w || !w.innerText.includes('Running'); }"
-            )
+    flags = ["--server.headless", "true", "--server.fileWatcherType", "none"]
+    with (
+        serving(home, flags=flags, timeout=120) as server,
+        chromium_page(default_timeout=None, failure_dir=home) as page,
+    ):
+        url = server.url
+        idle = (
+            "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+            " return !w || !w.innerText.includes('Running'); }"
+        )
 
-            def ready(selector: str, t0: float) -> float:
-                page.wait_for_timeout(50)
-                page.wait_for_function(idle, timeout=60_000)
-                page.locator(selector).first.wait_for(timeout=60_000)
-                return time.perf_counter() - t0
+        def ready(selector: str, t0: float) -> float:
+            page.wait_for_timeout(50)
+            page.wait_for_function(idle, timeout=60_000)
+            page.locator(selector).first.wait_for(timeout=60_000)
+            return time.perf_counter() - t0
 
-            def reload(path: str, selector: str) -> float:
-                t0 = time.perf_counter()
-                page.goto(f"{url}/{path}")
-                return ready(selector, t0)
+        def reload(path: str, selector: str) -> float:
+            t0 = time.perf_counter()
+            page.goto(f"{url}/{path}")
+            return ready(selector, t0)
 
-            def navigate(title: str, selector: str) -> float:
-                t0 = time.perf_counter()
-                page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
-                return ready(selector, t0)
+        def navigate(title: str, selector: str) -> float:
+            t0 = time.perf_counter()
+            page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
+            return ready(selector, t0)
 
-            table, chart = "[data-testid='stDataFrame'] canvas", "[data-testid='stPlotlyChart'] .main-svg"
-            reload(f"results?run={big}", chart)  # warm up: imports, the run manager, plotly.js, caches
-            out["browser: runs page (sidebar click)"] = []
-            out["browser: results page (sidebar click)"] = []
-            for _ in range(repeats):
-                out["browser: runs page (sidebar click)"].append(navigate("Runs", table))
-                out["browser: results page (sidebar click)"].append(navigate("Results", chart))
-            out["browser: runs page (full reload)"] = [reload("runs", table) for _ in range(repeats)]
-            out["browser: results page (full reload)"] = [
-                reload(f"results?run={big}", chart) for _ in range(repeats)
-            ]
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        table, chart = "[data-testid='stDataFrame'] canvas", "[data-testid='stPlotlyChart'] .main-svg"
+        reload(f"results?run={big}", chart)  # warm up: imports, the run manager, plotly.js, caches
+        out["browser: runs page (sidebar click)"] = []
+        out["browser: results page (sidebar click)"] = []
+        for _ in range(repeats):
+            out["browser: runs page (sidebar click)"].append(navigate("Runs", table))
+            out["browser: results page (sidebar click)"].append(navigate("Results", chart))
+        out["browser: runs page (full reload)"] = [reload("runs", table) for _ in range(repeats)]
+        out["browser: results page (full reload)"] = [
+            reload(f"results?run={big}", chart) for _ in range(repeats)
+        ]
     return out
 
 
@@ -340,56 +292,24 @@ PAGES = [
 def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> dict[str, list[float]]:
     """Seconds to open each page (sidebar click) and to reload pages while two runs train and a
     third waits, in headless Chromium (see the module docstring)."""
-    import socket
-    import subprocess
     import threading
     import urllib.request
 
-    from playwright.sync_api import sync_playwright
-
     from engine.tracking.storage import Store
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "FEDMOSAIC_HOME": str(home),
-        "FEDMOSAIC_DB": str(home / "bench.db"),
-        "FEDMOSAIC_WORKERS": "2",
-        "FEDMOSAIC_ISOLATION": isolation,
-    }
-    for var in ("OMP_NUM_THREADS", "FEDMOSAIC_THREADS"):  # the app as a user starts it
-        env.pop(var, None)
-    log = (home / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    server = start_server(
+        home,
+        env={"FEDMOSAIC_WORKERS": "2", "FEDMOSAIC_ISOLATION": isolation},
+        drop=("OMP_NUM_THREADS", "FEDMOSAIC_THREADS"),  # the app as a user starts it
+        flags=["--server.headless", "true"],
+        log=home / "server.log",
+        timeout=120,
     )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = server.proc, server.url
     out: dict[str, list[float]] = {}
     store = Store(home / "bench.db")
     console: list[str] = []  # the browser's own log: "disconnected from server" is written there
     try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.2)
         stalls: list[float] = []  # how long the server took to answer its health check, every 0.25 s
         probing = threading.Event()
 
@@ -404,22 +324,7 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
                 probing.wait(0.25)
 
         threading.Thread(target=probe, daemon=True).start()
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(120_000)
+        with chromium_page(default_timeout=120_000, failure_dir=home) as page:
             page.on("console", lambda msg: console.append(msg.text))
             idle = (
                 "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
@@ -498,19 +403,13 @@ def live_times(home: Path, repeats: int, isolation: str, rounds: int = 300) -> d
             out.update(cpu)
             states = [r["status"] for r in store.list_runs()]
             out["_runs_while_measured"] = [float(states.count("running")), float(states.count("queued"))]
-            browser.close()
         probing.set()
         out["live: server health check answer (every 0.25 s)"] = stalls
     finally:
         for r in store.list_runs():
             if r["status"] in ("queued", "running"):
                 store.request_cancel(r["id"])
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        server.stop(wait=30)
     text = (home / "server.log").read_text(errors="replace")
     out["_disconnects"] = [
         float(

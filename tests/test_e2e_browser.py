@@ -11,103 +11,42 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bench.app_server import CHROMIUM, ROOT, VIEWPORT, chromium_page, serving
+
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path(os.environ.get("FEDMOSAIC_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = ROOT / "docs" / "screenshots"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+# the server's flags (the repository's .streamlit/config.toml sets the same values)
+FLAGS = [
+    "--server.headless",
+    "true",
+    "--server.address",
+    "127.0.0.1",
+    "--browser.gatherUsageStats",
+    "false",
+    "--server.fileWatcherType",
+    "none",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def app_url(tmp_path: Path):
+    """The address of a fresh server whose home is ``tmp_path/home`` (database ``e2e.db``)."""
     if not CHROMIUM.exists():
         pytest.skip(
             f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does) to run the browser test"
         )
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "FEDMOSAIC_HOME": str(tmp_path / "home"),
-        "FEDMOSAIC_DB": str(tmp_path / "home" / "e2e.db"),
-        "FEDMOSAIC_WORKERS": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = (tmp_path / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:]
-                )
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    env = {"FEDMOSAIC_WORKERS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with serving(
+        tmp_path / "home", db="e2e.db", env=env, flags=FLAGS, log=tmp_path / "streamlit.log", timeout=60
+    ) as server:
+        yield server.url
 
 
 def _settle(page, timeout: float = 30_000) -> None:
@@ -134,7 +73,7 @@ def _shot(page, name: str) -> None:
     _settle(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
-    page.set_viewport_size({"width": 1440, "height": 1000})
+    page.set_viewport_size(VIEWPORT)
 
 
 def _no_errors(page) -> None:
@@ -179,114 +118,103 @@ def _nav(page, title: str, heading: str | None = None) -> None:
 
 @pytest.mark.timeout(300)
 def test_hospital_template_to_csv(app_url: str, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(app_url)
-            page.get_by_role("heading", name="FedMosaic").first.wait_for()
-            _settle(page)
-            _no_errors(page)
-            _shot(page, "home")
+    with chromium_page(accept_downloads=True, failure_dir=tmp_path) as page:
+        page.goto(app_url)
+        page.get_by_role("heading", name="FedMosaic").first.wait_for()
+        _settle(page)
+        _no_errors(page)
+        _shot(page, "home")
 
-            # load the hospital template: it opens the Data page with the split preview
-            page.locator(".st-key-tmpl-hospital button").click()
-            page.get_by_role("heading", name="Data").first.wait_for()
-            page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for()
-            _no_errors(page)
-            expect(page.get_by_text("Clients × classes").first).to_be_visible()
-            _shot(page, "data")
+        # load the hospital template: it opens the Data page with the split preview
+        page.locator(".st-key-tmpl-hospital button").click()
+        page.get_by_role("heading", name="Data").first.wait_for()
+        page.locator("[data-testid='stPlotlyChart']").nth(1).wait_for()
+        _no_errors(page)
+        expect(page.get_by_text("Clients × classes").first).to_be_visible()
+        _shot(page, "data")
 
-            # change one client's architecture: Hillcrest (an MLP) becomes a CNN
-            _nav(page, "Clients")
-            _choose(page, "Client", "3: Hillcrest")
-            form = page.locator("[data-testid='stForm']")
-            _choose(page, "Architecture", "cnn", scope=form)
-            form.get_by_role("button", name="Save client").click()
-            expect(page.get_by_text("Saved client Hillcrest.")).to_be_visible()
-            _settle(page)
-            _no_errors(page)
-            _shot(page, "clients")
+        # change one client's architecture: Hillcrest (an MLP) becomes a CNN
+        _nav(page, "Clients")
+        _choose(page, "Client", "3: Hillcrest")
+        form = page.locator("[data-testid='stForm']")
+        _choose(page, "Architecture", "cnn", scope=form)
+        form.get_by_role("button", name="Save client").click()
+        expect(page.get_by_text("Saved client Hillcrest.")).to_be_visible()
+        _settle(page)
+        _no_errors(page)
+        _shot(page, "clients")
 
-            # launch 3 rounds
-            _nav(page, "Launch")
-            rounds = page.get_by_label("Rounds", exact=True)
-            rounds.fill("3")
-            rounds.press("Enter")
-            _settle(page)
-            # a strategy that cannot run this roster is disabled and says why
-            expect(page.get_by_role("checkbox", name="fedavg", exact=True)).to_be_disabled()
-            expect(page.get_by_text("fedavg needs identical models").first).to_be_visible()
-            _no_errors(page)
-            _shot(page, "launch")
-            page.locator(".st-key-launch-go button").click()
-            page.get_by_text("Run launched").first.wait_for()
+        # launch 3 rounds
+        _nav(page, "Launch")
+        rounds = page.get_by_label("Rounds", exact=True)
+        rounds.fill("3")
+        rounds.press("Enter")
+        _settle(page)
+        # a strategy that cannot run this roster is disabled and says why
+        expect(page.get_by_role("checkbox", name="fedavg", exact=True)).to_be_disabled()
+        expect(page.get_by_text("fedavg needs identical models").first).to_be_visible()
+        _no_errors(page)
+        _shot(page, "launch")
+        page.locator(".st-key-launch-go button").click()
+        page.get_by_text("Run launched").first.wait_for()
 
-            # wait for it on the Runs page (the table refreshes itself while the run is active)
-            _nav(page, "Runs")
-            _wait_finished(page, 1, tmp_path)
-            _no_errors(page)
+        # wait for it on the Runs page (the table refreshes itself while the run is active)
+        _nav(page, "Runs")
+        _wait_finished(page, 1, tmp_path)
+        _no_errors(page)
 
-            # results: the learning curve is drawn; the CSV has one row per round
-            _nav(page, "Results", "Hospital network")
-            page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
-            expect(page.get_by_text("finished").first).to_be_visible()
-            _no_errors(page)
-            _shot(page, "results")
-            page.get_by_role("tab", name="Clients").click()
-            page.get_by_text("per client").first.wait_for()
-            _no_errors(page)
-            _shot(page, "results-clients")
-            page.get_by_role("tab", name="Learning curves").click()
-            _settle(page)
-            with page.expect_download() as info:
-                page.locator(".st-key-res-dl-csv").get_by_role("button", name="CSV (rounds)").click()
-            path = tmp_path / "rounds.csv"
-            info.value.save_as(path)
-            rows = list(csv.DictReader(io.StringIO(path.read_text())))
-            assert [int(float(r["round"])) for r in rows] == [1, 2, 3]
-            assert all(0.0 <= float(r["local_acc_mean"]) <= 1.0 for r in rows)
-            assert float(rows[-1]["cum_bytes_up"]) > float(rows[0]["cum_bytes_up"]) > 0
+        # results: the learning curve is drawn; the CSV has one row per round
+        _nav(page, "Results", "Hospital network")
+        page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for()
+        expect(page.get_by_text("finished").first).to_be_visible()
+        _no_errors(page)
+        _shot(page, "results")
+        page.get_by_role("tab", name="Clients").click()
+        page.get_by_text("per client").first.wait_for()
+        _no_errors(page)
+        _shot(page, "results-clients")
+        page.get_by_role("tab", name="Learning curves").click()
+        _settle(page)
+        with page.expect_download() as info:
+            page.locator(".st-key-res-dl-csv").get_by_role("button", name="CSV (rounds)").click()
+        path = tmp_path / "rounds.csv"
+        info.value.save_as(path)
+        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        assert [int(float(r["round"])) for r in rows] == [1, 2, 3]
+        assert all(0.0 <= float(r["local_acc_mean"]) <= 1.0 for r in rows)
+        assert float(rows[-1]["cum_bytes_up"]) > float(rows[0]["cum_bytes_up"]) > 0
 
-            # a sweep: two strategies x two seeds, then compare them with mean +- std bands
-            _nav(page, "Launch")
-            page.locator("label").filter(has_text=re.compile(r"^lg_fedavg$")).first.click()
-            expect(page.get_by_role("checkbox", name="lg_fedavg", exact=True)).to_be_checked()
-            _settle(page)
-            seeds = page.get_by_label("Seeds", exact=True)
-            seeds.fill("0-1")
-            seeds.press("Enter")
-            _settle(page)
-            page.locator(".st-key-launch-go").get_by_role("button", name=re.compile("Launch 4 runs")).click()
-            page.get_by_role("heading", name="Runs").first.wait_for()
-            _wait_finished(page, 4, tmp_path)
-            search = page.get_by_role(
-                "textbox", name=re.compile("^Search name")
-            ).first  # a rerun may briefly show two
-            search.fill("")
-            search.press("Enter")
-            page.get_by_text("5 runs").first.wait_for()
-            _no_errors(page)
-            _shot(page, "runs")
+        # a sweep: two strategies x two seeds, then compare them with mean +- std bands
+        _nav(page, "Launch")
+        page.locator("label").filter(has_text=re.compile(r"^lg_fedavg$")).first.click()
+        expect(page.get_by_role("checkbox", name="lg_fedavg", exact=True)).to_be_checked()
+        _settle(page)
+        seeds = page.get_by_label("Seeds", exact=True)
+        seeds.fill("0-1")
+        seeds.press("Enter")
+        _settle(page)
+        page.locator(".st-key-launch-go").get_by_role("button", name=re.compile("Launch 4 runs")).click()
+        page.get_by_role("heading", name="Runs").first.wait_for()
+        _wait_finished(page, 4, tmp_path)
+        search = page.get_by_role(
+            "textbox", name=re.compile("^Search name")
+        ).first  # a rerun may briefly show two
+        search.fill("")
+        search.press("Enter")
+        page.get_by_text("5 runs").first.wait_for()
+        _no_errors(page)
+        _shot(page, "runs")
 
-            _nav(page, "Compare", "Compare runs")
-            sweep = page.get_by_role("combobox", name="Whole sweep")
-            sweep.click()
-            page.get_by_role("option", name=re.compile("^sweep")).first.click()
-            page.get_by_text("(2 seeds)").first.wait_for()
-            page.locator("[data-testid='stPlotlyChart']").first.wait_for()
-            _no_errors(page)
-            _shot(page, "compare")
-            _nav(page, "Catalog")
-            _no_errors(page)
-            _shot(page, "catalog")
-        except Exception:
-            shot = Path(os.environ.get("FEDMOSAIC_E2E_FAILURE", tmp_path / "failure.png"))
-            page.screenshot(path=str(shot))
-            print(f"screenshot of the failure: {shot}")
-            raise
-        finally:
-            browser.close()
+        _nav(page, "Compare", "Compare runs")
+        sweep = page.get_by_role("combobox", name="Whole sweep")
+        sweep.click()
+        page.get_by_role("option", name=re.compile("^sweep")).first.click()
+        page.get_by_text("(2 seeds)").first.wait_for()
+        page.locator("[data-testid='stPlotlyChart']").first.wait_for()
+        _no_errors(page)
+        _shot(page, "compare")
+        _nav(page, "Catalog")
+        _no_errors(page)
+        _shot(page, "catalog")

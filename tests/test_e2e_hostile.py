@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_e2e_browser import ARGS, CHROMIUM, _nav, _settle, app_url  # noqa: F401 - the fixture
+from bench.app_server import chromium_page
+from tests.test_e2e_browser import _nav, _settle, app_url  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.browser
 
@@ -44,8 +45,6 @@ def test_hostile_design_file_and_names_in_the_browser(
     app_url: str,  # noqa: F811 - app_url is the imported fixture
     tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     design = {
         "name": "harmless looking",
         "rounds": 2,
@@ -55,9 +54,8 @@ def test_hostile_design_file_and_names_in_the_browser(
     upload = tmp_path / "design.json"
     upload.write_text(json.dumps(design))
     requested: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    # waits without a timeout of their own take Playwright's default (30 s), as they did
+    with chromium_page(default_timeout=30_000, failure_dir=tmp_path) as page:
         page.on("request", lambda r: requested.append(r.url))
         page.goto(app_url)
         page.get_by_role("heading", name="FedMosaic").first.wait_for(timeout=60_000)
@@ -105,6 +103,5 @@ def test_hostile_design_file_and_names_in_the_browser(
         page.locator("[data-testid='stDataFrame']").first.hover()  # the table's toolbar shows on hover
         page.wait_for_timeout(500)
         assert page.get_by_role("button", name="Download as CSV").count() == 0  # it would write names raw
-        browser.close()
     assert not [u for u in requested if "198.51.100.7" in u or "evil.test" in u], requested
     assert os.path.exists(tmp_path / "import-refused.png")

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.app_server import chromium_page
 from engine.config import parse_config
 from engine.core.simulation import Simulation
 from engine.tracking.storage import Store
 from tests.test_artifacts import ROOT, split_positions
-from tests.test_e2e_browser import ARGS, CHROMIUM, _choose, _no_errors, _settle, _shot, app_url  # noqa: F401
+from tests.test_e2e_browser import _choose, _no_errors, _settle, _shot, app_url  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +38,7 @@ def finished_run(db: Path) -> tuple[Simulation, Store]:
 
 @pytest.mark.timeout(300)
 def test_download_a_clients_model_and_predict_its_test_rows(app_url: str, tmp_path: Path) -> None:  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     sim, store = finished_run(tmp_path / "home" / "e2e.db")
     cid = 2
@@ -54,49 +55,41 @@ def test_download_a_clients_model_and_predict_its_test_rows(app_url: str, tmp_pa
         expected = torch.softmax(model(sim.federation.clients[cid].test.x), 1)
     classes = sim.federation.data.classes
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(90_000)
-        try:
-            page.goto(f"{app_url}/results?run={sim.run_id}")
-            page.get_by_role("heading", name="Models").first.wait_for()
-            _settle(page)
-            _choose(page, "Model", f"{name} (client {cid})")
-            with page.expect_download() as info:
-                page.locator(".st-key-res-models-dl").get_by_role("button").click()
-            info.value.save_as(tmp_path / "model.zip")
-            with zipfile.ZipFile(tmp_path / "model.zip") as zf:
-                files = set(zf.namelist())
-                card = zf.read(f"{sim.run_id}/best/client-{cid:02d}-{name}/README.md").decode()
-            for which in ("best", "final"):
-                base = f"{sim.run_id}/{which}/client-{cid:02d}-{name}/"
-                assert {
-                    base + f
-                    for f in ("model.safetensors", "preprocessing.safetensors", "config.json", "README.md")
-                } <= files
-            assert f"position {cid} of 5" in card
-            _no_errors(page)
-            _shot(page, "results-models")
+    with chromium_page(default_timeout=90_000, failure_dir=tmp_path) as page:
+        page.goto(f"{app_url}/results?run={sim.run_id}")
+        page.get_by_role("heading", name="Models").first.wait_for()
+        _settle(page)
+        _choose(page, "Model", f"{name} (client {cid})")
+        with page.expect_download() as info:
+            page.locator(".st-key-res-models-dl").get_by_role("button").click()
+        info.value.save_as(tmp_path / "model.zip")
+        with zipfile.ZipFile(tmp_path / "model.zip") as zf:
+            files = set(zf.namelist())
+            card = zf.read(f"{sim.run_id}/best/client-{cid:02d}-{name}/README.md").decode()
+        for which in ("best", "final"):
+            base = f"{sim.run_id}/{which}/client-{cid:02d}-{name}/"
+            assert {
+                base + f
+                for f in ("model.safetensors", "preprocessing.safetensors", "config.json", "README.md")
+            } <= files
+        assert f"position {cid} of 5" in card
+        _no_errors(page)
+        _shot(page, "results-models")
 
-            page.locator(".st-key-res-models-predict").get_by_role("button").click()
-            page.get_by_role("heading", name="Predict").first.wait_for()
-            _settle(page)
-            expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_value(
-                f"{name} (client {cid})"
-            )
-            page.locator(
-                "[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']"
-            ).set_input_files(str(upload))
-            page.get_by_text(f"{len(rows)} predictions by").first.wait_for()
-            _settle(page)
-            _no_errors(page)
-            _shot(page, "predict")
-            with page.expect_download() as info:
-                page.locator(".st-key-pred-download").get_by_role("button").click()
-            info.value.save_as(tmp_path / "predictions.csv")
-        finally:
-            browser.close()
+        page.locator(".st-key-res-models-predict").get_by_role("button").click()
+        page.get_by_role("heading", name="Predict").first.wait_for()
+        _settle(page)
+        expect(page.get_by_role("combobox", name="Model", exact=True)).to_have_value(f"{name} (client {cid})")
+        page.locator(
+            "[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']"
+        ).set_input_files(str(upload))
+        page.get_by_text(f"{len(rows)} predictions by").first.wait_for()
+        _settle(page)
+        _no_errors(page)
+        _shot(page, "predict")
+        with page.expect_download() as info:
+            page.locator(".st-key-pred-download").get_by_role("button").click()
+        info.value.save_as(tmp_path / "predictions.csv")
 
     got = list(csv.DictReader(io.StringIO((tmp_path / "predictions.csv").read_text())))
     assert [r["prediction"] for r in got] == [classes[i] for i in expected.argmax(1).tolist()]

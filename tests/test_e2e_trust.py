@@ -15,177 +15,141 @@ playwright is missing.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 from test_e2e_browser import _nav, _no_errors, _settle, _shot, _wait_finished, app_url  # noqa: F401 - a fixture
 
+from bench.app_server import chromium_page
+
 pytestmark = pytest.mark.browser
-CHROMIUM = Path(os.environ.get("FEDMOSAIC_CHROMIUM", "/usr/bin/chromium"))
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.mark.timeout(300)
 def test_one_compromised_site_compares_defences(app_url: str, tmp_path: Path) -> None:  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(app_url)
-            page.get_by_role("heading", name="FedMosaic").first.wait_for()
-            _settle(page)
-            page.locator(".st-key-tmpl-compromised_site button").click()
-            page.get_by_role("heading", name="Data").first.wait_for()
-            _settle(page)
-            _no_errors(page)
+    with chromium_page(failure_dir=tmp_path) as page:
+        page.goto(app_url)
+        page.get_by_role("heading", name="FedMosaic").first.wait_for()
+        _settle(page)
+        page.locator(".st-key-tmpl-compromised_site button").click()
+        page.get_by_role("heading", name="Data").first.wait_for()
+        _settle(page)
+        _no_errors(page)
 
-            _nav(page, "Launch")
-            rounds = page.get_by_label("Rounds", exact=True)
-            rounds.fill("4")
-            rounds.press("Enter")
-            _settle(page)
-            expect(page.get_by_role("heading", name="Defence against compromised clients")).to_be_visible()
-            # a roster with a compromised client starts with four defences to compare
-            for title in ("None (plain average)", "Coordinate median", "Trimmed mean", "Norm clipping"):
-                expect(page.get_by_text(title, exact=True).first).to_be_visible()
-            _no_errors(page)
-            _shot(page, "launch-defences")
-            page.locator(".st-key-launch-go").get_by_role("button", name=re.compile(r"Launch 4 runs")).click()
-            page.get_by_role("heading", name="Runs").first.wait_for()
-            _wait_finished(page, 4, tmp_path)
-            _no_errors(page)
+        _nav(page, "Launch")
+        rounds = page.get_by_label("Rounds", exact=True)
+        rounds.fill("4")
+        rounds.press("Enter")
+        _settle(page)
+        expect(page.get_by_role("heading", name="Defence against compromised clients")).to_be_visible()
+        # a roster with a compromised client starts with four defences to compare
+        for title in ("None (plain average)", "Coordinate median", "Trimmed mean", "Norm clipping"):
+            expect(page.get_by_text(title, exact=True).first).to_be_visible()
+        _no_errors(page)
+        _shot(page, "launch-defences")
+        page.locator(".st-key-launch-go").get_by_role("button", name=re.compile(r"Launch 4 runs")).click()
+        page.get_by_role("heading", name="Runs").first.wait_for()
+        _wait_finished(page, 4, tmp_path)
+        _no_errors(page)
 
-            _nav(page, "Compare", "Compare runs")
-            sweep = page.get_by_role("combobox", name="Whole sweep")
-            sweep.click()
-            page.get_by_role("option", name=re.compile("^sweep")).first.click()
-            heading = page.get_by_role("heading", name="Attacks and defences")
-            heading.wait_for()
-            chart = page.locator(".st-key-cmp-attack [data-testid='stPlotlyChart'] .main-svg").first
-            if not chart.count():
-                chart = page.locator("[data-testid='stPlotlyChart'] .main-svg").first
-            chart.wait_for()
-            _settle(page)
-            svg = page.locator("[data-testid='stPlotlyChart']").filter(has_text="attack success rate").first
-            expect(svg).to_be_visible()
-            for title in ("Coordinate median", "Norm clipping"):
-                expect(svg.get_by_text(title).first).to_be_visible()
-            _no_errors(page)
-            heading.scroll_into_view_if_needed()
-            _shot(page, "compare-attack")
-        except Exception:
-            shot = Path(os.environ.get("FEDMOSAIC_E2E_FAILURE", tmp_path / "failure.png"))
-            page.screenshot(path=str(shot))
-            print(f"screenshot of the failure: {shot}")
-            raise
-        finally:
-            browser.close()
+        _nav(page, "Compare", "Compare runs")
+        sweep = page.get_by_role("combobox", name="Whole sweep")
+        sweep.click()
+        page.get_by_role("option", name=re.compile("^sweep")).first.click()
+        heading = page.get_by_role("heading", name="Attacks and defences")
+        heading.wait_for()
+        chart = page.locator(".st-key-cmp-attack [data-testid='stPlotlyChart'] .main-svg").first
+        if not chart.count():
+            chart = page.locator("[data-testid='stPlotlyChart'] .main-svg").first
+        chart.wait_for()
+        _settle(page)
+        svg = page.locator("[data-testid='stPlotlyChart']").filter(has_text="attack success rate").first
+        expect(svg).to_be_visible()
+        for title in ("Coordinate median", "Norm clipping"):
+            expect(svg.get_by_text(title).first).to_be_visible()
+        _no_errors(page)
+        heading.scroll_into_view_if_needed()
+        _shot(page, "compare-attack")
 
 
 @pytest.mark.timeout(420)
 def test_privacy_budget_per_hospital(app_url: str, tmp_path: Path) -> None:  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(app_url)
-            page.get_by_role("heading", name="FedMosaic").first.wait_for()
-            _settle(page)
-            page.locator(".st-key-tmpl-privacy_hospitals button").click()
-            page.get_by_role("heading", name="Data").first.wait_for()
-            _settle(page)
-            _no_errors(page)
+    with chromium_page(failure_dir=tmp_path) as page:
+        page.goto(app_url)
+        page.get_by_role("heading", name="FedMosaic").first.wait_for()
+        _settle(page)
+        page.locator(".st-key-tmpl-privacy_hospitals button").click()
+        page.get_by_role("heading", name="Data").first.wait_for()
+        _settle(page)
+        _no_errors(page)
 
-            _nav(page, "Clients")
-            form = page.locator("[data-testid='stForm']").first  # client 0: Eastbrook, budget 1
-            expect(form.get_by_label("Train with differential privacy")).to_be_checked()
-            expect(form.get_by_role("textbox", name="ε budget (empty: none)")).to_have_value(
-                re.compile(r"^1(\.0*)?$")
-            )
-            _no_errors(page)
-            _shot(page, "clients-privacy")
+        _nav(page, "Clients")
+        form = page.locator("[data-testid='stForm']").first  # client 0: Eastbrook, budget 1
+        expect(form.get_by_label("Train with differential privacy")).to_be_checked()
+        expect(form.get_by_role("textbox", name="ε budget (empty: none)")).to_have_value(
+            re.compile(r"^1(\.0*)?$")
+        )
+        _no_errors(page)
+        _shot(page, "clients-privacy")
 
-            _nav(page, "Launch")
-            rounds = page.get_by_label("Rounds", exact=True)
-            rounds.fill("4")
-            rounds.press("Enter")
-            _settle(page)
-            expect(page.get_by_text(re.compile(r"4 of 5 clients train with DP-SGD"))).to_be_visible()
-            expect(page.get_by_text("Secure aggregation", exact=True).first).to_be_visible()
-            _no_errors(page)
-            _shot(page, "launch-privacy")
-            page.locator(".st-key-launch-go").get_by_role("button", name="Launch").click()
-            page.get_by_role("heading", name="Privacy budget per hospital").first.wait_for()  # its Results
-            _nav(page, "Runs")
-            _wait_finished(page, 1, tmp_path)
+        _nav(page, "Launch")
+        rounds = page.get_by_label("Rounds", exact=True)
+        rounds.fill("4")
+        rounds.press("Enter")
+        _settle(page)
+        expect(page.get_by_text(re.compile(r"4 of 5 clients train with DP-SGD"))).to_be_visible()
+        expect(page.get_by_text("Secure aggregation", exact=True).first).to_be_visible()
+        _no_errors(page)
+        _shot(page, "launch-privacy")
+        page.locator(".st-key-launch-go").get_by_role("button", name="Launch").click()
+        page.get_by_role("heading", name="Privacy budget per hospital").first.wait_for()  # its Results
+        _nav(page, "Runs")
+        _wait_finished(page, 1, tmp_path)
 
-            _nav(page, "Results", "Privacy budget per hospital")
-            page.get_by_role("tab", name="Privacy").click()
-            _settle(page)
-            eps = (
-                page.locator("[data-testid='stPlotlyChart']")
-                .filter(has_text="Privacy spent (ε) per client")
-                .first
-            )
-            eps.wait_for()
-            for hospital in ("Eastbrook", "Northfield"):
-                expect(eps.get_by_text(hospital).first).to_be_visible()
-            trade = page.locator("[data-testid='stPlotlyChart']").filter(
-                has_text="Privacy and accuracy per client"
-            )
-            expect(trade.first.get_by_text("no DP").first).to_be_visible()  # Westgate trains without DP
-            expect(
-                page.get_by_text(re.compile(r"Secure aggregation: the server saw only sums"))
-            ).to_be_visible()
-            _no_errors(page)
-            _shot(page, "results-privacy")
+        _nav(page, "Results", "Privacy budget per hospital")
+        page.get_by_role("tab", name="Privacy").click()
+        _settle(page)
+        eps = (
+            page.locator("[data-testid='stPlotlyChart']")
+            .filter(has_text="Privacy spent (ε) per client")
+            .first
+        )
+        eps.wait_for()
+        for hospital in ("Eastbrook", "Northfield"):
+            expect(eps.get_by_text(hospital).first).to_be_visible()
+        trade = page.locator("[data-testid='stPlotlyChart']").filter(
+            has_text="Privacy and accuracy per client"
+        )
+        expect(trade.first.get_by_text("no DP").first).to_be_visible()  # Westgate trains without DP
+        expect(page.get_by_text(re.compile(r"Secure aggregation: the server saw only sums"))).to_be_visible()
+        _no_errors(page)
+        _shot(page, "results-privacy")
 
-            budgets = page.get_by_label("Privacy budgets ε", exact=True)
-            budgets.fill("2, none")
-            budgets.press("Enter")
-            _settle(page)
-            page.locator(".st-key-priv-sweep_go button").click()
-            page.get_by_role("heading", name="Compare runs").first.wait_for()
-            _nav(page, "Runs")
-            _wait_finished(page, 3, tmp_path)
-            _nav(page, "Compare", "Compare runs")
-            sweep = page.get_by_role("combobox", name="Whole sweep")
-            sweep.click()
-            page.get_by_role("option", name=re.compile("^sweep")).first.click()
-            heading = page.get_by_role("heading", name="Privacy and utility")
-            heading.wait_for()
-            chart = (
-                page.locator("[data-testid='stPlotlyChart']")
-                .filter(has_text="Privacy-utility trade-off")
-                .first
-            )
-            chart.wait_for()
-            _settle(page)
-            expect(chart.get_by_text("fedavg, no DP").first).to_be_visible()
-            _no_errors(page)
-            heading.scroll_into_view_if_needed()
-            _shot(page, "compare-privacy")
-        except Exception:
-            shot = Path(os.environ.get("FEDMOSAIC_E2E_FAILURE", tmp_path / "failure.png"))
-            page.screenshot(path=str(shot))
-            print(f"screenshot of the failure: {shot}")
-            raise
-        finally:
-            browser.close()
+        budgets = page.get_by_label("Privacy budgets ε", exact=True)
+        budgets.fill("2, none")
+        budgets.press("Enter")
+        _settle(page)
+        page.locator(".st-key-priv-sweep_go button").click()
+        page.get_by_role("heading", name="Compare runs").first.wait_for()
+        _nav(page, "Runs")
+        _wait_finished(page, 3, tmp_path)
+        _nav(page, "Compare", "Compare runs")
+        sweep = page.get_by_role("combobox", name="Whole sweep")
+        sweep.click()
+        page.get_by_role("option", name=re.compile("^sweep")).first.click()
+        heading = page.get_by_role("heading", name="Privacy and utility")
+        heading.wait_for()
+        chart = (
+            page.locator("[data-testid='stPlotlyChart']").filter(has_text="Privacy-utility trade-off").first
+        )
+        chart.wait_for()
+        _settle(page)
+        expect(chart.get_by_text("fedavg, no DP").first).to_be_visible()
+        _no_errors(page)
+        heading.scroll_into_view_if_needed()
+        _shot(page, "compare-privacy")

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.app_server import chromium_page
 from tests.test_e2e_browser import (  # noqa: F401 - app_url is a fixture
-    ARGS,
-    CHROMIUM,
     _choose,
     _nav,
     _no_errors,
@@ -65,97 +64,84 @@ def test_three_sites_fedavg_against_local_over_three_seeds_gives_a_verdict(
     app_url: str,  # noqa: F811 - app_url is the imported fixture
     tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     table = write_sites_csv(tmp_path / "three_sites.csv")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(90_000)
-        try:
-            page.goto(app_url)
-            page.get_by_role("heading", name="FedMosaic").first.wait_for()
-            _settle(page)
+    with chromium_page(default_timeout=90_000, failure_dir=tmp_path, full_page=True) as page:
+        page.goto(app_url)
+        page.get_by_role("heading", name="FedMosaic").first.wait_for()
+        _settle(page)
 
-            # Data: upload the table, predict 'readmitted', one client per site
-            _nav(page, "Data")
-            _choose(page, "Dataset", "your own file (CSV, Excel, Parquet)")
-            page.locator(
-                "[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']"
-            ).set_input_files(str(table))
-            page.get_by_text("three_sites.csv").first.wait_for()
-            _settle(page)
-            _choose(page, "Target: the column to predict", "readmitted")
-            _choose(page, "Partition method", "natural")
-            _choose(page, "Split by column (one client per value)", "site")
-            page.locator(".st-key-data-fit_roster button").click()
-            _settle(page)
-            # the Data page shows the site-specific gaps before anything trains
-            expect(page.get_by_text(re.compile(r"'lactate' is 100% missing at East")).first).to_be_visible()
-            expect(page.get_by_text(re.compile(r"'bmi' is \d+% missing at North")).first).to_be_visible()
-            _no_errors(page)
-            _shot(page, "verdict-data")
+        # Data: upload the table, predict 'readmitted', one client per site
+        _nav(page, "Data")
+        _choose(page, "Dataset", "your own file (CSV, Excel, Parquet)")
+        page.locator(
+            "[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']"
+        ).set_input_files(str(table))
+        page.get_by_text("three_sites.csv").first.wait_for()
+        _settle(page)
+        _choose(page, "Target: the column to predict", "readmitted")
+        _choose(page, "Partition method", "natural")
+        _choose(page, "Split by column (one client per value)", "site")
+        page.locator(".st-key-data-fit_roster button").click()
+        _settle(page)
+        # the Data page shows the site-specific gaps before anything trains
+        expect(page.get_by_text(re.compile(r"'lactate' is 100% missing at East")).first).to_be_visible()
+        expect(page.get_by_text(re.compile(r"'bmi' is \d+% missing at North")).first).to_be_visible()
+        _no_errors(page)
+        _shot(page, "verdict-data")
 
-            # Launch: fedavg and its paired local, seeds 0-2, 3 rounds
-            _nav(page, "Launch")
-            rounds = page.get_by_label("Rounds", exact=True)
-            rounds.fill("3")
-            rounds.press("Enter")
-            _settle(page)
-            page.locator("label").filter(has_text=re.compile(r"^local$")).first.click()
-            expect(page.get_by_role("checkbox", name="local", exact=True)).to_be_checked()
-            _settle(page)
-            seeds = page.get_by_label("Seeds", exact=True)
-            seeds.fill("0-2")
-            seeds.press("Enter")
-            _settle(page)
-            expect(
-                page.get_by_text(re.compile("Headline of every chart, table and verdict")).first
-            ).to_be_visible()
-            page.locator(".st-key-launch-go").get_by_role("button", name=re.compile("Launch 6 runs")).click()
-            page.get_by_role("heading", name="Runs").first.wait_for()
-            _wait_finished(page, 6, tmp_path)
+        # Launch: fedavg and its paired local, seeds 0-2, 3 rounds
+        _nav(page, "Launch")
+        rounds = page.get_by_label("Rounds", exact=True)
+        rounds.fill("3")
+        rounds.press("Enter")
+        _settle(page)
+        page.locator("label").filter(has_text=re.compile(r"^local$")).first.click()
+        expect(page.get_by_role("checkbox", name="local", exact=True)).to_be_checked()
+        _settle(page)
+        seeds = page.get_by_label("Seeds", exact=True)
+        seeds.fill("0-2")
+        seeds.press("Enter")
+        _settle(page)
+        expect(
+            page.get_by_text(re.compile("Headline of every chart, table and verdict")).first
+        ).to_be_visible()
+        page.locator(".st-key-launch-go").get_by_role("button", name=re.compile("Launch 6 runs")).click()
+        page.get_by_role("heading", name="Runs").first.wait_for()
+        _wait_finished(page, 6, tmp_path)
 
-            # Compare the sweep: the verdict sentence and the who-gains chart
-            _nav(page, "Compare", "Compare runs")
-            page.get_by_role("combobox", name="Whole sweep").click()
-            page.get_by_role("option", name=re.compile("^sweep")).first.click()
-            _settle(page)
-            sentence = page.get_by_text(
-                re.compile(
-                    r"(fedavg (beats|falls behind) training alone by|No difference "
-                    r"beyond noise between fedavg and training alone).*over 3 seeds; "
-                    r"\d of 3 clients gain\."
-                )
-            ).first
-            sentence.wait_for()
-            expect(page.get_by_text(re.compile(r"95% t-interval over 3 seeds")).first).to_be_visible()
-            gains = page.locator("[data-testid='stPlotlyChart']", has_text=re.compile("Who gains")).first
-            gains.locator(".main-svg").first.wait_for()
-            for site in SITES:
-                expect(gains.get_by_text(site, exact=True).first).to_be_visible()
-            _no_errors(page)
-            _shot(page, "verdict-compare")
+        # Compare the sweep: the verdict sentence and the who-gains chart
+        _nav(page, "Compare", "Compare runs")
+        page.get_by_role("combobox", name="Whole sweep").click()
+        page.get_by_role("option", name=re.compile("^sweep")).first.click()
+        _settle(page)
+        sentence = page.get_by_text(
+            re.compile(
+                r"(fedavg (beats|falls behind) training alone by|No difference "
+                r"beyond noise between fedavg and training alone).*over 3 seeds; "
+                r"\d of 3 clients gain\."
+            )
+        ).first
+        sentence.wait_for()
+        expect(page.get_by_text(re.compile(r"95% t-interval over 3 seeds")).first).to_be_visible()
+        gains = page.locator("[data-testid='stPlotlyChart']", has_text=re.compile("Who gains")).first
+        gains.locator(".main-svg").first.wait_for()
+        for site in SITES:
+            expect(gains.get_by_text(site, exact=True).first).to_be_visible()
+        _no_errors(page)
+        _shot(page, "verdict-compare")
 
-            # Results of the fedavg run: the headline row and the same verdict
-            page.locator("[data-testid='stSidebarNav'] a", has_text="Results").first.click()
-            page.get_by_role("combobox", name="Run", exact=True).wait_for()
-            _settle(page)
-            _choose(page, "Run", next(o for o in _options(page, "Run") if "fedavg" in o and "seed 0" in o))
-            expect(page.get_by_text("At best validation rounds").first).to_be_visible()
-            expect(page.get_by_text("Final round").first).to_be_visible()
-            page.get_by_text(re.compile("over 3 seeds; \\d of 3 clients gain")).first.wait_for()
-            _no_errors(page)
-            _shot(page, "verdict-results")
-        except Exception:
-            import os
-
-            shot = Path(os.environ.get("FEDMOSAIC_E2E_FAILURE", tmp_path / "failure.png"))
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"screenshot of the failure: {shot}")
-            raise
-        finally:
-            browser.close()
+        # Results of the fedavg run: the headline row and the same verdict
+        page.locator("[data-testid='stSidebarNav'] a", has_text="Results").first.click()
+        page.get_by_role("combobox", name="Run", exact=True).wait_for()
+        _settle(page)
+        _choose(page, "Run", next(o for o in _options(page, "Run") if "fedavg" in o and "seed 0" in o))
+        expect(page.get_by_text("At best validation rounds").first).to_be_visible()
+        expect(page.get_by_text("Final round").first).to_be_visible()
+        page.get_by_text(re.compile("over 3 seeds; \\d of 3 clients gain")).first.wait_for()
+        _no_errors(page)
+        _shot(page, "verdict-results")
 
 
 def _options(page, label: str) -> list[str]:

@@ -319,20 +319,16 @@ def test_build_report_needs_a_run(runs):
 def test_html_report_renders_its_charts_offline_in_chromium(runs, tmp_path):
     """The report opened from disk in headless Chromium with every network request blocked:
     each chart draws an SVG, and no script fails."""
-    import os
-    from pathlib import Path
+    from bench.app_server import CHROMIUM, CHROMIUM_ARGS
 
-    chromium = Path(os.environ.get("FEDMOSAIC_CHROMIUM", "/usr/bin/chromium"))
-    if not chromium.exists():
-        pytest.skip(f"{chromium} is missing: install Debian's chromium to run the browser tests")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     store, ids = runs
     path = write_report(store, ids, tmp_path / "report.html")
     errors, requests = [], []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(chromium), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
