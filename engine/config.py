@@ -185,6 +185,13 @@ class ExperimentConfig(BaseModel):
     rep_dim: int = Field(
         64, ge=2, le=4096, description="representation width shared by every model's body and head"
     )
+    init: Literal["shared", "per_client"] = Field(
+        "shared",
+        title="Initial weights",
+        description="shared: clients with the same model start from the same weights, as the "
+        "reference libraries start every client from one model (what averaging a part of the "
+        "model, as LG-FedAvg and FedPer do, assumes); per_client: each client draws its own",
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     clients: list[ClientSpec] = Field(..., description="the roster")
     strategy: StrategySpec = Field(default_factory=StrategySpec)

@@ -16,8 +16,9 @@ from engine.tracking import pilots
 
 
 def design(**over) -> dict:
-    """Four MLP sites with a few dozen digits each (iid): sharing a model clearly beats training
-    alone on so little data, and a few rounds tell."""
+    """Four MLP sites with a few dozen digits each (iid), three epochs a round: alone, each site
+    overfits its few rows; sharing a model clearly beats that within a few rounds (FedAvg +4.6 to
+    +9.2 points over local on seed pairs 0-1 ... 6-7 of 3-round pilots, all four pairs positive)."""
     cfg = digits_config(
         rounds=8,
         data={
@@ -33,7 +34,7 @@ def design(**over) -> dict:
                 "model": {"arch": "mlp", "hidden": 32},
                 "optimizer": "adam",
                 "lr": 0.01,
-                "epochs": 1,
+                "epochs": 3,
                 "batch_size": 16,
             }
         ],

@@ -290,3 +290,38 @@ def test_weighted_mean_over_many_clients_matches_a_float64_loop():
     total = sum(weights)
     expected = sum(s["w"].double() * (w / total) for s, w in zip(states, weights, strict=True))
     assert torch.allclose(weighted_mean(states, weights)["w"].double(), expected, atol=1e-6)
+
+
+def _initial_states(**overrides):  # noqa: ANN202
+    cfg = digits_config(
+        clients=[
+            {"name": "a", "count": 2, "model": {"arch": "mlp", "hidden": 32}},
+            {"name": "b", "count": 1, "model": {"arch": "mlp", "hidden": 16}},
+        ],
+        **overrides,
+    )
+    sim = Simulation(parse_config(cfg))
+    sim.setup()
+    return [sim.initial[c.id] for c in sim.clients]
+
+
+def _same(x: dict, y: dict) -> bool:
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_clients_of_one_model_start_from_one_model_unless_told_otherwise():
+    a1, a2, b = _initial_states()
+    assert _same(a1, a2)  # the libraries' start: one model per architecture
+    assert not _same(a1, _initial_states(seed=1)[0])  # the seed still decides it
+    assert [v.shape for v in b.values()] != [v.shape for v in a1.values()]  # another model, another draw
+    own1, own2, _ = _initial_states(init="per_client")
+    assert not _same(own1, own2)
+
+
+def test_a_config_stored_before_init_existed_reads_as_per_client(store):
+    from engine.tracking.queries import parse_run
+
+    old = digits_config()
+    assert parse_run({"config": old})["config"]["init"] == "per_client"
+    new = parse_config(digits_config()).model_dump(mode="json")
+    assert parse_run({"config": new})["config"]["init"] == "shared"

@@ -9,9 +9,11 @@ in which clients run, on threads, or on which other clients exist. No constructo
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,3 +51,12 @@ def seeded(seed: int, *path: object) -> Iterator[None]:
     with RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, *path))
         yield
+
+
+def init_path(init: str, client_id: int, model: dict[str, Any]) -> tuple[object, ...]:
+    """The seed path of a client's initial weights: with ``init="shared"`` (the default) every
+    client of one model spec draws the same weights, as the reference libraries start all clients
+    from one model; with ``"per_client"`` each client draws its own."""
+    if init == "shared":
+        return ("init", json.dumps(model, sort_keys=True))
+    return ("init", client_id)

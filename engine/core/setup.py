@@ -14,7 +14,7 @@ from engine import health
 from engine.core.client import ClientEnv
 from engine.core.evaluation import stratified_rows
 from engine.core.primary import Primary, choose_primary
-from engine.core.seeding import numpy_rng, seeded
+from engine.core.seeding import init_path, numpy_rng, seeded
 from engine.core.state import detach
 from engine.data import Federation, label_histograms
 from engine.data import build as build_federation
@@ -54,7 +54,7 @@ class SetUp:
         self.flops: dict[int, int] = {}
         self.n_params: dict[int, int] = {}
         for c in self.clients:
-            with seeded(cfg.seed, "init", c.id):
+            with seeded(cfg.seed, *init_path(cfg.init, c.id, c.spec.model)):
                 model = self.build(c.spec.model)
             self.states[c.id] = {"model": detach(model.state_dict()), "extra": {}}
             key = c.arch_key

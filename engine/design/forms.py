@@ -144,6 +144,7 @@ LAUNCH_FIELDS = (
     "global_full_every",
     "checkpoint_every",
     "rep_dim",
+    "init",
     "deadline",
     "deadline_policy",
     "selection",

@@ -123,11 +123,11 @@ def client_info(exp: Experiment, site: int, n_train: int = 0, n_test: int = 0) -
 
 def initial_model(exp: Experiment, site: int) -> dict[str, Tensor]:
     """Site ``site``'s initial weights, drawn as the simulation draws them
-    (``seeded(seed, "init", site)``)."""
-    from engine.core.seeding import seeded
+    (:func:`engine.core.seeding.init_path`)."""
+    from engine.core.seeding import init_path, seeded
     from engine.core.state import detach
 
-    with seeded(exp.config.seed, "init", site):
+    with seeded(exp.config.seed, *init_path(exp.config.init, site, exp.roster[site].model)):
         model = exp.factory()(exp.roster[site].model)
     return detach(model.state_dict())
 

@@ -304,4 +304,9 @@ def parse_run(row: dict[str, Any]) -> dict[str, Any]:
                 out[key] = json.loads(out[key])
             except json.JSONDecodeError:
                 pass
+    config = out.get("config")
+    if isinstance(config, dict) and "clients" in config and "init" not in config:
+        # written before ``init`` existed, when every client drew its own initial weights: resuming,
+        # forking or reproducing such a run keeps its numbers
+        out["config"] = {**config, "init": "per_client"}
     return out
