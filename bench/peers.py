@@ -21,9 +21,9 @@ Two rosters, with the reference libraries' optimiser settings (PFLlib/HtFLlib on
 Figures: **personal acc** is the sample-weighted accuracy of each client's model on its own test
 rows (what PFLlib reports), **global acc** the mean over clients of each client's model on all
 clients' test rows together. The **hand-written loop** (:mod:`bench.reference_loop`) runs FedAvg,
-local and LG-FedAvg in the libraries' protocol with their torch-initialised FedAvgCNN on the same
-rows. Published or library figures come from a JSON file (``--figures``) and are printed beside
-ours with their source; figures measured on other data are labelled so.
+local, LG-FedAvg, FedPer and FedRep in the libraries' protocol with their torch-initialised
+FedAvgCNN on the same rows. Published or library figures come from a JSON file (``--figures``) and
+are printed beside ours with their source; figures measured on other data are labelled so.
 
 MNIST cannot be downloaded here. ``--make digits28`` writes the offline stand-in: scikit-learn's
 1,797 digits upscaled to 28x28 (:func:`bench.images.digits28`), dealt to 10 clients by
@@ -70,7 +70,7 @@ ROSTERS: dict[str, list[dict[str, Any]]] = {
 PUBLIC = {"fedavg_cnn": 0.0, "mixed": 0.1, "cnn_resnet_mlp": 0.0}
 THIRD = ("local", "lg_fedavg", "fedproto")
 """Strategies also run on the cnn/resnet/mlp roster (the issue's LG-FedAvg comparison)."""
-HAND = ("fedavg", "local", "lg_fedavg")
+HAND = ("fedavg", "local", "lg_fedavg", "fedper", "fedrep")
 
 
 # ---- making the federation CSV -------------------------------------------------------------------------
@@ -193,6 +193,36 @@ class Row:
     global_acc: dict[int, float] = field(default_factory=dict)
     wall_s: float = float("nan")
     note: str = ""
+    by_seed: dict[int, dict[int, float]] = field(default_factory=dict)
+    """Personal acc per round, per seed, when the row pools several seeds (``acc`` is their mean)."""
+
+
+def pool(rows: list[tuple[int, Row]]) -> list[Row]:
+    """One row per strategy, roster and source over the seeds run: the mean per round over the
+    seeds that reached it, the seeds' own figures in ``by_seed`` and their wall time summed."""
+    groups: dict[tuple[str, str, str, str], list[tuple[int, Row]]] = {}
+    for seed, row in rows:
+        groups.setdefault((row.strategy, row.roster, row.source, row.note), []).append((seed, row))
+    out = []
+    for (strategy, roster, source, note), members in groups.items():
+
+        def mean(part: str, members: list[tuple[int, Row]] = members) -> dict[int, float]:
+            rounds = set.intersection(*(set(getattr(r, part)) for _, r in members))
+            return {k: float(np.mean([getattr(r, part)[k] for _, r in members])) for k in sorted(rounds)}
+
+        out.append(
+            Row(
+                strategy,
+                roster,
+                source,
+                mean("acc"),
+                mean("global_acc"),
+                float(sum(r.wall_s for _, r in members)),
+                note,
+                {seed: dict(r.acc) for seed, r in members},
+            )
+        )
+    return out
 
 
 def plan(names: list[str]) -> list[tuple[str, str]]:
@@ -257,6 +287,7 @@ def run_hand(
     from bench.images import ReferenceFedAvgCNN
     from bench.reference_loop import run
     from engine.models.base import init_relu_layers
+    from engine.strategies.fedrep import FedRep
 
     def make() -> torch.nn.Module:
         model = ReferenceFedAvgCNN(shape[0], 10, dim)
@@ -278,6 +309,7 @@ def run_hand(
         rounds=rounds,
         seed=seed,
         same_start=init != "he-own",
+        head_epochs=FedRep.Params().head_epochs,  # FedMosaic's default, so the two run one algorithm
         **{k: SETTINGS[k] for k in ("lr", "batch_size", "epochs")},
     )
     source = "hand-written loop" + {"he": ", He init", "he-own": ", He init per client"}.get(init, "")
@@ -321,14 +353,18 @@ def targets(rows: list[Row], figures: dict[str, Any]) -> list[str]:
         ref_text: str,
         need: float,
         comparable: bool = True,
+        per_seed: list[float] | None = None,
     ) -> None:
         if value is None:
             lines.append(f"| {target} | {row.strategy} | {row.roster} | not measured | {ref_text} | — | — |")
             return
         diff = 100 * (value - ref)
         met = ("yes" if diff >= need else "no") if comparable else "not judged: other data"
+        text = f"{diff:+.1f}"
+        if per_seed:
+            text += " (by seed: " + ", ".join(f"{d:+.1f}" for d in per_seed) + ")"
         lines.append(
-            f"| {target} | {row.strategy} | {row.roster} | {value:.3f} | {ref_text} | {diff:+.1f} | {met} |"
+            f"| {target} | {row.strategy} | {row.roster} | {value:.3f} | {ref_text} | {text} | {met} |"
         )
 
     for name in ("fedavg", "local", *METHODS):
@@ -343,18 +379,21 @@ def targets(rows: list[Row], figures: dict[str, Any]) -> list[str]:
                         f["value"],
                         f"{f['value']:.3f} ({f['source'].split(' (')[0].split(',')[0]})",
                         bool(f.get("same_data", False)),
+                        None,
                     )
                 )
             for h in hand:
                 if roster == "fedavg_cnn" and h.strategy == strategy and 10 in h.acc:
-                    refs.append((h.acc[10], f"{h.acc[10]:.3f} ({h.source}, these rows)", True))
+                    refs.append((h.acc[10], f"{h.acc[10]:.3f} ({h.source}, these rows)", True, h))
             if not refs:
                 acc = row.acc.get(10)
                 lines.append(
                     f"| personal acc @10 within 1 point of the reference | {strategy} | {roster} | "
                     f"{fmt(acc)} | no reference figure given | — | not judged |"
                 )
-            for ref, text, comparable in refs:
+            for ref, text, comparable, h in refs:
+                seeds = sorted(set(row.by_seed) & set(h.by_seed)) if h is not None else []
+                diffs = [100 * (row.by_seed[k][10] - h.by_seed[k][10]) for k in seeds]
                 line(
                     "personal acc @10 within 1 point of the reference",
                     row,
@@ -363,6 +402,7 @@ def targets(rows: list[Row], figures: dict[str, Any]) -> list[str]:
                     text,
                     -1.0,
                     comparable,
+                    diffs if len(diffs) > 1 else None,
                 )
     local = ours.get(("local", "mixed"))
     for name in ("fedmd", "feddf"):
@@ -406,6 +446,11 @@ def report(
     split_honoured: bool,
 ) -> str:
     rounds = list(range(10, args.rounds + 1, 10))
+    seeds_text = (
+        f"Seed {args.seed[0]}"
+        if len(args.seed) == 1
+        else f"Seeds {', '.join(map(str, args.seed))}: every figure is the mean over them"
+    )
     lines = [
         "# FedMosaic beside the reference libraries",
         "",
@@ -417,7 +462,7 @@ def report(
         "",
         f"Federation: `{args.csv}` ({args.describe}). Every client every round, SGD lr 0.005 without "
         f"momentum, batch 10, 1 local epoch, feature width (rep_dim) {REP_DIM}: the reference libraries' "
-        f"settings. Seed {args.seed}. (The digits28 stand-in, scikit-learn's 1,797 digits upscaled to "
+        f"settings. {seeds_text}. (The digits28 stand-in, scikit-learn's 1,797 digits upscaled to "
         f"28x28 and dealt by Dirichlet(0.3) to 10 clients with a quarter of each client's rows marked "
         f"test, is written by `.venv/bin/python -m bench.peers --make digits28 --csv PATH`.)",
         "",
@@ -431,11 +476,13 @@ def report(
         "- **personal acc @r**: sample-weighted accuracy of each client's model on its own test rows after r "
         "rounds (PFLlib's figure);",
         "- **global acc @r**: mean over clients of each client's model on every client's test rows;",
-        "- **hand-written loop**: FedAvg, local and LG-FedAvg in the libraries' protocol with their "
+        "- **hand-written loop**: FedAvg, local, LG-FedAvg, FedPer and FedRep in the libraries' protocol "
+        "with their "
         "torch-initialised FedAvgCNN on the same rows (`bench/reference_loop.py`); **, He init**: the "
         "same loop with the FedAvgCNN He-initialised as FedMosaic's image models are, so the difference from "
         "FedMosaic's figures is the engine's, not the initialisation's; **, He init per client**: also each "
-        "client's model initialised on its own, as FedMosaic does (the libraries start all from one);",
+        "client's model initialised on its own (the libraries, and FedMosaic by default, start the clients "
+        "of one model from one draw);",
         "- **reference figure**: a published or library figure given to the harness, with its source. "
         "Figures measured on other data (MNIST) are not comparable number for number.",
         "",
@@ -444,6 +491,7 @@ def report(
         ["strategy", "roster", "run by"]
         + [f"personal acc @{r}" for r in rounds]
         + [f"global acc @{r}" for r in rounds]
+        + (["personal acc @10 by seed"] if len(args.seed) > 1 else [])
         + ["reference figure", "wall s"]
     )
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -455,6 +503,11 @@ def report(
             [row.strategy, row.roster, row.source]
             + [fmt(row.acc.get(r)) for r in rounds]
             + [fmt(row.global_acc.get(r)) for r in rounds]
+            + (
+                [" / ".join(fmt(row.by_seed.get(k, {}).get(10)) for k in args.seed)]
+                if len(args.seed) > 1
+                else []
+            )
             + [ref_text, f"{row.wall_s:.0f}"]
         )
         lines.append("| " + " | ".join(cells) + " |")
@@ -464,10 +517,13 @@ def report(
     n_test = getattr(args, "n_test", 0)
     if n_test:
         se = 100 * (0.85 * 0.15 / n_test) ** 0.5
+        k = len(args.seed)
         lines += [
-            f"One seed: a personal acc near 0.85 on these {n_test} test rows has a binomial standard error "
-            f"of about {se:.1f} points, so a difference of a point or two from a reference run on the same "
-            f"rows is within sampling noise.",
+            f"A personal acc near 0.85 on these {n_test} test rows has a binomial standard error of about "
+            f"{se:.1f} points for one seed"
+            + (f", about {se / k**0.5:.1f} for a mean over {k} independent seeds" if k > 1 else "")
+            + ", so a difference of a point or two from a reference run on the same rows is within "
+            "sampling noise.",
             "",
         ]
     ran = sum(r.wall_s for r in rows if r.wall_s == r.wall_s) / 60
@@ -497,7 +553,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 28, 28], help="image shape C H W")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="run seeds: each run and the hand-written loop once per seed, the page shows their mean "
+        "and judges the targets on it (--make deals the federation with the first)",
+    )
     parser.add_argument("--strategies", nargs="+", default=None, help="only these (default: every one)")
     parser.add_argument("--no-hand", action="store_true", help="skip the hand-written reference loop")
     parser.add_argument(
@@ -532,14 +595,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.make == "digits28":
         from bench.images import digits28
 
-        write_federation(args.csv, *digits28(), alpha=args.alpha, seed=args.seed)
+        write_federation(args.csv, *digits28(), alpha=args.alpha, seed=args.seed[0])
         print(f"wrote {args.csv}", file=sys.stderr)
         return 0
     if args.make == "mnist":
         if args.mnist_dir is None:
             parser.error("--make mnist needs --mnist-dir")
         write_federation(
-            args.csv, *mnist_images(args.mnist_dir, args.samples, args.seed), alpha=args.alpha, seed=args.seed
+            args.csv,
+            *mnist_images(args.mnist_dir, args.samples, args.seed[0]),
+            alpha=args.alpha,
+            seed=args.seed[0],
         )
         print(f"wrote {args.csv}", file=sys.stderr)
         return 0
@@ -554,7 +620,6 @@ def main(argv: list[str] | None = None) -> int:
     args.n_test = n_test
     figures = json.loads(args.figures.read_text(encoding="utf-8")) if args.figures else {}
     started = time.perf_counter()
-    rows: list[Row] = []
     if args.runs:
         todo = [tuple(pair.split(":", 1)) for pair in args.runs]
         unknown = [f"{n}:{r}" for n, r in todo if n not in STRATEGIES.names() or r not in ROSTERS]
@@ -572,45 +637,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache is not None and args.cache.is_file():
         cache = json.loads(args.cache.read_text(encoding="utf-8"))
     stat = args.csv.stat()
-    for i, (name, roster) in enumerate(todo, 1):
-        key = json.dumps([name, roster, args.rounds, args.seed, stat.st_size, stat.st_mtime_ns])
-        if key in cache:
-            row = Row(
-                **{
-                    **cache[key],
-                    "acc": {int(k): v for k, v in cache[key]["acc"].items()},
-                    "global_acc": {int(k): v for k, v in cache[key]["global_acc"].items()},
-                }
-            )
-        else:
-            try:
-                row = run_fedmosaic(name, roster, args.csv, args.shape, args.rounds, args.seed)
-            except Exception as exc:  # noqa: BLE001 - one failure must not sink the table
-                row = Row(name, roster, note=f"failed: {type(exc).__name__}: {exc}"[:200])
-            if args.cache is not None and not row.note:
-                cache[key] = row.__dict__
-                args.cache.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-        rows.append(row)
-        print(
-            f"[{i}/{len(todo)}] {name} ({roster}): {row.acc} {row.global_acc} {row.note}",
-            file=sys.stderr,
-            flush=True,
-        )
-    if not args.no_hand:
-        for init, algorithm in ((i, a) for i in args.hand_init for a in HAND):
-            key = json.dumps(
-                ["hand", algorithm, args.rounds, args.seed, stat.st_size, stat.st_mtime_ns]
-                + ([init] if init != "torch" else [])
-            )
+
+    def remember(key: str, row: Row) -> None:
+        if args.cache is not None:
+            cache[key] = {k: v for k, v in row.__dict__.items() if k != "by_seed"}
+            args.cache.write_text(json.dumps(cache, indent=1), encoding="utf-8")
+
+    def cached(key: str) -> Row:
+        entry = {k: v for k, v in cache[key].items() if k != "by_seed"}
+        for part in ("acc", "global_acc"):
+            entry[part] = {int(k): v for k, v in entry.get(part, {}).items()}
+        return Row(**entry)
+
+    runs: list[tuple[int, Row]] = []
+    for seed in args.seed:
+        for i, (name, roster) in enumerate(todo, 1):
+            key = json.dumps([name, roster, args.rounds, seed, stat.st_size, stat.st_mtime_ns])
             if key in cache:
-                row = Row(**{**cache[key], "acc": {int(k): v for k, v in cache[key]["acc"].items()}})
+                row = cached(key)
             else:
-                row = run_hand(algorithm, clients, args.shape, args.rounds, args.seed, init)
-                if args.cache is not None:
-                    cache[key] = row.__dict__
-                    args.cache.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-            rows.append(row)
-            print(f"hand ({init} init) {algorithm}: {row.acc}", file=sys.stderr, flush=True)
+                try:
+                    row = run_fedmosaic(name, roster, args.csv, args.shape, args.rounds, seed)
+                except Exception as exc:  # noqa: BLE001 - one failure must not sink the table
+                    row = Row(name, roster, note=f"failed: {type(exc).__name__}: {exc}"[:200])
+                if not row.note:
+                    remember(key, row)
+            runs.append((seed, row))
+            print(
+                f"[seed {seed}, {i}/{len(todo)}] {name} ({roster}): {row.acc} {row.global_acc} {row.note}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if not args.no_hand:
+            for init, algorithm in ((i, a) for i in args.hand_init for a in HAND):
+                key = json.dumps(
+                    ["hand", algorithm, args.rounds, seed, stat.st_size, stat.st_mtime_ns]
+                    + ([init] if init != "torch" else [])
+                )
+                if key in cache:
+                    row = cached(key)
+                else:
+                    row = run_hand(algorithm, clients, args.shape, args.rounds, seed, init)
+                    remember(key, row)
+                runs.append((seed, row))
+                print(f"[seed {seed}] hand ({init} init) {algorithm}: {row.acc}", file=sys.stderr, flush=True)
+    rows = pool(runs)
     order = {"fedavg_cnn": 0, "mixed": 1, "cnn_resnet_mlp": 2}
     rows.sort(
         key=lambda r: (
@@ -626,7 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     only += " --no-hand" if args.no_hand else f" --hand-init {' '.join(args.hand_init)}"
     figs = f" --figures {args.figures}" if args.figures else ""
     command = (
-        f".venv/bin/python -m bench.peers --csv {args.csv} --rounds {args.rounds} --seed {args.seed}"
+        f".venv/bin/python -m bench.peers --csv {args.csv} --rounds {args.rounds} "
+        f"--seed {' '.join(map(str, args.seed))}"
         f"{only}{figs} --out {args.out}"
     )
     text = report(

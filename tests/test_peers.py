@@ -84,3 +84,19 @@ def test_an_unknown_run_is_refused_before_anything_runs(tmp_path) -> None:
             ]
         )
     assert not (tmp_path / "out.md").exists()
+
+
+def test_seeds_pool_into_means_and_the_targets_show_each_seeds_difference() -> None:
+    from bench.peers import pool
+
+    runs = [
+        (0, row("lg_fedavg", "fedavg_cnn", 0.80)),
+        (1, row("lg_fedavg", "fedavg_cnn", 0.90)),
+        (0, row("lg_fedavg", "fedavg_cnn", 0.83, source="hand-written loop, He init")),
+        (1, row("lg_fedavg", "fedavg_cnn", 0.86, source="hand-written loop, He init")),
+    ]
+    ours, hand = pool(runs)
+    assert ours.acc[10] == pytest.approx(0.85) and ours.by_seed == {0: {10: 0.80}, 1: {10: 0.90}}
+    assert hand.acc[10] == pytest.approx(0.845) and hand.source == "hand-written loop, He init"
+    [judgement] = judged(targets([ours, hand], {}), "lg_fedavg", "fedavg_cnn")
+    assert judgement[5:] == ["+0.5 (by seed: -3.0, +4.0)", "yes"]  # judged on the mean, seeds shown
