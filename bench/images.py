@@ -56,5 +56,10 @@ class ReferenceFedAvgCNN(nn.Module):
         self.fc1 = nn.Sequential(nn.Linear(dim, 512), nn.ReLU())
         self.fc = nn.Linear(512, n_classes)
 
+    def features(self, x: Tensor) -> Tensor:
+        """The representation the output layer reads (fc1's 512 outputs): the body of the body/head
+        split that FedPer, FedRep, FedProto and FedKD use."""
+        return self.fc1(torch.flatten(self.conv2(self.conv1(x)), 1))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.fc1(torch.flatten(self.conv2(self.conv1(x)), 1)))
+        return self.fc(self.features(x))

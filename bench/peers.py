@@ -21,9 +21,10 @@ Two rosters, with the reference libraries' optimiser settings (PFLlib/HtFLlib on
 Figures: **personal acc** is the sample-weighted accuracy of each client's model on its own test
 rows (what PFLlib reports), **global acc** the mean over clients of each client's model on all
 clients' test rows together. The **hand-written loop** (:mod:`bench.reference_loop`) runs FedAvg,
-local, LG-FedAvg, FedPer and FedRep in the libraries' protocol with their torch-initialised
-FedAvgCNN on the same rows. Published or library figures come from a JSON file (``--figures``) and
-are printed beside ours with their source; figures measured on other data are labelled so.
+local, LG-FedAvg, FedPer, FedRep, FedProto, FD, FML and FedKD in the libraries' protocol (with
+FedMosaic's default parameters for each) with their torch-initialised FedAvgCNN on the same rows.
+Published or library figures come from a JSON file (``--figures``) and are printed beside ours
+with their source; figures measured on other data are labelled so.
 
 MNIST cannot be downloaded here. ``--make digits28`` writes the offline stand-in: scikit-learn's
 1,797 digits upscaled to 28x28 (:func:`bench.images.digits28`), dealt to 10 clients by
@@ -70,7 +71,7 @@ ROSTERS: dict[str, list[dict[str, Any]]] = {
 PUBLIC = {"fedavg_cnn": 0.0, "mixed": 0.1, "cnn_resnet_mlp": 0.0}
 THIRD = ("local", "lg_fedavg", "fedproto")
 """Strategies also run on the cnn/resnet/mlp roster (the issue's LG-FedAvg comparison)."""
-HAND = ("fedavg", "local", "lg_fedavg", "fedper", "fedrep")
+HAND = ("fedavg", "local", "lg_fedavg", "fedper", "fedrep", "fedproto", "fd", "fml", "fedkd")
 
 
 # ---- making the federation CSV -------------------------------------------------------------------------
@@ -278,16 +279,50 @@ def run_fedmosaic(
     return row
 
 
+def hand_options(algorithm: str, shape: list[int], he: bool) -> dict[str, Any]:
+    """What the hand-written loop needs to run ``algorithm`` as FedMosaic runs it by default:
+    FedMosaic's default parameters (FedRep's ``head_epochs``; the knowledge-sharing strategies'
+    ``params``) and, for FML and FedKD, the shared model FedMosaic builds by default written out in
+    plain torch (``make_shared``: an MLP at this ``rep_dim``, He-initialised when ``he``, as
+    FedMosaic's image models are)."""
+    from bench.reference_loop import DEFAULTS, MLP
+    from engine.models.base import init_relu_layers, scaled
+    from engine.strategies import STRATEGIES
+
+    defaults = STRATEGIES.get(algorithm).Params().model_dump()
+    if algorithm == "fedrep":
+        return {"head_epochs": defaults["head_epochs"]}
+    if algorithm not in DEFAULTS:
+        return {}
+    options: dict[str, Any] = {"params": {k: v for k, v in defaults.items() if k != "shared_model"}}
+    spec = defaults.get("shared_model")
+    if spec is not None:
+        if spec["arch"] != "mlp":
+            raise SystemExit(
+                f"the hand-written loop builds an MLP shared model, FedMosaic's default is {spec}"
+            )
+
+        def make_shared() -> torch.nn.Module:
+            n_in = int(np.prod(shape))
+            model = MLP(n_in, 10, scaled(spec["hidden"], spec["width"]), spec["depth"], REP_DIM)
+            if he:
+                init_relu_layers(model)
+            return model
+
+        options["make_shared"] = make_shared
+    return options
+
+
 def run_hand(
     algorithm: str, clients: list[Any], shape: list[int], rounds: int, seed: int, init: str = "torch"
 ) -> Row:
     """The hand-written loop with the libraries' FedAvgCNN, torch-initialised as they are (``init``
     ``torch``) or He-initialised as FedMosaic's image models are (``he``: the same loop, so the
-    difference from FedMosaic's figures is the engine's, not the initialisation's)."""
+    difference from FedMosaic's figures is the engine's, not the initialisation's), with FedMosaic's
+    default parameters for the algorithm (:func:`hand_options`)."""
     from bench.images import ReferenceFedAvgCNN
     from bench.reference_loop import run
     from engine.models.base import init_relu_layers
-    from engine.strategies.fedrep import FedRep
 
     def make() -> torch.nn.Module:
         model = ReferenceFedAvgCNN(shape[0], 10, dim)
@@ -309,7 +344,7 @@ def run_hand(
         rounds=rounds,
         seed=seed,
         same_start=init != "he-own",
-        head_epochs=FedRep.Params().head_epochs,  # FedMosaic's default, so the two run one algorithm
+        **hand_options(algorithm, shape, init.startswith("he")),  # FedMosaic's defaults: one algorithm
         **{k: SETTINGS[k] for k in ("lr", "batch_size", "epochs")},
     )
     source = "hand-written loop" + {"he": ", He init", "he-own": ", He init per client"}.get(init, "")
@@ -476,8 +511,8 @@ def report(
         "- **personal acc @r**: sample-weighted accuracy of each client's model on its own test rows after r "
         "rounds (PFLlib's figure);",
         "- **global acc @r**: mean over clients of each client's model on every client's test rows;",
-        "- **hand-written loop**: FedAvg, local, LG-FedAvg, FedPer and FedRep in the libraries' protocol "
-        "with their "
+        "- **hand-written loop**: FedAvg, local, LG-FedAvg, FedPer, FedRep, FedProto, FD, FML and FedKD in "
+        "the libraries' protocol with FedMosaic's default parameters for each and the libraries' "
         "torch-initialised FedAvgCNN on the same rows (`bench/reference_loop.py`); **, He init**: the "
         "same loop with the FedAvgCNN He-initialised as FedMosaic's image models are, so the difference from "
         "FedMosaic's figures is the engine's, not the initialisation's; **, He init per client**: also each "
