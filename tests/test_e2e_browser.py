@@ -110,6 +110,34 @@ def _choose(page, label: str, option: str, scope=None) -> None:
     raise AssertionError(f"could not choose {option!r} in {label!r}")
 
 
+def _type(page, label: str, text: str) -> None:
+    """Type ``text`` into the field labelled exactly ``label`` and submit it."""
+    field = page.get_by_label(label, exact=True)
+    field.fill(text)
+    field.press("Enter")
+    _settle(page)
+
+
+def _tick(page, name: str) -> None:
+    """Tick the checkbox labelled exactly ``name`` (a strategy on Launch) and wait for the rerun."""
+    from playwright.sync_api import expect
+
+    page.locator("label").filter(has_text=re.compile(f"^{re.escape(name)}$")).first.click()
+    expect(page.get_by_role("checkbox", name=name, exact=True)).to_be_checked()
+    _settle(page)
+
+
+def _open_template(page, app_url: str, key: str) -> None:
+    """Open the app's home page and load template ``key``: its Data page is drawn, error-free."""
+    page.goto(app_url)
+    page.get_by_role("heading", name="FedMosaic").first.wait_for()
+    _settle(page)
+    page.locator(f".st-key-tmpl-{key} button").click()
+    page.get_by_role("heading", name="Data").first.wait_for()
+    _settle(page)
+    _no_errors(page)
+
+
 def _nav(page, title: str, heading: str | None = None) -> None:
     page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
     page.get_by_role("heading", name=heading or title).first.wait_for(timeout=30_000)
@@ -148,10 +176,7 @@ def test_hospital_template_to_csv(app_url: str, tmp_path: Path) -> None:
 
         # launch 3 rounds
         _nav(page, "Launch")
-        rounds = page.get_by_label("Rounds", exact=True)
-        rounds.fill("3")
-        rounds.press("Enter")
-        _settle(page)
+        _type(page, "Rounds", "3")
         # a strategy that cannot run this roster is disabled and says why
         expect(page.get_by_role("checkbox", name="fedavg", exact=True)).to_be_disabled()
         expect(page.get_by_text("fedavg needs identical models").first).to_be_visible()
@@ -188,13 +213,8 @@ def test_hospital_template_to_csv(app_url: str, tmp_path: Path) -> None:
 
         # a sweep: two strategies x two seeds, then compare them with mean +- std bands
         _nav(page, "Launch")
-        page.locator("label").filter(has_text=re.compile(r"^lg_fedavg$")).first.click()
-        expect(page.get_by_role("checkbox", name="lg_fedavg", exact=True)).to_be_checked()
-        _settle(page)
-        seeds = page.get_by_label("Seeds", exact=True)
-        seeds.fill("0-1")
-        seeds.press("Enter")
-        _settle(page)
+        _tick(page, "lg_fedavg")
+        _type(page, "Seeds", "0-1")
         page.locator(".st-key-launch-go").get_by_role("button", name=re.compile("Launch 4 runs")).click()
         page.get_by_role("heading", name="Runs").first.wait_for()
         _wait_finished(page, 4, tmp_path)

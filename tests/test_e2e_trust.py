@@ -19,11 +19,30 @@ import re
 from pathlib import Path
 
 import pytest
-from test_e2e_browser import _nav, _no_errors, _settle, _shot, _wait_finished, app_url  # noqa: F401 - a fixture
+from test_e2e_browser import (  # noqa: F401 - app_url is a fixture
+    _nav,
+    _no_errors,
+    _open_template,
+    _settle,
+    _shot,
+    _type,
+    _wait_finished,
+    app_url,
+)
 
 from bench.app_server import chromium_page
 
 pytestmark = pytest.mark.browser
+
+
+def _compare_sweep(page, section: str):  # noqa: ANN202 - a playwright Locator
+    """Open Compare on the newest sweep and wait for its ``section`` heading (returned)."""
+    _nav(page, "Compare", "Compare runs")
+    page.get_by_role("combobox", name="Whole sweep").click()
+    page.get_by_role("option", name=re.compile("^sweep")).first.click()
+    heading = page.get_by_role("heading", name=section)
+    heading.wait_for()
+    return heading
 
 
 @pytest.mark.timeout(300)
@@ -31,19 +50,10 @@ def test_one_compromised_site_compares_defences(app_url: str, tmp_path: Path) ->
     from playwright.sync_api import expect
 
     with chromium_page(failure_dir=tmp_path) as page:
-        page.goto(app_url)
-        page.get_by_role("heading", name="FedMosaic").first.wait_for()
-        _settle(page)
-        page.locator(".st-key-tmpl-compromised_site button").click()
-        page.get_by_role("heading", name="Data").first.wait_for()
-        _settle(page)
-        _no_errors(page)
+        _open_template(page, app_url, "compromised_site")
 
         _nav(page, "Launch")
-        rounds = page.get_by_label("Rounds", exact=True)
-        rounds.fill("4")
-        rounds.press("Enter")
-        _settle(page)
+        _type(page, "Rounds", "4")
         expect(page.get_by_role("heading", name="Defence against compromised clients")).to_be_visible()
         # a roster with a compromised client starts with four defences to compare
         for title in ("None (plain average)", "Coordinate median", "Trimmed mean", "Norm clipping"):
@@ -55,12 +65,7 @@ def test_one_compromised_site_compares_defences(app_url: str, tmp_path: Path) ->
         _wait_finished(page, 4, tmp_path)
         _no_errors(page)
 
-        _nav(page, "Compare", "Compare runs")
-        sweep = page.get_by_role("combobox", name="Whole sweep")
-        sweep.click()
-        page.get_by_role("option", name=re.compile("^sweep")).first.click()
-        heading = page.get_by_role("heading", name="Attacks and defences")
-        heading.wait_for()
+        heading = _compare_sweep(page, "Attacks and defences")
         chart = page.locator(".st-key-cmp-attack [data-testid='stPlotlyChart'] .main-svg").first
         if not chart.count():
             chart = page.locator("[data-testid='stPlotlyChart'] .main-svg").first
@@ -80,13 +85,7 @@ def test_privacy_budget_per_hospital(app_url: str, tmp_path: Path) -> None:  # n
     from playwright.sync_api import expect
 
     with chromium_page(failure_dir=tmp_path) as page:
-        page.goto(app_url)
-        page.get_by_role("heading", name="FedMosaic").first.wait_for()
-        _settle(page)
-        page.locator(".st-key-tmpl-privacy_hospitals button").click()
-        page.get_by_role("heading", name="Data").first.wait_for()
-        _settle(page)
-        _no_errors(page)
+        _open_template(page, app_url, "privacy_hospitals")
 
         _nav(page, "Clients")
         form = page.locator("[data-testid='stForm']").first  # client 0: Eastbrook, budget 1
@@ -98,10 +97,7 @@ def test_privacy_budget_per_hospital(app_url: str, tmp_path: Path) -> None:  # n
         _shot(page, "clients-privacy")
 
         _nav(page, "Launch")
-        rounds = page.get_by_label("Rounds", exact=True)
-        rounds.fill("4")
-        rounds.press("Enter")
-        _settle(page)
+        _type(page, "Rounds", "4")
         expect(page.get_by_text(re.compile(r"4 of 5 clients train with DP-SGD"))).to_be_visible()
         expect(page.get_by_text("Secure aggregation", exact=True).first).to_be_visible()
         _no_errors(page)
@@ -130,20 +126,12 @@ def test_privacy_budget_per_hospital(app_url: str, tmp_path: Path) -> None:  # n
         _no_errors(page)
         _shot(page, "results-privacy")
 
-        budgets = page.get_by_label("Privacy budgets ε", exact=True)
-        budgets.fill("2, none")
-        budgets.press("Enter")
-        _settle(page)
+        _type(page, "Privacy budgets ε", "2, none")
         page.locator(".st-key-priv-sweep_go button").click()
         page.get_by_role("heading", name="Compare runs").first.wait_for()
         _nav(page, "Runs")
         _wait_finished(page, 3, tmp_path)
-        _nav(page, "Compare", "Compare runs")
-        sweep = page.get_by_role("combobox", name="Whole sweep")
-        sweep.click()
-        page.get_by_role("option", name=re.compile("^sweep")).first.click()
-        heading = page.get_by_role("heading", name="Privacy and utility")
-        heading.wait_for()
+        heading = _compare_sweep(page, "Privacy and utility")
         chart = (
             page.locator("[data-testid='stPlotlyChart']").filter(has_text="Privacy-utility trade-off").first
         )

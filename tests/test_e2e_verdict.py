@@ -24,6 +24,8 @@ from tests.test_e2e_browser import (  # noqa: F401 - app_url is a fixture
     _no_errors,
     _settle,
     _shot,
+    _tick,
+    _type,
     _wait_finished,
     app_url,
 )
@@ -93,17 +95,9 @@ def test_three_sites_fedavg_against_local_over_three_seeds_gives_a_verdict(
 
         # Launch: fedavg and its paired local, seeds 0-2, 3 rounds
         _nav(page, "Launch")
-        rounds = page.get_by_label("Rounds", exact=True)
-        rounds.fill("3")
-        rounds.press("Enter")
-        _settle(page)
-        page.locator("label").filter(has_text=re.compile(r"^local$")).first.click()
-        expect(page.get_by_role("checkbox", name="local", exact=True)).to_be_checked()
-        _settle(page)
-        seeds = page.get_by_label("Seeds", exact=True)
-        seeds.fill("0-2")
-        seeds.press("Enter")
-        _settle(page)
+        _type(page, "Rounds", "3")
+        _tick(page, "local")
+        _type(page, "Seeds", "0-2")
         expect(
             page.get_by_text(re.compile("Headline of every chart, table and verdict")).first
         ).to_be_visible()
