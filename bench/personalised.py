@@ -245,7 +245,8 @@ def report(
         "",
         f"Digits, Dirichlet(α = 0.3) over 10 clients (4 MLP with SGD, 3 CNN and 3 GRU with Adam), 2 local "
         f"epochs, {rounds} rounds, no public set; local test splits of {n_test[0]}-{n_test[-1]} samples in "
-        f"all; each client keeps 15% of its training rows for validation (the default). Seeds "
+        f"all; each client keeps 15% of its training rows for validation (the default); the clients of "
+        f"one model start from one draw (`init: shared`, the default). Seeds "
         f"{', '.join(map(str, seeds))}. Every figure is a paired difference, strategy minus `local` on the "
         f"same split and seed.",
         "",

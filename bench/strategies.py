@@ -251,7 +251,7 @@ def report(rows: list[Row], args: argparse.Namespace, command: str, elapsed: flo
         f"above) on the same split; heterofl runs those 10 MLP clients at widths 1 (4 clients), 0.5 (3) "
         f"and 0.25 (3) (**mlp-widths**), with the references on that roster too. Seeds: "
         f"{', '.join(map(str, args.seeds))}; figures are the final round's, mean ± standard deviation over "
-        f"seeds.",
+        f"seeds. The clients of one model start from one draw (`init: shared`, the default).",
         "",
         "- **global acc**: mean over clients of each client's model on the global test set;",
         "- **personal acc**: mean over clients of each client's model on its own local test split;",
