@@ -515,9 +515,14 @@ def report(
         "the libraries' protocol with FedMosaic's default parameters for each and the libraries' "
         "torch-initialised FedAvgCNN on the same rows (`bench/reference_loop.py`); **, He init**: the "
         "same loop with the FedAvgCNN He-initialised as FedMosaic's image models are, so the difference from "
-        "FedMosaic's figures is the engine's, not the initialisation's; **, He init per client**: also each "
-        "client's model initialised on its own (the libraries, and FedMosaic by default, start the clients "
-        "of one model from one draw);",
+        "FedMosaic's figures is the engine's, not the initialisation's"
+        + (
+            "; **, He init per client**: also each client's model initialised on its own (the libraries, "
+            "and FedMosaic by default, start the clients of one model from one draw);"
+            if "he-own" in getattr(args, "hand_init", ())
+            else ". Both start the clients of one model from one draw, as FedMosaic does by default "
+            "(`init: shared`);"
+        ),
         "- **reference figure**: a published or library figure given to the harness, with its source. "
         "Figures measured on other data (MNIST) are not comparable number for number.",
         "",
