@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
 from bench.peers import Row, main, targets
 
@@ -100,3 +102,26 @@ def test_seeds_pool_into_means_and_the_targets_show_each_seeds_difference() -> N
     assert hand.acc[10] == pytest.approx(0.845) and hand.source == "hand-written loop, He init"
     [judgement] = judged(targets([ours, hand], {}), "lg_fedavg", "fedavg_cnn")
     assert judgement[5:] == ["+0.5 (by seed: -3.0, +4.0)", "yes"]  # judged on the mean, seeds shown
+
+
+def test_make_mnist_writes_a_federation_of_a_users_idx_files_that_reads_back(tmp_path) -> None:
+    from test_data_sets import write_idx_set
+
+    from bench.peers import read_federation
+
+    labels = write_idx_set(tmp_path / "mnist", n_train=80, n_test=20)
+    csv = tmp_path / "fed.csv"
+    common = ["--csv", str(csv), "--make", "mnist", "--mnist-dir", str(tmp_path / "mnist")]
+    assert main([*common, "--samples", "60", "--seed", "3"]) == 0
+    names, clients = read_federation(csv, (1, 28, 28))
+    assert 2 <= len(names) <= 10 and set(names) <= {f"site-{k:02d}" for k in range(10)}  # Dirichlet(0.3)
+    x = [c.x_train for c in clients] + [c.x_test for c in clients]
+    y = [c.y_train for c in clients] + [c.y_test for c in clients]
+    assert sum(len(t) for t in y) == 60  # the draw asked for, dealt to the clients, nothing lost
+    assert all(t.shape[1:] == (1, 28, 28) and (t.min() >= 0) and (t.max() <= 1) for t in x if len(t))
+    drawn = torch.cat(y).bincount(minlength=10).tolist()
+    share = np.bincount(labels, minlength=10) / len(labels)
+    assert all(abs(drawn[k] - 60 * share[k]) <= 1 for k in range(10))  # a stratified draw
+    assert sum(len(c.y_test) for c in clients) > 0  # some rows marked test
+    with pytest.raises(SystemExit, match="no train-images"):
+        main(["--csv", str(csv), "--make", "mnist", "--mnist-dir", str(tmp_path / "empty")])
