@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from tests.test_app_support import app, assert_clean
@@ -234,3 +235,28 @@ def test_a_table_gets_standardised_clients_unless_someone_chose() -> None:
     at = upload(at, "hospital.csv", content)
     assert {c["preprocessing"] for c in at.session_state["design"]["clients"]} == {"standardize"}
     assert any("preprocessing: standardize ×8" in c.value for c in at.caption)  # the 8 quick-start clients
+
+
+def test_pixel_columns_are_offered_as_images_and_read_so() -> None:
+    rng = np.random.default_rng(0)
+    n = 80
+    header = "label,client," + ",".join(f"px{i}" for i in range(144))
+    rows = [f"{i % 4},{'ab'[i % 2]}," + ",".join(map(str, rng.integers(0, 256, 144))) for i in range(n)]
+    at = upload(app("data"), "digits 12px.csv", ("\n".join([header, *rows]) + "\n").encode())
+    assert_clean(at)
+    offers = [i.value for i in at.info if "look like" in i.value]
+    assert len(offers) == 1 and "144 columns look like 12×12 grayscale images" in offers[0]
+    assert "'client' is not a pixel column" in offers[0]
+    assert not at.image  # read as a table: no images yet
+    at.button(key=widget_key(at, "button", "data.read_images")).click().run()
+    assert_clean(at)
+    data = at.session_state["design"]["data"]
+    assert data["image_shape"] == [1, 12, 12] and data["columns"]["client"] == {"type": "ignore"}
+    assert not [i for i in at.info if "look like" in i.value]  # the offer is gone once accepted
+    assert any("image 1x12x12" in c.value for c in at.caption)
+    assert at.text_input(key=widget_key(at, "text_input", "data.image_shape")).value == "1, 12, 12"
+    assert at.image[0].captions[:5] == ["0", "1", "2", "3", "0"]  # example images: each class first
+    assert any("reads each image as one flat row" in c.value for c in at.caption)  # all-mlp roster
+    natural = at.selectbox(key=widget_key(at, "selectbox", "data.partition@"))
+    natural.set_value("natural").run()
+    assert "client" in at.selectbox(key=widget_key(at, "selectbox", "data.natural_col")).options

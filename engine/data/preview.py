@@ -13,6 +13,7 @@ import numpy as np
 
 from engine.core.seeding import numpy_rng
 from engine.data import profile
+from engine.data.base import Dataset
 from engine.data.config import DataConfig
 from engine.data.federation import Federation, client_rows, deal_rows, load_dataset, partition_params
 from engine.errors import DataError
@@ -147,3 +148,35 @@ def heterogeneity(hist: np.ndarray) -> float:
             kl_q = np.nansum(np.where(total > 0, total * np.log2(total / m), 0.0))
         scores.append((kl_p + kl_q) / 2)
     return float(np.mean(scores)) if scores else 0.0
+
+
+def image_examples(data: Dataset, limit: int = 10, size: int = 56) -> list[tuple[str, np.ndarray]]:
+    """Up to ``limit`` samples of an image dataset to look at: the first of each class (then the
+    next ones) for classification, the first rows for regression; ``(caption, uint8 array)``
+    pairs, ``H x W`` for one channel and ``H x W x 3`` for three (other counts show the first
+    channel), scaled together from the shown samples' smallest to largest value (so a 0-16 or a
+    standardised dataset is as visible as 0-1 pixels) and upscaled by whole pixels to about
+    ``size`` (no smoothing: a 28-pixel digit stays sharp)."""
+    if data.input_spec.kind != "image" or len(data) == 0:
+        return []
+    y = data.y.numpy()
+    if data.task == "classification":
+        firsts = np.unique(y, return_index=True)[1]
+        rest = np.setdiff1d(np.arange(min(len(y), 10 * limit)), firsts)
+        order = np.concatenate([firsts, rest])[:limit]  # class order
+    else:
+        order = np.arange(min(len(y), limit))
+    x = data.x[order].numpy().astype(np.float64)
+    x = np.nan_to_num(x, nan=float(np.nanmin(x)) if not np.isnan(x).all() else 0.0)
+    low, high = float(x.min()), float(x.max())
+    x = (x - low) / (high - low) if high > low else np.zeros_like(x)
+    pixels = np.round(255 * x).astype(np.uint8)
+    height = pixels.shape[2]
+    factor = max(1, round(size / max(height, 1)))
+    out = []
+    for i, image in zip(order, pixels, strict=True):
+        shown = np.moveaxis(image, 0, -1) if image.shape[0] == 3 else image[0]
+        shown = shown.repeat(factor, axis=0).repeat(factor, axis=1)
+        label = data.classes[int(y[i])] if data.task == "classification" and data.classes else f"{y[i]:.3g}"
+        out.append((str(label), shown))
+    return out

@@ -9,6 +9,7 @@ one). Pages import the module they need, e.g. ``from engine.design import roster
 - :mod:`~engine.design.forms`: form fields generated from pydantic models (:class:`FieldSpec`)
 - :mod:`~engine.design.choices`: datasets, partitioners, architectures, optimisers, devices, tiers
 - :mod:`~engine.design.schema`: uploads, inspecting the data file, the schema table
+- :mod:`~engine.design.images`: reading pixel columns as images (the offer), example images
 - :mod:`~engine.design.split`: the partition preview and the primary metric it implies
 - :mod:`~engine.design.sizes`: model sizes and knobs as text
 - :mod:`~engine.design.roster`: the roster as a list of clients (defaults from ``ClientSpec``)

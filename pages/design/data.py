@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine.data.config import COLUMN_TYPES
-from engine.design import choices, document, forms, roster, scenarios, schema, split
+from engine.design import choices, document, forms, images, roster, scenarios, schema, split
 from engine.labels import dataset_label, label
 from pages.common import ui
 
@@ -222,7 +222,7 @@ def csv_advanced(data: dict, columns: list[str], dates: list[str]) -> None:
         shape_text = st.text_input(
             "Read the feature columns as an image of shape C, H, W (e.g. 1, 28, 28)",
             value=", ".join(map(str, data.get("image_shape") or [])),
-            key=ui.key("data.image_shape"),
+            key=ui.key(f"data.image_shape.{data.get('image_shape')}"),  # a new field when the shape is set
             help=forms.data_field("image_shape").description,
         )
         try:
@@ -351,6 +351,11 @@ if dataset == "csv":
                 )
             for w in report.get("warnings", []):
                 st.caption(f":material/info: {ui.plain(w)}")
+            image_offer = images.offer(report, data)
+            if image_offer is not None:  # pixel columns read as a table: offer the images
+                st.info(ui.plain(image_offer.text), icon=":material/image:")
+                if st.button("Read them as images", type="primary", key=ui.key("data.read_images")):
+                    commit(images.read_as_images(data, image_offer), rerun=True)
             st.markdown(
                 "**Columns** — change a column's *role* (feature, target, split: one client per value, "
                 "ignore) or force its *type*."
@@ -416,6 +421,15 @@ if dataset == "csv" and not data.get("path"):
 if dataset == "csv" and report is None:
     st.stop()  # the file cannot be read as set: the reading controls above are what fixes it
 blocked = inspection is not None and inspection.error is not None
+if not blocked and (info.get("kind") == "image" or data.get("image_shape")):
+    with ui.guard("showing example images"):
+        shown = images.examples(data)
+        if shown:
+            st.markdown("**Example images** as the models read them")
+            st.image([a for _, a in shown], caption=[ui.plain(c) for c, _ in shown])
+            hint = images.model_hint(design)
+            if hint:
+                st.caption(f":material/lightbulb: {ui.plain(hint)}")
 
 # ---- split ----------------------------------------------------------------------------------------
 st.subheader("Split across clients")

@@ -124,17 +124,20 @@ def describe_columns(
     report["columns"] = [p.summary() for p in plans]
     report["id_like"] = [p.name for p in plans if p.role == "id"]
     report["empty"] = [p.name for p in plans if p.type == "empty"]
+    # a column set to "ignore" (by hand, or when pixel columns are read as images) stays offered
+    # as the split or train/test column by what it holds: choosing it there un-ignores it
     report["natural_candidates"] = sorted(
         [
             p.name
             for p in plans
-            if p.type in ("categorical", "ordinal", "boolean", "group")
+            if (p.inferred if p.type == "ignore" else p.type)
+            in ("categorical", "ordinal", "boolean", "group")
             and 2 <= p.unique <= min(64, max(2, len(df) // 5))
         ],
         key=lambda n: not _SITE_NAME.search(n),
     )  # site-like names first, then file order
     report["split_candidates"] = split_candidates(
-        df, {p.name: p for p in plans if p.role in ("feature", "split")}
+        df, {p.name: p for p in plans if p.role in ("feature", "split") or p.type == "ignore"}
     )
     report["code_like"] = [p.name for p in plans if p.suggest == "categorical" and p.role == "feature"]
     report["problems"] = list(problems or [])

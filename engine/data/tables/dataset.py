@@ -43,7 +43,8 @@ from engine.data.tables.columns import (
     shape_input,
 )
 from engine.data.tables.encode import encode_columns
-from engine.data.tables.infer import Numbers, apply_missing_codes, infer_columns
+from engine.data.tables.infer import ColumnPlan, Numbers, apply_missing_codes, infer_columns
+from engine.data.tables.pixels import guess_image_shape
 from engine.data.tables.reading import Table, read_table
 from engine.data.tables.target import encode_target, infer_task, read_split
 from engine.errors import DataError
@@ -137,6 +138,8 @@ def table_to_dataset(
     if target is None:
         low = {n.lower(): n for n in names}
         report["target_suggestion"] = next((low[t] for t in _TARGET_NAMES if t in low), names[-1])
+    _image_guess(report, plans, cfg)
+    if target is None:
         report["warnings"] = warnings
         return None, report
 
@@ -207,6 +210,22 @@ def table_to_dataset(
     return dataset, report
 
 
+def _image_guess(report: dict[str, Any], plans: list[ColumnPlan], cfg: DataConfig) -> None:
+    """``report["image_guess"]``: whether the feature columns look like pixels
+    (:mod:`engine.data.tables.pixels`) while the file is read as rows; pixel columns (guessed or
+    read as images) are never offered as category codes."""
+    if cfg.image_shape is not None:
+        report["code_like"] = []
+        return
+    if cfg.window is not None:
+        return
+    guess = guess_image_shape(plans, leave_out=report.get("target_suggestion"))
+    if guess is not None:
+        report["image_guess"] = guess.summary()
+        pixels = set(guess.pixels)
+        report["code_like"] = [c for c in report["code_like"] if c not in pixels]
+
+
 def _read(source: str | Path | bytes, cfg: DataConfig, name: str | None = None) -> Table:
     """The parsed file; a path is parsed once per content and reading settings (the Data page
     inspects the same file several times per interaction). Callers never modify the frame."""
@@ -259,7 +278,8 @@ def inspect_csv(
     :param problems: collect column problems here instead of raising (see :func:`table_to_dataset`).
     :returns: ``{"rows", "columns": [{"name", "type", "inferred", "role", "missing", ...}],
         "id_like", "natural_candidates", "split_candidates", "warnings", "task", "classes", "input",
-        "format", "encoding", "delimiter", "decimal", ...}``.
+        "format", "encoding", "delimiter", "decimal", ...}``, and ``image_guess`` when the feature
+        columns look like pixels (:func:`engine.data.tables.pixels.guess_image_shape`).
     :raises DataError: the file cannot be used as configured (names the column/line and the fix).
     """
     if cfg is None:

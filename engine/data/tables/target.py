@@ -164,7 +164,8 @@ def split_candidates(df: pd.DataFrame, plans: dict[str, ColumnPlan]) -> list[str
     likely name first)."""
     found = []
     for name, plan in plans.items():
-        if plan.type not in ("categorical", "boolean", "ordinal") or not 2 <= plan.unique <= 6:
+        kind = plan.inferred if plan.type == "ignore" else plan.type
+        if kind not in ("categorical", "boolean", "ordinal") or not 2 <= plan.unique <= 6:
             continue
         values = split_values(df[name])
         if values is not None and {"train", "test"} <= set(values[pd.notna(values)]):
