@@ -14,6 +14,7 @@ script run executes the file as ``__main__`` and calls :func:`main`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -102,8 +103,17 @@ async def _routed(_app: Any) -> AsyncIterator[None]:
     """At server start, before any session: declare that this process routes with
     ``st.navigation``. Without it Streamlit's first script run after a start runs in its legacy
     multipage mode (the ``pages/`` folder exists), which does not know the router's pages: a deep
-    link as that first request (``/results?run=...``) showed "Page not found" over the page."""
-    st.navigation([st.Page(_blank, title="FedMosaic")])
+    link as that first request (``/results?run=...``) showed "Page not found" over the page.
+
+    Outside a script run ``st.navigation`` logs "missing ScriptRunContext!" twice; expected here, so
+    that logger is quiet for the call (a user starting the app sees a clean terminal)."""
+    quiet = logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        st.navigation([st.Page(_blank, title="FedMosaic")])
+    finally:
+        quiet.setLevel(level)
     yield
 
 

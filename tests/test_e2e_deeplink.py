@@ -44,3 +44,8 @@ def test_a_deep_link_on_a_fresh_server_opens_its_page(app_url: str, tmp_path: Pa
         nav.locator("a", has_text="Catalog").first.click()
         page.get_by_role("heading", name="Catalog").first.wait_for()
         _no_errors(page)
+    # the terminal a user started the app from: no start-up warnings (the router's declaration
+    # outside a script run; a websockets/uvicorn pair that breaks behind a reverse proxy)
+    log = (tmp_path / "streamlit.log").read_text(encoding="utf-8", errors="replace")
+    assert "missing ScriptRunContext" not in log, log[-2000:]
+    assert "can abort the /_stcore/stream" not in log, log[-2000:]
