@@ -39,6 +39,9 @@ ROSTER_COLUMNS = [
     "memory_mb",
     "issues",
 ]
+_FIRST = ["select", "name", "arch", "size", "knobs", "params", "memory_mb", "issues"]
+#: The roster editor's column order: what a client is and what it costs, then how it trains.
+EDITOR_ORDER = _FIRST + [c for c in ROSTER_COLUMNS if c not in _FIRST]
 #: Roster fields a value can be applied to for the selected rows at once.
 BULK_FIELDS = [
     "arch",
