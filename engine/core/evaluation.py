@@ -13,7 +13,7 @@ at a time through it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -134,11 +134,7 @@ def evaluate_clients(
     eval_states = {c.id: strategy.eval_state(c, states[c.id]) for c in clients}
     custom = strategy.overrides("predict")
     gx, gy = fed.global_test.x, fed.global_test.y
-    groups: dict[tuple[str, str], list[ClientInfo]] = {}
-    for c in clients:
-        key = (c.arch_key, str(devices[c.id])) if not custom else (f"{c.arch_key}#{c.id}", str(devices[c.id]))
-        groups.setdefault(key, []).append(c)
-    for members in groups.values():
+    for members in _module_groups(clients, devices, custom):
         device = devices[members[0].id]
         model = template(members[0].spec.model, device, build)
         model.eval()
@@ -147,11 +143,9 @@ def evaluate_clients(
         gyd = gy.to(device)
         if custom:
             c = members[0]
-            load_into(model, eval_states[c.id])
-            forward = partial(strategy.predict, c, model, states[c.id])
-            rows = rows_per_call(model, gx.shape[1:])
-            held_out = [training.predict(forward, inputs[0], batch_size=rows)]
-            global_out = {c.id: training.predict(forward, data[0].transform(gx.to(device)), batch_size=rows)}
+            predict = _own_predict(strategy, c, model, eval_states[c.id], states[c.id])
+            held_out = [predict(inputs[0])]
+            global_out = {c.id: predict(data[0].transform(gx.to(device)))}
         else:
             held_out = forward_many(model, [eval_states[c.id] for c in members], inputs)
             global_out = _global_outputs(model, members, eval_states, fed, device)
@@ -193,20 +187,14 @@ def global_figures(
     ``states`` are what a strategy's own ``predict`` reads beside the model."""
     custom = strategy.overrides("predict")
     out: dict[int, dict[str, float]] = {}
-    groups: dict[tuple[str, str], list[ClientInfo]] = {}
-    for c in clients:
-        key = (c.arch_key, str(devices[c.id])) if not custom else (f"{c.arch_key}#{c.id}", str(devices[c.id]))
-        groups.setdefault(key, []).append(c)
-    for members in groups.values():
+    for members in _module_groups(clients, devices, custom):
         device = devices[members[0].id]
         model = template(members[0].spec.model, device, build)
         model.eval()
         if custom:
             c = members[0]
-            load_into(model, eval_states[c.id])
-            forward = partial(strategy.predict, c, model, states[c.id])
-            x = fed.clients[c.id].transform(fed.global_test.x.to(device))
-            outs = {c.id: training.predict(forward, x, batch_size=rows_per_call(model, x.shape[1:]))}
+            predict = _own_predict(strategy, c, model, eval_states[c.id], states[c.id])
+            outs = {c.id: predict(fed.clients[c.id].transform(fed.global_test.x.to(device)))}
         else:
             outs = _global_outputs(model, members, eval_states, fed, device)
         gy = fed.global_test.y.to(device)
@@ -216,6 +204,28 @@ def global_figures(
         for c, m in zip(members, scored, strict=True):
             out[c.id] = {f"global_{k}": v for k, v in m.items()}
     return out
+
+
+def _module_groups(
+    clients: Sequence[ClientInfo], devices: dict[int, torch.device], custom: bool
+) -> list[list[ClientInfo]]:
+    """Clients scored through one reusable module: one model spec on one device (each client alone
+    when the strategy predicts its own way, since its ``predict`` reads that client's state)."""
+    groups: dict[tuple[str, str], list[ClientInfo]] = {}
+    for c in clients:
+        key = (f"{c.arch_key}#{c.id}" if custom else c.arch_key, str(devices[c.id]))
+        groups.setdefault(key, []).append(c)
+    return list(groups.values())
+
+
+def _own_predict(
+    strategy: Strategy, c: ClientInfo, model: torch.nn.Module, eval_state: dict[str, Tensor], state: Any
+) -> Callable[[Tensor], Tensor]:
+    """Client ``c``'s outputs for a batch of inputs through the strategy's own ``predict`` (its
+    evaluation weights loaded into ``model``), in chunks sized for the model."""
+    load_into(model, eval_state)
+    forward = partial(strategy.predict, c, model, state)
+    return lambda x: training.predict(forward, x, batch_size=rows_per_call(model, x.shape[1:]))
 
 
 def _held_out_x(data: Any) -> Tensor:
