@@ -22,7 +22,7 @@ from engine.reporting import charts
 from engine.reporting.charts import headline_label
 from engine.reporting.markup import CSS, Figures, esc, html_table, json_script
 from engine.reporting.pairing import verdicts_for
-from engine.reporting.tables import manifest, runs_summary, seed_summary
+from engine.reporting.tables import ROSTER_SUMMARY, manifest, runs_summary, seed_summary
 from engine.sanitize import safe_filename
 from engine.tracking.storage import Store
 
@@ -201,27 +201,7 @@ def _run_html(
         parts.append(f'<p class="note">Per-client charts are shown for the first {PER_RUN_CHARTS} runs.</p>')
     parts.append("<h3>Roster</h3>")
     mine = roster[roster["run_id"] == run_id] if not roster.empty else roster
-    parts.append(
-        html_table(
-            mine,
-            [
-                "client_id",
-                "name",
-                "arch",
-                "n_params",
-                "n_train",
-                "n_test",
-                "tier",
-                "device",
-                "join_round",
-                "preprocessing",
-                "optimizer",
-                "lr",
-                "epochs",
-                "batch_size",
-            ],
-        )
-    )
+    parts.append(html_table(mine, list(ROSTER_SUMMARY)))
     config = run["config"]
     parts.append(
         "<details><summary>Config (re-run with <code>python -m engine run config.json</code>)</summary>"

@@ -17,6 +17,24 @@ from engine.core.metrics import headline, run_primary, summary_keys
 from engine.errors import ConfigError
 from engine.tracking.storage import Store
 
+ROSTER_SUMMARY = (
+    "client_id",
+    "name",
+    "arch",
+    "n_params",
+    "n_train",
+    "n_test",
+    "tier",
+    "device",
+    "join_round",
+    "preprocessing",
+    "optimizer",
+    "lr",
+    "epochs",
+    "batch_size",
+)
+"""The columns of a run's roster that its Results page and its HTML report show."""
+
 
 def summary_order(run: dict[str, Any], final: dict[str, Any]) -> list[str]:
     """The order of a run's final figures in summaries: its primary metric's headline first

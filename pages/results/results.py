@@ -15,7 +15,7 @@ import streamlit as st
 from engine import health
 from engine.core.metrics import client_key, headline_key, reference_key
 from engine.design import launching
-from engine.reporting import charts, results
+from engine.reporting import charts, results, tables
 from engine.reporting.export import FORMATS, default_filename, render
 from engine.reporting.verdict import BASELINES
 from engine.sanitize import safe_filename
@@ -518,26 +518,7 @@ def config_tab(run: dict[str, Any], roster: Any, events: Any) -> None:
     with right:
         st.markdown("**Roster**")
         if not roster.empty:
-            cols = [
-                c
-                for c in (
-                    "client_id",
-                    "name",
-                    "arch",
-                    "n_params",
-                    "n_train",
-                    "n_test",
-                    "tier",
-                    "device",
-                    "join_round",
-                    "optimizer",
-                    "lr",
-                    "epochs",
-                    "batch_size",
-                    "preprocessing",
-                )
-                if c in roster.columns
-            ]
+            cols = [c for c in tables.ROSTER_SUMMARY if c in roster.columns]
             st.dataframe(roster[cols], hide_index=True, width="stretch")
         st.markdown("**Events**")
         if events is not None and not events.empty:
