@@ -487,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FEDMOSAIC_DB"] = str(home / "bench.db")
     from streamlit.testing.v1 import AppTest
 
+    from engine.reporting.results import TABS as RESULTS_TABS
     from engine.tracking.storage import Store
     from pages.common.ui import PAGES as SCRIPTS
 
@@ -530,15 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         "home_page": _timed(page(SCRIPTS["home"]), args.repeats),
         "compare_page_4_runs": _timed(page(SCRIPTS["compare"]), args.repeats),
     }
-    for tab in (
-        "Learning curves",
-        "Clients",
-        "Fairness",
-        "Communication",
-        "Time & participation",
-        "Late joiners",
-        "Config & roster",
-    ):
+    for tab in RESULTS_TABS:
         name = f"results_{args.clients}x{args.rounds}: {tab}"
         results[name] = _timed(page(SCRIPTS["results"], tab=tab, run=big), args.repeats)
     if args.browser:

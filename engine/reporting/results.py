@@ -23,6 +23,17 @@ from engine.robustness import report as robustness_report
 from engine.robustness.design import defence_label
 from engine.tracking.storage import Store
 
+TABS = (
+    "Learning curves",
+    "Clients",
+    "Fairness",
+    "Communication",
+    "Time & participation",
+    "Late joiners",
+    "Config & roster",
+)
+"""The Results page's tabs for every run (a run with privacy settings adds "Privacy")."""
+
 
 def headline(summary: dict[str, Any] | None) -> tuple[str | None, float | None]:
     """A run's headline figure from its summary (:func:`engine.core.metrics.headline`: the primary

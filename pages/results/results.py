@@ -343,16 +343,7 @@ def body() -> None:
     primary = next((k for k in (headline_key(m, best=False), headline_key(m)) if k in keys), keys[0])
     private = privacy_ui.has_privacy(run)  # its own tab (pages/common/privacy.py)
     tabs = st.tabs(
-        [
-            "Learning curves",
-            "Clients",
-            "Fairness",
-            "Communication",
-            "Time & participation",
-            "Late joiners",
-            "Config & roster",
-            *(["Privacy"] if private else []),
-        ],
+        [*results.TABS, *(["Privacy"] if private else [])],
         key="res.tab",
         on_change="rerun",
     )
