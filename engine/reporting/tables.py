@@ -54,6 +54,17 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds") if ts else None
 
 
+def _times(run: dict[str, Any]) -> dict[str, Any]:
+    """When a run was created, started and finished (ISO 8601, UTC) and how long it ran (s)."""
+    started, finished = run.get("started_at"), run.get("finished_at")
+    return {
+        "created_at": _iso(run.get("created_at")),
+        "started_at": _iso(started),
+        "finished_at": _iso(finished),
+        "duration_s": (finished - started) if finished and started else None,
+    }
+
+
 # ---- tables -------------------------------------------------------------------------------------
 def round_table(store: Store, run_id: str | Sequence[str]) -> pd.DataFrame:
     """One row per round, one column per round metric. Several runs: one row per run and round,
@@ -112,14 +123,7 @@ def runs_summary(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
             "group_id": run.get("group_id") or "",
             "tags": "; ".join(run.get("tags") or []),
             "parent_id": run.get("parent_id") or "",
-            "created_at": _iso(run.get("created_at")),
-            "started_at": _iso(run.get("started_at")),
-            "finished_at": _iso(run.get("finished_at")),
-            "duration_s": (
-                (run["finished_at"] - run["started_at"])
-                if run.get("finished_at") and run.get("started_at")
-                else None
-            ),
+            **_times(run),
         }
         key, value = headline(final, run_primary(run, set(final)))
         row.update(
@@ -225,14 +229,7 @@ def manifest(store: Store, run_id: str) -> dict[str, Any]:
         "devices": recorded.get("devices", []),
         "torch_threads": recorded.get("torch_threads"),
         "preprocessing": recorded.get("preprocessing"),  # where every preprocessing statistic came from
-        "created_at": _iso(run.get("created_at")),
-        "started_at": _iso(run.get("started_at")),
-        "finished_at": _iso(run.get("finished_at")),
-        "duration_s": (
-            (run["finished_at"] - run["started_at"])
-            if run.get("finished_at") and run.get("started_at")
-            else None
-        ),
+        **_times(run),
         "compute_s": final.get("cum_wall_s"),
         "resumes": resumes,
         "group_id": run.get("group_id"),
