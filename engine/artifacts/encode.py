@@ -89,7 +89,7 @@ def encode_table(
     mismatch(schema, [str(c) for c in df.columns])
     warnings: list[str] = []
     if form == "window":
-        return _encodemake_windows(schema, df, classes, task, target_scale, warnings)
+        return _encode_windows(schema, df, classes, task, target_scale, warnings)
     if form == "table":
         x = _encode_rows(schema, df, warnings)
     else:
@@ -118,7 +118,7 @@ def _encode_rows(
     schema: dict[str, Any], df: pd.DataFrame, warnings: list[str], check: bool = True
 ) -> np.ndarray:
     from engine.data.config import ColumnSpec
-    from engine.data.tables.encode import encode_column
+    from engine.data.tables.encode import date_parts, encode_column
     from engine.data.tables.infer import ColumnPlan, apply_missing_codes, parse_times
 
     codes = {
@@ -138,13 +138,7 @@ def _encode_rows(
                 warnings.append(
                     f"column '{name}': {int(unread.sum())} value(s) are not dates and were treated as missing"
                 )
-            parts = {
-                "year": stamps.dt.year,
-                "month": stamps.dt.month,
-                "day": stamps.dt.day,
-                "weekday": stamps.dt.day_of_week,
-                "hour": stamps.dt.hour,
-            }
+            parts = date_parts(stamps)
             block = np.stack(
                 [parts[p].astype(float).to_numpy(dtype=np.float64) for p in col["parts"]], axis=1
             )
@@ -176,7 +170,7 @@ def _encode_rows(
     return np.where(np.isfinite(x), x, np.nan)
 
 
-def _encodemake_windows(
+def _encode_windows(
     schema: dict[str, Any],
     df: pd.DataFrame,
     classes: list[str],

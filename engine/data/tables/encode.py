@@ -129,13 +129,7 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[Feat
         return onehot, [Feature(f"{name}={c}", name, "onehot", impute) for c in cats.categories]  # type: ignore[arg-type]
     if kind == "datetime":
         stamps = parse_times(s)
-        parts = {
-            "year": stamps.dt.year,
-            "month": stamps.dt.month,
-            "day": stamps.dt.day,
-            "weekday": stamps.dt.day_of_week,
-            "hour": stamps.dt.hour,
-        }
+        parts = date_parts(stamps)
         cols, feats = [], []
         for part, values in parts.items():
             values = values.astype(float)
@@ -148,3 +142,15 @@ def encode_column(plan: ColumnPlan, s: pd.Series) -> tuple[np.ndarray, list[Feat
             feats = [Feature(f"{name}.day", name, "numeric", _impute_of(plan, True))]  # type: ignore[arg-type]
         return np.stack(cols, axis=1), feats
     return np.zeros((len(s), 0)), []
+
+
+def date_parts(stamps: pd.Series) -> dict[str, pd.Series]:
+    """The numeric parts a date column is encoded as (a part constant over the training rows is
+    dropped there; a saved model's schema lists the parts it reads)."""
+    return {
+        "year": stamps.dt.year,
+        "month": stamps.dt.month,
+        "day": stamps.dt.day,
+        "weekday": stamps.dt.day_of_week,
+        "hour": stamps.dt.hour,
+    }
