@@ -86,7 +86,7 @@ def fit(
     if privacy is not None:
         from engine.privacy.dpsgd import fit_private
 
-        done = fit_private(
+        return fit_private(
             model,
             x,
             y,
@@ -100,7 +100,6 @@ def fit(
             cancel=cancel,
             work_fraction=work_fraction,
         )
-        return FitStats(done.loss, done.steps, done.samples, private_steps=done.steps, clipped=done.clipped)
     n = len(y)
     stats = FitStats()
     if n == 0 or epochs <= 0:

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from engine.core.training import FitStats
 from engine.errors import CancelledError
 from engine.privacy.recurrent import unrolled
 
@@ -208,17 +209,6 @@ def poisson_batch(n: int, rate: float, generator: torch.Generator) -> Tensor:
     return torch.nonzero(torch.rand(n, generator=generator) < rate).flatten()
 
 
-@dataclass
-class PrivateFit:
-    """What :func:`fit_private` did: the figures of :class:`engine.core.training.FitStats` plus the
-    DP steps taken and the share of records whose gradient was clipped."""
-
-    loss: float = 0.0
-    steps: int = 0
-    samples: int = 0
-    clipped: float = 0.0
-
-
 def fit_private(
     model: nn.Module,
     x: Tensor,
@@ -233,7 +223,7 @@ def fit_private(
     augment=None,
     cancel: Event | None = None,
     work_fraction: float = 1.0,
-) -> PrivateFit:
+) -> FitStats:
     """Train ``model`` with DP-SGD for ``epochs`` of ``ceil(n / batch_size)`` Poisson-sampled steps
     each (``work_fraction``: only that share of the steps, for a straggler's partial work).
 
@@ -242,7 +232,7 @@ def fit_private(
     from engine.data import augment as augmentation
 
     n = len(y)
-    stats = PrivateFit()
+    stats = FitStats()
     if n == 0 or epochs <= 0:
         return stats
     per_epoch = steps_per_epoch(n, batch_size)
@@ -275,4 +265,5 @@ def fit_private(
         stats.samples += len(idx)
     stats.loss = loss_sum / stats.samples if stats.samples else float("nan")
     stats.clipped = clipped / stats.samples if stats.samples else 0.0
+    stats.private_steps = stats.steps  # every step of this loop is a DP step
     return stats
