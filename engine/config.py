@@ -10,6 +10,7 @@ message names the field and the fix.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -123,6 +124,12 @@ class ClientSpec(BaseModel):
     @property
     def arch(self) -> str:
         return str(self.model["arch"])
+
+    @property
+    def model_key(self) -> str:
+        """The model spec as canonical text: clients with equal keys build models of identical
+        parameter shapes (and, with ``init: shared``, identical initial weights)."""
+        return json.dumps(self.model, sort_keys=True)
 
 
 class StrategySpec(BaseModel):

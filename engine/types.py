@@ -8,7 +8,6 @@ strategy package (and through it on the model zoo)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -45,7 +44,7 @@ class ClientInfo:
     @cached_property
     def arch_key(self) -> str:
         """Canonical model spec: clients with equal keys have identical parameter shapes."""
-        return json.dumps(self.spec.model, sort_keys=True)
+        return self.spec.model_key
 
 
 @dataclass

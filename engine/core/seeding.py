@@ -9,11 +9,9 @@ in which clients run, on threads, or on which other clients exist. No constructo
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import torch
@@ -53,10 +51,10 @@ def seeded(seed: int, *path: object) -> Iterator[None]:
         yield
 
 
-def init_path(init: str, client_id: int, model: dict[str, Any]) -> tuple[object, ...]:
+def init_path(init: str, client_id: int, model_key: str) -> tuple[object, ...]:
     """The seed path of a client's initial weights: with ``init="shared"`` (the default) every
     client of one model spec draws the same weights, as the reference libraries start all clients
     from one model; with ``"per_client"`` each client draws its own."""
     if init == "shared":
-        return ("init", json.dumps(model, sort_keys=True))
+        return ("init", model_key)
     return ("init", client_id)

@@ -54,7 +54,7 @@ class SetUp:
         self.flops: dict[int, int] = {}
         self.n_params: dict[int, int] = {}
         for c in self.clients:
-            with seeded(cfg.seed, *init_path(cfg.init, c.id, c.spec.model)):
+            with seeded(cfg.seed, *init_path(cfg.init, c.id, c.arch_key)):
                 model = self.build(c.spec.model)
             self.states[c.id] = {"model": detach(model.state_dict()), "extra": {}}
             key = c.arch_key

@@ -212,7 +212,7 @@ def roster_memory(
         entry = out.setdefault(
             device, {"resident": 0, "peak_client": 0, "context": 0, "client_states": 0, "clients": 0}
         )
-        key = json.dumps(spec.model, sort_keys=True)
+        key = spec.model_key
         if key not in specs.setdefault(device, set()):
             specs[device].add(key)
             entry["resident"] += est.weights * max(1, workers)

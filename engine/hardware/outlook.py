@@ -6,7 +6,6 @@ simulated time, bytes or round at which a metric first reaches a target). The cl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -83,7 +82,7 @@ def clock_warnings(
     late = []
     for s in tiered:
         tier = client_tier(s.tier, s.tier_overrides, catalogue)
-        key = json.dumps(s.model, sort_keys=True)
+        key = s.model_key
         if key not in cost:
             try:
                 with torch.random.fork_rng(devices=[]):

@@ -218,7 +218,7 @@ def export_flower(
         "site_names": _toml_text(
             ", ".join(c.name for c in roster[:10]) + (" ..." if len(roster) > 10 else "")
         ),
-        "models": _toml_text(", ".join(sorted({json.dumps(c.model, sort_keys=True) for c in roster}))),
+        "models": _toml_text(", ".join(sorted({c.model_key for c in roster}))),
         "columns": _toml_text(", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")),
         "target": _toml_text(spec["target"]["name"] or schema.get("target") or "target"),
         "test_percent": round(100 * config.data.test_fraction),

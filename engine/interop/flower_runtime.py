@@ -127,7 +127,7 @@ def initial_model(exp: Experiment, site: int) -> dict[str, Tensor]:
     from engine.core.seeding import init_path, seeded
     from engine.core.state import detach
 
-    with seeded(exp.config.seed, *init_path(exp.config.init, site, exp.roster[site].model)):
+    with seeded(exp.config.seed, *init_path(exp.config.init, site, exp.roster[site].model_key)):
         model = exp.factory()(exp.roster[site].model)
     return detach(model.state_dict())
 

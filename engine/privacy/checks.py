@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +160,7 @@ def layer_problems(config: ExperimentConfig, data: Any, private: Sequence[int]) 
     out: list[str] = []
     for i in private:
         spec = roster[i]
-        key = json.dumps(spec.model, sort_keys=True)
+        key = spec.model_key
         if key not in seen:
             try:
                 with torch.random.fork_rng(devices=[]):

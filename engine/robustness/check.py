@@ -9,7 +9,6 @@ defence against how a strategy combines, and both against the data.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -175,7 +174,7 @@ def problems(config: Any, task: str, n_classes: int, input_spec: Any) -> tuple[l
         grouped = strategy.group is not Strategy.group  # fedavg_by_arch, feddf: per architecture
         groups: dict[str, int] = {}
         for spec in roster:
-            key = json.dumps(spec.model, sort_keys=True) if grouped else "all"
+            key = spec.model_key if grouped else "all"
             groups[key] = groups.get(key, 0) + 1
         need = cls.min_contributions(params)
         fewest = min(

@@ -278,7 +278,7 @@ def mixed_models(roster: Sequence[ClientSpec], strategy: str) -> str | None:
     and name), or ``None`` if every model is the same."""
     first: dict[str, int] = {}
     for i, spec in enumerate(roster):
-        first.setdefault(json.dumps(spec.model, sort_keys=True), i)
+        first.setdefault(spec.model_key, i)
     if len(first) < 2:
         return None
     i, j = list(first.values())[:2]

@@ -12,7 +12,6 @@ client whose model nobody else uses therefore trains alone (the compatibility ch
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -48,7 +47,7 @@ def lonely_models(roster: Sequence[ClientSpec], part: str) -> str | None:
     with nobody), or ``None``."""
     members: dict[str, list[int]] = {}
     for i, spec in enumerate(roster):
-        members.setdefault(json.dumps(spec.model, sort_keys=True), []).append(i)
+        members.setdefault(spec.model_key, []).append(i)
     alone = [ids[0] for ids in members.values() if len(ids) == 1]
     if not alone or len(roster) < 2:
         return None

@@ -61,7 +61,7 @@ def params_of(sim: Simulation) -> dict[str, str]:
     out.update({f"strategy.{k}": v for k, v in cfg.strategy.params().items()})
     for spec in cfg.clients:
         prefix = f"clients.{metric_name(spec.name)}"
-        out[f"{prefix}.model"] = json.dumps(spec.model, sort_keys=True)
+        out[f"{prefix}.model"] = spec.model_key
         out.update(
             {
                 f"{prefix}.{k}": getattr(spec, k)
