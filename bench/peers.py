@@ -198,32 +198,32 @@ class Row:
     """Personal acc per round, per seed, when the row pools several seeds (``acc`` is their mean)."""
 
 
+def _round_means(curves: list[dict[int, float]]) -> dict[int, float]:
+    """The mean over ``curves`` (round -> figure) at each round every one of them reached."""
+    rounds = set.intersection(*(set(c) for c in curves))
+    return {k: float(np.mean([c[k] for c in curves])) for k in sorted(rounds)}
+
+
 def pool(rows: list[tuple[int, Row]]) -> list[Row]:
     """One row per strategy, roster and source over the seeds run: the mean per round over the
-    seeds that reached it, the seeds' own figures in ``by_seed`` and their wall time summed."""
+    seeds (at the rounds every seed reached), the seeds' own figures in ``by_seed`` and their wall
+    time summed."""
     groups: dict[tuple[str, str, str, str], list[tuple[int, Row]]] = {}
     for seed, row in rows:
         groups.setdefault((row.strategy, row.roster, row.source, row.note), []).append((seed, row))
-    out = []
-    for (strategy, roster, source, note), members in groups.items():
-
-        def mean(part: str, members: list[tuple[int, Row]] = members) -> dict[int, float]:
-            rounds = set.intersection(*(set(getattr(r, part)) for _, r in members))
-            return {k: float(np.mean([getattr(r, part)[k] for _, r in members])) for k in sorted(rounds)}
-
-        out.append(
-            Row(
-                strategy,
-                roster,
-                source,
-                mean("acc"),
-                mean("global_acc"),
-                float(sum(r.wall_s for _, r in members)),
-                note,
-                {seed: dict(r.acc) for seed, r in members},
-            )
+    return [
+        Row(
+            strategy,
+            roster,
+            source,
+            _round_means([r.acc for _, r in members]),
+            _round_means([r.global_acc for _, r in members]),
+            float(sum(r.wall_s for _, r in members)),
+            note,
+            {seed: dict(r.acc) for seed, r in members},
         )
-    return out
+        for (strategy, roster, source, note), members in groups.items()
+    ]
 
 
 def plan(names: list[str]) -> list[tuple[str, str]]:
