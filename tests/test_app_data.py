@@ -260,3 +260,24 @@ def test_pixel_columns_are_offered_as_images_and_read_so() -> None:
     natural = at.selectbox(key=widget_key(at, "selectbox", "data.partition@"))
     natural.set_value("natural").run()
     assert "client" in at.selectbox(key=widget_key(at, "selectbox", "data.natural_col")).options
+
+
+def test_a_files_train_test_column_is_offered_chosen_and_dropped() -> None:
+    rng = np.random.default_rng(0)
+    rows = "".join(
+        f"{a:.2f},{b:.2f},{'yes' if a + b > 1 else 'no'},{'test' if i % 4 == 0 else 'train'}\n"
+        for i, (a, b) in enumerate(rng.random((80, 2)))
+    )
+    at = upload(app("data"), "with split.csv", ("a,b,outcome,split\n" + rows).encode())
+    at.selectbox(key=widget_key(at, "selectbox", "data.target")).set_value("outcome").run()
+    assert_clean(at)
+    box = lambda: at.selectbox(key=widget_key(at, "selectbox", "data.split_column"))  # noqa: E731
+    assert box().value == "" and box().options[0] == "none: draw the test sets at random"
+    assert any("'split' says which rows are train" in c.value for c in at.caption)
+    box().set_value("split").run()
+    assert_clean(at)
+    assert at.session_state["design"]["data"]["split_column"] == "split"
+    assert box().value == "split"
+    box().set_value("").run()  # back to none: stored as no column, not as an empty name
+    assert_clean(at)
+    assert at.session_state["design"]["data"]["split_column"] is None

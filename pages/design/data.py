@@ -482,18 +482,22 @@ if report is not None:  # a user's file: its own train/test column, if it has on
     found = list(report.get("split_candidates") or [])
     current = data.get("split_column")
     if found or current:
-        options = [None, *dict.fromkeys([*([current] if current else []), *found])]
-        chosen = st.selectbox(
-            label("data.split_column"),
-            options,
-            index=options.index(current),
-            format_func=lambda c: (
-                "none: draw the test sets at random"
-                if c is None
-                else f"'{c}' (the file's train / test / validation rows)"
-            ),
-            key=ui.key("data.split_column"),
-            help=forms.data_field("split_column").description,
+        # "" stands for none: a None option is drawn as the empty placeholder after some reruns
+        options = ["", *dict.fromkeys([*([current] if current else []), *found])]
+        chosen = (
+            st.selectbox(
+                label("data.split_column"),
+                options,
+                index=options.index(current or ""),
+                format_func=lambda c: (
+                    f"'{c}' (the file's train / test / validation rows)"
+                    if c
+                    else "none: draw the test sets at random"
+                ),
+                key=ui.key("data.split_column"),
+                help=forms.data_field("split_column").description,
+            )
+            or None
         )
         if chosen != current:
             data = schema.set_column_role(data, chosen, "feature") if chosen else data
